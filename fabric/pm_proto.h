@@ -1,0 +1,357 @@
+/*
+ * pm_proto.h - the wire format between a task (libpmclient) and its pmd.
+ *
+ * Transport: a Unix SOCK_SEQPACKET socket, so each message is one datagram
+ * and framing is the kernel's. Every message starts with struct pm_msg_hdr
+ * (magic, version, type, total length, sequence number); every reply also
+ * carries struct pm_reply (a wire status and the culprit: which argument or
+ * which frame). Layouts are fixed-width, little-endian (the only byte order
+ * pmd runs on, checked below), with a static assertion on every offset.
+ * Segment descriptors for mappings travel as SCM_RIGHTS ancillary data.
+ *
+ * Rules a receiver applies before acting on anything:
+ *   - the datagram was not truncated and hdr.length equals its size;
+ *   - magic and version match (else the session is closed: its framing
+ *     cannot be trusted any more);
+ *   - the type is known and the body has exactly the size of that type
+ *     (READ/WRITE/MAP replies: at least the fixed part, then what the
+ *     fixed part announces, bounded by PM_MSG_MAX).
+ *
+ * Version history:
+ *   1  first version: sessions, containers, frames, maps, read/write, copy,
+ *      sharing, locks, stats.
+ */
+#ifndef PM_PROTO_H
+#define PM_PROTO_H
+
+#include <assert.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the pmd wire format is little-endian and so far so is every host it runs on"
+#endif
+
+#define PM_PROTO_MAGIC   0x31444d50u /* "PMD1" */
+#define PM_PROTO_VERSION 1u
+
+#define PM_IO_MAX        (64u * 1024u)       /* data bytes in one READ/WRITE */
+#define PM_MSG_MAX       (PM_IO_MAX + 256u)  /* largest datagram, either way */
+#define PM_MAP_MAX       4096u                /* frames in one MAP request */
+#define PM_MAP_FDS_MAX   32u                  /* segment fds in one MAP reply */
+#define PM_NODES_MAX     64u                  /* nodes in one NODES reply */
+
+enum pm_msg_type {
+	PM_MSG_HELLO = 1,
+	PM_MSG_TASK_STAT = 2,
+	PM_MSG_CREATE = 3,
+	PM_MSG_DESTROY = 4,
+	PM_MSG_STAT = 5,
+	PM_MSG_ALLOCATE = 6,
+	PM_MSG_DEALLOCATE = 7,
+	PM_MSG_MAP = 8,
+	PM_MSG_READ = 9,
+	PM_MSG_WRITE = 10,
+	PM_MSG_COPY = 11,
+	PM_MSG_SHARE = 12,
+	PM_MSG_UNSHARE = 13,
+	PM_MSG_EXPORT = 14,
+	PM_MSG_IMPORT = 15,
+	PM_MSG_RELEASE = 16,
+	PM_MSG_LOCK = 17,
+	PM_MSG_UNLOCK = 18,
+	PM_MSG_SET_POLICY = 19,
+	PM_MSG_NODES = 20,
+	PM_MSG_DEBUG_STAT = 21,
+	PM_MSG_TYPE_MAX,
+	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
+};
+
+/*
+ * Wire status: fixed values, grouped by what failed so a peer knows what to
+ * tear down. Translated to and from errno only by the two functions below.
+ */
+enum pm_status {
+	PM_ST_OK = 0,
+	/* the request itself */
+	PM_ST_BAD_MESSAGE = 0x100,  /* malformed: EPROTO */
+	PM_ST_BAD_ARGUMENT = 0x101, /* an argument out of range: EINVAL */
+	PM_ST_UNSUPPORTED = 0x102,  /* not implemented here: EOPNOTSUPP */
+	PM_ST_TOO_BIG = 0x103,      /* exceeds a protocol limit: EMSGSIZE */
+	/* capabilities */
+	PM_ST_BAD_HANDLE = 0x200,   /* not a handle of this session: EBADF */
+	PM_ST_NO_RIGHT = 0x201,     /* handle lacks the right: EPERM */
+	PM_ST_NOT_YOURS = 0x202,    /* bound to another task: EACCES */
+	PM_ST_BAD_TOKEN = 0x203,    /* forged or altered token: EINVAL */
+	PM_ST_NO_TASK = 0x204,      /* no such task: ESRCH */
+	PM_ST_REVOKED = 0x205,      /* the capability was revoked: ESTALE */
+	/* containers and frames */
+	PM_ST_NO_FRAME = 0x300,     /* ENOENT */
+	PM_ST_FRAME_EXISTS = 0x301, /* EEXIST */
+	PM_ST_NO_MEMORY = 0x302,    /* memory or the task's limit: ENOMEM */
+	PM_ST_BUSY = 0x303,         /* locked: EBUSY */
+	PM_ST_FRAME_LOST = 0x304,   /* reclaimed or on a lost node: ESTALE */
+	PM_ST_INTERNAL = 0x305,     /* the pmd failed (logged there): EIO */
+	/* nodes */
+	PM_ST_NODE_DOWN = 0x400,    /* ENODEV */
+	PM_ST_NODE_IO = 0x401,      /* EIO */
+	PM_ST_TIMEOUT = 0x402,      /* ETIMEDOUT */
+};
+
+static inline int pm_status_to_errno(uint32_t st)
+{
+	switch (st) {
+	case PM_ST_OK: return 0;
+	case PM_ST_BAD_MESSAGE: return EPROTO;
+	case PM_ST_BAD_ARGUMENT: return EINVAL;
+	case PM_ST_UNSUPPORTED: return EOPNOTSUPP;
+	case PM_ST_TOO_BIG: return EMSGSIZE;
+	case PM_ST_BAD_HANDLE: return EBADF;
+	case PM_ST_NO_RIGHT: return EPERM;
+	case PM_ST_NOT_YOURS: return EACCES;
+	case PM_ST_BAD_TOKEN: return EINVAL;
+	case PM_ST_NO_TASK: return ESRCH;
+	case PM_ST_REVOKED: return ESTALE;
+	case PM_ST_NO_FRAME: return ENOENT;
+	case PM_ST_FRAME_EXISTS: return EEXIST;
+	case PM_ST_NO_MEMORY: return ENOMEM;
+	case PM_ST_BUSY: return EBUSY;
+	case PM_ST_FRAME_LOST: return ESTALE;
+	case PM_ST_INTERNAL: return EIO;
+	case PM_ST_NODE_DOWN: return ENODEV;
+	case PM_ST_NODE_IO: return EIO;
+	case PM_ST_TIMEOUT: return ETIMEDOUT;
+	default: return EPROTO;
+	}
+}
+
+/* Header of every message. */
+struct pm_msg_hdr {
+	uint32_t magic;   /* PM_PROTO_MAGIC */
+	uint16_t version; /* PM_PROTO_VERSION */
+	uint16_t type;    /* enum pm_msg_type, | PM_MSG_REPLY in replies */
+	uint32_t length;  /* whole datagram, header included, bytes */
+	uint32_t seq;     /* chosen by the task, echoed in the reply */
+};
+static_assert(sizeof(struct pm_msg_hdr) == 16, "hdr size");
+static_assert(offsetof(struct pm_msg_hdr, type) == 6, "hdr.type");
+static_assert(offsetof(struct pm_msg_hdr, length) == 8, "hdr.length");
+static_assert(offsetof(struct pm_msg_hdr, seq) == 12, "hdr.seq");
+
+/* Follows the header in every reply; the reply body follows it. */
+struct pm_reply {
+	uint32_t status;  /* enum pm_status */
+	uint32_t arg;     /* culprit argument, 1-based; 0: none */
+	uint64_t culprit; /* culprit frame (or count), when the status has one */
+};
+static_assert(sizeof(struct pm_reply) == 16, "reply size");
+static_assert(offsetof(struct pm_reply, culprit) == 8, "reply.culprit");
+
+#define PM_REPLY_HDR (sizeof(struct pm_msg_hdr) + sizeof(struct pm_reply))
+
+/* ---- request and reply bodies ---- */
+
+struct pm_hello_req {
+	uint32_t version; /* highest version the task speaks */
+	uint32_t flags;   /* 0 */
+};
+static_assert(sizeof(struct pm_hello_req) == 8, "hello req");
+
+struct pm_hello_rep {
+	uint64_t task;        /* the session's pm_task_t */
+	uint16_t node;        /* this pmd's node id */
+	uint16_t pad;
+	uint32_t frame_size;  /* PM_FRAME_SIZE */
+	uint32_t io_max;      /* PM_IO_MAX */
+	uint32_t map_max;     /* PM_MAP_MAX */
+};
+static_assert(sizeof(struct pm_hello_rep) == 24, "hello rep");
+static_assert(offsetof(struct pm_hello_rep, frame_size) == 12, "hello.fs");
+
+/* TASK_STAT: empty request. */
+struct pm_task_stat_rep {
+	uint64_t task;
+	uint64_t guaranteed;
+	uint64_t extra_limit;
+	uint64_t allocated;
+	uint64_t extra_allocated;
+	uint64_t containers;
+	uint32_t uid;
+	uint32_t pid;
+};
+static_assert(sizeof(struct pm_task_stat_rep) == 56, "task stat rep");
+
+/* Requests naming one handle: DESTROY, STAT, UNLOCK, RELEASE, EXPORT. */
+struct pm_handle_req {
+	uint64_t handle;
+};
+static_assert(sizeof(struct pm_handle_req) == 8, "handle req");
+
+/* CREATE: empty request; SHARE and IMPORT reply with a handle too. */
+struct pm_handle_rep {
+	uint64_t handle;
+};
+static_assert(sizeof(struct pm_handle_rep) == 8, "handle rep");
+
+struct pm_stat_rep {
+	uint64_t frames;
+	uint64_t resident;
+	uint64_t remote;
+	uint64_t swapped;
+	uint64_t cow;
+	uint32_t locked_ms_left;
+	uint16_t home;
+	uint16_t pad;
+};
+static_assert(sizeof(struct pm_stat_rep) == 48, "stat rep");
+
+struct pm_alloc_req {
+	uint64_t handle;
+	uint64_t start;   /* first frame */
+	uint32_t count;   /* frames wanted, >= 1 */
+	uint32_t flags;   /* CONT_ALLOC_* */
+};
+static_assert(sizeof(struct pm_alloc_req) == 24, "alloc req");
+static_assert(offsetof(struct pm_alloc_req, count) == 16, "alloc.count");
+
+/* ALLOCATE replies with this body whatever the status: *count is written
+ * also on error. */
+struct pm_alloc_rep {
+	uint32_t count;   /* frames allocated */
+	uint32_t pad;
+};
+static_assert(sizeof(struct pm_alloc_rep) == 8, "alloc rep");
+
+struct pm_dealloc_req {
+	uint64_t handle;
+	uint64_t start;
+	uint32_t count;
+	uint32_t pad;
+};
+static_assert(sizeof(struct pm_dealloc_req) == 24, "dealloc req");
+
+struct pm_map_req {
+	uint64_t handle;
+	uint64_t start;
+	uint32_t count;   /* 1 .. PM_MAP_MAX */
+	uint32_t flags;   /* CONT_MAP_* */
+};
+static_assert(sizeof(struct pm_map_req) == 24, "map req");
+
+/* One mmap: nframes consecutive slots of one segment. */
+struct pm_map_run {
+	uint64_t segment; /* segment id, stable for the segment's life */
+	uint32_t slot;    /* first slot */
+	uint16_t nframes; /* >= 1 */
+	uint16_t prot;    /* CONT_MAP_READ | CONT_MAP_WRITE */
+};
+static_assert(sizeof(struct pm_map_run) == 16, "map run");
+
+/*
+ * MAP reply: the fixed part, then nruns runs covering the first `done`
+ * frames of the request in order, then nsegs segment ids whose descriptors
+ * ride along as SCM_RIGHTS in the same order (segments the session had not
+ * been given yet). done < count when the pmd stopped early to bound the
+ * reply; the task asks again for the rest.
+ */
+struct pm_map_rep {
+	uint32_t granted; /* CONT_MAP_* granted on every frame of the reply */
+	uint32_t done;    /* frames covered */
+	uint32_t nruns;
+	uint32_t nsegs;
+};
+static_assert(sizeof(struct pm_map_rep) == 16, "map rep");
+
+struct pm_io_req {
+	uint64_t handle;
+	uint64_t frame;
+	uint64_t offset;  /* bytes from the start of frame; may pass its end */
+	uint32_t len;     /* 1 .. PM_IO_MAX */
+	uint32_t pad;
+	/* WRITE: len bytes of data follow */
+};
+static_assert(sizeof(struct pm_io_req) == 32, "io req");
+/* READ reply: len bytes of data. WRITE reply: empty. */
+
+struct pm_copy_req {
+	uint64_t src;
+	uint64_t src_start;
+	uint64_t dst;
+	uint64_t dst_start;
+	uint32_t count;
+	uint32_t flags;
+};
+static_assert(sizeof(struct pm_copy_req) == 40, "copy req");
+/* COPY reply: empty; on ENOENT/ENOMEM reply.culprit is frame_error. */
+
+struct pm_share_req {
+	uint64_t handle;
+	uint64_t task;    /* the remote pm_task_t */
+};
+static_assert(sizeof(struct pm_share_req) == 16, "share req");
+/* UNSHARE uses pm_share_req too. */
+
+struct pm_token {
+	uint8_t bytes[32];
+};
+static_assert(sizeof(struct pm_token) == 32, "token");
+/* EXPORT: pm_handle_req -> pm_token. IMPORT: pm_token -> pm_handle_rep. */
+
+struct pm_lock_req {
+	uint64_t handle;
+	uint32_t msec;
+	uint32_t pad;
+};
+static_assert(sizeof(struct pm_lock_req) == 16, "lock req");
+
+struct pm_policy_req {
+	uint64_t handle;
+	uint32_t policy;
+	uint16_t node;
+	uint16_t pad;
+};
+static_assert(sizeof(struct pm_policy_req) == 16, "policy req");
+
+/* NODES: empty request; reply is the fixed part then count entries. */
+struct pm_nodes_rep {
+	uint32_t count;
+	uint32_t pad;
+};
+struct pm_node_entry {
+	uint16_t id;
+	uint16_t pad;
+	uint32_t state;   /* PM_NODE_* */
+	uint64_t frames_total;
+	uint64_t frames_free;
+	char address[64]; /* NUL-terminated */
+};
+static_assert(sizeof(struct pm_node_entry) == 88, "node entry");
+static_assert(offsetof(struct pm_node_entry, address) == 24, "node.address");
+
+/* DEBUG_STAT: empty request. */
+struct pm_debug_rep {
+	uint64_t tasks;
+	uint64_t containers;
+	uint64_t frames;
+	uint64_t charged;
+	uint64_t slots_used;
+	uint64_t segments;
+	uint64_t frames_total;
+	uint64_t frames_free;
+	uint32_t invariant_ok;
+	uint32_t pad;
+};
+static_assert(sizeof(struct pm_debug_rep) == 72, "debug rep");
+
+static inline void pm_msg_hdr_init(struct pm_msg_hdr *h, uint16_t type,
+				   uint32_t length, uint32_t seq)
+{
+	h->magic = PM_PROTO_MAGIC;
+	h->version = PM_PROTO_VERSION;
+	h->type = type;
+	h->length = length;
+	h->seq = seq;
+}
+
+#endif /* PM_PROTO_H */

@@ -1,0 +1,73 @@
+/*
+ * account.h - frame accounting: the node's budget and each task's charge.
+ *
+ * Every virtual frame is charged to exactly one task (its container's
+ * owner), at the one place where frames are allocated, as guaranteed (G) or
+ * extra (E). Invariants, checked by pmd_budget_check():
+ *   - sum of admitted guarantees <= budget total;
+ *   - charged = sum of every task's allocated <= total;
+ *   - a task's G-part (allocated - extra_allocated) <= its guarantee and its
+ *     extra_allocated <= its extra limit.
+ * Guarantees are reserved at admission, so a task's guaranteed allocation
+ * never finds the node full. Extra frames come out of what no guarantee
+ * reserves. Plain data, no I/O.
+ */
+#ifndef PMD_ACCOUNT_H
+#define PMD_ACCOUNT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <pm/pm.h>
+
+struct pmd_budget {
+	uint64_t total;          /* frames this node may hold (--memory) */
+	uint64_t guaranteed_sum; /* sum of admitted tasks' guarantees */
+	uint64_t charged;        /* frames charged to all tasks */
+	uint64_t extra_charged;  /* of which extra frames */
+};
+
+struct pmd_charge {
+	uint64_t guaranteed;      /* G (C after admission) */
+	uint64_t extra_limit;     /* E */
+	uint64_t allocated;       /* frames charged now, G-part + extra */
+	uint64_t extra_allocated; /* of which extra */
+};
+
+/* What admission does when a new task's guarantee does not fit. */
+enum pmd_admit_policy {
+	PMD_ADMIT_REMAINDER, /* grant what is left (possibly 0) */
+	PMD_ADMIT_REFUSE,    /* refuse the session: ENOMEM */
+};
+
+void pmd_budget_init(struct pmd_budget *b, uint64_t total);
+
+/* Admits a task asking for `want` guaranteed frames: sets c->guaranteed
+ * and c->extra_limit and reserves the guarantee. */
+error_t pmd_budget_admit(struct pmd_budget *b, enum pmd_admit_policy policy,
+			 uint64_t want, uint64_t extra, struct pmd_charge *c);
+/* The task is gone; its charge must be zero. */
+void pmd_budget_leave(struct pmd_budget *b, struct pmd_charge *c);
+
+/* A running tally used by an allocation's decode step: how many frames a
+ * task may still take in each class, given the flags. */
+struct pmd_quota {
+	uint64_t g_left; /* guaranteed frames still free for the task */
+	uint64_t e_left; /* extra frames it may still take (0 without EXTRA) */
+};
+void pmd_quota_init(const struct pmd_budget *b, const struct pmd_charge *c,
+		    bool extra_ok, struct pmd_quota *q);
+/* Takes one frame from q; *extra_out says which class. false: ENOMEM. */
+bool pmd_quota_take(struct pmd_quota *q, bool *extra_out);
+/* Gives back one frame of a class (a squashed frame's charge). */
+void pmd_quota_return(struct pmd_quota *q, bool extra, bool extra_ok);
+
+void pmd_charge_add(struct pmd_budget *b, struct pmd_charge *c, bool extra);
+void pmd_charge_sub(struct pmd_budget *b, struct pmd_charge *c, bool extra);
+
+static inline uint64_t pmd_budget_free(const struct pmd_budget *b)
+{
+	return b->total - b->charged;
+}
+
+#endif

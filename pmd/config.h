@@ -1,0 +1,39 @@
+/*
+ * config.h - the pmd's settings: defaults, then the configuration file,
+ * then the command line, which wins. Every value is checked; a bad one is
+ * reported with where it came from (option, or file and line) and pmd
+ * exits non-zero before it touches anything.
+ */
+#ifndef PMD_CONFIG_H
+#define PMD_CONFIG_H
+
+#include <stdint.h>
+
+#include "account.h"
+#include "log.h"
+
+struct pmd_config {
+	char socket[108];            /* Unix socket tasks connect to */
+	uint64_t memory;             /* node budget, bytes */
+	uint64_t guarantee;          /* default G per task, frames */
+	uint64_t extra;              /* default E per task, frames */
+	uint32_t max_lock_ms;        /* longest server lock */
+	uint16_t node_id;            /* this node's id */
+	char cluster[4096];          /* cluster file; "" on a single node */
+	char backing_store[4096];    /* paging target; "" for none */
+	char config[4096];           /* the configuration file read, if any */
+	enum pmd_admit_policy admit; /* guarantees that do not fit */
+	enum pmd_log_level log_level;
+	int ready_fd;                /* -1: none */
+};
+
+/* Fills cfg from defaults, the file named by --config and the command
+ * line. Returns 0 to run, 1 when --help/--version was served, or a
+ * positive errno after printing what was wrong. */
+error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv);
+
+/* "256M", "8G", "4096": bytes. Exposed for the unit tests. */
+error_t pmd_parse_size(const char *s, uint64_t *bytes_out);
+error_t pmd_parse_u64(const char *s, uint64_t max, uint64_t *v_out);
+
+#endif

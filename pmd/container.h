@@ -1,0 +1,97 @@
+/*
+ * container.h - containers and the operations of the container interface.
+ *
+ * A container is a set of virtual frames (its frame table) with the
+ * segments that are its protection domain, owned by one task that pays for
+ * every frame, and named by capabilities. Every operation is decode then
+ * invoke: decode checks handle, rights, ranges, existence and quota and
+ * reserves what it needs (table nodes, segments) with no visible effect;
+ * invoke applies the change and cannot fail. So a request that fails has
+ * changed nothing, except where the API says otherwise (a partial
+ * allocation keeps the frames before the stop).
+ *
+ * All functions must run on the pmd loop thread, which owns every object
+ * here.
+ */
+#ifndef PMD_CONTAINER_H
+#define PMD_CONTAINER_H
+
+#include <stdint.h>
+
+#include <pm/pm.h>
+
+#include "pm_proto.h"
+
+#include "cap.h"
+#include "frame_table.h"
+#include "list.h"
+
+struct pmd_core;
+struct pmd_task;
+struct pmd_segment;
+
+struct pmd_container {
+	uint64_t id;                  /* (C) home node << 48 | serial */
+	struct pmd_task *owner;       /* (C) pays for every frame */
+	struct pmd_ftab frames;       /* (L) frame_t -> place */
+	struct pmd_list segments;     /* (L) its own segments */
+	uint64_t free_slots;          /* (L) free slots in those segments */
+	struct pmd_list caps;         /* (L) every capability naming it */
+	struct pmd_list owner_link;   /* (L) in owner->containers */
+	uint64_t cow_frames;          /* (L) frames flagged copy-on-write */
+	uint32_t policy;              /* (L) PM_PLACE_* */
+	pm_node_t policy_node;        /* (L) for PM_PLACE_NODE */
+};
+
+/* Which argument or frame a failed request stumbled on. */
+struct pmd_culprit {
+	uint32_t arg;     /* 1-based argument of the call; 0: none */
+	uint64_t frame;   /* the frame, when the error has one */
+};
+
+/* What a map gives the task: runs to mmap, and the segments among them
+ * whose descriptors it does not hold yet. */
+struct pmd_map_out {
+	uint32_t granted;
+	uint32_t done;
+	uint32_t nruns;
+	uint32_t nsegs;
+	struct pm_map_run runs[PM_MAP_MAX];
+	struct pmd_segment *segs[PM_MAP_FDS_MAX];
+};
+
+error_t pmd_container_create(struct pmd_core *core, struct pmd_task *task,
+			     container_t *handle_out);
+error_t pmd_container_destroy(struct pmd_core *core, struct pmd_task *task,
+			      container_t h, struct pmd_culprit *why);
+/* Frees a container and everything under it: every capability naming it
+ * dies. Used by destroy and by the owner's death. */
+void pmd_container_free(struct pmd_core *core, struct pmd_container *c);
+
+error_t pmd_container_stat(struct pmd_core *core, struct pmd_task *task,
+			   container_t h, struct pm_stat_rep *st_out,
+			   struct pmd_culprit *why);
+
+/* *done is written on success and on failure (the API's *count). */
+error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
+			       container_t h, frame_t start, uint32_t count,
+			       uint32_t flags, uint32_t *done,
+			       struct pmd_culprit *why);
+error_t pmd_container_deallocate(struct pmd_core *core, struct pmd_task *task,
+				 container_t h, frame_t start, uint32_t count,
+				 struct pmd_culprit *why);
+
+error_t pmd_container_map(struct pmd_core *core, struct pmd_task *task,
+			  container_t h, frame_t start, uint32_t count,
+			  uint32_t flags, struct pmd_map_out *out,
+			  struct pmd_culprit *why);
+
+error_t pmd_container_read(struct pmd_core *core, struct pmd_task *task,
+			   container_t h, frame_t frame, uint64_t offset,
+			   void *buf, uint32_t len, struct pmd_culprit *why);
+error_t pmd_container_write(struct pmd_core *core, struct pmd_task *task,
+			    container_t h, frame_t frame, uint64_t offset,
+			    const void *buf, uint32_t len,
+			    struct pmd_culprit *why);
+
+#endif

@@ -1,0 +1,176 @@
+/* core.c - see core.h. */
+#include "core.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "container.h"
+#include "log.h"
+
+void pmd_core_init(struct pmd_core *core, const struct pmd_core_config *cfg)
+{
+	memset(core, 0, sizeof(*core));
+	core->cfg = *cfg;
+	pmd_budget_init(&core->budget, cfg->frames_total);
+	pmd_segtab_init(&core->segs);
+	pmd_list_init(&core->tasks);
+}
+
+void pmd_core_fini(struct pmd_core *core)
+{
+	assert(pmd_list_empty(&core->tasks));
+	pmd_segtab_fini(&core->segs);
+}
+
+error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
+			uint32_t pid, struct pmd_task **task_out)
+{
+	struct pmd_task *t = calloc(1, sizeof(*t));
+	error_t err;
+
+	if (!t)
+		return ENOMEM;
+	err = pmd_budget_admit(&core->budget, core->cfg.admit,
+			       core->cfg.guarantee, core->cfg.extra, &t->charge);
+	if (err) {
+		pmd_warn("refusing a session of uid %u pid %u: its guarantee of "
+			 "%lu frames does not fit", uid, pid,
+			 (unsigned long)core->cfg.guarantee);
+		free(t);
+		return err;
+	}
+	t->id = (pm_task_t)core->cfg.node << 48 | ++core->next_task;
+	t->uid = uid;
+	t->gid = gid;
+	t->pid = pid;
+	pmd_htab_init(&t->handles);
+	pmd_list_init(&t->containers);
+	pmd_list_add(&core->tasks, &t->link);
+	core->ntasks++;
+	*task_out = t;
+	return 0;
+}
+
+void pmd_task_destroy(struct pmd_core *core, struct pmd_task *task)
+{
+	struct pmd_list *pos, *tmp;
+
+	pmd_list_for_each_safe(pos, tmp, &task->containers)
+		pmd_container_free(core, pmd_container_of(
+			pos, struct pmd_container, owner_link));
+	/* Capabilities it held to other tasks' containers. */
+	for (uint32_t i = 0; i < task->handles.len; i++) {
+		struct pmd_cap *cap = task->handles.v[i];
+		if (!cap)
+			continue;
+		pmd_htab_remove(&task->handles, cap);
+		pmd_list_del(&cap->cont_link);
+		free(cap);
+	}
+	pmd_htab_fini(&task->handles);
+	pmd_budget_leave(&core->budget, &task->charge);
+	pmd_list_del(&task->link);
+	core->ntasks--;
+	free(task->segs_given);
+	free(task);
+}
+
+void pmd_task_stat(const struct pmd_task *task, struct pm_task_stat_rep *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->task = task->id;
+	out->guaranteed = task->charge.guaranteed;
+	out->extra_limit = task->charge.extra_limit;
+	out->allocated = task->charge.allocated;
+	out->extra_allocated = task->charge.extra_allocated;
+	out->containers = task->ncontainers;
+	out->uid = task->uid;
+	out->pid = task->pid;
+}
+
+void pmd_core_debug(struct pmd_core *core, struct pm_debug_rep *out)
+{
+	uint64_t frames = 0, charged = 0, guaranteed = 0, refs = 0, conts = 0;
+	bool ok = true;
+	struct pmd_list *tp, *cp;
+
+	memset(out, 0, sizeof(*out));
+	for (tp = core->tasks.next; tp != &core->tasks; tp = tp->next) {
+		struct pmd_task *t = pmd_container_of(tp, struct pmd_task, link);
+		uint64_t mine = 0, extra = 0;
+
+		for (cp = t->containers.next; cp != &t->containers; cp = cp->next) {
+			struct pmd_container *c = pmd_container_of(
+				cp, struct pmd_container, owner_link);
+			frame_t f = 0;
+			struct pmd_frame *e;
+
+			conts++;
+			while (pmd_ftab_next(&c->frames, &f, &e)) {
+				struct pmd_segment *seg =
+					pmd_segtab_get(&core->segs, e->seg);
+				if (!seg || !seg->slots.ref[e->slot]) {
+					pmd_err("check: frame %#lx of container %#lx "
+						"has no slot", (unsigned long)f,
+						(unsigned long)c->id);
+					ok = false;
+				}
+				mine++;
+				extra += !!(e->flags & PMD_FRAME_EXTRA);
+				if (f == UINT64_MAX)
+					break;
+				f++;
+			}
+		}
+		if (mine != t->charge.allocated || extra != t->charge.extra_allocated) {
+			pmd_err("check: task %#lx is charged %lu (%lu extra) but "
+				"owns %lu (%lu extra)", (unsigned long)t->id,
+				(unsigned long)t->charge.allocated,
+				(unsigned long)t->charge.extra_allocated,
+				(unsigned long)mine, (unsigned long)extra);
+			ok = false;
+		}
+		if (t->charge.allocated - t->charge.extra_allocated >
+		    t->charge.guaranteed ||
+		    t->charge.extra_allocated > t->charge.extra_limit) {
+			pmd_err("check: task %#lx is over its limits",
+				(unsigned long)t->id);
+			ok = false;
+		}
+		frames += mine;
+		charged += t->charge.allocated;
+		guaranteed += t->charge.guaranteed;
+	}
+	for (uint32_t i = 0; i < core->segs.len; i++) {
+		struct pmd_segment *seg = core->segs.v[i];
+		if (!seg)
+			continue;
+		for (unsigned s = 0; s < PMD_SEG_SLOTS; s++)
+			refs += seg->slots.ref[s];
+	}
+	if (frames != core->nframes || charged != core->budget.charged ||
+	    guaranteed != core->budget.guaranteed_sum ||
+	    conts != core->ncontainers || refs != frames ||
+	    core->budget.charged > core->budget.total ||
+	    core->budget.guaranteed_sum > core->budget.total) {
+		pmd_err("check: node totals disagree: frames %lu/%lu charged "
+			"%lu/%lu guaranteed %lu/%lu slot refs %lu",
+			(unsigned long)frames, (unsigned long)core->nframes,
+			(unsigned long)charged, (unsigned long)core->budget.charged,
+			(unsigned long)guaranteed,
+			(unsigned long)core->budget.guaranteed_sum,
+			(unsigned long)refs);
+		ok = false;
+	}
+	out->tasks = core->ntasks;
+	out->containers = core->ncontainers;
+	out->frames = core->nframes;
+	out->charged = core->budget.charged;
+	out->slots_used = core->segs.slots_used;
+	out->segments = core->segs.live;
+	out->frames_total = core->budget.total;
+	out->frames_free = pmd_budget_free(&core->budget);
+	out->invariant_ok = ok;
+}

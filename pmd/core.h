@@ -1,0 +1,59 @@
+/*
+ * core.h - the state of one pmd node: its budget, segments, tasks and
+ * containers, and the life of tasks. No I/O beyond the segments' memory;
+ * the server module drives it from the one loop thread that owns it.
+ */
+#ifndef PMD_CORE_H
+#define PMD_CORE_H
+
+#include <stdint.h>
+
+#include <pm/pm.h>
+
+#include "pm_proto.h"
+
+#include "account.h"
+#include "list.h"
+#include "segment.h"
+#include "task.h"
+
+struct pmd_core_config {
+	pm_node_t node;                 /* this node's id */
+	uint64_t frames_total;          /* budget in frames */
+	uint64_t guarantee;             /* default G per task */
+	uint64_t extra;                 /* default E per task */
+	enum pmd_admit_policy admit;    /* when a guarantee does not fit */
+	uint32_t max_lock_ms;           /* longest server lock */
+};
+
+struct pmd_core {
+	struct pmd_core_config cfg;     /* (C) */
+	struct pmd_budget budget;       /* (L) */
+	struct pmd_segtab segs;         /* (L) */
+	struct pmd_list tasks;          /* (L) live tasks */
+	uint64_t ntasks;                /* (L) */
+	uint64_t ncontainers;           /* (L) live containers */
+	uint64_t nframes;               /* (L) frames in all containers */
+	uint64_t next_task;             /* (L) serial of the next task */
+	uint64_t next_container;        /* (L) serial of the next container */
+};
+
+void pmd_core_init(struct pmd_core *core, const struct pmd_core_config *cfg);
+/* Every task must have been destroyed. */
+void pmd_core_fini(struct pmd_core *core);
+
+/* A new session: admits its guarantee (ENOMEM when the admission policy
+ * refuses). */
+error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
+			uint32_t pid, struct pmd_task **task_out);
+/* The session ended or the task died: its containers are freed, the
+ * capabilities it held released. */
+void pmd_task_destroy(struct pmd_core *core, struct pmd_task *task);
+
+void pmd_task_stat(const struct pmd_task *task, struct pm_task_stat_rep *out);
+
+/* Counts and cross-checks the node's accounting; invariant_ok says whether
+ * every check held (failures are logged). */
+void pmd_core_debug(struct pmd_core *core, struct pm_debug_rep *out);
+
+#endif

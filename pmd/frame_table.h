@@ -1,0 +1,62 @@
+/*
+ * frame_table.h - a container's sparse map from virtual frame (frame_t) to
+ * where its contents are.
+ *
+ * A radix tree of 64-way nodes whose height grows with the largest frame
+ * identifier in use; leaves hold 64 entries inline with a presence bitmap, so
+ * a dense run of frames costs 16 bytes per frame plus 1/64 of a leaf header.
+ * Empty leaves and interior nodes are freed as the last entry under them
+ * goes. Plain data: no I/O, no locks; the container's owner (the pmd loop
+ * thread) is the only user.
+ *
+ * Two-step insertion keeps request handling decode-then-invoke:
+ * pmd_ftab_reserve() allocates the nodes on a key's path (it may fail and
+ * changes nothing visible), after which pmd_ftab_insert() for that key
+ * cannot fail.
+ */
+#ifndef PMD_FRAME_TABLE_H
+#define PMD_FRAME_TABLE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <pm/pm.h>
+
+#define PMD_FRAME_EXTRA 0x1 /* charged as an extra frame (beyond G) */
+#define PMD_FRAME_COW   0x2 /* shares its slot with another frame */
+
+/* Where one virtual frame's contents are. 16 bytes. */
+struct pmd_frame {
+	uint32_t seg;   /* index of the segment in the node's segment table */
+	uint16_t slot;  /* slot within that segment */
+	uint16_t flags; /* PMD_FRAME_* */
+	uint32_t gen;   /* bumped whenever the frame changes place */
+	uint32_t pad;
+};
+
+struct pmd_ftab {
+	void *root;      /* leaf when height == 1, interior node above */
+	unsigned height; /* 0: empty; levels of nodes, leaves included */
+	uint64_t count;  /* present entries */
+};
+
+void pmd_ftab_init(struct pmd_ftab *t);
+void pmd_ftab_fini(struct pmd_ftab *t);
+
+struct pmd_frame *pmd_ftab_lookup(const struct pmd_ftab *t, frame_t f);
+
+/* Makes room for key f; ENOMEM leaves the table as it was (as seen by
+ * lookups: an empty node may stay until the table is finalised). */
+error_t pmd_ftab_reserve(struct pmd_ftab *t, frame_t f);
+
+/* Marks f present and returns its zeroed entry. f must not be present and
+ * must have been reserved since the last removal. */
+struct pmd_frame *pmd_ftab_insert(struct pmd_ftab *t, frame_t f);
+
+/* Removes f, which must be present. */
+void pmd_ftab_remove(struct pmd_ftab *t, frame_t f);
+
+/* Finds the first present frame >= *f; true and *f, *e set when found. */
+bool pmd_ftab_next(const struct pmd_ftab *t, frame_t *f, struct pmd_frame **e);
+
+#endif

@@ -1,0 +1,144 @@
+/* segment.c - see segment.h. */
+#include "segment.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define SEG_BYTES ((size_t)PMD_SEG_SLOTS * PM_FRAME_SIZE)
+
+void pmd_segtab_init(struct pmd_segtab *t)
+{
+	memset(t, 0, sizeof(*t));
+}
+
+void pmd_segtab_fini(struct pmd_segtab *t)
+{
+	assert(t->live == 0);
+	free(t->v);
+	free(t->gen);
+	memset(t, 0, sizeof(*t));
+}
+
+static error_t segtab_take_index(struct pmd_segtab *t, uint32_t *index_out)
+{
+	for (uint32_t i = t->hint; i < t->len; i++) {
+		if (!t->v[i]) {
+			*index_out = i;
+			return 0;
+		}
+	}
+	if (t->len == t->cap) {
+		uint32_t ncap = t->cap ? t->cap * 2 : 64;
+		struct pmd_segment **v = realloc(t->v, ncap * sizeof(*v));
+		if (!v)
+			return ENOMEM;
+		t->v = v;
+		uint32_t *gen = realloc(t->gen, ncap * sizeof(*gen));
+		if (!gen)
+			return ENOMEM;
+		t->gen = gen;
+		t->cap = ncap;
+	}
+	t->v[t->len] = NULL;
+	t->gen[t->len] = 0;
+	*index_out = t->len++;
+	return 0;
+}
+
+error_t pmd_segment_create(struct pmd_segtab *t, struct pmd_segment **seg_out)
+{
+	struct pmd_segment *seg = NULL;
+	uint32_t index;
+	error_t err;
+
+	err = segtab_take_index(t, &index);
+	if (err)
+		goto out;
+	seg = calloc(1, sizeof(*seg));
+	if (!seg) {
+		err = ENOMEM;
+		goto out;
+	}
+	seg->fd = memfd_create("pmd-segment", MFD_CLOEXEC);
+	if (seg->fd < 0) {
+		err = errno;
+		pmd_err("memfd_create: %m");
+		goto free_seg;
+	}
+	if (ftruncate(seg->fd, (off_t)SEG_BYTES) < 0) {
+		err = errno;
+		pmd_err("ftruncate segment: %m");
+		goto close_fd;
+	}
+	seg->base = mmap(NULL, SEG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 seg->fd, 0);
+	if (seg->base == MAP_FAILED) {
+		err = errno;
+		pmd_err("mmap segment: %m");
+		goto close_fd;
+	}
+	pmd_slots_init(&seg->slots);
+	pmd_list_init(&seg->link);
+	seg->index = index;
+	t->gen[index]++;
+	seg->id = (uint64_t)t->gen[index] << 32 | index;
+	t->v[index] = seg;
+	t->hint = index + 1;
+	t->live++;
+	*seg_out = seg;
+	return 0;
+
+close_fd:
+	close(seg->fd);
+free_seg:
+	free(seg);
+out:
+	return err;
+}
+
+void pmd_segment_destroy(struct pmd_segtab *t, struct pmd_segment *seg)
+{
+	assert(t->v[seg->index] == seg);
+	t->slots_used -= seg->slots.used;
+	t->v[seg->index] = NULL;
+	if (seg->index < t->hint)
+		t->hint = seg->index;
+	t->live--;
+	pmd_list_del(&seg->link);
+	munmap(seg->base, SEG_BYTES);
+	close(seg->fd);
+	free(seg);
+}
+
+int pmd_segment_slot_alloc(struct pmd_segtab *t, struct pmd_segment *seg)
+{
+	int slot = pmd_slots_alloc(&seg->slots);
+
+	if (slot >= 0)
+		t->slots_used++;
+	return slot;
+}
+
+bool pmd_segment_slot_put(struct pmd_segtab *t, struct pmd_segment *seg,
+			  unsigned slot)
+{
+	if (!pmd_slots_put(&seg->slots, slot))
+		return false;
+	t->slots_used--;
+	/* Give the page back and make the slot read as zeros. Should the
+	 * kernel refuse, zero it by hand: a slot is never handed out dirty. */
+	if (fallocate(seg->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)slot * PM_FRAME_SIZE, PM_FRAME_SIZE) < 0) {
+		pmd_warn("punching slot %u of segment %#lx: %m; zeroing it",
+			 slot, (unsigned long)seg->id);
+		memset(pmd_segment_frame(seg, slot), 0, PM_FRAME_SIZE);
+	}
+	return true;
+}

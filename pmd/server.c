@@ -1,0 +1,620 @@
+/* server.c - see server.h. */
+#include "server.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "container.h"
+#include "log.h"
+#include "pm_proto.h"
+
+#define EPOLL_BATCH 64
+#define RX_FDS_MAX  16 /* descriptors a task might send; closed unread */
+
+struct pmd_session {
+	int fd;                      /* (L) the connection */
+	struct pmd_task *task;       /* (L) NULL until HELLO */
+	struct pmd_list link;        /* (L) in srv->sessions */
+};
+
+struct pmd_server {
+	int listen_fd;               /* (C) */
+	int signal_fd;               /* (C) SIGTERM, SIGINT */
+	int epoll_fd;                /* (C) */
+	struct pmd_core *core;       /* (C) */
+	struct pmd_list sessions;    /* (L) */
+	char socket_path[108];       /* (C) */
+	uint64_t sessions_total;     /* (L) served since start */
+	uint8_t rx[PM_MSG_MAX + 1];  /* (L) one request */
+	uint8_t tx[PM_MSG_MAX];      /* (L) one reply */
+	struct pmd_map_out map;      /* (L) scratch for MAP */
+};
+
+/* Replies are built in srv->tx: header, pm_reply, then the body. */
+struct reply {
+	uint32_t body_len;
+	const int *fds;
+	uint32_t nfds;
+	struct pmd_culprit why;
+};
+
+static uint32_t errno_to_status(error_t err)
+{
+	switch (err) {
+	case 0: return PM_ST_OK;
+	case EPROTO: return PM_ST_BAD_MESSAGE;
+	case EINVAL: return PM_ST_BAD_ARGUMENT;
+	case EOPNOTSUPP: return PM_ST_UNSUPPORTED;
+	case EMSGSIZE: return PM_ST_TOO_BIG;
+	case EBADF: return PM_ST_BAD_HANDLE;
+	case EPERM: return PM_ST_NO_RIGHT;
+	case EACCES: return PM_ST_NOT_YOURS;
+	case ESRCH: return PM_ST_NO_TASK;
+	case ENOENT: return PM_ST_NO_FRAME;
+	case EEXIST: return PM_ST_FRAME_EXISTS;
+	case ENOMEM: return PM_ST_NO_MEMORY;
+	case EBUSY: return PM_ST_BUSY;
+	case ESTALE: return PM_ST_FRAME_LOST;
+	case ENODEV: return PM_ST_NODE_DOWN;
+	case ETIMEDOUT: return PM_ST_TIMEOUT;
+	default: return PM_ST_INTERNAL;
+	}
+}
+
+static void *reply_body(struct pmd_server *srv)
+{
+	return srv->tx + PM_REPLY_HDR;
+}
+
+static void session_close(struct pmd_server *srv, struct pmd_session *s)
+{
+	if (s->task)
+		pmd_debug("task %#lx leaves", (unsigned long)s->task->id);
+	epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, s->fd, NULL);
+	close(s->fd);
+	if (s->task)
+		pmd_task_destroy(srv->core, s->task);
+	pmd_list_del(&s->link);
+	free(s);
+}
+
+/* Sends the reply; false when the session must be closed. */
+static bool reply_send(struct pmd_server *srv, struct pmd_session *s,
+		       const struct pm_msg_hdr *req, error_t err,
+		       const struct reply *r)
+{
+	struct pm_msg_hdr *h = (struct pm_msg_hdr *)srv->tx;
+	struct pm_reply *rep = (struct pm_reply *)(h + 1);
+	uint32_t len = (uint32_t)PM_REPLY_HDR + r->body_len;
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * PM_MAP_FDS_MAX)];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { .iov_base = srv->tx, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	assert(len <= sizeof(srv->tx) && r->nfds <= PM_MAP_FDS_MAX);
+	pm_msg_hdr_init(h, req->type | PM_MSG_REPLY, len, req->seq);
+	rep->status = errno_to_status(err);
+	rep->arg = r->why.arg;
+	rep->culprit = r->why.frame;
+	if (r->nfds) {
+		struct cmsghdr *c;
+		memset(&ctl, 0, sizeof(ctl));
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * r->nfds);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * r->nfds);
+		memcpy(CMSG_DATA(c), r->fds, sizeof(int) * r->nfds);
+	}
+	if (sendmsg(s->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len)
+		return true;
+	/* One request, one reply: a task that leaves replies unread or has
+	 * gone away loses its session rather than stall the pmd. */
+	if (errno == EAGAIN)
+		pmd_warn("task %#lx does not read its replies; closing it",
+			 s->task ? (unsigned long)s->task->id : 0ul);
+	else if (errno != EPIPE && errno != ECONNRESET)
+		pmd_warn("reply to a task: %m");
+	return false;
+}
+
+/* ---- request handlers: body checked for size by the dispatcher ---- */
+
+typedef error_t (*handler_fn)(struct pmd_server *srv, struct pmd_session *s,
+			      const void *body, uint32_t body_len,
+			      struct reply *r);
+
+static error_t do_hello(struct pmd_server *srv, struct pmd_session *s,
+			const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_hello_req *req = body;
+	struct pm_hello_rep *rep = reply_body(srv);
+	struct ucred cred = { 0 };
+	socklen_t len = sizeof(cred);
+	error_t err;
+
+	if (s->task || req->flags) {
+		r->why.arg = s->task ? 0 : 2;
+		return s->task ? EPROTO : EINVAL;
+	}
+	if (req->version < PM_PROTO_VERSION) {
+		r->why.arg = 1;
+		return EPROTO;
+	}
+	if (getsockopt(s->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		pmd_warn("SO_PEERCRED: %m");
+	err = pmd_task_create(srv->core, cred.uid, cred.gid, (uint32_t)cred.pid,
+			      &s->task);
+	if (err)
+		return err;
+	pmd_debug("task %#lx: uid %u pid %u", (unsigned long)s->task->id,
+		  cred.uid, cred.pid);
+	rep->task = s->task->id;
+	rep->node = srv->core->cfg.node;
+	rep->pad = 0;
+	rep->frame_size = PM_FRAME_SIZE;
+	rep->io_max = PM_IO_MAX;
+	rep->map_max = PM_MAP_MAX;
+	r->body_len = sizeof(*rep);
+	return 0;
+}
+
+static error_t do_task_stat(struct pmd_server *srv, struct pmd_session *s,
+			    const void *body, uint32_t body_len, struct reply *r)
+{
+	pmd_task_stat(s->task, reply_body(srv));
+	r->body_len = sizeof(struct pm_task_stat_rep);
+	return 0;
+}
+
+static error_t do_create(struct pmd_server *srv, struct pmd_session *s,
+			 const void *body, uint32_t body_len, struct reply *r)
+{
+	struct pm_handle_rep *rep = reply_body(srv);
+	error_t err = pmd_container_create(srv->core, s->task, &rep->handle);
+
+	if (!err)
+		r->body_len = sizeof(*rep);
+	return err;
+}
+
+static error_t do_destroy(struct pmd_server *srv, struct pmd_session *s,
+			  const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_handle_req *req = body;
+
+	return pmd_container_destroy(srv->core, s->task, req->handle, &r->why);
+}
+
+static error_t do_stat(struct pmd_server *srv, struct pmd_session *s,
+		       const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_handle_req *req = body;
+	error_t err = pmd_container_stat(srv->core, s->task, req->handle,
+					 reply_body(srv), &r->why);
+
+	if (!err)
+		r->body_len = sizeof(struct pm_stat_rep);
+	return err;
+}
+
+static error_t do_allocate(struct pmd_server *srv, struct pmd_session *s,
+			   const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_alloc_req *req = body;
+	struct pm_alloc_rep *rep = reply_body(srv);
+	uint32_t done = 0;
+	error_t err;
+
+	err = pmd_container_allocate(srv->core, s->task, req->handle,
+				     req->start, req->count, req->flags, &done,
+				     &r->why);
+	rep->count = done;
+	rep->pad = 0;
+	r->body_len = sizeof(*rep); /* also on error: *count */
+	return err;
+}
+
+static error_t do_deallocate(struct pmd_server *srv, struct pmd_session *s,
+			     const void *body, uint32_t body_len,
+			     struct reply *r)
+{
+	const struct pm_dealloc_req *req = body;
+
+	return pmd_container_deallocate(srv->core, s->task, req->handle,
+					req->start, req->count, &r->why);
+}
+
+static error_t do_map(struct pmd_server *srv, struct pmd_session *s,
+		      const void *body, uint32_t body_len, struct reply *r)
+{
+	static int fds[PM_MAP_FDS_MAX];
+	const struct pm_map_req *req = body;
+	struct pmd_map_out *m = &srv->map;
+	struct pm_map_rep *rep = reply_body(srv);
+	uint8_t *p = (uint8_t *)(rep + 1);
+	error_t err;
+
+	err = pmd_container_map(srv->core, s->task, req->handle, req->start,
+				req->count, req->flags, m, &r->why);
+	if (err)
+		return err;
+	rep->granted = m->granted;
+	rep->done = m->done;
+	rep->nruns = m->nruns;
+	rep->nsegs = m->nsegs;
+	memcpy(p, m->runs, m->nruns * sizeof(m->runs[0]));
+	p += m->nruns * sizeof(m->runs[0]);
+	for (uint32_t i = 0; i < m->nsegs; i++) {
+		memcpy(p, &m->segs[i]->id, sizeof(uint64_t));
+		p += sizeof(uint64_t);
+		fds[i] = m->segs[i]->fd;
+	}
+	r->body_len = (uint32_t)(p - (uint8_t *)rep);
+	r->fds = fds;
+	r->nfds = m->nsegs;
+	return 0;
+}
+
+static error_t do_read(struct pmd_server *srv, struct pmd_session *s,
+		       const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_io_req *req = body;
+	error_t err;
+
+	if (req->pad) {
+		r->why.arg = 0;
+		return EPROTO;
+	}
+	err = pmd_container_read(srv->core, s->task, req->handle, req->frame,
+				 req->offset, reply_body(srv), req->len,
+				 &r->why);
+	if (!err)
+		r->body_len = req->len;
+	return err;
+}
+
+static error_t do_write(struct pmd_server *srv, struct pmd_session *s,
+			const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_io_req *req = body;
+
+	if (req->pad || body_len != sizeof(*req) + (uint64_t)req->len)
+		return EPROTO;
+	return pmd_container_write(srv->core, s->task, req->handle, req->frame,
+				   req->offset, req + 1, req->len, &r->why);
+}
+
+static error_t do_nodes(struct pmd_server *srv, struct pmd_session *s,
+			const void *body, uint32_t body_len, struct reply *r)
+{
+	struct pm_nodes_rep *rep = reply_body(srv);
+	struct pm_node_entry *n = (struct pm_node_entry *)(rep + 1);
+	struct pmd_core *core = srv->core;
+
+	memset(rep, 0, sizeof(*rep) + sizeof(*n));
+	rep->count = 1;
+	n->id = core->cfg.node;
+	n->state = PM_NODE_UP;
+	n->frames_total = core->budget.total;
+	n->frames_free = pmd_budget_free(&core->budget);
+	snprintf(n->address, sizeof(n->address), "unix:%.58s", srv->socket_path);
+	r->body_len = sizeof(*rep) + sizeof(*n);
+	return 0;
+}
+
+static error_t do_debug_stat(struct pmd_server *srv, struct pmd_session *s,
+			     const void *body, uint32_t body_len,
+			     struct reply *r)
+{
+	pmd_core_debug(srv->core, reply_body(srv));
+	r->body_len = sizeof(struct pm_debug_rep);
+	return 0;
+}
+
+static error_t do_unsupported(struct pmd_server *srv, struct pmd_session *s,
+			      const void *body, uint32_t body_len,
+			      struct reply *r)
+{
+	return EOPNOTSUPP;
+}
+
+/* Each type: its handler, the body size it takes (exact, or at least for
+ * variable bodies), and whether a task must have said HELLO first. */
+static const struct {
+	handler_fn fn;
+	uint32_t body;
+	bool variable;
+} handlers[PM_MSG_TYPE_MAX] = {
+	[PM_MSG_HELLO] = { do_hello, sizeof(struct pm_hello_req), false },
+	[PM_MSG_TASK_STAT] = { do_task_stat, 0, false },
+	[PM_MSG_CREATE] = { do_create, 0, false },
+	[PM_MSG_DESTROY] = { do_destroy, sizeof(struct pm_handle_req), false },
+	[PM_MSG_STAT] = { do_stat, sizeof(struct pm_handle_req), false },
+	[PM_MSG_ALLOCATE] = { do_allocate, sizeof(struct pm_alloc_req), false },
+	[PM_MSG_DEALLOCATE] = { do_deallocate, sizeof(struct pm_dealloc_req), false },
+	[PM_MSG_MAP] = { do_map, sizeof(struct pm_map_req), false },
+	[PM_MSG_READ] = { do_read, sizeof(struct pm_io_req), false },
+	[PM_MSG_WRITE] = { do_write, sizeof(struct pm_io_req), true },
+	[PM_MSG_COPY] = { do_unsupported, sizeof(struct pm_copy_req), false },
+	[PM_MSG_SHARE] = { do_unsupported, sizeof(struct pm_share_req), false },
+	[PM_MSG_UNSHARE] = { do_unsupported, sizeof(struct pm_share_req), false },
+	[PM_MSG_EXPORT] = { do_unsupported, sizeof(struct pm_handle_req), false },
+	[PM_MSG_IMPORT] = { do_unsupported, sizeof(struct pm_token), false },
+	[PM_MSG_RELEASE] = { do_unsupported, sizeof(struct pm_handle_req), false },
+	[PM_MSG_LOCK] = { do_unsupported, sizeof(struct pm_lock_req), false },
+	[PM_MSG_UNLOCK] = { do_unsupported, sizeof(struct pm_handle_req), false },
+	[PM_MSG_SET_POLICY] = { do_unsupported, sizeof(struct pm_policy_req), false },
+	[PM_MSG_NODES] = { do_nodes, 0, false },
+	[PM_MSG_DEBUG_STAT] = { do_debug_stat, 0, false },
+};
+
+/* Reads and serves one request; false when the session must close. */
+static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * RX_FDS_MAX)];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { .iov_base = srv->rx, .iov_len = sizeof(srv->rx) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = ctl.buf,
+			      .msg_controllen = sizeof(ctl.buf) };
+	struct pm_msg_hdr *h = (struct pm_msg_hdr *)srv->rx;
+	struct reply r = { 0 };
+	ssize_t n;
+	error_t err;
+
+	n = recvmsg(s->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR;
+	/* A task has no business sending descriptors: close them unread. */
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c;
+	     c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int nfds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		int fds[RX_FDS_MAX];
+		memcpy(fds, CMSG_DATA(c), sizeof(int) * (size_t)nfds);
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+	}
+	if (n == 0)
+		return false; /* the task hung up */
+	if ((msg.msg_flags & MSG_TRUNC) || (size_t)n < sizeof(*h) ||
+	    h->magic != PM_PROTO_MAGIC || h->version != PM_PROTO_VERSION ||
+	    h->length != (uint32_t)n) {
+		pmd_warn("task %#lx sent a malformed message (%zd bytes); "
+			 "closing it", s->task ? (unsigned long)s->task->id : 0ul,
+			 n);
+		return false;
+	}
+
+	uint32_t type = h->type, body_len = (uint32_t)n - sizeof(*h);
+	if (type == 0 || type >= PM_MSG_TYPE_MAX || !handlers[type].fn) {
+		err = EPROTO;
+	} else if (handlers[type].variable ? body_len < handlers[type].body
+					   : body_len != handlers[type].body) {
+		err = EPROTO;
+	} else if (!s->task && type != PM_MSG_HELLO) {
+		err = EPROTO;
+	} else {
+		/* The body sits after a 16-byte header: 8-byte aligned. */
+		err = handlers[type].fn(srv, s, h + 1, body_len, &r);
+	}
+	if (err == EPROTO)
+		pmd_debug("task %#lx: bad request of type %u",
+			  s->task ? (unsigned long)s->task->id : 0ul, type);
+	return reply_send(srv, s, h, err, &r);
+}
+
+static void server_accept(struct pmd_server *srv)
+{
+	for (;;) {
+		int fd = accept4(srv->listen_fd, NULL, NULL,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct pmd_session *s;
+		struct epoll_event ev = { .events = EPOLLIN };
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				pmd_warn("accept: %m");
+			return;
+		}
+		s = calloc(1, sizeof(*s));
+		if (!s) {
+			pmd_warn("no memory for a new session");
+			close(fd);
+			continue;
+		}
+		s->fd = fd;
+		ev.data.ptr = s;
+		if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			pmd_warn("epoll_ctl: %m");
+			close(fd);
+			free(s);
+			continue;
+		}
+		pmd_list_add(&srv->sessions, &s->link);
+		srv->sessions_total++;
+	}
+}
+
+/* Binds the socket, refusing to take it over from a live pmd. */
+static error_t server_listen(struct pmd_server *srv, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[sizeof(sa.sun_path)];
+	char *slash;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		pmd_err("socket path too long: %s", path);
+		return ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+			error_t err = errno;
+			pmd_err("cannot create %s: %m", dir);
+			return err;
+		}
+	}
+
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int probe;
+		bool live;
+
+		if (errno != EADDRINUSE)
+			goto fail;
+		probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		live = probe >= 0 &&
+		       connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		if (probe >= 0)
+			close(probe);
+		if (live) {
+			pmd_err("another pmd is serving %s", path);
+			close(fd);
+			return EADDRINUSE;
+		}
+		unlink(path); /* stale, from a pmd that did not stop cleanly */
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			goto fail;
+	}
+	/* Any local user may be a task: tasks are untrusted anyway. */
+	if (chmod(path, 0666) < 0)
+		pmd_warn("chmod %s: %m", path);
+	if (listen(fd, 128) < 0)
+		goto fail;
+	srv->listen_fd = fd;
+	return 0;
+fail:;
+	error_t err = errno;
+	pmd_err("cannot listen on %s: %m", path);
+	close(fd);
+	return err;
+}
+
+error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
+			  struct pmd_server **srv_out)
+{
+	struct pmd_server *srv;
+	struct epoll_event ev = { .events = EPOLLIN };
+	sigset_t mask;
+	error_t err;
+
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return ENOMEM;
+	srv->core = core;
+	srv->listen_fd = srv->signal_fd = srv->epoll_fd = -1;
+	pmd_list_init(&srv->sessions);
+	strcpy(srv->socket_path, cfg->socket);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	srv->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (srv->signal_fd < 0 || srv->epoll_fd < 0) {
+		err = errno;
+		pmd_err("signalfd/epoll: %m");
+		goto fail;
+	}
+	err = server_listen(srv, cfg->socket);
+	if (err)
+		goto fail;
+	ev.data.ptr = &srv->listen_fd;
+	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->listen_fd, &ev) < 0)
+		goto fail_errno;
+	ev.data.ptr = &srv->signal_fd;
+	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->signal_fd, &ev) < 0)
+		goto fail_errno;
+	*srv_out = srv;
+	return 0;
+
+fail_errno:
+	err = errno;
+	pmd_err("epoll_ctl: %m");
+fail:
+	pmd_server_destroy(srv);
+	return err;
+}
+
+error_t pmd_server_run(struct pmd_server *srv)
+{
+	struct epoll_event evs[EPOLL_BATCH];
+
+	for (;;) {
+		int n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			error_t err = errno;
+			pmd_err("epoll_wait: %m");
+			return err;
+		}
+		for (int i = 0; i < n; i++) {
+			void *p = evs[i].data.ptr;
+
+			if (p == &srv->signal_fd) {
+				struct signalfd_siginfo si;
+				if (read(srv->signal_fd, &si, sizeof(si)) > 0)
+					pmd_info("signal %u: stopping",
+						 si.ssi_signo);
+				return 0;
+			}
+			if (p == &srv->listen_fd) {
+				server_accept(srv);
+				continue;
+			}
+			struct pmd_session *s = p;
+			if (!session_serve(srv, s))
+				session_close(srv, s);
+		}
+	}
+}
+
+void pmd_server_destroy(struct pmd_server *srv)
+{
+	struct pmd_list *pos, *tmp;
+
+	if (!srv)
+		return;
+	pmd_list_for_each_safe(pos, tmp, &srv->sessions)
+		session_close(srv, pmd_container_of(pos, struct pmd_session,
+						    link));
+	if (srv->listen_fd >= 0) {
+		close(srv->listen_fd);
+		unlink(srv->socket_path);
+	}
+	if (srv->signal_fd >= 0)
+		close(srv->signal_fd);
+	if (srv->epoll_fd >= 0)
+		close(srv->epoll_fd);
+	free(srv);
+}

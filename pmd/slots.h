@@ -1,0 +1,40 @@
+/*
+ * slots.h - the slot allocator of one segment: which of its frame slots are
+ * in use and how many virtual frames share each (copy-on-write).
+ *
+ * Plain data, no I/O: the segment module pairs it with the memory. A slot is
+ * free exactly when its reference count is zero.
+ */
+#ifndef PMD_SLOTS_H
+#define PMD_SLOTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PMD_SEG_SLOTS 512u /* 512 x 4 KiB = 2 MiB, one huge page */
+
+struct pmd_slots {
+	uint64_t used_map[PMD_SEG_SLOTS / 64]; /* bit set: slot in use */
+	uint16_t ref[PMD_SEG_SLOTS];          /* frames sharing the slot */
+	uint32_t used;                        /* slots in use */
+	uint32_t hint;                        /* where the next search starts */
+};
+
+void pmd_slots_init(struct pmd_slots *s);
+
+/* Takes a free slot with one reference; -1 when the segment is full. */
+int pmd_slots_alloc(struct pmd_slots *s);
+
+/* One more frame shares slot (copy-on-write). False when the count would
+ * overflow: the caller then copies instead of sharing. */
+bool pmd_slots_get(struct pmd_slots *s, unsigned slot);
+
+/* Drops one reference; true when that freed the slot. */
+bool pmd_slots_put(struct pmd_slots *s, unsigned slot);
+
+static inline unsigned pmd_slots_free(const struct pmd_slots *s)
+{
+	return PMD_SEG_SLOTS - s->used;
+}
+
+#endif
