@@ -1,0 +1,195 @@
+/* harness.c - see harness.h. */
+#include "harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void exec_pmd(const char *const *args, int ready_fd, const char *sock,
+		     const char *log)
+{
+	char *argv[64];
+	char fdbuf[16];
+	int n = 0;
+
+	argv[n++] = (char *)PMD_BIN;
+	if (sock) {
+		argv[n++] = (char *)"--socket";
+		argv[n++] = (char *)sock;
+	}
+	if (ready_fd >= 0) {
+		snprintf(fdbuf, sizeof(fdbuf), "%d", ready_fd);
+		argv[n++] = (char *)"--ready-fd";
+		argv[n++] = fdbuf;
+	}
+	for (; args && *args && n < 62; args++)
+		argv[n++] = (char *)*args;
+	argv[n] = NULL;
+	if (log) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 2);
+			close(fd);
+		}
+	}
+	execv(PMD_BIN, argv);
+	_exit(127);
+}
+
+void pmd_proc_start(struct pmd_proc *p, const char *const *args)
+{
+	int pipefd[2];
+	struct pollfd pfd;
+	char c;
+
+	memset(p, 0, sizeof(*p));
+	strcpy(p->dir, "/tmp/pmd-test-XXXXXX");
+	assert_non_null(mkdtemp(p->dir));
+	snprintf(p->socket, sizeof(p->socket), "%s/pmd.sock", p->dir);
+	snprintf(p->log, sizeof(p->log), "%s/pmd.log", p->dir);
+	assert_int_equal(pipe(pipefd), 0);
+	p->pid = fork();
+	assert_true(p->pid >= 0);
+	if (p->pid == 0) {
+		close(pipefd[0]);
+		/* Keep stdout quiet: the ready line goes to the log. */
+		int null = open("/dev/null", O_WRONLY);
+		if (null >= 0)
+			dup2(null, 1);
+		exec_pmd(args, pipefd[1], p->socket, p->log);
+	}
+	close(pipefd[1]);
+	pfd.fd = pipefd[0];
+	pfd.events = POLLIN;
+	if (poll(&pfd, 1, 10000) != 1 || read(pipefd[0], &c, 1) != 1) {
+		close(pipefd[0]);
+		kill(p->pid, SIGKILL);
+		waitpid(p->pid, NULL, 0);
+		fail_msg("pmd did not become ready; see %s", p->log);
+	}
+	close(pipefd[0]);
+}
+
+static void remove_dir(const char *dir)
+{
+	char path[400];
+	static const char *const files[] = { "pmd.sock", "pmd.log" };
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
+void pmd_proc_stop(struct pmd_proc *p)
+{
+	int status = 0;
+	char line[512];
+	FILE *f;
+	bool bad = false;
+
+	if (p->pid <= 0)
+		return;
+	assert_int_equal(kill(p->pid, SIGTERM), 0);
+	for (int i = 0; i < 1000; i++) {
+		pid_t r = waitpid(p->pid, &status, WNOHANG);
+		if (r == p->pid)
+			break;
+		if (i == 999) {
+			kill(p->pid, SIGKILL);
+			waitpid(p->pid, &status, 0);
+			fail_msg("pmd did not stop within 10 s of SIGTERM");
+		}
+		usleep(10000);
+	}
+	p->pid = 0;
+	f = fopen(p->log, "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		bool err = strstr(line, "pmd: error") || strstr(line, "Sanitizer") ||
+			   strstr(line, "runtime error");
+		if (err && (!p->errors_expected || !strstr(line, "pmd: error"))) {
+			fprintf(stderr, "pmd log: %s", line);
+			bad = true;
+		}
+	}
+	if (f)
+		fclose(f);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		fprintf(stderr, "pmd exit status %#x; log kept in %s\n", status,
+			p->log);
+		fail_msg("pmd did not exit cleanly");
+	}
+	if (bad)
+		fail_msg("pmd logged errors; log kept in %s", p->log);
+	remove_dir(p->dir);
+}
+
+int pmd_run_to_exit(const char *const *args, char *err, size_t len)
+{
+	char log[] = "/tmp/pmd-test-out-XXXXXX";
+	int fd = mkstemp(log), status = 0;
+	pid_t pid;
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	close(fd);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		if (null >= 0)
+			dup2(null, 1);
+		exec_pmd(args, -1, NULL, log);
+	}
+	for (int i = 0; i < 500; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			break;
+		if (i == 499) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			unlink(log);
+			fail_msg("pmd with bad arguments did not exit");
+		}
+		usleep(10000);
+	}
+	fd = open(log, O_RDONLY);
+	n = fd >= 0 ? read(fd, err, len - 1) : 0;
+	err[n > 0 ? n : 0] = 0;
+	if (fd >= 0)
+		close(fd);
+	unlink(log);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+pm_t *test_connect(const struct pmd_proc *p)
+{
+	pm_t *pm = NULL;
+
+	assert_int_equal(pm_connect(p->socket, &pm), 0);
+	assert_non_null(pm);
+	return pm;
+}
+
+struct pm_debug_stat test_check(pm_t *pm)
+{
+	struct pm_debug_stat st;
+
+	assert_int_equal(pm_debug_stat(pm, &st), 0);
+	assert_int_equal(st.invariant_ok, 1);
+	assert_int_equal(st.frames, st.charged);
+	assert_true(st.slots_used <= st.frames);
+	return st;
+}

@@ -1,0 +1,40 @@
+/*
+ * harness.h - starts and stops real pmd processes for integration tests.
+ *
+ * Each daemon runs in its own temporary directory with its stderr captured
+ * to a log file there. Stopping checks that it exited 0 after SIGTERM (so a
+ * sanitizer report or a leak found at exit fails the test) and that its log
+ * holds no error line the test did not declare as expected.
+ */
+#ifndef PMD_TEST_HARNESS_H
+#define PMD_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <pm/pm.h>
+
+struct pmd_proc {
+	pid_t pid;
+	char dir[256];       /* temporary directory */
+	char socket[300];    /* its socket */
+	char log[300];       /* its stderr */
+	bool errors_expected;/* error lines in the log are part of the test */
+};
+
+/* Starts pmd with the extra arguments (NULL-terminated); waits until it is
+ * ready. Fails the test if it does not start. */
+void pmd_proc_start(struct pmd_proc *p, const char *const *args);
+/* SIGTERM, wait, check exit status 0 and the log; removes the directory. */
+void pmd_proc_stop(struct pmd_proc *p);
+
+/* Runs pmd with args to completion (for bad-option tests): returns its exit
+ * status, and its stderr in err (up to len bytes). */
+int pmd_run_to_exit(const char *const *args, char *err, size_t len);
+
+pm_t *test_connect(const struct pmd_proc *p);
+
+/* Asserts the pmd's accounting invariant and returns the debug stat. */
+struct pm_debug_stat test_check(pm_t *pm);
+
+#endif

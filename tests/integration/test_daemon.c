@@ -1,0 +1,182 @@
+/*
+ * The pmd's operating contract: options and configuration file, the ready
+ * line, a clean stop on SIGTERM and SIGINT, refusal of bad input with a
+ * clear message and a non-zero exit, one pmd per socket.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static void bad_options_exit_nonzero_with_a_message(void **state)
+{
+	static const struct {
+		const char *args[4];
+		const char *says;
+	} cases[] = {
+		{ { "--memory", "lots" }, "memory" },
+		{ { "--memory", "0" }, "memory" },
+		{ { "--guarantee", "-3" }, "guarantee" },
+		{ { "--node-id", "0" }, "node-id" },
+		{ { "--frobnicate" }, "unknown option" },
+		{ { "--config", "/nonexistent/pmd.conf" }, "config" },
+		{ { "--cluster", "/etc/pmd/cluster.ini" }, "not supported" },
+		{ { "--backing-store", "/var/lib/pmd" }, "not supported" },
+		{ { "--max-lock-ms", "0" }, "max-lock-ms" },
+		{ { "--admission", "sometimes" }, "admission" },
+		{ { "--ready-fd", "1" }, "ready-fd" },
+		{ { "extra-arg" }, "unexpected" },
+	};
+	char err[2048];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = pmd_run_to_exit(cases[i].args, err, sizeof(err));
+		if (rc == 0 || !strstr(err, cases[i].says))
+			fail_msg("case %zu: exit %d, stderr: %s", i, rc, err);
+	}
+}
+
+static void help_and_version_exit_zero(void **state)
+{
+	char err[512];
+
+	assert_int_equal(pmd_run_to_exit((const char *[]){ "--help", NULL },
+					 err, sizeof(err)), 0);
+	assert_int_equal(pmd_run_to_exit((const char *[]){ "--version", NULL },
+					 err, sizeof(err)), 0);
+}
+
+static void config_file_sets_and_command_line_wins(void **state)
+{
+	char conf[] = "/tmp/pmd-test-conf-XXXXXX";
+	int fd = mkstemp(conf);
+	struct pmd_proc p;
+	struct pm_task_stat ts;
+	struct pm_node_info node;
+	int n = 1;
+	pm_t *pm;
+
+	assert_true(fd >= 0);
+	dprintf(fd, "; a comment\n[pmd]\nmemory = 32M\nguarantee = 100\n"
+		"extra = 7\nnode_id = 9\n");
+	close(fd);
+	pmd_proc_start(&p, (const char *[]){ "--config", conf, "--extra", "11",
+					     NULL });
+	pm = test_connect(&p);
+	assert_int_equal(pm_task_stat(pm, &ts), 0);
+	assert_int_equal(ts.guaranteed, 100);
+	assert_int_equal(ts.extra_limit, 11);
+	assert_int_equal(ts.task >> 48, 9);
+	assert_int_equal(pm_nodes(pm, &node, &n), 0);
+	assert_int_equal(node.frames_total, (32u << 20) / PM_FRAME_SIZE);
+	pm_disconnect(pm);
+	pmd_proc_stop(&p);
+	unlink(conf);
+}
+
+static void stops_cleanly_on_sigint_with_sessions_open(void **state)
+{
+	struct pmd_proc p;
+	pm_t *pm;
+	container_t c;
+	int count = 100, status;
+	char path[400];
+
+	pmd_proc_start(&p, NULL);
+	pm = test_connect(&p);
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &count, 0), 0);
+	assert_int_equal(kill(p.pid, SIGINT), 0);
+	assert_int_equal(waitpid(p.pid, &status, 0), p.pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* The session sees the pmd gone, as an error and not a crash. */
+	assert_int_equal(pm_container_allocate(pm, c, 200, &count, 0), ECONNRESET);
+	assert_int_equal(pm_container_destroy(pm, c), ECONNRESET);
+	pm_disconnect(pm);
+	assert_int_not_equal(access(p.socket, F_OK), 0); /* socket removed */
+	snprintf(path, sizeof(path), "%s", p.log);
+	unlink(path);
+	rmdir(p.dir);
+}
+
+static void one_pmd_per_socket_and_stale_sockets_reused(void **state)
+{
+	struct pmd_proc p;
+	char err[2048];
+	int rc;
+
+	pmd_proc_start(&p, NULL);
+	rc = pmd_run_to_exit((const char *[]){ "--socket", p.socket, NULL },
+			     err, sizeof(err));
+	assert_int_not_equal(rc, 0);
+	assert_non_null(strstr(err, "another pmd"));
+	pmd_proc_stop(&p);
+
+	/* A socket file left by a pmd that died is taken over. */
+	char dir[] = "/tmp/pmd-test-stale-XXXXXX", sock[300];
+	assert_non_null(mkdtemp(dir));
+	snprintf(sock, sizeof(sock), "%s/pmd.sock", dir);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	strcpy(sa.sun_path, sock);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd); /* bound, never listened: stale */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl(PMD_BIN, PMD_BIN, "--socket", sock, "--log-level", "error",
+		      (char *)NULL);
+		_exit(127);
+	}
+	pm_t *pm = NULL;
+	for (int i = 0; i < 500 && pm_connect(sock, &pm); i++)
+		usleep(10000);
+	assert_non_null(pm);
+	pm_disconnect(pm);
+	kill(pid, SIGTERM);
+	int status;
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	rmdir(dir);
+}
+
+static void connect_errors(void **state)
+{
+	pm_t *pm = NULL;
+
+	assert_int_equal(pm_connect("/nonexistent/dir/pmd.sock", &pm), ENOENT);
+	assert_null(pm);
+	assert_int_equal(pm_connect(NULL, NULL), EINVAL);
+	char longpath[300];
+	memset(longpath, 'a', sizeof(longpath) - 1);
+	longpath[sizeof(longpath) - 1] = 0;
+	assert_int_equal(pm_connect(longpath, &pm), ENAMETOOLONG);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(bad_options_exit_nonzero_with_a_message),
+		cmocka_unit_test(help_and_version_exit_zero),
+		cmocka_unit_test(config_file_sets_and_command_line_wins),
+		cmocka_unit_test(stops_cleanly_on_sigint_with_sessions_open),
+		cmocka_unit_test(one_pmd_per_socket_and_stale_sockets_reused),
+		cmocka_unit_test(connect_errors),
+	};
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,335 @@
+/*
+ * Bad input on the task socket: garbage, truncated and oversized messages,
+ * wrong magic or version, unknown types, descriptors sent to the pmd, a
+ * task that does not read its replies, and tasks killed mid-request. After
+ * each, the pmd still serves, its accounting holds and nothing is left.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "pm_proto.h"
+
+static struct pmd_proc daemon_proc;
+
+static int group_setup(void **state)
+{
+	pmd_proc_start(&daemon_proc, (const char *const[]){ "--memory", "64M",
+		"--guarantee", "2048", NULL });
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	pmd_proc_stop(&daemon_proc);
+	return 0;
+}
+
+static int raw_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	strcpy(sa.sun_path, daemon_proc.socket);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* Waits for one reply; returns its size, 0 when the pmd closed us. */
+static ssize_t raw_reply(int fd, void *buf, size_t len)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	return recv(fd, buf, len, 0);
+}
+
+static void raw_hello(int fd)
+{
+	struct {
+		struct pm_msg_hdr h;
+		struct pm_hello_req b;
+	} m = { .b = { .version = PM_PROTO_VERSION } };
+	uint8_t rep[256];
+
+	pm_msg_hdr_init(&m.h, PM_MSG_HELLO, sizeof(m), 1);
+	assert_int_equal(send(fd, &m, sizeof(m), 0), sizeof(m));
+	assert_true(raw_reply(fd, rep, sizeof(rep)) >= (ssize_t)PM_REPLY_HDR);
+	assert_int_equal(((struct pm_reply *)(rep + 16))->status, PM_ST_OK);
+}
+
+/* The pmd serves a fresh session and its books balance, with no task but
+ * the checker's left. */
+static void check_still_serving(void)
+{
+	pm_t *pm = test_connect(&daemon_proc);
+	struct pm_debug_stat st = test_check(pm);
+	container_t c;
+	int count = 4;
+
+	for (int i = 0; i < 300 && st.tasks != 1; i++) {
+		usleep(10000);
+		st = test_check(pm);
+	}
+	assert_int_equal(st.tasks, 1);
+	assert_int_equal(st.containers, 0);
+	assert_int_equal(st.frames, 0);
+	assert_int_equal(st.segments, 0);
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &count, 0), 0);
+	assert_int_equal(pm_container_write(pm, c, 0, 0, "ok", 2), 0);
+	pm_disconnect(pm);
+}
+
+static void garbage_closes_the_session(void **state)
+{
+	static const size_t sizes[] = { 1, 7, 15, 16, 17, 100, 4096 };
+	uint8_t junk[4096], rep[64];
+
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(i * 131 + 17);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		int fd = raw_connect();
+		assert_int_equal(send(fd, junk, sizes[i], 0), (ssize_t)sizes[i]);
+		assert_int_equal(raw_reply(fd, rep, sizeof(rep)), 0);
+		close(fd);
+	}
+	check_still_serving();
+}
+
+static void framing_errors_close_the_session(void **state)
+{
+	struct {
+		struct pm_msg_hdr h;
+		struct pm_hello_req b;
+	} m;
+	uint8_t rep[64];
+	int fd;
+
+	/* Wrong magic, wrong version, length that lies either way. */
+	for (int variant = 0; variant < 4; variant++) {
+		memset(&m, 0, sizeof(m));
+		m.b.version = PM_PROTO_VERSION;
+		pm_msg_hdr_init(&m.h, PM_MSG_HELLO, sizeof(m), 1);
+		if (variant == 0)
+			m.h.magic ^= 1;
+		if (variant == 1)
+			m.h.version = 99;
+		if (variant == 2)
+			m.h.length = sizeof(m) + 8;
+		if (variant == 3)
+			m.h.length = sizeof(m) - 8;
+		fd = raw_connect();
+		assert_int_equal(send(fd, &m, sizeof(m), 0), sizeof(m));
+		assert_int_equal(raw_reply(fd, rep, sizeof(rep)), 0);
+		close(fd);
+	}
+	/* A datagram larger than any message. */
+	uint8_t *big = calloc(1, PM_MSG_MAX + 100);
+	assert_non_null(big);
+	pm_msg_hdr_init((struct pm_msg_hdr *)big, PM_MSG_WRITE, PM_MSG_MAX + 100, 1);
+	fd = raw_connect();
+	assert_int_equal(send(fd, big, PM_MSG_MAX + 100, 0), PM_MSG_MAX + 100);
+	assert_int_equal(raw_reply(fd, rep, sizeof(rep)), 0);
+	close(fd);
+	free(big);
+	check_still_serving();
+}
+
+static void bad_requests_get_error_replies(void **state)
+{
+	uint8_t msg[256], rep[256];
+	struct pm_msg_hdr *h = (struct pm_msg_hdr *)msg;
+	const struct pm_reply *r = (const struct pm_reply *)(rep + 16);
+	int fd = raw_connect();
+	ssize_t n;
+
+	/* Before HELLO, anything else is refused but the session stays. */
+	pm_msg_hdr_init(h, PM_MSG_CREATE, 16, 7);
+	assert_int_equal(send(fd, msg, 16, 0), 16);
+	n = raw_reply(fd, rep, sizeof(rep));
+	assert_int_equal(n, PM_REPLY_HDR);
+	assert_int_equal(((struct pm_msg_hdr *)rep)->seq, 7);
+	assert_int_equal(r->status, PM_ST_BAD_MESSAGE);
+	raw_hello(fd);
+
+	/* Unknown types, a reply type, wrong body sizes, a second HELLO. */
+	const struct { uint16_t type; uint32_t body; uint32_t status; } cases[] = {
+		{ 0, 0, PM_ST_BAD_MESSAGE },
+		{ PM_MSG_TYPE_MAX, 0, PM_ST_BAD_MESSAGE },
+		{ 999, 8, PM_ST_BAD_MESSAGE },
+		{ PM_MSG_CREATE | PM_MSG_REPLY, 0, PM_ST_BAD_MESSAGE },
+		{ PM_MSG_CREATE, 8, PM_ST_BAD_MESSAGE },
+		{ PM_MSG_ALLOCATE, 8, PM_ST_BAD_MESSAGE },
+		{ PM_MSG_ALLOCATE, 25, PM_ST_BAD_MESSAGE },
+		{ PM_MSG_READ, 31, PM_ST_BAD_MESSAGE },
+		{ PM_MSG_WRITE, 40, PM_ST_BAD_MESSAGE }, /* len 0 vs 8 bytes */
+		{ PM_MSG_HELLO, 8, PM_ST_BAD_MESSAGE },
+		{ PM_MSG_DESTROY, 8, PM_ST_BAD_HANDLE },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(msg, 0, sizeof(msg));
+		pm_msg_hdr_init(h, cases[i].type, 16 + cases[i].body, 100 + (uint32_t)i);
+		assert_int_equal(send(fd, msg, 16 + cases[i].body, 0),
+				 16 + cases[i].body);
+		n = raw_reply(fd, rep, sizeof(rep));
+		assert_true(n >= (ssize_t)PM_REPLY_HDR);
+		assert_int_equal(((struct pm_msg_hdr *)rep)->seq, 100 + i);
+		assert_int_equal(r->status, cases[i].status);
+	}
+	close(fd);
+	check_still_serving();
+}
+
+static int count_fds(const char *dir)
+{
+	DIR *d = opendir(dir);
+	int n = 0;
+
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static void descriptors_sent_to_pmd_are_closed(void **state)
+{
+	int fd = raw_connect(), pass[4];
+	struct {
+		struct pm_msg_hdr h;
+		struct pm_hello_req b;
+	} m = { .b = { .version = PM_PROTO_VERSION } };
+	union {
+		char buf[CMSG_SPACE(sizeof(pass))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = ctl.buf,
+			      .msg_controllen = sizeof(ctl.buf) };
+	struct cmsghdr *c;
+	uint8_t rep[64];
+	char path[64];
+	int before, after;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", daemon_proc.pid);
+	before = count_fds(path);
+	for (int i = 0; i < 4; i++)
+		pass[i] = open("/dev/null", O_RDONLY);
+	memset(&ctl, 0, sizeof(ctl));
+	c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(pass));
+	memcpy(CMSG_DATA(c), pass, sizeof(pass));
+	pm_msg_hdr_init(&m.h, PM_MSG_HELLO, sizeof(m), 1);
+	for (int round = 0; round < 50; round++) {
+		m.h.type = round ? PM_MSG_TASK_STAT : PM_MSG_HELLO;
+		m.h.length = round ? 16 : sizeof(m);
+		iov.iov_len = m.h.length;
+		assert_int_equal(sendmsg(fd, &msg, 0), (ssize_t)m.h.length);
+		assert_true(raw_reply(fd, rep, sizeof(rep)) > 0);
+	}
+	after = count_fds(path);
+	/* The session's own socket is the only new descriptor. */
+	assert_true(after <= before + 1);
+	for (int i = 0; i < 4; i++)
+		close(pass[i]);
+	close(fd);
+	check_still_serving();
+}
+
+static void task_that_does_not_read_is_dropped(void **state)
+{
+	int fd = raw_connect();
+	struct {
+		struct pm_msg_hdr h;
+		struct pm_io_req b;
+	} m;
+	int sent = 0;
+
+	raw_hello(fd);
+	/* A READ of an unknown handle gets a small error reply; flood
+	 * requests without reading until the pmd gives up on us. */
+	memset(&m, 0, sizeof(m));
+	m.b.len = 1;
+	pm_msg_hdr_init(&m.h, PM_MSG_READ, sizeof(m), 1);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	for (int i = 0; i < 200000; i++) {
+		if (send(fd, &m, sizeof(m), 0) < 0) {
+			if (errno == EAGAIN) {
+				usleep(1000);
+				continue;
+			}
+			break; /* EPIPE/ECONNRESET: dropped */
+		}
+		sent++;
+	}
+	assert_true(sent > 0);
+	close(fd);
+	check_still_serving();
+}
+
+static void task_killed_mid_request(void **state)
+{
+	for (int round = 0; round < 5; round++) {
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			pm_t *pm;
+			container_t c;
+			int count = 1500;
+			static uint8_t buf[PM_IO_MAX];
+			if (pm_connect(daemon_proc.socket, &pm))
+				_exit(1);
+			if (pm_container_create(pm, &c) ||
+			    pm_container_allocate(pm, c, 0, &count, 0))
+				_exit(2);
+			for (;;) { /* keep requests in flight until killed */
+				pm_container_write(pm, c, 0, 0, buf, sizeof(buf));
+				void *map;
+				if (!pm_container_map(pm, c, 0, 1000, CONT_MAP_READ |
+						      CONT_MAP_WRITE, &map, NULL))
+					pm_container_unmap(pm, map, 1000);
+			}
+		}
+		usleep(20000 + round * 15000);
+		kill(pid, SIGKILL);
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFSIGNALED(status));
+		check_still_serving();
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(garbage_closes_the_session),
+		cmocka_unit_test(framing_errors_close_the_session),
+		cmocka_unit_test(bad_requests_get_error_replies),
+		cmocka_unit_test(descriptors_sent_to_pmd_are_closed),
+		cmocka_unit_test(task_that_does_not_read_is_dropped),
+		cmocka_unit_test(task_killed_mid_request),
+	};
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
