@@ -38,8 +38,8 @@ struct pm {
 	uint32_t nsegs, segs_cap;
 	pm_reclaim_fn reclaim_fn;      /* extra-frame upcall */
 	void *reclaim_arg;
-	uint8_t tx[PM_MSG_MAX];
-	uint8_t rx[PM_MSG_MAX + 1];
+	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));
+	uint8_t rx[PM_MSG_MAX + 1] __attribute__((aligned(16)));
 };
 
 /* One request and its reply. body/fds describe the reply's payload;

@@ -36,8 +36,8 @@ struct pmd_server {
 	struct pmd_list sessions;    /* (L) */
 	char socket_path[108];       /* (C) */
 	uint64_t sessions_total;     /* (L) served since start */
-	uint8_t rx[PM_MSG_MAX + 1];  /* (L) one request */
-	uint8_t tx[PM_MSG_MAX];      /* (L) one reply */
+	uint8_t rx[PM_MSG_MAX + 1] __attribute__((aligned(16))); /* (L) one request */
+	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));     /* (L) one reply */
 	struct pmd_map_out map;      /* (L) scratch for MAP */
 };
 
