@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages pmd needs to build, test and run.
+# Runs apt-get only when something is missing.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libfabric-dev libibverbs-dev
+      libcmocka-dev libinih-dev libsodium-dev iproute2 procps)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
