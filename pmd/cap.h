@@ -24,19 +24,38 @@
 #define PMD_RIGHT_WRITE 0x04
 #define PMD_RIGHT_MAP   0x08
 #define PMD_RIGHT_LOCK  0x10
-#define PMD_RIGHTS_ALL  0x1f
+/* The owner does everything but lock: locks are the servers' guarantee
+ * against the owner. */
+#define PMD_RIGHTS_OWNER (PMD_RIGHT_OWNER | PMD_RIGHT_READ | PMD_RIGHT_WRITE | \
+			  PMD_RIGHT_MAP)
 #define PMD_RIGHTS_WEAK (PMD_RIGHT_READ | PMD_RIGHT_WRITE | PMD_RIGHT_MAP | \
 			 PMD_RIGHT_LOCK)
 
 struct pmd_container;
 struct pmd_task;
 
+/*
+ * A share: the weak reference pm_container_share makes for one task. Every
+ * capability derived from it (the sharer's handle, each import) points to
+ * it; unsharing or destroying the container deletes the share and turns
+ * those capabilities into tombstones.
+ */
+struct pmd_share {
+	uint64_t id;                /* (C) random; names it in tokens */
+	pm_task_t bound;            /* (C) the only task that may use it */
+	struct pmd_container *cont; /* (C) */
+	uint32_t ncaps;             /* (L) capabilities derived from it */
+	struct pmd_list cont_link;  /* (L) in cont->shares */
+	struct pmd_share *hash_next;/* (L) in the core's share table */
+};
+
 struct pmd_cap {
-	struct pmd_container *cont; /* (L) what it names */
+	struct pmd_container *cont; /* (L) what it names; NULL: revoked */
+	struct pmd_share *share;    /* (L) weak refs: their share */
 	struct pmd_task *holder;    /* (L) whose table holds it */
 	uint32_t rights;            /* (C) PMD_RIGHT_* */
 	container_t handle;         /* (L) its handle in holder's table */
-	struct pmd_list cont_link;  /* (L) in cont->caps */
+	struct pmd_list cont_link;  /* (L) in cont->caps while not revoked */
 };
 
 struct pmd_htab {

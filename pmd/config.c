@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <ini.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +147,50 @@ static error_t config_set(struct pmd_config *cfg, const char *key,
 	return 0;
 }
 
+/* [user NAME] or [user UID]: guarantee and extra for that user's tasks. */
+static error_t config_user_set(struct pmd_config *cfg, const char *user,
+			       const char *key, const char *val,
+			       const char *where)
+{
+	struct pmd_user_limits *u = NULL;
+	uint64_t uid, v;
+
+	if (pmd_parse_u64(user, UINT32_MAX - 1, &uid)) {
+		struct passwd *pw = getpwnam(user);
+		if (!pw) {
+			fprintf(stderr, "pmd: %s: no such user '%s'\n", where, user);
+			return EINVAL;
+		}
+		uid = pw->pw_uid;
+	}
+	for (uint32_t i = 0; i < cfg->nusers; i++)
+		if (cfg->users[i].uid == uid)
+			u = &cfg->users[i];
+	if (!u) {
+		if (cfg->nusers == PMD_USER_OVERRIDES_MAX) {
+			fprintf(stderr, "pmd: %s: more than %u [user] sections\n",
+				where, PMD_USER_OVERRIDES_MAX);
+			return EINVAL;
+		}
+		u = &cfg->users[cfg->nusers++];
+		u->uid = (uint32_t)uid;
+		u->guarantee = PMD_LIMIT_DEFAULT; /* unset: the node default */
+		u->extra = PMD_LIMIT_DEFAULT;
+	}
+	if (strcmp(key, "guarantee") && strcmp(key, "extra")) {
+		fprintf(stderr, "pmd: %s: unknown setting '%s' (a [user] "
+			"section takes guarantee and extra)\n", where, key);
+		return EINVAL;
+	}
+	if (pmd_parse_u64(val, MEMORY_MAX / PM_FRAME_SIZE, &v)) {
+		fprintf(stderr, "pmd: %s: %s '%s': want a number of frames\n",
+			where, key, val);
+		return EINVAL;
+	}
+	*(key[0] == 'g' ? &u->guarantee : &u->extra) = v;
+	return 0;
+}
+
 struct ini_ctx {
 	struct pmd_config *cfg;
 	const char *file;
@@ -159,9 +204,16 @@ static int config_ini_entry(void *user, const char *section, const char *name,
 	char where[4200];
 
 	snprintf(where, sizeof(where), "%s, section [%s]", ctx->file, section);
+	if (!strncmp(section, "user ", 5)) {
+		if (config_user_set(ctx->cfg, section + 5, name, value, where)) {
+			ctx->err = EINVAL;
+			return 0;
+		}
+		return 1;
+	}
 	if (strcmp(section, "pmd")) {
 		fprintf(stderr, "pmd: %s: unknown section (settings go in "
-			"[pmd])\n", where);
+			"[pmd] or [user NAME])\n", where);
 		ctx->err = EINVAL;
 		return 0;
 	}

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "account.h"
+#include "core.h"
 #include "log.h"
 
 struct pmd_config {
@@ -25,6 +26,8 @@ struct pmd_config {
 	enum pmd_admit_policy admit; /* guarantees that do not fit */
 	enum pmd_log_level log_level;
 	int ready_fd;                /* -1: none */
+	struct pmd_user_limits users[PMD_USER_OVERRIDES_MAX]; /* [user X] */
+	uint32_t nusers;
 };
 
 /* Fills cfg from defaults, the file named by --config and the command

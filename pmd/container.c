@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "core.h"
 #include "log.h"
 #include "segment.h"
@@ -14,20 +16,117 @@
 #define ALLOC_FLAGS (CONT_ALLOC_PARTIAL | CONT_ALLOC_SQUASH | CONT_ALLOC_EXTRA)
 #define MAP_FLAGS   (CONT_MAP_READ | CONT_MAP_WRITE | CONT_MAP_FORCE_WRITE)
 
+/* What a decode step checks besides handle and rights. */
+#define USE_BOUND 0x1 /* a weak reference works only for its task: EACCES */
+#define USE_DATA  0x2 /* touches contents: the owner is EBUSY under a lock */
+#define USE_ALL   (USE_BOUND | USE_DATA)
+
+/* ---- locks ---- */
+
+/* Whether c is locked now; an expired lock ends here. */
+static bool container_locked(struct pmd_container *c)
+{
+	if (!c->locker)
+		return false;
+	if (pmd_core_now_ms() >= c->lock_until_ms) {
+		c->locker = NULL;
+		return false;
+	}
+	return true;
+}
+
+void pmd_container_unlock_all(struct pmd_core *core, struct pmd_task *task)
+{
+	for (uint32_t i = 0; i < task->handles.len; i++) {
+		struct pmd_cap *cap = task->handles.v[i];
+		if (cap && cap->cont && cap->cont->locker == task)
+			cap->cont->locker = NULL;
+	}
+}
+
+/* ---- capabilities ---- */
+
 /* Decode step shared by every operation: the handle names a live
- * capability of this task with the rights asked for. */
+ * capability of this task with the rights asked for, usable by it, and
+ * not blocked by a server's lock. */
 static error_t cap_decode(struct pmd_task *task, container_t h,
-			  uint32_t rights, struct pmd_cap **cap_out,
-			  struct pmd_culprit *why)
+			  uint32_t rights, unsigned use,
+			  struct pmd_cap **cap_out, struct pmd_culprit *why)
 {
 	struct pmd_cap *cap = pmd_htab_lookup(&task->handles, h);
 
 	why->arg = 1;
 	if (!cap)
 		return EBADF;
+	if (!cap->cont)
+		return ESTALE; /* revoked: unshared, or the container is gone */
 	if ((cap->rights & rights) != rights)
 		return EPERM;
+	if ((use & USE_BOUND) && cap->share && cap->share->bound != task->id)
+		return EACCES;
+	if ((use & USE_DATA) && (cap->rights & PMD_RIGHT_OWNER) &&
+	    container_locked(cap->cont) && cap->cont->locker != task)
+		return EBUSY;
 	why->arg = 0;
+	*cap_out = cap;
+	return 0;
+}
+
+static void share_free(struct pmd_core *core, struct pmd_share *sh)
+{
+	pmd_share_remove(core, sh);
+	pmd_list_del(&sh->cont_link);
+	free(sh);
+}
+
+/* Turns a capability into a tombstone: its handle stays, and every use
+ * but release answers ESTALE. */
+static void cap_revoke(struct pmd_cap *cap)
+{
+	if (!cap->cont)
+		return;
+	if (cap->cont->locker == cap->holder && cap->share)
+		cap->cont->locker = NULL;
+	pmd_list_del(&cap->cont_link);
+	cap->cont = NULL;
+	if (cap->share)
+		cap->share->ncaps--;
+	cap->share = NULL;
+}
+
+void pmd_cap_free(struct pmd_core *core, struct pmd_cap *cap)
+{
+	struct pmd_share *sh = cap->share;
+
+	cap_revoke(cap);
+	/* A share nobody holds any more can never be used again. */
+	if (sh && sh->ncaps == 0)
+		share_free(core, sh);
+	pmd_htab_remove(&cap->holder->handles, cap);
+	free(cap);
+}
+
+static error_t cap_new(struct pmd_task *holder, struct pmd_container *c,
+		       struct pmd_share *sh, uint32_t rights,
+		       struct pmd_cap **cap_out)
+{
+	struct pmd_cap *cap = calloc(1, sizeof(*cap));
+	error_t err;
+
+	if (!cap)
+		return ENOMEM;
+	err = pmd_htab_insert(&holder->handles, cap);
+	if (err) {
+		free(cap);
+		return err;
+	}
+	cap->cont = c;
+	cap->share = sh;
+	cap->holder = holder;
+	cap->rights = rights;
+	pmd_list_add(&c->caps, &cap->cont_link);
+	if (sh)
+		sh->ncaps++;
 	*cap_out = cap;
 	return 0;
 }
@@ -39,64 +138,70 @@ static bool range_ok(frame_t start, uint64_t count)
 	return count >= 1 && start <= UINT64_MAX - (count - 1);
 }
 
+static struct pmd_segment *frame_seg(struct pmd_core *core,
+				     const struct pmd_frame *e)
+{
+	struct pmd_segment *seg = pmd_segtab_get(&core->segs, e->seg);
+
+	assert(seg);
+	return seg;
+}
+
+/* A frame is copy-on-write while its slot is shared. */
+static bool frame_is_cow(struct pmd_core *core, const struct pmd_frame *e)
+{
+	return frame_seg(core, e)->slots.ref[e->slot] > 1;
+}
+
+/* ---- life of a container ---- */
+
 error_t pmd_container_create(struct pmd_core *core, struct pmd_task *task,
 			     container_t *handle_out)
 {
 	struct pmd_container *c;
-	struct pmd_cap *cap = NULL;
+	struct pmd_cap *cap;
 	error_t err;
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return ENOMEM;
-	cap = calloc(1, sizeof(*cap));
-	if (!cap) {
-		err = ENOMEM;
-		goto free_cont;
-	}
-	err = pmd_htab_insert(&task->handles, cap);
-	if (err)
-		goto free_cap;
-
-	c->id = (uint64_t)core->cfg.node << 48 | ++core->next_container;
-	c->owner = task;
 	pmd_ftab_init(&c->frames);
 	pmd_list_init(&c->segments);
 	pmd_list_init(&c->caps);
+	pmd_list_init(&c->shares);
+	err = cap_new(task, c, NULL, PMD_RIGHTS_OWNER, &cap);
+	if (err) {
+		free(c);
+		return err;
+	}
+	c->id = (uint64_t)core->cfg.node << 48 | ++core->next_container;
+	c->owner = task;
 	c->policy = PM_PLACE_LOCAL;
 	pmd_list_add(&task->containers, &c->owner_link);
 	task->ncontainers++;
 	core->ncontainers++;
-
-	cap->cont = c;
-	cap->holder = task;
-	cap->rights = PMD_RIGHTS_ALL;
-	pmd_list_add(&c->caps, &cap->cont_link);
 	*handle_out = cap->handle;
 	return 0;
+}
 
-free_cap:
-	free(cap);
-free_cont:
-	free(c);
-	return err;
+/* Drops one slot reference of a frame's place. */
+static void slot_put(struct pmd_core *core, uint32_t segi, uint16_t slot)
+{
+	struct pmd_segment *seg = pmd_segtab_get(&core->segs, segi);
+
+	if (pmd_segment_slot_put(&core->segs, seg, slot)) {
+		if (seg->domain)
+			seg->domain->free_slots++;
+		else if (seg->slots.used == 0)
+			pmd_segment_destroy(&core->segs, seg);
+	}
 }
 
 /* Drops one frame: its slot reference, its charge, its table entry. */
 static void frame_drop(struct pmd_core *core, struct pmd_container *c,
 		       frame_t f, struct pmd_frame *e)
 {
-	struct pmd_segment *seg = pmd_segtab_get(&core->segs, e->seg);
-
-	assert(seg);
-	if (e->flags & PMD_FRAME_COW)
-		c->cow_frames--;
-	if (pmd_segment_slot_put(&core->segs, seg, e->slot)) {
-		if (seg->domain)
-			seg->domain->free_slots++;
-		else if (seg->slots.used == 0)
-			pmd_segment_destroy(&core->segs, seg);
-	}
+	slot_put(core, e->seg, e->slot);
 	pmd_charge_sub(&core->budget, &c->owner->charge,
 		       e->flags & PMD_FRAME_EXTRA);
 	pmd_ftab_remove(&c->frames, f);
@@ -116,7 +221,7 @@ static void container_trim_segments(struct pmd_core *core,
 			pmd_container_of(pos, struct pmd_segment, link);
 		if (seg->slots.used)
 			continue;
-		if (!kept) {
+		if (!kept && !seg->exposed) {
 			kept = true;
 			continue;
 		}
@@ -131,20 +236,25 @@ void pmd_container_free(struct pmd_core *core, struct pmd_container *c)
 	frame_t f = 0;
 	struct pmd_frame *e;
 
-	/* Every capability naming it dies, whoever holds it. */
+	/* Every capability naming it dies: the owner's goes, weak
+	 * references become tombstones (ESTALE) in their holders' tables. */
 	pmd_list_for_each_safe(pos, tmp, &c->caps) {
 		struct pmd_cap *cap =
 			pmd_container_of(pos, struct pmd_cap, cont_link);
-		pmd_htab_remove(&cap->holder->handles, cap);
-		pmd_list_del(&cap->cont_link);
-		free(cap);
+		if (cap->share)
+			cap_revoke(cap);
+		else
+			pmd_cap_free(core, cap);
 	}
+	pmd_list_for_each_safe(pos, tmp, &c->shares)
+		share_free(core, pmd_container_of(pos, struct pmd_share,
+						  cont_link));
 	while (pmd_ftab_next(&c->frames, &f, &e))
 		frame_drop(core, c, f, e);
 	pmd_ftab_fini(&c->frames);
 
-	/* Segments with slots still shared copy-on-write by other containers
-	 * outlive it, orphaned; the rest go now. */
+	/* Segments with slots still referenced elsewhere outlive it,
+	 * orphaned; the rest go now. */
 	pmd_list_for_each_safe(pos, tmp, &c->segments) {
 		struct pmd_segment *seg =
 			pmd_container_of(pos, struct pmd_segment, link);
@@ -165,7 +275,7 @@ error_t pmd_container_destroy(struct pmd_core *core, struct pmd_task *task,
 			      container_t h, struct pmd_culprit *why)
 {
 	struct pmd_cap *cap;
-	error_t err = cap_decode(task, h, PMD_RIGHT_OWNER, &cap, why);
+	error_t err = cap_decode(task, h, PMD_RIGHT_OWNER, USE_DATA, &cap, why);
 
 	if (err)
 		return err;
@@ -177,18 +287,32 @@ error_t pmd_container_stat(struct pmd_core *core, struct pmd_task *task,
 			   container_t h, struct pm_stat_rep *st_out,
 			   struct pmd_culprit *why)
 {
+	struct pmd_container *c;
 	struct pmd_cap *cap;
-	error_t err = cap_decode(task, h, 0, &cap, why);
+	struct pmd_frame *e;
+	frame_t f = 0;
+	error_t err = cap_decode(task, h, 0, 0, &cap, why);
 
 	if (err)
 		return err;
+	c = cap->cont;
 	memset(st_out, 0, sizeof(*st_out));
-	st_out->frames = cap->cont->frames.count;
-	st_out->resident = cap->cont->frames.count;
-	st_out->cow = cap->cont->cow_frames;
-	st_out->home = (uint16_t)(cap->cont->id >> 48);
+	while (pmd_ftab_next(&c->frames, &f, &e)) {
+		st_out->cow += frame_is_cow(core, e);
+		if (f++ == UINT64_MAX)
+			break;
+	}
+	st_out->frames = c->frames.count;
+	st_out->resident = c->frames.count;
+	st_out->home = (uint16_t)(c->id >> 48);
+	if (container_locked(c)) {
+		uint64_t left = c->lock_until_ms - pmd_core_now_ms();
+		st_out->locked_ms_left = left ? (uint32_t)left : 1;
+	}
 	return 0;
 }
+
+/* ---- slots ---- */
 
 /* Makes sure c has at least `need` free slots in its own segments. On
  * failure the segments made so far stay with c (empty, harmless). */
@@ -207,7 +331,7 @@ static error_t container_reserve_slots(struct pmd_core *core,
 	return 0;
 }
 
-/* Takes one free slot of c's own segments; there must be one. */
+/* Takes one free slot of c's own segments into e; there must be one. */
 static void container_take_slot(struct pmd_core *core, struct pmd_container *c,
 				struct pmd_frame *e)
 {
@@ -226,13 +350,29 @@ static void container_take_slot(struct pmd_core *core, struct pmd_container *c,
 		/* Keep segments with room at the front. */
 		if (pmd_slots_free(&seg->slots) == 0 && pos->next != &c->segments) {
 			pmd_list_del(pos);
-			struct pmd_list *last = c->segments.prev;
-			pmd_list_add(last, pos);
+			pmd_list_add(c->segments.prev, pos);
 		}
 		return;
 	}
 	assert(!"container_take_slot without a reserved slot");
 }
+
+/* Gives e a private slot holding its current contents (breaks the copy).
+ * A slot must have been reserved. */
+static void frame_unshare(struct pmd_core *core, struct pmd_container *c,
+			  struct pmd_frame *e)
+{
+	struct pmd_segment *old = frame_seg(core, e);
+	uint32_t old_seg = e->seg;
+	uint16_t old_slot = e->slot;
+
+	container_take_slot(core, c, e);
+	memcpy(pmd_segment_frame(frame_seg(core, e), e->slot),
+	       pmd_segment_frame(old, old_slot), PM_FRAME_SIZE);
+	slot_put(core, old_seg, old_slot);
+}
+
+/* ---- allocation ---- */
 
 error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 			       container_t h, frame_t start, uint32_t count,
@@ -248,7 +388,7 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 	error_t stop = 0, err;
 
 	*done = 0;
-	err = cap_decode(task, h, PMD_RIGHT_OWNER, &cap, why);
+	err = cap_decode(task, h, PMD_RIGHT_OWNER, 0, &cap, why);
 	if (err)
 		return err;
 	if (!range_ok(start, count)) {
@@ -270,6 +410,10 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 
 		if (old && !squash) {
 			stop = EEXIST;
+			break;
+		}
+		if (old && container_locked(c) && c->locker != task) {
+			stop = EBUSY; /* no squashing under a server's lock */
 			break;
 		}
 		if (old)
@@ -333,7 +477,7 @@ error_t pmd_container_deallocate(struct pmd_core *core, struct pmd_task *task,
 	struct pmd_cap *cap;
 	error_t err;
 
-	err = cap_decode(task, h, PMD_RIGHT_OWNER, &cap, why);
+	err = cap_decode(task, h, PMD_RIGHT_OWNER, USE_DATA, &cap, why);
 	if (err)
 		return err;
 	if (!range_ok(start, count)) {
@@ -354,24 +498,25 @@ error_t pmd_container_deallocate(struct pmd_core *core, struct pmd_task *task,
 	return 0;
 }
 
+/* ---- maps ---- */
+
 error_t pmd_container_map(struct pmd_core *core, struct pmd_task *task,
 			  container_t h, frame_t start, uint32_t count,
 			  uint32_t flags, struct pmd_map_out *out,
 			  struct pmd_culprit *why)
 {
-	uint32_t want = CONT_MAP_READ;
+	bool want_write = flags & CONT_MAP_WRITE;
+	bool force = want_write && (flags & CONT_MAP_FORCE_WRITE);
 	struct pm_map_run *run = NULL;
 	struct pmd_container *c;
 	struct pmd_cap *cap;
 	bool writable = true;
+	uint64_t cow = 0;
 	error_t err;
 	uint32_t i;
 
-	if (flags & CONT_MAP_WRITE)
-		want |= CONT_MAP_WRITE;
 	err = cap_decode(task, h, PMD_RIGHT_MAP | PMD_RIGHT_READ |
-			 ((flags & CONT_MAP_WRITE) ? PMD_RIGHT_WRITE : 0),
-			 &cap, why);
+			 (want_write ? PMD_RIGHT_WRITE : 0), USE_ALL, &cap, why);
 	if (err)
 		return err;
 	if (!range_ok(start, count) || count > PM_MAP_MAX) {
@@ -384,24 +529,36 @@ error_t pmd_container_map(struct pmd_core *core, struct pmd_task *task,
 	}
 	c = cap->cont;
 	for (i = 0; i < count; i++) {
-		if (!pmd_ftab_lookup(&c->frames, start + i)) {
+		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, start + i);
+		if (!e) {
 			why->frame = start + i;
 			return ENOENT;
+		}
+		cow += frame_is_cow(core, e);
+	}
+	/* FORCE_WRITE copies every copy-on-write frame first. */
+	if (force && cow) {
+		err = container_reserve_slots(core, c, cow);
+		if (err)
+			return err;
+		for (i = 0; i < count; i++) {
+			struct pmd_frame *e = pmd_ftab_lookup(&c->frames, start + i);
+			if (frame_is_cow(core, e))
+				frame_unshare(core, c, e);
 		}
 	}
 
 	out->nruns = out->nsegs = 0;
 	for (i = 0; i < count; i++) {
 		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, start + i);
-		struct pmd_segment *seg = pmd_segtab_get(&core->segs, e->seg);
+		struct pmd_segment *seg = frame_seg(core, e);
 		uint16_t prot = CONT_MAP_READ;
 
 		/* The seed's rule: never a writable mapping of a
-		 * copy-on-write frame. Breaking copies for FORCE_WRITE comes
-		 * with the copy operation. */
-		if ((want & CONT_MAP_WRITE) && !(e->flags & PMD_FRAME_COW))
+		 * copy-on-write frame. */
+		if (want_write && !frame_is_cow(core, e))
 			prot |= CONT_MAP_WRITE;
-		if ((want & CONT_MAP_WRITE) && !(prot & CONT_MAP_WRITE))
+		else if (want_write)
 			writable = false;
 
 		if (run && run->segment == seg->id && run->prot == prot &&
@@ -428,14 +585,17 @@ error_t pmd_container_map(struct pmd_core *core, struct pmd_task *task,
 		run->prot = prot;
 	}
 	for (uint32_t s = 0; s < out->nsegs; s++) {
+		out->segs[s]->exposed = true;
 		err = pmd_task_add_segment(task, out->segs[s]->id);
 		if (err)
 			return err;
 	}
 	out->done = i;
-	out->granted = CONT_MAP_READ | (writable ? want & CONT_MAP_WRITE : 0);
+	out->granted = CONT_MAP_READ | (want_write && writable ? CONT_MAP_WRITE : 0);
 	return 0;
 }
+
+/* ---- read and write ---- */
 
 /* Decode for read and write: rights, range, every touched frame present.
  * Sets *first and *nframes to the frames touched. */
@@ -448,7 +608,7 @@ static error_t io_decode(struct pmd_task *task, container_t h, uint32_t rights,
 	uint64_t skip, in_first, n;
 	error_t err;
 
-	err = cap_decode(task, h, rights, &cap, why);
+	err = cap_decode(task, h, rights, USE_ALL, &cap, why);
 	if (err)
 		return err;
 	if (len == 0 || len > PM_IO_MAX) {
@@ -490,12 +650,12 @@ error_t pmd_container_read(struct pmd_core *core, struct pmd_task *task,
 		return err;
 	for (uint64_t i = 0; i < n && len; i++) {
 		struct pmd_frame *e = pmd_ftab_lookup(&cap->cont->frames, first + i);
-		struct pmd_segment *seg = pmd_segtab_get(&core->segs, e->seg);
 		uint32_t chunk = PM_FRAME_SIZE - (uint32_t)pos;
 
 		if (chunk > len)
 			chunk = len;
-		memcpy(dst, (uint8_t *)pmd_segment_frame(seg, e->slot) + pos, chunk);
+		memcpy(dst, (uint8_t *)pmd_segment_frame(frame_seg(core, e),
+							 e->slot) + pos, chunk);
 		dst += chunk;
 		len -= chunk;
 		pos = 0;
@@ -508,9 +668,10 @@ error_t pmd_container_write(struct pmd_core *core, struct pmd_task *task,
 			    const void *buf, uint32_t len,
 			    struct pmd_culprit *why)
 {
+	struct pmd_container *c;
 	struct pmd_cap *cap;
 	frame_t first;
-	uint64_t n, pos = offset % PM_FRAME_SIZE;
+	uint64_t n, cow = 0, pos = offset % PM_FRAME_SIZE;
 	const uint8_t *src = buf;
 	error_t err;
 
@@ -518,17 +679,416 @@ error_t pmd_container_write(struct pmd_core *core, struct pmd_task *task,
 			&first, &n, why);
 	if (err)
 		return err;
+	c = cap->cont;
+	/* Writing a copy-on-write frame breaks the copy first. */
+	for (uint64_t i = 0; i < n; i++)
+		cow += frame_is_cow(core, pmd_ftab_lookup(&c->frames, first + i));
+	if (cow) {
+		err = container_reserve_slots(core, c, cow);
+		if (err)
+			return err;
+	}
 	for (uint64_t i = 0; i < n && len; i++) {
-		struct pmd_frame *e = pmd_ftab_lookup(&cap->cont->frames, first + i);
-		struct pmd_segment *seg = pmd_segtab_get(&core->segs, e->seg);
+		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, first + i);
 		uint32_t chunk = PM_FRAME_SIZE - (uint32_t)pos;
 
+		if (frame_is_cow(core, e))
+			frame_unshare(core, c, e);
 		if (chunk > len)
 			chunk = len;
-		memcpy((uint8_t *)pmd_segment_frame(seg, e->slot) + pos, src, chunk);
+		memcpy((uint8_t *)pmd_segment_frame(frame_seg(core, e), e->slot) +
+		       pos, src, chunk);
 		src += chunk;
 		len -= chunk;
 		pos = 0;
 	}
+	return 0;
+}
+
+/* ---- logical copy ---- */
+
+error_t pmd_container_copy(struct pmd_core *core, struct pmd_task *task,
+			   container_t src, frame_t src_start, container_t dst,
+			   frame_t dst_start, uint32_t count, uint32_t flags,
+			   struct pmd_culprit *why)
+{
+	struct pmd_container *sc, *dc;
+	struct pmd_cap *scap, *dcap;
+	uint32_t k, reserve = 0;
+	error_t stop = 0, err;
+	bool same, backwards;
+
+	err = cap_decode(task, src, PMD_RIGHT_READ, USE_ALL, &scap, why);
+	if (err)
+		return err;
+	err = cap_decode(task, dst, PMD_RIGHT_WRITE, USE_ALL, &dcap, why);
+	if (err) {
+		why->arg = 3;
+		return err;
+	}
+	if (!range_ok(src_start, count) || !range_ok(dst_start, count)) {
+		why->arg = 5;
+		return EINVAL;
+	}
+	if (flags) {
+		why->arg = 6;
+		return EINVAL;
+	}
+	sc = scap->cont;
+	dc = dcap->cont;
+	same = sc == dc;
+
+	/* Decode: the first missing source (ENOENT) or destination (ENOMEM)
+	 * frame stops the copy; the frames before it are copied. */
+	for (k = 0; k < count; k++) {
+		struct pmd_frame *d;
+
+		if (!pmd_ftab_lookup(&sc->frames, src_start + k)) {
+			stop = ENOENT;
+			why->frame = src_start + k;
+			break;
+		}
+		d = pmd_ftab_lookup(&dc->frames, dst_start + k);
+		if (!d) {
+			stop = ENOMEM;
+			why->frame = dst_start + k;
+			break;
+		}
+		/* A physical copy into a shared destination slot needs a
+		 * private slot first; within one container any destination
+		 * may end up so. */
+		reserve += same || frame_is_cow(core, d);
+	}
+	if (reserve) {
+		err = container_reserve_slots(core, dc, reserve);
+		if (err)
+			return err;
+	}
+
+	/* Invoke, in the order that reads every source before it is
+	 * overwritten when the ranges overlap (as memmove does). */
+	backwards = same && dst_start > src_start;
+	for (uint32_t j = 0; j < k; j++) {
+		uint32_t i = backwards ? k - 1 - j : j;
+		struct pmd_frame *s = pmd_ftab_lookup(&sc->frames, src_start + i);
+		struct pmd_frame *d = pmd_ftab_lookup(&dc->frames, dst_start + i);
+		struct pmd_segment *ss = frame_seg(core, s);
+		struct pmd_segment *ds = frame_seg(core, d);
+
+		if (s == d || (s->seg == d->seg && s->slot == d->slot))
+			continue; /* already the same contents */
+		/* Share the slot only within one container and only while
+		 * no task holds a segment of either side: a task's writable
+		 * mapping must never write into the other copy. */
+		if (same && !ss->exposed && !ds->exposed &&
+		    pmd_slots_get(&ss->slots, s->slot)) {
+			slot_put(core, d->seg, d->slot);
+			d->seg = s->seg;
+			d->slot = s->slot;
+			d->gen++;
+			continue;
+		}
+		if (frame_is_cow(core, d))
+			frame_unshare(core, dc, d);
+		memcpy(pmd_segment_frame(frame_seg(core, d), d->slot),
+		       pmd_segment_frame(ss, s->slot), PM_FRAME_SIZE);
+	}
+	container_trim_segments(core, dc);
+	return stop;
+}
+
+/* ---- sharing ---- */
+
+error_t pmd_container_share(struct pmd_core *core, struct pmd_task *task,
+			    container_t h, pm_task_t remote,
+			    container_t *weak_out, struct pmd_culprit *why)
+{
+	struct pmd_share *sh;
+	struct pmd_cap *cap, *weak;
+	error_t err;
+
+	err = cap_decode(task, h, PMD_RIGHT_OWNER, 0, &cap, why);
+	if (err)
+		return err;
+	/* Tasks of other nodes are named here once the cluster exists. */
+	if (!pmd_core_find_task(core, remote)) {
+		why->arg = 2;
+		return ESRCH;
+	}
+	sh = calloc(1, sizeof(*sh));
+	if (!sh)
+		return ENOMEM;
+	do
+		randombytes_buf(&sh->id, sizeof(sh->id));
+	while (!sh->id || pmd_share_lookup(core, sh->id));
+	sh->bound = remote;
+	sh->cont = cap->cont;
+	err = cap_new(task, cap->cont, sh, PMD_RIGHTS_WEAK, &weak);
+	if (err) {
+		free(sh);
+		return err;
+	}
+	pmd_list_add(&cap->cont->shares, &sh->cont_link);
+	pmd_share_insert(core, sh);
+	*weak_out = weak->handle;
+	return 0;
+}
+
+/* The segments of c that task t holds descriptors for. */
+static uint32_t exposed_to(struct pmd_container *c, const struct pmd_task *t)
+{
+	uint32_t n = 0;
+
+	for (struct pmd_list *p = c->segments.next; p != &c->segments; p = p->next)
+		n += pmd_task_has_segment(t, pmd_container_of(
+			p, struct pmd_segment, link)->id);
+	return n;
+}
+
+/*
+ * Moves every frame living in a segment that t holds to fresh segments,
+ * then empties the old ones: t's mappings fault from now on, and so do
+ * other tasks' mappings of those segments (they remap). `fresh` holds the
+ * new segments, made in decode.
+ */
+static void container_move_from(struct pmd_core *core, struct pmd_container *c,
+				const struct pmd_task *t,
+				struct pmd_segment **fresh, uint32_t nfresh)
+{
+	struct pmd_list *pos, *tmp;
+	uint32_t used = 0;
+
+	pmd_list_for_each_safe(pos, tmp, &c->segments) {
+		struct pmd_segment *old =
+			pmd_container_of(pos, struct pmd_segment, link);
+		struct pmd_segment *nw;
+		frame_t f = 0;
+		struct pmd_frame *e;
+
+		if (!pmd_task_has_segment(t, old->id))
+			continue;
+		assert(used < nfresh);
+		nw = fresh[used++];
+		/* Same slot numbers: a slot's sharers move together. */
+		memcpy(&nw->slots, &old->slots, sizeof(nw->slots));
+		core->segs.slots_used += nw->slots.used;
+		for (unsigned s = 0; s < PMD_SEG_SLOTS; s++)
+			if (old->slots.ref[s])
+				memcpy(pmd_segment_frame(nw, s),
+				       pmd_segment_frame(old, s), PM_FRAME_SIZE);
+		while (pmd_ftab_next(&c->frames, &f, &e)) {
+			if (e->seg == old->index) {
+				e->seg = nw->index;
+				e->gen++;
+			}
+			if (f++ == UINT64_MAX)
+				break;
+		}
+		nw->domain = c;
+		pmd_list_add(&c->segments, &nw->link);
+		pmd_segment_revoke(old);
+		pmd_segment_destroy(&core->segs, old);
+	}
+	assert(used == nfresh);
+}
+
+error_t pmd_container_unshare(struct pmd_core *core, struct pmd_task *task,
+			      container_t h, pm_task_t remote,
+			      struct pmd_culprit *why)
+{
+	struct pmd_segment *fresh[64], **segs = fresh;
+	struct pmd_list *pos, *tmp;
+	struct pmd_container *c;
+	struct pmd_task *rt;
+	struct pmd_cap *cap;
+	uint32_t nmove = 0, made = 0;
+	error_t err;
+
+	err = cap_decode(task, h, PMD_RIGHT_OWNER, 0, &cap, why);
+	if (err)
+		return err;
+	c = cap->cont;
+	if (container_locked(c) && c->locker->id == remote)
+		return EBUSY; /* the server's lock holds until it expires */
+	rt = pmd_core_find_task(core, remote);
+	if (rt)
+		nmove = exposed_to(c, rt);
+	if (nmove && container_locked(c))
+		return EBUSY; /* another server's lock: no frame may move */
+
+	/* Decode: make the segments the move needs. */
+	if (nmove > sizeof(fresh) / sizeof(fresh[0])) {
+		segs = calloc(nmove, sizeof(*segs));
+		if (!segs)
+			return ENOMEM;
+	}
+	for (; made < nmove; made++) {
+		err = pmd_segment_create(&core->segs, &segs[made]);
+		if (err)
+			goto undo;
+	}
+
+	/* Invoke: revoke every capability of the shares bound to remote,
+	 * then move the frames it could see. */
+	pmd_list_for_each_safe(pos, tmp, &c->caps) {
+		struct pmd_cap *k = pmd_container_of(pos, struct pmd_cap,
+						     cont_link);
+		if (k->share && k->share->bound == remote)
+			cap_revoke(k);
+	}
+	pmd_list_for_each_safe(pos, tmp, &c->shares) {
+		struct pmd_share *sh = pmd_container_of(pos, struct pmd_share,
+							cont_link);
+		if (sh->bound == remote)
+			share_free(core, sh);
+	}
+	if (nmove)
+		container_move_from(core, c, rt, segs, nmove);
+	if (segs != fresh)
+		free(segs);
+	return 0;
+
+undo:
+	while (made)
+		pmd_segment_destroy(&core->segs, segs[--made]);
+	if (segs != fresh)
+		free(segs);
+	return err;
+}
+
+/* Token layout: share id (8), bound task (8), MAC of both (16). */
+static void token_mac(const struct pmd_core *core, const uint8_t *msg,
+		      uint8_t mac[16])
+{
+	uint8_t full[crypto_auth_hmacsha256_BYTES];
+
+	crypto_auth_hmacsha256(full, msg, 16, core->secret);
+	memcpy(mac, full, 16);
+}
+
+error_t pmd_cap_export(struct pmd_core *core, struct pmd_task *task,
+		       container_t h, struct pm_token *token_out,
+		       struct pmd_culprit *why)
+{
+	struct pmd_cap *cap;
+	error_t err = cap_decode(task, h, 0, 0, &cap, why);
+
+	if (err)
+		return err;
+	if (!cap->share) {
+		why->arg = 2;
+		return EPERM; /* only weak references travel: share first */
+	}
+	memcpy(token_out->bytes, &cap->share->id, 8);
+	memcpy(token_out->bytes + 8, &cap->share->bound, 8);
+	token_mac(core, token_out->bytes, token_out->bytes + 16);
+	return 0;
+}
+
+error_t pmd_cap_import(struct pmd_core *core, struct pmd_task *task,
+		       const struct pm_token *token, container_t *h_out,
+		       struct pmd_culprit *why)
+{
+	uint8_t mac[16];
+	struct pmd_share *sh;
+	struct pmd_cap *cap;
+	uint64_t id;
+	pm_task_t bound;
+	error_t err;
+
+	why->arg = 2;
+	token_mac(core, token->bytes, mac);
+	if (sodium_memcmp(mac, token->bytes + 16, sizeof(mac)) != 0)
+		return EINVAL; /* forged or altered */
+	memcpy(&id, token->bytes, 8);
+	memcpy(&bound, token->bytes + 8, 8);
+	if (bound != task->id)
+		return EACCES;
+	sh = pmd_share_lookup(core, id);
+	if (!sh)
+		return ESTALE; /* unshared, released, or the container is gone */
+	err = cap_new(task, sh->cont, sh, PMD_RIGHTS_WEAK, &cap);
+	if (err)
+		return err;
+	why->arg = 0;
+	*h_out = cap->handle;
+	return 0;
+}
+
+error_t pmd_cap_release(struct pmd_core *core, struct pmd_task *task,
+			container_t h, struct pmd_culprit *why)
+{
+	struct pmd_cap *cap = pmd_htab_lookup(&task->handles, h);
+
+	why->arg = 1;
+	if (!cap)
+		return EBADF;
+	if (cap->cont && !cap->share)
+		return EINVAL; /* the owner's capability goes with destroy */
+	pmd_cap_free(core, cap);
+	return 0;
+}
+
+/* ---- locks ---- */
+
+error_t pmd_container_lock(struct pmd_core *core, struct pmd_task *task,
+			   container_t h, uint32_t msec,
+			   struct pmd_culprit *why)
+{
+	struct pmd_cap *cap;
+	error_t err = cap_decode(task, h, PMD_RIGHT_LOCK, USE_BOUND, &cap, why);
+
+	if (err)
+		return err;
+	if (msec == 0 || msec > core->cfg.max_lock_ms) {
+		why->arg = 2;
+		return EINVAL;
+	}
+	if (container_locked(cap->cont) && cap->cont->locker != task)
+		return EBUSY;
+	cap->cont->locker = task;
+	cap->cont->lock_until_ms = pmd_core_now_ms() + msec;
+	return 0;
+}
+
+error_t pmd_container_unlock(struct pmd_core *core, struct pmd_task *task,
+			     container_t h, struct pmd_culprit *why)
+{
+	struct pmd_cap *cap;
+	error_t err = cap_decode(task, h, PMD_RIGHT_LOCK, USE_BOUND, &cap, why);
+
+	if (err)
+		return err;
+	/* Unlocking a lock that just expired is not an error. */
+	if (cap->cont->locker == task) {
+		cap->cont->locker = NULL;
+		return 0;
+	}
+	if (!container_locked(cap->cont) && !cap->cont->locker)
+		return 0;
+	return EPERM; /* another server's lock */
+}
+
+error_t pmd_container_set_policy(struct pmd_core *core, struct pmd_task *task,
+				 container_t h, uint32_t policy,
+				 pm_node_t node, struct pmd_culprit *why)
+{
+	struct pmd_cap *cap;
+	error_t err = cap_decode(task, h, PMD_RIGHT_OWNER, 0, &cap, why);
+
+	if (err)
+		return err;
+	if (policy > PM_PLACE_INTERLEAVE) {
+		why->arg = 3;
+		return EINVAL;
+	}
+	/* On one node every policy places frames here; a named node must
+	 * be this one. */
+	if (policy == PM_PLACE_NODE && node != core->cfg.node) {
+		why->arg = 4;
+		return ENODEV;
+	}
+	cap->cont->policy = policy;
+	cap->cont->policy_node = node;
 	return 0;
 }

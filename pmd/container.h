@@ -36,9 +36,11 @@ struct pmd_container {
 	struct pmd_ftab frames;       /* (L) frame_t -> place */
 	struct pmd_list segments;     /* (L) its own segments */
 	uint64_t free_slots;          /* (L) free slots in those segments */
-	struct pmd_list caps;         /* (L) every capability naming it */
+	struct pmd_list caps;         /* (L) every live capability naming it */
+	struct pmd_list shares;       /* (L) its weak references */
 	struct pmd_list owner_link;   /* (L) in owner->containers */
-	uint64_t cow_frames;          /* (L) frames flagged copy-on-write */
+	struct pmd_task *locker;      /* (L) server holding the lock, or NULL */
+	uint64_t lock_until_ms;       /* (L) monotonic expiry of that lock */
 	uint32_t policy;              /* (L) PM_PLACE_* */
 	pm_node_t policy_node;        /* (L) for PM_PLACE_NODE */
 };
@@ -68,6 +70,11 @@ error_t pmd_container_destroy(struct pmd_core *core, struct pmd_task *task,
  * dies. Used by destroy and by the owner's death. */
 void pmd_container_free(struct pmd_core *core, struct pmd_container *c);
 
+/* A task is going away: the locks it holds end. */
+void pmd_container_unlock_all(struct pmd_core *core, struct pmd_task *task);
+/* Removes one capability from its holder's table, whatever its state. */
+void pmd_cap_free(struct pmd_core *core, struct pmd_cap *cap);
+
 error_t pmd_container_stat(struct pmd_core *core, struct pmd_task *task,
 			   container_t h, struct pm_stat_rep *st_out,
 			   struct pmd_culprit *why);
@@ -93,5 +100,34 @@ error_t pmd_container_write(struct pmd_core *core, struct pmd_task *task,
 			    container_t h, frame_t frame, uint64_t offset,
 			    const void *buf, uint32_t len,
 			    struct pmd_culprit *why);
+
+error_t pmd_container_copy(struct pmd_core *core, struct pmd_task *task,
+			   container_t src, frame_t src_start, container_t dst,
+			   frame_t dst_start, uint32_t count, uint32_t flags,
+			   struct pmd_culprit *why);
+
+error_t pmd_container_share(struct pmd_core *core, struct pmd_task *task,
+			    container_t h, pm_task_t remote,
+			    container_t *weak_out, struct pmd_culprit *why);
+error_t pmd_container_unshare(struct pmd_core *core, struct pmd_task *task,
+			      container_t h, pm_task_t remote,
+			      struct pmd_culprit *why);
+error_t pmd_cap_export(struct pmd_core *core, struct pmd_task *task,
+		       container_t h, struct pm_token *token_out,
+		       struct pmd_culprit *why);
+error_t pmd_cap_import(struct pmd_core *core, struct pmd_task *task,
+		       const struct pm_token *token, container_t *h_out,
+		       struct pmd_culprit *why);
+error_t pmd_cap_release(struct pmd_core *core, struct pmd_task *task,
+			container_t h, struct pmd_culprit *why);
+
+error_t pmd_container_lock(struct pmd_core *core, struct pmd_task *task,
+			   container_t h, uint32_t msec,
+			   struct pmd_culprit *why);
+error_t pmd_container_unlock(struct pmd_core *core, struct pmd_task *task,
+			     container_t h, struct pmd_culprit *why);
+error_t pmd_container_set_policy(struct pmd_core *core, struct pmd_task *task,
+				 container_t h, uint32_t policy,
+				 pm_node_t node, struct pmd_culprit *why);
 
 #endif

@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <sodium.h>
 
 #include "container.h"
 #include "log.h"
@@ -16,6 +19,55 @@ void pmd_core_init(struct pmd_core *core, const struct pmd_core_config *cfg)
 	pmd_budget_init(&core->budget, cfg->frames_total);
 	pmd_segtab_init(&core->segs);
 	pmd_list_init(&core->tasks);
+	/* Tokens are valid for this pmd's life; a restart makes old ones
+	 * fail their MAC. */
+	randombytes_buf(core->secret, sizeof(core->secret));
+}
+
+uint64_t pmd_core_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct pmd_task *pmd_core_find_task(struct pmd_core *core, pm_task_t id)
+{
+	for (struct pmd_list *p = core->tasks.next; p != &core->tasks; p = p->next) {
+		struct pmd_task *t = pmd_container_of(p, struct pmd_task, link);
+		if (t->id == id)
+			return t;
+	}
+	return NULL;
+}
+
+void pmd_share_insert(struct pmd_core *core, struct pmd_share *sh)
+{
+	struct pmd_share **b = &core->shares[sh->id % PMD_SHARE_BUCKETS];
+
+	sh->hash_next = *b;
+	*b = sh;
+	core->nshares++;
+}
+
+struct pmd_share *pmd_share_lookup(struct pmd_core *core, uint64_t id)
+{
+	struct pmd_share *sh = core->shares[id % PMD_SHARE_BUCKETS];
+
+	while (sh && sh->id != id)
+		sh = sh->hash_next;
+	return sh;
+}
+
+void pmd_share_remove(struct pmd_core *core, struct pmd_share *sh)
+{
+	struct pmd_share **p = &core->shares[sh->id % PMD_SHARE_BUCKETS];
+
+	while (*p != sh)
+		p = &(*p)->hash_next;
+	*p = sh->hash_next;
+	core->nshares--;
 }
 
 void pmd_core_fini(struct pmd_core *core)
@@ -28,16 +80,26 @@ error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
 			uint32_t pid, struct pmd_task **task_out)
 {
 	struct pmd_task *t = calloc(1, sizeof(*t));
+	uint64_t guarantee = core->cfg.guarantee, extra = core->cfg.extra;
 	error_t err;
 
 	if (!t)
 		return ENOMEM;
-	err = pmd_budget_admit(&core->budget, core->cfg.admit,
-			       core->cfg.guarantee, core->cfg.extra, &t->charge);
+	for (uint32_t i = 0; i < core->cfg.nusers; i++) {
+		const struct pmd_user_limits *u = &core->cfg.users[i];
+		if (u->uid != uid)
+			continue;
+		if (u->guarantee != PMD_LIMIT_DEFAULT)
+			guarantee = u->guarantee;
+		if (u->extra != PMD_LIMIT_DEFAULT)
+			extra = u->extra;
+	}
+	err = pmd_budget_admit(&core->budget, core->cfg.admit, guarantee,
+			       extra, &t->charge);
 	if (err) {
 		pmd_warn("refusing a session of uid %u pid %u: its guarantee of "
 			 "%lu frames does not fit", uid, pid,
-			 (unsigned long)core->cfg.guarantee);
+			 (unsigned long)guarantee);
 		free(t);
 		return err;
 	}
@@ -57,18 +119,16 @@ void pmd_task_destroy(struct pmd_core *core, struct pmd_task *task)
 {
 	struct pmd_list *pos, *tmp;
 
+	/* The locks it holds as a server end; then its own containers go
+	 * (servers holding weak references see them revoked); then the
+	 * capabilities it held to other tasks' containers. */
+	pmd_container_unlock_all(core, task);
 	pmd_list_for_each_safe(pos, tmp, &task->containers)
 		pmd_container_free(core, pmd_container_of(
 			pos, struct pmd_container, owner_link));
-	/* Capabilities it held to other tasks' containers. */
-	for (uint32_t i = 0; i < task->handles.len; i++) {
-		struct pmd_cap *cap = task->handles.v[i];
-		if (!cap)
-			continue;
-		pmd_htab_remove(&task->handles, cap);
-		pmd_list_del(&cap->cont_link);
-		free(cap);
-	}
+	for (uint32_t i = 0; i < task->handles.len; i++)
+		if (task->handles.v[i])
+			pmd_cap_free(core, task->handles.v[i]);
 	pmd_htab_fini(&task->handles);
 	pmd_budget_leave(&core->budget, &task->charge);
 	pmd_list_del(&task->link);

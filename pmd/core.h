@@ -17,6 +17,18 @@
 #include "segment.h"
 #include "task.h"
 
+#define PMD_SHARE_BUCKETS 1024
+#define PMD_USER_OVERRIDES_MAX 64
+
+#define PMD_LIMIT_DEFAULT UINT64_MAX /* a [user] value left unset */
+
+/* Per-user guarantee and extra limit, from the configuration file. */
+struct pmd_user_limits {
+	uint32_t uid;
+	uint64_t guarantee;
+	uint64_t extra;
+};
+
 struct pmd_core_config {
 	pm_node_t node;                 /* this node's id */
 	uint64_t frames_total;          /* budget in frames */
@@ -24,6 +36,8 @@ struct pmd_core_config {
 	uint64_t extra;                 /* default E per task */
 	enum pmd_admit_policy admit;    /* when a guarantee does not fit */
 	uint32_t max_lock_ms;           /* longest server lock */
+	struct pmd_user_limits users[PMD_USER_OVERRIDES_MAX];
+	uint32_t nusers;                /* entries in users */
 };
 
 struct pmd_core {
@@ -36,7 +50,17 @@ struct pmd_core {
 	uint64_t nframes;               /* (L) frames in all containers */
 	uint64_t next_task;             /* (L) serial of the next task */
 	uint64_t next_container;        /* (L) serial of the next container */
+	uint8_t secret[32];             /* (C) MAC key of capability tokens */
+	struct pmd_share *shares[PMD_SHARE_BUCKETS]; /* (L) by id */
+	uint64_t nshares;               /* (L) */
 };
+
+struct pmd_task *pmd_core_find_task(struct pmd_core *core, pm_task_t id);
+uint64_t pmd_core_now_ms(void);
+
+void pmd_share_insert(struct pmd_core *core, struct pmd_share *sh);
+struct pmd_share *pmd_share_lookup(struct pmd_core *core, uint64_t id);
+void pmd_share_remove(struct pmd_core *core, struct pmd_share *sh);
 
 void pmd_core_init(struct pmd_core *core, const struct pmd_core_config *cfg);
 /* Every task must have been destroyed. */

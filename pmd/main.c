@@ -9,6 +9,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "config.h"
 #include "core.h"
 #include "log.h"
@@ -41,6 +43,10 @@ int main(int argc, char **argv)
 		return 2;
 	pmd_log_verbosity = cfg.log_level;
 	raise_fd_limit();
+	if (sodium_init() < 0) {
+		fprintf(stderr, "pmd: cannot initialise libsodium\n");
+		return 1;
+	}
 
 	memset(&ccfg, 0, sizeof(ccfg));
 	ccfg.node = cfg.node_id;
@@ -49,6 +55,8 @@ int main(int argc, char **argv)
 	ccfg.extra = cfg.extra;
 	ccfg.admit = cfg.admit;
 	ccfg.max_lock_ms = cfg.max_lock_ms;
+	memcpy(ccfg.users, cfg.users, sizeof(cfg.users[0]) * cfg.nusers);
+	ccfg.nusers = cfg.nusers;
 	pmd_core_init(&core, &ccfg);
 
 	err = pmd_server_create(&cfg, &core, &srv);

@@ -117,6 +117,13 @@ void pmd_segment_destroy(struct pmd_segtab *t, struct pmd_segment *seg)
 	free(seg);
 }
 
+void pmd_segment_revoke(struct pmd_segment *seg)
+{
+	if (ftruncate(seg->fd, 0) < 0)
+		pmd_err("truncating revoked segment %#lx: %m",
+			(unsigned long)seg->id);
+}
+
 int pmd_segment_slot_alloc(struct pmd_segtab *t, struct pmd_segment *seg)
 {
 	int slot = pmd_slots_alloc(&seg->slots);

@@ -20,6 +20,7 @@
 #ifndef PMD_SEGMENT_H
 #define PMD_SEGMENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <pm/pm.h>
@@ -36,6 +37,7 @@ struct pmd_segment {
 	uint32_t index;                /* (C) in the segment table */
 	uint64_t id;                   /* (C) wire id */
 	struct pmd_container *domain;  /* (L) owner; NULL once orphaned */
+	bool exposed;                  /* (L) its descriptor went to a task */
 	struct pmd_list link;          /* (L) in domain->segments */
 };
 
@@ -55,6 +57,9 @@ void pmd_segtab_fini(struct pmd_segtab *t);
 
 error_t pmd_segment_create(struct pmd_segtab *t, struct pmd_segment **seg_out);
 void pmd_segment_destroy(struct pmd_segtab *t, struct pmd_segment *seg);
+/* Empties the memfd itself (not just our view): every mapping of it, in
+ * any task, faults from now on instead of showing its contents. */
+void pmd_segment_revoke(struct pmd_segment *seg);
 
 static inline struct pmd_segment *pmd_segtab_get(const struct pmd_segtab *t,
 						 uint32_t index)

@@ -326,15 +326,103 @@ static error_t do_debug_stat(struct pmd_server *srv, struct pmd_session *s,
 	return 0;
 }
 
-static error_t do_unsupported(struct pmd_server *srv, struct pmd_session *s,
-			      const void *body, uint32_t body_len,
-			      struct reply *r)
+static error_t do_copy(struct pmd_server *srv, struct pmd_session *s,
+		       const void *body, uint32_t body_len, struct reply *r)
 {
-	return EOPNOTSUPP;
+	const struct pm_copy_req *q = body;
+
+	return pmd_container_copy(srv->core, s->task, q->src, q->src_start,
+				  q->dst, q->dst_start, q->count, q->flags,
+				  &r->why);
 }
 
-/* Each type: its handler, the body size it takes (exact, or at least for
- * variable bodies), and whether a task must have said HELLO first. */
+static error_t do_share(struct pmd_server *srv, struct pmd_session *s,
+			const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_share_req *q = body;
+	struct pm_handle_rep *rep = reply_body(srv);
+	error_t err = pmd_container_share(srv->core, s->task, q->handle,
+					  q->task, &rep->handle, &r->why);
+
+	if (!err)
+		r->body_len = sizeof(*rep);
+	return err;
+}
+
+static error_t do_unshare(struct pmd_server *srv, struct pmd_session *s,
+			  const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_share_req *q = body;
+
+	return pmd_container_unshare(srv->core, s->task, q->handle, q->task,
+				     &r->why);
+}
+
+static error_t do_export(struct pmd_server *srv, struct pmd_session *s,
+			 const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_handle_req *q = body;
+	error_t err = pmd_cap_export(srv->core, s->task, q->handle,
+				     reply_body(srv), &r->why);
+
+	if (!err)
+		r->body_len = sizeof(struct pm_token);
+	return err;
+}
+
+static error_t do_import(struct pmd_server *srv, struct pmd_session *s,
+			 const void *body, uint32_t body_len, struct reply *r)
+{
+	struct pm_handle_rep *rep = reply_body(srv);
+	error_t err = pmd_cap_import(srv->core, s->task, body, &rep->handle,
+				     &r->why);
+
+	if (!err)
+		r->body_len = sizeof(*rep);
+	return err;
+}
+
+static error_t do_release(struct pmd_server *srv, struct pmd_session *s,
+			  const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_handle_req *q = body;
+
+	return pmd_cap_release(srv->core, s->task, q->handle, &r->why);
+}
+
+static error_t do_lock(struct pmd_server *srv, struct pmd_session *s,
+		       const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_lock_req *q = body;
+
+	if (q->pad)
+		return EPROTO;
+	return pmd_container_lock(srv->core, s->task, q->handle, q->msec,
+				  &r->why);
+}
+
+static error_t do_unlock(struct pmd_server *srv, struct pmd_session *s,
+			 const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_handle_req *q = body;
+
+	return pmd_container_unlock(srv->core, s->task, q->handle, &r->why);
+}
+
+static error_t do_set_policy(struct pmd_server *srv, struct pmd_session *s,
+			     const void *body, uint32_t body_len,
+			     struct reply *r)
+{
+	const struct pm_policy_req *q = body;
+
+	if (q->pad)
+		return EPROTO;
+	return pmd_container_set_policy(srv->core, s->task, q->handle,
+					q->policy, q->node, &r->why);
+}
+
+/* Each type: its handler and the body size it takes (exact, or at least
+ * for variable bodies). Every type but HELLO needs HELLO first. */
 static const struct {
 	handler_fn fn;
 	uint32_t body;
@@ -350,15 +438,15 @@ static const struct {
 	[PM_MSG_MAP] = { do_map, sizeof(struct pm_map_req), false },
 	[PM_MSG_READ] = { do_read, sizeof(struct pm_io_req), false },
 	[PM_MSG_WRITE] = { do_write, sizeof(struct pm_io_req), true },
-	[PM_MSG_COPY] = { do_unsupported, sizeof(struct pm_copy_req), false },
-	[PM_MSG_SHARE] = { do_unsupported, sizeof(struct pm_share_req), false },
-	[PM_MSG_UNSHARE] = { do_unsupported, sizeof(struct pm_share_req), false },
-	[PM_MSG_EXPORT] = { do_unsupported, sizeof(struct pm_handle_req), false },
-	[PM_MSG_IMPORT] = { do_unsupported, sizeof(struct pm_token), false },
-	[PM_MSG_RELEASE] = { do_unsupported, sizeof(struct pm_handle_req), false },
-	[PM_MSG_LOCK] = { do_unsupported, sizeof(struct pm_lock_req), false },
-	[PM_MSG_UNLOCK] = { do_unsupported, sizeof(struct pm_handle_req), false },
-	[PM_MSG_SET_POLICY] = { do_unsupported, sizeof(struct pm_policy_req), false },
+	[PM_MSG_COPY] = { do_copy, sizeof(struct pm_copy_req), false },
+	[PM_MSG_SHARE] = { do_share, sizeof(struct pm_share_req), false },
+	[PM_MSG_UNSHARE] = { do_unshare, sizeof(struct pm_share_req), false },
+	[PM_MSG_EXPORT] = { do_export, sizeof(struct pm_handle_req), false },
+	[PM_MSG_IMPORT] = { do_import, sizeof(struct pm_token), false },
+	[PM_MSG_RELEASE] = { do_release, sizeof(struct pm_handle_req), false },
+	[PM_MSG_LOCK] = { do_lock, sizeof(struct pm_lock_req), false },
+	[PM_MSG_UNLOCK] = { do_unlock, sizeof(struct pm_handle_req), false },
+	[PM_MSG_SET_POLICY] = { do_set_policy, sizeof(struct pm_policy_req), false },
 	[PM_MSG_NODES] = { do_nodes, 0, false },
 	[PM_MSG_DEBUG_STAT] = { do_debug_stat, 0, false },
 };
