@@ -197,15 +197,23 @@ static void slot_put(struct pmd_core *core, uint32_t segi, uint16_t slot)
 	}
 }
 
-/* Drops one frame: its slot reference, its charge, its table entry. */
-static void frame_drop(struct pmd_core *core, struct pmd_container *c,
-		       frame_t f, struct pmd_frame *e)
+/* Gives up what a frame holds, its slot reference and its charge, but not
+ * its table entry. */
+static void frame_release(struct pmd_core *core, struct pmd_container *c,
+			  struct pmd_frame *e)
 {
 	slot_put(core, e->seg, e->slot);
 	pmd_charge_sub(&core->budget, &c->owner->charge,
 		       e->flags & PMD_FRAME_EXTRA);
-	pmd_ftab_remove(&c->frames, f);
 	core->nframes--;
+}
+
+/* Drops one frame: what it holds and its table entry. */
+static void frame_drop(struct pmd_core *core, struct pmd_container *c,
+		       frame_t f, struct pmd_frame *e)
+{
+	frame_release(core, c, e);
+	pmd_ftab_remove(&c->frames, f);
 }
 
 /* Empty segments of c beyond the first go back to the kernel, so that
@@ -450,15 +458,19 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, f);
 		bool extra, ok;
 
+		/* A squashed frame keeps its table entry: removing it could
+		 * prune the path that decode reserved. */
 		if (e) {
 			pmd_quota_return(&q, e->flags & PMD_FRAME_EXTRA,
 					 extra_ok);
-			frame_drop(core, c, f, e);
+			frame_release(core, c, e);
+			e->flags = 0;
+		} else {
+			e = pmd_ftab_insert(&c->frames, f);
 		}
 		ok = pmd_quota_take(&q, &extra);
 		assert(ok);
 		(void)ok;
-		e = pmd_ftab_insert(&c->frames, f);
 		container_take_slot(core, c, e);
 		if (extra)
 			e->flags |= PMD_FRAME_EXTRA;

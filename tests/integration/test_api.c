@@ -201,6 +201,31 @@ static void allocate_stop_rule(void **state)
 	pm_disconnect(pm);
 }
 
+/* A frame alone in its part of the frame table, squashed: the pmd must
+ * not prune the table under its own feet. */
+static void squash_of_a_lone_frame(void **state)
+{
+	pm_t *pm = test_connect(&daemon_proc);
+	struct pm_container_stat cs;
+	container_t c;
+	int count = 1;
+
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 1000, &count, 0), 0);
+	assert_int_equal(pm_container_write(pm, c, 1000, 0, "old", 3), 0);
+	count = 1;
+	assert_int_equal(pm_container_allocate(pm, c, 1000, &count,
+					       CONT_ALLOC_SQUASH), 0);
+	assert_int_equal(count, 1);
+	char b = 1;
+	assert_int_equal(pm_container_read(pm, c, 1000, 0, &b, 1), 0);
+	assert_int_equal(b, 0);
+	assert_int_equal(pm_container_stat(pm, c, &cs), 0);
+	assert_int_equal(cs.frames, 1);
+	test_check(pm);
+	pm_disconnect(pm);
+}
+
 static void guarantee_and_extra_limits(void **state)
 {
 	pm_t *pm = test_connect(&daemon_proc);
@@ -452,6 +477,7 @@ int main(void)
 		T(allocate_map_write_read),
 		T(large_transfers_and_maps),
 		T(allocate_stop_rule),
+		T(squash_of_a_lone_frame),
 		T(guarantee_and_extra_limits),
 		T(deallocate_missing_frame_changes_nothing),
 		T(missing_frames_are_enoent),
