@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,81 @@ static void config_file_sets_and_command_line_wins(void **state)
 	pm_disconnect(pm);
 	pmd_proc_stop(&p);
 	unlink(conf);
+}
+
+static void per_user_limits_from_the_config_file(void **state)
+{
+	char conf[] = "/tmp/pmd-test-conf-XXXXXX";
+	int fd = mkstemp(conf);
+	struct pmd_proc p;
+	struct pm_task_stat ts;
+	pm_t *pm;
+
+	assert_true(fd >= 0);
+	/* This test's own uid gets its own guarantee; another uid is listed
+	 * too and must not matter. */
+	dprintf(fd, "[pmd]\nguarantee = 50\nextra = 5\n"
+		"[user %u]\nguarantee = 77\n[user %u]\nguarantee = 1\n",
+		(unsigned)getuid(), (unsigned)getuid() + 4242);
+	close(fd);
+	pmd_proc_start(&p, (const char *[]){ "--config", conf, NULL });
+	pm = test_connect(&p);
+	assert_int_equal(pm_task_stat(pm, &ts), 0);
+	assert_int_equal(ts.guaranteed, 77);
+	assert_int_equal(ts.extra_limit, 5); /* unset: the node default */
+	pm_disconnect(pm);
+	pmd_proc_stop(&p);
+
+	/* Unknown users and unknown keys in a [user] section are refused. */
+	char err[1024];
+	fd = open(conf, O_WRONLY | O_TRUNC);
+	dprintf(fd, "[user no-such-user-here]\nguarantee = 1\n");
+	close(fd);
+	assert_int_not_equal(pmd_run_to_exit((const char *[]){ "--config", conf,
+					     NULL }, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "no such user"));
+	fd = open(conf, O_WRONLY | O_TRUNC);
+	dprintf(fd, "[user 0]\nmemory = 1G\n");
+	close(fd);
+	assert_int_not_equal(pmd_run_to_exit((const char *[]){ "--config", conf,
+					     NULL }, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "unknown setting"));
+	unlink(conf);
+}
+
+static void admission_never_overcommits_guarantees(void **state)
+{
+	struct pmd_proc p;
+	struct pm_task_stat ts;
+	pm_t *a, *b, *c = NULL;
+
+	/* 256 frames; each task asks for 200. */
+	pmd_proc_start(&p, (const char *[]){ "--memory", "1M", "--guarantee",
+			"200", "--extra", "0", "--admission", "refuse", NULL });
+	a = test_connect(&p);
+	assert_int_equal(pm_connect(p.socket, &c), ENOMEM);
+	assert_null(c);
+	pm_disconnect(a);
+	/* Once the first task is gone, its guarantee is free again. */
+	for (int i = 0; i < 200; i++) {
+		if (!pm_connect(p.socket, &c))
+			break;
+		usleep(10000);
+	}
+	assert_non_null(c);
+	pm_disconnect(c);
+	pmd_proc_stop(&p);
+
+	pmd_proc_start(&p, (const char *[]){ "--memory", "1M", "--guarantee",
+			"200", "--admission", "remainder", NULL });
+	a = test_connect(&p);
+	b = test_connect(&p);
+	assert_int_equal(pm_task_stat(b, &ts), 0);
+	assert_int_equal(ts.guaranteed, 56); /* what was left */
+	test_check(a);
+	pm_disconnect(a);
+	pm_disconnect(b);
+	pmd_proc_stop(&p);
 }
 
 static void stops_cleanly_on_sigint_with_sessions_open(void **state)
@@ -173,6 +249,8 @@ int main(void)
 		cmocka_unit_test(bad_options_exit_nonzero_with_a_message),
 		cmocka_unit_test(help_and_version_exit_zero),
 		cmocka_unit_test(config_file_sets_and_command_line_wins),
+		cmocka_unit_test(per_user_limits_from_the_config_file),
+		cmocka_unit_test(admission_never_overcommits_guarantees),
 		cmocka_unit_test(stops_cleanly_on_sigint_with_sessions_open),
 		cmocka_unit_test(one_pmd_per_socket_and_stale_sockets_reused),
 		cmocka_unit_test(connect_errors),
