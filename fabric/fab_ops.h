@@ -69,6 +69,8 @@ struct fab_peer {
 
 struct fab_mr {
     struct fab_ep *ep;          /* (C) */
+    struct fab_mr *next;        /* (L) the endpoint's list of caller regions */
+    struct fab_mr *prev;        /* (L) */
     void          *buf;         /* (C) */
     size_t         len;         /* (C) bytes */
     unsigned       access;      /* (C) FAB_ACCESS_* */
@@ -93,7 +95,7 @@ struct fab_ep {
     struct fab_op   *rx_repost; /* (L) receives delivered by the last poll */
     void            *msg_buf;   /* (C) (tx_depth + rx_depth) * msg_size bytes */
     struct fab_mr   *msg_mr;    /* (C) its registration */
-    unsigned         nr_mr;     /* (L) caller's regions registered */
+    struct fab_mr    mrs;       /* (L) caller's regions (sentinel) */
     struct fab_peer *peers;     /* (L) nr_peers slots, grown by fab_peer_insert */
     size_t           nr_peers;  /* (L) */
     size_t           last_src;  /* (L) index of the last sender looked up */

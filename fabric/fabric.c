@@ -199,6 +199,7 @@ int fab_ep_open(const struct fab_attr *attr, struct fab_ep **ep_out)
     ep->timeout_ns = (uint64_t)a.timeout_ms * 1000000u;
     ep->pending.next = ep->pending.prev = &ep->pending;
     ep->backlog.qnext = ep->backlog.qprev = &ep->backlog;
+    ep->mrs.next = ep->mrs.prev = &ep->mrs;
 
     ep->tx = calloc(a.tx_depth, sizeof(*ep->tx));
     ep->rx = calloc(a.rx_depth, sizeof(*ep->rx));
@@ -252,22 +253,38 @@ close_ep:
     return err;
 }
 
+/*
+ * Regions that only abandoned operations still hold cannot be deregistered
+ * while the provider may touch them; closing the endpoint ends that, so
+ * close releases them. A region nothing holds must be deregistered first.
+ */
 int fab_ep_close(struct fab_ep *ep)
 {
+    struct fab_mr *mr, *next;
     void *buf, *tx, *rx;
+    unsigned idle = 0;
     int err;
 
     if (!ep)
         return EINVAL;
-    if (ep->nr_mr) {
+    for (mr = ep->mrs.next; mr != &ep->mrs; mr = mr->next)
+        if (!mr->busy)
+            idle++;
+    if (idle) {
         fab_log(LOG_ERR, "endpoint close: %u memory regions still registered",
-                ep->nr_mr);
+                idle);
         return EBUSY;
     }
     err = ep->ops->ep_close(ep);
     if (err)
         return err;
     /* No completion can arrive any more: slots and buffers are ours. */
+    for (mr = ep->mrs.next; mr != &ep->mrs; mr = next) {
+        next = mr->next;
+        err = ep->ops->mr_dereg(mr);
+        if (err)
+            fab_log(LOG_WARNING, "endpoint close: region: %s", strerror(err));
+    }
     buf = ep->msg_buf;
     tx = ep->tx;
     rx = ep->rx;
@@ -462,13 +479,17 @@ int fab_mr_reg(struct fab_ep *ep, void *buf, size_t len, unsigned access,
     err = ep->ops->mr_reg(ep, buf, len, access, key, &mr);
     if (err)
         return err;
-    ep->nr_mr++;
+    mr->prev = ep->mrs.prev;
+    mr->next = &ep->mrs;
+    ep->mrs.prev->next = mr;
+    ep->mrs.prev = mr;
     *mr_out = mr;
     return 0;
 }
 
 int fab_mr_dereg(struct fab_mr *mr)
 {
+    struct fab_mr *prev, *next;
     struct fab_ep *ep;
     int err;
 
@@ -477,10 +498,13 @@ int fab_mr_dereg(struct fab_mr *mr)
     if (mr->busy)
         return EBUSY;
     ep = mr->ep;
+    prev = mr->prev;
+    next = mr->next;
     err = ep->ops->mr_dereg(mr);
     if (err)
         return err;
-    ep->nr_mr--;
+    prev->next = next;
+    next->prev = prev;
     return 0;
 }
 

@@ -28,9 +28,15 @@
  *  - A message longer than attr.msg_size is refused with EMSGSIZE; any
  *    size from 0 to attr.msg_size is delivered whole.
  *
- * After ETIMEDOUT the provider may still finish the transfer late; the
- * operation's slot stays reserved (and its memory region busy) until then,
- * until fab_peer_remove() of that peer, or until fab_ep_close().
+ * After ETIMEDOUT (or ECANCELED from fab_peer_remove()) the provider may
+ * still finish the transfer late: the slot stays reserved and its region
+ * busy (fab_mr_dereg() says EBUSY) until the provider lets go (the peer
+ * answers, or its connection breaks) or until fab_ep_close().
+ *
+ * A remote access with a wrong or revoked key is refused by the target
+ * and nothing is written, but the target also drops the connection (tcp
+ * and verbs alike): other operations in flight to that peer fail with a
+ * link error, and the next post reconnects. Check keys before posting.
  *
  * Lock key: an endpoint and everything made from it belong to the one
  * thread that calls fab_ep_poll() on it, (L). No call takes a lock.
@@ -121,7 +127,9 @@ struct fab_mr;
 typedef void fab_log_fn(int level, const char *msg, void *arg);
 void fab_log_set(fab_log_fn *fn, void *arg);
 
-/* Endpoints. fab_ep_close() fails with EBUSY while regions are registered. */
+/* Endpoints. fab_ep_close() fails with EBUSY while a region nothing uses is
+ * still registered; regions held only by abandoned operations (dereg said
+ * EBUSY) are released by the close, after the provider has let go. */
 int fab_ep_open(const struct fab_attr *attr, struct fab_ep **ep_out);
 int fab_ep_close(struct fab_ep *ep);
 int fab_ep_info(const struct fab_ep *ep, struct fab_info *info_out);
