@@ -41,6 +41,7 @@
 #define PM_MAP_MAX       4096u                /* frames in one MAP request */
 #define PM_MAP_FDS_MAX   32u                  /* segment fds in one MAP reply */
 #define PM_NODES_MAX     64u                  /* nodes in one NODES reply */
+#define PM_SEGMENT_SLOTS 512u                 /* frames in a segment */
 
 enum pm_msg_type {
 	PM_MSG_HELLO = 1,
@@ -252,16 +253,68 @@ static_assert(sizeof(struct pm_map_run) == 16, "map run");
  * MAP reply: the fixed part, then nruns runs covering the first `done`
  * frames of the request in order, then nsegs segment ids whose descriptors
  * ride along as SCM_RIGHTS in the same order (segments the session had not
- * been given yet). done < count when the pmd stopped early to bound the
- * reply; the task asks again for the rest.
+ * been given yet), then, when view_fd is 1, the descriptor of the
+ * container's frame view (last). done < count when the pmd stopped early
+ * to bound the reply; the task asks again for the rest.
  */
 struct pm_map_rep {
 	uint32_t granted; /* CONT_MAP_* granted on every frame of the reply */
 	uint32_t done;    /* frames covered */
 	uint32_t nruns;
 	uint32_t nsegs;
+	uint64_t view;    /* id of the container's current view; 0: none */
+	uint32_t view_fd; /* 1: its descriptor follows the segments' */
+	uint32_t pad;
 };
-static_assert(sizeof(struct pm_map_rep) == 16, "map rep");
+static_assert(sizeof(struct pm_map_rep) == 32, "map rep");
+static_assert(offsetof(struct pm_map_rep, view) == 16, "map rep view");
+
+/*
+ * The frame view: shared memory, written by the pmd only (the memfd is
+ * sealed against writable mappings before any task gets it), read by the
+ * tasks that may map the container, so that mapping a resident frame needs
+ * no message. A header, then nbuckets entries of an open-addressing hash
+ * table (linear probing from pm_view_hash(frame), no tombstones: the pmd
+ * deletes by backward shift). The pmd brackets every change with the
+ * seqlock: seq is odd while it writes; a reader copies what it needs and
+ * retries while seq was odd or changed. A view whose state is not LIVE has
+ * been replaced (grown, or revoked): ask the pmd.
+ */
+#define PM_VIEW_MAGIC 0x57454956u /* "VIEW" */
+#define PM_VIEW_LIVE  1u
+#define PM_VIEW_DEAD  2u
+
+struct pm_view_hdr {
+	uint32_t magic;
+	uint32_t state;       /* PM_VIEW_LIVE or PM_VIEW_DEAD */
+	uint64_t seq;         /* seqlock, accessed atomically */
+	uint64_t id;          /* this view's id */
+	uint32_t nbuckets;    /* a power of two */
+	uint32_t pad;
+	uint64_t count;       /* entries in use */
+	uint64_t locker;      /* task holding a server lock, 0: none; while
+			       * set, the owner's maps go to the pmd */
+	uint64_t reserved[2];
+};
+static_assert(sizeof(struct pm_view_hdr) == 64, "view hdr");
+
+#define PM_VIEW_USED 0x1  /* bucket holds an entry */
+#define PM_VIEW_COW  0x2  /* the frame shares its slot: never map writable */
+
+struct pm_view_entry {
+	uint64_t frame;
+	uint64_t segment;     /* segment id */
+	uint16_t slot;
+	uint16_t flags;       /* PM_VIEW_* */
+	uint32_t gen;
+};
+static_assert(sizeof(struct pm_view_entry) == 24, "view entry");
+
+static inline uint32_t pm_view_hash(uint64_t frame, uint32_t nbuckets)
+{
+	frame *= 0x9e3779b97f4a7c15ull;
+	return (uint32_t)(frame >> 32) & (nbuckets - 1);
+}
 
 struct pm_io_req {
 	uint64_t handle;
@@ -341,8 +394,9 @@ struct pm_debug_rep {
 	uint64_t frames_free;
 	uint32_t invariant_ok;
 	uint32_t pad;
+	uint64_t requests;     /* requests served since start */
 };
-static_assert(sizeof(struct pm_debug_rep) == 72, "debug rep");
+static_assert(sizeof(struct pm_debug_rep) == 80, "debug rep");
 
 static inline void pm_msg_hdr_init(struct pm_msg_hdr *h, uint16_t type,
 				   uint32_t length, uint32_t seq)

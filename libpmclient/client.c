@@ -2,10 +2,18 @@
  * client.c - libpmclient: a task's session with its local pmd.
  *
  * One pm_t is one SEQPACKET connection. Calls are thread-safe: a mutex
- * keeps one request in flight per session and guards the table of segment
- * descriptors the pmd has passed for mappings. Replies are checked as
- * strictly as the pmd checks requests: a reply that breaks the wire format
- * is EPROTO, and a pmd that went away is ECONNRESET for every later call.
+ * keeps one request in flight per session and serialises every change to
+ * the session's tables. Replies are checked as strictly as the pmd checks
+ * requests: a reply that breaks the wire format is EPROTO, and a pmd that
+ * went away is ECONNRESET for every later call.
+ *
+ * The local fast path: every segment the pmd passes is mapped whole, once,
+ * read-only and read/write; every container mapped once comes with its
+ * frame view (pm_proto.h). A map of frames the view shows resident in
+ * segments we hold is then a look-up and pointer arithmetic (one mmap per
+ * run when the frames are scattered), with no message. The fast path reads
+ * the two directories below without the lock: entries are published with
+ * release stores and never freed before pm_disconnect.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -21,9 +30,31 @@
 
 #include "pm_proto.h"
 
-struct seg_fd {
-	uint64_t id;  /* segment id from the pmd */
-	int fd;       /* our descriptor of its memfd */
+#define SEG_BYTES ((size_t)PM_SEGMENT_SLOTS * PM_FRAME_SIZE)
+#define DIR_BITS  12                       /* two-level directories */
+#define DIR_SIZE  (1u << DIR_BITS)
+#define DIR_MAX   (DIR_SIZE * DIR_SIZE)    /* indices they can hold */
+
+/* A segment we hold, mapped whole. Never freed before disconnect. */
+struct pmc_seg {
+	uint64_t id;          /* (C) segment id */
+	int fd;               /* (C) our descriptor of its memfd */
+	uint8_t *ro, *rw;     /* (C) read-only and read/write views */
+	struct pmc_seg *next; /* (M) in pm->all_segs */
+};
+
+/* A container's frame view, mapped read-only. */
+struct pmc_view {
+	uint64_t id;                  /* (C) view id */
+	const struct pm_view_hdr *hdr;/* (C) */
+	size_t bytes;                 /* (C) */
+	struct pmc_view *next;        /* (M) in pm->all_views */
+};
+
+/* handle -> view, at the handle's index. */
+struct pmc_hview {
+	container_t handle;           /* (A) */
+	struct pmc_view *view;        /* (A) */
 };
 
 struct pm {
@@ -34,13 +65,17 @@ struct pm {
 	pm_task_t task;                /* (C) after HELLO */
 	pm_node_t node;                /* (C) */
 	uint32_t io_max, map_max;      /* (C) */
-	struct seg_fd *segs;           /* segments we hold, sorted by id */
-	uint32_t nsegs, segs_cap;
+	struct pmc_seg **segdir[DIR_SIZE];   /* (A) by segment index */
+	struct pmc_hview *hdir[DIR_SIZE];    /* (A) by handle index */
+	struct pmc_seg *all_segs;            /* every segment we hold */
+	struct pmc_view *all_views;          /* every view we hold */
 	pm_reclaim_fn reclaim_fn;      /* extra-frame upcall */
 	void *reclaim_arg;
 	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));
 	uint8_t rx[PM_MSG_MAX + 1] __attribute__((aligned(16)));
 };
+
+static void hview_set(struct pm *pm, container_t h, struct pmc_view *v);
 
 /* One request and its reply. body/fds describe the reply's payload;
  * culprit (if not NULL) receives reply.culprit whatever the status.
@@ -231,9 +266,22 @@ void pm_disconnect(pm_t *pm)
 	if (!pm)
 		return;
 	close(pm->fd);
-	for (uint32_t i = 0; i < pm->nsegs; i++)
-		close(pm->segs[i].fd);
-	free(pm->segs);
+	for (struct pmc_seg *g = pm->all_segs, *n; g; g = n) {
+		n = g->next;
+		munmap(g->ro, SEG_BYTES);
+		munmap(g->rw, SEG_BYTES);
+		close(g->fd);
+		free(g);
+	}
+	for (struct pmc_view *v = pm->all_views, *n; v; v = n) {
+		n = v->next;
+		munmap((void *)v->hdr, v->bytes);
+		free(v);
+	}
+	for (unsigned i = 0; i < DIR_SIZE; i++) {
+		free(pm->segdir[i]);
+		free(pm->hdir[i]);
+	}
 	pthread_mutex_destroy(&pm->lock);
 	free(pm);
 }
@@ -290,7 +338,14 @@ static error_t call_handle(pm_t *pm, uint16_t type, container_t c)
 
 error_t pm_container_destroy(pm_t *pm, container_t container)
 {
-	return call_handle(pm, PM_MSG_DESTROY, container);
+	error_t err = call_handle(pm, PM_MSG_DESTROY, container);
+
+	if (!err) {
+		pthread_mutex_lock(&pm->lock);
+		hview_set(pm, container, NULL);
+		pthread_mutex_unlock(&pm->lock);
+	}
+	return err;
 }
 
 error_t pm_container_stat(pm_t *pm, container_t container,
@@ -380,7 +435,14 @@ error_t pm_container_unshare(pm_t *pm, container_t container, pm_task_t remote)
 
 error_t pm_cap_release(pm_t *pm, container_t ref)
 {
-	return call_handle(pm, PM_MSG_RELEASE, ref);
+	error_t err = call_handle(pm, PM_MSG_RELEASE, ref);
+
+	if (!err) {
+		pthread_mutex_lock(&pm->lock);
+		hview_set(pm, ref, NULL);
+		pthread_mutex_unlock(&pm->lock);
+	}
+	return err;
 }
 
 error_t pm_container_allocate(pm_t *pm, container_t container, frame_t start,
@@ -427,49 +489,286 @@ error_t pm_container_deallocate(pm_t *pm, container_t container, frame_t start,
 	return call(pm, PM_MSG_DEALLOCATE, &req, sizeof(req), NULL, 0, NULL);
 }
 
-/* The descriptor of segment id, or -1. Must hold pm->lock. */
-static int seg_find(const struct pm *pm, uint64_t id)
+/* The segment with this id, or NULL. Lock-free. */
+static struct pmc_seg *seg_get(struct pm *pm, uint64_t id)
 {
-	uint32_t lo = 0, hi = pm->nsegs;
+	uint32_t index = (uint32_t)id;
+	struct pmc_seg **chunk, *g;
 
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (pm->segs[mid].id < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < pm->nsegs && pm->segs[lo].id == id ? pm->segs[lo].fd : -1;
+	if (index >= DIR_MAX)
+		return NULL;
+	chunk = __atomic_load_n(&pm->segdir[index >> DIR_BITS], __ATOMIC_ACQUIRE);
+	if (!chunk)
+		return NULL;
+	g = __atomic_load_n(&chunk[index & (DIR_SIZE - 1)], __ATOMIC_ACQUIRE);
+	return g && g->id == id ? g : NULL;
 }
 
-/* Keeps fd as segment id's descriptor (closing fd if we had one).
- * Must hold pm->lock. */
+/* Takes fd as segment id's descriptor and maps the segment whole (closing
+ * fd if we hold the segment already). Must hold pm->lock. */
 static error_t seg_add(struct pm *pm, uint64_t id, int fd)
 {
-	uint32_t i = 0;
+	uint32_t index = (uint32_t)id;
+	struct pmc_seg **chunk, *g;
+	error_t err = 0;
 
-	if (seg_find(pm, id) >= 0) {
+	if (seg_get(pm, id)) {
 		close(fd);
 		return 0;
 	}
-	if (pm->nsegs == pm->segs_cap) {
-		uint32_t ncap = pm->segs_cap ? pm->segs_cap * 2 : 16;
-		struct seg_fd *v = realloc(pm->segs, ncap * sizeof(*v));
-		if (!v) {
-			close(fd);
-			return ENOMEM;
-		}
-		pm->segs = v;
-		pm->segs_cap = ncap;
+	if (index >= DIR_MAX) {
+		err = ENOMEM;
+		goto close_fd;
 	}
-	while (i < pm->nsegs && pm->segs[i].id < id)
-		i++;
-	memmove(&pm->segs[i + 1], &pm->segs[i],
-		(pm->nsegs - i) * sizeof(pm->segs[0]));
-	pm->segs[i].id = id;
-	pm->segs[i].fd = fd;
-	pm->nsegs++;
+	chunk = pm->segdir[index >> DIR_BITS];
+	if (!chunk) {
+		chunk = calloc(DIR_SIZE, sizeof(*chunk));
+		if (!chunk) {
+			err = ENOMEM;
+			goto close_fd;
+		}
+		__atomic_store_n(&pm->segdir[index >> DIR_BITS], chunk,
+				 __ATOMIC_RELEASE);
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g) {
+		err = ENOMEM;
+		goto close_fd;
+	}
+	g->id = id;
+	g->fd = fd;
+	g->ro = mmap(NULL, SEG_BYTES, PROT_READ, MAP_SHARED, fd, 0);
+	g->rw = mmap(NULL, SEG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (g->ro == MAP_FAILED || g->rw == MAP_FAILED) {
+		err = errno;
+		if (g->ro != MAP_FAILED)
+			munmap(g->ro, SEG_BYTES);
+		if (g->rw != MAP_FAILED)
+			munmap(g->rw, SEG_BYTES);
+		free(g);
+		goto close_fd;
+	}
+	g->next = pm->all_segs;
+	pm->all_segs = g;
+	/* A reused index replaces an older segment's entry; the old one
+	 * stays mapped (and on all_segs) for mappings that still use it. */
+	__atomic_store_n(&chunk[index & (DIR_SIZE - 1)], g, __ATOMIC_RELEASE);
 	return 0;
+close_fd:
+	close(fd);
+	return err;
+}
+
+/* The view mapped for handle h, or NULL. Lock-free. */
+static struct pmc_view *hview_get(struct pm *pm, container_t h)
+{
+	uint64_t index = (h & UINT32_MAX) - 1;
+	struct pmc_hview *chunk, *e;
+
+	if (index >= DIR_MAX)
+		return NULL;
+	chunk = __atomic_load_n(&pm->hdir[index >> DIR_BITS], __ATOMIC_ACQUIRE);
+	if (!chunk)
+		return NULL;
+	e = &chunk[index & (DIR_SIZE - 1)];
+	if (__atomic_load_n(&e->handle, __ATOMIC_ACQUIRE) != h)
+		return NULL;
+	return __atomic_load_n(&e->view, __ATOMIC_ACQUIRE);
+}
+
+/* Records v as h's view (NULL: forget). Must hold pm->lock. */
+static void hview_set(struct pm *pm, container_t h, struct pmc_view *v)
+{
+	uint64_t index = (h & UINT32_MAX) - 1;
+	struct pmc_hview *chunk;
+
+	if (index >= DIR_MAX)
+		return;
+	chunk = pm->hdir[index >> DIR_BITS];
+	if (!chunk) {
+		if (!v)
+			return;
+		chunk = calloc(DIR_SIZE, sizeof(*chunk));
+		if (!chunk)
+			return; /* the fast path just stays off for h */
+		__atomic_store_n(&pm->hdir[index >> DIR_BITS], chunk,
+				 __ATOMIC_RELEASE);
+	}
+	/* Readers check the handle after reading it, then the view: clear
+	 * the handle first, set it last. */
+	__atomic_store_n(&chunk[index & (DIR_SIZE - 1)].handle, 0,
+			 __ATOMIC_RELEASE);
+	__atomic_store_n(&chunk[index & (DIR_SIZE - 1)].view, v,
+			 __ATOMIC_RELEASE);
+	if (v)
+		__atomic_store_n(&chunk[index & (DIR_SIZE - 1)].handle, h,
+				 __ATOMIC_RELEASE);
+}
+
+/* The view with this id among those we hold, mapping fd (>= 0) if new.
+ * Must hold pm->lock. */
+static struct pmc_view *view_add(struct pm *pm, uint64_t id, int fd)
+{
+	struct pmc_view *v;
+	struct stat st;
+
+	for (v = pm->all_views; v; v = v->next)
+		if (v->id == id)
+			break;
+	if (v || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		return v;
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v || fstat(fd, &st) < 0 || st.st_size < (off_t)sizeof(*v->hdr))
+		goto fail;
+	v->bytes = (size_t)st.st_size;
+	v->hdr = mmap(NULL, v->bytes, PROT_READ, MAP_SHARED, fd, 0);
+	if (v->hdr == MAP_FAILED)
+		goto fail;
+	close(fd);
+	if (v->hdr->magic != PM_VIEW_MAGIC || v->hdr->id != id ||
+	    !v->hdr->nbuckets || (v->hdr->nbuckets & (v->hdr->nbuckets - 1)) ||
+	    sizeof(*v->hdr) + (size_t)v->hdr->nbuckets *
+	    sizeof(struct pm_view_entry) > v->bytes) {
+		munmap((void *)v->hdr, v->bytes);
+		free(v);
+		return NULL;
+	}
+	v->id = id;
+	v->next = pm->all_views;
+	pm->all_views = v;
+	return v;
+fail:
+	free(v);
+	close(fd);
+	return NULL;
+}
+
+/*
+ * Looks frame f up in view v (seqlock reader: copy, then check that the
+ * pmd wrote nothing meanwhile). False when the frame is not there, the
+ * view is dead or locked against us, or the pmd kept writing: the caller
+ * asks the pmd.
+ */
+static bool view_lookup(const struct pmc_view *v, pm_task_t self, frame_t f,
+			struct pm_view_entry *out)
+{
+	const struct pm_view_hdr *h = v->hdr;
+	const struct pm_view_entry *e = (const struct pm_view_entry *)(h + 1);
+	uint32_t mask = h->nbuckets - 1;
+
+	for (int tries = 0; tries < 16; tries++) {
+		uint64_t s1 = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
+		bool found = false;
+		uint64_t locker;
+
+		if (s1 & 1)
+			continue;
+		if (__atomic_load_n(&h->state, __ATOMIC_RELAXED) != PM_VIEW_LIVE)
+			return false;
+		locker = __atomic_load_n(&h->locker, __ATOMIC_RELAXED);
+		uint32_t i = pm_view_hash(f, mask + 1);
+		for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+			uint16_t flags = __atomic_load_n(&e[i].flags, __ATOMIC_RELAXED);
+			if (!(flags & PM_VIEW_USED))
+				break;
+			if (__atomic_load_n(&e[i].frame, __ATOMIC_RELAXED) != f)
+				continue;
+			out->frame = f;
+			out->segment = __atomic_load_n(&e[i].segment, __ATOMIC_RELAXED);
+			out->slot = __atomic_load_n(&e[i].slot, __ATOMIC_RELAXED);
+			out->gen = __atomic_load_n(&e[i].gen, __ATOMIC_RELAXED);
+			out->flags = flags;
+			found = true;
+			break;
+		}
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&h->seq, __ATOMIC_RELAXED) == s1)
+			return found && (!locker || locker == self);
+	}
+	return false;
+}
+
+/*
+ * The fast path: maps frames start.. from the view and the segments we
+ * hold, without a message. False (nothing done) whenever any frame needs
+ * the pmd: not in the view, in a segment we do not hold, copy-on-write
+ * under FORCE_WRITE, a lock, a dead view.
+ */
+static bool map_fast(struct pm *pm, container_t c, frame_t start, int n,
+		     int flags, void **addr, int *granted)
+{
+	struct pm_view_entry ents[16];
+	struct pmc_view *v = hview_get(pm, c);
+	bool want_write = flags & CONT_MAP_WRITE;
+	bool force = want_write && (flags & CONT_MAP_FORCE_WRITE);
+	bool writable = want_write, one_run = true;
+	struct pmc_seg *g0 = NULL;
+
+	if (!v || n > (int)(sizeof(ents) / sizeof(ents[0])) ||
+	    !(flags & (CONT_MAP_READ | CONT_MAP_WRITE)) ||
+	    (flags & ~(CONT_MAP_READ | CONT_MAP_WRITE | CONT_MAP_FORCE_WRITE)))
+		return false;
+	for (int i = 0; i < n; i++) {
+		struct pmc_seg *g;
+
+		if (!view_lookup(v, pm->task, start + (frame_t)i, &ents[i]))
+			return false;
+		g = seg_get(pm, ents[i].segment);
+		if (!g)
+			return false;
+		if (ents[i].flags & PM_VIEW_COW) {
+			if (force)
+				return false; /* the pmd makes the copy */
+			writable = false;
+		}
+		if (i == 0)
+			g0 = g;
+		else if (g != g0 || ents[i].slot != ents[0].slot + i)
+			one_run = false;
+	}
+	if (one_run) {
+		uint8_t *base = writable ? g0->rw : g0->ro;
+		*addr = base + (size_t)ents[0].slot * PM_FRAME_SIZE;
+	} else {
+		/* Scattered frames: one mmap per frame into a reserved range
+		 * (still no message). */
+		size_t size = (size_t)n * PM_FRAME_SIZE;
+		uint8_t *region = mmap(NULL, size, PROT_NONE, MAP_PRIVATE |
+				       MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (region == MAP_FAILED)
+			return false;
+		for (int i = 0; i < n; i++) {
+			struct pmc_seg *g = seg_get(pm, ents[i].segment);
+			if (mmap(region + (size_t)i * PM_FRAME_SIZE, PM_FRAME_SIZE,
+				 PROT_READ | (writable ? PROT_WRITE : 0),
+				 MAP_SHARED | MAP_FIXED, g->fd,
+				 (off_t)ents[i].slot * PM_FRAME_SIZE) == MAP_FAILED) {
+				munmap(region, size);
+				return false;
+			}
+		}
+		*addr = region;
+	}
+	if (granted)
+		*granted = CONT_MAP_READ | (writable ? CONT_MAP_WRITE : 0);
+	return true;
+}
+
+/* Whether addr lies in the whole-segment views (maps of the fast path,
+ * released with the session, not by unmap). */
+static bool in_segment_view(struct pm *pm, const uint8_t *addr)
+{
+	bool hit = false;
+
+	pthread_mutex_lock(&pm->lock);
+	for (struct pmc_seg *g = pm->all_segs; g && !hit; g = g->next)
+		hit = (addr >= g->ro && addr < g->ro + SEG_BYTES) ||
+		      (addr >= g->rw && addr < g->rw + SEG_BYTES);
+	pthread_mutex_unlock(&pm->lock);
+	return hit;
 }
 
 /* Maps frames start.. into region: one MAP exchange; *done frames mapped.
@@ -480,10 +779,10 @@ static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
 {
 	struct pm_map_req req = { .handle = c, .start = start, .count = count,
 				  .flags = (uint32_t)flags };
-	int fds[PM_MAP_FDS_MAX];
+	int fds[PM_MAP_FDS_MAX + 1];
 	struct rpc r = { .type = PM_MSG_MAP, .req = &req, .req_len = sizeof(req),
 			 .body = pm->tx, .body_max = sizeof(pm->tx),
-			 .fds = fds, .fds_max = PM_MAP_FDS_MAX };
+			 .fds = fds, .fds_max = PM_MAP_FDS_MAX + 1 };
 	const struct pm_map_rep *rep = (const struct pm_map_rep *)pm->tx;
 	const struct pm_map_run *runs;
 	const uint8_t *ids;
@@ -499,24 +798,34 @@ static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
 	    rep->nsegs > PM_MAP_FDS_MAX ||
 	    r.body_len != sizeof(*rep) + rep->nruns * sizeof(struct pm_map_run) +
 				  rep->nsegs * sizeof(uint64_t) ||
-	    r.nfds != rep->nsegs || rep->done == 0 || rep->done > count)
+	    rep->view_fd > 1 || r.nfds != rep->nsegs + rep->view_fd ||
+	    rep->done == 0 || rep->done > count)
 		goto proto;
 	runs = (const struct pm_map_run *)(rep + 1);
 	ids = (const uint8_t *)(runs + rep->nruns);
+	if (rep->view) {
+		struct pmc_view *v = view_add(pm, rep->view,
+					      rep->view_fd ? fds[rep->nsegs] : -1);
+		if (rep->view_fd)
+			fds[rep->nsegs] = -1;
+		hview_set(pm, c, v);
+	}
 	for (uint32_t i = 0; i < rep->nsegs; i++) {
 		uint64_t id;
 		memcpy(&id, ids + i * sizeof(id), sizeof(id));
 		err = seg_add(pm, id, fds[i]);
 		fds[i] = -1;
 		if (err) {
-			for (uint32_t k = i + 1; k < rep->nsegs; k++)
-				close(fds[k]);
+			for (uint32_t k = i + 1; k < r.nfds; k++)
+				if (fds[k] >= 0)
+					close(fds[k]);
 			return err;
 		}
 	}
 	for (uint32_t i = 0; i < rep->nruns; i++) {
 		const struct pm_map_run *run = &runs[i];
-		int fd = seg_find(pm, run->segment);
+		struct pmc_seg *g = seg_get(pm, run->segment);
+		int fd = g ? g->fd : -1;
 		int prot = PROT_READ;
 
 		if (fd < 0 || run->nframes == 0 ||
@@ -557,6 +866,8 @@ error_t pm_container_map(pm_t *pm, container_t container, frame_t start,
 		return EINVAL;
 	if (start > UINT64_MAX - (uint64_t)(nr_frames - 1))
 		return EINVAL;
+	if (map_fast(pm, container, start, nr_frames, flags, addr, granted))
+		return 0;
 	size = (size_t)nr_frames * PM_FRAME_SIZE;
 	region = mmap(NULL, size, PROT_NONE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -594,6 +905,8 @@ error_t pm_container_unmap(pm_t *pm, void *addr, int nr_frames)
 	if (!pm || !addr || nr_frames <= 0 ||
 	    (uintptr_t)addr % PM_FRAME_SIZE)
 		return EINVAL;
+	if (in_segment_view(pm, addr))
+		return 0;
 	if (munmap(addr, (size_t)nr_frames * PM_FRAME_SIZE) < 0)
 		return errno;
 	return 0;
@@ -765,5 +1078,6 @@ error_t pm_debug_stat(pm_t *pm, struct pm_debug_stat *st)
 	st->frames_total = rep.frames_total;
 	st->frames_free = rep.frames_free;
 	st->invariant_ok = rep.invariant_ok;
+	st->requests = rep.requests;
 	return 0;
 }

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "segment.h"
 #include "task.h"
+#include "view.h"
 
 #define ALLOC_FLAGS (CONT_ALLOC_PARTIAL | CONT_ALLOC_SQUASH | CONT_ALLOC_EXTRA)
 #define MAP_FLAGS   (CONT_MAP_READ | CONT_MAP_WRITE | CONT_MAP_FORCE_WRITE)
@@ -23,13 +24,24 @@
 
 /* ---- locks ---- */
 
+/* Sets or clears (task NULL) the lock, in the view too: while a lock
+ * holds, the owner's maps must come to the pmd. */
+static void container_set_locker(struct pmd_container *c,
+				 struct pmd_task *task, uint64_t until_ms)
+{
+	c->locker = task;
+	c->lock_until_ms = until_ms;
+	if (c->view)
+		pmd_view_set_locker(c->view, task ? task->id : 0);
+}
+
 /* Whether c is locked now; an expired lock ends here. */
 static bool container_locked(struct pmd_container *c)
 {
 	if (!c->locker)
 		return false;
 	if (pmd_core_now_ms() >= c->lock_until_ms) {
-		c->locker = NULL;
+		container_set_locker(c, NULL, 0);
 		return false;
 	}
 	return true;
@@ -40,7 +52,7 @@ void pmd_container_unlock_all(struct pmd_core *core, struct pmd_task *task)
 	for (uint32_t i = 0; i < task->handles.len; i++) {
 		struct pmd_cap *cap = task->handles.v[i];
 		if (cap && cap->cont && cap->cont->locker == task)
-			cap->cont->locker = NULL;
+			container_set_locker(cap->cont, NULL, 0);
 	}
 }
 
@@ -86,7 +98,7 @@ static void cap_revoke(struct pmd_cap *cap)
 	if (!cap->cont)
 		return;
 	if (cap->cont->locker == cap->holder && cap->share)
-		cap->cont->locker = NULL;
+		container_set_locker(cap->cont, NULL, 0);
 	pmd_list_del(&cap->cont_link);
 	cap->cont = NULL;
 	if (cap->share)
@@ -151,6 +163,76 @@ static struct pmd_segment *frame_seg(struct pmd_core *core,
 static bool frame_is_cow(struct pmd_core *core, const struct pmd_frame *e)
 {
 	return frame_seg(core, e)->slots.ref[e->slot] > 1;
+}
+
+/* ---- the tasks' view of the frame table ---- */
+
+/* Publishes frame f's place in the view (must be inside begin/end). */
+static void view_put(struct pmd_core *core, struct pmd_container *c,
+		     frame_t f, const struct pmd_frame *e)
+{
+	if (c->view)
+		pmd_view_set(c->view, f, frame_seg(core, e)->id, e->slot,
+			     frame_is_cow(core, e) ? PM_VIEW_COW : 0, e->gen);
+}
+
+static void view_begin(struct pmd_container *c)
+{
+	if (c->view)
+		pmd_view_begin(c->view);
+}
+
+static void view_end(struct pmd_container *c)
+{
+	if (c->view)
+		pmd_view_end(c->view);
+}
+
+/* Replaces c's view by a new one with room for `count` frames, filled from
+ * the frame table. Decode-safe: on failure the old view stays. */
+static void container_view_install(struct pmd_core *core,
+				   struct pmd_container *c, struct pmd_view *v);
+
+static error_t container_view_remake(struct pmd_core *core,
+				     struct pmd_container *c, uint64_t count)
+{
+	struct pmd_view *v;
+	error_t err;
+
+	err = pmd_view_create(count, &v);
+	if (err)
+		return err;
+	container_view_install(core, c, v);
+	return 0;
+}
+
+/* Fills v from c's frame table and makes it c's view; cannot fail. */
+static void container_view_install(struct pmd_core *core,
+				   struct pmd_container *c, struct pmd_view *v)
+{
+	struct pmd_frame *e;
+	frame_t f = 0;
+
+	pmd_view_begin(v);
+	while (pmd_ftab_next(&c->frames, &f, &e)) {
+		pmd_view_set(v, f, frame_seg(core, e)->id, e->slot,
+			     frame_is_cow(core, e) ? PM_VIEW_COW : 0, e->gen);
+		if (f++ == UINT64_MAX)
+			break;
+	}
+	pmd_view_set_locker(v, c->locker ? c->locker->id : 0);
+	pmd_view_end(v);
+	pmd_view_destroy(c->view);
+	c->view = v;
+}
+
+/* Decode step of anything that adds frames: room for `count` in the view. */
+static error_t container_view_reserve(struct pmd_core *core,
+				      struct pmd_container *c, uint64_t count)
+{
+	if (!c->view || pmd_view_fits(c->view, count))
+		return 0;
+	return container_view_remake(core, c, count * 2);
 }
 
 /* ---- life of a container ---- */
@@ -257,6 +339,8 @@ void pmd_container_free(struct pmd_core *core, struct pmd_container *c)
 	pmd_list_for_each_safe(pos, tmp, &c->shares)
 		share_free(core, pmd_container_of(pos, struct pmd_share,
 						  cont_link));
+	pmd_view_destroy(c->view);
+	c->view = NULL;
 	while (pmd_ftab_next(&c->frames, &f, &e))
 		frame_drop(core, c, f, e);
 	pmd_ftab_fini(&c->frames);
@@ -368,7 +452,7 @@ static void container_take_slot(struct pmd_core *core, struct pmd_container *c,
 /* Gives e a private slot holding its current contents (breaks the copy).
  * A slot must have been reserved. */
 static void frame_unshare(struct pmd_core *core, struct pmd_container *c,
-			  struct pmd_frame *e)
+			  frame_t f, struct pmd_frame *e)
 {
 	struct pmd_segment *old = frame_seg(core, e);
 	uint32_t old_seg = e->seg;
@@ -378,6 +462,7 @@ static void frame_unshare(struct pmd_core *core, struct pmd_container *c,
 	memcpy(pmd_segment_frame(frame_seg(core, e), e->slot),
 	       pmd_segment_frame(old, old_slot), PM_FRAME_SIZE);
 	slot_put(core, old_seg, old_slot);
+	view_put(core, c, f, e);
 }
 
 /* ---- allocation ---- */
@@ -445,6 +530,10 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 			break;
 		}
 	}
+	if (n && container_view_reserve(core, c, c->frames.count + n)) {
+		n = 0;
+		stop = ENOMEM;
+	}
 	if (stop) {
 		why->frame = start + n;
 		if (!(flags & CONT_ALLOC_PARTIAL) || n == 0)
@@ -453,6 +542,7 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 
 	/* Invoke: replay the same quota walk, now for real. */
 	pmd_quota_init(&core->budget, &task->charge, extra_ok, &q);
+	view_begin(c);
 	for (i = 0; i < n; i++) {
 		frame_t f = start + i;
 		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, f);
@@ -476,7 +566,9 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 			e->flags |= PMD_FRAME_EXTRA;
 		pmd_charge_add(&core->budget, &task->charge, extra);
 		core->nframes++;
+		view_put(core, c, f, e);
 	}
+	view_end(c);
 	*done = n;
 	return stop;
 }
@@ -503,9 +595,14 @@ error_t pmd_container_deallocate(struct pmd_core *core, struct pmd_task *task,
 			return ENOENT;
 		}
 	}
-	for (uint32_t i = 0; i < count; i++)
+	view_begin(c);
+	for (uint32_t i = 0; i < count; i++) {
 		frame_drop(core, c, start + i,
 			   pmd_ftab_lookup(&c->frames, start + i));
+		if (c->view)
+			pmd_view_del(c->view, start + i);
+	}
+	view_end(c);
 	container_trim_segments(core, c);
 	return 0;
 }
@@ -548,16 +645,24 @@ error_t pmd_container_map(struct pmd_core *core, struct pmd_task *task,
 		}
 		cow += frame_is_cow(core, e);
 	}
+	/* The task gets the view with its first map. */
+	if (!c->view) {
+		err = container_view_remake(core, c, c->frames.count * 2);
+		if (err)
+			return err;
+	}
 	/* FORCE_WRITE copies every copy-on-write frame first. */
 	if (force && cow) {
 		err = container_reserve_slots(core, c, cow);
 		if (err)
 			return err;
+		view_begin(c);
 		for (i = 0; i < count; i++) {
 			struct pmd_frame *e = pmd_ftab_lookup(&c->frames, start + i);
 			if (frame_is_cow(core, e))
-				frame_unshare(core, c, e);
+				frame_unshare(core, c, start + i, e);
 		}
+		view_end(c);
 	}
 
 	out->nruns = out->nsegs = 0;
@@ -599,6 +704,13 @@ error_t pmd_container_map(struct pmd_core *core, struct pmd_task *task,
 	for (uint32_t s = 0; s < out->nsegs; s++) {
 		out->segs[s]->exposed = true;
 		err = pmd_task_add_segment(task, out->segs[s]->id);
+		if (err)
+			return err;
+	}
+	out->view = c->view;
+	out->send_view = !pmd_task_has_segment(task, c->view->id);
+	if (out->send_view) {
+		err = pmd_task_add_segment(task, c->view->id);
 		if (err)
 			return err;
 	}
@@ -700,12 +812,13 @@ error_t pmd_container_write(struct pmd_core *core, struct pmd_task *task,
 		if (err)
 			return err;
 	}
+	view_begin(c);
 	for (uint64_t i = 0; i < n && len; i++) {
 		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, first + i);
 		uint32_t chunk = PM_FRAME_SIZE - (uint32_t)pos;
 
 		if (frame_is_cow(core, e))
-			frame_unshare(core, c, e);
+			frame_unshare(core, c, first + i, e);
 		if (chunk > len)
 			chunk = len;
 		memcpy((uint8_t *)pmd_segment_frame(frame_seg(core, e), e->slot) +
@@ -714,6 +827,7 @@ error_t pmd_container_write(struct pmd_core *core, struct pmd_task *task,
 		len -= chunk;
 		pos = 0;
 	}
+	view_end(c);
 	return 0;
 }
 
@@ -780,6 +894,7 @@ error_t pmd_container_copy(struct pmd_core *core, struct pmd_task *task,
 	/* Invoke, in the order that reads every source before it is
 	 * overwritten when the ranges overlap (as memmove does). */
 	backwards = same && dst_start > src_start;
+	view_begin(dc);
 	for (uint32_t j = 0; j < k; j++) {
 		uint32_t i = backwards ? k - 1 - j : j;
 		struct pmd_frame *s = pmd_ftab_lookup(&sc->frames, src_start + i);
@@ -798,13 +913,16 @@ error_t pmd_container_copy(struct pmd_core *core, struct pmd_task *task,
 			d->seg = s->seg;
 			d->slot = s->slot;
 			d->gen++;
+			view_put(core, dc, dst_start + i, d);
+			view_put(core, sc, src_start + i, s);
 			continue;
 		}
 		if (frame_is_cow(core, d))
-			frame_unshare(core, dc, d);
+			frame_unshare(core, dc, dst_start + i, d);
 		memcpy(pmd_segment_frame(frame_seg(core, d), d->slot),
 		       pmd_segment_frame(ss, s->slot), PM_FRAME_SIZE);
 	}
+	view_end(dc);
 	container_trim_segments(core, dc);
 	return stop;
 }
@@ -909,6 +1027,7 @@ error_t pmd_container_unshare(struct pmd_core *core, struct pmd_task *task,
 			      struct pmd_culprit *why)
 {
 	struct pmd_segment *fresh[64], **segs = fresh;
+	struct pmd_view *nview = NULL;
 	struct pmd_list *pos, *tmp;
 	struct pmd_container *c;
 	struct pmd_task *rt;
@@ -928,11 +1047,19 @@ error_t pmd_container_unshare(struct pmd_core *core, struct pmd_task *task,
 	if (nmove && container_locked(c))
 		return EBUSY; /* another server's lock: no frame may move */
 
-	/* Decode: make the segments the move needs. */
+	/* Decode: make the segments the move needs, and a new view when the
+	 * revoked task holds the current one (it must learn nothing more). */
+	if (c->view && rt && (nmove || pmd_task_has_segment(rt, c->view->id))) {
+		err = pmd_view_create(c->frames.count * 2, &nview);
+		if (err)
+			return err;
+	}
 	if (nmove > sizeof(fresh) / sizeof(fresh[0])) {
 		segs = calloc(nmove, sizeof(*segs));
-		if (!segs)
+		if (!segs) {
+			pmd_view_destroy(nview);
 			return ENOMEM;
+		}
 	}
 	for (; made < nmove; made++) {
 		err = pmd_segment_create(&core->segs, &segs[made]);
@@ -956,6 +1083,8 @@ error_t pmd_container_unshare(struct pmd_core *core, struct pmd_task *task,
 	}
 	if (nmove)
 		container_move_from(core, c, rt, segs, nmove);
+	if (nview)
+		container_view_install(core, c, nview);
 	if (segs != fresh)
 		free(segs);
 	return 0;
@@ -965,6 +1094,7 @@ undo:
 		pmd_segment_destroy(&core->segs, segs[--made]);
 	if (segs != fresh)
 		free(segs);
+	pmd_view_destroy(nview);
 	return err;
 }
 
@@ -1058,8 +1188,7 @@ error_t pmd_container_lock(struct pmd_core *core, struct pmd_task *task,
 	}
 	if (container_locked(cap->cont) && cap->cont->locker != task)
 		return EBUSY;
-	cap->cont->locker = task;
-	cap->cont->lock_until_ms = pmd_core_now_ms() + msec;
+	container_set_locker(cap->cont, task, pmd_core_now_ms() + msec);
 	return 0;
 }
 
@@ -1073,7 +1202,7 @@ error_t pmd_container_unlock(struct pmd_core *core, struct pmd_task *task,
 		return err;
 	/* Unlocking a lock that just expired is not an error. */
 	if (cap->cont->locker == task) {
-		cap->cont->locker = NULL;
+		container_set_locker(cap->cont, NULL, 0);
 		return 0;
 	}
 	if (!container_locked(cap->cont) && !cap->cont->locker)

@@ -29,6 +29,7 @@
 struct pmd_core;
 struct pmd_task;
 struct pmd_segment;
+struct pmd_view;
 
 struct pmd_container {
 	uint64_t id;                  /* (C) home node << 48 | serial */
@@ -39,6 +40,7 @@ struct pmd_container {
 	struct pmd_list caps;         /* (L) every live capability naming it */
 	struct pmd_list shares;       /* (L) its weak references */
 	struct pmd_list owner_link;   /* (L) in owner->containers */
+	struct pmd_view *view;        /* (L) tasks' read-only view, or NULL */
 	struct pmd_task *locker;      /* (L) server holding the lock, or NULL */
 	uint64_t lock_until_ms;       /* (L) monotonic expiry of that lock */
 	uint32_t policy;              /* (L) PM_PLACE_* */
@@ -58,6 +60,8 @@ struct pmd_map_out {
 	uint32_t done;
 	uint32_t nruns;
 	uint32_t nsegs;
+	struct pmd_view *view;        /* the container's view */
+	bool send_view;               /* the task does not hold it yet */
 	struct pm_map_run runs[PM_MAP_MAX];
 	struct pmd_segment *segs[PM_MAP_FDS_MAX];
 };

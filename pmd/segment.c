@@ -11,7 +11,10 @@
 
 #include "log.h"
 
+#include "pm_proto.h"
+
 #define SEG_BYTES ((size_t)PMD_SEG_SLOTS * PM_FRAME_SIZE)
+static_assert(PMD_SEG_SLOTS == PM_SEGMENT_SLOTS, "tasks map whole segments");
 
 void pmd_segtab_init(struct pmd_segtab *t)
 {

@@ -18,6 +18,7 @@
 #include "container.h"
 #include "log.h"
 #include "pm_proto.h"
+#include "view.h"
 
 #define EPOLL_BATCH 64
 #define RX_FDS_MAX  16 /* descriptors a task might send; closed unread */
@@ -36,6 +37,7 @@ struct pmd_server {
 	struct pmd_list sessions;    /* (L) */
 	char socket_path[108];       /* (C) */
 	uint64_t sessions_total;     /* (L) served since start */
+	uint64_t requests;           /* (L) requests answered since start */
 	uint8_t rx[PM_MSG_MAX + 1] __attribute__((aligned(16))); /* (L) one request */
 	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));     /* (L) one reply */
 	struct pmd_map_out map;      /* (L) scratch for MAP */
@@ -98,13 +100,13 @@ static bool reply_send(struct pmd_server *srv, struct pmd_session *s,
 	struct pm_reply *rep = (struct pm_reply *)(h + 1);
 	uint32_t len = (uint32_t)PM_REPLY_HDR + r->body_len;
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * PM_MAP_FDS_MAX)];
+		char buf[CMSG_SPACE(sizeof(int) * (PM_MAP_FDS_MAX + 1))];
 		struct cmsghdr align;
 	} ctl;
 	struct iovec iov = { .iov_base = srv->tx, .iov_len = len };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	assert(len <= sizeof(srv->tx) && r->nfds <= PM_MAP_FDS_MAX);
+	assert(len <= sizeof(srv->tx) && r->nfds <= PM_MAP_FDS_MAX + 1);
 	pm_msg_hdr_init(h, req->type | PM_MSG_REPLY, len, req->seq);
 	rep->status = errno_to_status(err);
 	rep->arg = r->why.arg;
@@ -242,7 +244,7 @@ static error_t do_deallocate(struct pmd_server *srv, struct pmd_session *s,
 static error_t do_map(struct pmd_server *srv, struct pmd_session *s,
 		      const void *body, uint32_t body_len, struct reply *r)
 {
-	static int fds[PM_MAP_FDS_MAX];
+	static int fds[PM_MAP_FDS_MAX + 1];
 	const struct pm_map_req *req = body;
 	struct pmd_map_out *m = &srv->map;
 	struct pm_map_rep *rep = reply_body(srv);
@@ -257,6 +259,9 @@ static error_t do_map(struct pmd_server *srv, struct pmd_session *s,
 	rep->done = m->done;
 	rep->nruns = m->nruns;
 	rep->nsegs = m->nsegs;
+	rep->view = m->view->id;
+	rep->view_fd = m->send_view;
+	rep->pad = 0;
 	memcpy(p, m->runs, m->nruns * sizeof(m->runs[0]));
 	p += m->nruns * sizeof(m->runs[0]);
 	for (uint32_t i = 0; i < m->nsegs; i++) {
@@ -264,9 +269,11 @@ static error_t do_map(struct pmd_server *srv, struct pmd_session *s,
 		p += sizeof(uint64_t);
 		fds[i] = m->segs[i]->fd;
 	}
+	if (m->send_view)
+		fds[m->nsegs] = m->view->fd;
 	r->body_len = (uint32_t)(p - (uint8_t *)rep);
 	r->fds = fds;
-	r->nfds = m->nsegs;
+	r->nfds = m->nsegs + m->send_view;
 	return 0;
 }
 
@@ -321,8 +328,11 @@ static error_t do_debug_stat(struct pmd_server *srv, struct pmd_session *s,
 			     const void *body, uint32_t body_len,
 			     struct reply *r)
 {
-	pmd_core_debug(srv->core, reply_body(srv));
-	r->body_len = sizeof(struct pm_debug_rep);
+	struct pm_debug_rep *rep = reply_body(srv);
+
+	pmd_core_debug(srv->core, rep);
+	rep->requests = srv->requests;
+	r->body_len = sizeof(*rep);
 	return 0;
 }
 
@@ -504,6 +514,7 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 		/* The body sits after a 16-byte header: 8-byte aligned. */
 		err = handlers[type].fn(srv, s, h + 1, body_len, &r);
 	}
+	srv->requests++;
 	if (err == EPROTO)
 		pmd_debug("task %#lx: bad request of type %u",
 			  s->task ? (unsigned long)s->task->id : 0ul, type);

@@ -150,6 +150,7 @@ struct pm_debug_stat {
 	uint64_t frames_free;      /* budget left */
 	uint32_t invariant_ok;     /* 1 when every check below held */
 	uint32_t reserved;
+	uint64_t requests;         /* requests the pmd has served */
 };
 PM_API error_t pm_debug_stat(pm_t *pm, struct pm_debug_stat *st);
 

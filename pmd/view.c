@@ -1,0 +1,171 @@
+/* view.c - see view.h. */
+#include "view.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define VIEW_ID_BIT (UINT64_C(1) << 63) /* apart from segment ids */
+
+static uint64_t next_view_id;
+
+/* Grow before the table is 3/4 full: probes stay short. */
+bool pmd_view_fits(const struct pmd_view *v, uint64_t count)
+{
+	return count <= (uint64_t)v->nbuckets / 4 * 3;
+}
+
+error_t pmd_view_create(uint64_t want, struct pmd_view **view_out)
+{
+	struct pmd_view *v = calloc(1, sizeof(*v));
+	uint64_t n = 64;
+	error_t err;
+
+	if (!v)
+		return ENOMEM;
+	while (n / 4 * 3 < want)
+		n *= 2;
+	if (n > UINT32_MAX) {
+		err = ENOMEM;
+		goto free_view;
+	}
+	v->nbuckets = (uint32_t)n;
+	v->bytes = sizeof(struct pm_view_hdr) + n * sizeof(struct pm_view_entry);
+	v->fd = memfd_create("pmd-view", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (v->fd < 0) {
+		err = errno;
+		pmd_err("memfd_create (view): %m");
+		goto free_view;
+	}
+	if (ftruncate(v->fd, (off_t)v->bytes) < 0) {
+		err = errno;
+		goto close_fd;
+	}
+	v->hdr = mmap(NULL, v->bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+		      v->fd, 0);
+	if (v->hdr == MAP_FAILED) {
+		err = errno;
+		goto close_fd;
+	}
+	/* From now on nobody else can map it writable: tasks get it
+	 * read-only whatever they try. */
+	if (fcntl(v->fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK |
+		  F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		err = errno;
+		pmd_err("sealing a view: %m");
+		goto unmap;
+	}
+	v->e = (struct pm_view_entry *)(v->hdr + 1);
+	v->id = VIEW_ID_BIT | ++next_view_id;
+	v->hdr->magic = PM_VIEW_MAGIC;
+	v->hdr->state = PM_VIEW_LIVE;
+	v->hdr->id = v->id;
+	v->hdr->nbuckets = v->nbuckets;
+	*view_out = v;
+	return 0;
+
+unmap:
+	munmap(v->hdr, v->bytes);
+close_fd:
+	close(v->fd);
+free_view:
+	free(v);
+	return err;
+}
+
+void pmd_view_destroy(struct pmd_view *v)
+{
+	if (!v)
+		return;
+	pmd_view_begin(v);
+	__atomic_store_n(&v->hdr->state, PM_VIEW_DEAD, __ATOMIC_RELAXED);
+	pmd_view_end(v);
+	munmap(v->hdr, v->bytes);
+	close(v->fd);
+	free(v);
+}
+
+/*
+ * Seqlock, writer side. Readers copy entries with relaxed atomic loads and
+ * check seq around the copy with acquire loads; the release fence after
+ * making seq odd orders it before the writes, the release store of the
+ * even value after them.
+ */
+void pmd_view_begin(struct pmd_view *v)
+{
+	uint64_t s = __atomic_load_n(&v->hdr->seq, __ATOMIC_RELAXED);
+
+	assert(!(s & 1));
+	__atomic_store_n(&v->hdr->seq, s + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+void pmd_view_end(struct pmd_view *v)
+{
+	uint64_t s = __atomic_load_n(&v->hdr->seq, __ATOMIC_RELAXED);
+
+	assert(s & 1);
+	__atomic_store_n(&v->hdr->seq, s + 1, __ATOMIC_RELEASE);
+}
+
+static void entry_store(struct pm_view_entry *d, const struct pm_view_entry *s)
+{
+	__atomic_store_n(&d->frame, s->frame, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->segment, s->segment, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->slot, s->slot, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->gen, s->gen, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->flags, s->flags, __ATOMIC_RELAXED);
+}
+
+void pmd_view_set(struct pmd_view *v, frame_t f, uint64_t segment,
+		  uint16_t slot, uint16_t flags, uint32_t gen)
+{
+	uint32_t mask = v->nbuckets - 1, i = pm_view_hash(f, v->nbuckets);
+	struct pm_view_entry ent = { .frame = f, .segment = segment,
+				     .slot = slot, .flags = flags | PM_VIEW_USED,
+				     .gen = gen };
+
+	while ((v->e[i].flags & PM_VIEW_USED) && v->e[i].frame != f)
+		i = (i + 1) & mask;
+	if (!(v->e[i].flags & PM_VIEW_USED)) {
+		assert(pmd_view_fits(v, v->hdr->count + 1));
+		v->hdr->count++;
+	}
+	entry_store(&v->e[i], &ent);
+}
+
+void pmd_view_del(struct pmd_view *v, frame_t f)
+{
+	uint32_t mask = v->nbuckets - 1, i = pm_view_hash(f, v->nbuckets);
+	static const struct pm_view_entry empty;
+
+	while ((v->e[i].flags & PM_VIEW_USED) && v->e[i].frame != f)
+		i = (i + 1) & mask;
+	if (!(v->e[i].flags & PM_VIEW_USED))
+		return;
+	/* Backward shift: move later entries of the probe run into the
+	 * hole, so lookups never need tombstones. */
+	for (uint32_t j = (i + 1) & mask; v->e[j].flags & PM_VIEW_USED;
+	     j = (j + 1) & mask) {
+		uint32_t home = pm_view_hash(v->e[j].frame, v->nbuckets);
+		bool movable = (j > i) ? (home <= i || home > j)
+				       : (home <= i && home > j);
+		if (movable) {
+			entry_store(&v->e[i], &v->e[j]);
+			i = j;
+		}
+	}
+	entry_store(&v->e[i], &empty);
+	v->hdr->count--;
+}
+
+void pmd_view_set_locker(struct pmd_view *v, pm_task_t locker)
+{
+	__atomic_store_n(&v->hdr->locker, locker, __ATOMIC_RELAXED);
+}

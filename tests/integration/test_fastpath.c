@@ -1,0 +1,212 @@
+/*
+ * The local fast path: once a task has mapped a container, maps of its
+ * resident frames are answered from the frame view and the segments the
+ * task holds, with no message to the pmd, and stay exactly as correct as
+ * the pmd's own answers: frames deallocated, destroyed, copied,
+ * copy-on-write, locked or revoked send the map back to the pmd.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct pmd_proc daemon_proc;
+
+static int group_setup(void **state)
+{
+	pmd_proc_start(&daemon_proc, (const char *const[]){ "--memory", "64M",
+		"--guarantee", "4096", NULL });
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	pmd_proc_stop(&daemon_proc);
+	return 0;
+}
+
+static uint64_t requests(pm_t *pm)
+{
+	struct pm_debug_stat st;
+
+	assert_int_equal(pm_debug_stat(pm, &st), 0);
+	return st.requests;
+}
+
+static void resident_maps_send_no_message(void **state)
+{
+	pm_t *pm = test_connect(&daemon_proc);
+	container_t c;
+	int count = 64, granted;
+	uint8_t *m, *m2;
+
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &count, 0), 0);
+	/* The first map goes to the pmd and brings the view. */
+	assert_int_equal(pm_container_map(pm, c, 0, 1, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&m, NULL), 0);
+	m[0] = 'a';
+	uint64_t before = requests(pm);
+	for (frame_t f = 0; f < 64; f++) {
+		assert_int_equal(pm_container_map(pm, c, f, 1, CONT_MAP_READ |
+				 CONT_MAP_WRITE, (void **)&m2, &granted), 0);
+		assert_int_equal(granted, CONT_MAP_READ | CONT_MAP_WRITE);
+		m2[1] = (uint8_t)f;
+		assert_int_equal(pm_container_unmap(pm, m2, 1), 0);
+	}
+	/* Multi-frame maps too. */
+	assert_int_equal(pm_container_map(pm, c, 3, 8, CONT_MAP_READ,
+					  (void **)&m2, &granted), 0);
+	assert_int_equal(granted, CONT_MAP_READ);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(m2[(size_t)i * PM_FRAME_SIZE + 1], 3 + i);
+	assert_int_equal(pm_container_unmap(pm, m2, 8), 0);
+	/* Only the debug call itself reached the pmd. */
+	assert_int_equal(requests(pm) - before, 1);
+	/* And what went through the mappings is what the pmd has. */
+	for (frame_t f = 0; f < 64; f++) {
+		uint8_t b[2];
+		assert_int_equal(pm_container_read(pm, c, f, 0, b, 2), 0);
+		assert_int_equal(b[1], (uint8_t)f);
+	}
+	pm_disconnect(pm);
+}
+
+static void misses_go_to_the_pmd(void **state)
+{
+	pm_t *a = test_connect(&daemon_proc), *b = test_connect(&daemon_proc);
+	pm_task_t tb;
+	container_t c, weak, ref;
+	pm_cap_token_t tok;
+	int count = 8, granted;
+	uint8_t *m;
+
+	pm_self(b, &tb);
+	assert_int_equal(pm_container_create(a, &c), 0);
+	assert_int_equal(pm_container_allocate(a, c, 0, &count, 0), 0);
+	assert_int_equal(pm_container_map(a, c, 0, 8, CONT_MAP_READ, (void **)&m, NULL), 0);
+	pm_container_unmap(a, m, 8);
+
+	/* Deallocated: ENOENT. */
+	assert_int_equal(pm_container_deallocate(a, c, 7, 1), 0);
+	assert_int_equal(pm_container_map(a, c, 7, 1, CONT_MAP_READ, (void **)&m, NULL),
+			 ENOENT);
+	/* Copy-on-write: read-only unless forced; forced goes to the pmd,
+	 * which makes the copy. */
+	assert_int_equal(pm_container_write(a, c, 0, 0, "w", 1), 0);
+	/* The segment is exposed now, so a copy within it is physical:
+	 * no frame of the container is copy-on-write. */
+	assert_int_equal(pm_container_copy(a, c, 0, c, 1, 1, 0, NULL), 0);
+	assert_int_equal(pm_container_map(a, c, 1, 1, CONT_MAP_READ | CONT_MAP_WRITE,
+					  (void **)&m, &granted), 0);
+	assert_int_equal(granted, CONT_MAP_READ | CONT_MAP_WRITE);
+	assert_int_equal(m[0], 'w');
+
+	/* A weak reference with the view, then revoked: ESTALE. */
+	assert_int_equal(pm_container_share(a, c, tb, &weak), 0);
+	assert_int_equal(pm_cap_export(a, weak, &tok), 0);
+	assert_int_equal(pm_cap_import(b, &tok, &ref), 0);
+	assert_int_equal(pm_container_map(b, ref, 2, 1, CONT_MAP_READ, (void **)&m, NULL), 0);
+	assert_int_equal(pm_container_map(b, ref, 3, 1, CONT_MAP_READ, (void **)&m, NULL), 0);
+	/* Locked by b: the owner's maps are refused, b's still work. */
+	assert_int_equal(pm_container_lock(b, ref, 5000), 0);
+	assert_int_equal(pm_container_map(a, c, 2, 1, CONT_MAP_READ, (void **)&m, NULL),
+			 EBUSY);
+	assert_int_equal(pm_container_map(b, ref, 4, 1, CONT_MAP_READ, (void **)&m, NULL), 0);
+	assert_int_equal(pm_container_unlock(b, ref), 0);
+	assert_int_equal(pm_container_map(a, c, 2, 1, CONT_MAP_READ, (void **)&m, NULL), 0);
+	assert_int_equal(pm_container_unshare(a, c, tb), 0);
+	assert_int_equal(pm_container_map(b, ref, 2, 1, CONT_MAP_READ, (void **)&m, NULL),
+			 ESTALE);
+	/* Destroyed: EBADF for the owner. */
+	assert_int_equal(pm_container_destroy(a, c), 0);
+	assert_int_equal(pm_container_map(a, c, 0, 1, CONT_MAP_READ, (void **)&m, NULL),
+			 EBADF);
+	test_check(a);
+	pm_disconnect(a);
+	pm_disconnect(b);
+}
+
+struct churn {
+	pm_t *pm;
+	container_t c;
+	volatile bool stop;
+	int bad;
+};
+
+/* Maps frames in a loop and checks that each shows its own tag. */
+static void *mapper(void *p)
+{
+	struct churn *ch = p;
+
+	while (!ch->stop) {
+		for (frame_t f = 0; f < 32; f++) {
+			uint8_t *m;
+			error_t err = pm_container_map(ch->pm, ch->c, f, 1,
+						       CONT_MAP_READ, (void **)&m, NULL);
+			if (err == ENOENT)
+				continue; /* deallocated just now */
+			if (err) {
+				ch->bad++;
+				continue;
+			}
+			/* A frame is either its tag or fresh (zero). */
+			if (m[8] != 0 && m[8] != (uint8_t)(f + 1))
+				ch->bad++;
+			pm_container_unmap(ch->pm, m, 1);
+		}
+	}
+	return NULL;
+}
+
+static void concurrent_changes_never_show_another_frame(void **state)
+{
+	struct churn ch = { .pm = test_connect(&daemon_proc) };
+	pm_t *pm = ch.pm;
+	pthread_t th;
+	int count = 32;
+	uint8_t tag[16];
+
+	assert_int_equal(pm_container_create(pm, &ch.c), 0);
+	assert_int_equal(pm_container_allocate(pm, ch.c, 0, &count, 0), 0);
+	for (frame_t f = 0; f < 32; f++) {
+		memset(tag, (int)(f + 1), sizeof(tag));
+		assert_int_equal(pm_container_write(pm, ch.c, f, 0, tag, sizeof(tag)), 0);
+	}
+	uint8_t *m;
+	assert_int_equal(pm_container_map(pm, ch.c, 0, 1, CONT_MAP_READ, (void **)&m, NULL), 0);
+	assert_int_equal(pthread_create(&th, NULL, mapper, &ch), 0);
+	/* Deallocate and reallocate frames under the mapper: slots are
+	 * reused by other frames. */
+	for (int round = 0; round < 300; round++) {
+		frame_t f = (frame_t)(round * 7) % 32;
+		assert_int_equal(pm_container_deallocate(pm, ch.c, f, 1), 0);
+		count = 1;
+		assert_int_equal(pm_container_allocate(pm, ch.c, f, &count, 0), 0);
+		memset(tag, (int)(f + 1), sizeof(tag));
+		assert_int_equal(pm_container_write(pm, ch.c, f, 0, tag, sizeof(tag)), 0);
+	}
+	ch.stop = true;
+	pthread_join(th, NULL);
+	assert_int_equal(ch.bad, 0);
+	pm_disconnect(pm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(resident_maps_send_no_message),
+		cmocka_unit_test(misses_go_to_the_pmd),
+		cmocka_unit_test(concurrent_changes_never_show_another_frame),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
