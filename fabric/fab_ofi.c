@@ -141,7 +141,7 @@ static int fab_ofi_getinfo(const struct fab_attr *attr, struct fi_info **info_ou
     return 0;
 }
 
-static int fab_ofi_cq_open(struct fab_ofi_ep *oep, size_t size)
+static int fab_ofi_cq_open(struct fab_ofi_ep *oep, size_t size, bool busy_poll)
 {
     struct fi_cq_attr cq_attr = {
         .size = size,
@@ -149,9 +149,10 @@ static int fab_ofi_cq_open(struct fab_ofi_ep *oep, size_t size)
         .wait_obj = FI_WAIT_FD,
     };
     int fd = -1;
-    int rc;
+    int rc = -FI_ENOSYS;
 
-    rc = fi_cq_open(oep->domain, &cq_attr, &oep->cq, NULL);
+    if (!busy_poll)
+        rc = fi_cq_open(oep->domain, &cq_attr, &oep->cq, NULL);
     if (rc == 0) {
         rc = fi_control(&oep->cq->fid, FI_GETWAIT, &fd);
         if (rc == 0) {
@@ -199,7 +200,8 @@ static int fab_ofi_ep_open(const struct fab_attr *attr, struct fab_ep **ep_out)
                         "fi_av_open");
     if (err)
         goto close_domain;
-    err = fab_ofi_cq_open(oep, (size_t)attr->tx_depth + attr->rx_depth);
+    err = fab_ofi_cq_open(oep, (size_t)attr->tx_depth + attr->rx_depth,
+                          attr->busy_poll);
     if (err)
         goto close_av;
     err = fab_ofi_check(fi_endpoint(oep->domain, info, &oep->ep, NULL),

@@ -68,6 +68,8 @@ struct fab_attr {
     unsigned    tx_depth;       /* reads + writes + sends in flight (default 256) */
     unsigned    rx_depth;       /* receive buffers posted (default 64) */
     unsigned    timeout_ms;     /* per-operation deadline (default 5000) */
+    int         busy_poll;      /* no wait descriptor: the caller only polls
+                                 * (saves a wake-up per completion on rxm) */
 };
 
 /* An endpoint's address, as exchanged between nodes (opaque bytes). */
