@@ -1,0 +1,373 @@
+/*
+ * pm-bench - the benchmark suite of pmd's local paths. Every figure is
+ * measured next to its baseline in the same run and reported as a ratio,
+ * because the machines are noisy: absolute times are printed but are not
+ * the result.
+ *
+ *   map        map+unmap of a resident frame: fast path, pmd path, and the
+ *              baseline mmap+munmap of a memfd page
+ *   alloc      allocation throughput: batches of 4096 and single frames
+ *   rpc        a small request (pm_task_stat) against a round trip on a
+ *              Unix SEQPACKET socket pair
+ *   io         4 KiB and 64 KiB read and write through the pmd against
+ *              memcpy of the same size
+ *   cow        a write that breaks a copy-on-write share against a plain
+ *              write of the same frame size
+ *   lock       lock+unlock against a small request
+ *
+ * usage: pm-bench [--socket PATH] [--json FILE] [--quick] [TEST...]
+ * Output: one line per figure on stdout, and a JSON array (--json).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <pm/pm.h>
+
+static const char *sock_path;
+static int rounds = 201;      /* batches; the median is reported */
+static FILE *json;
+static int json_count;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return v[n / 2];
+}
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "pm-bench: %s: %s\n", what, strerror(err));
+	exit(1);
+}
+
+#define CHECK(call) do { int e_ = (call); if (e_) die(#call, e_); } while (0)
+
+/* Reports one figure against its baseline. lower: smaller is better. */
+static void report(const char *name, const char *unit, double value,
+		   const char *base_name, double base, const char *target)
+{
+	double ratio = base > 0 ? value / base : 0;
+
+	printf("%-28s %12.1f %-8s baseline %-24s %12.1f  ratio %6.3f%s%s\n",
+	       name, value, unit, base_name, base, ratio,
+	       target ? "  target " : "", target ? target : "");
+	if (json)
+		fprintf(json, "%s\n  {\"name\": \"%s\", \"unit\": \"%s\", "
+			"\"value\": %.3f, \"baseline\": \"%s\", "
+			"\"baseline_value\": %.3f, \"ratio\": %.4f%s%s%s}",
+			json_count++ ? "," : "", name, unit, value, base_name,
+			base, ratio, target ? ", \"target\": \"" : "",
+			target ? target : "", target ? "\"" : "");
+}
+
+static pm_t *connect_fast(bool fast)
+{
+	pm_t *pm;
+
+	if (fast)
+		unsetenv("PM_NO_FASTPATH");
+	else
+		setenv("PM_NO_FASTPATH", "1", 1);
+	CHECK(pm_connect(sock_path, &pm));
+	unsetenv("PM_NO_FASTPATH");
+	return pm;
+}
+
+/* ns per operation, median over rounds of `batch` operations. */
+#define MEASURE(out, batch, body) do { \
+	double *v_ = malloc(sizeof(double) * (size_t)rounds); \
+	for (int r_ = 0; r_ < rounds; r_++) { \
+		uint64_t t0_ = now_ns(); \
+		for (int i_ = 0; i_ < (batch); i_++) { body; } \
+		v_[r_] = (double)(now_ns() - t0_) / (batch); \
+	} \
+	(out) = median(v_, rounds); \
+	free(v_); \
+} while (0)
+
+static void bench_map(void)
+{
+	pm_t *fast = connect_fast(true), *slow = connect_fast(false);
+	container_t cf, cs;
+	int n = 64;
+	void *m;
+	double t_fast, t_slow, t_mmap;
+	int fd = memfd_create("bench", MFD_CLOEXEC);
+
+	if (fd < 0 || ftruncate(fd, PM_FRAME_SIZE * 64) < 0)
+		die("memfd", errno);
+	CHECK(pm_container_create(fast, &cf));
+	CHECK(pm_container_allocate(fast, cf, 0, &n, 0));
+	n = 64;
+	CHECK(pm_container_create(slow, &cs));
+	CHECK(pm_container_allocate(slow, cs, 0, &n, 0));
+	/* Warm: the first map brings the view and the segment. */
+	CHECK(pm_container_map(fast, cf, 0, 1, CONT_MAP_READ | CONT_MAP_WRITE, &m, NULL));
+
+	MEASURE(t_fast, 1000, {
+		CHECK(pm_container_map(fast, cf, (frame_t)(i_ & 63), 1,
+				       CONT_MAP_READ | CONT_MAP_WRITE, &m, NULL));
+		CHECK(pm_container_unmap(fast, m, 1));
+	});
+	MEASURE(t_mmap, 100, {
+		void *p = mmap(NULL, PM_FRAME_SIZE, PROT_READ | PROT_WRITE,
+			       MAP_SHARED, fd, (off_t)(i_ & 63) * PM_FRAME_SIZE);
+		if (p == MAP_FAILED)
+			die("mmap", errno);
+		munmap(p, PM_FRAME_SIZE);
+	});
+	MEASURE(t_slow, 20, {
+		CHECK(pm_container_map(slow, cs, (frame_t)(i_ & 63), 1,
+				       CONT_MAP_READ | CONT_MAP_WRITE, &m, NULL));
+		CHECK(pm_container_unmap(slow, m, 1));
+	});
+	report("map.fast", "ns", t_fast, "mmap+munmap memfd page", t_mmap,
+	       "<= 100 ns and <= 0.1x");
+	report("map.pmd", "ns", t_slow, "mmap+munmap memfd page", t_mmap, NULL);
+	report("map.fast_vs_pmd", "ns", t_fast, "map.pmd", t_slow, NULL);
+	close(fd);
+	pm_disconnect(fast);
+	pm_disconnect(slow);
+}
+
+static void bench_alloc(void)
+{
+	pm_t *pm = connect_fast(true);
+	struct pm_task_stat ts;
+	container_t c;
+	double t_batch, t_single;
+	const int batch = 4096;
+
+	CHECK(pm_task_stat(pm, &ts));
+	if (ts.guaranteed < (uint64_t)batch)
+		die("alloc: the pmd's --guarantee is below 4096 frames", ENOMEM);
+	CHECK(pm_container_create(pm, &c));
+	MEASURE(t_batch, 1, {
+		int n = batch;
+		CHECK(pm_container_allocate(pm, c, 0, &n, 0));
+		CHECK(pm_container_deallocate(pm, c, 0, batch));
+	});
+	MEASURE(t_single, 200, {
+		int n = 1;
+		CHECK(pm_container_allocate(pm, c, 0, &n, 0));
+		CHECK(pm_container_deallocate(pm, c, 0, 1));
+	});
+	/* Frames per second (allocate + deallocate of each). */
+	double fps_batch = batch / (t_batch * 1e-9);
+	double fps_single = 1 / (t_single * 1e-9);
+	report("alloc.batch4096", "frames/s", fps_batch, "alloc.single",
+	       fps_single, ">= 1M frames/s");
+	pm_disconnect(pm);
+}
+
+static void *echo_thread(void *p)
+{
+	int fd = *(int *)p;
+	char buf[64];
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+		if (send(fd, buf, (size_t)n, 0) != n)
+			break;
+	return NULL;
+}
+
+/* The baseline of one small request: a round trip on a socket pair to a
+ * thread that echoes (the pmd is another process: this is the floor). */
+static double unix_rtt(void)
+{
+	int sv[2];
+	pthread_t th;
+	char buf[64] = { 0 };
+	double t;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) < 0)
+		die("socketpair", errno);
+	pthread_create(&th, NULL, echo_thread, &sv[1]);
+	MEASURE(t, 100, {
+		if (send(sv[0], buf, 32, 0) != 32 || recv(sv[0], buf, 64, 0) != 32)
+			die("echo", errno);
+	});
+	shutdown(sv[0], SHUT_RDWR);
+	pthread_join(th, NULL);
+	close(sv[0]);
+	close(sv[1]);
+	return t;
+}
+
+static void bench_rpc(double rtt)
+{
+	pm_t *pm = connect_fast(true);
+	struct pm_task_stat ts;
+	double t;
+
+	MEASURE(t, 100, CHECK(pm_task_stat(pm, &ts)));
+	report("rpc.task_stat", "ns", t, "unix seqpacket rtt", rtt, "<= 2x");
+	pm_disconnect(pm);
+}
+
+static void bench_io(void)
+{
+	pm_t *pm = connect_fast(true);
+	static uint8_t buf[65536], src[65536];
+	container_t c;
+	int n = 16;
+	double t_w4, t_r4, t_w64, t_r64, t_m4, t_m64;
+
+	CHECK(pm_container_create(pm, &c));
+	CHECK(pm_container_allocate(pm, c, 0, &n, 0));
+	memset(src, 1, sizeof(src));
+	MEASURE(t_w4, 100, CHECK(pm_container_write(pm, c, 0, 0, src, 4096)));
+	MEASURE(t_r4, 100, CHECK(pm_container_read(pm, c, 0, 0, buf, 4096)));
+	MEASURE(t_w64, 50, CHECK(pm_container_write(pm, c, 0, 0, src, 65536)));
+	MEASURE(t_r64, 50, CHECK(pm_container_read(pm, c, 0, 0, buf, 65536)));
+	MEASURE(t_m4, 1000, {
+		memcpy(buf, src, 4096);
+		__asm__ volatile("" ::: "memory");
+	});
+	MEASURE(t_m64, 100, {
+		memcpy(buf, src, 65536);
+		__asm__ volatile("" ::: "memory");
+	});
+	report("io.write4k", "ns", t_w4, "memcpy 4 KiB", t_m4, NULL);
+	report("io.read4k", "ns", t_r4, "memcpy 4 KiB", t_m4, NULL);
+	report("io.write64k", "ns", t_w64, "memcpy 64 KiB", t_m64, NULL);
+	report("io.read64k", "ns", t_r64, "memcpy 64 KiB", t_m64, NULL);
+	pm_disconnect(pm);
+}
+
+static void bench_cow(void)
+{
+	pm_t *pm = connect_fast(true);
+	static uint8_t src[4096];
+	container_t c;
+	int n = 2;
+	double t_break, t_plain;
+
+	CHECK(pm_container_create(pm, &c));
+	CHECK(pm_container_allocate(pm, c, 0, &n, 0));
+	/* Each round: share frame 0 into 1 (no task holds the segment, so
+	 * the copy shares the slot), then the write that breaks it. The
+	 * copy is timed separately and subtracted. */
+	double t_copy;
+	MEASURE(t_copy, 50, CHECK(pm_container_copy(pm, c, 0, c, 1, 1, 0, NULL)));
+	MEASURE(t_break, 50, {
+		CHECK(pm_container_copy(pm, c, 0, c, 1, 1, 0, NULL));
+		CHECK(pm_container_write(pm, c, 1, 0, src, sizeof(src)));
+	});
+	MEASURE(t_plain, 50, CHECK(pm_container_write(pm, c, 1, 0, src, sizeof(src))));
+	report("cow.break_write4k", "ns", t_break - t_copy, "write 4 KiB, no copy",
+	       t_plain, NULL);
+	pm_disconnect(pm);
+}
+
+static void bench_lock(void)
+{
+	pm_t *owner = connect_fast(true), *server = connect_fast(true);
+	struct pm_task_stat ts;
+	pm_task_t sid;
+	container_t c, weak, ref;
+	pm_cap_token_t tok;
+	int n = 1;
+	double t_lock, t_rpc;
+
+	pm_self(server, &sid);
+	CHECK(pm_container_create(owner, &c));
+	CHECK(pm_container_allocate(owner, c, 0, &n, 0));
+	CHECK(pm_container_share(owner, c, sid, &weak));
+	CHECK(pm_cap_export(owner, weak, &tok));
+	CHECK(pm_cap_import(server, &tok, &ref));
+	MEASURE(t_lock, 50, {
+		CHECK(pm_container_lock(server, ref, 1000));
+		CHECK(pm_container_unlock(server, ref));
+	});
+	MEASURE(t_rpc, 100, CHECK(pm_task_stat(server, &ts)));
+	report("lock.lock_unlock", "ns", t_lock, "2 x rpc.task_stat", 2 * t_rpc,
+	       NULL);
+	pm_disconnect(server);
+	pm_disconnect(owner);
+}
+
+static bool wanted(int argc, char **argv, int first, const char *name)
+{
+	if (first >= argc)
+		return true;
+	for (int i = first; i < argc; i++)
+		if (!strcmp(argv[i], name))
+			return true;
+	return false;
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+
+	for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
+		if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
+			sock_path = argv[++i];
+		} else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
+			json = fopen(argv[++i], "w");
+			if (!json)
+				die(argv[i], errno);
+			fputs("[", json);
+		} else if (!strcmp(argv[i], "--quick")) {
+			rounds = 21;
+		} else {
+			fprintf(stderr, "usage: pm-bench [--socket PATH] [--json FILE] "
+				"[--quick] [map alloc rpc io cow lock]...\n");
+			return 2;
+		}
+	}
+	for (int k = i; k < argc; k++) {
+		static const char *const names[] = { "map", "alloc", "rpc", "io",
+						     "cow", "lock" };
+		bool ok = false;
+		for (size_t j = 0; j < sizeof(names) / sizeof(names[0]); j++)
+			ok |= !strcmp(argv[k], names[j]);
+		if (!ok) {
+			fprintf(stderr, "pm-bench: unknown test '%s'\n", argv[k]);
+			return 2;
+		}
+	}
+	if (wanted(argc, argv, i, "map"))
+		bench_map();
+	if (wanted(argc, argv, i, "alloc"))
+		bench_alloc();
+	if (wanted(argc, argv, i, "rpc"))
+		bench_rpc(unix_rtt());
+	if (wanted(argc, argv, i, "io"))
+		bench_io();
+	if (wanted(argc, argv, i, "cow"))
+		bench_cow();
+	if (wanted(argc, argv, i, "lock"))
+		bench_lock();
+	if (json) {
+		fputs("\n]\n", json);
+		fclose(json);
+	}
+	return 0;
+}
