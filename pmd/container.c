@@ -306,6 +306,7 @@ static void container_trim_segments(struct pmd_core *core,
 	struct pmd_list *pos, *tmp;
 	bool kept = false;
 
+	pmd_segtab_flush(&core->segs);
 	pmd_list_for_each_safe(pos, tmp, &c->segments) {
 		struct pmd_segment *seg =
 			pmd_container_of(pos, struct pmd_segment, link);
@@ -344,6 +345,7 @@ void pmd_container_free(struct pmd_core *core, struct pmd_container *c)
 	while (pmd_ftab_next(&c->frames, &f, &e))
 		frame_drop(core, c, f, e);
 	pmd_ftab_fini(&c->frames);
+	pmd_segtab_flush(&core->segs); /* freed slots count as used until then */
 
 	/* Segments with slots still referenced elsewhere outlive it,
 	 * orphaned; the rest go now. */
@@ -428,7 +430,9 @@ static void container_take_slot(struct pmd_core *core, struct pmd_container *c,
 				struct pmd_frame *e)
 {
 	struct pmd_list *pos;
+	bool flushed = false;
 
+again:
 	for (pos = c->segments.next; pos != &c->segments; pos = pos->next) {
 		struct pmd_segment *seg =
 			pmd_container_of(pos, struct pmd_segment, link);
@@ -445,6 +449,13 @@ static void container_take_slot(struct pmd_core *core, struct pmd_container *c,
 			pmd_list_add(c->segments.prev, pos);
 		}
 		return;
+	}
+	/* The reserved slot may be one freed in this request, not punched
+	 * yet. */
+	if (!flushed) {
+		pmd_segtab_flush(&core->segs);
+		flushed = true;
+		goto again;
 	}
 	assert(!"container_take_slot without a reserved slot");
 }
@@ -1081,8 +1092,10 @@ error_t pmd_container_unshare(struct pmd_core *core, struct pmd_task *task,
 		if (sh->bound == remote)
 			share_free(core, sh);
 	}
-	if (nmove)
+	if (nmove) {
+		pmd_segtab_flush(&core->segs); /* slot maps move as they are */
 		container_move_from(core, c, rt, segs, nmove);
+	}
 	if (nview)
 		container_view_install(core, c, nview);
 	if (segs != fresh)

@@ -156,6 +156,7 @@ void pmd_core_debug(struct pmd_core *core, struct pm_debug_rep *out)
 	bool ok = true;
 	struct pmd_list *tp, *cp;
 
+	pmd_segtab_flush(&core->segs);
 	memset(out, 0, sizeof(*out));
 	for (tp = core->tasks.next; tp != &core->tasks; tp = tp->next) {
 		struct pmd_task *t = pmd_container_of(tp, struct pmd_task, link);

@@ -19,11 +19,29 @@ static_assert(PMD_SEG_SLOTS == PM_SEGMENT_SLOTS, "tasks map whole segments");
 void pmd_segtab_init(struct pmd_segtab *t)
 {
 	memset(t, 0, sizeof(*t));
+	pmd_list_init(&t->dirty);
+	pmd_list_init(&t->pool);
+}
+
+static void segment_free(struct pmd_segtab *t, struct pmd_segment *seg)
+{
+	t->v[seg->index] = NULL;
+	if (seg->index < t->hint)
+		t->hint = seg->index;
+	munmap(seg->base, SEG_BYTES);
+	close(seg->fd);
+	free(seg);
 }
 
 void pmd_segtab_fini(struct pmd_segtab *t)
 {
+	struct pmd_list *pos, *tmp;
+
 	assert(t->live == 0);
+	pmd_list_for_each_safe(pos, tmp, &t->pool) {
+		pmd_list_del(pos);
+		segment_free(t, pmd_container_of(pos, struct pmd_segment, link));
+	}
 	free(t->v);
 	free(t->gen);
 	memset(t, 0, sizeof(*t));
@@ -61,6 +79,16 @@ error_t pmd_segment_create(struct pmd_segtab *t, struct pmd_segment **seg_out)
 	uint32_t index;
 	error_t err;
 
+	/* A pooled segment was never given to a task and is all holes. */
+	if (!pmd_list_empty(&t->pool)) {
+		seg = pmd_container_of(t->pool.next, struct pmd_segment, link);
+		pmd_list_del(&seg->link);
+		t->npool--;
+		t->live++;
+		seg->domain = NULL;
+		*seg_out = seg;
+		return 0;
+	}
 	err = segtab_take_index(t, &index);
 	if (err)
 		goto out;
@@ -89,6 +117,7 @@ error_t pmd_segment_create(struct pmd_segtab *t, struct pmd_segment **seg_out)
 	}
 	pmd_slots_init(&seg->slots);
 	pmd_list_init(&seg->link);
+	pmd_list_init(&seg->dirty_link);
 	seg->index = index;
 	t->gen[index]++;
 	seg->id = (uint64_t)t->gen[index] << 32 | index;
@@ -106,18 +135,24 @@ out:
 	return err;
 }
 
+static void segment_flush(struct pmd_segtab *t, struct pmd_segment *seg);
+
 void pmd_segment_destroy(struct pmd_segtab *t, struct pmd_segment *seg)
 {
 	assert(t->v[seg->index] == seg);
+	/* Punch what is pending: a task holding the segment must not find
+	 * freed frames in it. */
+	segment_flush(t, seg);
 	t->slots_used -= seg->slots.used;
-	t->v[seg->index] = NULL;
-	if (seg->index < t->hint)
-		t->hint = seg->index;
 	t->live--;
 	pmd_list_del(&seg->link);
-	munmap(seg->base, SEG_BYTES);
-	close(seg->fd);
-	free(seg);
+	if (!seg->exposed && seg->slots.used == 0 && t->npool < PMD_SEG_POOL_MAX) {
+		seg->domain = NULL;
+		pmd_list_add(&t->pool, &seg->link);
+		t->npool++;
+		return;
+	}
+	segment_free(t, seg);
 }
 
 void pmd_segment_revoke(struct pmd_segment *seg)
@@ -139,16 +174,58 @@ int pmd_segment_slot_alloc(struct pmd_segtab *t, struct pmd_segment *seg)
 bool pmd_segment_slot_put(struct pmd_segtab *t, struct pmd_segment *seg,
 			  unsigned slot)
 {
-	if (!pmd_slots_put(&seg->slots, slot))
+	if (!pmd_slots_unref(&seg->slots, slot))
 		return false;
-	t->slots_used--;
-	/* Give the page back and make the slot read as zeros. Should the
-	 * kernel refuse, zero it by hand: a slot is never handed out dirty. */
-	if (fallocate(seg->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)slot * PM_FRAME_SIZE, PM_FRAME_SIZE) < 0) {
-		pmd_warn("punching slot %u of segment %#lx: %m; zeroing it",
-			 slot, (unsigned long)seg->id);
-		memset(pmd_segment_frame(seg, slot), 0, PM_FRAME_SIZE);
-	}
+	seg->pending[slot / 64] |= UINT64_C(1) << (slot % 64);
+	if (pmd_list_empty(&seg->dirty_link))
+		pmd_list_add(&t->dirty, &seg->dirty_link);
 	return true;
+}
+
+static void punch(struct pmd_segment *seg, unsigned first, unsigned n)
+{
+	/* Give the pages back and make the slots read as zeros. Should the
+	 * kernel refuse, zero them by hand: a slot is never handed out
+	 * dirty. */
+	if (fallocate(seg->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)first * PM_FRAME_SIZE, (off_t)n * PM_FRAME_SIZE) < 0) {
+		pmd_warn("punching slots %u-%u of segment %#lx: %m; zeroing them",
+			 first, first + n - 1, (unsigned long)seg->id);
+		memset(pmd_segment_frame(seg, first), 0, (size_t)n * PM_FRAME_SIZE);
+	}
+}
+
+static void segment_flush(struct pmd_segtab *t, struct pmd_segment *seg)
+{
+	unsigned slot = 0;
+
+	if (pmd_list_empty(&seg->dirty_link))
+		return;
+	while (slot < PMD_SEG_SLOTS) {
+		unsigned first, n = 0;
+
+		while (slot < PMD_SEG_SLOTS &&
+		       !(seg->pending[slot / 64] & (UINT64_C(1) << (slot % 64))))
+			slot++;
+		first = slot;
+		while (slot < PMD_SEG_SLOTS &&
+		       (seg->pending[slot / 64] & (UINT64_C(1) << (slot % 64)))) {
+			pmd_slots_release(&seg->slots, slot);
+			slot++;
+			n++;
+		}
+		if (n) {
+			punch(seg, first, n);
+			t->slots_used -= n;
+		}
+	}
+	memset(seg->pending, 0, sizeof(seg->pending));
+	pmd_list_del(&seg->dirty_link);
+}
+
+void pmd_segtab_flush(struct pmd_segtab *t)
+{
+	while (!pmd_list_empty(&t->dirty))
+		segment_flush(t, pmd_container_of(t->dirty.next,
+						  struct pmd_segment, dirty_link));
 }

@@ -10,9 +10,15 @@
  * a segment whose container is destroyed while such references remain is
  * orphaned and freed with its last slot.
  *
- * A slot that is freed is hole-punched at once: its physical page goes back
- * to the kernel and the slot reads as zeros when it is next handed out, so a
- * fresh frame never shows another task's data.
+ * A slot whose last frame goes is hole-punched before it can be handed out
+ * again: its physical page goes back to the kernel and the slot reads as
+ * zeros, so a fresh frame never shows another frame's data. Punching is
+ * deferred to the end of the request (pmd_segtab_flush), which punches
+ * runs of slots with one call; until then the slot stays in use.
+ *
+ * Empty segments that no task was ever given are kept in a small pool and
+ * reused, so that a container that shrinks and grows does not pay for
+ * memfd_create and mmap each time.
  *
  * Segment ids on the wire are generation << 32 | index and are never reused
  * for another segment during the pmd's life.
@@ -38,8 +44,12 @@ struct pmd_segment {
 	uint64_t id;                   /* (C) wire id */
 	struct pmd_container *domain;  /* (L) owner; NULL once orphaned */
 	bool exposed;                  /* (L) its descriptor went to a task */
-	struct pmd_list link;          /* (L) in domain->segments */
+	struct pmd_list link;          /* (L) in domain->segments, or the pool */
+	uint64_t pending[PMD_SEG_SLOTS / 64]; /* (L) freed, not yet punched */
+	struct pmd_list dirty_link;    /* (L) in segtab->dirty while pending */
 };
+
+#define PMD_SEG_POOL_MAX 32 /* empty segments kept for reuse */
 
 struct pmd_segtab {
 	struct pmd_segment **v;        /* (L) by index; NULL: free */
@@ -47,8 +57,11 @@ struct pmd_segtab {
 	uint32_t len;                  /* (L) indices handed out so far */
 	uint32_t cap;                  /* (L) allocated length of v, gen */
 	uint32_t hint;                 /* (L) lowest possibly free index */
-	uint64_t live;                 /* (L) segments in existence */
+	uint64_t live;                 /* (L) segments in use (pool apart) */
 	uint64_t slots_used;           /* (L) sum of slots.used */
+	struct pmd_list dirty;         /* (L) segments with pending punches */
+	struct pmd_list pool;          /* (L) empty segments kept for reuse */
+	uint32_t npool;                /* (L) */
 };
 
 void pmd_segtab_init(struct pmd_segtab *t);
@@ -69,9 +82,12 @@ static inline struct pmd_segment *pmd_segtab_get(const struct pmd_segtab *t,
 
 /* Takes a free slot of seg; -1 when full. */
 int pmd_segment_slot_alloc(struct pmd_segtab *t, struct pmd_segment *seg);
-/* Drops one reference to slot; frees (and zeroes) the page with the last. */
+/* Drops one reference to slot; true with the last, after which the slot
+ * is free for accounting, and punched and reusable after the next flush. */
 bool pmd_segment_slot_put(struct pmd_segtab *t, struct pmd_segment *seg,
 			  unsigned slot);
+/* Punches every pending slot (runs at once) and frees them. */
+void pmd_segtab_flush(struct pmd_segtab *t);
 
 static inline void *pmd_segment_frame(const struct pmd_segment *seg,
 				      unsigned slot)

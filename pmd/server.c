@@ -87,6 +87,7 @@ static void session_close(struct pmd_server *srv, struct pmd_session *s)
 	close(s->fd);
 	if (s->task)
 		pmd_task_destroy(srv->core, s->task);
+	pmd_segtab_flush(&srv->core->segs);
 	pmd_list_del(&s->link);
 	free(s);
 }
@@ -518,7 +519,10 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 	if (err == EPROTO)
 		pmd_debug("task %#lx: bad request of type %u",
 			  s->task ? (unsigned long)s->task->id : 0ul, type);
-	return reply_send(srv, s, h, err, &r);
+	bool ok = reply_send(srv, s, h, err, &r);
+	/* Slots freed by the request are punched after the reply is out. */
+	pmd_segtab_flush(&srv->core->segs);
+	return ok;
 }
 
 static void server_accept(struct pmd_server *srv)

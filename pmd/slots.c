@@ -42,12 +42,24 @@ bool pmd_slots_get(struct pmd_slots *s, unsigned slot)
 	return true;
 }
 
-bool pmd_slots_put(struct pmd_slots *s, unsigned slot)
+bool pmd_slots_unref(struct pmd_slots *s, unsigned slot)
 {
 	assert(slot < PMD_SEG_SLOTS && s->ref[slot] > 0);
-	if (--s->ref[slot])
-		return false;
+	return --s->ref[slot] == 0;
+}
+
+void pmd_slots_release(struct pmd_slots *s, unsigned slot)
+{
+	assert(slot < PMD_SEG_SLOTS && s->ref[slot] == 0);
+	assert(s->used_map[slot / 64] & (UINT64_C(1) << (slot % 64)));
 	s->used_map[slot / 64] &= ~(UINT64_C(1) << (slot % 64));
 	s->used--;
+}
+
+bool pmd_slots_put(struct pmd_slots *s, unsigned slot)
+{
+	if (!pmd_slots_unref(s, slot))
+		return false;
+	pmd_slots_release(s, slot);
 	return true;
 }

@@ -32,6 +32,12 @@ bool pmd_slots_get(struct pmd_slots *s, unsigned slot);
 /* Drops one reference; true when that freed the slot. */
 bool pmd_slots_put(struct pmd_slots *s, unsigned slot);
 
+/* The two halves of put, for callers that release later (after zeroing):
+ * unref drops a reference and says whether it was the last one, leaving
+ * the slot in use; release then makes it free. */
+bool pmd_slots_unref(struct pmd_slots *s, unsigned slot);
+void pmd_slots_release(struct pmd_slots *s, unsigned slot);
+
 static inline unsigned pmd_slots_free(const struct pmd_slots *s)
 {
 	return PMD_SEG_SLOTS - s->used;

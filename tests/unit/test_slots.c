@@ -67,6 +67,23 @@ static void reference_count_saturates(void **state)
 	assert_int_equal(s.ref[slot], UINT16_MAX);
 }
 
+static void unref_keeps_slot_until_release(void **state)
+{
+	struct pmd_slots s;
+	int slot;
+
+	/* The pmd drops the last reference, punches later, then releases:
+	 * until the release the slot must not be handed out again. */
+	pmd_slots_init(&s);
+	slot = pmd_slots_alloc(&s);
+	assert_true(pmd_slots_unref(&s, (unsigned)slot));
+	assert_int_equal(s.used, 1);
+	assert_int_not_equal(pmd_slots_alloc(&s), slot);
+	pmd_slots_release(&s, (unsigned)slot);
+	assert_int_equal(s.used, 1);
+	assert_int_equal(pmd_slots_alloc(&s), slot);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -74,6 +91,7 @@ int main(void)
 		cmocka_unit_test(put_frees_and_alloc_reuses),
 		cmocka_unit_test(shared_slot_freed_with_last_reference),
 		cmocka_unit_test(reference_count_saturates),
+		cmocka_unit_test(unref_keeps_slot_until_release),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
