@@ -15,24 +15,29 @@
  *              write of the same frame size
  *   lock       lock+unlock against a small request
  *
- * usage: pm-bench [--socket PATH] [--json FILE] [--quick] [TEST...]
+ * usage: pm-bench [--socket PATH] [--json FILE] [--quick] [--echo-cpu N]
+ *                 [TEST...]
+ * --echo-cpu pins the echo process of the rpc baseline to the pmd's CPU,
+ * so that the baseline crosses CPUs exactly as the requests do.
  * Output: one line per figure on stdout, and a JSON array (--json).
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdbool.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <pm/pm.h>
 
 static const char *sock_path;
+static int echo_cpu = -1;     /* CPU of the rpc baseline's echo process */
 static int rounds = 201;      /* batches; the median is reported */
 static FILE *json;
 static int json_count;
@@ -109,6 +114,26 @@ static pm_t *connect_fast(bool fast)
 	free(v_); \
 } while (0)
 
+/* Two figures measured in alternating rounds, so that a change in the
+ * machine's state (another load, a vCPU descheduled, a frequency change)
+ * hits both alike: the ratio is what counts. */
+#define MEASURE_PAIR(out_a, batch_a, body_a, out_b, batch_b, body_b) do { \
+	double *va_ = malloc(sizeof(double) * (size_t)rounds); \
+	double *vb_ = malloc(sizeof(double) * (size_t)rounds); \
+	for (int r_ = 0; r_ < rounds; r_++) { \
+		uint64_t t0_ = now_ns(); \
+		for (int i_ = 0; i_ < (batch_a); i_++) { body_a; } \
+		va_[r_] = (double)(now_ns() - t0_) / (batch_a); \
+		t0_ = now_ns(); \
+		for (int i_ = 0; i_ < (batch_b); i_++) { body_b; } \
+		vb_[r_] = (double)(now_ns() - t0_) / (batch_b); \
+	} \
+	(out_a) = median(va_, rounds); \
+	(out_b) = median(vb_, rounds); \
+	free(va_); \
+	free(vb_); \
+} while (0)
+
 static void bench_map(void)
 {
 	pm_t *fast = connect_fast(true), *slow = connect_fast(false);
@@ -128,26 +153,28 @@ static void bench_map(void)
 	/* Warm: the first map brings the view and the segment. */
 	CHECK(pm_container_map(fast, cf, 0, 1, CONT_MAP_READ | CONT_MAP_WRITE, &m, NULL));
 
-	MEASURE(t_fast, 1000, {
+	double t_mmap2;
+#define MMAP_ONE() do { \
+		void *p = mmap(NULL, PM_FRAME_SIZE, PROT_READ | PROT_WRITE, \
+			       MAP_SHARED, fd, (off_t)(i_ & 63) * PM_FRAME_SIZE); \
+		if (p == MAP_FAILED) \
+			die("mmap", errno); \
+		munmap(p, PM_FRAME_SIZE); \
+	} while (0)
+	MEASURE_PAIR(t_fast, 1000, {
 		CHECK(pm_container_map(fast, cf, (frame_t)(i_ & 63), 1,
 				       CONT_MAP_READ | CONT_MAP_WRITE, &m, NULL));
 		CHECK(pm_container_unmap(fast, m, 1));
-	});
-	MEASURE(t_mmap, 100, {
-		void *p = mmap(NULL, PM_FRAME_SIZE, PROT_READ | PROT_WRITE,
-			       MAP_SHARED, fd, (off_t)(i_ & 63) * PM_FRAME_SIZE);
-		if (p == MAP_FAILED)
-			die("mmap", errno);
-		munmap(p, PM_FRAME_SIZE);
-	});
-	MEASURE(t_slow, 20, {
+	}, t_mmap, 100, MMAP_ONE());
+	MEASURE_PAIR(t_slow, 20, {
 		CHECK(pm_container_map(slow, cs, (frame_t)(i_ & 63), 1,
 				       CONT_MAP_READ | CONT_MAP_WRITE, &m, NULL));
 		CHECK(pm_container_unmap(slow, m, 1));
-	});
+	}, t_mmap2, 20, MMAP_ONE());
+#undef MMAP_ONE
 	report("map.fast", "ns", t_fast, "mmap+munmap memfd page", t_mmap,
 	       "<= 100 ns and <= 0.1x");
-	report("map.pmd", "ns", t_slow, "mmap+munmap memfd page", t_mmap, NULL);
+	report("map.pmd", "ns", t_slow, "mmap+munmap memfd page", t_mmap2, NULL);
 	report("map.fast_vs_pmd", "ns", t_fast, "map.pmd", t_slow, NULL);
 	close(fd);
 	pm_disconnect(fast);
@@ -184,48 +211,53 @@ static void bench_alloc(void)
 	pm_disconnect(pm);
 }
 
-static void *echo_thread(void *p)
+/* The echo process of the rpc baseline. */
+static void echo_loop(int fd)
 {
-	int fd = *(int *)p;
 	char buf[64];
 	ssize_t n;
 
 	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
 		if (send(fd, buf, (size_t)n, 0) != n)
 			break;
-	return NULL;
 }
 
-/* The baseline of one small request: a round trip on a socket pair to a
- * thread that echoes (the pmd is another process: this is the floor). */
-static double unix_rtt(void)
-{
-	int sv[2];
-	pthread_t th;
-	char buf[64] = { 0 };
-	double t;
-
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) < 0)
-		die("socketpair", errno);
-	pthread_create(&th, NULL, echo_thread, &sv[1]);
-	MEASURE(t, 100, {
-		if (send(sv[0], buf, 32, 0) != 32 || recv(sv[0], buf, 64, 0) != 32)
-			die("echo", errno);
-	});
-	shutdown(sv[0], SHUT_RDWR);
-	pthread_join(th, NULL);
-	close(sv[0]);
-	close(sv[1]);
-	return t;
-}
-
-static void bench_rpc(double rtt)
+/* The baseline of one small request: a round trip on a socket pair to
+ * another process that echoes (as the pmd is another process: this is
+ * the floor), measured in rounds alternating with the request. */
+static void bench_rpc(void)
 {
 	pm_t *pm = connect_fast(true);
 	struct pm_task_stat ts;
-	double t;
+	int sv[2];
+	pid_t child;
+	char buf[64] = { 0 };
+	double t, rtt;
 
-	MEASURE(t, 100, CHECK(pm_task_stat(pm, &ts)));
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) < 0)
+		die("socketpair", errno);
+	child = fork();
+	if (child < 0)
+		die("fork", errno);
+	if (child == 0) {
+		if (echo_cpu >= 0) {
+			cpu_set_t set;
+			CPU_ZERO(&set);
+			CPU_SET(echo_cpu, &set);
+			if (sched_setaffinity(0, sizeof(set), &set) < 0)
+				die("sched_setaffinity", errno);
+		}
+		close(sv[0]);
+		echo_loop(sv[1]);
+		_exit(0);
+	}
+	close(sv[1]);
+	MEASURE_PAIR(t, 100, CHECK(pm_task_stat(pm, &ts)), rtt, 100, {
+		if (send(sv[0], buf, 32, 0) != 32 || recv(sv[0], buf, 64, 0) != 32)
+			die("echo", errno);
+	});
+	close(sv[0]);
+	waitpid(child, NULL, 0);
 	report("rpc.task_stat", "ns", t, "unix seqpacket rtt", rtt, "<= 2x");
 	pm_disconnect(pm);
 }
@@ -241,10 +273,10 @@ static void bench_io(void)
 	CHECK(pm_container_create(pm, &c));
 	CHECK(pm_container_allocate(pm, c, 0, &n, 0));
 	memset(src, 1, sizeof(src));
-	MEASURE(t_w4, 100, CHECK(pm_container_write(pm, c, 0, 0, src, 4096)));
-	MEASURE(t_r4, 100, CHECK(pm_container_read(pm, c, 0, 0, buf, 4096)));
-	MEASURE(t_w64, 50, CHECK(pm_container_write(pm, c, 0, 0, src, 65536)));
-	MEASURE(t_r64, 50, CHECK(pm_container_read(pm, c, 0, 0, buf, 65536)));
+	MEASURE_PAIR(t_w4, 100, CHECK(pm_container_write(pm, c, 0, 0, src, 4096)),
+		     t_r4, 100, CHECK(pm_container_read(pm, c, 0, 0, buf, 4096)));
+	MEASURE_PAIR(t_w64, 50, CHECK(pm_container_write(pm, c, 0, 0, src, 65536)),
+		     t_r64, 50, CHECK(pm_container_read(pm, c, 0, 0, buf, 65536)));
 	MEASURE(t_m4, 1000, {
 		memcpy(buf, src, 4096);
 		__asm__ volatile("" ::: "memory");
@@ -271,16 +303,20 @@ static void bench_cow(void)
 	CHECK(pm_container_create(pm, &c));
 	CHECK(pm_container_allocate(pm, c, 0, &n, 0));
 	/* Each round: share frame 0 into 1 (no task holds the segment, so
-	 * the copy shares the slot), then the write that breaks it. The
-	 * copy is timed separately and subtracted. */
-	double t_copy;
-	MEASURE(t_copy, 50, CHECK(pm_container_copy(pm, c, 0, c, 1, 1, 0, NULL)));
-	MEASURE(t_break, 50, {
+	 * the copy shares the slot), then the write that breaks it, which
+	 * takes a fresh slot, copies the page and frees frame 1's old one. */
+	/* Baseline: copy then a write of a frame that is not shared (frame
+	 * 1's copy goes to frame 2, which nothing writes after). */
+	n = 1;
+	CHECK(pm_container_allocate(pm, c, 2, &n, 0));
+	MEASURE_PAIR(t_break, 50, {
 		CHECK(pm_container_copy(pm, c, 0, c, 1, 1, 0, NULL));
 		CHECK(pm_container_write(pm, c, 1, 0, src, sizeof(src)));
+	}, t_plain, 50, {
+		CHECK(pm_container_copy(pm, c, 0, c, 2, 1, 0, NULL));
+		CHECK(pm_container_write(pm, c, 1, 0, src, sizeof(src)));
 	});
-	MEASURE(t_plain, 50, CHECK(pm_container_write(pm, c, 1, 0, src, sizeof(src))));
-	report("cow.break_write4k", "ns", t_break - t_copy, "write 4 KiB, no copy",
+	report("cow.break_write4k", "ns", t_break, "copy + write of an unshared frame",
 	       t_plain, NULL);
 	pm_disconnect(pm);
 }
@@ -301,11 +337,10 @@ static void bench_lock(void)
 	CHECK(pm_container_share(owner, c, sid, &weak));
 	CHECK(pm_cap_export(owner, weak, &tok));
 	CHECK(pm_cap_import(server, &tok, &ref));
-	MEASURE(t_lock, 50, {
+	MEASURE_PAIR(t_lock, 50, {
 		CHECK(pm_container_lock(server, ref, 1000));
 		CHECK(pm_container_unlock(server, ref));
-	});
-	MEASURE(t_rpc, 100, CHECK(pm_task_stat(server, &ts)));
+	}, t_rpc, 100, CHECK(pm_task_stat(server, &ts)));
 	report("lock.lock_unlock", "ns", t_lock, "2 x rpc.task_stat", 2 * t_rpc,
 	       NULL);
 	pm_disconnect(server);
@@ -334,11 +369,13 @@ int main(int argc, char **argv)
 			if (!json)
 				die(argv[i], errno);
 			fputs("[", json);
+		} else if (!strcmp(argv[i], "--echo-cpu") && i + 1 < argc) {
+			echo_cpu = atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--quick")) {
 			rounds = 21;
 		} else {
 			fprintf(stderr, "usage: pm-bench [--socket PATH] [--json FILE] "
-				"[--quick] [map alloc rpc io cow lock]...\n");
+				"[--quick] [--echo-cpu N] [map alloc rpc io cow lock]...\n");
 			return 2;
 		}
 	}
@@ -358,7 +395,7 @@ int main(int argc, char **argv)
 	if (wanted(argc, argv, i, "alloc"))
 		bench_alloc();
 	if (wanted(argc, argv, i, "rpc"))
-		bench_rpc(unix_rtt());
+		bench_rpc();
 	if (wanted(argc, argv, i, "io"))
 		bench_io();
 	if (wanted(argc, argv, i, "cow"))

@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite: builds, starts a pmd in a temporary directory,
-# runs pm-bench against it (and the fabric benchmarks when present),
-# writes JSON to bench/results/ and renders PNG plots into docs/ when
-# gnuplot is installed. Usage: bench/run.sh [--quick] [TEST...]
+# runs pm-bench against it, then the fabric benchmarks (raw libfabric and
+# the fabric/ layer), writes JSON to bench/results/ and renders PNG plots
+# into docs/ with gnuplot. Installs what it needs (jq, gnuplot-nox) when
+# run as root. Usage: bench/run.sh [--quick] [TEST...]
+#
+# PLACEMENT decides where the pmd and pm-bench run, because on a virtual
+# machine a wake-up across vCPUs can cost more than the whole request:
+#   same  (default) both on CPU 0: the cost of pmd's own work
+#   split pmd on CPU 0, pm-bench on CPU 1: adds the cross-CPU wake-ups
+#   free  no pinning: the scheduler decides (noisiest)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build="$top/build"
 out="$top/bench/results"
 mkdir -p "$out"
+"$top/deploy/install-deps.sh"
+if ! command -v jq >/dev/null || ! command -v gnuplot >/dev/null; then
+	if [ "$(id -u)" -eq 0 ]; then
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq gnuplot-nox >/dev/null
+	else
+		echo "(jq and gnuplot-nox are needed for the fabric figures and plots)"
+	fi
+fi
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target pmd pm-bench >/dev/null
+cmake --build "$build" -j"$(nproc)" --target pmd pm-bench pm-bench-fabric \
+	pm-bench-fabric-raw >/dev/null
 
 dir=$(mktemp -d /tmp/pmd-bench-XXXXXX)
 pid=""
@@ -18,17 +34,52 @@ cleanup() {
 	rm -rf "$dir"
 }
 trap cleanup EXIT
+placement=${PLACEMENT:-same}
+pin_pmd=() pin_bench=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+	case $placement in
+	same) pin_pmd=(taskset -c 0) pin_bench=(taskset -c 0) ;;
+	split) pin_pmd=(taskset -c 0) pin_bench=(taskset -c 1)
+	       pin_bench+=("$build/bench/pm-bench" --echo-cpu 0) ;;
+	free) ;;
+	*) echo "PLACEMENT must be same, split or free" >&2; exit 2 ;;
+	esac
+else
+	placement=free
+fi
+
+local=local.json
+[ "$placement" = same ] || local=local-$placement.json
+
 mkfifo "$dir/ready"
-"$build/pmd/pmd" --socket "$dir/pmd.sock" --memory 2G --guarantee 65536 \
+"${pin_pmd[@]}" "$build/pmd/pmd" --socket "$dir/pmd.sock" --memory 2G --guarantee 65536 \
 	--log-level warning --ready-fd 3 3>"$dir/ready" >/dev/null &
 pid=$!
 read -r -n1 -t 10 _ <"$dir/ready" || { echo "pmd did not start" >&2; exit 1; }
 
-echo "machine: $(nproc) cores, $(uname -r), $(date -u +%F)"
-"$build/bench/pm-bench" --socket "$dir/pmd.sock" --json "$out/local.json" "$@"
+echo "machine: $(nproc) cores, $(uname -r), $(date -u +%F); placement $placement"
+[ ${#pin_bench[@]} -gt 0 ] && [ "$placement" = split ] ||
+	pin_bench+=("$build/bench/pm-bench")
+"${pin_bench[@]}" --socket "$dir/pmd.sock" --json "$out/$local" "$@"
+
+kill "$pid" && wait "$pid" 2>/dev/null || true
+pid=""
+
+quick=false
+for a in "$@"; do [ "$a" = --quick ] && quick=true; done
+if command -v jq >/dev/null; then
+	rounds=7
+	$quick && rounds=1
+	echo "fabric: raw libfabric against fabric/, $rounds round(s)"
+	ROUNDS=$rounds "$top/bench/run-fabric.sh" "$build" >"$out/fabric.json"
+	jq -r '.figures | to_entries[] | "  \(.key): raw \(.value.raw.best) layer \(.value.layer.best) \(.value.unit) (best), ratio \(.value.ratio_best) best, \(.value.ratio_median) median"' "$out/fabric.json"
+fi
 
 if command -v gnuplot >/dev/null; then
-	"$top/bench/plot.sh" "$out/local.json" "$top/docs/bench-local.png"
+	[ "$placement" = same ] &&
+		"$top/bench/plot.sh" "$out/local.json" "$top/docs/bench-local.png"
+	[ -s "$out/fabric.json" ] &&
+		"$top/bench/plot.sh" --fabric "$out/fabric.json" "$top/docs/bench-fabric.png"
 else
 	echo "(gnuplot not installed: no plot; apt-get install gnuplot-nox)"
 fi
