@@ -20,7 +20,7 @@ else:
 PY
 if [ $kind = fabric ]; then
 	gnuplot <<GP
-set terminal pngcairo size 900,420
+set terminal pngcairo size 900,420 noenhanced
 set output "$out"
 set title "fabric/ layer: ratio to raw libfabric (tcp;ofi_rxm, two processes)"
 set style data histogram
@@ -37,7 +37,7 @@ GP
 	exit 0
 fi
 gnuplot <<GP
-set terminal pngcairo size 900,420
+set terminal pngcairo size 900,420 noenhanced
 set output "$out"
 set title "pmd local paths: ratio to the baseline measured in the same run"
 set style fill solid 0.6
