@@ -1,5 +1,8 @@
 /* config.c - see config.h. */
 #include "config.h"
+#include "cluster_conf.h"
+
+#include <sodium.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -357,9 +360,28 @@ error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv)
 	/* Say loudly what is configured but not built yet, rather than run
 	 * without it. */
 	if (cfg->cluster[0]) {
-		fprintf(stderr, "pmd: --cluster: several nodes are not supported "
-			"by this build yet\n");
-		return ENOTSUP;
+		struct pmd_cluster_conf *cc = malloc(sizeof(*cc));
+		char why[1024];
+		error_t err;
+
+		if (!cc)
+			return ENOMEM;
+		err = pmd_cluster_load(cfg->cluster, cfg->node_id, cc, why,
+				       sizeof(why));
+		if (err) {
+			fprintf(stderr, "pmd: cluster file: %s\n", why);
+		} else {
+			const struct pmd_cluster_node *me =
+				pmd_cluster_node(cc, cfg->node_id);
+			fprintf(stderr, "pmd: --cluster: the cluster file is valid "
+				"(%u nodes; this node %u at %s:%s), but several "
+				"nodes are not supported by this build yet\n",
+				cc->nnodes, cfg->node_id, me->host, me->port);
+			err = ENOTSUP;
+		}
+		sodium_memzero(cc, sizeof(*cc));
+		free(cc);
+		return err;
 	}
 	if (cfg->backing_store[0]) {
 		fprintf(stderr, "pmd: --backing-store: paging to a backing store "

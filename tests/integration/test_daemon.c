@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,7 +35,7 @@ static void bad_options_exit_nonzero_with_a_message(void **state)
 		{ { "--node-id", "0" }, "node-id" },
 		{ { "--frobnicate" }, "unknown option" },
 		{ { "--config", "/nonexistent/pmd.conf" }, "config" },
-		{ { "--cluster", "/etc/pmd/cluster.ini" }, "not supported" },
+		{ { "--cluster", "/nonexistent/cluster.ini" }, "cluster.ini: No such file" },
 		{ { "--backing-store", "/var/lib/pmd" }, "not supported" },
 		{ { "--max-lock-ms", "0" }, "max-lock-ms" },
 		{ { "--admission", "sometimes" }, "admission" },
@@ -48,6 +49,57 @@ static void bad_options_exit_nonzero_with_a_message(void **state)
 		if (rc == 0 || !strstr(err, cases[i].says))
 			fail_msg("case %zu: exit %d, stderr: %s", i, rc, err);
 	}
+}
+
+/* A valid cluster file is checked whole, then refused loudly: several
+ * nodes are not built yet. A bad secret file is refused with the reason. */
+static void cluster_file_checked_then_refused(void **state)
+{
+	char dir[] = "/tmp/pmd-test-cluster-XXXXXX";
+	char ini[256], key[256], err[2048];
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(ini, sizeof(ini), "%s/cluster.ini", dir);
+	snprintf(key, sizeof(key), "%s/cluster.key", dir);
+	fd = open(ini, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	dprintf(fd, "[cluster]\nsecret_file = cluster.key\n"
+		"[node 1]\naddress = 127.0.0.1:7101\n"
+		"[node 2]\naddress = 127.0.0.1:7102\n");
+	close(fd);
+	fd = open(key, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "0123456789abcdef0123456789abcdef", 32), 32);
+	close(fd);
+
+	assert_int_not_equal(pmd_run_to_exit((const char *[]){ "--node-id", "2",
+		"--cluster", ini, NULL }, err, sizeof(err)), 0);
+	if (!strstr(err, "2 nodes; this node 2 at 127.0.0.1:7102") ||
+	    !strstr(err, "not supported by this build yet"))
+		fail_msg("stderr: %s", err);
+
+	assert_int_not_equal(pmd_run_to_exit((const char *[]){ "--node-id", "3",
+		"--cluster", ini, NULL }, err, sizeof(err)), 0);
+	if (!strstr(err, "no [node 3] section"))
+		fail_msg("stderr: %s", err);
+
+	assert_int_equal(chmod(key, 0644), 0);
+	assert_int_not_equal(pmd_run_to_exit((const char *[]){ "--cluster", ini,
+		NULL }, err, sizeof(err)), 0);
+	if (!strstr(err, "readable by others"))
+		fail_msg("stderr: %s", err);
+
+	assert_int_equal(chmod(key, 0600), 0);
+	assert_int_equal(truncate(key, 8), 0);
+	assert_int_not_equal(pmd_run_to_exit((const char *[]){ "--cluster", ini,
+		NULL }, err, sizeof(err)), 0);
+	if (!strstr(err, "shorter than 16 bytes"))
+		fail_msg("stderr: %s", err);
+
+	unlink(key);
+	unlink(ini);
+	rmdir(dir);
 }
 
 static void help_and_version_exit_zero(void **state)
@@ -247,6 +299,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(bad_options_exit_nonzero_with_a_message),
+		cmocka_unit_test(cluster_file_checked_then_refused),
 		cmocka_unit_test(help_and_version_exit_zero),
 		cmocka_unit_test(config_file_sets_and_command_line_wins),
 		cmocka_unit_test(per_user_limits_from_the_config_file),
