@@ -139,7 +139,7 @@ static void misses_go_to_the_pmd(void **state)
 struct churn {
 	pm_t *pm;
 	container_t c;
-	volatile bool stop;
+	bool stop;                     /* atomic */
 	int bad;
 };
 
@@ -148,7 +148,7 @@ static void *mapper(void *p)
 {
 	struct churn *ch = p;
 
-	while (!ch->stop) {
+	while (!__atomic_load_n(&ch->stop, __ATOMIC_RELAXED)) {
 		for (frame_t f = 0; f < 32; f++) {
 			uint8_t *m;
 			error_t err = pm_container_map(ch->pm, ch->c, f, 1,
@@ -195,7 +195,7 @@ static void concurrent_changes_never_show_another_frame(void **state)
 		memset(tag, (int)(f + 1), sizeof(tag));
 		assert_int_equal(pm_container_write(pm, ch.c, f, 0, tag, sizeof(tag)), 0);
 	}
-	ch.stop = true;
+	__atomic_store_n(&ch.stop, true, __ATOMIC_RELAXED);
 	pthread_join(th, NULL);
 	assert_int_equal(ch.bad, 0);
 	pm_disconnect(pm);
