@@ -65,6 +65,10 @@ enum pm_msg_type {
 	PM_MSG_SET_POLICY = 19,
 	PM_MSG_NODES = 20,
 	PM_MSG_DEBUG_STAT = 21,
+	PM_MSG_ATTACH_KEY = 22,
+	PM_MSG_ATTACH = 23,
+	PM_MSG_RESOLVE = 24,
+	PM_MSG_MOVE = 25,
 	PM_MSG_TYPE_MAX,
 	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
 };
@@ -381,6 +385,47 @@ struct pm_node_entry {
 };
 static_assert(sizeof(struct pm_node_entry) == 88, "node entry");
 static_assert(offsetof(struct pm_node_entry, address) == 24, "node.address");
+
+/*
+ * Mappings that follow frames. A task's library opens a second connection,
+ * its fault session, which serves only RESOLVE: ATTACH_KEY (empty request)
+ * on the task's session returns a one-time key; the fault session's first
+ * message is ATTACH with the task and the key (instead of HELLO), from the
+ * same process. RESOLVE asks where the frame that lived at (segment, slot)
+ * is now; the reply carries the segment's descriptor when the task does
+ * not hold it yet. MOVE (owner only) moves a frame to another slot.
+ */
+struct pm_attach_key_rep {
+	uint8_t key[16];
+};
+static_assert(sizeof(struct pm_attach_key_rep) == 16, "attach key rep");
+
+struct pm_attach_req {
+	uint64_t task;
+	uint8_t key[16];
+};
+static_assert(sizeof(struct pm_attach_req) == 24, "attach req");
+
+struct pm_resolve_req {
+	uint64_t segment;
+	uint32_t slot;
+	uint32_t pad;     /* 0 */
+};
+static_assert(sizeof(struct pm_resolve_req) == 16, "resolve req");
+
+struct pm_resolve_rep {
+	uint64_t segment; /* where the frame is now */
+	uint32_t slot;
+	uint16_t flags;   /* PM_VIEW_COW: never map it writable */
+	uint16_t fd;      /* 1: the segment's descriptor is attached */
+};
+static_assert(sizeof(struct pm_resolve_rep) == 16, "resolve rep");
+
+struct pm_move_req {
+	uint64_t handle;
+	uint64_t frame;
+};
+static_assert(sizeof(struct pm_move_req) == 16, "move req");
 
 /* DEBUG_STAT: empty request. */
 struct pm_debug_rep {

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -28,6 +29,7 @@
 
 #include <pm/pm.h>
 
+#include "follow.h"
 #include "pm_proto.h"
 
 #define SEG_BYTES ((size_t)PM_SEGMENT_SLOTS * PM_FRAME_SIZE)
@@ -70,6 +72,8 @@ struct pm {
 	struct pmc_seg *all_segs;            /* every segment we hold */
 	struct pmc_view *all_views;          /* every view we hold */
 	bool fastpath;                 /* (C) off with PM_NO_FASTPATH=1 */
+	struct pmc_follow follow;      /* mappings that follow frames */
+	char path[108];                /* (C) the pmd's socket */
 	pm_reclaim_fn reclaim_fn;      /* extra-frame upcall */
 	void *reclaim_arg;
 	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));
@@ -205,6 +209,56 @@ static error_t call(pm_t *pm, uint16_t type, const void *req, uint32_t req_len,
 	return err;
 }
 
+static struct pmc_seg *seg_get(struct pm *pm, uint64_t id);
+
+static int seg_fd(void *arg, uint64_t id)
+{
+	struct pmc_seg *g = seg_get(arg, id);
+
+	return g ? g->fd : -1;
+}
+
+/*
+ * Mappings follow moved frames when the kernel lets us have a
+ * userfaultfd; otherwise say so, once per process, and the pmd will not
+ * move frames that this task maps (it knows: no fault session attached).
+ */
+static void follow_start(struct pm *pm)
+{
+	static int said;
+	struct pm_attach_key_rep key;
+	const char *why = NULL;
+	const char *env = getenv("PM_NO_USERFAULTFD");
+	error_t err;
+
+	if (env && *env && strcmp(env, "0")) {
+		why = "PM_NO_USERFAULTFD is set";
+		err = 0;
+		goto off;
+	}
+	err = pmc_follow_open(&pm->follow, &why);
+	if (err)
+		goto off;
+	err = call(pm, PM_MSG_ATTACH_KEY, NULL, 0, &key, sizeof(key), NULL);
+	if (err) {
+		why = "the pmd refused a fault session";
+		goto off;
+	}
+	err = pmc_follow_attach(&pm->follow, pm->path, pm->task, key.key,
+				seg_fd, pm, &why);
+	if (err)
+		goto off;
+	return;
+off:
+	pmc_follow_fini(&pm->follow);
+	pmc_follow_init(&pm->follow);
+	if (!__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+		fprintf(stderr, "libpmclient: mappings will not follow moved "
+			"frames: %s%s%s%s; the pmd keeps this task's mapped "
+			"frames in place\n", why, err ? " (" : "",
+			err ? strerror(err) : "", err ? ")" : "");
+}
+
 error_t pm_connect(const char *endpoint, pm_t **pm_out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -229,6 +283,8 @@ error_t pm_connect(const char *endpoint, pm_t **pm_out)
 	if (!pm)
 		return ENOMEM;
 	pthread_mutex_init(&pm->lock, NULL);
+	pmc_follow_init(&pm->follow);
+	strcpy(pm->path, endpoint);
 	pm->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (pm->fd < 0) {
 		err = errno;
@@ -254,12 +310,14 @@ error_t pm_connect(const char *endpoint, pm_t **pm_out)
 	pm->fastpath = !(nf && *nf && strcmp(nf, "0"));
 	pm->io_max = rep.io_max;
 	pm->map_max = rep.map_max;
+	follow_start(pm);
 	*pm_out = pm;
 	return 0;
 
 close_fd:
 	close(pm->fd);
 free_pm:
+	pmc_follow_fini(&pm->follow);
 	pthread_mutex_destroy(&pm->lock);
 	free(pm);
 	return err;
@@ -269,6 +327,7 @@ void pm_disconnect(pm_t *pm)
 {
 	if (!pm)
 		return;
+	pmc_follow_fini(&pm->follow);
 	close(pm->fd);
 	for (struct pmc_seg *g = pm->all_segs, *n; g; g = n) {
 		n = g->next;
@@ -545,12 +604,15 @@ static error_t seg_add(struct pm *pm, uint64_t id, int fd)
 	g->rw = mmap(NULL, SEG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (g->ro == MAP_FAILED || g->rw == MAP_FAILED) {
 		err = errno;
-		if (g->ro != MAP_FAILED)
-			munmap(g->ro, SEG_BYTES);
-		if (g->rw != MAP_FAILED)
-			munmap(g->rw, SEG_BYTES);
-		free(g);
-		goto close_fd;
+		goto unmap;
+	}
+	err = pmc_follow_add(&pm->follow, g->ro, SEG_BYTES, id, 0, PROT_READ);
+	if (!err)
+		err = pmc_follow_add(&pm->follow, g->rw, SEG_BYTES, id, 0,
+				     PROT_READ | PROT_WRITE);
+	if (err) {
+		pmc_follow_forget(&pm->follow, g->ro, SEG_BYTES);
+		goto unmap;
 	}
 	g->next = pm->all_segs;
 	pm->all_segs = g;
@@ -558,6 +620,12 @@ static error_t seg_add(struct pm *pm, uint64_t id, int fd)
 	 * stays mapped (and on all_segs) for mappings that still use it. */
 	__atomic_store_n(&chunk[index & (DIR_SIZE - 1)], g, __ATOMIC_RELEASE);
 	return 0;
+unmap:
+	if (g->ro != MAP_FAILED)
+		munmap(g->ro, SEG_BYTES);
+	if (g->rw != MAP_FAILED)
+		munmap(g->rw, SEG_BYTES);
+	free(g);
 close_fd:
 	close(fd);
 	return err;
@@ -746,10 +814,14 @@ static bool map_fast(struct pm *pm, container_t c, frame_t start, int n,
 			return false;
 		for (int i = 0; i < n; i++) {
 			struct pmc_seg *g = seg_get(pm, ents[i].segment);
-			if (mmap(region + (size_t)i * PM_FRAME_SIZE, PM_FRAME_SIZE,
-				 PROT_READ | (writable ? PROT_WRITE : 0),
-				 MAP_SHARED | MAP_FIXED, g->fd,
-				 (off_t)ents[i].slot * PM_FRAME_SIZE) == MAP_FAILED) {
+			int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+			uint8_t *at = region + (size_t)i * PM_FRAME_SIZE;
+			if (mmap(at, PM_FRAME_SIZE, prot, MAP_SHARED | MAP_FIXED,
+				 g->fd, (off_t)ents[i].slot * PM_FRAME_SIZE) ==
+				    MAP_FAILED ||
+			    pmc_follow_add(&pm->follow, at, PM_FRAME_SIZE,
+					   ents[i].segment, ents[i].slot, prot)) {
+				pmc_follow_forget(&pm->follow, region, size);
 				munmap(region, size);
 				return false;
 			}
@@ -842,6 +914,11 @@ static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
 			 MAP_SHARED | MAP_FIXED, fd,
 			 (off_t)run->slot * PM_FRAME_SIZE) == MAP_FAILED)
 			return errno;
+		err = pmc_follow_add(&pm->follow, region + covered * PM_FRAME_SIZE,
+				     (size_t)run->nframes * PM_FRAME_SIZE,
+				     run->segment, run->slot, prot);
+		if (err)
+			return err;
 		covered += run->nframes;
 	}
 	if (covered != rep->done)
@@ -893,6 +970,7 @@ error_t pm_container_map(pm_t *pm, container_t container, frame_t start,
 	}
 	pthread_mutex_unlock(&pm->lock);
 	if (err) {
+		pmc_follow_forget(&pm->follow, region, size);
 		munmap(region, size);
 		return err;
 	}
@@ -912,6 +990,7 @@ error_t pm_container_unmap(pm_t *pm, void *addr, int nr_frames)
 		return EINVAL;
 	if (in_segment_view(pm, addr))
 		return 0;
+	pmc_follow_forget(&pm->follow, addr, (size_t)nr_frames * PM_FRAME_SIZE);
 	if (munmap(addr, (size_t)nr_frames * PM_FRAME_SIZE) < 0)
 		return errno;
 	return 0;
@@ -1085,4 +1164,16 @@ error_t pm_debug_stat(pm_t *pm, struct pm_debug_stat *st)
 	st->invariant_ok = rep.invariant_ok;
 	st->requests = rep.requests;
 	return 0;
+}
+
+error_t pm_debug_move(pm_t *pm, container_t container, frame_t frame)
+{
+	struct pm_move_req req = { .handle = container, .frame = frame };
+
+	return call(pm, PM_MSG_MOVE, &req, sizeof(req), NULL, 0, NULL);
+}
+
+int pm_debug_follows(pm_t *pm)
+{
+	return pm && pmc_follow_on(&pm->follow);
 }

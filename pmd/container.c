@@ -348,10 +348,12 @@ void pmd_container_free(struct pmd_core *core, struct pmd_container *c)
 	pmd_segtab_flush(&core->segs); /* freed slots count as used until then */
 
 	/* Segments with slots still referenced elsewhere outlive it,
-	 * orphaned; the rest go now. */
+	 * orphaned; the rest go now. Retired slots forward to c: they go
+	 * with it. */
 	pmd_list_for_each_safe(pos, tmp, &c->segments) {
 		struct pmd_segment *seg =
 			pmd_container_of(pos, struct pmd_segment, link);
+		pmd_segment_release_retired(&core->segs, seg);
 		if (seg->slots.used) {
 			pmd_list_del(&seg->link);
 			seg->domain = NULL;
@@ -553,6 +555,8 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 
 	/* Invoke: replay the same quota walk, now for real. */
 	pmd_quota_init(&core->budget, &task->charge, extra_ok, &q);
+	struct pmd_segment *run_seg = NULL;
+	unsigned run_first = 0, run_n = 0;
 	view_begin(c);
 	for (i = 0; i < n; i++) {
 		frame_t f = start + i;
@@ -573,12 +577,25 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 		assert(ok);
 		(void)ok;
 		container_take_slot(core, c, e);
+		/* Frames are physical from birth, in runs of slots. */
+		if (run_seg && e->seg == run_seg->index &&
+		    e->slot == run_first + run_n) {
+			run_n++;
+		} else {
+			if (run_seg)
+				pmd_segment_populate(run_seg, run_first, run_n);
+			run_seg = frame_seg(core, e);
+			run_first = e->slot;
+			run_n = 1;
+		}
 		if (extra)
 			e->flags |= PMD_FRAME_EXTRA;
 		pmd_charge_add(&core->budget, &task->charge, extra);
 		core->nframes++;
 		view_put(core, c, f, e);
 	}
+	if (run_seg)
+		pmd_segment_populate(run_seg, run_first, run_n);
 	view_end(c);
 	*done = n;
 	return stop;
@@ -1012,6 +1029,9 @@ static void container_move_from(struct pmd_core *core, struct pmd_container *c,
 		nw = fresh[used++];
 		/* Same slot numbers: a slot's sharers move together. */
 		memcpy(&nw->slots, &old->slots, sizeof(nw->slots));
+		for (unsigned s = 0; old->nretired && s < PMD_SEG_SLOTS; s++)
+			if (pmd_segment_retired(old, s))
+				pmd_slots_release(&nw->slots, s);
 		core->segs.slots_used += nw->slots.used;
 		for (unsigned s = 0; s < PMD_SEG_SLOTS; s++)
 			if (old->slots.ref[s])
@@ -1109,6 +1129,109 @@ undo:
 		free(segs);
 	pmd_view_destroy(nview);
 	return err;
+}
+
+/* ---- moving frames, and finding where they went ---- */
+
+/* Whether every task holding seg can follow a frame moved out of it. */
+static bool holders_follow(struct pmd_core *core, const struct pmd_segment *seg)
+{
+	for (struct pmd_list *p = core->tasks.next; p != &core->tasks; p = p->next) {
+		struct pmd_task *t = pmd_container_of(p, struct pmd_task, link);
+		if (!t->follows && pmd_task_has_segment(t, seg->id))
+			return false;
+	}
+	return true;
+}
+
+error_t pmd_container_move(struct pmd_core *core, struct pmd_task *task,
+			   container_t h, frame_t f, struct pmd_culprit *why)
+{
+	struct pmd_container *c;
+	struct pmd_segment *old, *nw;
+	struct pmd_frame *e;
+	struct pmd_cap *cap;
+	uint16_t old_slot;
+	error_t err;
+
+	err = cap_decode(task, h, PMD_RIGHT_OWNER, 0, &cap, why);
+	if (err)
+		return err;
+	c = cap->cont;
+	e = pmd_ftab_lookup(&c->frames, f);
+	if (!e) {
+		why->frame = f;
+		return ENOENT;
+	}
+	/* The pmd moves no locked frame, no frame that shares its slot (it
+	 * moves when the copy breaks), none in another container's segment,
+	 * and none that a task which cannot follow may have mapped. */
+	old = frame_seg(core, e);
+	if (container_locked(c) || old->slots.ref[e->slot] > 1 ||
+	    old->domain != c || (old->exposed && !holders_follow(core, old))) {
+		why->frame = f;
+		return EBUSY;
+	}
+	if (old->exposed) {
+		err = pmd_segment_fwd_reserve(old);
+		if (err)
+			return err;
+	}
+	err = container_reserve_slots(core, c, 1);
+	if (err)
+		return err;
+
+	old_slot = e->slot;
+	view_begin(c);
+	container_take_slot(core, c, e);
+	nw = frame_seg(core, e);
+	pmd_segment_populate(nw, e->slot, 1);
+	memcpy(pmd_segment_frame(nw, e->slot), pmd_segment_frame(old, old_slot),
+	       PM_FRAME_SIZE);
+	view_put(core, c, f, e);
+	view_end(c);
+	if (old->exposed)
+		pmd_segment_slot_retire(&core->segs, old, old_slot, c, f);
+	else
+		slot_put(core, old->index, old_slot);
+	return 0;
+}
+
+error_t pmd_container_resolve(struct pmd_core *core, struct pmd_task *task,
+			      uint64_t seg_id, uint32_t slot,
+			      struct pmd_resolve_out *out)
+{
+	struct pmd_segment *seg = pmd_segtab_get(&core->segs, (uint32_t)seg_id);
+	const struct pmd_fwd *fwd;
+	struct pmd_frame *e;
+	struct pmd_segment *now;
+
+	if (slot >= PMD_SEG_SLOTS)
+		return EINVAL;
+	/* Holding the old segment is the right to follow its frames. */
+	if (!pmd_task_has_segment(task, seg_id))
+		return EACCES;
+	if (!seg || seg->id != seg_id || !pmd_segment_retired(seg, slot))
+		return ENOENT; /* freed, not moved: the task reads zeros */
+	fwd = &seg->fwd[slot];
+	e = fwd->cont ? pmd_ftab_lookup(&fwd->cont->frames, fwd->frame) : NULL;
+	if (!e)
+		return ENOENT; /* moved, then deallocated */
+	if (container_locked(fwd->cont) && fwd->cont->locker != task &&
+	    fwd->cont->owner == task)
+		return EBUSY; /* the owner waits for the server's lock */
+	now = frame_seg(core, e);
+	out->seg = now;
+	out->slot = e->slot;
+	out->cow = frame_is_cow(core, e);
+	out->send_fd = !pmd_task_has_segment(task, now->id);
+	if (out->send_fd) {
+		error_t err = pmd_task_add_segment(task, now->id);
+		if (err)
+			return err;
+		now->exposed = true;
+	}
+	return 0;
 }
 
 /* Token layout: share id (8), bound task (8), MAC of both (16). */

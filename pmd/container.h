@@ -16,6 +16,7 @@
 #ifndef PMD_CONTAINER_H
 #define PMD_CONTAINER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <pm/pm.h>
@@ -130,6 +131,26 @@ error_t pmd_container_lock(struct pmd_core *core, struct pmd_task *task,
 			   struct pmd_culprit *why);
 error_t pmd_container_unlock(struct pmd_core *core, struct pmd_task *task,
 			     container_t h, struct pmd_culprit *why);
+/* Moves frame f to another slot of its container (owner only; the
+ * operation the pmd uses to page, reclaim and migrate, and a debug request
+ * on its own). EBUSY when the frame may not move: locked, sharing its
+ * slot, or mapped by a task that cannot follow it. */
+error_t pmd_container_move(struct pmd_core *core, struct pmd_task *task,
+			   container_t h, frame_t f, struct pmd_culprit *why);
+
+/* Where the frame that lived at (seg_id, slot) is now, for a task that
+ * holds that segment and faulted on the slot. ENOENT: no frame moved
+ * from there (or it is gone since); EBUSY: locked against the task. */
+struct pmd_resolve_out {
+	struct pmd_segment *seg;
+	uint16_t slot;
+	bool cow;
+	bool send_fd;                 /* the task does not hold seg yet */
+};
+error_t pmd_container_resolve(struct pmd_core *core, struct pmd_task *task,
+			      uint64_t seg_id, uint32_t slot,
+			      struct pmd_resolve_out *out);
+
 error_t pmd_container_set_policy(struct pmd_core *core, struct pmd_task *task,
 				 container_t h, uint32_t policy,
 				 pm_node_t node, struct pmd_culprit *why);

@@ -229,7 +229,7 @@ void pmd_core_debug(struct pmd_core *core, struct pm_debug_rep *out)
 	out->containers = core->ncontainers;
 	out->frames = core->nframes;
 	out->charged = core->budget.charged;
-	out->slots_used = core->segs.slots_used;
+	out->slots_used = core->segs.slots_used - core->segs.slots_retired;
 	out->segments = core->segs.live;
 	out->frames_total = core->budget.total;
 	out->frames_free = pmd_budget_free(&core->budget);

@@ -25,6 +25,7 @@ void pmd_segtab_init(struct pmd_segtab *t)
 
 static void segment_free(struct pmd_segtab *t, struct pmd_segment *seg)
 {
+	free(seg->fwd);
 	t->v[seg->index] = NULL;
 	if (seg->index < t->hint)
 		t->hint = seg->index;
@@ -146,6 +147,11 @@ void pmd_segment_destroy(struct pmd_segtab *t, struct pmd_segment *seg)
 	t->slots_used -= seg->slots.used;
 	t->live--;
 	pmd_list_del(&seg->link);
+	free(seg->fwd);
+	seg->fwd = NULL;
+	memset(seg->retired, 0, sizeof(seg->retired));
+	t->slots_retired -= seg->nretired;
+	seg->nretired = 0;
 	if (!seg->exposed && seg->slots.used == 0 && t->npool < PMD_SEG_POOL_MAX) {
 		seg->domain = NULL;
 		pmd_list_add(&t->pool, &seg->link);
@@ -228,4 +234,63 @@ void pmd_segtab_flush(struct pmd_segtab *t)
 	while (!pmd_list_empty(&t->dirty))
 		segment_flush(t, pmd_container_of(t->dirty.next,
 						  struct pmd_segment, dirty_link));
+}
+
+error_t pmd_segment_fwd_reserve(struct pmd_segment *seg)
+{
+	if (!seg->fwd) {
+		seg->fwd = calloc(PMD_SEG_SLOTS, sizeof(*seg->fwd));
+		if (!seg->fwd)
+			return ENOMEM;
+	}
+	return 0;
+}
+
+void pmd_segment_slot_retire(struct pmd_segtab *t, struct pmd_segment *seg,
+			     unsigned slot, struct pmd_container *cont,
+			     frame_t frame)
+{
+	bool last = pmd_slots_unref(&seg->slots, slot);
+
+	assert(last && seg->fwd && !pmd_segment_retired(seg, slot));
+	(void)last;
+	punch(seg, slot, 1);
+	seg->retired[slot / 64] |= UINT64_C(1) << (slot % 64);
+	seg->fwd[slot] = (struct pmd_fwd){ .cont = cont, .frame = frame };
+	seg->nretired++;
+	t->slots_retired++;
+}
+
+void pmd_segment_release_retired(struct pmd_segtab *t, struct pmd_segment *seg)
+{
+	for (unsigned slot = 0; seg->nretired && slot < PMD_SEG_SLOTS; slot++) {
+		if (!pmd_segment_retired(seg, slot))
+			continue;
+		seg->retired[slot / 64] &= ~(UINT64_C(1) << (slot % 64));
+		seg->fwd[slot].cont = NULL;
+		pmd_slots_release(&seg->slots, slot);
+		t->slots_used--;
+		t->slots_retired--;
+		seg->nretired--;
+	}
+}
+
+void pmd_segment_populate(struct pmd_segment *seg, unsigned first, unsigned n)
+{
+	off_t off = (off_t)first * PM_FRAME_SIZE, len = (off_t)n * PM_FRAME_SIZE;
+
+	if (fallocate(seg->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      off, len) < 0) {
+		pmd_warn("clearing slots %u-%u of segment %#lx: %m; zeroing them",
+			 first, first + n - 1, (unsigned long)seg->id);
+		memset(pmd_segment_frame(seg, first), 0, (size_t)len);
+	}
+	/* Out of memory here leaves the pages to be found at first touch,
+	 * as without it; say so once in a while, do not fail. */
+	if (fallocate(seg->fd, 0, off, len) < 0) {
+		static unsigned warned;
+		if (warned++ % 1024 == 0)
+			pmd_warn("allocating slots %u-%u of segment %#lx: %m",
+				 first, first + n - 1, (unsigned long)seg->id);
+	}
 }

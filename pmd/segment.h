@@ -16,6 +16,12 @@
  * deferred to the end of the request (pmd_segtab_flush), which punches
  * runs of slots with one call; until then the slot stays in use.
  *
+ * A frame moved out of an exposed segment *retires* its slot: punched at
+ * once, so a task's mapping of it faults (to the task's userfaultfd, which
+ * asks where the frame went), and never handed out again while the
+ * segment lives, with a forwarding record slot -> (container, frame).
+ * Retired slots count as used until their container goes.
+ *
  * Empty segments that no task was ever given are kept in a small pool and
  * reused, so that a container that shrinks and grows does not pay for
  * memfd_create and mmap each time.
@@ -46,10 +52,21 @@ struct pmd_segment {
 	bool exposed;                  /* (L) its descriptor went to a task */
 	struct pmd_list link;          /* (L) in domain->segments, or the pool */
 	uint64_t pending[PMD_SEG_SLOTS / 64]; /* (L) freed, not yet punched */
+	uint64_t retired[PMD_SEG_SLOTS / 64]; /* (L) moved away, see above */
+	struct pmd_fwd *fwd;           /* (L) per slot once one is retired */
+	uint32_t nretired;             /* (L) */
 	struct pmd_list dirty_link;    /* (L) in segtab->dirty while pending */
 };
 
 #define PMD_SEG_POOL_MAX 32 /* empty segments kept for reuse */
+
+struct pmd_container;
+
+/* Where the frame that lived in a retired slot went. */
+struct pmd_fwd {
+	struct pmd_container *cont;    /* NULL once the container is gone */
+	frame_t frame;
+};
 
 struct pmd_segtab {
 	struct pmd_segment **v;        /* (L) by index; NULL: free */
@@ -59,6 +76,7 @@ struct pmd_segtab {
 	uint32_t hint;                 /* (L) lowest possibly free index */
 	uint64_t live;                 /* (L) segments in use (pool apart) */
 	uint64_t slots_used;           /* (L) sum of slots.used */
+	uint64_t slots_retired;        /* (L) of which retired by moves */
 	struct pmd_list dirty;         /* (L) segments with pending punches */
 	struct pmd_list pool;          /* (L) empty segments kept for reuse */
 	uint32_t npool;                /* (L) */
@@ -88,6 +106,27 @@ bool pmd_segment_slot_put(struct pmd_segtab *t, struct pmd_segment *seg,
 			  unsigned slot);
 /* Punches every pending slot (runs at once) and frees them. */
 void pmd_segtab_flush(struct pmd_segtab *t);
+
+/* Room for forwarding records; decode step of a retirement. */
+error_t pmd_segment_fwd_reserve(struct pmd_segment *seg);
+/* Drops the last reference to slot and retires it (see above). */
+void pmd_segment_slot_retire(struct pmd_segtab *t, struct pmd_segment *seg,
+			     unsigned slot, struct pmd_container *cont,
+			     frame_t frame);
+static inline bool pmd_segment_retired(const struct pmd_segment *seg,
+				       unsigned slot)
+{
+	return slot < PMD_SEG_SLOTS &&
+	       (seg->retired[slot / 64] & (UINT64_C(1) << (slot % 64)));
+}
+/* Frees every retired slot of seg (its container is going). */
+void pmd_segment_release_retired(struct pmd_segtab *t, struct pmd_segment *seg);
+
+/* Makes slots [first, first + n) physical and zero: punched (whatever a
+ * stray store left there goes) then allocated, so that a task's first
+ * touch is an ordinary page-cache fault and a hole in an exposed segment
+ * only ever means "freed" or "moved". */
+void pmd_segment_populate(struct pmd_segment *seg, unsigned first, unsigned n);
 
 static inline void *pmd_segment_frame(const struct pmd_segment *seg,
 				      unsigned slot)

@@ -15,7 +15,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "container.h"
+#include "core.h"
+#include "task.h"
 #include "log.h"
 #include "pm_proto.h"
 #include "view.h"
@@ -25,7 +29,8 @@
 
 struct pmd_session {
 	int fd;                      /* (L) the connection */
-	struct pmd_task *task;       /* (L) NULL until HELLO */
+	struct pmd_task *task;       /* (L) NULL until HELLO (or ATTACH) */
+	bool fault;                  /* (L) a task's fault session: RESOLVE only */
 	struct pmd_list link;        /* (L) in srv->sessions */
 };
 
@@ -81,12 +86,26 @@ static void *reply_body(struct pmd_server *srv)
 
 static void session_close(struct pmd_server *srv, struct pmd_session *s)
 {
-	if (s->task)
-		pmd_debug("task %#lx leaves", (unsigned long)s->task->id);
 	epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, s->fd, NULL);
 	close(s->fd);
-	if (s->task)
+	if (s->fault && s->task) {
+		/* The task stays; it just cannot follow moved frames now. */
+		pmd_debug("task %#lx: fault session ends",
+			  (unsigned long)s->task->id);
+		s->task->follows = false;
+		s->task->fault_session = NULL;
+	} else if (s->task) {
+		struct pmd_session *fs = s->task->fault_session;
+
+		pmd_debug("task %#lx leaves", (unsigned long)s->task->id);
+		/* Its fault session goes too, through its own hang-up event
+		 * (it may be further down this epoll batch). */
+		if (fs) {
+			fs->task = NULL;
+			shutdown(fs->fd, SHUT_RDWR);
+		}
 		pmd_task_destroy(srv->core, s->task);
+	}
 	pmd_segtab_flush(&srv->core->segs);
 	pmd_list_del(&s->link);
 	free(s);
@@ -337,6 +356,94 @@ static error_t do_debug_stat(struct pmd_server *srv, struct pmd_session *s,
 	return 0;
 }
 
+static error_t do_attach_key(struct pmd_server *srv, struct pmd_session *s,
+			     const void *body, uint32_t body_len,
+			     struct reply *r)
+{
+	struct pm_attach_key_rep *rep = reply_body(srv);
+	struct pmd_task *t = s->task;
+
+	if (s->fault)
+		return EPROTO;
+	if (t->fault_session)
+		return EBUSY; /* one fault session a task */
+	do
+		randombytes_buf(t->attach_key, sizeof(t->attach_key));
+	while (sodium_is_zero(t->attach_key, sizeof(t->attach_key)));
+	memcpy(rep->key, t->attach_key, sizeof(rep->key));
+	r->body_len = sizeof(*rep);
+	return 0;
+}
+
+static error_t do_attach(struct pmd_server *srv, struct pmd_session *s,
+			 const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_attach_req *q = body;
+	struct ucred cred = { 0 };
+	socklen_t len = sizeof(cred);
+	struct pmd_task *t;
+
+	if (s->task)
+		return EPROTO;
+	r->why.arg = 1;
+	t = pmd_core_find_task(srv->core, q->task);
+	if (!t)
+		return ESRCH;
+	r->why.arg = 2;
+	if (getsockopt(s->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    (uint32_t)cred.pid != t->pid ||
+	    sodium_is_zero(t->attach_key, sizeof(t->attach_key)) ||
+	    sodium_memcmp(q->key, t->attach_key, sizeof(q->key)) != 0)
+		return EACCES;
+	if (t->fault_session)
+		return EBUSY;
+	r->why.arg = 0;
+	sodium_memzero(t->attach_key, sizeof(t->attach_key)); /* one time */
+	s->task = t;
+	s->fault = true;
+	t->follows = true;
+	t->fault_session = s;
+	pmd_debug("task %#lx: fault session attached", (unsigned long)t->id);
+	return 0;
+}
+
+static error_t do_resolve(struct pmd_server *srv, struct pmd_session *s,
+			  const void *body, uint32_t body_len, struct reply *r)
+{
+	static int fd;
+	const struct pm_resolve_req *q = body;
+	struct pm_resolve_rep *rep = reply_body(srv);
+	struct pmd_resolve_out out;
+	error_t err;
+
+	if (q->pad)
+		return EPROTO;
+	err = pmd_container_resolve(srv->core, s->task, q->segment, q->slot,
+				    &out);
+	if (err)
+		return err;
+	rep->segment = out.seg->id;
+	rep->slot = out.slot;
+	rep->flags = out.cow ? PM_VIEW_COW : 0;
+	rep->fd = out.send_fd;
+	r->body_len = sizeof(*rep);
+	if (out.send_fd) {
+		fd = out.seg->fd;
+		r->fds = &fd;
+		r->nfds = 1;
+	}
+	return 0;
+}
+
+static error_t do_move(struct pmd_server *srv, struct pmd_session *s,
+		       const void *body, uint32_t body_len, struct reply *r)
+{
+	const struct pm_move_req *q = body;
+
+	return pmd_container_move(srv->core, s->task, q->handle, q->frame,
+				  &r->why);
+}
+
 static error_t do_copy(struct pmd_server *srv, struct pmd_session *s,
 		       const void *body, uint32_t body_len, struct reply *r)
 {
@@ -460,6 +567,10 @@ static const struct {
 	[PM_MSG_SET_POLICY] = { do_set_policy, sizeof(struct pm_policy_req), false },
 	[PM_MSG_NODES] = { do_nodes, 0, false },
 	[PM_MSG_DEBUG_STAT] = { do_debug_stat, 0, false },
+	[PM_MSG_ATTACH_KEY] = { do_attach_key, 0, false },
+	[PM_MSG_ATTACH] = { do_attach, sizeof(struct pm_attach_req), false },
+	[PM_MSG_RESOLVE] = { do_resolve, sizeof(struct pm_resolve_req), false },
+	[PM_MSG_MOVE] = { do_move, sizeof(struct pm_move_req), false },
 };
 
 /* Reads and serves one request; false when the session must close. */
@@ -509,7 +620,9 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 	} else if (handlers[type].variable ? body_len < handlers[type].body
 					   : body_len != handlers[type].body) {
 		err = EPROTO;
-	} else if (!s->task && type != PM_MSG_HELLO) {
+	} else if (!s->task && type != PM_MSG_HELLO && type != PM_MSG_ATTACH) {
+		err = EPROTO;
+	} else if (s->fault && type != PM_MSG_RESOLVE) {
 		err = EPROTO;
 	} else {
 		/* The body sits after a 16-byte header: 8-byte aligned. */

@@ -28,6 +28,9 @@ struct pmd_task {
 	uint64_t *segs_given;        /* (L) sorted ids of segments it holds */
 	uint32_t nsegs_given;        /* (L) */
 	uint32_t segs_given_cap;     /* (L) */
+	bool follows;                /* (L) its library follows moved frames */
+	void *fault_session;         /* (L) the server's session serving that */
+	uint8_t attach_key[16];      /* (L) for that session; zero: none */
 	struct pmd_list link;        /* (L) in the core's task list */
 };
 

@@ -154,6 +154,16 @@ struct pm_debug_stat {
 };
 PM_API error_t pm_debug_stat(pm_t *pm, struct pm_debug_stat *st);
 
+/* Moves a frame of a container the caller owns to another physical slot,
+ * as paging, reclaim and migration do; mappings follow it. EBUSY when it
+ * may not move (locked, copy-on-write, or mapped by a task whose mappings
+ * cannot follow), ENOENT, EBADF, EPERM as for deallocate. */
+PM_API error_t pm_debug_move(pm_t *pm, container_t container, frame_t frame);
+
+/* 1 when this session's mappings follow moved frames (userfaultfd), 0 when
+ * not (the reason was printed at connect). */
+PM_API int pm_debug_follows(pm_t *pm);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,68 @@
+/*
+ * follow.h - mappings that follow their frames.
+ *
+ * Every mapping the library makes of a segment is registered with a
+ * userfaultfd for missing pages. The pmd allocates frames physical, so a
+ * hole in a segment means the frame there was freed or moved away; a
+ * touch of it wakes the fault thread, which asks the pmd (over the task's
+ * own fault session, so that a thread faulting while it holds the session
+ * lock cannot block it) where the frame is now, maps that one page
+ * MAP_FIXED from the frame's new segment over the faulting page, registers
+ * it in turn, and wakes the faulting thread. A frame that is gone reads as
+ * zeros. Only the faulting thread waits.
+ *
+ * Lock key: (F) follow->lock; (C) set before the thread starts.
+ */
+#ifndef PMC_FOLLOW_H
+#define PMC_FOLLOW_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <pm/pm.h>
+
+/* The descriptor of a segment the session holds, or -1. Lock-free. */
+typedef int pmc_seg_fd_fn(void *arg, uint64_t seg);
+
+struct pmc_follow {
+	int uffd;                    /* (C) -1: mappings do not follow */
+	int sock;                    /* (C) the fault session, thread only */
+	int stop_fd;                 /* (C) eventfd that ends the thread */
+	bool running;                /* (C) */
+	pthread_t thread;            /* (C) */
+	uint32_t seq;                /* thread only */
+	pmc_seg_fd_fn *seg_fd;       /* (C) */
+	void *seg_fd_arg;            /* (C) */
+	pthread_mutex_t lock;
+	struct pmc_fmap *maps;       /* (F) registered mappings, newest first */
+	struct pmc_fseg *segs;       /* (F) descriptors the fault session got */
+	uint64_t resolved;           /* (F) faults answered by the pmd */
+};
+
+void pmc_follow_init(struct pmc_follow *f);
+/* Opens the userfaultfd; on failure *why says why (static text). */
+error_t pmc_follow_open(struct pmc_follow *f, const char **why);
+/* Attaches the fault session (task, key from ATTACH_KEY) at path and
+ * starts the thread. */
+error_t pmc_follow_attach(struct pmc_follow *f, const char *path,
+			  uint64_t task, const uint8_t key[16],
+			  pmc_seg_fd_fn *seg_fd, void *seg_fd_arg,
+			  const char **why);
+/* Ends the thread and closes everything; pending faults are released. */
+void pmc_follow_fini(struct pmc_follow *f);
+
+static inline bool pmc_follow_on(const struct pmc_follow *f)
+{
+	return f->uffd >= 0;
+}
+
+/* Registers [addr, addr + len), a mapping of segment seg from slot on,
+ * with protection prot. No-op when not following. */
+error_t pmc_follow_add(struct pmc_follow *f, void *addr, size_t len,
+		       uint64_t seg, uint32_t slot, int prot);
+/* Forgets every registration inside [addr, addr + len) (being unmapped). */
+void pmc_follow_forget(struct pmc_follow *f, void *addr, size_t len);
+
+#endif
