@@ -14,6 +14,9 @@
  *   cow        a write that breaks a copy-on-write share against a plain
  *              write of the same frame size
  *   lock       lock+unlock against a small request
+ *   fault      fault-in of a mapped frame the pmd moved (through the
+ *              library's userfaultfd) against a page-cache fault of a
+ *              memfd page plus one small request
  *
  * usage: pm-bench [--socket PATH] [--json FILE] [--quick] [--echo-cpu N]
  *                 [TEST...]
@@ -347,6 +350,92 @@ static void bench_lock(void)
 	pm_disconnect(owner);
 }
 
+/* A touch of the page; returns the ns it took. */
+static double touch_ns(volatile uint8_t *p)
+{
+	uint64_t t0 = now_ns();
+
+	(void)*p;
+	return (double)(now_ns() - t0);
+}
+
+static void bench_fault_one(bool fast)
+{
+	pm_t *pm = connect_fast(fast);
+	struct pm_task_stat ts;
+	volatile uint8_t *m, *page;
+	container_t c;
+	int n = 1, fd;
+	const int batch = 20;
+	double *vf = malloc(sizeof(double) * (size_t)rounds);
+	double *vk = malloc(sizeof(double) * (size_t)rounds);
+	double *vr = malloc(sizeof(double) * (size_t)rounds);
+
+	if (!pm_debug_follows(pm)) {
+		printf("fault: skipped: this session's mappings do not follow "
+		       "moved frames (no userfaultfd)\n");
+		pm_disconnect(pm);
+		return;
+	}
+	CHECK(pm_container_create(pm, &c));
+	CHECK(pm_container_allocate(pm, c, 0, &n, 0));
+	CHECK(pm_container_map(pm, c, 0, 1, CONT_MAP_READ | CONT_MAP_WRITE,
+			       (void **)&m, NULL));
+	m[0] = 1;
+	/* The baseline page: in the page cache, its mapping dropped before
+	 * each touch, so the touch is a minor fault. */
+	fd = memfd_create("bench-fault", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, PM_FRAME_SIZE) < 0 ||
+	    pwrite(fd, "x", 1, 0) != 1)
+		die("memfd", errno);
+	page = mmap(NULL, PM_FRAME_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+	if (page == MAP_FAILED)
+		die("mmap", errno);
+	for (int r = 0; r < rounds; r++) {
+		double f = 0, k = 0;
+		for (int i = 0; i < batch; i++) {
+			CHECK(pm_debug_move(pm, c, 0));
+			f += touch_ns(m);
+			if (madvise((void *)page, PM_FRAME_SIZE, MADV_DONTNEED) < 0)
+				die("madvise", errno);
+			k += touch_ns(page);
+		}
+		vf[r] = f / batch;
+		vk[r] = k / batch;
+		uint64_t t0 = now_ns();
+		for (int i = 0; i < batch; i++)
+			CHECK(pm_task_stat(pm, &ts));
+		vr[r] = (double)(now_ns() - t0) / batch;
+	}
+	double t_fault = median(vf, rounds), t_kernel = median(vk, rounds);
+	double t_rpc = median(vr, rounds);
+	if (m[0] != 1)
+		die("fault: the moved frame lost its contents", EIO);
+	if (fast) {
+		report("fault.moved_frame", "ns", t_fault,
+		       "page-cache fault + rpc", t_kernel + t_rpc, "<= 2x");
+		report("fault.kernel_minor", "ns", t_kernel, "rpc.task_stat",
+		       t_rpc, NULL);
+	} else {
+		report("fault.moved_frame_pmd", "ns", t_fault,
+		       "page-cache fault + rpc", t_kernel + t_rpc, NULL);
+	}
+	munmap((void *)page, PM_FRAME_SIZE);
+	close(fd);
+	free(vf);
+	free(vk);
+	free(vr);
+	pm_disconnect(pm);
+}
+
+/* Resolved from the session's frame view, and (PM_NO_FASTPATH) by the
+ * pmd. */
+static void bench_fault(void)
+{
+	bench_fault_one(true);
+	bench_fault_one(false);
+}
+
 static bool wanted(int argc, char **argv, int first, const char *name)
 {
 	if (first >= argc)
@@ -375,13 +464,13 @@ int main(int argc, char **argv)
 			rounds = 21;
 		} else {
 			fprintf(stderr, "usage: pm-bench [--socket PATH] [--json FILE] "
-				"[--quick] [--echo-cpu N] [map alloc rpc io cow lock]...\n");
+				"[--quick] [--echo-cpu N] [map alloc rpc io cow lock fault]...\n");
 			return 2;
 		}
 	}
 	for (int k = i; k < argc; k++) {
 		static const char *const names[] = { "map", "alloc", "rpc", "io",
-						     "cow", "lock" };
+						     "cow", "lock", "fault" };
 		bool ok = false;
 		for (size_t j = 0; j < sizeof(names) / sizeof(names[0]); j++)
 			ok |= !strcmp(argv[k], names[j]);
@@ -402,6 +491,8 @@ int main(int argc, char **argv)
 		bench_cow();
 	if (wanted(argc, argv, i, "lock"))
 		bench_lock();
+	if (wanted(argc, argv, i, "fault"))
+		bench_fault();
 	if (json) {
 		fputs("\n]\n", json);
 		fclose(json);

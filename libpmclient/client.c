@@ -36,12 +36,23 @@
 #define DIR_BITS  12                       /* two-level directories */
 #define DIR_SIZE  (1u << DIR_BITS)
 #define DIR_MAX   (DIR_SIZE * DIR_SIZE)    /* indices they can hold */
+/* Whole-segment views live in one reserved range (address space only),
+ * so that telling them apart at unmap is one comparison, without a lock. */
+#define VIEW_PAIRS 16384u                  /* segments: 32 GiB of frames */
+#define VIEW_SPAN  ((size_t)VIEW_PAIRS * 2 * SEG_BYTES)
 
 /* A segment we hold, mapped whole. Never freed before disconnect. */
+/* The frame the fast path last gave out a slot's address for. */
+struct pmc_rev {
+	container_t cont;
+	frame_t frame;
+};
+
 struct pmc_seg {
 	uint64_t id;          /* (C) segment id */
 	int fd;               /* (C) our descriptor of its memfd */
 	uint8_t *ro, *rw;     /* (C) read-only and read/write views */
+	struct pmc_rev *rev;  /* (F) by slot, when following; NULL: none yet */
 	struct pmc_seg *next; /* (M) in pm->all_segs */
 };
 
@@ -72,6 +83,9 @@ struct pm {
 	struct pmc_seg *all_segs;            /* every segment we hold */
 	struct pmc_view *all_views;          /* every view we hold */
 	bool fastpath;                 /* (C) off with PM_NO_FASTPATH=1 */
+	uint8_t *vbase;                /* (A) reserved range for segment views */
+	size_t vnext;                  /* next free view pair in it */
+	bool views_outside;            /* (A) some views had to go elsewhere */
 	struct pmc_follow follow;      /* mappings that follow frames */
 	char path[108];                /* (C) the pmd's socket */
 	pm_reclaim_fn reclaim_fn;      /* extra-frame upcall */
@@ -210,6 +224,8 @@ static error_t call(pm_t *pm, uint16_t type, const void *req, uint32_t req_len,
 }
 
 static struct pmc_seg *seg_get(struct pm *pm, uint64_t id);
+static bool local_place(void *arg, uint64_t seg, uint32_t slot, container_t c,
+			frame_t f, struct pmc_place *out);
 
 static int seg_fd(void *arg, uint64_t id)
 {
@@ -245,7 +261,8 @@ static void follow_start(struct pm *pm)
 		goto off;
 	}
 	err = pmc_follow_attach(&pm->follow, pm->path, pm->task, key.key,
-				seg_fd, pm, &why);
+				seg_fd, pm->fastpath ? local_place : NULL, pm,
+				&why);
 	if (err)
 		goto off;
 	return;
@@ -334,8 +351,11 @@ void pm_disconnect(pm_t *pm)
 		munmap(g->ro, SEG_BYTES);
 		munmap(g->rw, SEG_BYTES);
 		close(g->fd);
+		free(g->rev);
 		free(g);
 	}
+	if (pm->vbase)
+		munmap(pm->vbase, VIEW_SPAN); /* the views in it go too */
 	for (struct pmc_view *v = pm->all_views, *n; v; v = n) {
 		n = v->next;
 		munmap((void *)v->hdr, v->bytes);
@@ -567,12 +587,46 @@ static struct pmc_seg *seg_get(struct pm *pm, uint64_t id)
 	return g && g->id == id ? g : NULL;
 }
 
+/* Where the next segment's two views go: in the reserved range while it
+ * lasts (NULL, NULL: anywhere). Must hold pm->lock. */
+static void view_place(struct pm *pm, uint8_t **ro, uint8_t **rw)
+{
+	*ro = *rw = NULL;
+	if (!pm->vbase && !pm->views_outside) {
+		void *p = mmap(NULL, VIEW_SPAN, PROT_NONE, MAP_PRIVATE |
+			       MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p != MAP_FAILED)
+			__atomic_store_n(&pm->vbase, (uint8_t *)p, __ATOMIC_RELEASE);
+	}
+	if (!pm->vbase || pm->vnext == VIEW_PAIRS) {
+		__atomic_store_n(&pm->views_outside, true, __ATOMIC_RELEASE);
+		return;
+	}
+	*ro = pm->vbase + pm->vnext * 2 * SEG_BYTES;
+	*rw = *ro + SEG_BYTES;
+	pm->vnext++;
+}
+
+/* Undoes one view of a failed seg_add; inside the reserved range the
+ * place is reserved again, never left for another mapping to take. */
+static void view_release(struct pm *pm, uint8_t *view)
+{
+	if (view == MAP_FAILED || !view)
+		return;
+	if (pm->vbase && view >= pm->vbase && view < pm->vbase + VIEW_SPAN)
+		mmap(view, SEG_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
+		     MAP_NORESERVE | MAP_FIXED, -1, 0);
+	else
+		munmap(view, SEG_BYTES);
+}
+
 /* Takes fd as segment id's descriptor and maps the segment whole (closing
  * fd if we hold the segment already). Must hold pm->lock. */
 static error_t seg_add(struct pm *pm, uint64_t id, int fd)
 {
 	uint32_t index = (uint32_t)id;
 	struct pmc_seg **chunk, *g;
+	uint8_t *want_ro = NULL, *want_rw = NULL;
 	error_t err = 0;
 
 	if (seg_get(pm, id)) {
@@ -600,16 +654,20 @@ static error_t seg_add(struct pm *pm, uint64_t id, int fd)
 	}
 	g->id = id;
 	g->fd = fd;
-	g->ro = mmap(NULL, SEG_BYTES, PROT_READ, MAP_SHARED, fd, 0);
-	g->rw = mmap(NULL, SEG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	view_place(pm, &want_ro, &want_rw);
+	g->ro = mmap(want_ro, SEG_BYTES, PROT_READ,
+		     MAP_SHARED | (want_ro ? MAP_FIXED : 0), fd, 0);
+	g->rw = mmap(want_rw, SEG_BYTES, PROT_READ | PROT_WRITE,
+		     MAP_SHARED | (want_rw ? MAP_FIXED : 0), fd, 0);
 	if (g->ro == MAP_FAILED || g->rw == MAP_FAILED) {
 		err = errno;
 		goto unmap;
 	}
-	err = pmc_follow_add(&pm->follow, g->ro, SEG_BYTES, id, 0, PROT_READ);
+	err = pmc_follow_add(&pm->follow, g->ro, SEG_BYTES, id, 0, PROT_READ,
+			     0, 0);
 	if (!err)
 		err = pmc_follow_add(&pm->follow, g->rw, SEG_BYTES, id, 0,
-				     PROT_READ | PROT_WRITE);
+				     PROT_READ | PROT_WRITE, 0, 0);
 	if (err) {
 		pmc_follow_forget(&pm->follow, g->ro, SEG_BYTES);
 		goto unmap;
@@ -621,10 +679,8 @@ static error_t seg_add(struct pm *pm, uint64_t id, int fd)
 	__atomic_store_n(&chunk[index & (DIR_SIZE - 1)], g, __ATOMIC_RELEASE);
 	return 0;
 unmap:
-	if (g->ro != MAP_FAILED)
-		munmap(g->ro, SEG_BYTES);
-	if (g->rw != MAP_FAILED)
-		munmap(g->rw, SEG_BYTES);
+	view_release(pm, want_ro ? want_ro : g->ro);
+	view_release(pm, want_rw ? want_rw : g->rw);
 	free(g);
 close_fd:
 	close(fd);
@@ -764,6 +820,70 @@ static bool view_lookup(const struct pmc_view *v, pm_task_t self, frame_t f,
 }
 
 /*
+ * Notes that the segment's addresses of slots slot.. now stand for frames
+ * start.. of c, so that a fault there can be resolved from the view. The
+ * common case (already noted) takes no lock.
+ */
+static bool rev_note(struct pm *pm, struct pmc_seg *g, uint16_t slot,
+		     container_t c, frame_t start, int n)
+{
+	struct pmc_rev *rev = __atomic_load_n(&g->rev, __ATOMIC_ACQUIRE);
+	bool same = rev != NULL;
+
+	for (int i = 0; same && i < n; i++)
+		same = __atomic_load_n(&rev[slot + i].cont, __ATOMIC_RELAXED) == c &&
+		       __atomic_load_n(&rev[slot + i].frame, __ATOMIC_RELAXED) ==
+			       start + (frame_t)i;
+	if (same)
+		return true;
+	pthread_mutex_lock(&pm->follow.lock);
+	if (!g->rev)
+		__atomic_store_n(&g->rev, calloc(PM_SEGMENT_SLOTS, sizeof(*g->rev)),
+				 __ATOMIC_RELEASE);
+	rev = g->rev;
+	for (int i = 0; rev && i < n; i++) {
+		__atomic_store_n(&rev[slot + i].cont, c, __ATOMIC_RELAXED);
+		__atomic_store_n(&rev[slot + i].frame, start + (frame_t)i,
+				 __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&pm->follow.lock);
+	return rev != NULL;
+}
+
+/* pmc_local_fn: the current place of a frame, from the session's view. */
+static bool local_place(void *arg, uint64_t seg, uint32_t slot, container_t c,
+			frame_t f, struct pmc_place *out)
+{
+	struct pm *pm = arg;
+	struct pm_view_entry e;
+	struct pmc_view *v;
+	struct pmc_seg *g;
+
+	if (!c) {
+		g = seg_get(pm, seg);
+		if (!g || slot >= PM_SEGMENT_SLOTS)
+			return false;
+		pthread_mutex_lock(&pm->follow.lock);
+		if (g->rev) {
+			c = g->rev[slot].cont;
+			f = g->rev[slot].frame;
+		}
+		pthread_mutex_unlock(&pm->follow.lock);
+		if (!c)
+			return false;
+	}
+	v = hview_get(pm, c);
+	if (!v || !view_lookup(v, pm->task, f, &e) ||
+	    (e.segment == seg && e.slot == slot))
+		return false; /* the pmd knows better */
+	g = seg_get(pm, e.segment);
+	*out = (struct pmc_place){ .cont = c, .frame = f, .seg = e.segment,
+				   .slot = e.slot, .cow = e.flags & PM_VIEW_COW,
+				   .fd = g ? g->fd : -1 };
+	return true;
+}
+
+/*
  * The fast path: maps frames start.. from the view and the segments we
  * hold, without a message. False (nothing done) whenever any frame needs
  * the pmd: not in the view, in a segment we do not hold, copy-on-write
@@ -803,6 +923,9 @@ static bool map_fast(struct pm *pm, container_t c, frame_t start, int n,
 	}
 	if (one_run) {
 		uint8_t *base = writable ? g0->rw : g0->ro;
+		if (pmc_follow_on(&pm->follow) &&
+		    !rev_note(pm, g0, ents[0].slot, c, start, n))
+			return false;
 		*addr = base + (size_t)ents[0].slot * PM_FRAME_SIZE;
 	} else {
 		/* Scattered frames: one mmap per frame into a reserved range
@@ -820,7 +943,8 @@ static bool map_fast(struct pm *pm, container_t c, frame_t start, int n,
 				 g->fd, (off_t)ents[i].slot * PM_FRAME_SIZE) ==
 				    MAP_FAILED ||
 			    pmc_follow_add(&pm->follow, at, PM_FRAME_SIZE,
-					   ents[i].segment, ents[i].slot, prot)) {
+					   ents[i].segment, ents[i].slot, prot,
+					   c, start + (frame_t)i)) {
 				pmc_follow_forget(&pm->follow, region, size);
 				munmap(region, size);
 				return false;
@@ -837,8 +961,13 @@ static bool map_fast(struct pm *pm, container_t c, frame_t start, int n,
  * released with the session, not by unmap). */
 static bool in_segment_view(struct pm *pm, const uint8_t *addr)
 {
+	uint8_t *base = __atomic_load_n(&pm->vbase, __ATOMIC_ACQUIRE);
 	bool hit = false;
 
+	if (base && addr >= base && addr < base + VIEW_SPAN)
+		return true;
+	if (!__atomic_load_n(&pm->views_outside, __ATOMIC_ACQUIRE))
+		return false;
 	pthread_mutex_lock(&pm->lock);
 	for (struct pmc_seg *g = pm->all_segs; g && !hit; g = g->next)
 		hit = (addr >= g->ro && addr < g->ro + SEG_BYTES) ||
@@ -916,7 +1045,8 @@ static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
 			return errno;
 		err = pmc_follow_add(&pm->follow, region + covered * PM_FRAME_SIZE,
 				     (size_t)run->nframes * PM_FRAME_SIZE,
-				     run->segment, run->slot, prot);
+				     run->segment, run->slot, prot, c,
+				     start + covered);
 		if (err)
 			return err;
 		covered += run->nframes;

@@ -29,6 +29,8 @@ struct pmc_fmap {
 	uint64_t seg;
 	uint32_t slot;                 /* slot mapped at addr */
 	int prot;                      /* as the task asked */
+	container_t cont;              /* frames' container; 0: unknown */
+	frame_t frame;                 /* frame mapped at addr */
 	struct pmc_fmap *next;
 };
 
@@ -152,7 +154,7 @@ static void *follow_main(void *arg);
 
 error_t pmc_follow_attach(struct pmc_follow *f, const char *path,
 			  uint64_t task, const uint8_t key[16],
-			  pmc_seg_fd_fn *seg_fd, void *seg_fd_arg,
+			  pmc_seg_fd_fn *seg_fd, pmc_local_fn *local, void *arg,
 			  const char **why)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -161,7 +163,8 @@ error_t pmc_follow_attach(struct pmc_follow *f, const char *path,
 	error_t err;
 
 	f->seg_fd = seg_fd;
-	f->seg_fd_arg = seg_fd_arg;
+	f->local = local;
+	f->arg = arg;
 	*why = "cannot open the fault session";
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return ENAMETOOLONG;
@@ -219,7 +222,8 @@ void pmc_follow_fini(struct pmc_follow *f)
 }
 
 error_t pmc_follow_add(struct pmc_follow *f, void *addr, size_t len,
-		       uint64_t seg, uint32_t slot, int prot)
+		       uint64_t seg, uint32_t slot, int prot, container_t c,
+		       frame_t frame)
 {
 	struct uffdio_register reg = {
 		.range = { .start = (uintptr_t)addr, .len = len },
@@ -238,7 +242,8 @@ error_t pmc_follow_add(struct pmc_follow *f, void *addr, size_t len,
 		return err;
 	}
 	*m = (struct pmc_fmap){ .addr = addr, .len = len, .seg = seg,
-				.slot = slot, .prot = prot };
+				.slot = slot, .prot = prot, .cont = c,
+				.frame = frame };
 	pthread_mutex_lock(&f->lock);
 	m->next = f->maps;
 	f->maps = m;
@@ -295,7 +300,7 @@ static int fault_seg_fd(struct pmc_follow *f, uint64_t seg, int got)
 	pthread_mutex_unlock(&f->lock);
 	if (got >= 0)
 		close(got); /* had it already, or no memory to keep it */
-	return fd >= 0 ? fd : f->seg_fd(f->seg_fd_arg, seg);
+	return fd >= 0 ? fd : f->seg_fd(f->arg, seg);
 }
 
 static void fault_warn(error_t err)
@@ -315,24 +320,51 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	struct pm_resolve_rep rep;
 	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
 	struct pmc_fmap *m;
+	struct pmc_place place;
+	container_t cont = 0;
+	frame_t frame = 0;
 	int prot = 0, fd;
 	bool found = false;
 	error_t err;
 
 	pthread_mutex_lock(&f->lock);
 	for (m = f->maps; m && !found; m = m->next) {
+		uint32_t k;
+
 		if (page < (uintptr_t)m->addr || page >= (uintptr_t)m->addr + m->len)
 			continue;
+		k = (uint32_t)((page - (uintptr_t)m->addr) / PM_FRAME_SIZE);
 		req.segment = m->seg;
-		req.slot = m->slot + (uint32_t)((page - (uintptr_t)m->addr) /
-						PM_FRAME_SIZE);
+		req.slot = m->slot + k;
 		prot = m->prot;
+		cont = m->cont;
+		frame = m->frame + k;
 		found = true;
 	}
 	pthread_mutex_unlock(&f->lock);
 	if (!found) {
 		fault_zero(f, page);
 		return;
+	}
+	/* The session's frame view usually knows already: the pmd updates
+	 * it before it takes the old page away. */
+	if (f->local && f->local(f->arg, req.segment, req.slot, cont, frame, &place) &&
+	    (place.fd >= 0 || (place.fd = fault_seg_fd(f, place.seg, -1)) >= 0)) {
+		if (place.cow)
+			prot &= ~PROT_WRITE;
+		if (mmap((void *)page, PM_FRAME_SIZE, prot, MAP_SHARED | MAP_FIXED,
+			 place.fd, (off_t)place.slot * PM_FRAME_SIZE) != MAP_FAILED) {
+			err = pmc_follow_add(f, (void *)page, PM_FRAME_SIZE,
+					     place.seg, place.slot, prot,
+					     place.cont, place.frame);
+			if (err)
+				fault_warn(err);
+			pthread_mutex_lock(&f->lock);
+			f->resolved_local++;
+			pthread_mutex_unlock(&f->lock);
+			ioctl(f->uffd, UFFDIO_WAKE, &r);
+			return;
+		}
 	}
 	for (;;) {
 		err = fault_call(f, PM_MSG_RESOLVE, &req, sizeof(req), &rep,
@@ -360,7 +392,7 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	}
 	/* The new page is registered in turn, so it follows the next move. */
 	err = pmc_follow_add(f, (void *)page, PM_FRAME_SIZE, rep.segment,
-			     rep.slot, prot);
+			     rep.slot, prot, cont, frame);
 	if (err)
 		fault_warn(err);
 	pthread_mutex_lock(&f->lock);

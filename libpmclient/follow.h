@@ -26,6 +26,21 @@
 /* The descriptor of a segment the session holds, or -1. Lock-free. */
 typedef int pmc_seg_fd_fn(void *arg, uint64_t seg);
 
+/* Where a frame is now, as the session's own frame view says. */
+struct pmc_place {
+	container_t cont;            /* the frame: container, */
+	frame_t frame;               /* and number */
+	uint64_t seg;
+	uint32_t slot;
+	bool cow;
+	int fd;                      /* the session's descriptor of seg; -1:
+				      * not in the session's table */
+};
+/* Finds the current place of the frame mapped at (seg, slot) without the
+ * pmd: c and f name it when the mapping knows (0: look it up by slot). */
+typedef bool pmc_local_fn(void *arg, uint64_t seg, uint32_t slot,
+			  container_t c, frame_t f, struct pmc_place *out);
+
 struct pmc_follow {
 	int uffd;                    /* (C) -1: mappings do not follow */
 	int sock;                    /* (C) the fault session, thread only */
@@ -34,11 +49,13 @@ struct pmc_follow {
 	pthread_t thread;            /* (C) */
 	uint32_t seq;                /* thread only */
 	pmc_seg_fd_fn *seg_fd;       /* (C) */
-	void *seg_fd_arg;            /* (C) */
+	pmc_local_fn *local;         /* (C) NULL: always ask the pmd */
+	void *arg;                   /* (C) of both */
 	pthread_mutex_t lock;
 	struct pmc_fmap *maps;       /* (F) registered mappings, newest first */
 	struct pmc_fseg *segs;       /* (F) descriptors the fault session got */
 	uint64_t resolved;           /* (F) faults answered by the pmd */
+	uint64_t resolved_local;     /* (F) faults answered by the view */
 };
 
 void pmc_follow_init(struct pmc_follow *f);
@@ -48,7 +65,7 @@ error_t pmc_follow_open(struct pmc_follow *f, const char **why);
  * starts the thread. */
 error_t pmc_follow_attach(struct pmc_follow *f, const char *path,
 			  uint64_t task, const uint8_t key[16],
-			  pmc_seg_fd_fn *seg_fd, void *seg_fd_arg,
+			  pmc_seg_fd_fn *seg_fd, pmc_local_fn *local, void *arg,
 			  const char **why);
 /* Ends the thread and closes everything; pending faults are released. */
 void pmc_follow_fini(struct pmc_follow *f);
@@ -59,9 +76,12 @@ static inline bool pmc_follow_on(const struct pmc_follow *f)
 }
 
 /* Registers [addr, addr + len), a mapping of segment seg from slot on,
- * with protection prot. No-op when not following. */
+ * with protection prot, of frames frame.. of container c (0: a whole
+ * segment, whose slots' frames the session notes elsewhere). No-op when
+ * not following. */
 error_t pmc_follow_add(struct pmc_follow *f, void *addr, size_t len,
-		       uint64_t seg, uint32_t slot, int prot);
+		       uint64_t seg, uint32_t slot, int prot, container_t c,
+		       frame_t frame);
 /* Forgets every registration inside [addr, addr + len) (being unmapped). */
 void pmc_follow_forget(struct pmc_follow *f, void *addr, size_t len);
 

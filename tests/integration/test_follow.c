@@ -41,10 +41,15 @@ static int group_teardown(void **state)
 
 /* A session whose mappings follow; skips (saying why) when the kernel
  * gives this process no userfaultfd. */
+static pm_t *follower_of(pm_t *pm);
+
 static pm_t *follower(void)
 {
-	pm_t *pm = test_connect(&daemon_proc);
+	return follower_of(test_connect(&daemon_proc));
+}
 
+static pm_t *follower_of(pm_t *pm)
+{
 	if (!pm_debug_follows(pm)) {
 		pm_disconnect(pm);
 		fprintf(stderr, "no userfaultfd for this process (see the "
@@ -107,6 +112,41 @@ static void moved_frames_fault_back_in_place(void **state)
 	assert_int_equal(pm_container_destroy(pm, c), 0);
 	test_check(pm);
 	pm_disconnect(pm);
+}
+
+/* The same with the fast path off: every fault asks the pmd (RESOLVE),
+ * and the pmd sends the new segments' descriptors to the fault session. */
+static int slow_session(void **state)
+{
+	setenv("PM_NO_FASTPATH", "1", 1);
+	*state = test_connect(&daemon_proc);
+	unsetenv("PM_NO_FASTPATH");
+	return 0;
+}
+
+static void moved_frames_fault_back_through_the_pmd(void **state)
+{
+	pm_t *pm = follower_of(*state);
+	container_t c;
+	int n = 600;
+	char *p;
+
+	/* 600 frames span two segments; moving frame 0 a few hundred times
+	 * walks it through retired slots into segments this task was never
+	 * given by a map. */
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	tag(pm, c, 0, "far away");
+	assert_int_equal(pm_container_map(pm, c, 0, 1, CONT_MAP_READ, (void **)&p, NULL), 0);
+	for (int i = 0; i < 700; i++) {
+		assert_int_equal(pm_debug_move(pm, c, 0), 0);
+		if (i % 50 == 0)
+			assert_string_equal(p, "far away");
+	}
+	assert_string_equal(p, "far away");
+	test_check(pm);
+	pm_disconnect(pm);
+	*state = NULL;
 }
 
 struct reader {
@@ -349,6 +389,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(moved_frames_fault_back_in_place),
+		cmocka_unit_test_setup(moved_frames_fault_back_through_the_pmd,
+				       slow_session),
 		cmocka_unit_test(threads_fault_on_their_own_frames),
 		cmocka_unit_test(frames_gone_read_as_zeros),
 		cmocka_unit_test(without_userfaultfd_mapped_frames_stay),

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,6 +63,10 @@ static void server_main(int to_client, int from_client, int stall_after)
 	pm_task_t self;
 	pm_t *pm;
 
+	/* A forked child of a threaded process starts no threads of its own
+	 * (ThreadSanitizer cannot follow that); the server maps nothing, so
+	 * it has no use for the library's fault thread anyway. */
+	setenv("PM_NO_USERFAULTFD", "1", 1);
 	if (pm_connect(daemon_proc.socket, &pm))
 		_exit(1);
 	pm_self(pm, &self);
