@@ -313,12 +313,36 @@ static void fault_warn(error_t err)
 			strerror(err));
 }
 
+/* Maps the frame's new place over the faulting page, registers it in
+ * turn (so it follows the next move) and wakes the faulting thread. */
+static error_t fault_map(struct pmc_follow *f, uintptr_t page,
+			 const struct pmc_place *place, int prot,
+			 uint64_t *counter)
+{
+	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
+	error_t err;
+
+	if (place->cow)
+		prot &= ~PROT_WRITE; /* never a writable copy-on-write frame */
+	if (mmap((void *)page, PM_FRAME_SIZE, prot, MAP_SHARED | MAP_FIXED,
+		 place->fd, (off_t)place->slot * PM_FRAME_SIZE) == MAP_FAILED)
+		return errno;
+	err = pmc_follow_add(f, (void *)page, PM_FRAME_SIZE, place->seg,
+			     place->slot, prot, place->cont, place->frame);
+	if (err)
+		fault_warn(err); /* mapped right; the next move shows zeros */
+	pthread_mutex_lock(&f->lock);
+	(*counter)++;
+	pthread_mutex_unlock(&f->lock);
+	ioctl(f->uffd, UFFDIO_WAKE, &r);
+	return 0;
+}
+
 static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 {
 	uintptr_t page = addr & ~(uintptr_t)(PM_FRAME_SIZE - 1);
 	struct pm_resolve_req req = { 0 };
 	struct pm_resolve_rep rep;
-	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
 	struct pmc_fmap *m;
 	struct pmc_place place;
 	container_t cont = 0;
@@ -349,23 +373,9 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	/* The session's frame view usually knows already: the pmd updates
 	 * it before it takes the old page away. */
 	if (f->local && f->local(f->arg, req.segment, req.slot, cont, frame, &place) &&
-	    (place.fd >= 0 || (place.fd = fault_seg_fd(f, place.seg, -1)) >= 0)) {
-		if (place.cow)
-			prot &= ~PROT_WRITE;
-		if (mmap((void *)page, PM_FRAME_SIZE, prot, MAP_SHARED | MAP_FIXED,
-			 place.fd, (off_t)place.slot * PM_FRAME_SIZE) != MAP_FAILED) {
-			err = pmc_follow_add(f, (void *)page, PM_FRAME_SIZE,
-					     place.seg, place.slot, prot,
-					     place.cont, place.frame);
-			if (err)
-				fault_warn(err);
-			pthread_mutex_lock(&f->lock);
-			f->resolved_local++;
-			pthread_mutex_unlock(&f->lock);
-			ioctl(f->uffd, UFFDIO_WAKE, &r);
-			return;
-		}
-	}
+	    (place.fd >= 0 || (place.fd = fault_seg_fd(f, place.seg, -1)) >= 0) &&
+	    fault_map(f, page, &place, prot, &f->resolved_local) == 0)
+		return;
 	for (;;) {
 		err = fault_call(f, PM_MSG_RESOLVE, &req, sizeof(req), &rep,
 				 sizeof(rep), &fd);
@@ -380,25 +390,15 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 		fault_zero(f, page);
 		return;
 	}
-	fd = fault_seg_fd(f, rep.segment, fd);
-	if (rep.flags & PM_VIEW_COW)
-		prot &= ~PROT_WRITE; /* never a writable copy-on-write frame */
-	if (fd < 0 ||
-	    mmap((void *)page, PM_FRAME_SIZE, prot, MAP_SHARED | MAP_FIXED, fd,
-		 (off_t)rep.slot * PM_FRAME_SIZE) == MAP_FAILED) {
-		fault_warn(fd < 0 ? EBADF : errno);
-		fault_zero(f, page);
-		return;
-	}
-	/* The new page is registered in turn, so it follows the next move. */
-	err = pmc_follow_add(f, (void *)page, PM_FRAME_SIZE, rep.segment,
-			     rep.slot, prot, cont, frame);
-	if (err)
+	place = (struct pmc_place){ .cont = cont, .frame = frame,
+				    .seg = rep.segment, .slot = rep.slot,
+				    .cow = rep.flags & PM_VIEW_COW,
+				    .fd = fault_seg_fd(f, rep.segment, fd) };
+	err = place.fd < 0 ? EBADF : fault_map(f, page, &place, prot, &f->resolved);
+	if (err) {
 		fault_warn(err);
-	pthread_mutex_lock(&f->lock);
-	f->resolved++;
-	pthread_mutex_unlock(&f->lock);
-	ioctl(f->uffd, UFFDIO_WAKE, &r);
+		fault_zero(f, page);
+	}
 }
 
 static void *follow_main(void *arg)
