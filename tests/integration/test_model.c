@@ -1,7 +1,7 @@
 /*
  * Model-based randomized test: thousands of random operations by several
  * tasks (allocate with every flag, deallocate, copy, write, read, map,
- * share, lock, unshare, destroy, disconnect) against a real pmd, each
+ * share, lock, unshare, destroy, move, disconnect) against a real pmd, each
  * checked against a small reference model kept here, with the pmd's
  * accounting check after every step.
  *
@@ -54,6 +54,7 @@ static struct mtask T[NTASK];
 static struct mcont C[NCONT];
 static uint64_t rng;
 static unsigned long step;
+static unsigned long moved, moved_mapped; /* moves done; of which mapped */
 
 static uint32_t rnd(uint32_t n)
 {
@@ -439,6 +440,38 @@ static void wait_tasks(uint64_t n)
 		 (unsigned long)st.tasks);
 }
 
+/* The owner moves a frame (as paging will); a mapping made before the
+ * move must show the frame after it. */
+static void op_move(int t)
+{
+	int c = live_cont_of(t);
+	frame_t f = rnd(NFRAME);
+	uint8_t *m = NULL;
+	error_t got;
+
+	if (c < 0)
+		return;
+	if (C[c].present[f] && !owner_blocked(c))
+		expect(pm_container_map(T[t].pm, C[c].h, f, 1, CONT_MAP_READ,
+					(void **)&m, NULL), 0);
+	got = pm_debug_move(T[t].pm, C[c].h, f);
+	if (!C[c].present[f])
+		expect(got, ENOENT);
+	else if (owner_blocked(c))
+		expect(got, EBUSY);
+	else if (got != 0 && got != EBUSY) /* EBUSY: copy-on-write */
+		expect(got, 0);
+	moved += got == 0;
+	moved_mapped += got == 0 && m;
+	if (m) {
+		if (m[100] != C[c].value[f] || m[PM_FRAME_SIZE - 1] != C[c].value[f])
+			fail_msg("step %lu: a mapping of moved frame %lu shows %#x, "
+				 "model %#x", step, (unsigned long)f, m[100],
+				 C[c].value[f]);
+		pm_container_unmap(T[t].pm, m, 1);
+	}
+}
+
 static void op_disconnect(int t)
 {
 	if (t == 0)
@@ -487,7 +520,7 @@ static void random_operations_match_the_model(void **state)
 		op_create, op_allocate, op_allocate, op_allocate, op_deallocate,
 		op_write, op_write, op_read, op_read, op_map, op_copy, op_copy,
 		op_share, op_unshare, op_lock, op_release, op_destroy,
-		op_disconnect,
+		op_move, op_disconnect,
 	};
 
 	rng = seed ? seed : 1;
@@ -507,8 +540,11 @@ static void random_operations_match_the_model(void **state)
 		ops[k](t);
 		check_accounting();
 	}
-	fprintf(stderr, "model test: %lu steps done\n", step);
+	fprintf(stderr, "model test: %lu steps done; %lu frames moved, %lu of "
+		"them mapped\n", step, moved, moved_mapped);
 	assert_true(step >= 100);
+	if (step >= 2000)
+		assert_true(moved_mapped > 0);
 	for (int t = 0; t < NTASK; t++)
 		pm_disconnect(T[t].pm);
 }
