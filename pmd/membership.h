@@ -1,0 +1,108 @@
+/*
+ * membership.h - who is in the cluster, authenticated and alive: the node
+ * protocol's logic, with no I/O (the daemon's cluster.c moves the bytes).
+ *
+ * Every node knows every other from the cluster file. A node that is not
+ * up is challenged (CHAL, a fresh nonce) at every retry; a challenged node
+ * answers (RESP: its nonce and a MAC over both nonces, both ids and both
+ * incarnations, under the cluster secret); the challenger checks it, marks
+ * the peer up and confirms (CONF: a MAC over the same in the other order),
+ * which the other checks before it marks the challenger up. Both sides may
+ * challenge at once; either handshake suffices. A node without the secret
+ * cannot answer or confirm: it is refused and logged, and stays down.
+ *
+ * Up peers send heartbeats (HB: a sequence number and their free frames,
+ * under a MAC); a peer not heard from for suspect_ms is suspect, for
+ * down_ms down. An incarnation (set at start, growing) tells a restarted
+ * node from its former self: heartbeats of an old incarnation are ignored,
+ * and a node that comes back is challenged afresh and rejoins under its
+ * new incarnation.
+ *
+ * Lock key: (L) the pmd loop thread.
+ */
+#ifndef PMD_MEMBERSHIP_H
+#define PMD_MEMBERSHIP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <pm/pm.h>
+
+#include "cluster_conf.h"
+
+#define PMD_MB_MAGIC   0x43444d50u /* "PMDC" */
+#define PMD_MB_VERSION 1u
+
+enum pmd_mb_type {
+	PMD_MB_CHAL = 1,
+	PMD_MB_RESP = 2,
+	PMD_MB_CONF = 3,
+	PMD_MB_HB = 4,
+};
+
+/* Every node message: this header, then the body of its type. */
+struct pmd_mb_msg {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint16_t from, to;            /* node ids */
+	uint32_t pad;
+	uint64_t from_inc, to_inc;    /* incarnations (to_inc 0 in CHAL) */
+	uint8_t nonce[16];            /* CHAL, RESP: the sender's */
+	uint64_t seq;                 /* HB */
+	uint64_t frames_total, frames_free; /* HB */
+	uint8_t mac[32];              /* RESP, CONF, HB */
+};
+
+struct pmd_mb_peer {
+	pm_node_t id;
+	int state;                    /* PM_NODE_* */
+	uint64_t inc;                 /* its incarnation once authenticated */
+	uint64_t last_heard_ms;       /* last valid message */
+	uint64_t next_chal_ms;        /* when to challenge again */
+	uint8_t chal_nonce[16];       /* our last challenge to it */
+	bool chal_pending;
+	uint8_t resp_nonce[16];       /* our last answer's nonce, for CONF */
+	uint64_t resp_inc;            /* its incarnation in that challenge */
+	bool resp_pending;
+	uint64_t hb_seq_in;           /* highest sequence heard */
+	uint64_t frames_total, frames_free;
+	uint64_t refused;             /* failed authentications */
+};
+
+struct pmd_mb {
+	pm_node_t self;
+	uint64_t inc;                 /* ours */
+	uint8_t secret[PMD_SECRET_MAX];
+	size_t secret_len;
+	uint32_t heartbeat_ms, suspect_ms, down_ms;
+	uint64_t hb_seq;              /* our heartbeats */
+	uint64_t next_hb_ms;
+	unsigned npeers;
+	struct pmd_mb_peer peers[PMD_CLUSTER_NODES_MAX];
+	/* What the daemon sends: filled by the calls below, drained by it. */
+	struct pmd_mb_out {
+		pm_node_t to;
+		struct pmd_mb_msg msg;
+	} out[2 * PMD_CLUSTER_NODES_MAX];
+	unsigned nout;
+	/* Our own frames, for heartbeats (the daemon keeps them current). */
+	uint64_t frames_total, frames_free;
+};
+
+/* Every node but self is a peer, down. inc must grow across restarts. */
+void pmd_mb_init(struct pmd_mb *mb, const struct pmd_cluster_conf *conf,
+		 pm_node_t self, uint64_t inc);
+/* Time passes: challenges, heartbeats, suspect/down. */
+void pmd_mb_tick(struct pmd_mb *mb, uint64_t now_ms);
+/* A message from the transport (len bytes, from the peer the transport
+ * says it came from: 0 when unknown). Bad ones are dropped. */
+void pmd_mb_receive(struct pmd_mb *mb, uint64_t now_ms, pm_node_t src,
+		    const void *data, size_t len);
+/* The next deadline worth waking up for. */
+uint64_t pmd_mb_next_ms(const struct pmd_mb *mb);
+
+struct pmd_mb_peer *pmd_mb_peer(struct pmd_mb *mb, pm_node_t id);
+
+#endif

@@ -1,0 +1,211 @@
+/* Unit tests of the node protocol's logic (pmd/membership.c), two or three
+ * nodes in one process exchanging messages by hand; no I/O. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <sodium.h>
+
+#include "membership.h"
+
+static struct pmd_cluster_conf conf;
+static struct pmd_mb nodes[3];
+static uint64_t now;
+
+static void setup_conf(void)
+{
+	memset(&conf, 0, sizeof(conf));
+	conf.heartbeat_ms = 100;
+	conf.suspect_ms = 500;
+	conf.down_ms = 1500;
+	conf.nnodes = 3;
+	for (unsigned i = 0; i < 3; i++) {
+		conf.nodes[i].id = (pm_node_t)(i + 1);
+		snprintf(conf.nodes[i].host, sizeof(conf.nodes[i].host), "10.0.0.%u", i + 1);
+	}
+	memcpy(conf.secret, "0123456789abcdef0123456789abcdef", 32);
+	conf.secret_len = 32;
+}
+
+static void start(unsigned i, uint64_t inc, const char *secret)
+{
+	struct pmd_cluster_conf c = conf;
+
+	if (secret)
+		memcpy(c.secret, secret, 32);
+	pmd_mb_init(&nodes[i], &c, (pm_node_t)(i + 1), inc);
+}
+
+/* Delivers every pending message; dead nodes (alive[i] false) neither
+ * send nor receive. Returns the messages delivered. */
+static unsigned deliver(const bool alive[3])
+{
+	unsigned n = 0;
+	bool more = true;
+
+	while (more) {
+		more = false;
+		for (unsigned i = 0; i < 3; i++) {
+			struct pmd_mb *mb = &nodes[i];
+			unsigned k = mb->nout;
+			struct pmd_mb_out out[sizeof(mb->out) / sizeof(mb->out[0])];
+
+			memcpy(out, mb->out, sizeof(out[0]) * k);
+			mb->nout = 0;
+			for (unsigned j = 0; j < k && alive[i]; j++) {
+				unsigned to = out[j].to - 1u;
+				if (!alive[to])
+					continue;
+				pmd_mb_receive(&nodes[to], now, (pm_node_t)(i + 1),
+					       &out[j].msg, sizeof(out[j].msg));
+				n++;
+				more = true;
+			}
+		}
+	}
+	return n;
+}
+
+static void run(unsigned ms, const bool alive[3])
+{
+	for (unsigned t = 0; t < ms; t += 10) {
+		now += 10;
+		for (unsigned i = 0; i < 3; i++)
+			if (alive[i])
+				pmd_mb_tick(&nodes[i], now);
+		deliver(alive);
+	}
+}
+
+static int state(unsigned at, pm_node_t of)
+{
+	return pmd_mb_peer(&nodes[at], of)->state;
+}
+
+static int setup(void **s)
+{
+	setup_conf();
+	now = 1000;
+	for (unsigned i = 0; i < 3; i++)
+		start(i, 100 + i, NULL);
+	return 0;
+}
+
+static void nodes_come_up_and_stay_up(void **s)
+{
+	const bool all[3] = { true, true, true };
+
+	for (unsigned i = 0; i < 3; i++)
+		for (pm_node_t j = 1; j <= 3; j++)
+			if (j != i + 1)
+				assert_int_equal(state(i, j), PM_NODE_DOWN);
+	run(300, all);
+	for (unsigned i = 0; i < 3; i++)
+		for (pm_node_t j = 1; j <= 3; j++)
+			if (j != i + 1)
+				assert_int_equal(state(i, j), PM_NODE_UP);
+	nodes[1].frames_free = 77;
+	run(5000, all);
+	assert_int_equal(state(0, 2), PM_NODE_UP);
+	assert_int_equal(pmd_mb_peer(&nodes[0], 2)->frames_free, 77);
+	assert_int_equal(pmd_mb_peer(&nodes[0], 2)->inc, 101);
+}
+
+static void a_silent_node_is_suspect_then_down_then_rejoins(void **s)
+{
+	const bool all[3] = { true, true, true }, no3[3] = { true, true, false };
+
+	run(300, all);
+	run(600, no3);
+	assert_int_equal(state(0, 3), PM_NODE_SUSPECT);
+	assert_int_equal(state(1, 3), PM_NODE_SUSPECT);
+	assert_int_equal(state(0, 2), PM_NODE_UP);
+	run(1000, no3);
+	assert_int_equal(state(0, 3), PM_NODE_DOWN);
+	/* It comes back under a new incarnation. */
+	start(2, 900, NULL);
+	run(300, all);
+	assert_int_equal(state(0, 3), PM_NODE_UP);
+	assert_int_equal(pmd_mb_peer(&nodes[0], 3)->inc, 900);
+	assert_int_equal(state(2, 1), PM_NODE_UP);
+}
+
+static void a_restart_is_seen_before_the_old_self_times_out(void **s)
+{
+	const bool all[3] = { true, true, true };
+
+	run(300, all);
+	start(2, 901, NULL); /* restarted at once: its peers think it is up */
+	run(300, all);
+	assert_int_equal(state(0, 3), PM_NODE_UP);
+	assert_int_equal(pmd_mb_peer(&nodes[0], 3)->inc, 901);
+	assert_int_equal(state(2, 1), PM_NODE_UP);
+}
+
+static void a_node_without_the_secret_is_refused(void **s)
+{
+	const bool all[3] = { true, true, true };
+
+	start(2, 102, "this is not the cluster secret!!");
+	run(2000, all);
+	assert_int_equal(state(0, 3), PM_NODE_DOWN);
+	assert_int_equal(state(1, 3), PM_NODE_DOWN);
+	assert_int_equal(state(2, 1), PM_NODE_DOWN);
+	assert_true(pmd_mb_peer(&nodes[0], 3)->refused > 0);
+	assert_true(pmd_mb_peer(&nodes[2], 1)->refused > 0);
+	assert_int_equal(state(0, 2), PM_NODE_UP);
+}
+
+static void forged_and_replayed_messages_change_nothing(void **s)
+{
+	const bool all[3] = { true, true, true }, none[3] = { false, false, false };
+	struct pmd_mb_msg hb;
+	bool got = false;
+
+	run(300, all);
+	/* Catch one heartbeat from 2 to 1. */
+	now += 200;
+	pmd_mb_tick(&nodes[1], now);
+	for (unsigned j = 0; j < nodes[1].nout; j++)
+		if (nodes[1].out[j].to == 1 && nodes[1].out[j].msg.type == PMD_MB_HB) {
+			hb = nodes[1].out[j].msg;
+			got = true;
+		}
+	assert_true(got);
+	nodes[1].nout = 0;
+	pmd_mb_receive(&nodes[0], now, 2, &hb, sizeof(hb));
+	/* Node 2 falls silent: replaying its heartbeat, or forging one, or
+	 * sending one from the wrong address keeps nothing alive. */
+	for (int i = 0; i < 300; i++) {
+		now += 10;
+		pmd_mb_tick(&nodes[0], now);
+		nodes[0].nout = 0;
+		pmd_mb_receive(&nodes[0], now, 2, &hb, sizeof(hb));
+		struct pmd_mb_msg f = hb;
+		f.seq = hb.seq + 1 + (uint64_t)i;
+		pmd_mb_receive(&nodes[0], now, 2, &f, sizeof(f));
+		f = hb;
+		pmd_mb_receive(&nodes[0], now, 3, &f, sizeof(f));
+		pmd_mb_receive(&nodes[0], now, 2, &f, sizeof(f) - 1);
+	}
+	assert_int_equal(state(0, 2), PM_NODE_DOWN);
+	(void)none;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(nodes_come_up_and_stay_up, setup),
+		cmocka_unit_test_setup(a_silent_node_is_suspect_then_down_then_rejoins, setup),
+		cmocka_unit_test_setup(a_restart_is_seen_before_the_old_self_times_out, setup),
+		cmocka_unit_test_setup(a_node_without_the_secret_is_refused, setup),
+		cmocka_unit_test_setup(forged_and_replayed_messages_change_nothing, setup),
+	};
+	if (sodium_init() < 0)
+		return 1;
+	return cmocka_run_group_tests_name("membership", tests, NULL, NULL);
+}
