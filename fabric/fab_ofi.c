@@ -387,6 +387,42 @@ static int fab_ofi_mr_dereg(struct fab_mr *mr)
     return 0;
 }
 
+static int fab_ofi_name_resolve(const struct fab_ep *ep, const char *node,
+                                const char *service, struct fab_name *name_out)
+{
+    const struct fab_ofi_ep *oep = fab_container_of(ep, struct fab_ofi_ep, super);
+    struct fi_info *hints, *info = NULL;
+    int rc, err = 0;
+
+    /* The same provider and capabilities, asked about the peer's address. */
+    hints = fi_dupinfo(oep->info);
+    if (!hints)
+        return ENOMEM;
+    free(hints->src_addr);
+    hints->src_addr = NULL;
+    hints->src_addrlen = 0;
+    free(hints->dest_addr);
+    hints->dest_addr = NULL;
+    hints->dest_addrlen = 0;
+    rc = fi_getinfo(FAB_OFI_VERSION, node, service, 0, hints, &info);
+    fi_freeinfo(hints);
+    if (rc) {
+        fab_log(LOG_ERR, "resolving %s:%s: %s", node, service, fi_strerror(-rc));
+        return rc == -FI_ENODATA ? ENOENT : fab_ofi_err(rc);
+    }
+    if (!info->dest_addr || !info->dest_addrlen ||
+        info->dest_addrlen > sizeof(name_out->data)) {
+        fab_log(LOG_ERR, "resolving %s:%s: the provider gave no address", node,
+                service);
+        err = EINVAL;
+    } else {
+        name_out->len = (uint32_t)info->dest_addrlen;
+        memcpy(name_out->data, info->dest_addr, info->dest_addrlen);
+    }
+    fi_freeinfo(info);
+    return err;
+}
+
 static int fab_ofi_post_read(struct fab_ep *ep, struct fab_op *op)
 {
     struct fab_ofi_ep *oep = fab_ofi_ep(ep);
@@ -503,6 +539,7 @@ const struct fab_ops fab_ofi_ops = {
     .ep_name = fab_ofi_ep_name,
     .ep_open = fab_ofi_ep_open,
     .mr_dereg = fab_ofi_mr_dereg,
+    .name_resolve = fab_ofi_name_resolve,
     .mr_reg = fab_ofi_mr_reg,
     .post_read = fab_ofi_post_read,
     .post_recv = fab_ofi_post_recv,

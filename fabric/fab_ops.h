@@ -65,6 +65,8 @@ struct fab_peer {
     uint64_t        addr;       /* (L) backend address, FAB_PEER_NONE if none */
     bool            used;       /* (L) the slot holds a peer */
     bool            reset;      /* (L) connection failed: re-insert before next post */
+    unsigned        queued;     /* (L) its slots on the backlog */
+    uint64_t        blocked;    /* (L) flush pass in which the provider refused it */
 };
 
 struct fab_mr {
@@ -92,6 +94,7 @@ struct fab_ep {
     struct fab_op   *tx_free;   /* (L) free tx slots */
     struct fab_op    pending;   /* (L) queued + posted tx slots, oldest deadline first (sentinel) */
     struct fab_op    backlog;   /* (L) slots the provider refused with EAGAIN, in post order (sentinel) */
+    uint64_t         flush_pass;/* (L) backlog flushes so far */
     struct fab_op   *rx_repost; /* (L) receives delivered by the last poll */
     void            *msg_buf;   /* (C) (tx_depth + rx_depth) * msg_size bytes */
     struct fab_mr   *msg_mr;    /* (C) its registration */
@@ -118,6 +121,9 @@ struct fab_ops {
     /* Allocates the backend endpoint, fills ops and the static info. */
     int (*ep_open)(const struct fab_attr *attr, struct fab_ep **ep_out);
     int (*mr_dereg)(struct fab_mr *mr);
+    /* The provider's address of node:service, in this endpoint's format. */
+    int (*name_resolve)(const struct fab_ep *ep, const char *node,
+                        const char *service, struct fab_name *name_out);
     int (*mr_reg)(struct fab_ep *ep, void *buf, size_t len, unsigned access,
                   uint64_t key, struct fab_mr **mr_out);
     int (*post_read)(struct fab_ep *ep, struct fab_op *op);

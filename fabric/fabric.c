@@ -12,9 +12,10 @@
  *
  * Backlog: a provider may refuse a post for a while (EAGAIN while it
  * connects to a new peer, or while its queues are full). Such a slot is
- * queued, in order, and posted again from fab_ep_poll(); while the backlog
- * is not empty every new post joins it, so messages keep their order. A
- * queued slot has a deadline like any other.
+ * queued, in order, and posted again from fab_ep_poll(); while a peer has
+ * queued slots, every new post to it joins them, so messages to each peer
+ * keep their order, and a peer that cannot be reached holds up no other.
+ * A queued slot has a deadline like any other.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -99,14 +100,16 @@ static bool fab_backlog_empty(const struct fab_ep *ep)
 
 static void fab_backlog_push(struct fab_ep *ep, struct fab_op *op)
 {
+    ep->peers[op->peer].queued++;
     op->qprev = ep->backlog.qprev;
     op->qnext = &ep->backlog;
     ep->backlog.qprev->qnext = op;
     ep->backlog.qprev = op;
 }
 
-static void fab_backlog_del(struct fab_op *op)
+static void fab_backlog_del(struct fab_ep *ep, struct fab_op *op)
 {
+    ep->peers[op->peer].queued--;
     op->qprev->qnext = op->qnext;
     op->qnext->qprev = op->qprev;
     op->qnext = op->qprev = NULL;
@@ -315,6 +318,20 @@ int fab_ep_name(const struct fab_ep *ep, struct fab_name *name_out)
     return ep->ops->ep_name(ep, name_out);
 }
 
+int fab_name_resolve(const struct fab_ep *ep, const char *node,
+                     const char *service, struct fab_name *name_out)
+{
+    struct fab_name n = { 0 };
+    int err;
+
+    if (!ep || !node || !service || !name_out)
+        return EINVAL;
+    err = ep->ops->name_resolve(ep, node, service, &n);
+    if (!err)
+        *name_out = n;
+    return err;
+}
+
 int fab_peer_insert(struct fab_ep *ep, const struct fab_name *name,
                     fab_peer_t *peer_out)
 {
@@ -335,6 +352,8 @@ int fab_peer_insert(struct fab_ep *ep, const struct fab_name *name,
         ep->peers = peers;
         ep->peers[i].addr = FAB_PEER_NONE;
         ep->peers[i].used = false;
+        ep->peers[i].queued = 0;
+        ep->peers[i].blocked = 0;
         ep->nr_peers++;
     }
     err = ep->ops->av_insert(ep, name, &addr);
@@ -555,7 +574,7 @@ static int fab_tx_submit(struct fab_ep *ep, struct fab_op *op)
 {
     int err = EAGAIN;
 
-    if (fab_backlog_empty(ep))
+    if (!ep->peers[op->peer].queued)
         err = fab_tx_post(ep, op);
     if (err && err != EAGAIN) {
         op->mr = NULL;
@@ -582,15 +601,22 @@ static int fab_tx_submit(struct fab_ep *ep, struct fab_op *op)
  * fails outright is reported at once with its error. */
 static void fab_backlog_flush(struct fab_ep *ep)
 {
-    struct fab_op *op;
+    struct fab_op *op, *next;
     int err;
 
-    while (!fab_backlog_empty(ep)) {
-        op = ep->backlog.qnext;
+    ep->flush_pass++;
+    for (op = ep->backlog.qnext; op != &ep->backlog; op = next) {
+        struct fab_peer *p = &ep->peers[op->peer];
+
+        next = op->qnext;
+        if (p->blocked == ep->flush_pass)
+            continue; /* an earlier slot to this peer is still refused */
         err = fab_tx_post(ep, op);
-        if (err == EAGAIN)
-            return;
-        fab_backlog_del(op);
+        if (err == EAGAIN) {
+            p->blocked = ep->flush_pass;
+            continue;
+        }
+        fab_backlog_del(ep, op);
         if (!err) {
             op->state = FAB_OPS_POSTED;
             continue;
@@ -770,7 +796,7 @@ int fab_ep_poll(struct fab_ep *ep, struct fab_cqe *cqes, size_t max,
         if (op->state == FAB_OPS_QUEUED) {
             /* Never reached the provider: the slot is free again. */
             if (op->qnext)
-                fab_backlog_del(op);
+                fab_backlog_del(ep, op);
             fab_tx_put(ep, op);
             continue;
         }

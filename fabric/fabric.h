@@ -137,6 +137,12 @@ int fab_ep_close(struct fab_ep *ep);
 int fab_ep_info(const struct fab_ep *ep, struct fab_info *info_out);
 int fab_ep_name(const struct fab_ep *ep, struct fab_name *name_out);
 
+/* The address of the endpoint another node opened at node:service (its
+ * fab_attr.node and .service), as the provider names it; ENOENT when the
+ * provider cannot resolve it. */
+int fab_name_resolve(const struct fab_ep *ep, const char *node,
+                     const char *service, struct fab_name *name_out);
+
 /* Peers. Removing a peer fails its operations in flight with ECANCELED. */
 int fab_peer_insert(struct fab_ep *ep, const struct fab_name *name,
                     fab_peer_t *peer_out);

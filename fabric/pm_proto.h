@@ -382,8 +382,9 @@ struct pm_node_entry {
 	uint64_t frames_total;
 	uint64_t frames_free;
 	char address[64]; /* NUL-terminated */
+	uint64_t incarnation; /* 0: never heard from */
 };
-static_assert(sizeof(struct pm_node_entry) == 88, "node entry");
+static_assert(sizeof(struct pm_node_entry) == 96, "node entry");
 static_assert(offsetof(struct pm_node_entry, address) == 24, "node.address");
 
 /*

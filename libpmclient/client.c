@@ -1265,6 +1265,7 @@ error_t pm_nodes(pm_t *pm, struct pm_node_info *nodes, int *count)
 		nodes[i].state = (int)e[i].state;
 		nodes[i].frames_total = e[i].frames_total;
 		nodes[i].frames_free = e[i].frames_free;
+		nodes[i].incarnation = e[i].incarnation;
 		memcpy(nodes[i].address, e[i].address, sizeof(nodes[i].address));
 		nodes[i].address[sizeof(nodes[i].address) - 1] = 0;
 	}

@@ -359,6 +359,11 @@ error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv)
 	}
 	/* Say loudly what is configured but not built yet, rather than run
 	 * without it. */
+	if (cfg->backing_store[0]) {
+		fprintf(stderr, "pmd: --backing-store: paging to a backing store "
+			"is not supported by this build yet\n");
+		return ENOTSUP;
+	}
 	if (cfg->cluster[0]) {
 		struct pmd_cluster_conf *cc = malloc(sizeof(*cc));
 		char why[1024];
@@ -370,23 +375,11 @@ error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv)
 				       sizeof(why));
 		if (err) {
 			fprintf(stderr, "pmd: cluster file: %s\n", why);
-		} else {
-			const struct pmd_cluster_node *me =
-				pmd_cluster_node(cc, cfg->node_id);
-			fprintf(stderr, "pmd: --cluster: the cluster file is valid "
-				"(%u nodes; this node %u at %s:%s), but several "
-				"nodes are not supported by this build yet\n",
-				cc->nnodes, cfg->node_id, me->host, me->port);
-			err = ENOTSUP;
+			sodium_memzero(cc, sizeof(*cc));
+			free(cc);
+			return err;
 		}
-		sodium_memzero(cc, sizeof(*cc));
-		free(cc);
-		return err;
-	}
-	if (cfg->backing_store[0]) {
-		fprintf(stderr, "pmd: --backing-store: paging to a backing store "
-			"is not supported by this build yet\n");
-		return ENOTSUP;
+		cfg->cluster_conf = cc;
 	}
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "account.h"
+#include "cluster_conf.h"
 #include "core.h"
 #include "log.h"
 
@@ -21,6 +22,7 @@ struct pmd_config {
 	uint32_t max_lock_ms;        /* longest server lock */
 	uint16_t node_id;            /* this node's id */
 	char cluster[4096];          /* cluster file; "" on a single node */
+	struct pmd_cluster_conf *cluster_conf; /* loaded from it, or NULL */
 	char backing_store[4096];    /* paging target; "" for none */
 	char config[4096];           /* the configuration file read, if any */
 	enum pmd_admit_policy admit; /* guarantees that do not fit */

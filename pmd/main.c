@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -26,6 +27,14 @@ static void raise_fd_limit(void)
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 			pmd_warn("raising the descriptor limit: %m");
 	}
+}
+
+static void config_fini(struct pmd_config *cfg)
+{
+	if (cfg->cluster_conf)
+		sodium_memzero(cfg->cluster_conf, sizeof(*cfg->cluster_conf));
+	free(cfg->cluster_conf);
+	cfg->cluster_conf = NULL;
 }
 
 int main(int argc, char **argv)
@@ -63,12 +72,13 @@ int main(int argc, char **argv)
 	if (err) {
 		fprintf(stderr, "pmd: cannot start: %s\n", strerror(err));
 		pmd_core_fini(&core);
+		config_fini(&cfg);
 		return 1;
 	}
-	printf("pmd: ready: node %u, %lu frames (%lu MiB), socket %s\n",
+	printf("pmd: ready: node %u, %lu frames (%lu MiB), socket %s%s\n",
 	       cfg.node_id, (unsigned long)ccfg.frames_total,
 	       (unsigned long)(ccfg.frames_total * PM_FRAME_SIZE >> 20),
-	       cfg.socket);
+	       cfg.socket, cfg.cluster_conf ? ", in a cluster" : "");
 	fflush(stdout);
 	if (cfg.ready_fd >= 0) {
 		if (write(cfg.ready_fd, "r", 1) != 1)
@@ -79,6 +89,7 @@ int main(int argc, char **argv)
 	err = pmd_server_run(srv);
 	pmd_server_destroy(srv);
 	pmd_core_fini(&core);
+	config_fini(&cfg);
 	pmd_info("stopped");
 	return err ? 1 : 0;
 }

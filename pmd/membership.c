@@ -189,7 +189,10 @@ void pmd_mb_receive(struct pmd_mb *mb, uint64_t now_ms, pm_node_t src,
 		/* Answer: our nonce, and proof of the secret over both. */
 		if (!(o = out_msg(mb, p->id, PMD_MB_RESP, m.from_inc)))
 			return;
-		randombytes_buf(p->resp_nonce, sizeof(p->resp_nonce));
+		/* A challenge repeated before our answer arrived gets the
+		 * same answer, so that either confirmation checks. */
+		if (!p->resp_pending || p->resp_inc != m.from_inc)
+			randombytes_buf(p->resp_nonce, sizeof(p->resp_nonce));
 		memcpy(o->nonce, p->resp_nonce, sizeof(o->nonce));
 		mac_of(mb, o, m.nonce, sizeof(m.nonce), o->mac);
 		p->resp_inc = m.from_inc;

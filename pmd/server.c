@@ -17,6 +17,7 @@
 
 #include <sodium.h>
 
+#include "cluster.h"
 #include "container.h"
 #include "core.h"
 #include "task.h"
@@ -46,6 +47,8 @@ struct pmd_server {
 	uint8_t rx[PM_MSG_MAX + 1] __attribute__((aligned(16))); /* (L) one request */
 	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));     /* (L) one reply */
 	struct pmd_map_out map;      /* (L) scratch for MAP */
+	struct pmd_cluster *cluster; /* (L) NULL on a single node */
+	int cluster_tag;             /* (C) its epoll events point here */
 };
 
 /* Replies are built in srv->tx: header, pm_reply, then the body. */
@@ -339,8 +342,17 @@ static error_t do_nodes(struct pmd_server *srv, struct pmd_session *s,
 	n->state = PM_NODE_UP;
 	n->frames_total = core->budget.total;
 	n->frames_free = pmd_budget_free(&core->budget);
-	snprintf(n->address, sizeof(n->address), "unix:%.58s", srv->socket_path);
-	r->body_len = sizeof(*rep) + sizeof(*n);
+	if (srv->cluster) {
+		n->incarnation = pmd_cluster_incarnation(srv->cluster);
+		snprintf(n->address, sizeof(n->address), "%.63s",
+			 pmd_cluster_self_address(srv->cluster));
+		rep->count += pmd_cluster_nodes(srv->cluster, n + 1,
+						PM_NODES_MAX - 1);
+	} else {
+		snprintf(n->address, sizeof(n->address), "unix:%.58s",
+			 srv->socket_path);
+	}
+	r->body_len = sizeof(*rep) + rep->count * sizeof(*n);
 	return 0;
 }
 
@@ -769,6 +781,19 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 	ev.data.ptr = &srv->signal_fd;
 	if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->signal_fd, &ev) < 0)
 		goto fail_errno;
+	if (cfg->cluster_conf) {
+		int fds[2], nfds;
+
+		err = pmd_cluster_start(cfg->cluster_conf, cfg->node_id,
+					&srv->cluster);
+		if (err)
+			goto fail;
+		nfds = pmd_cluster_fds(srv->cluster, fds);
+		ev.data.ptr = &srv->cluster_tag;
+		for (int i = 0; i < nfds; i++)
+			if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fds[i], &ev) < 0)
+				goto fail_errno;
+	}
 	*srv_out = srv;
 	return 0;
 
@@ -785,7 +810,14 @@ error_t pmd_server_run(struct pmd_server *srv)
 	struct epoll_event evs[EPOLL_BATCH];
 
 	for (;;) {
-		int n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH, -1);
+		int n;
+
+		if (srv->cluster)
+			pmd_cluster_run(srv->cluster, srv->core->budget.total,
+					pmd_budget_free(&srv->core->budget));
+		n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH,
+			       srv->cluster ? pmd_cluster_timeout_ms(srv->cluster)
+					    : -1);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -808,6 +840,8 @@ error_t pmd_server_run(struct pmd_server *srv)
 				server_accept(srv);
 				continue;
 			}
+			if (p == &srv->cluster_tag)
+				continue; /* run at the top of the loop */
 			struct pmd_session *s = p;
 			if (!session_serve(srv, s))
 				session_close(srv, s);
@@ -828,6 +862,7 @@ void pmd_server_destroy(struct pmd_server *srv)
 		close(srv->listen_fd);
 		unlink(srv->socket_path);
 	}
+	pmd_cluster_stop(srv->cluster);
 	if (srv->signal_fd >= 0)
 		close(srv->signal_fd);
 	if (srv->epoll_fd >= 0)

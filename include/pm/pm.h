@@ -75,6 +75,8 @@ struct pm_node_info {
 	int state;                /* PM_NODE_UP, PM_NODE_SUSPECT, PM_NODE_DOWN */
 	uint64_t frames_total, frames_free;
 	char address[64];
+	uint64_t incarnation;     /* beyond the contract: new at each start of
+				   * the node; 0 when never heard from */
 };
 
 /* Sessions */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +25,8 @@ static void exec_pmd(const char *const *args, int ready_fd, const char *sock,
 	char fdbuf[16];
 	int n = 0;
 
+	/* A daemon never outlives its test, even one that failed half way. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	argv[n++] = (char *)PMD_BIN;
 	if (sock) {
 		argv[n++] = (char *)"--socket";

@@ -1,0 +1,245 @@
+/*
+ * Cluster membership with real daemons: three pmds on loopback ports find
+ * each other, authenticate with the cluster secret and report each other
+ * up; one killed (SIGKILL) turns suspect then down on the others within
+ * the configured times; restarted, it rejoins under a new incarnation. A
+ * node with another secret is refused by both sides and logged.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define HEARTBEAT_MS 100
+#define SUSPECT_MS   400
+#define DOWN_MS      1200
+
+static char dir[] = "/tmp/pmd-cluster-XXXXXX";
+static char ini[300], key[300], ini_bad[300], key_bad[300];
+static struct pmd_proc node[3];
+
+static int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static void write_file(const char *path, int mode, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int group_setup(void **state)
+{
+	char text[1024];
+	int p[3];
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(ini, sizeof(ini), "%s/cluster.ini", dir);
+	snprintf(key, sizeof(key), "%s/cluster.key", dir);
+	snprintf(ini_bad, sizeof(ini_bad), "%s/other.ini", dir);
+	snprintf(key_bad, sizeof(key_bad), "%s/other.key", dir);
+	for (int i = 0; i < 3; i++)
+		p[i] = free_port();
+	write_file(key, 0600, "the cluster secret, 32 bytes ok!");
+	write_file(key_bad, 0600, "not the cluster secret at all!!!");
+	for (int bad = 0; bad < 2; bad++) {
+		snprintf(text, sizeof(text),
+			 "[cluster]\nsecret_file = %s\nheartbeat_ms = %d\n"
+			 "suspect_ms = %d\ndown_ms = %d\n"
+			 "[node 1]\naddress = 127.0.0.1:%d\n"
+			 "[node 2]\naddress = 127.0.0.1:%d\n"
+			 "[node 3]\naddress = 127.0.0.1:%d\n",
+			 bad ? "other.key" : "cluster.key", HEARTBEAT_MS,
+			 SUSPECT_MS, DOWN_MS, p[0], p[1], p[2]);
+		write_file(bad ? ini_bad : ini, 0644, text);
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	unlink(ini);
+	unlink(key);
+	unlink(ini_bad);
+	unlink(key_bad);
+	rmdir(dir);
+	return 0;
+}
+
+/* A test that failed half way leaves nodes running: end them. */
+static int kill_leftovers(void **state)
+{
+	for (int i = 0; i < 3; i++) {
+		if (node[i].pid > 0 && kill(node[i].pid, 0) == 0) {
+			kill(node[i].pid, SIGKILL);
+			waitpid(node[i].pid, NULL, 0);
+		}
+		node[i].pid = 0;
+	}
+	return 0;
+}
+
+static void start(int i, const char *file)
+{
+	char id[8];
+
+	snprintf(id, sizeof(id), "%d", i + 1);
+	pmd_proc_start(&node[i], (const char *const[]){ "--node-id", id,
+		"--cluster", file, "--memory", "64M", "--guarantee", "16",
+		"--log-level", "info", NULL });
+}
+
+/* SIGKILL, and tidy what the harness would have. */
+static void kill_node(int i)
+{
+	char path[400];
+
+	kill(node[i].pid, SIGKILL);
+	waitpid(node[i].pid, NULL, 0);
+	node[i].pid = 0;
+	unlink(node[i].socket);
+	snprintf(path, sizeof(path), "%s", node[i].log);
+	unlink(path);
+	rmdir(node[i].dir);
+}
+
+/* What node i says of node `of`. */
+static struct pm_node_info seen(int i, pm_node_t of)
+{
+	struct pm_node_info info[8];
+	int n = 8;
+	pm_t *pm = test_connect(&node[i]);
+
+	assert_int_equal(pm_nodes(pm, info, &n), 0);
+	pm_disconnect(pm);
+	assert_int_equal(n, 3);
+	assert_int_equal(info[0].id, i + 1); /* itself first */
+	for (int k = 0; k < n; k++)
+		if (info[k].id == of)
+			return info[k];
+	fail_msg("node %d does not list node %u", i + 1, of);
+	return info[0];
+}
+
+/* Waits until node i sees node `of` in state; returns the ms it took. */
+static uint64_t wait_state(int i, pm_node_t of, int state, uint64_t max_ms)
+{
+	uint64_t t0 = now_ms();
+
+	while (seen(i, of).state != state) {
+		if (now_ms() - t0 > max_ms)
+			fail_msg("node %d never saw node %u in state %d (now %d)",
+				 i + 1, of, state, seen(i, of).state);
+		usleep(20000);
+	}
+	return now_ms() - t0;
+}
+
+static void nodes_join_fail_and_rejoin(void **state)
+{
+	struct pm_node_info me, n3;
+	uint64_t inc3, t;
+
+	for (int i = 0; i < 3; i++)
+		start(i, ini);
+	for (int i = 0; i < 3; i++)
+		for (pm_node_t j = 1; j <= 3; j++)
+			if (j != i + 1)
+				wait_state(i, j, PM_NODE_UP, 5000);
+	me = seen(0, 1);
+	assert_int_equal(me.state, PM_NODE_UP);
+	assert_true(me.incarnation != 0);
+	assert_non_null(strstr(me.address, "127.0.0.1:"));
+	/* Peers' frames come with their heartbeats. */
+	usleep(3 * HEARTBEAT_MS * 1000);
+	n3 = seen(0, 3);
+	assert_int_equal(n3.frames_total, (64u << 20) / PM_FRAME_SIZE);
+	assert_true(n3.incarnation != 0);
+	inc3 = n3.incarnation;
+
+	/* Node 3 dies: suspect, then down, in the configured times. */
+	kill_node(2);
+	t = wait_state(0, 3, PM_NODE_SUSPECT, SUSPECT_MS + 2000);
+	wait_state(0, 3, PM_NODE_DOWN, DOWN_MS + 2000);
+	wait_state(1, 3, PM_NODE_DOWN, DOWN_MS + 2000);
+	assert_true(t <= SUSPECT_MS + 2000);
+	assert_int_equal(seen(0, 2).state, PM_NODE_UP);
+
+	/* It comes back as a new incarnation. */
+	start(2, ini);
+	wait_state(0, 3, PM_NODE_UP, 5000);
+	wait_state(1, 3, PM_NODE_UP, 5000);
+	wait_state(2, 1, PM_NODE_UP, 5000);
+	assert_true(seen(0, 3).incarnation != inc3);
+	for (int i = 0; i < 3; i++)
+		pmd_proc_stop(&node[i]);
+}
+
+static void a_node_without_the_secret_is_refused(void **state)
+{
+	char log[16384] = { 0 };
+	int fd;
+
+	start(0, ini);
+	start(1, ini_bad);
+	usleep(4 * DOWN_MS * 1000 / 2);
+	assert_int_equal(seen(0, 2).state, PM_NODE_DOWN);
+	assert_int_equal(seen(1, 1).state, PM_NODE_DOWN);
+	fd = open(node[0].log, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_true(read(fd, log, sizeof(log) - 1) > 0);
+	close(fd);
+	if (!strstr(log, "node 2 failed authentication"))
+		fail_msg("node 1 did not log the refusal: %s", log);
+	for (int i = 0; i < 2; i++)
+		pmd_proc_stop(&node[i]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(nodes_join_fail_and_rejoin,
+					  kill_leftovers),
+		cmocka_unit_test_teardown(a_node_without_the_secret_is_refused,
+					  kill_leftovers),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
