@@ -149,6 +149,16 @@ static fab_peer_t peer_of_node(const struct pmd_cluster *c, pm_node_t id)
 	return FAB_PEER_NONE;
 }
 
+/* Sends what the protocol said to send. A send the fabric refuses (its
+ * queue full) is dropped: the protocol repeats itself. */
+static void send_out(struct pmd_cluster *c)
+{
+	for (unsigned k = 0; k < c->mb.nout; k++)
+		fab_send(c->ep, peer_of_node(c, c->mb.out[k].to), &c->mb.out[k].msg,
+			 sizeof(c->mb.out[k].msg), NULL);
+	c->mb.nout = 0;
+}
+
 void pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 		     uint64_t frames_free)
 {
@@ -167,18 +177,10 @@ void pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 					       node_of_peer(c, cqe[i].peer),
 					       cqe[i].data, cqe[i].len);
 			}
-			/* Answers go out at once. */
-			for (unsigned k = 0; k < c->mb.nout; k++)
-				fab_send(c->ep, peer_of_node(c, c->mb.out[k].to),
-					 &c->mb.out[k].msg, sizeof(c->mb.out[k].msg),
-					 NULL);
-			c->mb.nout = 0;
+			send_out(c); /* answers go out at once */
 		}
 		pmd_mb_tick(&c->mb, now_ms());
-		for (unsigned k = 0; k < c->mb.nout; k++)
-			fab_send(c->ep, peer_of_node(c, c->mb.out[k].to),
-				 &c->mb.out[k].msg, sizeof(c->mb.out[k].msg), NULL);
-		c->mb.nout = 0;
+		send_out(c);
 	} while (fab_ep_trywait(c->ep) == EAGAIN);
 }
 
