@@ -247,11 +247,8 @@ static void follow_start(struct pm *pm)
 	const char *env = getenv("PM_NO_USERFAULTFD");
 	error_t err;
 
-	if (env && *env && strcmp(env, "0")) {
-		why = "PM_NO_USERFAULTFD is set";
-		err = 0;
-		goto off;
-	}
+	if (env && *env && strcmp(env, "0"))
+		return; /* asked for: nothing to say */
 	err = pmc_follow_open(&pm->follow, &why);
 	if (err)
 		goto off;

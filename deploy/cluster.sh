@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# cluster.sh - an N-node pmd cluster on this machine.
+#
+#   deploy/cluster.sh run N [-- COMMAND...]   start, run COMMAND (default: a
+#                                             shell), then stop, whatever
+#                                             happens
+#   deploy/cluster.sh up N                    start; prints the directory
+#   deploy/cluster.sh down DIR                stop and remove everything
+#   deploy/cluster.sh cut DIR I | heal DIR I  take node I's link down / up
+#                                             (network namespaces only)
+#
+# As root (and with `ip netns`), every node gets its own network namespace,
+# joined to the others by a veth link to a bridge in a hub namespace, so a
+# link can be cut; otherwise the nodes share loopback on free ports (and
+# links cannot be cut). Sockets, logs, the cluster file and its secret live
+# in one directory; COMMAND sees it as PMD_CLUSTER_DIR, with node I's socket
+# at $PMD_CLUSTER_DIR/nI.sock. Environment: PMD_BIN (the pmd to run),
+# PMD_CLUSTER_MODE=netns|loopback (default: netns when possible),
+# PMD_ARGS (more pmd options), HEARTBEAT_MS/SUSPECT_MS/DOWN_MS.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+pmd_bin=${PMD_BIN:-$top/build/pmd/pmd}
+
+die() { echo "cluster.sh: $*" >&2; exit 1; }
+
+netns_possible() {
+	[ "$(id -u)" -eq 0 ] && command -v ip >/dev/null &&
+		ip netns list >/dev/null 2>&1
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# up N: creates the directory, starts the nodes, waits until each is ready.
+up() {
+	local n=$1 i mode dir tag
+	[[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 32 ] ||
+		die "N must be 1 to 32"
+	[ -x "$pmd_bin" ] || die "no pmd at $pmd_bin (build first, or set PMD_BIN)"
+	mode=${PMD_CLUSTER_MODE:-}
+	if [ -z "$mode" ]; then
+		if netns_possible; then mode=netns; else mode=loopback; fi
+	fi
+	[ "$mode" = netns ] && ! netns_possible &&
+		die "network namespaces need root and ip netns"
+	dir=$(mktemp -d /tmp/pmd-cluster-XXXXXX)
+	tag=$(basename "$dir" | tail -c 5 | tr -dc 'a-zA-Z0-9')
+	echo "$mode" >"$dir/mode"
+	echo "$tag" >"$dir/tag"
+	head -c 32 /dev/urandom >"$dir/cluster.key"
+	chmod 600 "$dir/cluster.key"
+	{
+		echo "[cluster]"
+		echo "secret_file = cluster.key"
+		echo "heartbeat_ms = ${HEARTBEAT_MS:-100}"
+		echo "suspect_ms = ${SUSPECT_MS:-500}"
+		echo "down_ms = ${DOWN_MS:-1500}"
+	} >"$dir/cluster.ini"
+
+	if [ "$mode" = netns ]; then
+		local hub="pmd${tag}hub"
+		ip netns add "$hub"
+		echo "$hub" >>"$dir/netns"
+		ip -n "$hub" link add br0 type bridge
+		ip -n "$hub" link set br0 up
+		for i in $(seq 1 "$n"); do
+			local ns="pmd${tag}n$i"
+			ip netns add "$ns"
+			echo "$ns" >>"$dir/netns"
+			ip link add "pmd${tag}v$i" type veth peer name "pmd${tag}h$i"
+			ip link set "pmd${tag}v$i" netns "$ns"
+			ip link set "pmd${tag}h$i" netns "$hub"
+			ip -n "$ns" link set "pmd${tag}v$i" name eth0
+			ip -n "$ns" addr add "10.231.0.$i/24" dev eth0
+			ip -n "$ns" link set eth0 up
+			ip -n "$ns" link set lo up
+			ip -n "$hub" link set "pmd${tag}h$i" master br0 up
+			printf '[node %d]\naddress = 10.231.0.%d:7100\n' "$i" "$i" \
+				>>"$dir/cluster.ini"
+		done
+	else
+		for i in $(seq 1 "$n"); do
+			printf '[node %d]\naddress = 127.0.0.1:%d\n' "$i" "$(free_port)" \
+				>>"$dir/cluster.ini"
+		done
+	fi
+
+	for i in $(seq 1 "$n"); do
+		local run=()
+		[ "$mode" = netns ] && run=(ip netns exec "pmd${tag}n$i")
+		mkfifo "$dir/ready$i"
+		# shellcheck disable=SC2086
+		"${run[@]}" "$pmd_bin" --socket "$dir/n$i.sock" --node-id "$i" \
+			--cluster "$dir/cluster.ini" --ready-fd 3 ${PMD_ARGS:-} \
+			3>"$dir/ready$i" 2>"$dir/n$i.log" >/dev/null &
+		echo "$!" >"$dir/n$i.pid"
+		if ! read -r -n1 -t 10 _ <"$dir/ready$i"; then
+			echo "cluster.sh: node $i did not start:" >&2
+			cat "$dir/n$i.log" >&2
+			down "$dir"
+			exit 1
+		fi
+		rm -f "$dir/ready$i"
+	done
+	echo "cluster: $n nodes ($mode) in $dir"
+	for i in $(seq 1 "$n"); do
+		echo "  node $i: socket $dir/n$i.sock, log $dir/n$i.log"
+	done
+	up_dir=$dir
+}
+
+# down DIR: stops the nodes this script started (by their recorded PIDs),
+# removes the namespaces and the directory.
+down() {
+	local dir=$1 f pid
+	[ -f "$dir/cluster.ini" ] || die "$dir is not a cluster directory"
+	for f in "$dir"/n*.pid; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for f in "$dir"/n*.pid; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
+		for _ in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.05
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	if [ -f "$dir/netns" ]; then
+		while read -r ns; do
+			ip netns del "$ns" 2>/dev/null || true
+		done <"$dir/netns"
+	fi
+	rm -rf "$dir"
+}
+
+link() { # DIR I up|down
+	local dir=$1 i=$2 tag
+	[ "$(cat "$dir/mode" 2>/dev/null)" = netns ] ||
+		die "cutting links needs the network-namespace mode"
+	tag=$(cat "$dir/tag")
+	ip -n "pmd${tag}hub" link set "pmd${tag}h$i" "$3"
+}
+
+case ${1:-} in
+up)	[ $# -eq 2 ] || die "usage: cluster.sh up N"
+	up "$2" ;;
+down)	[ $# -eq 2 ] || die "usage: cluster.sh down DIR"
+	down "$2" ;;
+cut)	[ $# -eq 3 ] || die "usage: cluster.sh cut DIR I"
+	link "$2" "$3" down ;;
+heal)	[ $# -eq 3 ] || die "usage: cluster.sh heal DIR I"
+	link "$2" "$3" up ;;
+run)	[ $# -ge 2 ] || die "usage: cluster.sh run N [-- COMMAND...]"
+	n=$2
+	shift 2
+	[ "${1:-}" = -- ] && shift
+	up_dir=""
+	trap '[ -n "$up_dir" ] && down "$up_dir"' EXIT
+	trap 'exit 130' INT TERM
+	up "$n"
+	status=0
+	if [ $# -gt 0 ]; then
+		PMD_CLUSTER_DIR=$up_dir "$@" || status=$?
+	else
+		PMD_CLUSTER_DIR=$up_dir "${SHELL:-/bin/sh}" || status=$?
+	fi
+	exit "$status" ;;
+*)	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+	exit 2 ;;
+esac
