@@ -1,29 +1,26 @@
 #!/usr/bin/env bash
-# The main job: installs what is needed, builds pmd, starts a node in a
-# temporary directory, runs the demo task against it, and stops the node.
+# The main job: installs what is needed, builds pmd, starts a local cluster
+# of three nodes (deploy/cluster.sh: network namespaces as root, else
+# loopback), shows how the nodes see each other, runs the demo task on one
+# of them, and stops the cluster.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/deploy/install-deps.sh"
 build="$top/build"
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target pmd pm-demo >/dev/null
+cmake --build "$build" -j"$(nproc)" --target pmd pm-demo pmctl >/dev/null
 
-dir=$(mktemp -d /tmp/pmd-demo-XXXXXX)
-pid=""
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-
-mkfifo "$dir/ready"
-"$build/pmd/pmd" --socket "$dir/pmd.sock" --memory 256M --ready-fd 3 \
-	3>"$dir/ready" &
-pid=$!
-read -r -n1 -t 10 _ <"$dir/ready" || { echo "pmd did not start" >&2; exit 1; }
-echo "--- demo task ---"
-"$build/deploy/pm-demo" "$dir/pmd.sock"
-echo "--- stopping the node ---"
-kill -TERM "$pid"
-wait "$pid"
-pid=""
+export PMD_BIN="$build/pmd/pmd" PMD_ARGS="--memory 256M"
+exec "$top/deploy/cluster.sh" run 3 -- bash -c '
+	set -e
+	pmctl='"$build"'/deploy/pmctl
+	demo='"$build"'/deploy/pm-demo
+	sleep 1
+	echo "--- the cluster, as node 1 sees it ---"
+	"$pmctl" --socket "$PMD_CLUSTER_DIR/n1.sock" nodes
+	echo "--- demo task on node 2 ---"
+	"$demo" "$PMD_CLUSTER_DIR/n2.sock"
+	echo "--- node 2 after the task: accounting check ---"
+	"$pmctl" --socket "$PMD_CLUSTER_DIR/n2.sock" stat
+	echo "--- stopping the cluster ---"
+'

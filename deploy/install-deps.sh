@@ -3,7 +3,7 @@
 # Runs apt-get only when something is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfabric-dev libibverbs-dev
-      libcmocka-dev libinih-dev libsodium-dev iproute2 procps)
+      libcmocka-dev libinih-dev libsodium-dev iproute2 procps python3)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
