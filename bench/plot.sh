@@ -13,7 +13,7 @@ import json, sys
 doc = json.load(open(sys.argv[2]))
 if sys.argv[1] == "fabric":
     for k, v in sorted(doc["figures"].items()):
-        print(f'"{k}" {v["ratio_best"]:.4f} {v["ratio_median"]:.4f}')
+        print(f'"{k}" {v["ratio_best"]:.4f} {v.get("ratio_mean", v["ratio_median"]):.4f}')
 else:
     for r in doc:
         print(f'"{r["name"]}" {r["ratio"]:.4f}')
@@ -31,7 +31,7 @@ set ylabel "layer / raw"
 set xtics rotate by -30
 set grid ytics
 set key top left
-plot "$data" using 2:xtic(1) title "best of rounds", "" using 3 title "median of rounds", 1 with lines dt 2 lc "black" notitle
+plot "$data" using 2:xtic(1) title "best of rounds", "" using 3 title "mean of rounds", 1 with lines dt 2 lc "black" notitle
 GP
 	echo "plot: $out"
 	exit 0

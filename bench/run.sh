@@ -81,7 +81,7 @@ if command -v jq >/dev/null; then
 	$quick && rounds=1
 	echo "fabric: raw libfabric against fabric/, $rounds round(s)"
 	ROUNDS=$rounds "$top/bench/run-fabric.sh" "$build" >"$out/fabric.json"
-	jq -r '.figures | to_entries[] | "  \(.key): raw \(.value.raw.best) layer \(.value.layer.best) \(.value.unit) (best), ratio \(.value.ratio_best) best, \(.value.ratio_median) median"' "$out/fabric.json"
+	jq -r '.figures | to_entries[] | "  \(.key): raw \(.value.raw.best) layer \(.value.layer.best) \(.value.unit) (best), ratio \(.value.ratio_best) best, \(.value.ratio_mean) mean, \(.value.ratio_median) median"' "$out/fabric.json"
 fi
 
 if command -v gnuplot >/dev/null; then
