@@ -20,7 +20,7 @@ else:
 PY
 if [ $kind = fabric ]; then
 	gnuplot <<GP
-set terminal pngcairo size 900,420 noenhanced
+set terminal pngcairo size 1000,440 noenhanced
 set output "$out"
 set title "fabric/ layer: ratio to raw libfabric (tcp;ofi_rxm, two processes)"
 set style data histogram
@@ -40,6 +40,8 @@ gnuplot <<GP
 set terminal pngcairo size 900,420 noenhanced
 set output "$out"
 set title "pmd local paths: ratio to the baseline measured in the same run"
+set rmargin 18
+set bmargin 7
 set style fill solid 0.6
 set boxwidth 0.6
 set logscale y
