@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -533,6 +536,69 @@ static void test_silent_peer_deadline(void **state)
     expect_still_working();
 }
 
+/* A peer nobody answers for (its connection attempts fail) holds up no
+ * other peer: sends to the live one complete at once, while the dead one's
+ * fail by their deadline. Also: fab_name_resolve of host:port. */
+static void test_unreachable_peer_holds_up_no_other(void **state)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t salen = sizeof(sa);
+    struct fab_ep *eps[2] = { P.a, P.b };
+    struct fab_name name;
+    fab_peer_t dead;
+    char port[16];
+    uint64_t t0, live_ms = 0, end;
+    unsigned dead_done = 0, live_done = 0, got_msg = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    (void)state;
+    /* A port with nobody behind it. */
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &salen), 0);
+    close(fd);
+    snprintf(port, sizeof(port), "%u", ntohs(sa.sin_port));
+    assert_int_equal(fab_name_resolve(P.a, "127.0.0.1", port, &name), 0);
+    assert_int_equal(fab_peer_insert(P.a, &name, &dead), 0);
+
+    t0 = ft_now_ms();
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(fab_send(P.a, dead, "lost", 4, (void *)1), 0);
+    assert_int_equal(fab_send(P.a, P.a2b, "live", 4, (void *)2), 0);
+    end = t0 + TIMEOUT_MS * 4;
+    while ((dead_done < 4 || live_done < 1 || got_msg < 1) && ft_now_ms() < end) {
+        struct fab_cqe c[8];
+        size_t n;
+
+        assert_int_equal(fab_ep_poll(P.a, c, 8, &n), 0);
+        for (size_t i = 0; i < n; i++) {
+            if (c[i].ctx == (void *)1) {
+                assert_int_not_equal(c[i].status, 0);
+                dead_done++;
+            } else if (c[i].ctx == (void *)2) {
+                assert_int_equal(c[i].status, 0);
+                live_done++;
+            }
+        }
+        assert_int_equal(fab_ep_poll(P.b, c, 8, &n), 0);
+        for (size_t i = 0; i < n; i++)
+            if (c[i].op == FAB_OP_RECV && c[i].len == 4 &&
+                !memcmp(c[i].data, "live", 4) && !got_msg++)
+                live_ms = ft_now_ms() - t0;
+    }
+    printf("unreachable peer: live message after %llu ms, %u dead sends "
+           "failed\n", (unsigned long long)live_ms, dead_done);
+    assert_int_equal(got_msg, 1);
+    assert_int_equal(live_done, 1);
+    assert_int_equal(dead_done, 4);
+    assert_true(live_ms < TIMEOUT_MS / 2);
+    assert_int_equal(fab_peer_remove(P.a, dead), 0);
+    ft_spin(eps, 2, 20);
+    ft_log_errors = 0; /* the refused connection is logged */
+    expect_still_working();
+}
+
 /* The wait descriptor wakes epoll when a message arrives. */
 static void test_epoll_wakeup(void **state)
 {
@@ -601,6 +667,8 @@ int main(void)
         cmocka_unit_test_teardown(test_write_then_message, check_logs),
         cmocka_unit_test_teardown(test_epoll_wakeup, check_logs),
         cmocka_unit_test_teardown(test_silent_peer_deadline, check_logs),
+        cmocka_unit_test_teardown(test_unreachable_peer_holds_up_no_other,
+                                  check_logs),
         cmocka_unit_test_teardown(test_close_busy, check_logs),
     };
 
