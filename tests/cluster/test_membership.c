@@ -119,7 +119,7 @@ static int kill_leftovers(void **state)
 
 static void start(int i, const char *file)
 {
-	char id[8];
+	char id[16];
 
 	snprintf(id, sizeof(id), "%d", i + 1);
 	pmd_proc_start(&node[i], (const char *const[]){ "--node-id", id,
