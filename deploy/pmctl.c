@@ -3,11 +3,14 @@
  *
  *   pmctl [--socket PATH] nodes    the cluster as this node sees it
  *   pmctl [--socket PATH] stat     this node's accounting check
+ *   pmctl [--socket PATH] ping N [COUNT]
+ *                                  round trips from this pmd to node N
  *
  * The socket defaults to $PM_ENDPOINT, then the pmd's default. Exit
  * status: 0, 1 when the pmd cannot be reached or refuses, 2 for bad usage.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +25,7 @@ static const char *state_name(int s)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: pmctl [--socket PATH] nodes|stat\n");
+	fprintf(stderr, "usage: pmctl [--socket PATH] nodes|stat|ping N [COUNT]\n");
 	return 2;
 }
 
@@ -37,10 +40,12 @@ int main(int argc, char **argv)
 		sock = argv[i + 1];
 		i += 2;
 	}
-	if (i + 1 != argc)
+	if (i >= argc)
 		return usage();
 	cmd = argv[i];
-	if (strcmp(cmd, "nodes") && strcmp(cmd, "stat"))
+	if (!strcmp(cmd, "ping") ? (argc - i < 2 || argc - i > 3)
+				 : (argc - i != 1 || (strcmp(cmd, "nodes") &&
+						      strcmp(cmd, "stat"))))
 		return usage();
 	/* It maps nothing: no fault thread. */
 	setenv("PM_NO_USERFAULTFD", "1", 0);
@@ -49,7 +54,27 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pmctl: cannot reach the pmd: %s\n", strerror(err));
 		return 1;
 	}
-	if (!strcmp(cmd, "nodes")) {
+	if (!strcmp(cmd, "ping")) {
+		char *end;
+		unsigned long node = strtoul(argv[i + 1], &end, 10);
+		unsigned long count = argc - i == 3 ? strtoul(argv[i + 2], NULL, 10) : 1;
+		uint64_t rtt, best = UINT64_MAX;
+
+		if (*end || node == 0 || node > 65534 || count == 0 || count > 100000) {
+			pm_disconnect(pm);
+			return usage();
+		}
+		for (unsigned long k = 0; k < count && !err; k++) {
+			err = pm_debug_ping(pm, (pm_node_t)node, &rtt);
+			if (!err && rtt < best)
+				best = rtt;
+			if (!err && count <= 10)
+				printf("node %lu: %.1f us\n", node, rtt / 1e3);
+		}
+		if (!err && count > 10)
+			printf("node %lu: %lu round trips, best %.1f us\n", node,
+			       count, best / 1e3);
+	} else if (!strcmp(cmd, "nodes")) {
 		struct pm_node_info n[64];
 		int count = 64;
 

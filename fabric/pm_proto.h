@@ -69,6 +69,7 @@ enum pm_msg_type {
 	PM_MSG_ATTACH = 23,
 	PM_MSG_RESOLVE = 24,
 	PM_MSG_MOVE = 25,
+	PM_MSG_PING_NODE = 26,
 	PM_MSG_TYPE_MAX,
 	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
 };
@@ -427,6 +428,22 @@ struct pm_move_req {
 	uint64_t frame;
 };
 static_assert(sizeof(struct pm_move_req) == 16, "move req");
+
+/* PING_NODE: a round trip from this node's pmd to another over the
+ * fabric (the node request layer), answered when the other node answers. */
+struct pm_ping_req {
+	uint16_t node;
+	uint16_t pad;
+	uint32_t pad2;
+};
+static_assert(sizeof(struct pm_ping_req) == 8, "ping req");
+
+struct pm_ping_rep {
+	uint64_t incarnation; /* the other node's */
+	uint64_t frames_free; /* as it says */
+	uint64_t rtt_ns;      /* measured by this node's pmd */
+};
+static_assert(sizeof(struct pm_ping_rep) == 24, "ping rep");
 
 /* DEBUG_STAT: empty request. */
 struct pm_debug_rep {

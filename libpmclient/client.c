@@ -1305,3 +1305,15 @@ int pm_debug_follows(pm_t *pm)
 {
 	return pm && pmc_follow_on(&pm->follow);
 }
+
+error_t pm_debug_ping(pm_t *pm, pm_node_t node, uint64_t *rtt_ns)
+{
+	struct pm_ping_req req = { .node = node };
+	struct pm_ping_rep rep;
+	error_t err = call(pm, PM_MSG_PING_NODE, &req, sizeof(req), &rep,
+			   sizeof(rep), NULL);
+
+	if (!err && rtt_ns)
+		*rtt_ns = rep.rtt_ns;
+	return err;
+}

@@ -38,6 +38,28 @@ void pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 unsigned pmd_cluster_nodes(const struct pmd_cluster *c,
 			   struct pm_node_entry *out, unsigned max);
 uint64_t pmd_cluster_incarnation(const struct pmd_cluster *c);
+
+/*
+ * Node requests: a request to another node and its answer, authenticated
+ * (HMAC under the cluster secret, both incarnations checked), with a
+ * deadline. done runs exactly once, from pmd_cluster_run or from
+ * pmd_cluster_stop: with 0 and the answer's body, or ENODEV (not up, or
+ * went down), ETIMEDOUT (no answer in time), or the peer's error.
+ * Types so far: PMD_NREQ_PING (empty; answer: pmd_nreq_ping_rep).
+ */
+#define PMD_NREQ_PING 1
+struct pmd_nreq_ping_rep {
+	uint64_t incarnation;
+	uint64_t frames_free;
+};
+typedef void pmd_ncall_done(void *arg, error_t status, const void *body,
+			    size_t len);
+error_t pmd_cluster_call(struct pmd_cluster *c, pm_node_t to, uint16_t type,
+			 const void *body, size_t len, pmd_ncall_done *done,
+			 void *arg);
+/* Forgets the calls made with arg (its requester went away): their done
+ * will not run. */
+void pmd_cluster_cancel(struct pmd_cluster *c, void *arg);
 const char *pmd_cluster_self_address(const struct pmd_cluster *c);
 
 #endif

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -32,6 +33,11 @@ struct pmd_session {
 	int fd;                      /* (L) the connection */
 	struct pmd_task *task;       /* (L) NULL until HELLO (or ATTACH) */
 	bool fault;                  /* (L) a task's fault session: RESOLVE only */
+	bool parked;                 /* (L) its request waits on another node */
+	uint16_t parked_type;        /* (L) that request's type and sequence */
+	uint32_t parked_seq;
+	uint64_t parked_t0;          /* (L) when it was sent on, ns */
+	struct pmd_server *srv;      /* (C) */
 	struct pmd_list link;        /* (L) in srv->sessions */
 };
 
@@ -89,6 +95,8 @@ static void *reply_body(struct pmd_server *srv)
 
 static void session_close(struct pmd_server *srv, struct pmd_session *s)
 {
+	if (s->parked && srv->cluster)
+		pmd_cluster_cancel(srv->cluster, s);
 	epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, s->fd, NULL);
 	close(s->fd);
 	if (s->fault && s->task) {
@@ -456,6 +464,61 @@ static error_t do_move(struct pmd_server *srv, struct pmd_session *s,
 				  &r->why);
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The other node answered (or not): the parked session gets its reply and
+ * is read from again. */
+static void ping_done(void *arg, error_t status, const void *body, size_t len)
+{
+	struct pmd_session *s = arg;
+	struct pmd_server *srv = s->srv;
+	struct pm_msg_hdr h = { .type = s->parked_type, .seq = s->parked_seq };
+	struct pm_ping_rep *rep = reply_body(srv);
+	struct reply r = { 0 };
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
+
+	if (!status && len == sizeof(struct pmd_nreq_ping_rep)) {
+		const struct pmd_nreq_ping_rep *p = body;
+		rep->incarnation = p->incarnation;
+		rep->frames_free = p->frames_free;
+		rep->rtt_ns = mono_ns() - s->parked_t0;
+		r.body_len = sizeof(*rep);
+	} else if (!status) {
+		status = EPROTO;
+	}
+	s->parked = false;
+	if (!reply_send(srv, s, &h, status, &r) ||
+	    epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) < 0)
+		session_close(srv, s);
+}
+
+static error_t do_ping_node(struct pmd_server *srv, struct pmd_session *s,
+			    const void *body, uint32_t body_len,
+			    struct reply *r)
+{
+	const struct pm_ping_req *q = body;
+	error_t err;
+
+	if (q->pad || q->pad2)
+		return EPROTO;
+	r->why.arg = 1;
+	if (!srv->cluster)
+		return EINVAL;
+	s->parked_t0 = mono_ns();
+	err = pmd_cluster_call(srv->cluster, q->node, PMD_NREQ_PING, NULL, 0,
+			       ping_done, s);
+	if (err)
+		return err;
+	r->why.arg = 0;
+	return EINPROGRESS;
+}
+
 static error_t do_copy(struct pmd_server *srv, struct pmd_session *s,
 		       const void *body, uint32_t body_len, struct reply *r)
 {
@@ -583,6 +646,7 @@ static const struct {
 	[PM_MSG_ATTACH] = { do_attach, sizeof(struct pm_attach_req), false },
 	[PM_MSG_RESOLVE] = { do_resolve, sizeof(struct pm_resolve_req), false },
 	[PM_MSG_MOVE] = { do_move, sizeof(struct pm_move_req), false },
+	[PM_MSG_PING_NODE] = { do_ping_node, sizeof(struct pm_ping_req), false },
 };
 
 /* Reads and serves one request; false when the session must close. */
@@ -641,6 +705,15 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 		err = handlers[type].fn(srv, s, h + 1, body_len, &r);
 	}
 	srv->requests++;
+	if (err == EINPROGRESS) {
+		/* Parked until another node answers: read nothing more from
+		 * it meanwhile (a hang-up is still reported). */
+		struct epoll_event ev = { .events = 0, .data.ptr = s };
+		s->parked = true;
+		s->parked_type = (uint16_t)type;
+		s->parked_seq = h->seq;
+		return epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) == 0;
+	}
 	if (err == EPROTO)
 		pmd_debug("task %#lx: bad request of type %u",
 			  s->task ? (unsigned long)s->task->id : 0ul, type);
@@ -671,6 +744,7 @@ static void server_accept(struct pmd_server *srv)
 			continue;
 		}
 		s->fd = fd;
+		s->srv = srv;
 		ev.data.ptr = s;
 		if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			pmd_warn("epoll_ctl: %m");
@@ -843,6 +917,11 @@ error_t pmd_server_run(struct pmd_server *srv)
 			if (p == &srv->cluster_tag)
 				continue; /* run at the top of the loop */
 			struct pmd_session *s = p;
+			if (s->parked) {
+				if (evs[i].events & (EPOLLHUP | EPOLLERR))
+					session_close(srv, s);
+				continue;
+			}
 			if (!session_serve(srv, s))
 				session_close(srv, s);
 		}

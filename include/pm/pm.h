@@ -162,6 +162,12 @@ PM_API error_t pm_debug_stat(pm_t *pm, struct pm_debug_stat *st);
  * cannot follow), ENOENT, EBADF, EPERM as for deallocate. */
 PM_API error_t pm_debug_move(pm_t *pm, container_t container, frame_t frame);
 
+/* A round trip from this node's pmd to node `node` and back over the
+ * fabric (authenticated node request); *rtt_ns gets the time the pmd
+ * measured. ENODEV: not up (or went down meanwhile); ETIMEDOUT: no answer
+ * within the cluster's down time; EINVAL: this node, or not clustered. */
+PM_API error_t pm_debug_ping(pm_t *pm, pm_node_t node, uint64_t *rtt_ns);
+
 /* 1 when this session's mappings follow moved frames (userfaultfd), 0 when
  * not (the reason was printed at connect). */
 PM_API int pm_debug_follows(pm_t *pm);

@@ -3,7 +3,9 @@
  * each other, authenticate with the cluster secret and report each other
  * up; one killed (SIGKILL) turns suspect then down on the others within
  * the configured times; restarted, it rejoins under a new incarnation. A
- * node with another secret is refused by both sides and logged.
+ * node with another secret is refused by both sides and logged. Node
+ * requests (pm_debug_ping) cross the fabric, fail clearly and in time when
+ * the other node dies, and never stall the pmd's other sessions.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,7 +26,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <sys/un.h>
+
 #include "harness.h"
+#include "pm_proto.h"
 
 #define HEARTBEAT_MS 100
 #define SUSPECT_MS   400
@@ -173,6 +179,47 @@ static uint64_t wait_state(int i, pm_node_t of, int state, uint64_t max_ms)
 	return now_ms() - t0;
 }
 
+struct pinger {
+	pm_t *pm;
+	pm_node_t to;
+	error_t err;
+	uint64_t ms;
+};
+
+static void *ping_thread(void *arg)
+{
+	struct pinger *p = arg;
+	uint64_t t0 = now_ms(), rtt;
+
+	p->err = pm_debug_ping(p->pm, p->to, &rtt);
+	p->ms = now_ms() - t0;
+	return NULL;
+}
+
+/* A task that asks for a round trip and hangs up before the answer. */
+static void ping_and_hang_up(int i, pm_node_t to)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uint8_t buf[64] __attribute__((aligned(8))) = { 0 };
+	struct pm_msg_hdr *h = (struct pm_msg_hdr *)buf;
+	struct pm_hello_req *hello = (struct pm_hello_req *)(h + 1);
+	struct pm_ping_req *ping = (struct pm_ping_req *)(h + 1);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0 && strlen(node[i].socket) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, node[i].socket, strlen(node[i].socket) + 1);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	pm_msg_hdr_init(h, PM_MSG_HELLO, sizeof(*h) + sizeof(*hello), 1);
+	hello->version = PM_PROTO_VERSION;
+	assert_true(send(fd, buf, h->length, 0) > 0);
+	assert_true(recv(fd, buf, sizeof(buf), 0) > 0);
+	memset(buf, 0, sizeof(buf));
+	pm_msg_hdr_init(h, PM_MSG_PING_NODE, sizeof(*h) + sizeof(*ping), 2);
+	ping->node = to;
+	assert_true(send(fd, buf, h->length, 0) > 0);
+	close(fd);
+}
+
 static void nodes_join_fail_and_rejoin(void **state)
 {
 	struct pm_node_info me, n3;
@@ -195,13 +242,58 @@ static void nodes_join_fail_and_rejoin(void **state)
 	assert_true(n3.incarnation != 0);
 	inc3 = n3.incarnation;
 
-	/* Node 3 dies: suspect, then down, in the configured times. */
+	/* Round trips between nodes. */
+	{
+		pm_t *pm = test_connect(&node[0]);
+		uint64_t rtt = 0;
+
+		assert_int_equal(pm_debug_ping(pm, 2, &rtt), 0);
+		assert_true(rtt > 0);
+		assert_int_equal(pm_debug_ping(pm, 3, &rtt), 0);
+		assert_int_equal(pm_debug_ping(pm, 1, &rtt), EINVAL);
+		assert_int_equal(pm_debug_ping(pm, 9, &rtt), ENODEV);
+		pm_disconnect(pm);
+	}
+
+	/* Node 3 dies: suspect, then down, in the configured times. A round
+	 * trip to it in flight fails by the deadline, and the pmd serves its
+	 * other tasks meanwhile; a task that gave up waiting changes nothing. */
 	kill_node(2);
 	t = wait_state(0, 3, PM_NODE_SUSPECT, SUSPECT_MS + 2000);
+	{
+		struct pinger pg = { .pm = test_connect(&node[0]), .to = 3 };
+		pm_t *other = test_connect(&node[0]);
+		struct pm_task_stat ts;
+		pthread_t th;
+
+		ping_and_hang_up(0, 3);
+		assert_int_equal(pthread_create(&th, NULL, ping_thread, &pg), 0);
+		for (int k = 0; k < 20; k++) {
+			uint64_t t0 = now_ms();
+			assert_int_equal(pm_task_stat(other, &ts), 0);
+			assert_true(now_ms() - t0 < 200);
+			usleep(20000);
+		}
+		pthread_join(th, NULL);
+		if (pg.err != ETIMEDOUT && pg.err != ENODEV)
+			fail_msg("a round trip to a dead node: %s", strerror(pg.err));
+		assert_true(pg.ms <= DOWN_MS + 1000);
+		test_check(other);
+		pm_disconnect(other);
+		pm_disconnect(pg.pm);
+	}
 	wait_state(0, 3, PM_NODE_DOWN, DOWN_MS + 2000);
 	wait_state(1, 3, PM_NODE_DOWN, DOWN_MS + 2000);
 	assert_true(t <= SUSPECT_MS + 2000);
 	assert_int_equal(seen(0, 2).state, PM_NODE_UP);
+	{
+		pm_t *pm = test_connect(&node[0]);
+		uint64_t rtt, t0 = now_ms();
+
+		assert_int_equal(pm_debug_ping(pm, 3, &rtt), ENODEV);
+		assert_true(now_ms() - t0 < 100); /* known down: at once */
+		pm_disconnect(pm);
+	}
 
 	/* It comes back as a new incarnation. */
 	start(2, ini);
@@ -209,6 +301,13 @@ static void nodes_join_fail_and_rejoin(void **state)
 	wait_state(1, 3, PM_NODE_UP, 5000);
 	wait_state(2, 1, PM_NODE_UP, 5000);
 	assert_true(seen(0, 3).incarnation != inc3);
+	{
+		pm_t *pm = test_connect(&node[1]);
+		uint64_t rtt;
+
+		assert_int_equal(pm_debug_ping(pm, 3, &rtt), 0);
+		pm_disconnect(pm);
+	}
 	for (int i = 0; i < 3; i++)
 		pmd_proc_stop(&node[i]);
 }
