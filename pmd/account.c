@@ -11,10 +11,11 @@ void pmd_budget_init(struct pmd_budget *b, uint64_t total)
 	b->total = total;
 }
 
-/* Frames that are neither reserved by a guarantee nor charged as extra. */
-static uint64_t budget_unreserved(const struct pmd_budget *b)
+/* Frames that are neither reserved by a guarantee, nor charged as extra,
+ * nor lent to another node. */
+uint64_t pmd_budget_unreserved(const struct pmd_budget *b)
 {
-	uint64_t used = b->guaranteed_sum + b->extra_charged;
+	uint64_t used = b->guaranteed_sum + b->extra_charged + b->lent;
 
 	return used >= b->total ? 0 : b->total - used;
 }
@@ -22,7 +23,7 @@ static uint64_t budget_unreserved(const struct pmd_budget *b)
 error_t pmd_budget_admit(struct pmd_budget *b, enum pmd_admit_policy policy,
 			 uint64_t want, uint64_t extra, struct pmd_charge *c)
 {
-	uint64_t left = budget_unreserved(b);
+	uint64_t left = pmd_budget_unreserved(b);
 	uint64_t grant = want;
 
 	if (want > left) {
@@ -55,7 +56,7 @@ void pmd_quota_init(const struct pmd_budget *b, const struct pmd_charge *c,
 	if (extra_ok) {
 		uint64_t e = c->extra_limit > c->extra_allocated
 				     ? c->extra_limit - c->extra_allocated : 0;
-		uint64_t node = budget_unreserved(b);
+		uint64_t node = pmd_budget_unreserved(b);
 		q->e_left = e < node ? e : node;
 	}
 }

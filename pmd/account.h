@@ -25,6 +25,7 @@ struct pmd_budget {
 	uint64_t guaranteed_sum; /* sum of admitted tasks' guarantees */
 	uint64_t charged;        /* frames charged to all tasks */
 	uint64_t extra_charged;  /* of which extra frames */
+	uint64_t lent;           /* slots lent to other nodes' frames */
 };
 
 struct pmd_charge {
@@ -65,9 +66,12 @@ void pmd_quota_return(struct pmd_quota *q, bool extra, bool extra_ok);
 void pmd_charge_add(struct pmd_budget *b, struct pmd_charge *c, bool extra);
 void pmd_charge_sub(struct pmd_budget *b, struct pmd_charge *c, bool extra);
 
+/* What may still be lent or taken as extra: no guarantee is eaten. */
+uint64_t pmd_budget_unreserved(const struct pmd_budget *b);
+
 static inline uint64_t pmd_budget_free(const struct pmd_budget *b)
 {
-	return b->total - b->charged;
+	return b->total - b->charged - b->lent;
 }
 
 #endif

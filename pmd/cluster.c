@@ -44,10 +44,62 @@ struct ncall {
 	struct ncall *next;
 };
 
+/* A segment this node lends slots of, and to whom each slot is lent. */
+struct lseg {
+	struct pmd_segment *seg;
+	struct fab_mr *mr;
+	struct fab_rkey rk;
+	pm_node_t owner[PMD_SEG_SLOTS];
+};
+
+/* ALLOC answer: n places; FREE request: n slots. */
+struct lend_entry {
+	uint64_t key, base, len;
+	uint32_t seg;
+	uint16_t slot;
+	uint16_t pad;
+};
+struct lend_rep {
+	uint32_t n;
+	uint32_t pad;
+	struct lend_entry e[PMD_LEND_MAX];
+};
+struct free_entry {
+	uint32_t seg;
+	uint16_t slot;
+	uint16_t pad;
+};
+#define FREE_MAX 60
+
+#define BOUNCES 16                 /* remote I/O at once */
+
+/* A read or write touching remote frames. */
+struct rio {
+	struct pmd_cluster *c;
+	bool write;
+	int bounce;                    /* -1: queued for one */
+	uint32_t len, npieces, left;
+	struct pmd_io_piece pieces[PMD_IO_PIECES];
+	uint8_t *data;                 /* write: the bytes, while queued */
+	error_t status;
+	pmd_rio_done *done;            /* NULL once cancelled */
+	void *arg;
+	struct rio *next;              /* in c->rio_queue */
+};
+
 struct pmd_cluster {
 	struct pmd_cluster_conf conf;
+	struct pmd_core *core;
 	struct ncall *calls;           /* pending, newest first */
 	uint64_t next_id;
+	struct lseg **lsegs;           /* segments we lend slots of */
+	unsigned nlsegs;
+	int prev_state[PMD_CLUSTER_NODES_MAX];  /* by membership peer index */
+	uint64_t prev_inc[PMD_CLUSTER_NODES_MAX];
+	uint8_t *bounce;               /* BOUNCES * PM_IO_MAX, registered */
+	struct fab_mr *bounce_mr;
+	struct rio *bounce_user[BOUNCES];
+	struct rio *rio_queue, **rio_tail; /* waiting for a bounce */
 	pm_node_t self;
 	struct fab_ep *ep;
 	fab_peer_t peer[PMD_CLUSTER_NODES_MAX];   /* by index in conf.nodes */
@@ -80,7 +132,7 @@ static void fabric_log(int level, const char *msg, void *arg)
 }
 
 error_t pmd_cluster_start(const struct pmd_cluster_conf *conf, pm_node_t self,
-			  struct pmd_cluster **out)
+			  struct pmd_core *core, struct pmd_cluster **out)
 {
 	const struct pmd_cluster_node *me = pmd_cluster_node(conf, self);
 	struct fab_attr attr = { 0 };
@@ -93,6 +145,8 @@ error_t pmd_cluster_start(const struct pmd_cluster_conf *conf, pm_node_t self,
 		return ENOMEM;
 	c->conf = *conf;
 	c->self = self;
+	c->core = core;
+	c->rio_tail = &c->rio_queue;
 	fab_log_set(fabric_log, NULL);
 	attr.provider = conf->provider[0] ? conf->provider : NULL;
 	attr.node = me->host;
@@ -121,11 +175,26 @@ error_t pmd_cluster_start(const struct pmd_cluster_conf *conf, pm_node_t self,
 			goto fail;
 		}
 	}
+	/* Bounce buffers for remote I/O, registered once. */
+	{
+		uint64_t key;
+		c->bounce = aligned_alloc(PM_FRAME_SIZE, (size_t)BOUNCES * PM_IO_MAX);
+		err = c->bounce ? fab_key_random(c->ep, &key) : ENOMEM;
+		if (!err)
+			err = fab_mr_reg(c->ep, c->bounce, (size_t)BOUNCES * PM_IO_MAX,
+					 FAB_ACCESS_LOCAL, key, &c->bounce_mr);
+		if (err) {
+			pmd_err("cluster: bounce buffers: %s", strerror(err));
+			goto fail;
+		}
+	}
 	/* Incarnations grow across restarts: the wall clock at start. */
 	clock_gettime(CLOCK_REALTIME, &ts);
 	pmd_mb_init(&c->mb, conf, self,
 		    (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
 	snprintf(c->self_addr, sizeof(c->self_addr), "%s:%s", me->host, me->port);
+	for (unsigned i = 0; i < c->mb.npeers; i++)
+		c->prev_state[i] = PM_NODE_DOWN;
 	pmd_info("cluster: node %u of %u at %s, incarnation %#lx", self,
 		 conf->nnodes, c->self_addr, (unsigned long)c->mb.inc);
 	*out = c;
@@ -133,6 +202,125 @@ error_t pmd_cluster_start(const struct pmd_cluster_conf *conf, pm_node_t self,
 fail:
 	pmd_cluster_stop(c);
 	return err;
+}
+
+/* ---- lending ---- */
+
+static void lend_release(struct pmd_cluster *c, struct lseg *l, unsigned slot)
+{
+	l->owner[slot] = 0;
+	pmd_segment_slot_put(&c->core->segs, l->seg, slot); /* punched later */
+	c->core->budget.lent--;
+	c->core->segs.slots_lent--;
+}
+
+static struct lseg *lseg_by_index(struct pmd_cluster *c, uint32_t index)
+{
+	for (unsigned i = 0; i < c->nlsegs; i++)
+		if (c->lsegs[i]->seg->index == index)
+			return c->lsegs[i];
+	return NULL;
+}
+
+/* A slot to lend: in a segment we lend from, or a new one (made and
+ * registered here: the first loan of each 512 pays for it). */
+static error_t lend_slot(struct pmd_cluster *c, struct lseg **out, int *slot)
+{
+	struct lseg *l, **v;
+	uint64_t key;
+	error_t err;
+
+	for (unsigned i = 0; i < c->nlsegs; i++) {
+		*slot = pmd_segment_slot_alloc(&c->core->segs, c->lsegs[i]->seg);
+		if (*slot >= 0) {
+			*out = c->lsegs[i];
+			return 0;
+		}
+	}
+	l = calloc(1, sizeof(*l));
+	v = realloc(c->lsegs, (c->nlsegs + 1) * sizeof(*v));
+	if (!l || !v) {
+		free(l);
+		if (v)
+			c->lsegs = v;
+		return ENOMEM;
+	}
+	c->lsegs = v;
+	err = pmd_segment_create(&c->core->segs, &l->seg);
+	if (!err)
+		err = fab_key_random(c->ep, &key);
+	if (!err)
+		err = fab_mr_reg(c->ep, l->seg->base,
+				 (size_t)PMD_SEG_SLOTS * PM_FRAME_SIZE,
+				 FAB_ACCESS_REMOTE_READ | FAB_ACCESS_REMOTE_WRITE,
+				 key, &l->mr);
+	if (!err)
+		err = fab_mr_rkey(l->mr, &l->rk);
+	if (err) {
+		if (l->mr)
+			fab_mr_dereg(l->mr);
+		if (l->seg)
+			pmd_segment_destroy(&c->core->segs, l->seg);
+		free(l);
+		return err;
+	}
+	c->lsegs[c->nlsegs++] = l;
+	*slot = pmd_segment_slot_alloc(&c->core->segs, l->seg);
+	*out = l;
+	return 0;
+}
+
+static void lend_alloc(struct pmd_cluster *c, pm_node_t home, uint32_t want,
+		       struct lend_rep *rep)
+{
+	uint64_t room = pmd_budget_unreserved(&c->core->budget);
+
+	memset(rep, 0, sizeof(*rep));
+	if (want > PMD_LEND_MAX)
+		want = PMD_LEND_MAX;
+	if (want > room)
+		want = (uint32_t)room;
+	while (rep->n < want) {
+		struct lseg *l;
+		int slot;
+
+		if (lend_slot(c, &l, &slot))
+			break;
+		pmd_segment_populate(l->seg, (unsigned)slot, 1);
+		l->owner[slot] = home;
+		c->core->budget.lent++;
+		c->core->segs.slots_lent++;
+		rep->e[rep->n++] = (struct lend_entry){ .key = l->rk.key,
+			.base = l->rk.base, .len = l->rk.len,
+			.seg = l->seg->index, .slot = (uint16_t)slot };
+	}
+}
+
+static void lend_free(struct pmd_cluster *c, pm_node_t home,
+		      const struct free_entry *e, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct lseg *l = lseg_by_index(c, e[i].seg);
+		if (l && e[i].slot < PMD_SEG_SLOTS && l->owner[e[i].slot] == home)
+			lend_release(c, l, e[i].slot);
+	}
+	pmd_segtab_flush(&c->core->segs);
+}
+
+/* Everything lent to home comes back (it went down or restarted). */
+static void lend_forget(struct pmd_cluster *c, pm_node_t home)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < c->nlsegs; i++)
+		for (unsigned s2 = 0; s2 < PMD_SEG_SLOTS; s2++)
+			if (c->lsegs[i]->owner[s2] == home) {
+				lend_release(c, c->lsegs[i], s2);
+				n++;
+			}
+	pmd_segtab_flush(&c->core->segs);
+	if (n)
+		pmd_info("cluster: %u slots lent to node %u taken back", n, home);
 }
 
 void pmd_cluster_stop(struct pmd_cluster *c)
@@ -145,8 +333,31 @@ void pmd_cluster_stop(struct pmd_cluster *c)
 		k->done(k->arg, ENODEV, NULL, 0);
 		free(k);
 	}
+	for (unsigned i = 0; i < c->nlsegs; i++) {
+		struct lseg *l = c->lsegs[i];
+		for (unsigned s2 = 0; s2 < PMD_SEG_SLOTS; s2++)
+			if (l->owner[s2])
+				lend_release(c, l, s2);
+		if (l->mr)
+			fab_mr_dereg(l->mr);
+		pmd_segtab_flush(&c->core->segs);
+		pmd_segment_destroy(&c->core->segs, l->seg);
+		free(l);
+	}
+	free(c->lsegs);
+	while (c->rio_queue) {
+		struct rio *r = c->rio_queue;
+		c->rio_queue = r->next;
+		free(r->data);
+		free(r);
+	}
+	for (unsigned b = 0; b < BOUNCES; b++)
+		free(c->bounce_user[b]); /* the endpoint closes below */
+	if (c->bounce_mr)
+		fab_mr_dereg(c->bounce_mr);
 	if (c->ep && fab_ep_close(c->ep))
 		pmd_warn("cluster: closing the fabric endpoint failed");
+	free(c->bounce);
 	sodium_memzero(c, sizeof(*c));
 	free(c);
 }
@@ -262,6 +473,22 @@ error_t pmd_cluster_call(struct pmd_cluster *c, pm_node_t to, uint16_t type,
 
 void pmd_cluster_cancel(struct pmd_cluster *c, void *arg)
 {
+	for (int b = 0; b < BOUNCES; b++)
+		if (c->bounce_user[b] && c->bounce_user[b]->arg == arg)
+			c->bounce_user[b]->done = NULL; /* finishes unseen */
+	for (struct rio **pp = &c->rio_queue; *pp;) {
+		struct rio *r = *pp;
+		if (r->arg == arg) {
+			*pp = r->next;
+			free(r->data);
+			free(r);
+		} else {
+			pp = &r->next;
+		}
+	}
+	c->rio_tail = &c->rio_queue;
+	while (*c->rio_tail)
+		c->rio_tail = &(*c->rio_tail)->next;
 	for (struct ncall **pp = &c->calls; *pp;) {
 		struct ncall *k = *pp;
 		if (k->arg == arg) {
@@ -322,10 +549,276 @@ static void nreq_receive(struct pmd_cluster *c, pm_node_t src,
 			  &rep, sizeof(rep));
 		return;
 	}
+	case PMD_NREQ_ALLOC: {
+		struct lend_rep rep;
+		uint32_t asked;
+
+		if (h.len != sizeof(asked))
+			break;
+		memcpy(&asked, body, sizeof(asked));
+		lend_alloc(c, src, asked, &rep);
+		nreq_send(c, src, p->inc, h.type, h.id, NREQ_REPLY, PM_ST_OK,
+			  &rep, sizeof(rep) - sizeof(rep.e) +
+				rep.n * sizeof(rep.e[0]));
+		return;
+	}
+	case PMD_NREQ_FREE: {
+		uint32_t n;
+
+		if (h.len < sizeof(n))
+			break;
+		memcpy(&n, body, sizeof(n));
+		if (n > FREE_MAX || h.len != sizeof(uint64_t) +
+					       n * sizeof(struct free_entry))
+			break;
+		struct free_entry e[FREE_MAX];
+		memcpy(e, body + sizeof(uint64_t), n * sizeof(e[0]));
+		lend_free(c, src, e, n);
+		nreq_send(c, src, p->inc, h.type, h.id, NREQ_REPLY, PM_ST_OK,
+			  NULL, 0);
+		return;
+	}
 	default:
 		nreq_send(c, src, p->inc, h.type, h.id, NREQ_REPLY,
 			  PM_ST_UNSUPPORTED, NULL, 0);
 		return;
+	}
+	nreq_send(c, src, p->inc, h.type, h.id, NREQ_REPLY, PM_ST_BAD_MESSAGE,
+		  NULL, 0);
+}
+
+bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node)
+{
+	return node != c->self && pmd_cluster_node(&c->conf, node) != NULL;
+}
+
+/* ---- borrowing, and giving back ---- */
+
+struct borrow {
+	struct pmd_cluster *c;
+	pm_node_t node;
+	pmd_borrow_done *done;
+	void *arg;
+};
+
+static void borrow_answer(void *arg, error_t status, const void *body,
+			  size_t len)
+{
+	struct borrow *b = arg;
+	struct pmd_place places[PMD_LEND_MAX];
+	struct lend_rep rep;
+	uint32_t n = 0;
+
+	if (!status) {
+		memset(&rep, 0, sizeof(rep));
+		if (len < 8 || len > sizeof(rep))
+			status = EPROTO;
+		else
+			memcpy(&rep, body, len);
+		if (!status && (rep.n > PMD_LEND_MAX ||
+				len != 8 + rep.n * sizeof(rep.e[0])))
+			status = EPROTO;
+		for (uint32_t i = 0; !status && i < rep.n; i++) {
+			if (rep.e[i].slot >= PMD_SEG_SLOTS ||
+			    rep.e[i].len < (uint64_t)(rep.e[i].slot + 1) * PM_FRAME_SIZE) {
+				status = EPROTO;
+				break;
+			}
+			places[n++] = (struct pmd_place){ .node = b->node,
+				.seg = rep.e[i].seg, .slot = rep.e[i].slot,
+				.key = rep.e[i].key, .base = rep.e[i].base,
+				.len = rep.e[i].len };
+		}
+		if (status) {
+			pmd_warn("cluster: node %u answered a loan badly", b->node);
+			n = 0;
+		}
+	}
+	if (b->done)
+		b->done(b->arg, status, places, n);
+	free(b);
+}
+
+error_t pmd_cluster_borrow(struct pmd_cluster *c, pm_node_t node, uint32_t n,
+			   pmd_borrow_done *done, void *arg)
+{
+	struct borrow *b = malloc(sizeof(*b));
+	error_t err;
+
+	if (!b)
+		return ENOMEM;
+	*b = (struct borrow){ .c = c, .node = node, .done = done, .arg = arg };
+	if (n > PMD_LEND_MAX)
+		n = PMD_LEND_MAX;
+	err = pmd_cluster_call(c, node, PMD_NREQ_ALLOC, &n, sizeof(n),
+			       borrow_answer, b);
+	if (err)
+		free(b);
+	return err;
+}
+
+static void give_back_answer(void *arg, error_t status, const void *body,
+			     size_t len)
+{
+	(void)arg;
+	(void)body;
+	(void)len;
+	if (status && status != ENODEV)
+		pmd_debug("cluster: giving slots back: %s", strerror(status));
+}
+
+void pmd_cluster_give_back(struct pmd_cluster *c)
+{
+	struct pmd_core *core = c->core;
+
+	while (core->nrfree) {
+		pm_node_t node = core->rfree[0].node;
+		uint8_t body[8 + FREE_MAX * sizeof(struct free_entry)];
+		struct free_entry *e = (struct free_entry *)(body + 8);
+		uint32_t n = 0, k = 0;
+
+		/* Up to FREE_MAX of node's, in one request. */
+		for (uint32_t i = 0; i < core->nrfree; i++) {
+			struct pmd_rfree *f = &core->rfree[i];
+			if (f->node == node && n < FREE_MAX)
+				e[n++] = (struct free_entry){ .seg = f->seg,
+							      .slot = f->slot };
+			else
+				core->rfree[k++] = *f;
+		}
+		core->nrfree = k;
+		memset(body, 0, 8);
+		memcpy(body, &n, sizeof(n));
+		/* A node that is down has taken its slots back already. */
+		if (pmd_cluster_call(c, node, PMD_NREQ_FREE, body,
+				     8 + n * sizeof(*e), give_back_answer, c))
+			pmd_debug("cluster: %u slots of node %u not given back "
+				  "(it is down)", n, node);
+	}
+}
+
+/* ---- remote reads and writes ---- */
+
+static void rio_start(struct pmd_cluster *c, struct rio *r, int b);
+
+static void rio_finish(struct pmd_cluster *c, struct rio *r)
+{
+	uint8_t *buf = c->bounce + (size_t)r->bounce * PM_IO_MAX;
+
+	if (r->done)
+		r->done(r->arg, r->status, r->write ? NULL : buf, r->len);
+	c->bounce_user[r->bounce] = NULL;
+	/* The next waiting one gets the bounce. */
+	if (c->rio_queue) {
+		struct rio *n = c->rio_queue;
+		c->rio_queue = n->next;
+		if (!c->rio_queue)
+			c->rio_tail = &c->rio_queue;
+		rio_start(c, n, r->bounce);
+	}
+	free(r->data);
+	free(r);
+}
+
+static void rio_start(struct pmd_cluster *c, struct rio *r, int b)
+{
+	uint8_t *buf = c->bounce + (size_t)b * PM_IO_MAX;
+	uint32_t off = 0;
+
+	r->bounce = b;
+	c->bounce_user[b] = r;
+	r->left = 1; /* held until every piece is posted */
+	for (uint32_t i = 0; i < r->npieces; i++) {
+		const struct pmd_io_piece *p = &r->pieces[i];
+		struct fab_rkey rk = { .key = p->key, .base = p->base, .len = p->rlen };
+		int err;
+
+		if (p->local) {
+			if (r->write)
+				memcpy(p->local, r->data + off, p->len);
+			else
+				memcpy(buf + off, p->local, p->len);
+		} else {
+			if (r->write)
+				memcpy(buf + off, r->data + off, p->len);
+			err = (r->write ? fab_write : fab_read)(
+				c->ep, peer_of_node(c, p->node), c->bounce_mr,
+				(size_t)b * PM_IO_MAX + off, &rk, p->roff, p->len, r);
+			if (err) {
+				r->status = EIO;
+				break;
+			}
+			r->left++;
+		}
+		off += p->len;
+	}
+	if (--r->left == 0)
+		rio_finish(c, r);
+}
+
+error_t pmd_cluster_rio(struct pmd_cluster *c, bool write,
+			const struct pmd_io_piece *pieces, uint32_t npieces,
+			const void *data, uint32_t len, pmd_rio_done *done,
+			void *arg)
+{
+	struct rio *r = calloc(1, sizeof(*r));
+
+	if (!r || npieces > PMD_IO_PIECES || len > PM_IO_MAX) {
+		free(r);
+		return r ? EINVAL : ENOMEM;
+	}
+	r->c = c;
+	r->write = write;
+	r->len = len;
+	r->npieces = npieces;
+	memcpy(r->pieces, pieces, npieces * sizeof(*pieces));
+	r->done = done;
+	r->arg = arg;
+	r->bounce = -1;
+	if (write) {
+		r->data = malloc(len);
+		if (!r->data) {
+			free(r);
+			return ENOMEM;
+		}
+		memcpy(r->data, data, len);
+	}
+	for (int b = 0; b < BOUNCES; b++) {
+		if (!c->bounce_user[b]) {
+			rio_start(c, r, b);
+			return 0;
+		}
+	}
+	*c->rio_tail = r; /* every bounce is busy: wait for one */
+	c->rio_tail = &r->next;
+	return 0;
+}
+
+/* A completion of a remote read or write. */
+static void rio_done_one(struct pmd_cluster *c, struct rio *r, int status)
+{
+	if (status && !r->status)
+		r->status = EIO;
+	if (--r->left == 0)
+		rio_finish(c, r);
+}
+
+/* Membership moved: slots lent to a node that went down or restarted come
+ * back, and frames we had on it are lost. */
+static void watch_peers(struct pmd_cluster *c)
+{
+	for (unsigned i = 0; i < c->mb.npeers; i++) {
+		const struct pmd_mb_peer *p = &c->mb.peers[i];
+		bool gone = (c->prev_state[i] != PM_NODE_DOWN &&
+			     p->state == PM_NODE_DOWN) ||
+			    (c->prev_inc[i] && p->inc != c->prev_inc[i]);
+
+		if (gone) {
+			lend_forget(c, p->id);
+			pmd_core_node_lost(c->core, p->id);
+		}
+		c->prev_state[i] = p->state;
+		c->prev_inc[i] = p->inc;
 	}
 }
 
@@ -370,6 +863,11 @@ void pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 		while (fab_ep_poll(c->ep, cqe, 32, &n) == 0 && n) {
 			uint64_t now = now_ms();
 			for (size_t i = 0; i < n; i++) {
+				if ((cqe[i].op == FAB_OP_READ ||
+				     cqe[i].op == FAB_OP_WRITE) && cqe[i].ctx) {
+					rio_done_one(c, cqe[i].ctx, cqe[i].status);
+					continue;
+				}
 				if (cqe[i].op != FAB_OP_RECV || cqe[i].status)
 					continue; /* a send to a peer that is gone */
 				uint32_t magic = 0;
@@ -388,6 +886,8 @@ void pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 		pmd_mb_tick(&c->mb, now_ms());
 		send_out(c);
 		ncall_expire(c);
+		watch_peers(c);
+		pmd_cluster_give_back(c);
 	} while (fab_ep_trywait(c->ep) == EAGAIN);
 }
 

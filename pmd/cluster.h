@@ -11,18 +11,22 @@
 #ifndef PMD_CLUSTER_H
 #define PMD_CLUSTER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <pm/pm.h>
 
 #include "cluster_conf.h"
+#include "container.h"
+#include "core.h"
 #include "pm_proto.h"
 
 struct pmd_cluster;
 
-/* Opens the endpoint at this node's address and adds every peer. */
+/* Opens the endpoint at this node's address and adds every peer. The core
+ * lends slots of its budget to other nodes' frames. */
 error_t pmd_cluster_start(const struct pmd_cluster_conf *conf, pm_node_t self,
-			  struct pmd_cluster **out);
+			  struct pmd_core *core, struct pmd_cluster **out);
 void pmd_cluster_stop(struct pmd_cluster *c);
 
 /* Descriptors for the loop's epoll (EPOLLIN); when one is ready, or at the
@@ -57,9 +61,41 @@ typedef void pmd_ncall_done(void *arg, error_t status, const void *body,
 error_t pmd_cluster_call(struct pmd_cluster *c, pm_node_t to, uint16_t type,
 			 const void *body, size_t len, pmd_ncall_done *done,
 			 void *arg);
-/* Forgets the calls made with arg (its requester went away): their done
- * will not run. */
+/* Forgets the calls and remote I/O started with arg (its requester went
+ * away): their done will not run. */
 void pmd_cluster_cancel(struct pmd_cluster *c, void *arg);
+
+/* Whether node is in the cluster (and not this node). */
+bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node);
+
+/*
+ * Lent slots. A node lends slots of its own budget (never what guarantees
+ * reserve) to frames of other homes: PMD_NREQ_ALLOC asks for up to
+ * PMD_LEND_MAX, PMD_NREQ_FREE gives them back. Slots lent to a node that
+ * goes down or restarts are taken back; frames a home had on a node that
+ * did so are lost (pmd_core_node_lost).
+ */
+#define PMD_NREQ_ALLOC 2
+#define PMD_NREQ_FREE  3
+#define PMD_LEND_MAX   15
+typedef void pmd_borrow_done(void *arg, error_t status,
+			     const struct pmd_place *places, uint32_t n);
+error_t pmd_cluster_borrow(struct pmd_cluster *c, pm_node_t node, uint32_t n,
+			   pmd_borrow_done *done, void *arg);
+/* Sends back what the core queued (core->rfree). */
+void pmd_cluster_give_back(struct pmd_cluster *c);
+
+/*
+ * Reads and writes touching remote frames: one-sided RDMA between a
+ * registered bounce buffer and the lenders' slots; local pieces are copied
+ * at once. done gets the status and, for a read, the bytes in order.
+ */
+typedef void pmd_rio_done(void *arg, error_t status, const uint8_t *data,
+			  uint32_t len);
+error_t pmd_cluster_rio(struct pmd_cluster *c, bool write,
+			const struct pmd_io_piece *pieces, uint32_t npieces,
+			const void *data, uint32_t len, pmd_rio_done *done,
+			void *arg);
 const char *pmd_cluster_self_address(const struct pmd_cluster *c);
 
 #endif

@@ -162,7 +162,13 @@ static struct pmd_segment *frame_seg(struct pmd_core *core,
 /* A frame is copy-on-write while its slot is shared. */
 static bool frame_is_cow(struct pmd_core *core, const struct pmd_frame *e)
 {
-	return frame_seg(core, e)->slots.ref[e->slot] > 1;
+	return !(e->flags & PMD_FRAME_REMOTE) &&
+	       frame_seg(core, e)->slots.ref[e->slot] > 1;
+}
+
+static bool frame_remote(const struct pmd_frame *e)
+{
+	return e->flags & PMD_FRAME_REMOTE;
 }
 
 /* ---- the tasks' view of the frame table ---- */
@@ -171,7 +177,9 @@ static bool frame_is_cow(struct pmd_core *core, const struct pmd_frame *e)
 static void view_put(struct pmd_core *core, struct pmd_container *c,
 		     frame_t f, const struct pmd_frame *e)
 {
-	if (c->view)
+	if (c->view && frame_remote(e))
+		pmd_view_del(c->view, f); /* not for the fast path */
+	else if (c->view)
 		pmd_view_set(c->view, f, frame_seg(core, e)->id, e->slot,
 			     frame_is_cow(core, e) ? PM_VIEW_COW : 0, e->gen);
 }
@@ -215,8 +223,10 @@ static void container_view_install(struct pmd_core *core,
 
 	pmd_view_begin(v);
 	while (pmd_ftab_next(&c->frames, &f, &e)) {
-		pmd_view_set(v, f, frame_seg(core, e)->id, e->slot,
-			     frame_is_cow(core, e) ? PM_VIEW_COW : 0, e->gen);
+		if (!frame_remote(e))
+			pmd_view_set(v, f, frame_seg(core, e)->id, e->slot,
+				     frame_is_cow(core, e) ? PM_VIEW_COW : 0,
+				     e->gen);
 		if (f++ == UINT64_MAX)
 			break;
 	}
@@ -279,12 +289,36 @@ static void slot_put(struct pmd_core *core, uint32_t segi, uint16_t slot)
 	}
 }
 
+/* A remote frame's lent slot goes back to its node (the server sends the
+ * frees); a lost one has nothing to give back. */
+static void remote_put(struct pmd_core *core, const struct pmd_frame *e)
+{
+	if (e->flags & PMD_FRAME_LOST)
+		return;
+	if (core->nrfree == core->rfree_cap) {
+		uint32_t cap = core->rfree_cap ? core->rfree_cap * 2 : 64;
+		struct pmd_rfree *v = realloc(core->rfree, cap * sizeof(*v));
+		if (!v) {
+			pmd_warn("no memory to give back a slot of node %u; it "
+				 "stays lent until that node restarts", e->pad);
+			return;
+		}
+		core->rfree = v;
+		core->rfree_cap = cap;
+	}
+	core->rfree[core->nrfree++] = (struct pmd_rfree){
+		.node = (pm_node_t)e->pad, .seg = e->seg, .slot = e->slot };
+}
+
 /* Gives up what a frame holds, its slot reference and its charge, but not
  * its table entry. */
 static void frame_release(struct pmd_core *core, struct pmd_container *c,
 			  struct pmd_frame *e)
 {
-	slot_put(core, e->seg, e->slot);
+	if (frame_remote(e))
+		remote_put(core, e);
+	else
+		slot_put(core, e->seg, e->slot);
 	pmd_charge_sub(&core->budget, &c->owner->charge,
 		       e->flags & PMD_FRAME_EXTRA);
 	core->nframes--;
@@ -395,11 +429,12 @@ error_t pmd_container_stat(struct pmd_core *core, struct pmd_task *task,
 	memset(st_out, 0, sizeof(*st_out));
 	while (pmd_ftab_next(&c->frames, &f, &e)) {
 		st_out->cow += frame_is_cow(core, e);
+		st_out->remote += frame_remote(e);
 		if (f++ == UINT64_MAX)
 			break;
 	}
 	st_out->frames = c->frames.count;
-	st_out->resident = c->frames.count;
+	st_out->resident = c->frames.count - st_out->remote;
 	st_out->home = (uint16_t)(c->id >> 48);
 	if (container_locked(c)) {
 		uint64_t left = c->lock_until_ms - pmd_core_now_ms();
@@ -480,10 +515,14 @@ static void frame_unshare(struct pmd_core *core, struct pmd_container *c,
 
 /* ---- allocation ---- */
 
-error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
-			       container_t h, frame_t start, uint32_t count,
-			       uint32_t flags, uint32_t *done,
-			       struct pmd_culprit *why)
+/* Allocation, local or (places != NULL) into the lent slots given; with
+ * plan set, only the decode: *done gets how many frames the call would
+ * allocate and the stop is returned, nothing changes. */
+static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
+				  container_t h, frame_t start, uint32_t count,
+				  uint32_t flags, const struct pmd_place *places,
+				  uint32_t nplaces, bool plan, uint32_t *done,
+				  struct pmd_culprit *why)
 {
 	bool extra_ok = flags & CONT_ALLOC_EXTRA;
 	bool squash = flags & CONT_ALLOC_SQUASH;
@@ -530,9 +569,27 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 			break;
 		}
 	}
+	if (plan) {
+		*done = n;
+		if (stop)
+			why->frame = start + n;
+		return stop;
+	}
+	/* Remote frames: as many as there are places. */
+	if (places && nplaces < n) {
+		n = nplaces;
+		stop = ENOMEM;
+	}
+	for (i = 0; places && i < n; i++) {
+		if (pmd_core_rseg_add(core, &places[i])) {
+			n = i;
+			stop = ENOMEM;
+			break;
+		}
+	}
 	/* Reserve slots and table nodes for the n frames; running out here
 	 * is one more reason to stop early. */
-	if (n && container_reserve_slots(core, c, n)) {
+	if (n && !places && container_reserve_slots(core, c, n)) {
 		n = c->free_slots < n ? (uint32_t)c->free_slots : n;
 		stop = ENOMEM;
 	}
@@ -576,17 +633,27 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 		ok = pmd_quota_take(&q, &extra);
 		assert(ok);
 		(void)ok;
-		container_take_slot(core, c, e);
-		/* Frames are physical from birth, in runs of slots. */
-		if (run_seg && e->seg == run_seg->index &&
-		    e->slot == run_first + run_n) {
-			run_n++;
+		if (places) {
+			e->flags |= PMD_FRAME_REMOTE;
+			e->seg = places[i].seg;
+			e->slot = places[i].slot;
+			e->pad = places[i].node;
+			e->gen++;
 		} else {
-			if (run_seg)
-				pmd_segment_populate(run_seg, run_first, run_n);
-			run_seg = frame_seg(core, e);
-			run_first = e->slot;
-			run_n = 1;
+			container_take_slot(core, c, e);
+			e->pad = 0;
+			/* Frames are physical from birth, in runs of slots. */
+			if (run_seg && e->seg == run_seg->index &&
+			    e->slot == run_first + run_n) {
+				run_n++;
+			} else {
+				if (run_seg)
+					pmd_segment_populate(run_seg, run_first,
+							     run_n);
+				run_seg = frame_seg(core, e);
+				run_first = e->slot;
+				run_n = 1;
+			}
 		}
 		if (extra)
 			e->flags |= PMD_FRAME_EXTRA;
@@ -599,6 +666,37 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 	view_end(c);
 	*done = n;
 	return stop;
+}
+
+error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
+			       container_t h, frame_t start, uint32_t count,
+			       uint32_t flags, uint32_t *done,
+			       struct pmd_culprit *why)
+{
+	return container_allocate(core, task, h, start, count, flags, NULL, 0,
+				  false, done, why);
+}
+
+error_t pmd_container_allocate_plan(struct pmd_core *core,
+				    struct pmd_task *task, container_t h,
+				    frame_t start, uint32_t count,
+				    uint32_t flags, uint32_t *n,
+				    struct pmd_culprit *why)
+{
+	return container_allocate(core, task, h, start, count, flags, NULL, 0,
+				  true, n, why);
+}
+
+error_t pmd_container_allocate_remote(struct pmd_core *core,
+				      struct pmd_task *task, container_t h,
+				      frame_t start, uint32_t count,
+				      uint32_t flags,
+				      const struct pmd_place *places,
+				      uint32_t nplaces, uint32_t *done,
+				      struct pmd_culprit *why)
+{
+	return container_allocate(core, task, h, start, count, flags, places,
+				  nplaces, false, done, why);
 }
 
 error_t pmd_container_deallocate(struct pmd_core *core, struct pmd_task *task,
@@ -670,6 +768,12 @@ error_t pmd_container_map(struct pmd_core *core, struct pmd_task *task,
 		if (!e) {
 			why->frame = start + i;
 			return ENOENT;
+		}
+		if (frame_remote(e)) {
+			/* Mapping migrates a remote frame here first: not
+			 * built yet. */
+			why->frame = start + i;
+			return EOPNOTSUPP;
 		}
 		cow += frame_is_cow(core, e);
 	}
@@ -774,13 +878,22 @@ static error_t io_decode(struct pmd_task *task, container_t h, uint32_t rights,
 		why->arg = 3;
 		return EINVAL;
 	}
+	bool remote = false;
 	for (uint64_t i = 0; i < n; i++) {
-		if (!pmd_ftab_lookup(&cap->cont->frames, frame + skip + i)) {
+		struct pmd_frame *e = pmd_ftab_lookup(&cap->cont->frames,
+						      frame + skip + i);
+		if (!e) {
 			why->frame = frame + skip + i;
 			return ENOENT;
 		}
+		remote |= frame_remote(e);
 	}
 	*cap_out = cap;
+	if (remote) {
+		*first = frame + skip;
+		*nframes = n;
+		return EREMOTE; /* the server reaches it: pmd_container_io_plan */
+	}
 	*first = frame + skip;
 	*nframes = n;
 	return 0;
@@ -812,6 +925,82 @@ error_t pmd_container_read(struct pmd_core *core, struct pmd_task *task,
 		len -= chunk;
 		pos = 0;
 	}
+	return 0;
+}
+
+error_t pmd_container_io_plan(struct pmd_core *core, struct pmd_task *task,
+			      container_t h, bool write, frame_t frame,
+			      uint64_t offset, uint32_t len,
+			      struct pmd_io_piece *pieces, uint32_t *npieces,
+			      struct pmd_culprit *why)
+{
+	struct pmd_container *c;
+	struct pmd_cap *cap;
+	frame_t first;
+	uint64_t n, pos = offset % PM_FRAME_SIZE;
+	uint32_t k = 0;
+	error_t err;
+
+	err = io_decode(task, h, write ? PMD_RIGHT_WRITE : PMD_RIGHT_READ,
+			frame, offset, len, &cap, &first, &n, why);
+	if (err && err != EREMOTE)
+		return err;
+	c = cap->cont;
+	for (uint64_t i = 0; i < n; i++) {
+		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, first + i);
+		if ((e->flags & PMD_FRAME_LOST) ||
+		    (frame_remote(e) &&
+		     !pmd_core_rseg(core, (pm_node_t)e->pad, e->seg))) {
+			why->frame = first + i;
+			return EIO; /* on a node that went down */
+		}
+		/* Local copy-on-write frames are written by the pmd's own
+		 * write path only. */
+		if (write && frame_is_cow(core, e)) {
+			why->frame = first + i;
+			return EOPNOTSUPP;
+		}
+	}
+	for (uint64_t i = 0; i < n && len; i++) {
+		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, first + i);
+		struct pmd_io_piece *p = &pieces[k++];
+		uint32_t chunk = PM_FRAME_SIZE - (uint32_t)pos;
+
+		if (chunk > len)
+			chunk = len;
+		memset(p, 0, sizeof(*p));
+		p->len = chunk;
+		if (frame_remote(e)) {
+			const struct pmd_rseg *r =
+				pmd_core_rseg(core, (pm_node_t)e->pad, e->seg);
+			p->node = (pm_node_t)e->pad;
+			p->key = r->key;
+			p->base = r->base;
+			p->rlen = r->len;
+			p->roff = (uint64_t)e->slot * PM_FRAME_SIZE + pos;
+		} else {
+			p->local = (uint8_t *)pmd_segment_frame(frame_seg(core, e),
+								e->slot) + pos;
+		}
+		len -= chunk;
+		pos = 0;
+	}
+	*npieces = k;
+	return 0;
+}
+
+error_t pmd_container_policy(struct pmd_core *core, struct pmd_task *task,
+			     container_t h, uint32_t *policy, pm_node_t *node)
+{
+	struct pmd_culprit why;
+	struct pmd_cap *cap;
+	error_t err = cap_decode(task, h, 0, 0, &cap, &why);
+
+	(void)core;
+	if (err)
+		return err;
+	*policy = cap->cont->policy;
+	*node = cap->cont->policy_node;
 	return 0;
 }
 
@@ -895,9 +1084,10 @@ error_t pmd_container_copy(struct pmd_core *core, struct pmd_task *task,
 	/* Decode: the first missing source (ENOENT) or destination (ENOMEM)
 	 * frame stops the copy; the frames before it are copied. */
 	for (k = 0; k < count; k++) {
-		struct pmd_frame *d;
+		struct pmd_frame *d, *sf;
 
-		if (!pmd_ftab_lookup(&sc->frames, src_start + k)) {
+		sf = pmd_ftab_lookup(&sc->frames, src_start + k);
+		if (!sf) {
 			stop = ENOENT;
 			why->frame = src_start + k;
 			break;
@@ -907,6 +1097,12 @@ error_t pmd_container_copy(struct pmd_core *core, struct pmd_task *task,
 			stop = ENOMEM;
 			why->frame = dst_start + k;
 			break;
+		}
+		if (frame_remote(sf) || frame_remote(d)) {
+			/* Copies to or from other nodes: not built yet. */
+			why->frame = frame_remote(sf) ? src_start + k
+						      : dst_start + k;
+			return EOPNOTSUPP;
 		}
 		/* A physical copy into a shared destination slot needs a
 		 * private slot first; within one container any destination
@@ -1038,7 +1234,7 @@ static void container_move_from(struct pmd_core *core, struct pmd_container *c,
 				memcpy(pmd_segment_frame(nw, s),
 				       pmd_segment_frame(old, s), PM_FRAME_SIZE);
 		while (pmd_ftab_next(&c->frames, &f, &e)) {
-			if (e->seg == old->index) {
+			if (!frame_remote(e) && e->seg == old->index) {
 				e->seg = nw->index;
 				e->gen++;
 			}
@@ -1166,6 +1362,10 @@ error_t pmd_container_move(struct pmd_core *core, struct pmd_task *task,
 	/* The pmd moves no locked frame, no frame that shares its slot (it
 	 * moves when the copy breaks), none in another container's segment,
 	 * and none that a task which cannot follow may have mapped. */
+	if (frame_remote(e)) {
+		why->frame = f;
+		return EOPNOTSUPP; /* migration between nodes: not built yet */
+	}
 	old = frame_seg(core, e);
 	if (container_locked(c) || old->slots.ref[e->slot] > 1 ||
 	    old->domain != c || (old->exposed && !holders_follow(core, old))) {
@@ -1215,8 +1415,8 @@ error_t pmd_container_resolve(struct pmd_core *core, struct pmd_task *task,
 		return ENOENT; /* freed, not moved: the task reads zeros */
 	fwd = &seg->fwd[slot];
 	e = fwd->cont ? pmd_ftab_lookup(&fwd->cont->frames, fwd->frame) : NULL;
-	if (!e)
-		return ENOENT; /* moved, then deallocated */
+	if (!e || frame_remote(e))
+		return ENOENT; /* moved, then deallocated (or elsewhere) */
 	if (container_locked(fwd->cont) && fwd->cont->locker != task &&
 	    fwd->cont->owner == task)
 		return EBUSY; /* the owner waits for the server's lock */
@@ -1359,12 +1559,8 @@ error_t pmd_container_set_policy(struct pmd_core *core, struct pmd_task *task,
 		why->arg = 3;
 		return EINVAL;
 	}
-	/* On one node every policy places frames here; a named node must
-	 * be this one. */
-	if (policy == PM_PLACE_NODE && node != core->cfg.node) {
-		why->arg = 4;
-		return ENODEV;
-	}
+	/* A named node other than this one was checked by the server
+	 * against the cluster (ENODEV when unknown). */
 	cap->cont->policy = policy;
 	cap->cont->policy_node = node;
 	return 0;

@@ -89,6 +89,43 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 			       container_t h, frame_t start, uint32_t count,
 			       uint32_t flags, uint32_t *done,
 			       struct pmd_culprit *why);
+/* The decode of an allocation alone: *n gets how many frames it would
+ * allocate; returns the stop (as allocate would), changes nothing. */
+error_t pmd_container_allocate_plan(struct pmd_core *core,
+				    struct pmd_task *task, container_t h,
+				    frame_t start, uint32_t count,
+				    uint32_t flags, uint32_t *n,
+				    struct pmd_culprit *why);
+/* Allocation into lent slots of other nodes (places, one per frame); as
+ * many frames as places at most (ENOMEM is the stop past them). */
+struct pmd_place;
+error_t pmd_container_allocate_remote(struct pmd_core *core,
+				      struct pmd_task *task, container_t h,
+				      frame_t start, uint32_t count,
+				      uint32_t flags,
+				      const struct pmd_place *places,
+				      uint32_t nplaces, uint32_t *done,
+				      struct pmd_culprit *why);
+/* Where the bytes of a read or write touching remote frames are: up to
+ * PM_IO_MAX / PM_FRAME_SIZE + 1 pieces, each in one frame. EIO when a
+ * frame is lost. Decode as for read and write. */
+struct pmd_io_piece {
+	uint8_t *local;               /* a local frame's bytes, or NULL */
+	pm_node_t node;               /* remote: where */
+	uint64_t key, base, rlen;     /* its lender's registration */
+	uint64_t roff;                /* offset in it */
+	uint32_t len;
+};
+#define PMD_IO_PIECES (PM_IO_MAX / PM_FRAME_SIZE + 1)
+error_t pmd_container_io_plan(struct pmd_core *core, struct pmd_task *task,
+			      container_t h, bool write, frame_t frame,
+			      uint64_t offset, uint32_t len,
+			      struct pmd_io_piece *pieces, uint32_t *npieces,
+			      struct pmd_culprit *why);
+/* The container's placement policy (after the usual handle checks). */
+error_t pmd_container_policy(struct pmd_core *core, struct pmd_task *task,
+			     container_t h, uint32_t *policy, pm_node_t *node);
+
 error_t pmd_container_deallocate(struct pmd_core *core, struct pmd_task *task,
 				 container_t h, frame_t start, uint32_t count,
 				 struct pmd_culprit *why);

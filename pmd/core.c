@@ -32,6 +32,73 @@ uint64_t pmd_core_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+const struct pmd_rseg *pmd_core_rseg(const struct pmd_core *core,
+				     pm_node_t node, uint32_t seg)
+{
+	for (uint32_t i = 0; i < core->nrsegs; i++)
+		if (core->rsegs[i].node == node && core->rsegs[i].seg == seg)
+			return &core->rsegs[i];
+	return NULL;
+}
+
+error_t pmd_core_rseg_add(struct pmd_core *core, const struct pmd_place *p)
+{
+	struct pmd_rseg *r;
+
+	for (uint32_t i = 0; i < core->nrsegs; i++) {
+		r = &core->rsegs[i];
+		if (r->node == p->node && r->seg == p->seg) {
+			r->key = p->key; /* the lender may have made it anew */
+			r->base = p->base;
+			r->len = p->len;
+			return 0;
+		}
+	}
+	if (core->nrsegs == core->rsegs_cap) {
+		uint32_t cap = core->rsegs_cap ? core->rsegs_cap * 2 : 16;
+		r = realloc(core->rsegs, cap * sizeof(*r));
+		if (!r)
+			return ENOMEM;
+		core->rsegs = r;
+		core->rsegs_cap = cap;
+	}
+	core->rsegs[core->nrsegs++] = (struct pmd_rseg){ .node = p->node,
+		.seg = p->seg, .key = p->key, .base = p->base, .len = p->len };
+	return 0;
+}
+
+void pmd_core_node_lost(struct pmd_core *core, pm_node_t node)
+{
+	struct pmd_list *tp, *cp;
+	uint32_t k = 0;
+
+	for (tp = core->tasks.next; tp != &core->tasks; tp = tp->next) {
+		struct pmd_task *t = pmd_container_of(tp, struct pmd_task, link);
+		for (cp = t->containers.next; cp != &t->containers; cp = cp->next) {
+			struct pmd_container *c = pmd_container_of(
+				cp, struct pmd_container, owner_link);
+			struct pmd_frame *e;
+			frame_t f = 0;
+
+			while (pmd_ftab_next(&c->frames, &f, &e)) {
+				if ((e->flags & PMD_FRAME_REMOTE) && e->pad == node)
+					e->flags |= PMD_FRAME_LOST;
+				if (f++ == UINT64_MAX)
+					break;
+			}
+		}
+	}
+	for (uint32_t i = 0; i < core->nrfree; i++)
+		if (core->rfree[i].node != node)
+			core->rfree[k++] = core->rfree[i];
+	core->nrfree = k;
+	k = 0;
+	for (uint32_t i = 0; i < core->nrsegs; i++)
+		if (core->rsegs[i].node != node)
+			core->rsegs[k++] = core->rsegs[i];
+	core->nrsegs = k;
+}
+
 struct pmd_task *pmd_core_find_task(struct pmd_core *core, pm_task_t id)
 {
 	for (struct pmd_list *p = core->tasks.next; p != &core->tasks; p = p->next) {
@@ -74,6 +141,8 @@ void pmd_core_fini(struct pmd_core *core)
 {
 	assert(pmd_list_empty(&core->tasks));
 	pmd_segtab_fini(&core->segs);
+	free(core->rsegs);
+	free(core->rfree);
 }
 
 error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
@@ -153,6 +222,7 @@ void pmd_task_stat(const struct pmd_task *task, struct pm_task_stat_rep *out)
 void pmd_core_debug(struct pmd_core *core, struct pm_debug_rep *out)
 {
 	uint64_t frames = 0, charged = 0, guaranteed = 0, refs = 0, conts = 0;
+	uint64_t remote = 0;
 	bool ok = true;
 	struct pmd_list *tp, *cp;
 
@@ -172,7 +242,9 @@ void pmd_core_debug(struct pmd_core *core, struct pm_debug_rep *out)
 			while (pmd_ftab_next(&c->frames, &f, &e)) {
 				struct pmd_segment *seg =
 					pmd_segtab_get(&core->segs, e->seg);
-				if (!seg || !seg->slots.ref[e->slot]) {
+				if (e->flags & PMD_FRAME_REMOTE) {
+					remote++;
+				} else if (!seg || !seg->slots.ref[e->slot]) {
 					pmd_err("check: frame %#lx of container %#lx "
 						"has no slot", (unsigned long)f,
 						(unsigned long)c->id);
@@ -213,8 +285,9 @@ void pmd_core_debug(struct pmd_core *core, struct pm_debug_rep *out)
 	}
 	if (frames != core->nframes || charged != core->budget.charged ||
 	    guaranteed != core->budget.guaranteed_sum ||
-	    conts != core->ncontainers || refs != frames ||
-	    core->budget.charged > core->budget.total ||
+	    conts != core->ncontainers ||
+	    refs != frames - remote + core->budget.lent ||
+	    core->budget.charged + core->budget.lent > core->budget.total ||
 	    core->budget.guaranteed_sum > core->budget.total) {
 		pmd_err("check: node totals disagree: frames %lu/%lu charged "
 			"%lu/%lu guaranteed %lu/%lu slot refs %lu",
@@ -229,7 +302,8 @@ void pmd_core_debug(struct pmd_core *core, struct pm_debug_rep *out)
 	out->containers = core->ncontainers;
 	out->frames = core->nframes;
 	out->charged = core->budget.charged;
-	out->slots_used = core->segs.slots_used - core->segs.slots_retired;
+	out->slots_used = core->segs.slots_used - core->segs.slots_retired -
+			  core->segs.slots_lent;
 	out->segments = core->segs.live;
 	out->frames_total = core->budget.total;
 	out->frames_free = pmd_budget_free(&core->budget);

@@ -51,9 +51,40 @@ struct pmd_core {
 	uint64_t next_task;             /* (L) serial of the next task */
 	uint64_t next_container;        /* (L) serial of the next container */
 	uint8_t secret[32];             /* (C) MAC key of capability tokens */
+	struct pmd_rseg *rsegs;         /* (L) lenders' segments we use */
+	uint32_t nrsegs, rsegs_cap;     /* (L) */
+	struct pmd_rfree *rfree;        /* (L) remote slots to give back */
+	uint32_t nrfree, rfree_cap;     /* (L) */
 	struct pmd_share *shares[PMD_SHARE_BUCKETS]; /* (L) by id */
 	uint64_t nshares;               /* (L) */
 };
+
+/* A segment another node lent us slots of: how to reach it. */
+struct pmd_rseg {
+	pm_node_t node;
+	uint32_t seg;
+	uint64_t key, base, len;        /* its fabric registration */
+};
+/* A lent slot we no longer use, to be given back. */
+struct pmd_rfree {
+	pm_node_t node;
+	uint32_t seg;
+	uint16_t slot;
+};
+/* Where remote frames go: one lent slot each. */
+struct pmd_place {
+	pm_node_t node;
+	uint32_t seg;
+	uint16_t slot;
+	uint64_t key, base, len;
+};
+
+const struct pmd_rseg *pmd_core_rseg(const struct pmd_core *core,
+				     pm_node_t node, uint32_t seg);
+error_t pmd_core_rseg_add(struct pmd_core *core, const struct pmd_place *p);
+/* Node went down (or restarted): its frames are lost, nothing is given
+ * back to it. */
+void pmd_core_node_lost(struct pmd_core *core, pm_node_t node);
 
 struct pmd_task *pmd_core_find_task(struct pmd_core *core, pm_task_t id);
 uint64_t pmd_core_now_ms(void);

@@ -24,6 +24,9 @@
 
 #define PMD_FRAME_EXTRA 0x1 /* charged as an extra frame (beyond G) */
 #define PMD_FRAME_COW   0x2 /* shares its slot with another frame */
+#define PMD_FRAME_REMOTE 0x4 /* lives on another node: seg and slot are the
+			      * lender's, pad its node id */
+#define PMD_FRAME_LOST  0x8 /* remote, and its node went down */
 
 /* Where one virtual frame's contents are. 16 bytes. */
 struct pmd_frame {

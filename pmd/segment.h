@@ -77,6 +77,7 @@ struct pmd_segtab {
 	uint64_t live;                 /* (L) segments in use (pool apart) */
 	uint64_t slots_used;           /* (L) sum of slots.used */
 	uint64_t slots_retired;        /* (L) of which retired by moves */
+	uint64_t slots_lent;           /* (L) of which lent to other nodes */
 	struct pmd_list dirty;         /* (L) segments with pending punches */
 	struct pmd_list pool;          /* (L) empty segments kept for reuse */
 	uint32_t npool;                /* (L) */

@@ -37,6 +37,12 @@ struct pmd_session {
 	uint16_t parked_type;        /* (L) that request's type and sequence */
 	uint32_t parked_seq;
 	uint64_t parked_t0;          /* (L) when it was sent on, ns */
+	struct pm_alloc_req palloc;  /* (L) a parked remote allocation: */
+	uint32_t pplan;              /*     frames it may allocate, */
+	error_t pstop;               /*     and why not more */
+	pm_node_t pnode;             /*     the lender */
+	struct pmd_place *pplaces;   /*     the slots borrowed so far */
+	uint32_t npplaces, pplaces_cap;
 	struct pmd_server *srv;      /* (C) */
 	struct pmd_list link;        /* (L) in srv->sessions */
 };
@@ -93,10 +99,33 @@ static void *reply_body(struct pmd_server *srv)
 	return srv->tx + PM_REPLY_HDR;
 }
 
+/* Borrowed slots not used after all go back to their node. */
+static void give_back(struct pmd_server *srv, const struct pmd_place *p,
+		      uint32_t n)
+{
+	struct pmd_core *core = srv->core;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (core->nrfree == core->rfree_cap) {
+			uint32_t cap = core->rfree_cap ? core->rfree_cap * 2 : 64;
+			struct pmd_rfree *v = realloc(core->rfree, cap * sizeof(*v));
+			if (!v)
+				return; /* they come back when we restart */
+			core->rfree = v;
+			core->rfree_cap = cap;
+		}
+		core->rfree[core->nrfree++] = (struct pmd_rfree){
+			.node = p[i].node, .seg = p[i].seg, .slot = p[i].slot };
+	}
+}
+
 static void session_close(struct pmd_server *srv, struct pmd_session *s)
 {
 	if (s->parked && srv->cluster)
 		pmd_cluster_cancel(srv->cluster, s);
+	if (s->npplaces)
+		give_back(srv, s->pplaces, s->npplaces);
+	free(s->pplaces);
 	epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, s->fd, NULL);
 	close(s->fd);
 	if (s->fault && s->task) {
@@ -164,6 +193,15 @@ static bool reply_send(struct pmd_server *srv, struct pmd_session *s,
 		pmd_warn("reply to a task: %m");
 	return false;
 }
+
+static void unpark(struct pmd_server *srv, struct pmd_session *s, error_t err,
+		   struct reply *r);
+static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
+			    const struct pm_alloc_req *req, pm_node_t node,
+			    struct reply *r);
+static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
+			 const struct pm_io_req *req, const void *data,
+			 bool write, struct reply *r);
 
 /* ---- request handlers: body checked for size by the dispatcher ---- */
 
@@ -250,9 +288,15 @@ static error_t do_allocate(struct pmd_server *srv, struct pmd_session *s,
 {
 	const struct pm_alloc_req *req = body;
 	struct pm_alloc_rep *rep = reply_body(srv);
-	uint32_t done = 0;
+	uint32_t done = 0, policy;
+	pm_node_t node;
 	error_t err;
 
+	if (srv->cluster &&
+	    !pmd_container_policy(srv->core, s->task, req->handle, &policy,
+				  &node) &&
+	    policy == PM_PLACE_NODE && node != srv->core->cfg.node)
+		return alloc_remote(srv, s, req, node, r);
 	err = pmd_container_allocate(srv->core, s->task, req->handle,
 				     req->start, req->count, req->flags, &done,
 				     &r->why);
@@ -321,6 +365,8 @@ static error_t do_read(struct pmd_server *srv, struct pmd_session *s,
 	err = pmd_container_read(srv->core, s->task, req->handle, req->frame,
 				 req->offset, reply_body(srv), req->len,
 				 &r->why);
+	if (err == EREMOTE)
+		return io_remote(srv, s, req, NULL, false, r);
 	if (!err)
 		r->body_len = req->len;
 	return err;
@@ -331,10 +377,15 @@ static error_t do_write(struct pmd_server *srv, struct pmd_session *s,
 {
 	const struct pm_io_req *req = body;
 
+	error_t err;
+
 	if (req->pad || body_len != sizeof(*req) + (uint64_t)req->len)
 		return EPROTO;
-	return pmd_container_write(srv->core, s->task, req->handle, req->frame,
-				   req->offset, req + 1, req->len, &r->why);
+	err = pmd_container_write(srv->core, s->task, req->handle, req->frame,
+				  req->offset, req + 1, req->len, &r->why);
+	if (err == EREMOTE)
+		return io_remote(srv, s, req, req + 1, true, r);
+	return err;
 }
 
 static error_t do_nodes(struct pmd_server *srv, struct pmd_session *s,
@@ -478,10 +529,8 @@ static void ping_done(void *arg, error_t status, const void *body, size_t len)
 {
 	struct pmd_session *s = arg;
 	struct pmd_server *srv = s->srv;
-	struct pm_msg_hdr h = { .type = s->parked_type, .seq = s->parked_seq };
 	struct pm_ping_rep *rep = reply_body(srv);
 	struct reply r = { 0 };
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
 
 	if (!status && len == sizeof(struct pmd_nreq_ping_rep)) {
 		const struct pmd_nreq_ping_rep *p = body;
@@ -492,10 +541,7 @@ static void ping_done(void *arg, error_t status, const void *body, size_t len)
 	} else if (!status) {
 		status = EPROTO;
 	}
-	s->parked = false;
-	if (!reply_send(srv, s, &h, status, &r) ||
-	    epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) < 0)
-		session_close(srv, s);
+	unpark(srv, s, status, &r);
 }
 
 static error_t do_ping_node(struct pmd_server *srv, struct pmd_session *s,
@@ -517,6 +563,144 @@ static error_t do_ping_node(struct pmd_server *srv, struct pmd_session *s,
 		return err;
 	r->why.arg = 0;
 	return EINPROGRESS;
+}
+
+/* Sends a parked session its reply and reads from it again. */
+static void unpark(struct pmd_server *srv, struct pmd_session *s, error_t err,
+		   struct reply *r)
+{
+	struct pm_msg_hdr h = { .type = s->parked_type, .seq = s->parked_seq };
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
+
+	s->parked = false;
+	if (!reply_send(srv, s, &h, err, r) ||
+	    epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) < 0)
+		session_close(srv, s);
+}
+
+/* ---- remote frames ---- */
+
+static void alloc_borrowed(void *arg, error_t status,
+			   const struct pmd_place *places, uint32_t n);
+
+/* The allocation, once every slot it needs is borrowed (or no more
+ * come): allocate into them, give back what is left, answer. */
+static void alloc_finish(struct pmd_server *srv, struct pmd_session *s)
+{
+	const struct pm_alloc_req *q = &s->palloc;
+	struct pm_alloc_rep *rep = reply_body(srv);
+	struct reply r = { .body_len = sizeof(*rep) };
+	uint32_t done = 0;
+	error_t err;
+
+	err = pmd_container_allocate_remote(srv->core, s->task, q->handle,
+					    q->start, q->count, q->flags,
+					    s->pplaces, s->npplaces, &done,
+					    &r.why);
+	if (done < s->npplaces)
+		give_back(srv, s->pplaces + done, s->npplaces - done);
+	s->npplaces = 0;
+	if (err == ENOMEM && done == s->pplan)
+		err = s->pstop; /* as planned: the stop of the plan */
+	rep->count = done;
+	rep->pad = 0;
+	unpark(srv, s, err, &r);
+}
+
+static void alloc_borrowed(void *arg, error_t status,
+			   const struct pmd_place *places, uint32_t n)
+{
+	struct pmd_session *s = arg;
+	struct pmd_server *srv = s->srv;
+
+	if (s->npplaces + n > s->pplaces_cap) {
+		uint32_t cap = s->npplaces + n + 64;
+		struct pmd_place *v = realloc(s->pplaces, cap * sizeof(*v));
+		if (!v) {
+			give_back(srv, places, n);
+			alloc_finish(srv, s);
+			return;
+		}
+		s->pplaces = v;
+		s->pplaces_cap = cap;
+	}
+	memcpy(s->pplaces + s->npplaces, places, n * sizeof(*places));
+	s->npplaces += n;
+	/* More to borrow while the lender keeps giving. */
+	if (!status && n && s->npplaces < s->pplan &&
+	    !pmd_cluster_borrow(srv->cluster, s->pnode,
+				s->pplan - s->npplaces, alloc_borrowed, s))
+		return;
+	alloc_finish(srv, s);
+}
+
+/* An allocation into a container placed on another node: borrow its
+ * slots (parked), then allocate. EINPROGRESS when parked. */
+static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
+			    const struct pm_alloc_req *req, pm_node_t node,
+			    struct reply *r)
+{
+	struct pm_alloc_rep *rep = reply_body(srv);
+	uint32_t n = 0;
+	error_t stop, err;
+
+	stop = pmd_container_allocate_plan(srv->core, s->task, req->handle,
+					   req->start, req->count, req->flags,
+					   &n, &r->why);
+	if (n == 0 || (stop && !(req->flags & CONT_ALLOC_PARTIAL))) {
+		rep->count = 0;
+		rep->pad = 0;
+		r->body_len = sizeof(*rep);
+		return stop ? stop : EINVAL;
+	}
+	s->palloc = *req;
+	s->pplan = n;
+	s->pstop = stop;
+	s->pnode = node;
+	s->npplaces = 0;
+	err = pmd_cluster_borrow(srv->cluster, node, n, alloc_borrowed, s);
+	if (err) {
+		rep->count = 0;
+		rep->pad = 0;
+		r->body_len = sizeof(*rep);
+		return err == ENODEV ? ENODEV : ENOMEM;
+	}
+	return EINPROGRESS;
+}
+
+static void rio_answer(void *arg, error_t status, const uint8_t *data,
+		       uint32_t len)
+{
+	struct pmd_session *s = arg;
+	struct pmd_server *srv = s->srv;
+	struct reply r = { 0 };
+
+	if (!status && data) {
+		memcpy(reply_body(srv), data, len);
+		r.body_len = len;
+	}
+	unpark(srv, s, status, &r);
+}
+
+/* A read or write touching remote frames (parked until the RDMA ends). */
+static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
+			 const struct pm_io_req *req, const void *data,
+			 bool write, struct reply *r)
+{
+	struct pmd_io_piece pieces[PMD_IO_PIECES];
+	uint32_t n = 0;
+	error_t err;
+
+	if (!srv->cluster)
+		return EIO;
+	err = pmd_container_io_plan(srv->core, s->task, req->handle, write,
+				    req->frame, req->offset, req->len, pieces,
+				    &n, &r->why);
+	if (err)
+		return err;
+	err = pmd_cluster_rio(srv->cluster, write, pieces, n, data, req->len,
+			      rio_answer, s);
+	return err ? err : EINPROGRESS;
 }
 
 static error_t do_copy(struct pmd_server *srv, struct pmd_session *s,
@@ -610,6 +794,20 @@ static error_t do_set_policy(struct pmd_server *srv, struct pmd_session *s,
 
 	if (q->pad)
 		return EPROTO;
+	/* Another node must be in the cluster. */
+	if (q->policy == PM_PLACE_NODE && q->node != srv->core->cfg.node &&
+	    (!srv->cluster || !pmd_cluster_knows(srv->cluster, q->node))) {
+		uint32_t policy;
+		pm_node_t node;
+		error_t err = pmd_container_policy(srv->core, s->task, q->handle,
+						   &policy, &node);
+		if (err) {
+			r->why.arg = 1;
+			return err;
+		}
+		r->why.arg = 4;
+		return ENODEV;
+	}
 	return pmd_container_set_policy(srv->core, s->task, q->handle,
 					q->policy, q->node, &r->why);
 }
@@ -858,7 +1056,7 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 	if (cfg->cluster_conf) {
 		int fds[2], nfds;
 
-		err = pmd_cluster_start(cfg->cluster_conf, cfg->node_id,
+		err = pmd_cluster_start(cfg->cluster_conf, cfg->node_id, core,
 					&srv->cluster);
 		if (err)
 			goto fail;

@@ -1,0 +1,258 @@
+/*
+ * Remote frames: a container on node 1 placed on node 2 (PM_PLACE_NODE)
+ * gets its frames in slots node 2 lends; reads and writes of every size
+ * and alignment go by one-sided RDMA and read back what was written; node
+ * 2's free frames fall and rise with the loans; what is not built yet
+ * (mapping or copying remote frames) says so; when node 2 dies its frames
+ * answer EIO while everything else works, and the accounting holds.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define NFR 40
+
+static char dir[] = "/tmp/pmd-remote-XXXXXX";
+static char ini[300], key[300];
+static struct pmd_proc node[2];
+static uint8_t model[NFR * PM_FRAME_SIZE];
+
+static int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct pm_node_info seen(int i, pm_node_t of)
+{
+	struct pm_node_info info[4];
+	int n = 4;
+	pm_t *pm = test_connect(&node[i]);
+
+	assert_int_equal(pm_nodes(pm, info, &n), 0);
+	pm_disconnect(pm);
+	for (int k = 0; k < n; k++)
+		if (info[k].id == of)
+			return info[k];
+	fail_msg("node %d does not list node %u", i + 1, of);
+	return info[0];
+}
+
+static void wait_state(int i, pm_node_t of, int state)
+{
+	uint64_t t0 = now_ms();
+
+	while (seen(i, of).state != state)
+		if (now_ms() - t0 > 6000)
+			fail_msg("node %d never saw node %u in state %d", i + 1,
+				 of, state);
+		else
+			usleep(20000);
+}
+
+/* Node 2's own free frames, as it says. */
+static uint64_t lender_free(void)
+{
+	return seen(1, 2).frames_free;
+}
+
+static int setup(void **state)
+{
+	char text[512];
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(ini, sizeof(ini), "%s/cluster.ini", dir);
+	snprintf(key, sizeof(key), "%s/cluster.key", dir);
+	fd = open(key, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(write(fd, "the remote frames test's secret", 31), 31);
+	close(fd);
+	snprintf(text, sizeof(text),
+		 "[cluster]\nsecret_file = cluster.key\nheartbeat_ms = 100\n"
+		 "suspect_ms = 400\ndown_ms = 1200\n"
+		 "[node 1]\naddress = 127.0.0.1:%d\n"
+		 "[node 2]\naddress = 127.0.0.1:%d\n", free_port(), free_port());
+	fd = open(ini, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	for (int i = 0; i < 2; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "%d", i + 1);
+		pmd_proc_start(&node[i], (const char *const[]){ "--node-id", id,
+			"--cluster", ini, "--memory", "64M", "--guarantee", "1024",
+			NULL });
+	}
+	wait_state(0, 2, PM_NODE_UP);
+	wait_state(1, 1, PM_NODE_UP);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	for (int i = 0; i < 2; i++)
+		if (node[i].pid > 0) {
+			kill(node[i].pid, SIGKILL);
+			waitpid(node[i].pid, NULL, 0);
+			node[i].pid = 0;
+		}
+	unlink(ini);
+	unlink(key);
+	rmdir(dir);
+	return 0;
+}
+
+static void fill(uint8_t *p, size_t n, uint32_t seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		p[i] = (uint8_t)(seed >> 16);
+	}
+}
+
+static void frames_on_another_node(void **state)
+{
+	pm_t *pm = test_connect(&node[0]);
+	static uint8_t buf[65536], got[65536];
+	static const uint32_t lens[] = { 1, 7, 4095, 4096, 4097, 12345, 65536 };
+	static const uint64_t offs[] = { 0, 1, 4095, 4096, 8191, 20000 };
+	uint64_t free0 = lender_free(), t0;
+	struct pm_container_stat st;
+	container_t c, local;
+	int n = NFR;
+	void *m;
+	uint32_t seed = 1;
+
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_NODE, 9), ENODEV);
+	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_NODE, 2), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	assert_int_equal(n, NFR);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.frames, NFR);
+	assert_int_equal(st.remote, NFR);
+	assert_int_equal(st.resident, 0);
+	/* The lender's free frames fall by the loan (seen at once). */
+	assert_int_equal(lender_free(), free0 - NFR);
+
+	/* Fresh remote frames read as zeros. */
+	assert_int_equal(pm_container_read(pm, c, 0, 0, got, sizeof(got)), 0);
+	for (size_t i = 0; i < sizeof(got); i++)
+		if (got[i])
+			fail_msg("fresh remote byte %zu is %#x", i, got[i]);
+
+	/* Every size at every alignment, checked against a model. */
+	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		for (size_t oi = 0; oi < sizeof(offs) / sizeof(offs[0]); oi++) {
+			uint64_t off = offs[oi] + li * 3 * PM_FRAME_SIZE;
+			uint32_t len = lens[li];
+			if (off + len > sizeof(model))
+				continue;
+			fill(buf, len, seed++);
+			assert_int_equal(pm_container_write(pm, c, 0, off, buf, len), 0);
+			memcpy(model + off, buf, len);
+			assert_int_equal(pm_container_read(pm, c, 0, off, got, len), 0);
+			assert_memory_equal(got, model + off, len);
+		}
+	}
+	for (uint64_t off = 0; off < sizeof(model); off += sizeof(got)) {
+		uint32_t len = sizeof(model) - off < sizeof(got) ?
+			       (uint32_t)(sizeof(model) - off) : sizeof(got);
+		assert_int_equal(pm_container_read(pm, c, 0, off, got, len), 0);
+		assert_memory_equal(got, model + off, len);
+	}
+
+	/* Not built yet, and says so. */
+	assert_int_equal(pm_container_map(pm, c, 0, 1, CONT_MAP_READ, &m, NULL),
+			 EOPNOTSUPP);
+	assert_int_equal(pm_container_copy(pm, c, 0, c, 1, 1, 0, NULL), EOPNOTSUPP);
+
+	/* A local container beside it works as ever. */
+	assert_int_equal(pm_container_create(pm, &local), 0);
+	n = 2;
+	assert_int_equal(pm_container_allocate(pm, local, 0, &n, 0), 0);
+	assert_int_equal(pm_container_write(pm, local, 1, 0, "local", 5), 0);
+
+	/* Squashed frames are fresh ones, on the lender again. */
+	n = 4;
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, CONT_ALLOC_SQUASH), 0);
+	assert_int_equal(pm_container_read(pm, c, 0, 0, got, 4 * PM_FRAME_SIZE), 0);
+	for (size_t i = 0; i < 4 * PM_FRAME_SIZE; i++)
+		if (got[i])
+			fail_msg("squashed remote byte %zu is %#x", i, got[i]);
+	memset(model, 0, 4 * PM_FRAME_SIZE);
+
+	/* Deallocated frames go back to the lender. */
+	assert_int_equal(pm_container_deallocate(pm, c, 20, 20), 0);
+	t0 = now_ms();
+	while (lender_free() != free0 - 20 && now_ms() - t0 < 3000)
+		usleep(20000);
+	assert_int_equal(lender_free(), free0 - 20);
+	test_check(pm);
+	{
+		pm_t *l = test_connect(&node[1]);
+		test_check(l);
+		pm_disconnect(l);
+	}
+
+	/* The lender dies: its frames are lost (EIO), nothing else is. */
+	kill(node[1].pid, SIGKILL);
+	waitpid(node[1].pid, NULL, 0);
+	node[1].pid = 0;
+	unlink(node[1].socket);
+	unlink(node[1].log);
+	rmdir(node[1].dir);
+	wait_state(0, 2, PM_NODE_DOWN);
+	assert_int_equal(pm_container_read(pm, c, 5, 0, got, 10), EIO);
+	assert_int_equal(pm_container_write(pm, c, 5, 0, "x", 1), EIO);
+	assert_int_equal(pm_container_read(pm, local, 1, 0, got, 5), 0);
+	assert_memory_equal(got, "local", 5);
+	assert_int_equal(pm_container_deallocate(pm, c, 0, 20), 0);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.frames, 0);
+	test_check(pm);
+	pm_disconnect(pm);
+	pmd_proc_stop(&node[0]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(frames_on_another_node, setup,
+						teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
