@@ -281,10 +281,10 @@ static void lend_alloc(struct pmd_cluster *c, pm_node_t home, uint32_t want,
 	if (want > room)
 		want = (uint32_t)room;
 	while (rep->n < want) {
-		struct lseg *l;
-		int slot;
+		struct lseg *l = NULL;
+		int slot = -1;
 
-		if (lend_slot(c, &l, &slot))
+		if (lend_slot(c, &l, &slot) || slot < 0)
 			break;
 		pmd_segment_populate(l->seg, (unsigned)slot, 1);
 		l->owner[slot] = home;
