@@ -17,6 +17,10 @@
  *   fault      fault-in of a mapped frame the pmd moved (through the
  *              library's userfaultfd) against a page-cache fault of a
  *              memfd page plus one small request
+ *   remote     (only when named, with --remote-node N, against a pmd in a
+ *              cluster) 4 KiB read and write latency and 64 KiB read and
+ *              write bandwidth of frames placed on node N, through the API;
+ *              bench/run-remote.sh sets the raw fabric beside them
  *
  * usage: pm-bench [--socket PATH] [--json FILE] [--quick] [--echo-cpu N]
  *                 [TEST...]
@@ -25,6 +29,7 @@
  * Output: one line per figure on stdout, and a JSON array (--json).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -41,6 +46,7 @@
 
 static const char *sock_path;
 static int echo_cpu = -1;     /* CPU of the rpc baseline's echo process */
+static int remote_node;       /* lender of the remote figures; 0: none */
 static int rounds = 201;      /* batches; the median is reported */
 static FILE *json;
 static int json_count;
@@ -436,6 +442,83 @@ static void bench_fault(void)
 	bench_fault_one(false);
 }
 
+struct bw_arg {
+	pm_t *pm;
+	container_t c;
+	bool write;
+	uint64_t end_ns, bytes;
+};
+
+static void *bw_worker(void *p)
+{
+	struct bw_arg *a = p;
+	static __thread uint8_t buf[65536];
+	frame_t f = 0;
+
+	while (now_ns() < a->end_ns) {
+		CHECK(a->write ? pm_container_write(a->pm, a->c, f, 0, buf, sizeof(buf))
+			       : pm_container_read(a->pm, a->c, f, 0, buf, sizeof(buf)));
+		a->bytes += sizeof(buf);
+		f = (f + 16) % 128;
+	}
+	return NULL;
+}
+
+/* MB/s of 64 KiB reads or writes by `threads` sessions at once. */
+static double remote_bw(bool write, int threads)
+{
+	struct bw_arg a[8];
+	pthread_t th[8];
+	uint64_t t0 = now_ns(), bytes = 0;
+
+	for (int i = 0; i < threads; i++) {
+		int n = 128;
+		a[i] = (struct bw_arg){ .pm = connect_fast(true), .write = write,
+					.end_ns = t0 + 500000000u };
+		CHECK(pm_container_create(a[i].pm, &a[i].c));
+		CHECK(pm_container_set_policy(a[i].pm, a[i].c, PM_PLACE_NODE,
+					      (pm_node_t)remote_node));
+		CHECK(pm_container_allocate(a[i].pm, a[i].c, 0, &n, 0));
+	}
+	t0 = now_ns();
+	for (int i = 0; i < threads; i++) {
+		a[i].end_ns = t0 + 500000000u;
+		pthread_create(&th[i], NULL, bw_worker, &a[i]);
+	}
+	for (int i = 0; i < threads; i++) {
+		pthread_join(th[i], NULL);
+		bytes += a[i].bytes;
+		pm_disconnect(a[i].pm);
+	}
+	return (double)bytes / ((double)(now_ns() - t0) / 1e9) / 1e6;
+}
+
+static void bench_remote(void)
+{
+	pm_t *pm = connect_fast(true);
+	static uint8_t buf[4096];
+	container_t c, l;
+	int n = 16;
+	double t_r, t_w, t_lr, t_lw;
+
+	CHECK(pm_container_create(pm, &c));
+	CHECK(pm_container_set_policy(pm, c, PM_PLACE_NODE, (pm_node_t)remote_node));
+	CHECK(pm_container_allocate(pm, c, 0, &n, 0));
+	CHECK(pm_container_create(pm, &l));
+	n = 16;
+	CHECK(pm_container_allocate(pm, l, 0, &n, 0));
+	MEASURE_PAIR(t_r, 50, CHECK(pm_container_read(pm, c, (frame_t)(i_ & 15), 0, buf, 4096)),
+		     t_lr, 50, CHECK(pm_container_read(pm, l, (frame_t)(i_ & 15), 0, buf, 4096)));
+	MEASURE_PAIR(t_w, 50, CHECK(pm_container_write(pm, c, (frame_t)(i_ & 15), 0, buf, 4096)),
+		     t_lw, 50, CHECK(pm_container_write(pm, l, (frame_t)(i_ & 15), 0, buf, 4096)));
+	report("remote.read4k", "ns", t_r, "local read4k", t_lr, NULL);
+	report("remote.write4k", "ns", t_w, "local write4k", t_lw, NULL);
+	pm_disconnect(pm);
+	double rb = remote_bw(false, 8), wb = remote_bw(true, 8);
+	report("remote.read_bw_64k", "MB/s", rb, "none (see run-remote.sh)", 0, NULL);
+	report("remote.write_bw_64k", "MB/s", wb, "none (see run-remote.sh)", 0, NULL);
+}
+
 static bool wanted(int argc, char **argv, int first, const char *name)
 {
 	if (first >= argc)
@@ -458,19 +541,23 @@ int main(int argc, char **argv)
 			if (!json)
 				die(argv[i], errno);
 			fputs("[", json);
+		} else if (!strcmp(argv[i], "--remote-node") && i + 1 < argc) {
+			remote_node = atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--echo-cpu") && i + 1 < argc) {
 			echo_cpu = atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--quick")) {
 			rounds = 21;
 		} else {
 			fprintf(stderr, "usage: pm-bench [--socket PATH] [--json FILE] "
-				"[--quick] [--echo-cpu N] [map alloc rpc io cow lock fault]...\n");
+				"[--quick] [--echo-cpu N] [--remote-node N] "
+				"[map alloc rpc io cow lock fault remote]...\n");
 			return 2;
 		}
 	}
 	for (int k = i; k < argc; k++) {
 		static const char *const names[] = { "map", "alloc", "rpc", "io",
-						     "cow", "lock", "fault" };
+						     "cow", "lock", "fault",
+						     "remote" };
 		bool ok = false;
 		for (size_t j = 0; j < sizeof(names) / sizeof(names[0]); j++)
 			ok |= !strcmp(argv[k], names[j]);
@@ -493,6 +580,13 @@ int main(int argc, char **argv)
 		bench_lock();
 	if (wanted(argc, argv, i, "fault"))
 		bench_fault();
+	/* Only when asked for by name: it needs a cluster. */
+	for (int k = i; k < argc; k++)
+		if (!strcmp(argv[k], "remote")) {
+			if (!remote_node)
+				die("remote: needs --remote-node N", EINVAL);
+			bench_remote();
+		}
 	if (json) {
 		fputs("\n]\n", json);
 		fclose(json);
