@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite: builds, starts a pmd in a temporary directory,
 # runs pm-bench against it, then the fabric benchmarks (raw libfabric and
-# the fabric/ layer), writes JSON to bench/results/ and renders PNG plots
+# the fabric/ layer) and the remote-frame figures (a 2-node cluster against
+# the raw fabric), writes JSON to bench/results/ and renders PNG plots
 # into docs/ with gnuplot. Installs what it needs (jq, gnuplot-nox) when
 # run as root. Usage: bench/run.sh [--quick] [TEST...]
 #
@@ -82,6 +83,12 @@ if command -v jq >/dev/null; then
 	echo "fabric: raw libfabric against fabric/, $rounds round(s)"
 	ROUNDS=$rounds "$top/bench/run-fabric.sh" "$build" >"$out/fabric.json"
 	jq -r '.figures | to_entries[] | "  \(.key): raw \(.value.raw.best) layer \(.value.layer.best) \(.value.unit) (best), ratio \(.value.ratio_best) best, \(.value.ratio_mean) mean, \(.value.ratio_median) median"' "$out/fabric.json"
+fi
+
+if command -v jq >/dev/null; then
+	echo "remote frames through the API against the raw fabric (2-node cluster)"
+	ROUNDS=$((rounds > 3 ? 3 : rounds)) "$top/bench/run-remote.sh" >/dev/null
+	jq -r '.figures | to_entries[] | "  \(.key): \(.value | del(.ratio) | to_entries | map("\(.key) \(.value * 10 | round / 10)") | join(", ")), ratio \(.value.ratio)"' "$out/remote.json"
 fi
 
 if command -v gnuplot >/dev/null; then
