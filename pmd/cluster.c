@@ -44,6 +44,14 @@ struct ncall {
 	struct ncall *next;
 };
 
+/* A loan being asked for (an ALLOC call's argument). */
+struct borrow {
+	struct pmd_cluster *c;
+	pm_node_t node;
+	pmd_borrow_done *done;
+	void *arg;
+};
+
 /* A segment this node lends slots of, and to whom each slot is lent. */
 struct lseg {
 	struct pmd_segment *seg;
@@ -471,8 +479,17 @@ error_t pmd_cluster_call(struct pmd_cluster *c, pm_node_t to, uint16_t type,
 	return 0;
 }
 
+static void borrow_answer(void *arg, error_t status, const void *body,
+			  size_t len);
+
 void pmd_cluster_cancel(struct pmd_cluster *c, void *arg)
 {
+	/* A loan being asked for on arg's behalf still comes: it is given
+	 * back when it does. */
+	for (struct ncall *k = c->calls; k; k = k->next)
+		if (k->done == borrow_answer &&
+		    ((struct borrow *)k->arg)->arg == arg)
+			((struct borrow *)k->arg)->done = NULL;
 	for (int b = 0; b < BOUNCES; b++)
 		if (c->bounce_user[b] && c->bounce_user[b]->arg == arg)
 			c->bounce_user[b]->done = NULL; /* finishes unseen */
@@ -594,13 +611,6 @@ bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node)
 
 /* ---- borrowing, and giving back ---- */
 
-struct borrow {
-	struct pmd_cluster *c;
-	pm_node_t node;
-	pmd_borrow_done *done;
-	void *arg;
-};
-
 static void borrow_answer(void *arg, error_t status, const void *body,
 			  size_t len)
 {
@@ -634,8 +644,26 @@ static void borrow_answer(void *arg, error_t status, const void *body,
 			n = 0;
 		}
 	}
-	if (b->done)
+	if (b->done) {
 		b->done(b->arg, status, places, n);
+	} else if (n) {
+		/* Its requester went away: the loan goes back at once. */
+		struct pmd_core *core = b->c->core;
+		for (uint32_t i = 0; i < n; i++) {
+			if (core->nrfree == core->rfree_cap) {
+				uint32_t cap = core->rfree_cap ? core->rfree_cap * 2 : 64;
+				struct pmd_rfree *v = realloc(core->rfree,
+							      cap * sizeof(*v));
+				if (!v)
+					break;
+				core->rfree = v;
+				core->rfree_cap = cap;
+			}
+			core->rfree[core->nrfree++] = (struct pmd_rfree){
+				.node = places[i].node, .seg = places[i].seg,
+				.slot = places[i].slot };
+		}
+	}
 	free(b);
 }
 

@@ -4,7 +4,9 @@
  * and alignment go by one-sided RDMA and read back what was written; node
  * 2's free frames fall and rise with the loans; what is not built yet
  * (mapping or copying remote frames) says so; when node 2 dies its frames
- * answer EIO while everything else works, and the accounting holds.
+ * answer EIO while everything else works, and the accounting holds. A
+ * task that hangs up while its remote allocation is in flight leaves
+ * nothing lent behind.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,7 +27,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/un.h>
+
 #include "harness.h"
+#include "pm_proto.h"
 
 #define NFR 40
 
@@ -95,6 +100,7 @@ static int setup(void **state)
 	char text[512];
 	int fd;
 
+	strcpy(dir, "/tmp/pmd-remote-XXXXXX");
 	assert_non_null(mkdtemp(dir));
 	snprintf(ini, sizeof(ini), "%s/cluster.ini", dir);
 	snprintf(key, sizeof(key), "%s/cluster.key", dir);
@@ -248,11 +254,72 @@ static void frames_on_another_node(void **state)
 	pmd_proc_stop(&node[0]);
 }
 
+/* One request on a raw session; returns the wire status. */
+static uint32_t raw_call(int fd, uint16_t type, const void *body, uint32_t len,
+			 void *out, uint32_t out_len, bool wait)
+{
+	uint8_t buf[256] __attribute__((aligned(8))) = { 0 };
+	struct pm_msg_hdr *h = (struct pm_msg_hdr *)buf;
+	const struct pm_reply *rep = (const struct pm_reply *)(h + 1);
+
+	pm_msg_hdr_init(h, type, (uint32_t)sizeof(*h) + len, 9);
+	if (len)
+		memcpy(h + 1, body, len);
+	assert_true(send(fd, buf, sizeof(*h) + len, 0) > 0);
+	if (!wait)
+		return 0;
+	assert_true(recv(fd, buf, sizeof(buf), 0) >= (ssize_t)PM_REPLY_HDR);
+	if (out)
+		memcpy(out, rep + 1, out_len);
+	return rep->status;
+}
+
+static void a_task_gone_mid_allocation_leaves_no_loan(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct pm_hello_req hello = { .version = PM_PROTO_VERSION };
+	struct pm_hello_rep hrep;
+	struct pm_handle_rep c;
+	struct pm_policy_req pol = { .policy = PM_PLACE_NODE, .node = 2 };
+	struct pm_alloc_req alloc = { .count = 30 };
+	uint64_t free0 = lender_free(), t0;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0 && strlen(node[0].socket) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, node[0].socket, strlen(node[0].socket) + 1);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(raw_call(fd, PM_MSG_HELLO, &hello, sizeof(hello), &hrep,
+				  sizeof(hrep), true), PM_ST_OK);
+	assert_int_equal(raw_call(fd, PM_MSG_CREATE, NULL, 0, &c, sizeof(c), true),
+			 PM_ST_OK);
+	pol.handle = c.handle;
+	assert_int_equal(raw_call(fd, PM_MSG_SET_POLICY, &pol, sizeof(pol), NULL,
+				  0, true), PM_ST_OK);
+	alloc.handle = c.handle;
+	raw_call(fd, PM_MSG_ALLOCATE, &alloc, sizeof(alloc), NULL, 0, false);
+	close(fd);
+
+	/* Whatever was lent comes back; both nodes keep their books. */
+	t0 = now_ms();
+	while (lender_free() != free0 && now_ms() - t0 < 3000)
+		usleep(20000);
+	assert_int_equal(lender_free(), free0);
+	for (int i = 0; i < 2; i++) {
+		pm_t *pm = test_connect(&node[i]);
+		test_check(pm);
+		pm_disconnect(pm);
+	}
+	pmd_proc_stop(&node[0]);
+	pmd_proc_stop(&node[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(frames_on_another_node, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(
+			a_task_gone_mid_allocation_leaves_no_loan, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
