@@ -246,12 +246,25 @@ static void frames_on_another_node(void **state)
 	assert_int_equal(pm_container_write(pm, c, 5, 0, "x", 1), EIO);
 	assert_int_equal(pm_container_read(pm, local, 1, 0, got, 5), 0);
 	assert_memory_equal(got, "local", 5);
+	/* It comes back (a new incarnation): the lost frames stay lost, new
+	 * ones go to it again. */
+	pmd_proc_start(&node[1], (const char *const[]){ "--node-id", "2",
+		"--cluster", ini, "--memory", "64M", "--guarantee", "1024", NULL });
+	wait_state(0, 2, PM_NODE_UP);
+	assert_int_equal(pm_container_read(pm, c, 5, 0, got, 10), EIO);
+	n = 2;
+	assert_int_equal(pm_container_allocate(pm, c, 100, &n, 0), 0);
+	assert_int_equal(pm_container_write(pm, c, 100, 0, "back", 4), 0);
+	assert_int_equal(pm_container_read(pm, c, 100, 0, got, 4), 0);
+	assert_memory_equal(got, "back", 4);
 	assert_int_equal(pm_container_deallocate(pm, c, 0, 20), 0);
+	assert_int_equal(pm_container_deallocate(pm, c, 100, 2), 0);
 	assert_int_equal(pm_container_stat(pm, c, &st), 0);
 	assert_int_equal(st.frames, 0);
 	test_check(pm);
 	pm_disconnect(pm);
 	pmd_proc_stop(&node[0]);
+	pmd_proc_stop(&node[1]);
 }
 
 /* One request on a raw session; returns the wire status. */
