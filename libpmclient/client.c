@@ -925,21 +925,27 @@ static bool map_fast(struct pm *pm, container_t c, frame_t start, int n,
 			return false;
 		*addr = base + (size_t)ents[0].slot * PM_FRAME_SIZE;
 	} else {
-		/* Scattered frames: one mmap per frame into a reserved range
-		 * (still no message). */
+		/* Scattered frames: one mmap per run of consecutive slots of
+		 * one segment, into a reserved range (still no message). */
 		size_t size = (size_t)n * PM_FRAME_SIZE;
+		int prot = PROT_READ | (writable ? PROT_WRITE : 0);
 		uint8_t *region = mmap(NULL, size, PROT_NONE, MAP_PRIVATE |
 				       MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (region == MAP_FAILED)
 			return false;
-		for (int i = 0; i < n; i++) {
+		for (int i = 0, run; i < n; i += run) {
 			struct pmc_seg *g = seg_get(pm, ents[i].segment);
-			int prot = PROT_READ | (writable ? PROT_WRITE : 0);
 			uint8_t *at = region + (size_t)i * PM_FRAME_SIZE;
-			if (mmap(at, PM_FRAME_SIZE, prot, MAP_SHARED | MAP_FIXED,
-				 g->fd, (off_t)ents[i].slot * PM_FRAME_SIZE) ==
-				    MAP_FAILED ||
-			    pmc_follow_add(&pm->follow, at, PM_FRAME_SIZE,
+
+			for (run = 1; i + run < n &&
+			     ents[i + run].segment == ents[i].segment &&
+			     ents[i + run].slot == ents[i].slot + run; run++)
+				;
+			if (mmap(at, (size_t)run * PM_FRAME_SIZE, prot,
+				 MAP_SHARED | MAP_FIXED, g->fd,
+				 (off_t)ents[i].slot * PM_FRAME_SIZE) == MAP_FAILED ||
+			    pmc_follow_add(&pm->follow, at,
+					   (size_t)run * PM_FRAME_SIZE,
 					   ents[i].segment, ents[i].slot, prot,
 					   c, start + (frame_t)i)) {
 				pmc_follow_forget(&pm->follow, region, size);

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -136,6 +137,43 @@ static void misses_go_to_the_pmd(void **state)
 	pm_disconnect(b);
 }
 
+/* Frames whose slots are not consecutive map as one range, one mmap per
+ * run of slots, still without a message; each shows its own contents. */
+static void scattered_frames_map_in_runs(void **state)
+{
+	pm_t *pm = test_connect(&daemon_proc);
+	container_t c;
+	int n = 4;
+	char *m, tag[16];
+	uint64_t before;
+
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0); /* slots 0-3 */
+	assert_int_equal(pm_container_deallocate(pm, c, 1, 1), 0);    /* slot 1 free */
+	for (frame_t f = 10; f < 13; f++) {                          /* slots 1, 4, 5 */
+		n = 1;
+		assert_int_equal(pm_container_allocate(pm, c, f, &n, 0), 0);
+		snprintf(tag, sizeof(tag), "frame %u", (unsigned)f);
+		assert_int_equal(pm_container_write(pm, c, f, 0, tag, sizeof(tag)), 0);
+	}
+	/* The first map brings the view and the segment. */
+	assert_int_equal(pm_container_map(pm, c, 0, 1, CONT_MAP_READ, (void **)&m, NULL), 0);
+	before = requests(pm);
+	assert_int_equal(pm_container_map(pm, c, 10, 3, CONT_MAP_READ | CONT_MAP_WRITE,
+					  (void **)&m, NULL), 0);
+	assert_int_equal(requests(pm), before + 1); /* the stat call only */
+	for (frame_t f = 10; f < 13; f++) {
+		snprintf(tag, sizeof(tag), "frame %u", (unsigned)f);
+		assert_string_equal(m + (f - 10) * PM_FRAME_SIZE, tag);
+	}
+	strcpy(m + 2 * PM_FRAME_SIZE + 100, "through the run");
+	assert_int_equal(pm_container_read(pm, c, 12, 100, tag, 16), 0);
+	assert_string_equal(tag, "through the run");
+	assert_int_equal(pm_container_unmap(pm, m, 3), 0);
+	test_check(pm);
+	pm_disconnect(pm);
+}
+
 struct churn {
 	pm_t *pm;
 	container_t c;
@@ -206,6 +244,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(resident_maps_send_no_message),
 		cmocka_unit_test(misses_go_to_the_pmd),
+		cmocka_unit_test(scattered_frames_map_in_runs),
 		cmocka_unit_test(concurrent_changes_never_show_another_frame),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
