@@ -770,10 +770,10 @@ error_t pmd_container_map(struct pmd_core *core, struct pmd_task *task,
 			return ENOENT;
 		}
 		if (frame_remote(e)) {
-			/* Mapping migrates a remote frame here first: not
-			 * built yet. */
+			/* Mapping brings a remote frame here first: the
+			 * server pulls it (pmd_container_pull_*). */
 			why->frame = start + i;
-			return EOPNOTSUPP;
+			return (e->flags & PMD_FRAME_LOST) ? EIO : EREMOTE;
 		}
 		cow += frame_is_cow(core, e);
 	}
@@ -987,6 +987,101 @@ error_t pmd_container_io_plan(struct pmd_core *core, struct pmd_task *task,
 	}
 	*npieces = k;
 	return 0;
+}
+
+error_t pmd_container_pull_plan(struct pmd_core *core, struct pmd_task *task,
+				container_t h, frame_t start, uint32_t count,
+				struct pmd_pull *pulls, uint32_t *npulls,
+				struct pmd_culprit *why)
+{
+	struct pmd_container *c;
+	struct pmd_cap *cap;
+	uint32_t n = 0;
+	error_t err;
+
+	err = cap_decode(task, h, PMD_RIGHT_MAP | PMD_RIGHT_READ, USE_ALL,
+			 &cap, why);
+	if (err)
+		return err;
+	if (!range_ok(start, count)) {
+		why->arg = 3;
+		return EINVAL;
+	}
+	c = cap->cont;
+	for (uint32_t i = 0; i < count && n < PMD_PULL_MAX; i++) {
+		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, start + i);
+		const struct pmd_rseg *r;
+
+		if (!e || !frame_remote(e))
+			continue;
+		r = pmd_core_rseg(core, (pm_node_t)e->pad, e->seg);
+		if ((e->flags & PMD_FRAME_LOST) || !r) {
+			why->frame = start + i;
+			return EIO;
+		}
+		pulls[n++] = (struct pmd_pull){
+			.frame = start + i, .node = (pm_node_t)e->pad,
+			.seg = e->seg, .slot = e->slot,
+			.piece = { .node = (pm_node_t)e->pad, .key = r->key,
+				   .base = r->base, .rlen = r->len,
+				   .roff = (uint64_t)e->slot * PM_FRAME_SIZE,
+				   .len = PM_FRAME_SIZE } };
+	}
+	*npulls = n;
+	return 0;
+}
+
+error_t pmd_container_pull_finish(struct pmd_core *core, struct pmd_task *task,
+				  container_t h, const struct pmd_pull *pulls,
+				  uint32_t n, const uint8_t *data)
+{
+	struct pmd_culprit why;
+	struct pmd_container *c;
+	struct pmd_cap *cap;
+	error_t err;
+
+	err = cap_decode(task, h, 0, 0, &cap, &why);
+	if (err)
+		return err; /* gone meanwhile: nothing to bring in */
+	c = cap->cont;
+	err = container_reserve_slots(core, c, n);
+	if (err)
+		return err;
+	view_begin(c);
+	for (uint32_t i = 0; i < n; i++) {
+		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, pulls[i].frame);
+		struct pmd_segment *seg;
+
+		/* Only if it is still the frame we read. */
+		if (!e || !frame_remote(e) || (e->flags & PMD_FRAME_LOST) ||
+		    e->pad != pulls[i].node || e->seg != pulls[i].seg ||
+		    e->slot != pulls[i].slot)
+			continue;
+		remote_put(core, e); /* the loan goes back */
+		e->flags &= (uint16_t)~PMD_FRAME_REMOTE;
+		e->pad = 0;
+		container_take_slot(core, c, e);
+		seg = frame_seg(core, e);
+		pmd_segment_populate(seg, e->slot, 1);
+		memcpy(pmd_segment_frame(seg, e->slot), data + (size_t)i * PM_FRAME_SIZE,
+		       PM_FRAME_SIZE);
+		view_put(core, c, pulls[i].frame, e);
+	}
+	view_end(c);
+	return 0;
+}
+
+error_t pmd_container_id_of(struct pmd_core *core, struct pmd_task *task,
+			    container_t h, uint64_t *id)
+{
+	struct pmd_culprit why;
+	struct pmd_cap *cap;
+	error_t err = cap_decode(task, h, 0, 0, &cap, &why);
+
+	(void)core;
+	if (!err)
+		*id = cap->cont->id;
+	return err;
 }
 
 error_t pmd_container_policy(struct pmd_core *core, struct pmd_task *task,

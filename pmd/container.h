@@ -122,6 +122,30 @@ error_t pmd_container_io_plan(struct pmd_core *core, struct pmd_task *task,
 			      uint64_t offset, uint32_t len,
 			      struct pmd_io_piece *pieces, uint32_t *npieces,
 			      struct pmd_culprit *why);
+/* Mapping remote frames brings them here first (map answers EREMOTE):
+ * the plan names up to PMD_PULL_MAX remote frames of the range and where
+ * their bytes are (EIO: one is lost); the server reads them into data (a
+ * frame each, in order) and finish makes each one that is still the same
+ * remote frame a local one, giving its loan back. */
+#define PMD_PULL_MAX (PM_IO_MAX / PM_FRAME_SIZE)
+struct pmd_pull {
+	frame_t frame;
+	pm_node_t node;
+	uint32_t seg;
+	uint16_t slot;
+	struct pmd_io_piece piece;
+};
+error_t pmd_container_pull_plan(struct pmd_core *core, struct pmd_task *task,
+				container_t h, frame_t start, uint32_t count,
+				struct pmd_pull *pulls, uint32_t *npulls,
+				struct pmd_culprit *why);
+error_t pmd_container_pull_finish(struct pmd_core *core, struct pmd_task *task,
+				  container_t h, const struct pmd_pull *pulls,
+				  uint32_t n, const uint8_t *data);
+/* The container id behind a handle (any rights). */
+error_t pmd_container_id_of(struct pmd_core *core, struct pmd_task *task,
+			    container_t h, uint64_t *id);
+
 /* The container's placement policy (after the usual handle checks). */
 error_t pmd_container_policy(struct pmd_core *core, struct pmd_task *task,
 			     container_t h, uint32_t *policy, pm_node_t *node);

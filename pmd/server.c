@@ -43,6 +43,11 @@ struct pmd_session {
 	pm_node_t pnode;             /*     the lender */
 	struct pmd_place *pplaces;   /*     the slots borrowed so far */
 	uint32_t npplaces, pplaces_cap;
+	struct rctx *rctx;           /* (L) its remote read, write or pull */
+	bool waiting;                /* (L) its request waits for a container */
+	uint8_t *saved;              /* (L) that request's body */
+	uint32_t saved_len;
+	struct pmd_list wlink;       /* (L) in srv->waiters */
 	struct pmd_server *srv;      /* (C) */
 	struct pmd_list link;        /* (L) in srv->sessions */
 };
@@ -60,6 +65,10 @@ struct pmd_server {
 	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));     /* (L) one reply */
 	struct pmd_map_out map;      /* (L) scratch for MAP */
 	struct pmd_cluster *cluster; /* (L) NULL on a single node */
+	struct pmd_list waiters;     /* (L) sessions waiting for a container */
+	struct busy { uint64_t id; uint32_t n; } *busy; /* (L) remote work in
+	                              * flight, by container id */
+	uint32_t nbusy, busy_cap;
 	int cluster_tag;             /* (C) its epoll events point here */
 };
 
@@ -70,6 +79,29 @@ struct reply {
 	uint32_t nfds;
 	struct pmd_culprit why;
 };
+
+/* A remote read, write or pull in flight; outlives its session if need be
+ * (the RDMA still lands in its bounce buffer). */
+struct rctx {
+	struct pmd_server *srv;
+	struct pmd_session *s;       /* NULL once the session is gone */
+	uint64_t id;                 /* the container */
+	bool pull;
+	struct pm_map_req map;       /* pulls: the map to answer after */
+	struct pmd_pull pulls[PMD_PULL_MAX];
+	uint32_t npulls;
+};
+
+static void unpark(struct pmd_server *srv, struct pmd_session *s, error_t err,
+		   struct reply *r);
+static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
+			    const struct pm_alloc_req *req, pm_node_t node,
+			    struct reply *r);
+static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
+			 const struct pm_io_req *req, const void *data,
+			 bool write, struct reply *r);
+static error_t map_pull(struct pmd_server *srv, struct pmd_session *s,
+			const struct pm_map_req *req, struct reply *r);
 
 static uint32_t errno_to_status(error_t err)
 {
@@ -99,6 +131,102 @@ static void *reply_body(struct pmd_server *srv)
 	return srv->tx + PM_REPLY_HDR;
 }
 
+/* ---- one remote operation at a time per container ---- */
+
+/* A container's remote reads, writes and pulls run one at a time, in the
+ * order they came, so that a pull never races a write. */
+static bool busy_test(const struct pmd_server *srv, uint64_t id)
+{
+	for (uint32_t i = 0; i < srv->nbusy; i++)
+		if (srv->busy[i].id == id)
+			return true;
+	return false;
+}
+
+static error_t busy_add(struct pmd_server *srv, uint64_t id)
+{
+	if (srv->nbusy == srv->busy_cap) {
+		uint32_t cap = srv->busy_cap ? srv->busy_cap * 2 : 16;
+		struct busy *v = realloc(srv->busy, cap * sizeof(*v));
+		if (!v)
+			return ENOMEM;
+		srv->busy = v;
+		srv->busy_cap = cap;
+	}
+	srv->busy[srv->nbusy++] = (struct busy){ .id = id, .n = 1 };
+	return 0;
+}
+
+static void busy_done(struct pmd_server *srv, uint64_t id)
+{
+	for (uint32_t i = 0; i < srv->nbusy; i++)
+		if (srv->busy[i].id == id) {
+			srv->busy[i] = srv->busy[--srv->nbusy];
+			return;
+		}
+}
+
+/* A request that must wait for its container: kept, and the session
+ * parked, until redispatch runs it again. */
+static bool wait_for_container(struct pmd_server *srv, struct pmd_session *s,
+			       uint16_t type, uint32_t seq, const void *body,
+			       uint32_t len)
+{
+	struct epoll_event ev = { .events = 0, .data.ptr = s };
+
+	s->saved = malloc(len ? len : 1);
+	if (!s->saved)
+		return false;
+	memcpy(s->saved, body, len);
+	s->saved_len = len;
+	s->parked = true;
+	s->parked_type = type;
+	s->parked_seq = seq;
+	s->waiting = true;
+	pmd_list_add(srv->waiters.prev, &s->wlink);
+	return epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) == 0;
+}
+
+static error_t dispatch(struct pmd_server *srv, struct pmd_session *s,
+			uint32_t type, const void *body, uint32_t len,
+			struct reply *r);
+
+/* A container's remote work ended: the waiting requests run again, in
+ * order (each may wait again, park, or be answered). */
+static void redispatch(struct pmd_server *srv)
+{
+	struct pmd_list todo, *pos;
+
+	if (pmd_list_empty(&srv->waiters))
+		return;
+	/* Take the list as it is: what waits again joins a new one. */
+	todo = srv->waiters;
+	todo.next->prev = &todo;
+	todo.prev->next = &todo;
+	pmd_list_init(&srv->waiters);
+	while ((pos = todo.next) != &todo) {
+		struct pmd_session *s = pmd_container_of(pos, struct pmd_session,
+							 wlink);
+		uint8_t *body = s->saved;
+		struct reply r = { 0 };
+		error_t err;
+
+		pmd_list_del(pos);
+		s->waiting = false;
+		s->saved = NULL;
+		err = dispatch(srv, s, s->parked_type, body, s->saved_len, &r);
+		if (err == EAGAIN) {
+			s->saved = body;
+			s->waiting = true;
+			pmd_list_add(srv->waiters.prev, &s->wlink);
+			continue;
+		}
+		free(body);
+		if (err != EINPROGRESS)
+			unpark(srv, s, err, &r);
+	}
+}
+
 /* Borrowed slots not used after all go back to their node. */
 static void give_back(struct pmd_server *srv, const struct pmd_place *p,
 		      uint32_t n)
@@ -126,6 +254,11 @@ static void session_close(struct pmd_server *srv, struct pmd_session *s)
 	if (s->npplaces)
 		give_back(srv, s->pplaces, s->npplaces);
 	free(s->pplaces);
+	if (s->rctx)
+		s->rctx->s = NULL; /* it finishes without us */
+	if (s->waiting)
+		pmd_list_del(&s->wlink);
+	free(s->saved);
 	epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, s->fd, NULL);
 	close(s->fd);
 	if (s->fault && s->task) {
@@ -193,15 +326,6 @@ static bool reply_send(struct pmd_server *srv, struct pmd_session *s,
 		pmd_warn("reply to a task: %m");
 	return false;
 }
-
-static void unpark(struct pmd_server *srv, struct pmd_session *s, error_t err,
-		   struct reply *r);
-static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
-			    const struct pm_alloc_req *req, pm_node_t node,
-			    struct reply *r);
-static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
-			 const struct pm_io_req *req, const void *data,
-			 bool write, struct reply *r);
 
 /* ---- request handlers: body checked for size by the dispatcher ---- */
 
@@ -328,6 +452,8 @@ static error_t do_map(struct pmd_server *srv, struct pmd_session *s,
 
 	err = pmd_container_map(srv->core, s->task, req->handle, req->start,
 				req->count, req->flags, m, &r->why);
+	if (err == EREMOTE)
+		return map_pull(srv, s, req, r);
 	if (err)
 		return err;
 	rep->granted = m->granted;
@@ -671,36 +797,122 @@ static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
 static void rio_answer(void *arg, error_t status, const uint8_t *data,
 		       uint32_t len)
 {
-	struct pmd_session *s = arg;
-	struct pmd_server *srv = s->srv;
+	struct rctx *x = arg;
+	struct pmd_server *srv = x->srv;
+	struct pmd_session *s = x->s;
 	struct reply r = { 0 };
 
-	if (!status && data) {
-		memcpy(reply_body(srv), data, len);
-		r.body_len = len;
+	busy_done(srv, x->id);
+	if (s) {
+		s->rctx = NULL;
+		if (x->pull && !status) {
+			/* Bring the frames in, then the map again. */
+			status = pmd_container_pull_finish(srv->core, s->task,
+							   x->map.handle, x->pulls,
+							   x->npulls, data);
+			if (!status)
+				status = dispatch(srv, s, PM_MSG_MAP, &x->map,
+						  sizeof(x->map), &r);
+			if (status == EAGAIN &&
+			    !wait_for_container(srv, s, PM_MSG_MAP,
+						s->parked_seq, &x->map,
+						sizeof(x->map)))
+				status = ENOMEM;
+		} else if (!status && data) {
+			memcpy(reply_body(srv), data, len);
+			r.body_len = len;
+		}
+		if (status != EINPROGRESS && status != EAGAIN)
+			unpark(srv, s, status, &r);
 	}
-	unpark(srv, s, status, &r);
+	free(x);
+	redispatch(srv);
 }
 
-/* A read or write touching remote frames (parked until the RDMA ends). */
+/* Starts remote work on container id for s; EINPROGRESS when started. */
+static error_t rctx_start(struct pmd_server *srv, struct pmd_session *s,
+			  struct rctx *x, bool write,
+			  const struct pmd_io_piece *pieces, uint32_t n,
+			  const void *data, uint32_t len)
+{
+	error_t err = busy_add(srv, x->id);
+
+	if (!err)
+		err = pmd_cluster_rio(srv->cluster, write, pieces, n, data, len,
+				      rio_answer, x);
+	if (err) {
+		busy_done(srv, x->id);
+		free(x);
+		return err;
+	}
+	s->rctx = x;
+	return EINPROGRESS;
+}
+
+/* A read or write touching remote frames: parked until the RDMA ends;
+ * EAGAIN (wait) while the container has remote work in flight. */
 static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
 			 const struct pm_io_req *req, const void *data,
 			 bool write, struct reply *r)
 {
 	struct pmd_io_piece pieces[PMD_IO_PIECES];
+	struct rctx *x;
 	uint32_t n = 0;
+	uint64_t id;
 	error_t err;
 
 	if (!srv->cluster)
 		return EIO;
+	err = pmd_container_id_of(srv->core, s->task, req->handle, &id);
+	if (!err && busy_test(srv, id))
+		return EAGAIN;
 	err = pmd_container_io_plan(srv->core, s->task, req->handle, write,
 				    req->frame, req->offset, req->len, pieces,
 				    &n, &r->why);
 	if (err)
 		return err;
-	err = pmd_cluster_rio(srv->cluster, write, pieces, n, data, req->len,
-			      rio_answer, s);
-	return err ? err : EINPROGRESS;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return ENOMEM;
+	*x = (struct rctx){ .srv = srv, .s = s, .id = id };
+	return rctx_start(srv, s, x, write, pieces, n, data, req->len);
+}
+
+/* A map of remote frames: they are brought here first, a batch at a
+ * time, then the map runs again. */
+static error_t map_pull(struct pmd_server *srv, struct pmd_session *s,
+			const struct pm_map_req *req, struct reply *r)
+{
+	struct pmd_io_piece pieces[PMD_PULL_MAX];
+	struct rctx *x;
+	uint64_t id;
+	error_t err;
+
+	if (!srv->cluster)
+		return EIO;
+	err = pmd_container_id_of(srv->core, s->task, req->handle, &id);
+	if (err)
+		return err;
+	if (busy_test(srv, id))
+		return EAGAIN;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return ENOMEM;
+	*x = (struct rctx){ .srv = srv, .s = s, .id = id, .pull = true,
+			    .map = *req };
+	err = pmd_container_pull_plan(srv->core, s->task, req->handle,
+				      req->start, req->count, x->pulls,
+				      &x->npulls, &r->why);
+	if (!err && !x->npulls)
+		err = EIO; /* cannot happen: map said remote */
+	if (err) {
+		free(x);
+		return err;
+	}
+	for (uint32_t i = 0; i < x->npulls; i++)
+		pieces[i] = x->pulls[i].piece;
+	return rctx_start(srv, s, x, false, pieces, x->npulls, NULL,
+			  x->npulls * PM_FRAME_SIZE);
 }
 
 static error_t do_copy(struct pmd_server *srv, struct pmd_session *s,
@@ -847,6 +1059,13 @@ static const struct {
 	[PM_MSG_PING_NODE] = { do_ping_node, sizeof(struct pm_ping_req), false },
 };
 
+static error_t dispatch(struct pmd_server *srv, struct pmd_session *s,
+			uint32_t type, const void *body, uint32_t len,
+			struct reply *r)
+{
+	return handlers[type].fn(srv, s, body, len, r);
+}
+
 /* Reads and serves one request; false when the session must close. */
 static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 {
@@ -900,9 +1119,16 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 		err = EPROTO;
 	} else {
 		/* The body sits after a 16-byte header: 8-byte aligned. */
-		err = handlers[type].fn(srv, s, h + 1, body_len, &r);
+		err = dispatch(srv, s, type, h + 1, body_len, &r);
 	}
 	srv->requests++;
+	if (err == EAGAIN) {
+		/* Its container has remote work in flight: it runs after. */
+		if (wait_for_container(srv, s, (uint16_t)type, h->seq, h + 1,
+				       body_len))
+			return true;
+		err = ENOMEM;
+	}
 	if (err == EINPROGRESS) {
 		/* Parked until another node answers: read nothing more from
 		 * it meanwhile (a hang-up is still reported). */
@@ -1030,6 +1256,7 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 	srv->core = core;
 	srv->listen_fd = srv->signal_fd = srv->epoll_fd = -1;
 	pmd_list_init(&srv->sessions);
+	pmd_list_init(&srv->waiters);
 	strcpy(srv->socket_path, cfg->socket);
 
 	sigemptyset(&mask);
@@ -1140,6 +1367,7 @@ void pmd_server_destroy(struct pmd_server *srv)
 		unlink(srv->socket_path);
 	}
 	pmd_cluster_stop(srv->cluster);
+	free(srv->busy);
 	if (srv->signal_fd >= 0)
 		close(srv->signal_fd);
 	if (srv->epoll_fd >= 0)
