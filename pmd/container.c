@@ -990,17 +990,17 @@ error_t pmd_container_io_plan(struct pmd_core *core, struct pmd_task *task,
 }
 
 error_t pmd_container_pull_plan(struct pmd_core *core, struct pmd_task *task,
-				container_t h, frame_t start, uint32_t count,
-				struct pmd_pull *pulls, uint32_t *npulls,
-				struct pmd_culprit *why)
+				container_t h, bool write, frame_t start,
+				uint32_t count, struct pmd_pull *pulls,
+				uint32_t *npulls, struct pmd_culprit *why)
 {
 	struct pmd_container *c;
 	struct pmd_cap *cap;
 	uint32_t n = 0;
 	error_t err;
 
-	err = cap_decode(task, h, PMD_RIGHT_MAP | PMD_RIGHT_READ, USE_ALL,
-			 &cap, why);
+	err = cap_decode(task, h, write ? PMD_RIGHT_WRITE : PMD_RIGHT_READ,
+			 USE_ALL, &cap, why);
 	if (err)
 		return err;
 	if (!range_ok(start, count)) {
@@ -1194,10 +1194,11 @@ error_t pmd_container_copy(struct pmd_core *core, struct pmd_task *task,
 			break;
 		}
 		if (frame_remote(sf) || frame_remote(d)) {
-			/* Copies to or from other nodes: not built yet. */
+			/* The server brings them here first, then copies. */
+			struct pmd_frame *r = frame_remote(sf) ? sf : d;
 			why->frame = frame_remote(sf) ? src_start + k
 						      : dst_start + k;
-			return EOPNOTSUPP;
+			return (r->flags & PMD_FRAME_LOST) ? EIO : EREMOTE;
 		}
 		/* A physical copy into a shared destination slot needs a
 		 * private slot first; within one container any destination

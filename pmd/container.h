@@ -122,7 +122,8 @@ error_t pmd_container_io_plan(struct pmd_core *core, struct pmd_task *task,
 			      uint64_t offset, uint32_t len,
 			      struct pmd_io_piece *pieces, uint32_t *npieces,
 			      struct pmd_culprit *why);
-/* Mapping remote frames brings them here first (map answers EREMOTE):
+/* Mapping or copying remote frames brings them here first (map and copy
+ * answer EREMOTE); write: the caller will write them (checks that right):
  * the plan names up to PMD_PULL_MAX remote frames of the range and where
  * their bytes are (EIO: one is lost); the server reads them into data (a
  * frame each, in order) and finish makes each one that is still the same
@@ -136,9 +137,9 @@ struct pmd_pull {
 	struct pmd_io_piece piece;
 };
 error_t pmd_container_pull_plan(struct pmd_core *core, struct pmd_task *task,
-				container_t h, frame_t start, uint32_t count,
-				struct pmd_pull *pulls, uint32_t *npulls,
-				struct pmd_culprit *why);
+				container_t h, bool write, frame_t start,
+				uint32_t count, struct pmd_pull *pulls,
+				uint32_t *npulls, struct pmd_culprit *why);
 error_t pmd_container_pull_finish(struct pmd_core *core, struct pmd_task *task,
 				  container_t h, const struct pmd_pull *pulls,
 				  uint32_t n, const uint8_t *data);

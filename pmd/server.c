@@ -87,7 +87,10 @@ struct rctx {
 	struct pmd_session *s;       /* NULL once the session is gone */
 	uint64_t id;                 /* the container */
 	bool pull;
-	struct pm_map_req map;       /* pulls: the map to answer after */
+	container_t pull_handle;     /* pulls: from this container, */
+	uint16_t redo_type;          /* then this request again */
+	uint32_t redo_len;
+	uint8_t redo[64] __attribute__((aligned(8)));
 	struct pmd_pull pulls[PMD_PULL_MAX];
 	uint32_t npulls;
 };
@@ -808,15 +811,15 @@ static void rio_answer(void *arg, error_t status, const uint8_t *data,
 		if (x->pull && !status) {
 			/* Bring the frames in, then the map again. */
 			status = pmd_container_pull_finish(srv->core, s->task,
-							   x->map.handle, x->pulls,
+							   x->pull_handle, x->pulls,
 							   x->npulls, data);
 			if (!status)
-				status = dispatch(srv, s, PM_MSG_MAP, &x->map,
-						  sizeof(x->map), &r);
+				status = dispatch(srv, s, x->redo_type, x->redo,
+						  x->redo_len, &r);
 			if (status == EAGAIN &&
-			    !wait_for_container(srv, s, PM_MSG_MAP,
-						s->parked_seq, &x->map,
-						sizeof(x->map)))
+			    !wait_for_container(srv, s, x->redo_type,
+						s->parked_seq, x->redo,
+						x->redo_len))
 				status = ENOMEM;
 		} else if (!status && data) {
 			memcpy(reply_body(srv), data, len);
@@ -878,33 +881,41 @@ static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
 	return rctx_start(srv, s, x, write, pieces, n, data, req->len);
 }
 
-/* A map of remote frames: they are brought here first, a batch at a
- * time, then the map runs again. */
-static error_t map_pull(struct pmd_server *srv, struct pmd_session *s,
-			const struct pm_map_req *req, struct reply *r)
+/* Brings up to PMD_PULL_MAX remote frames of [start, start + count) of
+ * container h here, then runs the request (type, body) again. *none when
+ * the range has no remote frame (nothing started). */
+static error_t pull_then_redo(struct pmd_server *srv, struct pmd_session *s,
+			      container_t h, bool write, frame_t start,
+			      uint32_t count, uint16_t type, const void *body,
+			      uint32_t len, bool *none, struct reply *r)
 {
 	struct pmd_io_piece pieces[PMD_PULL_MAX];
 	struct rctx *x;
 	uint64_t id;
 	error_t err;
 
+	*none = false;
 	if (!srv->cluster)
 		return EIO;
-	err = pmd_container_id_of(srv->core, s->task, req->handle, &id);
+	err = pmd_container_id_of(srv->core, s->task, h, &id);
 	if (err)
 		return err;
 	if (busy_test(srv, id))
 		return EAGAIN;
 	x = calloc(1, sizeof(*x));
-	if (!x)
+	if (!x || len > sizeof(x->redo)) {
+		free(x);
 		return ENOMEM;
+	}
 	*x = (struct rctx){ .srv = srv, .s = s, .id = id, .pull = true,
-			    .map = *req };
-	err = pmd_container_pull_plan(srv->core, s->task, req->handle,
-				      req->start, req->count, x->pulls,
-				      &x->npulls, &r->why);
-	if (!err && !x->npulls)
-		err = EIO; /* cannot happen: map said remote */
+			    .pull_handle = h, .redo_type = type, .redo_len = len };
+	memcpy(x->redo, body, len);
+	err = pmd_container_pull_plan(srv->core, s->task, h, write, start, count,
+				      x->pulls, &x->npulls, &r->why);
+	if (!err && !x->npulls) {
+		*none = true;
+		err = EIO;
+	}
 	if (err) {
 		free(x);
 		return err;
@@ -915,14 +926,38 @@ static error_t map_pull(struct pmd_server *srv, struct pmd_session *s,
 			  x->npulls * PM_FRAME_SIZE);
 }
 
+/* A map of remote frames: they are brought here first, a batch at a
+ * time, then the map runs again. */
+static error_t map_pull(struct pmd_server *srv, struct pmd_session *s,
+			const struct pm_map_req *req, struct reply *r)
+{
+	bool none;
+
+	return pull_then_redo(srv, s, req->handle, false, req->start,
+			      req->count, PM_MSG_MAP, req, sizeof(*req), &none, r);
+}
+
 static error_t do_copy(struct pmd_server *srv, struct pmd_session *s,
 		       const void *body, uint32_t body_len, struct reply *r)
 {
 	const struct pm_copy_req *q = body;
+	error_t err;
+	bool none;
 
-	return pmd_container_copy(srv->core, s->task, q->src, q->src_start,
-				  q->dst, q->dst_start, q->count, q->flags,
-				  &r->why);
+	err = pmd_container_copy(srv->core, s->task, q->src, q->src_start,
+				 q->dst, q->dst_start, q->count, q->flags,
+				 &r->why);
+	if (err != EREMOTE)
+		return err;
+	/* Remote frames are brought here (sources first), then the copy
+	 * runs again: a copy across nodes is a copy here. */
+	err = pull_then_redo(srv, s, q->src, false, q->src_start, q->count,
+			     PM_MSG_COPY, q, sizeof(*q), &none, r);
+	if (none)
+		err = pull_then_redo(srv, s, q->dst, true, q->dst_start,
+				     q->count, PM_MSG_COPY, q, sizeof(*q), &none,
+				     r);
+	return err;
 }
 
 static error_t do_share(struct pmd_server *srv, struct pmd_session *s,

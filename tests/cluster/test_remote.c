@@ -3,8 +3,8 @@
  * gets its frames in slots node 2 lends; reads and writes of every size
  * and alignment go by one-sided RDMA and read back what was written; node
  * 2's free frames fall and rise with the loans; mapping brings frames
- * here (the fast path then applies); copying them is not built yet and
- * says so; when node 2 dies its frames
+ * here (the fast path then applies), and so does copying them; when node
+ * 2 dies its frames
  * answer EIO while everything else works, and the accounting holds. A
  * task that hangs up while its remote allocation is in flight leaves
  * nothing lent behind.
@@ -231,14 +231,26 @@ static void frames_on_another_node(void **state)
 		assert_int_equal(d1.requests, d0.requests + 1); /* no map request */
 	}
 
-	/* Not built yet, and says so. */
-	assert_int_equal(pm_container_copy(pm, c, 30, c, 31, 1, 0, NULL), EOPNOTSUPP);
 
 	/* A local container beside it works as ever. */
 	assert_int_equal(pm_container_create(pm, &local), 0);
 	n = 2;
 	assert_int_equal(pm_container_allocate(pm, local, 0, &n, 0), 0);
 	assert_int_equal(pm_container_write(pm, local, 1, 0, "local", 5), 0);
+
+	/* Copies across nodes: the remote frames are brought here first.
+	 * Remote to local, then local to remote. */
+	assert_int_equal(pm_container_copy(pm, c, 30, local, 0, 1, 0, NULL), 0);
+	assert_int_equal(pm_container_read(pm, local, 0, 0, got, PM_FRAME_SIZE), 0);
+	assert_memory_equal(got, model + 30 * PM_FRAME_SIZE, PM_FRAME_SIZE);
+	assert_int_equal(pm_container_copy(pm, local, 1, c, 35, 1, 0, NULL), 0);
+	assert_int_equal(pm_container_read(pm, c, 35, 0, got, 5), 0);
+	assert_memory_equal(got, "local", 5);
+	memcpy(model + 35 * PM_FRAME_SIZE, got, 5);
+	assert_int_equal(pm_container_read(pm, local, 1, 0, got, PM_FRAME_SIZE), 0);
+	memcpy(model + 35 * PM_FRAME_SIZE, got, PM_FRAME_SIZE);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.remote, NFR - 20 - 2);
 
 	/* Squashed frames are fresh ones, on the lender again. */
 	n = 4;
