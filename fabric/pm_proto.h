@@ -105,6 +105,32 @@ enum pm_status {
 	PM_ST_TIMEOUT = 0x402,      /* ETIMEDOUT */
 };
 
+/* The other way: an errno value to the wire status (EIO-like for the
+ * unknown). */
+static inline uint32_t pm_errno_to_status(int err)
+{
+	switch (err) {
+	case 0: return PM_ST_OK;
+	case EPROTO: return PM_ST_BAD_MESSAGE;
+	case EINVAL: return PM_ST_BAD_ARGUMENT;
+	case EOPNOTSUPP: return PM_ST_UNSUPPORTED;
+	case EMSGSIZE: return PM_ST_TOO_BIG;
+	case EBADF: return PM_ST_BAD_HANDLE;
+	case EPERM: return PM_ST_NO_RIGHT;
+	case EACCES: return PM_ST_NOT_YOURS;
+	case ESRCH: return PM_ST_NO_TASK;
+	case ENOENT: return PM_ST_NO_FRAME;
+	case EEXIST: return PM_ST_FRAME_EXISTS;
+	case ENOMEM: return PM_ST_NO_MEMORY;
+	case EBUSY: return PM_ST_BUSY;
+	case ESTALE: return PM_ST_FRAME_LOST;
+	case ENODEV: return PM_ST_NODE_DOWN;
+	case ETIMEDOUT: return PM_ST_TIMEOUT;
+	case EIO: return PM_ST_NODE_IO;
+	default: return PM_ST_INTERNAL;
+	}
+}
+
 static inline int pm_status_to_errno(uint32_t st)
 {
 	switch (st) {

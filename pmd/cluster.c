@@ -17,7 +17,7 @@
 #define NREQ_MAGIC   0x52444d50u /* "PMDR" */
 #define NREQ_VERSION 1u
 #define NREQ_REPLY   0x1u
-#define NREQ_BODY_MAX 512u
+#define NREQ_BODY_MAX (PMD_FWD_IO_MAX + 64u)
 
 /* A node request or its answer: this header, then len bytes of body. */
 struct nreq_hdr {
@@ -160,6 +160,7 @@ error_t pmd_cluster_start(const struct pmd_cluster_conf *conf, pm_node_t self,
 	attr.node = me->host;
 	attr.service = me->port;
 	attr.msg_size = sizeof(struct nreq_hdr) + NREQ_BODY_MAX;
+	attr.tx_depth = 512; /* remote I/O: up to 16 x 17 RDMA at once */
 	attr.timeout_ms = conf->down_ms;
 	err = fab_ep_open(&attr, &c->ep);
 	if (err) {
@@ -451,6 +452,13 @@ static int nreq_send(struct pmd_cluster *c, pm_node_t to, uint64_t to_inc,
 	return fab_send(c->ep, peer_of_node(c, to), buf, sizeof(*h) + len, NULL);
 }
 
+error_t pmd_cluster_call_raw(struct pmd_cluster *c, pm_node_t to,
+			     uint16_t type, const void *body, size_t len,
+			     pmd_ncall_done *done, void *arg)
+{
+	return pmd_cluster_call(c, to, type, body, len, done, arg);
+}
+
 error_t pmd_cluster_call(struct pmd_cluster *c, pm_node_t to, uint16_t type,
 			 const void *body, size_t len, pmd_ncall_done *done,
 			 void *arg)
@@ -525,6 +533,9 @@ static void ncall_end(struct ncall *k, error_t status, const void *body,
 	free(k);
 }
 
+static void fwd_serve(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
+		      const struct nreq_hdr *h, const uint8_t *body);
+
 /* A node request or answer from node src; dropped unless it is whole,
  * authentic, and between the current incarnations of both. */
 static void nreq_receive(struct pmd_cluster *c, pm_node_t src,
@@ -579,6 +590,11 @@ static void nreq_receive(struct pmd_cluster *c, pm_node_t src,
 				rep.n * sizeof(rep.e[0]));
 		return;
 	}
+	case PMD_NREQ_FWD_IMPORT:
+	case PMD_NREQ_FWD_OP:
+	case PMD_NREQ_FWD_BYE:
+		fwd_serve(c, src, p->inc, &h, body);
+		return;
 	case PMD_NREQ_FREE: {
 		uint32_t n;
 
@@ -602,6 +618,125 @@ static void nreq_receive(struct pmd_cluster *c, pm_node_t src,
 	}
 	nreq_send(c, src, p->inc, h.type, h.id, NREQ_REPLY, PM_ST_BAD_MESSAGE,
 		  NULL, 0);
+}
+
+/* ---- forwarded requests, served here as the home ---- */
+
+static struct pmd_task *proxy_of(struct pmd_cluster *c, pm_node_t src,
+				 uint64_t task, bool make)
+{
+	struct pmd_task *t;
+
+	/* A node acts only for its own tasks. */
+	if ((pm_node_t)(task >> 48) != src)
+		return NULL;
+	t = pmd_core_find_task(c->core, task);
+	if (t && !t->proxy)
+		return NULL;
+	if (!t && make && pmd_task_create_proxy(c->core, task, &t))
+		return NULL;
+	return t;
+}
+
+/* Every proxy of node's tasks goes (it went down or restarted). */
+static void proxies_forget(struct pmd_cluster *c, pm_node_t node)
+{
+	struct pmd_list *pos, *tmp;
+
+	pmd_list_for_each_safe(pos, tmp, &c->core->tasks) {
+		struct pmd_task *t = pmd_container_of(pos, struct pmd_task, link);
+		if (t->proxy && (pm_node_t)(t->id >> 48) == node)
+			pmd_task_destroy(c->core, t);
+	}
+}
+
+static void fwd_serve(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
+		      const struct nreq_hdr *h, const uint8_t *body)
+{
+	uint8_t out[NREQ_BODY_MAX] __attribute__((aligned(8)));
+	uint8_t in[NREQ_BODY_MAX] __attribute__((aligned(8)));
+	struct pmd_culprit why = { 0 };
+	struct pmd_core *core = c->core;
+	uint32_t out_len = 0;
+	struct pmd_task *t;
+	error_t err = EPROTO;
+
+	memcpy(in, body, h->len); /* aligned for the request structs */
+	if (h->type == PMD_NREQ_FWD_IMPORT) {
+		const struct pmd_fwd_import *q = (const void *)in;
+		container_t handle;
+		bool fresh = h->len == sizeof(*q) &&
+			     !pmd_core_find_task(core, q->task);
+		if (h->len == sizeof(*q) && (t = proxy_of(c, src, q->task, true))) {
+			err = pmd_cap_import(core, t, (const struct pm_token *)q->token,
+					     &handle, &why);
+			if (!err) {
+				memcpy(out, &handle, sizeof(handle));
+				out_len = sizeof(handle);
+			} else if (fresh) {
+				pmd_task_destroy(core, t); /* made for nothing */
+			}
+		} else if (h->len == sizeof(*q)) {
+			err = EACCES;
+		}
+	} else if (h->type == PMD_NREQ_FWD_BYE) {
+		uint64_t task;
+		if (h->len == sizeof(task)) {
+			memcpy(&task, in, sizeof(task));
+			if ((t = proxy_of(c, src, task, false)))
+				pmd_task_destroy(core, t);
+			err = 0;
+		}
+	} else {
+		const struct pmd_fwd_op *q = (const void *)in;
+		const void *rb = q + 1;
+		if (h->len < sizeof(*q) || q->len != h->len - sizeof(*q)) {
+			err = EPROTO;
+		} else if (!(t = proxy_of(c, src, q->task, false))) {
+			err = EBADF;
+		} else if (q->type == PM_MSG_READ && q->len == sizeof(struct pm_io_req)) {
+			const struct pm_io_req *io = rb;
+			err = io->len > PMD_FWD_IO_MAX || io->pad ? EINVAL :
+			      pmd_container_read(core, t, io->handle, io->frame,
+						 io->offset, out, io->len, &why);
+			if (!err)
+				out_len = io->len;
+		} else if (q->type == PM_MSG_WRITE &&
+			   q->len >= sizeof(struct pm_io_req)) {
+			const struct pm_io_req *io = rb;
+			err = io->len > PMD_FWD_IO_MAX || io->pad ||
+				      q->len != sizeof(*io) + io->len ? EINVAL :
+			      pmd_container_write(core, t, io->handle, io->frame,
+						  io->offset, io + 1, io->len, &why);
+		} else if (q->type == PM_MSG_STAT &&
+			   q->len == sizeof(struct pm_handle_req)) {
+			const struct pm_handle_req *hr = rb;
+			err = pmd_container_stat(core, t, hr->handle,
+						 (struct pm_stat_rep *)out, &why);
+			if (!err)
+				out_len = sizeof(struct pm_stat_rep);
+		} else if (q->type == PM_MSG_LOCK &&
+			   q->len == sizeof(struct pm_lock_req)) {
+			const struct pm_lock_req *lr = rb;
+			err = lr->pad ? EPROTO :
+			      pmd_container_lock(core, t, lr->handle, lr->msec, &why);
+		} else if (q->type == PM_MSG_UNLOCK &&
+			   q->len == sizeof(struct pm_handle_req)) {
+			const struct pm_handle_req *hr = rb;
+			err = pmd_container_unlock(core, t, hr->handle, &why);
+		} else if (q->type == PM_MSG_RELEASE &&
+			   q->len == sizeof(struct pm_handle_req)) {
+			const struct pm_handle_req *hr = rb;
+			err = pmd_cap_release(core, t, hr->handle, &why);
+		} else {
+			err = EOPNOTSUPP;
+		}
+		if (err == EREMOTE)
+			err = EOPNOTSUPP; /* its frames are on a third node: not yet */
+	}
+	pmd_segtab_flush(&core->segs);
+	nreq_send(c, src, src_inc, h->type, h->id, NREQ_REPLY,
+		  pm_errno_to_status(err), out, err ? 0 : out_len);
 }
 
 bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node)
@@ -844,6 +979,7 @@ static void watch_peers(struct pmd_cluster *c)
 		if (gone) {
 			lend_forget(c, p->id);
 			pmd_core_node_lost(c->core, p->id);
+			proxies_forget(c, p->id);
 		}
 		c->prev_state[i] = p->state;
 		c->prev_inc[i] = p->inc;

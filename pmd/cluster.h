@@ -86,6 +86,34 @@ error_t pmd_cluster_borrow(struct pmd_cluster *c, pm_node_t node, uint32_t n,
 void pmd_cluster_give_back(struct pmd_cluster *c);
 
 /*
+ * Forwarding: a task of this node that imports a token of a container
+ * homed elsewhere gets a handle served by the home, through its own pmd.
+ * The home keeps a proxy task per forwarding task (same id), made by the
+ * first import and gone with FWD_BYE or the forwarding node's death.
+ * FWD_IMPORT: {task, token} -> {handle}; FWD_OP: {task, type, len, body}
+ * -> the reply body of that request type; FWD_BYE: {task}.
+ */
+#define PMD_NREQ_FWD_IMPORT 4
+#define PMD_NREQ_FWD_OP     5
+#define PMD_NREQ_FWD_BYE    6
+#define PMD_FWD_IO_MAX      4096   /* bytes of a forwarded read or write */
+struct pmd_fwd_import {
+	uint64_t task;
+	uint8_t token[32];
+};
+struct pmd_fwd_op {
+	uint64_t task;
+	uint16_t type;
+	uint16_t pad;
+	uint32_t len;
+	/* then len bytes: the request body */
+};
+/* Starts a node request of any type with a body; done as for calls. */
+error_t pmd_cluster_call_raw(struct pmd_cluster *c, pm_node_t to,
+			     uint16_t type, const void *body, size_t len,
+			     pmd_ncall_done *done, void *arg);
+
+/*
  * Reads and writes touching remote frames: one-sided RDMA between a
  * registered bounce buffer and the lenders' slots; local pieces are copied
  * at once. done gets the status and, for a read, the bytes in order.

@@ -1260,17 +1260,28 @@ error_t pmd_container_share(struct pmd_core *core, struct pmd_task *task,
 	err = cap_decode(task, h, PMD_RIGHT_OWNER, 0, &cap, why);
 	if (err)
 		return err;
-	/* Tasks of other nodes are named here once the cluster exists. */
-	if (!pmd_core_find_task(core, remote)) {
+	/* A task of another node is named by its id (node in the high bits);
+	 * its node checks it when the token comes through. */
+	if ((pm_node_t)(remote >> 48) == core->cfg.node &&
+	    !pmd_core_find_task(core, remote)) {
+		why->arg = 2;
+		return ESRCH;
+	}
+	if (!(remote >> 48)) {
 		why->arg = 2;
 		return ESRCH;
 	}
 	sh = calloc(1, sizeof(*sh));
 	if (!sh)
 		return ENOMEM;
-	do
+	/* The home node in the high bits (tokens find their way home), 48
+	 * random bits below (the MAC makes it unforgeable). */
+	do {
 		randombytes_buf(&sh->id, sizeof(sh->id));
-	while (!sh->id || pmd_share_lookup(core, sh->id));
+		sh->id = (uint64_t)core->cfg.node << 48 |
+			 (sh->id & ((UINT64_C(1) << 48) - 1));
+	} while (!(sh->id & ((UINT64_C(1) << 48) - 1)) ||
+		 pmd_share_lookup(core, sh->id));
 	sh->bound = remote;
 	sh->cont = cap->cont;
 	err = cap_new(task, cap->cont, sh, PMD_RIGHTS_WEAK, &weak);

@@ -184,6 +184,24 @@ error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
 	return 0;
 }
 
+error_t pmd_task_create_proxy(struct pmd_core *core, pm_task_t id,
+			      struct pmd_task **task_out)
+{
+	struct pmd_task *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return ENOMEM;
+	/* It owns nothing here: no guarantee, no extra frames. */
+	t->id = id;
+	t->proxy = true;
+	pmd_htab_init(&t->handles);
+	pmd_list_init(&t->containers);
+	pmd_list_add(&core->tasks, &t->link);
+	core->ntasks++;
+	*task_out = t;
+	return 0;
+}
+
 void pmd_task_destroy(struct pmd_core *core, struct pmd_task *task)
 {
 	struct pmd_list *pos, *tmp;

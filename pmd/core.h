@@ -104,6 +104,11 @@ error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
 /* The session ended or the task died: its containers are freed, the
  * capabilities it held released. */
 void pmd_task_destroy(struct pmd_core *core, struct pmd_task *task);
+/* A task of another node acting here through its pmd (forwarded
+ * requests): named by its own id, owning nothing, holding the weak
+ * references it imported. */
+error_t pmd_task_create_proxy(struct pmd_core *core, pm_task_t id,
+			      struct pmd_task **task_out);
 
 void pmd_task_stat(const struct pmd_task *task, struct pm_task_stat_rep *out);
 

@@ -44,6 +44,12 @@ struct pmd_session {
 	struct pmd_place *pplaces;   /*     the slots borrowed so far */
 	uint32_t npplaces, pplaces_cap;
 	struct rctx *rctx;           /* (L) its remote read, write or pull */
+	struct fctx *fctx;           /* (L) its forwarded request */
+	struct fwd_h {               /* (L) handles served by other homes */
+		pm_node_t node;      /*     0: a free entry */
+		container_t rh;      /*     the home's handle */
+	} *fwd;
+	uint32_t nfwd;
 	bool waiting;                /* (L) its request waits for a container */
 	uint8_t *saved;              /* (L) that request's body */
 	uint32_t saved_len;
@@ -108,30 +114,272 @@ static error_t map_pull(struct pmd_server *srv, struct pmd_session *s,
 
 static uint32_t errno_to_status(error_t err)
 {
-	switch (err) {
-	case 0: return PM_ST_OK;
-	case EPROTO: return PM_ST_BAD_MESSAGE;
-	case EINVAL: return PM_ST_BAD_ARGUMENT;
-	case EOPNOTSUPP: return PM_ST_UNSUPPORTED;
-	case EMSGSIZE: return PM_ST_TOO_BIG;
-	case EBADF: return PM_ST_BAD_HANDLE;
-	case EPERM: return PM_ST_NO_RIGHT;
-	case EACCES: return PM_ST_NOT_YOURS;
-	case ESRCH: return PM_ST_NO_TASK;
-	case ENOENT: return PM_ST_NO_FRAME;
-	case EEXIST: return PM_ST_FRAME_EXISTS;
-	case ENOMEM: return PM_ST_NO_MEMORY;
-	case EBUSY: return PM_ST_BUSY;
-	case ESTALE: return PM_ST_FRAME_LOST;
-	case ENODEV: return PM_ST_NODE_DOWN;
-	case ETIMEDOUT: return PM_ST_TIMEOUT;
-	default: return PM_ST_INTERNAL;
-	}
+	return pm_errno_to_status(err);
 }
 
 static void *reply_body(struct pmd_server *srv)
 {
 	return srv->tx + PM_REPLY_HDR;
+}
+
+/* ---- requests forwarded to the container's home ---- */
+
+#define FWD_BIT (UINT64_C(1) << 62) /* in handles served by another home */
+
+/* A forwarded request in flight: its own, whatever becomes of the session. */
+struct fctx {
+	struct pmd_server *srv;
+	struct pmd_session *s;       /* NULL once the session is gone */
+	pm_node_t node;
+	uint16_t type;
+	uint32_t fwd_index;          /* the handle's entry (RELEASE, IMPORT) */
+	struct pm_io_req io;         /* READ/WRITE: the whole request */
+	uint32_t done;               /*     bytes so far */
+	uint8_t *data;               /*     WRITE: its bytes; READ: the reply */
+	uint8_t body[64] __attribute__((aligned(8))); /* other types */
+	uint32_t body_len;
+};
+
+static void fwd_noop(void *arg, error_t status, const void *body, size_t len)
+{
+	(void)arg;
+	(void)status;
+	(void)body;
+	(void)len;
+}
+
+/* The session ends: every home it used forgets its proxy. */
+static void fwd_bye(struct pmd_server *srv, struct pmd_session *s)
+{
+	if (s->fctx)
+		s->fctx->s = NULL;
+	for (uint32_t i = 0; i < s->nfwd && srv->cluster && s->task; i++) {
+		pm_node_t node = s->fwd[i].node;
+		bool sent = false;
+
+		for (uint32_t k = 0; k < i && !sent; k++)
+			sent = s->fwd[k].node == node;
+		if (node && !sent)
+			pmd_cluster_call_raw(srv->cluster, node, PMD_NREQ_FWD_BYE,
+					     &s->task->id, sizeof(s->task->id),
+					     fwd_noop, NULL);
+	}
+	free(s->fwd);
+	s->fwd = NULL;
+	s->nfwd = 0;
+}
+
+static void fwd_answer(void *arg, error_t status, const void *body,
+		       size_t len);
+
+/* Sends the next piece of x (one node request). */
+static error_t fwd_send(struct fctx *x)
+{
+	uint8_t buf[sizeof(struct pmd_fwd_op) + sizeof(struct pm_io_req) +
+		    PMD_FWD_IO_MAX] __attribute__((aligned(8)));
+	struct pmd_fwd_op *op = (struct pmd_fwd_op *)buf;
+	uint32_t len = x->body_len;
+
+	memset(op, 0, sizeof(*op));
+	op->task = x->s->task->id;
+	op->type = x->type;
+	if (x->type == PM_MSG_READ || x->type == PM_MSG_WRITE) {
+		struct pm_io_req io = x->io;
+		uint32_t chunk = x->io.len - x->done;
+
+		if (chunk > PMD_FWD_IO_MAX)
+			chunk = PMD_FWD_IO_MAX;
+		io.offset += x->done;
+		io.len = chunk;
+		memcpy(op + 1, &io, sizeof(io));
+		len = sizeof(io);
+		if (x->type == PM_MSG_WRITE) {
+			memcpy((uint8_t *)(op + 1) + sizeof(io), x->data + x->done,
+			       chunk);
+			len += chunk;
+		}
+	} else {
+		memcpy(op + 1, x->body, len);
+	}
+	op->len = len;
+	return pmd_cluster_call_raw(x->srv->cluster, x->node, PMD_NREQ_FWD_OP,
+				    buf, sizeof(*op) + len, fwd_answer, x);
+}
+
+static void fwd_end(struct fctx *x, error_t status, struct reply *r)
+{
+	struct pmd_session *s = x->s;
+
+	if (s) {
+		s->fctx = NULL;
+		unpark(x->srv, s, status, r);
+	}
+	free(x->data);
+	free(x);
+}
+
+static void fwd_answer(void *arg, error_t status, const void *body,
+		       size_t len)
+{
+	struct fctx *x = arg;
+	struct pmd_server *srv = x->srv;
+	struct reply r = { 0 };
+
+	if (!x->s) {
+		fwd_end(x, status, &r);
+		return;
+	}
+	if (!status && (x->type == PM_MSG_READ || x->type == PM_MSG_WRITE)) {
+		uint32_t chunk = x->io.len - x->done;
+		if (chunk > PMD_FWD_IO_MAX)
+			chunk = PMD_FWD_IO_MAX;
+		if (x->type == PM_MSG_READ) {
+			if (len != chunk) {
+				fwd_end(x, EPROTO, &r);
+				return;
+			}
+			memcpy(x->data + x->done, body, chunk);
+		}
+		x->done += chunk;
+		if (x->done < x->io.len) {
+			status = fwd_send(x);
+			if (!status)
+				return;
+		} else if (x->type == PM_MSG_READ) {
+			memcpy(reply_body(srv), x->data, x->io.len);
+			r.body_len = x->io.len;
+		}
+	} else if (!status && x->type == PM_MSG_IMPORT) {
+		struct pm_handle_rep *rep = reply_body(srv);
+		container_t rh;
+		struct fwd_h *v;
+
+		if (len != sizeof(rh)) {
+			fwd_end(x, EPROTO, &r);
+			return;
+		}
+		memcpy(&rh, body, sizeof(rh));
+		v = realloc(x->s->fwd, (x->s->nfwd + 1) * sizeof(*v));
+		if (!v) {
+			fwd_end(x, ENOMEM, &r);
+			return;
+		}
+		x->s->fwd = v;
+		v[x->s->nfwd] = (struct fwd_h){ .node = x->node, .rh = rh };
+		rep->handle = FWD_BIT | (x->s->nfwd + 1);
+		x->s->nfwd++;
+		r.body_len = sizeof(*rep);
+	} else if (!status && x->type == PM_MSG_STAT) {
+		if (len != sizeof(struct pm_stat_rep)) {
+			fwd_end(x, EPROTO, &r);
+			return;
+		}
+		memcpy(reply_body(srv), body, len);
+		r.body_len = (uint32_t)len;
+	}
+	if (x->type == PM_MSG_RELEASE && (!status || status == ESTALE ||
+					  status == EBADF))
+		x->s->fwd[x->fwd_index].node = 0; /* the handle is gone */
+	fwd_end(x, status, &r);
+}
+
+static error_t fwd_start(struct pmd_server *srv, struct pmd_session *s,
+			 struct fctx *x)
+{
+	error_t err = fwd_send(x);
+
+	if (err) {
+		free(x->data);
+		free(x);
+		return err;
+	}
+	s->fctx = x;
+	return EINPROGRESS;
+}
+
+/* A request on a handle another home serves: forwarded (reads and writes
+ * in pieces), or refused when a weak reference may not do it, or when it
+ * is not built for such handles yet. */
+static error_t fwd_request(struct pmd_server *srv, struct pmd_session *s,
+			   uint32_t type, const void *body, uint32_t len,
+			   uint64_t h, struct reply *r)
+{
+	uint64_t index = (h & ~FWD_BIT) - 1;
+	struct fctx *x;
+
+	r->why.arg = 1;
+	if ((h & ~FWD_BIT) == 0 || index >= s->nfwd || !s->fwd[index].node)
+		return EBADF;
+	switch (type) {
+	case PM_MSG_READ: case PM_MSG_WRITE: case PM_MSG_STAT:
+	case PM_MSG_LOCK: case PM_MSG_UNLOCK: case PM_MSG_RELEASE:
+		break;
+	case PM_MSG_MAP: case PM_MSG_COPY:
+		return EOPNOTSUPP; /* frames of another home: not yet */
+	default:
+		if (type == PM_MSG_ALLOCATE) { /* its count, also on error */
+			struct pm_alloc_rep *rep = reply_body(srv);
+			rep->count = 0;
+			rep->pad = 0;
+			r->body_len = sizeof(*rep);
+		}
+		return EPERM; /* what a weak reference may not do */
+	}
+	r->why.arg = 0;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return ENOMEM;
+	*x = (struct fctx){ .srv = srv, .s = s, .node = s->fwd[index].node,
+			    .type = (uint16_t)type, .fwd_index = (uint32_t)index };
+	if (type == PM_MSG_READ || type == PM_MSG_WRITE) {
+		memcpy(&x->io, body, sizeof(x->io));
+		x->io.handle = s->fwd[index].rh;
+		if (x->io.pad || x->io.len == 0 || x->io.len > PM_IO_MAX) {
+			free(x);
+			return EINVAL;
+		}
+		x->data = malloc(x->io.len);
+		if (!x->data) {
+			free(x);
+			return ENOMEM;
+		}
+		if (type == PM_MSG_WRITE)
+			memcpy(x->data, (const uint8_t *)body + sizeof(x->io),
+			       x->io.len);
+	} else {
+		if (len > sizeof(x->body)) {
+			free(x);
+			return EPROTO;
+		}
+		memcpy(x->body, body, len);
+		memcpy(x->body, &s->fwd[index].rh, sizeof(container_t));
+		x->body_len = len;
+	}
+	return fwd_start(srv, s, x);
+}
+
+/* An import of a token whose container is homed on another node. */
+static error_t fwd_import(struct pmd_server *srv, struct pmd_session *s,
+			  const struct pm_token *tok, pm_node_t node)
+{
+	struct pmd_fwd_import q;
+	struct fctx *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return ENOMEM;
+	*x = (struct fctx){ .srv = srv, .s = s, .node = node,
+			    .type = PM_MSG_IMPORT };
+	q.task = s->task->id;
+	memcpy(q.token, tok->bytes, sizeof(q.token));
+	memcpy(x->body, &q, sizeof(q));
+	x->body_len = sizeof(q);
+	if (pmd_cluster_call_raw(srv->cluster, node, PMD_NREQ_FWD_IMPORT, &q,
+				 sizeof(q), fwd_answer, x)) {
+		free(x);
+		return ENODEV;
+	}
+	s->fctx = x;
+	return EINPROGRESS;
 }
 
 /* ---- one remote operation at a time per container ---- */
@@ -259,6 +507,7 @@ static void session_close(struct pmd_server *srv, struct pmd_session *s)
 	free(s->pplaces);
 	if (s->rctx)
 		s->rctx->s = NULL; /* it finishes without us */
+	fwd_bye(srv, s);
 	if (s->waiting)
 		pmd_list_del(&s->wlink);
 	free(s->saved);
@@ -998,9 +1247,18 @@ static error_t do_import(struct pmd_server *srv, struct pmd_session *s,
 			 const void *body, uint32_t body_len, struct reply *r)
 {
 	struct pm_handle_rep *rep = reply_body(srv);
-	error_t err = pmd_cap_import(srv->core, s->task, body, &rep->handle,
-				     &r->why);
+	const struct pm_token *tok = body;
+	uint64_t share;
+	pm_node_t home;
+	error_t err;
 
+	/* The share id names its home in its high bits. */
+	memcpy(&share, tok->bytes, sizeof(share));
+	home = (pm_node_t)(share >> 48);
+	if (home && home != srv->core->cfg.node && srv->cluster &&
+	    pmd_cluster_knows(srv->cluster, home))
+		return fwd_import(srv, s, tok, home);
+	err = pmd_cap_import(srv->core, s->task, body, &rep->handle, &r->why);
 	if (!err)
 		r->body_len = sizeof(*rep);
 	return err;
@@ -1098,6 +1356,22 @@ static error_t dispatch(struct pmd_server *srv, struct pmd_session *s,
 			uint32_t type, const void *body, uint32_t len,
 			struct reply *r)
 {
+	/* Handles another home serves go there. */
+	if (s->nfwd && len >= sizeof(uint64_t) && type != PM_MSG_IMPORT &&
+	    type != PM_MSG_HELLO && type != PM_MSG_TASK_STAT &&
+	    type != PM_MSG_CREATE && type != PM_MSG_NODES &&
+	    type != PM_MSG_DEBUG_STAT && type != PM_MSG_ATTACH_KEY &&
+	    type != PM_MSG_ATTACH && type != PM_MSG_RESOLVE &&
+	    type != PM_MSG_PING_NODE) {
+		uint64_t h, h2 = 0;
+		memcpy(&h, body, sizeof(h));
+		if (type == PM_MSG_COPY && len >= 24)
+			memcpy(&h2, (const uint8_t *)body + 16, sizeof(h2));
+		if (h & FWD_BIT)
+			return fwd_request(srv, s, type, body, len, h, r);
+		if (h2 & FWD_BIT)
+			return EOPNOTSUPP;
+	}
 	return handlers[type].fn(srv, s, body, len, r);
 }
 

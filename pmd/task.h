@@ -29,6 +29,7 @@ struct pmd_task {
 	uint32_t nsegs_given;        /* (L) */
 	uint32_t segs_given_cap;     /* (L) */
 	bool follows;                /* (L) its library follows moved frames */
+	bool proxy;                  /* (C) a task of another node */
 	void *fault_session;         /* (L) the server's session serving that */
 	uint8_t attach_key[16];      /* (L) for that session; zero: none */
 	struct pmd_list link;        /* (L) in the core's task list */

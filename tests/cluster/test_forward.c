@@ -1,0 +1,242 @@
+/*
+ * Forwarding to the home: a task on node 2 imports a token of a container
+ * homed on node 1 and uses it through its own pmd: reads and writes of
+ * every size, stat, lock and unlock, release; what a weak reference may
+ * not do stays refused; unshare, a foreign task, an altered token and the
+ * home's death give the errors of one node (ENODEV for the dead home);
+ * the home forgets its proxy when the task goes.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static char dir[] = "/tmp/pmd-forward-XXXXXX";
+static char ini[300], key[300];
+static struct pmd_proc node[2];
+
+static int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int state_of(int i, pm_node_t of)
+{
+	struct pm_node_info info[4];
+	int n = 4;
+	pm_t *pm = test_connect(&node[i]);
+
+	assert_int_equal(pm_nodes(pm, info, &n), 0);
+	pm_disconnect(pm);
+	for (int k = 0; k < n; k++)
+		if (info[k].id == of)
+			return info[k].state;
+	return -1;
+}
+
+static void wait_state(int i, pm_node_t of, int state)
+{
+	uint64_t t0 = now_ms();
+
+	while (state_of(i, of) != state)
+		if (now_ms() - t0 > 6000)
+			fail_msg("node %d never saw node %u in state %d", i + 1,
+				 of, state);
+		else
+			usleep(20000);
+}
+
+static int setup(void **state)
+{
+	char text[512];
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(ini, sizeof(ini), "%s/cluster.ini", dir);
+	snprintf(key, sizeof(key), "%s/cluster.key", dir);
+	fd = open(key, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(write(fd, "the forwarding test's own secret", 32), 32);
+	close(fd);
+	snprintf(text, sizeof(text),
+		 "[cluster]\nsecret_file = cluster.key\nheartbeat_ms = 100\n"
+		 "suspect_ms = 400\ndown_ms = 1200\n"
+		 "[node 1]\naddress = 127.0.0.1:%d\n"
+		 "[node 2]\naddress = 127.0.0.1:%d\n", free_port(), free_port());
+	fd = open(ini, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	for (int i = 0; i < 2; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "%d", i + 1);
+		pmd_proc_start(&node[i], (const char *const[]){ "--node-id", id,
+			"--cluster", ini, "--memory", "64M", "--guarantee", "1024",
+			NULL });
+	}
+	wait_state(0, 2, PM_NODE_UP);
+	wait_state(1, 1, PM_NODE_UP);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	for (int i = 0; i < 2; i++)
+		if (node[i].pid > 0) {
+			kill(node[i].pid, SIGKILL);
+			waitpid(node[i].pid, NULL, 0);
+			node[i].pid = 0;
+		}
+	unlink(ini);
+	unlink(key);
+	rmdir(dir);
+	return 0;
+}
+
+static uint64_t tasks_on(pm_t *pm)
+{
+	struct pm_debug_stat st;
+
+	assert_int_equal(pm_debug_stat(pm, &st), 0);
+	return st.tasks;
+}
+
+static void a_server_on_another_node(void **state)
+{
+	pm_t *a = test_connect(&node[0]), *s = test_connect(&node[1]);
+	pm_t *other = test_connect(&node[1]);
+	static uint8_t buf[65536], got[65536];
+	struct pm_container_stat st;
+	pm_cap_token_t tok, bad;
+	pm_task_t sid;
+	container_t c, weak, ref, ref2;
+	uint64_t t0, base_tasks = tasks_on(a);
+	int n = 20;
+	void *m;
+
+	assert_int_equal(pm_container_create(a, &c), 0);
+	assert_int_equal(pm_container_allocate(a, c, 0, &n, 0), 0);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 7 + 3);
+	assert_int_equal(pm_container_write(a, c, 1, 5, buf, sizeof(buf)), 0);
+
+	/* A task of node 2 is named by its id; the token goes there. */
+	assert_int_equal(pm_self(s, &sid), 0);
+	assert_int_equal(sid >> 48, 2);
+	assert_int_equal(pm_container_share(a, c, sid, &weak), 0);
+	assert_int_equal(pm_cap_export(a, weak, &tok), 0);
+	bad = tok;
+	bad.bytes[20] ^= 1;
+	assert_int_equal(pm_cap_import(s, &bad, &ref), EINVAL);
+	assert_int_equal(pm_cap_import(other, &tok, &ref), EACCES);
+	assert_int_equal(pm_cap_import(s, &tok, &ref), 0);
+	assert_int_equal(tasks_on(a), base_tasks + 1); /* its proxy */
+
+	/* Reads and writes of every size, through node 2's pmd. */
+	assert_int_equal(pm_container_read(s, ref, 1, 5, got, sizeof(got)), 0);
+	assert_memory_equal(got, buf, sizeof(got));
+	assert_int_equal(pm_container_read(s, ref, 1, 5 + 4093, got, 10), 0);
+	assert_memory_equal(got, buf + 4093, 10);
+	assert_int_equal(pm_container_write(s, ref, 3, 1, "from node 2", 11), 0);
+	assert_int_equal(pm_container_read(a, c, 3, 1, got, 11), 0);
+	assert_memory_equal(got, "from node 2", 11);
+	assert_int_equal(pm_container_read(s, ref, 30, 0, got, 1), ENOENT);
+	assert_int_equal(pm_container_stat(s, ref, &st), 0);
+	assert_int_equal(st.frames, 20);
+	assert_int_equal(st.home, 1);
+
+	/* The server's lock holds the owner off; a weak reference stays
+	 * weak; what is not built for another home says so. */
+	assert_int_equal(pm_container_lock(s, ref, 5000), 0);
+	assert_int_equal(pm_container_deallocate(a, c, 19, 1), EBUSY);
+	assert_int_equal(pm_container_unlock(s, ref), 0);
+	assert_int_equal(pm_container_deallocate(a, c, 19, 1), 0);
+	n = 1;
+	assert_int_equal(pm_container_allocate(s, ref, 40, &n, 0), EPERM);
+	assert_int_equal(pm_container_destroy(s, ref), EPERM);
+	assert_int_equal(pm_container_map(s, ref, 0, 1, CONT_MAP_READ, &m, NULL),
+			 EOPNOTSUPP);
+	assert_int_equal(pm_container_read(s, ref + 100, 0, 0, got, 1), EBADF);
+
+	/* Released, and imported again; then unshared by the owner. */
+	assert_int_equal(pm_cap_release(s, ref), 0);
+	assert_int_equal(pm_container_read(s, ref, 0, 0, got, 1), EBADF);
+	assert_int_equal(pm_cap_import(s, &tok, &ref2), 0);
+	assert_int_equal(pm_container_read(s, ref2, 3, 1, got, 11), 0);
+	assert_int_equal(pm_container_unshare(a, c, sid), 0);
+	assert_int_equal(pm_container_read(s, ref2, 3, 1, got, 11), ESTALE);
+	test_check(a);
+
+	/* The task goes: the home forgets its proxy. */
+	pm_disconnect(s);
+	t0 = now_ms();
+	while (tasks_on(a) != base_tasks && now_ms() - t0 < 3000)
+		usleep(20000);
+	assert_int_equal(tasks_on(a), base_tasks);
+
+	/* The home dies: its containers fail clearly, at once or by the
+	 * deadline. */
+	s = test_connect(&node[1]);
+	assert_int_equal(pm_self(s, &sid), 0);
+	assert_int_equal(pm_container_share(a, c, sid, &weak), 0);
+	assert_int_equal(pm_cap_export(a, weak, &tok), 0);
+	assert_int_equal(pm_cap_import(s, &tok, &ref), 0);
+	kill(node[0].pid, SIGKILL);
+	waitpid(node[0].pid, NULL, 0);
+	node[0].pid = 0;
+	unlink(node[0].socket);
+	unlink(node[0].log);
+	rmdir(node[0].dir);
+	pm_disconnect(a); /* its pmd is gone */
+	t0 = now_ms();
+	error_t err = pm_container_read(s, ref, 3, 1, got, 11);
+	if (err != ENODEV && err != ETIMEDOUT)
+		fail_msg("read from a dead home: %s", strerror(err));
+	assert_true(now_ms() - t0 <= 2500);
+	wait_state(1, 1, PM_NODE_DOWN);
+	assert_int_equal(pm_container_read(s, ref, 3, 1, got, 11), ENODEV);
+	pm_disconnect(s);
+	pm_disconnect(other);
+	pmd_proc_stop(&node[1]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(a_server_on_another_node, setup,
+						teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
