@@ -25,60 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "harness.h"
+#include "cluster_util.h"
 
 static char dir[] = "/tmp/pmd-forward-XXXXXX";
 static char ini[300], key[300];
 static struct pmd_proc node[2];
-
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static int state_of(int i, pm_node_t of)
-{
-	struct pm_node_info info[4];
-	int n = 4;
-	pm_t *pm = test_connect(&node[i]);
-
-	assert_int_equal(pm_nodes(pm, info, &n), 0);
-	pm_disconnect(pm);
-	for (int k = 0; k < n; k++)
-		if (info[k].id == of)
-			return info[k].state;
-	return -1;
-}
-
-static void wait_state(int i, pm_node_t of, int state)
-{
-	uint64_t t0 = now_ms();
-
-	while (state_of(i, of) != state)
-		if (now_ms() - t0 > 6000)
-			fail_msg("node %d never saw node %u in state %d", i + 1,
-				 of, state);
-		else
-			usleep(20000);
-}
 
 static int setup(void **state)
 {
@@ -95,7 +46,7 @@ static int setup(void **state)
 		 "[cluster]\nsecret_file = cluster.key\nheartbeat_ms = 100\n"
 		 "suspect_ms = 400\ndown_ms = 1200\n"
 		 "[node 1]\naddress = 127.0.0.1:%d\n"
-		 "[node 2]\naddress = 127.0.0.1:%d\n", free_port(), free_port());
+		 "[node 2]\naddress = 127.0.0.1:%d\n", ct_free_port(), ct_free_port());
 	fd = open(ini, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
@@ -106,8 +57,8 @@ static int setup(void **state)
 			"--cluster", ini, "--memory", "64M", "--guarantee", "1024",
 			NULL });
 	}
-	wait_state(0, 2, PM_NODE_UP);
-	wait_state(1, 1, PM_NODE_UP);
+	ct_wait_state(&node[0], 2, PM_NODE_UP, 6000);
+	ct_wait_state(&node[1], 1, PM_NODE_UP, 6000);
 	return 0;
 }
 
@@ -201,8 +152,8 @@ static void a_server_on_another_node(void **state)
 
 	/* The task goes: the home forgets its proxy. */
 	pm_disconnect(s);
-	t0 = now_ms();
-	while (tasks_on(a) != base_tasks && now_ms() - t0 < 3000)
+	t0 = ct_now_ms();
+	while (tasks_on(a) != base_tasks && ct_now_ms() - t0 < 3000)
 		usleep(20000);
 	assert_int_equal(tasks_on(a), base_tasks);
 
@@ -220,12 +171,12 @@ static void a_server_on_another_node(void **state)
 	unlink(node[0].log);
 	rmdir(node[0].dir);
 	pm_disconnect(a); /* its pmd is gone */
-	t0 = now_ms();
+	t0 = ct_now_ms();
 	error_t err = pm_container_read(s, ref, 3, 1, got, 11);
 	if (err != ENODEV && err != ETIMEDOUT)
 		fail_msg("read from a dead home: %s", strerror(err));
-	assert_true(now_ms() - t0 <= 2500);
-	wait_state(1, 1, PM_NODE_DOWN);
+	assert_true(ct_now_ms() - t0 <= 2500);
+	ct_wait_state(&node[1], 1, PM_NODE_DOWN, 6000);
 	assert_int_equal(pm_container_read(s, ref, 3, 1, got, 11), ENODEV);
 	pm_disconnect(s);
 	pm_disconnect(other);

@@ -29,7 +29,7 @@
 #include <pthread.h>
 #include <sys/un.h>
 
-#include "harness.h"
+#include "cluster_util.h"
 #include "pm_proto.h"
 
 #define HEARTBEAT_MS 100
@@ -40,21 +40,6 @@ static char dir[] = "/tmp/pmd-cluster-XXXXXX";
 static char ini[300], key[300], ini_bad[300], key_bad[300];
 static struct pmd_proc node[3];
 
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
 static void write_file(const char *path, int mode, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
@@ -62,14 +47,6 @@ static void write_file(const char *path, int mode, const char *text)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static int group_setup(void **state)
@@ -83,7 +60,7 @@ static int group_setup(void **state)
 	snprintf(ini_bad, sizeof(ini_bad), "%s/other.ini", dir);
 	snprintf(key_bad, sizeof(key_bad), "%s/other.key", dir);
 	for (int i = 0; i < 3; i++)
-		p[i] = free_port();
+		p[i] = ct_free_port();
 	write_file(key, 0600, "the cluster secret, 32 bytes ok!");
 	write_file(key_bad, 0600, "not the cluster secret at all!!!");
 	for (int bad = 0; bad < 2; bad++) {
@@ -168,15 +145,15 @@ static struct pm_node_info seen(int i, pm_node_t of)
 /* Waits until node i sees node `of` in state; returns the ms it took. */
 static uint64_t wait_state(int i, pm_node_t of, int state, uint64_t max_ms)
 {
-	uint64_t t0 = now_ms();
+	uint64_t t0 = ct_now_ms();
 
 	while (seen(i, of).state != state) {
-		if (now_ms() - t0 > max_ms)
+		if (ct_now_ms() - t0 > max_ms)
 			fail_msg("node %d never saw node %u in state %d (now %d)",
 				 i + 1, of, state, seen(i, of).state);
 		usleep(20000);
 	}
-	return now_ms() - t0;
+	return ct_now_ms() - t0;
 }
 
 struct pinger {
@@ -189,10 +166,10 @@ struct pinger {
 static void *ping_thread(void *arg)
 {
 	struct pinger *p = arg;
-	uint64_t t0 = now_ms(), rtt;
+	uint64_t t0 = ct_now_ms(), rtt;
 
 	p->err = pm_debug_ping(p->pm, p->to, &rtt);
-	p->ms = now_ms() - t0;
+	p->ms = ct_now_ms() - t0;
 	return NULL;
 }
 
@@ -269,9 +246,9 @@ static void nodes_join_fail_and_rejoin(void **state)
 		ping_and_hang_up(0, 3);
 		assert_int_equal(pthread_create(&th, NULL, ping_thread, &pg), 0);
 		for (int k = 0; k < 20; k++) {
-			uint64_t t0 = now_ms();
+			uint64_t t0 = ct_now_ms();
 			assert_int_equal(pm_task_stat(other, &ts), 0);
-			assert_true(now_ms() - t0 < 200);
+			assert_true(ct_now_ms() - t0 < 200);
 			usleep(20000);
 		}
 		pthread_join(th, NULL);
@@ -288,10 +265,10 @@ static void nodes_join_fail_and_rejoin(void **state)
 	assert_int_equal(seen(0, 2).state, PM_NODE_UP);
 	{
 		pm_t *pm = test_connect(&node[0]);
-		uint64_t rtt, t0 = now_ms();
+		uint64_t rtt, t0 = ct_now_ms();
 
 		assert_int_equal(pm_debug_ping(pm, 3, &rtt), ENODEV);
-		assert_true(now_ms() - t0 < 100); /* known down: at once */
+		assert_true(ct_now_ms() - t0 < 100); /* known down: at once */
 		pm_disconnect(pm);
 	}
 

@@ -30,7 +30,7 @@
 
 #include <sys/un.h>
 
-#include "harness.h"
+#include "cluster_util.h"
 #include "pm_proto.h"
 
 #define NFR 40
@@ -40,60 +40,10 @@ static char ini[300], key[300];
 static struct pmd_proc node[2];
 static uint8_t model[NFR * PM_FRAME_SIZE];
 
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static struct pm_node_info seen(int i, pm_node_t of)
-{
-	struct pm_node_info info[4];
-	int n = 4;
-	pm_t *pm = test_connect(&node[i]);
-
-	assert_int_equal(pm_nodes(pm, info, &n), 0);
-	pm_disconnect(pm);
-	for (int k = 0; k < n; k++)
-		if (info[k].id == of)
-			return info[k];
-	fail_msg("node %d does not list node %u", i + 1, of);
-	return info[0];
-}
-
-static void wait_state(int i, pm_node_t of, int state)
-{
-	uint64_t t0 = now_ms();
-
-	while (seen(i, of).state != state)
-		if (now_ms() - t0 > 6000)
-			fail_msg("node %d never saw node %u in state %d", i + 1,
-				 of, state);
-		else
-			usleep(20000);
-}
-
 /* Node 2's own free frames, as it says. */
 static uint64_t lender_free(void)
 {
-	return seen(1, 2).frames_free;
+	return ct_seen(&node[1], 2).frames_free;
 }
 
 static int setup(void **state)
@@ -112,7 +62,7 @@ static int setup(void **state)
 		 "[cluster]\nsecret_file = cluster.key\nheartbeat_ms = 100\n"
 		 "suspect_ms = 400\ndown_ms = 1200\n"
 		 "[node 1]\naddress = 127.0.0.1:%d\n"
-		 "[node 2]\naddress = 127.0.0.1:%d\n", free_port(), free_port());
+		 "[node 2]\naddress = 127.0.0.1:%d\n", ct_free_port(), ct_free_port());
 	fd = open(ini, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
@@ -123,8 +73,8 @@ static int setup(void **state)
 			"--cluster", ini, "--memory", "64M", "--guarantee", "1024",
 			NULL });
 	}
-	wait_state(0, 2, PM_NODE_UP);
-	wait_state(1, 1, PM_NODE_UP);
+	ct_wait_state(&node[0], 2, PM_NODE_UP, 6000);
+	ct_wait_state(&node[1], 1, PM_NODE_UP, 6000);
 	return 0;
 }
 
@@ -216,9 +166,9 @@ static void frames_on_another_node(void **state)
 		assert_int_equal(pm_container_stat(pm, c, &st), 0);
 		assert_int_equal(st.remote, NFR - 20);
 		assert_int_equal(st.resident, 20);
-		t0 = now_ms();
+		t0 = ct_now_ms();
 		while (free0 - lender_free() != lent_before - 20 &&
-		       now_ms() - t0 < 3000)
+		       ct_now_ms() - t0 < 3000)
 			usleep(20000);
 		assert_int_equal(free0 - lender_free(), lent_before - 20);
 		memcpy((uint8_t *)m + 5 * PM_FRAME_SIZE + 7, "mapped", 6);
@@ -264,8 +214,8 @@ static void frames_on_another_node(void **state)
 	/* Deallocated frames go back to the lender: frames 0-7 stay
 	 * remote (8-27 came here when mapped; 28-39 go). */
 	assert_int_equal(pm_container_deallocate(pm, c, 20, 20), 0);
-	t0 = now_ms();
-	while (lender_free() != free0 - 8 && now_ms() - t0 < 3000)
+	t0 = ct_now_ms();
+	while (lender_free() != free0 - 8 && ct_now_ms() - t0 < 3000)
 		usleep(20000);
 	assert_int_equal(lender_free(), free0 - 8);
 	test_check(pm);
@@ -282,7 +232,7 @@ static void frames_on_another_node(void **state)
 	unlink(node[1].socket);
 	unlink(node[1].log);
 	rmdir(node[1].dir);
-	wait_state(0, 2, PM_NODE_DOWN);
+	ct_wait_state(&node[0], 2, PM_NODE_DOWN, 6000);
 	assert_int_equal(pm_container_read(pm, c, 5, 0, got, 10), EIO);
 	assert_int_equal(pm_container_write(pm, c, 5, 0, "x", 1), EIO);
 	assert_int_equal(pm_container_read(pm, local, 1, 0, got, 5), 0);
@@ -291,7 +241,7 @@ static void frames_on_another_node(void **state)
 	 * ones go to it again. */
 	pmd_proc_start(&node[1], (const char *const[]){ "--node-id", "2",
 		"--cluster", ini, "--memory", "64M", "--guarantee", "1024", NULL });
-	wait_state(0, 2, PM_NODE_UP);
+	ct_wait_state(&node[0], 2, PM_NODE_UP, 6000);
 	assert_int_equal(pm_container_read(pm, c, 5, 0, got, 10), EIO);
 	n = 2;
 	assert_int_equal(pm_container_allocate(pm, c, 100, &n, 0), 0);
@@ -354,8 +304,8 @@ static void a_task_gone_mid_allocation_leaves_no_loan(void **state)
 	close(fd);
 
 	/* Whatever was lent comes back; both nodes keep their books. */
-	t0 = now_ms();
-	while (lender_free() != free0 && now_ms() - t0 < 3000)
+	t0 = ct_now_ms();
+	while (lender_free() != free0 && ct_now_ms() - t0 < 3000)
 		usleep(20000);
 	assert_int_equal(lender_free(), free0);
 	for (int i = 0; i < 2; i++) {

@@ -1,0 +1,66 @@
+/* Helpers of the cluster tests (see cluster_util.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster_util.h"
+
+int ct_free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+uint64_t ct_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+struct pm_node_info ct_seen(const struct pmd_proc *p, pm_node_t of)
+{
+	struct pm_node_info info[8];
+	int n = 8;
+	pm_t *pm = test_connect(p);
+
+	assert_int_equal(pm_nodes(pm, info, &n), 0);
+	pm_disconnect(pm);
+	for (int k = 0; k < n && k < 8; k++)
+		if (info[k].id == of)
+			return info[k];
+	fail_msg("%s does not list node %u", p->socket, of);
+	return info[0];
+}
+
+uint64_t ct_wait_state(const struct pmd_proc *p, pm_node_t of, int state,
+		       uint64_t max_ms)
+{
+	uint64_t t0 = ct_now_ms();
+
+	while (ct_seen(p, of).state != state) {
+		if (ct_now_ms() - t0 > max_ms)
+			fail_msg("%s never saw node %u in state %d (now %d)",
+				 p->socket, of, state, ct_seen(p, of).state);
+		usleep(20000);
+	}
+	return ct_now_ms() - t0;
+}

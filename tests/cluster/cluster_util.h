@@ -1,0 +1,24 @@
+/*
+ * cluster_util.h - helpers of the cluster tests: free loopback ports, a
+ * clock, and what one node says of another.
+ */
+#ifndef PM_CLUSTER_UTIL_H
+#define PM_CLUSTER_UTIL_H
+
+#include <stdint.h>
+
+#include <pm/pm.h>
+
+#include "harness.h"
+
+/* A TCP port on 127.0.0.1 nobody listens on (now). */
+int ct_free_port(void);
+uint64_t ct_now_ms(void);
+/* What the pmd p says of node `of` (fails the test if it lists none). */
+struct pm_node_info ct_seen(const struct pmd_proc *p, pm_node_t of);
+/* Waits until p sees node `of` in state; returns the ms it took, fails the
+ * test after max_ms. */
+uint64_t ct_wait_state(const struct pmd_proc *p, pm_node_t of, int state,
+		       uint64_t max_ms);
+
+#endif
