@@ -5,7 +5,9 @@
  * the configured times; restarted, it rejoins under a new incarnation. A
  * node with another secret is refused by both sides and logged. Node
  * requests (pm_debug_ping) cross the fabric, fail clearly and in time when
- * the other node dies, and never stall the pmd's other sessions.
+ * the other node dies, and never stall the pmd's other sessions. Garbage
+ * from the fabric (random, truncated, forged node messages) changes
+ * nothing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +32,7 @@
 #include <sys/un.h>
 
 #include "cluster_util.h"
+#include "fabric.h"
 #include "pm_proto.h"
 
 #define HEARTBEAT_MS 100
@@ -309,12 +312,87 @@ static void a_node_without_the_secret_is_refused(void **state)
 		pmd_proc_stop(&node[i]);
 }
 
+/* A stranger on the fabric sends node 1 garbage and forgeries. */
+static void garbage_from_the_fabric_changes_nothing(void **state)
+{
+	struct fab_attr attr = { .node = "127.0.0.1", .msg_size = 8192,
+				 .timeout_ms = 500 };
+	struct fab_ep *ep;
+	struct fab_name name;
+	fab_peer_t to;
+	char port[16];
+	uint8_t msg[8192];
+	uint32_t seed = 12345;
+	unsigned sent = 0;
+	const char *addr;
+
+	start(0, ini);
+	start(1, ini);
+	wait_state(0, 2, PM_NODE_UP, 5000);
+	addr = seen(0, 1).address; /* 127.0.0.1:port */
+	snprintf(port, sizeof(port), "%s", strchr(addr, ':') + 1);
+	if (fab_ep_open(&attr, &ep)) {
+		fprintf(stderr, "no fabric endpoint for the stranger: skipped\n");
+		skip();
+	}
+	assert_int_equal(fab_name_resolve(ep, "127.0.0.1", port, &name), 0);
+	assert_int_equal(fab_peer_insert(ep, &name, &to), 0);
+	for (int i = 0; i < 2000; i++) {
+		size_t len;
+
+		for (size_t k = 0; k < sizeof(msg); k++) {
+			seed = seed * 1103515245u + 12345u;
+			msg[k] = (uint8_t)(seed >> 16);
+		}
+		/* Half look like node messages: the right magic and version,
+		 * node ids of the cluster, a wrong MAC. */
+		if (i % 2) {
+			const uint32_t magic[2] = { 0x43444d50u, 0x52444d50u };
+			memcpy(msg, &magic[i % 4 / 2], 4);
+			msg[4] = 1; msg[5] = 0;          /* version */
+			msg[8] = 2; msg[9] = 0;          /* from node 2 */
+			msg[10] = 1; msg[11] = 0;        /* to node 1 */
+		}
+		len = i % 3 == 0 ? 104 : i % 3 == 1 ? 80 + (size_t)(seed % 600)
+					   : (size_t)(seed % sizeof(msg));
+		if (fab_send(ep, to, msg, len, NULL) == 0)
+			sent++;
+		if (i % 64 == 0) {
+			struct fab_cqe c[64];
+			size_t n;
+			fab_ep_poll(ep, c, 64, &n);
+		}
+	}
+	for (int i = 0; i < 50; i++) {
+		struct fab_cqe c[64];
+		size_t n;
+		fab_ep_poll(ep, c, 64, &n);
+		usleep(2000);
+	}
+	printf("sent %u garbage messages\n", sent);
+	/* Node 1 still serves, still sees node 2, still answers it. */
+	{
+		pm_t *pm = test_connect(&node[0]);
+		uint64_t rtt;
+		assert_int_equal(pm_debug_ping(pm, 2, &rtt), 0);
+		test_check(pm);
+		pm_disconnect(pm);
+	}
+	assert_int_equal(seen(0, 2).state, PM_NODE_UP);
+	assert_int_equal(seen(1, 1).state, PM_NODE_UP);
+	fab_ep_close(ep);
+	pmd_proc_stop(&node[0]);
+	pmd_proc_stop(&node[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(nodes_join_fail_and_rejoin,
 					  kill_leftovers),
 		cmocka_unit_test_teardown(a_node_without_the_secret_is_refused,
+					  kill_leftovers),
+		cmocka_unit_test_teardown(garbage_from_the_fabric_changes_nothing,
 					  kill_leftovers),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
