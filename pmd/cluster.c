@@ -108,6 +108,9 @@ struct pmd_cluster {
 	struct fab_mr *bounce_mr;
 	struct rio *bounce_user[BOUNCES];
 	struct rio *rio_queue, **rio_tail; /* waiting for a bounce */
+	pmd_fwd_fn *fwd;               /* the server's hooks */
+	pmd_proxy_gone_fn *proxy_gone;
+	void *hook_arg;
 	pm_node_t self;
 	struct fab_ep *ep;
 	fab_peer_t peer[PMD_CLUSTER_NODES_MAX];   /* by index in conf.nodes */
@@ -639,6 +642,13 @@ static struct pmd_task *proxy_of(struct pmd_cluster *c, pm_node_t src,
 }
 
 /* Every proxy of node's tasks goes (it went down or restarted). */
+static void proxy_destroy(struct pmd_cluster *c, struct pmd_task *t)
+{
+	if (c->proxy_gone)
+		c->proxy_gone(c->hook_arg, t);
+	pmd_task_destroy(c->core, t);
+}
+
 static void proxies_forget(struct pmd_cluster *c, pm_node_t node)
 {
 	struct pmd_list *pos, *tmp;
@@ -646,8 +656,24 @@ static void proxies_forget(struct pmd_cluster *c, pm_node_t node)
 	pmd_list_for_each_safe(pos, tmp, &c->core->tasks) {
 		struct pmd_task *t = pmd_container_of(pos, struct pmd_task, link);
 		if (t->proxy && (pm_node_t)(t->id >> 48) == node)
-			pmd_task_destroy(c->core, t);
+			proxy_destroy(c, t);
 	}
+}
+
+void pmd_cluster_set_hooks(struct pmd_cluster *c, pmd_fwd_fn *fwd,
+			   pmd_proxy_gone_fn *gone, void *arg)
+{
+	c->fwd = fwd;
+	c->proxy_gone = gone;
+	c->hook_arg = arg;
+}
+
+void pmd_cluster_answer(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
+			uint16_t type, uint64_t id, error_t status,
+			const void *body, uint32_t len)
+{
+	nreq_send(c, src, src_inc, type, id, NREQ_REPLY,
+		  pm_errno_to_status(status), body, status ? 0 : len);
 }
 
 static void fwd_serve(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
@@ -674,7 +700,7 @@ static void fwd_serve(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
 				memcpy(out, &handle, sizeof(handle));
 				out_len = sizeof(handle);
 			} else if (fresh) {
-				pmd_task_destroy(core, t); /* made for nothing */
+				proxy_destroy(c, t); /* made for nothing */
 			}
 		} else if (h->len == sizeof(*q)) {
 			err = EACCES;
@@ -684,55 +710,24 @@ static void fwd_serve(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
 		if (h->len == sizeof(task)) {
 			memcpy(&task, in, sizeof(task));
 			if ((t = proxy_of(c, src, task, false)))
-				pmd_task_destroy(core, t);
+				proxy_destroy(c, t);
 			err = 0;
 		}
 	} else {
 		const struct pmd_fwd_op *q = (const void *)in;
-		const void *rb = q + 1;
 		if (h->len < sizeof(*q) || q->len != h->len - sizeof(*q)) {
 			err = EPROTO;
 		} else if (!(t = proxy_of(c, src, q->task, false))) {
 			err = EBADF;
-		} else if (q->type == PM_MSG_READ && q->len == sizeof(struct pm_io_req)) {
-			const struct pm_io_req *io = rb;
-			err = io->len > PMD_FWD_IO_MAX || io->pad ? EINVAL :
-			      pmd_container_read(core, t, io->handle, io->frame,
-						 io->offset, out, io->len, &why);
-			if (!err)
-				out_len = io->len;
-		} else if (q->type == PM_MSG_WRITE &&
-			   q->len >= sizeof(struct pm_io_req)) {
-			const struct pm_io_req *io = rb;
-			err = io->len > PMD_FWD_IO_MAX || io->pad ||
-				      q->len != sizeof(*io) + io->len ? EINVAL :
-			      pmd_container_write(core, t, io->handle, io->frame,
-						  io->offset, io + 1, io->len, &why);
-		} else if (q->type == PM_MSG_STAT &&
-			   q->len == sizeof(struct pm_handle_req)) {
-			const struct pm_handle_req *hr = rb;
-			err = pmd_container_stat(core, t, hr->handle,
-						 (struct pm_stat_rep *)out, &why);
-			if (!err)
-				out_len = sizeof(struct pm_stat_rep);
-		} else if (q->type == PM_MSG_LOCK &&
-			   q->len == sizeof(struct pm_lock_req)) {
-			const struct pm_lock_req *lr = rb;
-			err = lr->pad ? EPROTO :
-			      pmd_container_lock(core, t, lr->handle, lr->msec, &why);
-		} else if (q->type == PM_MSG_UNLOCK &&
-			   q->len == sizeof(struct pm_handle_req)) {
-			const struct pm_handle_req *hr = rb;
-			err = pmd_container_unlock(core, t, hr->handle, &why);
-		} else if (q->type == PM_MSG_RELEASE &&
-			   q->len == sizeof(struct pm_handle_req)) {
-			const struct pm_handle_req *hr = rb;
-			err = pmd_cap_release(core, t, hr->handle, &why);
+		} else if (c->fwd) {
+			/* The server runs it as the proxy and answers. */
+			c->fwd(c->hook_arg, src, src_inc, h->id, t, q->type,
+			       q + 1, q->len);
+			pmd_segtab_flush(&core->segs);
+			return;
 		} else {
 			err = EOPNOTSUPP;
 		}
-		if (err == EREMOTE)
-			err = EOPNOTSUPP; /* its frames are on a third node: not yet */
 	}
 	pmd_segtab_flush(&core->segs);
 	nreq_send(c, src, src_inc, h->type, h->id, NREQ_REPLY,

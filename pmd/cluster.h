@@ -108,6 +108,20 @@ struct pmd_fwd_op {
 	uint32_t len;
 	/* then len bytes: the request body */
 };
+/* The server serves forwarded requests (FWD_OP) for proxy task t and
+ * answers them with pmd_cluster_answer (at once or later); proxy_gone
+ * runs before a proxy task is destroyed. */
+typedef void pmd_fwd_fn(void *arg, pm_node_t src, uint64_t src_inc,
+			uint64_t id, struct pmd_task *t, uint16_t type,
+			const void *body, uint32_t len);
+typedef void pmd_proxy_gone_fn(void *arg, struct pmd_task *t);
+void pmd_cluster_set_hooks(struct pmd_cluster *c, pmd_fwd_fn *fwd,
+			   pmd_proxy_gone_fn *gone, void *arg);
+/* The answer to node request id of node src (at incarnation src_inc). */
+void pmd_cluster_answer(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
+			uint16_t type, uint64_t id, error_t status,
+			const void *body, uint32_t len);
+
 /* Starts a node request of any type with a body; done as for calls. */
 error_t pmd_cluster_call_raw(struct pmd_cluster *c, pm_node_t to,
 			     uint16_t type, const void *body, size_t len,

@@ -55,7 +55,10 @@ struct pmd_session {
 	uint32_t saved_len;
 	struct pmd_list wlink;       /* (L) in srv->waiters */
 	struct pmd_server *srv;      /* (C) */
-	struct pmd_list link;        /* (L) in srv->sessions */
+	struct pmd_list link;        /* (L) in srv->sessions, or srv->vsessions */
+	bool virt;                   /* (C) a forwarded request: no socket, */
+	pm_node_t vnode;             /*     answered to this node */
+	uint64_t vinc, vid;          /*     (its incarnation, request id) */
 };
 
 struct pmd_server {
@@ -72,6 +75,7 @@ struct pmd_server {
 	struct pmd_map_out map;      /* (L) scratch for MAP */
 	struct pmd_cluster *cluster; /* (L) NULL on a single node */
 	struct pmd_list waiters;     /* (L) sessions waiting for a container */
+	struct pmd_list vsessions;   /* (L) forwarded requests in progress */
 	struct busy { uint64_t id; uint32_t n; } *busy; /* (L) remote work in
 	                              * flight, by container id */
 	uint32_t nbusy, busy_cap;
@@ -435,7 +439,7 @@ static bool wait_for_container(struct pmd_server *srv, struct pmd_session *s,
 	s->parked_seq = seq;
 	s->waiting = true;
 	pmd_list_add(srv->waiters.prev, &s->wlink);
-	return epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) == 0;
+	return s->virt || epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) == 0;
 }
 
 static error_t dispatch(struct pmd_server *srv, struct pmd_session *s,
@@ -511,6 +515,11 @@ static void session_close(struct pmd_server *srv, struct pmd_session *s)
 	if (s->waiting)
 		pmd_list_del(&s->wlink);
 	free(s->saved);
+	if (s->virt) {
+		pmd_list_del(&s->link);
+		free(s);
+		return;
+	}
 	epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, s->fd, NULL);
 	close(s->fd);
 	if (s->fault && s->task) {
@@ -544,6 +553,14 @@ static bool reply_send(struct pmd_server *srv, struct pmd_session *s,
 	struct pm_msg_hdr *h = (struct pm_msg_hdr *)srv->tx;
 	struct pm_reply *rep = (struct pm_reply *)(h + 1);
 	uint32_t len = (uint32_t)PM_REPLY_HDR + r->body_len;
+
+	if (s->virt) { /* back to the node that forwarded it */
+		pmd_cluster_answer(srv->cluster, s->vnode, s->vinc,
+				   PMD_NREQ_FWD_OP, s->vid, err,
+				   (const uint8_t *)srv->tx + PM_REPLY_HDR,
+				   r->body_len);
+		return true;
+	}
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * (PM_MAP_FDS_MAX + 1))];
 		struct cmsghdr align;
@@ -951,6 +968,11 @@ static void unpark(struct pmd_server *srv, struct pmd_session *s, error_t err,
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
 
 	s->parked = false;
+	if (s->virt) {
+		reply_send(srv, s, &h, err, r);
+		session_close(srv, s);
+		return;
+	}
 	if (!reply_send(srv, s, &h, err, r) ||
 	    epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) < 0)
 		session_close(srv, s);
@@ -1375,6 +1397,68 @@ static error_t dispatch(struct pmd_server *srv, struct pmd_session *s,
 	return handlers[type].fn(srv, s, body, len, r);
 }
 
+/* A forwarded request (FWD_OP) from node src for proxy task t: run as a
+ * session with no socket, answered to src now or when it ends. */
+static void serve_forwarded(void *arg, pm_node_t src, uint64_t src_inc,
+			    uint64_t id, struct pmd_task *t, uint16_t type,
+			    const void *body, uint32_t len)
+{
+	struct pmd_server *srv = arg;
+	struct pmd_session *vs = calloc(1, sizeof(*vs));
+	struct reply r = { 0 };
+	error_t err;
+
+	if (!vs) {
+		pmd_cluster_answer(srv->cluster, src, src_inc, PMD_NREQ_FWD_OP,
+				   id, ENOMEM, NULL, 0);
+		return;
+	}
+	*vs = (struct pmd_session){ .fd = -1, .task = t, .srv = srv,
+				    .virt = true, .vnode = src, .vinc = src_inc,
+				    .vid = id, .parked_type = type };
+	pmd_list_add(&srv->vsessions, &vs->link);
+	switch (type) {
+	case PM_MSG_READ: case PM_MSG_WRITE: case PM_MSG_STAT:
+	case PM_MSG_LOCK: case PM_MSG_UNLOCK: case PM_MSG_RELEASE:
+		err = (handlers[type].variable ? len < handlers[type].body
+					       : len != handlers[type].body)
+			      ? EPROTO
+			      : dispatch(srv, vs, type, body, len, &r);
+		break;
+	default:
+		err = EOPNOTSUPP;
+	}
+	if (err == EAGAIN) {
+		if (wait_for_container(srv, vs, type, 0, body, len))
+			return;
+		err = ENOMEM;
+	}
+	if (err == EINPROGRESS) {
+		vs->parked = true;
+		return;
+	}
+	reply_send(srv, vs, NULL, err, &r);
+	session_close(srv, vs);
+}
+
+/* A proxy task goes: its forwarded requests end unanswered (its node
+ * said goodbye, or is gone). */
+static void proxy_gone(void *arg, struct pmd_task *t)
+{
+	struct pmd_server *srv = arg;
+	struct pmd_list *pos, *tmp;
+
+	pmd_list_for_each_safe(pos, tmp, &srv->vsessions) {
+		struct pmd_session *vs = pmd_container_of(pos, struct pmd_session,
+							  link);
+		if (vs->task == t) {
+			if (vs->parked && srv->cluster)
+				pmd_cluster_cancel(srv->cluster, vs);
+			session_close(srv, vs);
+		}
+	}
+}
+
 /* Reads and serves one request; false when the session must close. */
 static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 {
@@ -1566,6 +1650,7 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 	srv->listen_fd = srv->signal_fd = srv->epoll_fd = -1;
 	pmd_list_init(&srv->sessions);
 	pmd_list_init(&srv->waiters);
+	pmd_list_init(&srv->vsessions);
 	strcpy(srv->socket_path, cfg->socket);
 
 	sigemptyset(&mask);
@@ -1596,6 +1681,8 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 					&srv->cluster);
 		if (err)
 			goto fail;
+		pmd_cluster_set_hooks(srv->cluster, serve_forwarded, proxy_gone,
+				      srv);
 		nfds = pmd_cluster_fds(srv->cluster, fds);
 		ev.data.ptr = &srv->cluster_tag;
 		for (int i = 0; i < nfds; i++)
@@ -1675,6 +1762,9 @@ void pmd_server_destroy(struct pmd_server *srv)
 		close(srv->listen_fd);
 		unlink(srv->socket_path);
 	}
+	pmd_list_for_each_safe(pos, tmp, &srv->vsessions)
+		session_close(srv, pmd_container_of(pos, struct pmd_session,
+						    link));
 	pmd_cluster_stop(srv->cluster);
 	free(srv->busy);
 	if (srv->signal_fd >= 0)

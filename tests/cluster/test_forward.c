@@ -29,13 +29,16 @@
 
 static char dir[] = "/tmp/pmd-forward-XXXXXX";
 static char ini[300], key[300];
-static struct pmd_proc node[2];
+static struct pmd_proc node[3];
+static int nnodes;
 
-static int setup(void **state)
+static int setup_n(int n)
 {
 	char text[512];
 	int fd;
 
+	nnodes = n;
+	strcpy(dir, "/tmp/pmd-forward-XXXXXX");
 	assert_non_null(mkdtemp(dir));
 	snprintf(ini, sizeof(ini), "%s/cluster.ini", dir);
 	snprintf(key, sizeof(key), "%s/cluster.key", dir);
@@ -46,11 +49,13 @@ static int setup(void **state)
 		 "[cluster]\nsecret_file = cluster.key\nheartbeat_ms = 100\n"
 		 "suspect_ms = 400\ndown_ms = 1200\n"
 		 "[node 1]\naddress = 127.0.0.1:%d\n"
-		 "[node 2]\naddress = 127.0.0.1:%d\n", ct_free_port(), ct_free_port());
+		 "[node 2]\naddress = 127.0.0.1:%d\n"
+		 "[node 3]\naddress = 127.0.0.1:%d\n", ct_free_port(),
+		 ct_free_port(), ct_free_port());
 	fd = open(ini, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < n; i++) {
 		char id[16];
 		snprintf(id, sizeof(id), "%d", i + 1);
 		pmd_proc_start(&node[i], (const char *const[]){ "--node-id", id,
@@ -59,12 +64,26 @@ static int setup(void **state)
 	}
 	ct_wait_state(&node[0], 2, PM_NODE_UP, 6000);
 	ct_wait_state(&node[1], 1, PM_NODE_UP, 6000);
+	if (n == 3) {
+		ct_wait_state(&node[0], 3, PM_NODE_UP, 6000);
+		ct_wait_state(&node[2], 1, PM_NODE_UP, 6000);
+	}
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_n(2);
+}
+
+static int setup3(void **state)
+{
+	return setup_n(3);
 }
 
 static int teardown(void **state)
 {
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (node[i].pid > 0) {
 			kill(node[i].pid, SIGKILL);
 			waitpid(node[i].pid, NULL, 0);
@@ -183,11 +202,48 @@ static void a_server_on_another_node(void **state)
 	pmd_proc_stop(&node[1]);
 }
 
+/* The task on node 2, the home on node 1, the frames on node 3: reads and
+ * writes through the home reach the frames, as on one node. */
+static void task_home_and_frames_on_three_nodes(void **state)
+{
+	pm_t *a = test_connect(&node[0]), *s = test_connect(&node[1]);
+	static uint8_t buf[65536], got[65536];
+	struct pm_container_stat st;
+	container_t c, weak, ref;
+	pm_cap_token_t tok;
+	pm_task_t sid;
+	int n = 20;
+
+	assert_int_equal(pm_container_create(a, &c), 0);
+	assert_int_equal(pm_container_set_policy(a, c, PM_PLACE_NODE, 3), 0);
+	assert_int_equal(pm_container_allocate(a, c, 0, &n, 0), 0);
+	assert_int_equal(pm_container_stat(a, c, &st), 0);
+	assert_int_equal(st.remote, 20);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 13 + 1);
+	assert_int_equal(pm_self(s, &sid), 0);
+	assert_int_equal(pm_container_share(a, c, sid, &weak), 0);
+	assert_int_equal(pm_cap_export(a, weak, &tok), 0);
+	assert_int_equal(pm_cap_import(s, &tok, &ref), 0);
+	assert_int_equal(pm_container_write(s, ref, 2, 77, buf, sizeof(buf)), 0);
+	assert_int_equal(pm_container_read(a, c, 2, 77, got, sizeof(got)), 0);
+	assert_memory_equal(got, buf, sizeof(got));
+	assert_int_equal(pm_container_read(s, ref, 2, 77, got, sizeof(got)), 0);
+	assert_memory_equal(got, buf, sizeof(got));
+	test_check(a);
+	pm_disconnect(s);
+	pm_disconnect(a);
+	for (int i = 0; i < 3; i++)
+		pmd_proc_stop(&node[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(a_server_on_another_node, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(task_home_and_frames_on_three_nodes,
+						setup3, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
