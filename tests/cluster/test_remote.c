@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,6 +318,72 @@ static void a_task_gone_mid_allocation_leaves_no_loan(void **state)
 	pmd_proc_stop(&node[1]);
 }
 
+struct traffic {
+	const struct pmd_proc *home;
+	container_t c;            /* the owner's, shared by handle number */
+	pm_t *pm;
+	volatile int stop;
+	unsigned ok, failed, other;
+	uint64_t worst_ms;
+};
+
+static void *reader(void *arg)
+{
+	struct traffic *t = arg;
+	uint8_t buf[4096];
+
+	while (!__atomic_load_n(&t->stop, __ATOMIC_RELAXED)) {
+		uint64_t t0 = ct_now_ms();
+		error_t err = pm_container_read(t->pm, t->c, 3, 0, buf, sizeof(buf));
+		uint64_t dt = ct_now_ms() - t0;
+		if (dt > t->worst_ms)
+			t->worst_ms = dt;
+		if (!err)
+			t->ok++;
+		else if (err == EIO || err == ETIMEDOUT || err == ENODEV)
+			t->failed++;
+		else
+			t->other++;
+	}
+	return NULL;
+}
+
+/* The lender dies under traffic: reads fail clearly within the deadline,
+ * nothing hangs, and the home's books hold. */
+static void lender_killed_under_traffic(void **state)
+{
+	pm_t *pm = test_connect(&node[0]);
+	struct traffic t = { .pm = pm };
+	pthread_t th;
+	int n = 8;
+
+	assert_int_equal(pm_container_create(pm, &t.c), 0);
+	assert_int_equal(pm_container_set_policy(pm, t.c, PM_PLACE_NODE, 2), 0);
+	assert_int_equal(pm_container_allocate(pm, t.c, 0, &n, 0), 0);
+	assert_int_equal(pthread_create(&th, NULL, reader, &t), 0);
+	usleep(300000);
+	kill(node[1].pid, SIGKILL);
+	waitpid(node[1].pid, NULL, 0);
+	node[1].pid = 0;
+	unlink(node[1].socket);
+	unlink(node[1].log);
+	rmdir(node[1].dir);
+	ct_wait_state(&node[0], 2, PM_NODE_DOWN, 6000);
+	usleep(200000);
+	__atomic_store_n(&t.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(th, NULL);
+	printf("reads under the kill: %u ok, %u failed clearly, worst %llu ms\n",
+	       t.ok, t.failed, (unsigned long long)t.worst_ms);
+	assert_true(t.ok > 0);
+	assert_true(t.failed > 0);
+	assert_int_equal(t.other, 0);
+	assert_true(t.worst_ms <= 1200 + 1000); /* the down time, and some */
+	assert_int_equal(pm_container_deallocate(pm, t.c, 0, 8), 0);
+	test_check(pm);
+	pm_disconnect(pm);
+	pmd_proc_stop(&node[0]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +391,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(
 			a_task_gone_mid_allocation_leaves_no_loan, setup, teardown),
+		cmocka_unit_test_setup_teardown(lender_killed_under_traffic,
+						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
