@@ -107,3 +107,35 @@ void pmd_charge_sub(struct pmd_budget *b, struct pmd_charge *c, bool extra)
 		b->extra_charged--;
 	}
 }
+
+void pmd_quota_init_remote(const struct pmd_charge *c, bool extra_ok,
+			   struct pmd_quota *q)
+{
+	uint64_t g_used = c->allocated - c->extra_allocated;
+
+	q->g_left = c->guaranteed - g_used;
+	q->e_left = extra_ok && c->extra_limit > c->extra_allocated
+			    ? c->extra_limit - c->extra_allocated : 0;
+}
+
+void pmd_charge_add_remote(struct pmd_budget *b, struct pmd_charge *c,
+			   bool extra)
+{
+	c->allocated++;
+	b->remote++;
+	if (extra)
+		c->extra_allocated++;
+	assert(c->allocated - c->extra_allocated <= c->guaranteed);
+}
+
+void pmd_charge_sub_remote(struct pmd_budget *b, struct pmd_charge *c,
+			   bool extra)
+{
+	assert(c->allocated > 0 && b->remote > 0);
+	c->allocated--;
+	b->remote--;
+	if (extra) {
+		assert(c->extra_allocated > 0);
+		c->extra_allocated--;
+	}
+}

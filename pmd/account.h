@@ -26,6 +26,8 @@ struct pmd_budget {
 	uint64_t charged;        /* frames charged to all tasks */
 	uint64_t extra_charged;  /* of which extra frames */
 	uint64_t lent;           /* slots lent to other nodes' frames */
+	uint64_t remote;         /* frames charged to tasks here that live on
+				  * other nodes (not in charged) */
 };
 
 struct pmd_charge {
@@ -65,6 +67,15 @@ void pmd_quota_return(struct pmd_quota *q, bool extra, bool extra_ok);
 
 void pmd_charge_add(struct pmd_budget *b, struct pmd_charge *c, bool extra);
 void pmd_charge_sub(struct pmd_budget *b, struct pmd_charge *c, bool extra);
+
+/* Frames placed on other nodes count against the task's quota, not this
+ * node's budget (the lender's budget carries them). */
+void pmd_quota_init_remote(const struct pmd_charge *c, bool extra_ok,
+			   struct pmd_quota *q);
+void pmd_charge_add_remote(struct pmd_budget *b, struct pmd_charge *c,
+			   bool extra);
+void pmd_charge_sub_remote(struct pmd_budget *b, struct pmd_charge *c,
+			   bool extra);
 
 /* What may still be lent or taken as extra: no guarantee is eaten. */
 uint64_t pmd_budget_unreserved(const struct pmd_budget *b);

@@ -315,12 +315,15 @@ static void remote_put(struct pmd_core *core, const struct pmd_frame *e)
 static void frame_release(struct pmd_core *core, struct pmd_container *c,
 			  struct pmd_frame *e)
 {
-	if (frame_remote(e))
+	if (frame_remote(e)) {
 		remote_put(core, e);
-	else
+		pmd_charge_sub_remote(&core->budget, &c->owner->charge,
+				      e->flags & PMD_FRAME_EXTRA);
+	} else {
 		slot_put(core, e->seg, e->slot);
-	pmd_charge_sub(&core->budget, &c->owner->charge,
-		       e->flags & PMD_FRAME_EXTRA);
+		pmd_charge_sub(&core->budget, &c->owner->charge,
+			       e->flags & PMD_FRAME_EXTRA);
+	}
 	core->nframes--;
 }
 
@@ -548,7 +551,10 @@ static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 
 	/* Decode: walk the frames in order until the first that cannot be
 	 * allocated; that error is the stop. */
-	pmd_quota_init(&core->budget, &task->charge, extra_ok, &q);
+	if (places || plan)
+		pmd_quota_init_remote(&task->charge, extra_ok, &q);
+	else
+		pmd_quota_init(&core->budget, &task->charge, extra_ok, &q);
 	for (n = 0; n < count; n++) {
 		struct pmd_frame *old = pmd_ftab_lookup(&c->frames, start + n);
 		bool extra;
@@ -611,7 +617,10 @@ static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 	}
 
 	/* Invoke: replay the same quota walk, now for real. */
-	pmd_quota_init(&core->budget, &task->charge, extra_ok, &q);
+	if (places || plan)
+		pmd_quota_init_remote(&task->charge, extra_ok, &q);
+	else
+		pmd_quota_init(&core->budget, &task->charge, extra_ok, &q);
 	struct pmd_segment *run_seg = NULL;
 	unsigned run_first = 0, run_n = 0;
 	view_begin(c);
@@ -657,7 +666,10 @@ static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 		}
 		if (extra)
 			e->flags |= PMD_FRAME_EXTRA;
-		pmd_charge_add(&core->budget, &task->charge, extra);
+		if (places)
+			pmd_charge_add_remote(&core->budget, &task->charge, extra);
+		else
+			pmd_charge_add(&core->budget, &task->charge, extra);
 		core->nframes++;
 		view_put(core, c, f, e);
 	}
@@ -1052,11 +1064,22 @@ error_t pmd_container_pull_finish(struct pmd_core *core, struct pmd_task *task,
 		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, pulls[i].frame);
 		struct pmd_segment *seg;
 
+		bool extra;
+
 		/* Only if it is still the frame we read. */
 		if (!e || !frame_remote(e) || (e->flags & PMD_FRAME_LOST) ||
 		    e->pad != pulls[i].node || e->seg != pulls[i].seg ||
 		    e->slot != pulls[i].slot)
 			continue;
+		/* Here it is charged to this node: an extra frame needs room
+		 * that no guarantee reserves. */
+		extra = e->flags & PMD_FRAME_EXTRA;
+		if (extra && pmd_budget_unreserved(&core->budget) == 0) {
+			err = ENOMEM;
+			continue;
+		}
+		pmd_charge_sub_remote(&core->budget, &c->owner->charge, extra);
+		pmd_charge_add(&core->budget, &c->owner->charge, extra);
 		remote_put(core, e); /* the loan goes back */
 		e->flags &= (uint16_t)~PMD_FRAME_REMOTE;
 		e->pad = 0;
@@ -1068,7 +1091,7 @@ error_t pmd_container_pull_finish(struct pmd_core *core, struct pmd_task *task,
 		view_put(core, c, pulls[i].frame, e);
 	}
 	view_end(c);
-	return 0;
+	return err;
 }
 
 error_t pmd_container_id_of(struct pmd_core *core, struct pmd_task *task,

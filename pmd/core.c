@@ -301,7 +301,8 @@ void pmd_core_debug(struct pmd_core *core, struct pm_debug_rep *out)
 		for (unsigned s = 0; s < PMD_SEG_SLOTS; s++)
 			refs += seg->slots.ref[s];
 	}
-	if (frames != core->nframes || charged != core->budget.charged ||
+	if (frames != core->nframes ||
+	    charged != core->budget.charged + core->budget.remote ||
 	    guaranteed != core->budget.guaranteed_sum ||
 	    conts != core->ncontainers ||
 	    refs != frames - remote + core->budget.lent ||
@@ -310,7 +311,8 @@ void pmd_core_debug(struct pmd_core *core, struct pm_debug_rep *out)
 		pmd_err("check: node totals disagree: frames %lu/%lu charged "
 			"%lu/%lu guaranteed %lu/%lu slot refs %lu",
 			(unsigned long)frames, (unsigned long)core->nframes,
-			(unsigned long)charged, (unsigned long)core->budget.charged,
+			(unsigned long)charged,
+			(unsigned long)(core->budget.charged + core->budget.remote),
 			(unsigned long)guaranteed,
 			(unsigned long)core->budget.guaranteed_sum,
 			(unsigned long)refs);
@@ -319,7 +321,7 @@ void pmd_core_debug(struct pmd_core *core, struct pm_debug_rep *out)
 	out->tasks = core->ntasks;
 	out->containers = core->ncontainers;
 	out->frames = core->nframes;
-	out->charged = core->budget.charged;
+	out->charged = core->budget.charged + core->budget.remote;
 	out->slots_used = core->segs.slots_used - core->segs.slots_retired -
 			  core->segs.slots_lent;
 	out->segments = core->segs.live;

@@ -108,6 +108,7 @@ static void frames_on_another_node(void **state)
 	static const uint32_t lens[] = { 1, 7, 4095, 4096, 4097, 12345, 65536 };
 	static const uint64_t offs[] = { 0, 1, 4095, 4096, 8191, 20000 };
 	uint64_t free0 = lender_free(), t0;
+	uint64_t home0 = ct_seen(&node[0], 1).frames_free;
 	struct pm_container_stat st;
 	container_t c, local;
 	int n = NFR;
@@ -123,8 +124,10 @@ static void frames_on_another_node(void **state)
 	assert_int_equal(st.frames, NFR);
 	assert_int_equal(st.remote, NFR);
 	assert_int_equal(st.resident, 0);
-	/* The lender's free frames fall by the loan (seen at once). */
+	/* The lender's free frames fall by the loan (seen at once); the
+	 * home's do not: the frames are not here. */
 	assert_int_equal(lender_free(), free0 - NFR);
+	assert_int_equal(ct_seen(&node[0], 1).frames_free, home0);
 
 	/* Fresh remote frames read as zeros. */
 	assert_int_equal(pm_container_read(pm, c, 0, 0, got, sizeof(got)), 0);
