@@ -734,6 +734,25 @@ static void fwd_serve(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
 		  pm_errno_to_status(err), out, err ? 0 : out_len);
 }
 
+pm_node_t pmd_cluster_best_lender(const struct pmd_cluster *c)
+{
+	pm_node_t best = 0, unknown = 0;
+	uint64_t most = 0;
+
+	for (unsigned i = 0; i < c->mb.npeers; i++) {
+		const struct pmd_mb_peer *p = &c->mb.peers[i];
+		if (p->state != PM_NODE_UP)
+			continue;
+		if (p->frames_free > most) {
+			most = p->frames_free;
+			best = p->id;
+		} else if (!p->hb_seq_in && !unknown) {
+			unknown = p->id; /* just joined: no heartbeat yet */
+		}
+	}
+	return best ? best : unknown;
+}
+
 bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node)
 {
 	return node != c->self && pmd_cluster_node(&c->conf, node) != NULL;

@@ -65,6 +65,10 @@ error_t pmd_cluster_call(struct pmd_cluster *c, pm_node_t to, uint16_t type,
  * away): their done will not run. */
 void pmd_cluster_cancel(struct pmd_cluster *c, void *arg);
 
+/* The up node with the most free frames (as its heartbeats say), 0 when
+ * none has any. */
+pm_node_t pmd_cluster_best_lender(const struct pmd_cluster *c);
+
 /* Whether node is in the cluster (and not this node). */
 bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node);
 

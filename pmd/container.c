@@ -524,8 +524,8 @@ static void frame_unshare(struct pmd_core *core, struct pmd_container *c,
 static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 				  container_t h, frame_t start, uint32_t count,
 				  uint32_t flags, const struct pmd_place *places,
-				  uint32_t nplaces, bool plan, uint32_t *done,
-				  struct pmd_culprit *why)
+				  uint32_t nplaces, bool plan, bool plan_here,
+				  uint32_t *done, struct pmd_culprit *why)
 {
 	bool extra_ok = flags & CONT_ALLOC_EXTRA;
 	bool squash = flags & CONT_ALLOC_SQUASH;
@@ -551,7 +551,7 @@ static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 
 	/* Decode: walk the frames in order until the first that cannot be
 	 * allocated; that error is the stop. */
-	if (places || plan)
+	if (places || (plan && !plan_here))
 		pmd_quota_init_remote(&task->charge, extra_ok, &q);
 	else
 		pmd_quota_init(&core->budget, &task->charge, extra_ok, &q);
@@ -617,7 +617,7 @@ static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 	}
 
 	/* Invoke: replay the same quota walk, now for real. */
-	if (places || plan)
+	if (places || (plan && !plan_here))
 		pmd_quota_init_remote(&task->charge, extra_ok, &q);
 	else
 		pmd_quota_init(&core->budget, &task->charge, extra_ok, &q);
@@ -686,17 +686,17 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 			       struct pmd_culprit *why)
 {
 	return container_allocate(core, task, h, start, count, flags, NULL, 0,
-				  false, done, why);
+				  false, false, done, why);
 }
 
 error_t pmd_container_allocate_plan(struct pmd_core *core,
 				    struct pmd_task *task, container_t h,
 				    frame_t start, uint32_t count,
-				    uint32_t flags, uint32_t *n,
+				    uint32_t flags, bool here, uint32_t *n,
 				    struct pmd_culprit *why)
 {
 	return container_allocate(core, task, h, start, count, flags, NULL, 0,
-				  true, n, why);
+				  true, here, n, why);
 }
 
 error_t pmd_container_allocate_remote(struct pmd_core *core,
@@ -708,7 +708,7 @@ error_t pmd_container_allocate_remote(struct pmd_core *core,
 				      struct pmd_culprit *why)
 {
 	return container_allocate(core, task, h, start, count, flags, places,
-				  nplaces, false, done, why);
+				  nplaces, false, false, done, why);
 }
 
 error_t pmd_container_deallocate(struct pmd_core *core, struct pmd_task *task,

@@ -90,11 +90,13 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 			       uint32_t flags, uint32_t *done,
 			       struct pmd_culprit *why);
 /* The decode of an allocation alone: *n gets how many frames it would
- * allocate; returns the stop (as allocate would), changes nothing. */
+ * allocate, here (bounded by this node's budget too) or elsewhere (by the
+ * task's quota only); returns the stop (as allocate would), changes
+ * nothing. */
 error_t pmd_container_allocate_plan(struct pmd_core *core,
 				    struct pmd_task *task, container_t h,
 				    frame_t start, uint32_t count,
-				    uint32_t flags, uint32_t *n,
+				    uint32_t flags, bool here, uint32_t *n,
 				    struct pmd_culprit *why);
 /* Allocation into lent slots of other nodes (places, one per frame); as
  * many frames as places at most (ENOMEM is the stop past them). */

@@ -41,6 +41,8 @@ struct pmd_session {
 	uint32_t pplan;              /*     frames it may allocate, */
 	error_t pstop;               /*     and why not more */
 	pm_node_t pnode;             /*     the lender */
+	uint32_t pspill;             /*     spill: frames allocated here first */
+	bool pspilling;              /*     it is a spill (LOCAL policy) */
 	struct pmd_place *pplaces;   /*     the slots borrowed so far */
 	uint32_t npplaces, pplaces_cap;
 	struct rctx *rctx;           /* (L) its remote read, write or pull */
@@ -110,6 +112,8 @@ static void unpark(struct pmd_server *srv, struct pmd_session *s, error_t err,
 static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
 			    const struct pm_alloc_req *req, pm_node_t node,
 			    struct reply *r);
+static error_t alloc_spill(struct pmd_server *srv, struct pmd_session *s,
+			   const struct pm_alloc_req *req, struct reply *r);
 static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
 			 const struct pm_io_req *req, const void *data,
 			 bool write, struct reply *r);
@@ -687,9 +691,14 @@ static error_t do_allocate(struct pmd_server *srv, struct pmd_session *s,
 
 	if (srv->cluster &&
 	    !pmd_container_policy(srv->core, s->task, req->handle, &policy,
-				  &node) &&
-	    policy == PM_PLACE_NODE && node != srv->core->cfg.node)
-		return alloc_remote(srv, s, req, node, r);
+				  &node)) {
+		if (policy == PM_PLACE_NODE && node != srv->core->cfg.node)
+			return alloc_remote(srv, s, req, node, r);
+		/* Local placement spills when this node's budget is spent. */
+		err = alloc_spill(srv, s, req, r);
+		if (err != ENOENT)
+			return err;
+	}
 	err = pmd_container_allocate(srv->core, s->task, req->handle,
 				     req->start, req->count, req->flags, &done,
 				     &r->why);
@@ -985,6 +994,8 @@ static void alloc_borrowed(void *arg, error_t status,
 
 /* The allocation, once every slot it needs is borrowed (or no more
  * come): allocate into them, give back what is left, answer. */
+static void spill_finish(struct pmd_server *srv, struct pmd_session *s);
+
 static void alloc_finish(struct pmd_server *srv, struct pmd_session *s)
 {
 	const struct pm_alloc_req *q = &s->palloc;
@@ -993,6 +1004,10 @@ static void alloc_finish(struct pmd_server *srv, struct pmd_session *s)
 	uint32_t done = 0;
 	error_t err;
 
+	if (s->pspilling) {
+		spill_finish(srv, s);
+		return;
+	}
 	err = pmd_container_allocate_remote(srv->core, s->task, q->handle,
 					    q->start, q->count, q->flags,
 					    s->pplaces, s->npplaces, &done,
@@ -1034,6 +1049,99 @@ static void alloc_borrowed(void *arg, error_t status,
 	alloc_finish(srv, s);
 }
 
+/* A spill: the first pspill frames here, the pplan after them in the
+ * slots borrowed; all or nothing without CONT_ALLOC_PARTIAL. */
+static void spill_finish(struct pmd_server *srv, struct pmd_session *s)
+{
+	const struct pm_alloc_req *q = &s->palloc;
+	struct pm_alloc_rep *rep = reply_body(srv);
+	struct reply r = { .body_len = sizeof(*rep) };
+	bool partial = q->flags & CONT_ALLOC_PARTIAL;
+	uint32_t here = 0, there = 0;
+	error_t err = 0;
+
+	if (s->npplaces < s->pplan && !partial) {
+		err = ENOMEM; /* not enough elsewhere: nothing at all */
+		r.why.frame = q->start + s->pspill + s->npplaces;
+	} else {
+		if (s->pspill)
+			err = pmd_container_allocate(srv->core, s->task,
+						     q->handle, q->start,
+						     s->pspill, q->flags, &here,
+						     &r.why);
+		if (!err) {
+			err = pmd_container_allocate_remote(
+				srv->core, s->task, q->handle, q->start + here,
+				s->npplaces, q->flags | CONT_ALLOC_PARTIAL,
+				s->pplaces, s->npplaces, &there, &r.why);
+			if (err == ENOMEM && there == s->npplaces)
+				err = 0;
+		}
+		if ((here < s->pspill || there < s->pplan) && !partial) {
+			/* Undo: all or nothing. */
+			struct pmd_culprit why;
+			if (here + there)
+				pmd_container_deallocate(srv->core, s->task,
+							 q->handle, q->start,
+							 here + there, &why);
+			here = there = 0;
+			if (!err)
+				err = ENOMEM;
+		}
+	}
+	if (there < s->npplaces)
+		give_back(srv, s->pplaces + there, s->npplaces - there);
+	s->npplaces = 0;
+	if (!err && here + there < q->count)
+		err = s->pstop; /* as planned: the stop of the plan */
+	rep->count = here + there;
+	rep->pad = 0;
+	unpark(srv, s, err, &r);
+}
+
+/* A container placed here whose node budget is spent: the frames that do
+ * not fit go to the node with the most room. EINPROGRESS when parked;
+ * ENOENT (nothing done) when a spill does not apply. */
+static error_t alloc_spill(struct pmd_server *srv, struct pmd_session *s,
+			   const struct pm_alloc_req *req, struct reply *r)
+{
+	struct pmd_culprit why;
+	uint32_t n_here = 0, n_any = 0;
+	error_t stop_here, stop_any;
+	pm_node_t lender;
+
+	stop_here = pmd_container_allocate_plan(srv->core, s->task, req->handle,
+						req->start, req->count,
+						req->flags, true, &n_here, &why);
+	if (stop_here != ENOMEM)
+		return ENOENT;
+	stop_any = pmd_container_allocate_plan(srv->core, s->task, req->handle,
+					       req->start, req->count, req->flags,
+					       false, &n_any, &why);
+	lender = pmd_cluster_best_lender(srv->cluster);
+	if (n_any <= n_here || !lender)
+		return ENOENT; /* the task's own quota stops it, or no room */
+	if (stop_any && !(req->flags & CONT_ALLOC_PARTIAL)) {
+		/* Not all of it even with other nodes: nothing at all. */
+		struct pm_alloc_rep *rep = reply_body(srv);
+		rep->count = 0;
+		rep->pad = 0;
+		r->body_len = sizeof(*rep);
+		r->why.frame = req->start + n_any;
+		return stop_any;
+	}
+	s->palloc = *req;
+	s->pspill = n_here;
+	s->pplan = n_any - n_here;
+	s->pstop = stop_any;
+	s->pnode = lender;
+	s->npplaces = 0;
+	s->pspilling = true;
+	if (pmd_cluster_borrow(srv->cluster, lender, s->pplan, alloc_borrowed, s))
+		return ENOENT;
+	return EINPROGRESS;
+}
+
 /* An allocation into a container placed on another node: borrow its
  * slots (parked), then allocate. EINPROGRESS when parked. */
 static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
@@ -1046,7 +1154,7 @@ static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
 
 	stop = pmd_container_allocate_plan(srv->core, s->task, req->handle,
 					   req->start, req->count, req->flags,
-					   &n, &r->why);
+					   false, &n, &r->why);
 	if (n == 0 || (stop && !(req->flags & CONT_ALLOC_PARTIAL))) {
 		rep->count = 0;
 		rep->pad = 0;
@@ -1058,6 +1166,7 @@ static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
 	s->pstop = stop;
 	s->pnode = node;
 	s->npplaces = 0;
+	s->pspilling = false;
 	err = pmd_cluster_borrow(srv->cluster, node, n, alloc_borrowed, s);
 	if (err) {
 		rep->count = 0;

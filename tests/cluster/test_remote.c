@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <cmocka.h>
 
@@ -40,6 +41,7 @@ static char dir[] = "/tmp/pmd-remote-XXXXXX";
 static char ini[300], key[300];
 static struct pmd_proc node[2];
 static uint8_t model[NFR * PM_FRAME_SIZE];
+static bool small_home;        /* node 1 with a budget of 512 frames */
 
 /* Node 2's own free frames, as it says. */
 static uint64_t lender_free(void)
@@ -69,10 +71,12 @@ static int setup(void **state)
 	close(fd);
 	for (int i = 0; i < 2; i++) {
 		char id[16];
+		bool small = small_home && i == 0;
 		snprintf(id, sizeof(id), "%d", i + 1);
 		pmd_proc_start(&node[i], (const char *const[]){ "--node-id", id,
-			"--cluster", ini, "--memory", "64M", "--guarantee", "1024",
-			NULL });
+			"--cluster", ini, "--memory", small ? "2M" : "64M",
+			"--guarantee", small ? "16" : "1024",
+			"--extra", small ? "2000" : "16384", NULL });
 	}
 	ct_wait_state(&node[0], 2, PM_NODE_UP, 6000);
 	ct_wait_state(&node[1], 1, PM_NODE_UP, 6000);
@@ -387,6 +391,61 @@ static void lender_killed_under_traffic(void **state)
 	pmd_proc_stop(&node[0]);
 }
 
+static int setup_small(void **state)
+{
+	small_home = true;
+	return setup(state);
+}
+
+/* The home's budget is spent: the frames that do not fit spill to the
+ * other node; all or nothing without CONT_ALLOC_PARTIAL. */
+static void spill_when_the_home_is_full(void **state)
+{
+	pm_t *pm = test_connect(&node[0]);
+	struct pm_container_stat st;
+	static uint8_t buf[65536], got[65536];
+	container_t c;
+	int n = 800;
+
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, CONT_ALLOC_EXTRA), 0);
+	assert_int_equal(n, 800);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	printf("800 frames: %llu here, %llu spilled\n",
+	       (unsigned long long)st.resident, (unsigned long long)st.remote);
+	assert_true(st.resident > 0 && st.remote > 0);
+	assert_int_equal(st.resident + st.remote, 800);
+	/* Across the boundary between here and there. */
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 5 + 9);
+	frame_t edge = (frame_t)st.resident - 8;
+	assert_int_equal(pm_container_write(pm, c, edge, 100, buf, sizeof(buf)), 0);
+	assert_int_equal(pm_container_read(pm, c, edge, 100, got, sizeof(got)), 0);
+	assert_memory_equal(got, buf, sizeof(got));
+	/* Past the task's extra limit: nothing at all, without PARTIAL. */
+	n = 2000;
+	assert_int_equal(pm_container_allocate(pm, c, 1000, &n, CONT_ALLOC_EXTRA),
+			 ENOMEM);
+	assert_int_equal(n, 0);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.frames, 800);
+	/* With PARTIAL: as many as the extra limit allows, all elsewhere. */
+	n = 2000;
+	assert_int_equal(pm_container_allocate(pm, c, 1000, &n, CONT_ALLOC_EXTRA |
+					       CONT_ALLOC_PARTIAL), ENOMEM);
+	assert_int_equal(n, 1216); /* extra limit 2000, 784 of it used */
+	assert_int_equal(pm_container_write(pm, c, 1000 + 1215, 0, "last", 4), 0);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.frames, 800 + 1216);
+	test_check(pm);
+	assert_int_equal(pm_container_destroy(pm, c), 0);
+	test_check(pm);
+	pm_disconnect(pm);
+	small_home = false;
+	pmd_proc_stop(&node[0]);
+	pmd_proc_stop(&node[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -396,6 +455,8 @@ int main(void)
 			a_task_gone_mid_allocation_leaves_no_loan, setup, teardown),
 		cmocka_unit_test_setup_teardown(lender_killed_under_traffic,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(spill_when_the_home_is_full,
+						setup_small, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

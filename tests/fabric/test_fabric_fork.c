@@ -26,7 +26,7 @@
 #define REGION     ((size_t)4 << 20)
 #define SLACK      8192
 #define MSG_SIZE   2048
-#define TIMEOUT_MS 500
+#define TIMEOUT_MS 1500 /* long enough for 4 MiB under ThreadSanitizer */
 #define CHILD_LIFE_MS 60000
 
 struct hello {                  /* child -> parent over the socketpair */
