@@ -142,6 +142,8 @@ static void fabric_log(int level, const char *msg, void *arg)
 	}
 }
 
+static void lend_prepare(struct pmd_cluster *c);
+
 error_t pmd_cluster_start(const struct pmd_cluster_conf *conf, pm_node_t self,
 			  struct pmd_core *core, struct pmd_cluster **out)
 {
@@ -207,6 +209,7 @@ error_t pmd_cluster_start(const struct pmd_cluster_conf *conf, pm_node_t self,
 	snprintf(c->self_addr, sizeof(c->self_addr), "%s:%s", me->host, me->port);
 	for (unsigned i = 0; i < c->mb.npeers; i++)
 		c->prev_state[i] = PM_NODE_DOWN;
+	lend_prepare(c); /* the first loans need no registration */
 	pmd_info("cluster: node %u of %u at %s, incarnation %#lx", self,
 		 conf->nnodes, c->self_addr, (unsigned long)c->mb.inc);
 	*out = c;
@@ -234,21 +237,13 @@ static struct lseg *lseg_by_index(struct pmd_cluster *c, uint32_t index)
 	return NULL;
 }
 
-/* A slot to lend: in a segment we lend from, or a new one (made and
- * registered here: the first loan of each 512 pays for it). */
-static error_t lend_slot(struct pmd_cluster *c, struct lseg **out, int *slot)
+/* A new segment to lend from, registered with the fabric. */
+static error_t lseg_new(struct pmd_cluster *c)
 {
 	struct lseg *l, **v;
 	uint64_t key;
 	error_t err;
 
-	for (unsigned i = 0; i < c->nlsegs; i++) {
-		*slot = pmd_segment_slot_alloc(&c->core->segs, c->lsegs[i]->seg);
-		if (*slot >= 0) {
-			*out = c->lsegs[i];
-			return 0;
-		}
-	}
 	l = calloc(1, sizeof(*l));
 	v = realloc(c->lsegs, (c->nlsegs + 1) * sizeof(*v));
 	if (!l || !v) {
@@ -277,8 +272,39 @@ static error_t lend_slot(struct pmd_cluster *c, struct lseg **out, int *slot)
 		return err;
 	}
 	c->lsegs[c->nlsegs++] = l;
-	*slot = pmd_segment_slot_alloc(&c->core->segs, l->seg);
-	*out = l;
+	return 0;
+}
+
+/* Keeps a quarter of a segment's slots ready to lend, made and registered
+ * ahead of need (after an answer, not on a request's path). */
+static void lend_prepare(struct pmd_cluster *c)
+{
+	unsigned ready = 0;
+
+	for (unsigned i = 0; i < c->nlsegs; i++)
+		ready += pmd_slots_free(&c->lsegs[i]->seg->slots);
+	if (ready < PMD_SEG_SLOTS / 4 && lseg_new(c))
+		pmd_warn("cluster: no segment to lend from");
+}
+
+/* A slot to lend: in a segment we lend from (a new one only if none was
+ * ready). */
+static error_t lend_slot(struct pmd_cluster *c, struct lseg **out, int *slot)
+{
+	error_t err;
+
+	for (unsigned i = 0; i < c->nlsegs; i++) {
+		*slot = pmd_segment_slot_alloc(&c->core->segs, c->lsegs[i]->seg);
+		if (*slot >= 0) {
+			*out = c->lsegs[i];
+			return 0;
+		}
+	}
+	err = lseg_new(c);
+	if (err)
+		return err;
+	*out = c->lsegs[c->nlsegs - 1];
+	*slot = pmd_segment_slot_alloc(&c->core->segs, (*out)->seg);
 	return 0;
 }
 
@@ -591,6 +617,7 @@ static void nreq_receive(struct pmd_cluster *c, pm_node_t src,
 		nreq_send(c, src, p->inc, h.type, h.id, NREQ_REPLY, PM_ST_OK,
 			  &rep, sizeof(rep) - sizeof(rep.e) +
 				rep.n * sizeof(rep.e[0]));
+		lend_prepare(c);
 		return;
 	}
 	case PMD_NREQ_FWD_IMPORT:
