@@ -371,6 +371,16 @@ void pmd_cluster_stop(struct pmd_cluster *c)
 		k->done(k->arg, ENODEV, NULL, 0);
 		free(k);
 	}
+	/* The proxies of other nodes' tasks end with us. */
+	if (c->core) {
+		struct pmd_list *pos, *tmp;
+		pmd_list_for_each_safe(pos, tmp, &c->core->tasks) {
+			struct pmd_task *t = pmd_container_of(pos, struct pmd_task,
+							      link);
+			if (t->proxy)
+				pmd_task_destroy(c->core, t);
+		}
+	}
 	for (unsigned i = 0; i < c->nlsegs; i++) {
 		struct lseg *l = c->lsegs[i];
 		for (unsigned s2 = 0; s2 < PMD_SEG_SLOTS; s2++)
@@ -778,6 +788,14 @@ pm_node_t pmd_cluster_best_lender(const struct pmd_cluster *c)
 		}
 	}
 	return best ? best : unknown;
+}
+
+uint64_t pmd_cluster_peer_inc(const struct pmd_cluster *c, pm_node_t node)
+{
+	for (unsigned i = 0; i < c->mb.npeers; i++)
+		if (c->mb.peers[i].id == node)
+			return c->mb.peers[i].inc;
+	return 0;
 }
 
 bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node)

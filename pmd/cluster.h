@@ -69,6 +69,9 @@ void pmd_cluster_cancel(struct pmd_cluster *c, void *arg);
  * none has any. */
 pm_node_t pmd_cluster_best_lender(const struct pmd_cluster *c);
 
+/* The incarnation of node as membership knows it (0: never heard). */
+uint64_t pmd_cluster_peer_inc(const struct pmd_cluster *c, pm_node_t node);
+
 /* Whether node is in the cluster (and not this node). */
 bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node);
 

@@ -50,6 +50,7 @@ struct pmd_session {
 	struct fwd_h {               /* (L) handles served by other homes */
 		pm_node_t node;      /*     0: a free entry */
 		container_t rh;      /*     the home's handle */
+		uint64_t inc;        /*     the home's incarnation then */
 	} *fwd;
 	uint32_t nfwd;
 	bool waiting;                /* (L) its request waits for a container */
@@ -273,7 +274,8 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 			return;
 		}
 		x->s->fwd = v;
-		v[x->s->nfwd] = (struct fwd_h){ .node = x->node, .rh = rh };
+		v[x->s->nfwd] = (struct fwd_h){ .node = x->node, .rh = rh,
+			.inc = pmd_cluster_peer_inc(srv->cluster, x->node) };
 		rep->handle = FWD_BIT | (x->s->nfwd + 1);
 		x->s->nfwd++;
 		r.body_len = sizeof(*rep);
@@ -318,6 +320,10 @@ static error_t fwd_request(struct pmd_server *srv, struct pmd_session *s,
 	r->why.arg = 1;
 	if ((h & ~FWD_BIT) == 0 || index >= s->nfwd || !s->fwd[index].node)
 		return EBADF;
+	/* A home that restarted has forgotten it. */
+	if (pmd_cluster_peer_inc(srv->cluster, s->fwd[index].node) !=
+	    s->fwd[index].inc)
+		return ESTALE;
 	switch (type) {
 	case PM_MSG_READ: case PM_MSG_WRITE: case PM_MSG_STAT:
 	case PM_MSG_LOCK: case PM_MSG_UNLOCK: case PM_MSG_RELEASE:

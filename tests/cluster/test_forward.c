@@ -197,7 +197,13 @@ static void a_server_on_another_node(void **state)
 	assert_true(ct_now_ms() - t0 <= 2500);
 	ct_wait_state(&node[1], 1, PM_NODE_DOWN, 6000);
 	assert_int_equal(pm_container_read(s, ref, 3, 1, got, 11), ENODEV);
+	/* It comes back as a new incarnation: the old handle is stale. */
+	pmd_proc_start(&node[0], (const char *const[]){ "--node-id", "1",
+		"--cluster", ini, "--memory", "64M", "--guarantee", "1024", NULL });
+	ct_wait_state(&node[1], 1, PM_NODE_UP, 6000);
+	assert_int_equal(pm_container_read(s, ref, 3, 1, got, 11), ESTALE);
 	pm_disconnect(s);
+	pmd_proc_stop(&node[0]);
 	pm_disconnect(other);
 	pmd_proc_stop(&node[1]);
 }
