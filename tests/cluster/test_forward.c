@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <cmocka.h>
 
@@ -243,12 +244,92 @@ static void task_home_and_frames_on_three_nodes(void **state)
 		pmd_proc_stop(&node[i]);
 }
 
+static uint32_t rnd(uint64_t *rng, uint32_t k)
+{
+	*rng ^= *rng << 13;
+	*rng ^= *rng >> 7;
+	*rng ^= *rng << 17;
+	return (uint32_t)(*rng % k);
+}
+
+/* Random reads, writes and maps by the owner (node 1) and a server on
+ * node 2, of a container homed on node 1 with its frames on node 3 (maps
+ * bring them home as they go), all checked against one model. */
+static void random_traffic_across_three_nodes(void **state)
+{
+	enum { NF = 64, STEPS = 400 };
+	pm_t *a = test_connect(&node[0]), *s = test_connect(&node[1]);
+	static uint8_t model[NF * PM_FRAME_SIZE], buf[65536], got[65536];
+	container_t c, weak, ref;
+	pm_cap_token_t tok;
+	pm_task_t sid;
+	const char *seed = getenv("PMD_TEST_SEED");
+	uint64_t rng = seed ? strtoull(seed, NULL, 0) : 0x9e3779b97f4a7c15ull;
+	unsigned maps = 0;
+	int n = NF;
+
+	assert_int_equal(pm_container_create(a, &c), 0);
+	assert_int_equal(pm_container_set_policy(a, c, PM_PLACE_NODE, 3), 0);
+	assert_int_equal(pm_container_allocate(a, c, 0, &n, 0), 0);
+	assert_int_equal(pm_self(s, &sid), 0);
+	assert_int_equal(pm_container_share(a, c, sid, &weak), 0);
+	assert_int_equal(pm_cap_export(a, weak, &tok), 0);
+	assert_int_equal(pm_cap_import(s, &tok, &ref), 0);
+	for (int step = 0; step < STEPS; step++) {
+		uint32_t len = 1 + rnd(&rng, rnd(&rng, 2) ? 4096 : 65536);
+		uint64_t off = rnd(&rng, NF * PM_FRAME_SIZE - len + 1);
+		bool server = rnd(&rng, 2);
+		pm_t *pm = server ? s : a;
+		container_t h = server ? ref : c;
+
+		switch (rnd(&rng, 5)) {
+		case 0: case 1:
+			for (uint32_t i = 0; i < len; i++)
+				buf[i] = (uint8_t)rnd(&rng, 256);
+			if (pm_container_write(pm, h, 0, off, buf, len))
+				fail_msg("step %d: write of %u at %llu failed", step,
+					 len, (unsigned long long)off);
+			memcpy(model + off, buf, len);
+			break;
+		case 2: case 3:
+			if (pm_container_read(pm, h, 0, off, got, len))
+				fail_msg("step %d: read failed", step);
+			if (memcmp(got, model + off, len))
+				fail_msg("step %d: %s read of %u at %llu differs",
+					 step, server ? "server" : "owner", len,
+					 (unsigned long long)off);
+			break;
+		default: {
+			/* The owner maps a few frames: they come home. */
+			frame_t f = rnd(&rng, NF - 4);
+			uint8_t *m;
+			assert_int_equal(pm_container_map(a, c, f, 4, CONT_MAP_READ,
+							  (void **)&m, NULL), 0);
+			if (memcmp(m, model + f * PM_FRAME_SIZE, 4 * PM_FRAME_SIZE))
+				fail_msg("step %d: mapped frames %llu.. differ", step,
+					 (unsigned long long)f);
+			pm_container_unmap(a, m, 4);
+			maps++;
+		}
+		}
+	}
+	test_check(a);
+	printf("%d steps, %u maps across three nodes (PMD_TEST_SEED to change "
+	       "the seed)\n", STEPS, maps);
+	pm_disconnect(s);
+	pm_disconnect(a);
+	for (int i = 0; i < 3; i++)
+		pmd_proc_stop(&node[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(a_server_on_another_node, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(task_home_and_frames_on_three_nodes,
+						setup3, teardown),
+		cmocka_unit_test_setup_teardown(random_traffic_across_three_nodes,
 						setup3, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
