@@ -41,13 +41,13 @@
 #define VIEW_PAIRS 16384u                  /* segments: 32 GiB of frames */
 #define VIEW_SPAN  ((size_t)VIEW_PAIRS * 2 * SEG_BYTES)
 
-/* A segment we hold, mapped whole. Never freed before disconnect. */
 /* The frame the fast path last gave out a slot's address for. */
 struct pmc_rev {
 	container_t cont;
 	frame_t frame;
 };
 
+/* A segment we hold, mapped whole. Never freed before disconnect. */
 struct pmc_seg {
 	uint64_t id;          /* (C) segment id */
 	int fd;               /* (C) our descriptor of its memfd */

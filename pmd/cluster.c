@@ -491,13 +491,6 @@ static int nreq_send(struct pmd_cluster *c, pm_node_t to, uint64_t to_inc,
 	return fab_send(c->ep, peer_of_node(c, to), buf, sizeof(*h) + len, NULL);
 }
 
-error_t pmd_cluster_call_raw(struct pmd_cluster *c, pm_node_t to,
-			     uint16_t type, const void *body, size_t len,
-			     pmd_ncall_done *done, void *arg)
-{
-	return pmd_cluster_call(c, to, type, body, len, done, arg);
-}
-
 error_t pmd_cluster_call(struct pmd_cluster *c, pm_node_t to, uint16_t type,
 			 const void *body, size_t len, pmd_ncall_done *done,
 			 void *arg)
@@ -842,21 +835,9 @@ static void borrow_answer(void *arg, error_t status, const void *body,
 		b->done(b->arg, status, places, n);
 	} else if (n) {
 		/* Its requester went away: the loan goes back at once. */
-		struct pmd_core *core = b->c->core;
-		for (uint32_t i = 0; i < n; i++) {
-			if (core->nrfree == core->rfree_cap) {
-				uint32_t cap = core->rfree_cap ? core->rfree_cap * 2 : 64;
-				struct pmd_rfree *v = realloc(core->rfree,
-							      cap * sizeof(*v));
-				if (!v)
-					break;
-				core->rfree = v;
-				core->rfree_cap = cap;
-			}
-			core->rfree[core->nrfree++] = (struct pmd_rfree){
-				.node = places[i].node, .seg = places[i].seg,
-				.slot = places[i].slot };
-		}
+		for (uint32_t i = 0; i < n; i++)
+			pmd_core_give_back(b->c->core, places[i].node,
+					   places[i].seg, places[i].slot);
 	}
 	free(b);
 }

@@ -129,11 +129,6 @@ void pmd_cluster_answer(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
 			uint16_t type, uint64_t id, error_t status,
 			const void *body, uint32_t len);
 
-/* Starts a node request of any type with a body; done as for calls. */
-error_t pmd_cluster_call_raw(struct pmd_cluster *c, pm_node_t to,
-			     uint16_t type, const void *body, size_t len,
-			     pmd_ncall_done *done, void *arg);
-
 /*
  * Reads and writes touching remote frames: one-sided RDMA between a
  * registered bounce buffer and the lenders' slots; local pieces are copied

@@ -293,21 +293,8 @@ static void slot_put(struct pmd_core *core, uint32_t segi, uint16_t slot)
  * frees); a lost one has nothing to give back. */
 static void remote_put(struct pmd_core *core, const struct pmd_frame *e)
 {
-	if (e->flags & PMD_FRAME_LOST)
-		return;
-	if (core->nrfree == core->rfree_cap) {
-		uint32_t cap = core->rfree_cap ? core->rfree_cap * 2 : 64;
-		struct pmd_rfree *v = realloc(core->rfree, cap * sizeof(*v));
-		if (!v) {
-			pmd_warn("no memory to give back a slot of node %u; it "
-				 "stays lent until that node restarts", e->pad);
-			return;
-		}
-		core->rfree = v;
-		core->rfree_cap = cap;
-	}
-	core->rfree[core->nrfree++] = (struct pmd_rfree){
-		.node = (pm_node_t)e->pad, .seg = e->seg, .slot = e->slot };
+	if (!(e->flags & PMD_FRAME_LOST))
+		pmd_core_give_back(core, (pm_node_t)e->pad, e->seg, e->slot);
 }
 
 /* Gives up what a frame holds, its slot reference and its charge, but not

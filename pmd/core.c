@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "container.h"
+#include "grow.h"
 #include "log.h"
 
 void pmd_core_init(struct pmd_core *core, const struct pmd_core_config *cfg)
@@ -54,17 +55,29 @@ error_t pmd_core_rseg_add(struct pmd_core *core, const struct pmd_place *p)
 			return 0;
 		}
 	}
-	if (core->nrsegs == core->rsegs_cap) {
-		uint32_t cap = core->rsegs_cap ? core->rsegs_cap * 2 : 16;
-		r = realloc(core->rsegs, cap * sizeof(*r));
-		if (!r)
-			return ENOMEM;
-		core->rsegs = r;
-		core->rsegs_cap = cap;
-	}
+	r = pmd_grow(core->rsegs, core->nrsegs, &core->rsegs_cap, sizeof(*r), 16);
+	if (!r)
+		return ENOMEM;
+	core->rsegs = r;
 	core->rsegs[core->nrsegs++] = (struct pmd_rseg){ .node = p->node,
 		.seg = p->seg, .key = p->key, .base = p->base, .len = p->len };
 	return 0;
+}
+
+void pmd_core_give_back(struct pmd_core *core, pm_node_t node, uint32_t seg,
+			uint16_t slot)
+{
+	struct pmd_rfree *v = pmd_grow(core->rfree, core->nrfree,
+				       &core->rfree_cap, sizeof(*v), 64);
+
+	if (!v) {
+		pmd_warn("no memory to give back a slot of node %u; it stays "
+			 "lent until that node restarts", node);
+		return;
+	}
+	core->rfree = v;
+	core->rfree[core->nrfree++] = (struct pmd_rfree){
+		.node = node, .seg = seg, .slot = slot };
 }
 
 void pmd_core_node_lost(struct pmd_core *core, pm_node_t node)

@@ -82,6 +82,10 @@ struct pmd_place {
 const struct pmd_rseg *pmd_core_rseg(const struct pmd_core *core,
 				     pm_node_t node, uint32_t seg);
 error_t pmd_core_rseg_add(struct pmd_core *core, const struct pmd_place *p);
+/* Queues a lent slot to be given back to its node (the server sends the
+ * frees). Out of memory, it stays lent until that node restarts (logged). */
+void pmd_core_give_back(struct pmd_core *core, pm_node_t node, uint32_t seg,
+			uint16_t slot);
 /* Node went down (or restarted): its frames are lost, nothing is given
  * back to it. */
 void pmd_core_node_lost(struct pmd_core *core, pm_node_t node);

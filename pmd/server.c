@@ -21,6 +21,7 @@
 #include "cluster.h"
 #include "container.h"
 #include "core.h"
+#include "grow.h"
 #include "task.h"
 #include "log.h"
 #include "pm_proto.h"
@@ -121,11 +122,6 @@ static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
 static error_t map_pull(struct pmd_server *srv, struct pmd_session *s,
 			const struct pm_map_req *req, struct reply *r);
 
-static uint32_t errno_to_status(error_t err)
-{
-	return pm_errno_to_status(err);
-}
-
 static void *reply_body(struct pmd_server *srv)
 {
 	return srv->tx + PM_REPLY_HDR;
@@ -169,9 +165,9 @@ static void fwd_bye(struct pmd_server *srv, struct pmd_session *s)
 		for (uint32_t k = 0; k < i && !sent; k++)
 			sent = s->fwd[k].node == node;
 		if (node && !sent)
-			pmd_cluster_call_raw(srv->cluster, node, PMD_NREQ_FWD_BYE,
-					     &s->task->id, sizeof(s->task->id),
-					     fwd_noop, NULL);
+			pmd_cluster_call(srv->cluster, node, PMD_NREQ_FWD_BYE,
+					 &s->task->id, sizeof(s->task->id),
+					 fwd_noop, NULL);
 	}
 	free(s->fwd);
 	s->fwd = NULL;
@@ -211,8 +207,8 @@ static error_t fwd_send(struct fctx *x)
 		memcpy(op + 1, x->body, len);
 	}
 	op->len = len;
-	return pmd_cluster_call_raw(x->srv->cluster, x->node, PMD_NREQ_FWD_OP,
-				    buf, sizeof(*op) + len, fwd_answer, x);
+	return pmd_cluster_call(x->srv->cluster, x->node, PMD_NREQ_FWD_OP, buf,
+				sizeof(*op) + len, fwd_answer, x);
 }
 
 static void fwd_end(struct fctx *x, error_t status, struct reply *r)
@@ -387,8 +383,8 @@ static error_t fwd_import(struct pmd_server *srv, struct pmd_session *s,
 	memcpy(q.token, tok->bytes, sizeof(q.token));
 	memcpy(x->body, &q, sizeof(q));
 	x->body_len = sizeof(q);
-	if (pmd_cluster_call_raw(srv->cluster, node, PMD_NREQ_FWD_IMPORT, &q,
-				 sizeof(q), fwd_answer, x)) {
+	if (pmd_cluster_call(srv->cluster, node, PMD_NREQ_FWD_IMPORT, &q,
+			     sizeof(q), fwd_answer, x)) {
 		free(x);
 		return ENODEV;
 	}
@@ -410,14 +406,12 @@ static bool busy_test(const struct pmd_server *srv, uint64_t id)
 
 static error_t busy_add(struct pmd_server *srv, uint64_t id)
 {
-	if (srv->nbusy == srv->busy_cap) {
-		uint32_t cap = srv->busy_cap ? srv->busy_cap * 2 : 16;
-		struct busy *v = realloc(srv->busy, cap * sizeof(*v));
-		if (!v)
-			return ENOMEM;
-		srv->busy = v;
-		srv->busy_cap = cap;
-	}
+	struct busy *v = pmd_grow(srv->busy, srv->nbusy, &srv->busy_cap,
+				  sizeof(*v), 16);
+
+	if (!v)
+		return ENOMEM;
+	srv->busy = v;
 	srv->busy[srv->nbusy++] = (struct busy){ .id = id, .n = 1 };
 	return 0;
 }
@@ -496,20 +490,8 @@ static void redispatch(struct pmd_server *srv)
 static void give_back(struct pmd_server *srv, const struct pmd_place *p,
 		      uint32_t n)
 {
-	struct pmd_core *core = srv->core;
-
-	for (uint32_t i = 0; i < n; i++) {
-		if (core->nrfree == core->rfree_cap) {
-			uint32_t cap = core->rfree_cap ? core->rfree_cap * 2 : 64;
-			struct pmd_rfree *v = realloc(core->rfree, cap * sizeof(*v));
-			if (!v)
-				return; /* they come back when we restart */
-			core->rfree = v;
-			core->rfree_cap = cap;
-		}
-		core->rfree[core->nrfree++] = (struct pmd_rfree){
-			.node = p[i].node, .seg = p[i].seg, .slot = p[i].slot };
-	}
+	for (uint32_t i = 0; i < n; i++)
+		pmd_core_give_back(srv->core, p[i].node, p[i].seg, p[i].slot);
 }
 
 static void session_close(struct pmd_server *srv, struct pmd_session *s)
@@ -580,7 +562,7 @@ static bool reply_send(struct pmd_server *srv, struct pmd_session *s,
 
 	assert(len <= sizeof(srv->tx) && r->nfds <= PM_MAP_FDS_MAX + 1);
 	pm_msg_hdr_init(h, req->type | PM_MSG_REPLY, len, req->seq);
-	rep->status = errno_to_status(err);
+	rep->status = pm_errno_to_status(err);
 	rep->arg = r->why.arg;
 	rep->culprit = r->why.frame;
 	if (r->nfds) {
@@ -1116,6 +1098,10 @@ static error_t alloc_spill(struct pmd_server *srv, struct pmd_session *s,
 	error_t stop_here, stop_any;
 	pm_node_t lender;
 
+	/* Room here for every frame asked for: nothing to plan (guaranteed
+	 * frames always fit, extra ones while no guarantee is eaten). */
+	if (pmd_budget_unreserved(&srv->core->budget) >= req->count)
+		return ENOENT;
 	stop_here = pmd_container_allocate_plan(srv->core, s->task, req->handle,
 						req->start, req->count,
 						req->flags, true, &n_here, &why);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
+
 /* Index of the first id >= seg_id. */
 static uint32_t segs_lower_bound(const struct pmd_task *t, uint64_t seg_id)
 {
@@ -30,17 +32,15 @@ bool pmd_task_has_segment(const struct pmd_task *t, uint64_t seg_id)
 error_t pmd_task_add_segment(struct pmd_task *t, uint64_t seg_id)
 {
 	uint32_t i = segs_lower_bound(t, seg_id);
+	uint64_t *v;
 
 	if (i < t->nsegs_given && t->segs_given[i] == seg_id)
 		return 0;
-	if (t->nsegs_given == t->segs_given_cap) {
-		uint32_t ncap = t->segs_given_cap ? t->segs_given_cap * 2 : 16;
-		uint64_t *v = realloc(t->segs_given, ncap * sizeof(*v));
-		if (!v)
-			return ENOMEM;
-		t->segs_given = v;
-		t->segs_given_cap = ncap;
-	}
+	v = pmd_grow(t->segs_given, t->nsegs_given, &t->segs_given_cap,
+		     sizeof(*v), 16);
+	if (!v)
+		return ENOMEM;
+	t->segs_given = v;
 	memmove(&t->segs_given[i + 1], &t->segs_given[i],
 		(t->nsegs_given - i) * sizeof(*t->segs_given));
 	t->segs_given[i] = seg_id;

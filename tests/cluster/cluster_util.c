@@ -6,8 +6,14 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +32,54 @@ int ct_free_port(void)
 	port = ntohs(sa.sin_port);
 	close(fd);
 	return port;
+}
+
+static void write_file(const char *path, int mode, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+void ct_cluster_files(char *dir, char *ini, size_t ini_len, char *key,
+		      size_t key_len, int n)
+{
+	char text[1024];
+	int len;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(ini, ini_len, "%s/cluster.ini", dir);
+	snprintf(key, key_len, "%s/cluster.key", dir);
+	write_file(key, 0600, "a cluster test's own secret, 32+");
+	len = snprintf(text, sizeof(text),
+		       "[cluster]\nsecret_file = cluster.key\nheartbeat_ms = 100\n"
+		       "suspect_ms = 400\ndown_ms = 1200\n");
+	for (int i = 1; i <= n; i++)
+		len += snprintf(text + len, sizeof(text) - (size_t)len,
+				"[node %d]\naddress = 127.0.0.1:%d\n", i,
+				ct_free_port());
+	write_file(ini, 0644, text);
+}
+
+void ct_reap(struct pmd_proc *p)
+{
+	if (p->pid <= 0)
+		return;
+	kill(p->pid, SIGKILL);
+	waitpid(p->pid, NULL, 0);
+	p->pid = 0;
+}
+
+void ct_kill(struct pmd_proc *p)
+{
+	if (p->pid <= 0)
+		return;
+	ct_reap(p);
+	unlink(p->socket);
+	unlink(p->log);
+	rmdir(p->dir);
 }
 
 uint64_t ct_now_ms(void)

@@ -14,6 +14,15 @@
 /* A TCP port on 127.0.0.1 nobody listens on (now). */
 int ct_free_port(void);
 uint64_t ct_now_ms(void);
+/* A fresh directory from the template in dir (…XXXXXX, rewritten), with
+ * cluster.key (0600) and cluster.ini naming nodes 1..n on free loopback
+ * ports, heartbeats every 100 ms, suspect at 400 ms, down at 1200 ms. */
+void ct_cluster_files(char *dir, char *ini, size_t ini_len, char *key,
+		      size_t key_len, int n);
+/* SIGKILL p if it runs and reap it; its directory and log stay. */
+void ct_reap(struct pmd_proc *p);
+/* A node dies: ct_reap, then tidy what the harness made. */
+void ct_kill(struct pmd_proc *p);
 /* What the pmd p says of node `of` (fails the test if it lists none). */
 struct pm_node_info ct_seen(const struct pmd_proc *p, pm_node_t of);
 /* Waits until p sees node `of` in state; returns the ms it took, fails the

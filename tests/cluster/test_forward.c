@@ -13,17 +13,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cluster_util.h"
@@ -35,27 +28,9 @@ static int nnodes;
 
 static int setup_n(int n)
 {
-	char text[512];
-	int fd;
-
 	nnodes = n;
 	strcpy(dir, "/tmp/pmd-forward-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	snprintf(ini, sizeof(ini), "%s/cluster.ini", dir);
-	snprintf(key, sizeof(key), "%s/cluster.key", dir);
-	fd = open(key, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_int_equal(write(fd, "the forwarding test's own secret", 32), 32);
-	close(fd);
-	snprintf(text, sizeof(text),
-		 "[cluster]\nsecret_file = cluster.key\nheartbeat_ms = 100\n"
-		 "suspect_ms = 400\ndown_ms = 1200\n"
-		 "[node 1]\naddress = 127.0.0.1:%d\n"
-		 "[node 2]\naddress = 127.0.0.1:%d\n"
-		 "[node 3]\naddress = 127.0.0.1:%d\n", ct_free_port(),
-		 ct_free_port(), ct_free_port());
-	fd = open(ini, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	close(fd);
+	ct_cluster_files(dir, ini, sizeof(ini), key, sizeof(key), 3);
 	for (int i = 0; i < n; i++) {
 		char id[16];
 		snprintf(id, sizeof(id), "%d", i + 1);
@@ -84,12 +59,9 @@ static int setup3(void **state)
 
 static int teardown(void **state)
 {
+	/* What a failed test left running; its logs stay for reading. */
 	for (int i = 0; i < 3; i++)
-		if (node[i].pid > 0) {
-			kill(node[i].pid, SIGKILL);
-			waitpid(node[i].pid, NULL, 0);
-			node[i].pid = 0;
-		}
+		ct_reap(&node[i]);
 	unlink(ini);
 	unlink(key);
 	rmdir(dir);
@@ -184,12 +156,7 @@ static void a_server_on_another_node(void **state)
 	assert_int_equal(pm_container_share(a, c, sid, &weak), 0);
 	assert_int_equal(pm_cap_export(a, weak, &tok), 0);
 	assert_int_equal(pm_cap_import(s, &tok, &ref), 0);
-	kill(node[0].pid, SIGKILL);
-	waitpid(node[0].pid, NULL, 0);
-	node[0].pid = 0;
-	unlink(node[0].socket);
-	unlink(node[0].log);
-	rmdir(node[0].dir);
+	ct_kill(&node[0]);
 	pm_disconnect(a); /* its pmd is gone */
 	t0 = ct_now_ms();
 	error_t err = pm_container_read(s, ref, 3, 1, got, 11);

@@ -19,12 +19,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,13 +91,8 @@ static int group_teardown(void **state)
 /* A test that failed half way leaves nodes running: end them. */
 static int kill_leftovers(void **state)
 {
-	for (int i = 0; i < 3; i++) {
-		if (node[i].pid > 0 && kill(node[i].pid, 0) == 0) {
-			kill(node[i].pid, SIGKILL);
-			waitpid(node[i].pid, NULL, 0);
-		}
-		node[i].pid = 0;
-	}
+	for (int i = 0; i < 3; i++)
+		ct_reap(&node[i]);
 	return 0;
 }
 
@@ -111,20 +104,6 @@ static void start(int i, const char *file)
 	pmd_proc_start(&node[i], (const char *const[]){ "--node-id", id,
 		"--cluster", file, "--memory", "64M", "--guarantee", "16",
 		"--log-level", "info", NULL });
-}
-
-/* SIGKILL, and tidy what the harness would have. */
-static void kill_node(int i)
-{
-	char path[400];
-
-	kill(node[i].pid, SIGKILL);
-	waitpid(node[i].pid, NULL, 0);
-	node[i].pid = 0;
-	unlink(node[i].socket);
-	snprintf(path, sizeof(path), "%s", node[i].log);
-	unlink(path);
-	rmdir(node[i].dir);
 }
 
 /* What node i says of node `of`. */
@@ -238,7 +217,7 @@ static void nodes_join_fail_and_rejoin(void **state)
 	/* Node 3 dies: suspect, then down, in the configured times. A round
 	 * trip to it in flight fails by the deadline, and the pmd serves its
 	 * other tasks meanwhile; a task that gave up waiting changes nothing. */
-	kill_node(2);
+	ct_kill(&node[2]);
 	t = wait_state(0, 3, PM_NODE_SUSPECT, SUSPECT_MS + 2000);
 	{
 		struct pinger pg = { .pm = test_connect(&node[0]), .to = 3 };

@@ -16,18 +16,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sys/un.h>
@@ -51,24 +45,8 @@ static uint64_t lender_free(void)
 
 static int setup(void **state)
 {
-	char text[512];
-	int fd;
-
 	strcpy(dir, "/tmp/pmd-remote-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	snprintf(ini, sizeof(ini), "%s/cluster.ini", dir);
-	snprintf(key, sizeof(key), "%s/cluster.key", dir);
-	fd = open(key, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_int_equal(write(fd, "the remote frames test's secret", 31), 31);
-	close(fd);
-	snprintf(text, sizeof(text),
-		 "[cluster]\nsecret_file = cluster.key\nheartbeat_ms = 100\n"
-		 "suspect_ms = 400\ndown_ms = 1200\n"
-		 "[node 1]\naddress = 127.0.0.1:%d\n"
-		 "[node 2]\naddress = 127.0.0.1:%d\n", ct_free_port(), ct_free_port());
-	fd = open(ini, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	close(fd);
+	ct_cluster_files(dir, ini, sizeof(ini), key, sizeof(key), 2);
 	for (int i = 0; i < 2; i++) {
 		char id[16];
 		bool small = small_home && i == 0;
@@ -85,12 +63,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	/* What a failed test left running; its logs stay for reading. */
 	for (int i = 0; i < 2; i++)
-		if (node[i].pid > 0) {
-			kill(node[i].pid, SIGKILL);
-			waitpid(node[i].pid, NULL, 0);
-			node[i].pid = 0;
-		}
+		ct_reap(&node[i]);
 	unlink(ini);
 	unlink(key);
 	rmdir(dir);
@@ -189,7 +164,6 @@ static void frames_on_another_node(void **state)
 		assert_int_equal(d1.requests, d0.requests + 1); /* no map request */
 	}
 
-
 	/* A local container beside it works as ever. */
 	assert_int_equal(pm_container_create(pm, &local), 0);
 	n = 2;
@@ -234,12 +208,7 @@ static void frames_on_another_node(void **state)
 	}
 
 	/* The lender dies: its frames are lost (EIO), nothing else is. */
-	kill(node[1].pid, SIGKILL);
-	waitpid(node[1].pid, NULL, 0);
-	node[1].pid = 0;
-	unlink(node[1].socket);
-	unlink(node[1].log);
-	rmdir(node[1].dir);
+	ct_kill(&node[1]);
 	ct_wait_state(&node[0], 2, PM_NODE_DOWN, 6000);
 	assert_int_equal(pm_container_read(pm, c, 5, 0, got, 10), EIO);
 	assert_int_equal(pm_container_write(pm, c, 5, 0, "x", 1), EIO);
@@ -369,12 +338,7 @@ static void lender_killed_under_traffic(void **state)
 	assert_int_equal(pm_container_allocate(pm, t.c, 0, &n, 0), 0);
 	assert_int_equal(pthread_create(&th, NULL, reader, &t), 0);
 	usleep(300000);
-	kill(node[1].pid, SIGKILL);
-	waitpid(node[1].pid, NULL, 0);
-	node[1].pid = 0;
-	unlink(node[1].socket);
-	unlink(node[1].log);
-	rmdir(node[1].dir);
+	ct_kill(&node[1]);
 	ct_wait_state(&node[0], 2, PM_NODE_DOWN, 6000);
 	usleep(200000);
 	__atomic_store_n(&t.stop, 1, __ATOMIC_RELAXED);
