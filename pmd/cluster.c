@@ -118,20 +118,12 @@ struct pmd_cluster {
 	char self_addr[300];
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* The fabric's own messages: a peer that is down makes sends fail at the
  * heartbeat pace, which is no news once membership has said so. */
 static void fabric_log(int level, const char *msg, void *arg)
 {
 	static uint64_t last;
-	uint64_t now = now_ms();
+	uint64_t now = pmd_core_now_ms();
 
 	(void)arg;
 	if (level <= LOG_ERR && now - last >= 10000) {
@@ -423,7 +415,7 @@ int pmd_cluster_fds(const struct pmd_cluster *c, int fds[2])
 
 int pmd_cluster_timeout_ms(const struct pmd_cluster *c)
 {
-	uint64_t now = now_ms(), next = pmd_mb_next_ms(&c->mb);
+	uint64_t now = pmd_core_now_ms(), next = pmd_mb_next_ms(&c->mb);
 
 	for (const struct ncall *k = c->calls; k; k = k->next)
 		if (k->deadline_ms < next)
@@ -507,7 +499,7 @@ error_t pmd_cluster_call(struct pmd_cluster *c, pm_node_t to, uint16_t type,
 	if (!k)
 		return ENOMEM;
 	*k = (struct ncall){ .id = ++c->next_id, .to = to, .to_inc = p->inc,
-			     .deadline_ms = now_ms() + c->conf.down_ms,
+			     .deadline_ms = pmd_core_now_ms() + c->conf.down_ms,
 			     .done = done, .arg = arg };
 	err = nreq_send(c, to, p->inc, type, k->id, 0, 0, body, len);
 	if (err) {
@@ -671,7 +663,6 @@ static struct pmd_task *proxy_of(struct pmd_cluster *c, pm_node_t src,
 	return t;
 }
 
-/* Every proxy of node's tasks goes (it went down or restarted). */
 static void proxy_destroy(struct pmd_cluster *c, struct pmd_task *t)
 {
 	if (c->proxy_gone)
@@ -679,6 +670,7 @@ static void proxy_destroy(struct pmd_cluster *c, struct pmd_task *t)
 	pmd_task_destroy(c->core, t);
 }
 
+/* Every proxy of node's tasks goes (it went down or restarted). */
 static void proxies_forget(struct pmd_cluster *c, pm_node_t node)
 {
 	struct pmd_list *pos, *tmp;
@@ -721,19 +713,21 @@ static void fwd_serve(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
 	if (h->type == PMD_NREQ_FWD_IMPORT) {
 		const struct pmd_fwd_import *q = (const void *)in;
 		container_t handle;
-		bool fresh = h->len == sizeof(*q) &&
-			     !pmd_core_find_task(core, q->task);
-		if (h->len == sizeof(*q) && (t = proxy_of(c, src, q->task, true))) {
-			err = pmd_cap_import(core, t, (const struct pm_token *)q->token,
-					     &handle, &why);
+		bool fresh;
+
+		if (h->len == sizeof(*q)) {
+			fresh = !pmd_core_find_task(core, q->task);
+			t = proxy_of(c, src, q->task, true);
+			err = t ? pmd_cap_import(core, t,
+						 (const struct pm_token *)q->token,
+						 &handle, &why)
+				: EACCES;
 			if (!err) {
 				memcpy(out, &handle, sizeof(handle));
 				out_len = sizeof(handle);
-			} else if (fresh) {
+			} else if (t && fresh) {
 				proxy_destroy(c, t); /* made for nothing */
 			}
-		} else if (h->len == sizeof(*q)) {
-			err = EACCES;
 		}
 	} else if (h->type == PMD_NREQ_FWD_BYE) {
 		uint64_t task;
@@ -760,8 +754,7 @@ static void fwd_serve(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
 		}
 	}
 	pmd_segtab_flush(&core->segs);
-	nreq_send(c, src, src_inc, h->type, h->id, NREQ_REPLY,
-		  pm_errno_to_status(err), out, err ? 0 : out_len);
+	pmd_cluster_answer(c, src, src_inc, h->type, h->id, err, out, out_len);
 }
 
 pm_node_t pmd_cluster_best_lender(const struct pmd_cluster *c)
@@ -1029,7 +1022,7 @@ static void watch_peers(struct pmd_cluster *c)
 /* Calls whose node went down, restarted, or did not answer in time. */
 static void ncall_expire(struct pmd_cluster *c)
 {
-	uint64_t now = now_ms();
+	uint64_t now = pmd_core_now_ms();
 
 	for (struct ncall **pp = &c->calls; *pp;) {
 		struct ncall *k = *pp;
@@ -1065,7 +1058,7 @@ void pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 	c->mb.frames_free = frames_free;
 	do {
 		while (fab_ep_poll(c->ep, cqe, 32, &n) == 0 && n) {
-			uint64_t now = now_ms();
+			uint64_t now = pmd_core_now_ms();
 			for (size_t i = 0; i < n; i++) {
 				if ((cqe[i].op == FAB_OP_READ ||
 				     cqe[i].op == FAB_OP_WRITE) && cqe[i].ctx) {
@@ -1087,7 +1080,7 @@ void pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 			}
 			send_out(c); /* answers go out at once */
 		}
-		pmd_mb_tick(&c->mb, now_ms());
+		pmd_mb_tick(&c->mb, pmd_core_now_ms());
 		send_out(c);
 		ncall_expire(c);
 		watch_peers(c);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,17 @@ static void *reply_body(struct pmd_server *srv)
 	return srv->tx + PM_REPLY_HDR;
 }
 
+/* An allocation's reply: the frames it allocated, also on error. */
+static void alloc_reply(struct pmd_server *srv, struct reply *r,
+			uint32_t count)
+{
+	struct pm_alloc_rep *rep = reply_body(srv);
+
+	rep->count = count;
+	rep->pad = 0;
+	r->body_len = sizeof(*rep);
+}
+
 /* ---- requests forwarded to the container's home ---- */
 
 #define FWD_BIT (UINT64_C(1) << 62) /* in handles served by another home */
@@ -137,7 +149,7 @@ struct fctx {
 	struct pmd_session *s;       /* NULL once the session is gone */
 	pm_node_t node;
 	uint16_t type;
-	uint32_t fwd_index;          /* the handle's entry (RELEASE, IMPORT) */
+	uint32_t fwd_index;          /* the handle's entry (RELEASE) */
 	struct pm_io_req io;         /* READ/WRITE: the whole request */
 	uint32_t done;               /*     bytes so far */
 	uint8_t *data;               /*     WRITE: its bytes; READ: the reply */
@@ -177,6 +189,14 @@ static void fwd_bye(struct pmd_server *srv, struct pmd_session *s)
 static void fwd_answer(void *arg, error_t status, const void *body,
 		       size_t len);
 
+/* The bytes of a forwarded read or write's next piece. */
+static uint32_t fwd_chunk(const struct fctx *x)
+{
+	uint32_t left = x->io.len - x->done;
+
+	return left < PMD_FWD_IO_MAX ? left : PMD_FWD_IO_MAX;
+}
+
 /* Sends the next piece of x (one node request). */
 static error_t fwd_send(struct fctx *x)
 {
@@ -190,10 +210,8 @@ static error_t fwd_send(struct fctx *x)
 	op->type = x->type;
 	if (x->type == PM_MSG_READ || x->type == PM_MSG_WRITE) {
 		struct pm_io_req io = x->io;
-		uint32_t chunk = x->io.len - x->done;
+		uint32_t chunk = fwd_chunk(x);
 
-		if (chunk > PMD_FWD_IO_MAX)
-			chunk = PMD_FWD_IO_MAX;
 		io.offset += x->done;
 		io.len = chunk;
 		memcpy(op + 1, &io, sizeof(io));
@@ -235,9 +253,8 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 		return;
 	}
 	if (!status && (x->type == PM_MSG_READ || x->type == PM_MSG_WRITE)) {
-		uint32_t chunk = x->io.len - x->done;
-		if (chunk > PMD_FWD_IO_MAX)
-			chunk = PMD_FWD_IO_MAX;
+		uint32_t chunk = fwd_chunk(x);
+
 		if (x->type == PM_MSG_READ) {
 			if (len != chunk) {
 				fwd_end(x, EPROTO, &r);
@@ -289,6 +306,18 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 	fwd_end(x, status, &r);
 }
 
+/* What a request on a handle another home serves is forwarded for. */
+static bool fwd_type(uint32_t type)
+{
+	switch (type) {
+	case PM_MSG_READ: case PM_MSG_WRITE: case PM_MSG_STAT:
+	case PM_MSG_LOCK: case PM_MSG_UNLOCK: case PM_MSG_RELEASE:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static error_t fwd_start(struct pmd_server *srv, struct pmd_session *s,
 			 struct fctx *x)
 {
@@ -320,19 +349,11 @@ static error_t fwd_request(struct pmd_server *srv, struct pmd_session *s,
 	if (pmd_cluster_peer_inc(srv->cluster, s->fwd[index].node) !=
 	    s->fwd[index].inc)
 		return ESTALE;
-	switch (type) {
-	case PM_MSG_READ: case PM_MSG_WRITE: case PM_MSG_STAT:
-	case PM_MSG_LOCK: case PM_MSG_UNLOCK: case PM_MSG_RELEASE:
-		break;
-	case PM_MSG_MAP: case PM_MSG_COPY:
+	if (type == PM_MSG_MAP || type == PM_MSG_COPY)
 		return EOPNOTSUPP; /* frames of another home: not yet */
-	default:
-		if (type == PM_MSG_ALLOCATE) { /* its count, also on error */
-			struct pm_alloc_rep *rep = reply_body(srv);
-			rep->count = 0;
-			rep->pad = 0;
-			r->body_len = sizeof(*rep);
-		}
+	if (!fwd_type(type)) {
+		if (type == PM_MSG_ALLOCATE)
+			alloc_reply(srv, r, 0);
 		return EPERM; /* what a weak reference may not do */
 	}
 	r->why.arg = 0;
@@ -381,8 +402,6 @@ static error_t fwd_import(struct pmd_server *srv, struct pmd_session *s,
 			    .type = PM_MSG_IMPORT };
 	q.task = s->task->id;
 	memcpy(q.token, tok->bytes, sizeof(q.token));
-	memcpy(x->body, &q, sizeof(q));
-	x->body_len = sizeof(q);
 	if (pmd_cluster_call(srv->cluster, node, PMD_NREQ_FWD_IMPORT, &q,
 			     sizeof(q), fwd_answer, x)) {
 		free(x);
@@ -672,7 +691,6 @@ static error_t do_allocate(struct pmd_server *srv, struct pmd_session *s,
 			   const void *body, uint32_t body_len, struct reply *r)
 {
 	const struct pm_alloc_req *req = body;
-	struct pm_alloc_rep *rep = reply_body(srv);
 	uint32_t done = 0, policy;
 	pm_node_t node;
 	error_t err;
@@ -690,9 +708,7 @@ static error_t do_allocate(struct pmd_server *srv, struct pmd_session *s,
 	err = pmd_container_allocate(srv->core, s->task, req->handle,
 				     req->start, req->count, req->flags, &done,
 				     &r->why);
-	rep->count = done;
-	rep->pad = 0;
-	r->body_len = sizeof(*rep); /* also on error: *count */
+	alloc_reply(srv, r, done);
 	return err;
 }
 
@@ -987,8 +1003,7 @@ static void spill_finish(struct pmd_server *srv, struct pmd_session *s);
 static void alloc_finish(struct pmd_server *srv, struct pmd_session *s)
 {
 	const struct pm_alloc_req *q = &s->palloc;
-	struct pm_alloc_rep *rep = reply_body(srv);
-	struct reply r = { .body_len = sizeof(*rep) };
+	struct reply r = { 0 };
 	uint32_t done = 0;
 	error_t err;
 
@@ -1005,8 +1020,7 @@ static void alloc_finish(struct pmd_server *srv, struct pmd_session *s)
 	s->npplaces = 0;
 	if (err == ENOMEM && done == s->pplan)
 		err = s->pstop; /* as planned: the stop of the plan */
-	rep->count = done;
-	rep->pad = 0;
+	alloc_reply(srv, &r, done);
 	unpark(srv, s, err, &r);
 }
 
@@ -1042,8 +1056,7 @@ static void alloc_borrowed(void *arg, error_t status,
 static void spill_finish(struct pmd_server *srv, struct pmd_session *s)
 {
 	const struct pm_alloc_req *q = &s->palloc;
-	struct pm_alloc_rep *rep = reply_body(srv);
-	struct reply r = { .body_len = sizeof(*rep) };
+	struct reply r = { 0 };
 	bool partial = q->flags & CONT_ALLOC_PARTIAL;
 	uint32_t here = 0, there = 0;
 	error_t err = 0;
@@ -1082,8 +1095,7 @@ static void spill_finish(struct pmd_server *srv, struct pmd_session *s)
 	s->npplaces = 0;
 	if (!err && here + there < q->count)
 		err = s->pstop; /* as planned: the stop of the plan */
-	rep->count = here + there;
-	rep->pad = 0;
+	alloc_reply(srv, &r, here + there);
 	unpark(srv, s, err, &r);
 }
 
@@ -1115,10 +1127,7 @@ static error_t alloc_spill(struct pmd_server *srv, struct pmd_session *s,
 		return ENOENT; /* the task's own quota stops it, or no room */
 	if (stop_any && !(req->flags & CONT_ALLOC_PARTIAL)) {
 		/* Not all of it even with other nodes: nothing at all. */
-		struct pm_alloc_rep *rep = reply_body(srv);
-		rep->count = 0;
-		rep->pad = 0;
-		r->body_len = sizeof(*rep);
+		alloc_reply(srv, r, 0);
 		r->why.frame = req->start + n_any;
 		return stop_any;
 	}
@@ -1140,7 +1149,6 @@ static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
 			    const struct pm_alloc_req *req, pm_node_t node,
 			    struct reply *r)
 {
-	struct pm_alloc_rep *rep = reply_body(srv);
 	uint32_t n = 0;
 	error_t stop, err;
 
@@ -1148,9 +1156,7 @@ static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
 					   req->start, req->count, req->flags,
 					   false, &n, &r->why);
 	if (n == 0 || (stop && !(req->flags & CONT_ALLOC_PARTIAL))) {
-		rep->count = 0;
-		rep->pad = 0;
-		r->body_len = sizeof(*rep);
+		alloc_reply(srv, r, 0);
 		return stop ? stop : EINVAL;
 	}
 	s->palloc = *req;
@@ -1161,9 +1167,7 @@ static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
 	s->pspilling = false;
 	err = pmd_cluster_borrow(srv->cluster, node, n, alloc_borrowed, s);
 	if (err) {
-		rep->count = 0;
-		rep->pad = 0;
-		r->body_len = sizeof(*rep);
+		alloc_reply(srv, r, 0);
 		return err == ENODEV ? ENODEV : ENOMEM;
 	}
 	return EINPROGRESS;
@@ -1440,56 +1444,61 @@ static error_t do_set_policy(struct pmd_server *srv, struct pmd_session *s,
 					q->policy, q->node, &r->why);
 }
 
-/* Each type: its handler and the body size it takes (exact, or at least
- * for variable bodies). Every type but HELLO needs HELLO first. */
+/* Each type: its handler, the body size it takes (exact, or at least for
+ * variable bodies), and whether the body starts with a container handle.
+ * Every type but HELLO needs HELLO first. */
 static const struct {
 	handler_fn fn;
 	uint32_t body;
 	bool variable;
+	bool handle;
 } handlers[PM_MSG_TYPE_MAX] = {
-	[PM_MSG_HELLO] = { do_hello, sizeof(struct pm_hello_req), false },
-	[PM_MSG_TASK_STAT] = { do_task_stat, 0, false },
-	[PM_MSG_CREATE] = { do_create, 0, false },
-	[PM_MSG_DESTROY] = { do_destroy, sizeof(struct pm_handle_req), false },
-	[PM_MSG_STAT] = { do_stat, sizeof(struct pm_handle_req), false },
-	[PM_MSG_ALLOCATE] = { do_allocate, sizeof(struct pm_alloc_req), false },
-	[PM_MSG_DEALLOCATE] = { do_deallocate, sizeof(struct pm_dealloc_req), false },
-	[PM_MSG_MAP] = { do_map, sizeof(struct pm_map_req), false },
-	[PM_MSG_READ] = { do_read, sizeof(struct pm_io_req), false },
-	[PM_MSG_WRITE] = { do_write, sizeof(struct pm_io_req), true },
-	[PM_MSG_COPY] = { do_copy, sizeof(struct pm_copy_req), false },
-	[PM_MSG_SHARE] = { do_share, sizeof(struct pm_share_req), false },
-	[PM_MSG_UNSHARE] = { do_unshare, sizeof(struct pm_share_req), false },
-	[PM_MSG_EXPORT] = { do_export, sizeof(struct pm_handle_req), false },
-	[PM_MSG_IMPORT] = { do_import, sizeof(struct pm_token), false },
-	[PM_MSG_RELEASE] = { do_release, sizeof(struct pm_handle_req), false },
-	[PM_MSG_LOCK] = { do_lock, sizeof(struct pm_lock_req), false },
-	[PM_MSG_UNLOCK] = { do_unlock, sizeof(struct pm_handle_req), false },
-	[PM_MSG_SET_POLICY] = { do_set_policy, sizeof(struct pm_policy_req), false },
-	[PM_MSG_NODES] = { do_nodes, 0, false },
-	[PM_MSG_DEBUG_STAT] = { do_debug_stat, 0, false },
-	[PM_MSG_ATTACH_KEY] = { do_attach_key, 0, false },
-	[PM_MSG_ATTACH] = { do_attach, sizeof(struct pm_attach_req), false },
-	[PM_MSG_RESOLVE] = { do_resolve, sizeof(struct pm_resolve_req), false },
-	[PM_MSG_MOVE] = { do_move, sizeof(struct pm_move_req), false },
-	[PM_MSG_PING_NODE] = { do_ping_node, sizeof(struct pm_ping_req), false },
+	[PM_MSG_HELLO] = { do_hello, sizeof(struct pm_hello_req), false, false },
+	[PM_MSG_TASK_STAT] = { do_task_stat, 0, false, false },
+	[PM_MSG_CREATE] = { do_create, 0, false, false },
+	[PM_MSG_DESTROY] = { do_destroy, sizeof(struct pm_handle_req), false, true },
+	[PM_MSG_STAT] = { do_stat, sizeof(struct pm_handle_req), false, true },
+	[PM_MSG_ALLOCATE] = { do_allocate, sizeof(struct pm_alloc_req), false, true },
+	[PM_MSG_DEALLOCATE] = { do_deallocate, sizeof(struct pm_dealloc_req), false, true },
+	[PM_MSG_MAP] = { do_map, sizeof(struct pm_map_req), false, true },
+	[PM_MSG_READ] = { do_read, sizeof(struct pm_io_req), false, true },
+	[PM_MSG_WRITE] = { do_write, sizeof(struct pm_io_req), true, true },
+	[PM_MSG_COPY] = { do_copy, sizeof(struct pm_copy_req), false, true },
+	[PM_MSG_SHARE] = { do_share, sizeof(struct pm_share_req), false, true },
+	[PM_MSG_UNSHARE] = { do_unshare, sizeof(struct pm_share_req), false, true },
+	[PM_MSG_EXPORT] = { do_export, sizeof(struct pm_handle_req), false, true },
+	[PM_MSG_IMPORT] = { do_import, sizeof(struct pm_token), false, false },
+	[PM_MSG_RELEASE] = { do_release, sizeof(struct pm_handle_req), false, true },
+	[PM_MSG_LOCK] = { do_lock, sizeof(struct pm_lock_req), false, true },
+	[PM_MSG_UNLOCK] = { do_unlock, sizeof(struct pm_handle_req), false, true },
+	[PM_MSG_SET_POLICY] = { do_set_policy, sizeof(struct pm_policy_req), false, true },
+	[PM_MSG_NODES] = { do_nodes, 0, false, false },
+	[PM_MSG_DEBUG_STAT] = { do_debug_stat, 0, false, false },
+	[PM_MSG_ATTACH_KEY] = { do_attach_key, 0, false, false },
+	[PM_MSG_ATTACH] = { do_attach, sizeof(struct pm_attach_req), false, false },
+	[PM_MSG_RESOLVE] = { do_resolve, sizeof(struct pm_resolve_req), false, false },
+	[PM_MSG_MOVE] = { do_move, sizeof(struct pm_move_req), false, true },
+	[PM_MSG_PING_NODE] = { do_ping_node, sizeof(struct pm_ping_req), false, false },
 };
+
+/* Whether a body of len bytes is one a request of (known) type takes. */
+static bool body_fits(uint32_t type, uint32_t len)
+{
+	return handlers[type].variable ? len >= handlers[type].body
+				       : len == handlers[type].body;
+}
 
 static error_t dispatch(struct pmd_server *srv, struct pmd_session *s,
 			uint32_t type, const void *body, uint32_t len,
 			struct reply *r)
 {
 	/* Handles another home serves go there. */
-	if (s->nfwd && len >= sizeof(uint64_t) && type != PM_MSG_IMPORT &&
-	    type != PM_MSG_HELLO && type != PM_MSG_TASK_STAT &&
-	    type != PM_MSG_CREATE && type != PM_MSG_NODES &&
-	    type != PM_MSG_DEBUG_STAT && type != PM_MSG_ATTACH_KEY &&
-	    type != PM_MSG_ATTACH && type != PM_MSG_RESOLVE &&
-	    type != PM_MSG_PING_NODE) {
+	if (s->nfwd && handlers[type].handle) {
 		uint64_t h, h2 = 0;
 		memcpy(&h, body, sizeof(h));
-		if (type == PM_MSG_COPY && len >= 24)
-			memcpy(&h2, (const uint8_t *)body + 16, sizeof(h2));
+		if (type == PM_MSG_COPY)
+			memcpy(&h2, (const uint8_t *)body +
+			       offsetof(struct pm_copy_req, dst), sizeof(h2));
 		if (h & FWD_BIT)
 			return fwd_request(srv, s, type, body, len, h, r);
 		if (h2 & FWD_BIT)
@@ -1518,17 +1527,12 @@ static void serve_forwarded(void *arg, pm_node_t src, uint64_t src_inc,
 				    .virt = true, .vnode = src, .vinc = src_inc,
 				    .vid = id, .parked_type = type };
 	pmd_list_add(&srv->vsessions, &vs->link);
-	switch (type) {
-	case PM_MSG_READ: case PM_MSG_WRITE: case PM_MSG_STAT:
-	case PM_MSG_LOCK: case PM_MSG_UNLOCK: case PM_MSG_RELEASE:
-		err = (handlers[type].variable ? len < handlers[type].body
-					       : len != handlers[type].body)
-			      ? EPROTO
-			      : dispatch(srv, vs, type, body, len, &r);
-		break;
-	default:
+	if (!fwd_type(type))
 		err = EOPNOTSUPP;
-	}
+	else if (!body_fits(type, len))
+		err = EPROTO;
+	else
+		err = dispatch(srv, vs, type, body, len, &r);
 	if (err == EAGAIN) {
 		if (wait_for_container(srv, vs, type, 0, body, len))
 			return;
@@ -1604,8 +1608,7 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 	uint32_t type = h->type, body_len = (uint32_t)n - sizeof(*h);
 	if (type == 0 || type >= PM_MSG_TYPE_MAX || !handlers[type].fn) {
 		err = EPROTO;
-	} else if (handlers[type].variable ? body_len < handlers[type].body
-					   : body_len != handlers[type].body) {
+	} else if (!body_fits(type, body_len)) {
 		err = EPROTO;
 	} else if (!s->task && type != PM_MSG_HELLO && type != PM_MSG_ATTACH) {
 		err = EPROTO;
