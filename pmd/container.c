@@ -927,6 +927,18 @@ error_t pmd_container_read(struct pmd_core *core, struct pmd_task *task,
 	return 0;
 }
 
+/* Where len bytes at pos of remote frame e are, for RDMA (r: its
+ * segment's registration on the lender). */
+static struct pmd_io_piece remote_piece(const struct pmd_rseg *r,
+					const struct pmd_frame *e,
+					uint32_t pos, uint32_t len)
+{
+	return (struct pmd_io_piece){
+		.node = (pm_node_t)e->pad, .key = r->key, .base = r->base,
+		.rlen = r->len, .len = len,
+		.roff = (uint64_t)e->slot * PM_FRAME_SIZE + pos };
+}
+
 error_t pmd_container_io_plan(struct pmd_core *core, struct pmd_task *task,
 			      container_t h, bool write, frame_t frame,
 			      uint64_t offset, uint32_t len,
@@ -962,24 +974,18 @@ error_t pmd_container_io_plan(struct pmd_core *core, struct pmd_task *task,
 	}
 	for (uint64_t i = 0; i < n && len; i++) {
 		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, first + i);
-		struct pmd_io_piece *p = &pieces[k++];
 		uint32_t chunk = PM_FRAME_SIZE - (uint32_t)pos;
+		uint8_t *bytes;
 
 		if (chunk > len)
 			chunk = len;
-		memset(p, 0, sizeof(*p));
-		p->len = chunk;
 		if (frame_remote(e)) {
-			const struct pmd_rseg *r =
-				pmd_core_rseg(core, (pm_node_t)e->pad, e->seg);
-			p->node = (pm_node_t)e->pad;
-			p->key = r->key;
-			p->base = r->base;
-			p->rlen = r->len;
-			p->roff = (uint64_t)e->slot * PM_FRAME_SIZE + pos;
+			pieces[k++] = remote_piece(pmd_core_rseg(core,
+				(pm_node_t)e->pad, e->seg), e, (uint32_t)pos, chunk);
 		} else {
-			p->local = (uint8_t *)pmd_segment_frame(frame_seg(core, e),
-								e->slot) + pos;
+			bytes = pmd_segment_frame(frame_seg(core, e), e->slot);
+			pieces[k++] = (struct pmd_io_piece){ .local = bytes + pos,
+							     .len = chunk };
 		}
 		len -= chunk;
 		pos = 0;
@@ -1021,10 +1027,7 @@ error_t pmd_container_pull_plan(struct pmd_core *core, struct pmd_task *task,
 		pulls[n++] = (struct pmd_pull){
 			.frame = start + i, .node = (pm_node_t)e->pad,
 			.seg = e->seg, .slot = e->slot,
-			.piece = { .node = (pm_node_t)e->pad, .key = r->key,
-				   .base = r->base, .rlen = r->len,
-				   .roff = (uint64_t)e->slot * PM_FRAME_SIZE,
-				   .len = PM_FRAME_SIZE } };
+			.piece = remote_piece(r, e, 0, PM_FRAME_SIZE) };
 	}
 	*npulls = n;
 	return 0;
@@ -1050,7 +1053,6 @@ error_t pmd_container_pull_finish(struct pmd_core *core, struct pmd_task *task,
 	for (uint32_t i = 0; i < n; i++) {
 		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, pulls[i].frame);
 		struct pmd_segment *seg;
-
 		bool extra;
 
 		/* Only if it is still the frame we read. */
@@ -1073,8 +1075,8 @@ error_t pmd_container_pull_finish(struct pmd_core *core, struct pmd_task *task,
 		container_take_slot(core, c, e);
 		seg = frame_seg(core, e);
 		pmd_segment_populate(seg, e->slot, 1);
-		memcpy(pmd_segment_frame(seg, e->slot), data + (size_t)i * PM_FRAME_SIZE,
-		       PM_FRAME_SIZE);
+		memcpy(pmd_segment_frame(seg, e->slot),
+		       data + (size_t)i * PM_FRAME_SIZE, PM_FRAME_SIZE);
 		view_put(core, c, pulls[i].frame, e);
 	}
 	view_end(c);
