@@ -776,6 +776,26 @@ pm_node_t pmd_cluster_best_lender(const struct pmd_cluster *c)
 	return best ? best : unknown;
 }
 
+unsigned pmd_cluster_up_nodes(const struct pmd_cluster *c, pm_node_t *out,
+			      unsigned max)
+{
+	unsigned k = 0;
+
+	/* The cluster file's nodes are sorted by id. */
+	for (unsigned i = 0; i < c->conf.nnodes && k < max; i++) {
+		pm_node_t id = c->conf.nodes[i].id;
+		const struct pmd_mb_peer *p;
+
+		if (id != c->self) {
+			p = pmd_mb_peer((struct pmd_mb *)&c->mb, id);
+			if (!p || p->state != PM_NODE_UP)
+				continue;
+		}
+		out[k++] = id;
+	}
+	return k;
+}
+
 uint64_t pmd_cluster_peer_inc(const struct pmd_cluster *c, pm_node_t node)
 {
 	for (unsigned i = 0; i < c->mb.npeers; i++)

@@ -69,6 +69,10 @@ void pmd_cluster_cancel(struct pmd_cluster *c, void *arg);
  * none has any. */
 pm_node_t pmd_cluster_best_lender(const struct pmd_cluster *c);
 
+/* This node and the peers that are up, in id order: up to max. */
+unsigned pmd_cluster_up_nodes(const struct pmd_cluster *c, pm_node_t *out,
+			      unsigned max);
+
 /* The incarnation of node as membership knows it (0: never heard). */
 uint64_t pmd_cluster_peer_inc(const struct pmd_cluster *c, pm_node_t node);
 

@@ -505,9 +505,50 @@ static void frame_unshare(struct pmd_core *core, struct pmd_container *c,
 
 /* ---- allocation ---- */
 
-/* Allocation, local or (places != NULL) into the lent slots given; with
- * plan set, only the decode: *done gets how many frames the call would
- * allocate and the stop is returned, nothing changes. */
+/* Whether frame i of an allocation lives here: every frame of a local
+ * one, and of one with places those whose place names no node (an
+ * interleave mixes both); a frame past the places has none. */
+static bool alloc_here(const struct pmd_place *places, uint32_t nplaces,
+		       bool here, uint32_t i)
+{
+	if (!places)
+		return here;
+	return i < nplaces && places[i].node == 0;
+}
+
+/* Takes one frame's charge from the task's quota q; an extra frame kept
+ * here also takes one of node_left, what no guarantee reserves here
+ * (guaranteed frames were reserved at admission; frames on other nodes
+ * are the lender's). false: ENOMEM. */
+static bool alloc_take(struct pmd_quota *q, uint64_t *node_left, bool here,
+		       bool *extra)
+{
+	if (!pmd_quota_take(q, extra))
+		return false;
+	if (*extra && here) {
+		if (!*node_left)
+			return false;
+		(*node_left)--;
+	}
+	return true;
+}
+
+/* Gives back a squashed frame's charge. */
+static void alloc_return(struct pmd_quota *q, uint64_t *node_left,
+			 const struct pmd_frame *old, bool extra_ok)
+{
+	bool extra = old->flags & PMD_FRAME_EXTRA;
+
+	pmd_quota_return(q, extra, extra_ok);
+	if (extra && extra_ok && !frame_remote(old))
+		(*node_left)++;
+}
+
+/* Allocation, local or into the places given (one per frame: a lent slot
+ * of another node, or here when it names no node); with plan set, only
+ * the decode (places, if any, need only their nodes; without, plan_here
+ * says where): *done gets how many frames the call would allocate and
+ * the stop is returned, nothing changes. */
 static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 				  container_t h, frame_t start, uint32_t count,
 				  uint32_t flags, const struct pmd_place *places,
@@ -516,10 +557,12 @@ static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 {
 	bool extra_ok = flags & CONT_ALLOC_EXTRA;
 	bool squash = flags & CONT_ALLOC_SQUASH;
+	bool here_all = plan ? plan_here : true;
 	struct pmd_container *c;
 	struct pmd_quota q;
 	struct pmd_cap *cap;
-	uint32_t n = 0, i;
+	uint64_t node_left;
+	uint32_t n = 0, i, n_here = 0;
 	error_t stop = 0, err;
 
 	*done = 0;
@@ -538,10 +581,8 @@ static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 
 	/* Decode: walk the frames in order until the first that cannot be
 	 * allocated; that error is the stop. */
-	if (places || (plan && !plan_here))
-		pmd_quota_init_remote(&task->charge, extra_ok, &q);
-	else
-		pmd_quota_init(&core->budget, &task->charge, extra_ok, &q);
+	pmd_quota_init_remote(&task->charge, extra_ok, &q);
+	node_left = pmd_budget_unreserved(&core->budget);
 	for (n = 0; n < count; n++) {
 		struct pmd_frame *old = pmd_ftab_lookup(&c->frames, start + n);
 		bool extra;
@@ -555,9 +596,10 @@ static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 			break;
 		}
 		if (old)
-			pmd_quota_return(&q, old->flags & PMD_FRAME_EXTRA,
-					 extra_ok);
-		if (!pmd_quota_take(&q, &extra)) {
+			alloc_return(&q, &node_left, old, extra_ok);
+		if (!alloc_take(&q, &node_left,
+				alloc_here(places, plan ? count : nplaces,
+					   here_all, n), &extra)) {
 			stop = ENOMEM;
 			break;
 		}
@@ -568,13 +610,15 @@ static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 			why->frame = start + n;
 		return stop;
 	}
-	/* Remote frames: as many as there are places. */
+	/* Frames with places: as many as there are places. */
 	if (places && nplaces < n) {
 		n = nplaces;
 		stop = ENOMEM;
 	}
-	for (i = 0; places && i < n; i++) {
-		if (pmd_core_rseg_add(core, &places[i])) {
+	for (i = 0; i < n; i++) {
+		if (alloc_here(places, nplaces, true, i)) {
+			n_here++;
+		} else if (pmd_core_rseg_add(core, &places[i])) {
 			n = i;
 			stop = ENOMEM;
 			break;
@@ -582,8 +626,16 @@ static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 	}
 	/* Reserve slots and table nodes for the n frames; running out here
 	 * is one more reason to stop early. */
-	if (n && !places && container_reserve_slots(core, c, n)) {
-		n = c->free_slots < n ? (uint32_t)c->free_slots : n;
+	if (n_here && container_reserve_slots(core, c, n_here)) {
+		/* As many frames as leave free_slots frames here. */
+		uint32_t k = 0;
+		for (i = 0; i < n; i++) {
+			bool here = alloc_here(places, nplaces, true, i);
+			if (here && k == c->free_slots)
+				break;
+			k += here;
+		}
+		n = i;
 		stop = ENOMEM;
 	}
 	for (i = 0; i < n; i++) {
@@ -604,32 +656,30 @@ static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 	}
 
 	/* Invoke: replay the same quota walk, now for real. */
-	if (places || (plan && !plan_here))
-		pmd_quota_init_remote(&task->charge, extra_ok, &q);
-	else
-		pmd_quota_init(&core->budget, &task->charge, extra_ok, &q);
+	pmd_quota_init_remote(&task->charge, extra_ok, &q);
+	node_left = pmd_budget_unreserved(&core->budget);
 	struct pmd_segment *run_seg = NULL;
 	unsigned run_first = 0, run_n = 0;
 	view_begin(c);
 	for (i = 0; i < n; i++) {
 		frame_t f = start + i;
 		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, f);
+		bool here = alloc_here(places, nplaces, true, i);
 		bool extra, ok;
 
 		/* A squashed frame keeps its table entry: removing it could
 		 * prune the path that decode reserved. */
 		if (e) {
-			pmd_quota_return(&q, e->flags & PMD_FRAME_EXTRA,
-					 extra_ok);
+			alloc_return(&q, &node_left, e, extra_ok);
 			frame_release(core, c, e);
 			e->flags = 0;
 		} else {
 			e = pmd_ftab_insert(&c->frames, f);
 		}
-		ok = pmd_quota_take(&q, &extra);
+		ok = alloc_take(&q, &node_left, here, &extra);
 		assert(ok);
 		(void)ok;
-		if (places) {
+		if (!here) {
 			e->flags |= PMD_FRAME_REMOTE;
 			e->seg = places[i].seg;
 			e->slot = places[i].slot;
@@ -653,7 +703,7 @@ static error_t container_allocate(struct pmd_core *core, struct pmd_task *task,
 		}
 		if (extra)
 			e->flags |= PMD_FRAME_EXTRA;
-		if (places)
+		if (!here)
 			pmd_charge_add_remote(&core->budget, &task->charge, extra);
 		else
 			pmd_charge_add(&core->budget, &task->charge, extra);
@@ -684,6 +734,18 @@ error_t pmd_container_allocate_plan(struct pmd_core *core,
 {
 	return container_allocate(core, task, h, start, count, flags, NULL, 0,
 				  true, here, n, why);
+}
+
+error_t pmd_container_allocate_plan_places(struct pmd_core *core,
+					   struct pmd_task *task,
+					   container_t h, frame_t start,
+					   uint32_t count, uint32_t flags,
+					   const struct pmd_place *places,
+					   uint32_t *n,
+					   struct pmd_culprit *why)
+{
+	return container_allocate(core, task, h, start, count, flags, places,
+				  count, true, false, n, why);
 }
 
 error_t pmd_container_allocate_remote(struct pmd_core *core,

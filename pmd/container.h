@@ -98,8 +98,19 @@ error_t pmd_container_allocate_plan(struct pmd_core *core,
 				    frame_t start, uint32_t count,
 				    uint32_t flags, bool here, uint32_t *n,
 				    struct pmd_culprit *why);
-/* Allocation into lent slots of other nodes (places, one per frame); as
- * many frames as places at most (ENOMEM is the stop past them). */
+/* The same for an allocation whose frames go where places (count of
+ * them, only their nodes read) say: node 0 here, else on that node. */
+struct pmd_place;
+error_t pmd_container_allocate_plan_places(struct pmd_core *core,
+					   struct pmd_task *task,
+					   container_t h, frame_t start,
+					   uint32_t count, uint32_t flags,
+					   const struct pmd_place *places,
+					   uint32_t *n,
+					   struct pmd_culprit *why);
+/* Allocation into places, one per frame: a lent slot of another node, or
+ * (node 0) a slot here; as many frames as places at most (ENOMEM is the
+ * stop past them). */
 struct pmd_place;
 error_t pmd_container_allocate_remote(struct pmd_core *core,
 				      struct pmd_task *task, container_t h,

@@ -45,6 +45,9 @@ struct pmd_session {
 	pm_node_t pnode;             /*     the lender */
 	uint32_t pspill;             /*     spill: frames allocated here first */
 	bool pspilling;              /*     it is a spill (LOCAL policy) */
+	bool pilv;                   /*     an interleave: pplaces has one */
+	uint32_t pasked;             /*     place per frame planned, pasked */
+	uint32_t pscan;              /*     of them; pnode's next one */
 	struct pmd_place *pplaces;   /*     the slots borrowed so far */
 	uint32_t npplaces, pplaces_cap;
 	struct rctx *rctx;           /* (L) its remote read, write or pull */
@@ -117,6 +120,9 @@ static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
 			    struct reply *r);
 static error_t alloc_spill(struct pmd_server *srv, struct pmd_session *s,
 			   const struct pm_alloc_req *req, struct reply *r);
+static error_t alloc_interleave(struct pmd_server *srv,
+			       struct pmd_session *s,
+			       const struct pm_alloc_req *req, struct reply *r);
 static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
 			 const struct pm_io_req *req, const void *data,
 			 bool write, struct reply *r);
@@ -505,12 +511,15 @@ static void redispatch(struct pmd_server *srv)
 	}
 }
 
-/* Borrowed slots not used after all go back to their node. */
+/* Borrowed slots not used after all go back to their node (places that
+ * name no node, or no slot yet, are skipped). */
 static void give_back(struct pmd_server *srv, const struct pmd_place *p,
 		      uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++)
-		pmd_core_give_back(srv->core, p[i].node, p[i].seg, p[i].slot);
+		if (p[i].node && p[i].len)
+			pmd_core_give_back(srv->core, p[i].node, p[i].seg,
+					   p[i].slot);
 }
 
 static void session_close(struct pmd_server *srv, struct pmd_session *s)
@@ -700,6 +709,11 @@ static error_t do_allocate(struct pmd_server *srv, struct pmd_session *s,
 				  &node)) {
 		if (policy == PM_PLACE_NODE && node != srv->core->cfg.node)
 			return alloc_remote(srv, s, req, node, r);
+		if (policy == PM_PLACE_INTERLEAVE) {
+			err = alloc_interleave(srv, s, req, r);
+			if (err != ENOENT)
+				return err;
+		}
 		/* Local placement spills when this node's budget is spent. */
 		err = alloc_spill(srv, s, req, r);
 		if (err != ENOENT)
@@ -1143,22 +1157,37 @@ static error_t alloc_spill(struct pmd_server *srv, struct pmd_session *s,
 	return EINPROGRESS;
 }
 
+/* The decode of an allocation whose frames may live on other nodes,
+ * bounded by the task's quota alone: *n frames, *stop why not more. 0 to
+ * go on; else it stops before any frame (or, without CONT_ALLOC_PARTIAL,
+ * at all) and the error and the reply are the answer. */
+static error_t plan_elsewhere(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pm_alloc_req *req, struct reply *r,
+			      uint32_t *n, error_t *stop)
+{
+	*n = 0;
+	*stop = pmd_container_allocate_plan(srv->core, s->task, req->handle,
+					    req->start, req->count, req->flags,
+					    false, n, &r->why);
+	if (*n == 0 || (*stop && !(req->flags & CONT_ALLOC_PARTIAL))) {
+		alloc_reply(srv, r, 0);
+		return *stop ? *stop : EINVAL;
+	}
+	return 0;
+}
+
 /* An allocation into a container placed on another node: borrow its
  * slots (parked), then allocate. EINPROGRESS when parked. */
 static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
 			    const struct pm_alloc_req *req, pm_node_t node,
 			    struct reply *r)
 {
-	uint32_t n = 0;
+	uint32_t n;
 	error_t stop, err;
 
-	stop = pmd_container_allocate_plan(srv->core, s->task, req->handle,
-					   req->start, req->count, req->flags,
-					   false, &n, &r->why);
-	if (n == 0 || (stop && !(req->flags & CONT_ALLOC_PARTIAL))) {
-		alloc_reply(srv, r, 0);
-		return stop ? stop : EINVAL;
-	}
+	err = plan_elsewhere(srv, s, req, r, &n, &stop);
+	if (err)
+		return err;
 	s->palloc = *req;
 	s->pplan = n;
 	s->pstop = stop;
@@ -1171,6 +1200,181 @@ static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
 		return err == ENODEV ? ENODEV : ENOMEM;
 	}
 	return EINPROGRESS;
+}
+
+/*
+ * Interleave: frame f of the container goes to the (f mod k)-th of the k
+ * nodes that are up (this one among them), in id order, so that frames
+ * next to each other are on different nodes whatever the calls. The plan
+ * gives each planned frame its place in s->pplaces (node 0: here); the
+ * slots are borrowed node after node, in id order; a node that cannot
+ * lend all its share ends the plan at its first frame without a slot.
+ * All or nothing without CONT_ALLOC_PARTIAL, as any allocation.
+ */
+static void ilv_borrowed(void *arg, error_t status,
+			 const struct pmd_place *places, uint32_t n);
+
+/* Frames of the plan from `from` on that go to node and have no slot. */
+static uint32_t ilv_need(const struct pmd_session *s, pm_node_t node,
+			 uint32_t from)
+{
+	uint32_t need = 0;
+
+	for (uint32_t i = from; i < s->pplan; i++)
+		need += s->pplaces[i].node == node && !s->pplaces[i].len;
+	return need;
+}
+
+/* pnode lends no more: the plan ends at its first frame without a slot. */
+static void ilv_short(struct pmd_session *s)
+{
+	for (uint32_t i = s->pscan; i < s->pplan; i++) {
+		if (s->pplaces[i].node == s->pnode && !s->pplaces[i].len) {
+			s->pplan = i;
+			s->pstop = ENOMEM;
+			return;
+		}
+	}
+}
+
+/* The allocation once every share is borrowed (or no more come): into
+ * the planned places; what was not used goes back. */
+static error_t ilv_allocate(struct pmd_server *srv, struct pmd_session *s,
+			    struct reply *r)
+{
+	const struct pm_alloc_req *q = &s->palloc;
+	bool partial = q->flags & CONT_ALLOC_PARTIAL;
+	uint32_t done = 0;
+	error_t err;
+
+	if (s->pplan == 0 || (s->pplan < s->pasked && !partial)) {
+		err = ENOMEM; /* not all of it: nothing at all */
+		r->why.frame = q->start + s->pplan;
+	} else {
+		err = pmd_container_allocate_remote(srv->core, s->task,
+						    q->handle, q->start,
+						    s->pplan, q->flags,
+						    s->pplaces, s->pplan,
+						    &done, &r->why);
+		if (!err && done < q->count) {
+			err = s->pstop; /* as planned: the stop of the plan */
+			r->why.frame = q->start + done;
+		}
+	}
+	give_back(srv, s->pplaces + done, s->npplaces - done);
+	s->npplaces = 0;
+	s->pilv = false;
+	alloc_reply(srv, r, done);
+	return err;
+}
+
+/* Borrows the share of the next node that has one: true when a borrow
+ * is under way, false when every share is in (or cannot be had). */
+static bool ilv_next(struct pmd_server *srv, struct pmd_session *s)
+{
+	for (;;) {
+		pm_node_t next = 0;
+
+		for (uint32_t i = 0; i < s->pplan; i++) {
+			pm_node_t node = s->pplaces[i].node;
+			if (node > s->pnode && (!next || node < next))
+				next = node;
+		}
+		if (!next)
+			return false;
+		s->pnode = next;
+		s->pscan = 0;
+		if (!pmd_cluster_borrow(srv->cluster, next, ilv_need(s, next, 0),
+					ilv_borrowed, s))
+			return true;
+		ilv_short(s);
+	}
+}
+
+static void ilv_borrowed(void *arg, error_t status,
+			 const struct pmd_place *places, uint32_t n)
+{
+	struct pmd_session *s = arg;
+	struct pmd_server *srv = s->srv;
+	uint32_t k = 0, i, need;
+
+	for (i = s->pscan; i < s->pplan && k < n; i++)
+		if (s->pplaces[i].node == s->pnode)
+			s->pplaces[i] = places[k++];
+	s->pscan = i;
+	if (k < n)
+		give_back(srv, places + k, n - k);
+	need = ilv_need(s, s->pnode, s->pscan);
+	if (need && !status && n &&
+	    !pmd_cluster_borrow(srv->cluster, s->pnode, need, ilv_borrowed, s))
+		return;
+	if (need)
+		ilv_short(s);
+	if (!ilv_next(srv, s)) {
+		struct reply r = { 0 };
+		error_t err = ilv_allocate(srv, s, &r);
+		unpark(srv, s, err, &r);
+	}
+}
+
+/* EINPROGRESS when parked; ENOENT (nothing done) when this node is the
+ * only one up: the frames are all here. */
+static error_t alloc_interleave(struct pmd_server *srv,
+			       struct pmd_session *s,
+			       const struct pm_alloc_req *req, struct reply *r)
+{
+	pm_node_t nodes[PMD_CLUSTER_NODES_MAX];
+	pm_node_t self = srv->core->cfg.node;
+	unsigned k = pmd_cluster_up_nodes(srv->cluster, nodes,
+					  PMD_CLUSTER_NODES_MAX);
+	uint32_t n, i;
+	error_t stop, err;
+
+	if (k < 2)
+		return ENOENT;
+	/* The task's quota bounds the plan, and so the places it needs. */
+	err = plan_elsewhere(srv, s, req, r, &n, &stop);
+	if (err)
+		return err;
+	if (n > s->pplaces_cap) {
+		struct pmd_place *v = realloc(s->pplaces, n * sizeof(*v));
+		if (!v) {
+			alloc_reply(srv, r, 0);
+			return ENOMEM;
+		}
+		s->pplaces = v;
+		s->pplaces_cap = n;
+	}
+	memset(s->pplaces, 0, n * sizeof(*s->pplaces));
+	for (i = 0; i < n; i++) {
+		pm_node_t node = nodes[(req->start + i) % k];
+		s->pplaces[i].node = node == self ? 0 : node;
+	}
+	/* Now with each frame's node: extra frames here need room here. */
+	{
+		uint32_t m = 0;
+		error_t st = pmd_container_allocate_plan_places(
+			srv->core, s->task, req->handle, req->start, n,
+			req->flags, s->pplaces, &m, &r->why);
+		if (st) {
+			n = m;
+			stop = st;
+		}
+	}
+	if (n == 0 || (stop && !(req->flags & CONT_ALLOC_PARTIAL))) {
+		alloc_reply(srv, r, 0);
+		return stop;
+	}
+	s->palloc = *req;
+	s->pplan = s->pasked = n;
+	s->pstop = stop;
+	s->pnode = 0;
+	s->npplaces = n;
+	s->pspilling = false;
+	s->pilv = true;
+	if (ilv_next(srv, s))
+		return EINPROGRESS;
+	return ilv_allocate(srv, s, r); /* no node could lend */
 }
 
 static void rio_answer(void *arg, error_t status, const uint8_t *data,

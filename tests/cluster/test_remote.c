@@ -7,7 +7,8 @@
  * 2 dies its frames
  * answer EIO while everything else works, and the accounting holds. A
  * task that hangs up while its remote allocation is in flight leaves
- * nothing lent behind.
+ * nothing lent behind. A full home spills; an interleaved container
+ * (three nodes) puts frame f on the (f mod k)-th node that is up.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,9 +34,10 @@
 
 static char dir[] = "/tmp/pmd-remote-XXXXXX";
 static char ini[300], key[300];
-static struct pmd_proc node[2];
+static struct pmd_proc node[3];
 static uint8_t model[NFR * PM_FRAME_SIZE];
 static bool small_home;        /* node 1 with a budget of 512 frames */
+static int nnodes = 2;
 
 /* Node 2's own free frames, as it says. */
 static uint64_t lender_free(void)
@@ -46,8 +48,8 @@ static uint64_t lender_free(void)
 static int setup(void **state)
 {
 	strcpy(dir, "/tmp/pmd-remote-XXXXXX");
-	ct_cluster_files(dir, ini, sizeof(ini), key, sizeof(key), 2);
-	for (int i = 0; i < 2; i++) {
+	ct_cluster_files(dir, ini, sizeof(ini), key, sizeof(key), nnodes);
+	for (int i = 0; i < nnodes; i++) {
 		char id[16];
 		bool small = small_home && i == 0;
 		snprintf(id, sizeof(id), "%d", i + 1);
@@ -56,16 +58,19 @@ static int setup(void **state)
 			"--guarantee", small ? "16" : "1024",
 			"--extra", small ? "2000" : "16384", NULL });
 	}
-	ct_wait_state(&node[0], 2, PM_NODE_UP, 6000);
-	ct_wait_state(&node[1], 1, PM_NODE_UP, 6000);
+	for (int i = 1; i < nnodes; i++) {
+		ct_wait_state(&node[0], (pm_node_t)(i + 1), PM_NODE_UP, 6000);
+		ct_wait_state(&node[i], 1, PM_NODE_UP, 6000);
+	}
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	/* What a failed test left running; its logs stay for reading. */
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < nnodes; i++)
 		ct_reap(&node[i]);
+	nnodes = 2;
 	unlink(ini);
 	unlink(key);
 	rmdir(dir);
@@ -410,6 +415,130 @@ static void spill_when_the_home_is_full(void **state)
 	pmd_proc_stop(&node[1]);
 }
 
+static int setup_three(void **state)
+{
+	nnodes = 3;
+	return setup(state);
+}
+
+/* Node n's own free frames, as it says. */
+static uint64_t free_of(pm_node_t n)
+{
+	return ct_seen(&node[n - 1], n).frames_free;
+}
+
+/* Until node n has want free frames (loans go back asynchronously), at
+ * most 3 s. */
+static void wait_free(pm_node_t n, uint64_t want)
+{
+	uint64_t t0 = ct_now_ms();
+
+	while (free_of(n) != want && ct_now_ms() - t0 < 3000)
+		usleep(20000);
+	assert_int_equal(free_of(n), want);
+}
+
+/* PM_PLACE_INTERLEAVE on three nodes: frame f on the (f mod 3)-th node
+ * that is up, whatever the calls; all or nothing; a node down leaves the
+ * others; reads, writes and maps across all of them. */
+static void interleave_across_nodes(void **state)
+{
+	pm_t *pm = test_connect(&node[0]);
+	static uint8_t buf[30 * PM_FRAME_SIZE], got[30 * PM_FRAME_SIZE];
+	uint64_t f2 = free_of(2), f3 = free_of(3);
+	struct pm_container_stat st;
+	container_t c;
+	int n = 30;
+	void *m;
+
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_INTERLEAVE, 0),
+			 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	assert_int_equal(n, 30);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.frames, 30);
+	assert_int_equal(st.resident, 10);
+	assert_int_equal(st.remote, 20);
+	assert_int_equal(free_of(2), f2 - 10);
+	assert_int_equal(free_of(3), f3 - 10);
+
+	/* One range across all three nodes, at an odd offset. */
+	fill(buf, sizeof(buf) - 100, 77);
+	assert_int_equal(pm_container_write(pm, c, 0, 100, buf,
+					    sizeof(buf) - 100), 0);
+	for (int f = 0; f < 30; f++) {
+		uint32_t off = f ? 0 : 100;
+		assert_int_equal(pm_container_read(pm, c, (frame_t)f, off, got,
+						   PM_FRAME_SIZE - off), 0);
+		assert_memory_equal(got, buf + f * PM_FRAME_SIZE - (f ? 100 : 0),
+				    PM_FRAME_SIZE - off);
+	}
+
+	/* The pattern follows the frame numbers, not the call: frame 31 on
+	 * node 2, 32 on node 3, 33 here. */
+	n = 3;
+	assert_int_equal(pm_container_allocate(pm, c, 31, &n, 0), 0);
+	assert_int_equal(free_of(2), f2 - 11);
+	assert_int_equal(free_of(3), f3 - 11);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.resident, 11);
+
+	/* All or nothing: frame 33 is in use, so 30..35 allocates nothing
+	 * and borrows nothing; with PARTIAL, frame 30 alone. */
+	n = 6;
+	assert_int_equal(pm_container_allocate(pm, c, 30, &n, 0), EEXIST);
+	assert_int_equal(n, 0);
+	n = 6;
+	assert_int_equal(pm_container_allocate(pm, c, 30, &n,
+					       CONT_ALLOC_PARTIAL), EEXIST);
+	assert_int_equal(n, 1);
+	wait_free(2, f2 - 11);
+	wait_free(3, f3 - 11);
+	/* Past the task's guarantee (1024 frames; no CONT_ALLOC_EXTRA):
+	 * nothing at all. */
+	n = 2000;
+	assert_int_equal(pm_container_allocate(pm, c, 100, &n, 0), ENOMEM);
+	assert_int_equal(n, 0);
+	wait_free(2, f2 - 11);
+
+	/* Mapping brings the remote frames of the range here. */
+	assert_int_equal(pm_container_map(pm, c, 0, 6, CONT_MAP_READ, &m, NULL),
+			 0);
+	assert_memory_equal((uint8_t *)m + 100, buf, 6 * PM_FRAME_SIZE - 100);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.remote, 20 + 2 - 4);
+	wait_free(2, f2 - 9);
+	wait_free(3, f3 - 9);
+	test_check(pm);
+
+	/* Node 3 goes down: new frames alternate between nodes 1 and 2;
+	 * frames on node 3 are lost, the rest work. */
+	ct_kill(&node[2]);
+	ct_wait_state(&node[0], 3, PM_NODE_DOWN, 6000);
+	n = 4;
+	assert_int_equal(pm_container_allocate(pm, c, 200, &n, 0), 0);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.resident, 12 + 4 + 2); /* 30 came with PARTIAL */
+	assert_int_equal(free_of(2), f2 - 9 - 2);
+	assert_int_equal(pm_container_read(pm, c, 8, 0, got, 1), EIO);
+	assert_int_equal(pm_container_read(pm, c, 7, 0, got, PM_FRAME_SIZE), 0);
+	assert_memory_equal(got, buf + 7 * PM_FRAME_SIZE - 100, PM_FRAME_SIZE);
+	assert_int_equal(pm_container_write(pm, c, 200, 0, "four", 4), 0);
+	assert_int_equal(pm_container_write(pm, c, 203, 0, "four", 4), 0);
+	assert_int_equal(pm_container_destroy(pm, c), 0);
+	wait_free(2, f2);
+	test_check(pm);
+	{
+		pm_t *l = test_connect(&node[1]);
+		test_check(l);
+		pm_disconnect(l);
+	}
+	pm_disconnect(pm);
+	pmd_proc_stop(&node[0]);
+	pmd_proc_stop(&node[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -421,6 +550,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(spill_when_the_home_is_full,
 						setup_small, teardown),
+		cmocka_unit_test_setup_teardown(interleave_across_nodes,
+						setup_three, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
