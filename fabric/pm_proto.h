@@ -103,6 +103,7 @@ enum pm_status {
 	PM_ST_NODE_DOWN = 0x400,    /* ENODEV */
 	PM_ST_NODE_IO = 0x401,      /* EIO */
 	PM_ST_TIMEOUT = 0x402,      /* ETIMEDOUT */
+	PM_ST_CROSS_HOME = 0x403,   /* COPY: homes differ, copy bytes: EXDEV */
 };
 
 /* The other way: an errno value to the wire status (EIO-like for the
@@ -127,6 +128,7 @@ static inline uint32_t pm_errno_to_status(int err)
 	case ENODEV: return PM_ST_NODE_DOWN;
 	case ETIMEDOUT: return PM_ST_TIMEOUT;
 	case EIO: return PM_ST_NODE_IO;
+	case EXDEV: return PM_ST_CROSS_HOME;
 	default: return PM_ST_INTERNAL;
 	}
 }
@@ -154,6 +156,7 @@ static inline int pm_status_to_errno(uint32_t st)
 	case PM_ST_NODE_DOWN: return ENODEV;
 	case PM_ST_NODE_IO: return EIO;
 	case PM_ST_TIMEOUT: return ETIMEDOUT;
+	case PM_ST_CROSS_HOME: return EXDEV;
 	default: return EPROTO;
 	}
 }

@@ -695,7 +695,7 @@ void pmd_cluster_answer(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
 			const void *body, uint32_t len)
 {
 	nreq_send(c, src, src_inc, type, id, NREQ_REPLY,
-		  pm_errno_to_status(status), body, status ? 0 : len);
+		  pm_errno_to_status(status), body, len);
 }
 
 static void fwd_serve(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,

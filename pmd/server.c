@@ -258,6 +258,18 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 		fwd_end(x, status, &r);
 		return;
 	}
+	/* An operation's answer starts with the home's reply (its culprit);
+	 * one the home's cluster layer refused has none. */
+	if (x->type != PM_MSG_IMPORT && len >= sizeof(struct pm_reply)) {
+		struct pm_reply hr;
+		memcpy(&hr, body, sizeof(hr));
+		r.why.arg = hr.arg;
+		r.why.frame = hr.culprit;
+		body = (const uint8_t *)body + sizeof(hr);
+		len -= sizeof(hr);
+	} else if (x->type != PM_MSG_IMPORT && !status) {
+		status = EPROTO;
+	}
 	if (!status && (x->type == PM_MSG_READ || x->type == PM_MSG_WRITE)) {
 		uint32_t chunk = fwd_chunk(x);
 
@@ -318,6 +330,7 @@ static bool fwd_type(uint32_t type)
 	switch (type) {
 	case PM_MSG_READ: case PM_MSG_WRITE: case PM_MSG_STAT:
 	case PM_MSG_LOCK: case PM_MSG_UNLOCK: case PM_MSG_RELEASE:
+	case PM_MSG_COPY:
 		return true;
 	default:
 		return false;
@@ -338,6 +351,55 @@ static error_t fwd_start(struct pmd_server *srv, struct pmd_session *s,
 	return EINPROGRESS;
 }
 
+/* The entry of forwarded handle h: EBADF when there is none, ESTALE
+ * when its home restarted (and has forgotten it). */
+static error_t fwd_entry(struct pmd_server *srv, const struct pmd_session *s,
+			 uint64_t h, uint32_t *index)
+{
+	uint64_t i = (h & ~FWD_BIT) - 1;
+
+	if ((h & ~FWD_BIT) == 0 || i >= s->nfwd || !s->fwd[i].node)
+		return EBADF;
+	if (pmd_cluster_peer_inc(srv->cluster, s->fwd[i].node) !=
+	    s->fwd[i].inc)
+		return ESTALE;
+	*index = (uint32_t)i;
+	return 0;
+}
+
+/* A copy with a handle another home serves: when both handles are served
+ * by one home, it decides (copy-on-write where it can); else the frames
+ * are on different homes and the task's library copies their bytes
+ * (EXDEV, after the checks that need no home). */
+static error_t fwd_copy(struct pmd_server *srv, struct pmd_session *s,
+			const struct pm_copy_req *q, struct reply *r)
+{
+	uint32_t si = 0, di = 0;
+	error_t err;
+
+	if ((q->src & FWD_BIT) && (err = fwd_entry(srv, s, q->src, &si))) {
+		r->why.arg = 1;
+		return err;
+	}
+	if ((q->dst & FWD_BIT) && (err = fwd_entry(srv, s, q->dst, &di))) {
+		r->why.arg = 3;
+		return err;
+	}
+	if (q->flags) {
+		r->why.arg = 6;
+		return EINVAL;
+	}
+	if (q->count == 0 || q->src_start + q->count < q->src_start ||
+	    q->dst_start + q->count < q->dst_start) {
+		r->why.arg = 5;
+		return EINVAL;
+	}
+	if (!(q->src & FWD_BIT) || !(q->dst & FWD_BIT) ||
+	    s->fwd[si].node != s->fwd[di].node)
+		return EXDEV;
+	return EINPROGRESS; /* forward it */
+}
+
 /* A request on a handle another home serves: forwarded (reads and writes
  * in pieces), or refused when a weak reference may not do it, or when it
  * is not built for such handles yet. */
@@ -345,17 +407,23 @@ static error_t fwd_request(struct pmd_server *srv, struct pmd_session *s,
 			   uint32_t type, const void *body, uint32_t len,
 			   uint64_t h, struct reply *r)
 {
-	uint64_t index = (h & ~FWD_BIT) - 1;
+	uint32_t index;
 	struct fctx *x;
+	error_t err;
 
+	if (type == PM_MSG_COPY) {
+		struct pm_copy_req q;
+		memcpy(&q, body, sizeof(q));
+		err = fwd_copy(srv, s, &q, r);
+		if (err != EINPROGRESS)
+			return err;
+		h = (q.src & FWD_BIT) ? q.src : q.dst;
+	}
 	r->why.arg = 1;
-	if ((h & ~FWD_BIT) == 0 || index >= s->nfwd || !s->fwd[index].node)
-		return EBADF;
-	/* A home that restarted has forgotten it. */
-	if (pmd_cluster_peer_inc(srv->cluster, s->fwd[index].node) !=
-	    s->fwd[index].inc)
-		return ESTALE;
-	if (type == PM_MSG_MAP || type == PM_MSG_COPY)
+	err = fwd_entry(srv, s, h, &index);
+	if (err)
+		return err;
+	if (type == PM_MSG_MAP)
 		return EOPNOTSUPP; /* frames of another home: not yet */
 	if (!fwd_type(type)) {
 		if (type == PM_MSG_ALLOCATE)
@@ -390,6 +458,14 @@ static error_t fwd_request(struct pmd_server *srv, struct pmd_session *s,
 		}
 		memcpy(x->body, body, len);
 		memcpy(x->body, &s->fwd[index].rh, sizeof(container_t));
+		if (type == PM_MSG_COPY) { /* the other handle too */
+			uint64_t dh, di;
+			memcpy(&dh, (const uint8_t *)body +
+			       offsetof(struct pm_copy_req, dst), sizeof(dh));
+			di = (dh & ~FWD_BIT) - 1;
+			memcpy(x->body + offsetof(struct pm_copy_req, dst),
+			       &s->fwd[di].rh, sizeof(container_t));
+		}
 		x->body_len = len;
 	}
 	return fwd_start(srv, s, x);
@@ -574,11 +650,14 @@ static bool reply_send(struct pmd_server *srv, struct pmd_session *s,
 	struct pm_reply *rep = (struct pm_reply *)(h + 1);
 	uint32_t len = (uint32_t)PM_REPLY_HDR + r->body_len;
 
-	if (s->virt) { /* back to the node that forwarded it */
+	if (s->virt) { /* back to the node that forwarded it: the reply
+			* (status, culprit) and its body */
+		rep->status = pm_errno_to_status(err);
+		rep->arg = r->why.arg;
+		rep->culprit = r->why.frame;
 		pmd_cluster_answer(srv->cluster, s->vnode, s->vinc,
-				   PMD_NREQ_FWD_OP, s->vid, err,
-				   (const uint8_t *)srv->tx + PM_REPLY_HDR,
-				   r->body_len);
+				   PMD_NREQ_FWD_OP, s->vid, err, rep,
+				   (uint32_t)sizeof(*rep) + r->body_len);
 		return true;
 	}
 	union {
@@ -1703,10 +1782,8 @@ static error_t dispatch(struct pmd_server *srv, struct pmd_session *s,
 		if (type == PM_MSG_COPY)
 			memcpy(&h2, (const uint8_t *)body +
 			       offsetof(struct pm_copy_req, dst), sizeof(h2));
-		if (h & FWD_BIT)
+		if ((h | h2) & FWD_BIT)
 			return fwd_request(srv, s, type, body, len, h, r);
-		if (h2 & FWD_BIT)
-			return EOPNOTSUPP;
 	}
 	return handlers[type].fn(srv, s, body, len, r);
 }

@@ -4,7 +4,10 @@
  * every size, stat, lock and unlock, release; what a weak reference may
  * not do stays refused; unshare, a foreign task, an altered token and the
  * home's death give the errors of one node (ENODEV for the dead home);
- * the home forgets its proxy when the task goes.
+ * the home forgets its proxy when the task goes. Copies with forwarded
+ * handles: within one home the home copies (copy-on-write), between homes
+ * the bytes are copied; either way with the errors and culprits of one
+ * node.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -131,6 +134,10 @@ static void a_server_on_another_node(void **state)
 	assert_int_equal(pm_container_destroy(s, ref), EPERM);
 	assert_int_equal(pm_container_map(s, ref, 0, 1, CONT_MAP_READ, &m, NULL),
 			 EOPNOTSUPP);
+	assert_int_equal(pm_container_copy(s, ref + 100, 0, ref, 0, 1, 0, NULL),
+			 EBADF);
+	assert_int_equal(pm_container_copy(s, ref, 0, ref, 1, 1, 1, NULL),
+			 EINVAL);
 	assert_int_equal(pm_container_read(s, ref + 100, 0, 0, got, 1), EBADF);
 
 	/* Released, and imported again; then unshared by the owner. */
@@ -207,6 +214,149 @@ static void task_home_and_frames_on_three_nodes(void **state)
 	test_check(a);
 	pm_disconnect(s);
 	pm_disconnect(a);
+	for (int i = 0; i < 3; i++)
+		pmd_proc_stop(&node[i]);
+}
+
+/* A task's weak reference to c of owner pm, imported by task s. */
+static container_t import_to(pm_t *owner, container_t c, pm_t *s)
+{
+	pm_cap_token_t tok;
+	container_t weak, ref;
+	pm_task_t sid;
+
+	assert_int_equal(pm_self(s, &sid), 0);
+	assert_int_equal(pm_container_share(owner, c, sid, &weak), 0);
+	assert_int_equal(pm_cap_export(owner, weak, &tok), 0);
+	assert_int_equal(pm_cap_import(s, &tok, &ref), 0);
+	return ref;
+}
+
+/* Frame f's first bytes say "<tag> f". */
+static void stamp(pm_t *pm, container_t c, int first, int n, char tag)
+{
+	for (int f = first; f < first + n; f++) {
+		char b[16];
+		snprintf(b, sizeof(b), "%c%d", tag, f);
+		assert_int_equal(pm_container_write(pm, c, (frame_t)f, 0, b,
+						    strlen(b) + 1), 0);
+	}
+}
+
+/* Whether frame f of c starts with "<tag> g". */
+static void expect(pm_t *pm, container_t c, int f, char tag, int g)
+{
+	char b[16], want[16];
+
+	snprintf(want, sizeof(want), "%c%d", tag, g);
+	assert_int_equal(pm_container_read(pm, c, (frame_t)f, 0, b,
+					   strlen(want) + 1), 0);
+	assert_string_equal(b, want);
+}
+
+/* A server on node 2 copies with handles of containers homed on nodes 1
+ * and 3 and of its own: one home decides when both are its; otherwise the
+ * bytes move, in frame order, stopping where a copy on one node stops. */
+static void copies_through_forwarded_handles(void **state)
+{
+	pm_t *a = test_connect(&node[0]), *s = test_connect(&node[1]);
+	pm_t *b = test_connect(&node[2]);
+	static uint8_t big[40 * PM_FRAME_SIZE], got[40 * PM_FRAME_SIZE];
+	struct pm_container_stat st;
+	container_t c1, d1, c3, own, r1, rd1, r3;
+	frame_t fe = 0;
+	int n;
+
+	/* c1 and d1 homed on node 1, c3 on node 3, own on node 2. */
+	assert_int_equal(pm_container_create(a, &c1), 0);
+	assert_int_equal(pm_container_create(a, &d1), 0);
+	assert_int_equal(pm_container_create(b, &c3), 0);
+	assert_int_equal(pm_container_create(s, &own), 0);
+	n = 20;
+	assert_int_equal(pm_container_allocate(a, c1, 0, &n, 0), 0);
+	n = 20;
+	assert_int_equal(pm_container_allocate(a, d1, 0, &n, 0), 0);
+	n = 20;
+	assert_int_equal(pm_container_allocate(b, c3, 0, &n, 0), 0);
+	n = 40;
+	assert_int_equal(pm_container_allocate(s, own, 0, &n, 0), 0);
+	stamp(a, c1, 0, 20, 'a');
+	stamp(b, c3, 0, 20, 'b');
+	stamp(s, own, 0, 40, 's');
+	r1 = import_to(a, c1, s);
+	rd1 = import_to(a, d1, s);
+	r3 = import_to(b, c3, s);
+
+	/* One home: node 1 copies; a later write to either side does not
+	 * show in the other. */
+	assert_int_equal(pm_container_copy(s, r1, 2, rd1, 5, 4, 0, NULL), 0);
+	for (int k = 0; k < 4; k++)
+		expect(a, d1, 5 + k, 'a', 2 + k);
+	assert_int_equal(pm_container_write(s, rd1, 5, 0, "x", 2), 0);
+	expect(a, c1, 2, 'a', 2);
+	/* Within one container: copy-on-write (the home shares the slots),
+	 * overlapping as memmove; writes break the sharing. */
+	assert_int_equal(pm_container_copy(s, r1, 0, r1, 1, 3, 0, NULL), 0);
+	assert_int_equal(pm_container_stat(a, c1, &st), 0);
+	assert_true(st.cow >= 2);
+	expect(a, c1, 1, 'a', 0);
+	expect(a, c1, 3, 'a', 2);
+	stamp(a, c1, 0, 4, 'a');
+	expect(a, c1, 0, 'a', 0);
+	assert_int_equal(pm_container_stat(a, c1, &st), 0);
+	assert_int_equal(st.cow, 0);
+	/* Its stops and their culprits come back from the home. */
+	assert_int_equal(pm_container_copy(s, r1, 18, rd1, 0, 5, 0, &fe), ENOENT);
+	assert_int_equal(fe, 20);
+	expect(a, d1, 1, 'a', 19);
+
+	/* Between homes: the bytes, node 1 to node 2, 2 to 3, 1 to 3. */
+	assert_int_equal(pm_container_copy(s, r1, 0, own, 10, 20, 0, NULL), 0);
+	for (int k = 0; k < 20; k++)
+		expect(s, own, 10 + k, 'a', k);
+	assert_int_equal(pm_container_copy(s, own, 30, r3, 0, 3, 0, NULL), 0);
+	for (int k = 0; k < 3; k++)
+		expect(b, c3, k, 's', 30 + k);
+	assert_int_equal(pm_container_copy(s, r1, 5, r3, 5, 2, 0, NULL), 0);
+	expect(b, c3, 5, 'a', 5);
+	expect(b, c3, 6, 'a', 6);
+	expect(b, c3, 7, 'b', 7);
+	/* Whole frames, and more than one request's worth. */
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 31 + 7);
+	assert_int_equal(pm_container_write(s, own, 0, 0, big, 20 * PM_FRAME_SIZE),
+			 0);
+	assert_int_equal(pm_container_copy(s, own, 0, r1, 0, 20, 0, NULL), 0);
+	assert_int_equal(pm_container_read(a, c1, 0, 0, got, 20 * PM_FRAME_SIZE),
+			 0);
+	assert_memory_equal(got, big, 20 * PM_FRAME_SIZE);
+	/* A later write to the source does not show in the copy. */
+	assert_int_equal(pm_container_write(s, own, 0, 0, "later", 6), 0);
+	assert_int_equal(pm_container_read(a, c1, 0, 0, got, 6), 0);
+	assert_memory_equal(got, big, 6);
+
+	/* The first missing source frame stops it with ENOENT, the first
+	 * missing destination frame with ENOMEM; the frames before are
+	 * copied, the rest untouched. */
+	stamp(s, own, 0, 5, 's');
+	assert_int_equal(pm_container_copy(s, r3, 17, own, 0, 5, 0, &fe), ENOENT);
+	assert_int_equal(fe, 20);
+	expect(s, own, 2, 'b', 19);
+	expect(s, own, 3, 's', 3);
+	assert_int_equal(pm_container_copy(s, own, 0, r3, 18, 5, 0, &fe), ENOMEM);
+	assert_int_equal(fe, 20);
+	expect(b, c3, 18, 'b', 17);
+	expect(b, c3, 19, 'b', 18);
+	assert_int_equal(pm_container_deallocate(b, c3, 1, 1), 0);
+	assert_int_equal(pm_container_copy(s, r1, 0, r3, 0, 3, 0, &fe), ENOMEM);
+	assert_int_equal(fe, 1);
+	assert_int_equal(pm_container_copy(s, own, 0, r1, 0, 1, 1, NULL), EINVAL);
+	test_check(a);
+	test_check(s);
+	test_check(b);
+	pm_disconnect(s);
+	pm_disconnect(a);
+	pm_disconnect(b);
 	for (int i = 0; i < 3; i++)
 		pmd_proc_stop(&node[i]);
 }
@@ -295,6 +445,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(a_server_on_another_node, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(task_home_and_frames_on_three_nodes,
+						setup3, teardown),
+		cmocka_unit_test_setup_teardown(copies_through_forwarded_handles,
 						setup3, teardown),
 		cmocka_unit_test_setup_teardown(random_traffic_across_three_nodes,
 						setup3, teardown),
