@@ -1001,6 +1001,23 @@ static struct pmd_io_piece remote_piece(const struct pmd_rseg *r,
 		.roff = (uint64_t)e->slot * PM_FRAME_SIZE + pos };
 }
 
+/* Frames next to each other in one segment (here, or one lender's) make
+ * one piece: one copy, or one RDMA operation rather than one a frame.
+ * true when next joined prev. */
+static bool io_piece_join(struct pmd_io_piece *prev,
+			  const struct pmd_io_piece *next)
+{
+	if (!prev || !!prev->local != !!next->local)
+		return false;
+	if (prev->local ? prev->local + prev->len != next->local
+			: prev->node != next->node || prev->key != next->key ||
+			  prev->base != next->base ||
+			  prev->roff + prev->len != next->roff)
+		return false;
+	prev->len += next->len;
+	return true;
+}
+
 error_t pmd_container_io_plan(struct pmd_core *core, struct pmd_task *task,
 			      container_t h, bool write, frame_t frame,
 			      uint64_t offset, uint32_t len,
@@ -1042,13 +1059,14 @@ error_t pmd_container_io_plan(struct pmd_core *core, struct pmd_task *task,
 		if (chunk > len)
 			chunk = len;
 		if (frame_remote(e)) {
-			pieces[k++] = remote_piece(pmd_core_rseg(core,
+			pieces[k] = remote_piece(pmd_core_rseg(core,
 				(pm_node_t)e->pad, e->seg), e, (uint32_t)pos, chunk);
 		} else {
 			bytes = pmd_segment_frame(frame_seg(core, e), e->slot);
-			pieces[k++] = (struct pmd_io_piece){ .local = bytes + pos,
-							     .len = chunk };
+			pieces[k] = (struct pmd_io_piece){ .local = bytes + pos,
+							   .len = chunk };
 		}
+		k += !io_piece_join(k ? &pieces[k - 1] : NULL, &pieces[k]);
 		len -= chunk;
 		pos = 0;
 	}
