@@ -16,7 +16,8 @@
 # in one directory; COMMAND sees it as PMD_CLUSTER_DIR, with node I's socket
 # at $PMD_CLUSTER_DIR/nI.sock. Environment: PMD_BIN (the pmd to run),
 # PMD_CLUSTER_MODE=netns|loopback (default: netns when possible),
-# PMD_ARGS (more pmd options), HEARTBEAT_MS/SUSPECT_MS/DOWN_MS.
+# PMD_ARGS (more pmd options), PMD_CLUSTER_CPUS (a list of CPUs: node I
+# runs pinned to the I-th, round robin), HEARTBEAT_MS/SUSPECT_MS/DOWN_MS.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 pmd_bin=${PMD_BIN:-$top/build/pmd/pmd}
@@ -44,6 +45,13 @@ up() {
 	fi
 	[ "$mode" = netns ] && ! netns_possible &&
 		die "network namespaces need root and ip netns"
+	local cpus=() c
+	read -r -a cpus <<<"${PMD_CLUSTER_CPUS:-}"
+	for c in "${cpus[@]}"; do
+		[[ "$c" =~ ^[0-9]+$ ]] || die "PMD_CLUSTER_CPUS: '$c' is not a CPU number"
+	done
+	[ "${#cpus[@]}" -eq 0 ] || command -v taskset >/dev/null ||
+		die "PMD_CLUSTER_CPUS needs taskset"
 	dir=$(mktemp -d /tmp/pmd-cluster-XXXXXX)
 	tag=$(basename "$dir" | tail -c 5 | tr -dc 'a-zA-Z0-9')
 	echo "$mode" >"$dir/mode"
@@ -89,6 +97,8 @@ up() {
 	for i in $(seq 1 "$n"); do
 		local run=()
 		[ "$mode" = netns ] && run=(ip netns exec "pmd${tag}n$i")
+		[ "${#cpus[@]}" -gt 0 ] &&
+			run+=(taskset -c "${cpus[$(( (i - 1) % ${#cpus[@]} ))]}")
 		mkfifo "$dir/ready$i"
 		# shellcheck disable=SC2086
 		"${run[@]}" "$pmd_bin" --socket "$dir/n$i.sock" --node-id "$i" \

@@ -915,7 +915,8 @@ void pmd_cluster_give_back(struct pmd_cluster *c)
 
 /* ---- remote reads and writes ---- */
 
-static void rio_start(struct pmd_cluster *c, struct rio *r, int b);
+static void rio_start(struct pmd_cluster *c, struct rio *r, int b,
+		      const uint8_t *data);
 
 static void rio_finish(struct pmd_cluster *c, struct rio *r)
 {
@@ -930,13 +931,16 @@ static void rio_finish(struct pmd_cluster *c, struct rio *r)
 		c->rio_queue = n->next;
 		if (!c->rio_queue)
 			c->rio_tail = &c->rio_queue;
-		rio_start(c, n, r->bounce);
+		rio_start(c, n, r->bounce, n->data);
 	}
 	free(r->data);
 	free(r);
 }
 
-static void rio_start(struct pmd_cluster *c, struct rio *r, int b)
+/* Posts r's pieces from bounce buffer b; a write's bytes come from data
+ * (the caller's, or the copy kept while r waited for a bounce). */
+static void rio_start(struct pmd_cluster *c, struct rio *r, int b,
+		      const uint8_t *data)
 {
 	uint8_t *buf = c->bounce + (size_t)b * PM_IO_MAX;
 	uint32_t off = 0;
@@ -951,12 +955,12 @@ static void rio_start(struct pmd_cluster *c, struct rio *r, int b)
 
 		if (p->local) {
 			if (r->write)
-				memcpy(p->local, r->data + off, p->len);
+				memcpy(p->local, data + off, p->len);
 			else
 				memcpy(buf + off, p->local, p->len);
 		} else {
 			if (r->write)
-				memcpy(buf + off, r->data + off, p->len);
+				memcpy(buf + off, data + off, p->len);
 			err = (r->write ? fab_write : fab_read)(
 				c->ep, peer_of_node(c, p->node), c->bounce_mr,
 				(size_t)b * PM_IO_MAX + off, &rk, p->roff, p->len, r);
@@ -991,6 +995,13 @@ error_t pmd_cluster_rio(struct pmd_cluster *c, bool write,
 	r->done = done;
 	r->arg = arg;
 	r->bounce = -1;
+	for (int b = 0; b < BOUNCES; b++) {
+		if (!c->bounce_user[b]) {
+			rio_start(c, r, b, data);
+			return 0;
+		}
+	}
+	/* Every bounce is busy: wait for one (a write keeps its bytes). */
 	if (write) {
 		r->data = malloc(len);
 		if (!r->data) {
@@ -999,13 +1010,7 @@ error_t pmd_cluster_rio(struct pmd_cluster *c, bool write,
 		}
 		memcpy(r->data, data, len);
 	}
-	for (int b = 0; b < BOUNCES; b++) {
-		if (!c->bounce_user[b]) {
-			rio_start(c, r, b);
-			return 0;
-		}
-	}
-	*c->rio_tail = r; /* every bounce is busy: wait for one */
+	*c->rio_tail = r;
 	c->rio_tail = &r->next;
 	return 0;
 }
@@ -1068,10 +1073,11 @@ static void send_out(struct pmd_cluster *c)
 	c->mb.nout = 0;
 }
 
-void pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
-		     uint64_t frames_free)
+bool pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
+		     uint64_t frames_free, bool sleep)
 {
 	struct fab_cqe cqe[32];
+	bool active = false;
 	size_t n;
 
 	c->mb.frames_total = frames_total;
@@ -1087,6 +1093,7 @@ void pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 				}
 				if (cqe[i].op != FAB_OP_RECV || cqe[i].status)
 					continue; /* a send to a peer that is gone */
+				active = true;
 				uint32_t magic = 0;
 				if (cqe[i].len >= sizeof(magic))
 					memcpy(&magic, cqe[i].data, sizeof(magic));
@@ -1105,7 +1112,18 @@ void pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 		ncall_expire(c);
 		watch_peers(c);
 		pmd_cluster_give_back(c);
-	} while (fab_ep_trywait(c->ep) == EAGAIN);
+	} while (sleep && fab_ep_trywait(c->ep) == EAGAIN);
+	return active;
+}
+
+bool pmd_cluster_waiting(const struct pmd_cluster *c)
+{
+	if (c->calls || c->rio_queue)
+		return true;
+	for (unsigned i = 0; i < BOUNCES; i++)
+		if (c->bounce_user[i])
+			return true;
+	return false;
 }
 
 unsigned pmd_cluster_nodes(const struct pmd_cluster *c,

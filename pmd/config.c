@@ -18,6 +18,7 @@
 
 #define MEMORY_MAX (UINT64_C(1) << 46)   /* 64 TiB: 16 Gi frames */
 #define LOCK_MS_MAX (24u * 3600u * 1000u)
+#define POLL_US_MAX 1000000u
 
 error_t pmd_parse_u64(const char *s, uint64_t max, uint64_t *v_out)
 {
@@ -105,6 +106,15 @@ static error_t config_set(struct pmd_config *cfg, const char *key,
 			return EINVAL;
 		}
 		cfg->max_lock_ms = (uint32_t)v;
+	} else if (!strcmp(key, "poll-us") || !strcmp(key, "poll_us")) {
+		err = pmd_parse_u64(val, POLL_US_MAX, &v);
+		if (err) {
+			fprintf(stderr, "pmd: %s: poll-us '%s': want 0 (never "
+				"busy-poll) to %u microseconds\n", where, val,
+				POLL_US_MAX);
+			return EINVAL;
+		}
+		cfg->poll_us = (uint32_t)v;
 	} else if (!strcmp(key, "node-id") || !strcmp(key, "node_id")) {
 		err = pmd_parse_u64(val, UINT16_MAX, &v);
 		if (err || v == 0) {
@@ -237,6 +247,9 @@ static void usage(FILE *f)
 "  --extra N            default extra frames per task (default 16384)\n"
 "  --admission POLICY   remainder | refuse: a guarantee that does not fit\n"
 "  --max-lock-ms N      the longest lock a server may take (default 10000)\n"
+"  --poll-us N          in a cluster, busy-poll rather than sleep while\n"
+"                       waiting for peers and for N us after a peer's\n"
+"                       traffic (default 0: sleep; wants a core per pmd)\n"
 "  --config FILE        configuration file (INI, section [pmd])\n"
 "  --node-id N          this node's id (default 1)\n"
 "  --cluster FILE       the cluster file (several nodes)\n"
@@ -255,6 +268,7 @@ error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv)
 		{ "extra", required_argument, NULL, 0 },
 		{ "admission", required_argument, NULL, 0 },
 		{ "max-lock-ms", required_argument, NULL, 0 },
+		{ "poll-us", required_argument, NULL, 0 },
 		{ "node-id", required_argument, NULL, 0 },
 		{ "cluster", required_argument, NULL, 0 },
 		{ "backing-store", required_argument, NULL, 0 },
@@ -275,6 +289,7 @@ error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv)
 	cfg->guarantee = 16384;
 	cfg->extra = 16384;
 	cfg->max_lock_ms = 10000;
+	cfg->poll_us = 0;
 	cfg->node_id = 1;
 	cfg->admit = PMD_ADMIT_REMAINDER;
 	cfg->log_level = PMD_LOG_INFO;

@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -88,6 +89,10 @@ struct pmd_server {
 	                              * flight, by container id */
 	uint32_t nbusy, busy_cap;
 	int cluster_tag;             /* (C) its epoll events point here */
+	uint64_t poll_ns;            /* (C) busy-poll this long after activity */
+	uint64_t served_ns;          /* (L) when a peer last needed us */
+	uint64_t wait_ns;            /* (L) when our wait for peers began */
+	bool waiting;                /* (L) we wait for peers */
 };
 
 /* Replies are built in srv->tx: header, pm_reply, then the body. */
@@ -2062,6 +2067,7 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 	if (cfg->cluster_conf) {
 		int fds[2], nfds;
 
+		srv->poll_ns = (uint64_t)cfg->poll_us * 1000u;
 		err = pmd_cluster_start(cfg->cluster_conf, cfg->node_id, core,
 					&srv->cluster);
 		if (err)
@@ -2085,19 +2091,58 @@ fail:
 	return err;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The loop. In a cluster with poll_ns set, the pmd busy-polls the fabric
+ * and its sockets instead of sleeping in epoll while it waits for peers
+ * (node requests, one-sided reads and writes in flight: its task waits
+ * too; at most 10 poll_ns), and for poll_ns after a peer last needed it
+ * (a message, or a wake-up by the fabric: over TCP one-sided reads and
+ * writes that target this node need its progress and leave no
+ * completion). A pmd that sleeps is woken for every message, tens of
+ * microseconds across vCPUs; one that spins needs a core of its own, so
+ * it is off by default. Spinning yields the CPU to whatever shares it.
+ */
 error_t pmd_server_run(struct pmd_server *srv)
 {
 	struct epoll_event evs[EPOLL_BATCH];
 
 	for (;;) {
+		bool spin = false;
 		int n;
 
-		if (srv->cluster)
-			pmd_cluster_run(srv->cluster, srv->core->budget.total,
-					pmd_budget_free(&srv->core->budget));
+		if (srv->cluster && srv->poll_ns) {
+			uint64_t now = now_ns();
+			bool waiting = pmd_cluster_waiting(srv->cluster);
+			if (waiting && !srv->waiting)
+				srv->wait_ns = now;
+			srv->waiting = waiting;
+			spin = (waiting && now - srv->wait_ns < 10 * srv->poll_ns) ||
+			       now - srv->served_ns < srv->poll_ns;
+		}
+		if (srv->cluster &&
+		    pmd_cluster_run(srv->cluster, srv->core->budget.total,
+				    pmd_budget_free(&srv->core->budget), !spin) &&
+		    srv->poll_ns) {
+			srv->served_ns = now_ns();
+			spin = true;
+		}
 		n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH,
-			       srv->cluster ? pmd_cluster_timeout_ms(srv->cluster)
-					    : -1);
+			       spin ? 0 : srv->cluster
+			       ? pmd_cluster_timeout_ms(srv->cluster) : -1);
+		if (spin && n == 0) {
+			/* Nothing yet: let what shares the CPU run (a task
+			 * that our answer woke, a peer pmd). */
+			if (!srv->waiting) sched_yield();
+			continue;
+		}
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -2120,8 +2165,14 @@ error_t pmd_server_run(struct pmd_server *srv)
 				server_accept(srv);
 				continue;
 			}
-			if (p == &srv->cluster_tag)
+			if (p == &srv->cluster_tag) {
+				/* Woken by the fabric: a peer's traffic, also
+				 * one-sided reads and writes that leave no
+				 * completion here but need our progress. */
+				if (srv->poll_ns && !spin)
+					srv->served_ns = now_ns();
 				continue; /* run at the top of the loop */
+			}
 			struct pmd_session *s = p;
 			if (s->parked) {
 				if (evs[i].events & (EPOLLHUP | EPOLLERR))

@@ -53,10 +53,13 @@ static int setup(void **state)
 		char id[16];
 		bool small = small_home && i == 0;
 		snprintf(id, sizeof(id), "%d", i + 1);
+		/* The three-node cluster busy-polls (--poll-us), so that its
+		 * loop is tested too. */
 		pmd_proc_start(&node[i], (const char *const[]){ "--node-id", id,
 			"--cluster", ini, "--memory", small ? "2M" : "64M",
 			"--guarantee", small ? "16" : "1024",
-			"--extra", small ? "2000" : "16384", NULL });
+			"--extra", small ? "2000" : "16384",
+			"--poll-us", nnodes == 3 ? "300" : "0", NULL });
 	}
 	for (int i = 1; i < nnodes; i++) {
 		ct_wait_state(&node[0], (pm_node_t)(i + 1), PM_NODE_UP, 6000);

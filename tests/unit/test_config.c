@@ -59,6 +59,9 @@ static void defaults_and_options(void **state)
 	assert_int_equal(cfg.extra, 5);
 	assert_int_equal(cfg.admit, PMD_ADMIT_REFUSE);
 	assert_string_equal(cfg.socket, "/tmp/x.sock");
+	assert_int_equal(cfg.poll_us, 0); /* sleeps unless asked */
+	assert_int_equal(load(&cfg, (const char *[]){ "--poll-us", "500", NULL }), 0);
+	assert_int_equal(cfg.poll_us, 500);
 }
 
 static void bad_options_are_refused(void **state)
@@ -71,6 +74,8 @@ static void bad_options_are_refused(void **state)
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--node-id", "0", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--node-id", "70000", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--max-lock-ms", "-5", NULL }), 0);
+	assert_int_not_equal(load(&cfg, (const char *[]){ "--poll-us", "2000000", NULL }), 0);
+	assert_int_not_equal(load(&cfg, (const char *[]){ "--poll-us", "soon", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--config", "/nonexistent/pmd.conf", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "stray", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--memory", NULL }), 0);
