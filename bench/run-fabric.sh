@@ -6,7 +6,9 @@
 # ROUNDS (default 5) alternating runs of each; each figure is given as
 # the median, the mean and the best over the rounds, with the layer/raw
 # ratio of each. Bandwidth runs on a small machine are bimodal: judge them
-# by the mean (or the best) over many rounds, not by one run.
+# by the mean (or the best) over many rounds, not by one run;
+# bandwidth_states splits the runs into the two states and says how often
+# each program lands in the fast one and what it does in each.
 # Needs jq.
 set -eu
 
@@ -40,8 +42,28 @@ stats='(.[0].figures | keys) as $k | . as $runs | reduce $k[] as $f ({};
                  best: (if ($f | test("lat|rtt")) then $v[0] else $v[-1] end)})'
 jq -s "$stats" "$tmp"/raw.*.json > "$tmp/raw.json"
 jq -s "$stats" "$tmp"/layer.*.json > "$tmp/layer.json"
+# The bandwidth figures' two states: split every run of both programs at
+# the midpoint of all of them, then count each program's runs above it
+# ("fast") and compare the means within each state.
+jq -s . "$tmp"/raw.*.json > "$tmp/raw.all.json"
+jq -s . "$tmp"/layer.*.json > "$tmp/layer.all.json"
+jq -n --slurpfile r "$tmp/raw.all.json" --slurpfile l "$tmp/layer.all.json" '
+  def r3: . * 1000 | round / 1000;
+  def mean: if length > 0 then (add / length * 10 | round / 10) else null end;
+  [$r[0][0].figures | keys[] | select(test("bw"))] as $bw |
+  reduce $bw[] as $f ({};
+    ([$r[0][].figures[$f].MBps]) as $rv | ([$l[0][].figures[$f].MBps]) as $lv |
+    (($rv + $lv) | (min + max) / 2) as $t |
+    .[$f] = {split_MBps: ($t | round),
+             raw: {fast: ([$rv[] | select(. > $t)] | length), of: ($rv | length),
+                   fast_mean: ([$rv[] | select(. > $t)] | mean),
+                   slow_mean: ([$rv[] | select(. <= $t)] | mean)},
+             layer: {fast: ([$lv[] | select(. > $t)] | length), of: ($lv | length),
+                     fast_mean: ([$lv[] | select(. > $t)] | mean),
+                     slow_mean: ([$lv[] | select(. <= $t)] | mean)}})' \
+   > "$tmp/modes.json"
 jq -n --slurpfile r "$tmp/raw.json" --slurpfile l "$tmp/layer.json" \
-   --slurpfile meta "$tmp/raw.1.json" '
+   --slurpfile meta "$tmp/raw.1.json" --slurpfile modes "$tmp/modes.json" '
   def r3: . * 1000 | round / 1000;
   ($r[0]) as $raw | ($l[0]) as $lay |
   {bench: "fabric", provider: $meta[0].provider, wait_fd: $meta[0].wait_fd,
@@ -52,4 +74,4 @@ jq -n --slurpfile r "$tmp/raw.json" --slurpfile l "$tmp/layer.json" \
        ratio_median: (($lay[.key].median / .value.median) | r3),
        ratio_mean: (($lay[.key].mean / .value.mean) | r3),
        ratio_best: (($lay[.key].best / .value.best) | r3)
-   }}) | from_entries)}'
+   }}) | from_entries), bandwidth_states: $modes[0]}'
