@@ -37,6 +37,7 @@ static char ini[300], key[300];
 static struct pmd_proc node[3];
 static uint8_t model[NFR * PM_FRAME_SIZE];
 static bool small_home;        /* node 1 with a budget of 512 frames */
+static bool small_third;       /* node 3 with a budget of 256 frames */
 static int nnodes = 2;
 
 /* Node 2's own free frames, as it says. */
@@ -52,11 +53,12 @@ static int setup(void **state)
 	for (int i = 0; i < nnodes; i++) {
 		char id[16];
 		bool small = small_home && i == 0;
+		bool tiny = small_third && i == 2;
 		snprintf(id, sizeof(id), "%d", i + 1);
 		/* The three-node cluster busy-polls (--poll-us), so that its
 		 * loop is tested too. */
 		pmd_proc_start(&node[i], (const char *const[]){ "--node-id", id,
-			"--cluster", ini, "--memory", small ? "2M" : "64M",
+			"--cluster", ini, "--memory", small ? "2M" : tiny ? "1M" : "64M",
 			"--guarantee", small ? "16" : "1024",
 			"--extra", small ? "2000" : "16384",
 			"--poll-us", nnodes == 3 ? "300" : "0", NULL });
@@ -74,6 +76,7 @@ static int teardown(void **state)
 	for (int i = 0; i < nnodes; i++)
 		ct_reap(&node[i]);
 	nnodes = 2;
+	small_third = false;
 	unlink(ini);
 	unlink(key);
 	rmdir(dir);
@@ -269,30 +272,41 @@ static void a_task_gone_mid_allocation_leaves_no_loan(void **state)
 	struct pm_hello_req hello = { .version = PM_PROTO_VERSION };
 	struct pm_hello_rep hrep;
 	struct pm_handle_rep c;
-	struct pm_policy_req pol = { .policy = PM_PLACE_NODE, .node = 2 };
-	struct pm_alloc_req alloc = { .count = 30 };
 	uint64_t free0 = lender_free(), t0;
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 
-	assert_true(fd >= 0 && strlen(node[0].socket) < sizeof(sa.sun_path));
-	memcpy(sa.sun_path, node[0].socket, strlen(node[0].socket) + 1);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(raw_call(fd, PM_MSG_HELLO, &hello, sizeof(hello), &hrep,
-				  sizeof(hrep), true), PM_ST_OK);
-	assert_int_equal(raw_call(fd, PM_MSG_CREATE, NULL, 0, &c, sizeof(c), true),
-			 PM_ST_OK);
-	pol.handle = c.handle;
-	assert_int_equal(raw_call(fd, PM_MSG_SET_POLICY, &pol, sizeof(pol), NULL,
-				  0, true), PM_ST_OK);
-	alloc.handle = c.handle;
-	raw_call(fd, PM_MSG_ALLOCATE, &alloc, sizeof(alloc), NULL, 0, false);
-	close(fd);
+	/* Placed on node 2, then interleaved (every other frame there). */
+	for (int k = 0; k < 2; k++) {
+		struct pm_policy_req pol = { .policy = k ? PM_PLACE_INTERLEAVE
+							 : PM_PLACE_NODE,
+					     .node = k ? 0 : 2 };
+		struct pm_alloc_req alloc = { .count = k ? 60 : 30 };
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 
-	/* Whatever was lent comes back; both nodes keep their books. */
-	t0 = ct_now_ms();
-	while (lender_free() != free0 && ct_now_ms() - t0 < 3000)
-		usleep(20000);
-	assert_int_equal(lender_free(), free0);
+		assert_true(fd >= 0 &&
+			    strlen(node[0].socket) < sizeof(sa.sun_path));
+		memcpy(sa.sun_path, node[0].socket, strlen(node[0].socket) + 1);
+		assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)),
+				 0);
+		assert_int_equal(raw_call(fd, PM_MSG_HELLO, &hello,
+					  sizeof(hello), &hrep, sizeof(hrep),
+					  true), PM_ST_OK);
+		assert_int_equal(raw_call(fd, PM_MSG_CREATE, NULL, 0, &c,
+					  sizeof(c), true), PM_ST_OK);
+		pol.handle = c.handle;
+		assert_int_equal(raw_call(fd, PM_MSG_SET_POLICY, &pol,
+					  sizeof(pol), NULL, 0, true), PM_ST_OK);
+		alloc.handle = c.handle;
+		raw_call(fd, PM_MSG_ALLOCATE, &alloc, sizeof(alloc), NULL, 0,
+			 false);
+		close(fd);
+
+		/* Whatever was lent comes back. */
+		t0 = ct_now_ms();
+		while (lender_free() != free0 && ct_now_ms() - t0 < 3000)
+			usleep(20000);
+		assert_int_equal(lender_free(), free0);
+	}
+	/* Both nodes keep their books. */
 	for (int i = 0; i < 2; i++) {
 		pm_t *pm = test_connect(&node[i]);
 		test_check(pm);
@@ -542,6 +556,60 @@ static void interleave_across_nodes(void **state)
 	pmd_proc_stop(&node[1]);
 }
 
+static int setup_three_small(void **state)
+{
+	small_third = true;
+	return setup_three(state);
+}
+
+/* Interleave across three nodes when node 3 can lend only 256 frames:
+ * its share of 900 is 300, so the allocation stops at the first frame
+ * it cannot take (all or nothing, or with PARTIAL the frames before);
+ * nothing stays lent after a failure. */
+static void interleave_when_a_node_cannot_lend_its_share(void **state)
+{
+	pm_t *pm = test_connect(&node[0]);
+	uint64_t f2 = free_of(2), f3 = free_of(3);
+	struct pm_container_stat st;
+	container_t c;
+	int n = 900;
+
+	assert_true(f3 < 300 && f3 > 200);
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_INTERLEAVE, 0),
+			 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), ENOMEM);
+	assert_int_equal(n, 0);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.frames, 0);
+	wait_free(2, f2);
+	wait_free(3, f3);
+
+	/* With PARTIAL: frame 3k+2 is node 3's k-th; it lends f3 at most,
+	 * so the stop is at or before frame 3*f3 + 2. */
+	n = 900;
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, CONT_ALLOC_PARTIAL),
+			 ENOMEM);
+	printf("node 3 lent %llu of its 300: %d frames allocated\n",
+	       (unsigned long long)(f3 - free_of(3)), n);
+	assert_true(n > 0 && n <= 3 * (int)f3 + 2);
+	assert_int_equal(n % 3, 2); /* it stopped at one of node 3's frames */
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.frames, (uint64_t)n);
+	assert_int_equal(st.remote, (uint64_t)(n - (n + 2) / 3)); /* f % 3 != 0 */
+	/* Every frame works. */
+	for (int f = 0; f < n; f += 97)
+		assert_int_equal(pm_container_write(pm, c, (frame_t)f, 0, "ok", 2),
+				 0);
+	assert_int_equal(pm_container_destroy(pm, c), 0);
+	wait_free(2, f2);
+	wait_free(3, f3);
+	test_check(pm);
+	pm_disconnect(pm);
+	for (int i = 0; i < 3; i++)
+		pmd_proc_stop(&node[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -555,6 +623,9 @@ int main(void)
 						setup_small, teardown),
 		cmocka_unit_test_setup_teardown(interleave_across_nodes,
 						setup_three, teardown),
+		cmocka_unit_test_setup_teardown(
+			interleave_when_a_node_cannot_lend_its_share,
+			setup_three_small, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
