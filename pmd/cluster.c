@@ -1073,11 +1073,11 @@ static void send_out(struct pmd_cluster *c)
 	c->mb.nout = 0;
 }
 
-bool pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
-		     uint64_t frames_free, bool sleep)
+unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
+			 uint64_t frames_free, bool sleep)
 {
 	struct fab_cqe cqe[32];
-	bool active = false;
+	unsigned active = 0;
 	size_t n;
 
 	c->mb.frames_total = frames_total;
@@ -1088,12 +1088,13 @@ bool pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 			for (size_t i = 0; i < n; i++) {
 				if ((cqe[i].op == FAB_OP_READ ||
 				     cqe[i].op == FAB_OP_WRITE) && cqe[i].ctx) {
+					active |= PMD_CLUSTER_PROGRESS;
 					rio_done_one(c, cqe[i].ctx, cqe[i].status);
 					continue;
 				}
 				if (cqe[i].op != FAB_OP_RECV || cqe[i].status)
 					continue; /* a send to a peer that is gone */
-				active = true;
+				active |= PMD_CLUSTER_SERVED;
 				uint32_t magic = 0;
 				if (cqe[i].len >= sizeof(magic))
 					memcpy(&magic, cqe[i].data, sizeof(magic));

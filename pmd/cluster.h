@@ -34,10 +34,14 @@ void pmd_cluster_stop(struct pmd_cluster *c);
 int pmd_cluster_fds(const struct pmd_cluster *c, int fds[2]);
 int pmd_cluster_timeout_ms(const struct pmd_cluster *c);
 /* Reaps the fabric, runs the protocol, sends what it says. Our own frames
- * go into heartbeats. true when a peer's message came in. With sleep false
- * the caller polls again soon and does not wait on the fds. */
-bool pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
-		     uint64_t frames_free, bool sleep);
+ * go into heartbeats. Says what came in: PMD_CLUSTER_SERVED, a peer's
+ * message; PMD_CLUSTER_PROGRESS, a completion of our own reads and
+ * writes. With sleep false the caller polls again soon and does not wait
+ * on the fds. */
+#define PMD_CLUSTER_SERVED   1u
+#define PMD_CLUSTER_PROGRESS 2u
+unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
+			 uint64_t frames_free, bool sleep);
 /* Whether node requests or one-sided reads and writes of ours are in
  * flight. */
 bool pmd_cluster_waiting(const struct pmd_cluster *c);

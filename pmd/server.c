@@ -46,9 +46,9 @@ struct pmd_session {
 	pm_node_t pnode;             /*     the lender */
 	uint32_t pspill;             /*     spill: frames allocated here first */
 	bool pspilling;              /*     it is a spill (LOCAL policy) */
-	bool pilv;                   /*     an interleave: pplaces has one */
-	uint32_t pasked;             /*     place per frame planned, pasked */
-	uint32_t pscan;              /*     of them; pnode's next one */
+	uint32_t pasked;             /*     interleave: frames planned first */
+	uint32_t pscan;              /*     and pnode's next one (pplaces has
+	                              *     a place per frame planned) */
 	struct pmd_place *pplaces;   /*     the slots borrowed so far */
 	uint32_t npplaces, pplaces_cap;
 	struct rctx *rctx;           /* (L) its remote read, write or pull */
@@ -1347,7 +1347,6 @@ static error_t ilv_allocate(struct pmd_server *srv, struct pmd_session *s,
 	}
 	give_back(srv, s->pplaces + done, s->npplaces - done);
 	s->npplaces = 0;
-	s->pilv = false;
 	alloc_reply(srv, r, done);
 	return err;
 }
@@ -1455,7 +1454,6 @@ static error_t alloc_interleave(struct pmd_server *srv,
 	s->pnode = 0;
 	s->npplaces = n;
 	s->pspilling = false;
-	s->pilv = true;
 	if (ilv_next(srv, s))
 		return EINPROGRESS;
 	return ilv_allocate(srv, s, r); /* no node could lend */
@@ -2103,10 +2101,10 @@ static uint64_t now_ns(void)
  * The loop. In a cluster with poll_ns set, the pmd busy-polls the fabric
  * and its sockets instead of sleeping in epoll while it waits for peers
  * (node requests, one-sided reads and writes in flight: its task waits
- * too; at most 10 poll_ns), and for poll_ns after a peer last needed it
- * (a message, or a wake-up by the fabric: over TCP one-sided reads and
- * writes that target this node need its progress and leave no
- * completion). A pmd that sleeps is woken for every message, tens of
+ * too; up to 10 poll_ns without progress), and for poll_ns after a peer
+ * last needed it (a message, or a wake-up by the fabric: over TCP
+ * one-sided reads and writes that target this node need its progress and
+ * leave no completion). A pmd that sleeps is woken for every message, tens of
  * microseconds across vCPUs; one that spins needs a core of its own, so
  * it is off by default. Spinning yields the CPU to whatever shares it.
  */
@@ -2127,12 +2125,19 @@ error_t pmd_server_run(struct pmd_server *srv)
 			spin = (waiting && now - srv->wait_ns < 10 * srv->poll_ns) ||
 			       now - srv->served_ns < srv->poll_ns;
 		}
-		if (srv->cluster &&
-		    pmd_cluster_run(srv->cluster, srv->core->budget.total,
-				    pmd_budget_free(&srv->core->budget), !spin) &&
-		    srv->poll_ns) {
-			srv->served_ns = now_ns();
-			spin = true;
+		if (srv->cluster) {
+			unsigned got = pmd_cluster_run(srv->cluster,
+				srv->core->budget.total,
+				pmd_budget_free(&srv->core->budget), !spin);
+			/* A peer's message, or progress of a long wait
+			 * (bandwidth): go on polling. */
+			if (got && srv->poll_ns) {
+				if (got & PMD_CLUSTER_SERVED)
+					srv->served_ns = now_ns();
+				else
+					srv->wait_ns = now_ns();
+				spin = true;
+			}
 		}
 		n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH,
 			       spin ? 0 : srv->cluster
