@@ -217,15 +217,18 @@ static int bw_rma(const struct bench_xport *x, bool write, size_t len,
 int bench_run(const char *mode, const char *provider, const struct bench_conf *conf,
               const struct bench_xport *x)
 {
-    uint64_t *ns = calloc(conf->lat_iters, sizeof(*ns));
+    enum { WARM_UP = 200 };
+    unsigned n = conf->lat_iters > WARM_UP ? conf->lat_iters : WARM_UP;
+    uint64_t *ns = calloc(n, sizeof(*ns));
     double bw[4];
     int err = ENOMEM;
 
     if (!ns)
         return err;
     /* Warm up: connection, caches, page faults. */
-    if ((err = lat_rma(x, false, 4096, ns, 200)) ||
-        (err = lat_rma(x, true, 4096, ns, 200)) || (err = lat_msg(x, ns, 200)))
+    if ((err = lat_rma(x, false, 4096, ns, WARM_UP)) ||
+        (err = lat_rma(x, true, 4096, ns, WARM_UP)) ||
+        (err = lat_msg(x, ns, WARM_UP)))
         goto out;
 
     printf("{\n  \"bench\": \"fabric\",\n  \"mode\": \"%s\",\n"
