@@ -2101,12 +2101,13 @@ static uint64_t now_ns(void)
  * The loop. In a cluster with poll_ns set, the pmd busy-polls the fabric
  * and its sockets instead of sleeping in epoll while it waits for peers
  * (node requests, one-sided reads and writes in flight: its task waits
- * too; up to 10 poll_ns without progress), and for poll_ns after a peer
+ * too; up to poll_ns without progress), and for poll_ns after a peer
  * last needed it (a message, or a wake-up by the fabric: over TCP
  * one-sided reads and writes that target this node need its progress and
  * leave no completion). A pmd that sleeps is woken for every message, tens of
- * microseconds across vCPUs; one that spins needs a core of its own, so
- * it is off by default. Spinning yields the CPU to whatever shares it.
+ * microseconds across vCPUs; one that spins needs a core of its own (on
+ * a CPU shared with its peer it holds the peer off for up to poll_ns an
+ * operation, yielding or not), so it is off by default.
  */
 error_t pmd_server_run(struct pmd_server *srv)
 {
@@ -2122,7 +2123,7 @@ error_t pmd_server_run(struct pmd_server *srv)
 			if (waiting && !srv->waiting)
 				srv->wait_ns = now;
 			srv->waiting = waiting;
-			spin = (waiting && now - srv->wait_ns < 10 * srv->poll_ns) ||
+			spin = (waiting && now - srv->wait_ns < srv->poll_ns) ||
 			       now - srv->served_ns < srv->poll_ns;
 		}
 		if (srv->cluster) {
