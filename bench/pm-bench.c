@@ -21,6 +21,11 @@
  *              cluster) 4 KiB read and write latency and 64 KiB read and
  *              write bandwidth of frames placed on node N, through the API;
  *              bench/run-remote.sh sets the raw fabric beside them
+ *   forward    (only when named, with --home-socket PATH, the pmd of
+ *              another node of the cluster) 4 KiB and 64 KiB reads and
+ *              writes of a container homed there, by a task here through a
+ *              forwarded handle, against the same done by its owner on the
+ *              home node
  *
  * usage: pm-bench [--socket PATH] [--json FILE] [--quick] [--echo-cpu N]
  *                 [TEST...]
@@ -47,6 +52,7 @@
 static const char *sock_path;
 static int echo_cpu = -1;     /* CPU of the rpc baseline's echo process */
 static int remote_node;       /* lender of the remote figures; 0: none */
+static const char *home_sock; /* the home of the forwarded figures */
 static int rounds = 201;      /* batches; the median is reported */
 static FILE *json;
 static int json_count;
@@ -519,6 +525,41 @@ static void bench_remote(void)
 	report("remote.write_bw_64k", "MB/s", wb, "none (see run-remote.sh)", 0, NULL);
 }
 
+static void bench_forward(void)
+{
+	pm_t *here = connect_fast(true), *home;
+	static uint8_t buf[65536];
+	pm_cap_token_t tok;
+	container_t c, weak, ref;
+	pm_task_t sid;
+	int n = 16;
+	double t_f, t_l;
+
+	CHECK(pm_connect(home_sock, &home));
+	CHECK(pm_container_create(home, &c));
+	CHECK(pm_container_allocate(home, c, 0, &n, 0));
+	CHECK(pm_self(here, &sid));
+	CHECK(pm_container_share(home, c, sid, &weak));
+	CHECK(pm_cap_export(home, weak, &tok));
+	CHECK(pm_cap_import(here, &tok, &ref));
+	MEASURE_PAIR(t_f, 20, CHECK(pm_container_read(here, ref, 0, 0, buf, 4096)),
+		     t_l, 20, CHECK(pm_container_read(home, c, 0, 0, buf, 4096)));
+	report("forward.read4k", "ns", t_f, "owner read4k on the home", t_l, NULL);
+	MEASURE_PAIR(t_f, 20, CHECK(pm_container_write(here, ref, 0, 0, buf, 4096)),
+		     t_l, 20, CHECK(pm_container_write(home, c, 0, 0, buf, 4096)));
+	report("forward.write4k", "ns", t_f, "owner write4k on the home", t_l, NULL);
+	MEASURE_PAIR(t_f, 4, CHECK(pm_container_read(here, ref, 0, 0, buf, 65536)),
+		     t_l, 4, CHECK(pm_container_read(home, c, 0, 0, buf, 65536)));
+	report("forward.read64k", "ns", t_f, "owner read64k on the home", t_l, NULL);
+	MEASURE_PAIR(t_f, 4, CHECK(pm_container_write(here, ref, 0, 0, buf, 65536)),
+		     t_l, 4, CHECK(pm_container_write(home, c, 0, 0, buf, 65536)));
+	report("forward.write64k", "ns", t_f, "owner write64k on the home", t_l,
+	       NULL);
+	CHECK(pm_container_destroy(home, c));
+	pm_disconnect(here);
+	pm_disconnect(home);
+}
+
 static bool wanted(int argc, char **argv, int first, const char *name)
 {
 	if (first >= argc)
@@ -543,6 +584,8 @@ int main(int argc, char **argv)
 			fputs("[", json);
 		} else if (!strcmp(argv[i], "--remote-node") && i + 1 < argc) {
 			remote_node = atoi(argv[++i]);
+		} else if (!strcmp(argv[i], "--home-socket") && i + 1 < argc) {
+			home_sock = argv[++i];
 		} else if (!strcmp(argv[i], "--echo-cpu") && i + 1 < argc) {
 			echo_cpu = atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--quick")) {
@@ -550,14 +593,16 @@ int main(int argc, char **argv)
 		} else {
 			fprintf(stderr, "usage: pm-bench [--socket PATH] [--json FILE] "
 				"[--quick] [--echo-cpu N] [--remote-node N] "
-				"[map alloc rpc io cow lock fault remote]...\n");
+				"[--home-socket PATH]\n"
+				"                [map alloc rpc io cow lock fault "
+				"remote forward]...\n");
 			return 2;
 		}
 	}
 	for (int k = i; k < argc; k++) {
 		static const char *const names[] = { "map", "alloc", "rpc", "io",
 						     "cow", "lock", "fault",
-						     "remote" };
+						     "remote", "forward" };
 		bool ok = false;
 		for (size_t j = 0; j < sizeof(names) / sizeof(names[0]); j++)
 			ok |= !strcmp(argv[k], names[j]);
@@ -586,6 +631,10 @@ int main(int argc, char **argv)
 			if (!remote_node)
 				die("remote: needs --remote-node N", EINVAL);
 			bench_remote();
+		} else if (!strcmp(argv[k], "forward")) {
+			if (!home_sock)
+				die("forward: needs --home-socket PATH", EINVAL);
+			bench_forward();
 		}
 	if (json) {
 		fputs("\n]\n", json);

@@ -8,6 +8,9 @@
 #   figures:         the pmds and pm-bench share CPU 0 and sleep in epoll
 #                    (the local suite's default placement: on a small VM a
 #                    wake-up across vCPUs costs more than the operation);
+#   forwarded:       (sleeping placement) reads and writes by a task on
+#                    node 1 of a container homed on node 2, through a
+#                    forwarded handle, against its owner's on node 2;
 #   figures_polling: each pmd on a CPU of its own (node 1 with pm-bench on
 #                    CPU 0, node 2 on CPU 1) and busy-polling
 #                    (--poll-us 1000), as nodes with a core per pmd would
@@ -31,7 +34,8 @@ export PMD_BIN="$build/pmd/pmd" PMD_CLUSTER_MODE=loopback
 polling=false
 [ "$(nproc)" -ge 2 ] && polling=true
 bench='sleep 1; taskset -c 0 "$0/bench/pm-bench" --socket \
-	"$PMD_CLUSTER_DIR/n1.sock" --remote-node 2 --json "$1" remote >/dev/null'
+	"$PMD_CLUSTER_DIR/n1.sock" --remote-node 2 --home-socket \
+	"$PMD_CLUSTER_DIR/n2.sock" --json "$1" remote forward >/dev/null'
 for r in $(seq 1 "$rounds"); do
 	taskset -c 0 "$top/deploy/cluster.sh" run 2 -- bash -c "$bench" \
 		"$build" "$tmp/api.$r.json" >/dev/null
@@ -58,6 +62,14 @@ jq -n --slurpfile api <(jq -s . "$tmp"/api.*.json) \
     write_bw_64k: {api_MBps: api($s; "remote.write_bw_64k"), raw_MBps: raw("write_bw_64k")}
   } | with_entries(.value += {ratio: ((.value | to_entries |
       (.[0].value / .[1].value)) | r3)});
-  {bench: "remote", rounds: ($api[0] | length), figures: figs($api[0])} +
+  def fwd($s; $n): [$s[] | .[] | select(.name == $n)] as $v |
+    {us: ([$v[].value] | med / 1000 * 10 | round / 10),
+     owner_on_home_us: ([$v[].baseline_value] | med / 1000 * 10 | round / 10),
+     ratio: ([$v[].ratio] | med | r3)};
+  {bench: "remote", rounds: ($api[0] | length), figures: figs($api[0]),
+   forwarded: {read_4k: fwd($api[0]; "forward.read4k"),
+               write_4k: fwd($api[0]; "forward.write4k"),
+               read_64k: fwd($api[0]; "forward.read64k"),
+               write_64k: fwd($api[0]; "forward.write64k")}} +
   (if ($poll[0] | map(length) | add) > 0
    then {figures_polling: figs($poll[0])} else {} end)' | tee "$out/remote.json"

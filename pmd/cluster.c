@@ -97,6 +97,8 @@ struct rio {
 
 struct pmd_cluster {
 	struct pmd_cluster_conf conf;
+	uint8_t nreq_key[32];          /* node requests' MAC key, from the
+	                                * secret */
 	struct pmd_core *core;
 	struct ncall *calls;           /* pending, newest first */
 	uint64_t next_id;
@@ -149,6 +151,16 @@ error_t pmd_cluster_start(const struct pmd_cluster_conf *conf, pm_node_t self,
 	if (!c)
 		return ENOMEM;
 	c->conf = *conf;
+	/* Node requests carry up to 4 KiB of data: keyed BLAKE2b is three
+	 * times as fast as HMAC-SHA-256 there. Its key is derived from the
+	 * secret (of any length), apart from membership's own use of it. */
+	{
+		crypto_auth_hmacsha256_state st;
+		crypto_auth_hmacsha256_init(&st, conf->secret, conf->secret_len);
+		crypto_auth_hmacsha256_update(&st,
+			(const uint8_t *)"pmd node requests", 17);
+		crypto_auth_hmacsha256_final(&st, c->nreq_key);
+	}
 	c->self = self;
 	c->core = core;
 	c->rio_tail = &c->rio_queue;
@@ -445,15 +457,15 @@ static fab_peer_t peer_of_node(const struct pmd_cluster *c, pm_node_t id)
 static void nreq_mac(const struct pmd_cluster *c, const struct nreq_hdr *h,
 		     const void *body, uint8_t out[32])
 {
-	crypto_auth_hmacsha256_state st;
+	crypto_generichash_state st;
 	struct nreq_hdr copy = *h;
 
 	memset(copy.mac, 0, sizeof(copy.mac));
-	crypto_auth_hmacsha256_init(&st, c->conf.secret, c->conf.secret_len);
-	crypto_auth_hmacsha256_update(&st, (const uint8_t *)&copy, sizeof(copy));
+	crypto_generichash_init(&st, c->nreq_key, sizeof(c->nreq_key), 32);
+	crypto_generichash_update(&st, (const uint8_t *)&copy, sizeof(copy));
 	if (h->len)
-		crypto_auth_hmacsha256_update(&st, body, h->len);
-	crypto_auth_hmacsha256_final(&st, out);
+		crypto_generichash_update(&st, body, h->len);
+	crypto_generichash_final(&st, out, 32);
 }
 
 static int nreq_send(struct pmd_cluster *c, pm_node_t to, uint64_t to_inc,
