@@ -461,15 +461,15 @@ static int fab_ofi_cq_read(struct fab_ep *ep, struct fab_comp *comps,
                            size_t max, size_t *n_out)
 {
     struct fab_ofi_ep *oep = fab_ofi_ep(ep);
-    struct fi_cq_msg_entry ent[32];
-    fi_addr_t src[32];
+    struct fi_cq_msg_entry ent[64];   /* FAB_POLL_BATCH */
+    fi_addr_t src[64];
     struct fi_cq_err_entry e = { 0 };
     char msg[256];
     ssize_t rc;
     size_t i;
 
-    if (max > 32)
-        max = 32;
+    if (max > 64)
+        max = 64;
     rc = fi_cq_readfrom(oep->cq, ent, max, src);
     if (rc > 0) {
         for (i = 0; i < (size_t)rc; i++) {

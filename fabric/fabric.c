@@ -36,7 +36,11 @@
 #define FAB_MAX_DEPTH      65536
 #define FAB_MAX_MSG_SIZE   (1u << 20)
 #define FAB_POLL_MS        1          /* sleep bound without a wait fd */
-#define FAB_POLL_BATCH     32
+/* Completions reaped per provider call. Each call also drives a
+ * software provider's progress (tcp;ofi_rxm): reaping a window of 64 in
+ * two calls rather than one made the loopback TCP connection settle in
+ * its slow state twice as often for 64 KiB reads (docs/benchmarks.md). */
+#define FAB_POLL_BATCH     64
 
 static fab_log_fn *fab_log_hook;     /* process-wide, set before use */
 static void *fab_log_arg;

@@ -1088,14 +1088,14 @@ static void send_out(struct pmd_cluster *c)
 unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 			 uint64_t frames_free, bool sleep)
 {
-	struct fab_cqe cqe[32];
+	struct fab_cqe cqe[64];
 	unsigned active = 0;
 	size_t n;
 
 	c->mb.frames_total = frames_total;
 	c->mb.frames_free = frames_free;
 	do {
-		while (fab_ep_poll(c->ep, cqe, 32, &n) == 0 && n) {
+		while (fab_ep_poll(c->ep, cqe, 64, &n) == 0 && n) {
 			uint64_t now = pmd_core_now_ms();
 			for (size_t i = 0; i < n; i++) {
 				if ((cqe[i].op == FAB_OP_READ ||
