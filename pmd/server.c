@@ -95,12 +95,14 @@ struct pmd_server {
 	bool waiting;                /* (L) we wait for peers */
 };
 
-/* Replies are built in srv->tx: header, pm_reply, then the body. */
+/* Replies are built in srv->tx: header, pm_reply, then the body (or,
+ * when body_ext is set, the body is sent from there, uncopied). */
 struct reply {
 	uint32_t body_len;
 	const int *fds;
 	uint32_t nfds;
 	struct pmd_culprit why;
+	const void *body_ext;
 };
 
 /* A remote read, write or pull in flight; outlives its session if need be
@@ -655,6 +657,8 @@ static bool reply_send(struct pmd_server *srv, struct pmd_session *s,
 	struct pm_reply *rep = (struct pm_reply *)(h + 1);
 	uint32_t len = (uint32_t)PM_REPLY_HDR + r->body_len;
 
+	if (r->body_ext && s->virt)
+		memcpy(srv->tx + PM_REPLY_HDR, r->body_ext, r->body_len);
 	if (s->virt) { /* back to the node that forwarded it: the reply
 			* (status, culprit) and its body */
 		rep->status = pm_errno_to_status(err);
@@ -669,8 +673,15 @@ static bool reply_send(struct pmd_server *srv, struct pmd_session *s,
 		char buf[CMSG_SPACE(sizeof(int) * (PM_MAP_FDS_MAX + 1))];
 		struct cmsghdr align;
 	} ctl;
-	struct iovec iov = { .iov_base = srv->tx, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct iovec iov[2] = { { .iov_base = srv->tx, .iov_len = len } };
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 1 };
+
+	if (r->body_ext) { /* the header here, the body where it is */
+		iov[0].iov_len = PM_REPLY_HDR;
+		iov[1] = (struct iovec){ .iov_base = (void *)r->body_ext,
+					 .iov_len = r->body_len };
+		msg.msg_iovlen = 2;
+	}
 
 	assert(len <= sizeof(srv->tx) && r->nfds <= PM_MAP_FDS_MAX + 1);
 	pm_msg_hdr_init(h, req->type | PM_MSG_REPLY, len, req->seq);
@@ -1484,7 +1495,9 @@ static void rio_answer(void *arg, error_t status, const uint8_t *data,
 						x->redo_len))
 				status = ENOMEM;
 		} else if (!status && data) {
-			memcpy(reply_body(srv), data, len);
+			/* Sent from the bounce buffer, which stays ours
+			 * until this returns. */
+			r.body_ext = data;
 			r.body_len = len;
 		}
 		if (status != EINPROGRESS && status != EAGAIN)
