@@ -67,6 +67,10 @@ int main(int argc, char **argv)
 	memcpy(ccfg.users, cfg.users, sizeof(cfg.users[0]) * cfg.nusers);
 	ccfg.nusers = cfg.nusers;
 	pmd_core_init(&core, &ccfg);
+	err = pmd_segtab_guard(&core.segs);
+	if (err)
+		fprintf(stderr, "pmd: no guard against truncated segments: %s\n",
+			strerror(err));
 
 	err = pmd_server_create(&cfg, &core, &srv);
 	if (err) {

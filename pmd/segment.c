@@ -16,6 +16,42 @@
 #define SEG_BYTES ((size_t)PMD_SEG_SLOTS * PM_FRAME_SIZE)
 static_assert(PMD_SEG_SLOTS == PM_SEGMENT_SLOTS, "tasks map whole segments");
 
+static struct pmd_segtab *guarded;
+static volatile sig_atomic_t guard_hits; /* segments broken so far */
+static sig_atomic_t guard_said;           /* of which logged */
+
+static void segment_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+	const uint8_t *a = si->si_addr;
+	struct pmd_segtab *t = guarded;
+
+	(void)sig;
+	(void)ctx;
+	for (uint32_t i = 0; t && i < t->len; i++) {
+		struct pmd_segment *seg = t->v[i];
+		if (!seg || a < seg->base || a >= seg->base + SEG_BYTES)
+			continue;
+		if (mmap(seg->base, SEG_BYTES, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+		    MAP_FAILED)
+			break;
+		seg->broken = 1;
+		guard_hits++;
+		return; /* the access runs again, on the private pages */
+	}
+	signal(SIGBUS, SIG_DFL); /* not a segment: the fault it is */
+}
+
+error_t pmd_segtab_guard(struct pmd_segtab *t)
+{
+	struct sigaction sa = { .sa_sigaction = segment_sigbus,
+				.sa_flags = SA_SIGINFO };
+
+	guarded = t;
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGBUS, &sa, NULL) < 0 ? errno : 0;
+}
+
 void pmd_segtab_init(struct pmd_segtab *t)
 {
 	memset(t, 0, sizeof(*t));
@@ -39,6 +75,8 @@ void pmd_segtab_fini(struct pmd_segtab *t)
 	struct pmd_list *pos, *tmp;
 
 	assert(t->live == 0);
+	if (guarded == t)
+		guarded = NULL;
 	pmd_list_for_each_safe(pos, tmp, &t->pool) {
 		pmd_list_del(pos);
 		segment_free(t, pmd_container_of(pos, struct pmd_segment, link));
@@ -192,7 +230,11 @@ static void punch(struct pmd_segment *seg, unsigned first, unsigned n)
 {
 	/* Give the pages back and make the slots read as zeros. Should the
 	 * kernel refuse, zero them by hand: a slot is never handed out
-	 * dirty. */
+	 * dirty. A broken segment's memfd is not our view any more. */
+	if (seg->broken) {
+		memset(pmd_segment_frame(seg, first), 0, (size_t)n * PM_FRAME_SIZE);
+		return;
+	}
 	if (fallocate(seg->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)first * PM_FRAME_SIZE, (off_t)n * PM_FRAME_SIZE) < 0) {
 		pmd_warn("punching slots %u-%u of segment %#lx: %m; zeroing them",
@@ -234,6 +276,19 @@ void pmd_segtab_flush(struct pmd_segtab *t)
 	while (!pmd_list_empty(&t->dirty))
 		segment_flush(t, pmd_container_of(t->dirty.next,
 						  struct pmd_segment, dirty_link));
+	if (guard_hits == guard_said)
+		return;
+	guard_said = guard_hits;
+	for (uint32_t i = 0; i < t->len; i++) {
+		struct pmd_segment *seg = t->v[i];
+		if (seg && seg->broken && !seg->broken_said) {
+			seg->broken_said = true;
+			pmd_warn("segment %#lx was truncated by a task that held "
+				 "it: its frames keep what the pmd saw (zeros "
+				 "where it was cut) and work through the pmd; "
+				 "mappings of it fault", (unsigned long)seg->id);
+		}
+	}
 }
 
 error_t pmd_segment_fwd_reserve(struct pmd_segment *seg)
@@ -279,6 +334,10 @@ void pmd_segment_populate(struct pmd_segment *seg, unsigned first, unsigned n)
 {
 	off_t off = (off_t)first * PM_FRAME_SIZE, len = (off_t)n * PM_FRAME_SIZE;
 
+	if (seg->broken) {
+		memset(pmd_segment_frame(seg, first), 0, (size_t)len);
+		return;
+	}
 	if (fallocate(seg->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      off, len) < 0) {
 		pmd_warn("clearing slots %u-%u of segment %#lx: %m; zeroing them",

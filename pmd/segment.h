@@ -32,6 +32,7 @@
 #ifndef PMD_SEGMENT_H
 #define PMD_SEGMENT_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -56,6 +57,9 @@ struct pmd_segment {
 	struct pmd_fwd *fwd;           /* (L) per slot once one is retired */
 	uint32_t nretired;             /* (L) */
 	struct pmd_list dirty_link;    /* (L) in segtab->dirty while pending */
+	volatile sig_atomic_t broken;  /* (L) a task truncated its memfd: our
+	                                * view is private memory from then on */
+	bool broken_said;              /* (L) and the log said so */
 };
 
 #define PMD_SEG_POOL_MAX 32 /* empty segments kept for reuse */
@@ -84,6 +88,19 @@ struct pmd_segtab {
 };
 
 void pmd_segtab_init(struct pmd_segtab *t);
+/*
+ * A task given a segment's descriptor could truncate the memfd (segments
+ * are not sealed: revocation truncates them), and the pmd's next access
+ * to it would die of SIGBUS. The guard is a SIGBUS handler for t's
+ * segments: it puts private zero pages in place of the pmd's view of the
+ * segment and marks it broken, and the access goes on. A broken
+ * segment's frames (also new ones in its free slots) work through the
+ * pmd on its private view, which holds zeros where the task cut, and
+ * mappings of it fault: harm to that container's data that the task
+ * could have done as well by writing through its own mapping. Any other
+ * SIGBUS stays fatal. One table per process.
+ */
+error_t pmd_segtab_guard(struct pmd_segtab *t);
 /* Every segment must have been destroyed. */
 void pmd_segtab_fini(struct pmd_segtab *t);
 

@@ -1,8 +1,9 @@
 /*
  * Bad input on the task socket: garbage, truncated and oversized messages,
  * wrong magic or version, unknown types, descriptors sent to the pmd, a
- * task that does not read its replies, and tasks killed mid-request. After
- * each, the pmd still serves, its accounting holds and nothing is left.
+ * task that does not read its replies, tasks killed mid-request, and a
+ * task that truncates the segment descriptors it was given. After each,
+ * the pmd still serves, its accounting holds and nothing is left.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -320,6 +321,76 @@ static void task_killed_mid_request(void **state)
 	}
 }
 
+/* Truncates every pmd segment descriptor this process holds; how many. */
+static int cut_segments(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int cut = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char path[300], link[256];
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		if (strstr(link, "memfd:pmd-segment") &&
+		    ftruncate(atoi(e->d_name), 0) == 0)
+			cut++;
+	}
+	closedir(d);
+	return cut;
+}
+
+/* A task that may map a container is given its segments' descriptors and
+ * truncates them: the pmd does not die of it; the container's frames
+ * keep working through the pmd (their old bytes are gone, as if the task
+ * had overwritten them), new frames too, other tasks are served as ever
+ * and the books balance. */
+static void a_task_that_truncates_its_segments(void **state)
+{
+	pm_t *pm = test_connect(&daemon_proc), *other = test_connect(&daemon_proc);
+	static const uint8_t zeros[8];
+	container_t c, d;
+	uint8_t b[8];
+	int n = 8;
+	void *m;
+
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	assert_int_equal(pm_container_write(pm, c, 2, 0, "before", 7), 0);
+	assert_int_equal(pm_container_map(pm, c, 0, 8, CONT_MAP_READ |
+					  CONT_MAP_WRITE, &m, NULL), 0);
+	assert_true(cut_segments() > 0);
+	/* (The mapping now faults: it is not touched again.) */
+	assert_int_equal(pm_container_read(pm, c, 2, 0, b, 7), 0);
+	assert_memory_equal(b, zeros, 7);
+	assert_int_equal(pm_container_write(pm, c, 2, 0, "after", 6), 0);
+	assert_int_equal(pm_container_read(pm, c, 2, 0, b, 6), 0);
+	assert_memory_equal(b, "after", 6);
+	n = 4;
+	assert_int_equal(pm_container_allocate(pm, c, 100, &n, 0), 0);
+	assert_int_equal(pm_container_write(pm, c, 101, 0, "fresh", 6), 0);
+	assert_int_equal(pm_container_read(pm, c, 101, 0, b, 6), 0);
+	assert_memory_equal(b, "fresh", 6);
+	test_check(pm);
+	/* Someone else's container is served as ever. */
+	n = 2;
+	assert_int_equal(pm_container_create(other, &d), 0);
+	assert_int_equal(pm_container_allocate(other, d, 0, &n, 0), 0);
+	assert_int_equal(pm_container_write(other, d, 1, 0, "other", 6), 0);
+	assert_int_equal(pm_container_read(other, d, 1, 0, b, 6), 0);
+	assert_memory_equal(b, "other", 6);
+	assert_int_equal(pm_container_destroy(pm, c), 0);
+	pm_disconnect(pm);
+	pm_disconnect(other);
+	check_still_serving();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -329,6 +400,7 @@ int main(void)
 		cmocka_unit_test(descriptors_sent_to_pmd_are_closed),
 		cmocka_unit_test(task_that_does_not_read_is_dropped),
 		cmocka_unit_test(task_killed_mid_request),
+		cmocka_unit_test(a_task_that_truncates_its_segments),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
