@@ -1027,7 +1027,7 @@ error_t pmd_container_io_plan(struct pmd_core *core, struct pmd_task *task,
 	struct pmd_container *c;
 	struct pmd_cap *cap;
 	frame_t first;
-	uint64_t n, pos = offset % PM_FRAME_SIZE;
+	uint64_t n, cow = 0, pos = offset % PM_FRAME_SIZE;
 	uint32_t k = 0;
 	error_t err;
 
@@ -1044,12 +1044,22 @@ error_t pmd_container_io_plan(struct pmd_core *core, struct pmd_task *task,
 			why->frame = first + i;
 			return EIO; /* on a node that went down */
 		}
-		/* Local copy-on-write frames are written by the pmd's own
-		 * write path only. */
-		if (write && frame_is_cow(core, e)) {
-			why->frame = first + i;
-			return EOPNOTSUPP;
+		cow += write && frame_is_cow(core, e);
+	}
+	/* A write breaks the copy-on-write shares it touches here first, as
+	 * the local write path does; their pieces then point at the frames'
+	 * own slots. */
+	if (cow) {
+		err = container_reserve_slots(core, c, cow);
+		if (err)
+			return err;
+		view_begin(c);
+		for (uint64_t i = 0; i < n; i++) {
+			struct pmd_frame *e = pmd_ftab_lookup(&c->frames, first + i);
+			if (frame_is_cow(core, e))
+				frame_unshare(core, c, first + i, e);
 		}
+		view_end(c);
 	}
 	for (uint64_t i = 0; i < n && len; i++) {
 		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, first + i);

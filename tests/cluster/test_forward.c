@@ -369,9 +369,10 @@ static uint32_t rnd(uint64_t *rng, uint32_t k)
 	return (uint32_t)(*rng % k);
 }
 
-/* Random reads, writes and maps by the owner (node 1) and a server on
- * node 2, of a container homed on node 1 with its frames on node 3 (maps
- * bring them home as they go), all checked against one model. */
+/* Random reads, writes, copies and maps by the owner (node 1) and a
+ * server on node 2, of a container homed on node 1 with its frames on
+ * node 3 (maps and copies bring them home as they go), all checked
+ * against one model. */
 static void random_traffic_across_three_nodes(void **state)
 {
 	enum { NF = 64, STEPS = 400 };
@@ -382,7 +383,7 @@ static void random_traffic_across_three_nodes(void **state)
 	pm_task_t sid;
 	const char *seed = getenv("PMD_TEST_SEED");
 	uint64_t rng = seed ? strtoull(seed, NULL, 0) : 0x9e3779b97f4a7c15ull;
-	unsigned maps = 0;
+	unsigned maps = 0, copies = 0;
 	int n = NF;
 
 	assert_int_equal(pm_container_create(a, &c), 0);
@@ -399,13 +400,27 @@ static void random_traffic_across_three_nodes(void **state)
 		pm_t *pm = server ? s : a;
 		container_t h = server ? ref : c;
 
-		switch (rnd(&rng, 5)) {
+		switch (rnd(&rng, 6)) {
+		case 5: {
+			/* A copy within the container (the server's goes to
+			 * the home), ranges that may overlap: as memmove. */
+			uint32_t k = 1 + rnd(&rng, 4);
+			frame_t sf = rnd(&rng, NF - k + 1), df = rnd(&rng, NF - k + 1);
+			if (pm_container_copy(pm, h, sf, h, df, (int)k, 0, NULL))
+				fail_msg("step %d: copy failed", step);
+			memmove(model + df * PM_FRAME_SIZE, model + sf * PM_FRAME_SIZE,
+				(size_t)k * PM_FRAME_SIZE);
+			copies++;
+			break;
+		}
 		case 0: case 1:
 			for (uint32_t i = 0; i < len; i++)
 				buf[i] = (uint8_t)rnd(&rng, 256);
-			if (pm_container_write(pm, h, 0, off, buf, len))
-				fail_msg("step %d: write of %u at %llu failed", step,
-					 len, (unsigned long long)off);
+			error_t werr = pm_container_write(pm, h, 0, off, buf, len);
+			if (werr)
+				fail_msg("step %d: %s write of %u at %llu: %s", step,
+					 server ? "server" : "owner", len,
+					 (unsigned long long)off, strerror(werr));
 			memcpy(model + off, buf, len);
 			break;
 		case 2: case 3:
@@ -431,8 +446,8 @@ static void random_traffic_across_three_nodes(void **state)
 		}
 	}
 	test_check(a);
-	printf("%d steps, %u maps across three nodes (PMD_TEST_SEED to change "
-	       "the seed)\n", STEPS, maps);
+	printf("%d steps, %u maps, %u copies across three nodes "
+	       "(PMD_TEST_SEED to change the seed)\n", STEPS, maps, copies);
 	pm_disconnect(s);
 	pm_disconnect(a);
 	for (int i = 0; i < 3; i++)

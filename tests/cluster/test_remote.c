@@ -556,6 +556,46 @@ static void interleave_across_nodes(void **state)
 	pmd_proc_stop(&node[1]);
 }
 
+/* One write across a remote frame and two local frames that share a
+ * slot (copy-on-write): the shares break, the bytes land, the copy's
+ * source keeps its own. */
+static void a_write_across_remote_and_copy_on_write_frames(void **state)
+{
+	pm_t *pm = test_connect(&node[0]);
+	static uint8_t buf[2 * PM_FRAME_SIZE], got[2 * PM_FRAME_SIZE];
+	struct pm_container_stat st;
+	container_t c;
+	int n = 4;
+
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_NODE, 2), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_LOCAL, 0), 0);
+	n = 3;
+	assert_int_equal(pm_container_allocate(pm, c, 4, &n, 0), 0);
+	assert_int_equal(pm_container_write(pm, c, 4, 0, "four", 5), 0);
+	assert_int_equal(pm_container_copy(pm, c, 4, c, 5, 1, 0, NULL), 0);
+	assert_int_equal(pm_container_copy(pm, c, 4, c, 6, 1, 0, NULL), 0);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.cow, 3);
+	assert_int_equal(st.remote, 4);
+	/* Frames 3 (remote), 4 and 5 (sharing a slot with 6). */
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 3 + 1);
+	assert_int_equal(pm_container_write(pm, c, 3, 100, buf, sizeof(buf)), 0);
+	assert_int_equal(pm_container_read(pm, c, 3, 100, got, sizeof(got)), 0);
+	assert_memory_equal(got, buf, sizeof(got));
+	assert_int_equal(pm_container_read(pm, c, 6, 0, got, 5), 0);
+	assert_memory_equal(got, "four", 5);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.cow, 0);
+	test_check(pm);
+	assert_int_equal(pm_container_destroy(pm, c), 0);
+	pm_disconnect(pm);
+	pmd_proc_stop(&node[0]);
+	pmd_proc_stop(&node[1]);
+}
+
 static int setup_three_small(void **state)
 {
 	small_third = true;
@@ -621,6 +661,9 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(spill_when_the_home_is_full,
 						setup_small, teardown),
+		cmocka_unit_test_setup_teardown(
+			a_write_across_remote_and_copy_on_write_frames, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(interleave_across_nodes,
 						setup_three, teardown),
 		cmocka_unit_test_setup_teardown(
