@@ -378,13 +378,17 @@ static void random_traffic_across_three_nodes(void **state)
 	enum { NF = 64, STEPS = 400 };
 	pm_t *a = test_connect(&node[0]), *s = test_connect(&node[1]);
 	static uint8_t model[NF * PM_FRAME_SIZE], buf[65536], got[65536];
-	container_t c, weak, ref;
+	static uint8_t own_model[8 * PM_FRAME_SIZE];
+	container_t c, weak, ref, own;
 	pm_cap_token_t tok;
 	pm_task_t sid;
 	const char *seed = getenv("PMD_TEST_SEED");
-	uint64_t rng = seed ? strtoull(seed, NULL, 0) : 0x9e3779b97f4a7c15ull;
-	unsigned maps = 0, copies = 0;
-	int n = NF;
+	uint64_t rng = seed && *seed ? strtoull(seed, NULL, 0) : 0;
+	unsigned maps = 0, copies = 0, across = 0;
+	int n = NF, n_own = 8;
+
+	if (!rng) /* xorshift never leaves 0 */
+		rng = 0x9e3779b97f4a7c15ull;
 
 	assert_int_equal(pm_container_create(a, &c), 0);
 	assert_int_equal(pm_container_set_policy(a, c, PM_PLACE_NODE, 3), 0);
@@ -393,6 +397,10 @@ static void random_traffic_across_three_nodes(void **state)
 	assert_int_equal(pm_container_share(a, c, sid, &weak), 0);
 	assert_int_equal(pm_cap_export(a, weak, &tok), 0);
 	assert_int_equal(pm_cap_import(s, &tok, &ref), 0);
+	/* The server's own container on node 2: copies between it and the
+	 * shared one cross homes (the library moves the bytes). */
+	assert_int_equal(pm_container_create(s, &own), 0);
+	assert_int_equal(pm_container_allocate(s, own, 0, &n_own, 0), 0);
 	for (int step = 0; step < STEPS; step++) {
 		uint32_t len = 1 + rnd(&rng, rnd(&rng, 2) ? 4096 : 65536);
 		uint64_t off = rnd(&rng, NF * PM_FRAME_SIZE - len + 1);
@@ -400,7 +408,34 @@ static void random_traffic_across_three_nodes(void **state)
 		pm_t *pm = server ? s : a;
 		container_t h = server ? ref : c;
 
-		switch (rnd(&rng, 6)) {
+		switch (rnd(&rng, 7)) {
+		case 6: {
+			/* Across homes, one way or the other. */
+			uint32_t k = 1 + rnd(&rng, 4);
+			frame_t sf = rnd(&rng, 8 - k + 1), df = rnd(&rng, NF - k + 1);
+			if (rnd(&rng, 2)) {
+				frame_t t = sf;
+				sf = rnd(&rng, NF - k + 1);
+				df = t;
+				if (pm_container_copy(s, ref, sf, own, df, (int)k, 0,
+						      NULL))
+					fail_msg("step %d: copy to node 2 failed",
+						 step);
+				memcpy(own_model + df * PM_FRAME_SIZE,
+				       model + sf * PM_FRAME_SIZE,
+				       (size_t)k * PM_FRAME_SIZE);
+			} else {
+				if (pm_container_copy(s, own, sf, ref, df, (int)k, 0,
+						      NULL))
+					fail_msg("step %d: copy from node 2 failed",
+						 step);
+				memcpy(model + df * PM_FRAME_SIZE,
+				       own_model + sf * PM_FRAME_SIZE,
+				       (size_t)k * PM_FRAME_SIZE);
+			}
+			across++;
+			break;
+		}
 		case 5: {
 			/* A copy within the container (the server's goes to
 			 * the home), ranges that may overlap: as memmove. */
@@ -445,9 +480,14 @@ static void random_traffic_across_three_nodes(void **state)
 		}
 		}
 	}
+	assert_int_equal(pm_container_read(s, own, 0, 0, got, sizeof(own_model)),
+			 0);
+	assert_memory_equal(got, own_model, sizeof(own_model));
 	test_check(a);
-	printf("%d steps, %u maps, %u copies across three nodes "
-	       "(PMD_TEST_SEED to change the seed)\n", STEPS, maps, copies);
+	test_check(s);
+	printf("%d steps, %u maps, %u copies, %u across homes, on three nodes "
+	       "(PMD_TEST_SEED to change the seed)\n", STEPS, maps, copies,
+	       across);
 	pm_disconnect(s);
 	pm_disconnect(a);
 	for (int i = 0; i < 3; i++)
