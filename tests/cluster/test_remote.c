@@ -596,6 +596,152 @@ static void a_write_across_remote_and_copy_on_write_frames(void **state)
 	pmd_proc_stop(&node[1]);
 }
 
+static uint32_t xrnd(uint64_t *rng, uint32_t k)
+{
+	*rng ^= *rng << 13;
+	*rng ^= *rng >> 7;
+	*rng ^= *rng << 17;
+	return (uint32_t)(*rng % k);
+}
+
+/* Random allocations (squash, partial), deallocations, reads, writes,
+ * copies and maps of a container interleaved across three nodes, each
+ * checked against a model of which frames exist and what they hold. */
+static void random_interleaved_container_matches_a_model(void **state)
+{
+	enum { NF = 48, STEPS = 600 };
+	pm_t *pm = test_connect(&node[0]);
+	static uint8_t data[NF * PM_FRAME_SIZE], buf[8 * PM_FRAME_SIZE],
+		got[8 * PM_FRAME_SIZE];
+	bool exists[NF] = { false };
+	const char *seed = getenv("PMD_TEST_SEED");
+	uint64_t rng = seed && *seed ? strtoull(seed, NULL, 0) : 0;
+	struct pm_container_stat st;
+	container_t c;
+
+	if (!rng)
+		rng = 0x2545f4914f6cdd1dull;
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_INTERLEAVE, 0),
+			 0);
+	for (int step = 0; step < STEPS; step++) {
+		uint32_t k = 1 + xrnd(&rng, 8);
+		uint32_t f = xrnd(&rng, NF - k + 1);
+		bool all = true, none = true;
+		uint32_t first_in = k;
+		error_t err;
+
+		for (uint32_t i = 0; i < k; i++) {
+			all &= exists[f + i];
+			none &= !exists[f + i];
+			if (exists[f + i] && first_in == k)
+				first_in = i;
+		}
+		switch (xrnd(&rng, 6)) {
+		case 0: { /* allocate */
+			int flags = (xrnd(&rng, 3) ? 0 : CONT_ALLOC_SQUASH) |
+				    (xrnd(&rng, 2) ? CONT_ALLOC_PARTIAL : 0);
+			int n = (int)k;
+			bool squash = flags & CONT_ALLOC_SQUASH;
+			uint32_t want = squash ? k : first_in;
+			error_t expect = want < k ? EEXIST : 0;
+			err = pm_container_allocate(pm, c, f, &n, flags);
+			if (err != expect)
+				fail_msg("step %d: allocate %u at %u: %s, want %s",
+					 step, k, f, strerror(err), strerror(expect));
+			if (!(flags & CONT_ALLOC_PARTIAL) && expect)
+				want = 0;
+			if ((uint32_t)n != want)
+				fail_msg("step %d: allocated %d, want %u", step, n,
+					 want);
+			for (uint32_t i = 0; i < want; i++) {
+				exists[f + i] = true;
+				memset(data + (f + i) * PM_FRAME_SIZE, 0,
+				       PM_FRAME_SIZE);
+			}
+			break;
+		}
+		case 1: /* deallocate */
+			err = pm_container_deallocate(pm, c, f, (int)k);
+			if (err != (all ? 0 : ENOENT))
+				fail_msg("step %d: deallocate %u at %u: %s", step,
+					 k, f, strerror(err));
+			for (uint32_t i = 0; all && i < k; i++)
+				exists[f + i] = false;
+			break;
+		case 2: { /* write, at an odd offset */
+			uint32_t off = xrnd(&rng, PM_FRAME_SIZE);
+			uint32_t len = k * PM_FRAME_SIZE - off;
+			for (uint32_t i = 0; i < len; i++)
+				buf[i] = (uint8_t)xrnd(&rng, 256);
+			err = pm_container_write(pm, c, f, off, buf, len);
+			if (err != (all ? 0 : ENOENT))
+				fail_msg("step %d: write: %s", step, strerror(err));
+			if (all)
+				memcpy(data + f * PM_FRAME_SIZE + off, buf, len);
+			break;
+		}
+		case 3: /* read */
+			err = pm_container_read(pm, c, f, 0, got, k * PM_FRAME_SIZE);
+			if (err != (all ? 0 : ENOENT))
+				fail_msg("step %d: read: %s", step, strerror(err));
+			if (all && memcmp(got, data + f * PM_FRAME_SIZE,
+					  k * PM_FRAME_SIZE))
+				fail_msg("step %d: frames %u.. read differ", step,
+					 f);
+			break;
+		case 4: { /* copy, where every frame of both ranges exists */
+			uint32_t d = xrnd(&rng, NF - k + 1);
+			bool ok = all;
+			for (uint32_t i = 0; i < k; i++)
+				ok &= exists[d + i];
+			if (!ok)
+				break;
+			err = pm_container_copy(pm, c, f, c, d, (int)k, 0, NULL);
+			if (err)
+				fail_msg("step %d: copy: %s", step, strerror(err));
+			memmove(data + d * PM_FRAME_SIZE, data + f * PM_FRAME_SIZE,
+				(size_t)k * PM_FRAME_SIZE);
+			break;
+		}
+		default: { /* map (brings the frames here) */
+			void *m;
+			if (!all)
+				break;
+			err = pm_container_map(pm, c, f, (int)k, CONT_MAP_READ, &m,
+					       NULL);
+			if (err)
+				fail_msg("step %d: map: %s", step, strerror(err));
+			if (memcmp(m, data + f * PM_FRAME_SIZE, k * PM_FRAME_SIZE))
+				fail_msg("step %d: mapped frames %u.. differ", step,
+					 f);
+			pm_container_unmap(pm, m, (int)k);
+		}
+		}
+	}
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	{
+		uint64_t count = 0;
+		for (int i = 0; i < NF; i++)
+			count += exists[i];
+		assert_int_equal(st.frames, count);
+		printf("%d steps on an interleaved container: %llu frames at the "
+		       "end, %llu of them on nodes 2 and 3\n", STEPS,
+		       (unsigned long long)st.frames,
+		       (unsigned long long)st.remote);
+	}
+	test_check(pm);
+	assert_int_equal(pm_container_destroy(pm, c), 0);
+	test_check(pm);
+	pm_disconnect(pm);
+	for (int i = 0; i < 3; i++) {
+		pm_t *p = test_connect(&node[i]);
+		test_check(p);
+		pm_disconnect(p);
+		pmd_proc_stop(&node[i]);
+	}
+}
+
 static int setup_three_small(void **state)
 {
 	small_third = true;
@@ -669,6 +815,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			interleave_when_a_node_cannot_lend_its_share,
 			setup_three_small, teardown),
+		cmocka_unit_test_setup_teardown(
+			random_interleaved_container_matches_a_model,
+			setup_three, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
