@@ -2116,11 +2116,12 @@ static uint64_t now_ns(void)
  * (node requests, one-sided reads and writes in flight: its task waits
  * too; up to poll_ns without progress), and for poll_ns after a peer
  * last needed it (a message, or a wake-up by the fabric: over TCP
- * one-sided reads and writes that target this node need its progress and
- * leave no completion). A pmd that sleeps is woken for every message, tens of
- * microseconds across vCPUs; one that spins needs a core of its own (on
- * a CPU shared with its peer it holds the peer off for up to poll_ns an
- * operation, yielding or not), so it is off by default.
+ * one-sided reads and writes that target this node need its progress
+ * and leave no completion). A pmd that sleeps is woken for every
+ * message, tens of microseconds across vCPUs; one that spins needs a
+ * core of its own (on a CPU shared with its peer it holds the peer off
+ * for up to poll_ns an operation, yielding or not), so it is off by
+ * default.
  */
 error_t pmd_server_run(struct pmd_server *srv)
 {
@@ -2157,9 +2158,11 @@ error_t pmd_server_run(struct pmd_server *srv)
 			       spin ? 0 : srv->cluster
 			       ? pmd_cluster_timeout_ms(srv->cluster) : -1);
 		if (spin && n == 0) {
-			/* Nothing yet: let what shares the CPU run (a task
-			 * that our answer woke, a peer pmd). */
-			if (!srv->waiting) sched_yield();
+			/* Nothing yet. Unless our own task waits with us,
+			 * let what shares the CPU run (a task our answer
+			 * woke, a peer pmd). */
+			if (!srv->waiting)
+				sched_yield();
 			continue;
 		}
 
