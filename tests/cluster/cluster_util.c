@@ -19,19 +19,31 @@
 
 #include "cluster_util.h"
 
-int ct_free_port(void)
+/* A socket bound to a free loopback port (*port), still open. */
+static int hold_free_port(int *port)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	assert_true(fd >= 0);
 	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+void ct_free_ports(int *ports, int n)
+{
+	int fds[16];
+
+	/* All held at once, so that no two are the same. */
+	assert_true(n > 0 && n <= 16);
+	for (int i = 0; i < n; i++)
+		fds[i] = hold_free_port(&ports[i]);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
 }
 
 static void write_file(const char *path, int mode, const char *text)
@@ -47,7 +59,7 @@ void ct_cluster_files(char *dir, char *ini, size_t ini_len, char *key,
 		      size_t key_len, int n)
 {
 	char text[1024];
-	int len;
+	int len, ports[16];
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(ini, ini_len, "%s/cluster.ini", dir);
@@ -56,10 +68,12 @@ void ct_cluster_files(char *dir, char *ini, size_t ini_len, char *key,
 	len = snprintf(text, sizeof(text),
 		       "[cluster]\nsecret_file = cluster.key\nheartbeat_ms = 100\n"
 		       "suspect_ms = 400\ndown_ms = 1200\n");
-	for (int i = 1; i <= n; i++)
+	ct_free_ports(ports, n);
+	for (int i = 0; i < n; i++) {
 		len += snprintf(text + len, sizeof(text) - (size_t)len,
-				"[node %d]\naddress = 127.0.0.1:%d\n", i,
-				ct_free_port());
+				"[node %d]\naddress = 127.0.0.1:%d\n", i + 1,
+				ports[i]);
+	}
 	write_file(ini, 0644, text);
 }
 

@@ -11,8 +11,8 @@
 
 #include "harness.h"
 
-/* A TCP port on 127.0.0.1 nobody listens on (now). */
-int ct_free_port(void);
+/* n different TCP ports on 127.0.0.1 nobody listens on (now), n <= 16. */
+void ct_free_ports(int *ports, int n);
 uint64_t ct_now_ms(void);
 /* A fresh directory from the template in dir (…XXXXXX, rewritten), with
  * cluster.key (0600) and cluster.ini naming nodes 1..n on free loopback

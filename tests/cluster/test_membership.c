@@ -60,8 +60,7 @@ static int group_setup(void **state)
 	snprintf(key, sizeof(key), "%s/cluster.key", dir);
 	snprintf(ini_bad, sizeof(ini_bad), "%s/other.ini", dir);
 	snprintf(key_bad, sizeof(key_bad), "%s/other.key", dir);
-	for (int i = 0; i < 3; i++)
-		p[i] = ct_free_port();
+	ct_free_ports(p, 3);
 	write_file(key, 0600, "the cluster secret, 32 bytes ok!");
 	write_file(key_bad, 0600, "not the cluster secret at all!!!");
 	for (int bad = 0; bad < 2; bad++) {
