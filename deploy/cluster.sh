@@ -29,8 +29,12 @@ netns_possible() {
 		ip netns list >/dev/null 2>&1
 }
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+# free_ports N: N different free loopback ports (held at once while chosen).
+free_ports() {
+	python3 -c 'import socket, sys
+s = [socket.socket() for _ in range(int(sys.argv[1]))]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"
 }
 
 # up N: creates the directory, starts the nodes, waits until each is ready.
@@ -88,9 +92,11 @@ up() {
 				>>"$dir/cluster.ini"
 		done
 	else
+		local ports
+		read -r -a ports <<<"$(free_ports "$n")"
 		for i in $(seq 1 "$n"); do
-			printf '[node %d]\naddress = 127.0.0.1:%d\n' "$i" "$(free_port)" \
-				>>"$dir/cluster.ini"
+			printf '[node %d]\naddress = 127.0.0.1:%d\n' "$i" \
+				"${ports[$((i - 1))]}" >>"$dir/cluster.ini"
 		done
 	fi
 
