@@ -89,6 +89,8 @@ if command -v jq >/dev/null; then
 	echo "remote frames through the API against the raw fabric (2-node cluster)"
 	ROUNDS=$((rounds > 3 ? 3 : rounds)) "$top/bench/run-remote.sh" >/dev/null
 	jq -r '.figures | to_entries[] | "  \(.key): \(.value | del(.ratio) | to_entries | map("\(.key) \(.value * 10 | round / 10)") | join(", ")), ratio \(.value.ratio)"' "$out/remote.json"
+	echo "forwarded reads and writes against the owner's on the home"
+	jq -r '.forwarded // {} | to_entries[] | "  \(.key): \(.value.us) us, owner \(.value.owner_on_home_us) us, ratio \(.value.ratio)"' "$out/remote.json"
 fi
 
 if command -v gnuplot >/dev/null; then
