@@ -43,13 +43,11 @@ struct pmd_session {
 	struct pm_alloc_req palloc;  /* (L) a parked remote allocation: */
 	uint32_t pplan;              /*     frames it may allocate, */
 	error_t pstop;               /*     and why not more */
-	pm_node_t pnode;             /*     the lender */
-	uint32_t pspill;             /*     spill: frames allocated here first */
-	bool pspilling;              /*     it is a spill (LOCAL policy) */
-	uint32_t pasked;             /*     interleave: frames planned first */
-	uint32_t pscan;              /*     and pnode's next one (pplaces has
-	                              *     a place per frame planned) */
-	struct pmd_place *pplaces;   /*     the slots borrowed so far */
+	pm_node_t pnode;             /*     the lender borrowed from now */
+	uint32_t pasked;             /*     frames planned first */
+	bool pnamed;                 /*     the policy named the node */
+	uint32_t pscan;              /*     pnode's next frame in pplaces, */
+	struct pmd_place *pplaces;   /*     a place per frame planned */
 	uint32_t npplaces, pplaces_cap;
 	struct rctx *rctx;           /* (L) its remote read, write or pull */
 	struct fctx *fctx;           /* (L) its forwarded request */
@@ -85,8 +83,8 @@ struct pmd_server {
 	struct pmd_cluster *cluster; /* (L) NULL on a single node */
 	struct pmd_list waiters;     /* (L) sessions waiting for a container */
 	struct pmd_list vsessions;   /* (L) forwarded requests in progress */
-	struct busy { uint64_t id; uint32_t n; } *busy; /* (L) remote work in
-	                              * flight, by container id */
+	uint64_t *busy;              /* (L) containers with remote work in
+	                              * flight, by id */
 	uint32_t nbusy, busy_cap;
 	int cluster_tag;             /* (C) its epoll events point here */
 	uint64_t poll_ns;            /* (C) busy-poll this long after activity */
@@ -293,7 +291,7 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 			if (!status)
 				return;
 		} else if (x->type == PM_MSG_READ) {
-			memcpy(reply_body(srv), x->data, x->io.len);
+			r.body_ext = x->data; /* freed after the answer */
 			r.body_len = x->io.len;
 		}
 	} else if (!status && x->type == PM_MSG_IMPORT) {
@@ -507,27 +505,27 @@ static error_t fwd_import(struct pmd_server *srv, struct pmd_session *s,
 static bool busy_test(const struct pmd_server *srv, uint64_t id)
 {
 	for (uint32_t i = 0; i < srv->nbusy; i++)
-		if (srv->busy[i].id == id)
+		if (srv->busy[i] == id)
 			return true;
 	return false;
 }
 
 static error_t busy_add(struct pmd_server *srv, uint64_t id)
 {
-	struct busy *v = pmd_grow(srv->busy, srv->nbusy, &srv->busy_cap,
-				  sizeof(*v), 16);
+	uint64_t *v = pmd_grow(srv->busy, srv->nbusy, &srv->busy_cap,
+			       sizeof(*v), 16);
 
 	if (!v)
 		return ENOMEM;
 	srv->busy = v;
-	srv->busy[srv->nbusy++] = (struct busy){ .id = id, .n = 1 };
+	srv->busy[srv->nbusy++] = id;
 	return 0;
 }
 
 static void busy_done(struct pmd_server *srv, uint64_t id)
 {
 	for (uint32_t i = 0; i < srv->nbusy; i++)
-		if (srv->busy[i].id == id) {
+		if (srv->busy[i] == id) {
 			srv->busy[i] = srv->busy[--srv->nbusy];
 			return;
 		}
@@ -1102,115 +1100,182 @@ static void unpark(struct pmd_server *srv, struct pmd_session *s, error_t err,
 
 /* ---- remote frames ---- */
 
-static void alloc_borrowed(void *arg, error_t status,
+/*
+ * Allocation into frames placed on other nodes, by any policy: the plan
+ * gives each planned frame its place in s->pplaces (node 0: here); the
+ * slots are borrowed node after node, in id order; a node that cannot
+ * lend all its share ends the plan at its first frame without a slot
+ * (ENOMEM, or ENODEV when the policy named that node and it is down);
+ * then one allocation runs over the mixed places, all or nothing without
+ * CONT_ALLOC_PARTIAL, as any allocation, and what it did not use goes
+ * back.
+ */
+static void place_borrowed(void *arg, error_t status,
 			   const struct pmd_place *places, uint32_t n);
 
-/* The allocation, once every slot it needs is borrowed (or no more
- * come): allocate into them, give back what is left, answer. */
-static void spill_finish(struct pmd_server *srv, struct pmd_session *s);
+/* Frames of the plan from `from` on that go to node and have no slot. */
+static uint32_t place_need(const struct pmd_session *s, pm_node_t node,
+			   uint32_t from)
+{
+	uint32_t need = 0;
 
-static void alloc_finish(struct pmd_server *srv, struct pmd_session *s)
+	for (uint32_t i = from; i < s->pplan; i++)
+		need += s->pplaces[i].node == node && !s->pplaces[i].len;
+	return need;
+}
+
+/* pnode lends no more (why: the borrow's error): the plan ends at its
+ * first frame without a slot. */
+static void place_short(struct pmd_session *s, error_t why)
+{
+	for (uint32_t i = s->pscan; i < s->pplan; i++) {
+		if (s->pplaces[i].node == s->pnode && !s->pplaces[i].len) {
+			s->pplan = i;
+			s->pstop = why == ENODEV && s->pnamed ? ENODEV : ENOMEM;
+			return;
+		}
+	}
+}
+
+/* The allocation once every share is borrowed (or no more come). */
+static error_t place_allocate(struct pmd_server *srv, struct pmd_session *s,
+			      struct reply *r)
 {
 	const struct pm_alloc_req *q = &s->palloc;
-	struct reply r = { 0 };
+	bool partial = q->flags & CONT_ALLOC_PARTIAL;
 	uint32_t done = 0;
 	error_t err;
 
-	if (s->pspilling) {
-		spill_finish(srv, s);
-		return;
+	if (s->pplan < s->pasked && (!partial || s->pplan == 0)) {
+		err = s->pstop; /* not all of it: nothing at all */
+		r->why.frame = q->start + s->pplan;
+	} else {
+		err = pmd_container_allocate_remote(srv->core, s->task,
+						    q->handle, q->start,
+						    s->pplan, q->flags,
+						    s->pplaces, s->pplan,
+						    &done, &r->why);
+		if (!err && done < q->count) {
+			err = s->pstop; /* as planned: the stop of the plan */
+			r->why.frame = q->start + done;
+		}
 	}
-	err = pmd_container_allocate_remote(srv->core, s->task, q->handle,
-					    q->start, q->count, q->flags,
-					    s->pplaces, s->npplaces, &done,
-					    &r.why);
-	if (done < s->npplaces)
-		give_back(srv, s->pplaces + done, s->npplaces - done);
+	give_back(srv, s->pplaces + done, s->npplaces - done);
 	s->npplaces = 0;
-	if (err == ENOMEM && done == s->pplan)
-		err = s->pstop; /* as planned: the stop of the plan */
-	alloc_reply(srv, &r, done);
-	unpark(srv, s, err, &r);
+	alloc_reply(srv, r, done);
+	return err;
 }
 
-static void alloc_borrowed(void *arg, error_t status,
+/* Borrows the share of the next node that has one: true when a borrow
+ * is under way, false when every share is in (or cannot be had). */
+static bool place_next(struct pmd_server *srv, struct pmd_session *s)
+{
+	for (;;) {
+		pm_node_t next = 0;
+		error_t err;
+
+		for (uint32_t i = 0; i < s->pplan; i++) {
+			pm_node_t node = s->pplaces[i].node;
+			if (node > s->pnode && (!next || node < next))
+				next = node;
+		}
+		if (!next)
+			return false;
+		s->pnode = next;
+		s->pscan = 0;
+		err = pmd_cluster_borrow(srv->cluster, next,
+					 place_need(s, next, 0), place_borrowed, s);
+		if (!err)
+			return true;
+		place_short(s, err);
+	}
+}
+
+static void place_borrowed(void *arg, error_t status,
 			   const struct pmd_place *places, uint32_t n)
 {
 	struct pmd_session *s = arg;
 	struct pmd_server *srv = s->srv;
+	uint32_t k = 0, i, need;
 
-	if (s->npplaces + n > s->pplaces_cap) {
-		uint32_t cap = s->npplaces + n + 64;
-		struct pmd_place *v = realloc(s->pplaces, cap * sizeof(*v));
-		if (!v) {
-			give_back(srv, places, n);
-			alloc_finish(srv, s);
-			return;
-		}
-		s->pplaces = v;
-		s->pplaces_cap = cap;
-	}
-	memcpy(s->pplaces + s->npplaces, places, n * sizeof(*places));
-	s->npplaces += n;
-	/* More to borrow while the lender keeps giving. */
-	if (!status && n && s->npplaces < s->pplan &&
-	    !pmd_cluster_borrow(srv->cluster, s->pnode,
-				s->pplan - s->npplaces, alloc_borrowed, s))
+	for (i = s->pscan; i < s->pplan && k < n; i++)
+		if (s->pplaces[i].node == s->pnode)
+			s->pplaces[i] = places[k++];
+	s->pscan = i;
+	if (k < n)
+		give_back(srv, places + k, n - k);
+	need = place_need(s, s->pnode, s->pscan);
+	if (need && !status && n &&
+	    !pmd_cluster_borrow(srv->cluster, s->pnode, need, place_borrowed, s))
 		return;
-	alloc_finish(srv, s);
+	if (need)
+		place_short(s, status);
+	if (!place_next(srv, s)) {
+		struct reply r = { 0 };
+		error_t err = place_allocate(srv, s, &r);
+		unpark(srv, s, err, &r);
+	}
 }
 
-/* A spill: the first pspill frames here, the pplan after them in the
- * slots borrowed; all or nothing without CONT_ALLOC_PARTIAL. */
-static void spill_finish(struct pmd_server *srv, struct pmd_session *s)
+/* Room for n places, all here until the caller names their nodes. */
+static error_t place_room(struct pmd_session *s, uint32_t n)
 {
-	const struct pm_alloc_req *q = &s->palloc;
-	struct reply r = { 0 };
-	bool partial = q->flags & CONT_ALLOC_PARTIAL;
-	uint32_t here = 0, there = 0;
-	error_t err = 0;
-
-	if (s->npplaces < s->pplan && !partial) {
-		err = ENOMEM; /* not enough elsewhere: nothing at all */
-		r.why.frame = q->start + s->pspill + s->npplaces;
-	} else {
-		if (s->pspill)
-			err = pmd_container_allocate(srv->core, s->task,
-						     q->handle, q->start,
-						     s->pspill, q->flags, &here,
-						     &r.why);
-		if (!err) {
-			err = pmd_container_allocate_remote(
-				srv->core, s->task, q->handle, q->start + here,
-				s->npplaces, q->flags | CONT_ALLOC_PARTIAL,
-				s->pplaces, s->npplaces, &there, &r.why);
-			if (err == ENOMEM && there == s->npplaces)
-				err = 0;
-		}
-		if ((here < s->pspill || there < s->pplan) && !partial) {
-			/* Undo: all or nothing. */
-			struct pmd_culprit why;
-			if (here + there)
-				pmd_container_deallocate(srv->core, s->task,
-							 q->handle, q->start,
-							 here + there, &why);
-			here = there = 0;
-			if (!err)
-				err = ENOMEM;
-		}
+	if (n > s->pplaces_cap) {
+		struct pmd_place *v = realloc(s->pplaces, n * sizeof(*v));
+		if (!v)
+			return ENOMEM;
+		s->pplaces = v;
+		s->pplaces_cap = n;
 	}
-	if (there < s->npplaces)
-		give_back(srv, s->pplaces + there, s->npplaces - there);
-	s->npplaces = 0;
-	if (!err && here + there < q->count)
-		err = s->pstop; /* as planned: the stop of the plan */
-	alloc_reply(srv, &r, here + there);
-	unpark(srv, s, err, &r);
+	memset(s->pplaces, 0, n * sizeof(*s->pplaces));
+	return 0;
+}
+
+/* Starts the placed allocation of req's first n frames, whose places
+ * s->pplaces names; stop: why not more. EINPROGRESS when parked. */
+static error_t place_start(struct pmd_server *srv, struct pmd_session *s,
+			   const struct pm_alloc_req *req, uint32_t n,
+			   error_t stop, bool named, struct reply *r)
+{
+	s->palloc = *req;
+	s->pplan = s->pasked = n;
+	s->pstop = stop;
+	s->pnamed = named;
+	s->pnode = 0;
+	s->npplaces = n;
+	if (place_next(srv, s))
+		return EINPROGRESS;
+	return place_allocate(srv, s, r); /* no node could lend */
+}
+
+/* The decode of an allocation whose frames may live on other nodes,
+ * bounded by the task's quota alone: *n frames, *stop why not more, and
+ * room for their places. 0 to go on; else it stops before any frame (or,
+ * without CONT_ALLOC_PARTIAL, at all) and the error and the reply are the
+ * answer. */
+static error_t plan_elsewhere(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pm_alloc_req *req, struct reply *r,
+			      uint32_t *n, error_t *stop)
+{
+	*n = 0;
+	*stop = pmd_container_allocate_plan(srv->core, s->task, req->handle,
+					    req->start, req->count, req->flags,
+					    false, n, &r->why);
+	if (*n == 0 || (*stop && !(req->flags & CONT_ALLOC_PARTIAL))) {
+		alloc_reply(srv, r, 0);
+		return *stop ? *stop : EINVAL;
+	}
+	if (place_room(s, *n)) {
+		alloc_reply(srv, r, 0);
+		return ENOMEM;
+	}
+	return 0;
 }
 
 /* A container placed here whose node budget is spent: the frames that do
- * not fit go to the node with the most room. EINPROGRESS when parked;
- * ENOENT (nothing done) when a spill does not apply. */
+ * not fit go to the node with the most room, the first ones here.
+ * EINPROGRESS when parked; ENOENT (nothing done) when a spill does not
+ * apply. */
 static error_t alloc_spill(struct pmd_server *srv, struct pmd_session *s,
 			   const struct pm_alloc_req *req, struct reply *r)
 {
@@ -1240,39 +1305,14 @@ static error_t alloc_spill(struct pmd_server *srv, struct pmd_session *s,
 		r->why.frame = req->start + n_any;
 		return stop_any;
 	}
-	s->palloc = *req;
-	s->pspill = n_here;
-	s->pplan = n_any - n_here;
-	s->pstop = stop_any;
-	s->pnode = lender;
-	s->npplaces = 0;
-	s->pspilling = true;
-	if (pmd_cluster_borrow(srv->cluster, lender, s->pplan, alloc_borrowed, s))
+	if (place_room(s, n_any))
 		return ENOENT;
-	return EINPROGRESS;
+	for (uint32_t i = n_here; i < n_any; i++)
+		s->pplaces[i].node = lender;
+	return place_start(srv, s, req, n_any, stop_any, false, r);
 }
 
-/* The decode of an allocation whose frames may live on other nodes,
- * bounded by the task's quota alone: *n frames, *stop why not more. 0 to
- * go on; else it stops before any frame (or, without CONT_ALLOC_PARTIAL,
- * at all) and the error and the reply are the answer. */
-static error_t plan_elsewhere(struct pmd_server *srv, struct pmd_session *s,
-			      const struct pm_alloc_req *req, struct reply *r,
-			      uint32_t *n, error_t *stop)
-{
-	*n = 0;
-	*stop = pmd_container_allocate_plan(srv->core, s->task, req->handle,
-					    req->start, req->count, req->flags,
-					    false, n, &r->why);
-	if (*n == 0 || (*stop && !(req->flags & CONT_ALLOC_PARTIAL))) {
-		alloc_reply(srv, r, 0);
-		return *stop ? *stop : EINVAL;
-	}
-	return 0;
-}
-
-/* An allocation into a container placed on another node: borrow its
- * slots (parked), then allocate. EINPROGRESS when parked. */
+/* An allocation into a container placed on another node. */
 static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
 			    const struct pm_alloc_req *req, pm_node_t node,
 			    struct reply *r)
@@ -1283,136 +1323,16 @@ static error_t alloc_remote(struct pmd_server *srv, struct pmd_session *s,
 	err = plan_elsewhere(srv, s, req, r, &n, &stop);
 	if (err)
 		return err;
-	s->palloc = *req;
-	s->pplan = n;
-	s->pstop = stop;
-	s->pnode = node;
-	s->npplaces = 0;
-	s->pspilling = false;
-	err = pmd_cluster_borrow(srv->cluster, node, n, alloc_borrowed, s);
-	if (err) {
-		alloc_reply(srv, r, 0);
-		return err == ENODEV ? ENODEV : ENOMEM;
-	}
-	return EINPROGRESS;
+	for (uint32_t i = 0; i < n; i++)
+		s->pplaces[i].node = node;
+	return place_start(srv, s, req, n, stop, true, r);
 }
 
-/*
- * Interleave: frame f of the container goes to the (f mod k)-th of the k
+/* Interleave: frame f of the container goes to the (f mod k)-th of the k
  * nodes that are up (this one among them), in id order, so that frames
- * next to each other are on different nodes whatever the calls. The plan
- * gives each planned frame its place in s->pplaces (node 0: here); the
- * slots are borrowed node after node, in id order; a node that cannot
- * lend all its share ends the plan at its first frame without a slot.
- * All or nothing without CONT_ALLOC_PARTIAL, as any allocation.
- */
-static void ilv_borrowed(void *arg, error_t status,
-			 const struct pmd_place *places, uint32_t n);
-
-/* Frames of the plan from `from` on that go to node and have no slot. */
-static uint32_t ilv_need(const struct pmd_session *s, pm_node_t node,
-			 uint32_t from)
-{
-	uint32_t need = 0;
-
-	for (uint32_t i = from; i < s->pplan; i++)
-		need += s->pplaces[i].node == node && !s->pplaces[i].len;
-	return need;
-}
-
-/* pnode lends no more: the plan ends at its first frame without a slot. */
-static void ilv_short(struct pmd_session *s)
-{
-	for (uint32_t i = s->pscan; i < s->pplan; i++) {
-		if (s->pplaces[i].node == s->pnode && !s->pplaces[i].len) {
-			s->pplan = i;
-			s->pstop = ENOMEM;
-			return;
-		}
-	}
-}
-
-/* The allocation once every share is borrowed (or no more come): into
- * the planned places; what was not used goes back. */
-static error_t ilv_allocate(struct pmd_server *srv, struct pmd_session *s,
-			    struct reply *r)
-{
-	const struct pm_alloc_req *q = &s->palloc;
-	bool partial = q->flags & CONT_ALLOC_PARTIAL;
-	uint32_t done = 0;
-	error_t err;
-
-	if (s->pplan == 0 || (s->pplan < s->pasked && !partial)) {
-		err = ENOMEM; /* not all of it: nothing at all */
-		r->why.frame = q->start + s->pplan;
-	} else {
-		err = pmd_container_allocate_remote(srv->core, s->task,
-						    q->handle, q->start,
-						    s->pplan, q->flags,
-						    s->pplaces, s->pplan,
-						    &done, &r->why);
-		if (!err && done < q->count) {
-			err = s->pstop; /* as planned: the stop of the plan */
-			r->why.frame = q->start + done;
-		}
-	}
-	give_back(srv, s->pplaces + done, s->npplaces - done);
-	s->npplaces = 0;
-	alloc_reply(srv, r, done);
-	return err;
-}
-
-/* Borrows the share of the next node that has one: true when a borrow
- * is under way, false when every share is in (or cannot be had). */
-static bool ilv_next(struct pmd_server *srv, struct pmd_session *s)
-{
-	for (;;) {
-		pm_node_t next = 0;
-
-		for (uint32_t i = 0; i < s->pplan; i++) {
-			pm_node_t node = s->pplaces[i].node;
-			if (node > s->pnode && (!next || node < next))
-				next = node;
-		}
-		if (!next)
-			return false;
-		s->pnode = next;
-		s->pscan = 0;
-		if (!pmd_cluster_borrow(srv->cluster, next, ilv_need(s, next, 0),
-					ilv_borrowed, s))
-			return true;
-		ilv_short(s);
-	}
-}
-
-static void ilv_borrowed(void *arg, error_t status,
-			 const struct pmd_place *places, uint32_t n)
-{
-	struct pmd_session *s = arg;
-	struct pmd_server *srv = s->srv;
-	uint32_t k = 0, i, need;
-
-	for (i = s->pscan; i < s->pplan && k < n; i++)
-		if (s->pplaces[i].node == s->pnode)
-			s->pplaces[i] = places[k++];
-	s->pscan = i;
-	if (k < n)
-		give_back(srv, places + k, n - k);
-	need = ilv_need(s, s->pnode, s->pscan);
-	if (need && !status && n &&
-	    !pmd_cluster_borrow(srv->cluster, s->pnode, need, ilv_borrowed, s))
-		return;
-	if (need)
-		ilv_short(s);
-	if (!ilv_next(srv, s)) {
-		struct reply r = { 0 };
-		error_t err = ilv_allocate(srv, s, &r);
-		unpark(srv, s, err, &r);
-	}
-}
-
-/* EINPROGRESS when parked; ENOENT (nothing done) when this node is the
- * only one up: the frames are all here. */
+ * next to each other are on different nodes whatever the calls.
+ * ENOENT (nothing done) when this node is the only one up: the frames
+ * are all here. */
 static error_t alloc_interleave(struct pmd_server *srv,
 			       struct pmd_session *s,
 			       const struct pm_alloc_req *req, struct reply *r)
@@ -1421,7 +1341,7 @@ static error_t alloc_interleave(struct pmd_server *srv,
 	pm_node_t self = srv->core->cfg.node;
 	unsigned k = pmd_cluster_up_nodes(srv->cluster, nodes,
 					  PMD_CLUSTER_NODES_MAX);
-	uint32_t n, i;
+	uint32_t n, m = 0;
 	error_t stop, err;
 
 	if (k < 2)
@@ -1430,44 +1350,24 @@ static error_t alloc_interleave(struct pmd_server *srv,
 	err = plan_elsewhere(srv, s, req, r, &n, &stop);
 	if (err)
 		return err;
-	if (n > s->pplaces_cap) {
-		struct pmd_place *v = realloc(s->pplaces, n * sizeof(*v));
-		if (!v) {
-			alloc_reply(srv, r, 0);
-			return ENOMEM;
-		}
-		s->pplaces = v;
-		s->pplaces_cap = n;
-	}
-	memset(s->pplaces, 0, n * sizeof(*s->pplaces));
-	for (i = 0; i < n; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		pm_node_t node = nodes[(req->start + i) % k];
 		s->pplaces[i].node = node == self ? 0 : node;
 	}
 	/* Now with each frame's node: extra frames here need room here. */
-	{
-		uint32_t m = 0;
-		error_t st = pmd_container_allocate_plan_places(
-			srv->core, s->task, req->handle, req->start, n,
-			req->flags, s->pplaces, &m, &r->why);
-		if (st) {
-			n = m;
-			stop = st;
-		}
+	err = pmd_container_allocate_plan_places(srv->core, s->task,
+						 req->handle, req->start, n,
+						 req->flags, s->pplaces, &m,
+						 &r->why);
+	if (err) {
+		n = m;
+		stop = err;
 	}
 	if (n == 0 || (stop && !(req->flags & CONT_ALLOC_PARTIAL))) {
 		alloc_reply(srv, r, 0);
 		return stop;
 	}
-	s->palloc = *req;
-	s->pplan = s->pasked = n;
-	s->pstop = stop;
-	s->pnode = 0;
-	s->npplaces = n;
-	s->pspilling = false;
-	if (ilv_next(srv, s))
-		return EINPROGRESS;
-	return ilv_allocate(srv, s, r); /* no node could lend */
+	return place_start(srv, s, req, n, stop, false, r);
 }
 
 static void rio_answer(void *arg, error_t status, const uint8_t *data,
@@ -2102,14 +2002,6 @@ fail:
 	return err;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * The loop. In a cluster with poll_ns set, the pmd busy-polls the fabric
  * and its sockets instead of sleeping in epoll while it waits for peers
@@ -2132,7 +2024,7 @@ error_t pmd_server_run(struct pmd_server *srv)
 		int n;
 
 		if (srv->cluster && srv->poll_ns) {
-			uint64_t now = now_ns();
+			uint64_t now = mono_ns();
 			bool waiting = pmd_cluster_waiting(srv->cluster);
 			if (waiting && !srv->waiting)
 				srv->wait_ns = now;
@@ -2148,9 +2040,9 @@ error_t pmd_server_run(struct pmd_server *srv)
 			 * (bandwidth): go on polling. */
 			if (got && srv->poll_ns) {
 				if (got & PMD_CLUSTER_SERVED)
-					srv->served_ns = now_ns();
+					srv->served_ns = mono_ns();
 				else
-					srv->wait_ns = now_ns();
+					srv->wait_ns = mono_ns();
 				spin = true;
 			}
 		}
@@ -2192,7 +2084,7 @@ error_t pmd_server_run(struct pmd_server *srv)
 				 * one-sided reads and writes that leave no
 				 * completion here but need our progress. */
 				if (srv->poll_ns && !spin)
-					srv->served_ns = now_ns();
+					srv->served_ns = mono_ns();
 				continue; /* run at the top of the loop */
 			}
 			struct pmd_session *s = p;

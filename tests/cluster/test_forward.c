@@ -410,29 +410,22 @@ static void random_traffic_across_three_nodes(void **state)
 
 		switch (rnd(&rng, 7)) {
 		case 6: {
-			/* Across homes, one way or the other. */
+			/* Across homes, to the server's container or from it. */
 			uint32_t k = 1 + rnd(&rng, 4);
-			frame_t sf = rnd(&rng, 8 - k + 1), df = rnd(&rng, NF - k + 1);
-			if (rnd(&rng, 2)) {
-				frame_t t = sf;
-				sf = rnd(&rng, NF - k + 1);
-				df = t;
-				if (pm_container_copy(s, ref, sf, own, df, (int)k, 0,
-						      NULL))
-					fail_msg("step %d: copy to node 2 failed",
-						 step);
-				memcpy(own_model + df * PM_FRAME_SIZE,
-				       model + sf * PM_FRAME_SIZE,
-				       (size_t)k * PM_FRAME_SIZE);
-			} else {
-				if (pm_container_copy(s, own, sf, ref, df, (int)k, 0,
-						      NULL))
-					fail_msg("step %d: copy from node 2 failed",
-						 step);
-				memcpy(model + df * PM_FRAME_SIZE,
-				       own_model + sf * PM_FRAME_SIZE,
-				       (size_t)k * PM_FRAME_SIZE);
-			}
+			frame_t in_own = rnd(&rng, 8 - k + 1);
+			frame_t in_shared = rnd(&rng, NF - k + 1);
+			bool to_own = rnd(&rng, 2);
+			frame_t sf = to_own ? rnd(&rng, NF - k + 1) : in_own;
+			frame_t df = to_own ? in_own : in_shared;
+			container_t from = to_own ? ref : own, to = to_own ? own : ref;
+			uint8_t *mfrom = to_own ? model : own_model;
+			uint8_t *mto = to_own ? own_model : model;
+
+			if (pm_container_copy(s, from, sf, to, df, (int)k, 0, NULL))
+				fail_msg("step %d: copy %s node 2 failed", step,
+					 to_own ? "to" : "from");
+			memcpy(mto + df * PM_FRAME_SIZE, mfrom + sf * PM_FRAME_SIZE,
+			       (size_t)k * PM_FRAME_SIZE);
 			across++;
 			break;
 		}
