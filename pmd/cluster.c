@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "fabric.h"
+#include "grow.h"
 #include "log.h"
 #include "membership.h"
 
@@ -30,7 +31,7 @@ struct nreq_hdr {
 	uint64_t from_inc, to_inc;
 	uint32_t status;               /* answers: wire status */
 	uint32_t flags;                /* NREQ_REPLY */
-	uint8_t mac[32];               /* HMAC of header (mac zero) and body */
+	uint8_t mac[32];               /* MAC of header (mac zero) and body */
 };
 _Static_assert(sizeof(struct nreq_hdr) == 80, "node request header");
 
@@ -103,7 +104,7 @@ struct pmd_cluster {
 	struct ncall *calls;           /* pending, newest first */
 	uint64_t next_id;
 	struct lseg **lsegs;           /* segments we lend slots of */
-	unsigned nlsegs;
+	uint32_t nlsegs, lsegs_cap;
 	int prev_state[PMD_CLUSTER_NODES_MAX];  /* by membership peer index */
 	uint64_t prev_inc[PMD_CLUSTER_NODES_MAX];
 	uint8_t *bounce;               /* BOUNCES * PM_IO_MAX, registered */
@@ -151,7 +152,7 @@ error_t pmd_cluster_start(const struct pmd_cluster_conf *conf, pm_node_t self,
 	if (!c)
 		return ENOMEM;
 	c->conf = *conf;
-	/* Node requests carry up to 4 KiB of data: keyed BLAKE2b is three
+	/* Node requests carry up to 16 KiB of data: keyed BLAKE2b is three
 	 * times as fast as HMAC-SHA-256 there. Its key is derived from the
 	 * secret (of any length), apart from membership's own use of it. */
 	{
@@ -249,11 +250,9 @@ static error_t lseg_new(struct pmd_cluster *c)
 	error_t err;
 
 	l = calloc(1, sizeof(*l));
-	v = realloc(c->lsegs, (c->nlsegs + 1) * sizeof(*v));
+	v = pmd_grow(c->lsegs, c->nlsegs, &c->lsegs_cap, sizeof(*v), 8);
 	if (!l || !v) {
 		free(l);
-		if (v)
-			c->lsegs = v;
 		return ENOMEM;
 	}
 	c->lsegs = v;
@@ -810,10 +809,9 @@ unsigned pmd_cluster_up_nodes(const struct pmd_cluster *c, pm_node_t *out,
 
 uint64_t pmd_cluster_peer_inc(const struct pmd_cluster *c, pm_node_t node)
 {
-	for (unsigned i = 0; i < c->mb.npeers; i++)
-		if (c->mb.peers[i].id == node)
-			return c->mb.peers[i].inc;
-	return 0;
+	const struct pmd_mb_peer *p = pmd_mb_peer((struct pmd_mb *)&c->mb, node);
+
+	return p ? p->inc : 0;
 }
 
 bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node)

@@ -56,7 +56,7 @@ struct pmd_session {
 		container_t rh;      /*     the home's handle */
 		uint64_t inc;        /*     the home's incarnation then */
 	} *fwd;
-	uint32_t nfwd;
+	uint32_t nfwd, fwd_cap;
 	bool waiting;                /* (L) its request waits for a container */
 	uint8_t *saved;              /* (L) that request's body */
 	uint32_t saved_len;
@@ -194,7 +194,7 @@ static void fwd_bye(struct pmd_server *srv, struct pmd_session *s)
 	}
 	free(s->fwd);
 	s->fwd = NULL;
-	s->nfwd = 0;
+	s->nfwd = s->fwd_cap = 0;
 }
 
 static void fwd_answer(void *arg, error_t status, const void *body,
@@ -304,7 +304,8 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 			return;
 		}
 		memcpy(&rh, body, sizeof(rh));
-		v = realloc(x->s->fwd, (x->s->nfwd + 1) * sizeof(*v));
+		v = pmd_grow(x->s->fwd, x->s->nfwd, &x->s->fwd_cap, sizeof(*v),
+			     4);
 		if (!v) {
 			fwd_end(x, ENOMEM, &r);
 			return;
@@ -1753,11 +1754,8 @@ static void proxy_gone(void *arg, struct pmd_task *t)
 	pmd_list_for_each_safe(pos, tmp, &srv->vsessions) {
 		struct pmd_session *vs = pmd_container_of(pos, struct pmd_session,
 							  link);
-		if (vs->task == t) {
-			if (vs->parked && srv->cluster)
-				pmd_cluster_cancel(srv->cluster, vs);
-			session_close(srv, vs);
-		}
+		if (vs->task == t)
+			session_close(srv, vs); /* cancels its call too */
 	}
 }
 
