@@ -49,18 +49,39 @@ struct ncall {
 struct borrow {
 	struct pmd_cluster *c;
 	pm_node_t node;
+	uint64_t tag_task, tag_cont;
 	pmd_borrow_done *done;
 	void *arg;
 };
 
-/* A segment this node lends slots of, and to whom each slot is lent. */
+/* A segment this node lends slots of, and to whom each slot is lent. A
+ * tagged one is kept for one task of ours mapping one container of one
+ * home (a forwarded map): only that home's frames of that container go
+ * there, the task gets its descriptor, and a slot given back retires
+ * (punched, never lent again while the segment lives, its frame
+ * recorded) so that the task's mapping faults and follows the frame. */
 struct lseg {
 	struct pmd_segment *seg;
 	struct fab_mr *mr;
 	struct fab_rkey rk;
+	uint64_t tag_task, tag_cont;   /* 0: lent for any frames */
+	container_t tag_handle;        /* the task's proxy's handle there */
+	pm_node_t tag_home;
+	bool task_gone;                /* its task left: freed when empty */
+	uint32_t nlent;
+	frame_t *frame;                /* tagged: the frame in each slot */
 	pm_node_t owner[PMD_SEG_SLOTS];
 };
 
+/* ALLOC request: n slots, for any frames (n alone) or for a task's
+ * mapping (tagged, the frames named). */
+struct lend_req {
+	uint32_t n;
+	uint32_t pad;
+	uint64_t task, cont;
+	container_t handle;
+	uint64_t frame[PMD_LEND_MAX];
+};
 /* ALLOC answer: n places; FREE request: n slots. */
 struct lend_entry {
 	uint64_t key, base, len;
@@ -226,12 +247,45 @@ fail:
 
 /* ---- lending ---- */
 
+static void lseg_destroy(struct pmd_cluster *c, unsigned i)
+{
+	struct lseg *l = c->lsegs[i];
+
+	if (l->mr)
+		fab_mr_dereg(l->mr);
+	pmd_segtab_flush(&c->core->segs);
+	pmd_segment_destroy(&c->core->segs, l->seg);
+	free(l->frame);
+	free(l);
+	c->lsegs[i] = c->lsegs[--c->nlsegs];
+}
+
+/* A lent slot comes back: free for any frames, or retired in a tagged
+ * segment (the task's mapping of it faults). */
 static void lend_release(struct pmd_cluster *c, struct lseg *l, unsigned slot)
 {
 	l->owner[slot] = 0;
-	pmd_segment_slot_put(&c->core->segs, l->seg, slot); /* punched later */
+	l->nlent--;
+	if (l->tag_task)
+		pmd_segment_slot_retire(&c->core->segs, l->seg, slot, NULL,
+					l->frame[slot]);
+	else
+		pmd_segment_slot_put(&c->core->segs, l->seg, slot); /* punched
+								      * later */
 	c->core->budget.lent--;
 	c->core->segs.slots_lent--;
+}
+
+/* Tagged segments whose task left and that lend nothing more go. */
+static void lseg_sweep(struct pmd_cluster *c)
+{
+	for (unsigned i = 0; i < c->nlsegs;) {
+		struct lseg *l = c->lsegs[i];
+		if (l->tag_task && l->task_gone && !l->nlent)
+			lseg_destroy(c, i);
+		else
+			i++;
+	}
 }
 
 static struct lseg *lseg_by_index(struct pmd_cluster *c, uint32_t index)
@@ -242,8 +296,10 @@ static struct lseg *lseg_by_index(struct pmd_cluster *c, uint32_t index)
 	return NULL;
 }
 
-/* A new segment to lend from, registered with the fabric. */
-static error_t lseg_new(struct pmd_cluster *c)
+/* A new segment to lend from, registered with the fabric; tagged when
+ * task is not 0. */
+static error_t lseg_new(struct pmd_cluster *c, pm_node_t home, uint64_t task,
+			uint64_t cont, container_t handle)
 {
 	struct lseg *l, **v;
 	uint64_t key;
@@ -256,7 +312,13 @@ static error_t lseg_new(struct pmd_cluster *c)
 		return ENOMEM;
 	}
 	c->lsegs = v;
+	*l = (struct lseg){ .tag_task = task, .tag_cont = cont,
+			    .tag_handle = handle, .tag_home = task ? home : 0 };
 	err = pmd_segment_create(&c->core->segs, &l->seg);
+	if (!err && task) {
+		l->frame = calloc(PMD_SEG_SLOTS, sizeof(*l->frame));
+		err = l->frame ? pmd_segment_fwd_reserve(l->seg) : ENOMEM;
+	}
 	if (!err)
 		err = fab_key_random(c->ep, &key);
 	if (!err)
@@ -271,6 +333,7 @@ static error_t lseg_new(struct pmd_cluster *c)
 			fab_mr_dereg(l->mr);
 		if (l->seg)
 			pmd_segment_destroy(&c->core->segs, l->seg);
+		free(l->frame);
 		free(l);
 		return err;
 	}
@@ -285,25 +348,32 @@ static void lend_prepare(struct pmd_cluster *c)
 	unsigned ready = 0;
 
 	for (unsigned i = 0; i < c->nlsegs; i++)
-		ready += pmd_slots_free(&c->lsegs[i]->seg->slots);
-	if (ready < PMD_SEG_SLOTS / 4 && lseg_new(c))
+		if (!c->lsegs[i]->tag_task)
+			ready += pmd_slots_free(&c->lsegs[i]->seg->slots);
+	if (ready < PMD_SEG_SLOTS / 4 && lseg_new(c, 0, 0, 0, 0))
 		pmd_warn("cluster: no segment to lend from");
 }
 
-/* A slot to lend: in a segment we lend from (a new one only if none was
- * ready). */
-static error_t lend_slot(struct pmd_cluster *c, struct lseg **out, int *slot)
+/* A slot to lend: in a segment we lend from with this tag (a new one
+ * only if none has room). */
+static error_t lend_slot(struct pmd_cluster *c, pm_node_t home,
+			 const struct lend_req *q, struct lseg **out, int *slot)
 {
 	error_t err;
 
 	for (unsigned i = 0; i < c->nlsegs; i++) {
-		*slot = pmd_segment_slot_alloc(&c->core->segs, c->lsegs[i]->seg);
+		struct lseg *l = c->lsegs[i];
+		if (l->tag_task != q->task || l->task_gone ||
+		    (q->task && (l->tag_home != home || l->tag_cont != q->cont ||
+				 l->tag_handle != q->handle)))
+			continue;
+		*slot = pmd_segment_slot_alloc(&c->core->segs, l->seg);
 		if (*slot >= 0) {
-			*out = c->lsegs[i];
+			*out = l;
 			return 0;
 		}
 	}
-	err = lseg_new(c);
+	err = lseg_new(c, home, q->task, q->cont, q->handle);
 	if (err)
 		return err;
 	*out = c->lsegs[c->nlsegs - 1];
@@ -311,10 +381,11 @@ static error_t lend_slot(struct pmd_cluster *c, struct lseg **out, int *slot)
 	return 0;
 }
 
-static void lend_alloc(struct pmd_cluster *c, pm_node_t home, uint32_t want,
-		       struct lend_rep *rep)
+static void lend_alloc(struct pmd_cluster *c, pm_node_t home,
+		       const struct lend_req *q, struct lend_rep *rep)
 {
 	uint64_t room = pmd_budget_unreserved(&c->core->budget);
+	uint32_t want = q->n;
 
 	memset(rep, 0, sizeof(*rep));
 	if (want > PMD_LEND_MAX)
@@ -325,10 +396,13 @@ static void lend_alloc(struct pmd_cluster *c, pm_node_t home, uint32_t want,
 		struct lseg *l = NULL;
 		int slot = -1;
 
-		if (lend_slot(c, &l, &slot) || slot < 0)
+		if (lend_slot(c, home, q, &l, &slot) || slot < 0)
 			break;
 		pmd_segment_populate(l->seg, (unsigned)slot, 1);
 		l->owner[slot] = home;
+		l->nlent++;
+		if (l->tag_task)
+			l->frame[slot] = q->frame[rep->n];
 		c->core->budget.lent++;
 		c->core->segs.slots_lent++;
 		rep->e[rep->n++] = (struct lend_entry){ .key = l->rk.key,
@@ -346,6 +420,7 @@ static void lend_free(struct pmd_cluster *c, pm_node_t home,
 			lend_release(c, l, e[i].slot);
 	}
 	pmd_segtab_flush(&c->core->segs);
+	lseg_sweep(c);
 }
 
 /* Everything lent to home comes back (it went down or restarted). */
@@ -360,8 +435,61 @@ static void lend_forget(struct pmd_cluster *c, pm_node_t home)
 				n++;
 			}
 	pmd_segtab_flush(&c->core->segs);
+	lseg_sweep(c);
 	if (n)
 		pmd_info("cluster: %u slots lent to node %u taken back", n, home);
+}
+
+void pmd_cluster_task_gone(struct pmd_cluster *c, uint64_t task)
+{
+	for (unsigned i = 0; i < c->nlsegs; i++)
+		if (c->lsegs[i]->tag_task == task)
+			c->lsegs[i]->task_gone = true;
+	lseg_sweep(c);
+}
+
+/* The tagged segment index lent for task by home, or NULL. */
+static struct lseg *lseg_tagged(struct pmd_cluster *c, pm_node_t home,
+				uint64_t task, uint32_t index)
+{
+	struct lseg *l = lseg_by_index(c, index);
+
+	return l && l->tag_task == task && l->tag_home == home &&
+	       !l->task_gone ? l : NULL;
+}
+
+struct pmd_segment *pmd_cluster_pushed_run(struct pmd_cluster *c,
+					   pm_node_t home, uint64_t task,
+					   uint32_t index, uint32_t slot,
+					   uint32_t n)
+{
+	struct lseg *l = lseg_tagged(c, home, task, index);
+
+	if (!l || n == 0 || slot >= PMD_SEG_SLOTS || n > PMD_SEG_SLOTS - slot)
+		return NULL;
+	for (uint32_t i = 0; i < n; i++)
+		if (l->owner[slot + i] != home)
+			return NULL;
+	return l->seg;
+}
+
+error_t pmd_cluster_pushed_where(struct pmd_cluster *c, uint64_t task,
+				 uint64_t seg_id, uint32_t slot,
+				 pm_node_t *home, container_t *handle,
+				 frame_t *frame)
+{
+	struct lseg *l = lseg_by_index(c, (uint32_t)seg_id);
+
+	if (!l || l->seg->id != seg_id || !l->tag_task)
+		return ENOENT; /* not a segment kept for a task's mapping */
+	if (l->tag_task != task)
+		return EACCES;
+	if (slot >= PMD_SEG_SLOTS || !pmd_segment_retired(l->seg, slot))
+		return ENOENT; /* never lent: nothing moved from there */
+	*home = l->tag_home;
+	*handle = l->tag_handle;
+	*frame = l->seg->fwd[slot].frame;
+	return 0;
 }
 
 void pmd_cluster_stop(struct pmd_cluster *c)
@@ -384,16 +512,12 @@ void pmd_cluster_stop(struct pmd_cluster *c)
 				pmd_task_destroy(c->core, t);
 		}
 	}
-	for (unsigned i = 0; i < c->nlsegs; i++) {
-		struct lseg *l = c->lsegs[i];
+	while (c->nlsegs) {
+		struct lseg *l = c->lsegs[c->nlsegs - 1];
 		for (unsigned s2 = 0; s2 < PMD_SEG_SLOTS; s2++)
 			if (l->owner[s2])
 				lend_release(c, l, s2);
-		if (l->mr)
-			fab_mr_dereg(l->mr);
-		pmd_segtab_flush(&c->core->segs);
-		pmd_segment_destroy(&c->core->segs, l->seg);
-		free(l);
+		lseg_destroy(c, c->nlsegs - 1);
 	}
 	free(c->lsegs);
 	while (c->rio_queue) {
@@ -613,13 +737,24 @@ static void nreq_receive(struct pmd_cluster *c, pm_node_t src,
 		return;
 	}
 	case PMD_NREQ_ALLOC: {
+		struct lend_req q = { 0 };
 		struct lend_rep rep;
-		uint32_t asked;
+		struct pmd_task *t;
 
-		if (h.len != sizeof(asked))
+		if (h.len != sizeof(q.n) && h.len != sizeof(q))
 			break;
-		memcpy(&asked, body, sizeof(asked));
-		lend_alloc(c, src, asked, &rep);
+		memcpy(&q, body, h.len);
+		/* Tagged: for a task of ours that follows its mappings. */
+		if (h.len == sizeof(q) &&
+		    (!q.task || !q.cont || (pm_node_t)(q.task >> 48) != c->self ||
+		     (pm_node_t)(q.cont >> 48) != src ||
+		     !(t = pmd_core_find_task(c->core, q.task)) || t->proxy ||
+		     !t->follows || q.n > PMD_LEND_MAX)) {
+			nreq_send(c, src, p->inc, h.type, h.id, NREQ_REPLY,
+				  pm_errno_to_status(ESRCH), NULL, 0);
+			return;
+		}
+		lend_alloc(c, src, &q, &rep);
 		nreq_send(c, src, p->inc, h.type, h.id, NREQ_REPLY, PM_ST_OK,
 			  &rep, sizeof(rep) - sizeof(rep.e) +
 				rep.n * sizeof(rep.e[0]));
@@ -847,7 +982,8 @@ static void borrow_answer(void *arg, error_t status, const void *body,
 			places[n++] = (struct pmd_place){ .node = b->node,
 				.seg = rep.e[i].seg, .slot = rep.e[i].slot,
 				.key = rep.e[i].key, .base = rep.e[i].base,
-				.len = rep.e[i].len };
+				.len = rep.e[i].len, .tag_task = b->tag_task,
+				.tag_cont = b->tag_cont };
 		}
 		if (status) {
 			pmd_warn("cluster: node %u answered a loan badly", b->node);
@@ -868,16 +1004,33 @@ static void borrow_answer(void *arg, error_t status, const void *body,
 error_t pmd_cluster_borrow(struct pmd_cluster *c, pm_node_t node, uint32_t n,
 			   pmd_borrow_done *done, void *arg)
 {
+	return pmd_cluster_borrow_for(c, node, n, 0, 0, 0, NULL, done, arg);
+}
+
+error_t pmd_cluster_borrow_for(struct pmd_cluster *c, pm_node_t node,
+			       uint32_t n, uint64_t task, uint64_t cont,
+			       container_t handle, const frame_t *frames,
+			       pmd_borrow_done *done, void *arg)
+{
 	struct borrow *b = malloc(sizeof(*b));
+	struct lend_req q = { 0 };
 	error_t err;
 
 	if (!b)
 		return ENOMEM;
-	*b = (struct borrow){ .c = c, .node = node, .done = done, .arg = arg };
+	*b = (struct borrow){ .c = c, .node = node, .done = done, .arg = arg,
+			      .tag_task = task, .tag_cont = cont };
 	if (n > PMD_LEND_MAX)
 		n = PMD_LEND_MAX;
-	err = pmd_cluster_call(c, node, PMD_NREQ_ALLOC, &n, sizeof(n),
-			       borrow_answer, b);
+	q.n = n;
+	if (task) {
+		q.task = task;
+		q.cont = cont;
+		q.handle = handle;
+		memcpy(q.frame, frames, n * sizeof(*frames));
+	}
+	err = pmd_cluster_call(c, node, PMD_NREQ_ALLOC, &q,
+			       task ? sizeof(q) : sizeof(q.n), borrow_answer, b);
 	if (err)
 		free(b);
 	return err;
@@ -891,6 +1044,24 @@ static void give_back_answer(void *arg, error_t status, const void *body,
 	(void)len;
 	if (status && status != ENODEV)
 		pmd_debug("cluster: giving slots back: %s", strerror(status));
+}
+
+error_t pmd_cluster_take_back(struct pmd_cluster *c, pm_node_t node,
+			      const struct pmd_rfree *slots, uint32_t n,
+			      pmd_ncall_done *done, void *arg)
+{
+	uint8_t body[8 + FREE_MAX * sizeof(struct free_entry)];
+	struct free_entry *e = (struct free_entry *)(body + 8);
+
+	if (n > FREE_MAX)
+		return EINVAL;
+	memset(body, 0, 8);
+	memcpy(body, &n, sizeof(n));
+	for (uint32_t i = 0; i < n; i++)
+		e[i] = (struct free_entry){ .seg = slots[i].seg,
+					    .slot = slots[i].slot };
+	return pmd_cluster_call(c, node, PMD_NREQ_FREE, body,
+				8 + n * sizeof(*e), done, arg);
 }
 
 void pmd_cluster_give_back(struct pmd_cluster *c)

@@ -101,6 +101,37 @@ typedef void pmd_borrow_done(void *arg, error_t status,
 			     const struct pmd_place *places, uint32_t n);
 error_t pmd_cluster_borrow(struct pmd_cluster *c, pm_node_t node, uint32_t n,
 			   pmd_borrow_done *done, void *arg);
+/* Slots for frames of container cont (ours) that task of node maps
+ * through its handle there: from a segment node keeps for that task and
+ * container (tagged); frames[i] goes into the i-th slot. ESRCH from node:
+ * no such task of its own, or one that cannot follow its mappings. */
+error_t pmd_cluster_borrow_for(struct pmd_cluster *c, pm_node_t node,
+			       uint32_t n, uint64_t task, uint64_t cont,
+			       container_t handle, const frame_t *frames,
+			       pmd_borrow_done *done, void *arg);
+/* Where a home's answer to a forwarded map of task points: the tagged
+ * segment index lent for task by home, with slots [slot, slot + n) lent to
+ * home; NULL when it is not so. */
+struct pmd_segment *pmd_cluster_pushed_run(struct pmd_cluster *c,
+					   pm_node_t home, uint64_t task,
+					   uint32_t index, uint32_t slot,
+					   uint32_t n);
+/* A fault of task on slot of segment seg_id: when that is a tagged
+ * segment of task's and the slot retired, the frame that was there (of
+ * home, reached with the proxy's handle there). ENOENT: not such a
+ * segment or slot; EACCES: another task's. */
+error_t pmd_cluster_pushed_where(struct pmd_cluster *c, uint64_t task,
+				 uint64_t seg_id, uint32_t slot,
+				 pm_node_t *home, container_t *handle,
+				 frame_t *frame);
+/* A task of ours ended: segments kept for its mappings go once empty. */
+void pmd_cluster_task_gone(struct pmd_cluster *c, uint64_t task);
+/* Gives n slots of node back now (up to 60), done when node has them: a
+ * slot of a segment node keeps for a task's mapping is then retired (the
+ * task's mapping faults from then on). */
+error_t pmd_cluster_take_back(struct pmd_cluster *c, pm_node_t node,
+			      const struct pmd_rfree *slots, uint32_t n,
+			      pmd_ncall_done *done, void *arg);
 /* Sends back what the core queued (core->rfree). */
 void pmd_cluster_give_back(struct pmd_cluster *c);
 

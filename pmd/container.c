@@ -796,23 +796,17 @@ error_t pmd_container_deallocate(struct pmd_core *core, struct pmd_task *task,
 
 /* ---- maps ---- */
 
-error_t pmd_container_map(struct pmd_core *core, struct pmd_task *task,
-			  container_t h, frame_t start, uint32_t count,
-			  uint32_t flags, struct pmd_map_out *out,
-			  struct pmd_culprit *why)
+/* A map's handle, rights and arguments. */
+static error_t map_decode(struct pmd_task *task, container_t h, frame_t start,
+			  uint32_t count, uint32_t flags,
+			  struct pmd_container **c, struct pmd_culprit *why)
 {
-	bool want_write = flags & CONT_MAP_WRITE;
-	bool force = want_write && (flags & CONT_MAP_FORCE_WRITE);
-	struct pm_map_run *run = NULL;
-	struct pmd_container *c;
 	struct pmd_cap *cap;
-	bool writable = true;
-	uint64_t cow = 0;
 	error_t err;
-	uint32_t i;
 
 	err = cap_decode(task, h, PMD_RIGHT_MAP | PMD_RIGHT_READ |
-			 (want_write ? PMD_RIGHT_WRITE : 0), USE_ALL, &cap, why);
+			 ((flags & CONT_MAP_WRITE) ? PMD_RIGHT_WRITE : 0),
+			 USE_ALL, &cap, why);
 	if (err)
 		return err;
 	if (!range_ok(start, count) || count > PM_MAP_MAX) {
@@ -823,7 +817,27 @@ error_t pmd_container_map(struct pmd_core *core, struct pmd_task *task,
 		why->arg = 5;
 		return EINVAL;
 	}
-	c = cap->cont;
+	*c = cap->cont;
+	return 0;
+}
+
+error_t pmd_container_map(struct pmd_core *core, struct pmd_task *task,
+			  container_t h, frame_t start, uint32_t count,
+			  uint32_t flags, struct pmd_map_out *out,
+			  struct pmd_culprit *why)
+{
+	bool want_write = flags & CONT_MAP_WRITE;
+	bool force = want_write && (flags & CONT_MAP_FORCE_WRITE);
+	struct pm_map_run *run = NULL;
+	struct pmd_container *c;
+	bool writable = true;
+	uint64_t cow = 0;
+	error_t err;
+	uint32_t i;
+
+	err = map_decode(task, h, start, count, flags, &c, why);
+	if (err)
+		return err;
 	for (i = 0; i < count; i++) {
 		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, start + i);
 		if (!e) {
@@ -1084,10 +1098,45 @@ error_t pmd_container_io_plan(struct pmd_core *core, struct pmd_task *task,
 	return 0;
 }
 
+static bool holders_follow(struct pmd_core *core, const struct pmd_segment *seg);
+
+/* Whether remote frame e of c sits in a segment its node keeps for
+ * task's mappings of c (a forwarded map put it there). */
+static bool frame_pushed_for(const struct pmd_core *core,
+			     const struct pmd_container *c,
+			     const struct pmd_frame *e, uint64_t task)
+{
+	const struct pmd_rseg *r;
+
+	if (!frame_remote(e) || (e->flags & PMD_FRAME_LOST) || !task)
+		return false;
+	r = pmd_core_rseg(core, (pm_node_t)e->pad, e->seg);
+	return r && r->tag_task == task && r->tag_cont == c->id;
+}
+
+/* Adds remote frame f (entry e) of c to the pulls; EIO when it is lost. */
+static error_t pull_add(struct pmd_core *core, frame_t f,
+			const struct pmd_frame *e, struct pmd_pull *pulls,
+			uint32_t *n, struct pmd_culprit *why)
+{
+	const struct pmd_rseg *r = pmd_core_rseg(core, (pm_node_t)e->pad,
+						 e->seg);
+
+	if ((e->flags & PMD_FRAME_LOST) || !r) {
+		why->frame = f;
+		return EIO;
+	}
+	pulls[(*n)++] = (struct pmd_pull){
+		.frame = f, .node = (pm_node_t)e->pad, .seg = e->seg,
+		.slot = e->slot, .piece = remote_piece(r, e, 0, PM_FRAME_SIZE) };
+	return 0;
+}
+
 error_t pmd_container_pull_plan(struct pmd_core *core, struct pmd_task *task,
 				container_t h, bool write, frame_t start,
-				uint32_t count, struct pmd_pull *pulls,
-				uint32_t *npulls, struct pmd_culprit *why)
+				uint32_t count, uint64_t keep_task,
+				struct pmd_pull *pulls, uint32_t *npulls,
+				struct pmd_culprit *why)
 {
 	struct pmd_container *c;
 	struct pmd_cap *cap;
@@ -1105,22 +1154,183 @@ error_t pmd_container_pull_plan(struct pmd_core *core, struct pmd_task *task,
 	c = cap->cont;
 	for (uint32_t i = 0; i < count && n < PMD_PULL_MAX; i++) {
 		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, start + i);
-		const struct pmd_rseg *r;
 
-		if (!e || !frame_remote(e))
+		if (!e || !frame_remote(e) ||
+		    frame_pushed_for(core, c, e, keep_task))
 			continue;
-		r = pmd_core_rseg(core, (pm_node_t)e->pad, e->seg);
-		if ((e->flags & PMD_FRAME_LOST) || !r) {
-			why->frame = start + i;
-			return EIO;
-		}
-		pulls[n++] = (struct pmd_pull){
-			.frame = start + i, .node = (pm_node_t)e->pad,
-			.seg = e->seg, .slot = e->slot,
-			.piece = remote_piece(r, e, 0, PM_FRAME_SIZE) };
+		err = pull_add(core, start + i, e, pulls, &n, why);
+		if (err)
+			return err;
 	}
 	*npulls = n;
 	return 0;
+}
+
+error_t pmd_container_pull_plan_pushed(struct pmd_core *core,
+				       struct pmd_task *task, container_t h,
+				       uint64_t for_task, struct pmd_pull *pulls,
+				       uint32_t *npulls)
+{
+	struct pmd_culprit why;
+	struct pmd_container *c;
+	struct pmd_frame *e;
+	struct pmd_cap *cap;
+	uint32_t n = 0;
+	frame_t f = 0;
+	error_t err;
+
+	err = cap_decode(task, h, PMD_RIGHT_OWNER, 0, &cap, &why);
+	if (err)
+		return err;
+	c = cap->cont;
+	while (n < PMD_PULL_MAX && pmd_ftab_next(&c->frames, &f, &e)) {
+		/* A lost one stays lost; the rest come here. */
+		if (frame_pushed_for(core, c, e, for_task))
+			pull_add(core, f, e, pulls, &n, &why);
+		if (f++ == UINT64_MAX)
+			break;
+	}
+	*npulls = n;
+	return 0;
+}
+
+error_t pmd_container_push_plan(struct pmd_core *core, struct pmd_task *task,
+				container_t h, frame_t start, uint32_t count,
+				uint32_t flags, pm_node_t node,
+				struct pmd_push_out *out,
+				struct pmd_culprit *why)
+{
+	bool want_write = flags & CONT_MAP_WRITE;
+	struct pm_map_run *run = NULL;
+	struct pmd_container *c;
+	error_t err;
+	uint32_t i;
+
+	err = map_decode(task, h, start, count, flags, &c, why);
+	if (err)
+		return err;
+	if (count > PMD_FWD_MAP_MAX)
+		count = PMD_FWD_MAP_MAX; /* the task asks again for the rest */
+	out->npush = 0;
+	for (i = 0; i < count; i++) {
+		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, start + i);
+		struct pmd_segment *seg;
+
+		if (!e) {
+			why->frame = start + i;
+			return ENOENT;
+		}
+		if (frame_pushed_for(core, c, e, task->id) &&
+		    e->pad == node)
+			continue; /* in place */
+		if (frame_remote(e)) {
+			/* Here first (pulled), then on to the task's node. */
+			why->frame = start + i;
+			return (e->flags & PMD_FRAME_LOST) ? EIO : EREMOTE;
+		}
+		if (out->npush == PMD_PUSH_MAX)
+			continue;
+		/* It moves as pmd_container_move moves a frame: not from
+		 * under a task that could not follow it. */
+		seg = frame_seg(core, e);
+		if (seg->exposed && seg->slots.ref[e->slot] == 1) {
+			if (!holders_follow(core, seg)) {
+				why->frame = start + i;
+				return EBUSY;
+			}
+			err = pmd_segment_fwd_reserve(seg);
+			if (err)
+				return err;
+		}
+		out->push[out->npush++] = (struct pmd_push){
+			.frame = start + i, .seg = e->seg, .slot = e->slot,
+			.gen = e->gen };
+	}
+	if (out->npush)
+		return 0;
+	/* Every frame is in place: the runs of the lender's slots. */
+	out->granted = CONT_MAP_READ | (want_write ? CONT_MAP_WRITE : 0);
+	out->nruns = 0;
+	for (i = 0; i < count; i++) {
+		const struct pmd_frame *e = pmd_ftab_lookup(&c->frames, start + i);
+
+		if (run && run->segment == e->seg &&
+		    run->slot + run->nframes == e->slot) {
+			run->nframes++;
+			continue;
+		}
+		run = &out->runs[out->nruns++];
+		*run = (struct pm_map_run){ .segment = e->seg, .slot = e->slot,
+					    .nframes = 1,
+					    .prot = (uint16_t)out->granted };
+	}
+	out->done = count;
+	return 0;
+}
+
+const uint8_t *pmd_container_push_bytes(struct pmd_core *core,
+					struct pmd_task *task, container_t h,
+					const struct pmd_push *push)
+{
+	struct pmd_culprit why;
+	struct pmd_frame *e;
+	struct pmd_cap *cap;
+
+	if (cap_decode(task, h, 0, 0, &cap, &why))
+		return NULL;
+	e = pmd_ftab_lookup(&cap->cont->frames, push->frame);
+	if (!e || frame_remote(e) || e->seg != push->seg ||
+	    e->slot != push->slot || e->gen != push->gen)
+		return NULL;
+	return pmd_segment_frame(frame_seg(core, e), e->slot);
+}
+
+void pmd_container_push_finish(struct pmd_core *core, struct pmd_task *task,
+			       container_t h, const struct pmd_push *push,
+			       uint32_t n, const struct pmd_place *places)
+{
+	struct pmd_culprit why;
+	struct pmd_container *c = NULL;
+	struct pmd_cap *cap;
+
+	if (!cap_decode(task, h, 0, 0, &cap, &why))
+		c = cap->cont;
+	if (c)
+		view_begin(c);
+	for (uint32_t i = 0; i < n; i++) {
+		struct pmd_frame *e = c ? pmd_ftab_lookup(&c->frames,
+							   push[i].frame) : NULL;
+		struct pmd_segment *seg;
+		bool extra;
+
+		/* Only if it is still where we read it from. */
+		if (!e || frame_remote(e) || e->seg != push[i].seg ||
+		    e->slot != push[i].slot || e->gen != push[i].gen ||
+		    pmd_core_rseg_add(core, &places[i])) {
+			pmd_core_give_back(core, places[i].node, places[i].seg,
+					   places[i].slot);
+			continue;
+		}
+		extra = e->flags & PMD_FRAME_EXTRA;
+		pmd_charge_sub(&core->budget, &c->owner->charge, extra);
+		pmd_charge_add_remote(&core->budget, &c->owner->charge, extra);
+		seg = frame_seg(core, e);
+		/* A slot it shared stays with the other frame; one that a
+		 * task may have mapped retires (its mappings follow). */
+		if (seg->exposed && seg->slots.ref[e->slot] == 1 && seg->fwd)
+			pmd_segment_slot_retire(&core->segs, seg, e->slot, c,
+						push[i].frame);
+		else
+			slot_put(core, e->seg, e->slot);
+		e->flags |= PMD_FRAME_REMOTE;
+		e->seg = places[i].seg;
+		e->slot = places[i].slot;
+		e->pad = places[i].node;
+		e->gen++;
+		view_put(core, c, push[i].frame, e);
+	}
+	if (c)
+		view_end(c);
 }
 
 error_t pmd_container_pull_finish(struct pmd_core *core, struct pmd_task *task,
@@ -1624,8 +1834,16 @@ error_t pmd_container_resolve(struct pmd_core *core, struct pmd_task *task,
 		return ENOENT; /* freed, not moved: the task reads zeros */
 	fwd = &seg->fwd[slot];
 	e = fwd->cont ? pmd_ftab_lookup(&fwd->cont->frames, fwd->frame) : NULL;
-	if (!e || frame_remote(e))
-		return ENOENT; /* moved, then deallocated (or elsewhere) */
+	if (!e)
+		return ENOENT; /* moved, then deallocated */
+	if (frame_remote(e)) {
+		/* Moved to another node: the server brings it back here. */
+		if (e->flags & PMD_FRAME_LOST)
+			return EIO;
+		out->cont = fwd->cont;
+		out->frame = fwd->frame;
+		return EREMOTE;
+	}
 	if (container_locked(fwd->cont) && fwd->cont->locker != task &&
 	    fwd->cont->owner == task)
 		return EBUSY; /* the owner waits for the server's lock */
@@ -1639,6 +1857,20 @@ error_t pmd_container_resolve(struct pmd_core *core, struct pmd_task *task,
 		if (err)
 			return err;
 		now->exposed = true;
+	}
+	return 0;
+}
+
+container_t pmd_container_handle_of(struct pmd_task *task,
+				   const struct pmd_container *c)
+{
+	for (struct pmd_list *p = c->caps.next; p != &c->caps; p = p->next) {
+		struct pmd_cap *k = pmd_container_of(p, struct pmd_cap,
+						     cont_link);
+		/* Not a weak reference it made for another task. */
+		if (k->holder == task &&
+		    (!k->share || k->share->bound == task->id))
+			return k->handle;
 	}
 	return 0;
 }

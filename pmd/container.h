@@ -151,11 +151,68 @@ struct pmd_pull {
 };
 error_t pmd_container_pull_plan(struct pmd_core *core, struct pmd_task *task,
 				container_t h, bool write, frame_t start,
-				uint32_t count, struct pmd_pull *pulls,
-				uint32_t *npulls, struct pmd_culprit *why);
+				uint32_t count, uint64_t keep_task,
+				struct pmd_pull *pulls, uint32_t *npulls,
+				struct pmd_culprit *why);
+/* The same over the whole container (owner only), for the frames pushed
+ * for for_task (below): they come back before that task is unshared. */
+error_t pmd_container_pull_plan_pushed(struct pmd_core *core,
+				       struct pmd_task *task, container_t h,
+				       uint64_t for_task, struct pmd_pull *pulls,
+				       uint32_t *npulls);
 error_t pmd_container_pull_finish(struct pmd_core *core, struct pmd_task *task,
 				  container_t h, const struct pmd_pull *pulls,
 				  uint32_t n, const uint8_t *data);
+/*
+ * Maps through a forwarded handle: a task of another node (task here is
+ * its proxy) maps frames of a container homed here. The frames move into
+ * slots that node lends from a segment it keeps for that task and this
+ * container (tagged: pmd_rseg), where the task maps them as frames of its
+ * own node; the move is recorded here as for any remote frame, so the
+ * home still decides everything. push_plan looks at the first
+ * PMD_FWD_MAP_MAX frames of the range (keep_task of pull_plan is how the
+ * server pulls the others): ENOENT, EIO (lost) as map; EREMOTE when one
+ * is remote and not in place (pull it here first, keeping those in
+ * place); else out->push lists up to PMD_PUSH_MAX frames here to move:
+ * the server borrows as many tagged slots of node, writes the frames'
+ * bytes there and calls push_finish, which makes each frame that is still
+ * where the plan saw it a remote frame in its place (its slot here
+ * retires if a task may have mapped it, so the mapping follows; a copy-on-
+ * write share stays with the other frame: the copy is physical from
+ * then on) and gives the other places back. With nothing to move, out
+ * says where the first out->done frames are (runs of the lender's segment
+ * indices and slots) and what is granted: a frame that moved is the
+ * task's alone, never copy-on-write.
+ */
+#define PMD_FWD_MAP_MAX 256
+#define PMD_PUSH_MAX    15
+struct pmd_push {
+	frame_t frame;
+	uint32_t seg;                 /* where it is here */
+	uint16_t slot;
+	uint32_t gen;
+};
+struct pmd_push_out {
+	uint32_t npush;
+	struct pmd_push push[PMD_PUSH_MAX];
+	uint32_t done, granted, nruns;
+	struct pm_map_run runs[PMD_FWD_MAP_MAX];
+};
+error_t pmd_container_push_plan(struct pmd_core *core, struct pmd_task *task,
+				container_t h, frame_t start, uint32_t count,
+				uint32_t flags, pm_node_t node,
+				struct pmd_push_out *out,
+				struct pmd_culprit *why);
+/* The bytes of a planned frame, NULL when it is no longer there. */
+const uint8_t *pmd_container_push_bytes(struct pmd_core *core,
+					struct pmd_task *task, container_t h,
+					const struct pmd_push *push);
+void pmd_container_push_finish(struct pmd_core *core, struct pmd_task *task,
+			       container_t h, const struct pmd_push *push,
+			       uint32_t n, const struct pmd_place *places);
+/* A handle task holds for c (0: none). */
+container_t pmd_container_handle_of(struct pmd_task *task,
+				   const struct pmd_container *c);
 /* The container id behind a handle (any rights). */
 error_t pmd_container_id_of(struct pmd_core *core, struct pmd_task *task,
 			    container_t h, uint64_t *id);
@@ -215,8 +272,11 @@ error_t pmd_container_move(struct pmd_core *core, struct pmd_task *task,
 
 /* Where the frame that lived at (seg_id, slot) is now, for a task that
  * holds that segment and faulted on the slot. ENOENT: no frame moved
- * from there (or it is gone since); EBUSY: locked against the task. */
+ * from there (or it is gone since); EBUSY: locked against the task;
+ * EREMOTE: on another node now (out->cont, out->frame); EIO: lost. */
 struct pmd_resolve_out {
+	struct pmd_container *cont;   /* EREMOTE: the frame went to another */
+	frame_t frame;                /* node; it must come back first */
 	struct pmd_segment *seg;
 	uint16_t slot;
 	bool cow;

@@ -52,6 +52,8 @@ error_t pmd_core_rseg_add(struct pmd_core *core, const struct pmd_place *p)
 			r->key = p->key; /* the lender may have made it anew */
 			r->base = p->base;
 			r->len = p->len;
+			r->tag_task = p->tag_task;
+			r->tag_cont = p->tag_cont;
 			return 0;
 		}
 	}
@@ -60,7 +62,8 @@ error_t pmd_core_rseg_add(struct pmd_core *core, const struct pmd_place *p)
 		return ENOMEM;
 	core->rsegs = r;
 	core->rsegs[core->nrsegs++] = (struct pmd_rseg){ .node = p->node,
-		.seg = p->seg, .key = p->key, .base = p->base, .len = p->len };
+		.seg = p->seg, .key = p->key, .base = p->base, .len = p->len,
+		.tag_task = p->tag_task, .tag_cont = p->tag_cont };
 	return 0;
 }
 

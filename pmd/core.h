@@ -59,11 +59,14 @@ struct pmd_core {
 	uint64_t nshares;               /* (L) */
 };
 
-/* A segment another node lent us slots of: how to reach it. */
+/* A segment another node lent us slots of: how to reach it. A segment
+ * that node keeps for one of its tasks' mappings of one container of ours
+ * (a forwarded map put the frames there) is tagged with both. */
 struct pmd_rseg {
 	pm_node_t node;
 	uint32_t seg;
 	uint64_t key, base, len;        /* its fabric registration */
+	uint64_t tag_task, tag_cont;    /* 0: lent for any frames */
 };
 /* A lent slot we no longer use, to be given back. */
 struct pmd_rfree {
@@ -77,6 +80,7 @@ struct pmd_place {
 	uint32_t seg;
 	uint16_t slot;
 	uint64_t key, base, len;
+	uint64_t tag_task, tag_cont;    /* its segment's tag (pmd_rseg) */
 };
 
 const struct pmd_rseg *pmd_core_rseg(const struct pmd_core *core,

@@ -57,6 +57,8 @@ struct pmd_session {
 		uint64_t inc;        /*     the home's incarnation then */
 	} *fwd;
 	uint32_t nfwd, fwd_cap;
+	uint32_t taking;             /* (L) its answer waits for slots of a */
+	error_t taking_status;       /*     task's mapping to be retired */
 	bool waiting;                /* (L) its request waits for a container */
 	uint8_t *saved;              /* (L) that request's body */
 	uint32_t saved_len;
@@ -80,6 +82,7 @@ struct pmd_server {
 	uint8_t rx[PM_MSG_MAX + 1] __attribute__((aligned(16))); /* (L) one request */
 	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));     /* (L) one reply */
 	struct pmd_map_out map;      /* (L) scratch for MAP */
+	struct pmd_push_out push;    /* (L) scratch for a forwarded MAP */
 	struct pmd_cluster *cluster; /* (L) NULL on a single node */
 	struct pmd_list waiters;     /* (L) sessions waiting for a container */
 	struct pmd_list vsessions;   /* (L) forwarded requests in progress */
@@ -116,6 +119,14 @@ struct rctx {
 	uint8_t redo[64] __attribute__((aligned(8)));
 	struct pmd_pull pulls[PMD_PULL_MAX];
 	uint32_t npulls;
+	bool push;                   /* pushes (a forwarded map): */
+	pm_node_t node;              /*     to this node, */
+	uint32_t npush;              /*     these frames, */
+	struct pmd_push pushes[PMD_PUSH_MAX];
+	struct pmd_place places[PMD_PUSH_MAX]; /* into these slots */
+	uint8_t *data;               /*     their bytes (pulls: kept while */
+	uint32_t taking;             /*     their tagged slots are taken */
+	bool taken;                  /*     back: answers awaited, done) */
 };
 
 static void unpark(struct pmd_server *srv, struct pmd_session *s, error_t err,
@@ -133,6 +144,13 @@ static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
 			 bool write, struct reply *r);
 static error_t map_pull(struct pmd_server *srv, struct pmd_session *s,
 			const struct pm_map_req *req, struct reply *r);
+static error_t map_push(struct pmd_server *srv, struct pmd_session *s,
+			const struct pm_map_req *req, struct reply *r);
+static error_t pull_then_redo(struct pmd_server *srv, struct pmd_session *s,
+			      container_t h, bool write, frame_t start,
+			      uint32_t count, uint64_t keep_task, uint16_t type,
+			      const void *body, uint32_t len, bool *none,
+			      struct reply *r);
 
 static void *reply_body(struct pmd_server *srv)
 {
@@ -160,6 +178,7 @@ struct fctx {
 	struct pmd_session *s;       /* NULL once the session is gone */
 	pm_node_t node;
 	uint16_t type;
+	bool resolve;                /* a MAP for a fault (RESOLVE) */
 	uint32_t fwd_index;          /* the handle's entry (RELEASE) */
 	struct pm_io_req io;         /* READ/WRITE: the whole request */
 	uint32_t done;               /*     bytes so far */
@@ -252,6 +271,84 @@ static void fwd_end(struct fctx *x, error_t status, struct reply *r)
 	free(x);
 }
 
+/* The home's answer to a forwarded map (or fault): its runs are slots of
+ * segments this node keeps for the task (checked), which the task maps
+ * as any of this node's segments. */
+static error_t fwd_map_answer(struct pmd_server *srv, struct fctx *x,
+			      const void *body, size_t len, struct reply *r)
+{
+	static int fds[PM_MAP_FDS_MAX];
+	const struct pm_map_req *q = (const struct pm_map_req *)x->body;
+	struct pmd_task *t = x->s->task;
+	struct pm_map_rep hr, *rep = reply_body(srv);
+	struct pm_map_run *runs = (struct pm_map_run *)(rep + 1);
+	struct pmd_segment *segs[PM_MAP_FDS_MAX];
+	uint32_t nsegs = 0, covered = 0, k = 0;
+
+	if (len < sizeof(hr))
+		return EPROTO;
+	memcpy(&hr, body, sizeof(hr));
+	if (hr.nsegs || hr.view || hr.view_fd || hr.nruns == 0 ||
+	    hr.nruns > PMD_FWD_MAP_MAX || hr.done == 0 || hr.done > q->count ||
+	    len != sizeof(hr) + (size_t)hr.nruns * sizeof(runs[0]) ||
+	    (hr.granted & ~(uint32_t)(CONT_MAP_READ | CONT_MAP_WRITE)))
+		return EPROTO;
+	for (k = 0; k < hr.nruns; k++) {
+		struct pm_map_run run;
+		struct pmd_segment *seg;
+		bool listed = false;
+
+		memcpy(&run, (const uint8_t *)body + sizeof(hr) + k * sizeof(run),
+		       sizeof(run));
+		seg = run.segment <= UINT32_MAX && !(run.prot & ~hr.granted) ?
+			pmd_cluster_pushed_run(srv->cluster, x->node, t->id,
+					       (uint32_t)run.segment, run.slot,
+					       run.nframes) : NULL;
+		if (!seg || covered + run.nframes > hr.done)
+			return EPROTO;
+		if (!pmd_task_has_segment(t, seg->id)) {
+			for (uint32_t i = 0; i < nsegs; i++)
+				listed |= segs[i] == seg;
+			if (!listed && nsegs == PM_MAP_FDS_MAX)
+				break; /* the task asks again for the rest */
+			if (!listed)
+				segs[nsegs++] = seg;
+		}
+		run.segment = seg->id;
+		runs[k] = run;
+		covered += run.nframes;
+	}
+	if (k == hr.nruns && covered != hr.done)
+		return EPROTO;
+	for (uint32_t i = 0; i < nsegs; i++) {
+		error_t err = pmd_task_add_segment(t, segs[i]->id);
+		if (err)
+			return err;
+		segs[i]->exposed = true;
+		fds[i] = segs[i]->fd;
+		memcpy((uint8_t *)(runs + k) + i * sizeof(uint64_t),
+		       &segs[i]->id, sizeof(uint64_t));
+	}
+	r->fds = fds;
+	r->nfds = nsegs;
+	if (x->resolve) {
+		struct pm_resolve_rep *rr = reply_body(srv);
+		struct pm_map_run run = runs[0];
+
+		*rr = (struct pm_resolve_rep){ .segment = run.segment,
+			.slot = run.slot,
+			.flags = (run.prot & CONT_MAP_WRITE) ? 0 : PM_VIEW_COW,
+			.fd = nsegs };
+		r->body_len = sizeof(*rr);
+		return 0;
+	}
+	*rep = (struct pm_map_rep){ .granted = hr.granted, .done = covered,
+				    .nruns = k, .nsegs = nsegs };
+	r->body_len = (uint32_t)(sizeof(*rep) + k * sizeof(runs[0]) +
+				 nsegs * sizeof(uint64_t));
+	return 0;
+}
+
 static void fwd_answer(void *arg, error_t status, const void *body,
 		       size_t len)
 {
@@ -316,6 +413,8 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 		rep->handle = FWD_BIT | (x->s->nfwd + 1);
 		x->s->nfwd++;
 		r.body_len = sizeof(*rep);
+	} else if (!status && x->type == PM_MSG_MAP) {
+		status = fwd_map_answer(srv, x, body, len, &r);
 	} else if (!status && x->type == PM_MSG_STAT) {
 		if (len != sizeof(struct pm_stat_rep)) {
 			fwd_end(x, EPROTO, &r);
@@ -336,7 +435,7 @@ static bool fwd_type(uint32_t type)
 	switch (type) {
 	case PM_MSG_READ: case PM_MSG_WRITE: case PM_MSG_STAT:
 	case PM_MSG_LOCK: case PM_MSG_UNLOCK: case PM_MSG_RELEASE:
-	case PM_MSG_COPY:
+	case PM_MSG_COPY: case PM_MSG_MAP:
 		return true;
 	default:
 		return false;
@@ -429,8 +528,8 @@ static error_t fwd_request(struct pmd_server *srv, struct pmd_session *s,
 	err = fwd_entry(srv, s, h, &index);
 	if (err)
 		return err;
-	if (type == PM_MSG_MAP)
-		return EOPNOTSUPP; /* frames of another home: not yet */
+	if (type == PM_MSG_MAP && !s->task->follows)
+		return EOPNOTSUPP; /* their frames move: it must follow them */
 	if (!fwd_type(type)) {
 		if (type == PM_MSG_ALLOCATE)
 			alloc_reply(srv, r, 0);
@@ -640,6 +739,8 @@ static void session_close(struct pmd_server *srv, struct pmd_session *s)
 			fs->task = NULL;
 			shutdown(fs->fd, SHUT_RDWR);
 		}
+		if (srv->cluster)
+			pmd_cluster_task_gone(srv->cluster, s->task->id);
 		pmd_task_destroy(srv->core, s->task);
 	}
 	pmd_segtab_flush(&srv->core->segs);
@@ -770,12 +871,68 @@ static error_t do_create(struct pmd_server *srv, struct pmd_session *s,
 	return err;
 }
 
+static void taken_back(void *arg, error_t status, const void *body,
+		       size_t len)
+{
+	struct pmd_session *s = arg;
+	struct reply r = { 0 };
+
+	(void)status; /* down: nobody there sees the slot any more */
+	(void)body;
+	(void)len;
+	if (--s->taking == 0)
+		unpark(s->srv, s, s->taking_status, &r);
+}
+
+/* Frames this request let go of that lived in slots another node keeps
+ * for a task's mapping (a forwarded map put them there): those slots are
+ * retired before the answer, so the task sees nothing of them after it.
+ * err is the answer; EINPROGRESS while the slots go. */
+static error_t take_back_first(struct pmd_server *srv, struct pmd_session *s,
+			       error_t err)
+{
+	struct pmd_core *core = srv->core;
+	struct pmd_rfree slots[60];
+
+	if (!srv->cluster)
+		return err;
+	for (;;) {
+		pm_node_t node = 0;
+		uint32_t n = 0, k = 0;
+
+		for (uint32_t i = 0; i < core->nrfree; i++) {
+			struct pmd_rfree *f = &core->rfree[i];
+			const struct pmd_rseg *g = pmd_core_rseg(core, f->node,
+								 f->seg);
+			if (g && g->tag_task && (!node || node == f->node) &&
+			    n < 60) {
+				node = f->node;
+				slots[n++] = *f;
+			} else {
+				core->rfree[k++] = *f;
+			}
+		}
+		if (!n)
+			break;
+		core->nrfree = k;
+		if (!pmd_cluster_take_back(srv->cluster, node, slots, n,
+					   taken_back, s))
+			s->taking++;
+	}
+	if (!s->taking)
+		return err;
+	s->taking_status = err;
+	return EINPROGRESS;
+}
+
 static error_t do_destroy(struct pmd_server *srv, struct pmd_session *s,
 			  const void *body, uint32_t body_len, struct reply *r)
 {
 	const struct pm_handle_req *req = body;
+	error_t err = pmd_container_destroy(srv->core, s->task, req->handle,
+					    &r->why);
 
-	return pmd_container_destroy(srv->core, s->task, req->handle, &r->why);
+	return err ? err : take_back_first(srv, s, 0);
 }
 
 static error_t do_stat(struct pmd_server *srv, struct pmd_session *s,
@@ -825,9 +982,10 @@ static error_t do_deallocate(struct pmd_server *srv, struct pmd_session *s,
 			     struct reply *r)
 {
 	const struct pm_dealloc_req *req = body;
+	error_t err = pmd_container_deallocate(srv->core, s->task, req->handle,
+					       req->start, req->count, &r->why);
 
-	return pmd_container_deallocate(srv->core, s->task, req->handle,
-					req->start, req->count, &r->why);
+	return err ? err : take_back_first(srv, s, 0);
 }
 
 static error_t do_map(struct pmd_server *srv, struct pmd_session *s,
@@ -840,6 +998,8 @@ static error_t do_map(struct pmd_server *srv, struct pmd_session *s,
 	uint8_t *p = (uint8_t *)(rep + 1);
 	error_t err;
 
+	if (s->virt) /* a task of another node: the frames go there */
+		return map_push(srv, s, req, r);
 	err = pmd_container_map(srv->core, s->task, req->handle, req->start,
 				req->count, req->flags, m, &r->why);
 	if (err == EREMOTE)
@@ -994,6 +1154,24 @@ static error_t do_attach(struct pmd_server *srv, struct pmd_session *s,
 	return 0;
 }
 
+/* A fault on a frame another home moved away from this node: a map of
+ * that one frame, forwarded for the task (fwd_map_answer answers). */
+static error_t fwd_resolve(struct pmd_server *srv, struct pmd_session *s,
+			   pm_node_t home, container_t rh, frame_t f)
+{
+	struct pm_map_req q = { .handle = rh, .start = f, .count = 1,
+				.flags = CONT_MAP_READ | CONT_MAP_WRITE };
+	struct fctx *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return ENOMEM;
+	*x = (struct fctx){ .srv = srv, .s = s, .node = home,
+			    .type = PM_MSG_MAP, .resolve = true,
+			    .body_len = sizeof(q) };
+	memcpy(x->body, &q, sizeof(q));
+	return fwd_start(srv, s, x);
+}
+
 static error_t do_resolve(struct pmd_server *srv, struct pmd_session *s,
 			  const void *body, uint32_t body_len, struct reply *r)
 {
@@ -1005,8 +1183,32 @@ static error_t do_resolve(struct pmd_server *srv, struct pmd_session *s,
 
 	if (q->pad)
 		return EPROTO;
+	if (srv->cluster) {
+		/* A frame of another home that this node held for the task's
+		 * mapping: that home says where it is now. */
+		pm_node_t home;
+		container_t rh;
+		frame_t f;
+
+		err = pmd_cluster_pushed_where(srv->cluster, s->task->id,
+					       q->segment, q->slot, &home, &rh,
+					       &f);
+		if (err != ENOENT)
+			return err ? err : fwd_resolve(srv, s, home, rh, f);
+	}
 	err = pmd_container_resolve(srv->core, s->task, q->segment, q->slot,
 				    &out);
+	if (err == EREMOTE) {
+		/* It went to another node: back here first. */
+		container_t h = pmd_container_handle_of(s->task, out.cont);
+		bool none;
+
+		if (!h)
+			return ENOENT;
+		err = pull_then_redo(srv, s, h, false, out.frame, 1, 0,
+				     PM_MSG_RESOLVE, q, sizeof(*q), &none, r);
+		return none ? ENOENT : err;
+	}
 	if (err)
 		return err;
 	rep->segment = out.seg->id;
@@ -1372,6 +1574,64 @@ static error_t alloc_interleave(struct pmd_server *srv,
 }
 
 static void rio_answer(void *arg, error_t status, const uint8_t *data,
+		       uint32_t len);
+
+static void pull_taken(void *arg, error_t status, const void *body,
+		       size_t len)
+{
+	struct rctx *x = arg;
+
+	(void)status; /* down: nobody there sees the slot any more */
+	(void)body;
+	(void)len;
+	if (--x->taking == 0) {
+		x->taken = true;
+		rio_answer(x, 0, x->data, x->npulls * PM_FRAME_SIZE);
+	}
+}
+
+/* Frames pulled out of slots that their node keeps for a task's mapping
+ * (a forwarded map put them there): the node retires those slots before
+ * the frames live here, so that the task never sees a stale copy.
+ * EINPROGRESS while that is under way. */
+static error_t pull_take_back(struct pmd_server *srv, struct rctx *x,
+			      const uint8_t *data)
+{
+	struct pmd_rfree slots[PMD_PULL_MAX];
+	bool sent[PMD_PULL_MAX] = { false };
+
+	for (uint32_t i = 0; i < x->npulls; i++) {
+		const struct pmd_rseg *g = pmd_core_rseg(srv->core,
+							 x->pulls[i].node,
+							 x->pulls[i].seg);
+		uint32_t n = 0;
+
+		if (sent[i] || !g || !g->tag_task)
+			continue;
+		for (uint32_t k = i; k < x->npulls; k++) {
+			g = pmd_core_rseg(srv->core, x->pulls[k].node,
+					  x->pulls[k].seg);
+			if (sent[k] || !g || !g->tag_task ||
+			    x->pulls[k].node != x->pulls[i].node)
+				continue;
+			sent[k] = true;
+			slots[n++] = (struct pmd_rfree){ .node = x->pulls[k].node,
+				.seg = x->pulls[k].seg, .slot = x->pulls[k].slot };
+		}
+		if (!x->data) {
+			x->data = malloc((size_t)x->npulls * PM_FRAME_SIZE);
+			if (!x->data)
+				return ENOMEM;
+			memcpy(x->data, data, (size_t)x->npulls * PM_FRAME_SIZE);
+		}
+		if (!pmd_cluster_take_back(srv->cluster, x->pulls[i].node, slots,
+					   n, pull_taken, x))
+			x->taking++;
+	}
+	return x->taking ? EINPROGRESS : 0;
+}
+
+static void rio_answer(void *arg, error_t status, const uint8_t *data,
 		       uint32_t len)
 {
 	struct rctx *x = arg;
@@ -1379,14 +1639,30 @@ static void rio_answer(void *arg, error_t status, const uint8_t *data,
 	struct pmd_session *s = x->s;
 	struct reply r = { 0 };
 
+	if (x->pull && !status && !x->taken) {
+		status = pull_take_back(srv, x, data);
+		if (status == EINPROGRESS)
+			return; /* still busy; runs again when taken back */
+	}
 	busy_done(srv, x->id);
+	if (x->push) {
+		/* Written there: the frames live there from now on. */
+		if (s && !status)
+			pmd_container_push_finish(srv->core, s->task,
+						  x->pull_handle, x->pushes,
+						  x->npush, x->places);
+		else
+			give_back(srv, x->places, x->npush);
+	}
 	if (s) {
 		s->rctx = NULL;
-		if (x->pull && !status) {
-			/* Bring the frames in, then the map again. */
-			status = pmd_container_pull_finish(srv->core, s->task,
-							   x->pull_handle, x->pulls,
-							   x->npulls, data);
+		if ((x->pull || x->push) && !status) {
+			/* Bring the frames in (or send them out), then the
+			 * request again. */
+			if (x->pull)
+				status = pmd_container_pull_finish(
+					srv->core, s->task, x->pull_handle,
+					x->pulls, x->npulls, data);
 			if (!status)
 				status = dispatch(srv, s, x->redo_type, x->redo,
 						  x->redo_len, &r);
@@ -1404,6 +1680,7 @@ static void rio_answer(void *arg, error_t status, const uint8_t *data,
 		if (status != EINPROGRESS && status != EAGAIN)
 			unpark(srv, s, status, &r);
 	}
+	free(x->data);
 	free(x);
 	redispatch(srv);
 }
@@ -1462,8 +1739,9 @@ static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
  * the range has no remote frame (nothing started). */
 static error_t pull_then_redo(struct pmd_server *srv, struct pmd_session *s,
 			      container_t h, bool write, frame_t start,
-			      uint32_t count, uint16_t type, const void *body,
-			      uint32_t len, bool *none, struct reply *r)
+			      uint32_t count, uint64_t keep_task, uint16_t type,
+			      const void *body, uint32_t len, bool *none,
+			      struct reply *r)
 {
 	struct pmd_io_piece pieces[PMD_PULL_MAX];
 	struct rctx *x;
@@ -1486,8 +1764,14 @@ static error_t pull_then_redo(struct pmd_server *srv, struct pmd_session *s,
 	*x = (struct rctx){ .srv = srv, .s = s, .id = id, .pull = true,
 			    .pull_handle = h, .redo_type = type, .redo_len = len };
 	memcpy(x->redo, body, len);
-	err = pmd_container_pull_plan(srv->core, s->task, h, write, start, count,
-				      x->pulls, &x->npulls, &r->why);
+	if (type == PM_MSG_UNSHARE) /* all that was pushed for that task */
+		err = pmd_container_pull_plan_pushed(srv->core, s->task, h,
+						     keep_task, x->pulls,
+						     &x->npulls);
+	else
+		err = pmd_container_pull_plan(srv->core, s->task, h, write,
+					      start, count, keep_task, x->pulls,
+					      &x->npulls, &r->why);
 	if (!err && !x->npulls) {
 		*none = true;
 		err = EIO;
@@ -1510,7 +1794,128 @@ static error_t map_pull(struct pmd_server *srv, struct pmd_session *s,
 	bool none;
 
 	return pull_then_redo(srv, s, req->handle, false, req->start,
-			      req->count, PM_MSG_MAP, req, sizeof(*req), &none, r);
+			      req->count, 0, PM_MSG_MAP, req, sizeof(*req),
+			      &none, r);
+}
+
+/* The tagged slots for a push came (or not): write the frames there. */
+static void push_borrowed(void *arg, error_t status,
+			  const struct pmd_place *places, uint32_t n)
+{
+	struct pmd_io_piece pieces[PMD_PUSH_MAX];
+	struct rctx *x = arg;
+	struct pmd_server *srv = x->srv;
+	struct pmd_session *s = x->s;
+	struct reply r = { 0 };
+	uint32_t k = 0;
+
+	if (n > x->npush)
+		n = x->npush; /* not more than asked */
+	for (uint32_t i = 0; s && !status && i < n; i++) {
+		const uint8_t *bytes = pmd_container_push_bytes(
+			srv->core, s->task, x->pull_handle, &x->pushes[i]);
+		if (!bytes) { /* gone meanwhile: its slot goes back */
+			give_back(srv, &places[i], 1);
+			continue;
+		}
+		memcpy(x->data + (size_t)k * PM_FRAME_SIZE, bytes, PM_FRAME_SIZE);
+		x->pushes[k] = x->pushes[i];
+		x->places[k] = places[i];
+		pieces[k] = (struct pmd_io_piece){ .node = places[i].node,
+			.key = places[i].key, .base = places[i].base,
+			.rlen = places[i].len,
+			.roff = (uint64_t)places[i].slot * PM_FRAME_SIZE,
+			.len = PM_FRAME_SIZE };
+		k++;
+	}
+	x->npush = k;
+	if (s && !status && n == 0)
+		status = ENOMEM; /* that node lends nothing now */
+	if (!s || status) {
+		give_back(srv, places, s && !status ? 0 : n);
+		x->npush = 0;
+	} else if (k) {
+		status = pmd_cluster_rio(srv->cluster, true, pieces, k, x->data,
+					 k * PM_FRAME_SIZE, rio_answer, x);
+		if (!status)
+			return;
+		give_back(srv, x->places, k);
+		x->npush = 0;
+	}
+	/* Nothing to write after all: done (the request runs again). */
+	(void)r;
+	rio_answer(x, status, NULL, 0);
+}
+
+/* A map through a forwarded handle, at the home for the task's proxy:
+ * the frames go to the task's node first, a batch at a time (those on
+ * other nodes come here first), then the answer says where they are. */
+static error_t map_push(struct pmd_server *srv, struct pmd_session *s,
+			const struct pm_map_req *req, struct reply *r)
+{
+	struct pmd_push_out *o = &srv->push;
+	struct pm_map_rep *rep = reply_body(srv);
+	frame_t frames[PMD_PUSH_MAX];
+	struct rctx *x;
+	uint64_t id;
+	bool none;
+	error_t err;
+
+	static_assert(PMD_PUSH_MAX <= PMD_LEND_MAX, "a push is one loan");
+	err = pmd_container_id_of(srv->core, s->task, req->handle, &id);
+	if (!err && busy_test(srv, id))
+		return EAGAIN;
+	err = pmd_container_push_plan(srv->core, s->task, req->handle,
+				      req->start, req->count, req->flags,
+				      s->vnode, o, &r->why);
+	if (err == EREMOTE)
+		return pull_then_redo(srv, s, req->handle, false, req->start,
+				      req->count < PMD_FWD_MAP_MAX ? req->count
+								   : PMD_FWD_MAP_MAX,
+				      s->task->id, PM_MSG_MAP, req, sizeof(*req),
+				      &none, r);
+	if (err)
+		return err;
+	if (!o->npush) {
+		*rep = (struct pm_map_rep){ .granted = o->granted,
+					    .done = o->done, .nruns = o->nruns };
+		memcpy(rep + 1, o->runs, o->nruns * sizeof(o->runs[0]));
+		r->body_len = (uint32_t)(sizeof(*rep) +
+					 o->nruns * sizeof(o->runs[0]));
+		return 0;
+	}
+	x = calloc(1, sizeof(*x));
+	if (x)
+		x->data = malloc((size_t)o->npush * PM_FRAME_SIZE);
+	if (!x || !x->data) {
+		free(x);
+		return ENOMEM;
+	}
+	*x = (struct rctx){ .srv = srv, .s = s, .id = id, .push = true,
+			    .pull_handle = req->handle, .redo_type = PM_MSG_MAP,
+			    .redo_len = sizeof(*req), .node = s->vnode,
+			    .npush = o->npush, .data = x->data };
+	memcpy(x->redo, req, sizeof(*req));
+	memcpy(x->pushes, o->push, o->npush * sizeof(o->push[0]));
+	for (uint32_t i = 0; i < o->npush; i++)
+		frames[i] = o->push[i].frame;
+	err = busy_add(srv, id);
+	if (err) {
+		free(x->data);
+		free(x);
+		return err;
+	}
+	err = pmd_cluster_borrow_for(srv->cluster, s->vnode, o->npush,
+				     s->task->id, id, req->handle, frames,
+				     push_borrowed, x);
+	if (err) {
+		busy_done(srv, id);
+		free(x->data);
+		free(x);
+		return err;
+	}
+	s->rctx = x;
+	return EINPROGRESS;
 }
 
 static error_t do_copy(struct pmd_server *srv, struct pmd_session *s,
@@ -1527,12 +1932,12 @@ static error_t do_copy(struct pmd_server *srv, struct pmd_session *s,
 		return err;
 	/* Remote frames are brought here (sources first), then the copy
 	 * runs again: a copy across nodes is a copy here. */
-	err = pull_then_redo(srv, s, q->src, false, q->src_start, q->count,
+	err = pull_then_redo(srv, s, q->src, false, q->src_start, q->count, 0,
 			     PM_MSG_COPY, q, sizeof(*q), &none, r);
 	if (none)
 		err = pull_then_redo(srv, s, q->dst, true, q->dst_start,
-				     q->count, PM_MSG_COPY, q, sizeof(*q), &none,
-				     r);
+				     q->count, 0, PM_MSG_COPY, q, sizeof(*q),
+				     &none, r);
 	return err;
 }
 
@@ -1553,7 +1958,18 @@ static error_t do_unshare(struct pmd_server *srv, struct pmd_session *s,
 			  const void *body, uint32_t body_len, struct reply *r)
 {
 	const struct pm_share_req *q = body;
+	struct pmd_task *rt = pmd_core_find_task(srv->core, q->task);
 
+	/* Frames a forwarded map put on that task's node come back first:
+	 * it must see nothing more. */
+	if (rt && rt->proxy && srv->cluster) {
+		bool none;
+		error_t err = pull_then_redo(srv, s, q->handle, false, 0, 0,
+					     q->task, PM_MSG_UNSHARE, q,
+					     sizeof(*q), &none, r);
+		if (!none)
+			return err;
+	}
 	return pmd_container_unshare(srv->core, s->task, q->handle, q->task,
 				     &r->why);
 }
@@ -1701,6 +2117,22 @@ static error_t dispatch(struct pmd_server *srv, struct pmd_session *s,
 			       offsetof(struct pm_copy_req, dst), sizeof(h2));
 		if ((h | h2) & FWD_BIT)
 			return fwd_request(srv, s, type, body, len, h, r);
+	}
+	/* A container with remote work in flight (frames on their way in
+	 * or out) is left alone until it ends. */
+	if (srv->nbusy && handlers[type].handle) {
+		uint64_t h, id;
+		memcpy(&h, body, sizeof(h));
+		if (!pmd_container_id_of(srv->core, s->task, h, &id) &&
+		    busy_test(srv, id))
+			return EAGAIN;
+		if (type == PM_MSG_COPY) {
+			memcpy(&h, (const uint8_t *)body +
+			       offsetof(struct pm_copy_req, dst), sizeof(h));
+			if (!pmd_container_id_of(srv->core, s->task, h, &id) &&
+			    busy_test(srv, id))
+				return EAGAIN;
+		}
 	}
 	return handlers[type].fn(srv, s, body, len, r);
 }

@@ -132,3 +132,16 @@ uint64_t ct_wait_state(const struct pmd_proc *p, pm_node_t of, int state,
 	}
 	return ct_now_ms() - t0;
 }
+
+container_t ct_import(pm_t *owner, container_t c, pm_t *s)
+{
+	pm_cap_token_t tok;
+	container_t weak, ref;
+	pm_task_t sid;
+
+	assert_int_equal(pm_self(s, &sid), 0);
+	assert_int_equal(pm_container_share(owner, c, sid, &weak), 0);
+	assert_int_equal(pm_cap_export(owner, weak, &tok), 0);
+	assert_int_equal(pm_cap_import(s, &tok, &ref), 0);
+	return ref;
+}

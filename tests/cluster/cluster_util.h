@@ -29,5 +29,8 @@ struct pm_node_info ct_seen(const struct pmd_proc *p, pm_node_t of);
  * test after max_ms. */
 uint64_t ct_wait_state(const struct pmd_proc *p, pm_node_t of, int state,
 		       uint64_t max_ms);
+/* A weak reference to c of owner, shared with and imported by task s
+ * (on any node). */
+container_t ct_import(pm_t *owner, container_t c, pm_t *s);
 
 #endif
