@@ -555,6 +555,23 @@ static void bench_forward(void)
 		     t_l, 4, CHECK(pm_container_write(home, c, 0, 0, buf, 65536)));
 	report("forward.write64k", "ns", t_f, "owner write64k on the home", t_l,
 	       NULL);
+
+	/* A frame both map, touched in turn: it moves to this node (the
+	 * task's fault, a map forwarded to the home) and back (the owner's
+	 * fault pulls it home), against a forwarded 4 KiB read. */
+	volatile uint8_t *tm, *om;
+	void *m;
+	CHECK(pm_container_map(here, ref, 1, 1, CONT_MAP_READ | CONT_MAP_WRITE,
+			       &m, NULL));
+	tm = m;
+	CHECK(pm_container_map(home, c, 1, 1, CONT_MAP_READ | CONT_MAP_WRITE,
+			       &m, NULL));
+	om = m;
+	MEASURE_PAIR(t_f, 10, { tm[0] = (uint8_t)i_; om[1] = tm[0]; },
+		     t_l, 10, CHECK(pm_container_read(here, ref, 0, 0, buf, 4096)));
+	report("forward.move_pair", "ns", t_f, "forwarded read4k", t_l, NULL);
+	CHECK(pm_container_unmap(here, (void *)tm, 1));
+	CHECK(pm_container_unmap(home, (void *)om, 1));
 	CHECK(pm_container_destroy(home, c));
 	pm_disconnect(here);
 	pm_disconnect(home);

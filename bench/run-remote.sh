@@ -11,6 +11,9 @@
 #   forwarded:       (sleeping placement) reads and writes by a task on
 #                    node 1 of a container homed on node 2, through a
 #                    forwarded handle, against its owner's on node 2;
+#                    and a frame both map, touched in turn (it moves to
+#                    node 1 and back each time: move_pair), against a
+#                    forwarded 4 KiB read;
 #   figures_polling: each pmd on a CPU of its own (node 1 with pm-bench on
 #                    CPU 0, node 2 on CPU 1) and busy-polling
 #                    (--poll-us 1000), as nodes with a core per pmd would
@@ -66,10 +69,15 @@ jq -n --slurpfile api <(jq -s . "$tmp"/api.*.json) \
     {us: ([$v[].value] | med / 1000 * 10 | round / 10),
      owner_on_home_us: ([$v[].baseline_value] | med / 1000 * 10 | round / 10),
      ratio: ([$v[].ratio] | med | r3)};
+  def mv($s; $n): [$s[] | .[] | select(.name == $n)] as $v |
+    {us: ([$v[].value] | med / 1000 * 10 | round / 10),
+     forwarded_read_4k_us: ([$v[].baseline_value] | med / 1000 * 10 | round / 10),
+     ratio: ([$v[].ratio] | med | r3)};
   {bench: "remote", rounds: ($api[0] | length), figures: figs($api[0]),
    forwarded: {read_4k: fwd($api[0]; "forward.read4k"),
                write_4k: fwd($api[0]; "forward.write4k"),
                read_64k: fwd($api[0]; "forward.read64k"),
-               write_64k: fwd($api[0]; "forward.write64k")}} +
+               write_64k: fwd($api[0]; "forward.write64k"),
+               move_pair: mv($api[0]; "forward.move_pair")}} +
   (if ($poll[0] | map(length) | add) > 0
    then {figures_polling: figs($poll[0])} else {} end)' | tee "$out/remote.json"

@@ -16,7 +16,8 @@
 #include "membership.h"
 
 #define NREQ_MAGIC   0x52444d50u /* "PMDR" */
-#define NREQ_VERSION 2u /* 2: FWD_OP answers start with the task reply */
+#define NREQ_VERSION 3u /* 2: FWD_OP answers start with the task reply;
+                          * 3: tagged loans, forwarded maps */
 #define NREQ_REPLY   0x1u
 #define NREQ_BODY_MAX (PMD_FWD_IO_MAX + 64u)
 
