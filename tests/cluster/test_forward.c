@@ -359,8 +359,11 @@ static uint32_t rnd(uint64_t *rng, uint32_t k)
 
 /* Random reads, writes, copies and maps by the owner (node 1) and a
  * server on node 2, of a container homed on node 1 with its frames on
- * node 3 (maps and copies bring them home as they go), all checked
- * against one model. */
+ * node 3 (maps and copies bring them home as they go, the server's maps
+ * take them to node 2), all checked against one model. Both also keep
+ * the whole container mapped and load and store through it, so frames
+ * move between nodes 1 and 2 under everything else, each mapping
+ * following them. */
 static void random_traffic_across_three_nodes(void **state)
 {
 	enum { NF = 64, STEPS = 400 };
@@ -372,7 +375,8 @@ static void random_traffic_across_three_nodes(void **state)
 	pm_task_t sid;
 	const char *seed = getenv("PMD_TEST_SEED");
 	uint64_t rng = seed && *seed ? strtoull(seed, NULL, 0) : 0;
-	unsigned maps = 0, copies = 0, across = 0;
+	unsigned maps = 0, copies = 0, across = 0, mapped_io = 0;
+	uint8_t *whole[2];
 	int n = NF, n_own = 8;
 
 	if (!rng) /* xorshift never leaves 0 */
@@ -389,6 +393,12 @@ static void random_traffic_across_three_nodes(void **state)
 	 * shared one cross homes (the library moves the bytes). */
 	assert_int_equal(pm_container_create(s, &own), 0);
 	assert_int_equal(pm_container_allocate(s, own, 0, &n_own, 0), 0);
+	assert_int_equal(pm_container_map(a, c, 0, NF, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&whole[0],
+					  NULL), 0);
+	assert_int_equal(pm_container_map(s, ref, 0, NF, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&whole[1],
+					  NULL), 0);
 	for (int step = 0; step < STEPS; step++) {
 		uint32_t len = 1 + rnd(&rng, rnd(&rng, 2) ? 4096 : 65536);
 		uint64_t off = rnd(&rng, NF * PM_FRAME_SIZE - len + 1);
@@ -396,7 +406,22 @@ static void random_traffic_across_three_nodes(void **state)
 		pm_t *pm = server ? s : a;
 		container_t h = server ? ref : c;
 
-		switch (rnd(&rng, 7)) {
+		switch (rnd(&rng, 9)) {
+		case 7:
+			/* A store through a whole-container mapping. */
+			for (uint32_t i = 0; i < len; i++)
+				buf[i] = (uint8_t)rnd(&rng, 256);
+			memcpy(whole[server] + off, buf, len);
+			memcpy(model + off, buf, len);
+			mapped_io++;
+			break;
+		case 8:
+			if (memcmp(whole[server] + off, model + off, len))
+				fail_msg("step %d: %s mapping of %u at %llu differs",
+					 step, server ? "server's" : "owner's", len,
+					 (unsigned long long)off);
+			mapped_io++;
+			break;
 		case 6: {
 			/* Across homes, to the server's container or from it. */
 			uint32_t k = 1 + rnd(&rng, 4);
@@ -448,15 +473,15 @@ static void random_traffic_across_three_nodes(void **state)
 					 (unsigned long long)off);
 			break;
 		default: {
-			/* The owner maps a few frames: they come home. */
+			/* Either maps a few frames: they come to its node. */
 			frame_t f = rnd(&rng, NF - 4);
 			uint8_t *m;
-			assert_int_equal(pm_container_map(a, c, f, 4, CONT_MAP_READ,
+			assert_int_equal(pm_container_map(pm, h, f, 4, CONT_MAP_READ,
 							  (void **)&m, NULL), 0);
 			if (memcmp(m, model + f * PM_FRAME_SIZE, 4 * PM_FRAME_SIZE))
 				fail_msg("step %d: mapped frames %llu.. differ", step,
 					 (unsigned long long)f);
-			pm_container_unmap(a, m, 4);
+			pm_container_unmap(pm, m, 4);
 			maps++;
 		}
 		}
@@ -464,11 +489,15 @@ static void random_traffic_across_three_nodes(void **state)
 	assert_int_equal(pm_container_read(s, own, 0, 0, got, sizeof(own_model)),
 			 0);
 	assert_memory_equal(got, own_model, sizeof(own_model));
+	assert_memory_equal(whole[0], model, sizeof(model));
+	assert_memory_equal(whole[1], model, sizeof(model));
+	pm_container_unmap(a, whole[0], NF);
+	pm_container_unmap(s, whole[1], NF);
 	test_check(a);
 	test_check(s);
-	printf("%d steps, %u maps, %u copies, %u across homes, on three nodes "
-	       "(PMD_TEST_SEED to change the seed)\n", STEPS, maps, copies,
-	       across);
+	printf("%d steps, %u maps, %u loads and stores through mappings, "
+	       "%u copies, %u across homes, on three nodes (PMD_TEST_SEED to "
+	       "change the seed)\n", STEPS, maps, mapped_io, copies, across);
 	pm_disconnect(s);
 	pm_disconnect(a);
 	for (int i = 0; i < 3; i++)
