@@ -18,6 +18,10 @@
 #                    CPU 0, node 2 on CPU 1) and busy-polling
 #                    (--poll-us 1000), as nodes with a core per pmd would
 #                    run; needs two CPUs.
+#   window:          (sleeping placement) 64 KiB bandwidth with the bytes
+#                    passing through the sessions' I/O windows (the
+#                    default: RDMA straight to and from them) against the
+#                    same sessions without one (bytes in the messages).
 # The raw benchmark pins its two busy-polling processes to CPUs 0 and 1.
 # ROUNDS (default 3) repeats all; each figure is the median of rounds.
 set -euo pipefail
@@ -73,11 +77,17 @@ jq -n --slurpfile api <(jq -s . "$tmp"/api.*.json) \
     {us: ([$v[].value] | med / 1000 * 10 | round / 10),
      forwarded_read_4k_us: ([$v[].baseline_value] | med / 1000 * 10 | round / 10),
      ratio: ([$v[].ratio] | med | r3)};
+  def wg($s; $n): [$s[] | .[] | select(.name == $n)] as $v |
+    {window_MBps: ([$v[].value] | med | round),
+     messages_MBps: ([$v[].baseline_value] | med | round),
+     ratio: ([$v[] | .value / .baseline_value] | med | r3)};
   {bench: "remote", rounds: ($api[0] | length), figures: figs($api[0]),
    forwarded: {read_4k: fwd($api[0]; "forward.read4k"),
                write_4k: fwd($api[0]; "forward.write4k"),
                read_64k: fwd($api[0]; "forward.read64k"),
                write_64k: fwd($api[0]; "forward.write64k"),
-               move_pair: mv($api[0]; "forward.move_pair")}} +
+               move_pair: mv($api[0]; "forward.move_pair")},
+   window: {read_bw_64k: wg($api[0]; "remote.read_bw_64k"),
+            write_bw_64k: wg($api[0]; "remote.write_bw_64k")}} +
   (if ($poll[0] | map(length) | add) > 0
    then {figures_polling: figs($poll[0])} else {} end)' | tee "$out/remote.json"

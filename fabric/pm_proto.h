@@ -70,6 +70,7 @@ enum pm_msg_type {
 	PM_MSG_RESOLVE = 24,
 	PM_MSG_MOVE = 25,
 	PM_MSG_PING_NODE = 26,
+	PM_MSG_WINDOW = 27,
 	PM_MSG_TYPE_MAX,
 	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
 };
@@ -355,11 +356,24 @@ struct pm_io_req {
 	uint64_t frame;
 	uint64_t offset;  /* bytes from the start of frame; may pass its end */
 	uint32_t len;     /* 1 .. PM_IO_MAX */
-	uint32_t pad;
-	/* WRITE: len bytes of data follow */
+	uint32_t flags;   /* PM_IO_WINDOW */
+	/* WRITE: len bytes of data follow, or none with PM_IO_WINDOW */
 };
 static_assert(sizeof(struct pm_io_req) == 32, "io req");
-/* READ reply: len bytes of data. WRITE reply: empty. */
+/* READ reply: len bytes of data, or with PM_IO_WINDOW none when they
+ * are in the window. WRITE reply: empty. */
+#define PM_IO_WINDOW 0x1u /* the data is in the session's I/O window */
+
+/*
+ * WINDOW: empty request; the reply is pm_window_rep and the window's
+ * descriptor: PM_IO_MAX bytes of shared memory (a memfd sealed against
+ * resizing) through which the session's READ and WRITE may pass their
+ * data (PM_IO_WINDOW), so that the pmd reads and writes remote frames
+ * by RDMA straight to and from it. One a session (EEXIST after).
+ */
+struct pm_window_rep {
+	uint64_t size;    /* PM_IO_MAX */
+};
 
 struct pm_copy_req {
 	uint64_t src;

@@ -87,6 +87,9 @@ struct pm {
 	size_t vnext;                  /* next free view pair in it */
 	bool views_outside;            /* (A) some views had to go elsewhere */
 	struct pmc_follow follow;      /* mappings that follow frames */
+	uint8_t *win;                  /* (C) the session's I/O window, or
+	                                * NULL: reads and writes then carry
+	                                * their bytes in the messages */
 	char path[108];                /* (C) the pmd's socket */
 	pm_reclaim_fn reclaim_fn;      /* extra-frame upcall */
 	void *reclaim_arg;
@@ -273,6 +276,40 @@ off:
 			err ? strerror(err) : "", err ? ")" : "");
 }
 
+/*
+ * The session's I/O window: shared memory the pmd maps too, through which
+ * reads and writes pass their bytes, so that the pmd's RDMA to and from
+ * remote frames lands in it directly. Without one (PM_NO_WINDOW=1, or a
+ * pmd that could not make it) the bytes travel in the messages.
+ */
+static void window_start(struct pm *pm)
+{
+	const char *env = getenv("PM_NO_WINDOW");
+	struct pm_window_rep rep;
+	int fd = -1;
+	struct rpc r = { .type = PM_MSG_WINDOW, .body = &rep,
+			 .body_max = sizeof(rep), .fds = &fd, .fds_max = 1 };
+	void *m;
+
+	error_t err;
+
+	if (env && *env && strcmp(env, "0"))
+		return;
+	pthread_mutex_lock(&pm->lock);
+	err = rpc_call(pm, &r);
+	pthread_mutex_unlock(&pm->lock);
+	if (err || r.body_len != sizeof(rep) || r.nfds != 1 ||
+	    rep.size != PM_IO_MAX) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	m = mmap(NULL, PM_IO_MAX, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (m != MAP_FAILED)
+		pm->win = m;
+}
+
 error_t pm_connect(const char *endpoint, pm_t **pm_out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -325,6 +362,7 @@ error_t pm_connect(const char *endpoint, pm_t **pm_out)
 	pm->io_max = rep.io_max;
 	pm->map_max = rep.map_max;
 	follow_start(pm);
+	window_start(pm);
 	*pm_out = pm;
 	return 0;
 
@@ -343,6 +381,8 @@ void pm_disconnect(pm_t *pm)
 		return;
 	pmc_follow_fini(&pm->follow);
 	close(pm->fd);
+	if (pm->win)
+		munmap(pm->win, PM_IO_MAX);
 	for (struct pmc_seg *g = pm->all_segs, *n; g; g = n) {
 		n = g->next;
 		munmap(g->ro, SEG_BYTES);
@@ -1144,7 +1184,8 @@ error_t pm_container_read(pm_t *pm, container_t container, frame_t frame,
 	while (len) {
 		uint32_t n = len > pm->io_max ? pm->io_max : (uint32_t)len;
 		struct pm_io_req req = { .handle = container, .frame = frame,
-					 .offset = offset, .len = n };
+					 .offset = offset, .len = n,
+					 .flags = pm->win ? PM_IO_WINDOW : 0 };
 		struct rpc r = { .type = PM_MSG_READ, .req = &req,
 				 .req_len = sizeof(req), .body = p,
 				 .body_max = n };
@@ -1152,7 +1193,10 @@ error_t pm_container_read(pm_t *pm, container_t container, frame_t frame,
 
 		pthread_mutex_lock(&pm->lock);
 		err = rpc_call(pm, &r);
-		if (!err && r.body_len != n) {
+		/* In the reply, or (no body) in the window. */
+		if (!err && r.body_len == 0 && pm->win)
+			memcpy(p, pm->win, n);
+		else if (!err && r.body_len != n) {
 			pm->broken = true;
 			err = EPROTO;
 		}
@@ -1187,6 +1231,12 @@ error_t pm_container_write(pm_t *pm, container_t container, frame_t frame,
 		error_t err;
 
 		pthread_mutex_lock(&pm->lock);
+		if (pm->win) { /* the bytes go through the window */
+			memcpy(pm->win, p, n);
+			req.flags = PM_IO_WINDOW;
+			r.data = NULL;
+			r.data_len = 0;
+		}
 		err = rpc_call(pm, &r);
 		pthread_mutex_unlock(&pm->lock);
 		if (err)

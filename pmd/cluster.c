@@ -108,7 +108,10 @@ struct free_entry {
 struct rio {
 	struct pmd_cluster *c;
 	bool write;
-	int bounce;                    /* -1: queued for one */
+	int bounce;                    /* -1: queued for one, or windowed */
+	uint8_t *buf;                  /* the local side: a bounce buffer or */
+	struct fab_mr *mr;             /* the caller's window, and its */
+	size_t mr_off;                 /* registration */
 	uint32_t len, npieces, left;
 	struct pmd_io_piece pieces[PMD_IO_PIECES];
 	uint8_t *data;                 /* write: the bytes, while queued */
@@ -133,6 +136,7 @@ struct pmd_cluster {
 	struct fab_mr *bounce_mr;
 	struct rio *bounce_user[BOUNCES];
 	struct rio *rio_queue, **rio_tail; /* waiting for a bounce */
+	struct rio *rio_window;        /* in flight from tasks' windows */
 	pmd_fwd_fn *fwd;               /* the server's hooks */
 	pmd_proxy_gone_fn *proxy_gone;
 	void *hook_arg;
@@ -529,6 +533,11 @@ void pmd_cluster_stop(struct pmd_cluster *c)
 	}
 	for (unsigned b = 0; b < BOUNCES; b++)
 		free(c->bounce_user[b]); /* the endpoint closes below */
+	while (c->rio_window) {
+		struct rio *r = c->rio_window;
+		c->rio_window = r->next;
+		free(r);
+	}
 	if (c->bounce_mr)
 		fab_mr_dereg(c->bounce_mr);
 	if (c->ep && fab_ep_close(c->ep))
@@ -1102,10 +1111,17 @@ static void rio_start(struct pmd_cluster *c, struct rio *r, int b,
 
 static void rio_finish(struct pmd_cluster *c, struct rio *r)
 {
-	uint8_t *buf = c->bounce + (size_t)r->bounce * PM_IO_MAX;
-
 	if (r->done)
-		r->done(r->arg, r->status, r->write ? NULL : buf, r->len);
+		r->done(r->arg, r->status, r->write ? NULL : r->buf, r->len);
+	if (r->bounce < 0) { /* the caller's window */
+		for (struct rio **pp = &c->rio_window; *pp; pp = &(*pp)->next)
+			if (*pp == r) {
+				*pp = r->next;
+				break;
+			}
+		free(r);
+		return;
+	}
 	c->bounce_user[r->bounce] = NULL;
 	/* The next waiting one gets the bounce. */
 	if (c->rio_queue) {
@@ -1119,16 +1135,23 @@ static void rio_finish(struct pmd_cluster *c, struct rio *r)
 	free(r);
 }
 
-/* Posts r's pieces from bounce buffer b; a write's bytes come from data
- * (the caller's, or the copy kept while r waited for a bounce). */
+/* Posts r's pieces from bounce buffer b (or the caller's window, b -1);
+ * a write's bytes come from data (the caller's, or the copy kept while r
+ * waited for a bounce; in the window already). */
 static void rio_start(struct pmd_cluster *c, struct rio *r, int b,
 		      const uint8_t *data)
 {
-	uint8_t *buf = c->bounce + (size_t)b * PM_IO_MAX;
 	uint32_t off = 0;
+	uint8_t *buf;
 
+	if (b >= 0) {
+		r->buf = c->bounce + (size_t)b * PM_IO_MAX;
+		r->mr = c->bounce_mr;
+		r->mr_off = (size_t)b * PM_IO_MAX;
+		c->bounce_user[b] = r;
+	}
+	buf = r->buf;
 	r->bounce = b;
-	c->bounce_user[b] = r;
 	r->left = 1; /* held until every piece is posted */
 	for (uint32_t i = 0; i < r->npieces; i++) {
 		const struct pmd_io_piece *p = &r->pieces[i];
@@ -1141,11 +1164,11 @@ static void rio_start(struct pmd_cluster *c, struct rio *r, int b,
 			else
 				memcpy(buf + off, p->local, p->len);
 		} else {
-			if (r->write)
+			if (r->write && buf + off != data + off)
 				memcpy(buf + off, data + off, p->len);
 			err = (r->write ? fab_write : fab_read)(
-				c->ep, peer_of_node(c, p->node), c->bounce_mr,
-				(size_t)b * PM_IO_MAX + off, &rk, p->roff, p->len, r);
+				c->ep, peer_of_node(c, p->node), r->mr,
+				r->mr_off + off, &rk, p->roff, p->len, r);
 			if (err) {
 				r->status = EIO;
 				break;
@@ -1195,6 +1218,43 @@ error_t pmd_cluster_rio(struct pmd_cluster *c, bool write,
 	*c->rio_tail = r;
 	c->rio_tail = &r->next;
 	return 0;
+}
+
+error_t pmd_cluster_rio_window(struct pmd_cluster *c, bool write,
+			       const struct pmd_io_piece *pieces,
+			       uint32_t npieces, uint8_t *win,
+			       struct fab_mr *mr, uint32_t len,
+			       pmd_rio_done *done, void *arg)
+{
+	struct rio *r = calloc(1, sizeof(*r));
+
+	if (!r || npieces > PMD_IO_PIECES || len > PM_IO_MAX) {
+		free(r);
+		return r ? EINVAL : ENOMEM;
+	}
+	*r = (struct rio){ .c = c, .write = write, .len = len,
+			   .npieces = npieces, .done = done, .arg = arg,
+			   .buf = win, .mr = mr };
+	memcpy(r->pieces, pieces, npieces * sizeof(*pieces));
+	r->next = c->rio_window;
+	c->rio_window = r;
+	rio_start(c, r, -1, win);
+	return 0;
+}
+
+error_t pmd_cluster_mr(struct pmd_cluster *c, void *buf, size_t len,
+		       struct fab_mr **out)
+{
+	uint64_t key;
+	error_t err = fab_key_random(c->ep, &key);
+
+	return err ? err : fab_mr_reg(c->ep, buf, len, FAB_ACCESS_LOCAL, key, out);
+}
+
+void pmd_cluster_mr_drop(struct fab_mr *mr)
+{
+	if (fab_mr_dereg(mr))
+		pmd_warn("cluster: deregistering a task's I/O window failed");
 }
 
 /* A completion of a remote read or write. */

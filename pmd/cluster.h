@@ -183,6 +183,21 @@ error_t pmd_cluster_rio(struct pmd_cluster *c, bool write,
 			const struct pmd_io_piece *pieces, uint32_t npieces,
 			const void *data, uint32_t len, pmd_rio_done *done,
 			void *arg);
+/* The same between a task's I/O window (registered with pmd_cluster_mr,
+ * mapped here at win) and the lenders' slots, with no bounce buffer: a
+ * read lands in the window, a write's bytes are read from it. The
+ * window must stay until done has run. */
+struct fab_mr;
+error_t pmd_cluster_rio_window(struct pmd_cluster *c, bool write,
+			       const struct pmd_io_piece *pieces,
+			       uint32_t npieces, uint8_t *win,
+			       struct fab_mr *mr, uint32_t len,
+			       pmd_rio_done *done, void *arg);
+/* Registers buf as a local buffer of our reads and writes; drop undoes
+ * it. */
+error_t pmd_cluster_mr(struct pmd_cluster *c, void *buf, size_t len,
+		       struct fab_mr **out);
+void pmd_cluster_mr_drop(struct fab_mr *mr);
 const char *pmd_cluster_self_address(const struct pmd_cluster *c);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -32,8 +33,19 @@
 #define EPOLL_BATCH 64
 #define RX_FDS_MAX  16 /* descriptors a task might send; closed unread */
 
+/* A session's I/O window (PM_MSG_WINDOW): shared with the task, and
+ * registered with the fabric; held by the session and by its remote
+ * reads and writes in flight. */
+struct pmd_window {
+	uint8_t *base;
+	int fd;
+	struct fab_mr *mr;           /* NULL on a single node */
+	unsigned refs;
+};
+
 struct pmd_session {
 	int fd;                      /* (L) the connection */
+	struct pmd_window *win;      /* (L) its I/O window, or NULL */
 	struct pmd_task *task;       /* (L) NULL until HELLO (or ATTACH) */
 	bool fault;                  /* (L) a task's fault session: RESOLVE only */
 	bool parked;                 /* (L) its request waits on another node */
@@ -124,6 +136,7 @@ struct rctx {
 	uint32_t npush;              /*     these frames, */
 	struct pmd_push pushes[PMD_PUSH_MAX];
 	struct pmd_place places[PMD_PUSH_MAX]; /* into these slots */
+	struct pmd_window *win;      /* reads and writes through the window */
 	uint8_t *data;               /*     their bytes (pulls: kept while */
 	uint32_t taking;             /*     their tagged slots are taken */
 	bool taken;                  /*     back: answers awaited, done) */
@@ -166,6 +179,14 @@ static void alloc_reply(struct pmd_server *srv, struct reply *r,
 	rep->count = count;
 	rep->pad = 0;
 	r->body_len = sizeof(*rep);
+}
+
+/* Flags of a READ or WRITE: the window only for a session that has one
+ * (s->win is then set). */
+static bool io_flags_ok(const struct pmd_session *s, const struct pm_io_req *q)
+{
+	return !(q->flags & ~PM_IO_WINDOW) &&
+	       (!(q->flags & PM_IO_WINDOW) || s->win);
 }
 
 /* ---- requests forwarded to the container's home ---- */
@@ -544,9 +565,12 @@ static error_t fwd_request(struct pmd_server *srv, struct pmd_session *s,
 	if (type == PM_MSG_READ || type == PM_MSG_WRITE) {
 		memcpy(&x->io, body, sizeof(x->io));
 		x->io.handle = s->fwd[index].rh;
-		if (x->io.pad || x->io.len == 0 || x->io.len > PM_IO_MAX) {
+		if (!io_flags_ok(s, &x->io) || x->io.len == 0 ||
+		    x->io.len > PM_IO_MAX ||
+		    (type == PM_MSG_WRITE && len != sizeof(x->io) +
+		     ((x->io.flags & PM_IO_WINDOW) ? 0 : x->io.len))) {
 			free(x);
-			return EINVAL;
+			return EPROTO;
 		}
 		x->data = malloc(x->io.len);
 		if (!x->data) {
@@ -554,8 +578,10 @@ static error_t fwd_request(struct pmd_server *srv, struct pmd_session *s,
 			return ENOMEM;
 		}
 		if (type == PM_MSG_WRITE)
-			memcpy(x->data, (const uint8_t *)body + sizeof(x->io),
-			       x->io.len);
+			memcpy(x->data, (x->io.flags & PM_IO_WINDOW) ?
+			       (const uint8_t *)s->win->base :
+			       (const uint8_t *)body + sizeof(x->io), x->io.len);
+		x->io.flags = 0; /* the home has its own; reads answer here */
 	} else {
 		if (len > sizeof(x->body)) {
 			free(x);
@@ -703,6 +729,17 @@ static void give_back(struct pmd_server *srv, const struct pmd_place *p,
 					   p[i].slot);
 }
 
+static void window_put(struct pmd_window *w)
+{
+	if (!w || --w->refs)
+		return;
+	if (w->mr)
+		pmd_cluster_mr_drop(w->mr);
+	munmap(w->base, PM_IO_MAX);
+	close(w->fd);
+	free(w);
+}
+
 static void session_close(struct pmd_server *srv, struct pmd_session *s)
 {
 	if (s->parked && srv->cluster)
@@ -712,6 +749,7 @@ static void session_close(struct pmd_server *srv, struct pmd_session *s)
 	free(s->pplaces);
 	if (s->rctx)
 		s->rctx->s = NULL; /* it finishes without us */
+	window_put(s->win);
 	fwd_bye(srv, s);
 	if (s->waiting)
 		pmd_list_del(&s->wlink);
@@ -1028,13 +1066,58 @@ static error_t do_map(struct pmd_server *srv, struct pmd_session *s,
 	return 0;
 }
 
+static error_t do_window(struct pmd_server *srv, struct pmd_session *s,
+			 const void *body, uint32_t body_len, struct reply *r)
+{
+	static int fd;
+	struct pm_window_rep *rep = reply_body(srv);
+	struct pmd_window *w;
+	error_t err = 0;
+
+	if (s->fault || s->virt)
+		return EPROTO;
+	if (s->win)
+		return EEXIST;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return ENOMEM;
+	w->base = MAP_FAILED;
+	/* Sealed against resizing: the task cannot pull it from under us. */
+	w->fd = memfd_create("pm-window", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (w->fd < 0 || ftruncate(w->fd, PM_IO_MAX) < 0 ||
+	    fcntl(w->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+				      F_SEAL_SEAL) < 0 ||
+	    (w->base = mmap(NULL, PM_IO_MAX, PROT_READ | PROT_WRITE, MAP_SHARED,
+			    w->fd, 0)) == MAP_FAILED)
+		err = errno;
+	if (!err && srv->cluster)
+		err = pmd_cluster_mr(srv->cluster, w->base, PM_IO_MAX, &w->mr);
+	if (err) {
+		if (w->base != MAP_FAILED)
+			munmap(w->base, PM_IO_MAX);
+		if (w->fd >= 0)
+			close(w->fd);
+		free(w);
+		pmd_warn("an I/O window: %s", strerror(err));
+		return ENOMEM;
+	}
+	w->refs = 1;
+	s->win = w;
+	rep->size = PM_IO_MAX;
+	r->body_len = sizeof(*rep);
+	fd = w->fd;
+	r->fds = &fd;
+	r->nfds = 1;
+	return 0;
+}
+
 static error_t do_read(struct pmd_server *srv, struct pmd_session *s,
 		       const void *body, uint32_t body_len, struct reply *r)
 {
 	const struct pm_io_req *req = body;
 	error_t err;
 
-	if (req->pad) {
+	if (!io_flags_ok(s, req)) {
 		r->why.arg = 0;
 		return EPROTO;
 	}
@@ -1052,15 +1135,19 @@ static error_t do_write(struct pmd_server *srv, struct pmd_session *s,
 			const void *body, uint32_t body_len, struct reply *r)
 {
 	const struct pm_io_req *req = body;
-
+	bool win = req->flags & PM_IO_WINDOW;
+	const void *data = req + 1;
 	error_t err;
 
-	if (req->pad || body_len != sizeof(*req) + (uint64_t)req->len)
+	if (!io_flags_ok(s, req) ||
+	    body_len != sizeof(*req) + (win ? 0 : (uint64_t)req->len))
 		return EPROTO;
+	if (win)
+		data = s->win->base; /* checked: the session has one */
 	err = pmd_container_write(srv->core, s->task, req->handle, req->frame,
-				  req->offset, req + 1, req->len, &r->why);
+				  req->offset, data, req->len, &r->why);
 	if (err == EREMOTE)
-		return io_remote(srv, s, req, req + 1, true, r);
+		return io_remote(srv, s, req, data, true, r);
 	return err;
 }
 
@@ -1671,16 +1758,17 @@ static void rio_answer(void *arg, error_t status, const uint8_t *data,
 						s->parked_seq, x->redo,
 						x->redo_len))
 				status = ENOMEM;
-		} else if (!status && data) {
+		} else if (!status && data && !x->win) {
 			/* Sent from the bounce buffer, which stays ours
 			 * until this returns. */
 			r.body_ext = data;
 			r.body_len = len;
-		}
+		} /* (through the window: the bytes are there, no body) */
 		if (status != EINPROGRESS && status != EAGAIN)
 			unpark(srv, s, status, &r);
 	}
 	free(x->data);
+	window_put(x->win);
 	free(x);
 	redispatch(srv);
 }
@@ -1731,6 +1819,24 @@ static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
 	if (!x)
 		return ENOMEM;
 	*x = (struct rctx){ .srv = srv, .s = s, .id = id };
+	if (req->flags & PM_IO_WINDOW) {
+		/* Straight between the task's window and the frames. */
+		x->win = s->win;
+		x->win->refs++;
+		err = busy_add(srv, id);
+		if (!err)
+			err = pmd_cluster_rio_window(srv->cluster, write, pieces,
+						     n, x->win->base, x->win->mr,
+						     req->len, rio_answer, x);
+		if (err) {
+			busy_done(srv, id);
+			window_put(x->win);
+			free(x);
+			return err;
+		}
+		s->rctx = x;
+		return EINPROGRESS;
+	}
 	return rctx_start(srv, s, x, write, pieces, n, data, req->len);
 }
 
@@ -2095,6 +2201,7 @@ static const struct {
 	[PM_MSG_RESOLVE] = { do_resolve, sizeof(struct pm_resolve_req), false, false },
 	[PM_MSG_MOVE] = { do_move, sizeof(struct pm_move_req), false, true },
 	[PM_MSG_PING_NODE] = { do_ping_node, sizeof(struct pm_ping_req), false, false },
+	[PM_MSG_WINDOW] = { do_window, 0, false, false },
 };
 
 /* Whether a body of len bytes is one a request of (known) type takes. */

@@ -146,6 +146,30 @@ static void frames_on_another_node(void **state)
 		assert_int_equal(pm_container_read(pm, c, 0, off, got, len), 0);
 		assert_memory_equal(got, model + off, len);
 	}
+	/* The same without an I/O window (bytes in the messages, through
+	 * the pmd's bounce buffers). */
+	{
+		pm_t *nw;
+		container_t cn;
+		int k = 20;
+
+		setenv("PM_NO_WINDOW", "1", 1);
+		nw = test_connect(&node[0]);
+		unsetenv("PM_NO_WINDOW");
+		assert_int_equal(pm_container_create(nw, &cn), 0);
+		assert_int_equal(pm_container_set_policy(nw, cn, PM_PLACE_NODE, 2), 0);
+		assert_int_equal(pm_container_allocate(nw, cn, 0, &k, 0), 0);
+		for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+			fill(buf, lens[li], seed++);
+			assert_int_equal(pm_container_write(nw, cn, 1, 4093, buf,
+							    lens[li]), 0);
+			assert_int_equal(pm_container_read(nw, cn, 1, 4093, got,
+							   lens[li]), 0);
+			assert_memory_equal(got, buf, lens[li]);
+		}
+		assert_int_equal(pm_container_destroy(nw, cn), 0);
+		pm_disconnect(nw);
+	}
 
 	/* Mapping brings frames here: 20 of them, in two batches; the map
 	 * shows the model's bytes, the loans go back, later maps of them are

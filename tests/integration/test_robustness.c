@@ -199,6 +199,97 @@ static void bad_requests_get_error_replies(void **state)
 	check_still_serving();
 }
 
+/* The I/O window: only with one, sealed against resizing, one a
+ * session; reads and writes give the same bytes with it or without. */
+static void io_window_misuse(void **state)
+{
+	uint8_t msg[128], rep[256];
+	struct pm_msg_hdr *h = (struct pm_msg_hdr *)msg;
+	struct pm_io_req *q = (struct pm_io_req *)(h + 1);
+	const struct pm_reply *r = (const struct pm_reply *)(rep + 16);
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { .iov_base = rep, .iov_len = sizeof(rep) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = ctl.buf,
+			     .msg_controllen = sizeof(ctl.buf) };
+	int fd = raw_connect(), wfd = -1;
+	struct cmsghdr *c;
+
+	raw_hello(fd);
+	/* No window yet; unknown flags; bytes inline with the window flag. */
+	const struct { uint16_t type; uint32_t flags; uint32_t body; } bad[] = {
+		{ PM_MSG_READ, PM_IO_WINDOW, sizeof(*q) },
+		{ PM_MSG_WRITE, PM_IO_WINDOW, sizeof(*q) },
+		{ PM_MSG_READ, 0x2, sizeof(*q) },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(msg, 0, sizeof(msg));
+		pm_msg_hdr_init(h, bad[i].type, 16 + bad[i].body, 10 + (uint32_t)i);
+		q->len = 1;
+		q->flags = bad[i].flags;
+		assert_int_equal(send(fd, msg, 16 + bad[i].body, 0),
+				 16 + bad[i].body);
+		assert_true(raw_reply(fd, rep, sizeof(rep)) >= (ssize_t)PM_REPLY_HDR);
+		assert_int_equal(r->status, PM_ST_BAD_MESSAGE);
+	}
+	pm_msg_hdr_init(h, PM_MSG_WINDOW, 16, 20);
+	assert_int_equal(send(fd, msg, 16, 0), 16);
+	assert_int_equal(recvmsg(fd, &mh, 0),
+			 PM_REPLY_HDR + sizeof(struct pm_window_rep));
+	assert_int_equal(r->status, PM_ST_OK);
+	c = CMSG_FIRSTHDR(&mh);
+	assert_non_null(c);
+	memcpy(&wfd, CMSG_DATA(c), sizeof(wfd));
+	assert_int_equal(ftruncate(wfd, 0), -1); /* sealed */
+	assert_int_equal(errno, EPERM);
+	close(wfd);
+	assert_int_equal(send(fd, msg, 16, 0), 16);
+	assert_true(raw_reply(fd, rep, sizeof(rep)) >= (ssize_t)PM_REPLY_HDR);
+	assert_int_equal(r->status, pm_errno_to_status(EEXIST));
+	memset(msg, 0, sizeof(msg));
+	pm_msg_hdr_init(h, PM_MSG_WRITE, 16 + sizeof(*q) + 8, 21);
+	q->len = 8;
+	q->flags = PM_IO_WINDOW;
+	assert_int_equal(send(fd, msg, 16 + sizeof(*q) + 8, 0),
+			 16 + sizeof(*q) + 8);
+	assert_true(raw_reply(fd, rep, sizeof(rep)) >= (ssize_t)PM_REPLY_HDR);
+	assert_int_equal(r->status, PM_ST_BAD_MESSAGE);
+	close(fd);
+
+	/* The same bytes either way, every size around the window's. */
+	setenv("PM_NO_WINDOW", "1", 1);
+	pm_t *nw = test_connect(&daemon_proc);
+	unsetenv("PM_NO_WINDOW");
+	pm_t *w = test_connect(&daemon_proc);
+	static uint8_t src[3 * 65536], got[3 * 65536];
+	const size_t lens[] = { 1, 4095, 65535, 65536, 65537, 3 * 65536 - 9 };
+	container_t cw, cn;
+	int n = 64, m = 64;
+
+	for (size_t i = 0; i < sizeof(src); i++)
+		src[i] = (uint8_t)(i * 29 + 5);
+	assert_int_equal(pm_container_create(w, &cw), 0);
+	assert_int_equal(pm_container_allocate(w, cw, 0, &n, 0), 0);
+	assert_int_equal(pm_container_create(nw, &cn), 0);
+	assert_int_equal(pm_container_allocate(nw, cn, 0, &m, 0), 0);
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		assert_int_equal(pm_container_write(w, cw, 1, 7, src, lens[i]), 0);
+		assert_int_equal(pm_container_write(nw, cn, 1, 7, src, lens[i]), 0);
+		memset(got, 0, sizeof(got));
+		assert_int_equal(pm_container_read(nw, cn, 1, 7, got, lens[i]), 0);
+		assert_memory_equal(got, src, lens[i]);
+		memset(got, 0, sizeof(got));
+		assert_int_equal(pm_container_read(w, cw, 1, 7, got, lens[i]), 0);
+		assert_memory_equal(got, src, lens[i]);
+	}
+	pm_disconnect(w);
+	pm_disconnect(nw);
+	check_still_serving();
+}
+
 static int count_fds(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -397,6 +488,7 @@ int main(void)
 		cmocka_unit_test(garbage_closes_the_session),
 		cmocka_unit_test(framing_errors_close_the_session),
 		cmocka_unit_test(bad_requests_get_error_replies),
+		cmocka_unit_test(io_window_misuse),
 		cmocka_unit_test(descriptors_sent_to_pmd_are_closed),
 		cmocka_unit_test(task_that_does_not_read_is_dropped),
 		cmocka_unit_test(task_killed_mid_request),
