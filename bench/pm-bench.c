@@ -329,6 +329,10 @@ static void bench_io(void)
 		     t_nw64, 50, CHECK(pm_container_write(nw, cn, 0, 0, src, 65536)));
 	report("io.write64k_window", "ns", t_w64, "io.write64k in the message",
 	       t_nw64, NULL);
+	MEASURE_PAIR(t_r64, 50, CHECK(pm_container_read(pm, c, 0, 0, buf, 65536)),
+		     t_nw64, 50, CHECK(pm_container_read(nw, cn, 0, 0, buf, 65536)));
+	report("io.read64k_window", "ns", t_r64, "io.read64k in the message",
+	       t_nw64, NULL);
 	pm_disconnect(nw);
 	pm_disconnect(pm);
 }

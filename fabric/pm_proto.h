@@ -360,8 +360,9 @@ struct pm_io_req {
 	/* WRITE: len bytes of data follow, or none with PM_IO_WINDOW */
 };
 static_assert(sizeof(struct pm_io_req) == 32, "io req");
-/* READ reply: len bytes of data, or with PM_IO_WINDOW none when they
- * are in the window. WRITE reply: empty. */
+/* READ reply: len bytes of data; with PM_IO_WINDOW none when the bytes
+ * are in the window (local and remote frames), or len bytes (a handle
+ * another home serves). WRITE reply: empty. */
 #define PM_IO_WINDOW 0x1u /* the data is in the session's I/O window */
 
 /*

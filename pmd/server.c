@@ -1121,12 +1121,14 @@ static error_t do_read(struct pmd_server *srv, struct pmd_session *s,
 		r->why.arg = 0;
 		return EPROTO;
 	}
+	bool win = req->flags & PM_IO_WINDOW;
+
 	err = pmd_container_read(srv->core, s->task, req->handle, req->frame,
-				 req->offset, reply_body(srv), req->len,
-				 &r->why);
+				 req->offset, win ? s->win->base : reply_body(srv),
+				 req->len, &r->why);
 	if (err == EREMOTE)
 		return io_remote(srv, s, req, NULL, false, r);
-	if (!err)
+	if (!err && !win)
 		r->body_len = req->len;
 	return err;
 }
