@@ -178,7 +178,7 @@ error_t pmd_cluster_start(const struct pmd_cluster_conf *conf, pm_node_t self,
 	if (!c)
 		return ENOMEM;
 	c->conf = *conf;
-	/* Node requests carry up to 16 KiB of data: keyed BLAKE2b is three
+	/* Node requests carry up to 64 KiB of data: keyed BLAKE2b is three
 	 * times as fast as HMAC-SHA-256 there. Its key is derived from the
 	 * secret (of any length), apart from membership's own use of it. */
 	{

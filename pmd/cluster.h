@@ -146,7 +146,7 @@ void pmd_cluster_give_back(struct pmd_cluster *c);
 #define PMD_NREQ_FWD_IMPORT 4
 #define PMD_NREQ_FWD_OP     5
 #define PMD_NREQ_FWD_BYE    6
-#define PMD_FWD_IO_MAX      16384  /* bytes of a forwarded read or write */
+#define PMD_FWD_IO_MAX      65536  /* bytes of a forwarded read or write */
 struct pmd_fwd_import {
 	uint64_t task;
 	uint8_t token[32];

@@ -119,6 +119,14 @@ static void a_server_on_another_node(void **state)
 	assert_int_equal(pm_container_read(a, c, 3, 1, got, 11), 0);
 	assert_memory_equal(got, "from node 2", 11);
 	assert_int_equal(pm_container_read(s, ref, 30, 0, got, 1), ENOENT);
+	/* A write that reaches a missing frame changes nothing, as on one
+	 * node: the home decides it whole. */
+	assert_int_equal(pm_container_read(a, c, 14, 0, got, 3 * 4096), 0);
+	assert_int_equal(pm_container_write(s, ref, 14, 0, buf, sizeof(buf)),
+			 ENOENT);
+	assert_int_equal(pm_container_read(a, c, 14, 0, got + 3 * 4096,
+					   3 * 4096), 0);
+	assert_memory_equal(got, got + 3 * 4096, 3 * 4096);
 	assert_int_equal(pm_container_stat(s, ref, &st), 0);
 	assert_int_equal(st.frames, 20);
 	assert_int_equal(st.home, 1);
