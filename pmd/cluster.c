@@ -118,7 +118,8 @@ struct rio {
 	error_t status;
 	pmd_rio_done *done;            /* NULL once cancelled */
 	void *arg;
-	struct rio *next;              /* in c->rio_queue */
+	struct rio *next;              /* in c->rio_queue or c->rio_window */
+	struct rio *ready_next;        /* in c->rio_ready */
 };
 
 struct pmd_cluster {
@@ -137,6 +138,9 @@ struct pmd_cluster {
 	struct rio *bounce_user[BOUNCES];
 	struct rio *rio_queue, **rio_tail; /* waiting for a bounce */
 	struct rio *rio_window;        /* in flight from tasks' windows */
+	struct rio *rio_ready;         /* ended while being started: their
+	                                * done runs from pmd_cluster_run, never
+	                                * from under their caller */
 	pmd_fwd_fn *fwd;               /* the server's hooks */
 	pmd_proxy_gone_fn *proxy_gone;
 	void *hook_arg;
@@ -568,6 +572,8 @@ int pmd_cluster_timeout_ms(const struct pmd_cluster *c)
 	int fab = fab_ep_timeout_ms(c->ep);
 	int ms = next > now ? (int)(next - now) : 0;
 
+	if (c->rio_ready)
+		return 0;
 	return fab >= 0 && fab < ms ? fab : ms;
 }
 
@@ -1177,8 +1183,19 @@ static void rio_start(struct pmd_cluster *c, struct rio *r, int b,
 		}
 		off += p->len;
 	}
-	if (--r->left == 0)
+	if (--r->left == 0) {
+		r->ready_next = c->rio_ready;
+		c->rio_ready = r;
+	}
+}
+
+static void rio_run_ready(struct pmd_cluster *c)
+{
+	while (c->rio_ready) {
+		struct rio *r = c->rio_ready;
+		c->rio_ready = r->ready_next;
 		rio_finish(c, r);
+	}
 }
 
 error_t pmd_cluster_rio(struct pmd_cluster *c, bool write,
@@ -1324,6 +1341,9 @@ unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 
 	c->mb.frames_total = frames_total;
 	c->mb.frames_free = frames_free;
+	if (c->rio_ready)
+		active |= PMD_CLUSTER_PROGRESS;
+	rio_run_ready(c);
 	do {
 		while (fab_ep_poll(c->ep, cqe, 64, &n) == 0 && n) {
 			uint64_t now = pmd_core_now_ms();
@@ -1355,13 +1375,14 @@ unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 		ncall_expire(c);
 		watch_peers(c);
 		pmd_cluster_give_back(c);
+		rio_run_ready(c);
 	} while (sleep && fab_ep_trywait(c->ep) == EAGAIN);
 	return active;
 }
 
 bool pmd_cluster_waiting(const struct pmd_cluster *c)
 {
-	if (c->calls || c->rio_queue)
+	if (c->calls || c->rio_queue || c->rio_ready || c->rio_window)
 		return true;
 	for (unsigned i = 0; i < BOUNCES; i++)
 		if (c->bounce_user[i])
