@@ -2075,7 +2075,8 @@ static error_t do_unshare(struct pmd_server *srv, struct pmd_session *s,
 		error_t err = pull_then_redo(srv, s, q->handle, false, 0, 0,
 					     q->task, PM_MSG_UNSHARE, q,
 					     sizeof(*q), &none, r);
-		if (!none)
+		/* A handle unshare refuses says so with unshare's words. */
+		if (!none && err != EBADF && err != EPERM && err != ESTALE)
 			return err;
 	}
 	return pmd_container_unshare(srv->core, s->task, q->handle, q->task,
