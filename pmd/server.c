@@ -436,6 +436,14 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 		r.body_len = sizeof(*rep);
 	} else if (!status && x->type == PM_MSG_MAP) {
 		status = fwd_map_answer(srv, x, body, len, &r);
+	} else if (!status && x->type == PM_MSG_EXPORT) {
+		/* A token the home made (for this task: only it imports). */
+		if (len != sizeof(struct pm_token)) {
+			fwd_end(x, EPROTO, &r);
+			return;
+		}
+		memcpy(reply_body(srv), body, len);
+		r.body_len = (uint32_t)len;
 	} else if (!status && x->type == PM_MSG_STAT) {
 		if (len != sizeof(struct pm_stat_rep)) {
 			fwd_end(x, EPROTO, &r);
@@ -456,7 +464,7 @@ static bool fwd_type(uint32_t type)
 	switch (type) {
 	case PM_MSG_READ: case PM_MSG_WRITE: case PM_MSG_STAT:
 	case PM_MSG_LOCK: case PM_MSG_UNLOCK: case PM_MSG_RELEASE:
-	case PM_MSG_COPY: case PM_MSG_MAP:
+	case PM_MSG_COPY: case PM_MSG_MAP: case PM_MSG_EXPORT:
 		return true;
 	default:
 		return false;

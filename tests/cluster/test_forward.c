@@ -109,6 +109,11 @@ static void a_server_on_another_node(void **state)
 	assert_int_equal(pm_cap_import(other, &tok, &ref), EACCES);
 	assert_int_equal(pm_cap_import(s, &tok, &ref), 0);
 	assert_int_equal(tasks_on(a), base_tasks + 1); /* its proxy */
+	/* Exported again (as on one node: a token for the same task), it
+	 * imports as a second handle. */
+	assert_int_equal(pm_cap_export(s, ref, &bad), 0);
+	assert_int_equal(pm_cap_import(s, &bad, &ref2), 0);
+	assert_int_equal(pm_cap_release(s, ref2), 0);
 
 	/* Reads and writes of every size, through node 2's pmd. */
 	assert_int_equal(pm_container_read(s, ref, 1, 5, got, sizeof(got)), 0);
