@@ -49,6 +49,8 @@ struct pmd_session {
 	struct pmd_task *task;       /* (L) NULL until HELLO (or ATTACH) */
 	bool fault;                  /* (L) a task's fault session: RESOLVE only */
 	bool parked;                 /* (L) its request waits on another node */
+	bool masked;                 /* (L) parked, and sent more meanwhile:
+	                              *     its input is off until unparked */
 	uint16_t parked_type;        /* (L) that request's type and sequence */
 	uint32_t parked_seq;
 	uint64_t parked_t0;          /* (L) when it was sent on, ns */
@@ -671,19 +673,17 @@ static bool wait_for_container(struct pmd_server *srv, struct pmd_session *s,
 			       uint16_t type, uint32_t seq, const void *body,
 			       uint32_t len)
 {
-	struct epoll_event ev = { .events = 0, .data.ptr = s };
-
 	s->saved = malloc(len ? len : 1);
 	if (!s->saved)
 		return false;
 	memcpy(s->saved, body, len);
 	s->saved_len = len;
-	s->parked = true;
+	s->parked = true; /* (its input goes off if it sends more) */
 	s->parked_type = type;
 	s->parked_seq = seq;
 	s->waiting = true;
 	pmd_list_add(srv->waiters.prev, &s->wlink);
-	return s->virt || epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) == 0;
+	return true;
 }
 
 static error_t dispatch(struct pmd_server *srv, struct pmd_session *s,
@@ -1394,8 +1394,10 @@ static void unpark(struct pmd_server *srv, struct pmd_session *s, error_t err,
 		return;
 	}
 	if (!reply_send(srv, s, &h, err, r) ||
-	    epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) < 0)
+	    (s->masked &&
+	     epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) < 0))
 		session_close(srv, s);
+	s->masked = false;
 }
 
 /* ---- remote frames ---- */
@@ -2373,12 +2375,11 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 	}
 	if (err == EINPROGRESS) {
 		/* Parked until another node answers: read nothing more from
-		 * it meanwhile (a hang-up is still reported). */
-		struct epoll_event ev = { .events = 0, .data.ptr = s };
+		 * it meanwhile (its input goes off if it sends more). */
 		s->parked = true;
 		s->parked_type = (uint16_t)type;
 		s->parked_seq = h->seq;
-		return epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) == 0;
+		return true;
 	}
 	if (err == EPROTO)
 		pmd_debug("task %#lx: bad request of type %u",
@@ -2637,8 +2638,17 @@ error_t pmd_server_run(struct pmd_server *srv)
 			}
 			struct pmd_session *s = p;
 			if (s->parked) {
-				if (evs[i].events & (EPOLLHUP | EPOLLERR))
+				/* One request at a time: more waits, with
+				 * its input off (a hang-up still shows). */
+				struct epoll_event off = { .events = 0,
+							   .data.ptr = s };
+				if ((evs[i].events & (EPOLLHUP | EPOLLERR)) ||
+				    (!s->masked &&
+				     epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD,
+					       s->fd, &off) < 0))
 					session_close(srv, s);
+				else
+					s->masked = true;
 				continue;
 			}
 			if (!session_serve(srv, s))

@@ -850,11 +850,59 @@ static void interleave_when_a_node_cannot_lend_its_share(void **state)
 		pmd_proc_stop(&node[i]);
 }
 
+/* A task that sends its next request while the last one waits on
+ * another node: the second is read once the first is answered, and
+ * both are answered in order. */
+static void requests_sent_while_one_waits_on_another_node(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct pm_hello_req hello = { .version = PM_PROTO_VERSION };
+	uint8_t hrep[64], msg[2][16 + sizeof(struct pm_io_req)], in[8192];
+	struct pm_handle_rep c;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	strcpy(sa.sun_path, node[0].socket);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(raw_call(fd, PM_MSG_HELLO, &hello, sizeof(hello),
+				  hrep, sizeof(hrep) - 16, true), PM_ST_OK);
+	assert_int_equal(raw_call(fd, PM_MSG_CREATE, NULL, 0, &c, sizeof(c),
+				  true), PM_ST_OK);
+	struct pm_policy_req pol = { .handle = c.handle,
+				     .policy = PM_PLACE_NODE, .node = 2 };
+	assert_int_equal(raw_call(fd, PM_MSG_SET_POLICY, &pol, sizeof(pol),
+				  NULL, 0, true), PM_ST_OK);
+	struct pm_alloc_req al = { .handle = c.handle, .count = 4 };
+	assert_int_equal(raw_call(fd, PM_MSG_ALLOCATE, &al, sizeof(al),
+				  NULL, 0, true), PM_ST_OK);
+	for (uint32_t k = 0; k < 2; k++) {
+		struct pm_msg_hdr *h = (struct pm_msg_hdr *)msg[k];
+		struct pm_io_req q = { .handle = c.handle, .frame = k, .len = 4096 };
+		pm_msg_hdr_init(h, PM_MSG_READ, sizeof(msg[k]), 10 + k);
+		memcpy(h + 1, &q, sizeof(q));
+	}
+	assert_int_equal(send(fd, msg[0], sizeof(msg[0]), 0), sizeof(msg[0]));
+	assert_int_equal(send(fd, msg[1], sizeof(msg[1]), 0), sizeof(msg[1]));
+	for (uint32_t k = 0; k < 2; k++) {
+		assert_int_equal(recv(fd, in, sizeof(in), 0), PM_REPLY_HDR + 4096);
+		assert_int_equal(((struct pm_msg_hdr *)in)->seq, 10 + k);
+		assert_int_equal(((struct pm_reply *)(in + 16))->status, PM_ST_OK);
+	}
+	close(fd);
+	pm_t *pm = test_connect(&node[0]);
+	test_check(pm);
+	pm_disconnect(pm);
+	for (int i = 0; i < 2; i++)
+		pmd_proc_stop(&node[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(frames_on_another_node, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(
+			requests_sent_while_one_waits_on_another_node, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(
 			a_task_gone_mid_allocation_leaves_no_loan, setup, teardown),
 		cmocka_unit_test_setup_teardown(lender_killed_under_traffic,
