@@ -7,7 +7,9 @@
  * a server task on node 2 imports a token for it and reads and writes it
  * through its own pmd (node 2 forwards to the home, node 1, which reaches
  * the frames on node 3 by RDMA); the owner then maps the frames, which
- * brings them home. Then a container interleaved across the three nodes.
+ * brings them home, and the server maps them, which takes them to node 2
+ * (the owner's mapping follows them back). Then a container interleaved
+ * across the three nodes.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -87,6 +89,19 @@ int main(int argc, char **argv)
 	printf("owner mapped the 8 frames: they came home (%llu still on "
 	       "another node); frame 6 reads \"%s\"\n",
 	       (unsigned long long)st.remote, (char *)m + 6 * PM_FRAME_SIZE);
+
+	/* The server maps them too: they move to node 2, where its stores
+	 * land; the owner's mapping follows them home when it reads. */
+	void *sm;
+	check(pm_container_map(server, ref, 0, 8, CONT_MAP_READ | CONT_MAP_WRITE,
+			       &sm, NULL), "map on node 2");
+	check(pm_container_stat(owner, c, &st), "stat");
+	printf("server on node 2 mapped them: %llu frames now live on node 2 "
+	       "(the home recorded the move)\n", (unsigned long long)st.remote);
+	strcpy((char *)sm + 2 * PM_FRAME_SIZE, "stored on node 2");
+	printf("server stored through its mapping; the owner's mapping on "
+	       "node 1 reads \"%s\"\n", (char *)m + 2 * PM_FRAME_SIZE);
+	check(pm_container_unmap(server, sm, 8), "unmap on node 2");
 	check(pm_container_unshare(owner, c, sid), "unshare");
 	printf("owner unshared: the server's read now says \"%s\"\n",
 	       strerror(pm_container_read(server, ref, 5, 0, buf, 1)));
