@@ -8,8 +8,9 @@
  * deallocated frame reads as zeros; unshare takes every frame back (the
  * task sees nothing more); the task's end leaves the frames where they
  * are; a task that cannot follow moved frames is refused; a node killed
- * with the frames loses just those (EIO). Every node's accounting holds
- * throughout.
+ * with the frames loses just those (EIO), and the home's death leaves the
+ * task's mapping reading zeros, not hanging. Every node's accounting
+ * holds throughout.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -306,6 +307,40 @@ static void refused_and_lost(void **state)
 	ct_reap(&node[1]);
 }
 
+/* The home dies while the task has its frames mapped on node 2: node 2
+ * takes the slots back, the task's mapping reads zeros (its fault asks a
+ * dead home: no hang), its handle answers ENODEV, and node 2 serves on
+ * with its books balanced. */
+static void the_home_dies_under_a_mapping(void **state)
+{
+	pm_t *a = test_connect(&node[0]), *s = test_connect(&node[1]);
+	container_t c = make_container(a), ref = ct_import(a, c, s);
+	struct pm_debug_stat st;
+	volatile uint8_t *sm;
+	uint64_t t0;
+	void *m;
+	char got[4];
+
+	assert_int_equal(pm_container_map(s, ref, 0, 4, CONT_MAP_READ, &m,
+					  NULL), 0);
+	sm = m;
+	assert_int_equal(sm[PM_FRAME_SIZE + 3], pattern(1, 3));
+	ct_kill(&node[0]);
+	ct_wait_state(&node[1], 1, PM_NODE_DOWN, 15000);
+	t0 = ct_now_ms();
+	assert_int_equal(sm[PM_FRAME_SIZE + 3], 0);
+	assert_true(ct_now_ms() - t0 < 5000);
+	assert_int_equal(pm_container_read(s, ref, 1, 0, got, 1), ENODEV);
+	st = test_check(s);
+	assert_int_equal(st.frames, 0);
+	assert_int_equal(pm_container_unmap(s, m, 4), 0);
+	pm_disconnect(s);
+	pm_disconnect(a);
+	pmd_proc_stop(&node[1]);
+	pmd_proc_stop(&node[2]);
+	ct_reap(&node[0]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -315,6 +350,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(refused_and_lost, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(the_home_dies_under_a_mapping,
+						setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
