@@ -341,6 +341,41 @@ static void the_home_dies_under_a_mapping(void **state)
 	ct_reap(&node[0]);
 }
 
+/* A map larger than one forwarded answer (256 frames) and than one
+ * tagged segment (512 slots): the library asks again for the rest. */
+static void a_large_forwarded_map(void **state)
+{
+	enum { N = 700 };
+	pm_t *a = test_connect(&node[0]), *s = test_connect(&node[1]);
+	container_t c, ref;
+	uint8_t *sm;
+	void *m;
+	int n = N;
+
+	assert_int_equal(pm_container_create(a, &c), 0);
+	assert_int_equal(pm_container_allocate(a, c, 0, &n, 0), 0);
+	for (int f = 0; f < N; f += 7)
+		assert_int_equal(pm_container_write(a, c, (frame_t)f, 9, &f,
+						    sizeof(f)), 0);
+	ref = ct_import(a, c, s);
+	assert_int_equal(pm_container_map(s, ref, 0, N, CONT_MAP_READ |
+					  CONT_MAP_WRITE, &m, NULL), 0);
+	sm = m;
+	for (int f = 0; f < N; f += 7) {
+		int got;
+		memcpy(&got, sm + (size_t)f * PM_FRAME_SIZE + 9, sizeof(got));
+		assert_int_equal(got, f);
+	}
+	assert_int_equal(remote_frames(a, c), N);
+	test_check(a);
+	test_check(s);
+	assert_int_equal(pm_container_unmap(s, m, N), 0);
+	pm_disconnect(s);
+	pm_disconnect(a);
+	for (int i = 0; i < 3; i++)
+		pmd_proc_stop(&node[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -352,6 +387,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(the_home_dies_under_a_mapping,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(a_large_forwarded_map, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
