@@ -1073,8 +1073,17 @@ static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
 	for (uint32_t i = 0; i < rep->nruns; i++) {
 		const struct pm_map_run *run = &runs[i];
 		struct pmc_seg *g = seg_get(pm, run->segment);
-		int fd = g ? g->fd : -1;
 		int prot = PROT_READ;
+		int fd;
+
+		if (!g) {
+			/* The fault thread may have it: a moved frame's
+			 * new segment comes to it, not to this session. */
+			fd = pmc_follow_seg_dup(&pm->follow, run->segment);
+			if (fd >= 0 && !seg_add(pm, run->segment, fd))
+				g = seg_get(pm, run->segment);
+		}
+		fd = g ? g->fd : -1;
 
 		if (fd < 0 || run->nframes == 0 ||
 		    covered + run->nframes > rep->done)

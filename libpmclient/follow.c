@@ -303,6 +303,18 @@ static int fault_seg_fd(struct pmc_follow *f, uint64_t seg, int got)
 	return fd >= 0 ? fd : f->seg_fd(f->arg, seg);
 }
 
+int pmc_follow_seg_dup(struct pmc_follow *f, uint64_t seg)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&f->lock);
+	for (struct pmc_fseg *s = f->segs; s && fd < 0; s = s->next)
+		if (s->seg == seg)
+			fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+	pthread_mutex_unlock(&f->lock);
+	return fd;
+}
+
 static void fault_warn(error_t err)
 {
 	static int said;

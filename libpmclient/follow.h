@@ -84,5 +84,9 @@ error_t pmc_follow_add(struct pmc_follow *f, void *addr, size_t len,
 		       frame_t frame);
 /* Forgets every registration inside [addr, addr + len) (being unmapped). */
 void pmc_follow_forget(struct pmc_follow *f, void *addr, size_t len);
+/* A new descriptor of segment seg if a fault brought it (the pmd counts
+ * it as the task's from then on, so a map will not send it again); -1
+ * when none did. */
+int pmc_follow_seg_dup(struct pmc_follow *f, uint64_t seg);
 
 #endif

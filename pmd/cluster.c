@@ -60,9 +60,13 @@ struct borrow {
  * home (a forwarded map): only that home's frames of that container go
  * there, the task gets its descriptor, and a slot given back retires
  * (punched, never lent again while the segment lives, its frame
- * recorded) so that the task's mapping faults and follows the frame. */
+ * recorded) so that the task's mapping faults and follows the frame.
+ * Once every slot of a tagged segment has retired it is *spent*: the
+ * memory, descriptor and registration go, and only the frame records
+ * stay (4 KiB), for the task's faults, until the task ends. */
 struct lseg {
-	struct pmd_segment *seg;
+	struct pmd_segment *seg;       /* NULL: a spent tagged segment */
+	uint64_t seg_id;               /* its wire id (kept when spent) */
 	struct fab_mr *mr;
 	struct fab_rkey rk;
 	uint64_t tag_task, tag_cont;   /* 0: lent for any frames */
@@ -263,10 +267,23 @@ static void lseg_destroy(struct pmd_cluster *c, unsigned i)
 	if (l->mr)
 		fab_mr_dereg(l->mr);
 	pmd_segtab_flush(&c->core->segs);
-	pmd_segment_destroy(&c->core->segs, l->seg);
+	if (l->seg)
+		pmd_segment_destroy(&c->core->segs, l->seg);
 	free(l->frame);
 	free(l);
 	c->lsegs[i] = c->lsegs[--c->nlsegs];
+}
+
+/* A tagged segment whose every slot retired: nothing lives there any
+ * more; its frame records alone answer the task's faults. */
+static void lseg_spend(struct pmd_cluster *c, struct lseg *l)
+{
+	if (l->mr)
+		fab_mr_dereg(l->mr);
+	l->mr = NULL;
+	pmd_segtab_flush(&c->core->segs);
+	pmd_segment_destroy(&c->core->segs, l->seg);
+	l->seg = NULL;
 }
 
 /* A lent slot comes back: free for any frames, or retired in a tagged
@@ -283,6 +300,8 @@ static void lend_release(struct pmd_cluster *c, struct lseg *l, unsigned slot)
 								      * later */
 	c->core->budget.lent--;
 	c->core->segs.slots_lent--;
+	if (l->tag_task && !l->nlent && l->seg->nretired == PMD_SEG_SLOTS)
+		lseg_spend(c, l);
 }
 
 /* Tagged segments whose task left and that lend nothing more go. */
@@ -300,7 +319,7 @@ static void lseg_sweep(struct pmd_cluster *c)
 static struct lseg *lseg_by_index(struct pmd_cluster *c, uint32_t index)
 {
 	for (unsigned i = 0; i < c->nlsegs; i++)
-		if (c->lsegs[i]->seg->index == index)
+		if (c->lsegs[i]->seg && c->lsegs[i]->seg->index == index)
 			return c->lsegs[i];
 	return NULL;
 }
@@ -324,6 +343,8 @@ static error_t lseg_new(struct pmd_cluster *c, pm_node_t home, uint64_t task,
 	*l = (struct lseg){ .tag_task = task, .tag_cont = cont,
 			    .tag_handle = handle, .tag_home = task ? home : 0 };
 	err = pmd_segment_create(&c->core->segs, &l->seg);
+	if (!err)
+		l->seg_id = l->seg->id;
 	if (!err && task) {
 		l->frame = calloc(PMD_SEG_SLOTS, sizeof(*l->frame));
 		err = l->frame ? pmd_segment_fwd_reserve(l->seg) : ENOMEM;
@@ -359,6 +380,7 @@ static void lend_prepare(struct pmd_cluster *c)
 	for (unsigned i = 0; i < c->nlsegs; i++)
 		if (!c->lsegs[i]->tag_task)
 			ready += pmd_slots_free(&c->lsegs[i]->seg->slots);
+	/* (a tagged one is never ready for others; a spent one has none) */
 	if (ready < PMD_SEG_SLOTS / 4 && lseg_new(c, 0, 0, 0, 0))
 		pmd_warn("cluster: no segment to lend from");
 }
@@ -372,7 +394,7 @@ static error_t lend_slot(struct pmd_cluster *c, pm_node_t home,
 
 	for (unsigned i = 0; i < c->nlsegs; i++) {
 		struct lseg *l = c->lsegs[i];
-		if (l->tag_task != q->task || l->task_gone ||
+		if (!l->seg || l->tag_task != q->task || l->task_gone ||
 		    (q->task && (l->tag_home != home || l->tag_cont != q->cont ||
 				 l->tag_handle != q->handle)))
 			continue;
@@ -438,7 +460,8 @@ static void lend_forget(struct pmd_cluster *c, pm_node_t home)
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < c->nlsegs; i++)
-		for (unsigned s2 = 0; s2 < PMD_SEG_SLOTS; s2++)
+		for (unsigned s2 = 0; s2 < PMD_SEG_SLOTS && c->lsegs[i]->seg;
+		     s2++)
 			if (c->lsegs[i]->owner[s2] == home) {
 				lend_release(c, c->lsegs[i], s2);
 				n++;
@@ -487,17 +510,22 @@ error_t pmd_cluster_pushed_where(struct pmd_cluster *c, uint64_t task,
 				 pm_node_t *home, container_t *handle,
 				 frame_t *frame)
 {
-	struct lseg *l = lseg_by_index(c, (uint32_t)seg_id);
+	struct lseg *l = NULL;
 
-	if (!l || l->seg->id != seg_id || !l->tag_task)
+	for (unsigned i = 0; i < c->nlsegs && !l; i++)
+		if (c->lsegs[i]->tag_task && c->lsegs[i]->seg_id == seg_id)
+			l = c->lsegs[i];
+	if (!l)
 		return ENOENT; /* not a segment kept for a task's mapping */
 	if (l->tag_task != task)
 		return EACCES;
-	if (slot >= PMD_SEG_SLOTS || !pmd_segment_retired(l->seg, slot))
+	/* Spent: every slot retired. */
+	if (slot >= PMD_SEG_SLOTS ||
+	    (l->seg && !pmd_segment_retired(l->seg, slot)))
 		return ENOENT; /* never lent: nothing moved from there */
 	*home = l->tag_home;
 	*handle = l->tag_handle;
-	*frame = l->seg->fwd[slot].frame;
+	*frame = l->frame[slot];
 	return 0;
 }
 

@@ -376,6 +376,48 @@ static void a_large_forwarded_map(void **state)
 		pmd_proc_stop(&node[i]);
 }
 
+/* A frame moved back and forth more times than a tagged segment has
+ * slots: each move retires one, a new segment opens when one is full,
+ * and the full one is spent (its memory and descriptor go) once its last
+ * frame leaves, while the task's mapping of that last frame, untouched
+ * since, still follows it. */
+static void more_moves_than_a_segment_has_slots(void **state)
+{
+	pm_t *a = test_connect(&node[0]), *s = test_connect(&node[1]);
+	container_t c = make_container(a), ref = ct_import(a, c, s);
+	volatile uint8_t *sm, *am, *am1;
+	struct pm_debug_stat before, after;
+	void *m;
+
+	assert_int_equal(pm_container_map(s, ref, 0, 2, CONT_MAP_READ |
+					  CONT_MAP_WRITE, &m, NULL), 0);
+	sm = m;
+	assert_int_equal(pm_container_map(a, c, 0, 1, CONT_MAP_READ |
+					  CONT_MAP_WRITE, &m, NULL), 0);
+	am = m;
+	for (int i = 0; i < 600; i++) {
+		am[8] = (uint8_t)i;          /* home */
+		assert_int_equal(sm[8], (uint8_t)i); /* to node 2 */
+	}
+	assert_int_equal(sm[PM_FRAME_SIZE + 5], pattern(1, 5));
+	before = test_check(s);
+	/* Frame 1 leaves the first segment, its last: it is spent. */
+	assert_int_equal(pm_container_map(a, c, 1, 1, CONT_MAP_READ |
+					  CONT_MAP_WRITE, &m, NULL), 0);
+	am1 = m;
+	am1[5] = 0xee;
+	after = test_check(s);
+	assert_int_equal(after.segments, before.segments - 1);
+	/* The task's old mapping of it follows it still. */
+	assert_int_equal(sm[PM_FRAME_SIZE + 5], 0xee);
+	assert_int_equal(sm[PM_FRAME_SIZE + 6], pattern(1, 6));
+	test_check(a);
+	pm_disconnect(s);
+	pm_disconnect(a);
+	for (int i = 0; i < 3; i++)
+		pmd_proc_stop(&node[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -389,6 +431,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(a_large_forwarded_map, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(
+			more_moves_than_a_segment_has_slots, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

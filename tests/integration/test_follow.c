@@ -144,6 +144,13 @@ static void moved_frames_fault_back_through_the_pmd(void **state)
 			assert_string_equal(p, "far away");
 	}
 	assert_string_equal(p, "far away");
+	/* A map of it now names a segment only the fault session was
+	 * given: the library takes it from there. */
+	char *q;
+	assert_int_equal(pm_container_map(pm, c, 0, 2, CONT_MAP_READ,
+					  (void **)&q, NULL), 0);
+	assert_string_equal(q, "far away");
+	assert_int_equal(pm_container_unmap(pm, q, 2), 0);
 	test_check(pm);
 	pm_disconnect(pm);
 	*state = NULL;
