@@ -289,9 +289,8 @@ static void window_start(struct pm *pm)
 	int fd = -1;
 	struct rpc r = { .type = PM_MSG_WINDOW, .body = &rep,
 			 .body_max = sizeof(rep), .fds = &fd, .fds_max = 1 };
-	void *m;
-
 	error_t err;
+	void *m;
 
 	if (env && *env && strcmp(env, "0"))
 		return;

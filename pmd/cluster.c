@@ -1090,52 +1090,51 @@ static void give_back_answer(void *arg, error_t status, const void *body,
 		pmd_debug("cluster: giving slots back: %s", strerror(status));
 }
 
-error_t pmd_cluster_take_back(struct pmd_cluster *c, pm_node_t node,
-			      const struct pmd_rfree *slots, uint32_t n,
-			      pmd_ncall_done *done, void *arg)
+/* FREE requests for slots v[0..n) (any nodes; the array is used up):
+ * up to FREE_MAX of one node a request, done called for each. The number
+ * of requests sent. */
+static unsigned free_send(struct pmd_cluster *c, struct pmd_rfree *v,
+			  uint32_t nv, pmd_ncall_done *done, void *arg)
 {
-	uint8_t body[8 + FREE_MAX * sizeof(struct free_entry)];
-	struct free_entry *e = (struct free_entry *)(body + 8);
+	unsigned calls = 0;
 
-	if (n > FREE_MAX)
-		return EINVAL;
-	memset(body, 0, 8);
-	memcpy(body, &n, sizeof(n));
-	for (uint32_t i = 0; i < n; i++)
-		e[i] = (struct free_entry){ .seg = slots[i].seg,
-					    .slot = slots[i].slot };
-	return pmd_cluster_call(c, node, PMD_NREQ_FREE, body,
-				8 + n * sizeof(*e), done, arg);
-}
-
-void pmd_cluster_give_back(struct pmd_cluster *c)
-{
-	struct pmd_core *core = c->core;
-
-	while (core->nrfree) {
-		pm_node_t node = core->rfree[0].node;
+	while (nv) {
+		pm_node_t node = v[0].node;
 		uint8_t body[8 + FREE_MAX * sizeof(struct free_entry)];
 		struct free_entry *e = (struct free_entry *)(body + 8);
 		uint32_t n = 0, k = 0;
 
-		/* Up to FREE_MAX of node's, in one request. */
-		for (uint32_t i = 0; i < core->nrfree; i++) {
-			struct pmd_rfree *f = &core->rfree[i];
-			if (f->node == node && n < FREE_MAX)
-				e[n++] = (struct free_entry){ .seg = f->seg,
-							      .slot = f->slot };
+		for (uint32_t i = 0; i < nv; i++) {
+			if (v[i].node == node && n < FREE_MAX)
+				e[n++] = (struct free_entry){ .seg = v[i].seg,
+							      .slot = v[i].slot };
 			else
-				core->rfree[k++] = *f;
+				v[k++] = v[i];
 		}
-		core->nrfree = k;
+		nv = k;
 		memset(body, 0, 8);
 		memcpy(body, &n, sizeof(n));
 		/* A node that is down has taken its slots back already. */
 		if (pmd_cluster_call(c, node, PMD_NREQ_FREE, body,
-				     8 + n * sizeof(*e), give_back_answer, c))
+				     8 + n * sizeof(*e), done, arg))
 			pmd_debug("cluster: %u slots of node %u not given back "
 				  "(it is down)", n, node);
+		else
+			calls++;
 	}
+	return calls;
+}
+
+unsigned pmd_cluster_take_back(struct pmd_cluster *c, struct pmd_rfree *slots,
+			       uint32_t n, pmd_ncall_done *done, void *arg)
+{
+	return free_send(c, slots, n, done, arg);
+}
+
+void pmd_cluster_give_back(struct pmd_cluster *c)
+{
+	free_send(c, c->core->rfree, c->core->nrfree, give_back_answer, c);
+	c->core->nrfree = 0;
 }
 
 /* ---- remote reads and writes ---- */
@@ -1226,25 +1225,36 @@ static void rio_run_ready(struct pmd_cluster *c)
 	}
 }
 
+static error_t rio_new(struct pmd_cluster *c, bool write,
+		       const struct pmd_io_piece *pieces, uint32_t npieces,
+		       uint32_t len, pmd_rio_done *done, void *arg,
+		       struct rio **out)
+{
+	struct rio *r;
+
+	if (npieces > PMD_IO_PIECES || len > PM_IO_MAX)
+		return EINVAL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return ENOMEM;
+	*r = (struct rio){ .c = c, .write = write, .len = len,
+			   .npieces = npieces, .done = done, .arg = arg,
+			   .bounce = -1 };
+	memcpy(r->pieces, pieces, npieces * sizeof(*pieces));
+	*out = r;
+	return 0;
+}
+
 error_t pmd_cluster_rio(struct pmd_cluster *c, bool write,
 			const struct pmd_io_piece *pieces, uint32_t npieces,
 			const void *data, uint32_t len, pmd_rio_done *done,
 			void *arg)
 {
-	struct rio *r = calloc(1, sizeof(*r));
+	struct rio *r;
+	error_t err = rio_new(c, write, pieces, npieces, len, done, arg, &r);
 
-	if (!r || npieces > PMD_IO_PIECES || len > PM_IO_MAX) {
-		free(r);
-		return r ? EINVAL : ENOMEM;
-	}
-	r->c = c;
-	r->write = write;
-	r->len = len;
-	r->npieces = npieces;
-	memcpy(r->pieces, pieces, npieces * sizeof(*pieces));
-	r->done = done;
-	r->arg = arg;
-	r->bounce = -1;
+	if (err)
+		return err;
 	for (int b = 0; b < BOUNCES; b++) {
 		if (!c->bounce_user[b]) {
 			rio_start(c, r, b, data);
@@ -1271,16 +1281,13 @@ error_t pmd_cluster_rio_window(struct pmd_cluster *c, bool write,
 			       struct fab_mr *mr, uint32_t len,
 			       pmd_rio_done *done, void *arg)
 {
-	struct rio *r = calloc(1, sizeof(*r));
+	struct rio *r;
+	error_t err = rio_new(c, write, pieces, npieces, len, done, arg, &r);
 
-	if (!r || npieces > PMD_IO_PIECES || len > PM_IO_MAX) {
-		free(r);
-		return r ? EINVAL : ENOMEM;
-	}
-	*r = (struct rio){ .c = c, .write = write, .len = len,
-			   .npieces = npieces, .done = done, .arg = arg,
-			   .buf = win, .mr = mr };
-	memcpy(r->pieces, pieces, npieces * sizeof(*pieces));
+	if (err)
+		return err;
+	r->buf = win;
+	r->mr = mr;
 	r->next = c->rio_window;
 	c->rio_window = r;
 	rio_start(c, r, -1, win);

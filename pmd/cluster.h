@@ -126,12 +126,14 @@ error_t pmd_cluster_pushed_where(struct pmd_cluster *c, uint64_t task,
 				 frame_t *frame);
 /* A task of ours ended: segments kept for its mappings go once empty. */
 void pmd_cluster_task_gone(struct pmd_cluster *c, uint64_t task);
-/* Gives n slots of node back now (up to 60), done when node has them: a
- * slot of a segment node keeps for a task's mapping is then retired (the
- * task's mapping faults from then on). */
-error_t pmd_cluster_take_back(struct pmd_cluster *c, pm_node_t node,
-			      const struct pmd_rfree *slots, uint32_t n,
-			      pmd_ncall_done *done, void *arg);
+/* Gives slots (of any nodes; the array is used up) back now, one
+ * request a node (or more, 60 slots a request), done called as each node
+ * has them: a slot of a segment a node keeps for a task's mapping is then
+ * retired (the task's mapping faults from then on). The number of
+ * requests sent (a node that is down sends none: nobody there sees the
+ * slots). */
+unsigned pmd_cluster_take_back(struct pmd_cluster *c, struct pmd_rfree *slots,
+			       uint32_t n, pmd_ncall_done *done, void *arg);
 /* Sends back what the core queued (core->rfree). */
 void pmd_cluster_give_back(struct pmd_cluster *c);
 

@@ -111,7 +111,6 @@ error_t pmd_container_allocate_plan_places(struct pmd_core *core,
 /* Allocation into places, one per frame: a lent slot of another node, or
  * (node 0) a slot here; as many frames as places at most (ENOMEM is the
  * stop past them). */
-struct pmd_place;
 error_t pmd_container_allocate_remote(struct pmd_core *core,
 				      struct pmd_task *task, container_t h,
 				      frame_t start, uint32_t count,

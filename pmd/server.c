@@ -203,12 +203,12 @@ struct fctx {
 	uint16_t type;
 	bool resolve;                /* a MAP for a fault (RESOLVE) */
 	uint32_t fwd_index;          /* the handle's entry (RELEASE) */
-	struct pm_io_req io;         /* READ/WRITE: the whole request */
-	uint32_t done;               /*     bytes so far */
-	uint8_t *data;               /*     WRITE: its bytes; READ: the reply */
+	struct pm_io_req io;         /* READ/WRITE: the request (whole: one
+	                              * node request carries PM_IO_MAX) */
 	uint8_t body[64] __attribute__((aligned(8))); /* other types */
 	uint32_t body_len;
 };
+static_assert(PMD_FWD_IO_MAX >= PM_IO_MAX, "a forwarded read or write whole");
 
 static void fwd_noop(void *arg, error_t status, const void *body, size_t len)
 {
@@ -242,16 +242,8 @@ static void fwd_bye(struct pmd_server *srv, struct pmd_session *s)
 static void fwd_answer(void *arg, error_t status, const void *body,
 		       size_t len);
 
-/* The bytes of a forwarded read or write's next piece. */
-static uint32_t fwd_chunk(const struct fctx *x)
-{
-	uint32_t left = x->io.len - x->done;
-
-	return left < PMD_FWD_IO_MAX ? left : PMD_FWD_IO_MAX;
-}
-
-/* Sends the next piece of x (one node request). */
-static error_t fwd_send(struct fctx *x)
+/* Sends x (one node request); a WRITE's bytes come from data. */
+static error_t fwd_send(struct fctx *x, const void *data)
 {
 	uint8_t buf[sizeof(struct pmd_fwd_op) + sizeof(struct pm_io_req) +
 		    PMD_FWD_IO_MAX] __attribute__((aligned(8)));
@@ -262,17 +254,11 @@ static error_t fwd_send(struct fctx *x)
 	op->task = x->s->task->id;
 	op->type = x->type;
 	if (x->type == PM_MSG_READ || x->type == PM_MSG_WRITE) {
-		struct pm_io_req io = x->io;
-		uint32_t chunk = fwd_chunk(x);
-
-		io.offset += x->done;
-		io.len = chunk;
-		memcpy(op + 1, &io, sizeof(io));
-		len = sizeof(io);
+		memcpy(op + 1, &x->io, sizeof(x->io));
+		len = sizeof(x->io);
 		if (x->type == PM_MSG_WRITE) {
-			memcpy((uint8_t *)(op + 1) + sizeof(io), x->data + x->done,
-			       chunk);
-			len += chunk;
+			memcpy((uint8_t *)(op + 1) + len, data, x->io.len);
+			len += x->io.len;
 		}
 	} else {
 		memcpy(op + 1, x->body, len);
@@ -290,7 +276,6 @@ static void fwd_end(struct fctx *x, error_t status, struct reply *r)
 		s->fctx = NULL;
 		unpark(x->srv, s, status, r);
 	}
-	free(x->data);
 	free(x);
 }
 
@@ -395,25 +380,15 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 	} else if (x->type != PM_MSG_IMPORT && !status) {
 		status = EPROTO;
 	}
-	if (!status && (x->type == PM_MSG_READ || x->type == PM_MSG_WRITE)) {
-		uint32_t chunk = fwd_chunk(x);
-
-		if (x->type == PM_MSG_READ) {
-			if (len != chunk) {
-				fwd_end(x, EPROTO, &r);
-				return;
-			}
-			memcpy(x->data + x->done, body, chunk);
+	if (!status && x->type == PM_MSG_READ) {
+		if (len != x->io.len) {
+			fwd_end(x, EPROTO, &r);
+			return;
 		}
-		x->done += chunk;
-		if (x->done < x->io.len) {
-			status = fwd_send(x);
-			if (!status)
-				return;
-		} else if (x->type == PM_MSG_READ) {
-			r.body_ext = x->data; /* freed after the answer */
-			r.body_len = x->io.len;
-		}
+		/* Sent from the node request's buffer, ours until this
+		 * returns. */
+		r.body_ext = body;
+		r.body_len = x->io.len;
 	} else if (!status && x->type == PM_MSG_IMPORT) {
 		struct pm_handle_rep *rep = reply_body(srv);
 		container_t rh;
@@ -474,12 +449,11 @@ static bool fwd_type(uint32_t type)
 }
 
 static error_t fwd_start(struct pmd_server *srv, struct pmd_session *s,
-			 struct fctx *x)
+			 struct fctx *x, const void *data)
 {
-	error_t err = fwd_send(x);
+	error_t err = fwd_send(x, data);
 
 	if (err) {
-		free(x->data);
 		free(x);
 		return err;
 	}
@@ -536,13 +510,13 @@ static error_t fwd_copy(struct pmd_server *srv, struct pmd_session *s,
 	return EINPROGRESS; /* forward it */
 }
 
-/* A request on a handle another home serves: forwarded (reads and writes
- * in pieces), or refused when a weak reference may not do it, or when it
- * is not built for such handles yet. */
+/* A request on a handle another home serves: forwarded, or refused when
+ * a weak reference may not do it. */
 static error_t fwd_request(struct pmd_server *srv, struct pmd_session *s,
 			   uint32_t type, const void *body, uint32_t len,
 			   uint64_t h, struct reply *r)
 {
+	const void *data = NULL;
 	uint32_t index;
 	struct fctx *x;
 	error_t err;
@@ -582,15 +556,9 @@ static error_t fwd_request(struct pmd_server *srv, struct pmd_session *s,
 			free(x);
 			return EPROTO;
 		}
-		x->data = malloc(x->io.len);
-		if (!x->data) {
-			free(x);
-			return ENOMEM;
-		}
-		if (type == PM_MSG_WRITE)
-			memcpy(x->data, (x->io.flags & PM_IO_WINDOW) ?
-			       (const uint8_t *)s->win->base :
-			       (const uint8_t *)body + sizeof(x->io), x->io.len);
+		data = (x->io.flags & PM_IO_WINDOW) ?
+			(const void *)s->win->base :
+			(const void *)((const uint8_t *)body + sizeof(x->io));
 		x->io.flags = 0; /* the home has its own; reads answer here */
 	} else {
 		if (len > sizeof(x->body)) {
@@ -609,7 +577,7 @@ static error_t fwd_request(struct pmd_server *srv, struct pmd_session *s,
 		}
 		x->body_len = len;
 	}
-	return fwd_start(srv, s, x);
+	return fwd_start(srv, s, x, data);
 }
 
 /* An import of a token whose container is homed on another node. */
@@ -938,33 +906,23 @@ static error_t take_back_first(struct pmd_server *srv, struct pmd_session *s,
 			       error_t err)
 {
 	struct pmd_core *core = srv->core;
-	struct pmd_rfree slots[60];
+	uint32_t k = 0;
 
 	if (!srv->cluster)
 		return err;
-	for (;;) {
-		pm_node_t node = 0;
-		uint32_t n = 0, k = 0;
-
-		for (uint32_t i = 0; i < core->nrfree; i++) {
-			struct pmd_rfree *f = &core->rfree[i];
-			const struct pmd_rseg *g = pmd_core_rseg(core, f->node,
-								 f->seg);
-			if (g && g->tag_task && (!node || node == f->node) &&
-			    n < 60) {
-				node = f->node;
-				slots[n++] = *f;
-			} else {
-				core->rfree[k++] = *f;
-			}
+	/* Those slots to the end of the queue, and off it now. */
+	for (uint32_t i = 0; i < core->nrfree; i++) {
+		const struct pmd_rseg *g = pmd_core_rseg(core, core->rfree[i].node,
+							 core->rfree[i].seg);
+		if (!g || !g->tag_task) {
+			struct pmd_rfree t = core->rfree[k];
+			core->rfree[k++] = core->rfree[i];
+			core->rfree[i] = t;
 		}
-		if (!n)
-			break;
-		core->nrfree = k;
-		if (!pmd_cluster_take_back(srv->cluster, node, slots, n,
-					   taken_back, s))
-			s->taking++;
 	}
+	s->taking = pmd_cluster_take_back(srv->cluster, core->rfree + k,
+					  core->nrfree - k, taken_back, s);
+	core->nrfree = k;
 	if (!s->taking)
 		return err;
 	s->taking_status = err;
@@ -1266,7 +1224,7 @@ static error_t fwd_resolve(struct pmd_server *srv, struct pmd_session *s,
 			    .type = PM_MSG_MAP, .resolve = true,
 			    .body_len = sizeof(q) };
 	memcpy(x->body, &q, sizeof(q));
-	return fwd_start(srv, s, x);
+	return fwd_start(srv, s, x, NULL);
 }
 
 static error_t do_resolve(struct pmd_server *srv, struct pmd_session *s,
@@ -1697,36 +1655,23 @@ static error_t pull_take_back(struct pmd_server *srv, struct rctx *x,
 			      const uint8_t *data)
 {
 	struct pmd_rfree slots[PMD_PULL_MAX];
-	bool sent[PMD_PULL_MAX] = { false };
+	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < x->npulls; i++) {
-		const struct pmd_rseg *g = pmd_core_rseg(srv->core,
-							 x->pulls[i].node,
-							 x->pulls[i].seg);
-		uint32_t n = 0;
-
-		if (sent[i] || !g || !g->tag_task)
-			continue;
-		for (uint32_t k = i; k < x->npulls; k++) {
-			g = pmd_core_rseg(srv->core, x->pulls[k].node,
-					  x->pulls[k].seg);
-			if (sent[k] || !g || !g->tag_task ||
-			    x->pulls[k].node != x->pulls[i].node)
-				continue;
-			sent[k] = true;
-			slots[n++] = (struct pmd_rfree){ .node = x->pulls[k].node,
-				.seg = x->pulls[k].seg, .slot = x->pulls[k].slot };
-		}
-		if (!x->data) {
-			x->data = malloc((size_t)x->npulls * PM_FRAME_SIZE);
-			if (!x->data)
-				return ENOMEM;
-			memcpy(x->data, data, (size_t)x->npulls * PM_FRAME_SIZE);
-		}
-		if (!pmd_cluster_take_back(srv->cluster, x->pulls[i].node, slots,
-					   n, pull_taken, x))
-			x->taking++;
+		const struct pmd_pull *p = &x->pulls[i];
+		const struct pmd_rseg *g = pmd_core_rseg(srv->core, p->node,
+							 p->seg);
+		if (g && g->tag_task)
+			slots[n++] = (struct pmd_rfree){ .node = p->node,
+				.seg = p->seg, .slot = p->slot };
 	}
+	if (!n)
+		return 0;
+	x->data = malloc((size_t)x->npulls * PM_FRAME_SIZE);
+	if (!x->data)
+		return ENOMEM;
+	memcpy(x->data, data, (size_t)x->npulls * PM_FRAME_SIZE);
+	x->taking = pmd_cluster_take_back(srv->cluster, slots, n, pull_taken, x);
 	return x->taking ? EINPROGRESS : 0;
 }
 
@@ -1785,7 +1730,8 @@ static void rio_answer(void *arg, error_t status, const uint8_t *data,
 	redispatch(srv);
 }
 
-/* Starts remote work on container id for s; EINPROGRESS when started. */
+/* Starts remote work on container id for s (through x->win when set,
+ * else a bounce buffer); EINPROGRESS when started. */
 static error_t rctx_start(struct pmd_server *srv, struct pmd_session *s,
 			  struct rctx *x, bool write,
 			  const struct pmd_io_piece *pieces, uint32_t n,
@@ -1793,11 +1739,16 @@ static error_t rctx_start(struct pmd_server *srv, struct pmd_session *s,
 {
 	error_t err = busy_add(srv, x->id);
 
-	if (!err)
+	if (!err && x->win)
+		err = pmd_cluster_rio_window(srv->cluster, write, pieces, n,
+					     x->win->base, x->win->mr, len,
+					     rio_answer, x);
+	else if (!err)
 		err = pmd_cluster_rio(srv->cluster, write, pieces, n, data, len,
 				      rio_answer, x);
 	if (err) {
 		busy_done(srv, x->id);
+		window_put(x->win);
 		free(x);
 		return err;
 	}
@@ -1805,8 +1756,8 @@ static error_t rctx_start(struct pmd_server *srv, struct pmd_session *s,
 	return EINPROGRESS;
 }
 
-/* A read or write touching remote frames: parked until the RDMA ends;
- * EAGAIN (wait) while the container has remote work in flight. */
+/* A read or write touching remote frames: parked until the RDMA ends
+ * (dispatch made it wait while its container had remote work). */
 static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
 			 const struct pm_io_req *req, const void *data,
 			 bool write, struct reply *r)
@@ -1820,11 +1771,10 @@ static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
 	if (!srv->cluster)
 		return EIO;
 	err = pmd_container_id_of(srv->core, s->task, req->handle, &id);
-	if (!err && busy_test(srv, id))
-		return EAGAIN;
-	err = pmd_container_io_plan(srv->core, s->task, req->handle, write,
-				    req->frame, req->offset, req->len, pieces,
-				    &n, &r->why);
+	if (!err)
+		err = pmd_container_io_plan(srv->core, s->task, req->handle,
+					    write, req->frame, req->offset,
+					    req->len, pieces, &n, &r->why);
 	if (err)
 		return err;
 	x = calloc(1, sizeof(*x));
@@ -1835,19 +1785,6 @@ static error_t io_remote(struct pmd_server *srv, struct pmd_session *s,
 		/* Straight between the task's window and the frames. */
 		x->win = s->win;
 		x->win->refs++;
-		err = busy_add(srv, id);
-		if (!err)
-			err = pmd_cluster_rio_window(srv->cluster, write, pieces,
-						     n, x->win->base, x->win->mr,
-						     req->len, rio_answer, x);
-		if (err) {
-			busy_done(srv, id);
-			window_put(x->win);
-			free(x);
-			return err;
-		}
-		s->rctx = x;
-		return EINPROGRESS;
 	}
 	return rctx_start(srv, s, x, write, pieces, n, data, req->len);
 }
@@ -1924,7 +1861,6 @@ static void push_borrowed(void *arg, error_t status,
 	struct rctx *x = arg;
 	struct pmd_server *srv = x->srv;
 	struct pmd_session *s = x->s;
-	struct reply r = { 0 };
 	uint32_t k = 0;
 
 	if (n > x->npush)
@@ -1961,7 +1897,6 @@ static void push_borrowed(void *arg, error_t status,
 		x->npush = 0;
 	}
 	/* Nothing to write after all: done (the request runs again). */
-	(void)r;
 	rio_answer(x, status, NULL, 0);
 }
 
@@ -1980,12 +1915,13 @@ static error_t map_push(struct pmd_server *srv, struct pmd_session *s,
 	error_t err;
 
 	static_assert(PMD_PUSH_MAX <= PMD_LEND_MAX, "a push is one loan");
+	/* (dispatch made it wait while the container had remote work) */
 	err = pmd_container_id_of(srv->core, s->task, req->handle, &id);
-	if (!err && busy_test(srv, id))
-		return EAGAIN;
-	err = pmd_container_push_plan(srv->core, s->task, req->handle,
-				      req->start, req->count, req->flags,
-				      s->vnode, o, &r->why);
+	if (!err)
+		err = pmd_container_push_plan(srv->core, s->task, req->handle,
+					      req->start, req->count,
+					      req->flags, s->vnode, o,
+					      &r->why);
 	if (err == EREMOTE)
 		return pull_then_redo(srv, s, req->handle, false, req->start,
 				      req->count < PMD_FWD_MAP_MAX ? req->count
@@ -2228,32 +2164,23 @@ static error_t dispatch(struct pmd_server *srv, struct pmd_session *s,
 			uint32_t type, const void *body, uint32_t len,
 			struct reply *r)
 {
-	/* Handles another home serves go there. */
-	if (s->nfwd && handlers[type].handle) {
-		uint64_t h, h2 = 0;
-		memcpy(&h, body, sizeof(h));
-		if (type == PM_MSG_COPY)
-			memcpy(&h2, (const uint8_t *)body +
-			       offsetof(struct pm_copy_req, dst), sizeof(h2));
-		if ((h | h2) & FWD_BIT)
-			return fwd_request(srv, s, type, body, len, h, r);
+	uint64_t h[2] = { 0, 0 }, id;
+
+	if (handlers[type].handle) {
+		memcpy(&h[0], body, sizeof(h[0]));
+		if (type == PM_MSG_COPY) /* the other handle too */
+			memcpy(&h[1], (const uint8_t *)body +
+			       offsetof(struct pm_copy_req, dst), sizeof(h[1]));
 	}
+	/* Handles another home serves go there. */
+	if (s->nfwd && ((h[0] | h[1]) & FWD_BIT))
+		return fwd_request(srv, s, type, body, len, h[0], r);
 	/* A container with remote work in flight (frames on their way in
 	 * or out) is left alone until it ends. */
-	if (srv->nbusy && handlers[type].handle) {
-		uint64_t h, id;
-		memcpy(&h, body, sizeof(h));
-		if (!pmd_container_id_of(srv->core, s->task, h, &id) &&
+	for (int i = 0; i < 2 && srv->nbusy; i++)
+		if (h[i] && !pmd_container_id_of(srv->core, s->task, h[i], &id) &&
 		    busy_test(srv, id))
 			return EAGAIN;
-		if (type == PM_MSG_COPY) {
-			memcpy(&h, (const uint8_t *)body +
-			       offsetof(struct pm_copy_req, dst), sizeof(h));
-			if (!pmd_container_id_of(srv->core, s->task, h, &id) &&
-			    busy_test(srv, id))
-				return EAGAIN;
-		}
-	}
 	return handlers[type].fn(srv, s, body, len, r);
 }
 

@@ -145,3 +145,29 @@ container_t ct_import(pm_t *owner, container_t c, pm_t *s)
 	assert_int_equal(pm_cap_import(s, &tok, &ref), 0);
 	return ref;
 }
+
+void ct_start_nodes(struct pmd_proc *nodes, int n, const char *ini)
+{
+	for (int i = 0; i < n; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "%d", i + 1);
+		pmd_proc_start(&nodes[i], (const char *const[]){ "--node-id", id,
+			"--cluster", ini, "--memory", "64M", "--guarantee", "1024",
+			NULL });
+	}
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n; j++)
+			if (i != j)
+				ct_wait_state(&nodes[i], (pm_node_t)(j + 1),
+					      PM_NODE_UP, 6000);
+}
+
+void ct_cluster_down(struct pmd_proc *nodes, int n, const char *dir,
+		     const char *ini, const char *key)
+{
+	for (int i = 0; i < n; i++)
+		ct_reap(&nodes[i]);
+	unlink(ini);
+	unlink(key);
+	rmdir(dir);
+}

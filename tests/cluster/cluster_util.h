@@ -19,6 +19,13 @@ uint64_t ct_now_ms(void);
  * ports, heartbeats every 100 ms, suspect at 400 ms, down at 1200 ms. */
 void ct_cluster_files(char *dir, char *ini, size_t ini_len, char *key,
 		      size_t key_len, int n);
+/* Starts nodes 1..n of the cluster file ini (64 MiB, 1024 guaranteed
+ * frames a task) and waits until each sees every other up. */
+void ct_start_nodes(struct pmd_proc *nodes, int n, const char *ini);
+/* What a test left running is reaped (its logs stay, for a failed test
+ * to be read) and the cluster files go. */
+void ct_cluster_down(struct pmd_proc *nodes, int n, const char *dir,
+		     const char *ini, const char *key);
 /* SIGKILL p if it runs and reap it; its directory and log stay. */
 void ct_reap(struct pmd_proc *p);
 /* A node dies: ct_reap, then tidy what the harness made. */

@@ -27,26 +27,12 @@
 static char dir[] = "/tmp/pmd-forward-XXXXXX";
 static char ini[300], key[300];
 static struct pmd_proc node[3];
-static int nnodes;
 
 static int setup_n(int n)
 {
-	nnodes = n;
 	strcpy(dir, "/tmp/pmd-forward-XXXXXX");
 	ct_cluster_files(dir, ini, sizeof(ini), key, sizeof(key), 3);
-	for (int i = 0; i < n; i++) {
-		char id[16];
-		snprintf(id, sizeof(id), "%d", i + 1);
-		pmd_proc_start(&node[i], (const char *const[]){ "--node-id", id,
-			"--cluster", ini, "--memory", "64M", "--guarantee", "1024",
-			NULL });
-	}
-	ct_wait_state(&node[0], 2, PM_NODE_UP, 6000);
-	ct_wait_state(&node[1], 1, PM_NODE_UP, 6000);
-	if (n == 3) {
-		ct_wait_state(&node[0], 3, PM_NODE_UP, 6000);
-		ct_wait_state(&node[2], 1, PM_NODE_UP, 6000);
-	}
+	ct_start_nodes(node, n, ini);
 	return 0;
 }
 
@@ -62,12 +48,7 @@ static int setup3(void **state)
 
 static int teardown(void **state)
 {
-	/* What a failed test left running; its logs stay for reading. */
-	for (int i = 0; i < 3; i++)
-		ct_reap(&node[i]);
-	unlink(ini);
-	unlink(key);
-	rmdir(dir);
+	ct_cluster_down(node, 3, dir, ini, key);
 	return 0;
 }
 

@@ -35,28 +35,13 @@ static int setup(void **state)
 {
 	strcpy(dir, "/tmp/pmd-fwdmap-XXXXXX");
 	ct_cluster_files(dir, ini, sizeof(ini), key, sizeof(key), 3);
-	for (int i = 0; i < 3; i++) {
-		char id[16];
-		snprintf(id, sizeof(id), "%d", i + 1);
-		pmd_proc_start(&node[i], (const char *const[]){ "--node-id", id,
-			"--cluster", ini, "--memory", "64M", "--guarantee", "1024",
-			NULL });
-	}
-	for (int i = 0; i < 3; i++)
-		for (int j = 0; j < 3; j++)
-			if (i != j)
-				ct_wait_state(&node[i], (pm_node_t)(j + 1),
-					      PM_NODE_UP, 6000);
+	ct_start_nodes(node, 3, ini);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	for (int i = 0; i < 3; i++)
-		ct_reap(&node[i]);
-	unlink(ini);
-	unlink(key);
-	rmdir(dir);
+	ct_cluster_down(node, 3, dir, ini, key);
 	return 0;
 }
 

@@ -72,15 +72,10 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	/* What a failed test left running; its logs stay for reading. */
-	for (int i = 0; i < nnodes; i++)
-		ct_reap(&node[i]);
+	ct_cluster_down(node, nnodes, dir, ini, key);
 	nnodes = 2;
 	small_third = false;
 	small_home = false;
-	unlink(ini);
-	unlink(key);
-	rmdir(dir);
 	return 0;
 }
 
