@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "parse.h"
 
 static void sizes(void **state)
 {

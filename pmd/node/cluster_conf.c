@@ -14,7 +14,7 @@
 
 #include <sodium.h>
 
-#include "config.h"
+#include "parse.h"
 
 #define DEF_HEARTBEAT_MS 200
 #define DEF_SUSPECT_MS   1000

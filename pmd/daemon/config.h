@@ -38,8 +38,4 @@ struct pmd_config {
  * positive errno after printing what was wrong. */
 error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv);
 
-/* "256M", "8G", "4096": bytes. Exposed for the unit tests. */
-error_t pmd_parse_size(const char *s, uint64_t *bytes_out);
-error_t pmd_parse_u64(const char *s, uint64_t max, uint64_t *v_out);
-
 #endif
