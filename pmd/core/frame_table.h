@@ -22,20 +22,24 @@
 
 #include <pm/pm.h>
 
-#define PMD_FRAME_EXTRA 0x1 /* charged as an extra frame (beyond G) */
-#define PMD_FRAME_COW   0x2 /* shares its slot with another frame */
-#define PMD_FRAME_REMOTE 0x4 /* lives on another node: seg and slot are the
-			      * lender's, pad its node id */
-#define PMD_FRAME_LOST  0x8 /* remote, and its node went down */
+/* (Copy-on-write is no flag: a frame is copy-on-write while its slot's
+ * reference count is above one.) */
+#define PMD_FRAME_EXTRA  0x1 /* charged as an extra frame (beyond G) */
+#define PMD_FRAME_REMOTE 0x4 /* lives on another node: node lent it, seg
+			      * and slot are that node's */
+#define PMD_FRAME_LOST   0x8 /* remote, and its node went down */
 
 /* Where one virtual frame's contents are. 16 bytes. */
 struct pmd_frame {
-	uint32_t seg;   /* index of the segment in the node's segment table */
+	uint32_t seg;   /* segment index: in this node's segment table, or
+			 * (remote) in the lender's */
 	uint16_t slot;  /* slot within that segment */
 	uint16_t flags; /* PMD_FRAME_* */
 	uint32_t gen;   /* bumped whenever the frame changes place */
-	uint32_t pad;
+	pm_node_t node; /* remote: the node that lent the slot; else 0 */
+	uint16_t spare;
 };
+_Static_assert(sizeof(struct pmd_frame) == 16, "16 bytes a frame");
 
 struct pmd_ftab {
 	void *root;      /* leaf when height == 1, interior node above */

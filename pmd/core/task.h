@@ -1,10 +1,11 @@
 /*
- * task.h - a task: one client session, the unit of identity and accounting.
+ * task.h - tasks: their life (admission, proxies, the end), their names,
+ * and the segments they hold descriptors of.
  *
- * The task owns its handle table and its containers, and carries its charge
- * (guaranteed and extra frames). It also remembers which segments it has
- * been given descriptors for, so a map sends each segment once and a later
- * revocation knows who could see a segment. Owned by the pmd loop thread.
+ * A task is one client session, the unit of identity and accounting; a
+ * proxy is a task of another node acting here through its pmd (named by
+ * its own id, owning nothing, holding the weak references it imported).
+ * The struct is in core.h. Lock key: (L) the pmd loop thread.
  */
 #ifndef PMD_TASK_H
 #define PMD_TASK_H
@@ -14,27 +15,25 @@
 
 #include <pm/pm.h>
 
-#include "account.h"
-#include "cap.h"
-#include "list.h"
+#include "core.h"
+#include "pm_proto.h"
 
-struct pmd_task {
-	pm_task_t id;                /* (C) node << 48 | serial */
-	uint32_t uid, gid, pid;      /* (C) peer credentials at connect */
-	struct pmd_charge charge;    /* (L) frames charged to it */
-	struct pmd_htab handles;     /* (L) its capabilities */
-	struct pmd_list containers;  /* (L) containers it owns */
-	uint64_t ncontainers;        /* (L) length of that list */
-	uint64_t *segs_given;        /* (L) sorted ids of segments it holds */
-	uint32_t nsegs_given;        /* (L) */
-	uint32_t segs_given_cap;     /* (L) */
-	bool follows;                /* (L) its library follows moved frames */
-	bool proxy;                  /* (C) a task of another node */
-	void *fault_session;         /* (L) the server's session serving that */
-	uint8_t attach_key[16];      /* (L) for that session; zero: none */
-	struct pmd_list link;        /* (L) in the core's task list */
-};
+/* A new session: admits its guarantee (ENOMEM when the admission policy
+ * refuses). */
+error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
+			uint32_t pid, struct pmd_task **task_out);
+/* A task of another node, named by its id (its node in the high bits). */
+error_t pmd_task_create_proxy(struct pmd_core *core, pm_task_t id,
+			      struct pmd_task **task_out);
+/* The session ended or the task died (the seed's task death): the locks
+ * it holds end, its containers are freed (servers holding weak references
+ * see them revoked), the capabilities it held are released. */
+void pmd_task_destroy(struct pmd_core *core, struct pmd_task *task);
 
+struct pmd_task *pmd_task_find(struct pmd_core *core, pm_task_t id);
+void pmd_task_stat(const struct pmd_task *task, struct pm_task_stat_rep *out);
+
+/* Whether t holds the descriptor of seg_id (a segment or a view). */
 bool pmd_task_has_segment(const struct pmd_task *t, uint64_t seg_id);
 /* Records that t now holds seg_id's descriptor. */
 error_t pmd_task_add_segment(struct pmd_task *t, uint64_t seg_id);

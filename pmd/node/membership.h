@@ -30,30 +30,7 @@
 #include <pm/pm.h>
 
 #include "cluster_conf.h"
-
-#define PMD_MB_MAGIC   0x43444d50u /* "PMDC" */
-#define PMD_MB_VERSION 1u
-
-enum pmd_mb_type {
-	PMD_MB_CHAL = 1,
-	PMD_MB_RESP = 2,
-	PMD_MB_CONF = 3,
-	PMD_MB_HB = 4,
-};
-
-/* Every node message: this header, then the body of its type. */
-struct pmd_mb_msg {
-	uint32_t magic;
-	uint16_t version;
-	uint16_t type;
-	uint16_t from, to;            /* node ids */
-	uint32_t pad;
-	uint64_t from_inc, to_inc;    /* incarnations (to_inc 0 in CHAL) */
-	uint8_t nonce[16];            /* CHAL, RESP: the sender's */
-	uint64_t seq;                 /* HB */
-	uint64_t frames_total, frames_free; /* HB */
-	uint8_t mac[32];              /* RESP, CONF, HB */
-};
+#include "node_proto.h"
 
 struct pmd_mb_peer {
 	pm_node_t id;

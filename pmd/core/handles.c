@@ -1,5 +1,5 @@
-/* cap.c - see cap.h. */
-#include "cap.h"
+/* handles.c - see handles.h. */
+#include "handles.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -26,7 +26,8 @@ void pmd_htab_fini(struct pmd_htab *t)
 	memset(t, 0, sizeof(*t));
 }
 
-error_t pmd_htab_insert(struct pmd_htab *t, struct pmd_cap *c)
+error_t pmd_htab_insert(struct pmd_htab *t, struct pmd_cap *c,
+			container_t *h_out)
 {
 	uint32_t i = t->hint;
 
@@ -55,7 +56,7 @@ error_t pmd_htab_insert(struct pmd_htab *t, struct pmd_cap *c)
 	t->v[i] = c;
 	t->hint = i + 1;
 	t->count++;
-	c->handle = handle_make(t->gen[i], i);
+	*h_out = handle_make(t->gen[i], i);
 	return 0;
 }
 
@@ -71,15 +72,14 @@ struct pmd_cap *pmd_htab_lookup(const struct pmd_htab *t, container_t h)
 	return t->v[low - 1];
 }
 
-void pmd_htab_remove(struct pmd_htab *t, struct pmd_cap *c)
+void pmd_htab_remove(struct pmd_htab *t, container_t h)
 {
-	uint32_t i = (uint32_t)(c->handle & UINT32_MAX) - 1;
+	uint32_t i = (uint32_t)(h & UINT32_MAX) - 1;
 
-	assert(i < t->len && t->v[i] == c);
+	assert(pmd_htab_lookup(t, h));
 	t->v[i] = NULL;
 	t->gen[i]++; /* the old handle dies now, not at reuse */
 	if (i < t->hint)
 		t->hint = i;
 	t->count--;
-	c->handle = 0;
 }

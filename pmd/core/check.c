@@ -1,0 +1,128 @@
+/* check.c - see check.h. */
+#include "check.h"
+
+#include <string.h>
+
+#include "log.h"
+
+/* What the walk counted. */
+struct check_sums {
+	uint64_t frames;              /* frames of every container */
+	uint64_t remote;              /* of which on other nodes */
+	uint64_t charged;             /* sum of the tasks' charges */
+	uint64_t guaranteed;          /* sum of their guarantees */
+	uint64_t containers;
+};
+
+/* One container's frames: each one here holds a live slot. */
+static bool check_container(struct pmd_core *core, struct pmd_container *c,
+			    uint64_t *mine, uint64_t *extra, uint64_t *remote)
+{
+	struct pmd_frame *e;
+	frame_t f = 0;
+	bool ok = true;
+
+	while (pmd_ftab_next(&c->frames, &f, &e)) {
+		struct pmd_segment *seg = pmd_segtab_get(&core->segs, e->seg);
+
+		if (e->flags & PMD_FRAME_REMOTE) {
+			(*remote)++;
+		} else if (!seg || !seg->slots.ref[e->slot]) {
+			pmd_err("check: frame %#lx of container %#lx has no slot",
+				(unsigned long)f, (unsigned long)c->id);
+			ok = false;
+		}
+		(*mine)++;
+		*extra += !!(e->flags & PMD_FRAME_EXTRA);
+		if (f++ == UINT64_MAX)
+			break;
+	}
+	return ok;
+}
+
+/* One task: its charge is what it owns, within its limits. */
+static bool check_task(struct pmd_core *core, struct pmd_task *t,
+		       struct check_sums *sums)
+{
+	uint64_t mine = 0, extra = 0;
+	bool ok = true;
+
+	for (struct pmd_list *cp = t->containers.next; cp != &t->containers;
+	     cp = cp->next) {
+		sums->containers++;
+		ok &= check_container(core, pmd_container_of(
+			cp, struct pmd_container, owner_link), &mine, &extra,
+			&sums->remote);
+	}
+	if (mine != t->charge.allocated || extra != t->charge.extra_allocated) {
+		pmd_err("check: task %#lx is charged %lu (%lu extra) but owns "
+			"%lu (%lu extra)", (unsigned long)t->id,
+			(unsigned long)t->charge.allocated,
+			(unsigned long)t->charge.extra_allocated,
+			(unsigned long)mine, (unsigned long)extra);
+		ok = false;
+	}
+	if (t->charge.allocated - t->charge.extra_allocated >
+	    t->charge.guaranteed ||
+	    t->charge.extra_allocated > t->charge.extra_limit) {
+		pmd_err("check: task %#lx is over its limits",
+			(unsigned long)t->id);
+		ok = false;
+	}
+	sums->frames += mine;
+	sums->charged += t->charge.allocated;
+	sums->guaranteed += t->charge.guaranteed;
+	return ok;
+}
+
+/* The node's totals: what the walk counted, the budget, the slots. */
+static bool check_totals(const struct pmd_core *core,
+			 const struct check_sums *sums)
+{
+	const struct pmd_budget *b = &core->budget;
+	uint64_t refs = 0;
+
+	for (uint32_t i = 0; i < core->segs.len; i++) {
+		const struct pmd_segment *seg = core->segs.v[i];
+		for (unsigned s = 0; seg && s < PMD_SEG_SLOTS; s++)
+			refs += seg->slots.ref[s];
+	}
+	if (sums->frames == core->nframes &&
+	    sums->charged == b->charged + b->remote &&
+	    sums->guaranteed == b->guaranteed_sum &&
+	    sums->containers == core->ncontainers &&
+	    refs == sums->frames - sums->remote + b->lent &&
+	    b->charged + b->lent <= b->total && b->guaranteed_sum <= b->total)
+		return true;
+	pmd_err("check: node totals disagree: frames %lu/%lu charged %lu/%lu "
+		"guaranteed %lu/%lu slot refs %lu", (unsigned long)sums->frames,
+		(unsigned long)core->nframes, (unsigned long)sums->charged,
+		(unsigned long)(b->charged + b->remote),
+		(unsigned long)sums->guaranteed,
+		(unsigned long)b->guaranteed_sum, (unsigned long)refs);
+	return false;
+}
+
+void pmd_core_check(struct pmd_core *core, struct pm_debug_rep *out)
+{
+	struct check_sums sums = { 0 };
+	bool ok = true;
+
+	pmd_segtab_flush(&core->segs);
+	for (struct pmd_list *tp = core->tasks.next; tp != &core->tasks;
+	     tp = tp->next)
+		ok &= check_task(core, pmd_container_of(tp, struct pmd_task,
+							link), &sums);
+	ok &= check_totals(core, &sums);
+	memset(out, 0, sizeof(*out));
+	out->tasks = core->ntasks;
+	out->containers = core->ncontainers;
+	out->frames = core->nframes;
+	out->charged = core->budget.charged + core->budget.remote;
+	out->slots_used = core->segs.slots_used - core->segs.slots_retired -
+			  core->segs.slots_lent;
+	out->segments = core->segs.live;
+	out->frames_total = core->budget.total;
+	out->frames_free = pmd_budget_free(&core->budget);
+	out->invariant_ok = ok;
+}

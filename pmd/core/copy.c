@@ -1,0 +1,120 @@
+/* copy.c - see copy.h. */
+#include "copy.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "container.h"
+#include "frame.h"
+
+error_t pmd_copy_decode(struct pmd_core *core, struct pmd_task *task,
+			container_t src, frame_t src_start, container_t dst,
+			frame_t dst_start, uint32_t count, uint32_t flags,
+			struct pmd_copy *cp, struct pmd_culprit *why)
+{
+	struct pmd_cap *scap, *dcap;
+	uint32_t k, reserve = 0;
+	bool same;
+	error_t err;
+
+	err = pmd_cap_decode(task, src, PMD_RIGHT_READ, PMD_USE_ALL, &scap, why);
+	if (err)
+		return err;
+	err = pmd_cap_decode(task, dst, PMD_RIGHT_WRITE, PMD_USE_ALL, &dcap, why);
+	if (err) {
+		why->arg = PMD_ARG_COPY_DST;
+		return err;
+	}
+	if (!pmd_range_ok(src_start, count) || !pmd_range_ok(dst_start, count)) {
+		why->arg = PMD_ARG_COPY_COUNT;
+		return EINVAL;
+	}
+	if (flags) {
+		why->arg = PMD_ARG_COPY_FLAGS;
+		return EINVAL;
+	}
+	*cp = (struct pmd_copy){ .src = scap->cont, .dst = dcap->cont,
+				 .src_start = src_start,
+				 .dst_start = dst_start };
+	same = cp->src == cp->dst;
+
+	/* The first missing source (ENOENT) or destination (ENOMEM) frame
+	 * stops the copy; the frames before it are copied. */
+	for (k = 0; k < count; k++) {
+		struct pmd_frame *s, *d;
+
+		s = pmd_ftab_lookup(&cp->src->frames, src_start + k);
+		if (!s) {
+			cp->stop = ENOENT;
+			why->frame = src_start + k;
+			break;
+		}
+		d = pmd_ftab_lookup(&cp->dst->frames, dst_start + k);
+		if (!d) {
+			cp->stop = ENOMEM;
+			why->frame = dst_start + k;
+			break;
+		}
+		if (pmd_frame_remote(s) || pmd_frame_remote(d)) {
+			/* The daemon brings them here first, then copies. */
+			struct pmd_frame *r = pmd_frame_remote(s) ? s : d;
+			why->frame = pmd_frame_remote(s) ? src_start + k
+							 : dst_start + k;
+			if (r->flags & PMD_FRAME_LOST)
+				return EIO;
+			cp->remote = true;
+			return 0;
+		}
+		/* A physical copy into a shared destination slot needs a
+		 * private slot first; within one container any destination
+		 * may end up so. */
+		reserve += same || pmd_frame_cow(core, d);
+	}
+	cp->n = k;
+	if (reserve)
+		return pmd_container_slots_reserve(core, cp->dst, reserve);
+	return 0;
+}
+
+error_t pmd_copy_invoke(struct pmd_core *core, const struct pmd_copy *cp)
+{
+	struct pmd_container *sc = cp->src, *dc = cp->dst;
+	bool same = sc == dc;
+	/* In the order that reads every source before it is overwritten
+	 * when the ranges overlap (as memmove does). */
+	bool backwards = same && cp->dst_start > cp->src_start;
+
+	pmd_cview_begin(dc);
+	for (uint32_t j = 0; j < cp->n; j++) {
+		uint32_t i = backwards ? cp->n - 1 - j : j;
+		struct pmd_frame *s = pmd_ftab_lookup(&sc->frames,
+						      cp->src_start + i);
+		struct pmd_frame *d = pmd_ftab_lookup(&dc->frames,
+						      cp->dst_start + i);
+		struct pmd_segment *ss = pmd_frame_seg(core, s);
+		struct pmd_segment *ds = pmd_frame_seg(core, d);
+
+		if (s == d || (s->seg == d->seg && s->slot == d->slot))
+			continue; /* already the same contents */
+		/* Share the slot only within one container and only while
+		 * no task holds a segment of either side: a task's writable
+		 * mapping must never write into the other copy. */
+		if (same && !ss->exposed && !ds->exposed &&
+		    pmd_slots_get(&ss->slots, s->slot)) {
+			pmd_slot_put(core, d->seg, d->slot);
+			d->seg = s->seg;
+			d->slot = s->slot;
+			d->gen++;
+			pmd_cview_put(core, dc, cp->dst_start + i, d);
+			pmd_cview_put(core, sc, cp->src_start + i, s);
+			continue;
+		}
+		if (pmd_frame_cow(core, d))
+			pmd_frame_break_cow(core, dc, cp->dst_start + i, d);
+		memcpy(pmd_frame_bytes(core, d), pmd_segment_frame(ss, s->slot),
+		       PM_FRAME_SIZE);
+	}
+	pmd_cview_end(dc);
+	pmd_container_trim(core, dc);
+	return cp->stop;
+}

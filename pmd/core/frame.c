@@ -1,0 +1,214 @@
+/* frame.c - see frame.h. */
+#include "frame.h"
+
+#include <assert.h>
+#include <string.h>
+
+#include "borrowed.h"
+#include "view.h"
+
+struct pmd_segment *pmd_frame_seg(const struct pmd_core *core,
+				  const struct pmd_frame *e)
+{
+	struct pmd_segment *seg = pmd_segtab_get(&core->segs, e->seg);
+
+	assert(seg && !pmd_frame_remote(e));
+	return seg;
+}
+
+bool pmd_frame_cow(const struct pmd_core *core, const struct pmd_frame *e)
+{
+	return !pmd_frame_remote(e) &&
+	       pmd_frame_seg(core, e)->slots.ref[e->slot] > 1;
+}
+
+uint8_t *pmd_frame_bytes(const struct pmd_core *core, const struct pmd_frame *e)
+{
+	return pmd_segment_frame(pmd_frame_seg(core, e), e->slot);
+}
+
+void pmd_slot_put(struct pmd_core *core, uint32_t segi, uint16_t slot)
+{
+	struct pmd_segment *seg = pmd_segtab_get(&core->segs, segi);
+
+	if (pmd_segment_slot_put(&core->segs, seg, slot)) {
+		if (seg->domain)
+			seg->domain->free_slots++;
+		else if (seg->slots.used == 0)
+			pmd_segment_destroy(&core->segs, seg);
+	}
+}
+
+void pmd_frame_release(struct pmd_core *core, struct pmd_container *c,
+		       struct pmd_frame *e)
+{
+	if (pmd_frame_remote(e)) {
+		/* Its lent slot goes back (the node layer sends the frees);
+		 * a lost one has nothing to give back. */
+		if (!(e->flags & PMD_FRAME_LOST))
+			pmd_rslot_give_back(core, e->node, e->seg, e->slot);
+		pmd_charge_sub_remote(&core->budget, &c->owner->charge,
+				      e->flags & PMD_FRAME_EXTRA);
+	} else {
+		pmd_slot_put(core, e->seg, e->slot);
+		pmd_charge_sub(&core->budget, &c->owner->charge,
+			       e->flags & PMD_FRAME_EXTRA);
+	}
+	core->nframes--;
+}
+
+void pmd_frame_drop(struct pmd_core *core, struct pmd_container *c, frame_t f,
+		    struct pmd_frame *e)
+{
+	pmd_frame_release(core, c, e);
+	pmd_ftab_remove(&c->frames, f);
+}
+
+error_t pmd_container_slots_reserve(struct pmd_core *core,
+				    struct pmd_container *c, uint64_t need)
+{
+	while (c->free_slots < need) {
+		struct pmd_segment *seg;
+		error_t err = pmd_segment_create(&core->segs, &seg);
+		if (err)
+			return err;
+		seg->domain = c;
+		pmd_list_add(&c->segments, &seg->link);
+		c->free_slots += PMD_SEG_SLOTS;
+	}
+	return 0;
+}
+
+void pmd_frame_take_slot(struct pmd_core *core, struct pmd_container *c,
+			 struct pmd_frame *e)
+{
+	struct pmd_list *pos;
+	bool flushed = false;
+
+again:
+	for (pos = c->segments.next; pos != &c->segments; pos = pos->next) {
+		struct pmd_segment *seg =
+			pmd_container_of(pos, struct pmd_segment, link);
+		int slot = pmd_segment_slot_alloc(&core->segs, seg);
+		if (slot < 0)
+			continue;
+		c->free_slots--;
+		e->seg = seg->index;
+		e->slot = (uint16_t)slot;
+		e->gen++;
+		/* Keep segments with room at the front. */
+		if (pmd_slots_free(&seg->slots) == 0 && pos->next != &c->segments) {
+			pmd_list_del(pos);
+			pmd_list_add(c->segments.prev, pos);
+		}
+		return;
+	}
+	/* The reserved slot may be one freed in this request, not punched
+	 * yet. */
+	if (!flushed) {
+		pmd_segtab_flush(&core->segs);
+		flushed = true;
+		goto again;
+	}
+	assert(!"pmd_frame_take_slot without a reserved slot");
+}
+
+void pmd_frame_break_cow(struct pmd_core *core, struct pmd_container *c,
+			 frame_t f, struct pmd_frame *e)
+{
+	struct pmd_segment *old = pmd_frame_seg(core, e);
+	uint32_t old_seg = e->seg;
+	uint16_t old_slot = e->slot;
+
+	pmd_frame_take_slot(core, c, e);
+	memcpy(pmd_frame_bytes(core, e), pmd_segment_frame(old, old_slot),
+	       PM_FRAME_SIZE);
+	pmd_slot_put(core, old_seg, old_slot);
+	pmd_cview_put(core, c, f, e);
+}
+
+void pmd_container_trim(struct pmd_core *core, struct pmd_container *c)
+{
+	struct pmd_list *pos, *tmp;
+	bool kept = false;
+
+	pmd_segtab_flush(&core->segs);
+	pmd_list_for_each_safe(pos, tmp, &c->segments) {
+		struct pmd_segment *seg =
+			pmd_container_of(pos, struct pmd_segment, link);
+		if (seg->slots.used)
+			continue;
+		if (!kept && !seg->exposed) {
+			kept = true;
+			continue;
+		}
+		c->free_slots -= PMD_SEG_SLOTS;
+		pmd_segment_destroy(&core->segs, seg);
+	}
+}
+
+/* ---- the tasks' view of the frame table ---- */
+
+void pmd_cview_begin(struct pmd_container *c)
+{
+	if (c->view)
+		pmd_view_begin(c->view);
+}
+
+void pmd_cview_end(struct pmd_container *c)
+{
+	if (c->view)
+		pmd_view_end(c->view);
+}
+
+void pmd_cview_put(struct pmd_core *core, struct pmd_container *c, frame_t f,
+		   const struct pmd_frame *e)
+{
+	if (c->view && pmd_frame_remote(e))
+		pmd_view_del(c->view, f);
+	else if (c->view)
+		pmd_view_set(c->view, f, pmd_frame_seg(core, e)->id, e->slot,
+			     pmd_frame_cow(core, e) ? PM_VIEW_COW : 0, e->gen);
+}
+
+void pmd_cview_install(struct pmd_core *core, struct pmd_container *c,
+		       struct pmd_view *v)
+{
+	struct pmd_frame *e;
+	frame_t f = 0;
+
+	pmd_view_begin(v);
+	while (pmd_ftab_next(&c->frames, &f, &e)) {
+		if (!pmd_frame_remote(e))
+			pmd_view_set(v, f, pmd_frame_seg(core, e)->id, e->slot,
+				     pmd_frame_cow(core, e) ? PM_VIEW_COW : 0,
+				     e->gen);
+		if (f++ == UINT64_MAX)
+			break;
+	}
+	pmd_view_set_locker(v, c->locker ? c->locker->id : 0);
+	pmd_view_end(v);
+	pmd_view_destroy(c->view);
+	c->view = v;
+}
+
+error_t pmd_cview_remake(struct pmd_core *core, struct pmd_container *c,
+			 uint64_t count)
+{
+	struct pmd_view *v;
+	error_t err;
+
+	err = pmd_view_create(count, &v);
+	if (err)
+		return err;
+	pmd_cview_install(core, c, v);
+	return 0;
+}
+
+error_t pmd_cview_reserve(struct pmd_core *core, struct pmd_container *c,
+			  uint64_t count)
+{
+	if (!c->view || pmd_view_fits(c->view, count))
+		return 0;
+	return pmd_cview_remake(core, c, count * 2);
+}

@@ -1,0 +1,95 @@
+/*
+ * frame.h - a container's frames as the operations see them: which slot
+ * holds each, whether it is copy-on-write or on another node, getting and
+ * giving up slots, breaking a copy, and keeping the tasks' frame view in
+ * step with every change.
+ *
+ * These are the steps that the container operations (alloc.c, map.c,
+ * io.c, copy.c, share.c, move.c) are made of; the daemon never calls them.
+ * Functions that "must be reserved" are invoke steps: their decode made
+ * room first (pmd_container_slots_reserve, pmd_cview_reserve), so they
+ * cannot fail.
+ *
+ * Lock key: (L) the pmd loop thread.
+ */
+#ifndef PMD_FRAME_H
+#define PMD_FRAME_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <pm/pm.h>
+
+#include "core.h"
+
+/* Frames start .. start+count-1 are a valid range: count >= 1 and no
+ * identifier wraps. */
+static inline bool pmd_range_ok(frame_t start, uint64_t count)
+{
+	return count >= 1 && start <= UINT64_MAX - (count - 1);
+}
+
+static inline bool pmd_frame_remote(const struct pmd_frame *e)
+{
+	return e->flags & PMD_FRAME_REMOTE;
+}
+
+/* The segment of a frame here (not remote). */
+struct pmd_segment *pmd_frame_seg(const struct pmd_core *core,
+				  const struct pmd_frame *e);
+/* A frame is copy-on-write while its slot is shared. */
+bool pmd_frame_cow(const struct pmd_core *core, const struct pmd_frame *e);
+/* The bytes of a frame here. */
+uint8_t *pmd_frame_bytes(const struct pmd_core *core, const struct pmd_frame *e);
+
+/* Gives up what a frame holds, its slot reference (or its loan) and its
+ * charge, but not its table entry. */
+void pmd_frame_release(struct pmd_core *core, struct pmd_container *c,
+		       struct pmd_frame *e);
+/* Drops one frame: what it holds and its table entry. */
+void pmd_frame_drop(struct pmd_core *core, struct pmd_container *c, frame_t f,
+		    struct pmd_frame *e);
+/* Takes one free slot of c's own segments into e (a new place: gen
+ * bumped). A slot must have been reserved. */
+void pmd_frame_take_slot(struct pmd_core *core, struct pmd_container *c,
+			 struct pmd_frame *e);
+/* Gives e a private slot holding its current contents (breaks the copy).
+ * A slot must have been reserved; inside a view change. */
+void pmd_frame_break_cow(struct pmd_core *core, struct pmd_container *c,
+			 frame_t f, struct pmd_frame *e);
+
+/* Drops one reference to a slot here; a segment orphaned by its
+ * container's end goes with its last slot. */
+void pmd_slot_put(struct pmd_core *core, uint32_t segi, uint16_t slot);
+
+/* Makes sure c has at least `need` free slots in its own segments. On
+ * failure the segments made so far stay with c (empty, harmless). */
+error_t pmd_container_slots_reserve(struct pmd_core *core,
+				    struct pmd_container *c, uint64_t need);
+/* Empty segments of c beyond the first go back to the kernel, so that
+ * deallocating many frames releases descriptors and address space too. */
+void pmd_container_trim(struct pmd_core *core, struct pmd_container *c);
+
+/* The container's view (view.h): every change to c's frames that a task
+ * might read happens between begin and end, and publishes each frame it
+ * touched. */
+void pmd_cview_begin(struct pmd_container *c);
+void pmd_cview_end(struct pmd_container *c);
+/* Publishes frame f's place (a remote frame leaves the view: it is not
+ * for the fast path). */
+void pmd_cview_put(struct pmd_core *core, struct pmd_container *c, frame_t f,
+		   const struct pmd_frame *e);
+/* Decode step of anything that adds frames: room for `count` in the view
+ * (a bigger one replaces it when needed). */
+error_t pmd_cview_reserve(struct pmd_core *core, struct pmd_container *c,
+			  uint64_t count);
+/* Makes a view with room for `count` frames, filled from the frame table,
+ * c's view: the first one, or a new one that tasks which held the old do
+ * not have. On failure the old view stays. */
+error_t pmd_cview_remake(struct pmd_core *core, struct pmd_container *c,
+			 uint64_t count);
+/* Fills v from c's frame table and makes it c's view; cannot fail. */
+void pmd_cview_install(struct pmd_core *core, struct pmd_container *c,
+		       struct pmd_view *v);
+
+#endif

@@ -1,0 +1,453 @@
+/* move.c - see move.h. */
+#include "move.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+
+#include "container.h"
+#include "frame.h"
+#include "map.h"
+#include "task.h"
+
+/* Whether every task holding seg can follow a frame moved out of it. */
+static bool holders_follow(struct pmd_core *core, const struct pmd_segment *seg)
+{
+	for (struct pmd_list *p = core->tasks.next; p != &core->tasks; p = p->next) {
+		struct pmd_task *t = pmd_container_of(p, struct pmd_task, link);
+		if (!t->follows && pmd_task_has_segment(t, seg->id))
+			return false;
+	}
+	return true;
+}
+
+error_t pmd_container_move(struct pmd_core *core, struct pmd_task *task,
+			   container_t h, frame_t f, struct pmd_culprit *why)
+{
+	struct pmd_container *c;
+	struct pmd_segment *old, *nw;
+	struct pmd_frame *e;
+	struct pmd_cap *cap;
+	uint16_t old_slot;
+	error_t err;
+
+	err = pmd_cap_decode(task, h, PMD_RIGHT_OWNER, 0, &cap, why);
+	if (err)
+		return err;
+	c = cap->cont;
+	e = pmd_ftab_lookup(&c->frames, f);
+	if (!e) {
+		why->frame = f;
+		return ENOENT;
+	}
+	/* The pmd moves no locked frame, no frame that shares its slot (it
+	 * moves when the copy breaks), none in another container's segment,
+	 * and none that a task which cannot follow may have mapped. */
+	if (pmd_frame_remote(e)) {
+		why->frame = f;
+		return EOPNOTSUPP; /* between nodes: the pulls and pushes do */
+	}
+	old = pmd_frame_seg(core, e);
+	if (pmd_container_locked(c) || old->slots.ref[e->slot] > 1 ||
+	    old->domain != c || (old->exposed && !holders_follow(core, old))) {
+		why->frame = f;
+		return EBUSY;
+	}
+	if (old->exposed) {
+		err = pmd_segment_fwd_reserve(old);
+		if (err)
+			return err;
+	}
+	err = pmd_container_slots_reserve(core, c, 1);
+	if (err)
+		return err;
+
+	old_slot = e->slot;
+	pmd_cview_begin(c);
+	pmd_frame_take_slot(core, c, e);
+	nw = pmd_frame_seg(core, e);
+	pmd_segment_populate(nw, e->slot, 1);
+	memcpy(pmd_segment_frame(nw, e->slot), pmd_segment_frame(old, old_slot),
+	       PM_FRAME_SIZE);
+	pmd_cview_put(core, c, f, e);
+	pmd_cview_end(c);
+	if (old->exposed)
+		pmd_segment_slot_retire(&core->segs, old, old_slot, c, f);
+	else
+		pmd_slot_put(core, old->index, old_slot);
+	return 0;
+}
+
+void pmd_move_segments(struct pmd_core *core, struct pmd_container *c,
+		       const struct pmd_task *t, struct pmd_segment **fresh,
+		       uint32_t nfresh)
+{
+	struct pmd_list *pos, *tmp;
+	uint32_t used = 0;
+
+	pmd_list_for_each_safe(pos, tmp, &c->segments) {
+		struct pmd_segment *old =
+			pmd_container_of(pos, struct pmd_segment, link);
+		struct pmd_segment *nw;
+		frame_t f = 0;
+		struct pmd_frame *e;
+
+		if (!pmd_task_has_segment(t, old->id))
+			continue;
+		assert(used < nfresh);
+		nw = fresh[used++];
+		/* Same slot numbers: a slot's sharers move together. */
+		memcpy(&nw->slots, &old->slots, sizeof(nw->slots));
+		for (unsigned s = 0; old->nretired && s < PMD_SEG_SLOTS; s++)
+			if (pmd_segment_retired(old, s))
+				pmd_slots_release(&nw->slots, s);
+		core->segs.slots_used += nw->slots.used;
+		for (unsigned s = 0; s < PMD_SEG_SLOTS; s++)
+			if (old->slots.ref[s])
+				memcpy(pmd_segment_frame(nw, s),
+				       pmd_segment_frame(old, s), PM_FRAME_SIZE);
+		while (pmd_ftab_next(&c->frames, &f, &e)) {
+			if (!pmd_frame_remote(e) && e->seg == old->index) {
+				e->seg = nw->index;
+				e->gen++;
+			}
+			if (f++ == UINT64_MAX)
+				break;
+		}
+		nw->domain = c;
+		pmd_list_add(&c->segments, &nw->link);
+		pmd_segment_revoke(old);
+		pmd_segment_destroy(&core->segs, old);
+	}
+	assert(used == nfresh);
+}
+
+error_t pmd_container_resolve(struct pmd_core *core, struct pmd_task *task,
+			      uint64_t seg_id, uint32_t slot,
+			      struct pmd_resolve_out *out)
+{
+	struct pmd_segment *seg = pmd_segtab_get(&core->segs, (uint32_t)seg_id);
+	const struct pmd_fwd *fwd;
+	struct pmd_frame *e;
+	struct pmd_segment *now;
+
+	memset(out, 0, sizeof(*out));
+	if (slot >= PMD_SEG_SLOTS)
+		return EINVAL;
+	/* Holding the old segment is the right to follow its frames. */
+	if (!pmd_task_has_segment(task, seg_id))
+		return EACCES;
+	if (!seg || seg->id != seg_id || !pmd_segment_retired(seg, slot))
+		return ENOENT; /* freed, not moved: the task reads zeros */
+	fwd = &seg->fwd[slot];
+	e = fwd->cont ? pmd_ftab_lookup(&fwd->cont->frames, fwd->frame) : NULL;
+	if (!e)
+		return ENOENT; /* moved, then deallocated */
+	if (pmd_frame_remote(e)) {
+		/* Moved to another node: the daemon brings it back here. */
+		if (e->flags & PMD_FRAME_LOST)
+			return EIO;
+		out->remote = true;
+		out->cont = fwd->cont;
+		out->frame = fwd->frame;
+		return 0;
+	}
+	if (pmd_container_locked(fwd->cont) && fwd->cont->locker != task &&
+	    fwd->cont->owner == task)
+		return EBUSY; /* the owner waits for the server's lock */
+	now = pmd_frame_seg(core, e);
+	out->seg = now;
+	out->slot = e->slot;
+	out->cow = pmd_frame_cow(core, e);
+	out->send_fd = !pmd_task_has_segment(task, now->id);
+	if (out->send_fd) {
+		error_t err = pmd_task_add_segment(task, now->id);
+		if (err)
+			return err;
+		now->exposed = true;
+	}
+	return 0;
+}
+
+/* ---- pulls ---- */
+
+/* Whether remote frame e of c sits in a segment its node keeps for
+ * task's mappings of c (a forwarded map put it there). */
+static bool frame_pushed_for(const struct pmd_core *core,
+			     const struct pmd_container *c,
+			     const struct pmd_frame *e, uint64_t task)
+{
+	const struct pmd_rseg *r;
+
+	if (!pmd_frame_remote(e) || (e->flags & PMD_FRAME_LOST) || !task)
+		return false;
+	r = pmd_rseg_find(core, e->node, e->seg);
+	return r && r->tag_task == task && r->tag_cont == c->id;
+}
+
+/* Adds remote frame f (entry e) to the pulls; EIO when it is lost. */
+static error_t pull_add(struct pmd_core *core, frame_t f,
+			const struct pmd_frame *e, struct pmd_pull *pulls,
+			uint32_t *n, struct pmd_culprit *why)
+{
+	const struct pmd_rseg *r = pmd_rseg_find(core, e->node, e->seg);
+
+	if ((e->flags & PMD_FRAME_LOST) || !r) {
+		why->frame = f;
+		return EIO;
+	}
+	pulls[(*n)++] = (struct pmd_pull){
+		.frame = f, .node = e->node, .seg = e->seg, .slot = e->slot,
+		.piece = pmd_io_piece_remote(r, e, 0, PM_FRAME_SIZE) };
+	return 0;
+}
+
+error_t pmd_pull_plan(struct pmd_core *core, struct pmd_container *c,
+		      frame_t start, uint32_t count, uint64_t keep_task,
+		      struct pmd_pull *pulls, uint32_t *npulls,
+		      struct pmd_culprit *why)
+{
+	uint32_t n = 0;
+	error_t err;
+
+	*npulls = 0;
+	if (!pmd_range_ok(start, count)) {
+		why->arg = PMD_ARG_MAP_COUNT;
+		return EINVAL;
+	}
+	for (uint32_t i = 0; i < count && n < PMD_PULL_MAX; i++) {
+		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, start + i);
+
+		if (!e || !pmd_frame_remote(e) ||
+		    frame_pushed_for(core, c, e, keep_task))
+			continue;
+		err = pull_add(core, start + i, e, pulls, &n, why);
+		if (err)
+			return err;
+	}
+	*npulls = n;
+	return 0;
+}
+
+void pmd_pull_plan_pushed(struct pmd_core *core, struct pmd_container *c,
+			  uint64_t for_task, struct pmd_pull *pulls,
+			  uint32_t *npulls)
+{
+	struct pmd_culprit why;
+	struct pmd_frame *e;
+	uint32_t n = 0;
+	frame_t f = 0;
+
+	while (n < PMD_PULL_MAX && pmd_ftab_next(&c->frames, &f, &e)) {
+		/* A lost one stays lost; the rest come here. */
+		if (frame_pushed_for(core, c, e, for_task))
+			pull_add(core, f, e, pulls, &n, &why);
+		if (f++ == UINT64_MAX)
+			break;
+	}
+	*npulls = n;
+}
+
+error_t pmd_pull_finish(struct pmd_core *core, struct pmd_task *task,
+			container_t h, const struct pmd_pull *pulls,
+			uint32_t n, const uint8_t *data)
+{
+	struct pmd_culprit why;
+	struct pmd_container *c;
+	struct pmd_cap *cap;
+	error_t err;
+
+	err = pmd_cap_decode(task, h, 0, 0, &cap, &why);
+	if (err)
+		return err; /* gone meanwhile: nothing to bring in */
+	c = cap->cont;
+	err = pmd_container_slots_reserve(core, c, n);
+	if (err)
+		return err;
+	pmd_cview_begin(c);
+	for (uint32_t i = 0; i < n; i++) {
+		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, pulls[i].frame);
+		struct pmd_segment *seg;
+		bool extra;
+
+		/* Only if it is still the frame we read. */
+		if (!e || !pmd_frame_remote(e) || (e->flags & PMD_FRAME_LOST) ||
+		    e->node != pulls[i].node || e->seg != pulls[i].seg ||
+		    e->slot != pulls[i].slot)
+			continue;
+		/* Here it is charged to this node: an extra frame needs room
+		 * that no guarantee reserves. */
+		extra = e->flags & PMD_FRAME_EXTRA;
+		if (extra && pmd_budget_unreserved(&core->budget) == 0) {
+			err = ENOMEM;
+			continue;
+		}
+		pmd_charge_sub_remote(&core->budget, &c->owner->charge, extra);
+		pmd_charge_add(&core->budget, &c->owner->charge, extra);
+		pmd_rslot_give_back(core, e->node, e->seg, e->slot);
+		e->flags &= (uint16_t)~PMD_FRAME_REMOTE;
+		e->node = 0;
+		pmd_frame_take_slot(core, c, e);
+		seg = pmd_frame_seg(core, e);
+		pmd_segment_populate(seg, e->slot, 1);
+		memcpy(pmd_segment_frame(seg, e->slot),
+		       data + (size_t)i * PM_FRAME_SIZE, PM_FRAME_SIZE);
+		pmd_cview_put(core, c, pulls[i].frame, e);
+	}
+	pmd_cview_end(c);
+	return err;
+}
+
+/* ---- pushes ---- */
+
+/* The runs of the lender's slots of the first count frames (all in
+ * place), granted as asked. */
+static void push_runs(const struct pmd_container *c, frame_t start,
+		      uint32_t count, uint32_t flags, struct pmd_push_out *out)
+{
+	struct pm_map_run *run = NULL;
+
+	out->granted = CONT_MAP_READ |
+		       ((flags & CONT_MAP_WRITE) ? CONT_MAP_WRITE : 0);
+	out->nruns = 0;
+	for (uint32_t i = 0; i < count; i++) {
+		const struct pmd_frame *e = pmd_ftab_lookup(&c->frames, start + i);
+
+		if (run && run->segment == e->seg &&
+		    run->slot + run->nframes == e->slot) {
+			run->nframes++;
+			continue;
+		}
+		run = &out->runs[out->nruns++];
+		*run = (struct pm_map_run){ .segment = e->seg, .slot = e->slot,
+					    .nframes = 1,
+					    .prot = (uint16_t)out->granted };
+	}
+	out->done = count;
+}
+
+error_t pmd_push_plan(struct pmd_core *core, struct pmd_task *task,
+		      container_t h, frame_t start, uint32_t count,
+		      uint32_t flags, pm_node_t node, struct pmd_push_out *out,
+		      struct pmd_culprit *why)
+{
+	struct pmd_container *c;
+	error_t err;
+
+	err = pmd_map_check(task, h, start, count, flags, &c, why);
+	if (err)
+		return err;
+	if (count > PMD_FWD_MAP_MAX)
+		count = PMD_FWD_MAP_MAX; /* the task asks again for the rest */
+	out->pull = false;
+	out->npush = 0;
+	for (uint32_t i = 0; i < count; i++) {
+		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, start + i);
+		struct pmd_segment *seg;
+
+		if (!e) {
+			why->frame = start + i;
+			return ENOENT;
+		}
+		if (frame_pushed_for(core, c, e, task->id) && e->node == node)
+			continue; /* in place */
+		if (pmd_frame_remote(e)) {
+			/* Here first (pulled), then on to the task's node. */
+			why->frame = start + i;
+			if (e->flags & PMD_FRAME_LOST)
+				return EIO;
+			out->pull = true;
+			return 0;
+		}
+		if (out->npush == PMD_PUSH_MAX)
+			continue;
+		/* It moves as pmd_container_move moves a frame: not from
+		 * under a task that could not follow it. */
+		seg = pmd_frame_seg(core, e);
+		if (seg->exposed && seg->slots.ref[e->slot] == 1) {
+			if (!holders_follow(core, seg)) {
+				why->frame = start + i;
+				return EBUSY;
+			}
+			err = pmd_segment_fwd_reserve(seg);
+			if (err)
+				return err;
+		}
+		out->push[out->npush++] = (struct pmd_push){
+			.frame = start + i, .seg = e->seg, .slot = e->slot,
+			.gen = e->gen };
+	}
+	if (!out->npush)
+		push_runs(c, start, count, flags, out);
+	return 0;
+}
+
+/* The frame of a planned push, if it is still where the plan saw it. */
+static struct pmd_frame *push_frame(struct pmd_container *c,
+				    const struct pmd_push *push)
+{
+	struct pmd_frame *e = pmd_ftab_lookup(&c->frames, push->frame);
+
+	if (!e || pmd_frame_remote(e) || e->seg != push->seg ||
+	    e->slot != push->slot || e->gen != push->gen)
+		return NULL;
+	return e;
+}
+
+const uint8_t *pmd_push_bytes(struct pmd_core *core, struct pmd_task *task,
+			      container_t h, const struct pmd_push *push)
+{
+	struct pmd_culprit why;
+	struct pmd_frame *e;
+	struct pmd_cap *cap;
+
+	if (pmd_cap_decode(task, h, 0, 0, &cap, &why))
+		return NULL;
+	e = push_frame(cap->cont, push);
+	return e ? pmd_frame_bytes(core, e) : NULL;
+}
+
+void pmd_push_finish(struct pmd_core *core, struct pmd_task *task,
+		     container_t h, const struct pmd_push *push, uint32_t n,
+		     const struct pmd_place *places)
+{
+	struct pmd_culprit why;
+	struct pmd_container *c = NULL;
+	struct pmd_cap *cap;
+
+	if (!pmd_cap_decode(task, h, 0, 0, &cap, &why))
+		c = cap->cont;
+	if (c)
+		pmd_cview_begin(c);
+	for (uint32_t i = 0; i < n; i++) {
+		struct pmd_frame *e = c ? push_frame(c, &push[i]) : NULL;
+		struct pmd_segment *seg;
+		bool extra;
+
+		/* Only if it is still where we read it from. */
+		if (!e || pmd_rseg_add(core, &places[i])) {
+			pmd_rslot_give_back(core, places[i].node, places[i].seg,
+					    places[i].slot);
+			continue;
+		}
+		extra = e->flags & PMD_FRAME_EXTRA;
+		pmd_charge_sub(&core->budget, &c->owner->charge, extra);
+		pmd_charge_add_remote(&core->budget, &c->owner->charge, extra);
+		seg = pmd_frame_seg(core, e);
+		/* A slot it shared stays with the other frame; one that a
+		 * task may have mapped retires (its mappings follow). */
+		if (seg->exposed && seg->slots.ref[e->slot] == 1 && seg->fwd)
+			pmd_segment_slot_retire(&core->segs, seg, e->slot, c,
+						push[i].frame);
+		else
+			pmd_slot_put(core, e->seg, e->slot);
+		e->flags |= PMD_FRAME_REMOTE;
+		e->seg = places[i].seg;
+		e->slot = places[i].slot;
+		e->node = places[i].node;
+		e->gen++;
+		pmd_cview_put(core, c, push[i].frame, e);
+	}
+	if (c)
+		pmd_cview_end(c);
+}

@@ -1,0 +1,245 @@
+/*
+ * daemon.h - what the daemon's files share: the server and its sessions,
+ * a request and its reply, and the steps each file offers the others.
+ * Nothing outside pmd/daemon includes this.
+ *
+ *   server.c    the loop: the socket, signals, the cluster's descriptors;
+ *               reads requests (a task's, or one the node layer hands up
+ *               for another node's task) and runs them, and runs again
+ *               those that waited: the one place that calls the handlers
+ *   handlers.c  every request type: its checks, then the core's decode
+ *               and invoke; the table of types
+ *   session.c   sessions: replies, parking and answering later, waiting
+ *               for a container, the end of a session
+ *   window.c    a session's I/O window
+ *   remote.c    remote work on a container (reads and writes of remote
+ *               frames, pulls home, pushes to a task's node), one at a
+ *               time per container
+ *   place.c     allocations whose frames go to other nodes
+ *   forward.c   requests on handles another home serves
+ *
+ * A request that cannot be answered at once parks its session: the
+ * pmd reads nothing more from it (its input goes off if it sends more)
+ * and serves everyone else. Its asynchronous work has one context object
+ * whose first member is struct pmd_pending; the work ends by answering
+ * (pmd_session_answer) or by asking to run the request again
+ * (pmd_session_run_later). A session that closes first detaches the
+ * context: the work ends without it.
+ *
+ * Lock key: (C) set at creation; (L) the loop thread, which owns the
+ * daemon, the core and the cluster.
+ */
+#ifndef PMD_DAEMON_H
+#define PMD_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <pm/pm.h>
+
+#include "node.h"
+#include "config.h"
+#include "core.h"
+#include "list.h"
+#include "map.h"
+#include "move.h"
+#include "pm_proto.h"
+
+/* A session's I/O window (PM_MSG_WINDOW): shared with the task, and
+ * registered with the fabric; held by the session and by its remote
+ * reads and writes in flight. */
+struct pmd_window {
+	uint8_t *base;               /* (C) the pmd's mapping, PM_IO_MAX */
+	int fd;                      /* (C) sealed memfd */
+	struct fab_mr *mr;           /* (C) NULL on a single node */
+	unsigned refs;               /* (L) */
+};
+
+/* A handle another home serves, in the session's table (its handle is
+ * PMD_FWD_BIT | index + 1). */
+#define PMD_FWD_BIT (UINT64_C(1) << 62)
+struct pmd_fwd_handle {
+	pm_node_t node;              /* (L) the home; 0: a free entry */
+	container_t rh;              /* (C) the home's handle */
+	uint64_t inc;                /* (C) the home's incarnation then */
+};
+
+/* The base of every asynchronous operation's context. */
+struct pmd_pending {
+	struct pmd_session *s;       /* (L) NULL once the session is gone */
+};
+
+struct pmd_session {
+	struct pmd_server *srv;      /* (C) */
+	int fd;                      /* (C) the connection; -1: virtual */
+	struct pmd_task *task;       /* (L) NULL until HELLO (or ATTACH) */
+	bool fault;                  /* (L) a task's fault session: RESOLVE only */
+	struct pmd_window *win;      /* (L) its I/O window, or NULL */
+	struct pmd_fwd_handle *fwd;  /* (L) handles served by other homes */
+	uint32_t nfwd, fwd_cap;      /* (L) used, allocated */
+	/* The request in hand, while it is not answered at once: */
+	bool parked;                 /* (L) it waits for other work */
+	bool masked;                 /* (L) parked, and sent more meanwhile:
+	                              *     its input is off until answered */
+	uint16_t parked_type;        /* (L) its type and sequence number */
+	uint32_t parked_seq;
+	struct pmd_pending *pending; /* (L) its asynchronous work, or NULL */
+	bool waiting;                /* (L) it waits to run again */
+	uint8_t *saved;              /* (L) then its body, kept */
+	uint32_t saved_len;
+	struct pmd_list wlink;       /* (L) in srv->waiters */
+	struct pmd_list link;        /* (L) in srv->sessions, or srv->vsessions */
+	/* A virtual session: a request of another node's task, served here
+	 * as its container's home, with no socket. */
+	bool virt;                   /* (C) */
+	pm_node_t vnode;             /* (C) answered to this node, */
+	uint64_t vinc, vid;          /* (C) at its incarnation, request id */
+};
+
+struct pmd_server {
+	struct pmd_core *core;       /* (C) */
+	struct pmd_cluster *cluster; /* (C) NULL on a single node */
+	int listen_fd;               /* (C) */
+	int signal_fd;               /* (C) SIGTERM, SIGINT */
+	int epoll_fd;                /* (C) */
+	int cluster_tag;             /* (C) the cluster's epoll events point here */
+	char socket_path[108];       /* (C) */
+	struct pmd_list sessions;    /* (L) connected sessions */
+	struct pmd_list vsessions;   /* (L) forwarded requests in progress */
+	struct pmd_list waiters;     /* (L) sessions whose request runs again */
+	bool rerun;                  /* (L) run the waiters at the next turn */
+	uint64_t *busy;              /* (L) containers with remote work in
+	                              * flight, by id */
+	uint32_t nbusy, busy_cap;    /* (L) used, allocated */
+	uint64_t sessions_total;     /* (L) served since start */
+	uint64_t requests;           /* (L) requests answered since start */
+	uint64_t poll_ns;            /* (C) busy-poll this long after activity */
+	uint64_t served_ns;          /* (L) when a peer last needed us */
+	uint64_t wait_ns;            /* (L) when our wait for peers began */
+	bool waiting_peers;          /* (L) we wait for peers */
+	uint8_t rx[PM_MSG_MAX + 1] __attribute__((aligned(16))); /* (L) one request */
+	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));     /* (L) one reply */
+	struct pmd_map_out map;      /* (L) scratch for MAP */
+	struct pmd_push_out push;    /* (L) scratch for a forwarded MAP */
+};
+
+/* One request, as the loop read it (or kept it to run again). */
+struct pmd_req {
+	uint16_t type;               /* enum pm_msg_type, checked */
+	uint32_t seq;                /* echoed in the reply */
+	const void *body;            /* its size checked, 8-byte aligned */
+	uint32_t len;
+};
+
+/* A reply, built in srv->tx: header, pm_reply, then the body (or, when
+ * body_ext is set, the body is sent from there, uncopied). */
+struct pmd_reply {
+	error_t status;              /* 0 or a positive errno */
+	struct pmd_culprit why;      /* which argument or frame */
+	uint32_t body_len;
+	const void *body_ext;
+	const int *fds;              /* descriptors to pass */
+	uint32_t nfds;
+};
+
+/* What running a request comes to. */
+enum pmd_step {
+	PMD_STEP_REPLY,              /* answered now: reply.status */
+	PMD_STEP_PARKED,             /* answered when its work ends */
+	PMD_STEP_WAIT,               /* a container it names is busy: it runs
+	                              * again when that work ends */
+};
+
+/* A reply now, with status err. */
+static inline enum pmd_step pmd_reply_now(struct pmd_reply *r, error_t err)
+{
+	r->status = err;
+	return PMD_STEP_REPLY;
+}
+
+/* handlers.c */
+enum pmd_step pmd_dispatch(struct pmd_server *srv, struct pmd_session *s,
+			   const struct pmd_req *q, struct pmd_reply *r);
+/* Whether a body of len bytes is one a request of type takes (false for
+ * unknown types). */
+bool pmd_request_fits(uint32_t type, uint32_t len);
+
+/* session.c */
+void *pmd_reply_body(struct pmd_server *srv);
+/* An allocation's reply body: the frames it allocated, also on error. */
+void pmd_alloc_reply(struct pmd_server *srv, struct pmd_reply *r,
+		     uint32_t count);
+/* Sends the reply to a request (type, seq); false when the session must
+ * be closed. A virtual session's goes to the node that forwarded it. */
+bool pmd_reply_send(struct pmd_server *srv, struct pmd_session *s,
+		    uint16_t type, uint32_t seq, const struct pmd_reply *r);
+/* Parks s on pending (its request's type and sequence are in s). */
+enum pmd_step pmd_session_park(struct pmd_session *s,
+			       struct pmd_pending *pending);
+/* The parked request's answer: sent, and s read from again (or closed
+ * if that fails; a virtual session ends). */
+void pmd_session_answer(struct pmd_server *srv, struct pmd_session *s,
+			const struct pmd_reply *r);
+/* Keeps q to run again when a container's work ends (false: out of
+ * memory). */
+bool pmd_session_wait(struct pmd_server *srv, struct pmd_session *s,
+		      const struct pmd_req *q);
+/* Keeps q to run at the loop's next turn, before any waiter when first
+ * (a request whose frames were just brought in runs again before the
+ * others). false: out of memory. */
+bool pmd_session_run_later(struct pmd_server *srv, struct pmd_session *s,
+			   const struct pmd_req *q, bool first);
+void pmd_session_close(struct pmd_server *srv, struct pmd_session *s);
+
+/* window.c */
+error_t pmd_window_create(struct pmd_server *srv, struct pmd_window **w_out);
+void pmd_window_put(struct pmd_window *w);
+
+/* remote.c */
+bool pmd_busy_test(const struct pmd_server *srv, uint64_t id);
+/* A read or write touching remote frames (io decoded). */
+enum pmd_step pmd_remote_io(struct pmd_server *srv, struct pmd_session *s,
+			    const struct pmd_io *io, bool window,
+			    const void *data, struct pmd_reply *r);
+/* Brings up to PMD_PULL_MAX remote frames of [start, start + count) of c
+ * (named h by s's task) here, then runs q again; frames pushed for
+ * keep_task stay. With pushed set, every frame pushed for keep_task
+ * comes instead. *none when there is nothing to pull (nothing started,
+ * the step is a reply with EIO). */
+enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
+			      struct pmd_container *c, container_t h,
+			      frame_t start, uint32_t count, uint64_t keep_task,
+			      bool pushed, const struct pmd_req *q, bool *none,
+			      struct pmd_reply *r);
+/* A map through a forwarded handle, at the home, for a task of node s
+ * serves (its proxy): the frames go to that node. */
+enum pmd_step pmd_remote_push(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pmd_req *q, struct pmd_reply *r);
+
+/* place.c */
+/* An allocation into a container whose frames may go to other nodes
+ * (policy node, interleave, or a spill). *applies false when its frames
+ * all stay here after all (nothing done: allocate here). */
+enum pmd_step pmd_place_allocate(struct pmd_server *srv, struct pmd_session *s,
+				 const struct pm_alloc_req *req,
+				 const struct pmd_container *c, bool *applies,
+				 struct pmd_reply *r);
+
+/* forward.c */
+/* Whether a request of this type may go to another home. */
+bool pmd_fwd_type(uint32_t type);
+/* A request on a handle another home serves (h: the first one). */
+enum pmd_step pmd_fwd_request(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pmd_req *q, uint64_t h,
+			      struct pmd_reply *r);
+/* An import of a token of another home's container. */
+enum pmd_step pmd_fwd_import(struct pmd_server *srv, struct pmd_session *s,
+			     const struct pm_token *tok, pm_node_t home,
+			     struct pmd_reply *r);
+/* A fault on a frame another home moved away from this node: a map of
+ * that one frame, forwarded for the task. */
+enum pmd_step pmd_fwd_resolve(struct pmd_server *srv, struct pmd_session *s,
+			      pm_node_t home, container_t rh, frame_t f,
+			      struct pmd_reply *r);
+
+#endif

@@ -1,0 +1,806 @@
+/*
+ * handlers.c - every request type a task sends: its own checks, then the
+ * core's decode and invoke; remote work, placed allocations and
+ * forwarding where a decoded request needs them. The table at the end
+ * says each type's handler and body size; pmd_dispatch is the one place
+ * that reads a request's handles, forwards those another home serves,
+ * and makes a request wait while its container has remote work in
+ * flight.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <sodium.h>
+
+#include "alloc.h"
+#include "check.h"
+#include "clock.h"
+#include "container.h"
+#include "copy.h"
+#include "io.h"
+#include "lock.h"
+#include "log.h"
+#include "share.h"
+#include "task.h"
+#include "view.h"
+
+typedef enum pmd_step handler_fn(struct pmd_server *srv,
+				 struct pmd_session *s,
+				 const struct pmd_req *q, struct pmd_reply *r);
+
+/* ---- sessions ---- */
+
+static enum pmd_step do_hello(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_hello_req *req = q->body;
+	struct pm_hello_rep *rep = pmd_reply_body(srv);
+	struct ucred cred = { 0 };
+	socklen_t len = sizeof(cred);
+	error_t err;
+
+	if (s->task)
+		return pmd_reply_now(r, EPROTO);
+	if (req->flags) {
+		r->why.arg = PMD_ARG_HELLO_FLAGS;
+		return pmd_reply_now(r, EINVAL);
+	}
+	if (req->version < PM_PROTO_VERSION) {
+		r->why.arg = PMD_ARG_HELLO_VERSION;
+		return pmd_reply_now(r, EPROTO);
+	}
+	if (getsockopt(s->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		pmd_warn("SO_PEERCRED: %m");
+	err = pmd_task_create(srv->core, cred.uid, cred.gid, (uint32_t)cred.pid,
+			      &s->task);
+	if (err)
+		return pmd_reply_now(r, err);
+	pmd_debug("task %#lx: uid %u pid %u", (unsigned long)s->task->id,
+		  cred.uid, cred.pid);
+	*rep = (struct pm_hello_rep){ .task = s->task->id,
+				      .node = srv->core->cfg.node,
+				      .frame_size = PM_FRAME_SIZE,
+				      .io_max = PM_IO_MAX,
+				      .map_max = PM_MAP_MAX };
+	r->body_len = sizeof(*rep);
+	return pmd_reply_now(r, 0);
+}
+
+static enum pmd_step do_task_stat(struct pmd_server *srv,
+				  struct pmd_session *s,
+				  const struct pmd_req *q, struct pmd_reply *r)
+{
+	pmd_task_stat(s->task, pmd_reply_body(srv));
+	r->body_len = sizeof(struct pm_task_stat_rep);
+	return pmd_reply_now(r, 0);
+}
+
+static enum pmd_step do_window(struct pmd_server *srv, struct pmd_session *s,
+			       const struct pmd_req *q, struct pmd_reply *r)
+{
+	static int fd;
+	struct pm_window_rep *rep = pmd_reply_body(srv);
+	error_t err;
+
+	if (s->fault || s->virt)
+		return pmd_reply_now(r, EPROTO);
+	if (s->win)
+		return pmd_reply_now(r, EEXIST);
+	err = pmd_window_create(srv, &s->win);
+	if (err)
+		return pmd_reply_now(r, err);
+	rep->size = PM_IO_MAX;
+	r->body_len = sizeof(*rep);
+	fd = s->win->fd;
+	r->fds = &fd;
+	r->nfds = 1;
+	return pmd_reply_now(r, 0);
+}
+
+static enum pmd_step do_attach_key(struct pmd_server *srv,
+				   struct pmd_session *s,
+				   const struct pmd_req *q,
+				   struct pmd_reply *r)
+{
+	struct pm_attach_key_rep *rep = pmd_reply_body(srv);
+	struct pmd_task *t = s->task;
+
+	if (s->fault)
+		return pmd_reply_now(r, EPROTO);
+	if (t->fault_session)
+		return pmd_reply_now(r, EBUSY); /* one fault session a task */
+	do
+		randombytes_buf(t->attach_key, sizeof(t->attach_key));
+	while (sodium_is_zero(t->attach_key, sizeof(t->attach_key)));
+	memcpy(rep->key, t->attach_key, sizeof(rep->key));
+	r->body_len = sizeof(*rep);
+	return pmd_reply_now(r, 0);
+}
+
+static enum pmd_step do_attach(struct pmd_server *srv, struct pmd_session *s,
+			       const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_attach_req *req = q->body;
+	struct ucred cred = { 0 };
+	socklen_t len = sizeof(cred);
+	struct pmd_task *t;
+
+	if (s->task)
+		return pmd_reply_now(r, EPROTO);
+	r->why.arg = PMD_ARG_ATTACH_TASK;
+	t = pmd_task_find(srv->core, req->task);
+	if (!t)
+		return pmd_reply_now(r, ESRCH);
+	r->why.arg = PMD_ARG_ATTACH_KEY;
+	if (getsockopt(s->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    (uint32_t)cred.pid != t->pid ||
+	    sodium_is_zero(t->attach_key, sizeof(t->attach_key)) ||
+	    sodium_memcmp(req->key, t->attach_key, sizeof(req->key)) != 0)
+		return pmd_reply_now(r, EACCES);
+	if (t->fault_session)
+		return pmd_reply_now(r, EBUSY);
+	r->why.arg = PMD_ARG_NONE;
+	sodium_memzero(t->attach_key, sizeof(t->attach_key)); /* one time */
+	s->task = t;
+	s->fault = true;
+	t->follows = true;
+	t->fault_session = s;
+	pmd_debug("task %#lx: fault session attached", (unsigned long)t->id);
+	return pmd_reply_now(r, 0);
+}
+
+/* ---- containers ---- */
+
+static enum pmd_step do_create(struct pmd_server *srv, struct pmd_session *s,
+			       const struct pmd_req *q, struct pmd_reply *r)
+{
+	struct pm_handle_rep *rep = pmd_reply_body(srv);
+	error_t err = pmd_container_create(srv->core, s->task, &rep->handle);
+
+	if (!err)
+		r->body_len = sizeof(*rep);
+	return pmd_reply_now(r, err);
+}
+
+/* A request waiting for slots of a task's mapping to be retired. */
+struct tctx {
+	struct pmd_pending base;
+	struct pmd_server *srv;      /* (C) */
+	uint32_t taking;             /* (L) answers still awaited */
+	error_t status;              /* (C) the request's answer then */
+};
+
+static void taken_back(void *arg, error_t status, const void *body,
+		       size_t len)
+{
+	struct tctx *x = arg;
+	struct pmd_reply r = { .status = x->status };
+	struct pmd_session *s = x->base.s;
+
+	(void)status; /* down: nobody there sees the slot any more */
+	(void)body;
+	(void)len;
+	if (--x->taking)
+		return;
+	if (s) {
+		s->pending = NULL;
+		pmd_session_answer(x->srv, s, &r);
+	}
+	free(x);
+}
+
+/* Frames this request let go of that lived in slots another node keeps
+ * for a task's mapping (a forwarded map put them there): those slots are
+ * retired before the answer (err), so the task sees nothing of them
+ * after it. */
+static enum pmd_step take_back_first(struct pmd_server *srv,
+				     struct pmd_session *s, error_t err,
+				     struct pmd_reply *r)
+{
+	struct pmd_core *core = srv->core;
+	struct tctx *x;
+	uint32_t k = 0;
+
+	if (!srv->cluster)
+		return pmd_reply_now(r, err);
+	/* Those slots to the end of the queue, and off it now. */
+	for (uint32_t i = 0; i < core->nrfree; i++) {
+		const struct pmd_rseg *g = pmd_rseg_find(core,
+							 core->rfree[i].node,
+							 core->rfree[i].seg);
+		if (!g || !g->tag_task) {
+			struct pmd_rfree t = core->rfree[k];
+			core->rfree[k++] = core->rfree[i];
+			core->rfree[i] = t;
+		}
+	}
+	if (k == core->nrfree)
+		return pmd_reply_now(r, err);
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return pmd_reply_now(r, err); /* given back unawaited */
+	*x = (struct tctx){ .srv = srv, .status = err };
+	x->taking = pmd_cluster_take_back(srv->cluster, core->rfree + k,
+					  core->nrfree - k, taken_back, x);
+	core->nrfree = k;
+	if (!x->taking) {
+		free(x);
+		return pmd_reply_now(r, err);
+	}
+	return pmd_session_park(s, &x->base);
+}
+
+static enum pmd_step do_destroy(struct pmd_server *srv, struct pmd_session *s,
+				const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_handle_req *req = q->body;
+	error_t err = pmd_container_destroy(srv->core, s->task, req->handle,
+					    &r->why);
+
+	return err ? pmd_reply_now(r, err) : take_back_first(srv, s, 0, r);
+}
+
+static enum pmd_step do_stat(struct pmd_server *srv, struct pmd_session *s,
+			     const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_handle_req *req = q->body;
+	error_t err = pmd_container_stat(srv->core, s->task, req->handle,
+					 pmd_reply_body(srv), &r->why);
+
+	if (!err)
+		r->body_len = sizeof(struct pm_stat_rep);
+	return pmd_reply_now(r, err);
+}
+
+static enum pmd_step do_set_policy(struct pmd_server *srv,
+				   struct pmd_session *s,
+				   const struct pmd_req *q,
+				   struct pmd_reply *r)
+{
+	const struct pm_policy_req *req = q->body;
+	struct pmd_cap *cap;
+	error_t err;
+
+	if (req->pad)
+		return pmd_reply_now(r, EPROTO);
+	/* Another node must be in the cluster. */
+	if (req->policy == PM_PLACE_NODE && req->node != srv->core->cfg.node &&
+	    (!srv->cluster || !pmd_cluster_knows(srv->cluster, req->node))) {
+		err = pmd_cap_decode(s->task, req->handle, 0, 0, &cap, &r->why);
+		if (err)
+			return pmd_reply_now(r, err);
+		r->why.arg = PMD_ARG_POLICY_NODE;
+		return pmd_reply_now(r, ENODEV);
+	}
+	return pmd_reply_now(r, pmd_container_set_policy(srv->core, s->task,
+							 req->handle,
+							 req->policy,
+							 req->node, &r->why));
+}
+
+/* ---- frames ---- */
+
+static enum pmd_step do_allocate(struct pmd_server *srv, struct pmd_session *s,
+				 const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_alloc_req *req = q->body;
+	const struct pmd_container *c = pmd_container_lookup(s->task,
+							     req->handle);
+	uint32_t done = 0;
+	enum pmd_step step;
+	bool placed;
+
+	if (srv->cluster && c) {
+		step = pmd_place_allocate(srv, s, req, c, &placed, r);
+		if (placed)
+			return step;
+	}
+	r->status = pmd_container_allocate(srv->core, s->task, req->handle,
+					   req->start, req->count, req->flags,
+					   NULL, 0, &done, &r->why);
+	pmd_alloc_reply(srv, r, done);
+	return PMD_STEP_REPLY;
+}
+
+static enum pmd_step do_deallocate(struct pmd_server *srv,
+				   struct pmd_session *s,
+				   const struct pmd_req *q,
+				   struct pmd_reply *r)
+{
+	const struct pm_dealloc_req *req = q->body;
+	error_t err = pmd_container_deallocate(srv->core, s->task, req->handle,
+					       req->start, req->count, &r->why);
+
+	return err ? pmd_reply_now(r, err) : take_back_first(srv, s, 0, r);
+}
+
+/* The map's reply: runs, segment ids, and their descriptors (and the
+ * view's, the first time). */
+static enum pmd_step map_reply(struct pmd_server *srv,
+			       const struct pmd_map_out *m,
+			       struct pmd_reply *r)
+{
+	static int fds[PM_MAP_FDS_MAX + 1];
+	struct pm_map_rep *rep = pmd_reply_body(srv);
+	uint8_t *p = (uint8_t *)(rep + 1);
+
+	*rep = (struct pm_map_rep){ .granted = m->granted, .done = m->done,
+				    .nruns = m->nruns, .nsegs = m->nsegs,
+				    .view = m->view->id,
+				    .view_fd = m->send_view };
+	memcpy(p, m->runs, m->nruns * sizeof(m->runs[0]));
+	p += m->nruns * sizeof(m->runs[0]);
+	for (uint32_t i = 0; i < m->nsegs; i++) {
+		memcpy(p, &m->segs[i]->id, sizeof(uint64_t));
+		p += sizeof(uint64_t);
+		fds[i] = m->segs[i]->fd;
+	}
+	if (m->send_view)
+		fds[m->nsegs] = m->view->fd;
+	r->body_len = (uint32_t)(p - (uint8_t *)rep);
+	r->fds = fds;
+	r->nfds = m->nsegs + m->send_view;
+	return pmd_reply_now(r, 0);
+}
+
+static enum pmd_step do_map(struct pmd_server *srv, struct pmd_session *s,
+			    const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_map_req *req = q->body;
+	struct pmd_map m;
+	error_t err;
+	bool none;
+
+	if (s->virt) /* a task of another node: the frames go there */
+		return pmd_remote_push(srv, s, q, r);
+	err = pmd_map_decode(srv->core, s->task, req->handle, req->start,
+			     req->count, req->flags, &m, &r->why);
+	if (err)
+		return pmd_reply_now(r, err);
+	if (m.remote) /* here first, a batch at a time; then the map again */
+		return pmd_remote_pull(srv, s, m.cont, req->handle, req->start,
+				       req->count, 0, false, q, &none, r);
+	err = pmd_map_invoke(srv->core, s->task, &m, &srv->map);
+	if (err)
+		return pmd_reply_now(r, err);
+	return map_reply(srv, &srv->map, r);
+}
+
+/* Flags of a READ or WRITE: the window only for a session that has one. */
+static bool io_flags_ok(const struct pmd_session *s, const struct pm_io_req *q)
+{
+	return !(q->flags & ~PM_IO_WINDOW) &&
+	       (!(q->flags & PM_IO_WINDOW) || s->win);
+}
+
+static enum pmd_step do_read(struct pmd_server *srv, struct pmd_session *s,
+			     const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_io_req *req = q->body;
+	bool window = req->flags & PM_IO_WINDOW;
+	struct pmd_io io;
+	error_t err;
+
+	if (!io_flags_ok(s, req))
+		return pmd_reply_now(r, EPROTO);
+	err = pmd_io_decode(srv->core, s->task, req->handle, false, req->frame,
+			    req->offset, req->len, &io, &r->why);
+	if (err)
+		return pmd_reply_now(r, err);
+	if (io.nremote)
+		return pmd_remote_io(srv, s, &io, window, NULL, r);
+	pmd_io_read(srv->core, &io, window ? s->win->base
+					   : pmd_reply_body(srv));
+	if (!window)
+		r->body_len = req->len;
+	return pmd_reply_now(r, 0);
+}
+
+static enum pmd_step do_write(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_io_req *req = q->body;
+	bool window = req->flags & PM_IO_WINDOW;
+	const void *data = req + 1;
+	struct pmd_io io;
+	error_t err;
+
+	if (!io_flags_ok(s, req) ||
+	    q->len != sizeof(*req) + (window ? 0 : (uint64_t)req->len))
+		return pmd_reply_now(r, EPROTO);
+	if (window)
+		data = s->win->base; /* checked: the session has one */
+	err = pmd_io_decode(srv->core, s->task, req->handle, true, req->frame,
+			    req->offset, req->len, &io, &r->why);
+	if (err)
+		return pmd_reply_now(r, err);
+	if (io.nremote)
+		return pmd_remote_io(srv, s, &io, window, data, r);
+	pmd_io_write(srv->core, &io, data);
+	return pmd_reply_now(r, 0);
+}
+
+static enum pmd_step do_copy(struct pmd_server *srv, struct pmd_session *s,
+			     const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_copy_req *req = q->body;
+	struct pmd_copy cp;
+	enum pmd_step step;
+	error_t err;
+	bool none;
+
+	err = pmd_copy_decode(srv->core, s->task, req->src, req->src_start,
+			      req->dst, req->dst_start, req->count, req->flags,
+			      &cp, &r->why);
+	if (err)
+		return pmd_reply_now(r, err);
+	if (!cp.remote)
+		return pmd_reply_now(r, pmd_copy_invoke(srv->core, &cp));
+	/* Remote frames are brought here (sources first), then the copy
+	 * runs again: a copy across nodes is a copy here. */
+	step = pmd_remote_pull(srv, s, cp.src, req->src, req->src_start,
+			       req->count, 0, false, q, &none, r);
+	if (none)
+		step = pmd_remote_pull(srv, s, cp.dst, req->dst,
+				       req->dst_start, req->count, 0, false, q,
+				       &none, r);
+	return step;
+}
+
+static enum pmd_step do_move(struct pmd_server *srv, struct pmd_session *s,
+			     const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_move_req *req = q->body;
+
+	return pmd_reply_now(r, pmd_container_move(srv->core, s->task,
+						   req->handle, req->frame,
+						   &r->why));
+}
+
+/* A fault on a frame that moved: where it is now (its new segment's
+ * descriptor if the task lacks it); a frame of another home that this
+ * node held for the task's mapping asks that home; one that went to
+ * another node comes back here first. */
+static enum pmd_step do_resolve(struct pmd_server *srv, struct pmd_session *s,
+				const struct pmd_req *q, struct pmd_reply *r)
+{
+	static int fd;
+	const struct pm_resolve_req *req = q->body;
+	struct pm_resolve_rep *rep = pmd_reply_body(srv);
+	struct pmd_resolve_out out;
+	error_t err;
+
+	if (req->pad)
+		return pmd_reply_now(r, EPROTO);
+	if (srv->cluster) {
+		pm_node_t home;
+		container_t rh;
+		frame_t f;
+
+		err = pmd_cluster_pushed_where(srv->cluster, s->task->id,
+					       req->segment, req->slot, &home,
+					       &rh, &f);
+		if (!err)
+			return pmd_fwd_resolve(srv, s, home, rh, f, r);
+		if (err != ENOENT)
+			return pmd_reply_now(r, err);
+	}
+	err = pmd_container_resolve(srv->core, s->task, req->segment,
+				    req->slot, &out);
+	if (err)
+		return pmd_reply_now(r, err);
+	if (out.remote) {
+		/* It went to another node: back here first, as the task's
+		 * own handle may bring it. */
+		container_t h = pmd_container_handle_of(s->task, out.cont);
+		struct pmd_cap *cap;
+		enum pmd_step step;
+		bool none;
+
+		if (!h)
+			return pmd_reply_now(r, ENOENT);
+		err = pmd_cap_decode(s->task, h, PMD_RIGHT_READ, PMD_USE_ALL,
+				     &cap, &r->why);
+		if (err)
+			return pmd_reply_now(r, err);
+		step = pmd_remote_pull(srv, s, out.cont, h, out.frame, 1, 0,
+				       false, q, &none, r);
+		return none ? pmd_reply_now(r, ENOENT) : step;
+	}
+	*rep = (struct pm_resolve_rep){ .segment = out.seg->id,
+					.slot = out.slot,
+					.flags = out.cow ? PM_VIEW_COW : 0,
+					.fd = out.send_fd };
+	r->body_len = sizeof(*rep);
+	if (out.send_fd) {
+		fd = out.seg->fd;
+		r->fds = &fd;
+		r->nfds = 1;
+	}
+	return pmd_reply_now(r, 0);
+}
+
+/* ---- sharing ---- */
+
+static enum pmd_step do_share(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_share_req *req = q->body;
+	struct pm_handle_rep *rep = pmd_reply_body(srv);
+	error_t err = pmd_container_share(srv->core, s->task, req->handle,
+					  req->task, &rep->handle, &r->why);
+
+	if (!err)
+		r->body_len = sizeof(*rep);
+	return pmd_reply_now(r, err);
+}
+
+static enum pmd_step do_unshare(struct pmd_server *srv, struct pmd_session *s,
+				const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_share_req *req = q->body;
+	struct pmd_task *rt = pmd_task_find(srv->core, req->task);
+	struct pmd_culprit why = { 0 };
+	struct pmd_cap *cap;
+
+	/* Frames a forwarded map put on that task's node come back first:
+	 * it must see nothing more. (A handle that unshare refuses says so
+	 * with unshare's words, below.) */
+	if (rt && rt->proxy && srv->cluster &&
+	    !pmd_cap_decode(s->task, req->handle, PMD_RIGHT_OWNER, 0, &cap,
+			    &why)) {
+		enum pmd_step step;
+		bool none;
+
+		step = pmd_remote_pull(srv, s, cap->cont, req->handle, 0, 0,
+				       req->task, true, q, &none, r);
+		if (!none)
+			return step;
+		*r = (struct pmd_reply){ 0 };
+	}
+	return pmd_reply_now(r, pmd_container_unshare(srv->core, s->task,
+						       req->handle, req->task,
+						       &r->why));
+}
+
+static enum pmd_step do_export(struct pmd_server *srv, struct pmd_session *s,
+			       const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_handle_req *req = q->body;
+	error_t err = pmd_cap_export(srv->core, s->task, req->handle,
+				     pmd_reply_body(srv), &r->why);
+
+	if (!err)
+		r->body_len = sizeof(struct pm_token);
+	return pmd_reply_now(r, err);
+}
+
+static enum pmd_step do_import(struct pmd_server *srv, struct pmd_session *s,
+			       const struct pmd_req *q, struct pmd_reply *r)
+{
+	struct pm_handle_rep *rep = pmd_reply_body(srv);
+	const struct pm_token *tok = q->body;
+	uint64_t share;
+	pm_node_t home;
+	error_t err;
+
+	/* The share id names its home in its high bits. */
+	memcpy(&share, tok->bytes, sizeof(share));
+	home = (pm_node_t)(share >> 48);
+	if (home && home != srv->core->cfg.node && srv->cluster &&
+	    pmd_cluster_knows(srv->cluster, home))
+		return pmd_fwd_import(srv, s, tok, home, r);
+	err = pmd_cap_import(srv->core, s->task, tok, &rep->handle, &r->why);
+	if (!err)
+		r->body_len = sizeof(*rep);
+	return pmd_reply_now(r, err);
+}
+
+static enum pmd_step do_release(struct pmd_server *srv, struct pmd_session *s,
+				const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_handle_req *req = q->body;
+
+	return pmd_reply_now(r, pmd_cap_release(srv->core, s->task, req->handle,
+						&r->why));
+}
+
+static enum pmd_step do_lock(struct pmd_server *srv, struct pmd_session *s,
+			     const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_lock_req *req = q->body;
+
+	if (req->pad)
+		return pmd_reply_now(r, EPROTO);
+	return pmd_reply_now(r, pmd_container_lock(srv->core, s->task,
+						   req->handle, req->msec,
+						   &r->why));
+}
+
+static enum pmd_step do_unlock(struct pmd_server *srv, struct pmd_session *s,
+			       const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_handle_req *req = q->body;
+
+	return pmd_reply_now(r, pmd_container_unlock(srv->core, s->task,
+						     req->handle, &r->why));
+}
+
+/* ---- the node and the cluster ---- */
+
+static enum pmd_step do_nodes(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pmd_req *q, struct pmd_reply *r)
+{
+	struct pm_nodes_rep *rep = pmd_reply_body(srv);
+	struct pm_node_entry *n = (struct pm_node_entry *)(rep + 1);
+	struct pmd_core *core = srv->core;
+
+	memset(rep, 0, sizeof(*rep) + sizeof(*n));
+	rep->count = 1;
+	n->id = core->cfg.node;
+	n->state = PM_NODE_UP;
+	n->frames_total = core->budget.total;
+	n->frames_free = pmd_budget_free(&core->budget);
+	if (srv->cluster) {
+		n->incarnation = pmd_cluster_incarnation(srv->cluster);
+		snprintf(n->address, sizeof(n->address), "%.63s",
+			 pmd_cluster_self_address(srv->cluster));
+		rep->count += pmd_cluster_nodes(srv->cluster, n + 1,
+						PM_NODES_MAX - 1);
+	} else {
+		snprintf(n->address, sizeof(n->address), "unix:%.58s",
+			 srv->socket_path);
+	}
+	r->body_len = sizeof(*rep) + rep->count * sizeof(*n);
+	return pmd_reply_now(r, 0);
+}
+
+static enum pmd_step do_debug_stat(struct pmd_server *srv,
+				   struct pmd_session *s,
+				   const struct pmd_req *q,
+				   struct pmd_reply *r)
+{
+	struct pm_debug_rep *rep = pmd_reply_body(srv);
+
+	pmd_core_check(srv->core, rep);
+	rep->requests = srv->requests;
+	r->body_len = sizeof(*rep);
+	return pmd_reply_now(r, 0);
+}
+
+/* A ping to another node, answered when it answers. */
+struct pctx {
+	struct pmd_pending base;
+	struct pmd_server *srv;      /* (C) */
+	uint64_t t0;                 /* (C) when it went, ns */
+};
+
+static void ping_done(void *arg, error_t status, const void *body, size_t len)
+{
+	struct pctx *x = arg;
+	struct pmd_server *srv = x->srv;
+	struct pmd_session *s = x->base.s;
+	struct pm_ping_rep *rep = pmd_reply_body(srv);
+	struct pmd_reply r = { 0 };
+
+	if (s && !status && len == sizeof(struct pmd_nreq_ping_rep)) {
+		const struct pmd_nreq_ping_rep *p = body;
+		*rep = (struct pm_ping_rep){ .incarnation = p->incarnation,
+					     .frames_free = p->frames_free,
+					     .rtt_ns = pmd_now_ns() - x->t0 };
+		r.body_len = sizeof(*rep);
+	} else if (!status) {
+		status = EPROTO;
+	}
+	if (s) {
+		s->pending = NULL;
+		r.status = status;
+		pmd_session_answer(srv, s, &r);
+	}
+	free(x);
+}
+
+static enum pmd_step do_ping_node(struct pmd_server *srv,
+				  struct pmd_session *s,
+				  const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_ping_req *req = q->body;
+	struct pctx *x;
+	error_t err;
+
+	if (req->pad || req->pad2)
+		return pmd_reply_now(r, EPROTO);
+	r->why.arg = PMD_ARG_PING_NODE;
+	if (!srv->cluster)
+		return pmd_reply_now(r, EINVAL);
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return pmd_reply_now(r, ENOMEM);
+	*x = (struct pctx){ .srv = srv, .t0 = pmd_now_ns() };
+	err = pmd_cluster_call(srv->cluster, req->node, PMD_NREQ_PING, NULL, 0,
+			       ping_done, x);
+	if (err) {
+		free(x);
+		return pmd_reply_now(r, err);
+	}
+	r->why.arg = PMD_ARG_NONE;
+	return pmd_session_park(s, &x->base);
+}
+
+/* ---- the table ---- */
+
+/* Each type: its handler, the body size it takes (exact, or at least for
+ * variable bodies), and whether the body starts with a container handle
+ * (COPY has two). Every type but HELLO and ATTACH needs HELLO first. */
+static const struct {
+	handler_fn *fn;
+	uint32_t body;
+	bool variable;
+	bool handle;
+} handlers[PM_MSG_TYPE_MAX] = {
+	[PM_MSG_HELLO] = { do_hello, sizeof(struct pm_hello_req), false, false },
+	[PM_MSG_TASK_STAT] = { do_task_stat, 0, false, false },
+	[PM_MSG_CREATE] = { do_create, 0, false, false },
+	[PM_MSG_DESTROY] = { do_destroy, sizeof(struct pm_handle_req), false, true },
+	[PM_MSG_STAT] = { do_stat, sizeof(struct pm_handle_req), false, true },
+	[PM_MSG_ALLOCATE] = { do_allocate, sizeof(struct pm_alloc_req), false, true },
+	[PM_MSG_DEALLOCATE] = { do_deallocate, sizeof(struct pm_dealloc_req), false, true },
+	[PM_MSG_MAP] = { do_map, sizeof(struct pm_map_req), false, true },
+	[PM_MSG_READ] = { do_read, sizeof(struct pm_io_req), false, true },
+	[PM_MSG_WRITE] = { do_write, sizeof(struct pm_io_req), true, true },
+	[PM_MSG_COPY] = { do_copy, sizeof(struct pm_copy_req), false, true },
+	[PM_MSG_SHARE] = { do_share, sizeof(struct pm_share_req), false, true },
+	[PM_MSG_UNSHARE] = { do_unshare, sizeof(struct pm_share_req), false, true },
+	[PM_MSG_EXPORT] = { do_export, sizeof(struct pm_handle_req), false, true },
+	[PM_MSG_IMPORT] = { do_import, sizeof(struct pm_token), false, false },
+	[PM_MSG_RELEASE] = { do_release, sizeof(struct pm_handle_req), false, true },
+	[PM_MSG_LOCK] = { do_lock, sizeof(struct pm_lock_req), false, true },
+	[PM_MSG_UNLOCK] = { do_unlock, sizeof(struct pm_handle_req), false, true },
+	[PM_MSG_SET_POLICY] = { do_set_policy, sizeof(struct pm_policy_req), false, true },
+	[PM_MSG_NODES] = { do_nodes, 0, false, false },
+	[PM_MSG_DEBUG_STAT] = { do_debug_stat, 0, false, false },
+	[PM_MSG_ATTACH_KEY] = { do_attach_key, 0, false, false },
+	[PM_MSG_ATTACH] = { do_attach, sizeof(struct pm_attach_req), false, false },
+	[PM_MSG_RESOLVE] = { do_resolve, sizeof(struct pm_resolve_req), false, false },
+	[PM_MSG_MOVE] = { do_move, sizeof(struct pm_move_req), false, true },
+	[PM_MSG_PING_NODE] = { do_ping_node, sizeof(struct pm_ping_req), false, false },
+	[PM_MSG_WINDOW] = { do_window, 0, false, false },
+};
+
+bool pmd_request_fits(uint32_t type, uint32_t len)
+{
+	if (type == 0 || type >= PM_MSG_TYPE_MAX || !handlers[type].fn)
+		return false;
+	return handlers[type].variable ? len >= handlers[type].body
+				       : len == handlers[type].body;
+}
+
+enum pmd_step pmd_dispatch(struct pmd_server *srv, struct pmd_session *s,
+			   const struct pmd_req *q, struct pmd_reply *r)
+{
+	uint64_t h[2] = { 0, 0 };
+
+	if (handlers[q->type].handle) {
+		memcpy(&h[0], q->body, sizeof(h[0]));
+		if (q->type == PM_MSG_COPY) /* the other handle too */
+			memcpy(&h[1], (const uint8_t *)q->body +
+			       offsetof(struct pm_copy_req, dst), sizeof(h[1]));
+	}
+	/* Handles another home serves go there. */
+	if (s->nfwd && ((h[0] | h[1]) & PMD_FWD_BIT))
+		return pmd_fwd_request(srv, s, q, h[0], r);
+	/* A container with remote work in flight (frames on their way in
+	 * or out) is left alone until it ends. */
+	for (int i = 0; i < 2 && srv->nbusy; i++) {
+		const struct pmd_container *c = h[i] ?
+			pmd_container_lookup(s->task, h[i]) : NULL;
+		if (c && pmd_busy_test(srv, c->id))
+			return PMD_STEP_WAIT;
+	}
+	return handlers[q->type].fn(srv, s, q, r);
+}

@@ -1,0 +1,425 @@
+/*
+ * remote.c - remote work on a container: reads and writes of its frames
+ * on other nodes (RDMA between the lenders' slots and the task's window
+ * or a bounce buffer), pulls that bring remote frames home before a map,
+ * copy or fault, and pushes that move frames to the node of a task that
+ * maps them through a forwarded handle.
+ *
+ * A container's remote work runs one request at a time, in the order
+ * they came: while it is in flight the container is busy, and every
+ * request naming it waits (pmd_dispatch) and runs again when the work
+ * ends; so a pull never races a write. A pull or push ends by running
+ * its request again, first (the frames are where it wants them now).
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "container.h"
+#include "grow.h"
+#include "io.h"
+
+/* ---- one remote operation at a time per container ---- */
+
+bool pmd_busy_test(const struct pmd_server *srv, uint64_t id)
+{
+	for (uint32_t i = 0; i < srv->nbusy; i++)
+		if (srv->busy[i] == id)
+			return true;
+	return false;
+}
+
+static error_t busy_add(struct pmd_server *srv, uint64_t id)
+{
+	uint64_t *v = pmd_grow(srv->busy, srv->nbusy, &srv->busy_cap,
+			       sizeof(*v), 16);
+
+	if (!v)
+		return ENOMEM;
+	srv->busy = v;
+	srv->busy[srv->nbusy++] = id;
+	return 0;
+}
+
+/* The container's work ended: the requests that wait run again. */
+static void busy_done(struct pmd_server *srv, uint64_t id)
+{
+	for (uint32_t i = 0; i < srv->nbusy; i++)
+		if (srv->busy[i] == id) {
+			srv->busy[i] = srv->busy[--srv->nbusy];
+			break;
+		}
+	srv->rerun = true;
+}
+
+/* ---- the work ---- */
+
+enum rctx_kind {
+	RCTX_IO,                     /* a read or write of remote frames */
+	RCTX_PULL,                   /* frames brought home, then the request */
+	RCTX_PUSH,                   /* frames sent out, then the request */
+};
+
+/* Remote work of one request; it outlives its session if need be (the
+ * RDMA still lands in its buffer). */
+struct rctx {
+	struct pmd_pending base;
+	struct pmd_server *srv;      /* (C) */
+	enum rctx_kind kind;         /* (C) */
+	uint64_t id;                 /* (C) the container, busy meanwhile */
+	container_t handle;          /* (C) pulls, pushes: its handle */
+	uint32_t redo_len;           /* (C) then the request again: its body */
+	uint8_t redo[64] __attribute__((aligned(8)));
+	struct pmd_pull pulls[PMD_PULL_MAX]; /* (C) */
+	uint32_t npulls;             /* (C) */
+	pm_node_t node;              /* (C) pushes: to this node, */
+	uint32_t npush;              /* (L) these frames, */
+	struct pmd_push pushes[PMD_PUSH_MAX];  /* (L) */
+	struct pmd_place places[PMD_PUSH_MAX]; /* (L) into these slots */
+	struct pmd_window *win;      /* (C) reads and writes through it */
+	uint8_t *data;               /* (L) pushes: the bytes written; pulls:
+	                              * the bytes read, kept while their
+	                              * tagged slots are taken back */
+	uint32_t taking;             /* (L) pulls: answers awaited, */
+	bool taken;                  /* (L) and all in */
+};
+
+static void rctx_free(struct rctx *x)
+{
+	free(x->data);
+	pmd_window_put(x->win);
+	free(x);
+}
+
+static void rio_answer(void *arg, error_t status, const uint8_t *data,
+		       uint32_t len);
+
+static void pull_taken(void *arg, error_t status, const void *body,
+		       size_t len)
+{
+	struct rctx *x = arg;
+
+	(void)status; /* down: nobody there sees the slot any more */
+	(void)body;
+	(void)len;
+	if (--x->taking == 0) {
+		x->taken = true;
+		rio_answer(x, 0, x->data, x->npulls * PM_FRAME_SIZE);
+	}
+}
+
+/* Frames pulled out of slots that their node keeps for a task's mapping
+ * (a forwarded map put them there): the node retires those slots before
+ * the frames live here, so that the task never sees a stale copy. true
+ * while that is under way (the bytes are kept meanwhile). */
+static bool pull_take_back(struct pmd_server *srv, struct rctx *x,
+			   const uint8_t *data, error_t *status)
+{
+	struct pmd_rfree slots[PMD_PULL_MAX];
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < x->npulls; i++) {
+		const struct pmd_pull *p = &x->pulls[i];
+		const struct pmd_rseg *g = pmd_rseg_find(srv->core, p->node,
+							 p->seg);
+		if (g && g->tag_task)
+			slots[n++] = (struct pmd_rfree){ .node = p->node,
+				.seg = p->seg, .slot = p->slot };
+	}
+	if (!n)
+		return false;
+	x->data = malloc((size_t)x->npulls * PM_FRAME_SIZE);
+	if (!x->data) {
+		*status = ENOMEM;
+		return false;
+	}
+	memcpy(x->data, data, (size_t)x->npulls * PM_FRAME_SIZE);
+	x->taking = pmd_cluster_take_back(srv->cluster, slots, n, pull_taken,
+					  x);
+	return x->taking != 0;
+}
+
+/* The work of a pull or push is done (status 0): the frames in (or out),
+ * then the request again, first. The status of its answer otherwise. */
+static error_t rctx_redo(struct pmd_server *srv, struct pmd_session *s,
+			 struct rctx *x, const uint8_t *data)
+{
+	struct pmd_req q = { .type = s->parked_type, .seq = s->parked_seq,
+			     .body = x->redo, .len = x->redo_len };
+	error_t err = 0;
+
+	if (x->kind == RCTX_PULL)
+		err = pmd_pull_finish(srv->core, s->task, x->handle, x->pulls,
+				      x->npulls, data);
+	if (!err && !pmd_session_run_later(srv, s, &q, true))
+		err = ENOMEM;
+	return err;
+}
+
+/* The end of remote work: the container is free again; the request is
+ * answered, or runs again. */
+static void rio_answer(void *arg, error_t status, const uint8_t *data,
+		       uint32_t len)
+{
+	struct rctx *x = arg;
+	struct pmd_server *srv = x->srv;
+	struct pmd_session *s = x->base.s;
+	struct pmd_reply r = { 0 };
+
+	if (x->kind == RCTX_PULL && !status && !x->taken &&
+	    pull_take_back(srv, x, data, &status))
+		return; /* still busy; runs again when taken back */
+	busy_done(srv, x->id);
+	if (x->kind == RCTX_PUSH) {
+		/* Written there: the frames live there from now on. */
+		if (s && !status)
+			pmd_push_finish(srv->core, s->task, x->handle,
+					x->pushes, x->npush, x->places);
+		else
+			pmd_places_give_back(srv->core, x->places, x->npush);
+	}
+	if (s) {
+		s->pending = NULL;
+		if (x->kind != RCTX_IO && !status) {
+			status = rctx_redo(srv, s, x, data);
+			if (!status) {
+				rctx_free(x);
+				return;
+			}
+		} else if (!status && data && !x->win) {
+			/* Sent from the bounce buffer, which stays ours
+			 * until this returns. */
+			r.body_ext = data;
+			r.body_len = len;
+		} /* (through the window: the bytes are there, no body) */
+		r.status = status;
+		pmd_session_answer(srv, s, &r);
+	}
+	rctx_free(x);
+}
+
+/* Starts x's reads or writes (through x->win when set, else a bounce
+ * buffer) on its container, busy until they end. */
+static enum pmd_step rctx_start(struct pmd_server *srv, struct pmd_session *s,
+				struct rctx *x, bool write,
+				const struct pmd_io_piece *pieces, uint32_t n,
+				const void *data, uint32_t len,
+				struct pmd_reply *r)
+{
+	error_t err = busy_add(srv, x->id);
+
+	if (!err && x->win)
+		err = pmd_cluster_rio_window(srv->cluster, write, pieces, n,
+					     x->win->base, x->win->mr, len,
+					     rio_answer, x);
+	else if (!err)
+		err = pmd_cluster_rio(srv->cluster, write, pieces, n, data, len,
+				      rio_answer, x);
+	if (err) {
+		busy_done(srv, x->id);
+		rctx_free(x);
+		return pmd_reply_now(r, err);
+	}
+	return pmd_session_park(s, &x->base);
+}
+
+static struct rctx *rctx_new(struct pmd_server *srv, enum rctx_kind kind,
+			     uint64_t id)
+{
+	struct rctx *x = calloc(1, sizeof(*x));
+
+	if (x)
+		*x = (struct rctx){ .srv = srv, .kind = kind, .id = id };
+	return x;
+}
+
+/* Keeps the request's body to run it again. */
+static bool rctx_keep(struct rctx *x, const struct pmd_req *q)
+{
+	if (q->len > sizeof(x->redo))
+		return false;
+	memcpy(x->redo, q->body, q->len);
+	x->redo_len = q->len;
+	return true;
+}
+
+enum pmd_step pmd_remote_io(struct pmd_server *srv, struct pmd_session *s,
+			    const struct pmd_io *io, bool window,
+			    const void *data, struct pmd_reply *r)
+{
+	struct pmd_io_piece pieces[PMD_IO_PIECES];
+	struct rctx *x;
+	uint32_t n = 0;
+
+	if (!srv->cluster)
+		return pmd_reply_now(r, EIO);
+	x = rctx_new(srv, RCTX_IO, io->cont->id);
+	if (!x)
+		return pmd_reply_now(r, ENOMEM);
+	pmd_io_plan(srv->core, io, pieces, &n);
+	if (window) {
+		/* Straight between the task's window and the frames. */
+		x->win = s->win;
+		x->win->refs++;
+	}
+	return rctx_start(srv, s, x, io->write, pieces, n, data, io->len, r);
+}
+
+enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
+			      struct pmd_container *c, container_t h,
+			      frame_t start, uint32_t count, uint64_t keep_task,
+			      bool pushed, const struct pmd_req *q, bool *none,
+			      struct pmd_reply *r)
+{
+	struct pmd_io_piece pieces[PMD_PULL_MAX];
+	struct rctx *x;
+	error_t err = 0;
+
+	*none = false;
+	if (!srv->cluster)
+		return pmd_reply_now(r, EIO);
+	if (pmd_busy_test(srv, c->id))
+		return PMD_STEP_WAIT;
+	x = rctx_new(srv, RCTX_PULL, c->id);
+	if (!x || !rctx_keep(x, q)) {
+		free(x);
+		return pmd_reply_now(r, ENOMEM);
+	}
+	x->handle = h;
+	if (pushed)
+		pmd_pull_plan_pushed(srv->core, c, keep_task, x->pulls,
+				     &x->npulls);
+	else
+		err = pmd_pull_plan(srv->core, c, start, count, keep_task,
+				    x->pulls, &x->npulls, &r->why);
+	if (!err && !x->npulls) {
+		*none = true;
+		err = EIO;
+	}
+	if (err) {
+		free(x);
+		return pmd_reply_now(r, err);
+	}
+	for (uint32_t i = 0; i < x->npulls; i++)
+		pieces[i] = x->pulls[i].piece;
+	return rctx_start(srv, s, x, false, pieces, x->npulls, NULL,
+			  x->npulls * PM_FRAME_SIZE, r);
+}
+
+/* The tagged slots for a push came (or not): write the frames there. */
+static void push_borrowed(void *arg, error_t status,
+			  const struct pmd_place *places, uint32_t n)
+{
+	struct pmd_io_piece pieces[PMD_PUSH_MAX];
+	struct rctx *x = arg;
+	struct pmd_server *srv = x->srv;
+	struct pmd_session *s = x->base.s;
+	uint32_t k = 0;
+
+	if (n > x->npush)
+		n = x->npush; /* not more than asked */
+	for (uint32_t i = 0; s && !status && i < n; i++) {
+		const uint8_t *bytes = pmd_push_bytes(srv->core, s->task,
+						      x->handle, &x->pushes[i]);
+		if (!bytes) { /* gone meanwhile: its slot goes back */
+			pmd_places_give_back(srv->core, &places[i], 1);
+			continue;
+		}
+		memcpy(x->data + (size_t)k * PM_FRAME_SIZE, bytes, PM_FRAME_SIZE);
+		x->pushes[k] = x->pushes[i];
+		x->places[k] = places[i];
+		pieces[k] = (struct pmd_io_piece){ .node = places[i].node,
+			.key = places[i].key, .base = places[i].base,
+			.rlen = places[i].len,
+			.roff = (uint64_t)places[i].slot * PM_FRAME_SIZE,
+			.len = PM_FRAME_SIZE };
+		k++;
+	}
+	x->npush = k;
+	if (s && !status && n == 0)
+		status = ENOMEM; /* that node lends nothing now */
+	if (!s || status) {
+		pmd_places_give_back(srv->core, places, n);
+		x->npush = 0;
+	} else if (k) {
+		status = pmd_cluster_rio(srv->cluster, true, pieces, k, x->data,
+					 k * PM_FRAME_SIZE, rio_answer, x);
+		if (!status)
+			return;
+		pmd_places_give_back(srv->core, x->places, k);
+		x->npush = 0;
+	}
+	/* Nothing to write after all: done (the request runs again). */
+	rio_answer(x, status, NULL, 0);
+}
+
+/* Every frame of the forwarded map is in place: the runs of the
+ * lender's slots answer it. */
+static enum pmd_step push_answer(struct pmd_server *srv,
+				 const struct pmd_push_out *o,
+				 struct pmd_reply *r)
+{
+	struct pm_map_rep *rep = pmd_reply_body(srv);
+
+	*rep = (struct pm_map_rep){ .granted = o->granted, .done = o->done,
+				    .nruns = o->nruns };
+	memcpy(rep + 1, o->runs, o->nruns * sizeof(o->runs[0]));
+	r->body_len = (uint32_t)(sizeof(*rep) + o->nruns * sizeof(o->runs[0]));
+	return pmd_reply_now(r, 0);
+}
+
+enum pmd_step pmd_remote_push(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_map_req *req = q->body;
+	struct pmd_push_out *o = &srv->push;
+	frame_t frames[PMD_PUSH_MAX];
+	struct pmd_container *c;
+	struct rctx *x;
+	error_t err;
+	bool none;
+
+	static_assert(PMD_PUSH_MAX <= PMD_LEND_MAX, "a push is one loan");
+	/* (dispatch made it wait while the container had remote work) */
+	err = pmd_push_plan(srv->core, s->task, req->handle, req->start,
+			    req->count, req->flags, s->vnode, o, &r->why);
+	if (err)
+		return pmd_reply_now(r, err);
+	c = pmd_container_lookup(s->task, req->handle);
+	if (o->pull) /* frames elsewhere come here first */
+		return pmd_remote_pull(srv, s, c, req->handle, req->start,
+				       req->count < PMD_FWD_MAP_MAX ? req->count
+								    : PMD_FWD_MAP_MAX,
+				       s->task->id, false, q, &none, r);
+	if (!o->npush)
+		return push_answer(srv, o, r);
+	x = rctx_new(srv, RCTX_PUSH, c->id);
+	if (x)
+		x->data = malloc((size_t)o->npush * PM_FRAME_SIZE);
+	if (!x || !x->data || !rctx_keep(x, q)) {
+		if (x)
+			rctx_free(x);
+		return pmd_reply_now(r, ENOMEM);
+	}
+	x->handle = req->handle;
+	x->node = s->vnode;
+	x->npush = o->npush;
+	memcpy(x->pushes, o->push, o->npush * sizeof(o->push[0]));
+	for (uint32_t i = 0; i < o->npush; i++)
+		frames[i] = o->push[i].frame;
+	err = busy_add(srv, c->id);
+	if (!err) {
+		err = pmd_cluster_borrow_for(srv->cluster, s->vnode, o->npush,
+					     s->task->id, c->id, req->handle,
+					     frames, push_borrowed, x);
+		if (err)
+			busy_done(srv, c->id);
+	}
+	if (err) {
+		rctx_free(x);
+		return pmd_reply_now(r, err);
+	}
+	return pmd_session_park(s, &x->base);
+}

@@ -1,0 +1,240 @@
+/*
+ * session.c - sessions: replies (over the socket, or to the node that
+ * forwarded a request), parking a request until its work ends and
+ * answering it then, keeping a request to run again, and the end of a
+ * session (its task dies with it, as the seed's task death).
+ */
+#include "daemon.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "task.h"
+
+void *pmd_reply_body(struct pmd_server *srv)
+{
+	return srv->tx + PM_REPLY_HDR;
+}
+
+void pmd_alloc_reply(struct pmd_server *srv, struct pmd_reply *r,
+		     uint32_t count)
+{
+	struct pm_alloc_rep *rep = pmd_reply_body(srv);
+
+	rep->count = count;
+	rep->pad = 0;
+	r->body_len = sizeof(*rep);
+}
+
+/* A virtual session's reply goes back to the node that forwarded it: the
+ * task reply (status, culprit) and its body. */
+static void reply_forwarded(struct pmd_server *srv, struct pmd_session *s,
+			    const struct pmd_reply *r)
+{
+	struct pm_reply *rep = (struct pm_reply *)(srv->tx +
+						   sizeof(struct pm_msg_hdr));
+
+	if (r->body_ext)
+		memcpy(srv->tx + PM_REPLY_HDR, r->body_ext, r->body_len);
+	rep->status = pm_errno_to_status(r->status);
+	rep->arg = r->why.arg;
+	rep->culprit = r->why.frame;
+	pmd_cluster_answer(srv->cluster, s->vnode, s->vinc, PMD_NREQ_FWD_OP,
+			   s->vid, r->status, rep,
+			   (uint32_t)sizeof(*rep) + r->body_len);
+}
+
+bool pmd_reply_send(struct pmd_server *srv, struct pmd_session *s,
+		    uint16_t type, uint32_t seq, const struct pmd_reply *r)
+{
+	struct pm_msg_hdr *h = (struct pm_msg_hdr *)srv->tx;
+	struct pm_reply *rep = (struct pm_reply *)(h + 1);
+	uint32_t len = (uint32_t)PM_REPLY_HDR + r->body_len;
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * (PM_MAP_FDS_MAX + 1))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov[2] = { { .iov_base = srv->tx, .iov_len = len } };
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 1 };
+
+	if (s->virt) {
+		reply_forwarded(srv, s, r);
+		return true;
+	}
+	if (r->body_ext) { /* the header here, the body where it is */
+		iov[0].iov_len = PM_REPLY_HDR;
+		iov[1] = (struct iovec){ .iov_base = (void *)r->body_ext,
+					 .iov_len = r->body_len };
+		msg.msg_iovlen = 2;
+	}
+	assert(len <= sizeof(srv->tx) && r->nfds <= PM_MAP_FDS_MAX + 1);
+	pm_msg_hdr_init(h, type | PM_MSG_REPLY, len, seq);
+	rep->status = pm_errno_to_status(r->status);
+	rep->arg = r->why.arg;
+	rep->culprit = r->why.frame;
+	if (r->nfds) {
+		struct cmsghdr *c;
+		memset(&ctl, 0, sizeof(ctl));
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * r->nfds);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * r->nfds);
+		memcpy(CMSG_DATA(c), r->fds, sizeof(int) * r->nfds);
+	}
+	if (sendmsg(s->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len)
+		return true;
+	/* One request, one reply: a task that leaves replies unread or has
+	 * gone away loses its session rather than stall the pmd. */
+	if (errno == EAGAIN)
+		pmd_warn("task %#lx does not read its replies; closing it",
+			 s->task ? (unsigned long)s->task->id : 0ul);
+	else if (errno != EPIPE && errno != ECONNRESET)
+		pmd_warn("reply to a task: %m");
+	return false;
+}
+
+enum pmd_step pmd_session_park(struct pmd_session *s,
+			       struct pmd_pending *pending)
+{
+	pending->s = s;
+	s->pending = pending;
+	return PMD_STEP_PARKED;
+}
+
+void pmd_session_answer(struct pmd_server *srv, struct pmd_session *s,
+			const struct pmd_reply *r)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
+	bool masked = s->masked;
+
+	s->parked = s->masked = false;
+	s->pending = NULL;
+	if (s->virt) {
+		pmd_reply_send(srv, s, s->parked_type, s->parked_seq, r);
+		pmd_session_close(srv, s);
+		return;
+	}
+	if (!pmd_reply_send(srv, s, s->parked_type, s->parked_seq, r) ||
+	    (masked && epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) < 0))
+		pmd_session_close(srv, s);
+}
+
+/* Keeps q (its body, unless it is the one kept already) in the waiters,
+ * at the head or the tail. */
+static bool session_keep(struct pmd_server *srv, struct pmd_session *s,
+			 const struct pmd_req *q, bool first)
+{
+	if (q->body != s->saved) {
+		uint8_t *body = malloc(q->len ? q->len : 1);
+		if (!body)
+			return false;
+		memcpy(body, q->body, q->len);
+		free(s->saved);
+		s->saved = body;
+		s->saved_len = q->len;
+	}
+	s->parked = true; /* (its input goes off if it sends more) */
+	s->parked_type = q->type;
+	s->parked_seq = q->seq;
+	s->waiting = true;
+	pmd_list_add(first ? &srv->waiters : srv->waiters.prev, &s->wlink);
+	return true;
+}
+
+bool pmd_session_wait(struct pmd_server *srv, struct pmd_session *s,
+		      const struct pmd_req *q)
+{
+	return session_keep(srv, s, q, false);
+}
+
+bool pmd_session_run_later(struct pmd_server *srv, struct pmd_session *s,
+			   const struct pmd_req *q, bool first)
+{
+	if (!session_keep(srv, s, q, first))
+		return false;
+	srv->rerun = true;
+	return true;
+}
+
+static void bye_answered(void *arg, error_t status, const void *body,
+			 size_t len)
+{
+	(void)arg;
+	(void)status; /* a home that is down has forgotten the proxy too */
+	(void)body;
+	(void)len;
+}
+
+/* The session's forwarded handles end: every home it used forgets its
+ * proxy. */
+static void session_fwd_bye(struct pmd_server *srv, struct pmd_session *s)
+{
+	for (uint32_t i = 0; i < s->nfwd && srv->cluster && s->task; i++) {
+		pm_node_t node = s->fwd[i].node;
+		bool sent = false;
+
+		for (uint32_t k = 0; k < i && !sent; k++)
+			sent = s->fwd[k].node == node;
+		if (node && !sent)
+			pmd_cluster_call(srv->cluster, node, PMD_NREQ_FWD_BYE,
+					 &s->task->id, sizeof(s->task->id),
+					 bye_answered, NULL);
+	}
+	free(s->fwd);
+	s->fwd = NULL;
+	s->nfwd = s->fwd_cap = 0;
+}
+
+/* A socket session's task ends with it; a fault session's task stays,
+ * but cannot follow moved frames any more. */
+static void session_task_end(struct pmd_server *srv, struct pmd_session *s)
+{
+	struct pmd_session *fs;
+
+	if (s->fault) {
+		pmd_debug("task %#lx: fault session ends",
+			  (unsigned long)s->task->id);
+		s->task->follows = false;
+		s->task->fault_session = NULL;
+		return;
+	}
+	pmd_debug("task %#lx leaves", (unsigned long)s->task->id);
+	/* Its fault session goes too, through its own hang-up event (it may
+	 * be further down this epoll batch). */
+	fs = s->task->fault_session;
+	if (fs) {
+		fs->task = NULL;
+		shutdown(fs->fd, SHUT_RDWR);
+	}
+	if (srv->cluster)
+		pmd_cluster_task_gone(srv->cluster, s->task->id);
+	pmd_task_destroy(srv->core, s->task);
+}
+
+void pmd_session_close(struct pmd_server *srv, struct pmd_session *s)
+{
+	if (s->pending)
+		s->pending->s = NULL; /* it finishes without us */
+	pmd_window_put(s->win);
+	session_fwd_bye(srv, s);
+	if (s->waiting)
+		pmd_list_del(&s->wlink);
+	free(s->saved);
+	pmd_list_del(&s->link);
+	if (!s->virt) {
+		epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, s->fd, NULL);
+		close(s->fd);
+		if (s->task)
+			session_task_end(srv, s);
+		pmd_segtab_flush(&srv->core->segs);
+	}
+	free(s);
+}

@@ -1,0 +1,375 @@
+/*
+ * lend.c - slots this node lends to other homes' frames (ALLOC, FREE).
+ *
+ * A node lends slots of its own budget, never what guarantees reserve,
+ * from segments made and registered with the fabric ahead of need (a
+ * quarter of a segment's slots stays ready, made after an answer, never
+ * on a request's path), the slots made physical and zero; every loan
+ * comes back when the home frees it, goes down or restarts.
+ *
+ * A *tagged* segment is kept for one task of ours mapping one container
+ * of one home (a forwarded map): only that home's frames of that
+ * container go there, the task gets its descriptor, and a slot given back
+ * retires (punched, never lent again while the segment lives, its frame
+ * recorded) so that the task's mapping faults and follows the frame. Once
+ * every slot of a tagged segment has retired it is *spent*: the memory,
+ * descriptor and registration go, and only the frame records stay (4
+ * KiB), for the task's faults, until the task ends.
+ */
+#include "node_priv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grow.h"
+#include "log.h"
+#include "task.h"
+
+/* A segment this node lends slots of, and to whom each slot is lent. */
+struct pmd_lseg {
+	struct pmd_segment *seg;       /* (L) NULL: a spent tagged segment */
+	uint64_t seg_id;               /* (C) its wire id (kept when spent) */
+	struct fab_mr *mr;             /* (L) its registration; NULL: spent */
+	struct fab_rkey rk;            /* (C) what borrowers reach it with */
+	uint64_t tag_task, tag_cont;   /* (C) 0: lent for any frames */
+	container_t tag_handle;        /* (C) the task's proxy's handle there */
+	pm_node_t tag_home;            /* (C) */
+	bool task_gone;                /* (L) its task left: freed when empty */
+	uint32_t nlent;                /* (L) slots lent now */
+	frame_t *frame;                /* (L) tagged: the frame in each slot */
+	pm_node_t owner[PMD_SEG_SLOTS];/* (L) the home each slot is lent to */
+};
+
+static void lseg_destroy(struct pmd_cluster *c, unsigned i)
+{
+	struct pmd_lseg *l = c->lsegs[i];
+
+	if (l->mr)
+		fab_mr_dereg(l->mr);
+	pmd_segtab_flush(&c->core->segs);
+	if (l->seg)
+		pmd_segment_destroy(&c->core->segs, l->seg);
+	free(l->frame);
+	free(l);
+	c->lsegs[i] = c->lsegs[--c->nlsegs];
+}
+
+/* A tagged segment whose every slot retired: nothing lives there any
+ * more; its frame records alone answer the task's faults. */
+static void lseg_spend(struct pmd_cluster *c, struct pmd_lseg *l)
+{
+	if (l->mr)
+		fab_mr_dereg(l->mr);
+	l->mr = NULL;
+	pmd_segtab_flush(&c->core->segs);
+	pmd_segment_destroy(&c->core->segs, l->seg);
+	l->seg = NULL;
+}
+
+/* A lent slot comes back: free for any frames, or retired in a tagged
+ * segment (the task's mapping of it faults). */
+static void lend_release(struct pmd_cluster *c, struct pmd_lseg *l,
+			 unsigned slot)
+{
+	l->owner[slot] = 0;
+	l->nlent--;
+	if (l->tag_task)
+		pmd_segment_slot_retire(&c->core->segs, l->seg, slot, NULL,
+					l->frame[slot]);
+	else /* punched at the next flush */
+		pmd_segment_slot_put(&c->core->segs, l->seg, slot);
+	c->core->budget.lent--;
+	c->core->segs.slots_lent--;
+	if (l->tag_task && !l->nlent && l->seg->nretired == PMD_SEG_SLOTS)
+		lseg_spend(c, l);
+}
+
+/* Tagged segments whose task left and that lend nothing more go. */
+static void lseg_sweep(struct pmd_cluster *c)
+{
+	for (unsigned i = 0; i < c->nlsegs;) {
+		struct pmd_lseg *l = c->lsegs[i];
+		if (l->tag_task && l->task_gone && !l->nlent)
+			lseg_destroy(c, i);
+		else
+			i++;
+	}
+}
+
+static struct pmd_lseg *lseg_by_index(struct pmd_cluster *c, uint32_t index)
+{
+	for (unsigned i = 0; i < c->nlsegs; i++)
+		if (c->lsegs[i]->seg && c->lsegs[i]->seg->index == index)
+			return c->lsegs[i];
+	return NULL;
+}
+
+/* A new segment to lend from, registered with the fabric; tagged when
+ * task is not 0. */
+static error_t lseg_new(struct pmd_cluster *c, pm_node_t home, uint64_t task,
+			uint64_t cont, container_t handle)
+{
+	struct pmd_lseg *l, **v;
+	uint64_t key;
+	error_t err;
+
+	l = calloc(1, sizeof(*l));
+	v = pmd_grow(c->lsegs, c->nlsegs, &c->lsegs_cap, sizeof(*v), 8);
+	if (!l || !v) {
+		free(l);
+		return ENOMEM;
+	}
+	c->lsegs = v;
+	*l = (struct pmd_lseg){ .tag_task = task, .tag_cont = cont,
+				.tag_handle = handle,
+				.tag_home = task ? home : 0 };
+	err = pmd_segment_create(&c->core->segs, &l->seg);
+	if (err)
+		goto free_lseg;
+	l->seg_id = l->seg->id;
+	if (task) {
+		l->frame = calloc(PMD_SEG_SLOTS, sizeof(*l->frame));
+		err = l->frame ? pmd_segment_fwd_reserve(l->seg) : ENOMEM;
+		if (err)
+			goto destroy_segment;
+	}
+	err = fab_key_random(c->ep, &key);
+	if (!err)
+		err = fab_mr_reg(c->ep, l->seg->base,
+				 (size_t)PMD_SEG_SLOTS * PM_FRAME_SIZE,
+				 FAB_ACCESS_REMOTE_READ | FAB_ACCESS_REMOTE_WRITE,
+				 key, &l->mr);
+	if (err)
+		goto destroy_segment;
+	err = fab_mr_rkey(l->mr, &l->rk);
+	if (err)
+		goto dereg;
+	c->lsegs[c->nlsegs++] = l;
+	return 0;
+
+dereg:
+	fab_mr_dereg(l->mr);
+destroy_segment:
+	pmd_segment_destroy(&c->core->segs, l->seg);
+free_lseg:
+	free(l->frame);
+	free(l);
+	return err;
+}
+
+void pmd_lend_prepare(struct pmd_cluster *c)
+{
+	unsigned ready = 0;
+
+	c->lend_low = false;
+	for (unsigned i = 0; i < c->nlsegs; i++)
+		if (!c->lsegs[i]->tag_task)
+			ready += pmd_slots_free(&c->lsegs[i]->seg->slots);
+	/* (a tagged one is never ready for others; a spent one has none) */
+	if (ready < PMD_SEG_SLOTS / 4 && lseg_new(c, 0, 0, 0, 0))
+		pmd_warn("cluster: no segment to lend from");
+}
+
+/* A slot to lend: in a segment we lend from with this tag (a new one
+ * only if none has room). */
+static error_t lend_slot(struct pmd_cluster *c, pm_node_t home,
+			 const struct pmd_nreq_alloc_req *q,
+			 struct pmd_lseg **out, int *slot)
+{
+	error_t err;
+
+	for (unsigned i = 0; i < c->nlsegs; i++) {
+		struct pmd_lseg *l = c->lsegs[i];
+		if (!l->seg || l->tag_task != q->task || l->task_gone ||
+		    (q->task && (l->tag_home != home || l->tag_cont != q->cont ||
+				 l->tag_handle != q->handle)))
+			continue;
+		*slot = pmd_segment_slot_alloc(&c->core->segs, l->seg);
+		if (*slot >= 0) {
+			*out = l;
+			return 0;
+		}
+	}
+	err = lseg_new(c, home, q->task, q->cont, q->handle);
+	if (err)
+		return err;
+	*out = c->lsegs[c->nlsegs - 1];
+	*slot = pmd_segment_slot_alloc(&c->core->segs, (*out)->seg);
+	return 0;
+}
+
+/* Lends what it can of q->n slots to home. */
+static void lend_alloc(struct pmd_cluster *c, pm_node_t home,
+		       const struct pmd_nreq_alloc_req *q,
+		       struct pmd_nreq_alloc_rep *rep)
+{
+	uint64_t room = pmd_budget_unreserved(&c->core->budget);
+	uint32_t want = q->n;
+
+	memset(rep, 0, sizeof(*rep));
+	if (want > PMD_LEND_MAX)
+		want = PMD_LEND_MAX;
+	if (want > room)
+		want = (uint32_t)room;
+	while (rep->n < want) {
+		struct pmd_lseg *l = NULL;
+		int slot = -1;
+
+		if (lend_slot(c, home, q, &l, &slot) || slot < 0)
+			break;
+		pmd_segment_populate(l->seg, (unsigned)slot, 1);
+		l->owner[slot] = home;
+		l->nlent++;
+		if (l->tag_task)
+			l->frame[slot] = q->frame[rep->n];
+		c->core->budget.lent++;
+		c->core->segs.slots_lent++;
+		rep->e[rep->n++] = (struct pmd_nreq_lent){ .key = l->rk.key,
+			.base = l->rk.base, .len = l->rk.len,
+			.seg = l->seg->index, .slot = (uint16_t)slot };
+	}
+}
+
+/* A tagged loan is only for a task of ours that follows its mappings,
+ * of a container of the asking home. */
+static bool lend_tag_ok(struct pmd_cluster *c, pm_node_t home,
+			const struct pmd_nreq_alloc_req *q)
+{
+	struct pmd_task *t;
+
+	return q->task && q->cont && (pm_node_t)(q->task >> 48) == c->self &&
+	       (pm_node_t)(q->cont >> 48) == home &&
+	       (t = pmd_task_find(c->core, q->task)) && !t->proxy &&
+	       t->follows && q->n <= PMD_LEND_MAX;
+}
+
+void pmd_lend_serve_alloc(struct pmd_cluster *c, const struct pmd_nreq_in *in,
+			  struct pmd_nreq_out *out)
+{
+	struct pmd_nreq_alloc_req q = { 0 };
+	struct pmd_nreq_alloc_rep rep;
+	uint32_t len = in->hdr->len;
+
+	if (len != PMD_NREQ_ALLOC_UNTAGGED && len != sizeof(q)) {
+		out->status = EPROTO;
+		return;
+	}
+	memcpy(&q, in->body, len);
+	if (len == sizeof(q) && !lend_tag_ok(c, in->src, &q)) {
+		out->status = ESRCH;
+		return;
+	}
+	lend_alloc(c, in->src, &q, &rep);
+	out->len = (uint32_t)(offsetof(struct pmd_nreq_alloc_rep, e) +
+			      rep.n * sizeof(rep.e[0]));
+	memcpy(out->body, &rep, out->len);
+	c->lend_low = true; /* made ready again after the answer */
+}
+
+void pmd_lend_serve_free(struct pmd_cluster *c, const struct pmd_nreq_in *in,
+			 struct pmd_nreq_out *out)
+{
+	const struct pmd_nreq_free_req *q = (const void *)in->body;
+
+	if (in->hdr->len < sizeof(q->n) || q->n > PMD_NREQ_FREE_MAX ||
+	    in->hdr->len != offsetof(struct pmd_nreq_free_req, e) +
+			    q->n * sizeof(q->e[0])) {
+		out->status = EPROTO;
+		return;
+	}
+	for (uint32_t i = 0; i < q->n; i++) {
+		struct pmd_lseg *l = lseg_by_index(c, q->e[i].seg);
+		if (l && q->e[i].slot < PMD_SEG_SLOTS &&
+		    l->owner[q->e[i].slot] == in->src)
+			lend_release(c, l, q->e[i].slot);
+	}
+	pmd_segtab_flush(&c->core->segs);
+	lseg_sweep(c);
+}
+
+void pmd_lend_forget(struct pmd_cluster *c, pm_node_t home)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < c->nlsegs; i++)
+		for (unsigned s = 0; s < PMD_SEG_SLOTS && c->lsegs[i]->seg; s++)
+			if (c->lsegs[i]->owner[s] == home) {
+				lend_release(c, c->lsegs[i], s);
+				n++;
+			}
+	pmd_segtab_flush(&c->core->segs);
+	lseg_sweep(c);
+	if (n)
+		pmd_info("cluster: %u slots lent to node %u taken back", n, home);
+}
+
+void pmd_lend_stop(struct pmd_cluster *c)
+{
+	while (c->nlsegs) {
+		struct pmd_lseg *l = c->lsegs[c->nlsegs - 1];
+		for (unsigned s = 0; s < PMD_SEG_SLOTS && l->seg; s++)
+			if (l->owner[s])
+				lend_release(c, l, s);
+		lseg_destroy(c, c->nlsegs - 1);
+	}
+	free(c->lsegs);
+	c->lsegs = NULL;
+}
+
+void pmd_cluster_task_gone(struct pmd_cluster *c, uint64_t task)
+{
+	for (unsigned i = 0; i < c->nlsegs; i++)
+		if (c->lsegs[i]->tag_task == task)
+			c->lsegs[i]->task_gone = true;
+	lseg_sweep(c);
+}
+
+/* The tagged segment index lent for task by home, or NULL. */
+static struct pmd_lseg *lseg_tagged(struct pmd_cluster *c, pm_node_t home,
+				    uint64_t task, uint32_t index)
+{
+	struct pmd_lseg *l = lseg_by_index(c, index);
+
+	return l && l->tag_task == task && l->tag_home == home &&
+	       !l->task_gone ? l : NULL;
+}
+
+struct pmd_segment *pmd_cluster_pushed_run(struct pmd_cluster *c,
+					   pm_node_t home, uint64_t task,
+					   uint32_t index, uint32_t slot,
+					   uint32_t n)
+{
+	struct pmd_lseg *l = lseg_tagged(c, home, task, index);
+
+	if (!l || n == 0 || slot >= PMD_SEG_SLOTS || n > PMD_SEG_SLOTS - slot)
+		return NULL;
+	for (uint32_t i = 0; i < n; i++)
+		if (l->owner[slot + i] != home)
+			return NULL;
+	return l->seg;
+}
+
+error_t pmd_cluster_pushed_where(struct pmd_cluster *c, uint64_t task,
+				 uint64_t seg_id, uint32_t slot,
+				 pm_node_t *home, container_t *handle,
+				 frame_t *frame)
+{
+	struct pmd_lseg *l = NULL;
+
+	for (unsigned i = 0; i < c->nlsegs && !l; i++)
+		if (c->lsegs[i]->tag_task && c->lsegs[i]->seg_id == seg_id)
+			l = c->lsegs[i];
+	if (!l)
+		return ENOENT; /* not a segment kept for a task's mapping */
+	if (l->tag_task != task)
+		return EACCES;
+	/* A spent one: every slot retired. */
+	if (slot >= PMD_SEG_SLOTS ||
+	    (l->seg && !pmd_segment_retired(l->seg, slot)))
+		return ENOENT; /* never lent: nothing moved from there */
+	*home = l->tag_home;
+	*handle = l->tag_handle;
+	*frame = l->frame[slot];
+	return 0;
+}

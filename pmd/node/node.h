@@ -1,0 +1,196 @@
+/*
+ * node.h - this node in a cluster: the node layer as the daemon sees
+ * it. One fabric endpoint carries everything between pmds (node_proto.h):
+ *
+ *   cluster.c     the endpoint, its peers, the progress loop, membership
+ *                 (membership.c: who is up, authenticated) and what it
+ *                 says of the other nodes
+ *   nreq.c        node requests: calls with a deadline, and their answers
+ *   lend.c        slots this node lends to other homes' frames, among them
+ *                 segments kept for one task's forwarded mappings
+ *   borrow.c      slots this node borrows for its own frames, and gives back
+ *   rio.c         one-sided reads and writes of remote frames
+ *   proxy.c       requests of other nodes' tasks served here (proxy tasks)
+ *
+ * Every call of this layer ends exactly once: a node request with its
+ * answer, ENODEV (the node is or goes down, or restarts) or ETIMEDOUT (no
+ * answer in down_ms); a remote read or write with its completion or EIO.
+ * Callbacks run from pmd_cluster_run (or, with ENODEV, from
+ * pmd_cluster_stop), never from under the call that started the work.
+ *
+ * Lock key: (L) the pmd loop thread, which owns the cluster and calls
+ * every function here.
+ */
+#ifndef PMD_NODE_H
+#define PMD_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <pm/pm.h>
+
+#include "borrowed.h"
+#include "cluster_conf.h"
+#include "core.h"
+#include "io.h"
+#include "node_proto.h"
+#include "pm_proto.h"
+
+struct pmd_cluster;
+struct fab_mr;
+
+/* ---- the node (cluster.c) ---- */
+
+/* Opens the endpoint at this node's address and adds every peer. The core
+ * lends slots of its budget to other nodes' frames. */
+error_t pmd_cluster_start(const struct pmd_cluster_conf *conf, pm_node_t self,
+			  struct pmd_core *core, struct pmd_cluster **out);
+/* Every call still pending ends with ENODEV; proxies of other nodes'
+ * tasks go; lent slots come back. */
+void pmd_cluster_stop(struct pmd_cluster *c);
+
+/* Descriptors for the loop's epoll (EPOLLIN); when one is ready, or at the
+ * latest after pmd_cluster_timeout_ms, call pmd_cluster_run. */
+int pmd_cluster_fds(const struct pmd_cluster *c, int fds[2]);
+int pmd_cluster_timeout_ms(const struct pmd_cluster *c);
+/* Reaps the fabric, runs the protocol, sends what it says; our frames go
+ * into heartbeats. Says what came in: PMD_CLUSTER_SERVED, a peer's
+ * message; PMD_CLUSTER_PROGRESS, a completion of our own reads and
+ * writes. With sleep false the caller polls again soon and does not wait
+ * on the fds. */
+#define PMD_CLUSTER_SERVED   1u
+#define PMD_CLUSTER_PROGRESS 2u
+unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
+			 uint64_t frames_free, bool sleep);
+/* Whether node requests or one-sided reads and writes of ours are in
+ * flight. */
+bool pmd_cluster_waiting(const struct pmd_cluster *c);
+
+/* Every node of the cluster file but self, for pm_nodes: up to max. */
+unsigned pmd_cluster_nodes(const struct pmd_cluster *c,
+			   struct pm_node_entry *out, unsigned max);
+uint64_t pmd_cluster_incarnation(const struct pmd_cluster *c);
+const char *pmd_cluster_self_address(const struct pmd_cluster *c);
+/* The incarnation of node as membership knows it (0: never heard). */
+uint64_t pmd_cluster_peer_inc(const struct pmd_cluster *c, pm_node_t node);
+/* Whether node is in the cluster (and not this node). */
+bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node);
+/* The up node with the most free frames (as its heartbeats say; one just
+ * joined counts as unknown), 0 when none has any. */
+pm_node_t pmd_cluster_best_lender(const struct pmd_cluster *c);
+/* This node and the peers that are up, in id order: up to max. */
+unsigned pmd_cluster_up_nodes(const struct pmd_cluster *c, pm_node_t *out,
+			      unsigned max);
+
+/* ---- node requests (nreq.c) ---- */
+
+/* done runs exactly once: with 0 and the answer's body, or ENODEV,
+ * ETIMEDOUT, or the peer's error. */
+typedef void pmd_ncall_done(void *arg, error_t status, const void *body,
+			    size_t len);
+/* A request of type to node `to`. ENODEV: it is down (or unknown);
+ * ENOBUFS: the fabric's queue is full. */
+error_t pmd_cluster_call(struct pmd_cluster *c, pm_node_t to, uint16_t type,
+			 const void *body, size_t len, pmd_ncall_done *done,
+			 void *arg);
+/* The answer to node request id of node src (at incarnation src_inc). */
+void pmd_cluster_answer(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
+			uint16_t type, uint64_t id, error_t status,
+			const void *body, uint32_t len);
+
+/* ---- forwarded requests served here (proxy.c) ---- */
+
+/*
+ * The node layer calls the daemon in exactly two places, through this
+ * table: a forwarded request (FWD_OP) from node src for proxy task t,
+ * which the daemon answers with pmd_cluster_answer (now or later); and a
+ * proxy task about to be destroyed (its node said goodbye, or is gone).
+ */
+struct pmd_cluster_upcalls {
+	void (*serve)(void *arg, pm_node_t src, uint64_t src_inc, uint64_t id,
+		      struct pmd_task *t, uint16_t type, const void *body,
+		      uint32_t len);
+	void (*proxy_gone)(void *arg, struct pmd_task *t);
+	void *arg;
+};
+void pmd_cluster_set_upcalls(struct pmd_cluster *c,
+			     const struct pmd_cluster_upcalls *up);
+
+/* ---- lending (lend.c) ---- */
+
+/* Where a home's answer to a forwarded map of task points: the tagged
+ * segment index lent for task by home, with slots [slot, slot + n) lent to
+ * home; NULL when it is not so. */
+struct pmd_segment *pmd_cluster_pushed_run(struct pmd_cluster *c,
+					   pm_node_t home, uint64_t task,
+					   uint32_t index, uint32_t slot,
+					   uint32_t n);
+/* A fault of task on slot of segment seg_id: when that is a tagged
+ * segment of task's and the slot retired, the frame that was there (of
+ * home, reached with the proxy's handle there). ENOENT: not such a
+ * segment or slot; EACCES: another task's. */
+error_t pmd_cluster_pushed_where(struct pmd_cluster *c, uint64_t task,
+				 uint64_t seg_id, uint32_t slot,
+				 pm_node_t *home, container_t *handle,
+				 frame_t *frame);
+/* A task of ours ended: segments kept for its mappings go once empty. */
+void pmd_cluster_task_gone(struct pmd_cluster *c, uint64_t task);
+
+/* ---- borrowing (borrow.c) ---- */
+
+/* done runs once with the places lent (n of them, maybe fewer than asked,
+ * status 0), or none and the call's error. */
+typedef void pmd_borrow_done(void *arg, error_t status,
+			     const struct pmd_place *places, uint32_t n);
+/* Up to PMD_LEND_MAX slots of node for any frames. */
+error_t pmd_cluster_borrow(struct pmd_cluster *c, pm_node_t node, uint32_t n,
+			   pmd_borrow_done *done, void *arg);
+/* Slots for frames of container cont (ours) that task of node maps
+ * through its handle there: from a segment node keeps for that task and
+ * container (tagged); frames[i] goes into the i-th slot. ESRCH from node:
+ * no such task of its own, or one that cannot follow its mappings. */
+error_t pmd_cluster_borrow_for(struct pmd_cluster *c, pm_node_t node,
+			       uint32_t n, uint64_t task, uint64_t cont,
+			       container_t handle, const frame_t *frames,
+			       pmd_borrow_done *done, void *arg);
+/* Gives slots (of any nodes; the array is used up) back now, one request
+ * a node (or more, PMD_NREQ_FREE_MAX slots a request), done called as
+ * each node has them: a slot of a segment a node keeps for a task's
+ * mapping is then retired (the task's mapping faults from then on). The
+ * number of requests sent (a node that is down sends none: nobody there
+ * sees the slots). */
+unsigned pmd_cluster_take_back(struct pmd_cluster *c, struct pmd_rfree *slots,
+			       uint32_t n, pmd_ncall_done *done, void *arg);
+/* Sends back what the core queued (core->rfree). */
+void pmd_cluster_give_back(struct pmd_cluster *c);
+
+/* ---- remote reads and writes (rio.c) ---- */
+
+/* done gets the status and, for a read, the bytes in order (valid until
+ * it returns). */
+typedef void pmd_rio_done(void *arg, error_t status, const uint8_t *data,
+			  uint32_t len);
+/* One-sided RDMA between a registered bounce buffer and the lenders'
+ * slots; local pieces are copied at once. A write's bytes are taken
+ * now. */
+error_t pmd_cluster_rio(struct pmd_cluster *c, bool write,
+			const struct pmd_io_piece *pieces, uint32_t npieces,
+			const void *data, uint32_t len, pmd_rio_done *done,
+			void *arg);
+/* The same between a task's I/O window (registered with pmd_cluster_mr,
+ * mapped here at win) and the lenders' slots, with no bounce buffer: a
+ * read lands in the window, a write's bytes are read from it. The
+ * window must stay until done has run. */
+error_t pmd_cluster_rio_window(struct pmd_cluster *c, bool write,
+			       const struct pmd_io_piece *pieces,
+			       uint32_t npieces, uint8_t *win,
+			       struct fab_mr *mr, uint32_t len,
+			       pmd_rio_done *done, void *arg);
+/* Registers buf as a local buffer of our reads and writes; drop undoes
+ * it. */
+error_t pmd_cluster_mr(struct pmd_cluster *c, void *buf, size_t len,
+		       struct fab_mr **out);
+void pmd_cluster_mr_drop(struct fab_mr *mr);
+
+#endif

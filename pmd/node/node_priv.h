@@ -1,0 +1,138 @@
+/*
+ * node_priv.h - what the node layer's files share: the cluster's own
+ * state, and the steps each file offers the others (cluster.c drives
+ * them from its progress loop). Nothing outside pmd/node includes this.
+ *
+ * Lock key: (C) set at start; (L) the pmd loop thread.
+ */
+#ifndef PMD_NODE_PRIV_H
+#define PMD_NODE_PRIV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "node.h"
+#include "fabric.h"
+#include "membership.h"
+
+#define PMD_BOUNCES 16                 /* remote I/O through bounce
+                                        * buffers at once */
+
+struct pmd_ncall;
+struct pmd_lseg;
+struct pmd_rio;
+
+struct pmd_cluster {
+	struct pmd_cluster_conf conf;  /* (C) the cluster file, secret too */
+	pm_node_t self;                /* (C) */
+	char self_addr[300];           /* (C) host:port */
+	struct pmd_core *core;         /* (C) the node's core */
+	struct fab_ep *ep;             /* (C) the one endpoint */
+	fab_peer_t peer[PMD_CLUSTER_NODES_MAX]; /* (C) by index in conf.nodes */
+	struct pmd_mb mb;              /* (L) membership */
+	int prev_state[PMD_CLUSTER_NODES_MAX];  /* (L) by membership peer
+	                                * index: what watch_peers saw last */
+	uint64_t prev_inc[PMD_CLUSTER_NODES_MAX]; /* (L) */
+	struct pmd_cluster_upcalls up; /* (C) the daemon's (proxy.c) */
+	/* nreq.c */
+	uint8_t nreq_key[32];          /* (C) node requests' MAC key */
+	struct pmd_ncall *calls;       /* (L) pending, newest first */
+	uint64_t next_id;              /* (L) of our next request */
+	uint8_t nreq_in[PMD_NREQ_BODY_MAX]   /* (L) a request's body, aligned */
+		__attribute__((aligned(8)));
+	uint8_t nreq_out[PMD_NREQ_BODY_MAX]  /* (L) the answer's */
+		__attribute__((aligned(8)));
+	/* lend.c */
+	struct pmd_lseg **lsegs;       /* (L) segments we lend slots of */
+	uint32_t nlsegs, lsegs_cap;    /* (L) used, allocated */
+	bool lend_low;                 /* (L) a loan was made: check that
+	                                * enough slots stay ready */
+	/* rio.c */
+	uint8_t *bounce;               /* (C) PMD_BOUNCES * PM_IO_MAX */
+	struct fab_mr *bounce_mr;      /* (C) its registration */
+	struct pmd_rio *bounce_user[PMD_BOUNCES]; /* (L) NULL: free */
+	struct pmd_rio *rio_queue;     /* (L) waiting for a bounce, */
+	struct pmd_rio **rio_tail;     /*     in order */
+	struct pmd_rio *rio_window;    /* (L) in flight from tasks' windows */
+	struct pmd_rio *rio_ready;     /* (L) ended while being started: their
+	                                * done runs from pmd_cluster_run, never
+	                                * from under their caller */
+};
+
+/* The node behind a fabric peer (0: none of ours), and back. */
+static inline pm_node_t pmd_node_of_peer(const struct pmd_cluster *c,
+					 fab_peer_t peer)
+{
+	for (unsigned i = 0; i < c->conf.nnodes; i++)
+		if (c->peer[i] == peer && peer != FAB_PEER_NONE)
+			return c->conf.nodes[i].id;
+	return 0;
+}
+
+static inline fab_peer_t pmd_peer_of_node(const struct pmd_cluster *c,
+					  pm_node_t id)
+{
+	for (unsigned i = 0; i < c->conf.nnodes; i++)
+		if (c->conf.nodes[i].id == id)
+			return c->peer[i];
+	return FAB_PEER_NONE;
+}
+
+/* A node request that came in, checked (whole, authentic, between the
+ * current incarnations): what a server of its type reads. */
+struct pmd_nreq_in {
+	pm_node_t src;
+	uint64_t src_inc;
+	const struct pmd_nreq_hdr *hdr;
+	const uint8_t *body;          /* hdr->len bytes (a request's: 8-byte
+	                               * aligned) */
+};
+/* What the server answers: status and len bytes of body (into the
+ * buffer given), or nothing now (later: the answer goes with
+ * pmd_cluster_answer). */
+struct pmd_nreq_out {
+	error_t status;
+	bool later;
+	uint32_t len;
+	uint8_t *body;                /* PMD_NREQ_BODY_MAX bytes */
+};
+
+/* nreq.c */
+error_t pmd_nreq_init(struct pmd_cluster *c);
+/* A node request or answer from node src (data from the fabric). */
+void pmd_nreq_receive(struct pmd_cluster *c, pm_node_t src, const void *data,
+		      size_t len);
+/* Calls whose node went down, restarted, or did not answer in time. */
+void pmd_nreq_expire(struct pmd_cluster *c);
+/* The nearest deadline of a pending call (UINT64_MAX: none). */
+uint64_t pmd_nreq_next_deadline(const struct pmd_cluster *c);
+/* Every pending call ends with ENODEV. */
+void pmd_nreq_stop(struct pmd_cluster *c);
+
+/* lend.c */
+void pmd_lend_prepare(struct pmd_cluster *c);
+void pmd_lend_serve_alloc(struct pmd_cluster *c, const struct pmd_nreq_in *in,
+			  struct pmd_nreq_out *out);
+void pmd_lend_serve_free(struct pmd_cluster *c, const struct pmd_nreq_in *in,
+			 struct pmd_nreq_out *out);
+/* Everything lent to home comes back (it went down or restarted). */
+void pmd_lend_forget(struct pmd_cluster *c, pm_node_t home);
+void pmd_lend_stop(struct pmd_cluster *c);
+
+/* proxy.c */
+void pmd_proxy_serve(struct pmd_cluster *c, const struct pmd_nreq_in *in,
+		     struct pmd_nreq_out *out);
+/* Every proxy of node's tasks goes (it went down or restarted). */
+void pmd_proxy_forget(struct pmd_cluster *c, pm_node_t node);
+void pmd_proxy_stop(struct pmd_cluster *c);
+
+/* rio.c */
+error_t pmd_rio_init(struct pmd_cluster *c);
+/* A completion of one of our reads or writes (ctx: its pmd_rio). */
+void pmd_rio_complete(struct pmd_cluster *c, void *ctx, int status);
+/* Finishes what ended while being started. */
+void pmd_rio_run_ready(struct pmd_cluster *c);
+bool pmd_rio_busy(const struct pmd_cluster *c);
+void pmd_rio_stop(struct pmd_cluster *c);
+
+#endif
