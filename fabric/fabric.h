@@ -44,6 +44,7 @@
 #ifndef PM_FABRIC_H
 #define PM_FABRIC_H
 
+#include <errno.h> /* error_t (_GNU_SOURCE) */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,74 +52,75 @@
 extern "C" {
 #endif
 
-#define FAB_PROVIDER_ENV   "PM_FABRIC_PROVIDER"
+#define FAB_PROVIDER_ENV     "PM_FABRIC_PROVIDER"
 #define FAB_PROVIDER_DEFAULT "tcp;ofi_rxm"
-#define FAB_NAME_MAX       256         /* bytes of an endpoint name */
+#define FAB_NAME_MAX         256 /* bytes of an endpoint name */
 
 /* A peer in the endpoint's address table; FAB_PEER_NONE when unknown. */
 typedef uint64_t fab_peer_t;
-#define FAB_PEER_NONE      UINT64_MAX
+#define FAB_PEER_NONE UINT64_MAX
 
 /* Configuration of fab_ep_open(). Zero fields take the defaults. */
 struct fab_attr {
-    const char *provider;       /* "tcp;ofi_rxm" (default), "verbs;ofi_rxm", "shm" */
-    const char *node;           /* local address to bind, e.g. "127.0.0.1" */
-    const char *service;        /* local port; NULL picks one */
-    size_t      msg_size;       /* largest message, bytes (default 4096) */
-    unsigned    tx_depth;       /* reads + writes + sends in flight (default 256) */
-    unsigned    rx_depth;       /* receive buffers posted (default 64) */
-    unsigned    timeout_ms;     /* per-operation deadline (default 5000) */
-    int         busy_poll;      /* no wait descriptor: the caller only polls
-                                 * (saves a wake-up per completion on rxm) */
+	const char *provider; /* "tcp;ofi_rxm" (default), "verbs;ofi_rxm", "shm" */
+	const char *node;     /* local address to bind, e.g. "127.0.0.1" */
+	const char *service;  /* local port; NULL picks one */
+	size_t msg_size;      /* largest message, bytes (default 4096) */
+	unsigned tx_depth;    /* reads + writes + sends in flight (default 256) */
+	unsigned rx_depth;    /* receive buffers posted (default 64) */
+	unsigned timeout_ms;  /* per-operation deadline (default 5000) */
+	int busy_poll;        /* no wait descriptor: the caller only polls
+	                       * (saves a wake-up per completion on rxm) */
 };
 
 /* An endpoint's address, as exchanged between nodes (opaque bytes). */
 struct fab_name {
-    uint32_t len;               /* bytes used in data */
-    uint8_t  data[FAB_NAME_MAX];
+	uint32_t len; /* bytes used in data */
+	uint8_t data[FAB_NAME_MAX];
 };
 
 /* What a peer needs to reach a registered region: sent to it by the owner. */
 struct fab_rkey {
-    uint64_t key;               /* the region's remote key */
-    uint64_t base;              /* remote address of offset 0 (0 unless FI_MR_VIRT_ADDR) */
-    uint64_t len;               /* bytes in the region */
+	uint64_t key;  /* the region's remote key */
+	uint64_t base; /* remote address of offset 0 (0 unless FI_MR_VIRT_ADDR) */
+	uint64_t len;  /* bytes in the region */
 };
 
 /* What the endpoint ended up with, for logs and for an info command. */
 struct fab_info {
-    char     provider[64];      /* provider chain actually opened */
-    uint64_t mr_mode;           /* FI_MR_* bits the provider asked for */
-    size_t   key_size;          /* bytes of a remote key the caller may choose */
-    int      prov_key;          /* keys are chosen by the provider, not the caller */
-    int      delivery_complete; /* write completion = visible at the target */
-    int      wait_fd;           /* fab_ep_wait_fd() has a descriptor */
-    size_t   msg_size;          /* effective attr values */
-    unsigned tx_depth, rx_depth, timeout_ms;
-    unsigned inflight;          /* operations posted and not yet reported */
-    unsigned abandoned;         /* reported (ETIMEDOUT/ECANCELED), provider not done */
+	char provider[64];     /* provider chain actually opened */
+	uint64_t mr_mode;      /* FI_MR_* bits the provider asked for */
+	size_t key_size;       /* bytes of a remote key the caller may choose */
+	int prov_key;          /* keys are chosen by the provider, not the caller */
+	int delivery_complete; /* write completion = visible at the target */
+	int wait_fd;           /* fab_ep_wait_fd() has a descriptor */
+	size_t msg_size;       /* effective attr values */
+	unsigned tx_depth, rx_depth, timeout_ms;
+	unsigned inflight;  /* operations posted and not yet reported */
+	unsigned abandoned; /* reported (ETIMEDOUT/ECANCELED), provider not done */
 };
 
 enum fab_op_type {
-    FAB_OP_READ = 1,
-    FAB_OP_WRITE,
-    FAB_OP_SEND,
-    FAB_OP_RECV,
+	FAB_OP_READ = 1,
+	FAB_OP_WRITE,
+	FAB_OP_SEND,
+	FAB_OP_RECV,
 };
 
 /* Access rights of a region (fab_mr_reg). */
-#define FAB_ACCESS_LOCAL   0x1u    /* local buffer of this endpoint's reads and writes */
-#define FAB_ACCESS_REMOTE_READ  0x2u    /* peers may read it */
-#define FAB_ACCESS_REMOTE_WRITE 0x4u    /* peers may write it */
+/* local buffer of this endpoint's reads and writes */
+#define FAB_ACCESS_LOCAL        0x1u
+#define FAB_ACCESS_REMOTE_READ  0x2u /* peers may read it */
+#define FAB_ACCESS_REMOTE_WRITE 0x4u /* peers may write it */
 
 /* One completion. */
 struct fab_cqe {
-    void            *ctx;       /* the caller's context from the post; NULL for RECV */
-    int              status;    /* 0 or a positive errno */
-    enum fab_op_type op;
-    fab_peer_t       peer;      /* peer of the operation; sender of a RECV if known */
-    size_t           len;       /* bytes transferred (RECV: message length) */
-    const void      *data;      /* RECV: the message, valid until the next fab_ep_poll() */
+	void *ctx;      /* the caller's context from the post; NULL for RECV */
+	error_t status; /* 0 or a positive errno */
+	enum fab_op_type op;
+	fab_peer_t peer;  /* peer of the operation; sender of a RECV if known */
+	size_t len;       /* bytes transferred (RECV: message length) */
+	const void *data; /* RECV: the message, valid until the next fab_ep_poll() */
 };
 
 struct fab_ep;
@@ -132,47 +134,49 @@ void fab_log_set(fab_log_fn *fn, void *arg);
 /* Endpoints. fab_ep_close() fails with EBUSY while a region nothing uses is
  * still registered; regions held only by abandoned operations (dereg said
  * EBUSY) are released by the close, after the provider has let go. */
-int fab_ep_open(const struct fab_attr *attr, struct fab_ep **ep_out);
-int fab_ep_close(struct fab_ep *ep);
-int fab_ep_info(const struct fab_ep *ep, struct fab_info *info_out);
-int fab_ep_name(const struct fab_ep *ep, struct fab_name *name_out);
+error_t fab_ep_open(const struct fab_attr *attr, struct fab_ep **ep_out);
+error_t fab_ep_close(struct fab_ep *ep);
+error_t fab_ep_info(const struct fab_ep *ep, struct fab_info *info_out);
+error_t fab_ep_name(const struct fab_ep *ep, struct fab_name *name_out);
 
 /* The address of the endpoint another node opened at node:service (its
  * fab_attr.node and .service), as the provider names it; ENOENT when the
  * provider cannot resolve it. */
-int fab_name_resolve(const struct fab_ep *ep, const char *node,
-                     const char *service, struct fab_name *name_out);
+error_t fab_name_resolve(const struct fab_ep *ep, const char *node,
+			 const char *service, struct fab_name *name_out);
 
 /* Peers. Removing a peer fails its operations in flight with ECANCELED. */
-int fab_peer_insert(struct fab_ep *ep, const struct fab_name *name,
-                    fab_peer_t *peer_out);
-int fab_peer_remove(struct fab_ep *ep, fab_peer_t peer);
+error_t fab_peer_insert(struct fab_ep *ep, const struct fab_name *name,
+			fab_peer_t *peer_out);
+error_t fab_peer_remove(struct fab_ep *ep, fab_peer_t peer);
 
 /* Memory regions. key is the caller's choice (use fab_key_random()); a
  * provider with FI_MR_PROV_KEY picks its own, which fab_mr_rkey() reports.
  * EEXIST: key already in use. EBUSY from dereg: operations still use it. */
-int fab_key_random(const struct fab_ep *ep, uint64_t *key_out);
-int fab_mr_reg(struct fab_ep *ep, void *buf, size_t len, unsigned access,
-               uint64_t key, struct fab_mr **mr_out);
-int fab_mr_dereg(struct fab_mr *mr);
-int fab_mr_rkey(const struct fab_mr *mr, struct fab_rkey *rkey_out);
+error_t fab_key_random(const struct fab_ep *ep, uint64_t *key_out);
+error_t fab_mr_reg(struct fab_ep *ep, void *buf, size_t len, unsigned access,
+		   uint64_t key, struct fab_mr **mr_out);
+error_t fab_mr_dereg(struct fab_mr *mr);
+error_t fab_mr_rkey(const struct fab_mr *mr, struct fab_rkey *rkey_out);
 
 /* One-sided operations: local range [off, off+len) of mr (FAB_ACCESS_LOCAL)
  * to or from remote range [roff, roff+len) of the region rkey names.
  * EAGAIN: tx_depth operations in flight; poll and retry. */
-int fab_read(struct fab_ep *ep, fab_peer_t peer, struct fab_mr *mr, size_t off,
-             const struct fab_rkey *rkey, uint64_t roff, size_t len, void *ctx);
-int fab_write(struct fab_ep *ep, fab_peer_t peer, struct fab_mr *mr, size_t off,
-              const struct fab_rkey *rkey, uint64_t roff, size_t len, void *ctx);
+error_t fab_read(struct fab_ep *ep, fab_peer_t peer, struct fab_mr *mr,
+		 size_t off, const struct fab_rkey *rkey, uint64_t roff,
+		 size_t len, void *ctx);
+error_t fab_write(struct fab_ep *ep, fab_peer_t peer, struct fab_mr *mr,
+		  size_t off, const struct fab_rkey *rkey, uint64_t roff,
+		  size_t len, void *ctx);
 
 /* Messages. buf is copied before fab_send() returns. */
-int fab_send(struct fab_ep *ep, fab_peer_t peer, const void *buf, size_t len,
-             void *ctx);
+error_t fab_send(struct fab_ep *ep, fab_peer_t peer, const void *buf,
+		 size_t len, void *ctx);
 
 /* Progress: drives the provider, reaps up to max completions and fails
  * operations whose deadline has passed. *n_out may be 0. */
-int fab_ep_poll(struct fab_ep *ep, struct fab_cqe *cqes, size_t max,
-                size_t *n_out);
+error_t fab_ep_poll(struct fab_ep *ep, struct fab_cqe *cqes, size_t max,
+		    size_t *n_out);
 
 /*
  * Event loop integration. fab_ep_wait_fd() gives a descriptor to put in
@@ -183,8 +187,8 @@ int fab_ep_poll(struct fab_ep *ep, struct fab_cqe *cqes, size_t max,
  * on time: -1 when nothing waits on a deadline and the provider has a wait
  * descriptor, otherwise a bounded number of milliseconds.
  */
-int fab_ep_wait_fd(const struct fab_ep *ep, int *fd_out);
-int fab_ep_trywait(struct fab_ep *ep);
+error_t fab_ep_wait_fd(const struct fab_ep *ep, int *fd_out);
+error_t fab_ep_trywait(struct fab_ep *ep);
 int fab_ep_timeout_ms(const struct fab_ep *ep);
 
 #ifdef __cplusplus
