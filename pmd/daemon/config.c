@@ -1,12 +1,6 @@
 /* config.c - see config.h. */
 #include "config.h"
 
-#include "cluster_conf.h"
-#include "parse.h"
-
-#include <sodium.h>
-
-#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <ini.h>
@@ -16,105 +10,212 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include <pm/pm.h>
 
+#include "cluster_conf.h"
+#include "parse.h"
+
 #define MEMORY_MAX (UINT64_C(1) << 46)   /* 64 TiB: 16 Gi frames */
+#define FRAMES_MAX (MEMORY_MAX / PM_FRAME_SIZE)
 #define LOCK_MS_MAX (24u * 3600u * 1000u)
 #define POLL_US_MAX 1000000u
 
-/* Applies one setting; `where` names its origin for messages. */
-static error_t config_set(struct pmd_config *cfg, const char *key,
-			  const char *val, const char *where)
+/* ---- the settings, one setter each; `where` names the value's origin
+ * (an option, or the file and its section) for messages ---- */
+
+typedef error_t setter_fn(struct pmd_config *cfg, const char *val,
+			  const char *where);
+
+/* A path; "" only where it may be (no cluster, no backing store). */
+static error_t set_path(char *dst, size_t size, const char *name,
+			const char *val, const char *where, bool empty_ok)
+{
+	if ((!empty_ok && !*val) || strlen(val) >= size) {
+		fprintf(stderr, "pmd: %s: %s: empty or longer than %zu bytes\n",
+			where, name, size - 1);
+		return EINVAL;
+	}
+	strcpy(dst, val);
+	return 0;
+}
+
+static error_t set_socket(struct pmd_config *cfg, const char *val,
+			  const char *where)
+{
+	return set_path(cfg->socket, sizeof(cfg->socket), "socket path", val,
+			where, false);
+}
+
+static error_t set_cluster(struct pmd_config *cfg, const char *val,
+			   const char *where)
+{
+	return set_path(cfg->cluster, sizeof(cfg->cluster), "cluster file", val,
+			where, true);
+}
+
+static error_t set_backing_store(struct pmd_config *cfg, const char *val,
+				 const char *where)
+{
+	return set_path(cfg->backing_store, sizeof(cfg->backing_store),
+			"backing store", val, where, true);
+}
+
+static error_t set_memory(struct pmd_config *cfg, const char *val,
+			  const char *where)
 {
 	uint64_t v;
-	error_t err = 0;
+	error_t err = pmd_parse_size(val, &v);
 
-	if (!strcmp(key, "socket")) {
-		if (!*val || strlen(val) >= sizeof(cfg->socket)) {
-			fprintf(stderr, "pmd: %s: socket path empty or longer "
-				"than %zu bytes\n", where, sizeof(cfg->socket) - 1);
-			return EINVAL;
-		}
-		strcpy(cfg->socket, val);
-	} else if (!strcmp(key, "memory")) {
-		err = pmd_parse_size(val, &v);
-		if (!err && (v < PM_FRAME_SIZE || v > MEMORY_MAX))
-			err = ERANGE;
-		if (err) {
-			fprintf(stderr, "pmd: %s: memory '%s': want a size of at "
-				"least 4K and at most 64T, e.g. 256M or 8G\n",
-				where, val);
-			return EINVAL;
-		}
-		cfg->memory = v;
-	} else if (!strcmp(key, "guarantee") || !strcmp(key, "extra")) {
-		err = pmd_parse_u64(val, MEMORY_MAX / PM_FRAME_SIZE, &v);
-		if (err) {
-			fprintf(stderr, "pmd: %s: %s '%s': want a number of "
-				"frames\n", where, key, val);
-			return EINVAL;
-		}
-		*(key[0] == 'g' ? &cfg->guarantee : &cfg->extra) = v;
-	} else if (!strcmp(key, "max-lock-ms") || !strcmp(key, "max_lock_ms")) {
-		err = pmd_parse_u64(val, LOCK_MS_MAX, &v);
-		if (err || v == 0) {
-			fprintf(stderr, "pmd: %s: max-lock-ms '%s': want 1 to %u\n",
-				where, val, LOCK_MS_MAX);
-			return EINVAL;
-		}
-		cfg->max_lock_ms = (uint32_t)v;
-	} else if (!strcmp(key, "poll-us") || !strcmp(key, "poll_us")) {
-		err = pmd_parse_u64(val, POLL_US_MAX, &v);
-		if (err) {
-			fprintf(stderr, "pmd: %s: poll-us '%s': want 0 (never "
-				"busy-poll) to %u microseconds\n", where, val,
-				POLL_US_MAX);
-			return EINVAL;
-		}
-		cfg->poll_us = (uint32_t)v;
-	} else if (!strcmp(key, "node-id") || !strcmp(key, "node_id")) {
-		err = pmd_parse_u64(val, UINT16_MAX, &v);
-		if (err || v == 0) {
-			fprintf(stderr, "pmd: %s: node-id '%s': want 1 to %u\n",
-				where, val, UINT16_MAX);
-			return EINVAL;
-		}
-		cfg->node_id = (uint16_t)v;
-	} else if (!strcmp(key, "cluster")) {
-		if (strlen(val) >= sizeof(cfg->cluster))
-			return ENAMETOOLONG;
-		strcpy(cfg->cluster, val);
-	} else if (!strcmp(key, "backing-store") || !strcmp(key, "backing_store")) {
-		if (strlen(val) >= sizeof(cfg->backing_store))
-			return ENAMETOOLONG;
-		strcpy(cfg->backing_store, val);
-	} else if (!strcmp(key, "admission")) {
-		if (!strcmp(val, "remainder"))
-			cfg->admit = PMD_ADMIT_REMAINDER;
-		else if (!strcmp(val, "refuse"))
-			cfg->admit = PMD_ADMIT_REFUSE;
-		else {
-			fprintf(stderr, "pmd: %s: admission '%s': want "
-				"'remainder' or 'refuse'\n", where, val);
-			return EINVAL;
-		}
-	} else if (!strcmp(key, "log-level") || !strcmp(key, "log_level")) {
-		static const char *const names[] = { "error", "warning", "info",
-						     "debug" };
-		unsigned i;
-		for (i = 0; i < 4 && strcmp(val, names[i]); i++)
-			;
-		if (i == 4) {
-			fprintf(stderr, "pmd: %s: log-level '%s': want error, "
-				"warning, info or debug\n", where, val);
-			return EINVAL;
-		}
-		cfg->log_level = (enum pmd_log_level)i;
-	} else {
-		fprintf(stderr, "pmd: %s: unknown setting '%s'\n", where, key);
+	if (err || v < PM_FRAME_SIZE || v > MEMORY_MAX) {
+		fprintf(stderr, "pmd: %s: memory '%s': want a size of at least "
+			"4K and at most 64T, e.g. 256M or 8G\n", where, val);
+		return EINVAL;
+	}
+	cfg->memory = v;
+	return 0;
+}
+
+/* A number of frames: a guarantee or an extra limit. */
+static error_t set_frames(uint64_t *dst, const char *name, const char *val,
+			  const char *where)
+{
+	uint64_t v;
+
+	if (pmd_parse_u64(val, FRAMES_MAX, &v)) {
+		fprintf(stderr, "pmd: %s: %s '%s': want a number of frames\n",
+			where, name, val);
+		return EINVAL;
+	}
+	*dst = v;
+	return 0;
+}
+
+static error_t set_guarantee(struct pmd_config *cfg, const char *val,
+			     const char *where)
+{
+	return set_frames(&cfg->guarantee, "guarantee", val, where);
+}
+
+static error_t set_extra(struct pmd_config *cfg, const char *val,
+			 const char *where)
+{
+	return set_frames(&cfg->extra, "extra", val, where);
+}
+
+/* A number from min to max, or the message that says so. */
+static error_t set_number(uint64_t *v, uint64_t min, uint64_t max,
+			  const char *name, const char *want, const char *val,
+			  const char *where)
+{
+	if (pmd_parse_u64(val, max, v) || *v < min) {
+		fprintf(stderr, "pmd: %s: %s '%s': want %s\n", where, name, val,
+			want);
 		return EINVAL;
 	}
 	return 0;
+}
+
+static error_t set_max_lock_ms(struct pmd_config *cfg, const char *val,
+			       const char *where)
+{
+	uint64_t v;
+	error_t err = set_number(&v, 1, LOCK_MS_MAX, "max-lock-ms",
+				 "1 to 86400000", val, where);
+
+	if (!err)
+		cfg->max_lock_ms = (uint32_t)v;
+	return err;
+}
+
+static error_t set_poll_us(struct pmd_config *cfg, const char *val,
+			   const char *where)
+{
+	uint64_t v;
+	error_t err = set_number(&v, 0, POLL_US_MAX, "poll-us",
+				 "0 (never busy-poll) to 1000000 microseconds",
+				 val, where);
+
+	if (!err)
+		cfg->poll_us = (uint32_t)v;
+	return err;
+}
+
+static error_t set_node_id(struct pmd_config *cfg, const char *val,
+			   const char *where)
+{
+	uint64_t v;
+	error_t err = set_number(&v, 1, UINT16_MAX, "node-id", "1 to 65535",
+				 val, where);
+
+	if (!err)
+		cfg->node_id = (uint16_t)v;
+	return err;
+}
+
+static error_t set_admission(struct pmd_config *cfg, const char *val,
+			     const char *where)
+{
+	if (!strcmp(val, "remainder")) {
+		cfg->admit = PMD_ADMIT_REMAINDER;
+	} else if (!strcmp(val, "refuse")) {
+		cfg->admit = PMD_ADMIT_REFUSE;
+	} else {
+		fprintf(stderr, "pmd: %s: admission '%s': want 'remainder' or "
+			"'refuse'\n", where, val);
+		return EINVAL;
+	}
+	return 0;
+}
+
+static error_t set_log_level(struct pmd_config *cfg, const char *val,
+			     const char *where)
+{
+	static const char *const names[] = { "error", "warning", "info",
+					     "debug" };
+
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!strcmp(val, names[i])) {
+			cfg->log_level = (enum pmd_log_level)i;
+			return 0;
+		}
+	}
+	fprintf(stderr, "pmd: %s: log-level '%s': want error, warning, info "
+		"or debug\n", where, val);
+	return EINVAL;
+}
+
+/* Every setting of section [pmd], also an option of the same name. */
+static const struct setting {
+	const char *name;             /* the option, and the file's key */
+	const char *alias;            /* the file's key with '_', or NULL */
+	setter_fn *set;
+} settings[] = {
+	{ "socket", NULL, set_socket },
+	{ "memory", NULL, set_memory },
+	{ "guarantee", NULL, set_guarantee },
+	{ "extra", NULL, set_extra },
+	{ "admission", NULL, set_admission },
+	{ "max-lock-ms", "max_lock_ms", set_max_lock_ms },
+	{ "poll-us", "poll_us", set_poll_us },
+	{ "node-id", "node_id", set_node_id },
+	{ "cluster", NULL, set_cluster },
+	{ "backing-store", "backing_store", set_backing_store },
+	{ "log-level", "log_level", set_log_level },
+};
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+/* Applies one setting by its name. */
+static error_t config_set(struct pmd_config *cfg, const char *key,
+			  const char *val, const char *where)
+{
+	for (unsigned i = 0; i < NSETTINGS; i++)
+		if (!strcmp(key, settings[i].name) ||
+		    (settings[i].alias && !strcmp(key, settings[i].alias)))
+			return settings[i].set(cfg, val, where);
+	fprintf(stderr, "pmd: %s: unknown setting '%s'\n", where, key);
+	return EINVAL;
 }
 
 /* [user NAME] or [user UID]: guarantee and extra for that user's tasks. */
@@ -123,8 +224,13 @@ static error_t config_user_set(struct pmd_config *cfg, const char *user,
 			       const char *where)
 {
 	struct pmd_user_limits *u = NULL;
-	uint64_t uid, v;
+	uint64_t uid;
 
+	if (strcmp(key, "guarantee") && strcmp(key, "extra")) {
+		fprintf(stderr, "pmd: %s: unknown setting '%s' (a [user] "
+			"section takes guarantee and extra)\n", where, key);
+		return EINVAL;
+	}
 	if (pmd_parse_u64(user, UINT32_MAX - 1, &uid)) {
 		struct passwd *pw = getpwnam(user);
 		if (!pw) {
@@ -143,23 +249,16 @@ static error_t config_user_set(struct pmd_config *cfg, const char *user,
 			return EINVAL;
 		}
 		u = &cfg->users[cfg->nusers++];
-		u->uid = (uint32_t)uid;
-		u->guarantee = PMD_LIMIT_DEFAULT; /* unset: the node default */
-		u->extra = PMD_LIMIT_DEFAULT;
+		/* unset: the node default */
+		*u = (struct pmd_user_limits){ .uid = (uint32_t)uid,
+					       .guarantee = PMD_LIMIT_DEFAULT,
+					       .extra = PMD_LIMIT_DEFAULT };
 	}
-	if (strcmp(key, "guarantee") && strcmp(key, "extra")) {
-		fprintf(stderr, "pmd: %s: unknown setting '%s' (a [user] "
-			"section takes guarantee and extra)\n", where, key);
-		return EINVAL;
-	}
-	if (pmd_parse_u64(val, MEMORY_MAX / PM_FRAME_SIZE, &v)) {
-		fprintf(stderr, "pmd: %s: %s '%s': want a number of frames\n",
-			where, key, val);
-		return EINVAL;
-	}
-	*(key[0] == 'g' ? &u->guarantee : &u->extra) = v;
-	return 0;
+	return set_frames(key[0] == 'g' ? &u->guarantee : &u->extra, key, val,
+			  where);
 }
+
+/* ---- the configuration file ---- */
 
 struct ini_ctx {
 	struct pmd_config *cfg;
@@ -168,31 +267,47 @@ struct ini_ctx {
 };
 
 static int config_ini_entry(void *user, const char *section, const char *name,
-		       const char *value)
+			    const char *value)
 {
 	struct ini_ctx *ctx = user;
 	char where[4200];
 
 	snprintf(where, sizeof(where), "%s, section [%s]", ctx->file, section);
-	if (!strncmp(section, "user ", 5)) {
-		if (config_user_set(ctx->cfg, section + 5, name, value, where)) {
-			ctx->err = EINVAL;
-			return 0;
-		}
-		return 1;
-	}
-	if (strcmp(section, "pmd")) {
+	if (!strncmp(section, "user ", 5))
+		ctx->err = config_user_set(ctx->cfg, section + 5, name, value,
+					   where);
+	else if (strcmp(section, "pmd")) {
 		fprintf(stderr, "pmd: %s: unknown section (settings go in "
 			"[pmd] or [user NAME])\n", where);
 		ctx->err = EINVAL;
-		return 0;
+	} else {
+		ctx->err = config_set(ctx->cfg, name, value, where);
 	}
-	if (config_set(ctx->cfg, name, value, where)) {
-		ctx->err = EINVAL;
-		return 0;
-	}
-	return 1;
+	return !ctx->err;
 }
+
+static error_t config_read_file(struct pmd_config *cfg, const char *file)
+{
+	struct ini_ctx ctx = { .cfg = cfg, .file = file };
+	int rc;
+
+	if (strlen(file) >= sizeof(cfg->config)) {
+		fprintf(stderr, "pmd: --config: a path of at most %zu bytes\n",
+			sizeof(cfg->config) - 1);
+		return EINVAL;
+	}
+	strcpy(cfg->config, file);
+	rc = ini_parse(file, config_ini_entry, &ctx);
+	if (rc < 0) {
+		fprintf(stderr, "pmd: cannot read config file '%s'\n", file);
+		return ENOENT;
+	}
+	if (rc > 0 && !ctx.err)
+		fprintf(stderr, "pmd: %s:%d: syntax error\n", file, rc);
+	return rc > 0 || ctx.err ? EINVAL : 0;
+}
+
+/* ---- the command line ---- */
 
 static void usage(FILE *f)
 {
@@ -216,52 +331,44 @@ static void usage(FILE *f)
 "  --help, --version\n", PM_DEFAULT_SOCKET);
 }
 
-error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv)
+enum { OPT_CONFIG = 'c', OPT_READY_FD = 'r', OPT_HELP = 'h',
+       OPT_VERSION = 'V' };
+
+/* The options: every setting (val 0, index i: settings[i]), then the
+ * command line's own. */
+static void config_options(struct option *opts)
 {
-	static const struct option opts[] = {
-		{ "socket", required_argument, NULL, 0 },
-		{ "memory", required_argument, NULL, 0 },
-		{ "guarantee", required_argument, NULL, 0 },
-		{ "extra", required_argument, NULL, 0 },
-		{ "admission", required_argument, NULL, 0 },
-		{ "max-lock-ms", required_argument, NULL, 0 },
-		{ "poll-us", required_argument, NULL, 0 },
-		{ "node-id", required_argument, NULL, 0 },
-		{ "cluster", required_argument, NULL, 0 },
-		{ "backing-store", required_argument, NULL, 0 },
-		{ "log-level", required_argument, NULL, 0 },
-		{ "config", required_argument, NULL, 'c' },
-		{ "ready-fd", required_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *config_file = NULL;
-	int ch, idx;
+	unsigned i;
+
+	for (i = 0; i < NSETTINGS; i++)
+		opts[i] = (struct option){ settings[i].name, required_argument,
+					   NULL, 0 };
+	opts[i++] = (struct option){ "config", required_argument, NULL,
+				     OPT_CONFIG };
+	opts[i++] = (struct option){ "ready-fd", required_argument, NULL,
+				     OPT_READY_FD };
+	opts[i++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
+	opts[i++] = (struct option){ "version", no_argument, NULL, OPT_VERSION };
+	opts[i] = (struct option){ NULL, 0, NULL, 0 };
+}
+
+/* The first pass: --config, --ready-fd, --help, --version, and whether
+ * every option is known. */
+static error_t config_first_pass(struct pmd_config *cfg, int argc,
+				 char **argv, const struct option *opts,
+				 const char **file, bool *served)
+{
 	uint64_t v;
+	int ch, idx;
 
-	memset(cfg, 0, sizeof(*cfg));
-	strcpy(cfg->socket, PM_DEFAULT_SOCKET);
-	cfg->memory = UINT64_C(1) << 30;
-	cfg->guarantee = 16384;
-	cfg->extra = 16384;
-	cfg->max_lock_ms = 10000;
-	cfg->poll_us = 0;
-	cfg->node_id = 1;
-	cfg->admit = PMD_ADMIT_REMAINDER;
-	cfg->log_level = PMD_LOG_INFO;
-	cfg->ready_fd = -1;
-
-	/* First pass: only --config, --ready-fd, --help, --version and a
-	 * check that every option is known. */
 	opterr = 0;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, &idx)) != -1) {
 		switch (ch) {
-		case 'c':
-			config_file = optarg;
+		case OPT_CONFIG:
+			*file = optarg;
 			break;
-		case 'r':
+		case OPT_READY_FD:
 			if (pmd_parse_u64(optarg, INT32_MAX, &v) || v < 3) {
 				fprintf(stderr, "pmd: --ready-fd '%s': want a "
 					"descriptor number >= 3\n", optarg);
@@ -269,12 +376,14 @@ error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv)
 			}
 			cfg->ready_fd = (int)v;
 			break;
-		case 'h':
+		case OPT_HELP:
 			usage(stdout);
-			return 1;
-		case 'V':
+			*served = true;
+			return 0;
+		case OPT_VERSION:
 			printf("pmd %s\n", PMD_VERSION);
-			return 1;
+			*served = true;
+			return 0;
 		case '?':
 			if (optopt)
 				fprintf(stderr, "pmd: option '%s' needs an "
@@ -292,28 +401,15 @@ error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv)
 		fprintf(stderr, "pmd: unexpected argument '%s'\n", argv[optind]);
 		return EINVAL;
 	}
+	return 0;
+}
 
-	if (config_file) {
-		struct ini_ctx ctx = { .cfg = cfg, .file = config_file };
-		int rc;
+/* The second pass: the settings on the command line win over the file. */
+static error_t config_second_pass(struct pmd_config *cfg, int argc,
+				  char **argv, const struct option *opts)
+{
+	int ch, idx;
 
-		if (strlen(config_file) >= sizeof(cfg->config))
-			return ENAMETOOLONG;
-		strcpy(cfg->config, config_file);
-		rc = ini_parse(config_file, config_ini_entry, &ctx);
-		if (rc < 0) {
-			fprintf(stderr, "pmd: cannot read config file '%s'\n",
-				config_file);
-			return ENOENT;
-		}
-		if (rc > 0 && !ctx.err)
-			fprintf(stderr, "pmd: %s:%d: syntax error\n",
-				config_file, rc);
-		if (rc > 0 || ctx.err)
-			return EINVAL;
-	}
-
-	/* Second pass: the command line wins over the file. */
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, &idx)) != -1) {
 		char where[64];
@@ -321,37 +417,81 @@ error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv)
 		if (ch != 0)
 			continue;
 		snprintf(where, sizeof(where), "--%s", opts[idx].name);
-		if (config_set(cfg, opts[idx].name, optarg, where))
+		if (settings[idx].set(cfg, optarg, where))
 			return EINVAL;
 	}
+	return 0;
+}
 
-	if (cfg->memory / PM_FRAME_SIZE < 1) {
-		fprintf(stderr, "pmd: memory: less than one frame\n");
-		return EINVAL;
-	}
-	/* Say loudly what is configured but not built yet, rather than run
-	 * without it. */
+/* What the settings ask for as a whole: what is not built says so, and
+ * the cluster file is read whole. */
+static error_t config_finish(struct pmd_config *cfg)
+{
+	struct pmd_cluster_conf *cc;
+	char why[1024];
+	error_t err;
+
 	if (cfg->backing_store[0]) {
 		fprintf(stderr, "pmd: --backing-store: paging to a backing store "
 			"is not supported by this build yet\n");
 		return ENOTSUP;
 	}
-	if (cfg->cluster[0]) {
-		struct pmd_cluster_conf *cc = malloc(sizeof(*cc));
-		char why[1024];
-		error_t err;
-
-		if (!cc)
-			return ENOMEM;
-		err = pmd_cluster_load(cfg->cluster, cfg->node_id, cc, why,
-				       sizeof(why));
-		if (err) {
-			fprintf(stderr, "pmd: cluster file: %s\n", why);
-			sodium_memzero(cc, sizeof(*cc));
-			free(cc);
-			return err;
-		}
-		cfg->cluster_conf = cc;
+	if (!cfg->cluster[0])
+		return 0;
+	cc = malloc(sizeof(*cc));
+	if (!cc)
+		return ENOMEM;
+	err = pmd_cluster_load(cfg->cluster, cfg->node_id, cc, why, sizeof(why));
+	if (err) {
+		fprintf(stderr, "pmd: cluster file: %s\n", why);
+		sodium_memzero(cc, sizeof(*cc));
+		free(cc);
+		return err;
 	}
+	cfg->cluster_conf = cc;
 	return 0;
+}
+
+static void config_defaults(struct pmd_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	strcpy(cfg->socket, PM_DEFAULT_SOCKET);
+	cfg->memory = UINT64_C(1) << 30;
+	cfg->guarantee = 16384;
+	cfg->extra = 16384;
+	cfg->max_lock_ms = 10000;
+	cfg->poll_us = 0;
+	cfg->node_id = 1;
+	cfg->admit = PMD_ADMIT_REMAINDER;
+	cfg->log_level = PMD_LOG_INFO;
+	cfg->ready_fd = -1;
+}
+
+error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv,
+			bool *served)
+{
+	struct option opts[NSETTINGS + 5];
+	const char *file = NULL;
+	error_t err;
+
+	*served = false;
+	config_defaults(cfg);
+	config_options(opts);
+	err = config_first_pass(cfg, argc, argv, opts, &file, served);
+	if (err || *served)
+		return err;
+	if (file && (err = config_read_file(cfg, file)))
+		return err;
+	err = config_second_pass(cfg, argc, argv, opts);
+	if (!err)
+		err = config_finish(cfg);
+	return err;
+}
+
+void pmd_config_fini(struct pmd_config *cfg)
+{
+	if (cfg->cluster_conf)
+		sodium_memzero(cfg->cluster_conf, sizeof(*cfg->cluster_conf));
+	free(cfg->cluster_conf);
+	cfg->cluster_conf = NULL;
 }

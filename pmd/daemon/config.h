@@ -7,6 +7,7 @@
 #ifndef PMD_CONFIG_H
 #define PMD_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "account.h"
@@ -14,6 +15,7 @@
 #include "core.h"
 #include "log.h"
 
+/* Lock key: (C) filled at start, then read only. */
 struct pmd_config {
 	char socket[108];            /* Unix socket tasks connect to */
 	uint64_t memory;             /* node budget, bytes */
@@ -27,15 +29,19 @@ struct pmd_config {
 	char backing_store[4096];    /* paging target; "" for none */
 	char config[4096];           /* the configuration file read, if any */
 	enum pmd_admit_policy admit; /* guarantees that do not fit */
-	enum pmd_log_level log_level;
+	enum pmd_log_level log_level; /* what the log says */
 	int ready_fd;                /* -1: none */
 	struct pmd_user_limits users[PMD_USER_OVERRIDES_MAX]; /* [user X] */
-	uint32_t nusers;
+	uint32_t nusers;             /* entries in users */
 };
 
 /* Fills cfg from defaults, the file named by --config and the command
- * line. Returns 0 to run, 1 when --help/--version was served, or a
- * positive errno after printing what was wrong. */
-error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv);
+ * line, and reads the cluster file it names. 0 to run (or, with *served,
+ * to exit: --help or --version was served), or a positive errno after
+ * printing what was wrong. */
+error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv,
+			bool *served);
+/* Forgets what load read (the cluster's secret first). */
+void pmd_config_fini(struct pmd_config *cfg);
 
 #endif

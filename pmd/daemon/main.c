@@ -1,9 +1,10 @@
 /*
  * main.c - pmd, the physical memory server of one node: reads its
- * settings, builds the node core, serves tasks until SIGTERM or SIGINT, and
- * tears everything down on the way out.
+ * settings, builds the node core, serves tasks until SIGTERM or SIGINT,
+ * and tears everything down on the way out.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +30,34 @@ static void raise_fd_limit(void)
 	}
 }
 
-static void config_fini(struct pmd_config *cfg)
+/* What the core takes of the settings. */
+static void core_config(const struct pmd_config *cfg,
+			struct pmd_core_config *out)
 {
-	if (cfg->cluster_conf)
-		sodium_memzero(cfg->cluster_conf, sizeof(*cfg->cluster_conf));
-	free(cfg->cluster_conf);
-	cfg->cluster_conf = NULL;
+	memset(out, 0, sizeof(*out));
+	out->node = cfg->node_id;
+	out->frames_total = cfg->memory / PM_FRAME_SIZE;
+	out->guarantee = cfg->guarantee;
+	out->extra = cfg->extra;
+	out->admit = cfg->admit;
+	out->max_lock_ms = cfg->max_lock_ms;
+	memcpy(out->users, cfg->users, sizeof(cfg->users[0]) * cfg->nusers);
+	out->nusers = cfg->nusers;
+}
+
+/* One line on stdout, and a byte to --ready-fd: tasks may come. */
+static void say_ready(const struct pmd_config *cfg, uint64_t frames)
+{
+	printf("pmd: ready: node %u, %lu frames (%lu MiB), socket %s%s\n",
+	       cfg->node_id, (unsigned long)frames,
+	       (unsigned long)(frames * PM_FRAME_SIZE >> 20), cfg->socket,
+	       cfg->cluster_conf ? ", in a cluster" : "");
+	fflush(stdout);
+	if (cfg->ready_fd >= 0) {
+		if (write(cfg->ready_fd, "r", 1) != 1)
+			pmd_warn("--ready-fd %d: %m", cfg->ready_fd);
+		close(cfg->ready_fd);
+	}
 }
 
 int main(int argc, char **argv)
@@ -43,57 +66,40 @@ int main(int argc, char **argv)
 	struct pmd_core_config ccfg;
 	struct pmd_config cfg;
 	struct pmd_core core;
+	bool served;
 	error_t err;
+	int rc = 1;
 
-	err = pmd_config_load(&cfg, argc, argv);
-	if (err == 1)
-		return 0;
-	if (err)
-		return 2;
+	err = pmd_config_load(&cfg, argc, argv, &served);
+	if (err || served) {
+		pmd_config_fini(&cfg);
+		return err ? 2 : 0;
+	}
 	pmd_log_verbosity = cfg.log_level;
 	raise_fd_limit();
 	if (sodium_init() < 0) {
 		fprintf(stderr, "pmd: cannot initialise libsodium\n");
-		return 1;
+		goto fini_config;
 	}
-
-	memset(&ccfg, 0, sizeof(ccfg));
-	ccfg.node = cfg.node_id;
-	ccfg.frames_total = cfg.memory / PM_FRAME_SIZE;
-	ccfg.guarantee = cfg.guarantee;
-	ccfg.extra = cfg.extra;
-	ccfg.admit = cfg.admit;
-	ccfg.max_lock_ms = cfg.max_lock_ms;
-	memcpy(ccfg.users, cfg.users, sizeof(cfg.users[0]) * cfg.nusers);
-	ccfg.nusers = cfg.nusers;
+	core_config(&cfg, &ccfg);
 	pmd_core_init(&core, &ccfg);
 	err = pmd_segtab_guard(&core.segs);
 	if (err)
 		fprintf(stderr, "pmd: no guard against truncated segments: %s\n",
 			strerror(err));
-
 	err = pmd_server_create(&cfg, &core, &srv);
 	if (err) {
 		fprintf(stderr, "pmd: cannot start: %s\n", strerror(err));
-		pmd_core_fini(&core);
-		config_fini(&cfg);
-		return 1;
+		goto fini_core;
 	}
-	printf("pmd: ready: node %u, %lu frames (%lu MiB), socket %s%s\n",
-	       cfg.node_id, (unsigned long)ccfg.frames_total,
-	       (unsigned long)(ccfg.frames_total * PM_FRAME_SIZE >> 20),
-	       cfg.socket, cfg.cluster_conf ? ", in a cluster" : "");
-	fflush(stdout);
-	if (cfg.ready_fd >= 0) {
-		if (write(cfg.ready_fd, "r", 1) != 1)
-			pmd_warn("--ready-fd %d: %m", cfg.ready_fd);
-		close(cfg.ready_fd);
-	}
-
+	say_ready(&cfg, ccfg.frames_total);
 	err = pmd_server_run(srv);
 	pmd_server_destroy(srv);
-	pmd_core_fini(&core);
-	config_fini(&cfg);
+	rc = err ? 1 : 0;
 	pmd_info("stopped");
-	return err ? 1 : 0;
+fini_core:
+	pmd_core_fini(&core);
+fini_config:
+	pmd_config_fini(&cfg);
+	return rc;
 }

@@ -82,76 +82,85 @@ static bool parse_ms(const char *v, uint32_t *out)
 	return true;
 }
 
+/* A key of [cluster]; false (x says why) when it is bad. */
+static bool on_cluster_key(struct parse_ctx *x, const char *name,
+			   const char *value)
+{
+	struct pmd_cluster_conf *c = x->c;
+	bool ok;
+
+	if (!strcmp(name, "secret_file") || !strcmp(name, "provider")) {
+		char *dst = name[0] == 's' ? c->secret_file : c->provider;
+		size_t size = name[0] == 's' ? sizeof(c->secret_file)
+					     : sizeof(c->provider);
+		ok = *value && strlen(value) < size;
+		if (ok)
+			strcpy(dst, value);
+	} else if (!strcmp(name, "heartbeat_ms")) {
+		ok = parse_ms(value, &c->heartbeat_ms);
+	} else if (!strcmp(name, "suspect_ms")) {
+		ok = parse_ms(value, &c->suspect_ms);
+	} else if (!strcmp(name, "down_ms")) {
+		ok = parse_ms(value, &c->down_ms);
+	} else {
+		fail(x, "unknown key '%s' in [cluster]", name);
+		return false;
+	}
+	if (!ok)
+		fail(x, "bad value '%s' for %s in [cluster]", value, name);
+	return ok;
+}
+
+/* The key of a [node N] section: its address. */
+static bool on_node_key(struct parse_ctx *x, const char *section,
+			const char *name, const char *value)
+{
+	struct pmd_cluster_conf *c = x->c;
+	struct pmd_cluster_node *n;
+	uint64_t id;
+
+	if (pmd_parse_u64(section + 5, 65534, &id) || id == 0) {
+		fail(x, "[%s]: a node id is 1 to 65534", section);
+		return false;
+	}
+	if (strcmp(name, "address")) {
+		fail(x, "unknown key '%s' in [%s] (nodes have an address)", name,
+		     section);
+		return false;
+	}
+	/* One section per node; a repeated section repeats the key. */
+	if (x->seen[id / 8] & (1u << (id % 8))) {
+		fail(x, "node %u is defined twice", (unsigned)id);
+		return false;
+	}
+	if (c->nnodes == PMD_CLUSTER_NODES_MAX) {
+		fail(x, "more than %d nodes", PMD_CLUSTER_NODES_MAX);
+		return false;
+	}
+	n = &c->nodes[c->nnodes];
+	memset(n, 0, sizeof(*n));
+	n->id = (pm_node_t)id;
+	if (!parse_address(value, n)) {
+		fail(x, "[%s]: address '%s' is not host:port or [v6]:port",
+		     section, value);
+		return false;
+	}
+	x->seen[id / 8] |= (uint8_t)(1u << (id % 8));
+	c->nnodes++;
+	return true;
+}
+
 static int on_entry(void *user, const char *section, const char *name,
 		    const char *value)
 {
 	struct parse_ctx *x = user;
-	struct pmd_cluster_conf *c = x->c;
 
-	if (!strcmp(section, "cluster")) {
-		if (!strcmp(name, "secret_file")) {
-			if (!*value || strlen(value) >= sizeof(c->secret_file))
-				goto bad_value;
-			strcpy(c->secret_file, value);
-		} else if (!strcmp(name, "provider")) {
-			if (!*value || strlen(value) >= sizeof(c->provider))
-				goto bad_value;
-			strcpy(c->provider, value);
-		} else if (!strcmp(name, "heartbeat_ms")) {
-			if (!parse_ms(value, &c->heartbeat_ms))
-				goto bad_value;
-		} else if (!strcmp(name, "suspect_ms")) {
-			if (!parse_ms(value, &c->suspect_ms))
-				goto bad_value;
-		} else if (!strcmp(name, "down_ms")) {
-			if (!parse_ms(value, &c->down_ms))
-				goto bad_value;
-		} else {
-			fail(x, "unknown key '%s' in [cluster]", name);
-			return 0;
-		}
-		return 1;
-	}
-	if (!strncmp(section, "node ", 5)) {
-		uint64_t id;
-		struct pmd_cluster_node *n;
-
-		if (pmd_parse_u64(section + 5, 65534, &id) || id == 0) {
-			fail(x, "[%s]: a node id is 1 to 65534", section);
-			return 0;
-		}
-		if (strcmp(name, "address")) {
-			fail(x, "unknown key '%s' in [%s] (nodes have an address)",
-			     name, section);
-			return 0;
-		}
-		/* One section per node; a repeated section repeats the key. */
-		if (x->seen[id / 8] & (1u << (id % 8))) {
-			fail(x, "node %u is defined twice", (unsigned)id);
-			return 0;
-		}
-		if (c->nnodes == PMD_CLUSTER_NODES_MAX) {
-			fail(x, "more than %d nodes", PMD_CLUSTER_NODES_MAX);
-			return 0;
-		}
-		n = &c->nodes[c->nnodes];
-		memset(n, 0, sizeof(*n));
-		n->id = (pm_node_t)id;
-		if (!parse_address(value, n)) {
-			fail(x, "[%s]: address '%s' is not host:port or [v6]:port",
-			     section, value);
-			return 0;
-		}
-		x->seen[id / 8] |= (uint8_t)(1u << (id % 8));
-		c->nnodes++;
-		return 1;
-	}
+	if (!strcmp(section, "cluster"))
+		return on_cluster_key(x, name, value);
+	if (!strncmp(section, "node ", 5))
+		return on_node_key(x, section, name, value);
 	fail(x, "unknown section [%s] (sections are [cluster] and [node N])",
 	     section);
-	return 0;
-
-bad_value:
-	fail(x, "bad value '%s' for %s in [%s]", value, name, section);
 	return 0;
 }
 
@@ -160,6 +169,65 @@ static int node_cmp(const void *a, const void *b)
 	const struct pmd_cluster_node *x = a, *y = b;
 
 	return (x->id > y->id) - (x->id < y->id);
+}
+
+/* The file as a whole: a secret, nodes sorted by id at different
+ * addresses, this node among them, timings that grow. */
+static bool check_whole(struct pmd_cluster_conf *c, const char *path,
+			pm_node_t self, char *err, size_t errlen)
+{
+	if (!c->secret_file[0]) {
+		snprintf(err, errlen, "%s: [cluster] needs secret_file", path);
+		return false;
+	}
+	if (c->nnodes == 0) {
+		snprintf(err, errlen, "%s: no [node N] sections", path);
+		return false;
+	}
+	if (!(c->heartbeat_ms < c->suspect_ms && c->suspect_ms < c->down_ms)) {
+		snprintf(err, errlen, "%s: timings must grow: heartbeat_ms %u < "
+			 "suspect_ms %u < down_ms %u", path, c->heartbeat_ms,
+			 c->suspect_ms, c->down_ms);
+		return false;
+	}
+	qsort(c->nodes, c->nnodes, sizeof(c->nodes[0]), node_cmp);
+	for (unsigned i = 0; i < c->nnodes; i++)
+		for (unsigned k = i + 1; k < c->nnodes; k++)
+			if (!strcmp(c->nodes[i].host, c->nodes[k].host) &&
+			    !strcmp(c->nodes[i].port, c->nodes[k].port)) {
+				snprintf(err, errlen, "%s: nodes %u and %u have the "
+					 "same address %s:%s", path, c->nodes[i].id,
+					 c->nodes[k].id, c->nodes[i].host,
+					 c->nodes[i].port);
+				return false;
+			}
+	if (!pmd_cluster_node(c, self)) {
+		snprintf(err, errlen, "%s: this node (--node-id %u) has no "
+			 "[node %u] section", path, self, self);
+		return false;
+	}
+	return true;
+}
+
+/* A relative secret_file is relative to the cluster file. */
+static bool resolve_secret_file(struct pmd_cluster_conf *c, const char *path,
+				char *err, size_t errlen)
+{
+	const char *slash = strrchr(path, '/');
+	char joined[sizeof(c->secret_file)];
+	int n;
+
+	if (c->secret_file[0] == '/')
+		return true;
+	n = slash ? snprintf(joined, sizeof(joined), "%.*s/%s",
+			     (int)(slash - path), path, c->secret_file)
+		  : snprintf(joined, sizeof(joined), "%s", c->secret_file);
+	if (n < 0 || (size_t)n >= sizeof(joined)) {
+		snprintf(err, errlen, "%s: secret_file path too long", path);
+		return false;
+	}
+	strcpy(c->secret_file, joined);
+	return true;
 }
 
 error_t pmd_cluster_parse(const char *text, const char *path, pm_node_t self,
@@ -174,7 +242,7 @@ error_t pmd_cluster_parse(const char *text, const char *path, pm_node_t self,
 	if (!c || !x) {
 		snprintf(err, errlen, "%s: out of memory", path);
 		rc = ENOMEM;
-		goto out;
+		goto free_all;
 	}
 	c->heartbeat_ms = DEF_HEARTBEAT_MS;
 	c->suspect_ms = DEF_SUSPECT_MS;
@@ -188,55 +256,14 @@ error_t pmd_cluster_parse(const char *text, const char *path, pm_node_t self,
 			snprintf(err, errlen, "%s:%d: %s", path, line, reason);
 		else
 			snprintf(err, errlen, "%s:%d: not an INI line", path, line);
-		goto out;
+		goto free_all;
 	}
-	if (!c->secret_file[0]) {
-		snprintf(err, errlen, "%s: [cluster] needs secret_file", path);
-		goto out;
-	}
-	if (c->nnodes == 0) {
-		snprintf(err, errlen, "%s: no [node N] sections", path);
-		goto out;
-	}
-	if (!(c->heartbeat_ms < c->suspect_ms && c->suspect_ms < c->down_ms)) {
-		snprintf(err, errlen, "%s: timings must grow: heartbeat_ms %u < "
-			 "suspect_ms %u < down_ms %u", path, c->heartbeat_ms,
-			 c->suspect_ms, c->down_ms);
-		goto out;
-	}
-	qsort(c->nodes, c->nnodes, sizeof(c->nodes[0]), node_cmp);
-	for (unsigned i = 0; i < c->nnodes; i++)
-		for (unsigned k = i + 1; k < c->nnodes; k++)
-			if (!strcmp(c->nodes[i].host, c->nodes[k].host) &&
-			    !strcmp(c->nodes[i].port, c->nodes[k].port)) {
-				snprintf(err, errlen, "%s: nodes %u and %u have the "
-					 "same address %s:%s", path, c->nodes[i].id,
-					 c->nodes[k].id, c->nodes[i].host,
-					 c->nodes[i].port);
-				goto out;
-			}
-	if (!pmd_cluster_node(c, self)) {
-		snprintf(err, errlen, "%s: this node (--node-id %u) has no "
-			 "[node %u] section", path, self, self);
-		goto out;
-	}
-	/* A relative secret_file is relative to the cluster file. */
-	if (c->secret_file[0] != '/') {
-		const char *slash = strrchr(path, '/');
-		char joined[sizeof(c->secret_file)];
-		int n = slash ? snprintf(joined, sizeof(joined), "%.*s/%s",
-					 (int)(slash - path), path, c->secret_file)
-			      : snprintf(joined, sizeof(joined), "%s",
-					 c->secret_file);
-		if (n < 0 || (size_t)n >= sizeof(joined)) {
-			snprintf(err, errlen, "%s: secret_file path too long", path);
-			goto out;
-		}
-		strcpy(c->secret_file, joined);
-	}
+	if (!check_whole(c, path, self, err, errlen) ||
+	    !resolve_secret_file(c, path, err, errlen))
+		goto free_all;
 	*out = *c;
 	rc = 0;
-out:
+free_all:
 	if (c)
 		sodium_memzero(c, sizeof(*c));
 	free(c);

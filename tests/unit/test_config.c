@@ -37,12 +37,17 @@ static error_t load(struct pmd_config *cfg, const char *const *args)
 {
 	char *argv[16];
 	int argc = 0;
+	bool served;
+	error_t err;
 
 	argv[argc++] = (char *)"pmd";
 	for (; *args; args++)
 		argv[argc++] = (char *)*args;
 	argv[argc] = NULL;
-	return pmd_config_load(cfg, argc, argv);
+	err = pmd_config_load(cfg, argc, argv, &served);
+	if (!err)
+		assert_false(served);
+	return err;
 }
 
 static void defaults_and_options(void **state)
