@@ -3,7 +3,7 @@
  *
  * Every virtual frame is charged to exactly one task (its container's
  * owner), at the one place where frames are allocated, as guaranteed (G) or
- * extra (E). Invariants, checked by pmd_budget_check():
+ * extra (E). Invariants, checked by pmd_core_check (check.h):
  *   - sum of admitted guarantees <= budget total;
  *   - charged = sum of every task's allocated <= total;
  *   - a task's G-part (allocated - extra_allocated) <= its guarantee and its
@@ -11,6 +11,9 @@
  * Guarantees are reserved at admission, so a task's guaranteed allocation
  * never finds the node full. Extra frames come out of what no guarantee
  * reserves. Plain data, no I/O.
+ *
+ * Lock key: (L) the pmd loop thread, (C) constant once admitted; a quota
+ * is a decode's local tally.
  */
 #ifndef PMD_ACCOUNT_H
 #define PMD_ACCOUNT_H
@@ -21,20 +24,20 @@
 #include <pm/pm.h>
 
 struct pmd_budget {
-	uint64_t total;          /* frames this node may hold (--memory) */
-	uint64_t guaranteed_sum; /* sum of admitted tasks' guarantees */
-	uint64_t charged;        /* frames charged to all tasks */
-	uint64_t extra_charged;  /* of which extra frames */
-	uint64_t lent;           /* slots lent to other nodes' frames */
-	uint64_t remote;         /* frames charged to tasks here that live on
-				  * other nodes (not in charged) */
+	uint64_t total;          /* (C) frames this node may hold (--memory) */
+	uint64_t guaranteed_sum; /* (L) sum of admitted tasks' guarantees */
+	uint64_t charged;        /* (L) frames charged to all tasks */
+	uint64_t extra_charged;  /* (L) of which extra frames */
+	uint64_t lent;           /* (L) slots lent to other nodes' frames */
+	uint64_t remote;         /* (L) frames charged to tasks here that live
+				  * on other nodes (not in charged) */
 };
 
 struct pmd_charge {
-	uint64_t guaranteed;      /* G (C after admission) */
-	uint64_t extra_limit;     /* E */
-	uint64_t allocated;       /* frames charged now, G-part + extra */
-	uint64_t extra_allocated; /* of which extra */
+	uint64_t guaranteed;      /* (C) G, set at admission */
+	uint64_t extra_limit;     /* (C) E */
+	uint64_t allocated;       /* (L) frames charged now, G-part + extra */
+	uint64_t extra_allocated; /* (L) of which extra */
 };
 
 /* What admission does when a new task's guarantee does not fit. */

@@ -7,7 +7,7 @@
  * a dense run of frames costs 16 bytes per frame plus 1/64 of a leaf header.
  * Empty leaves and interior nodes are freed as the last entry under them
  * goes. Plain data: no I/O, no locks; the container's owner (the pmd loop
- * thread) is the only user.
+ * thread) is the only user: lock key (L).
  *
  * Two-step insertion keeps request handling decode-then-invoke:
  * pmd_ftab_reserve() allocates the nodes on a key's path (it may fail and
@@ -42,9 +42,9 @@ struct pmd_frame {
 _Static_assert(sizeof(struct pmd_frame) == 16, "16 bytes a frame");
 
 struct pmd_ftab {
-	void *root;      /* leaf when height == 1, interior node above */
-	unsigned height; /* 0: empty; levels of nodes, leaves included */
-	uint64_t count;  /* present entries */
+	void *root;      /* (L) leaf when height == 1, interior node above */
+	unsigned height; /* (L) 0: empty; levels of nodes, leaves included */
+	uint64_t count;  /* (L) present entries */
 };
 
 void pmd_ftab_init(struct pmd_ftab *t);

@@ -3,7 +3,8 @@
  * in use and how many virtual frames share each (copy-on-write).
  *
  * Plain data, no I/O: the segment module pairs it with the memory. A slot is
- * free exactly when its reference count is zero.
+ * free exactly when its reference count is zero. Lock key: (L) the pmd
+ * loop thread.
  */
 #ifndef PMD_SLOTS_H
 #define PMD_SLOTS_H
@@ -14,10 +15,10 @@
 #define PMD_SEG_SLOTS 512u /* 512 x 4 KiB = 2 MiB, one huge page */
 
 struct pmd_slots {
-	uint64_t used_map[PMD_SEG_SLOTS / 64]; /* bit set: slot in use */
-	uint16_t ref[PMD_SEG_SLOTS];          /* frames sharing the slot */
-	uint32_t used;                        /* slots in use */
-	uint32_t hint;                        /* where the next search starts */
+	uint64_t used_map[PMD_SEG_SLOTS / 64]; /* (L) bit set: slot in use */
+	uint16_t ref[PMD_SEG_SLOTS];          /* (L) frames sharing the slot */
+	uint32_t used;                        /* (L) slots in use */
+	uint32_t hint;                        /* (L) where the next search starts */
 };
 
 void pmd_slots_init(struct pmd_slots *s);

@@ -14,7 +14,8 @@
  * Parsing (pmd_cluster_parse) does no I/O beyond the text it is given, so
  * the unit tests drive it; loading (pmd_cluster_load) reads the file and
  * the secret. Every error names the file and line or key; nothing is
- * half-filled on failure.
+ * half-filled on failure. Lock key: (C) filled once at start, then read
+ * only.
  */
 #ifndef PMD_CLUSTER_CONF_H
 #define PMD_CLUSTER_CONF_H
@@ -29,19 +30,20 @@
 #define PMD_SECRET_MAX        256     /* bytes read from the secret file */
 
 struct pmd_cluster_node {
-	pm_node_t id;                 /* 1 .. 65534 */
-	char host[256];               /* name or address, brackets removed */
-	char port[6];                 /* 1 .. 65535, digits */
+	pm_node_t id;                 /* (C) 1 .. 65534 */
+	char host[256];               /* (C) name or address, brackets removed */
+	char port[6];                 /* (C) 1 .. 65535, digits */
 };
 
 struct pmd_cluster_conf {
-	char secret_file[4096];       /* resolved against the file's directory */
-	char provider[64];            /* "" : the fabric default */
-	uint32_t heartbeat_ms, suspect_ms, down_ms;
-	struct pmd_cluster_node nodes[PMD_CLUSTER_NODES_MAX]; /* by id */
-	unsigned nnodes;
-	uint8_t secret[PMD_SECRET_MAX];
-	size_t secret_len;            /* 0 until loaded */
+	char secret_file[4096];       /* (C) resolved against the file's
+	                               * directory */
+	char provider[64];            /* (C) "" : the fabric default */
+	uint32_t heartbeat_ms, suspect_ms, down_ms; /* (C) failure detector */
+	struct pmd_cluster_node nodes[PMD_CLUSTER_NODES_MAX]; /* (C) by id */
+	unsigned nnodes;              /* (C) */
+	uint8_t secret[PMD_SECRET_MAX]; /* (C) the cluster secret */
+	size_t secret_len;            /* (C) 0 until loaded */
 };
 
 /* Parses the text of a cluster file named `path` (for messages and for

@@ -33,39 +33,39 @@
 #include "node_proto.h"
 
 struct pmd_mb_peer {
-	pm_node_t id;
-	int state;                    /* PM_NODE_* */
-	uint64_t inc;                 /* its incarnation once authenticated */
-	uint64_t last_heard_ms;       /* last valid message */
-	uint64_t next_chal_ms;        /* when to challenge again */
-	uint8_t chal_nonce[16];       /* our last challenge to it */
-	bool chal_pending;
-	uint8_t resp_nonce[16];       /* our last answer's nonce, for CONF */
-	uint64_t resp_inc;            /* its incarnation in that challenge */
-	bool resp_pending;
-	uint64_t hb_seq_in;           /* highest sequence heard */
-	uint64_t frames_total, frames_free;
-	uint64_t refused;             /* failed authentications */
+	pm_node_t id;                 /* (C) */
+	int state;                    /* (L) PM_NODE_* */
+	uint64_t inc;                 /* (L) its incarnation once authenticated */
+	uint64_t last_heard_ms;       /* (L) last valid message */
+	uint64_t next_chal_ms;        /* (L) when to challenge again */
+	uint8_t chal_nonce[16];       /* (L) our last challenge to it */
+	bool chal_pending;            /* (L) and it is unanswered */
+	uint8_t resp_nonce[16];       /* (L) our last answer's nonce, for CONF */
+	uint64_t resp_inc;            /* (L) its incarnation in that challenge */
+	bool resp_pending;            /* (L) and it is unconfirmed */
+	uint64_t hb_seq_in;           /* (L) highest sequence heard */
+	uint64_t frames_total, frames_free; /* (L) as its heartbeats say */
+	uint64_t refused;             /* (L) failed authentications */
 };
 
 struct pmd_mb {
-	pm_node_t self;
-	uint64_t inc;                 /* ours */
-	uint8_t secret[PMD_SECRET_MAX];
-	size_t secret_len;
-	uint32_t heartbeat_ms, suspect_ms, down_ms;
-	uint64_t hb_seq;              /* our heartbeats */
-	uint64_t next_hb_ms;
-	unsigned npeers;
-	struct pmd_mb_peer peers[PMD_CLUSTER_NODES_MAX];
+	pm_node_t self;               /* (C) */
+	uint64_t inc;                 /* (C) ours */
+	uint8_t secret[PMD_SECRET_MAX]; /* (C) the cluster secret */
+	size_t secret_len;            /* (C) */
+	uint32_t heartbeat_ms, suspect_ms, down_ms; /* (C) */
+	uint64_t hb_seq;              /* (L) our heartbeats */
+	uint64_t next_hb_ms;          /* (L) when the next one goes */
+	unsigned npeers;              /* (C) */
+	struct pmd_mb_peer peers[PMD_CLUSTER_NODES_MAX]; /* (L) */
 	/* What the daemon sends: filled by the calls below, drained by it. */
 	struct pmd_mb_out {
 		pm_node_t to;
 		struct pmd_mb_msg msg;
-	} out[2 * PMD_CLUSTER_NODES_MAX];
-	unsigned nout;
+	} out[2 * PMD_CLUSTER_NODES_MAX];               /* (L) */
+	unsigned nout;                /* (L) */
 	/* Our own frames, for heartbeats (the daemon keeps them current). */
-	uint64_t frames_total, frames_free;
+	uint64_t frames_total, frames_free;             /* (L) */
 };
 
 /* Every node but self is a peer, down. inc must grow across restarts. */
