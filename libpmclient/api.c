@@ -1,0 +1,461 @@
+/*
+ * api.c - the calls of pm.h that are one request each (or a loop of
+ * them): tasks, containers, frames, reads, writes and copies, sharing,
+ * locks, the cluster, and the debug calls.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+
+error_t pm_task_stat(pm_t *pm, struct pm_task_stat *st)
+{
+	struct pm_task_stat_rep rep;
+	error_t err;
+
+	if (!st)
+		return EINVAL;
+	err = pmc_call(pm, PM_MSG_TASK_STAT, NULL, 0, &rep, sizeof(rep), NULL);
+	if (err)
+		return err;
+	memset(st, 0, sizeof(*st));
+	st->task = rep.task;
+	st->guaranteed = rep.guaranteed;
+	st->extra_limit = rep.extra_limit;
+	st->allocated = rep.allocated;
+	st->extra_allocated = rep.extra_allocated;
+	st->containers = rep.containers;
+	st->uid = rep.uid;
+	st->pid = rep.pid;
+	return 0;
+}
+
+error_t pm_container_create(pm_t *pm, container_t *container)
+{
+	struct pm_handle_rep rep;
+	error_t err;
+
+	if (!container)
+		return EINVAL;
+	err = pmc_call(pm, PM_MSG_CREATE, NULL, 0, &rep, sizeof(rep), NULL);
+	if (!err)
+		*container = rep.handle;
+	return err;
+}
+
+error_t pm_container_destroy(pm_t *pm, container_t container)
+{
+	error_t err = pmc_call_handle(pm, PM_MSG_DESTROY, container);
+
+	if (!err) {
+		pthread_mutex_lock(&pm->lock);
+		pmc_hview_set(pm, container, NULL);
+		pthread_mutex_unlock(&pm->lock);
+	}
+	return err;
+}
+
+error_t pm_container_stat(pm_t *pm, container_t container,
+			  struct pm_container_stat *st)
+{
+	struct pm_handle_req req = { .handle = container };
+	struct pm_stat_rep rep;
+	error_t err;
+
+	if (!st)
+		return EINVAL;
+	err = pmc_call(pm, PM_MSG_STAT, &req, sizeof(req), &rep, sizeof(rep), NULL);
+	if (err)
+		return err;
+	memset(st, 0, sizeof(*st));
+	st->home = rep.home;
+	st->frames = rep.frames;
+	st->resident = rep.resident;
+	st->remote = rep.remote;
+	st->swapped = rep.swapped;
+	st->cow = rep.cow;
+	st->locked_ms_left = rep.locked_ms_left;
+	return 0;
+}
+
+error_t pm_container_set_policy(pm_t *pm, container_t container, int policy,
+				pm_node_t node)
+{
+	struct pm_policy_req req = { .handle = container,
+				     .policy = (uint32_t)policy, .node = node };
+
+	if (policy < 0)
+		return EINVAL;
+	return pmc_call(pm, PM_MSG_SET_POLICY, &req, sizeof(req), NULL, 0, NULL);
+}
+
+error_t pm_container_share(pm_t *pm, container_t container, pm_task_t remote,
+			   container_t *weak_ref)
+{
+	struct pm_share_req req = { .handle = container, .task = remote };
+	struct pm_handle_rep rep;
+	error_t err;
+
+	if (!weak_ref)
+		return EINVAL;
+	err = pmc_call(pm, PM_MSG_SHARE, &req, sizeof(req), &rep, sizeof(rep), NULL);
+	if (!err)
+		*weak_ref = rep.handle;
+	return err;
+}
+
+error_t pm_cap_export(pm_t *pm, container_t ref, pm_cap_token_t *token)
+{
+	struct pm_handle_req req = { .handle = ref };
+	struct pm_token rep;
+	error_t err;
+
+	if (!token)
+		return EINVAL;
+	err = pmc_call(pm, PM_MSG_EXPORT, &req, sizeof(req), &rep, sizeof(rep), NULL);
+	if (!err)
+		memcpy(token->bytes, rep.bytes, sizeof(token->bytes));
+	return err;
+}
+
+error_t pm_cap_import(pm_t *pm, const pm_cap_token_t *token, container_t *ref)
+{
+	struct pm_token req;
+	struct pm_handle_rep rep;
+	error_t err;
+
+	if (!token || !ref)
+		return EINVAL;
+	memcpy(req.bytes, token->bytes, sizeof(req.bytes));
+	err = pmc_call(pm, PM_MSG_IMPORT, &req, sizeof(req), &rep, sizeof(rep), NULL);
+	if (!err)
+		*ref = rep.handle;
+	return err;
+}
+
+error_t pm_container_unshare(pm_t *pm, container_t container, pm_task_t remote)
+{
+	struct pm_share_req req = { .handle = container, .task = remote };
+
+	return pmc_call(pm, PM_MSG_UNSHARE, &req, sizeof(req), NULL, 0, NULL);
+}
+
+error_t pm_cap_release(pm_t *pm, container_t ref)
+{
+	error_t err = pmc_call_handle(pm, PM_MSG_RELEASE, ref);
+
+	if (!err) {
+		pthread_mutex_lock(&pm->lock);
+		pmc_hview_set(pm, ref, NULL);
+		pthread_mutex_unlock(&pm->lock);
+	}
+	return err;
+}
+
+error_t pm_container_allocate(pm_t *pm, container_t container, frame_t start,
+			      int *count, int flags)
+{
+	struct pm_alloc_req req = { .handle = container, .start = start,
+				    .flags = (uint32_t)flags };
+	struct pm_alloc_rep rep = { 0 };
+	struct pmc_rpc r = { .type = PM_MSG_ALLOCATE, .req = &req,
+			 .req_len = sizeof(req), .body = &rep,
+			 .body_max = sizeof(rep) };
+	error_t err;
+
+	if (!pm || !count)
+		return EINVAL;
+	if (*count <= 0) {
+		*count = 0;
+		return EINVAL;
+	}
+	req.count = (uint32_t)*count;
+	pthread_mutex_lock(&pm->lock);
+	err = pmc_rpc(pm, &r);
+	if (r.body_len == sizeof(rep)) {
+		*count = (int)rep.count; /* written on error too */
+	} else {
+		*count = 0;
+		if (!err || err != ECONNRESET) {
+			pm->broken = true;
+			err = err == ECONNRESET ? err : EPROTO;
+		}
+	}
+	pthread_mutex_unlock(&pm->lock);
+	return err;
+}
+
+error_t pm_container_deallocate(pm_t *pm, container_t container, frame_t start,
+				int count)
+{
+	struct pm_dealloc_req req = { .handle = container, .start = start,
+				      .count = (uint32_t)count };
+
+	if (count <= 0)
+		return EINVAL;
+	return pmc_call(pm, PM_MSG_DEALLOCATE, &req, sizeof(req), NULL, 0, NULL);
+}
+
+/* Splits a transfer into io_max pieces; offsets count from `frame`. */
+error_t pm_container_read(pm_t *pm, container_t container, frame_t frame,
+			  size_t offset, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	if (!pm || (!buf && len))
+		return EINVAL;
+	if (len == 0)
+		return 0;
+	if (offset > UINT64_MAX - len)
+		return EINVAL;
+	while (len) {
+		uint32_t n = len > pm->io_max ? pm->io_max : (uint32_t)len;
+		struct pm_io_req req = { .handle = container, .frame = frame,
+					 .offset = offset, .len = n,
+					 .flags = pm->win ? PM_IO_WINDOW : 0 };
+		struct pmc_rpc r = { .type = PM_MSG_READ, .req = &req,
+				 .req_len = sizeof(req), .body = p,
+				 .body_max = n };
+		error_t err;
+
+		pthread_mutex_lock(&pm->lock);
+		err = pmc_rpc(pm, &r);
+		/* In the reply, or (no body) in the window. */
+		if (!err && r.body_len == 0 && pm->win)
+			memcpy(p, pm->win, n);
+		else if (!err && r.body_len != n) {
+			pm->broken = true;
+			err = EPROTO;
+		}
+		pthread_mutex_unlock(&pm->lock);
+		if (err)
+			return err;
+		p += n;
+		offset += n;
+		len -= n;
+	}
+	return 0;
+}
+
+error_t pm_container_write(pm_t *pm, container_t container, frame_t frame,
+			   size_t offset, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	if (!pm || (!buf && len))
+		return EINVAL;
+	if (len == 0)
+		return 0;
+	if (offset > UINT64_MAX - len)
+		return EINVAL;
+	while (len) {
+		uint32_t n = len > pm->io_max ? pm->io_max : (uint32_t)len;
+		struct pm_io_req req = { .handle = container, .frame = frame,
+					 .offset = offset, .len = n };
+		struct pmc_rpc r = { .type = PM_MSG_WRITE, .req = &req,
+				 .req_len = sizeof(req), .data = p,
+				 .data_len = n };
+		error_t err;
+
+		pthread_mutex_lock(&pm->lock);
+		if (pm->win) { /* the bytes go through the window */
+			memcpy(pm->win, p, n);
+			req.flags = PM_IO_WINDOW;
+			r.data = NULL;
+			r.data_len = 0;
+		}
+		err = pmc_rpc(pm, &r);
+		pthread_mutex_unlock(&pm->lock);
+		if (err)
+			return err;
+		p += n;
+		offset += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* One frame's bytes from src to dst: ENOENT (src missing) or ENOMEM
+ * (dst missing) name the frame as a copy does. */
+static error_t copy_frame(pm_t *pm, container_t src, frame_t sf,
+			  container_t dst, frame_t df, uint8_t *buf,
+			  frame_t *frame_error)
+{
+	error_t err = pm_container_read(pm, src, sf, 0, buf, PM_FRAME_SIZE);
+
+	if (err) {
+		if (err == ENOENT && frame_error)
+			*frame_error = sf;
+		return err;
+	}
+	err = pm_container_write(pm, dst, df, 0, buf, PM_FRAME_SIZE);
+	if (err == ENOENT) {
+		if (frame_error)
+			*frame_error = df;
+		return ENOMEM;
+	}
+	return err;
+}
+
+/*
+ * A copy between containers of different homes (the pmd answered EXDEV):
+ * no frame can be shared across nodes, so the bytes are copied, in
+ * pieces of PM_IO_MAX in frame order. A piece that fails is done again
+ * frame by frame, so that the error is the one of the first frame that
+ * stops it and the frames before it are copied, as for any copy. The
+ * containers differ, so the ranges cannot overlap.
+ */
+static error_t copy_bytes(pm_t *pm, container_t src, frame_t src_start,
+			  container_t dst, frame_t dst_start, uint32_t count,
+			  frame_t *frame_error)
+{
+	const uint32_t per = PM_IO_MAX / PM_FRAME_SIZE;
+	uint8_t *buf = malloc(PM_IO_MAX);
+	error_t err = 0;
+
+	if (!buf)
+		return ENOMEM;
+	for (uint32_t k = 0; k < count && !err; k += per) {
+		uint32_t n = count - k < per ? count - k : per;
+		size_t len = (size_t)n * PM_FRAME_SIZE;
+
+		if (!pm_container_read(pm, src, src_start + k, 0, buf, len) &&
+		    !pm_container_write(pm, dst, dst_start + k, 0, buf, len))
+			continue;
+		for (uint32_t j = 0; j < n && !err; j++)
+			err = copy_frame(pm, src, src_start + k + j, dst,
+					 dst_start + k + j, buf, frame_error);
+	}
+	free(buf);
+	return err;
+}
+
+error_t pm_container_copy(pm_t *pm, container_t src, frame_t src_start,
+			  container_t dst, frame_t dst_start, int count,
+			  int flags, frame_t *frame_error)
+{
+	struct pm_copy_req req = { .src = src, .src_start = src_start,
+				   .dst = dst, .dst_start = dst_start,
+				   .count = (uint32_t)count,
+				   .flags = (uint32_t)flags };
+	uint64_t culprit = 0;
+	error_t err;
+
+	if (count <= 0)
+		return EINVAL;
+	err = pmc_call(pm, PM_MSG_COPY, &req, sizeof(req), NULL, 0, &culprit);
+	if (err == EXDEV)
+		return copy_bytes(pm, src, src_start, dst, dst_start,
+				  (uint32_t)count, frame_error);
+	if ((err == ENOENT || err == ENOMEM) && frame_error)
+		*frame_error = culprit;
+	return err;
+}
+
+error_t pm_container_lock(pm_t *pm, container_t container, unsigned int msec)
+{
+	struct pm_lock_req req = { .handle = container, .msec = msec };
+
+	return pmc_call(pm, PM_MSG_LOCK, &req, sizeof(req), NULL, 0, NULL);
+}
+
+error_t pm_container_unlock(pm_t *pm, container_t container)
+{
+	return pmc_call_handle(pm, PM_MSG_UNLOCK, container);
+}
+
+error_t pm_set_reclaim_handler(pm_t *pm, pm_reclaim_fn fn, void *arg)
+{
+	if (!pm)
+		return EINVAL;
+	pthread_mutex_lock(&pm->lock);
+	pm->reclaim_fn = fn;
+	pm->reclaim_arg = arg;
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
+}
+
+error_t pm_nodes(pm_t *pm, struct pm_node_info *nodes, int *count)
+{
+	uint8_t buf[sizeof(struct pm_nodes_rep) +
+		    PM_NODES_MAX * sizeof(struct pm_node_entry)];
+	const struct pm_nodes_rep *rep = (const void *)buf;
+	const struct pm_node_entry *e = (const void *)(rep + 1);
+	struct pmc_rpc r = { .type = PM_MSG_NODES, .body = buf,
+			 .body_max = sizeof(buf) };
+	error_t err;
+
+	if (!pm || !count || *count < 0 || (*count && !nodes))
+		return EINVAL;
+	pthread_mutex_lock(&pm->lock);
+	err = pmc_rpc(pm, &r);
+	if (!err && (r.body_len < sizeof(*rep) || rep->count > PM_NODES_MAX ||
+		     r.body_len != sizeof(*rep) + rep->count * sizeof(*e))) {
+		pm->broken = true;
+		err = EPROTO;
+	}
+	pthread_mutex_unlock(&pm->lock);
+	if (err)
+		return err;
+	for (uint32_t i = 0; i < rep->count && i < (uint32_t)*count; i++) {
+		memset(&nodes[i], 0, sizeof(nodes[i]));
+		nodes[i].id = e[i].id;
+		nodes[i].state = (int)e[i].state;
+		nodes[i].frames_total = e[i].frames_total;
+		nodes[i].frames_free = e[i].frames_free;
+		nodes[i].incarnation = e[i].incarnation;
+		memcpy(nodes[i].address, e[i].address, sizeof(nodes[i].address));
+		nodes[i].address[sizeof(nodes[i].address) - 1] = 0;
+	}
+	*count = (int)rep->count;
+	return 0;
+}
+
+error_t pm_debug_stat(pm_t *pm, struct pm_debug_stat *st)
+{
+	struct pm_debug_rep rep;
+	error_t err;
+
+	if (!st)
+		return EINVAL;
+	err = pmc_call(pm, PM_MSG_DEBUG_STAT, NULL, 0, &rep, sizeof(rep), NULL);
+	if (err)
+		return err;
+	memset(st, 0, sizeof(*st));
+	st->tasks = rep.tasks;
+	st->containers = rep.containers;
+	st->frames = rep.frames;
+	st->charged = rep.charged;
+	st->slots_used = rep.slots_used;
+	st->segments = rep.segments;
+	st->frames_total = rep.frames_total;
+	st->frames_free = rep.frames_free;
+	st->invariant_ok = rep.invariant_ok;
+	st->requests = rep.requests;
+	return 0;
+}
+
+error_t pm_debug_move(pm_t *pm, container_t container, frame_t frame)
+{
+	struct pm_move_req req = { .handle = container, .frame = frame };
+
+	return pmc_call(pm, PM_MSG_MOVE, &req, sizeof(req), NULL, 0, NULL);
+}
+
+int pm_debug_follows(pm_t *pm)
+{
+	return pm && pmc_follow_on(&pm->follow);
+}
+
+error_t pm_debug_ping(pm_t *pm, pm_node_t node, uint64_t *rtt_ns)
+{
+	struct pm_ping_req req = { .node = node };
+	struct pm_ping_rep rep;
+	error_t err = pmc_call(pm, PM_MSG_PING_NODE, &req, sizeof(req), &rep,
+			   sizeof(rep), NULL);
+
+	if (!err && rtt_ns)
+		*rtt_ns = rep.rtt_ns;
+	return err;
+}

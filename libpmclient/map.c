@@ -1,0 +1,172 @@
+/*
+ * map.c - maps through the pmd: a region of address space reserved, then
+ * each run of slots the pmd answers mapped MAP_FIXED from its segment
+ * (whose descriptor comes once per segment), in requests of map_max
+ * frames; and unmap.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "client.h"
+
+/* Maps frames start.. into region: one MAP exchange; *done frames mapped.
+ * Must hold pm->lock. */
+static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
+			 uint32_t count, int flags, uint8_t *region,
+			 uint32_t *done, uint32_t *granted)
+{
+	struct pm_map_req req = { .handle = c, .start = start, .count = count,
+				  .flags = (uint32_t)flags };
+	int fds[PM_MAP_FDS_MAX + 1];
+	struct pmc_rpc r = { .type = PM_MSG_MAP, .req = &req, .req_len = sizeof(req),
+			 .body = pm->tx, .body_max = sizeof(pm->tx),
+			 .fds = fds, .fds_max = PM_MAP_FDS_MAX + 1 };
+	const struct pm_map_rep *rep = (const struct pm_map_rep *)pm->tx;
+	const struct pm_map_run *runs;
+	const uint8_t *ids;
+	uint64_t covered = 0;
+	error_t err;
+
+	/* The reply body lands in tx, free once the request is sent. */
+	static_assert(sizeof(((struct pm *)0)->tx) >= PM_MSG_MAX, "tx size");
+	err = pmc_rpc(pm, &r);
+	if (err)
+		return err;
+	if (r.body_len < sizeof(*rep) || rep->nruns > PM_MAP_MAX ||
+	    rep->nsegs > PM_MAP_FDS_MAX ||
+	    r.body_len != sizeof(*rep) + rep->nruns * sizeof(struct pm_map_run) +
+				  rep->nsegs * sizeof(uint64_t) ||
+	    rep->view_fd > 1 || r.nfds != rep->nsegs + rep->view_fd ||
+	    rep->done == 0 || rep->done > count)
+		goto proto;
+	runs = (const struct pm_map_run *)(rep + 1);
+	ids = (const uint8_t *)(runs + rep->nruns);
+	if (rep->view) {
+		struct pmc_view *v = pmc_view_add(pm, rep->view,
+					      rep->view_fd ? fds[rep->nsegs] : -1);
+		if (rep->view_fd)
+			fds[rep->nsegs] = -1;
+		pmc_hview_set(pm, c, v);
+	}
+	for (uint32_t i = 0; i < rep->nsegs; i++) {
+		uint64_t id;
+		memcpy(&id, ids + i * sizeof(id), sizeof(id));
+		err = pmc_seg_add(pm, id, fds[i]);
+		fds[i] = -1;
+		if (err) {
+			for (uint32_t k = i + 1; k < r.nfds; k++)
+				if (fds[k] >= 0)
+					close(fds[k]);
+			return err;
+		}
+	}
+	for (uint32_t i = 0; i < rep->nruns; i++) {
+		const struct pm_map_run *run = &runs[i];
+		struct pmc_seg *g = pmc_seg_get(pm, run->segment);
+		int prot = PROT_READ;
+		int fd;
+
+		if (!g) {
+			/* The fault thread may have it: a moved frame's
+			 * new segment comes to it, not to this session. */
+			fd = pmc_follow_seg_dup(&pm->follow, run->segment);
+			if (fd >= 0 && !pmc_seg_add(pm, run->segment, fd))
+				g = pmc_seg_get(pm, run->segment);
+		}
+		fd = g ? g->fd : -1;
+
+		if (fd < 0 || run->nframes == 0 ||
+		    covered + run->nframes > rep->done)
+			goto proto;
+		if (run->prot & CONT_MAP_WRITE)
+			prot |= PROT_WRITE;
+		if (mmap(region + covered * PM_FRAME_SIZE,
+			 (size_t)run->nframes * PM_FRAME_SIZE, prot,
+			 MAP_SHARED | MAP_FIXED, fd,
+			 (off_t)run->slot * PM_FRAME_SIZE) == MAP_FAILED)
+			return errno;
+		err = pmc_follow_add(&pm->follow, region + covered * PM_FRAME_SIZE,
+				     (size_t)run->nframes * PM_FRAME_SIZE,
+				     run->segment, run->slot, prot, c,
+				     start + covered);
+		if (err)
+			return err;
+		covered += run->nframes;
+	}
+	if (covered != rep->done)
+		goto proto;
+	*done = rep->done;
+	*granted &= rep->granted;
+	return 0;
+proto:
+	for (uint32_t i = 0; i < r.nfds; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	pm->broken = true;
+	return EPROTO;
+}
+
+error_t pm_container_map(pm_t *pm, container_t container, frame_t start,
+			 int nr_frames, int flags, void **addr, int *granted)
+{
+	uint32_t got = CONT_MAP_READ | CONT_MAP_WRITE | CONT_MAP_FORCE_WRITE;
+	uint64_t mapped = 0;
+	size_t size;
+	uint8_t *region;
+	error_t err = 0;
+
+	if (!pm || !addr || nr_frames <= 0)
+		return EINVAL;
+	if (start > UINT64_MAX - (uint64_t)(nr_frames - 1))
+		return EINVAL;
+	if (pm->fastpath &&
+	    pmc_map_fast(pm, container, start, nr_frames, flags, addr, granted))
+		return 0;
+	size = (size_t)nr_frames * PM_FRAME_SIZE;
+	region = mmap(NULL, size, PROT_NONE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (region == MAP_FAILED)
+		return errno;
+
+	pthread_mutex_lock(&pm->lock);
+	while (mapped < (uint64_t)nr_frames) {
+		uint64_t left = (uint64_t)nr_frames - mapped;
+		uint32_t chunk = left > pm->map_max ? pm->map_max : (uint32_t)left;
+		uint32_t done = 0;
+
+		err = map_chunk(pm, container, start + mapped, chunk, flags,
+				region + mapped * PM_FRAME_SIZE, &done, &got);
+		if (err)
+			break;
+		mapped += done;
+	}
+	pthread_mutex_unlock(&pm->lock);
+	if (err) {
+		pmc_follow_forget(&pm->follow, region, size);
+		munmap(region, size);
+		return err;
+	}
+	got &= CONT_MAP_READ | CONT_MAP_WRITE;
+	if (!(flags & CONT_MAP_WRITE))
+		got &= ~(uint32_t)CONT_MAP_WRITE;
+	*addr = region;
+	if (granted)
+		*granted = (int)got;
+	return 0;
+}
+
+error_t pm_container_unmap(pm_t *pm, void *addr, int nr_frames)
+{
+	if (!pm || !addr || nr_frames <= 0 ||
+	    (uintptr_t)addr % PM_FRAME_SIZE)
+		return EINVAL;
+	if (pmc_in_segment_view(pm, addr))
+		return 0;
+	pmc_follow_forget(&pm->follow, addr, (size_t)nr_frames * PM_FRAME_SIZE);
+	if (munmap(addr, (size_t)nr_frames * PM_FRAME_SIZE) < 0)
+		return errno;
+	return 0;
+}
