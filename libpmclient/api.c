@@ -160,8 +160,8 @@ error_t pm_container_allocate(pm_t *pm, container_t container, frame_t start,
 				    .flags = (uint32_t)flags };
 	struct pm_alloc_rep rep = { 0 };
 	struct pmc_rpc r = { .type = PM_MSG_ALLOCATE, .req = &req,
-			 .req_len = sizeof(req), .body = &rep,
-			 .body_max = sizeof(rep) };
+			     .req_len = sizeof(req), .body = &rep,
+			     .body_max = sizeof(rep) };
 	error_t err;
 
 	if (!pm || !count)
@@ -215,8 +215,8 @@ error_t pm_container_read(pm_t *pm, container_t container, frame_t frame,
 					 .offset = offset, .len = n,
 					 .flags = pm->win ? PM_IO_WINDOW : 0 };
 		struct pmc_rpc r = { .type = PM_MSG_READ, .req = &req,
-				 .req_len = sizeof(req), .body = p,
-				 .body_max = n };
+				     .req_len = sizeof(req), .body = p,
+				     .body_max = n };
 		error_t err;
 
 		pthread_mutex_lock(&pm->lock);
@@ -254,8 +254,8 @@ error_t pm_container_write(pm_t *pm, container_t container, frame_t frame,
 		struct pm_io_req req = { .handle = container, .frame = frame,
 					 .offset = offset, .len = n };
 		struct pmc_rpc r = { .type = PM_MSG_WRITE, .req = &req,
-				 .req_len = sizeof(req), .data = p,
-				 .data_len = n };
+				     .req_len = sizeof(req), .data = p,
+				     .data_len = n };
 		error_t err;
 
 		pthread_mutex_lock(&pm->lock);
@@ -383,7 +383,7 @@ error_t pm_nodes(pm_t *pm, struct pm_node_info *nodes, int *count)
 	const struct pm_nodes_rep *rep = (const void *)buf;
 	const struct pm_node_entry *e = (const void *)(rep + 1);
 	struct pmc_rpc r = { .type = PM_MSG_NODES, .body = buf,
-			 .body_max = sizeof(buf) };
+			     .body_max = sizeof(buf) };
 	error_t err;
 
 	if (!pm || !count || *count < 0 || (*count && !nodes))
@@ -453,7 +453,7 @@ error_t pm_debug_ping(pm_t *pm, pm_node_t node, uint64_t *rtt_ns)
 	struct pm_ping_req req = { .node = node };
 	struct pm_ping_rep rep;
 	error_t err = pmc_call(pm, PM_MSG_PING_NODE, &req, sizeof(req), &rep,
-			   sizeof(rep), NULL);
+			       sizeof(rep), NULL);
 
 	if (!err && rtt_ns)
 		*rtt_ns = rep.rtt_ns;

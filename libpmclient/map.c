@@ -5,12 +5,104 @@
  * frames; and unmap.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "client.h"
+
+/* Whether a MAP reply (len bytes, nfds descriptors) is one for count
+ * frames. */
+static bool map_reply_ok(const struct pm_map_rep *rep, uint32_t len,
+			 uint32_t nfds, uint32_t count)
+{
+	return len >= sizeof(*rep) && rep->nruns <= PM_MAP_MAX &&
+	       rep->nsegs <= PM_MAP_FDS_MAX &&
+	       len == sizeof(*rep) + rep->nruns * sizeof(struct pm_map_run) +
+		      rep->nsegs * sizeof(uint64_t) &&
+	       rep->view_fd <= 1 && nfds == rep->nsegs + rep->view_fd &&
+	       rep->done != 0 && rep->done <= count;
+}
+
+/* Takes the container's view and the segments' descriptors the reply
+ * brought (fds[i] is -1 once taken); the rest are closed on error. */
+static error_t map_take_fds(struct pm *pm, container_t c,
+			    const struct pm_map_rep *rep, int *fds,
+			    uint32_t nfds)
+{
+	const struct pm_map_run *runs = (const struct pm_map_run *)(rep + 1);
+	const uint8_t *ids = (const uint8_t *)(runs + rep->nruns);
+
+	if (rep->view) {
+		struct pmc_view *v = pmc_view_add(pm, rep->view, rep->view_fd ?
+						  fds[rep->nsegs] : -1);
+		if (rep->view_fd)
+			fds[rep->nsegs] = -1;
+		pmc_hview_set(pm, c, v);
+	}
+	for (uint32_t i = 0; i < rep->nsegs; i++) {
+		uint64_t id;
+		error_t err;
+
+		memcpy(&id, ids + i * sizeof(id), sizeof(id));
+		err = pmc_seg_add(pm, id, fds[i]);
+		fds[i] = -1;
+		if (err) {
+			pmc_close_fds(fds + i + 1, nfds - i - 1);
+			return err;
+		}
+	}
+	return 0;
+}
+
+/* Our descriptor of segment seg, or -1. The fault thread may have it: a
+ * moved frame's new segment comes to it, not to this session. */
+static int map_seg_fd(struct pm *pm, uint64_t seg)
+{
+	struct pmc_seg *g = pmc_seg_get(pm, seg);
+	int fd;
+
+	if (!g) {
+		fd = pmc_follow_seg_dup(&pm->follow, seg);
+		if (fd >= 0 && !pmc_seg_add(pm, seg, fd))
+			g = pmc_seg_get(pm, seg);
+	}
+	return g ? g->fd : -1;
+}
+
+/* Maps the reply's runs into region, each registered to follow its
+ * frames. EPROTO when they do not cover rep->done frames. */
+static error_t map_runs(struct pm *pm, container_t c, frame_t start,
+			const struct pm_map_rep *rep, uint8_t *region)
+{
+	const struct pm_map_run *runs = (const struct pm_map_run *)(rep + 1);
+	uint64_t covered = 0;
+
+	for (uint32_t i = 0; i < rep->nruns; i++) {
+		const struct pm_map_run *run = &runs[i];
+		uint8_t *at = region + covered * PM_FRAME_SIZE;
+		size_t len = (size_t)run->nframes * PM_FRAME_SIZE;
+		int prot = PROT_READ | ((run->prot & CONT_MAP_WRITE) ?
+					PROT_WRITE : 0);
+		int fd = map_seg_fd(pm, run->segment);
+		error_t err;
+
+		if (fd < 0 || run->nframes == 0 ||
+		    covered + run->nframes > rep->done)
+			return EPROTO;
+		if (mmap(at, len, prot, MAP_SHARED | MAP_FIXED, fd,
+			 (off_t)run->slot * PM_FRAME_SIZE) == MAP_FAILED)
+			return errno;
+		err = pmc_follow_add(&pm->follow, at, len, run->segment,
+				     run->slot, prot, c, start + covered);
+		if (err)
+			return err;
+		covered += run->nframes;
+	}
+	return covered == rep->done ? 0 : EPROTO;
+}
 
 /* Maps frames start.. into region: one MAP exchange; *done frames mapped.
  * Must hold pm->lock. */
@@ -21,13 +113,11 @@ static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
 	struct pm_map_req req = { .handle = c, .start = start, .count = count,
 				  .flags = (uint32_t)flags };
 	int fds[PM_MAP_FDS_MAX + 1];
-	struct pmc_rpc r = { .type = PM_MSG_MAP, .req = &req, .req_len = sizeof(req),
-			 .body = pm->tx, .body_max = sizeof(pm->tx),
-			 .fds = fds, .fds_max = PM_MAP_FDS_MAX + 1 };
+	struct pmc_rpc r = { .type = PM_MSG_MAP, .req = &req,
+			     .req_len = sizeof(req), .body = pm->tx,
+			     .body_max = sizeof(pm->tx), .fds = fds,
+			     .fds_max = PM_MAP_FDS_MAX + 1 };
 	const struct pm_map_rep *rep = (const struct pm_map_rep *)pm->tx;
-	const struct pm_map_run *runs;
-	const uint8_t *ids;
-	uint64_t covered = 0;
 	error_t err;
 
 	/* The reply body lands in tx, free once the request is sent. */
@@ -35,78 +125,21 @@ static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
 	err = pmc_rpc(pm, &r);
 	if (err)
 		return err;
-	if (r.body_len < sizeof(*rep) || rep->nruns > PM_MAP_MAX ||
-	    rep->nsegs > PM_MAP_FDS_MAX ||
-	    r.body_len != sizeof(*rep) + rep->nruns * sizeof(struct pm_map_run) +
-				  rep->nsegs * sizeof(uint64_t) ||
-	    rep->view_fd > 1 || r.nfds != rep->nsegs + rep->view_fd ||
-	    rep->done == 0 || rep->done > count)
-		goto proto;
-	runs = (const struct pm_map_run *)(rep + 1);
-	ids = (const uint8_t *)(runs + rep->nruns);
-	if (rep->view) {
-		struct pmc_view *v = pmc_view_add(pm, rep->view,
-					      rep->view_fd ? fds[rep->nsegs] : -1);
-		if (rep->view_fd)
-			fds[rep->nsegs] = -1;
-		pmc_hview_set(pm, c, v);
+	if (!map_reply_ok(rep, r.body_len, r.nfds, count)) {
+		pmc_close_fds(fds, r.nfds);
+		err = EPROTO;
 	}
-	for (uint32_t i = 0; i < rep->nsegs; i++) {
-		uint64_t id;
-		memcpy(&id, ids + i * sizeof(id), sizeof(id));
-		err = pmc_seg_add(pm, id, fds[i]);
-		fds[i] = -1;
-		if (err) {
-			for (uint32_t k = i + 1; k < r.nfds; k++)
-				if (fds[k] >= 0)
-					close(fds[k]);
-			return err;
-		}
-	}
-	for (uint32_t i = 0; i < rep->nruns; i++) {
-		const struct pm_map_run *run = &runs[i];
-		struct pmc_seg *g = pmc_seg_get(pm, run->segment);
-		int prot = PROT_READ;
-		int fd;
-
-		if (!g) {
-			/* The fault thread may have it: a moved frame's
-			 * new segment comes to it, not to this session. */
-			fd = pmc_follow_seg_dup(&pm->follow, run->segment);
-			if (fd >= 0 && !pmc_seg_add(pm, run->segment, fd))
-				g = pmc_seg_get(pm, run->segment);
-		}
-		fd = g ? g->fd : -1;
-
-		if (fd < 0 || run->nframes == 0 ||
-		    covered + run->nframes > rep->done)
-			goto proto;
-		if (run->prot & CONT_MAP_WRITE)
-			prot |= PROT_WRITE;
-		if (mmap(region + covered * PM_FRAME_SIZE,
-			 (size_t)run->nframes * PM_FRAME_SIZE, prot,
-			 MAP_SHARED | MAP_FIXED, fd,
-			 (off_t)run->slot * PM_FRAME_SIZE) == MAP_FAILED)
-			return errno;
-		err = pmc_follow_add(&pm->follow, region + covered * PM_FRAME_SIZE,
-				     (size_t)run->nframes * PM_FRAME_SIZE,
-				     run->segment, run->slot, prot, c,
-				     start + covered);
-		if (err)
-			return err;
-		covered += run->nframes;
-	}
-	if (covered != rep->done)
-		goto proto;
+	if (!err)
+		err = map_take_fds(pm, c, rep, fds, r.nfds);
+	if (!err)
+		err = map_runs(pm, c, start, rep, region);
+	if (err == EPROTO)
+		pm->broken = true; /* the stream cannot be trusted any more */
+	if (err)
+		return err;
 	*done = rep->done;
 	*granted &= rep->granted;
 	return 0;
-proto:
-	for (uint32_t i = 0; i < r.nfds; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	pm->broken = true;
-	return EPROTO;
 }
 
 error_t pm_container_map(pm_t *pm, container_t container, frame_t start,

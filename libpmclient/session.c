@@ -107,7 +107,7 @@ error_t pmc_call(pm_t *pm, uint16_t type, const void *req, uint32_t req_len,
 		 void *body, uint32_t body_len, uint64_t *culprit)
 {
 	struct pmc_rpc r = { .type = type, .req = req, .req_len = req_len,
-			 .body = body, .body_max = body_len };
+			     .body = body, .body_max = body_len };
 	error_t err;
 
 	if (!pm)
@@ -182,7 +182,7 @@ static void window_start(struct pm *pm)
 	struct pm_window_rep rep;
 	int fd = -1;
 	struct pmc_rpc r = { .type = PM_MSG_WINDOW, .body = &rep,
-			 .body_max = sizeof(rep), .fds = &fd, .fds_max = 1 };
+			     .body_max = sizeof(rep), .fds = &fd, .fds_max = 1 };
 	error_t err;
 	void *m;
 
