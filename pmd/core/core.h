@@ -179,7 +179,7 @@ enum {
 	PMD_ARG_ALLOC_FLAGS = 4,
 	/* map(container, start, nr_frames, flags) */
 	PMD_ARG_MAP_COUNT = 3,
-	PMD_ARG_MAP_FLAGS = 5,
+	PMD_ARG_MAP_FLAGS = 4,
 	/* read, write(container, frame, offset, buf, len) */
 	PMD_ARG_IO_OFFSET = 3,        /* also: the range wraps */
 	PMD_ARG_IO_LEN = 5,
@@ -191,13 +191,13 @@ enum {
 	/* share, unshare(container, remote) */
 	PMD_ARG_SHARE_TASK = 2,
 	/* export(ref, token), import(token, ref) */
-	PMD_ARG_EXPORT_REF = 2,
-	PMD_ARG_IMPORT_TOKEN = 2,
+	PMD_ARG_EXPORT_REF = 1,
+	PMD_ARG_IMPORT_TOKEN = 1,
 	/* lock(container, msec) */
 	PMD_ARG_LOCK_MSEC = 2,
 	/* set_policy(container, policy, node) */
-	PMD_ARG_POLICY = 3,
-	PMD_ARG_POLICY_NODE = 4,
+	PMD_ARG_POLICY = 2,
+	PMD_ARG_POLICY_NODE = 3,
 	/* requests with no public call: hello(version, flags),
 	 * attach(task, key), ping(node) */
 	PMD_ARG_HELLO_VERSION = 1,

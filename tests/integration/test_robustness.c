@@ -199,6 +199,105 @@ static void bad_requests_get_error_replies(void **state)
 	check_still_serving();
 }
 
+/* One request on a raw session: its reply's status and culprit, and up
+ * to len bytes of its body into body. */
+static struct pm_reply raw_call(int fd, uint16_t type, const void *req,
+				uint32_t req_len, void *body, size_t len)
+{
+	static uint32_t seq = 1000;
+	uint8_t msg[256], rep[256];
+	struct pm_reply r;
+	ssize_t n;
+
+	assert_true(req_len <= sizeof(msg) - sizeof(struct pm_msg_hdr));
+	pm_msg_hdr_init((struct pm_msg_hdr *)msg, type,
+			(uint32_t)sizeof(struct pm_msg_hdr) + req_len, ++seq);
+	memcpy(msg + sizeof(struct pm_msg_hdr), req, req_len);
+	assert_int_equal(send(fd, msg, sizeof(struct pm_msg_hdr) + req_len, 0),
+			 (ssize_t)(sizeof(struct pm_msg_hdr) + req_len));
+	n = raw_reply(fd, rep, sizeof(rep));
+	assert_true(n >= (ssize_t)PM_REPLY_HDR);
+	memcpy(&r, rep + sizeof(struct pm_msg_hdr), sizeof(r));
+	if (body)
+		memcpy(body, rep + PM_REPLY_HDR,
+		       len < n - PM_REPLY_HDR ? len : n - PM_REPLY_HDR);
+	return r;
+}
+
+/* A reply names its culprit as the public call's argument, counted from
+ * 1 without the session: pm_container_map(pm, container, start,
+ * nr_frames, flags, ...)'s flags are argument 4. */
+static void replies_name_the_culprit_argument(void **state)
+{
+	struct pm_handle_rep h;
+	struct pm_alloc_req alloc;
+	struct pm_map_req map;
+	struct pm_io_req io;
+	struct pm_policy_req pol;
+	struct pm_handle_req href;
+	struct pm_copy_req copy;
+	struct pm_token tok = { .bytes = { 1, 2, 3 } };
+	struct pm_reply r;
+	int fd = raw_connect();
+
+	raw_hello(fd);
+	r = raw_call(fd, PM_MSG_CREATE, NULL, 0, &h, sizeof(h));
+	assert_int_equal(r.status, PM_ST_OK);
+	alloc = (struct pm_alloc_req){ .handle = h.handle, .count = 2 };
+	assert_int_equal(raw_call(fd, PM_MSG_ALLOCATE, &alloc, sizeof(alloc),
+				  NULL, 0).status, PM_ST_OK);
+
+	alloc.flags = 0x80;
+	r = raw_call(fd, PM_MSG_ALLOCATE, &alloc, sizeof(alloc), NULL, 0);
+	assert_int_equal(r.status, PM_ST_BAD_ARGUMENT);
+	assert_int_equal(r.arg, 4); /* (container, start, count, flags) */
+	map = (struct pm_map_req){ .handle = h.handle, .count = 1 };
+	r = raw_call(fd, PM_MSG_MAP, &map, sizeof(map), NULL, 0);
+	assert_int_equal(r.status, PM_ST_BAD_ARGUMENT);
+	assert_int_equal(r.arg, 4); /* (container, start, nr_frames, flags) */
+	map = (struct pm_map_req){ .handle = h.handle, .flags = CONT_MAP_READ };
+	r = raw_call(fd, PM_MSG_MAP, &map, sizeof(map), NULL, 0);
+	assert_int_equal(r.arg, 3);
+	io = (struct pm_io_req){ .handle = h.handle };
+	r = raw_call(fd, PM_MSG_READ, &io, sizeof(io), NULL, 0);
+	assert_int_equal(r.status, PM_ST_BAD_ARGUMENT);
+	assert_int_equal(r.arg, 5); /* (container, frame, offset, buf, len) */
+	pol = (struct pm_policy_req){ .handle = h.handle, .policy = 99 };
+	r = raw_call(fd, PM_MSG_SET_POLICY, &pol, sizeof(pol), NULL, 0);
+	assert_int_equal(r.status, PM_ST_BAD_ARGUMENT);
+	assert_int_equal(r.arg, 2); /* (container, policy, node) */
+	pol = (struct pm_policy_req){ .handle = h.handle,
+				      .policy = PM_PLACE_NODE, .node = 77 };
+	r = raw_call(fd, PM_MSG_SET_POLICY, &pol, sizeof(pol), NULL, 0);
+	assert_int_equal(r.status, PM_ST_NODE_DOWN);
+	assert_int_equal(r.arg, 3);
+	href = (struct pm_handle_req){ .handle = h.handle };
+	r = raw_call(fd, PM_MSG_EXPORT, &href, sizeof(href), NULL, 0);
+	assert_int_equal(r.status, PM_ST_NO_RIGHT);
+	assert_int_equal(r.arg, 1); /* (ref, token): the owner's ref */
+	r = raw_call(fd, PM_MSG_IMPORT, &tok, sizeof(tok), NULL, 0);
+	assert_int_equal(r.status, PM_ST_BAD_ARGUMENT);
+	assert_int_equal(r.arg, 1); /* (token, ref) */
+	copy = (struct pm_copy_req){ .src = h.handle, .dst = h.handle + 1,
+				     .count = 1 };
+	r = raw_call(fd, PM_MSG_COPY, &copy, sizeof(copy), NULL, 0);
+	assert_int_equal(r.status, PM_ST_BAD_HANDLE);
+	assert_int_equal(r.arg, 3); /* (src, src_start, dst, ...) */
+	copy.dst = h.handle;
+	copy.flags = 1;
+	r = raw_call(fd, PM_MSG_COPY, &copy, sizeof(copy), NULL, 0);
+	assert_int_equal(r.arg, 6);
+	/* A missing frame is named by the culprit frame, no argument. */
+	io = (struct pm_io_req){ .handle = h.handle, .frame = 1,
+				 .offset = PM_FRAME_SIZE, .len = 1 };
+	r = raw_call(fd, PM_MSG_READ, &io, sizeof(io), NULL, 0);
+	assert_int_equal(r.status, PM_ST_NO_FRAME);
+	assert_int_equal(r.arg, 0);
+	assert_int_equal(r.culprit, 2);
+	close(fd);
+	check_still_serving();
+}
+
 /* The I/O window: only with one, sealed against resizing, one a
  * session; reads and writes give the same bytes with it or without. */
 static void io_window_misuse(void **state)
@@ -488,6 +587,7 @@ int main(void)
 		cmocka_unit_test(garbage_closes_the_session),
 		cmocka_unit_test(framing_errors_close_the_session),
 		cmocka_unit_test(bad_requests_get_error_replies),
+		cmocka_unit_test(replies_name_the_culprit_argument),
 		cmocka_unit_test(io_window_misuse),
 		cmocka_unit_test(descriptors_sent_to_pmd_are_closed),
 		cmocka_unit_test(task_that_does_not_read_is_dropped),
