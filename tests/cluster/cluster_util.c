@@ -46,7 +46,7 @@ void ct_free_ports(int *ports, int n)
 		close(fds[i]);
 }
 
-static void write_file(const char *path, int mode, const char *text)
+void ct_write_file(const char *path, int mode, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
 
@@ -55,26 +55,35 @@ static void write_file(const char *path, int mode, const char *text)
 	close(fd);
 }
 
+void ct_cluster_file(const char *ini, const char *secret_file,
+		     const int *ports, int n)
+{
+	char text[1024];
+	int len;
+
+	len = snprintf(text, sizeof(text),
+		       "[cluster]\nsecret_file = %s\nheartbeat_ms = %d\n"
+		       "suspect_ms = %d\ndown_ms = %d\n", secret_file,
+		       CT_HEARTBEAT_MS, CT_SUSPECT_MS, CT_DOWN_MS);
+	for (int i = 0; i < n; i++)
+		len += snprintf(text + len, sizeof(text) - (size_t)len,
+				"[node %d]\naddress = 127.0.0.1:%d\n", i + 1,
+				ports[i]);
+	assert_true((size_t)len < sizeof(text));
+	ct_write_file(ini, 0644, text);
+}
+
 void ct_cluster_files(char *dir, char *ini, size_t ini_len, char *key,
 		      size_t key_len, int n)
 {
-	char text[1024];
-	int len, ports[16];
+	int ports[16];
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(ini, ini_len, "%s/cluster.ini", dir);
 	snprintf(key, key_len, "%s/cluster.key", dir);
-	write_file(key, 0600, "a cluster test's own secret, 32+");
-	len = snprintf(text, sizeof(text),
-		       "[cluster]\nsecret_file = cluster.key\nheartbeat_ms = 100\n"
-		       "suspect_ms = 400\ndown_ms = 1200\n");
+	ct_write_file(key, 0600, "a cluster test's own secret, 32+");
 	ct_free_ports(ports, n);
-	for (int i = 0; i < n; i++) {
-		len += snprintf(text + len, sizeof(text) - (size_t)len,
-				"[node %d]\naddress = 127.0.0.1:%d\n", i + 1,
-				ports[i]);
-	}
-	write_file(ini, 0644, text);
+	ct_cluster_file(ini, "cluster.key", ports, n);
 }
 
 void ct_reap(struct pmd_proc *p)
@@ -146,15 +155,29 @@ container_t ct_import(pm_t *owner, container_t c, pm_t *s)
 	return ref;
 }
 
+void ct_start_node(struct pmd_proc *p, int id, const char *ini,
+		   const char *const *extra)
+{
+	static const char *const standard[] = { "--guarantee", "1024", NULL };
+	const char *args[32] = { "--node-id", NULL, "--cluster", ini,
+				 "--memory", "64M" };
+	char sid[16];
+	int n = 6;
+
+	snprintf(sid, sizeof(sid), "%d", id);
+	args[1] = sid;
+	if (!extra)
+		extra = standard;
+	while (*extra && n < 31)
+		args[n++] = *extra++;
+	args[n] = NULL;
+	pmd_proc_start(p, args);
+}
+
 void ct_start_nodes(struct pmd_proc *nodes, int n, const char *ini)
 {
-	for (int i = 0; i < n; i++) {
-		char id[16];
-		snprintf(id, sizeof(id), "%d", i + 1);
-		pmd_proc_start(&nodes[i], (const char *const[]){ "--node-id", id,
-			"--cluster", ini, "--memory", "64M", "--guarantee", "1024",
-			NULL });
-	}
+	for (int i = 0; i < n; i++)
+		ct_start_node(&nodes[i], i + 1, ini, NULL);
 	for (int i = 0; i < n; i++)
 		for (int j = 0; j < n; j++)
 			if (i != j)

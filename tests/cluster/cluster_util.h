@@ -14,13 +14,26 @@
 /* n different TCP ports on 127.0.0.1 nobody listens on (now), n <= 16. */
 void ct_free_ports(int *ports, int n);
 uint64_t ct_now_ms(void);
+/* The failure detector of the cluster files below. */
+#define CT_HEARTBEAT_MS 100
+#define CT_SUSPECT_MS   400
+#define CT_DOWN_MS      1200
+
+void ct_write_file(const char *path, int mode, const char *text);
+/* A cluster file at ini naming nodes 1..n at ports[i] on 127.0.0.1, with
+ * secret_file (relative to ini) and the timings above. */
+void ct_cluster_file(const char *ini, const char *secret_file,
+		     const int *ports, int n);
 /* A fresh directory from the template in dir (…XXXXXX, rewritten), with
  * cluster.key (0600) and cluster.ini naming nodes 1..n on free loopback
- * ports, heartbeats every 100 ms, suspect at 400 ms, down at 1200 ms. */
+ * ports. */
 void ct_cluster_files(char *dir, char *ini, size_t ini_len, char *key,
 		      size_t key_len, int n);
-/* Starts nodes 1..n of the cluster file ini (64 MiB, 1024 guaranteed
- * frames a task) and waits until each sees every other up. */
+/* Starts node id of the cluster file ini (64 MiB), with extra arguments
+ * (NULL-terminated; NULL: 1024 guaranteed frames a task). */
+void ct_start_node(struct pmd_proc *p, int id, const char *ini,
+		   const char *const *extra);
+/* Starts nodes 1..n of ini and waits until each sees every other up. */
 void ct_start_nodes(struct pmd_proc *nodes, int n, const char *ini);
 /* What a test left running is reaped (its logs stay, for a failed test
  * to be read) and the cluster files go. */

@@ -33,26 +33,14 @@
 #include "fabric.h"
 #include "pm_proto.h"
 
-#define HEARTBEAT_MS 100
-#define SUSPECT_MS   400
-#define DOWN_MS      1200
-
 static char dir[] = "/tmp/pmd-cluster-XXXXXX";
 static char ini[300], key[300], ini_bad[300], key_bad[300];
 static struct pmd_proc node[3];
 
-static void write_file(const char *path, int mode, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	close(fd);
-}
-
+/* Two cluster files naming the same three nodes: one with the cluster's
+ * secret, one with another. */
 static int group_setup(void **state)
 {
-	char text[1024];
 	int p[3];
 
 	assert_non_null(mkdtemp(dir));
@@ -61,29 +49,18 @@ static int group_setup(void **state)
 	snprintf(ini_bad, sizeof(ini_bad), "%s/other.ini", dir);
 	snprintf(key_bad, sizeof(key_bad), "%s/other.key", dir);
 	ct_free_ports(p, 3);
-	write_file(key, 0600, "the cluster secret, 32 bytes ok!");
-	write_file(key_bad, 0600, "not the cluster secret at all!!!");
-	for (int bad = 0; bad < 2; bad++) {
-		snprintf(text, sizeof(text),
-			 "[cluster]\nsecret_file = %s\nheartbeat_ms = %d\n"
-			 "suspect_ms = %d\ndown_ms = %d\n"
-			 "[node 1]\naddress = 127.0.0.1:%d\n"
-			 "[node 2]\naddress = 127.0.0.1:%d\n"
-			 "[node 3]\naddress = 127.0.0.1:%d\n",
-			 bad ? "other.key" : "cluster.key", HEARTBEAT_MS,
-			 SUSPECT_MS, DOWN_MS, p[0], p[1], p[2]);
-		write_file(bad ? ini_bad : ini, 0644, text);
-	}
+	ct_write_file(key, 0600, "the cluster secret, 32 bytes ok!");
+	ct_write_file(key_bad, 0600, "not the cluster secret at all!!!");
+	ct_cluster_file(ini, "cluster.key", p, 3);
+	ct_cluster_file(ini_bad, "other.key", p, 3);
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
-	unlink(ini);
-	unlink(key);
 	unlink(ini_bad);
 	unlink(key_bad);
-	rmdir(dir);
+	ct_cluster_down(node, 0, dir, ini, key);
 	return 0;
 }
 
@@ -97,44 +74,19 @@ static int kill_leftovers(void **state)
 
 static void start(int i, const char *file)
 {
-	char id[16];
-
-	snprintf(id, sizeof(id), "%d", i + 1);
-	pmd_proc_start(&node[i], (const char *const[]){ "--node-id", id,
-		"--cluster", file, "--memory", "64M", "--guarantee", "16",
-		"--log-level", "info", NULL });
+	ct_start_node(&node[i], i + 1, file, (const char *const[]){
+		"--guarantee", "16", "--log-level", "info", NULL });
 }
 
 /* What node i says of node `of`. */
 static struct pm_node_info seen(int i, pm_node_t of)
 {
-	struct pm_node_info info[8];
-	int n = 8;
-	pm_t *pm = test_connect(&node[i]);
-
-	assert_int_equal(pm_nodes(pm, info, &n), 0);
-	pm_disconnect(pm);
-	assert_int_equal(n, 3);
-	assert_int_equal(info[0].id, i + 1); /* itself first */
-	for (int k = 0; k < n; k++)
-		if (info[k].id == of)
-			return info[k];
-	fail_msg("node %d does not list node %u", i + 1, of);
-	return info[0];
+	return ct_seen(&node[i], of);
 }
 
-/* Waits until node i sees node `of` in state; returns the ms it took. */
 static uint64_t wait_state(int i, pm_node_t of, int state, uint64_t max_ms)
 {
-	uint64_t t0 = ct_now_ms();
-
-	while (seen(i, of).state != state) {
-		if (ct_now_ms() - t0 > max_ms)
-			fail_msg("node %d never saw node %u in state %d (now %d)",
-				 i + 1, of, state, seen(i, of).state);
-		usleep(20000);
-	}
-	return ct_now_ms() - t0;
+	return ct_wait_state(&node[i], of, state, max_ms);
 }
 
 struct pinger {
@@ -189,12 +141,23 @@ static void nodes_join_fail_and_rejoin(void **state)
 		for (pm_node_t j = 1; j <= 3; j++)
 			if (j != i + 1)
 				wait_state(i, j, PM_NODE_UP, 5000);
+	{
+		/* Each lists itself first, and the other two. */
+		struct pm_node_info info[8];
+		int n = 8;
+		pm_t *pm = test_connect(&node[0]);
+
+		assert_int_equal(pm_nodes(pm, info, &n), 0);
+		pm_disconnect(pm);
+		assert_int_equal(n, 3);
+		assert_int_equal(info[0].id, 1);
+	}
 	me = seen(0, 1);
 	assert_int_equal(me.state, PM_NODE_UP);
 	assert_true(me.incarnation != 0);
 	assert_non_null(strstr(me.address, "127.0.0.1:"));
 	/* Peers' frames come with their heartbeats. */
-	usleep(3 * HEARTBEAT_MS * 1000);
+	usleep(3 * CT_HEARTBEAT_MS * 1000);
 	n3 = seen(0, 3);
 	assert_int_equal(n3.frames_total, (64u << 20) / PM_FRAME_SIZE);
 	assert_true(n3.incarnation != 0);
@@ -217,7 +180,7 @@ static void nodes_join_fail_and_rejoin(void **state)
 	 * trip to it in flight fails by the deadline, and the pmd serves its
 	 * other tasks meanwhile; a task that gave up waiting changes nothing. */
 	ct_kill(&node[2]);
-	t = wait_state(0, 3, PM_NODE_SUSPECT, SUSPECT_MS + 2000);
+	t = wait_state(0, 3, PM_NODE_SUSPECT, CT_SUSPECT_MS + 2000);
 	{
 		struct pinger pg = { .pm = test_connect(&node[0]), .to = 3 };
 		pm_t *other = test_connect(&node[0]);
@@ -235,14 +198,14 @@ static void nodes_join_fail_and_rejoin(void **state)
 		pthread_join(th, NULL);
 		if (pg.err != ETIMEDOUT && pg.err != ENODEV)
 			fail_msg("a round trip to a dead node: %s", strerror(pg.err));
-		assert_true(pg.ms <= DOWN_MS + 1000);
+		assert_true(pg.ms <= CT_DOWN_MS + 1000);
 		test_check(other);
 		pm_disconnect(other);
 		pm_disconnect(pg.pm);
 	}
-	wait_state(0, 3, PM_NODE_DOWN, DOWN_MS + 2000);
-	wait_state(1, 3, PM_NODE_DOWN, DOWN_MS + 2000);
-	assert_true(t <= SUSPECT_MS + 2000);
+	wait_state(0, 3, PM_NODE_DOWN, CT_DOWN_MS + 2000);
+	wait_state(1, 3, PM_NODE_DOWN, CT_DOWN_MS + 2000);
+	assert_true(t <= CT_SUSPECT_MS + 2000);
 	assert_int_equal(seen(0, 2).state, PM_NODE_UP);
 	{
 		pm_t *pm = test_connect(&node[0]);
@@ -277,7 +240,7 @@ static void a_node_without_the_secret_is_refused(void **state)
 
 	start(0, ini);
 	start(1, ini_bad);
-	usleep(4 * DOWN_MS * 1000 / 2);
+	usleep(4 * CT_DOWN_MS * 1000 / 2);
 	assert_int_equal(seen(0, 2).state, PM_NODE_DOWN);
 	assert_int_equal(seen(1, 1).state, PM_NODE_DOWN);
 	fd = open(node[0].log, O_RDONLY);

@@ -196,3 +196,43 @@ struct pm_debug_stat test_check(pm_t *pm)
 	assert_true(st.slots_used <= st.frames);
 	return st;
 }
+
+struct pmd_proc test_pmd;
+const char *const *test_pmd_args;
+
+int test_group_setup(void **state)
+{
+	(void)state;
+	pmd_proc_start(&test_pmd, test_pmd_args);
+	return 0;
+}
+
+int test_group_teardown(void **state)
+{
+	(void)state;
+	pmd_proc_stop(&test_pmd);
+	return 0;
+}
+
+void test_clean(const struct pmd_proc *p)
+{
+	pm_t *pm = test_connect(p);
+	struct pm_debug_stat st = test_check(pm);
+
+	for (int i = 0; i < 300 && st.tasks != 1; i++) {
+		usleep(10000);
+		st = test_check(pm);
+	}
+	assert_int_equal(st.tasks, 1);
+	assert_int_equal(st.containers, 0);
+	assert_int_equal(st.frames, 0);
+	assert_int_equal(st.segments, 0);
+	pm_disconnect(pm);
+}
+
+int test_clean_teardown(void **state)
+{
+	(void)state;
+	test_clean(&test_pmd);
+	return 0;
+}

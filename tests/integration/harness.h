@@ -37,4 +37,21 @@ pm_t *test_connect(const struct pmd_proc *p);
 /* Asserts the pmd's accounting invariant and returns the debug stat. */
 struct pm_debug_stat test_check(pm_t *pm);
 
+/*
+ * The daemon a group of tests shares: a test's main sets test_pmd_args,
+ * then runs its group with test_group_setup and test_group_teardown,
+ * which start and stop test_pmd with those arguments.
+ */
+extern struct pmd_proc test_pmd;
+extern const char *const *test_pmd_args;
+int test_group_setup(void **state);
+int test_group_teardown(void **state);
+/* Nothing is left on p but the checker's session: no other task, no
+ * container, frame or segment (sessions that just hung up may still be
+ * in the pmd's queue: it waits up to 3 s for them), and the books
+ * balance. */
+void test_clean(const struct pmd_proc *p);
+/* test_clean(&test_pmd), as a test's teardown. */
+int test_clean_teardown(void **state);
+
 #endif

@@ -20,48 +20,9 @@
 #define GUARANTEE 1024
 #define EXTRA     512
 
-static struct pmd_proc daemon_proc;
-
-static int group_setup(void **state)
-{
-	pmd_proc_start(&daemon_proc, (const char *const[]){ "--memory", "64M",
-		"--guarantee", "1024", "--extra", "512", NULL });
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	pmd_proc_stop(&daemon_proc);
-	return 0;
-}
-
-/* After each test: no task, container or frame is left behind. */
-static void check_clean(void)
-{
-	pm_t *pm = test_connect(&daemon_proc);
-	struct pm_debug_stat st = test_check(pm);
-
-	/* Sessions that just hung up may still be in the pmd's queue. */
-	for (int i = 0; i < 200 && st.tasks != 1; i++) {
-		usleep(10000);
-		st = test_check(pm);
-	}
-	assert_int_equal(st.tasks, 1);
-	assert_int_equal(st.containers, 0);
-	assert_int_equal(st.frames, 0);
-	assert_int_equal(st.segments, 0);
-	pm_disconnect(pm);
-}
-
-static int test_teardown(void **state)
-{
-	check_clean();
-	return 0;
-}
-
 static void session_identity_and_stats(void **state)
 {
-	pm_t *a = test_connect(&daemon_proc), *b = test_connect(&daemon_proc);
+	pm_t *a = test_connect(&test_pmd), *b = test_connect(&test_pmd);
 	struct pm_task_stat st;
 	pm_task_t ta, tb;
 
@@ -81,7 +42,7 @@ static void session_identity_and_stats(void **state)
 
 static void allocate_map_write_read(void **state)
 {
-	pm_t *pm = test_connect(&daemon_proc);
+	pm_t *pm = test_connect(&test_pmd);
 	container_t c;
 	int count = 8, granted = 0;
 	uint8_t *map;
@@ -128,7 +89,7 @@ static void allocate_map_write_read(void **state)
 
 static void large_transfers_and_maps(void **state)
 {
-	pm_t *pm = test_connect(&daemon_proc);
+	pm_t *pm = test_connect(&test_pmd);
 	enum { FRAMES = 1000 }; /* > one segment, > one map chunk of runs */
 	size_t len = (size_t)FRAMES * PM_FRAME_SIZE;
 	uint8_t *src = malloc(len), *dst = malloc(len), *map;
@@ -158,7 +119,7 @@ static void large_transfers_and_maps(void **state)
 
 static void allocate_stop_rule(void **state)
 {
-	pm_t *pm = test_connect(&daemon_proc);
+	pm_t *pm = test_connect(&test_pmd);
 	struct pm_container_stat cs;
 	container_t c;
 	int count;
@@ -205,7 +166,7 @@ static void allocate_stop_rule(void **state)
  * not prune the table under its own feet. */
 static void squash_of_a_lone_frame(void **state)
 {
-	pm_t *pm = test_connect(&daemon_proc);
+	pm_t *pm = test_connect(&test_pmd);
 	struct pm_container_stat cs;
 	container_t c;
 	int count = 1;
@@ -228,7 +189,7 @@ static void squash_of_a_lone_frame(void **state)
 
 static void guarantee_and_extra_limits(void **state)
 {
-	pm_t *pm = test_connect(&daemon_proc);
+	pm_t *pm = test_connect(&test_pmd);
 	struct pm_task_stat ts;
 	container_t c;
 	int count;
@@ -267,7 +228,7 @@ static void guarantee_and_extra_limits(void **state)
 
 static void deallocate_missing_frame_changes_nothing(void **state)
 {
-	pm_t *pm = test_connect(&daemon_proc);
+	pm_t *pm = test_connect(&test_pmd);
 	struct pm_container_stat cs;
 	container_t c;
 	int count = 4;
@@ -286,7 +247,7 @@ static void deallocate_missing_frame_changes_nothing(void **state)
 
 static void missing_frames_are_enoent(void **state)
 {
-	pm_t *pm = test_connect(&daemon_proc);
+	pm_t *pm = test_connect(&test_pmd);
 	container_t c;
 	int count = 2;
 	char buf[16] = "data";
@@ -307,7 +268,7 @@ static void missing_frames_are_enoent(void **state)
 
 static void unknown_handles_are_ebadf(void **state)
 {
-	pm_t *a = test_connect(&daemon_proc), *b = test_connect(&daemon_proc);
+	pm_t *a = test_connect(&test_pmd), *b = test_connect(&test_pmd);
 	struct pm_container_stat cs;
 	container_t c, bogus[] = { 0, 1, 2, 0xdeadbeef, UINT64_MAX };
 	int count = 1;
@@ -343,7 +304,7 @@ static void unknown_handles_are_ebadf(void **state)
 
 static void bad_arguments_are_einval(void **state)
 {
-	pm_t *pm = test_connect(&daemon_proc);
+	pm_t *pm = test_connect(&test_pmd);
 	container_t c;
 	int count = 1;
 	char buf[4];
@@ -372,7 +333,7 @@ static void bad_arguments_are_einval(void **state)
 
 static void fresh_frames_never_show_old_data(void **state)
 {
-	pm_t *a = test_connect(&daemon_proc), *b = test_connect(&daemon_proc);
+	pm_t *a = test_connect(&test_pmd), *b = test_connect(&test_pmd);
 	container_t ca, cb;
 	int count = 64;
 	uint8_t buf[PM_FRAME_SIZE];
@@ -408,7 +369,7 @@ static void fresh_frames_never_show_old_data(void **state)
 
 static void nodes_reports_this_node(void **state)
 {
-	pm_t *pm = test_connect(&daemon_proc);
+	pm_t *pm = test_connect(&test_pmd);
 	struct pm_node_info nodes[4];
 	int n = 4;
 
@@ -449,7 +410,7 @@ static void *hammer(void *p)
 
 static void one_session_many_threads(void **state)
 {
-	pm_t *pm = test_connect(&daemon_proc);
+	pm_t *pm = test_connect(&test_pmd);
 	pthread_t th[4];
 	struct thread_arg args[4];
 	container_t c;
@@ -471,7 +432,7 @@ static void one_session_many_threads(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_teardown(f, test_teardown)
+#define T(f) cmocka_unit_test_teardown(f, test_clean_teardown)
 	const struct CMUnitTest tests[] = {
 		T(session_identity_and_stats),
 		T(allocate_map_write_read),
@@ -487,5 +448,8 @@ int main(void)
 		T(nodes_reports_this_node),
 		T(one_session_many_threads),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	test_pmd_args = (const char *const[]){ "--memory", "64M",
+		"--guarantee", "1024", "--extra", "512", NULL };
+	return cmocka_run_group_tests(tests, test_group_setup,
+				      test_group_teardown);
 }

@@ -20,39 +20,6 @@
 
 #define MAX_LOCK_MS 2000
 
-static struct pmd_proc daemon_proc;
-
-static int group_setup(void **state)
-{
-	pmd_proc_start(&daemon_proc, (const char *const[]){ "--memory", "64M",
-		"--guarantee", "1024", "--extra", "256", "--max-lock-ms", "2000",
-		NULL });
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	pmd_proc_stop(&daemon_proc);
-	return 0;
-}
-
-static int test_teardown(void **state)
-{
-	pm_t *pm = test_connect(&daemon_proc);
-	struct pm_debug_stat st = test_check(pm);
-
-	for (int i = 0; i < 200 && st.tasks != 1; i++) {
-		usleep(10000);
-		st = test_check(pm);
-	}
-	assert_int_equal(st.tasks, 1);
-	assert_int_equal(st.containers, 0);
-	assert_int_equal(st.frames, 0);
-	assert_int_equal(st.segments, 0);
-	pm_disconnect(pm);
-	return 0;
-}
-
 /* A client with a container of n frames and a server session. */
 struct pair {
 	pm_t *client, *server;
@@ -62,8 +29,8 @@ struct pair {
 
 static void pair_open(struct pair *p, int n)
 {
-	p->client = test_connect(&daemon_proc);
-	p->server = test_connect(&daemon_proc);
+	p->client = test_connect(&test_pmd);
+	p->server = test_connect(&test_pmd);
 	pm_self(p->client, &p->client_id);
 	pm_self(p->server, &p->server_id);
 	assert_int_equal(pm_container_create(p->client, &p->c), 0);
@@ -154,7 +121,7 @@ static void weak_ref_may_not_allocate_deallocate_share_or_destroy(void **state)
 static void only_the_bound_task_can_import(void **state)
 {
 	struct pair p;
-	pm_t *other = test_connect(&daemon_proc);
+	pm_t *other = test_connect(&test_pmd);
 	container_t weak, ref;
 	pm_cap_token_t tok;
 
@@ -526,7 +493,7 @@ static void lock_ends_by_itself(void **state)
 static void lock_limits(void **state)
 {
 	struct pair p;
-	pm_t *other = test_connect(&daemon_proc);
+	pm_t *other = test_connect(&test_pmd);
 	pm_task_t other_id;
 	container_t ref, weak, ref2;
 	pm_cap_token_t tok;
@@ -567,7 +534,7 @@ static void server_death_ends_its_lock_and_keeps_the_data(void **state)
 	assert_int_equal(pm_container_lock(p.server, ref, MAX_LOCK_MS), 0);
 	assert_int_equal(pm_container_write(p.server, ref, 1, 0, "D", 1), 0);
 	pm_disconnect(p.server);
-	p.server = test_connect(&daemon_proc);
+	p.server = test_connect(&test_pmd);
 	/* The lock went with its holder (give the pmd a moment to see the
 	 * hang-up). */
 	for (int i = 0; i < 200; i++) {
@@ -618,7 +585,7 @@ static void set_policy_on_one_node(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_teardown(f, test_teardown)
+#define T(f) cmocka_unit_test_teardown(f, test_clean_teardown)
 	const struct CMUnitTest tests[] = {
 		T(weak_ref_reads_and_writes_what_the_owner_sees),
 		T(weak_ref_may_not_allocate_deallocate_share_or_destroy),
@@ -641,5 +608,9 @@ int main(void)
 		T(client_death_invalidates_server_references),
 		T(set_policy_on_one_node),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	test_pmd_args = (const char *const[]){ "--memory", "64M",
+		"--guarantee", "1024", "--extra", "256", "--max-lock-ms",
+		"2000", NULL };
+	return cmocka_run_group_tests(tests, test_group_setup,
+				      test_group_teardown);
 }

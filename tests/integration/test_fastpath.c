@@ -20,21 +20,6 @@
 
 #include "harness.h"
 
-static struct pmd_proc daemon_proc;
-
-static int group_setup(void **state)
-{
-	pmd_proc_start(&daemon_proc, (const char *const[]){ "--memory", "64M",
-		"--guarantee", "4096", NULL });
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	pmd_proc_stop(&daemon_proc);
-	return 0;
-}
-
 static uint64_t requests(pm_t *pm)
 {
 	struct pm_debug_stat st;
@@ -45,7 +30,7 @@ static uint64_t requests(pm_t *pm)
 
 static void resident_maps_send_no_message(void **state)
 {
-	pm_t *pm = test_connect(&daemon_proc);
+	pm_t *pm = test_connect(&test_pmd);
 	container_t c;
 	int count = 64, granted;
 	uint8_t *m, *m2;
@@ -84,7 +69,7 @@ static void resident_maps_send_no_message(void **state)
 
 static void misses_go_to_the_pmd(void **state)
 {
-	pm_t *a = test_connect(&daemon_proc), *b = test_connect(&daemon_proc);
+	pm_t *a = test_connect(&test_pmd), *b = test_connect(&test_pmd);
 	pm_task_t tb;
 	container_t c, weak, ref;
 	pm_cap_token_t tok;
@@ -141,7 +126,7 @@ static void misses_go_to_the_pmd(void **state)
  * run of slots, still without a message; each shows its own contents. */
 static void scattered_frames_map_in_runs(void **state)
 {
-	pm_t *pm = test_connect(&daemon_proc);
+	pm_t *pm = test_connect(&test_pmd);
 	container_t c;
 	int n = 4;
 	char *m, tag[16];
@@ -208,7 +193,7 @@ static void *mapper(void *p)
 
 static void concurrent_changes_never_show_another_frame(void **state)
 {
-	struct churn ch = { .pm = test_connect(&daemon_proc) };
+	struct churn ch = { .pm = test_connect(&test_pmd) };
 	pm_t *pm = ch.pm;
 	pthread_t th;
 	int count = 32;
@@ -247,5 +232,8 @@ int main(void)
 		cmocka_unit_test(scattered_frames_map_in_runs),
 		cmocka_unit_test(concurrent_changes_never_show_another_frame),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	test_pmd_args = (const char *const[]){ "--memory", "64M",
+		"--guarantee", "4096", NULL };
+	return cmocka_run_group_tests(tests, test_group_setup,
+				      test_group_teardown);
 }

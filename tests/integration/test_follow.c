@@ -24,28 +24,13 @@
 #include "harness.h"
 #include "pm_proto.h"
 
-static struct pmd_proc daemon_proc;
-
-static int group_setup(void **state)
-{
-	pmd_proc_start(&daemon_proc, (const char *const[]){ "--memory", "64M",
-		"--guarantee", "4096", NULL });
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	pmd_proc_stop(&daemon_proc);
-	return 0;
-}
-
 /* A session whose mappings follow; skips (saying why) when the kernel
  * gives this process no userfaultfd. */
 static pm_t *follower_of(pm_t *pm);
 
 static pm_t *follower(void)
 {
-	return follower_of(test_connect(&daemon_proc));
+	return follower_of(test_connect(&test_pmd));
 }
 
 static pm_t *follower_of(pm_t *pm)
@@ -119,7 +104,7 @@ static void moved_frames_fault_back_in_place(void **state)
 static int slow_session(void **state)
 {
 	setenv("PM_NO_FASTPATH", "1", 1);
-	*state = test_connect(&daemon_proc);
+	*state = test_connect(&test_pmd);
 	unsetenv("PM_NO_FASTPATH");
 	return 0;
 }
@@ -241,8 +226,8 @@ static void without_userfaultfd_mapped_frames_stay(void **state)
 	char *p;
 
 	setenv("PM_NO_USERFAULTFD", "1", 1);
-	b = test_connect(&daemon_proc);
-	s = test_connect(&daemon_proc);
+	b = test_connect(&test_pmd);
+	s = test_connect(&test_pmd);
 	unsetenv("PM_NO_USERFAULTFD");
 	assert_int_equal(pm_debug_follows(b), 0);
 
@@ -283,7 +268,7 @@ static void without_userfaultfd_mapped_frames_stay(void **state)
 
 static void what_may_not_move(void **state)
 {
-	pm_t *a = test_connect(&daemon_proc), *s = test_connect(&daemon_proc);
+	pm_t *a = test_connect(&test_pmd), *s = test_connect(&test_pmd);
 	container_t c, weak, ref;
 	pm_cap_token_t tok;
 	pm_task_t sid;
@@ -321,8 +306,8 @@ static int raw_connect(void)
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 
 	assert_true(fd >= 0);
-	assert_true(strlen(daemon_proc.socket) < sizeof(sa.sun_path));
-	memcpy(sa.sun_path, daemon_proc.socket, strlen(daemon_proc.socket) + 1);
+	assert_true(strlen(test_pmd.socket) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, test_pmd.socket, strlen(test_pmd.socket) + 1);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	return fd;
 }
@@ -411,5 +396,8 @@ int main(void)
 		cmocka_unit_test(what_may_not_move),
 		cmocka_unit_test(the_fault_session_is_the_tasks_own),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	test_pmd_args = (const char *const[]){ "--memory", "64M",
+		"--guarantee", "4096", NULL };
+	return cmocka_run_group_tests(tests, test_group_setup,
+				      test_group_teardown);
 }

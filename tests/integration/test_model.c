@@ -49,7 +49,6 @@ struct mcont {
 	bool shared_with[NTASK];
 };
 
-static struct pmd_proc daemon_proc;
 static struct mtask T[NTASK];
 static struct mcont C[NCONT];
 static uint64_t rng;
@@ -73,7 +72,7 @@ static uint32_t rnd(uint32_t n)
 
 static void task_open(int t)
 {
-	T[t].pm = test_connect(&daemon_proc);
+	T[t].pm = test_connect(&test_pmd);
 	pm_self(T[t].pm, &T[t].id);
 	T[t].alloc = T[t].extra = 0;
 	memset(T[t].ref, 0, sizeof(T[t].ref));
@@ -549,24 +548,14 @@ static void random_operations_match_the_model(void **state)
 		pm_disconnect(T[t].pm);
 }
 
-static int group_setup(void **state)
-{
-	pmd_proc_start(&daemon_proc, (const char *const[]){ "--memory", "64M",
-		"--guarantee", "40", "--extra", "20", "--max-lock-ms", "600000",
-		"--log-level", "error", NULL });
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	pmd_proc_stop(&daemon_proc);
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(random_operations_match_the_model),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	test_pmd_args = (const char *const[]){ "--memory", "64M",
+		"--guarantee", "40", "--extra", "20", "--max-lock-ms",
+		"600000", "--log-level", "error", NULL };
+	return cmocka_run_group_tests(tests, test_group_setup,
+				      test_group_teardown);
 }

@@ -27,28 +27,13 @@
 #include "harness.h"
 #include "pm_proto.h"
 
-static struct pmd_proc daemon_proc;
-
-static int group_setup(void **state)
-{
-	pmd_proc_start(&daemon_proc, (const char *const[]){ "--memory", "64M",
-		"--guarantee", "2048", NULL });
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	pmd_proc_stop(&daemon_proc);
-	return 0;
-}
-
 static int raw_connect(void)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 
 	assert_true(fd >= 0);
-	strcpy(sa.sun_path, daemon_proc.socket);
+	strcpy(sa.sun_path, test_pmd.socket);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	return fd;
 }
@@ -80,19 +65,12 @@ static void raw_hello(int fd)
  * the checker's left. */
 static void check_still_serving(void)
 {
-	pm_t *pm = test_connect(&daemon_proc);
-	struct pm_debug_stat st = test_check(pm);
+	pm_t *pm;
 	container_t c;
 	int count = 4;
 
-	for (int i = 0; i < 300 && st.tasks != 1; i++) {
-		usleep(10000);
-		st = test_check(pm);
-	}
-	assert_int_equal(st.tasks, 1);
-	assert_int_equal(st.containers, 0);
-	assert_int_equal(st.frames, 0);
-	assert_int_equal(st.segments, 0);
+	test_clean(&test_pmd);
+	pm = test_connect(&test_pmd);
 	assert_int_equal(pm_container_create(pm, &c), 0);
 	assert_int_equal(pm_container_allocate(pm, c, 0, &count, 0), 0);
 	assert_int_equal(pm_container_write(pm, c, 0, 0, "ok", 2), 0);
@@ -360,9 +338,9 @@ static void io_window_misuse(void **state)
 
 	/* The same bytes either way, every size around the window's. */
 	setenv("PM_NO_WINDOW", "1", 1);
-	pm_t *nw = test_connect(&daemon_proc);
+	pm_t *nw = test_connect(&test_pmd);
 	unsetenv("PM_NO_WINDOW");
-	pm_t *w = test_connect(&daemon_proc);
+	pm_t *w = test_connect(&test_pmd);
 	static uint8_t src[3 * 65536], got[3 * 65536];
 	const size_t lens[] = { 1, 4095, 65535, 65536, 65537, 3 * 65536 - 9 };
 	container_t cw, cn;
@@ -421,7 +399,7 @@ static void descriptors_sent_to_pmd_are_closed(void **state)
 	char path[64];
 	int before, after;
 
-	snprintf(path, sizeof(path), "/proc/%d/fd", daemon_proc.pid);
+	snprintf(path, sizeof(path), "/proc/%d/fd", test_pmd.pid);
 	before = count_fds(path);
 	for (int i = 0; i < 4; i++)
 		pass[i] = open("/dev/null", O_RDONLY);
@@ -489,7 +467,7 @@ static void task_killed_mid_request(void **state)
 			container_t c;
 			int count = 1500;
 			static uint8_t buf[PM_IO_MAX];
-			if (pm_connect(daemon_proc.socket, &pm))
+			if (pm_connect(test_pmd.socket, &pm))
 				_exit(1);
 			if (pm_container_create(pm, &c) ||
 			    pm_container_allocate(pm, c, 0, &count, 0))
@@ -543,7 +521,7 @@ static int cut_segments(void)
  * and the books balance. */
 static void a_task_that_truncates_its_segments(void **state)
 {
-	pm_t *pm = test_connect(&daemon_proc), *other = test_connect(&daemon_proc);
+	pm_t *pm = test_connect(&test_pmd), *other = test_connect(&test_pmd);
 	static const uint8_t zeros[8];
 	container_t c, d;
 	uint8_t b[8];
@@ -595,5 +573,8 @@ int main(void)
 		cmocka_unit_test(a_task_that_truncates_its_segments),
 	};
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	test_pmd_args = (const char *const[]){ "--memory", "64M",
+		"--guarantee", "2048", NULL };
+	return cmocka_run_group_tests(tests, test_group_setup,
+				      test_group_teardown);
 }

@@ -23,21 +23,6 @@
 
 #define FRAMES 16
 
-static struct pmd_proc daemon_proc;
-
-static int group_setup(void **state)
-{
-	pmd_proc_start(&daemon_proc, (const char *const[]){ "--memory", "64M",
-		"--max-lock-ms", "5000", NULL });
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	pmd_proc_stop(&daemon_proc);
-	return 0;
-}
-
 static void xwrite(int fd, const void *p, size_t n)
 {
 	if (write(fd, p, n) != (ssize_t)n)
@@ -67,7 +52,7 @@ static void server_main(int to_client, int from_client, int stall_after)
 	 * (ThreadSanitizer cannot follow that); the server maps nothing, so
 	 * it has no use for the library's fault thread anyway. */
 	setenv("PM_NO_USERFAULTFD", "1", 1);
-	if (pm_connect(daemon_proc.socket, &pm))
+	if (pm_connect(test_pmd.socket, &pm))
 		_exit(1);
 	pm_self(pm, &self);
 	xwrite(to_client, &self, sizeof(self));
@@ -93,7 +78,7 @@ static void server_main(int to_client, int from_client, int stall_after)
 static void run_story(int stall_after)
 {
 	int up[2], down[2], status;
-	pm_t *client = test_connect(&daemon_proc);
+	pm_t *client = test_connect(&test_pmd);
 	struct pm_container_stat cs;
 	struct pm_task_stat ts;
 	pm_cap_token_t tok;
@@ -182,5 +167,8 @@ int main(void)
 		cmocka_unit_test(server_killed_half_way),
 	};
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	test_pmd_args = (const char *const[]){ "--memory", "64M",
+		"--max-lock-ms", "5000", NULL };
+	return cmocka_run_group_tests(tests, test_group_setup,
+				      test_group_teardown);
 }
