@@ -17,9 +17,15 @@
  *     (READ/WRITE/MAP replies: at least the fixed part, then what the
  *     fixed part announces, bounded by PM_MSG_MAX).
  *
- * Version history:
- *   1  first version: sessions, containers, frames, maps, read/write, copy,
- *      sharing, locks, stats.
+ * Version history (a version changes when a layout or meaning does;
+ * types and statuses added alongside are listed under the version they
+ * joined, and a pmd answers a type it does not know with EPROTO):
+ *   1  sessions, containers, frames, maps, read/write, copy, sharing,
+ *      locks, stats, nodes, the accounting check (DEBUG_STAT);
+ *      then added: ATTACH_KEY, ATTACH, RESOLVE, MOVE (mappings that follow
+ *      their frames, the fault session), the frame view (MAP's view and
+ *      view_fd), PING_NODE, WINDOW and PM_IO_WINDOW (the I/O window), the
+ *      status CROSS_HOME (a copy between homes).
  */
 #ifndef PM_PROTO_H
 #define PM_PROTO_H
