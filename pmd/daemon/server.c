@@ -90,6 +90,8 @@ static void requests_rerun(struct pmd_server *srv)
 		s->saved = NULL;
 		pmd_session_answer(srv, s, &r);
 	}
+	/* Slots freed by those requests are punched after their replies. */
+	pmd_segtab_flush(&srv->core->segs);
 }
 
 /* Reads and serves one request; false when the session must close. */

@@ -190,7 +190,8 @@ static struct pm_reply raw_call(int fd, uint16_t type, const void *req,
 	assert_true(req_len <= sizeof(msg) - sizeof(struct pm_msg_hdr));
 	pm_msg_hdr_init((struct pm_msg_hdr *)msg, type,
 			(uint32_t)sizeof(struct pm_msg_hdr) + req_len, ++seq);
-	memcpy(msg + sizeof(struct pm_msg_hdr), req, req_len);
+	if (req_len)
+		memcpy(msg + sizeof(struct pm_msg_hdr), req, req_len);
 	assert_int_equal(send(fd, msg, sizeof(struct pm_msg_hdr) + req_len, 0),
 			 (ssize_t)(sizeof(struct pm_msg_hdr) + req_len));
 	n = raw_reply(fd, rep, sizeof(rep));
