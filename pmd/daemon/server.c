@@ -94,6 +94,15 @@ static void requests_rerun(struct pmd_server *srv)
 	pmd_segtab_flush(&srv->core->segs);
 }
 
+/* The node layer's turn ended a batch: what it let run, runs. */
+static void requests_rerun_all(void *arg)
+{
+	struct pmd_server *srv = arg;
+
+	while (srv->rerun)
+		requests_rerun(srv);
+}
+
 /* Reads and serves one request; false when the session must close. */
 static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 {
@@ -336,6 +345,7 @@ static error_t server_join_cluster(struct pmd_server *srv,
 {
 	const struct pmd_cluster_upcalls up = { .serve = serve_forwarded,
 						.proxy_gone = proxy_gone,
+						.batch_done = requests_rerun_all,
 						.arg = srv };
 	int fds[2], nfds;
 	error_t err;
@@ -438,8 +448,6 @@ static bool loop_cluster(struct pmd_server *srv, bool spin)
 		return spin;
 	got = pmd_cluster_run(srv->cluster, srv->core->budget.total,
 			      pmd_budget_free(&srv->core->budget), !spin);
-	while (srv->rerun)
-		requests_rerun(srv);
 	/* A peer's message, or progress of a long wait (bandwidth): go on
 	 * polling. */
 	if (got && srv->poll_ns) {

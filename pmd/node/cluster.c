@@ -209,6 +209,13 @@ static unsigned cluster_complete(struct pmd_cluster *c,
 	return PMD_CLUSTER_SERVED;
 }
 
+/* The daemon runs what the batch let run (its upcall). */
+static void batch_done(struct pmd_cluster *c)
+{
+	if (c->up.batch_done)
+		c->up.batch_done(c->up.arg);
+}
+
 unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 			 uint64_t frames_free, bool sleep)
 {
@@ -221,12 +228,14 @@ unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 	if (c->rio_ready)
 		active |= PMD_CLUSTER_PROGRESS;
 	pmd_rio_run_ready(c);
+	batch_done(c);
 	do {
 		while (fab_ep_poll(c->ep, cqe, 64, &n) == 0 && n) {
 			uint64_t now = pmd_now_ms();
 			for (size_t i = 0; i < n; i++)
 				active |= cluster_complete(c, &cqe[i], now);
 			send_out(c); /* answers go out at once */
+			batch_done(c);
 		}
 		pmd_mb_tick(&c->mb, pmd_now_ms());
 		send_out(c);
@@ -234,6 +243,7 @@ unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 		watch_peers(c);
 		pmd_cluster_give_back(c);
 		pmd_rio_run_ready(c);
+		batch_done(c);
 		if (c->lend_low)
 			pmd_lend_prepare(c);
 	} while (sleep && fab_ep_trywait(c->ep) == EAGAIN);

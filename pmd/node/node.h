@@ -102,16 +102,20 @@ void pmd_cluster_answer(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
 /* ---- forwarded requests served here (proxy.c) ---- */
 
 /*
- * The node layer calls the daemon in exactly two places, through this
- * table: a forwarded request (FWD_OP) from node src for proxy task t,
- * which the daemon answers with pmd_cluster_answer (now or later); and a
- * proxy task about to be destroyed (its node said goodbye, or is gone).
+ * The node layer calls the daemon only through this table: a forwarded
+ * request (FWD_OP) from node src for proxy task t, which the daemon
+ * answers with pmd_cluster_answer (now or later); a proxy task about to
+ * be destroyed (its node said goodbye, or is gone); and the end of a
+ * batch of completions, after which the daemon runs what they let run
+ * (a request handed up, one whose remote work ended), before the next
+ * batch is reaped.
  */
 struct pmd_cluster_upcalls {
 	void (*serve)(void *arg, pm_node_t src, uint64_t src_inc, uint64_t id,
 		      struct pmd_task *t, uint16_t type, const void *body,
 		      uint32_t len);
 	void (*proxy_gone)(void *arg, struct pmd_task *t);
+	void (*batch_done)(void *arg);
 	void *arg;
 };
 void pmd_cluster_set_upcalls(struct pmd_cluster *c,
