@@ -24,20 +24,20 @@
 #endif
 
 struct pmc_fmap {
-	uint8_t *addr;
-	size_t len;
-	uint64_t seg;
-	uint32_t slot;                 /* slot mapped at addr */
-	int prot;                      /* as the task asked */
-	container_t cont;              /* frames' container; 0: unknown */
-	frame_t frame;                 /* frame mapped at addr */
-	struct pmc_fmap *next;
+	uint8_t *addr;                 /* (F) where */
+	size_t len;                    /* (F) bytes */
+	uint64_t seg;                  /* (F) the segment mapped there */
+	uint32_t slot;                 /* (F) slot mapped at addr */
+	int prot;                      /* (F) as the task asked */
+	container_t cont;              /* (F) frames' container; 0: unknown */
+	frame_t frame;                 /* (F) frame mapped at addr */
+	struct pmc_fmap *next;         /* (F) in f->maps */
 };
 
 struct pmc_fseg {
-	uint64_t seg;
-	int fd;
-	struct pmc_fseg *next;
+	uint64_t seg;                  /* (F) */
+	int fd;                        /* (F) the fault session's descriptor */
+	struct pmc_fseg *next;         /* (F) in f->segs */
 };
 
 void pmc_follow_init(struct pmc_follow *f)

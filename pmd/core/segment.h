@@ -68,8 +68,8 @@ struct pmd_container;
 
 /* Where the frame that lived in a retired slot went. */
 struct pmd_fwd {
-	struct pmd_container *cont;    /* NULL once the container is gone */
-	frame_t frame;
+	struct pmd_container *cont;    /* (L) NULL once the container is gone */
+	frame_t frame;                 /* (L) */
 };
 
 struct pmd_segtab {
