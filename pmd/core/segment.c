@@ -190,7 +190,9 @@ void pmd_segment_destroy(struct pmd_segtab *t, struct pmd_segment *seg)
 	memset(seg->retired, 0, sizeof(seg->retired));
 	t->slots_retired -= seg->nretired;
 	seg->nretired = 0;
-	if (!seg->exposed && seg->slots.used == 0 && t->npool < PMD_SEG_POOL_MAX) {
+	/* (A pinned one has all its pages: not the holes the pool keeps.) */
+	if (!seg->exposed && !seg->pinned && seg->slots.used == 0 &&
+	    t->npool < PMD_SEG_POOL_MAX) {
 		seg->domain = NULL;
 		pmd_list_add(&t->pool, &seg->link);
 		t->npool++;
@@ -226,11 +228,13 @@ bool pmd_segment_slot_put(struct pmd_segtab *t, struct pmd_segment *seg,
 	return true;
 }
 
+/* Gives slots' pages back: they read as zeros, and a task's mapping of
+ * them faults. */
 static void punch(struct pmd_segment *seg, unsigned first, unsigned n)
 {
-	/* Give the pages back and make the slots read as zeros. Should the
-	 * kernel refuse, zero them by hand: a slot is never handed out
-	 * dirty. A broken segment's memfd is not our view any more. */
+	/* Should the kernel refuse, zero them by hand: a slot is never
+	 * handed out dirty. A broken segment's memfd is not our view any
+	 * more. */
 	if (seg->broken) {
 		memset(pmd_segment_frame(seg, first), 0, (size_t)n * PM_FRAME_SIZE);
 		return;
@@ -241,6 +245,15 @@ static void punch(struct pmd_segment *seg, unsigned first, unsigned n)
 			 first, first + n - 1, (unsigned long)seg->id);
 		memset(pmd_segment_frame(seg, first), 0, (size_t)n * PM_FRAME_SIZE);
 	}
+}
+
+/* Freed slots read as zeros: punched, or (pinned) zeroed in place. */
+static void clear(struct pmd_segment *seg, unsigned first, unsigned n)
+{
+	if (seg->pinned)
+		memset(pmd_segment_frame(seg, first), 0, (size_t)n * PM_FRAME_SIZE);
+	else
+		punch(seg, first, n);
 }
 
 static void segment_flush(struct pmd_segtab *t, struct pmd_segment *seg)
@@ -263,7 +276,7 @@ static void segment_flush(struct pmd_segtab *t, struct pmd_segment *seg)
 			n++;
 		}
 		if (n) {
-			punch(seg, first, n);
+			clear(seg, first, n);
 			t->slots_used -= n;
 		}
 	}
@@ -334,7 +347,7 @@ void pmd_segment_populate(struct pmd_segment *seg, unsigned first, unsigned n)
 {
 	off_t off = (off_t)first * PM_FRAME_SIZE, len = (off_t)n * PM_FRAME_SIZE;
 
-	if (seg->broken) {
+	if (seg->broken || seg->pinned) {
 		memset(pmd_segment_frame(seg, first), 0, (size_t)len);
 		return;
 	}
@@ -352,4 +365,11 @@ void pmd_segment_populate(struct pmd_segment *seg, unsigned first, unsigned n)
 			pmd_warn("allocating slots %u-%u of segment %#lx: %m",
 				 first, first + n - 1, (unsigned long)seg->id);
 	}
+}
+
+void pmd_segment_pin(struct pmd_segment *seg)
+{
+	assert(seg->slots.used == 0);
+	pmd_segment_populate(seg, 0, PMD_SEG_SLOTS);
+	seg->pinned = true;
 }

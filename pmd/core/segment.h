@@ -26,6 +26,17 @@
  * reused, so that a container that shrinks and grows does not pay for
  * memfd_create and mmap each time.
  *
+ * A *pinned* segment is one whose memory is registered with an RDMA
+ * device, which holds on to the pages it found at registration: a page
+ * replaced behind its back (a hole punched, then filled by a later touch)
+ * would leave the device reading and writing the old page while the pmd
+ * and the tasks use the new one. So a pinned segment is made physical
+ * whole before it is registered, and its slots are cleared in place
+ * (zeroed) when freed or made ready, never punched. A slot that retires
+ * is still punched (a task's mapping of it must fault), which is safe
+ * because a retired slot is never lent again while the segment lives:
+ * no RDMA reaches it any more.
+ *
  * Segment ids on the wire are generation << 32 | index and are never reused
  * for another segment during the pmd's life.
  */
@@ -57,6 +68,8 @@ struct pmd_segment {
 	struct pmd_fwd *fwd;           /* (L) per slot once one is retired */
 	uint32_t nretired;             /* (L) */
 	struct pmd_list dirty_link;    /* (L) in segtab->dirty while pending */
+	bool pinned;                   /* (L) registered with the fabric: its
+	                                * pages are never replaced (above) */
 	volatile sig_atomic_t broken;  /* (L) a task truncated its memfd: our
 	                                * view is private memory from then on */
 	bool broken_said;              /* (L) and the log said so */
@@ -143,8 +156,13 @@ void pmd_segment_release_retired(struct pmd_segtab *t, struct pmd_segment *seg);
 /* Makes slots [first, first + n) physical and zero: punched (whatever a
  * stray store left there goes) then allocated, so that a task's first
  * touch is an ordinary page-cache fault and a hole in an exposed segment
- * only ever means "freed" or "moved". */
+ * only ever means "freed" or "moved". A pinned segment's are zeroed in
+ * place. */
 void pmd_segment_populate(struct pmd_segment *seg, unsigned first, unsigned n);
+/* Makes the whole segment physical and zero, and pinned from now on:
+ * before its memory is registered with the fabric. No slot may be in use
+ * yet. */
+void pmd_segment_pin(struct pmd_segment *seg);
 
 static inline void *pmd_segment_frame(const struct pmd_segment *seg,
 				      unsigned slot)

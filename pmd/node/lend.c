@@ -127,6 +127,8 @@ static error_t lseg_new(struct pmd_cluster *c, pm_node_t home, uint64_t task,
 	err = pmd_segment_create(&c->core->segs, &l->seg);
 	if (err)
 		goto free_lseg;
+	/* Its pages stay what the registration found (segment.h). */
+	pmd_segment_pin(l->seg);
 	l->seg_id = l->seg->id;
 	if (task) {
 		l->frame = calloc(PMD_SEG_SLOTS, sizeof(*l->frame));
