@@ -12,12 +12,17 @@
 # As root (and with `ip netns`), every node gets its own network namespace,
 # joined to the others by a veth link to a bridge in a hub namespace, so a
 # link can be cut; otherwise the nodes share loopback on free ports (and
-# links cannot be cut). Sockets, logs, the cluster file and its secret live
-# in one directory; COMMAND sees it as PMD_CLUSTER_DIR, with node I's socket
-# at $PMD_CLUSTER_DIR/nI.sock. Environment: PMD_BIN (the pmd to run),
-# PMD_CLUSTER_MODE=netns|loopback (default: netns when possible),
-# PMD_ARGS (more pmd options), PMD_CLUSTER_CPUS (a list of CPUs: node I
-# runs pinned to the I-th, round robin), HEARTBEAT_MS/SUSPECT_MS/DOWN_MS.
+# links cannot be cut), or, in the address mode, one address of this host
+# (an RDMA device's, for verbs). Sockets, logs, the cluster file and its
+# secret live in one directory; COMMAND sees it as PMD_CLUSTER_DIR, with
+# node I's socket at $PMD_CLUSTER_DIR/nI.sock, its pid in nI.pid and its
+# log in nI.log. Environment: PMD_BIN (the pmd to run),
+# PMD_CLUSTER_MODE=netns|loopback|address (default: netns when possible),
+# PMD_CLUSTER_ADDR (the address mode's address, default 127.0.0.1),
+# PMD_TRANSPORT (tcp, verbs or ofi:PROVIDER; default tcp), PMD_ARGS (more
+# pmd options), PMD_CLUSTER_CPUS (a list of CPUs: node I runs pinned to the
+# I-th, round robin), PMD_START_S (seconds a node may take to start,
+# default 10), HEARTBEAT_MS/SUSPECT_MS/DOWN_MS.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 pmd_bin=${PMD_BIN:-$top/build/pmd/pmd}
@@ -29,12 +34,14 @@ netns_possible() {
 		ip netns list >/dev/null 2>&1
 }
 
-# free_ports N: N different free loopback ports (held at once while chosen).
+# free_ports N ADDR: N different free ports of ADDR (held at once while
+# chosen).
 free_ports() {
 	python3 -c 'import socket, sys
-s = [socket.socket() for _ in range(int(sys.argv[1]))]
-for x in s: x.bind(("127.0.0.1", 0))
-print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"
+s = [socket.socket(socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET)
+     for _ in range(int(sys.argv[1]))]
+for x in s: x.bind((sys.argv[2], 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))' "$1" "$2"
 }
 
 # up N: creates the directory, starts the nodes, waits until each is ready.
@@ -47,8 +54,15 @@ up() {
 	if [ -z "$mode" ]; then
 		if netns_possible; then mode=netns; else mode=loopback; fi
 	fi
-	[ "$mode" = netns ] && ! netns_possible &&
-		die "network namespaces need root and ip netns"
+	case $mode in
+	netns)	netns_possible || die "network namespaces need root and ip netns" ;;
+	loopback|address) ;;
+	*)	die "PMD_CLUSTER_MODE: '$mode' is not netns, loopback or address" ;;
+	esac
+	local addr=127.0.0.1
+	[ "$mode" = address ] && addr=${PMD_CLUSTER_ADDR:-127.0.0.1}
+	local start_s=${PMD_START_S:-10}
+	[[ "$start_s" =~ ^[0-9]+$ ]] || die "PMD_START_S: '$start_s' is not a number"
 	local cpus=() c
 	read -r -a cpus <<<"${PMD_CLUSTER_CPUS:-}"
 	for c in "${cpus[@]}"; do
@@ -68,6 +82,7 @@ up() {
 		echo "heartbeat_ms = ${HEARTBEAT_MS:-100}"
 		echo "suspect_ms = ${SUSPECT_MS:-500}"
 		echo "down_ms = ${DOWN_MS:-1500}"
+		[ -z "${PMD_TRANSPORT:-}" ] || echo "transport = $PMD_TRANSPORT"
 	} >"$dir/cluster.ini"
 
 	if [ "$mode" = netns ]; then
@@ -92,10 +107,15 @@ up() {
 				>>"$dir/cluster.ini"
 		done
 	else
-		local ports
-		read -r -a ports <<<"$(free_ports "$n")"
+		local ports host=$addr
+		ports=$(free_ports "$n" "$addr") || {
+			rm -rf "$dir"
+			die "no free ports on $addr"
+		}
+		read -r -a ports <<<"$ports"
+		[[ "$addr" == *:* ]] && host="[$addr]"
 		for i in $(seq 1 "$n"); do
-			printf '[node %d]\naddress = 127.0.0.1:%d\n' "$i" \
+			printf '[node %d]\naddress = %s:%d\n' "$i" "$host" \
 				"${ports[$((i - 1))]}" >>"$dir/cluster.ini"
 		done
 	fi
@@ -111,7 +131,7 @@ up() {
 			--cluster "$dir/cluster.ini" --ready-fd 3 ${PMD_ARGS:-} \
 			3>"$dir/ready$i" 2>"$dir/n$i.log" >/dev/null &
 		echo "$!" >"$dir/n$i.pid"
-		if ! read -r -n1 -t 10 _ <"$dir/ready$i"; then
+		if ! read -r -n1 -t "$start_s" _ <"$dir/ready$i"; then
 			echo "cluster.sh: node $i did not start:" >&2
 			cat "$dir/n$i.log" >&2
 			down "$dir"

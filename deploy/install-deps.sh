@@ -2,7 +2,7 @@
 # Installs the Debian packages pmd needs to build, test and run.
 # Runs apt-get only when something is missing.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libfabric-dev libibverbs-dev
+pkgs=(build-essential cmake pkg-config libfabric-dev libibverbs-dev librdmacm-dev
       libcmocka-dev libinih-dev libsodium-dev iproute2 procps python3)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -3,9 +3,9 @@
  *
  * fabric.c owns what every backend shares: the operation slots, deadlines,
  * message buffers, argument checks and the public entry points. A backend
- * (fab_ofi.c for libfabric; a native verbs one may follow) only posts work
- * and reports raw completions, through the const ops table below. Backend
- * objects embed struct fab_ep / struct fab_mr as their first member.
+ * (fab_ofi.c for libfabric, fab_verbs.c for libibverbs and librdmacm)
+ * only posts work and reports raw completions, through the const ops
+ * table below. Backend objects embed struct fab_ep / struct fab_mr.
  *
  * Lock key: (C) constant after open, (L) endpoint's owning thread.
  */
@@ -49,6 +49,9 @@ struct fab_op {
 	enum fab_op_type type;   /* (L) */
 	enum fab_op_state state; /* (L) */
 	void *msg;               /* (C) this slot's message buffer */
+	/* The backend's own, while the slot is with it (POSTED, ABANDONED). */
+	void *bconn;             /* (L) connection it was posted on */
+	struct fab_op *bnext;    /* (L) backend's list (e.g. to post again) */
 };
 
 /* A completion as a backend reports it. */
@@ -138,6 +141,9 @@ struct fab_ops {
 };
 
 extern const struct fab_ops fab_ofi_ops;
+#ifdef FAB_HAVE_VERBS
+extern const struct fab_ops fab_verbs_ops;
+#endif
 
 /* Logging for fabric/ files; printf-style, no trailing newline. */
 void fab_log(int level, const char *fmt, ...)

@@ -145,15 +145,54 @@ static void fab_tx_put(struct fab_ep *ep, struct fab_op *op)
 	ep->tx_free = op;
 }
 
-static error_t fab_attr_fill(const struct fab_attr *in, struct fab_attr *out)
+/*
+ * The transport a configuration names: "tcp" (libfabric's tcp;ofi_rxm),
+ * "verbs" (the native backend), "ofi:PROVIDER" (any libfabric provider),
+ * or a bare libfabric provider name as earlier configurations gave it.
+ */
+static error_t fab_transport(const char *t, const struct fab_ops **ops_out,
+			     const char **provider_out)
+{
+	const char *p = t;
+
+	if (!strcmp(t, "verbs")) {
+#ifdef FAB_HAVE_VERBS
+		*ops_out = &fab_verbs_ops;
+		*provider_out = t;
+		return 0;
+#else
+		fab_log(LOG_ERR, "transport \"verbs\": this build has no "
+				 "libibverbs and librdmacm");
+		return ENODEV;
+#endif
+	}
+	if (!strcmp(t, "tcp"))
+		p = FAB_PROVIDER_DEFAULT;
+	else if (!strncmp(t, "ofi:", 4))
+		p = t + 4;
+	if (!*p || strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_;") !=
+			   strlen(p)) {
+		fab_log(LOG_ERR, "unknown transport \"%s\" (tcp, verbs, "
+				 "ofi:PROVIDER)",
+			t);
+		return EINVAL;
+	}
+	*ops_out = &fab_ofi_ops;
+	*provider_out = p;
+	return 0;
+}
+
+static error_t fab_attr_fill(const struct fab_attr *in, struct fab_attr *out,
+			     const struct fab_ops **ops_out)
 {
 	const char *env = getenv(FAB_PROVIDER_ENV);
+	error_t err;
 
 	*out = in ? *in : (struct fab_attr){ 0 };
 	if (env && *env)
 		out->provider = env;
 	if (!out->provider || !*out->provider)
-		out->provider = FAB_PROVIDER_DEFAULT;
+		out->provider = FAB_TRANSPORT_DEFAULT;
 	if (!out->msg_size)
 		out->msg_size = FAB_DEF_MSG_SIZE;
 	if (!out->tx_depth)
@@ -170,7 +209,8 @@ static error_t fab_attr_fill(const struct fab_attr *in, struct fab_attr *out)
 			out->rx_depth);
 		return EINVAL;
 	}
-	return 0;
+	err = fab_transport(out->provider, ops_out, &out->provider);
+	return err;
 }
 
 static error_t fab_rx_post(struct fab_ep *ep, struct fab_op *op)
@@ -185,6 +225,7 @@ static error_t fab_rx_post(struct fab_ep *ep, struct fab_op *op)
 
 error_t fab_ep_open(const struct fab_attr *attr, struct fab_ep **ep_out)
 {
+	const struct fab_ops *ops = NULL;
 	struct fab_attr a;
 	struct fab_ep *ep = NULL;
 	size_t nslots, buf_len, i;
@@ -193,11 +234,11 @@ error_t fab_ep_open(const struct fab_attr *attr, struct fab_ep **ep_out)
 
 	if (!ep_out)
 		return EINVAL;
-	err = fab_attr_fill(attr, &a);
+	err = fab_attr_fill(attr, &a, &ops);
 	if (err)
 		return err;
 
-	err = fab_ofi_ops.ep_open(&a, &ep);
+	err = ops->ep_open(&a, &ep);
 	if (err)
 		return err;
 	ep->info.msg_size = a.msg_size;

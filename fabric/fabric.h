@@ -52,8 +52,9 @@
 extern "C" {
 #endif
 
-#define FAB_PROVIDER_ENV     "PM_FABRIC_PROVIDER"
-#define FAB_PROVIDER_DEFAULT "tcp;ofi_rxm"
+#define FAB_PROVIDER_ENV      "PM_FABRIC_PROVIDER"
+#define FAB_TRANSPORT_DEFAULT "tcp"         /* libfabric's tcp;ofi_rxm */
+#define FAB_PROVIDER_DEFAULT  "tcp;ofi_rxm"
 #define FAB_NAME_MAX         256 /* bytes of an endpoint name */
 
 /* A peer in the endpoint's address table; FAB_PEER_NONE when unknown. */
@@ -62,8 +63,12 @@ typedef uint64_t fab_peer_t;
 
 /* Configuration of fab_ep_open(). Zero fields take the defaults. */
 struct fab_attr {
-	const char *provider; /* "tcp;ofi_rxm" (default), "verbs;ofi_rxm", "shm" */
-	const char *node;     /* local address to bind, e.g. "127.0.0.1" */
+	const char *provider; /* the transport: "tcp" (default; libfabric's
+	                       * tcp;ofi_rxm), "verbs" (native), or
+	                       * "ofi:PROVIDER"; a bare libfabric provider
+	                       * name ("verbs;ofi_rxm") is taken too */
+	const char *node;     /* local address to bind, e.g. "192.0.2.11";
+	                       * verbs: an address of the RDMA device */
 	const char *service;  /* local port; NULL picks one */
 	size_t msg_size;      /* largest message, bytes (default 4096) */
 	unsigned tx_depth;    /* reads + writes + sends in flight (default 256) */

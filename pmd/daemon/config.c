@@ -55,6 +55,19 @@ static error_t set_cluster(struct pmd_config *cfg, const char *val,
 			where, true);
 }
 
+static error_t set_transport(struct pmd_config *cfg, const char *val,
+			     const char *where)
+{
+	if (!pmd_transport_valid(val, false) ||
+	    strlen(val) >= sizeof(cfg->transport)) {
+		fprintf(stderr, "pmd: %s: transport '%s': want tcp, verbs or "
+			"ofi:PROVIDER\n", where, val);
+		return EINVAL;
+	}
+	strcpy(cfg->transport, val);
+	return 0;
+}
+
 static error_t set_backing_store(struct pmd_config *cfg, const char *val,
 				 const char *where)
 {
@@ -201,6 +214,7 @@ static const struct setting {
 	{ "poll-us", "poll_us", set_poll_us },
 	{ "node-id", "node_id", set_node_id },
 	{ "cluster", NULL, set_cluster },
+	{ "transport", NULL, set_transport },
 	{ "backing-store", "backing_store", set_backing_store },
 	{ "log-level", "log_level", set_log_level },
 };
@@ -325,6 +339,8 @@ static void usage(FILE *f)
 "  --config FILE        configuration file (INI, section [pmd])\n"
 "  --node-id N          this node's id (default 1)\n"
 "  --cluster FILE       the cluster file (several nodes)\n"
+"  --transport T        between nodes: tcp, verbs or ofi:PROVIDER (default:\n"
+"                       the cluster file's, else tcp)\n"
 "  --backing-store PATH where frames are paged out\n"
 "  --ready-fd N         write one byte to fd N when ready\n"
 "  --log-level LEVEL    error | warning | info | debug\n"
@@ -436,8 +452,13 @@ static error_t config_finish(struct pmd_config *cfg)
 			"is not supported by this build yet\n");
 		return ENOTSUP;
 	}
-	if (!cfg->cluster[0])
-		return 0;
+	if (!cfg->cluster[0]) {
+		if (!cfg->transport[0])
+			return 0;
+		fprintf(stderr, "pmd: --transport: only a node of a cluster "
+			"(--cluster) has one\n");
+		return EINVAL;
+	}
 	cc = malloc(sizeof(*cc));
 	if (!cc)
 		return ENOMEM;
@@ -448,6 +469,8 @@ static error_t config_finish(struct pmd_config *cfg)
 		free(cc);
 		return err;
 	}
+	if (cfg->transport[0])
+		strcpy(cc->transport, cfg->transport);
 	cfg->cluster_conf = cc;
 	return 0;
 }

@@ -26,6 +26,7 @@ struct pmd_config {
 	uint16_t node_id;            /* this node's id */
 	char cluster[4096];          /* cluster file; "" on a single node */
 	struct pmd_cluster_conf *cluster_conf; /* loaded from it, or NULL */
+	char transport[64];          /* over the cluster file's; "" for its */
 	char backing_store[4096];    /* paging target; "" for none */
 	char config[4096];           /* the configuration file read, if any */
 	enum pmd_admit_policy admit; /* guarantees that do not fit */

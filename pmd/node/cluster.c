@@ -42,7 +42,7 @@ static error_t cluster_open(struct pmd_cluster *c)
 	error_t err;
 
 	fab_log_set(fabric_log, NULL);
-	attr.provider = c->conf.provider[0] ? c->conf.provider : NULL;
+	attr.provider = c->conf.transport[0] ? c->conf.transport : NULL;
 	attr.node = me->host;
 	attr.service = me->port;
 	attr.msg_size = sizeof(struct pmd_nreq_hdr) + PMD_NREQ_BODY_MAX;

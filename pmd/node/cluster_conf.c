@@ -82,6 +82,21 @@ static bool parse_ms(const char *v, uint32_t *out)
 	return true;
 }
 
+bool pmd_transport_valid(const char *t, bool provider)
+{
+	const char *p = t;
+
+	if (!provider) {
+		if (!strcmp(t, "tcp") || !strcmp(t, "verbs"))
+			return true;
+		if (strncmp(t, "ofi:", 4))
+			return false;
+		p = t + 4;
+	}
+	return *p && strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_;") ==
+			     strlen(p);
+}
+
 /* A key of [cluster]; false (x says why) when it is bad. */
 static bool on_cluster_key(struct parse_ctx *x, const char *name,
 			   const char *value)
@@ -89,13 +104,19 @@ static bool on_cluster_key(struct parse_ctx *x, const char *name,
 	struct pmd_cluster_conf *c = x->c;
 	bool ok;
 
-	if (!strcmp(name, "secret_file") || !strcmp(name, "provider")) {
-		char *dst = name[0] == 's' ? c->secret_file : c->provider;
-		size_t size = name[0] == 's' ? sizeof(c->secret_file)
-					     : sizeof(c->provider);
-		ok = *value && strlen(value) < size;
+	if (!strcmp(name, "secret_file")) {
+		ok = *value && strlen(value) < sizeof(c->secret_file);
 		if (ok)
-			strcpy(dst, value);
+			strcpy(c->secret_file, value);
+	} else if (!strcmp(name, "transport") || !strcmp(name, "provider")) {
+		/* provider: a libfabric provider, as earlier files named it */
+		bool old = name[0] == 'p';
+
+		ok = pmd_transport_valid(value, old) &&
+		     strlen(value) + (old ? 4 : 0) < sizeof(c->transport);
+		if (ok)
+			snprintf(c->transport, sizeof(c->transport), "%s%s",
+				 old ? "ofi:" : "", value);
 	} else if (!strcmp(name, "heartbeat_ms")) {
 		ok = parse_ms(value, &c->heartbeat_ms);
 	} else if (!strcmp(name, "suspect_ms")) {

@@ -4,7 +4,11 @@
  *
  *   [cluster]
  *   secret_file = cluster.key      ; relative to this file's directory
- *   provider = tcp;ofi_rxm         ; optional (PM_FABRIC_PROVIDER wins)
+ *   transport = verbs              ; optional: tcp (default), verbs, or
+ *                                  ;   ofi:PROVIDER (any libfabric one);
+ *                                  ;   pmd --transport and then
+ *                                  ;   PM_FABRIC_PROVIDER win over it
+ *                                  ;   (provider = NAME: ofi:NAME, older)
  *   heartbeat_ms = 200             ; optional failure-detector timings:
  *   suspect_ms = 1000              ;   heartbeat < suspect < down
  *   down_ms = 3000
@@ -20,6 +24,7 @@
 #ifndef PMD_CLUSTER_CONF_H
 #define PMD_CLUSTER_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,7 +43,7 @@ struct pmd_cluster_node {
 struct pmd_cluster_conf {
 	char secret_file[4096];       /* (C) resolved against the file's
 	                               * directory */
-	char provider[64];            /* (C) "" : the fabric default */
+	char transport[64];           /* (C) "" : the fabric's default (tcp) */
 	uint32_t heartbeat_ms, suspect_ms, down_ms; /* (C) failure detector */
 	struct pmd_cluster_node nodes[PMD_CLUSTER_NODES_MAX]; /* (C) by id */
 	unsigned nnodes;              /* (C) */
@@ -56,6 +61,10 @@ error_t pmd_cluster_parse(const char *text, const char *path, pm_node_t self,
  * file of PMD_SECRET_MIN bytes or more that only its owner can read. */
 error_t pmd_cluster_load(const char *path, pm_node_t self,
 			 struct pmd_cluster_conf *out, char *err, size_t errlen);
+
+/* A transport as [cluster] names it: tcp, verbs or ofi:PROVIDER; with
+ * provider set, a bare libfabric provider name (the older key). */
+bool pmd_transport_valid(const char *t, bool provider);
 
 /* The entry of node id, or NULL. */
 const struct pmd_cluster_node *

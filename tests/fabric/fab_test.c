@@ -26,11 +26,18 @@ void ft_log_install(void)
     fab_log_set(ft_log, NULL);
 }
 
+const char *ft_addr(void)
+{
+    const char *a = getenv("PM_TEST_ADDR");
+
+    return a && *a ? a : "127.0.0.1";
+}
+
 void ft_attr(struct fab_attr *attr, unsigned timeout_ms, unsigned tx_depth,
              size_t msg_size)
 {
     *attr = (struct fab_attr){
-        .node = "127.0.0.1",
+        .node = ft_addr(),
         .timeout_ms = timeout_ms,
         .tx_depth = tx_depth,
         .msg_size = msg_size,
@@ -43,9 +50,9 @@ struct fab_ep *ft_ep_open_or_skip(const struct fab_attr *attr)
     int err = fab_ep_open(attr, &ep);
 
     if (err == ENODEV) {
-        printf("SKIP: fabric provider \"%s\" is not available here\n",
+        printf("SKIP: fabric transport \"%s\" is not available at %s\n",
                getenv(FAB_PROVIDER_ENV) ? getenv(FAB_PROVIDER_ENV)
-                                        : FAB_PROVIDER_DEFAULT);
+                                        : FAB_TRANSPORT_DEFAULT, ft_addr());
         exit(FT_SKIP);
     }
     if (err) {

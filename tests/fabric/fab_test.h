@@ -1,7 +1,8 @@
 /*
- * fab_test.h - helpers shared by the fabric tests: endpoint pairs on
- * 127.0.0.1, bounded progress loops, a log hook that counts unexpected
- * errors, and the loud skip (exit 77) when the provider is missing.
+ * fab_test.h - helpers shared by the fabric tests: endpoints on the test
+ * address (PM_TEST_ADDR, else 127.0.0.1; a soft-RoCE node sets its
+ * device's), bounded progress loops, a log hook that counts unexpected
+ * errors, and the loud skip (exit 77) when the transport is missing.
  */
 #ifndef PM_FAB_TEST_H
 #define PM_FAB_TEST_H
@@ -17,7 +18,9 @@
 extern unsigned ft_log_errors;      /* LOG_WARNING or worse since reset */
 
 void ft_log_install(void);
-/* Fills attr for 127.0.0.1 with the given timeout and depths. */
+/* The address endpoints bind: PM_TEST_ADDR, else 127.0.0.1. */
+const char *ft_addr(void);
+/* Fills attr for ft_addr() with the given timeout and depths. */
 void ft_attr(struct fab_attr *attr, unsigned timeout_ms, unsigned tx_depth,
              size_t msg_size);
 /* Opens an endpoint or exits 77 with the reason when the provider is absent. */

@@ -47,7 +47,7 @@ static void the_example_of_the_api(void **state)
 	assert_int_equal(conf.secret_len, 0);
 	assert_true(conf.heartbeat_ms < conf.suspect_ms &&
 		    conf.suspect_ms < conf.down_ms);
-	assert_string_equal(conf.provider, "");
+	assert_string_equal(conf.transport, "");
 }
 
 static void relative_secret_and_options(void **state)
@@ -59,12 +59,41 @@ static void relative_secret_and_options(void **state)
 			       "down_ms = 900\n"
 			       "[node 3]\naddress = node3.example:7100\n", 7), 0);
 	assert_string_equal(conf.secret_file, "/etc/pmd/keys/c.key");
-	assert_string_equal(conf.provider, "verbs;ofi_rxm");
+	assert_string_equal(conf.transport, "ofi:verbs;ofi_rxm");
 	assert_int_equal(conf.down_ms, 900);
 	/* Sorted by id. */
 	assert_int_equal(conf.nodes[0].id, 3);
 	assert_string_equal(conf.nodes[1].host, "fe80::1");
 	assert_string_equal(conf.nodes[1].port, "9");
+}
+
+static void transports(void **state)
+{
+	static const char *const good[][2] = {
+		{ "transport = tcp", "tcp" },
+		{ "transport = verbs", "verbs" },
+		{ "transport = ofi:verbs;ofi_rxm", "ofi:verbs;ofi_rxm" },
+		{ "provider = tcp;ofi_rxm", "ofi:tcp;ofi_rxm" },
+		{ "provider = verbs", "ofi:verbs" },
+	};
+	static const char *const bad[] = {
+		"transport = rdma", "transport = ofi:", "transport = tcp;ofi_rxm",
+		"transport = ofi:TCP", "transport = verbs x", "provider = a b",
+		"transport = ofi:../x",
+	};
+	char buf[256];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(buf, sizeof(buf), "[cluster]\nsecret_file = k\n%s\n"
+			 "[node 1]\naddress = a:1\n", good[i][0]);
+		assert_int_equal(parse(buf, 1), 0);
+		assert_string_equal(conf.transport, good[i][1]);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(buf, sizeof(buf), "[cluster]\nsecret_file = k\n%s\n"
+			 "[node 1]\naddress = a:1\n", bad[i]);
+		expect_bad(buf, 1, "bad value");
+	}
 }
 
 static void bad_files(void **state)
@@ -120,6 +149,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(the_example_of_the_api),
 		cmocka_unit_test(relative_secret_and_options),
+		cmocka_unit_test(transports),
 		cmocka_unit_test(bad_files),
 		cmocka_unit_test(error_names_the_line),
 	};

@@ -117,6 +117,33 @@ static void config_file_and_precedence(void **state)
 	unlink(path);
 }
 
+static void transport_option_wins_over_the_cluster_file(void **state)
+{
+	char key[] = "/tmp/pmd-test-key-XXXXXX";
+	char ini[] = "/tmp/pmd-test-ini-XXXXXX";
+	char text[256];
+	struct pmd_config cfg;
+
+	write_file(key, "0123456789abcdef0123456789abcdef");
+	snprintf(text, sizeof(text), "[cluster]\nsecret_file = %s\n"
+		 "transport = verbs\n[node 1]\naddress = 10.0.0.1:7100\n", key);
+	write_file(ini, text);
+	assert_int_equal(load(&cfg, (const char *[]){ "--cluster", ini, NULL }), 0);
+	assert_string_equal(cfg.cluster_conf->transport, "verbs");
+	pmd_config_fini(&cfg);
+	assert_int_equal(load(&cfg, (const char *[]){ "--cluster", ini,
+			"--transport", "ofi:tcp;ofi_rxm", NULL }), 0);
+	assert_string_equal(cfg.cluster_conf->transport, "ofi:tcp;ofi_rxm");
+	pmd_config_fini(&cfg);
+	assert_int_equal(load(&cfg, (const char *[]){ "--cluster", ini,
+			"--transport", "rdma", NULL }), EINVAL);
+	/* A single node has no transport to choose. */
+	assert_int_equal(load(&cfg, (const char *[]){ "--transport", "tcp",
+			NULL }), EINVAL);
+	unlink(ini);
+	unlink(key);
+}
+
 static void bad_config_files_are_refused(void **state)
 {
 	static const char *const bad[] = {
@@ -144,6 +171,7 @@ int main(void)
 		cmocka_unit_test(defaults_and_options),
 		cmocka_unit_test(bad_options_are_refused),
 		cmocka_unit_test(config_file_and_precedence),
+		cmocka_unit_test(transport_option_wins_over_the_cluster_file),
 		cmocka_unit_test(bad_config_files_are_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
