@@ -3,7 +3,8 @@
 # of three nodes (deploy/cluster.sh: network namespaces as root, else
 # loopback), shows how the nodes see each other, runs the demo task on one
 # of them, then a container spanning the three nodes (pm-span), and stops
-# the cluster.
+# the cluster. With --softroce, the same on soft-RoCE test nodes
+# (deploy/softroce.sh), the nodes talking verbs.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/deploy/install-deps.sh"
@@ -12,22 +13,8 @@ cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)" --target pmd pm-demo pm-span pmctl >/dev/null
 
 export PMD_BIN="$build/pmd/pmd" PMD_ARGS="--memory 256M"
-exec "$top/deploy/cluster.sh" run 3 -- bash -c '
-	set -e
-	pmctl='"$build"'/deploy/pmctl
-	demo='"$build"'/deploy/pm-demo
-	sleep 1
-	echo "--- the cluster, as node 1 sees it ---"
-	"$pmctl" --socket "$PMD_CLUSTER_DIR/n1.sock" nodes
-	echo "--- demo task on node 2 ---"
-	"$demo" "$PMD_CLUSTER_DIR/n2.sock"
-	echo "--- node 2 after the task: accounting check ---"
-	"$pmctl" --socket "$PMD_CLUSTER_DIR/n2.sock" stat
-	echo "--- a container spanning the three nodes ---"
-	'"$build"'/deploy/pm-span "$PMD_CLUSTER_DIR/n1.sock" \
-		"$PMD_CLUSTER_DIR/n2.sock" "$PMD_CLUSTER_DIR/n3.sock"
-	for i in 1 2 3; do
-		"$pmctl" --socket "$PMD_CLUSTER_DIR/n$i.sock" stat
-	done
-	echo "--- stopping the cluster ---"
-'
+if [ "${1:-}" = --softroce ]; then
+	# The same on soft-RoCE test nodes, the nodes talking verbs.
+	exec "$top/deploy/softroce.sh" run 3 -- "$top/deploy/demo-job.sh" "$build"
+fi
+exec "$top/deploy/cluster.sh" run 3 -- "$top/deploy/demo-job.sh" "$build"

@@ -47,6 +47,7 @@
 #define FVB_CM_CHECK_MS  1    /* rdma_cm events looked at while busy */
 #define FVB_INLINE       256  /* inline message bytes asked of a QP */
 #define FVB_STASH        64   /* completions found by trywait */
+#define FVB_MIN_RNR_TIMER 12  /* IB code: 0.64 ms before a sender retries */
 #define FVB_NO_PEER      UINT32_MAX
 #define FVB_HELLO_MAGIC  0x42564d50u /* "PMVB", little-endian */
 #define FVB_HELLO_VERSION 1

@@ -209,7 +209,10 @@ static error_t fvb_qp_create(struct fvb_conn *conn)
 		/* Some devices take no inline data. */
 		a.cap.max_inline_data = 0;
 		if (rdma_create_qp(conn->id, vep->pd, &a)) {
-			fab_log(LOG_ERR, "rdma_create_qp: %m");
+			/* Incoming: the caller may have gone meanwhile. */
+			fab_log(conn->outgoing ? LOG_ERR : LOG_NOTICE,
+				"rdma_create_qp (%s): %m",
+				conn->outgoing ? "connecting" : "accepting");
 			return errno ? errno : ENOMEM;
 		}
 	}
@@ -217,6 +220,23 @@ static error_t fvb_qp_create(struct fvb_conn *conn)
 	conn->qp_num = conn->qp->qp_num;
 	conn->max_inline = a.cap.max_inline_data;
 	return 0;
+}
+
+/*
+ * How long a sender that found no receive buffer waits before it tries
+ * again: rdma_cm leaves the queue pair's minimum at its largest (655 ms,
+ * the IB code 0), longer than a deadline. A receiver reposts its buffers
+ * at its next poll; 0.64 ms (code 12) lets the sender come back soon
+ * without spinning.
+ */
+static void fvb_qp_rnr(struct fvb_conn *conn)
+{
+	struct ibv_qp_attr attr = { .min_rnr_timer = FVB_MIN_RNR_TIMER };
+	int rc = ibv_modify_qp(conn->qp, &attr, IBV_QP_MIN_RNR_TIMER);
+
+	if (rc)
+		fab_log(LOG_NOTICE, "cannot shorten the receive-not-ready wait: %s",
+			strerror(rc));
 }
 
 static void fvb_hello_fill(const struct fvb_ep *vep, struct fvb_hello *h)
@@ -297,7 +317,11 @@ static void fvb_on_established(struct fvb_conn *conn,
 	char buf[80];
 
 	conn->state = FVB_UP;
-	if (!conn->outgoing || conn->peer == FVB_NO_PEER)
+	if (!conn->outgoing) {
+		fvb_qp_rnr(conn);
+		return;
+	}
+	if (conn->peer == FVB_NO_PEER)
 		return;
 	if (fvb_hello_read(ev, &hello)) {
 		struct fvb_av *e = &vep->av[conn->peer];

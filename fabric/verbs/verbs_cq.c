@@ -107,8 +107,16 @@ static error_t fvb_post(struct fab_ep *ep, struct fab_op *op)
 	if (!e)
 		return ENOTCONN; /* a stale address: fabric.c inserts again */
 	if (op->type != FAB_OP_SEND &&
-	    (op->rkey > UINT32_MAX || op->len > vep->max_msg))
-		return EINVAL; /* no key of this device, or too long for RC */
+	    (op->rkey > UINT32_MAX || op->len > vep->max_msg)) {
+		/* No key of this device, or longer than RC carries: refused
+		 * as the target would refuse it. */
+		fab_log(LOG_WARNING, "%s refused: %s",
+			op->type == FAB_OP_READ ? "read" : "write",
+			op->rkey > UINT32_MAX ? "not a key of a verbs device"
+					      : "longer than a transfer can be");
+		fvb_done(vep, op, op->rkey > UINT32_MAX ? EACCES : EMSGSIZE);
+		return 0;
+	}
 	if (!e->conn) {
 		if (fvb_now() >= e->retry_at)
 			fvb_conn_connect(vep, (uint32_t)(e - vep->av), NULL);

@@ -105,8 +105,14 @@ error_t pmd_cluster_start(const struct pmd_cluster_conf *conf, pm_node_t self,
 	for (unsigned i = 0; i < c->mb.npeers; i++)
 		c->prev_state[i] = PM_NODE_DOWN;
 	pmd_lend_prepare(c); /* the first loans need no registration */
-	pmd_info("cluster: node %u of %u at %s, incarnation %#lx", self,
-		 conf->nnodes, c->self_addr, (unsigned long)c->mb.inc);
+	{
+		struct fab_info fi = { 0 };
+
+		fab_ep_info(c->ep, &fi);
+		pmd_info("cluster: node %u of %u at %s over %s, incarnation %#lx",
+			 self, conf->nnodes, c->self_addr, fi.provider,
+			 (unsigned long)c->mb.inc);
+	}
 	*out = c;
 	return 0;
 stop:

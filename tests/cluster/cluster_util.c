@@ -19,14 +19,21 @@
 
 #include "cluster_util.h"
 
-/* A socket bound to a free loopback port (*port), still open. */
+const char *ct_addr(void)
+{
+	const char *a = getenv("PM_TEST_ADDR");
+
+	return a && *a ? a : "127.0.0.1";
+}
+
+/* A socket bound to a free port of the test address (*port), still open. */
 static int hold_free_port(int *port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET };
 	socklen_t len = sizeof(sa);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
+	assert_int_equal(inet_pton(AF_INET, ct_addr(), &sa.sin_addr), 1);
 	assert_true(fd >= 0);
 	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
@@ -67,8 +74,8 @@ void ct_cluster_file(const char *ini, const char *secret_file,
 		       CT_HEARTBEAT_MS, CT_SUSPECT_MS, CT_DOWN_MS);
 	for (int i = 0; i < n; i++)
 		len += snprintf(text + len, sizeof(text) - (size_t)len,
-				"[node %d]\naddress = 127.0.0.1:%d\n", i + 1,
-				ports[i]);
+				"[node %d]\naddress = %s:%d\n", i + 1,
+				ct_addr(), ports[i]);
 	assert_true((size_t)len < sizeof(text));
 	ct_write_file(ini, 0644, text);
 }

@@ -1,6 +1,6 @@
 /*
- * cluster_util.h - helpers of the cluster tests: free loopback ports, a
- * clock, and what one node says of another.
+ * cluster_util.h - helpers of the cluster tests: free ports of the test
+ * address, a clock, and what one node says of another.
  */
 #ifndef PM_CLUSTER_UTIL_H
 #define PM_CLUSTER_UTIL_H
@@ -11,7 +11,10 @@
 
 #include "harness.h"
 
-/* n different TCP ports on 127.0.0.1 nobody listens on (now), n <= 16. */
+/* The address nodes bind: PM_TEST_ADDR (an IPv4 address; a soft-RoCE
+ * node sets its device's), else 127.0.0.1. */
+const char *ct_addr(void);
+/* n different TCP ports on ct_addr() nobody listens on (now), n <= 16. */
 void ct_free_ports(int *ports, int n);
 uint64_t ct_now_ms(void);
 /* The failure detector of the cluster files below. */
@@ -20,13 +23,12 @@ uint64_t ct_now_ms(void);
 #define CT_DOWN_MS      1200
 
 void ct_write_file(const char *path, int mode, const char *text);
-/* A cluster file at ini naming nodes 1..n at ports[i] on 127.0.0.1, with
+/* A cluster file at ini naming nodes 1..n at ports[i] on ct_addr(), with
  * secret_file (relative to ini) and the timings above. */
 void ct_cluster_file(const char *ini, const char *secret_file,
 		     const int *ports, int n);
 /* A fresh directory from the template in dir (…XXXXXX, rewritten), with
- * cluster.key (0600) and cluster.ini naming nodes 1..n on free loopback
- * ports. */
+ * cluster.key (0600) and cluster.ini naming nodes 1..n on free ports. */
 void ct_cluster_files(char *dir, char *ini, size_t ini_len, char *key,
 		      size_t key_len, int n);
 /* Starts node id of the cluster file ini (64 MiB), with extra arguments

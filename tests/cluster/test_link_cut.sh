@@ -9,6 +9,11 @@ if [ "$(id -u)" -ne 0 ] || ! ip netns list >/dev/null 2>&1; then
 	echo "skipped: network namespaces need root and ip netns"
 	exit 77
 fi
+case ${PM_FABRIC_PROVIDER:-} in
+verbs|*verbs*)
+	echo "skipped: soft-RoCE (rdma_rxe) serves only the initial network namespace"
+	exit 77 ;;
+esac
 export PMD_BIN=$build/pmd/pmd PMD_CLUSTER_MODE=netns
 export HEARTBEAT_MS=100 SUSPECT_MS=400 DOWN_MS=1200
 pmctl=$build/deploy/pmctl

@@ -433,6 +433,7 @@ static void expect_no_leak(struct child *ch)
 static void test_fork_peer_killed(void **state)
 {
     struct child victim;
+    struct fab_info info;
     unsigned failed;
     uint64_t dt;
     size_t n;
@@ -454,7 +455,11 @@ static void test_fork_peer_killed(void **state)
     printf("killed peer: %zu operations reported in %llu ms, %u failed\n", n,
            (unsigned long long)dt, failed);
     assert_true(dt <= TIMEOUT_MS + 500);
-    assert_true(failed > 0);
+    /* Over tcp the peer's own progress serves reads and writes, so some
+     * fail; a verbs device may serve them all before the peer is gone. */
+    assert_int_equal(fab_ep_info(ep, &info), 0);
+    if (strncmp(info.provider, "verbs:", 6))
+        assert_true(failed > 0);
     /* A new operation to the dead peer fails too, within the deadline. */
     assert_int_equal(fab_read(ep, victim.peer, mr, 0, &victim.rkey, 0, 4096,
                               NULL), 0);

@@ -67,8 +67,8 @@ static void cluster_file_checked_then_refused(void **state)
 	fd = open(ini, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	assert_true(fd >= 0);
 	dprintf(fd, "[cluster]\nsecret_file = cluster.key\n"
-		"[node 1]\naddress = 127.0.0.1:7101\n"
-		"[node 2]\naddress = 127.0.0.1:7102\n");
+		"[node 1]\naddress = 192.0.2.11:7101\n"
+		"[node 2]\naddress = 192.0.2.12:7102\n");
 	close(fd);
 	fd = open(key, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	assert_true(fd >= 0);
