@@ -33,9 +33,10 @@
  * and the tasks use the new one. So a pinned segment is made physical
  * whole before it is registered, and its slots are cleared in place
  * (zeroed) when freed or made ready, never punched. A slot that retires
- * is still punched (a task's mapping of it must fault), which is safe
- * because a retired slot is never lent again while the segment lives:
- * no RDMA reaches it any more.
+ * is still punched (a task's mapping of it must fault), zeroed first:
+ * the registration keeps the old page until the segment goes, holding
+ * nothing, and no RDMA reaches it any more (a retired slot is never lent
+ * again while the segment lives).
  *
  * Segment ids on the wire are generation << 32 | index and are never reused
  * for another segment during the pmd's life.

@@ -86,6 +86,33 @@ static void an_unpinned_segment_gives_its_pages_back(void **state)
 	assert_int_equal(held_after_reuse(), 'A');
 }
 
+/* A retired slot is punched so that a task's mapping faults; the page a
+ * registration still holds was zeroed first: it keeps nothing of the
+ * frame that moved away. */
+static void a_retired_pinned_slot_leaves_nothing_registered(void **state)
+{
+	struct iovec iov;
+	int pipefd[2];
+	char got[64], zero[64] = { 0 };
+	int slot;
+
+	pmd_segment_pin(seg);
+	assert_int_equal(pmd_segment_fwd_reserve(seg), 0);
+	assert_int_equal(pipe(pipefd), 0);
+	slot = pmd_segment_slot_alloc(&tab, seg);
+	assert_true(slot >= 0);
+	memset(pmd_segment_frame(seg, (unsigned)slot), 'S', PM_FRAME_SIZE);
+	iov = (struct iovec){ .iov_base = pmd_segment_frame(seg, (unsigned)slot),
+			      .iov_len = PM_FRAME_SIZE };
+	assert_int_equal(vmsplice(pipefd[1], &iov, 1, 0), PM_FRAME_SIZE);
+	pmd_segment_slot_retire(&tab, seg, (unsigned)slot, NULL, 42);
+	assert_int_equal(read(pipefd[0], got, sizeof(got)), sizeof(got));
+	assert_memory_equal(got, zero, sizeof(got));
+	close(pipefd[0]);
+	close(pipefd[1]);
+	pmd_segment_release_retired(&tab, seg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -94,6 +121,9 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			an_unpinned_segment_gives_its_pages_back, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			a_retired_pinned_slot_leaves_nothing_registered, setup,
 			teardown),
 	};
 
