@@ -9,7 +9,8 @@
  * the frames on node 3 by RDMA); the owner then maps the frames, which
  * brings them home, and the server maps them, which takes them to node 2
  * (the owner's mapping follows them back). Then a container interleaved
- * across the three nodes.
+ * across the three nodes. Every step checks what it shows: a wrong byte
+ * or count ends the program with status 1.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,6 +23,25 @@ static void check(error_t err, const char *what)
 {
 	if (err) {
 		fprintf(stderr, "pm-span: %s: %s\n", what, strerror(err));
+		exit(1);
+	}
+}
+
+/* What a step saw against what it should have. */
+static void expect(const char *got, const char *want, const char *what)
+{
+	if (strcmp(got, want)) {
+		fprintf(stderr, "pm-span: %s: \"%s\", not \"%s\"\n", what, got,
+			want);
+		exit(1);
+	}
+}
+
+static void expect_n(unsigned long long got, unsigned long long want,
+		     const char *what)
+{
+	if (got != want) {
+		fprintf(stderr, "pm-span: %s: %llu, not %llu\n", what, got, want);
 		exit(1);
 	}
 }
@@ -65,6 +85,7 @@ int main(int argc, char **argv)
 	printf("owner on node 1: container homed on node %u, %llu frames, "
 	       "%llu of them on another node\n", st.home,
 	       (unsigned long long)st.frames, (unsigned long long)st.remote);
+	expect_n(st.remote, 8, "frames on another node");
 	free_frames(owner, "node 1");
 	check(pm_container_write(owner, c, 5, 0, "hello from node 1", 18),
 	      "write");
@@ -77,11 +98,17 @@ int main(int argc, char **argv)
 	check(pm_container_read(server, ref, 5, 0, buf, 18), "read on node 2");
 	printf("server on node 2 read frame 5 through its own pmd: \"%s\"\n",
 	       buf);
+	expect(buf, "hello from node 1", "the server's read");
 	check(pm_container_write(server, ref, 6, 0, "and back from node 2", 21),
 	      "write on node 2");
 	check(pm_container_lock(server, ref, 1000), "lock");
-	printf("server locked the container: the owner's deallocate says \"%s\"\n",
-	       strerror(pm_container_deallocate(owner, c, 7, 1)));
+	{
+		error_t err = pm_container_deallocate(owner, c, 7, 1);
+
+		printf("server locked the container: the owner's deallocate "
+		       "says \"%s\"\n", strerror(err));
+		expect_n((unsigned)err, EBUSY, "deallocate under a lock");
+	}
 	check(pm_container_unlock(server, ref), "unlock");
 
 	check(pm_container_map(owner, c, 0, 8, CONT_MAP_READ, &m, NULL), "map");
@@ -89,6 +116,9 @@ int main(int argc, char **argv)
 	printf("owner mapped the 8 frames: they came home (%llu still on "
 	       "another node); frame 6 reads \"%s\"\n",
 	       (unsigned long long)st.remote, (char *)m + 6 * PM_FRAME_SIZE);
+	expect_n(st.remote, 0, "frames still away after the owner's map");
+	expect((char *)m + 6 * PM_FRAME_SIZE, "and back from node 2",
+	       "the owner's mapping of frame 6");
 
 	/* The server maps them too: they move to node 2, where its stores
 	 * land; the owner's mapping follows them home when it reads. */
@@ -98,13 +128,22 @@ int main(int argc, char **argv)
 	check(pm_container_stat(owner, c, &st), "stat");
 	printf("server on node 2 mapped them: %llu frames now live on node 2 "
 	       "(the home recorded the move)\n", (unsigned long long)st.remote);
+	expect_n(st.remote, 8, "frames on node 2 after its map");
 	strcpy((char *)sm + 2 * PM_FRAME_SIZE, "stored on node 2");
 	printf("server stored through its mapping; the owner's mapping on "
 	       "node 1 reads \"%s\"\n", (char *)m + 2 * PM_FRAME_SIZE);
+	/* (Registered memory whose pages were replaced lost this store.) */
+	expect((char *)m + 2 * PM_FRAME_SIZE, "stored on node 2",
+	       "the owner's mapping of the server's store");
 	check(pm_container_unmap(server, sm, 8), "unmap on node 2");
 	check(pm_container_unshare(owner, c, sid), "unshare");
-	printf("owner unshared: the server's read now says \"%s\"\n",
-	       strerror(pm_container_read(server, ref, 5, 0, buf, 1)));
+	{
+		error_t err = pm_container_read(server, ref, 5, 0, buf, 1);
+
+		printf("owner unshared: the server's read now says \"%s\"\n",
+		       strerror(err));
+		expect_n((unsigned)err, ESTALE, "a read after the unshare");
+	}
 	check(pm_container_destroy(owner, c), "destroy");
 
 	/* Interleaved: frame f on the (f mod 3)-th node; one write across

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# node_suite.sh TOP BUILD GROUP - the tests of GROUP over the verbs
+# transport, run on a soft-RoCE node (deploy/softroce.sh node, which sets
+# PM_TEST_ADDR to the node's RDMA address):
+#   fabric   the fabric tests (one process, and forked processes)
+#   cluster  the cluster tests (real pmds)
+#   demo     three pmds and pm-span, which checks every byte it shows
+# A test that skips here fails: on a soft-RoCE node the verbs transport
+# must be there.
+set -uo pipefail
+top=$1 build=$2 group=$3
+[ -n "${PM_TEST_ADDR:-}" ] || { echo "FAIL: no PM_TEST_ADDR: not on a soft-RoCE node"; exit 1; }
+export PM_FABRIC_PROVIDER=verbs
+case $group in
+fabric)	tests=(fabric/test_fabric_local fabric/test_fabric_fork) ;;
+cluster) tests=(cluster/test_cluster_membership cluster/test_cluster_remote
+		cluster/test_cluster_forward cluster/test_cluster_fwdmap) ;;
+demo)	PMD_BIN=$build/pmd/pmd PMD_ARGS="--memory 256M" \
+		exec "$top/deploy/softroce.sh" run 3 -- \
+		"$top/deploy/demo-job.sh" "$build" ;;
+*)	echo "node_suite.sh: no group '$group'" >&2; exit 2 ;;
+esac
+status=0
+for t in "${tests[@]}"; do
+	echo "=== $t over verbs at $PM_TEST_ADDR ==="
+	start=$(date +%s)
+	"$build/tests/$t"
+	rc=$?
+	echo "=== $t: status $rc in $(( $(date +%s) - start )) s ==="
+	[ "$rc" -eq 0 ] || status=1
+done
+exit "$status"
