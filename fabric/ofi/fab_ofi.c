@@ -107,12 +107,31 @@ static struct fi_info *fab_ofi_hints(const struct fab_attr *attr,
 	return hints;
 }
 
+/*
+ * ofi_rxm sizes its completion queues by the universe size (default 256
+ * peers), beyond what soft-RoCE (rxe) gives a queue, and then fails
+ * fi_enable with EINVAL. pmd clusters are far smaller: unless the user
+ * chose, ask for 32. libfabric reads it when its providers first load,
+ * so this runs before the first fi_getinfo of the process.
+ */
+static void fab_ofi_universe(const char *provider)
+{
+	if (!strstr(provider, "verbs") || getenv("FI_UNIVERSE_SIZE"))
+		return;
+	if (setenv("FI_UNIVERSE_SIZE", "32", 0) == 0)
+		fab_log(LOG_NOTICE, "FI_UNIVERSE_SIZE=32 for %s (rxm's default "
+				    "queues exceed what soft-RoCE allows)",
+			provider);
+}
+
 static error_t fab_ofi_getinfo(const struct fab_attr *attr,
 			       struct fi_info **info_out, bool *dc_out)
 {
 	struct fi_info *hints, *info = NULL;
 	bool dc;
 	int rc = -FI_ENODATA;
+
+	fab_ofi_universe(attr->provider);
 
 	for (dc = true;; dc = false) {
 		hints = fab_ofi_hints(attr, dc);

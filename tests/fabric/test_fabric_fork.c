@@ -458,7 +458,7 @@ static void test_fork_peer_killed(void **state)
     /* Over tcp the peer's own progress serves reads and writes, so some
      * fail; a verbs device may serve them all before the peer is gone. */
     assert_int_equal(fab_ep_info(ep, &info), 0);
-    if (strncmp(info.provider, "verbs:", 6))
+    if (!strstr(info.provider, "verbs"))
         assert_true(failed > 0);
     /* A new operation to the dead peer fails too, within the deadline. */
     assert_int_equal(fab_read(ep, victim.peer, mr, 0, &victim.rkey, 0, 4096,
@@ -505,7 +505,7 @@ static void test_fork_peer_stopped(void **state)
     assert_true(dt >= TIMEOUT_MS - 50 && dt <= TIMEOUT_MS + 500);
     assert_true(failed > 0);
     assert_int_equal(fab_ep_info(ep, &info), 0);
-    if (!strncmp(info.provider, "verbs:", 6))
+    if (strstr(info.provider, "verbs"))
         assert_int_equal(rma_failed, 0);
     expect_server_alive();
     /* A stopped peer's connection stays up, so the provider keeps what it
