@@ -24,6 +24,13 @@ uint64_t bench_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+const char *bench_addr(void)
+{
+    const char *a = getenv("PM_TEST_ADDR");
+
+    return a && *a ? a : "127.0.0.1";
+}
+
 int bench_conf_parse(int argc, char **argv, struct bench_conf *conf)
 {
     static const struct option opts[] = {

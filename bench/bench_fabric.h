@@ -18,7 +18,8 @@
 #define BENCH_WINDOW   64                 /* operations in flight for bandwidth */
 
 struct bench_conf {
-    const char *provider;       /* NULL: PM_FABRIC_PROVIDER or tcp;ofi_rxm */
+    const char *provider;       /* NULL: PM_FABRIC_PROVIDER or tcp;ofi_rxm;
+                                 * the layer takes a transport (verbs) */
     unsigned    lat_iters;      /* per latency figure */
     double      bw_seconds;     /* per bandwidth figure */
     bool        wait_fd;        /* completion queue with a wait descriptor */
@@ -37,6 +38,9 @@ struct bench_xport {
 };
 
 uint64_t bench_now_ns(void);
+/* The address both processes bind: PM_TEST_ADDR (a soft-RoCE node sets
+ * its device's), else 127.0.0.1. */
+const char *bench_addr(void);
 int bench_conf_parse(int argc, char **argv, struct bench_conf *conf);
 
 /* Parent/child plumbing: bench_fork() returns in both, *pid is the

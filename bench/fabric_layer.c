@@ -87,8 +87,7 @@ static int serve(struct layer *l)
 int main(int argc, char **argv)
 {
     struct bench_conf conf;
-    struct fab_attr attr = { .node = "127.0.0.1", .msg_size = BENCH_MSG_SIZE,
-                             .timeout_ms = 10000 };
+    struct fab_attr attr = { .msg_size = BENCH_MSG_SIZE, .timeout_ms = 10000 };
     struct fab_info info;
     struct layer l = { 0 };
     struct hello mine, theirs;
@@ -99,6 +98,7 @@ int main(int argc, char **argv)
     if (bench_conf_parse(argc, argv, &conf))
         return 2;
     setenv("PM_FABRIC_PROVIDER", conf.provider, 1);
+    attr.node = bench_addr();
     attr.busy_poll = !conf.wait_fd;
     err = bench_fork(&pid, &fd);
     if (err)

@@ -75,11 +75,14 @@ static int raw_open(struct raw *r, const char *prov, bool wait_fd)
     hints->rx_attr->msg_order = FI_ORDER_SAS;
     hints->tx_attr->op_flags = FI_DELIVERY_COMPLETE;
     hints->fabric_attr->prov_name = strdup(prov);
-    rc = fi_getinfo(FI_VERSION(1, 14), "127.0.0.1", NULL, FI_SOURCE, hints,
+    /* As the layer does: rxm's default queues exceed soft-RoCE's. */
+    if (strstr(prov, "verbs"))
+        setenv("FI_UNIVERSE_SIZE", "32", 0);
+    rc = fi_getinfo(FI_VERSION(1, 14), bench_addr(), NULL, FI_SOURCE, hints,
                     &r->info);
     if (rc == -FI_ENODATA) {
         hints->tx_attr->op_flags = 0;
-        rc = fi_getinfo(FI_VERSION(1, 14), "127.0.0.1", NULL, FI_SOURCE,
+        rc = fi_getinfo(FI_VERSION(1, 14), bench_addr(), NULL, FI_SOURCE,
                         hints, &r->info);
     }
     fi_freeinfo(hints);

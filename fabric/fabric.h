@@ -2,12 +2,12 @@
  * fabric.h - the transport seen by pmd: one endpoint, registered memory,
  * one-sided RMA and bounded messages, driven from one event loop.
  *
- * An endpoint (struct fab_ep) bundles what libfabric calls a fabric, a
- * domain, an address vector, a completion queue and an FI_EP_RDM endpoint
- * with FI_MSG and FI_RMA. The provider is configuration ("tcp;ofi_rxm",
- * "verbs;ofi_rxm", "shm"); PM_FABRIC_PROVIDER in the environment overrides
- * it. Behind this header sits a small ops table (fab_ops.h) so that another
- * backend (native verbs, an in-process loop) can serve the same calls.
+ * An endpoint (struct fab_ep) reaches every peer it is given, with
+ * messages and one-sided reads and writes of registered memory. Behind
+ * this header sit backends (fab_ops.h): libfabric (an FI_EP_RDM endpoint
+ * with FI_MSG and FI_RMA, e.g. tcp;ofi_rxm) and native verbs (RC queue
+ * pairs through rdma_cm). The transport is configuration ("tcp", "verbs",
+ * "ofi:PROVIDER"); PM_FABRIC_PROVIDER in the environment overrides it.
  *
  * Guarantees:
  *  - Every call returns 0 or a positive errno value; nothing aborts. The
@@ -34,9 +34,11 @@
  * answers, or its connection breaks) or until fab_ep_close().
  *
  * A remote access with a wrong or revoked key is refused by the target
- * and nothing is written, but the target also drops the connection (tcp
- * and verbs alike): other operations in flight to that peer fail with a
- * link error, and the next post reconnects. Check keys before posting.
+ * and nothing is written. Over tcp the target also drops the connection:
+ * other operations in flight to that peer fail with a link error, and the
+ * next post reconnects. The verbs transport replaces the queue pair the
+ * refusal left in error and posts again what it flushed: only the refused
+ * operation fails. Check keys before posting either way.
  *
  * Lock key: an endpoint and everything made from it belong to the one
  * thread that calls fab_ep_poll() on it, (L). No call takes a lock.

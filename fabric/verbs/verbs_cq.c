@@ -321,14 +321,19 @@ error_t fvb_trywait(struct fab_ep *ep)
 		vep->kick = false;
 		return EAGAIN;
 	}
-	fvb_cm_events(vep);
+	/* rdma_cm's channel is in the wait set too: an event that comes
+	 * while we sleep wakes us, and one that came since the last look is
+	 * taken within FVB_CM_CHECK_MS. */
+	if (fvb_now() - vep->cm_checked >= (uint64_t)FVB_CM_CHECK_MS * 1000000u)
+		fvb_cm_events(vep);
 	if (vep->kick) {
 		vep->kick = false;
 		return EAGAIN;
 	}
 	if (!vep->comp_ch)
 		return 0;
-	while (!ibv_get_cq_event(vep->comp_ch, &cq, &cq_ctx))
+	/* One event at most: the queue was armed once since the last. */
+	if (!ibv_get_cq_event(vep->comp_ch, &cq, &cq_ctx))
 		events++;
 	if (events)
 		ibv_ack_cq_events(vep->cq, events);
