@@ -21,14 +21,15 @@
 # boots Debian's kernel (which has rdma_rxe) with a busybox initramfs, runs
 # this host's root read-only over 9p and the project read-write, adds rxe0
 # on its NIC (10.77.0.1) and runs COMMAND there. One VM with one device
-# serves every node: a second VM would double the emulation cost on this
-# kind of machine (no KVM here: TCG) and the device loops traffic back
-# through the same verbs path. The VM's NIC sits on an empty hub: no
+# serves every node: a second VM would double the emulation cost (where
+# KVM cannot run guests, qemu emulates: TCG) and the device carries one
+# node's traffic to another through the same verbs path. The VM's NIC sits on an empty hub: no
 # traffic leaves it. Output streams back; the exit status is COMMAND's
 # (77: nodes cannot run here, with the reason printed).
 #
 # Environment: SOFTROCE_MODE=host|vm (default: host when an RDMA device
-# exists), SOFTROCE_TIMEOUT (seconds for a VM, default 1800),
+# exists), SOFTROCE_ACCEL (qemu's -accel, default tcg,thread=multi; kvm
+# where it can run guests), SOFTROCE_TIMEOUT (seconds for a VM, default 1800),
 # SOFTROCE_MEM (MiB, default 4096), SOFTROCE_CPUS (default 2),
 # SOFTROCE_CACHE (kernel and initramfs, default /var/cache/pmd-softroce
 # as root, else ~/.cache/pmd-softroce). PM_*, PMD_*, FI_*, SOFTROCE_*
@@ -227,7 +228,7 @@ in_vm() {
 		echo
 	} >"$res/job.sh"
 	timeout --foreground -k 10 "${SOFTROCE_TIMEOUT:-1800}" \
-		qemu-system-x86_64 -accel tcg,thread=multi \
+		qemu-system-x86_64 -accel "${SOFTROCE_ACCEL:-tcg,thread=multi}" \
 		-m "${SOFTROCE_MEM:-4096}" -smp "${SOFTROCE_CPUS:-2}" \
 		-kernel "$kdir/vmlinuz" -initrd "$kdir/initrd.img" \
 		-append "console=ttyS0 quiet loglevel=3 panic=-1" \
@@ -296,9 +297,10 @@ run)	[ $# -ge 2 ] || die "usage: softroce.sh run N [-- COMMAND...]"
 	if [ "$(where)" = host ]; then
 		addr=${PM_TEST_ADDR:-$(rdma_dev_addr)}
 		PMD_CLUSTER_MODE=address PMD_CLUSTER_ADDR=$addr PMD_TRANSPORT=verbs \
+			PMD_START_S=${PMD_START_S:-60} \
 			exec "$top/deploy/cluster.sh" run "$n" -- "$@"
 	fi
 	in_vm "$self" run "$n" -- "$@" ;;
-*)	sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//' >&2
+*)	sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2 ;;
 esac
