@@ -351,6 +351,29 @@ static void fvb_on_established(struct fvb_conn *conn,
 	}
 }
 
+/*
+ * A peer keeps one connection to us at a time: it opens a new one only
+ * once the old one has drained (a replaced queue pair), or after it
+ * restarted, when the old one may never hear a disconnect (nothing is
+ * sent our way on it). So a new connection from the same caller ends the
+ * older ones, which go once the CQ has been seen empty (their last
+ * messages still name their sender).
+ */
+static void fvb_conns_supersede(struct fvb_conn *fresh)
+{
+	struct fvb_conn *c;
+
+	for (c = fresh->vep->conns; c; c = c->next) {
+		if (c == fresh || c->outgoing || c->dead ||
+		    !fvb_sa_equal(&c->src, c->src_len, &fresh->src,
+				  fresh->src_len))
+			continue;
+		rdma_disconnect(c->id);
+		c->dead = true;
+		c->state = FVB_CLOSING;
+	}
+}
+
 static void fvb_on_connect_request(struct fvb_ep *vep,
 				   const struct rdma_cm_event *ev)
 {
@@ -398,6 +421,7 @@ static void fvb_on_connect_request(struct fvb_ep *vep,
 		return;
 	}
 	conn->state = FVB_CONNECTING;
+	fvb_conns_supersede(conn);
 	return;
 
 reject:

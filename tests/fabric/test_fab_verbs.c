@@ -970,6 +970,35 @@ static void incoming_messages_name_their_sender(void **state)
 	assert_int_equal(M.qps, 1);
 }
 
+/* A caller that restarted connects again without the old connection ever
+ * hearing of it: the new one ends the old, whose messages still waiting
+ * keep their sender. */
+static void a_new_connection_from_a_caller_ends_its_old_one(void **state)
+{
+	struct rdma_cm_id *old, *fresh;
+	struct fab_cqe c;
+	fab_peer_t p3 = insert("10.0.0.3", 7300);
+	uint32_t old_qpn;
+
+	(void)state;
+	incoming("10.0.0.3", 7300, true, &old);
+	quiet(5);
+	old_qpn = old->qp->qp_num;
+	deliver(old_qpn, 7, IBV_WC_SUCCESS); /* still in the CQ... */
+	incoming("10.0.0.3", 7300, true, &fresh);
+	usleep(2000);
+	assert_int_equal(collect(&c, 1), 1); /* ...named after the new one came */
+	assert_int_equal(c.len, 7);
+	assert_int_equal(c.peer, p3);
+	quiet(5);
+	assert_int_equal(M.accepts, 2);
+	assert_int_equal(M.disconnects, 1);
+	assert_int_equal(M.qps, 1); /* the old one is gone */
+	deliver(fresh->qp->qp_num, 9, IBV_WC_SUCCESS);
+	assert_int_equal(collect(&c, 1), 1);
+	assert_int_equal(c.peer, p3);
+}
+
 /* Connection requests without our hello, or naming no usable address,
  * are refused and leave nothing behind. */
 static void garbage_connection_requests_are_refused(void **state)
@@ -1086,6 +1115,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(removing_a_peer_cancels_its_work,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(incoming_messages_name_their_sender,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(a_new_connection_from_a_caller_ends_its_old_one,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(garbage_connection_requests_are_refused,
 						setup, teardown),
