@@ -24,9 +24,11 @@
  *  - A peer that cannot be reached is tried again at most every
  *    FVB_BACKOFF_MS; posts wait on fabric.c's backlog meanwhile.
  *
- * Files: fab_verbs.c (endpoint, regions, addresses, the ops table),
- * verbs_conn.c (connections and rdma_cm events), verbs_cq.c (posting,
- * completions, sleeping).
+ * Files, each using only those after it: fab_verbs.c (the endpoint, the
+ * address table, regions, the ops table), verbs_cq.c (posting,
+ * completions, sleeping), verbs_conn.c (connections, rdma_cm events,
+ * posting on a connection), verbs_util.c (clock, addresses, table
+ * lookups, completions made here).
  *
  * Lock key: (C) constant after open, (L) the endpoint's owning thread.
  */
@@ -146,6 +148,7 @@ static inline struct fvb_ep *fvb_ep(const struct fab_ep *ep)
 	return fab_container_of(ep, struct fvb_ep, super);
 }
 
+/* verbs_util.c */
 uint64_t fvb_now(void);
 /* "host:port" of an address, for logs. */
 const char *fvb_sa_str(const struct sockaddr_storage *sa, char *buf,

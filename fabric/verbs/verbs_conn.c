@@ -554,3 +554,51 @@ void fvb_conns_bury(struct fvb_ep *vep)
 			fvb_conn_free(conn);
 	}
 }
+
+/* Posts one operation on an established connection. EAGAIN: the send
+ * queue is full, or the queue pair refused it and is being replaced. */
+error_t fvb_post_op(struct fvb_conn *conn, struct fab_op *op)
+{
+	struct ibv_sge sge = {
+		.addr = (uintptr_t)op->local,
+		.length = (uint32_t)op->len,
+		.lkey = ((struct ibv_mr *)op->desc)->lkey,
+	};
+	struct ibv_send_wr wr = {
+		.wr_id = (uintptr_t)op,
+		.sg_list = &sge,
+		.num_sge = op->len ? 1 : 0,
+		.send_flags = IBV_SEND_SIGNALED,
+	}, *bad;
+	char buf[80];
+	int rc;
+
+	switch (op->type) {
+	case FAB_OP_READ: wr.opcode = IBV_WR_RDMA_READ; break;
+	case FAB_OP_WRITE: wr.opcode = IBV_WR_RDMA_WRITE; break;
+	default: wr.opcode = IBV_WR_SEND; break;
+	}
+	if (wr.opcode == IBV_WR_SEND) {
+		if (op->len <= conn->max_inline)
+			wr.send_flags |= IBV_SEND_INLINE;
+	} else {
+		wr.wr.rdma.remote_addr = op->raddr;
+		wr.wr.rdma.rkey = (uint32_t)op->rkey;
+	}
+	rc = ibv_post_send(conn->qp, &wr, &bad);
+	if (rc == ENOMEM || rc == EAGAIN)
+		return EAGAIN; /* the send queue is full for now */
+	if (rc) {
+		fab_log(LOG_WARNING, "ibv_post_send to %s: %s: replacing the "
+				     "connection",
+			fvb_sa_str(&conn->vep->av[conn->peer].sa, buf,
+				   sizeof(buf)),
+			strerror(rc));
+		conn->state = FVB_RECOVER;
+		fvb_conn_check(conn);
+		return EAGAIN;
+	}
+	conn->posted++;
+	op->bconn = conn;
+	return 0;
+}
