@@ -239,7 +239,9 @@ in_vm() {
 		-virtfs "local,path=$top,mount_tag=project,security_model=none,multidevs=remap" \
 		-virtfs "local,path=$res,mount_tag=results,security_model=none" \
 		</dev/null 2> >(grep -v 'not connected to host network' >&2) |
-		tr -d '\r' || status=$?
+		tr -d '\r' |
+		{ grep --line-buffered -v '^\[ *[0-9.]*\] reboot: ' || true; } ||
+		status=$?
 	if [ -f "$res/status" ]; then
 		status=$(cat "$res/status")
 	elif [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
