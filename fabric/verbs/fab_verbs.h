@@ -45,6 +45,7 @@
 #include "fab_ops.h"
 
 #define FVB_BACKOFF_MS   100  /* between connection attempts to a peer */
+#define FVB_CONNECT_MS   1000 /* a connection not up by then is tried anew */
 #define FVB_RESOLVE_MS   2000 /* rdma_cm address and route resolution */
 #define FVB_CM_CHECK_MS  1    /* rdma_cm events looked at while busy */
 #define FVB_INLINE       256  /* inline message bytes asked of a QP */
@@ -99,6 +100,7 @@ struct fvb_conn {
 	socklen_t src_len;           /* (C) */
 	uint64_t src_addr;           /* (L) incoming: its address-table entry */
 	uint64_t src_epoch;          /* (L) table epoch src_addr was found in */
+	uint64_t give_up_at;         /* (L) outgoing, not up: ns to try anew */
 };
 
 /* One address-table entry: fab_peer_t's backend address is
@@ -173,6 +175,7 @@ void fvb_conn_free(struct fvb_conn *conn);
 /* Keeps a flushed operation to post again, after those kept before. */
 void fvb_redo_push(struct fvb_conn *conn, struct fab_op *op);
 void fvb_cm_events(struct fvb_ep *vep);
+void fvb_conns_expire(struct fvb_ep *vep);
 void fvb_conns_bury(struct fvb_ep *vep);
 error_t fvb_post_op(struct fvb_conn *conn, struct fab_op *op);
 

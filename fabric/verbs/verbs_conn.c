@@ -160,6 +160,7 @@ error_t fvb_conn_connect(struct fvb_ep *vep, uint32_t peer,
 	}
 	conn->peer = peer;
 	conn->state = FVB_RESOLVING;
+	conn->give_up_at = fvb_now() + (uint64_t)FVB_CONNECT_MS * 1000000u;
 	if (rdma_create_id(vep->cm_ch, &conn->id, conn, RDMA_PS_TCP)) {
 		err = errno;
 		fab_log(LOG_ERR, "rdma_create_id: %m");
@@ -447,6 +448,11 @@ static void fvb_on_disconnected(struct fvb_conn *conn)
 		fab_log(LOG_INFO, "%s disconnected",
 			fvb_conn_name(conn, buf, sizeof(buf)));
 		conn->state = FVB_BROKEN;
+		/* The queue pair goes to error, so that what it holds is
+		 * flushed (and the connection freed) whatever the library
+		 * did on the event. */
+		if (conn->posted)
+			rdma_disconnect(conn->id);
 	}
 	fvb_conn_check(conn);
 }
@@ -521,6 +527,7 @@ void fvb_cm_events(struct fvb_ep *vep)
 	uint8_t priv[sizeof(struct fvb_hello)];
 
 	vep->cm_checked = fvb_now();
+	fvb_conns_expire(vep);
 	while (!rdma_get_cm_event(vep->cm_ch, &ev)) {
 		copy = *ev;
 		if (ev->param.conn.private_data &&
@@ -540,6 +547,29 @@ void fvb_cm_events(struct fvb_ep *vep)
 	}
 	if (errno != EAGAIN && errno != EWOULDBLOCK)
 		fab_log(LOG_ERR, "rdma_get_cm_event: %m");
+}
+
+/*
+ * A connection that is not up within FVB_CONNECT_MS is tried anew: the
+ * connection manager's own retries take seconds (a lost request waits
+ * out its response timeout), longer than deadlines.
+ */
+void fvb_conns_expire(struct fvb_ep *vep)
+{
+	struct fvb_conn *conn, *next;
+	uint64_t now = fvb_now();
+	char buf[80];
+
+	for (conn = vep->conns; conn; conn = next) {
+		next = conn->next;
+		if (!conn->outgoing || conn->posted || now < conn->give_up_at ||
+		    (conn->state != FVB_RESOLVING &&
+		     conn->state != FVB_CONNECTING))
+			continue;
+		fab_log(LOG_INFO, "connecting to %s: not up in %u ms, trying again",
+			fvb_conn_name(conn, buf, sizeof(buf)), FVB_CONNECT_MS);
+		fvb_conn_retire(conn, ECONNREFUSED);
+	}
 }
 
 /* Frees incoming connections that were disconnected; called when the CQ

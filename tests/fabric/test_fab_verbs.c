@@ -66,6 +66,7 @@ static struct mock {
 	bool no_cm;                 /* rdma_create_event_channel: ENODEV */
 	bool no_device;             /* rdma_bind_addr leaves verbs NULL */
 	bool refuse;                /* connects are rejected */
+	bool silent;                /* connects are never answered */
 	uint64_t peer_nonce;        /* what an accepting peer says */
 	int qp_fail;                /* rdma_create_qp fails with this */
 	/* observed */
@@ -296,6 +297,8 @@ int __wrap_rdma_connect(struct rdma_cm_id *id, struct rdma_conn_param *p)
 	memcpy(&M.sent_hello, p->private_data, sizeof(M.sent_hello));
 	assert_int_equal(p->rnr_retry_count, 7);
 	M.connects++;
+	if (M.silent)
+		return 0;
 	if (M.refuse)
 		ev_push(id, RDMA_CM_EVENT_REJECTED, NULL, 0);
 	else
@@ -576,13 +579,18 @@ static void mock_reset(void)
 	M.peer_nonce = 0xabc1;
 }
 
-static error_t open_ep(struct fab_ep **out)
+static error_t open_ep_deadline(struct fab_ep **out, unsigned timeout_ms)
 {
 	struct fab_attr a = { .provider = "verbs", .node = "10.0.0.1",
 			      .service = "7100", .tx_depth = TX,
-			      .rx_depth = RX, .timeout_ms = TIMEOUT_MS };
+			      .rx_depth = RX, .timeout_ms = timeout_ms };
 
 	return fab_ep_open(&a, out);
+}
+
+static error_t open_ep(struct fab_ep **out)
+{
+	return open_ep_deadline(out, TIMEOUT_MS);
 }
 
 static int setup(void **state)
@@ -878,7 +886,42 @@ static void peer_gone_fails_by_link_then_deadline(void **state)
 	assert_int_equal(M.nwr, 0);
 }
 
-/* The peer disconnects with work in flight. */
+/* A connect nobody answers (a lost request) is tried anew after
+ * FVB_CONNECT_MS, not left to the connection manager's long retries. */
+static void an_unanswered_connect_is_tried_again(void **state)
+{
+	struct ibv_qp *qp = NULL;
+	struct fab_cqe c;
+	fab_peer_t p;
+	uint64_t t0;
+
+	(void)state;
+	/* An endpoint whose deadline outlasts the connect's. */
+	assert_int_equal(fab_mr_dereg(mr), 0);
+	assert_int_equal(fab_ep_close(ep), 0);
+	assert_int_equal(open_ep_deadline(&ep, 5000), 0);
+	assert_int_equal(fab_mr_reg(ep, buf, sizeof(buf), FAB_ACCESS_LOCAL, 0,
+				    &mr), 0);
+	p = insert("10.0.0.2", 7200);
+	t0 = now_ms();
+	M.silent = true;
+	assert_int_equal(fab_send(ep, p, "x", 1, (void *)1), 0);
+	while (M.connects < 2 && now_ms() - t0 < 3000)
+		assert_int_equal(fab_ep_poll(ep, &c, 1, &(size_t){ 0 }), 0);
+	assert_int_equal(M.connects, 2);
+	assert_true(now_ms() - t0 >= FVB_CONNECT_MS);
+	M.silent = false; /* the third is answered: the send goes */
+	while (M.connects < 3 && now_ms() - t0 < 4000)
+		assert_int_equal(fab_ep_poll(ep, &c, 1, &(size_t){ 0 }), 0);
+	await_posted(&qp, 1);
+	complete_one(qp, IBV_WC_SUCCESS);
+	assert_int_equal(collect(&c, 1), 1);
+	assert_ptr_equal(c.ctx, (void *)1);
+	assert_int_equal(c.status, 0);
+}
+
+/* The peer disconnects with work in flight: the queue pair is put in
+ * error (whatever the library did), so its work ends, with a link error. */
 static void peer_disconnect_fails_work_in_flight(void **state)
 {
 	struct ibv_qp *qp = NULL;
@@ -889,10 +932,8 @@ static void peer_disconnect_fails_work_in_flight(void **state)
 	assert_int_equal(fab_read(ep, p, mr, 0, &rk, 0, 64, (void *)1), 0);
 	await_posted(&qp, 1);
 	ev_push(M.last_id, RDMA_CM_EVENT_DISCONNECTED, NULL, 0);
-	usleep(2000);
-	quiet(5); /* the event moves the connection; the flush ends the work */
-	flush_qp(qp);
 	assert_int_equal(collect(c, 1), 1);
+	assert_int_equal(M.disconnects, 2); /* on the event, then retired */
 	assert_int_equal(c[0].status, ECONNRESET);
 	assert_int_equal(M.qps, 0);
 }
@@ -1109,6 +1150,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(queue_pair_in_error_fails_its_work_then_reconnects,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(peer_gone_fails_by_link_then_deadline,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(an_unanswered_connect_is_tried_again,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(peer_disconnect_fails_work_in_flight,
 						setup, teardown),
