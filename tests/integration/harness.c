@@ -37,8 +37,13 @@ static void exec_pmd(const char *const *args, int ready_fd, const char *sock,
 		argv[n++] = (char *)"--ready-fd";
 		argv[n++] = fdbuf;
 	}
-	for (; args && *args && n < 62; args++)
+	for (; args && *args && n < 60; args++)
 		argv[n++] = (char *)*args;
+	/* PM_TEST_LOG_LEVEL=debug: every pmd of a test logs more. */
+	if (getenv("PM_TEST_LOG_LEVEL")) {
+		argv[n++] = (char *)"--log-level";
+		argv[n++] = getenv("PM_TEST_LOG_LEVEL");
+	}
 	argv[n] = NULL;
 	if (log) {
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
