@@ -164,6 +164,12 @@ static void frames_on_another_node(void **state)
 		}
 		assert_int_equal(pm_container_destroy(nw, cn), 0);
 		pm_disconnect(nw);
+		/* Its loans come back after the answer, as the lender serves
+		 * the home's FREE: wait for them before counting again. */
+		t0 = ct_now_ms();
+		while (lender_free() != free0 - NFR && ct_now_ms() - t0 < 3000)
+			usleep(20000);
+		assert_int_equal(lender_free(), free0 - NFR);
 	}
 
 	/* Mapping brings frames here: 20 of them, in two batches; the map
