@@ -53,6 +53,20 @@ static error_t borrow_places(const struct pmd_borrow *b, const void *body,
 	return 0;
 }
 
+void pmd_borrow_late(struct pmd_cluster *c, pm_node_t lender, const void *body,
+		     size_t len)
+{
+	struct pmd_borrow b = { .c = c, .node = lender };
+	struct pmd_place places[PMD_LEND_MAX];
+	uint32_t n = 0;
+
+	if (borrow_places(&b, body, len, places, &n) || !n)
+		return;
+	pmd_debug("cluster: %u slots node %u lent after the call ended go back",
+		  n, lender);
+	pmd_places_give_back(c->core, places, n);
+}
+
 static void borrow_answer(void *arg, error_t status, const void *body,
 			  size_t len)
 {

@@ -109,6 +109,12 @@ uint64_t pmd_nreq_next_deadline(const struct pmd_cluster *c);
 /* Every pending call ends with ENODEV. */
 void pmd_nreq_stop(struct pmd_cluster *c);
 
+/* borrow.c */
+/* A loan's answer that came after its call had ended (ETIMEDOUT): nobody
+ * uses those slots, so they go back. */
+void pmd_borrow_late(struct pmd_cluster *c, pm_node_t lender, const void *body,
+		     size_t len);
+
 /* lend.c */
 void pmd_lend_prepare(struct pmd_cluster *c);
 void pmd_lend_serve_alloc(struct pmd_cluster *c, const struct pmd_nreq_in *in,

@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "clock.h"
+#include "log.h"
 
 /* A call of ours waiting for its answer. */
 struct pmd_ncall {
@@ -130,6 +131,11 @@ static void nreq_answered(struct pmd_cluster *c, const struct pmd_nreq_in *in)
 			  in->hdr->len);
 		return;
 	}
+	pmd_debug("cluster: a late answer (type %u, id %lu) from node %u",
+		  in->hdr->type, (unsigned long)in->hdr->id, in->src);
+	/* Its caller was told ETIMEDOUT: what the answer gave goes back. */
+	if (in->hdr->type == PMD_NREQ_ALLOC && in->hdr->status == PM_ST_OK)
+		pmd_borrow_late(c, in->src, in->body, in->hdr->len);
 }
 
 static void serve_ping(struct pmd_cluster *c, const struct pmd_nreq_in *in,
@@ -186,8 +192,12 @@ void pmd_nreq_receive(struct pmd_cluster *c, pm_node_t src, const void *data,
 	memcpy(&h, data, sizeof(h));
 	in.hdr = &h;
 	in.body = (const uint8_t *)data + sizeof(h);
-	if (!nreq_check(c, src, &h, in.body, len, &in.src_inc))
+	if (!nreq_check(c, src, &h, in.body, len, &in.src_inc)) {
+		pmd_debug("cluster: dropped a node request (type %u) said to be "
+			  "from node %u, received from node %u", h.type, h.from,
+			  src);
 		return;
+	}
 	if (h.flags & PMD_NREQ_REPLY) {
 		nreq_answered(c, &in);
 		return;
@@ -220,6 +230,9 @@ void pmd_nreq_expire(struct pmd_cluster *c)
 			continue;
 		}
 		*pp = k->next;
+		if (why == ETIMEDOUT)
+			pmd_debug("cluster: call %lu to node %u timed out",
+				  (unsigned long)k->id, k->to);
 		ncall_end(k, why, NULL, 0);
 	}
 }
