@@ -22,7 +22,10 @@
  *    operations of the connection with a link error (fabric.c then puts
  *    the peer back in the table, and the next post reconnects).
  *  - A peer that cannot be reached is tried again at most every
- *    FVB_BACKOFF_MS; posts wait on fabric.c's backlog meanwhile.
+ *    FVB_BACKOFF_MS; posts wait on fabric.c's backlog meanwhile. A
+ *    connection not up within FVB_CONNECT_MS is tried anew (a lost
+ *    connect request would wait out rdma_cm's timeouts, seconds long).
+ *  - A disconnect puts the queue pair in error, so its work is flushed.
  *
  * Files, each using only those after it: fab_verbs.c (the endpoint, the
  * address table, regions, the ops table), verbs_cq.c (posting,
