@@ -318,8 +318,7 @@ bool pmc_local_place(void *arg, uint64_t seg, uint32_t slot, container_t c,
 			return false;
 	}
 	v = hview_get(pm, c);
-	if (!v || !view_lookup(v, pm->task, f, &e) ||
-	    (e.segment == seg && e.slot == slot))
+	if (!v || !view_lookup(v, pm->task, f, &e))
 		return false; /* the pmd knows better */
 	g = pmc_seg_get(pm, e.segment);
 	*out = (struct pmc_place){ .cont = c, .frame = f, .seg = e.segment,
@@ -360,6 +359,11 @@ bool pmc_map_fast(struct pm *pm, container_t c, frame_t start, int n,
 			if (force)
 				return false; /* the pmd makes the copy */
 			writable = false;
+			/* A shared slot's address in the whole-segment view
+			 * would stand for every frame that shares it: a
+			 * copy-on-write frame gets an address of its own,
+			 * which follows it alone when the copy breaks. */
+			one_run = false;
 		}
 		if (i == 0)
 			g0 = g;

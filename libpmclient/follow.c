@@ -31,6 +31,8 @@ struct pmc_fmap {
 	int prot;                      /* (F) as the task asked */
 	container_t cont;              /* (F) frames' container; 0: unknown */
 	frame_t frame;                 /* (F) frame mapped at addr */
+	bool dropped;                  /* (F) a stand-in for a mapping the
+	                                * pmd took away (see drop_page) */
 	struct pmc_fmap *next;         /* (F) in f->maps */
 };
 
@@ -38,6 +40,21 @@ struct pmc_fseg {
 	uint64_t seg;                  /* (F) */
 	int fd;                        /* (F) the fault session's descriptor */
 	struct pmc_fseg *next;         /* (F) in f->segs */
+};
+
+/* A STOP in force: its entries, until the RESUME of its seq. */
+struct pmc_fstop {
+	uint32_t seq;                  /* (F) */
+	uint32_t n;                    /* (F) */
+	struct pm_stop_ent *e;         /* (F) */
+	struct pmc_fstop *next;        /* (F) in f->stops */
+};
+
+/* A fault that waits for a RESUME (or is released: ready). */
+struct pmc_fdefer {
+	uintptr_t page;
+	bool wp;                       /* a store to a write-protected page */
+	bool ready;                    /* its stop ended: serve it */
 };
 
 void pmc_follow_init(struct pmc_follow *f)
@@ -50,7 +67,8 @@ void pmc_follow_init(struct pmc_follow *f)
 error_t pmc_follow_open(struct pmc_follow *f, const char **why)
 {
 	struct uffdio_api api = { .api = UFFD_API,
-				  .features = UFFD_FEATURE_MISSING_SHMEM };
+				  .features = UFFD_FEATURE_MISSING_SHMEM |
+					      UFFD_FEATURE_WP_HUGETLBFS_SHMEM };
 	int fd;
 
 	/* Kernel-mode faults too (a moved frame handed to a system call)
@@ -68,35 +86,42 @@ error_t pmc_follow_open(struct pmc_follow *f, const char **why)
 	}
 	if (ioctl(fd, UFFDIO_API, &api) < 0) {
 		error_t err = errno;
-		*why = "userfaultfd lacks missing-page faults on shared memory";
+		*why = "userfaultfd lacks missing-page faults or "
+		       "write-protection on shared memory";
 		close(fd);
 		return err;
+	}
+	f->rx = malloc(PM_MSG_MAX + 1);
+	if (!f->rx) {
+		close(fd);
+		*why = "no memory";
+		return ENOMEM;
 	}
 	f->uffd = fd;
 	return 0;
 }
 
+static bool follow_notify(struct pmc_follow *f, const uint8_t *msg, size_t n);
+
 /* One request on the fault session; the reply body goes to body (exactly
- * body_len bytes on success), a descriptor to *fd_out (-1: none). */
+ * body_len bytes on success), a descriptor to *fd_out (-1: none). The
+ * pmd's own messages that come meanwhile are served as they come. */
 static error_t fault_call(struct pmc_follow *f, uint16_t type, const void *req,
 			  uint32_t req_len, void *body, uint32_t body_len,
 			  int *fd_out)
 {
 	uint8_t tx[64] __attribute__((aligned(8)));
-	uint8_t rx[64] __attribute__((aligned(8)));
-	struct pm_msg_hdr *h = (struct pm_msg_hdr *)tx;
-	const struct pm_msg_hdr *rh = (const struct pm_msg_hdr *)rx;
+	const struct pm_msg_hdr *rh = (const struct pm_msg_hdr *)f->rx;
 	const struct pm_reply *rep = (const struct pm_reply *)(rh + 1);
+	struct pm_msg_hdr *h = (struct pm_msg_hdr *)tx;
 	uint32_t len = (uint32_t)sizeof(*h) + req_len;
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * 4)];
 		struct cmsghdr align;
 	} ctl;
-	struct iovec iov = { .iov_base = rx, .iov_len = sizeof(rx) };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-			      .msg_control = ctl.buf,
-			      .msg_controllen = sizeof(ctl.buf) };
-	int fd = -1;
+	struct iovec iov = { .iov_base = f->rx, .iov_len = PM_MSG_MAX + 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	int fd;
 	ssize_t n;
 	error_t err;
 
@@ -108,23 +133,38 @@ static error_t fault_call(struct pmc_follow *f, uint16_t type, const void *req,
 	while (n < 0 && errno == EINTR);
 	if (n != (ssize_t)len)
 		return ECONNRESET;
-	do
-		n = recvmsg(f->sock, &msg, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n <= 0)
-		return ECONNRESET;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		int got[4];
-		memcpy(got, CMSG_DATA(c), sizeof(int) * k);
-		for (size_t i = 0; i < k; i++) {
-			if (fd < 0)
-				fd = got[i];
-			else
-				close(got[i]);
+	for (;;) {
+		fd = -1;
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = sizeof(ctl.buf);
+		do
+			n = recvmsg(f->sock, &msg, MSG_CMSG_CLOEXEC);
+		while (n < 0 && errno == EINTR);
+		if (n <= 0)
+			return ECONNRESET;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c;
+		     c = CMSG_NXTHDR(&msg, c)) {
+			if (c->cmsg_level != SOL_SOCKET ||
+			    c->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			int got[4];
+			memcpy(got, CMSG_DATA(c), sizeof(int) * k);
+			for (size_t i = 0; i < k; i++) {
+				if (fd < 0)
+					fd = got[i];
+				else
+					close(got[i]);
+			}
 		}
+		if ((size_t)n >= sizeof(*rh) && !(rh->type & PM_MSG_REPLY) &&
+		    !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) && fd < 0) {
+			/* The pmd's own message: served, then ours waits on. */
+			if (!follow_notify(f, f->rx, (size_t)n))
+				return ECONNRESET;
+			continue;
+		}
+		break;
 	}
 	if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
 	    (size_t)n < PM_REPLY_HDR || rh->magic != PM_PROTO_MAGIC ||
@@ -216,9 +256,90 @@ void pmc_follow_fini(struct pmc_follow *f)
 		close(s->fd);
 		free(s);
 	}
+	for (struct pmc_fstop *st = f->stops, *n; st; st = n) {
+		n = st->next;
+		free(st->e);
+		free(st);
+	}
+	free(f->deferred);
+	free(f->rx);
 	f->maps = NULL;
 	f->segs = NULL;
+	f->stops = NULL;
+	f->deferred = NULL;
+	f->rx = NULL;
+	f->ndeferred = f->deferred_cap = 0;
 	pthread_mutex_destroy(&f->lock);
+}
+
+static void fault_warn(error_t err)
+{
+	static int said;
+
+	if (!__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+		fprintf(stderr, "libpmclient: a mapped frame the pmd moved "
+			"cannot be followed (%s); it reads as zeros\n",
+			strerror(err));
+}
+
+static void fault_warn_nomem(void)
+{
+	fault_warn(ENOMEM);
+}
+
+/* Cuts [lo, hi) out of the registrations: a new mapping replaced what
+ * was there, so every address has one registration, the newest. Must
+ * hold f->lock. false: no memory to split one (it is then dropped). */
+static bool maps_carve(struct pmc_follow *f, uint8_t *lo, uint8_t *hi)
+{
+	bool ok = true;
+
+	for (struct pmc_fmap **pp = &f->maps; *pp;) {
+		struct pmc_fmap *m = *pp, *tail;
+		uint8_t *end = m->addr + m->len;
+		uint32_t k;
+
+		if (end <= lo || m->addr >= hi) {
+			pp = &m->next;
+			continue;
+		}
+		if (end > hi) { /* the part after the cut stays */
+			k = (uint32_t)((size_t)(hi - m->addr) / PM_FRAME_SIZE);
+			tail = malloc(sizeof(*tail));
+			if (tail) {
+				*tail = *m;
+				tail->addr = hi;
+				tail->len = (size_t)(end - hi);
+				tail->slot = m->slot + k;
+				tail->frame = m->cont ? m->frame + k : 0;
+				tail->next = m->next;
+				m->next = tail;
+			} else {
+				ok = false;
+			}
+		}
+		if (m->addr < lo) { /* and the part before it */
+			m->len = (size_t)(lo - m->addr);
+			pp = &m->next;
+			continue;
+		}
+		*pp = m->next;
+		free(m);
+	}
+	return ok;
+}
+
+static void stops_apply(struct pmc_follow *f, struct pmc_fmap *m);
+
+/* Notes [addr, addr + len) as registered; the stops in force reach it.
+ * Must hold f->lock. */
+static void maps_insert(struct pmc_follow *f, struct pmc_fmap *m)
+{
+	if (!maps_carve(f, m->addr, m->addr + m->len))
+		fault_warn_nomem();
+	m->next = f->maps;
+	f->maps = m;
+	stops_apply(f, m);
 }
 
 error_t pmc_follow_add(struct pmc_follow *f, void *addr, size_t len,
@@ -227,7 +348,7 @@ error_t pmc_follow_add(struct pmc_follow *f, void *addr, size_t len,
 {
 	struct uffdio_register reg = {
 		.range = { .start = (uintptr_t)addr, .len = len },
-		.mode = UFFDIO_REGISTER_MODE_MISSING,
+		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
 	};
 	struct pmc_fmap *m;
 
@@ -245,41 +366,283 @@ error_t pmc_follow_add(struct pmc_follow *f, void *addr, size_t len,
 				.slot = slot, .prot = prot, .cont = c,
 				.frame = frame };
 	pthread_mutex_lock(&f->lock);
-	m->next = f->maps;
-	f->maps = m;
+	maps_insert(f, m);
 	pthread_mutex_unlock(&f->lock);
 	return 0;
 }
 
 void pmc_follow_forget(struct pmc_follow *f, void *addr, size_t len)
 {
-	uint8_t *lo = addr, *hi = lo + len;
-
 	if (f->uffd < 0)
 		return;
 	pthread_mutex_lock(&f->lock);
-	for (struct pmc_fmap **pp = &f->maps; *pp;) {
-		struct pmc_fmap *m = *pp;
-		if (m->addr >= lo && m->addr + m->len <= hi) {
-			*pp = m->next;
-			free(m);
-		} else {
-			pp = &m->next;
-		}
-	}
+	if (!maps_carve(f, addr, (uint8_t *)addr + len))
+		fault_warn_nomem();
 	pthread_mutex_unlock(&f->lock);
 }
 
-/* The page reads as zeros (as it would without us). */
-static void fault_zero(struct pmc_follow *f, uintptr_t page)
+/* ---- stops: the pmd's messages ---- */
+
+/* Pages [*k0, *k1) of m hold slots [lo, hi) of seg; false: none do. */
+static bool map_overlap(const struct pmc_fmap *m, uint64_t seg, uint32_t lo,
+			uint32_t hi, uint32_t *k0, uint32_t *k1)
 {
-	struct uffdio_zeropage z = {
-		.range = { .start = page, .len = PM_FRAME_SIZE },
+	uint32_t n = (uint32_t)(m->len / PM_FRAME_SIZE);
+
+	if (m->seg != seg || hi <= m->slot || lo >= m->slot + n)
+		return false;
+	*k0 = lo > m->slot ? lo - m->slot : 0;
+	*k1 = (hi < m->slot + n ? hi : m->slot + n) - m->slot;
+	return true;
+}
+
+/* Write-protects (on) or releases page by page (a range may span
+ * mappings that replaced single pages, and older kernels take one
+ * mapping per call); releasing wakes who waits there. */
+static void wp_pages(struct pmc_follow *f, uint8_t *addr, uint32_t n, bool on)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct uffdio_writeprotect w = {
+			.range = { .start = (uintptr_t)addr + (uintptr_t)i * PM_FRAME_SIZE,
+				   .len = PM_FRAME_SIZE },
+			.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+		};
+		ioctl(f->uffd, UFFDIO_WRITEPROTECT, &w);
+	}
+}
+
+/* Takes page k of m away: an anonymous page registered for missing
+ * faults takes its place, noted as standing for what it did, so that a
+ * touch faults and finds the frame where it is then. Must hold f->lock;
+ * m may be freed. */
+static void drop_page(struct pmc_follow *f, struct pmc_fmap *m, uint32_t k)
+{
+	uint8_t *page = m->addr + (size_t)k * PM_FRAME_SIZE;
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)page, .len = PM_FRAME_SIZE },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
+	struct pmc_fmap *p = malloc(sizeof(*p));
+
+	if (!p) {
+		fault_warn_nomem(); /* its view stays: only ours at stake */
+		return;
+	}
+	*p = (struct pmc_fmap){ .addr = page, .len = PM_FRAME_SIZE,
+				.seg = m->seg, .slot = m->slot + k,
+				.prot = m->prot, .cont = m->cont,
+				.frame = m->cont ? m->frame + k : 0,
+				.dropped = true };
+	if (mmap(page, PM_FRAME_SIZE, m->prot | PROT_READ,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED ||
+	    ioctl(f->uffd, UFFDIO_REGISTER, &reg) < 0) {
+		fault_warn(errno);
+		free(p);
+		return;
+	}
+	if (!maps_carve(f, page, page + PM_FRAME_SIZE))
+		fault_warn_nomem();
+	p->next = f->maps;
+	f->maps = p;
+}
+
+/* What entry e asks of registration m. Must hold f->lock; m may go. */
+static void stop_apply(struct pmc_follow *f, const struct pm_stop_ent *e,
+		       struct pmc_fmap *m)
+{
+	uint32_t k0, k1;
+
+	if (m->dropped || !map_overlap(m, e->segment, e->slot,
+				       e->slot + e->nslots, &k0, &k1))
+		return;
+	if (e->kind == PM_STOP_WP) {
+		if (m->prot & PROT_WRITE)
+			wp_pages(f, m->addr + (size_t)k0 * PM_FRAME_SIZE,
+				 k1 - k0, true);
+		return;
+	}
+	/* Dropping splits m: from the last page down, so that the pages
+	 * still to do stay in m. */
+	for (uint32_t k = k1; k-- > k0;)
+		if (!m->cont || e->frame == PM_STOP_ANY ||
+		    m->frame + k == e->frame)
+			drop_page(f, m, k);
+}
+
+/* Every stop in force, applied to a new registration. */
+static void stops_apply(struct pmc_follow *f, struct pmc_fmap *m)
+{
+	uint8_t *addr = m->addr;
+	size_t len = m->len;
+
+	for (struct pmc_fstop *st = f->stops; st; st = st->next)
+		for (uint32_t i = 0; i < st->n; i++) {
+			/* m may have been split: apply to what covers it. */
+			for (struct pmc_fmap *x = f->maps, *nx; x; x = nx) {
+				nx = x->next;
+				if (x->addr >= addr && x->addr < addr + len)
+					stop_apply(f, &st->e[i], x);
+			}
+		}
+}
+
+/* Whether a stop in force names the page of registration m at k. */
+static bool stopped(const struct pmc_follow *f, const struct pmc_fmap *m,
+		    uint32_t k)
+{
+	for (const struct pmc_fstop *st = f->stops; st; st = st->next)
+		for (uint32_t i = 0; i < st->n; i++) {
+			const struct pm_stop_ent *e = &st->e[i];
+			uint32_t slot = m->slot + k;
+
+			if (e->segment != m->seg || slot < e->slot ||
+			    slot >= e->slot + e->nslots)
+				continue;
+			if (e->kind == PM_STOP_WP || !m->cont ||
+			    e->frame == PM_STOP_ANY || e->frame == m->frame + k)
+				return true;
+		}
+	return false;
+}
+
+static bool stop_valid(const struct pm_stop_ent *e, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if ((e[i].kind != PM_STOP_WP && e[i].kind != PM_STOP_DROP) ||
+		    e[i].nslots == 0 || e[i].slot >= PM_SEGMENT_SLOTS ||
+		    e[i].nslots > PM_SEGMENT_SLOTS - e[i].slot)
+			return false;
+	return true;
+}
+
+static void reply_stop(struct pmc_follow *f, uint32_t seq, error_t err)
+{
+	uint8_t tx[PM_REPLY_HDR] __attribute__((aligned(8)));
+	struct pm_msg_hdr *h = (struct pm_msg_hdr *)tx;
+	struct pm_reply *rep = (struct pm_reply *)(h + 1);
+
+	memset(tx, 0, sizeof(tx));
+	pm_msg_hdr_init(h, PM_MSG_STOP | PM_MSG_REPLY, PM_REPLY_HDR, seq);
+	rep->status = pm_errno_to_status(err);
+	while (send(f->sock, tx, sizeof(tx), MSG_NOSIGNAL) < 0 && errno == EINTR)
+		;
+}
+
+/* Ends stop st (NULL: every stop): stores go on, the faults that waited
+ * for it are released (served at the thread's next turn). */
+static void stop_end(struct pmc_follow *f, struct pmc_fstop *st)
+{
+	struct pmc_fstop *gone;
+
+	pthread_mutex_lock(&f->lock);
+	for (struct pmc_fstop **pp = &f->stops; *pp;) {
+		struct pmc_fstop *x = *pp;
+		if (st && x != st) {
+			pp = &x->next;
+			continue;
+		}
+		*pp = x->next;
+		x->next = NULL;
+		gone = x;
+		for (uint32_t i = 0; i < gone->n; i++) {
+			const struct pm_stop_ent *e = &gone->e[i];
+			uint32_t k0, k1;
+
+			if (e->kind != PM_STOP_WP)
+				continue;
+			for (struct pmc_fmap *m = f->maps; m; m = m->next)
+				if ((m->prot & PROT_WRITE) && !m->dropped &&
+				    map_overlap(m, e->segment, e->slot,
+						e->slot + e->nslots, &k0, &k1))
+					wp_pages(f, m->addr + (size_t)k0 *
+						 PM_FRAME_SIZE, k1 - k0, false);
+		}
+		free(gone->e);
+		free(gone);
+	}
+	/* What another stop still protects stays protected. */
+	for (struct pmc_fstop *x = f->stops; x; x = x->next)
+		for (uint32_t i = 0; i < x->n; i++)
+			if (x->e[i].kind == PM_STOP_WP)
+				for (struct pmc_fmap *m = f->maps, *n; m; m = n) {
+					n = m->next;
+					stop_apply(f, &x->e[i], m);
+				}
+	pthread_mutex_unlock(&f->lock);
+	for (uint32_t i = 0; i < f->ndeferred; i++)
+		f->deferred[i].ready = true; /* each is checked again */
+}
+
+/* A message of the pmd's own (STOP, RESUME); false when it breaks the
+ * rules (the session is then useless). */
+static bool follow_notify(struct pmc_follow *f, const uint8_t *msg, size_t n)
+{
+	const struct pm_msg_hdr *h = (const struct pm_msg_hdr *)msg;
+	const struct pm_stop *sp = (const struct pm_stop *)(h + 1);
+	struct pmc_fstop *st;
+
+	if (n < sizeof(*h) || h->magic != PM_PROTO_MAGIC ||
+	    h->version != PM_PROTO_VERSION || h->length != (uint32_t)n)
+		return false;
+	if (h->type == PM_MSG_RESUME) {
+		pthread_mutex_lock(&f->lock);
+		for (st = f->stops; st && st->seq != h->seq; st = st->next)
+			;
+		pthread_mutex_unlock(&f->lock);
+		if (st)
+			stop_end(f, st);
+		return true;
+	}
+	if (h->type != PM_MSG_STOP)
+		return false;
+	if (n < sizeof(*h) + sizeof(*sp) || sp->count > PM_STOP_MAX ||
+	    n != sizeof(*h) + sizeof(*sp) +
+		 (size_t)sp->count * sizeof(struct pm_stop_ent) ||
+	    !stop_valid((const struct pm_stop_ent *)(sp + 1), sp->count)) {
+		reply_stop(f, h->seq, EINVAL);
+		return true;
+	}
+	st = calloc(1, sizeof(*st));
+	if (st)
+		st->e = malloc((size_t)sp->count * sizeof(*st->e) + 1);
+	if (!st || !st->e) {
+		if (st)
+			free(st);
+		reply_stop(f, h->seq, ENOMEM);
+		return true;
+	}
+	st->seq = h->seq;
+	st->n = sp->count;
+	memcpy(st->e, sp + 1, (size_t)sp->count * sizeof(*st->e));
+	pthread_mutex_lock(&f->lock);
+	st->next = f->stops;
+	f->stops = st;
+	for (uint32_t i = 0; i < st->n; i++)
+		for (struct pmc_fmap *m = f->maps, *nx; m; m = nx) {
+			nx = m->next;
+			stop_apply(f, &st->e[i], m);
+		}
+	f->stops_served++;
+	pthread_mutex_unlock(&f->lock);
+	reply_stop(f, h->seq, 0);
+	return true;
+}
+
+/* The page reads as zeros from now on, and stores to it go nowhere: a
+ * private page of ours, never the segment's (filling a hole of a segment
+ * would hide a later move from every other mapping of that slot). */
+static void fault_zero(struct pmc_follow *f, uintptr_t page, int prot)
+{
 	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
 
-	if (ioctl(f->uffd, UFFDIO_ZEROPAGE, &z) < 0)
-		ioctl(f->uffd, UFFDIO_WAKE, &r);
+	if (mmap((void *)page, PM_FRAME_SIZE, prot | PROT_READ,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
+		pthread_mutex_lock(&f->lock);
+		if (!maps_carve(f, (uint8_t *)page, (uint8_t *)page + PM_FRAME_SIZE))
+			fault_warn_nomem();
+		pthread_mutex_unlock(&f->lock);
+	}
+	ioctl(f->uffd, UFFDIO_WAKE, &r);
 }
 
 static int fault_seg_fd(struct pmc_follow *f, uint64_t seg, int got)
@@ -313,16 +676,6 @@ int pmc_follow_seg_dup(struct pmc_follow *f, uint64_t seg)
 			fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
 	pthread_mutex_unlock(&f->lock);
 	return fd;
-}
-
-static void fault_warn(error_t err)
-{
-	static int said;
-
-	if (!__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
-		fprintf(stderr, "libpmclient: a mapped frame the pmd moved "
-			"cannot be followed (%s); it reads as zeros\n",
-			strerror(err));
 }
 
 /* Maps the frame's new place over the faulting page, registers it in
@@ -359,8 +712,8 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	struct pmc_place place;
 	container_t cont = 0;
 	frame_t frame = 0;
-	int prot = 0, fd;
-	bool found = false;
+	int prot = PROT_READ, fd;
+	bool found = false, dropped = false;
 	error_t err;
 
 	pthread_mutex_lock(&f->lock);
@@ -375,16 +728,20 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 		prot = m->prot;
 		cont = m->cont;
 		frame = m->frame + k;
+		dropped = m->dropped;
 		found = true;
 	}
 	pthread_mutex_unlock(&f->lock);
 	if (!found) {
-		fault_zero(f, page);
+		fault_zero(f, page, prot);
 		return;
 	}
 	/* The session's frame view usually knows already: the pmd updates
-	 * it before it takes the old page away. */
+	 * it before it takes the old page away. A page of the very slot
+	 * is right only where the pmd took the mapping away (the slot
+	 * lives on); a hole there means the view has not caught up. */
 	if (f->local && f->local(f->arg, req.segment, req.slot, cont, frame, &place) &&
+	    (dropped || place.seg != req.segment || place.slot != req.slot) &&
 	    (place.fd >= 0 || (place.fd = fault_seg_fd(f, place.seg, -1)) >= 0) &&
 	    fault_map(f, page, &place, prot, &f->resolved_local) == 0)
 		return;
@@ -399,7 +756,7 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	if (err) {
 		if (err != ENOENT)
 			fault_warn(err);
-		fault_zero(f, page);
+		fault_zero(f, page, prot);
 		return;
 	}
 	place = (struct pmc_place){ .cont = cont, .frame = frame,
@@ -409,7 +766,108 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	err = place.fd < 0 ? EBADF : fault_map(f, page, &place, prot, &f->resolved);
 	if (err) {
 		fault_warn(err);
-		fault_zero(f, page);
+		fault_zero(f, page, prot);
+	}
+}
+
+/* Whether a stop in force names the page (its fault waits). */
+static bool fault_stopped(struct pmc_follow *f, uintptr_t page)
+{
+	bool yes = false;
+
+	pthread_mutex_lock(&f->lock);
+	for (struct pmc_fmap *m = f->maps; m; m = m->next)
+		if (page >= (uintptr_t)m->addr &&
+		    page < (uintptr_t)m->addr + m->len) {
+			yes = stopped(f, m, (uint32_t)((page - (uintptr_t)m->addr) /
+						       PM_FRAME_SIZE));
+			break;
+		}
+	pthread_mutex_unlock(&f->lock);
+	return yes;
+}
+
+static void fault_defer(struct pmc_follow *f, uintptr_t page, bool wp)
+{
+	if (f->ndeferred == f->deferred_cap) {
+		uint32_t cap = f->deferred_cap ? f->deferred_cap * 2 : 16;
+		struct pmc_fdefer *d = realloc(f->deferred, cap * sizeof(*d));
+		if (!d) {
+			/* Served now: this store may be lost to the move,
+			 * and it is only ours. */
+			fault_warn_nomem();
+			struct uffdio_range r = { .start = page,
+						  .len = PM_FRAME_SIZE };
+			ioctl(f->uffd, UFFDIO_WAKE, &r);
+			return;
+		}
+		f->deferred = d;
+		f->deferred_cap = cap;
+	}
+	f->deferred[f->ndeferred++] = (struct pmc_fdefer){ .page = page, .wp = wp };
+}
+
+/* A fault as the kernel reports it. */
+static void fault_one(struct pmc_follow *f, const struct uffd_msg *msg)
+{
+	uintptr_t addr = (uintptr_t)msg->arg.pagefault.address;
+	uintptr_t page = addr & ~(uintptr_t)(PM_FRAME_SIZE - 1);
+	bool wp = msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP;
+
+	if (fault_stopped(f, page))
+		fault_defer(f, page, wp);
+	else if (wp)
+		wp_pages(f, (uint8_t *)page, 1, false); /* its stop ended */
+	else
+		follow_fault(f, addr);
+}
+
+/* The faults whose stops ended: served (each may wait again). */
+static void faults_released(struct pmc_follow *f)
+{
+	uint32_t i = 0;
+
+	while (i < f->ndeferred) {
+		struct pmc_fdefer d = f->deferred[i];
+		struct uffdio_range r = { .start = d.page, .len = PM_FRAME_SIZE };
+
+		if (!d.ready) {
+			i++;
+			continue;
+		}
+		if (fault_stopped(f, d.page)) {
+			f->deferred[i++].ready = false;
+			continue;
+		}
+		f->deferred[i] = f->deferred[--f->ndeferred];
+		/* A store retries (its page was released, or moved and
+		 * faults anew); a touch of a missing page is served. */
+		if (d.wp)
+			ioctl(f->uffd, UFFDIO_WAKE, &r);
+		else
+			follow_fault(f, d.page);
+	}
+}
+
+/* The pmd's messages that wait on the fault session. */
+static void notify_read(struct pmc_follow *f)
+{
+	for (;;) {
+		ssize_t n = recv(f->sock, f->rx, PM_MSG_MAX + 1, MSG_DONTWAIT);
+		const struct pm_msg_hdr *h = (const struct pm_msg_hdr *)f->rx;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0 || ((size_t)n >= sizeof(*h) && !(h->type & PM_MSG_REPLY) &&
+			       !follow_notify(f, f->rx, (size_t)n))) {
+			/* The pmd is gone (or broke the rules): nothing it
+			 * stopped waits any longer. */
+			f->sock_gone = true;
+			stop_end(f, NULL);
+			return;
+		}
 	}
 }
 
@@ -419,17 +877,24 @@ static void *follow_main(void *arg)
 	struct uffd_msg msgs[16];
 
 	for (;;) {
-		struct pollfd p[2] = { { .fd = f->uffd, .events = POLLIN },
-				       { .fd = f->stop_fd, .events = POLLIN } };
+		struct pollfd p[3] = { { .fd = f->uffd, .events = POLLIN },
+				       { .fd = f->stop_fd, .events = POLLIN },
+				       { .fd = f->sock_gone ? -1 : f->sock,
+					 .events = POLLIN } };
 		ssize_t n;
 
-		if (poll(p, 2, -1) < 0) {
+		if (poll(p, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		if (p[1].revents)
 			break;
+		if (p[2].revents)
+			notify_read(f);
+		faults_released(f);
+		if (!p[0].revents)
+			continue;
 		n = read(f->uffd, msgs, sizeof(msgs));
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
@@ -438,7 +903,8 @@ static void *follow_main(void *arg)
 		}
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-				follow_fault(f, (uintptr_t)msgs[i].arg.pagefault.address);
+				fault_one(f, &msgs[i]);
+		faults_released(f);
 	}
 	return NULL;
 }

@@ -11,6 +11,16 @@
  * it in turn, and wakes the faulting thread. A frame that is gone reads as
  * zeros. Only the faulting thread waits.
  *
+ * The pmd also talks to the fault thread unasked (STOP and RESUME,
+ * pm_proto.h): before it moves frames, it has every holder of their
+ * segments write-protect its mappings of those slots (userfaultfd
+ * write-protection: stores wait, reads go on) or take away those that
+ * stand for a frame leaving a shared slot; faults on what a stop names
+ * wait until its RESUME, and then find the frames where they are now. So
+ * a store that completed is never lost to a move and a mapping never
+ * shows another frame's bytes. Mappings made while a stop holds (a map
+ * on another thread) get its protection as they are registered.
+ *
  * Lock key: (F) follow->lock; (C) set before the thread starts.
  */
 #ifndef PMC_FOLLOW_H
@@ -54,6 +64,13 @@ struct pmc_follow {
 	pthread_mutex_t lock;
 	struct pmc_fmap *maps;       /* (F) registered mappings, newest first */
 	struct pmc_fseg *segs;       /* (F) descriptors the fault session got */
+	struct pmc_fstop *stops;     /* (F) the pmd's stops in force */
+	struct pmc_fdefer *deferred; /* thread only: faults waiting for a
+	                              * RESUME, and those it released */
+	uint32_t ndeferred, deferred_cap; /* thread only */
+	uint8_t *rx;                 /* thread only: one message from the pmd */
+	bool sock_gone;              /* thread only: the pmd hung up */
+	uint64_t stops_served;       /* (F) STOPs answered */
 	uint64_t resolved;           /* (F) faults answered by the pmd */
 	uint64_t resolved_local;     /* (F) faults answered by the view */
 };

@@ -25,6 +25,7 @@ void pmd_core_fini(struct pmd_core *core)
 	pmd_segtab_fini(&core->segs);
 	free(core->rsegs);
 	free(core->rfree);
+	pmd_stops_fini(&core->stops);
 	sodium_memzero(core->secret, sizeof(core->secret));
 }
 

@@ -30,6 +30,7 @@
 #include "handles.h"
 #include "list.h"
 #include "segment.h"
+#include "stop.h"
 
 #define PMD_SHARE_BUCKETS      1024
 #define PMD_USER_OVERRIDES_MAX 64
@@ -74,6 +75,8 @@ struct pmd_core {
 	uint32_t nrsegs, rsegs_cap;     /* (L) used, allocated */
 	struct pmd_rfree *rfree;        /* (L) lent slots to give back */
 	uint32_t nrfree, rfree_cap;     /* (L) used, allocated */
+	struct pmd_stops stops;         /* (L) what the last decode needs
+	                                 * stopped before its invoke (stop.h) */
 };
 
 /* Rights of a capability. The owner does everything but lock: locks are

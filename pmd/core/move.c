@@ -21,16 +21,17 @@ static bool holders_follow(struct pmd_core *core, const struct pmd_segment *seg)
 	return true;
 }
 
-error_t pmd_container_move(struct pmd_core *core, struct pmd_task *task,
-			   container_t h, frame_t f, struct pmd_culprit *why)
+error_t pmd_move_decode(struct pmd_core *core, struct pmd_task *task,
+			container_t h, frame_t f, struct pmd_move *mv,
+			struct pmd_culprit *why)
 {
 	struct pmd_container *c;
-	struct pmd_segment *old, *nw;
+	struct pmd_segment *old;
 	struct pmd_frame *e;
 	struct pmd_cap *cap;
-	uint16_t old_slot;
 	error_t err;
 
+	pmd_stops_reset(&core->stops);
 	err = pmd_cap_decode(task, h, PMD_RIGHT_OWNER, 0, &cap, why);
 	if (err)
 		return err;
@@ -55,27 +56,38 @@ error_t pmd_container_move(struct pmd_core *core, struct pmd_task *task,
 	}
 	if (old->exposed) {
 		err = pmd_segment_fwd_reserve(old);
+		if (!err)
+			err = pmd_stops_add(&core->stops, old, e->slot, 1,
+					    PM_STOP_WP, 0);
 		if (err)
 			return err;
 	}
 	err = pmd_container_slots_reserve(core, c, 1);
 	if (err)
 		return err;
+	*mv = (struct pmd_move){ .c = c, .e = e, .f = f };
+	return 0;
+}
 
-	old_slot = e->slot;
+void pmd_move_invoke(struct pmd_core *core, const struct pmd_move *mv)
+{
+	struct pmd_container *c = mv->c;
+	struct pmd_frame *e = mv->e;
+	struct pmd_segment *old = pmd_frame_seg(core, e), *nw;
+	uint16_t old_slot = e->slot;
+
 	pmd_cview_begin(c);
 	pmd_frame_take_slot(core, c, e);
 	nw = pmd_frame_seg(core, e);
 	pmd_segment_populate(nw, e->slot, 1);
 	memcpy(pmd_segment_frame(nw, e->slot), pmd_segment_frame(old, old_slot),
 	       PM_FRAME_SIZE);
-	pmd_cview_put(core, c, f, e);
+	pmd_cview_put(core, c, mv->f, e);
 	pmd_cview_end(c);
 	if (old->exposed)
-		pmd_segment_slot_retire(&core->segs, old, old_slot, c, f);
+		pmd_segment_slot_retire(&core->segs, old, old_slot, c, mv->f);
 	else
 		pmd_slot_put(core, old->index, old_slot);
-	return 0;
 }
 
 void pmd_move_segments(struct pmd_core *core, struct pmd_container *c,

@@ -32,12 +32,21 @@
 
 struct pmd_segment;
 
-/* Moves frame f to another slot of its container (owner only; the move
- * that paging, reclaim and migration make, and a debug request of its
- * own). EBUSY when the frame may not move; EOPNOTSUPP when it is on
- * another node. */
-error_t pmd_container_move(struct pmd_core *core, struct pmd_task *task,
-			   container_t h, frame_t f, struct pmd_culprit *why);
+/* A move of frame f to another slot of its container (owner only; the
+ * move that paging, reclaim and migration make, and a debug request of
+ * its own), decoded: EBUSY when the frame may not move; EOPNOTSUPP when
+ * it is on another node. Its stops (stop.h) are in core->stops. */
+struct pmd_move {
+	struct pmd_container *c;
+	struct pmd_frame *e;
+	frame_t f;
+};
+error_t pmd_move_decode(struct pmd_core *core, struct pmd_task *task,
+			container_t h, frame_t f, struct pmd_move *mv,
+			struct pmd_culprit *why);
+/* Once its stops are done: the copy, the new place in the view, and the
+ * old slot retired (or freed). */
+void pmd_move_invoke(struct pmd_core *core, const struct pmd_move *mv);
 
 /* Moves every frame of c living in a segment t holds into the fresh
  * segments (made by the caller's decode, as many as t holds), with the

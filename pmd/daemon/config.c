@@ -142,6 +142,18 @@ static error_t set_max_lock_ms(struct pmd_config *cfg, const char *val,
 	return err;
 }
 
+static error_t set_stop_ms(struct pmd_config *cfg, const char *val,
+			   const char *where)
+{
+	uint64_t v;
+	error_t err = set_number(&v, 1, 60000, "stop-ms", "1 to 60000", val,
+				 where);
+
+	if (!err)
+		cfg->stop_ms = (uint32_t)v;
+	return err;
+}
+
 static error_t set_poll_us(struct pmd_config *cfg, const char *val,
 			   const char *where)
 {
@@ -211,6 +223,7 @@ static const struct setting {
 	{ "extra", NULL, set_extra },
 	{ "admission", NULL, set_admission },
 	{ "max-lock-ms", "max_lock_ms", set_max_lock_ms },
+	{ "stop-ms", "stop_ms", set_stop_ms },
 	{ "poll-us", "poll_us", set_poll_us },
 	{ "node-id", "node_id", set_node_id },
 	{ "cluster", NULL, set_cluster },
@@ -333,6 +346,8 @@ static void usage(FILE *f)
 "  --extra N            default extra frames per task (default 16384)\n"
 "  --admission POLICY   remainder | refuse: a guarantee that does not fit\n"
 "  --max-lock-ms N      the longest lock a server may take (default 10000)\n"
+"  --stop-ms N          how long a task's library has to stop its stores to\n"
+"                       frames about to move (default 200)\n"
 "  --poll-us N          in a cluster, busy-poll rather than sleep while\n"
 "                       waiting for peers and for N us after a peer's\n"
 "                       traffic (default 0: sleep; wants a core per pmd)\n"
@@ -483,6 +498,7 @@ static void config_defaults(struct pmd_config *cfg)
 	cfg->guarantee = 16384;
 	cfg->extra = 16384;
 	cfg->max_lock_ms = 10000;
+	cfg->stop_ms = 200;
 	cfg->poll_us = 0;
 	cfg->node_id = 1;
 	cfg->admit = PMD_ADMIT_REMAINDER;

@@ -22,6 +22,7 @@ struct pmd_config {
 	uint64_t guarantee;          /* default G per task, frames */
 	uint64_t extra;              /* default E per task, frames */
 	uint32_t max_lock_ms;        /* longest server lock */
+	uint32_t stop_ms;            /* a library's time to stop its stores */
 	uint32_t poll_us;            /* busy-poll this long after activity */
 	uint16_t node_id;            /* this node's id */
 	char cluster[4096];          /* cluster file; "" on a single node */

@@ -17,6 +17,7 @@
  *               time per container
  *   place.c     allocations whose frames go to other nodes
  *   forward.c   requests on handles another home serves
+ *   stop.c      the holders of segments stop before frames move
  *
  * A request that cannot be answered at once parks its session: the
  * pmd reads nothing more from it (its input goes off if it sends more)
@@ -85,6 +86,7 @@ struct pmd_session {
 	uint32_t parked_seq;
 	struct pmd_pending *pending; /* (L) its asynchronous work, or NULL */
 	bool waiting;                /* (L) it waits to run again */
+	struct pmd_stopctx *stop;    /* (L) the stop its request asked for */
 	uint8_t *saved;              /* (L) then its body, kept */
 	uint32_t saved_len;
 	struct pmd_list wlink;       /* (L) in srv->waiters */
@@ -111,6 +113,9 @@ struct pmd_server {
 	uint64_t *busy;              /* (L) containers with remote work in
 	                              * flight, by id */
 	uint32_t nbusy, busy_cap;    /* (L) used, allocated */
+	struct pmd_list stops;       /* (L) stops awaiting answers */
+	uint32_t stop_seq;           /* (L) the last STOP's seq */
+	uint64_t stop_ns;            /* (C) a library's time to answer */
 	uint64_t sessions_total;     /* (L) served since start */
 	uint64_t requests;           /* (L) requests answered since start */
 	uint64_t poll_ns;            /* (C) busy-poll this long after activity */
@@ -190,6 +195,23 @@ bool pmd_session_wait(struct pmd_server *srv, struct pmd_session *s,
 bool pmd_session_run_later(struct pmd_server *srv, struct pmd_session *s,
 			   const struct pmd_req *q, bool first);
 void pmd_session_close(struct pmd_server *srv, struct pmd_session *s);
+
+/* stop.c */
+/* Before the invoke of a request whose decode listed stops (core->stops):
+ * *go when every holder stopped (or none holds them); else its step (it
+ * parks and runs again once they did, or the reply says ENOMEM). */
+enum pmd_step pmd_stop_first(struct pmd_server *srv, struct pmd_session *s,
+			     const struct pmd_req *q, struct pmd_reply *r,
+			     bool *go);
+/* A library's answer to STOP seq, on its fault session fs. */
+void pmd_stop_answered(struct pmd_server *srv, struct pmd_session *fs,
+		       uint32_t seq, error_t status);
+/* Stops whose deadline passed go on without the answers missing. */
+void pmd_stop_expire(struct pmd_server *srv);
+/* The loop's wait, bounded by the next deadline. */
+int pmd_stop_timeout_ms(const struct pmd_server *srv, int timeout);
+/* The request of s is answered (or s goes): what it stopped resumes. */
+void pmd_stop_done(struct pmd_server *srv, struct pmd_session *s);
 
 /* window.c */
 error_t pmd_window_create(struct pmd_server *srv, struct pmd_window **w_out);

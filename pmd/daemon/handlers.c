@@ -456,10 +456,20 @@ static enum pmd_step do_move(struct pmd_server *srv, struct pmd_session *s,
 			     const struct pmd_req *q, struct pmd_reply *r)
 {
 	const struct pm_move_req *req = q->body;
+	struct pmd_move mv;
+	enum pmd_step step;
+	error_t err;
+	bool go;
 
-	return pmd_reply_now(r, pmd_container_move(srv->core, s->task,
-						   req->handle, req->frame,
-						   &r->why));
+	err = pmd_move_decode(srv->core, s->task, req->handle, req->frame,
+			      &mv, &r->why);
+	if (err)
+		return pmd_reply_now(r, err);
+	step = pmd_stop_first(srv, s, q, r, &go);
+	if (!go)
+		return step;
+	pmd_move_invoke(srv->core, &mv);
+	return pmd_reply_now(r, 0);
 }
 
 /* A fault on a frame that moved: where it is now (its new segment's

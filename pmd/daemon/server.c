@@ -51,6 +51,7 @@ static bool request_run(struct pmd_server *srv, struct pmd_session *s,
 	case PMD_STEP_REPLY:
 		break;
 	}
+	pmd_stop_done(srv, s); /* what it stopped goes on */
 	return true;
 }
 
@@ -144,6 +145,17 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 			 n);
 		return false;
 	}
+	if (s->fault && h->type == (PM_MSG_STOP | PM_MSG_REPLY)) {
+		/* A library's answer to a STOP of ours. */
+		const struct pm_reply *rep = (const struct pm_reply *)(h + 1);
+		if ((size_t)n != PM_REPLY_HDR)
+			return false;
+		pmd_stop_answered(srv, s, h->seq,
+				  pm_status_to_errno(rep->status));
+		return true;
+	}
+	if (s->parked)
+		return false; /* a fault session asks one thing at a time */
 	/* The body sits after a 16-byte header: 8-byte aligned. */
 	q = (struct pmd_req){ .type = h->type, .seq = h->seq, .body = h + 1,
 			      .len = (uint32_t)n - sizeof(*h) };
@@ -377,6 +389,8 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 	pmd_list_init(&srv->sessions);
 	pmd_list_init(&srv->waiters);
 	pmd_list_init(&srv->vsessions);
+	pmd_list_init(&srv->stops);
+	srv->stop_ns = (uint64_t)cfg->stop_ms * 1000000u;
 	strcpy(srv->socket_path, cfg->socket);
 
 	sigemptyset(&mask);
@@ -467,7 +481,8 @@ static void loop_session(struct pmd_server *srv, struct pmd_session *s,
 {
 	struct epoll_event off = { .events = 0, .data.ptr = s };
 
-	if (!s->parked) {
+	/* A fault session's answers to our STOPs come while it waits. */
+	if (!s->parked || s->fault) {
 		if (!session_serve(srv, s))
 			pmd_session_close(srv, s);
 		return;
@@ -491,8 +506,9 @@ error_t pmd_server_run(struct pmd_server *srv)
 		while (srv->rerun)
 			requests_rerun(srv);
 		n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH,
-			       spin ? 0 : srv->cluster
-			       ? pmd_cluster_timeout_ms(srv->cluster) : -1);
+			       spin ? 0 : pmd_stop_timeout_ms(srv, srv->cluster
+			       ? pmd_cluster_timeout_ms(srv->cluster) : -1));
+		pmd_stop_expire(srv);
 		if (spin && n == 0) {
 			/* Nothing yet. Unless our own task waits with us,
 			 * let what shares the CPU run (a task our answer

@@ -117,6 +117,7 @@ void pmd_session_answer(struct pmd_server *srv, struct pmd_session *s,
 
 	s->parked = s->masked = false;
 	s->pending = NULL;
+	pmd_stop_done(srv, s); /* what its request stopped goes on */
 	if (s->virt) {
 		pmd_reply_send(srv, s, s->parked_type, s->parked_seq, r);
 		pmd_session_close(srv, s);
@@ -223,6 +224,7 @@ void pmd_session_close(struct pmd_server *srv, struct pmd_session *s)
 {
 	if (s->pending)
 		s->pending->s = NULL; /* it finishes without us */
+	pmd_stop_done(srv, s);
 	pmd_window_put(s->win);
 	session_fwd_bye(srv, s);
 	if (s->waiting)

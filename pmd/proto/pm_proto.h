@@ -25,7 +25,8 @@
  *      then added: ATTACH_KEY, ATTACH, RESOLVE, MOVE (mappings that follow
  *      their frames, the fault session), the frame view (MAP's view and
  *      view_fd), PING_NODE, WINDOW and PM_IO_WINDOW (the I/O window), the
- *      status CROSS_HOME (a copy between homes).
+ *      status CROSS_HOME (a copy between homes); STOP and RESUME,
+ *      the pmd's messages to a task's library on its fault session.
  */
 #ifndef PM_PROTO_H
 #define PM_PROTO_H
@@ -77,6 +78,8 @@ enum pm_msg_type {
 	PM_MSG_MOVE = 25,
 	PM_MSG_PING_NODE = 26,
 	PM_MSG_WINDOW = 27,
+	PM_MSG_STOP = 28,   /* pmd to library, on the fault session */
+	PM_MSG_RESUME = 29, /* pmd to library, on the fault session */
 	PM_MSG_TYPE_MAX,
 	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
 };
@@ -472,6 +475,46 @@ struct pm_resolve_rep {
 	uint16_t fd;      /* 1: the segment's descriptor is attached */
 };
 static_assert(sizeof(struct pm_resolve_rep) == 16, "resolve rep");
+
+/*
+ * STOP and RESUME: the pmd's messages to a task's library, on its fault
+ * session (the only messages that flow that way unasked). Before frames
+ * move, the pmd sends STOP (a header with seq of the pmd's own counting,
+ * then struct pm_stop and its entries) to every task that holds a
+ * segment they live in; the library
+ *   - PM_STOP_WP: write-protects every mapping it has of those slots, so
+ *     that stores to them wait (reads go on);
+ *   - PM_STOP_DROP: takes away its mappings of those slots that stand for
+ *     the frame named (PM_STOP_ANY: for any frame), so that touches of
+ *     them fault;
+ * and answers with an empty reply (type STOP | PM_MSG_REPLY, the same
+ * seq) once done. Faults on what a STOP names wait until the RESUME with
+ * the same seq (no body, no reply): then stores go on, and faults find
+ * the frames where they are now. A library that does not answer by the
+ * pmd's deadline has only its own stores and view at stake: the move
+ * goes on without it.
+ */
+#define PM_STOP_WP    1u
+#define PM_STOP_DROP  2u
+#define PM_STOP_ANY   UINT64_MAX
+
+struct pm_stop {
+	uint32_t count;   /* entries that follow */
+	uint32_t pad;     /* 0 */
+};
+static_assert(sizeof(struct pm_stop) == 8, "stop");
+
+struct pm_stop_ent {
+	uint64_t segment;
+	uint32_t slot;    /* the first slot, */
+	uint16_t nslots;  /* and how many, 1..PMD's segment size */
+	uint16_t kind;    /* PM_STOP_WP or PM_STOP_DROP */
+	uint64_t frame;   /* DROP: the frame (or PM_STOP_ANY); WP: 0 */
+};
+static_assert(sizeof(struct pm_stop_ent) == 24, "stop entry");
+
+#define PM_STOP_MAX ((PM_MSG_MAX - 16u - sizeof(struct pm_stop)) / \
+		     sizeof(struct pm_stop_ent))
 
 struct pm_move_req {
 	uint64_t handle;

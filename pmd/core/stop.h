@@ -1,0 +1,53 @@
+/*
+ * stop.h - what must stop before frames move.
+ *
+ * A task that holds a segment's descriptor may have mapped any of its
+ * slots, and stores through a mapping are invisible to the pmd. So before
+ * a frame leaves a slot that such a task may see, every holder's library
+ * stops its stores to that slot (userfaultfd write-protection: STOP in
+ * pm_proto.h), and before a frame leaves a slot that stays in use (a
+ * copy-on-write share breaks), every holder takes away its mappings of
+ * that frame there; only then are the bytes copied, and the holders go on
+ * (RESUME) once the frame lives in its new place. A decode that plans a
+ * move lists these *stops* (struct pmd_stops); the daemon asks the
+ * holders and runs the request again once all answered or its deadline
+ * passed; the invoke then moves. A stop is needed only for segments that
+ * were exposed to a task that can follow moves: others are never mapped.
+ *
+ * Lock key: (L) the pmd loop thread.
+ */
+#ifndef PMD_STOP_H
+#define PMD_STOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <pm/pm.h>
+
+struct pmd_segment;
+
+struct pmd_stop_ent {
+	uint32_t seg;                /* segment index */
+	uint16_t slot, nslots;       /* slots slot.. */
+	uint16_t kind;               /* PM_STOP_WP or PM_STOP_DROP */
+	uint64_t frame;              /* DROP: the frame, or PM_STOP_ANY */
+};
+
+struct pmd_stops {
+	struct pmd_stop_ent *v;      /* (L) */
+	uint32_t n, cap;             /* (L) used, allocated */
+};
+
+void pmd_stops_fini(struct pmd_stops *st);
+static inline void pmd_stops_reset(struct pmd_stops *st)
+{
+	st->n = 0;
+}
+/* Whether frames leaving seg need its holders to stop first: it went to
+ * a task (which may have mapped it). */
+bool pmd_stop_needed(const struct pmd_segment *seg);
+/* Adds slots slot.. of seg (runs of one kind merge). ENOMEM. */
+error_t pmd_stops_add(struct pmd_stops *st, const struct pmd_segment *seg,
+		      unsigned slot, unsigned n, unsigned kind, frame_t frame);
+
+#endif

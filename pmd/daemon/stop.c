@@ -1,0 +1,317 @@
+/*
+ * stop.c - the holders of segments stop before frames move (the core's
+ * stop.h says why): STOP to each holder's library on its fault session,
+ * its answers, the deadline, and RESUME once the request that moved ran.
+ *
+ * A request whose decode listed stops parks on a stop context; every
+ * task that holds one of the segments and follows moves gets one STOP
+ * (the same seq for all). When all answered, or the deadline passed (a
+ * library that does not answer has only its own stores and view at
+ * stake), the request runs again, first; its decode lists the same stops,
+ * all of whose holders stopped, and it moves. A holder that appeared in
+ * between (a map or a fault gave it the segment) is asked in a second
+ * round. After the request's answer, every asked task gets RESUME.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "clock.h"
+#include "log.h"
+#include "segment.h"
+#include "task.h"
+
+struct stop_task {
+	uint64_t id;                 /* (C) */
+	uint32_t awaited;            /* (L) answers still to come */
+};
+
+struct pmd_stopctx {
+	struct pmd_pending base;     /* the session whose request waits */
+	struct pmd_server *srv;      /* (C) */
+	uint32_t seq;                /* (C) of its STOPs and RESUMEs */
+	struct stop_task *tasks;     /* (L) every task asked */
+	uint32_t ntasks, cap;        /* (L) */
+	uint32_t awaited;            /* (L) answers still to come, in all */
+	uint64_t deadline_ns;        /* (L) */
+	bool ready;                  /* (L) the request runs (again) */
+	struct pmd_list link;        /* (L) in srv->stops while awaited */
+	struct pmd_req q;            /* (C) the request, its body kept */
+	uint8_t *body;               /* (C) */
+};
+
+static struct pmd_task *task_by_id(struct pmd_core *core, uint64_t id)
+{
+	for (struct pmd_list *p = core->tasks.next; p != &core->tasks; p = p->next) {
+		struct pmd_task *t = pmd_container_of(p, struct pmd_task, link);
+		if (t->id == id)
+			return t;
+	}
+	return NULL;
+}
+
+static struct stop_task *ctx_task(struct pmd_stopctx *x, uint64_t id)
+{
+	for (uint32_t i = 0; i < x->ntasks; i++)
+		if (x->tasks[i].id == id)
+			return &x->tasks[i];
+	return NULL;
+}
+
+/* Whether t holds a segment the stops name. */
+static bool task_holds(struct pmd_core *core, const struct pmd_task *t,
+		       const struct pmd_stops *st)
+{
+	for (uint32_t i = 0; i < st->n; i++) {
+		const struct pmd_segment *seg = pmd_segtab_get(&core->segs,
+							       st->v[i].seg);
+		if (seg && pmd_task_has_segment(t, seg->id))
+			return true;
+	}
+	return false;
+}
+
+/* Sends one message of the pmd's own to t's fault session (dropped
+ * when its library does not read: it answers nothing then). */
+static bool notify_send(struct pmd_task *t, const void *msg, size_t len)
+{
+	struct pmd_session *fs = t->fault_session;
+
+	return fs && fs->fd >= 0 &&
+	       send(fs->fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL) ==
+		       (ssize_t)len;
+}
+
+/* STOP to t: the entries of st for segments t holds, in messages of at
+ * most PM_STOP_MAX entries. How many went out. */
+static uint32_t stop_send(struct pmd_core *core, struct pmd_task *t,
+			  const struct pmd_stops *st, uint32_t seq,
+			  uint8_t *buf)
+{
+	struct pm_msg_hdr *h = (struct pm_msg_hdr *)buf;
+	struct pm_stop *sp = (struct pm_stop *)(h + 1);
+	struct pm_stop_ent *e = (struct pm_stop_ent *)(sp + 1);
+	uint32_t sent = 0, n = 0;
+
+	for (uint32_t i = 0; i <= st->n; i++) {
+		const struct pmd_segment *seg = i < st->n
+			? pmd_segtab_get(&core->segs, st->v[i].seg) : NULL;
+
+		if (seg && pmd_task_has_segment(t, seg->id))
+			e[n++] = (struct pm_stop_ent){
+				.segment = seg->id, .slot = st->v[i].slot,
+				.nslots = st->v[i].nslots,
+				.kind = st->v[i].kind, .frame = st->v[i].frame };
+		if (n && (n == PM_STOP_MAX || i == st->n)) {
+			size_t len = sizeof(*h) + sizeof(*sp) + n * sizeof(*e);
+
+			pm_msg_hdr_init(h, PM_MSG_STOP, (uint32_t)len, seq);
+			*sp = (struct pm_stop){ .count = n };
+			if (notify_send(t, buf, len))
+				sent++;
+			n = 0;
+		}
+	}
+	return sent;
+}
+
+static void ctx_resume(struct pmd_server *srv, struct pmd_stopctx *x)
+{
+	struct pm_msg_hdr h;
+
+	pm_msg_hdr_init(&h, PM_MSG_RESUME, sizeof(h), x->seq);
+	for (uint32_t i = 0; i < x->ntasks; i++) {
+		struct pmd_task *t = task_by_id(srv->core, x->tasks[i].id);
+		if (t && !notify_send(t, &h, sizeof(h)))
+			pmd_warn("task %#lx: its library takes no RESUME; its "
+				 "stores to moved frames wait until it ends",
+				 (unsigned long)t->id);
+	}
+}
+
+static void ctx_free(struct pmd_stopctx *x)
+{
+	free(x->tasks);
+	free(x->body);
+	free(x);
+}
+
+/* All answered, or the deadline passed: the request runs again. */
+static void ctx_ready(struct pmd_server *srv, struct pmd_stopctx *x)
+{
+	struct pmd_session *s = x->base.s;
+
+	pmd_list_del(&x->link);
+	x->ready = true;
+	if (!s) { /* its session is gone: nothing will move */
+		ctx_resume(srv, x);
+		ctx_free(x);
+		return;
+	}
+	s->pending = NULL;
+	s->parked = false;
+	if (!pmd_session_run_later(srv, s, &x->q, true)) {
+		struct pmd_reply r = { .status = ENOMEM };
+		s->parked = true;
+		pmd_session_answer(srv, s, &r); /* resumes */
+	}
+}
+
+/* Out of memory while asking: the request answers ENOMEM, and whoever
+ * was asked resumes after that answer. */
+static enum pmd_step stop_nomem(struct pmd_stopctx *x, bool *go,
+				struct pmd_reply *r)
+{
+	if (x)
+		x->ready = true;
+	*go = false;
+	return pmd_reply_now(r, ENOMEM);
+}
+
+enum pmd_step pmd_stop_first(struct pmd_server *srv, struct pmd_session *s,
+			     const struct pmd_req *q, struct pmd_reply *r,
+			     bool *go)
+{
+	struct pmd_core *core = srv->core;
+	const struct pmd_stops *st = &core->stops;
+	struct pmd_stopctx *x = s->stop;
+	uint8_t *buf = NULL;
+	uint32_t asked = 0;
+
+	*go = true;
+	if (!st->n)
+		return PMD_STEP_REPLY;
+	for (struct pmd_list *p = core->tasks.next; p != &core->tasks; p = p->next) {
+		struct pmd_task *t = pmd_container_of(p, struct pmd_task, link);
+		uint32_t sent;
+
+		if (!t->follows || !t->fault_session ||
+		    (x && ctx_task(x, t->id)) || !task_holds(core, t, st))
+			continue;
+		if (!x) {
+			x = calloc(1, sizeof(*x));
+			if (!x || !(x->body = malloc(q->len ? q->len : 1))) {
+				free(x);
+				return stop_nomem(NULL, go, r);
+			}
+			memcpy(x->body, q->body, q->len);
+			x->srv = srv;
+			x->seq = ++srv->stop_seq;
+			x->q = (struct pmd_req){ .type = q->type, .seq = q->seq,
+						 .body = x->body, .len = q->len };
+			pmd_list_init(&x->link);
+			s->stop = x;
+		}
+		if (x->ntasks == x->cap) {
+			uint32_t cap = x->cap ? x->cap * 2 : 4;
+			struct stop_task *v = realloc(x->tasks, cap * sizeof(*v));
+			if (!v) {
+				free(buf);
+				return stop_nomem(x, go, r);
+			}
+			x->tasks = v;
+			x->cap = cap;
+		}
+		if (!buf && !(buf = malloc(PM_MSG_MAX)))
+			return stop_nomem(x, go, r);
+		sent = stop_send(core, t, st, x->seq, buf);
+		x->tasks[x->ntasks++] = (struct stop_task){ .id = t->id,
+							    .awaited = sent };
+		x->awaited += sent;
+		asked += sent;
+	}
+	free(buf);
+	if (!asked) {
+		if (x)
+			x->ready = true; /* resumed after the answer */
+		return PMD_STEP_REPLY; /* everyone who holds them stopped */
+	}
+	*go = false;
+	x->ready = false;
+	x->deadline_ns = pmd_now_ns() + srv->stop_ns;
+	pmd_list_add(srv->stops.prev, &x->link);
+	return pmd_session_park(s, &x->base);
+}
+
+void pmd_stop_answered(struct pmd_server *srv, struct pmd_session *fs,
+		       uint32_t seq, error_t status)
+{
+	struct pmd_list *p;
+
+	for (p = srv->stops.next; p != &srv->stops; p = p->next) {
+		struct pmd_stopctx *x = pmd_container_of(p, struct pmd_stopctx,
+							 link);
+		struct stop_task *k;
+
+		if (x->seq != seq)
+			continue;
+		k = fs->task ? ctx_task(x, fs->task->id) : NULL;
+		if (!k || !k->awaited)
+			break;
+		if (status)
+			pmd_warn("task %#lx: its library could not stop (%s)",
+				 (unsigned long)fs->task->id, strerror(status));
+		k->awaited--;
+		if (!--x->awaited)
+			ctx_ready(srv, x);
+		return;
+	}
+	pmd_debug("a stop answer nobody waits for (seq %u)", seq);
+}
+
+void pmd_stop_expire(struct pmd_server *srv)
+{
+	uint64_t now = pmd_now_ns();
+	struct pmd_list *p, *n;
+
+	pmd_list_for_each_safe(p, n, &srv->stops) {
+		struct pmd_stopctx *x = pmd_container_of(p, struct pmd_stopctx,
+							 link);
+		if (x->deadline_ns > now)
+			continue;
+		for (uint32_t i = 0; i < x->ntasks; i++)
+			if (x->tasks[i].awaited)
+				pmd_warn("task %#lx did not stop its stores "
+					 "within %lu ms: frames it maps move "
+					 "without it",
+					 (unsigned long)x->tasks[i].id,
+					 (unsigned long)(srv->stop_ns / 1000000));
+		ctx_ready(srv, x);
+	}
+}
+
+int pmd_stop_timeout_ms(const struct pmd_server *srv, int timeout)
+{
+	uint64_t now = pmd_now_ns(), first = UINT64_MAX;
+
+	for (struct pmd_list *p = srv->stops.next; p != &srv->stops; p = p->next) {
+		const struct pmd_stopctx *x =
+			pmd_container_of(p, struct pmd_stopctx, link);
+		if (x->deadline_ns < first)
+			first = x->deadline_ns;
+	}
+	if (first == UINT64_MAX)
+		return timeout;
+	first = first > now ? (first - now + 999999) / 1000000 : 0;
+	return timeout < 0 || (uint64_t)timeout > first ? (int)first : timeout;
+}
+
+void pmd_stop_done(struct pmd_server *srv, struct pmd_session *s)
+{
+	struct pmd_stopctx *x = s->stop;
+
+	if (!x)
+		return;
+	if (!x->ready) {
+		/* Still asking (the session goes): it ends by itself. */
+		x->base.s = NULL;
+		s->stop = NULL;
+		return;
+	}
+	s->stop = NULL;
+	ctx_resume(srv, x);
+	ctx_free(x);
+}

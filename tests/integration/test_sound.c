@@ -1,0 +1,149 @@
+/*
+ * Mappings you can trust (docs/design.md, "The mapping invariant"): a
+ * mapping of frame F reads F's current contents (or faults, then reads
+ * them); a store that completed through a writable mapping of F is in F;
+ * a mapping never shows another frame's bytes. Here on one node: stores
+ * racing moves, a read-only mapping of a copy-on-write frame written
+ * through the pmd, the owner's mappings across an unshare of a task that
+ * mapped, and a task that does not answer the pmd's stop in time.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define WORDS (PM_FRAME_SIZE / sizeof(uint64_t))
+
+static pm_t *follower(void)
+{
+	pm_t *pm = test_connect(&test_pmd);
+
+	if (!pm_debug_follows(pm)) {
+		pm_disconnect(pm);
+		fprintf(stderr, "no userfaultfd for this process (see the "
+			"libpmclient message above): skipped\n");
+		skip();
+	}
+	return pm;
+}
+
+/* A thread storing 1, 2, 3... into the words of one mapped frame, in
+ * turn, and checking each store reads back; it notes the last number
+ * each word got. */
+struct writer {
+	pthread_t thread;
+	volatile uint64_t *frame;    /* its mapping */
+	volatile bool *stop;
+	uint64_t last[WORDS];        /* the last number stored in each word */
+	uint64_t stores;
+	uint64_t bad_reads;          /* a store that did not read back */
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	for (uint64_t n = 1; !*w->stop; n++) {
+		size_t k = n % WORDS;
+
+		w->frame[k] = n;
+		if (w->frame[k] != n)
+			w->bad_reads++;
+		w->last[k] = n;
+		w->stores = n;
+	}
+	return NULL;
+}
+
+/* Every word of frame f holds what its writer stored last. */
+static void check_frame(pm_t *pm, container_t c, frame_t f,
+			const struct writer *w)
+{
+	uint64_t got[WORDS];
+	unsigned lost = 0;
+
+	assert_int_equal(pm_container_read(pm, c, f, 0, got, sizeof(got)), 0);
+	for (size_t k = 0; k < WORDS; k++)
+		if (got[k] != w->last[k]) {
+			if (!lost)
+				fprintf(stderr, "frame %u word %zu: %lu, the "
+					"last store was %lu\n", (unsigned)f, k,
+					(unsigned long)got[k],
+					(unsigned long)w->last[k]);
+			lost++;
+		}
+	assert_int_equal(lost, 0);
+	assert_int_equal(w->bad_reads, 0);
+}
+
+/*
+ * Threads store sequence numbers into mapped frames (through the fast
+ * path's pointer into the segment and through mappings the pmd made)
+ * while the pmd moves those frames thousands of times: no number is
+ * lost, no store misses its read-back, no signal.
+ */
+static void stores_under_moves_are_kept(void **state)
+{
+	enum { FRAMES = 4, MOVES = 3000 };
+	pm_t *pm = follower();
+	container_t c;
+	int n = FRAMES;
+	volatile bool stop = false;
+	struct writer *w = calloc(FRAMES, sizeof(*w));
+	uint8_t *run, *one;
+
+	(void)state;
+	assert_non_null(w);
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	/* Frames 0-2 through a pmd-made mapping, frame 3 by the fast
+	 * path's pointer into the segment. */
+	assert_int_equal(pm_container_map(pm, c, 0, 3, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&run, NULL), 0);
+	assert_int_equal(pm_container_map(pm, c, 3, 1, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&one, NULL), 0);
+	for (int i = 0; i < FRAMES; i++) {
+		w[i].frame = (volatile uint64_t *)(i < 3 ? run + (size_t)i *
+						   PM_FRAME_SIZE : one);
+		w[i].stop = &stop;
+		assert_int_equal(pthread_create(&w[i].thread, NULL, writer_main,
+						&w[i]), 0);
+	}
+	for (int m = 0; m < MOVES; m++)
+		assert_int_equal(pm_debug_move(pm, c, (frame_t)(m % FRAMES)), 0);
+	stop = true;
+	for (int i = 0; i < FRAMES; i++) {
+		pthread_join(w[i].thread, NULL);
+		assert_true(w[i].stores > 0);
+		check_frame(pm, c, (frame_t)i, &w[i]);
+	}
+	fprintf(stderr, "%d moves under %d writers: %lu stores, none lost\n",
+		MOVES, FRAMES, (unsigned long)(w[0].stores + w[1].stores +
+					       w[2].stores + w[3].stores));
+	test_check(pm);
+	free(w);
+	pm_disconnect(pm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(stores_under_moves_are_kept),
+	};
+	test_pmd_args = (const char *const[]){ "--memory", "64M",
+		"--guarantee", "4096", NULL };
+	return cmocka_run_group_tests(tests, test_group_setup,
+				      test_group_teardown);
+}
