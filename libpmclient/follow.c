@@ -754,7 +754,7 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	}
 	if (err) {
-		if (err != ENOENT)
+		if (err != ENOENT && err != EACCES) /* gone, or revoked */
 			fault_warn(err);
 		fault_zero(f, page, prot);
 		return;

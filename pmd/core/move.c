@@ -91,12 +91,13 @@ void pmd_move_invoke(struct pmd_core *core, const struct pmd_move *mv)
 }
 
 void pmd_move_segments(struct pmd_core *core, struct pmd_container *c,
-		       const struct pmd_task *t, struct pmd_segment **fresh,
+		       struct pmd_task *t, struct pmd_segment **fresh,
 		       uint32_t nfresh)
 {
 	struct pmd_list *pos, *tmp;
 	uint32_t used = 0;
 
+	pmd_cview_begin(c);
 	pmd_list_for_each_safe(pos, tmp, &c->segments) {
 		struct pmd_segment *old =
 			pmd_container_of(pos, struct pmd_segment, link);
@@ -106,7 +107,7 @@ void pmd_move_segments(struct pmd_core *core, struct pmd_container *c,
 
 		if (!pmd_task_has_segment(t, old->id))
 			continue;
-		assert(used < nfresh);
+		assert(used < nfresh && old->fwd);
 		nw = fresh[used++];
 		/* Same slot numbers: a slot's sharers move together. */
 		memcpy(&nw->slots, &old->slots, sizeof(nw->slots));
@@ -120,17 +121,29 @@ void pmd_move_segments(struct pmd_core *core, struct pmd_container *c,
 				       pmd_segment_frame(old, s), PM_FRAME_SIZE);
 		while (pmd_ftab_next(&c->frames, &f, &e)) {
 			if (!pmd_frame_remote(e) && e->seg == old->index) {
+				/* The old slot forwards to the frame, so
+				 * that other mappings of it follow. */
+				old->fwd[e->slot] = (struct pmd_fwd){
+					.cont = c, .frame = f };
 				e->seg = nw->index;
 				e->gen++;
+				pmd_cview_put(core, c, f, e);
 			}
 			if (f++ == UINT64_MAX)
 				break;
 		}
 		nw->domain = c;
 		pmd_list_add(&c->segments, &nw->link);
-		pmd_segment_revoke(old);
-		pmd_segment_destroy(&core->segs, old);
+		/* The old segment stays, all retired: punched whole (the
+		 * revoked task's mappings of it fault into nothing; it
+		 * cannot refill it for anyone else, who all dropped their
+		 * mappings of it), a forwarding record per slot for the
+		 * others' faults, and nothing placed in it again. */
+		old->exposed = true;
+		pmd_segment_retire_all(&core->segs, old);
+		pmd_task_del_segment(t, old->id);
 	}
+	pmd_cview_end(c);
 	assert(used == nfresh);
 }
 

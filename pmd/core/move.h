@@ -49,11 +49,13 @@ error_t pmd_move_decode(struct pmd_core *core, struct pmd_task *task,
 void pmd_move_invoke(struct pmd_core *core, const struct pmd_move *mv);
 
 /* Moves every frame of c living in a segment t holds into the fresh
- * segments (made by the caller's decode, as many as t holds), with the
- * same slot numbers, then empties the old ones: t's mappings, and any
- * other of those segments, fault from now on. */
+ * segments (made by the caller's decode, as many as t holds, the old
+ * ones' forwarding records reserved), with the same slot numbers, once
+ * every other holder dropped its mappings of them (unshare's stops):
+ * the old segments retire whole, so t's mappings fault into nothing
+ * (it holds them no more) and the others' follow the frames. */
 void pmd_move_segments(struct pmd_core *core, struct pmd_container *c,
-		       const struct pmd_task *t, struct pmd_segment **fresh,
+		       struct pmd_task *t, struct pmd_segment **fresh,
 		       uint32_t nfresh);
 
 /* Where the frame that lived at (seg_id, slot) is now, for a task that

@@ -136,15 +136,19 @@ error_t pmd_segment_create(struct pmd_segtab *t, struct pmd_segment **seg_out)
 		err = ENOMEM;
 		goto out;
 	}
-	seg->fd = memfd_create("pmd-segment", MFD_CLOEXEC);
+	seg->fd = memfd_create("pmd-segment", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (seg->fd < 0) {
 		err = errno;
 		pmd_err("memfd_create: %m");
 		goto free_seg;
 	}
-	if (ftruncate(seg->fd, (off_t)SEG_BYTES) < 0) {
+	/* Sealed at its size: a task given it can neither cut it (and make
+	 * other mappings of it fault with SIGBUS) nor grow it. */
+	if (ftruncate(seg->fd, (off_t)SEG_BYTES) < 0 ||
+	    fcntl(seg->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+		  F_SEAL_SEAL) < 0) {
 		err = errno;
-		pmd_err("ftruncate segment: %m");
+		pmd_err("sizing and sealing a segment: %m");
 		goto close_fd;
 	}
 	seg->base = mmap(NULL, SEG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED,
@@ -201,11 +205,24 @@ void pmd_segment_destroy(struct pmd_segtab *t, struct pmd_segment *seg)
 	segment_free(t, seg);
 }
 
-void pmd_segment_revoke(struct pmd_segment *seg)
+static void punch(struct pmd_segment *seg, unsigned first, unsigned n);
+
+void pmd_segment_retire_all(struct pmd_segtab *t, struct pmd_segment *seg)
 {
-	if (ftruncate(seg->fd, 0) < 0)
-		pmd_err("truncating revoked segment %#lx: %m",
-			(unsigned long)seg->id);
+	int slot;
+
+	segment_flush(t, seg); /* freed slots are free first */
+	while ((slot = pmd_segment_slot_alloc(t, seg)) >= 0)
+		seg->fwd[slot] = (struct pmd_fwd){ 0 }; /* never a frame's */
+	for (unsigned s = 0; s < PMD_SEG_SLOTS; s++) {
+		seg->slots.ref[s] = 0;
+		if (pmd_segment_retired(seg, s))
+			continue;
+		seg->retired[s / 64] |= UINT64_C(1) << (s % 64);
+		seg->nretired++;
+		t->slots_retired++;
+	}
+	punch(seg, 0, PMD_SEG_SLOTS);
 }
 
 int pmd_segment_slot_alloc(struct pmd_segtab *t, struct pmd_segment *seg)

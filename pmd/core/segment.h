@@ -120,9 +120,11 @@ void pmd_segtab_fini(struct pmd_segtab *t);
 
 error_t pmd_segment_create(struct pmd_segtab *t, struct pmd_segment **seg_out);
 void pmd_segment_destroy(struct pmd_segtab *t, struct pmd_segment *seg);
-/* Empties the memfd itself (not just our view): every mapping of it, in
- * any task, faults from now on instead of showing its contents. */
-void pmd_segment_revoke(struct pmd_segment *seg);
+/* Every slot of seg retires at once (its frames moved to another
+ * segment, the caller having noted where in seg->fwd): the memfd is
+ * punched whole, so every mapping of it faults, and nothing is ever
+ * placed in it again while it lives. */
+void pmd_segment_retire_all(struct pmd_segtab *t, struct pmd_segment *seg);
 
 static inline struct pmd_segment *pmd_segtab_get(const struct pmd_segtab *t,
 						 uint32_t index)

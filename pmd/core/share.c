@@ -92,6 +92,54 @@ static void unshare_revoke(struct pmd_core *core, struct pmd_container *c,
 	}
 }
 
+error_t pmd_unshare_plan(struct pmd_core *core, struct pmd_task *task,
+			 container_t h, pm_task_t remote,
+			 struct pmd_culprit *why)
+{
+	struct pmd_container *c;
+	struct pmd_task *rt;
+	struct pmd_cap *cap;
+	error_t err;
+
+	pmd_stops_reset(&core->stops);
+	err = pmd_cap_decode(task, h, PMD_RIGHT_OWNER, 0, &cap, why);
+	if (err)
+		return err;
+	c = cap->cont;
+	rt = pmd_task_find(core, remote);
+	if (!rt)
+		return 0;
+	/* Every other holder drops its mappings of the segments that move
+	 * (they fault, and wait, until the frames are in the new ones);
+	 * the revoked task is not asked. */
+	core->stops.except = rt->id;
+	for (struct pmd_list *p = c->segments.next; p != &c->segments; p = p->next) {
+		struct pmd_segment *seg = pmd_container_of(p, struct pmd_segment,
+							   link);
+		if (!pmd_task_has_segment(rt, seg->id))
+			continue;
+		/* A holder that cannot follow would keep its mappings of
+		 * the emptied segment, whose holes the revoked task could
+		 * fill: the frames may not move out from under it. */
+		for (struct pmd_list *tp = core->tasks.next;
+		     tp != &core->tasks; tp = tp->next) {
+			struct pmd_task *t = pmd_container_of(tp,
+							      struct pmd_task,
+							      link);
+			if (t != rt && !t->follows &&
+			    pmd_task_has_segment(t, seg->id))
+				return EBUSY;
+		}
+		err = pmd_segment_fwd_reserve(seg);
+		if (!err)
+			err = pmd_stops_add(&core->stops, seg, 0, PMD_SEG_SLOTS,
+					    PM_STOP_DROP, PM_STOP_ANY);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 error_t pmd_container_unshare(struct pmd_core *core, struct pmd_task *task,
 			      container_t h, pm_task_t remote,
 			      struct pmd_culprit *why)
@@ -113,8 +161,6 @@ error_t pmd_container_unshare(struct pmd_core *core, struct pmd_task *task,
 	rt = pmd_task_find(core, remote);
 	if (rt)
 		nmove = exposed_to(c, rt);
-	if (nmove && pmd_container_locked(c))
-		return EBUSY; /* another server's lock: no frame may move */
 
 	/* Decode: make the segments the move needs, and a new view when the
 	 * revoked task holds the current one (it must learn nothing more). */
@@ -129,6 +175,14 @@ error_t pmd_container_unshare(struct pmd_core *core, struct pmd_task *task,
 			err = ENOMEM;
 			goto destroy_view;
 		}
+	}
+	for (struct pmd_list *p = c->segments.next; nmove && p != &c->segments;
+	     p = p->next) {
+		struct pmd_segment *seg = pmd_container_of(p, struct pmd_segment,
+							   link);
+		if (pmd_task_has_segment(rt, seg->id) &&
+		    (err = pmd_segment_fwd_reserve(seg)))
+			goto destroy_segments;
 	}
 	for (; made < nmove; made++) {
 		err = pmd_segment_create(&core->segs, &segs[made]);

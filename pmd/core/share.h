@@ -27,8 +27,14 @@
 error_t pmd_container_share(struct pmd_core *core, struct pmd_task *task,
 			    container_t h, pm_task_t remote,
 			    container_t *weak_out, struct pmd_culprit *why);
-/* EBUSY while remote holds a lock, or while another server does and
- * frames must move. */
+/* Unshare's stops (stop.h): the other holders of the segments remote
+ * holds drop their mappings of them, into core->stops. */
+error_t pmd_unshare_plan(struct pmd_core *core, struct pmd_task *task,
+			 container_t h, pm_task_t remote,
+			 struct pmd_culprit *why);
+/* EBUSY while remote holds a lock. When remote was given segments of
+ * the container, their frames move to fresh ones (after the plan's
+ * stops): see pmd_move_segments. */
 error_t pmd_container_unshare(struct pmd_core *core, struct pmd_task *task,
 			      container_t h, pm_task_t remote,
 			      struct pmd_culprit *why);

@@ -36,12 +36,14 @@ struct pmd_stop_ent {
 struct pmd_stops {
 	struct pmd_stop_ent *v;      /* (L) */
 	uint32_t n, cap;             /* (L) used, allocated */
+	uint64_t except;             /* (L) a task not to ask (0: none) */
 };
 
 void pmd_stops_fini(struct pmd_stops *st);
 static inline void pmd_stops_reset(struct pmd_stops *st)
 {
 	st->n = 0;
+	st->except = 0;
 }
 /* Whether frames leaving seg need its holders to stop first: it went to
  * a task (which may have mapped it). */

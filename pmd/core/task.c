@@ -154,3 +154,14 @@ error_t pmd_task_add_segment(struct pmd_task *t, uint64_t seg_id)
 	t->nsegs_given++;
 	return 0;
 }
+
+void pmd_task_del_segment(struct pmd_task *t, uint64_t seg_id)
+{
+	uint32_t i = segs_lower_bound(t, seg_id);
+
+	if (i == t->nsegs_given || t->segs_given[i] != seg_id)
+		return;
+	memmove(&t->segs_given[i], &t->segs_given[i + 1],
+		(t->nsegs_given - i - 1) * sizeof(*t->segs_given));
+	t->nsegs_given--;
+}

@@ -37,5 +37,8 @@ void pmd_task_stat(const struct pmd_task *task, struct pm_task_stat_rep *out);
 bool pmd_task_has_segment(const struct pmd_task *t, uint64_t seg_id);
 /* Records that t now holds seg_id's descriptor. */
 error_t pmd_task_add_segment(struct pmd_task *t, uint64_t seg_id);
+/* t no longer holds seg_id's descriptor as a right (revoked: its faults
+ * there resolve to nothing). */
+void pmd_task_del_segment(struct pmd_task *t, uint64_t seg_id);
 
 #endif

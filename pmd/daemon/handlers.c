@@ -557,6 +557,9 @@ static enum pmd_step do_unshare(struct pmd_server *srv, struct pmd_session *s,
 	struct pmd_task *rt = pmd_task_find(srv->core, req->task);
 	struct pmd_culprit why = { 0 };
 	struct pmd_cap *cap;
+	enum pmd_step step;
+	error_t err;
+	bool go;
 
 	/* Frames a forwarded map put on that task's node come back first:
 	 * it must see nothing more. (A handle that unshare refuses says so
@@ -564,7 +567,6 @@ static enum pmd_step do_unshare(struct pmd_server *srv, struct pmd_session *s,
 	if (rt && rt->proxy && srv->cluster &&
 	    !pmd_cap_decode(s->task, req->handle, PMD_RIGHT_OWNER, 0, &cap,
 			    &why)) {
-		enum pmd_step step;
 		bool none;
 
 		step = pmd_remote_pull(srv, s, cap->cont, req->handle, 0, 0,
@@ -573,6 +575,13 @@ static enum pmd_step do_unshare(struct pmd_server *srv, struct pmd_session *s,
 			return step;
 		*r = (struct pmd_reply){ 0 };
 	}
+	err = pmd_unshare_plan(srv->core, s->task, req->handle, req->task,
+			       &r->why);
+	if (err)
+		return pmd_reply_now(r, err);
+	step = pmd_stop_first(srv, s, q, r, &go);
+	if (!go)
+		return step;
 	return pmd_reply_now(r, pmd_container_unshare(srv->core, s->task,
 						       req->handle, req->task,
 						       &r->why));

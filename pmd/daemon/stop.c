@@ -188,7 +188,7 @@ enum pmd_step pmd_stop_first(struct pmd_server *srv, struct pmd_session *s,
 		struct pmd_task *t = pmd_container_of(p, struct pmd_task, link);
 		uint32_t sent;
 
-		if (!t->follows || !t->fault_session ||
+		if (!t->follows || !t->fault_session || t->id == st->except ||
 		    (x && ctx_task(x, t->id)) || !task_holds(core, t, st))
 			continue;
 		if (!x) {

@@ -137,10 +137,99 @@ static void stores_under_moves_are_kept(void **state)
 	pm_disconnect(pm);
 }
 
+/* A server task s of owner o, with a weak reference to c, mapped. */
+static pm_task_t task_of(pm_t *pm)
+{
+	pm_task_t t;
+
+	assert_int_equal(pm_self(pm, &t), 0);
+	return t;
+}
+
+static container_t server_maps(pm_t *o, container_t c, pm_t *s, frame_t f,
+			       int n, void **addr)
+{
+	container_t weak, ref;
+	pm_cap_token_t tok;
+	pm_task_t sid;
+
+	assert_int_equal(pm_self(s, &sid), 0);
+	assert_int_equal(pm_container_share(o, c, sid, &weak), 0);
+	assert_int_equal(pm_cap_export(o, weak, &tok), 0);
+	assert_int_equal(pm_cap_import(s, &tok, &ref), 0);
+	assert_int_equal(pm_container_map(s, ref, f, n, CONT_MAP_READ |
+					  CONT_MAP_WRITE, addr, NULL), 0);
+	return ref;
+}
+
+/*
+ * Unshare of a server that mapped: the frames leave the segments it
+ * holds, and the owner's own mappings (the fast path's pointer and a
+ * mapping the pmd made) follow them, with no SIGBUS, and its stores
+ * through them reach the frames; the server's mappings fault into
+ * nothing (zeros), and its stores reach nobody. Also under another
+ * server's lock (no EBUSY: nothing but the move needs the frames).
+ */
+static void owner_mappings_live_through_unshare(void **state)
+{
+	pm_t *o = follower(), *s = follower(), *l = follower();
+	container_t c, ref, lref;
+	int n = 4;
+	char *own, *one, *srv, *lsrv, buf[32];
+
+	(void)state;
+	assert_int_equal(pm_container_create(o, &c), 0);
+	assert_int_equal(pm_container_allocate(o, c, 0, &n, 0), 0);
+	for (frame_t f = 0; f < 4; f++) {
+		snprintf(buf, sizeof(buf), "frame %u", (unsigned)f);
+		assert_int_equal(pm_container_write(o, c, f, 0, buf,
+						    sizeof(buf)), 0);
+	}
+	assert_int_equal(pm_container_map(o, c, 0, 4, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&own, NULL), 0);
+	assert_int_equal(pm_container_map(o, c, 2, 1, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&one, NULL), 0);
+	ref = server_maps(o, c, s, 0, 4, (void **)&srv);
+	lref = server_maps(o, c, l, 0, 4, (void **)&lsrv);
+	assert_string_equal(srv + PM_FRAME_SIZE, "frame 1");
+	strcpy(srv + 3 * PM_FRAME_SIZE, "the server's store");
+	assert_int_equal(pm_container_lock(l, lref, 5000), 0);
+
+	assert_int_equal(pm_container_unshare(o, c, task_of(s)), 0);
+
+	/* The owner's mappings show the frames, its stores land. */
+	assert_string_equal(own, "frame 0");
+	assert_string_equal(own + 3 * PM_FRAME_SIZE, "the server's store");
+	assert_string_equal(one, "frame 2");
+	strcpy(own + PM_FRAME_SIZE, "owner after unshare");
+	strcpy(one, "owner by the fast path");
+	assert_int_equal(pm_container_unlock(l, lref), 0);
+	assert_int_equal(pm_container_read(o, c, 1, 0, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "owner after unshare");
+	assert_int_equal(pm_container_read(o, c, 2, 0, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "owner by the fast path");
+	/* The other server still sees them. */
+	assert_string_equal(lsrv + PM_FRAME_SIZE, "owner after unshare");
+	/* The revoked server sees nothing, and changes nothing. */
+	for (int f = 0; f < 4; f++)
+		assert_int_equal(srv[(size_t)f * PM_FRAME_SIZE], 0);
+	strcpy(srv, "revoked store");
+	assert_int_equal(pm_container_read(o, c, 0, 0, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "frame 0");
+	assert_string_equal(own, "frame 0");
+	assert_int_equal(pm_container_read(s, ref, 0, 0, buf, sizeof(buf)),
+			 ESTALE);
+	test_check(o);
+	pm_disconnect(l);
+	pm_disconnect(s);
+	pm_disconnect(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(stores_under_moves_are_kept),
+		cmocka_unit_test(owner_mappings_live_through_unshare),
 	};
 	test_pmd_args = (const char *const[]){ "--memory", "64M",
 		"--guarantee", "4096", NULL };
