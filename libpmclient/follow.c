@@ -50,6 +50,12 @@ struct pmc_fstop {
 	struct pmc_fstop *next;        /* (F) in f->stops */
 };
 
+/* A slot shared copy-on-write (PM_STOP_COW). */
+struct pmc_fcow {
+	uint64_t seg;
+	uint32_t slot;
+};
+
 /* A fault that waits for a RESUME (or is released: ready). */
 struct pmc_fdefer {
 	uintptr_t page;
@@ -262,6 +268,7 @@ void pmc_follow_fini(struct pmc_follow *f)
 		free(st);
 	}
 	free(f->deferred);
+	free(f->cows);
 	free(f->rx);
 	f->maps = NULL;
 	f->segs = NULL;
@@ -269,6 +276,8 @@ void pmc_follow_fini(struct pmc_follow *f)
 	f->deferred = NULL;
 	f->rx = NULL;
 	f->ndeferred = f->deferred_cap = 0;
+	f->cows = NULL;
+	f->ncows = f->cows_cap = 0;
 	pthread_mutex_destroy(&f->lock);
 }
 
@@ -330,6 +339,8 @@ static bool maps_carve(struct pmc_follow *f, uint8_t *lo, uint8_t *hi)
 }
 
 static void stops_apply(struct pmc_follow *f, struct pmc_fmap *m);
+static void stop_apply(struct pmc_follow *f, const struct pm_stop_ent *e,
+		       struct pmc_fmap *m);
 
 /* Notes [addr, addr + len) as registered; the stops in force reach it.
  * Must hold f->lock. */
@@ -340,6 +351,13 @@ static void maps_insert(struct pmc_follow *f, struct pmc_fmap *m)
 	m->next = f->maps;
 	f->maps = m;
 	stops_apply(f, m);
+	for (uint32_t i = 0; i < f->ncows && (m->prot & PROT_WRITE); i++) {
+		struct pm_stop_ent e = { .segment = f->cows[i].seg,
+					 .slot = f->cows[i].slot, .nslots = 1,
+					 .kind = PM_STOP_COW };
+		if (m->seg == e.segment)
+			stop_apply(f, &e, m);
+	}
 }
 
 error_t pmc_follow_add(struct pmc_follow *f, void *addr, size_t len,
@@ -455,7 +473,7 @@ static void stop_apply(struct pmc_follow *f, const struct pm_stop_ent *e,
 	if (m->dropped || !map_overlap(m, e->segment, e->slot,
 				       e->slot + e->nslots, &k0, &k1))
 		return;
-	if (e->kind == PM_STOP_WP) {
+	if (e->kind == PM_STOP_WP || e->kind == PM_STOP_COW) {
 		if (m->prot & PROT_WRITE)
 			wp_pages(f, m->addr + (size_t)k0 * PM_FRAME_SIZE,
 				 k1 - k0, true);
@@ -498,7 +516,7 @@ static bool stopped(const struct pmc_follow *f, const struct pmc_fmap *m,
 			if (e->segment != m->seg || slot < e->slot ||
 			    slot >= e->slot + e->nslots)
 				continue;
-			if (e->kind == PM_STOP_WP || !m->cont ||
+			if (e->kind != PM_STOP_DROP || !m->cont ||
 			    e->frame == PM_STOP_ANY || e->frame == m->frame + k)
 				return true;
 		}
@@ -508,7 +526,8 @@ static bool stopped(const struct pmc_follow *f, const struct pmc_fmap *m,
 static bool stop_valid(const struct pm_stop_ent *e, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++)
-		if ((e[i].kind != PM_STOP_WP && e[i].kind != PM_STOP_DROP) ||
+		if ((e[i].kind != PM_STOP_WP && e[i].kind != PM_STOP_DROP &&
+		     e[i].kind != PM_STOP_COW) ||
 		    e[i].nslots == 0 || e[i].slot >= PM_SEGMENT_SLOTS ||
 		    e[i].nslots > PM_SEGMENT_SLOTS - e[i].slot)
 			return false;
@@ -526,6 +545,59 @@ static void reply_stop(struct pmc_follow *f, uint32_t seq, error_t err)
 	rep->status = pm_errno_to_status(err);
 	while (send(f->sock, tx, sizeof(tx), MSG_NOSIGNAL) < 0 && errno == EINTR)
 		;
+}
+
+/* ---- copy-on-write slots: stores there ask the pmd to break ---- */
+
+static int cow_find(const struct pmc_follow *f, uint64_t seg, uint32_t slot)
+{
+	for (uint32_t i = 0; i < f->ncows; i++)
+		if (f->cows[i].seg == seg && f->cows[i].slot == slot)
+			return (int)i;
+	return -1;
+}
+
+/* Notes slots slot.. of seg as shared. Must hold f->lock. */
+static void cow_add(struct pmc_follow *f, uint64_t seg, uint32_t slot,
+		    uint32_t n)
+{
+	for (uint32_t k = 0; k < n; k++) {
+		if (cow_find(f, seg, slot + k) >= 0)
+			continue;
+		if (f->ncows == f->cows_cap) {
+			uint32_t cap = f->cows_cap ? f->cows_cap * 2 : 16;
+			struct pmc_fcow *v = realloc(f->cows, cap * sizeof(*v));
+			if (!v) {
+				/* Its pages stay protected: a store asks the
+				 * pmd all the same (fault_one). */
+				fault_warn_nomem();
+				return;
+			}
+			f->cows = v;
+			f->cows_cap = cap;
+		}
+		f->cows[f->ncows++] = (struct pmc_fcow){ .seg = seg,
+							 .slot = slot + k };
+	}
+}
+
+/* The slot is not shared any more: its writable mappings take stores
+ * again (which wakes who waits there). */
+static void cow_end(struct pmc_follow *f, uint64_t seg, uint32_t slot)
+{
+	uint32_t k0, k1;
+	int i;
+
+	pthread_mutex_lock(&f->lock);
+	i = cow_find(f, seg, slot);
+	if (i >= 0)
+		f->cows[i] = f->cows[--f->ncows];
+	for (struct pmc_fmap *m = f->maps; m; m = m->next)
+		if ((m->prot & PROT_WRITE) && !m->dropped &&
+		    map_overlap(m, seg, slot, slot + 1, &k0, &k1))
+			wp_pages(f, m->addr + (size_t)k0 * PM_FRAME_SIZE,
+				 k1 - k0, false);
+	pthread_mutex_unlock(&f->lock);
 }
 
 /* Ends stop st (NULL: every stop): stores go on, the faults that waited
@@ -560,14 +632,24 @@ static void stop_end(struct pmc_follow *f, struct pmc_fstop *st)
 		free(gone->e);
 		free(gone);
 	}
-	/* What another stop still protects stays protected. */
+	/* What another stop, or a copy-on-write share, still protects
+	 * stays protected. */
 	for (struct pmc_fstop *x = f->stops; x; x = x->next)
 		for (uint32_t i = 0; i < x->n; i++)
-			if (x->e[i].kind == PM_STOP_WP)
+			if (x->e[i].kind != PM_STOP_DROP)
 				for (struct pmc_fmap *m = f->maps, *n; m; m = n) {
 					n = m->next;
 					stop_apply(f, &x->e[i], m);
 				}
+	for (uint32_t i = 0; i < f->ncows; i++) {
+		struct pm_stop_ent e = { .segment = f->cows[i].seg,
+					 .slot = f->cows[i].slot, .nslots = 1,
+					 .kind = PM_STOP_COW };
+		for (struct pmc_fmap *m = f->maps, *n; m; m = n) {
+			n = m->next;
+			stop_apply(f, &e, m);
+		}
+	}
 	pthread_mutex_unlock(&f->lock);
 	for (uint32_t i = 0; i < f->ndeferred; i++)
 		f->deferred[i].ready = true; /* each is checked again */
@@ -617,11 +699,15 @@ static bool follow_notify(struct pmc_follow *f, const uint8_t *msg, size_t n)
 	pthread_mutex_lock(&f->lock);
 	st->next = f->stops;
 	f->stops = st;
-	for (uint32_t i = 0; i < st->n; i++)
+	for (uint32_t i = 0; i < st->n; i++) {
+		if (st->e[i].kind == PM_STOP_COW)
+			cow_add(f, st->e[i].segment, st->e[i].slot,
+				st->e[i].nslots);
 		for (struct pmc_fmap *m = f->maps, *nx; m; m = nx) {
 			nx = m->next;
 			stop_apply(f, &st->e[i], m);
 		}
+	}
 	f->stops_served++;
 	pthread_mutex_unlock(&f->lock);
 	reply_stop(f, h->seq, 0);
@@ -687,15 +773,27 @@ static error_t fault_map(struct pmc_follow *f, uintptr_t page,
 	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
 	error_t err;
 
-	if (place->cow)
-		prot &= ~PROT_WRITE; /* never a writable copy-on-write frame */
+	/* A writable mapping of a copy-on-write frame stays writable, but
+	 * protected: a store breaks the copy first (BREAK). */
+	bool cow = place->cow && (prot & PROT_WRITE);
+
+	if (cow) {
+		pthread_mutex_lock(&f->lock);
+		cow_add(f, place->seg, place->slot, 1);
+		pthread_mutex_unlock(&f->lock);
+	}
 	if (mmap((void *)page, PM_FRAME_SIZE, prot, MAP_SHARED | MAP_FIXED,
 		 place->fd, (off_t)place->slot * PM_FRAME_SIZE) == MAP_FAILED)
 		return errno;
 	err = pmc_follow_add(f, (void *)page, PM_FRAME_SIZE, place->seg,
 			     place->slot, prot, place->cont, place->frame);
-	if (err)
-		fault_warn(err); /* mapped right; the next move shows zeros */
+	if (err) {
+		/* Mapped; it cannot follow the next move. A shared frame
+		 * must not take stores unprotected. */
+		fault_warn(err);
+		if (cow)
+			mprotect((void *)page, PM_FRAME_SIZE, PROT_READ);
+	}
 	pthread_mutex_lock(&f->lock);
 	(*counter)++;
 	pthread_mutex_unlock(&f->lock);
@@ -807,6 +905,96 @@ static void fault_defer(struct pmc_follow *f, uintptr_t page, bool wp)
 	f->deferred[f->ndeferred++] = (struct pmc_fdefer){ .page = page, .wp = wp };
 }
 
+/* Takes the page of a mapping away (the next touch faults it in where
+ * its frame is then) and wakes who waits there. */
+static void fault_drop(struct pmc_follow *f, uintptr_t page)
+{
+	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
+
+	pthread_mutex_lock(&f->lock);
+	for (struct pmc_fmap *m = f->maps; m; m = m->next)
+		if (page >= (uintptr_t)m->addr &&
+		    page < (uintptr_t)m->addr + m->len) {
+			if (!m->dropped)
+				drop_page(f, m, (uint32_t)((page - (uintptr_t)m->addr) /
+							   PM_FRAME_SIZE));
+			break;
+		}
+	pthread_mutex_unlock(&f->lock);
+	ioctl(f->uffd, UFFDIO_WAKE, &r);
+}
+
+/*
+ * A store to a write-protected page that no stop holds: its slot is
+ * shared copy-on-write (or was: the protection of an ended stop). The
+ * pmd breaks the copy of the frame the page stands for; the store then
+ * retries and faults the frame in at its private slot.
+ */
+static void fault_break(struct pmc_follow *f, uintptr_t page)
+{
+	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
+	struct pm_break_req req = { 0 };
+	struct pm_break_rep rep;
+	struct pmc_place place;
+	bool found = false, shared = false;
+	int fd;
+	error_t err;
+
+	pthread_mutex_lock(&f->lock);
+	for (struct pmc_fmap *m = f->maps; m && !found; m = m->next) {
+		uint32_t k;
+
+		if (page < (uintptr_t)m->addr || page >= (uintptr_t)m->addr + m->len)
+			continue;
+		k = (uint32_t)((page - (uintptr_t)m->addr) / PM_FRAME_SIZE);
+		req = (struct pm_break_req){ .segment = m->seg,
+					     .slot = m->slot + k,
+					     .handle = m->cont,
+					     .frame = m->cont ? m->frame + k : 0 };
+		found = true;
+	}
+	shared = found && cow_find(f, req.segment, req.slot) >= 0;
+	pthread_mutex_unlock(&f->lock);
+	if (!found) {
+		ioctl(f->uffd, UFFDIO_WAKE, &r);
+		return;
+	}
+	if (!shared) { /* a stop's protection, the stop gone: release */
+		wp_pages(f, (uint8_t *)page, 1, false);
+		return;
+	}
+	/* A page of a whole-segment view stands for the frame the fast
+	 * path gave its address out for. */
+	if (!req.handle && f->local &&
+	    f->local(f->arg, req.segment, req.slot, 0, 0, &place)) {
+		req.handle = place.cont;
+		req.frame = place.frame;
+	}
+	if (!req.handle) { /* nobody's frame: the store goes nowhere */
+		fault_drop(f, page);
+		return;
+	}
+	for (;;) {
+		err = fault_call(f, PM_MSG_BREAK, &req, sizeof(req), &rep,
+				 sizeof(rep), &fd);
+		if (fd >= 0)
+			close(fd);
+		if (err != EBUSY)
+			break;
+		/* Locked by a server: the owner's store waits, as its
+		 * requests do. */
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	if (!err && !(rep.flags & PM_BREAK_BROKEN)) {
+		cow_end(f, req.segment, req.slot); /* not shared any more */
+		return;
+	}
+	if (err && err != ESTALE)
+		fault_warn(err);
+	/* Broken (the pmd took the page away) or stale: fault it in. */
+	fault_drop(f, page);
+}
+
 /* A fault as the kernel reports it. */
 static void fault_one(struct pmc_follow *f, const struct uffd_msg *msg)
 {
@@ -817,7 +1005,7 @@ static void fault_one(struct pmc_follow *f, const struct uffd_msg *msg)
 	if (fault_stopped(f, page))
 		fault_defer(f, page, wp);
 	else if (wp)
-		wp_pages(f, (uint8_t *)page, 1, false); /* its stop ended */
+		fault_break(f, page);
 	else
 		follow_fault(f, addr);
 }

@@ -65,6 +65,8 @@ struct pmc_follow {
 	struct pmc_fmap *maps;       /* (F) registered mappings, newest first */
 	struct pmc_fseg *segs;       /* (F) descriptors the fault session got */
 	struct pmc_fstop *stops;     /* (F) the pmd's stops in force */
+	struct pmc_fcow *cows;       /* (F) slots shared copy-on-write */
+	uint32_t ncows, cows_cap;    /* (F) */
 	struct pmc_fdefer *deferred; /* thread only: faults waiting for a
 	                              * RESUME, and those it released */
 	uint32_t ndeferred, deferred_cap; /* thread only */

@@ -76,6 +76,7 @@ void pmd_container_free(struct pmd_core *core, struct pmd_container *c)
 		if (seg->slots.used) {
 			pmd_list_del(&seg->link);
 			seg->domain = NULL;
+			seg->orphaned = true;
 		} else {
 			pmd_segment_destroy(&core->segs, seg);
 		}

@@ -6,6 +6,37 @@
 
 #include "container.h"
 #include "frame.h"
+#include "pm_proto.h"
+#include "segment.h"
+
+/*
+ * What stops before frame d takes s's slot: the holders of s's segment
+ * write-protect their writable mappings of that slot for as long as it
+ * is shared (a store through one breaks the copy first); d's mappings
+ * leave d's old slot (dropped when the slot stays shared with others,
+ * stores stopped when it retires).
+ */
+static error_t copy_stops(struct pmd_core *core, struct pmd_container *dc,
+			  const struct pmd_frame *s, const struct pmd_frame *d,
+			  frame_t df)
+{
+	struct pmd_segment *ss = pmd_frame_seg(core, s);
+	struct pmd_segment *ds = pmd_frame_seg(core, d);
+	error_t err = 0;
+
+	if (s->seg == d->seg && s->slot == d->slot)
+		return 0;
+	if (pmd_stop_needed(ss))
+		err = pmd_stops_add(&core->stops, ss, s->slot, 1, PM_STOP_COW, 0);
+	if (err || !pmd_stop_needed(ds))
+		return err;
+	if (pmd_frame_cow(core, d))
+		return pmd_frame_break_stops(core, dc, d, df);
+	err = pmd_segment_fwd_reserve(ds);
+	if (!err)
+		err = pmd_stops_add(&core->stops, ds, d->slot, 1, PM_STOP_WP, 0);
+	return err;
+}
 
 error_t pmd_copy_decode(struct pmd_core *core, struct pmd_task *task,
 			container_t src, frame_t src_start, container_t dst,
@@ -33,6 +64,7 @@ error_t pmd_copy_decode(struct pmd_core *core, struct pmd_task *task,
 		why->arg = PMD_ARG_COPY_FLAGS;
 		return EINVAL;
 	}
+	pmd_stops_reset(&core->stops);
 	*cp = (struct pmd_copy){ .src = scap->cont, .dst = dcap->cont,
 				 .src_start = src_start,
 				 .dst_start = dst_start };
@@ -69,6 +101,9 @@ error_t pmd_copy_decode(struct pmd_core *core, struct pmd_task *task,
 		 * private slot first; within one container any destination
 		 * may end up so. */
 		reserve += same || pmd_frame_cow(core, d);
+		err = copy_stops(core, cp->dst, s, d, dst_start + k);
+		if (err)
+			return err;
 	}
 	cp->n = k;
 	if (reserve)
@@ -96,12 +131,16 @@ error_t pmd_copy_invoke(struct pmd_core *core, const struct pmd_copy *cp)
 
 		if (s == d || (s->seg == d->seg && s->slot == d->slot))
 			continue; /* already the same contents */
-		/* Share the slot only within one container and only while
-		 * no task holds a segment of either side: a task's writable
-		 * mapping must never write into the other copy. */
-		if (same && !ss->exposed && !ds->exposed &&
-		    pmd_slots_get(&ss->slots, s->slot)) {
-			pmd_slot_put(core, d->seg, d->slot);
+		/* A logical copy: d shares s's slot (within a container or
+		 * across, mapped or not: the stops made every writable
+		 * mapping of the slot break the copy before a store). d's
+		 * old slot retires where a task may have mapped it. */
+		if (pmd_slots_get(&ss->slots, s->slot)) {
+			if (ds->exposed && ds->slots.ref[d->slot] == 1)
+				pmd_segment_slot_retire(&core->segs, ds, d->slot,
+							dc, cp->dst_start + i);
+			else
+				pmd_slot_put(core, d->seg, d->slot);
 			d->seg = s->seg;
 			d->slot = s->slot;
 			d->gen++;
@@ -117,4 +156,42 @@ error_t pmd_copy_invoke(struct pmd_core *core, const struct pmd_copy *cp)
 	pmd_cview_end(dc);
 	pmd_container_trim(core, dc);
 	return cp->stop;
+}
+
+error_t pmd_break_decode(struct pmd_core *core, struct pmd_task *task,
+			 container_t h, frame_t f, uint64_t seg_id,
+			 uint32_t slot, struct pmd_break *bk,
+			 struct pmd_culprit *why)
+{
+	struct pmd_segment *seg;
+	struct pmd_cap *cap;
+	struct pmd_frame *e;
+	error_t err;
+
+	pmd_stops_reset(&core->stops);
+	err = pmd_cap_decode(task, h, PMD_RIGHT_WRITE, PMD_USE_ALL, &cap, why);
+	if (err)
+		return err;
+	e = pmd_ftab_lookup(&cap->cont->frames, f);
+	if (!e || pmd_frame_remote(e))
+		return ESTALE; /* gone, or elsewhere: the mapping is stale */
+	seg = pmd_frame_seg(core, e);
+	if (seg->id != seg_id || e->slot != slot)
+		return ESTALE;
+	*bk = (struct pmd_break){ .c = cap->cont, .e = e, .f = f,
+				  .shared = pmd_frame_cow(core, e) };
+	if (!bk->shared)
+		return 0;
+	err = pmd_frame_break_stops(core, cap->cont, e, f);
+	if (!err)
+		err = pmd_container_slots_reserve(core, cap->cont, 1);
+	return err;
+}
+
+void pmd_break_invoke(struct pmd_core *core, const struct pmd_break *bk)
+{
+	pmd_cview_begin(bk->c);
+	if (pmd_frame_cow(core, bk->e))
+		pmd_frame_break_cow(core, bk->c, bk->f, bk->e);
+	pmd_cview_end(bk->c);
 }

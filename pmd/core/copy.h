@@ -43,4 +43,20 @@ error_t pmd_copy_decode(struct pmd_core *core, struct pmd_task *task,
  * stop. */
 error_t pmd_copy_invoke(struct pmd_core *core, const struct pmd_copy *cp);
 
+/* A store through a mapping of frame f (of h), at slot of segment seg_id,
+ * decoded: ESTALE when the frame is not there any more; shared when it
+ * is copy-on-write (its stops then in core->stops). */
+struct pmd_break {
+	struct pmd_container *c;
+	struct pmd_frame *e;
+	frame_t f;
+	bool shared;
+};
+error_t pmd_break_decode(struct pmd_core *core, struct pmd_task *task,
+			 container_t h, frame_t f, uint64_t seg_id,
+			 uint32_t slot, struct pmd_break *bk,
+			 struct pmd_culprit *why);
+/* The frame gets a private slot holding its contents. */
+void pmd_break_invoke(struct pmd_core *core, const struct pmd_break *bk);
+
 #endif

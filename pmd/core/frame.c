@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "borrowed.h"
+#include "pm_proto.h"
 #include "view.h"
 
 struct pmd_segment *pmd_frame_seg(const struct pmd_core *core,
@@ -31,12 +32,10 @@ void pmd_slot_put(struct pmd_core *core, uint32_t segi, uint16_t slot)
 {
 	struct pmd_segment *seg = pmd_segtab_get(&core->segs, segi);
 
-	if (pmd_segment_slot_put(&core->segs, seg, slot)) {
-		if (seg->domain)
-			seg->domain->free_slots++;
-		else if (seg->slots.used == 0)
-			pmd_segment_destroy(&core->segs, seg);
-	}
+	/* (An orphaned segment goes once its last slot is released, at
+	 * the flush.) */
+	if (pmd_segment_slot_put(&core->segs, seg, slot) && seg->domain)
+		seg->domain->free_slots++;
 }
 
 void pmd_frame_release(struct pmd_core *core, struct pmd_container *c,
@@ -111,6 +110,19 @@ again:
 		goto again;
 	}
 	assert(!"pmd_frame_take_slot without a reserved slot");
+}
+
+error_t pmd_frame_break_stops(struct pmd_core *core,
+			      const struct pmd_container *c,
+			      const struct pmd_frame *e, frame_t f)
+{
+	const struct pmd_segment *seg = pmd_frame_seg(core, e);
+
+	/* In another container's segment (a logical copy put it there),
+	 * none of c's mappings can be at that slot. */
+	if (!pmd_stop_needed(seg) || seg->domain != c)
+		return 0;
+	return pmd_stops_add(&core->stops, seg, e->slot, 1, PM_STOP_DROP, f);
 }
 
 void pmd_frame_break_cow(struct pmd_core *core, struct pmd_container *c,

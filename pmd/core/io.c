@@ -25,6 +25,7 @@ error_t pmd_io_decode(struct pmd_core *core, struct pmd_task *task,
 	struct pmd_cap *cap;
 	error_t err;
 
+	pmd_stops_reset(&core->stops);
 	err = pmd_cap_decode(task, h, write ? PMD_RIGHT_WRITE : PMD_RIGHT_READ,
 			     PMD_USE_ALL, &cap, why);
 	if (err)
@@ -58,7 +59,12 @@ error_t pmd_io_decode(struct pmd_core *core, struct pmd_task *task,
 			return EIO; /* on a node that went down */
 		}
 		io->nremote += pmd_frame_remote(e);
-		io->ncow += write && pmd_frame_cow(core, e);
+		if (write && pmd_frame_cow(core, e)) {
+			io->ncow++;
+			err = pmd_frame_break_stops(core, c, e, io->first + i);
+			if (err)
+				return err;
+		}
 	}
 	/* A write breaks the copies it touches: their slots now. */
 	if (io->ncow)

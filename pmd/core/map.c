@@ -42,6 +42,7 @@ error_t pmd_map_decode(struct pmd_core *core, struct pmd_task *task,
 	struct pmd_container *c;
 	error_t err;
 
+	pmd_stops_reset(&core->stops);
 	err = pmd_map_check(task, h, start, count, flags, &c, why);
 	if (err)
 		return err;
@@ -60,7 +61,15 @@ error_t pmd_map_decode(struct pmd_core *core, struct pmd_task *task,
 			m->remote = true;
 			return 0;
 		}
-		m->ncow += pmd_frame_cow(core, e);
+		if (pmd_frame_seg(core, e)->domain != c)
+			m->nforeign++;
+		if (pmd_frame_cow(core, e)) {
+			m->ncow++;
+			if ((flags & CONT_MAP_WRITE) &&
+			    (flags & CONT_MAP_FORCE_WRITE) &&
+			    (err = pmd_frame_break_stops(core, c, e, start + i)))
+				return err;
+		}
 	}
 	return 0;
 }
@@ -78,8 +87,9 @@ static error_t map_reserve(struct pmd_core *core, const struct pmd_map *m,
 		if (err)
 			return err;
 	}
-	if (force && m->ncow)
-		return pmd_container_slots_reserve(core, c, m->ncow);
+	if ((force && m->ncow) || m->nforeign)
+		return pmd_container_slots_reserve(core, c, m->nforeign +
+						   (force ? m->ncow : 0));
 	return 0;
 }
 
@@ -126,13 +136,16 @@ error_t pmd_map_invoke(struct pmd_core *core, struct pmd_task *task,
 	err = map_reserve(core, m, force);
 	if (err)
 		return err;
-	/* FORCE_WRITE copies every copy-on-write frame first. */
-	if (force && m->ncow) {
+	/* FORCE_WRITE copies every copy-on-write frame first; a frame in
+	 * another container's segment gets a slot of its own in any case
+	 * (a task maps only its container's segments). */
+	if ((force && m->ncow) || m->nforeign) {
 		pmd_cview_begin(c);
 		for (i = 0; i < m->count; i++) {
 			struct pmd_frame *e = pmd_ftab_lookup(&c->frames,
 							      m->start + i);
-			if (pmd_frame_cow(core, e))
+			if ((force && pmd_frame_cow(core, e)) ||
+			    pmd_frame_seg(core, e)->domain != c)
 				pmd_frame_break_cow(core, c, m->start + i, e);
 		}
 		pmd_cview_end(c);

@@ -32,6 +32,9 @@ struct pmd_map {
 	uint32_t count;
 	uint32_t flags;               /* CONT_MAP_* */
 	uint64_t ncow;                /* copy-on-write frames of the range */
+	uint64_t nforeign;            /* of which in another container's
+	                               * segment (a logical copy): they get
+	                               * slots of their own, mapped or not */
 	bool remote;                  /* a frame of the range is on another
 	                               * node (why->frame): pull, then map */
 };

@@ -181,6 +181,17 @@ error_t pmd_container_resolve(struct pmd_core *core, struct pmd_task *task,
 	    fwd->cont->owner == task)
 		return EBUSY; /* the owner waits for the server's lock */
 	now = pmd_frame_seg(core, e);
+	if (now->domain != fwd->cont) {
+		/* In another container's segment (a logical copy): it gets
+		 * a slot of its own first, never that segment. */
+		error_t err = pmd_container_slots_reserve(core, fwd->cont, 1);
+		if (err)
+			return err;
+		pmd_cview_begin(fwd->cont);
+		pmd_frame_break_cow(core, fwd->cont, fwd->frame, e);
+		pmd_cview_end(fwd->cont);
+		now = pmd_frame_seg(core, e);
+	}
 	out->seg = now;
 	out->slot = e->slot;
 	out->cow = pmd_frame_cow(core, e);

@@ -198,6 +198,7 @@ void pmd_segment_destroy(struct pmd_segtab *t, struct pmd_segment *seg)
 	if (!seg->exposed && !seg->pinned && seg->slots.used == 0 &&
 	    t->npool < PMD_SEG_POOL_MAX) {
 		seg->domain = NULL;
+		seg->orphaned = false;
 		pmd_list_add(&t->pool, &seg->link);
 		t->npool++;
 		return;
@@ -303,9 +304,16 @@ static void segment_flush(struct pmd_segtab *t, struct pmd_segment *seg)
 
 void pmd_segtab_flush(struct pmd_segtab *t)
 {
-	while (!pmd_list_empty(&t->dirty))
-		segment_flush(t, pmd_container_of(t->dirty.next,
-						  struct pmd_segment, dirty_link));
+	while (!pmd_list_empty(&t->dirty)) {
+		struct pmd_segment *seg = pmd_container_of(t->dirty.next,
+							   struct pmd_segment,
+							   dirty_link);
+		segment_flush(t, seg);
+		/* An orphan (its container gone, frames of other
+		 * containers sharing its slots) goes with its last slot. */
+		if (seg->orphaned && seg->slots.used == 0)
+			pmd_segment_destroy(t, seg);
+	}
 	if (guard_hits == guard_said)
 		return;
 	guard_said = guard_hits;

@@ -63,6 +63,8 @@ struct pmd_segment {
 	uint64_t id;                   /* (C) wire id */
 	struct pmd_container *domain;  /* (L) owner; NULL once orphaned */
 	bool exposed;                  /* (L) its descriptor went to a task */
+	bool orphaned;                 /* (L) its container is gone: it goes
+	                                * with its last slot */
 	struct pmd_list link;          /* (L) in domain->segments, or the pool */
 	uint64_t pending[PMD_SEG_SLOTS / 64]; /* (L) freed, not yet punched */
 	uint64_t retired[PMD_SEG_SLOTS / 64]; /* (L) moved away, see above */

@@ -24,7 +24,7 @@ error_t pmd_stops_add(struct pmd_stops *st, const struct pmd_segment *seg,
 	struct pmd_stop_ent *last = st->n ? &st->v[st->n - 1] : NULL;
 
 	if (last && last->seg == seg->index && last->kind == kind &&
-	    kind == PM_STOP_WP && last->slot + last->nslots == slot &&
+	    kind != PM_STOP_DROP && last->slot + last->nslots == slot &&
 	    last->nslots + n <= PMD_SEG_SLOTS) {
 		last->nslots = (uint16_t)(last->nslots + n);
 		return 0;

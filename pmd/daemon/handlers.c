@@ -353,8 +353,9 @@ static enum pmd_step do_map(struct pmd_server *srv, struct pmd_session *s,
 {
 	const struct pm_map_req *req = q->body;
 	struct pmd_map m;
+	enum pmd_step step;
 	error_t err;
-	bool none;
+	bool none, go;
 
 	if (s->virt) /* a task of another node: the frames go there */
 		return pmd_remote_push(srv, s, q, r);
@@ -365,6 +366,9 @@ static enum pmd_step do_map(struct pmd_server *srv, struct pmd_session *s,
 	if (m.remote) /* here first, a batch at a time; then the map again */
 		return pmd_remote_pull(srv, s, m.cont, req->handle, req->start,
 				       req->count, 0, false, q, &none, r);
+	step = pmd_stop_first(srv, s, q, r, &go);
+	if (!go)
+		return step;
 	err = pmd_map_invoke(srv->core, s->task, &m, &srv->map);
 	if (err)
 		return pmd_reply_now(r, err);
@@ -408,7 +412,9 @@ static enum pmd_step do_write(struct pmd_server *srv, struct pmd_session *s,
 	bool window = req->flags & PM_IO_WINDOW;
 	const void *data = req + 1;
 	struct pmd_io io;
+	enum pmd_step step;
 	error_t err;
+	bool go;
 
 	if (!io_flags_ok(s, req) ||
 	    q->len != sizeof(*req) + (window ? 0 : (uint64_t)req->len))
@@ -421,6 +427,9 @@ static enum pmd_step do_write(struct pmd_server *srv, struct pmd_session *s,
 		return pmd_reply_now(r, err);
 	if (io.nremote)
 		return pmd_remote_io(srv, s, &io, window, data, r);
+	step = pmd_stop_first(srv, s, q, r, &go);
+	if (!go)
+		return step;
 	pmd_io_write(srv->core, &io, data);
 	return pmd_reply_now(r, 0);
 }
@@ -432,15 +441,19 @@ static enum pmd_step do_copy(struct pmd_server *srv, struct pmd_session *s,
 	struct pmd_copy cp;
 	enum pmd_step step;
 	error_t err;
-	bool none;
+	bool none, go;
 
 	err = pmd_copy_decode(srv->core, s->task, req->src, req->src_start,
 			      req->dst, req->dst_start, req->count, req->flags,
 			      &cp, &r->why);
 	if (err)
 		return pmd_reply_now(r, err);
-	if (!cp.remote)
+	if (!cp.remote) {
+		step = pmd_stop_first(srv, s, q, r, &go);
+		if (!go)
+			return step;
 		return pmd_reply_now(r, pmd_copy_invoke(srv->core, &cp));
+	}
 	/* Remote frames are brought here (sources first), then the copy
 	 * runs again: a copy across nodes is a copy here. */
 	step = pmd_remote_pull(srv, s, cp.src, req->src, req->src_start,
@@ -469,6 +482,38 @@ static enum pmd_step do_move(struct pmd_server *srv, struct pmd_session *s,
 	if (!go)
 		return step;
 	pmd_move_invoke(srv->core, &mv);
+	return pmd_reply_now(r, 0);
+}
+
+/* A store through a mapping to a frame shared copy-on-write: the frame
+ * gets a private slot (its mappings of the shared one go first). */
+static enum pmd_step do_break(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_break_req *req = q->body;
+	struct pm_break_rep *rep = pmd_reply_body(srv);
+	struct pmd_break bk;
+	enum pmd_step step;
+	error_t err;
+	bool go;
+
+	if (req->pad)
+		return pmd_reply_now(r, EPROTO);
+	err = pmd_break_decode(srv->core, s->task, req->handle, req->frame,
+			       req->segment, req->slot, &bk, &r->why);
+	if (err)
+		return pmd_reply_now(r, err);
+	*rep = (struct pm_break_rep){ .flags = bk.shared ? PM_BREAK_BROKEN : 0 };
+	r->body_len = sizeof(*rep);
+	if (!bk.shared)
+		return pmd_reply_now(r, 0);
+	step = pmd_stop_first(srv, s, q, r, &go);
+	if (!go)
+		return step;
+	pmd_break_invoke(srv->core, &bk);
+	rep = pmd_reply_body(srv);
+	*rep = (struct pm_break_rep){ .flags = PM_BREAK_BROKEN };
+	r->body_len = sizeof(*rep);
 	return pmd_reply_now(r, 0);
 }
 
@@ -787,6 +832,7 @@ static const struct {
 	[PM_MSG_ATTACH] = { do_attach, sizeof(struct pm_attach_req), false, false },
 	[PM_MSG_RESOLVE] = { do_resolve, sizeof(struct pm_resolve_req), false, false },
 	[PM_MSG_MOVE] = { do_move, sizeof(struct pm_move_req), false, true },
+	[PM_MSG_BREAK] = { do_break, sizeof(struct pm_break_req), false, false },
 	[PM_MSG_PING_NODE] = { do_ping_node, sizeof(struct pm_ping_req), false, false },
 	[PM_MSG_WINDOW] = { do_window, 0, false, false },
 };

@@ -26,7 +26,8 @@
  *      their frames, the fault session), the frame view (MAP's view and
  *      view_fd), PING_NODE, WINDOW and PM_IO_WINDOW (the I/O window), the
  *      status CROSS_HOME (a copy between homes); STOP and RESUME,
- *      the pmd's messages to a task's library on its fault session.
+ *      the pmd's messages to a task's library on its fault session, and
+ *      BREAK (a store to a copy-on-write frame through a mapping).
  */
 #ifndef PM_PROTO_H
 #define PM_PROTO_H
@@ -80,6 +81,7 @@ enum pm_msg_type {
 	PM_MSG_WINDOW = 27,
 	PM_MSG_STOP = 28,   /* pmd to library, on the fault session */
 	PM_MSG_RESUME = 29, /* pmd to library, on the fault session */
+	PM_MSG_BREAK = 30,  /* library to pmd, on the fault session */
 	PM_MSG_TYPE_MAX,
 	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
 };
@@ -496,6 +498,7 @@ static_assert(sizeof(struct pm_resolve_rep) == 16, "resolve rep");
  */
 #define PM_STOP_WP    1u
 #define PM_STOP_DROP  2u
+#define PM_STOP_COW   3u
 #define PM_STOP_ANY   UINT64_MAX
 
 struct pm_stop {
@@ -515,6 +518,34 @@ static_assert(sizeof(struct pm_stop_ent) == 24, "stop entry");
 
 #define PM_STOP_MAX ((PM_MSG_MAX - 16u - sizeof(struct pm_stop)) / \
 		     sizeof(struct pm_stop_ent))
+
+/*
+ * PM_STOP_COW names slots that became shared copy-on-write (a logical
+ * copy): the library write-protects its writable mappings of them and
+ * keeps them so (no RESUME undoes it). A store there faults; the library
+ * then sends BREAK on the fault session, naming the mapping's slot and
+ * the frame it stands for: the pmd gives that frame a private slot
+ * (first taking its mappings away with a STOP) and answers BREAK_BROKEN,
+ * so that the store retries and faults the frame in where it is now; or
+ * it answers 0 (the slot is not shared any more: the store may go on)
+ * or ESTALE (the frame is elsewhere: the mapping is stale).
+ */
+#define PM_BREAK_BROKEN 1u
+
+struct pm_break_req {
+	uint64_t segment;
+	uint32_t slot;
+	uint32_t pad;     /* 0 */
+	uint64_t handle;  /* the container, as the task holds it */
+	uint64_t frame;
+};
+static_assert(sizeof(struct pm_break_req) == 32, "break req");
+
+struct pm_break_rep {
+	uint32_t flags;   /* PM_BREAK_BROKEN, or 0 */
+	uint32_t pad;
+};
+static_assert(sizeof(struct pm_break_rep) == 8, "break rep");
 
 struct pm_move_req {
 	uint64_t handle;

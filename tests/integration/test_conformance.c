@@ -342,7 +342,7 @@ static void copy_with_overlap_moves_like_memmove(void **state)
 	pair_close(&p);
 }
 
-static void copy_across_containers_is_physical(void **state)
+static void copy_across_containers_is_logical(void **state)
 {
 	struct pair p;
 	struct pm_container_stat cs;
@@ -355,10 +355,19 @@ static void copy_across_containers_is_physical(void **state)
 	assert_int_equal(pm_container_allocate(p.client, d, 0, &n, 0), 0);
 	assert_int_equal(pm_container_copy(p.client, p.c, 0, d, 0, 2, 0, NULL), 0);
 	check_frame(p.client, d, 0, 9);
+	/* Both sides share the frames copy-on-write... */
 	assert_int_equal(pm_container_stat(p.client, d, &cs), 0);
-	assert_int_equal(cs.cow, 0);
+	assert_int_equal(cs.cow, 2);
+	assert_int_equal(pm_container_stat(p.client, p.c, &cs), 0);
+	assert_int_equal(cs.cow, 2);
+	/* ...until one is written: the other never shows it. */
 	fill(p.client, p.c, 0, 3);
 	check_frame(p.client, d, 0, 9);
+	check_frame(p.client, p.c, 0, 3);
+	fill(p.client, d, 1, 4);
+	check_frame(p.client, p.c, 1, 0);
+	assert_int_equal(pm_container_stat(p.client, d, &cs), 0);
+	assert_int_equal(cs.cow, 0);
 	pair_close(&p);
 }
 
@@ -417,7 +426,7 @@ static void cow_frames_map_read_only_unless_forced(void **state)
 	pair_close(&p);
 }
 
-static void copy_from_a_writably_mapped_frame_is_physical(void **state)
+static void copy_from_a_writably_mapped_frame_stays_exact(void **state)
 {
 	struct pair p;
 	uint8_t *m;
@@ -427,9 +436,12 @@ static void copy_from_a_writably_mapped_frame_is_physical(void **state)
 			 CONT_MAP_WRITE, (void **)&m, NULL), 0);
 	memset(m, 0x31, PM_FRAME_SIZE);
 	assert_int_equal(pm_container_copy(p.client, p.c, 0, p.c, 1, 1, 0, NULL), 0);
-	/* A store through the old writable mapping never reaches the copy. */
+	/* A store through the old writable mapping never reaches the copy,
+	 * and does reach the frame. */
 	m[0] = 0x32;
 	read_byte(p.client, p.c, 1, 0x31);
+	read_byte(p.client, p.c, 0, 0x32);
+	assert_int_equal(m[0], 0x32);
 	pm_container_unmap(p.client, m, 1);
 	pair_close(&p);
 }
@@ -599,10 +611,10 @@ int main(void)
 		T(copy_within_a_container_shares_then_breaks),
 		T(copy_stops_at_a_missing_frame),
 		T(copy_with_overlap_moves_like_memmove),
-		T(copy_across_containers_is_physical),
+		T(copy_across_containers_is_logical),
 		T(server_copies_into_the_clients_container),
 		T(cow_frames_map_read_only_unless_forced),
-		T(copy_from_a_writably_mapped_frame_is_physical),
+		T(copy_from_a_writably_mapped_frame_stays_exact),
 		T(lock_keeps_the_owner_out),
 		T(lock_ends_by_itself),
 		T(lock_limits),

@@ -89,11 +89,16 @@ static void misses_go_to_the_pmd(void **state)
 	/* Copy-on-write: read-only unless forced; forced goes to the pmd,
 	 * which makes the copy. */
 	assert_int_equal(pm_container_write(a, c, 0, 0, "w", 1), 0);
-	/* The segment is exposed now, so a copy within it is physical:
-	 * no frame of the container is copy-on-write. */
+	/* The copy shares the slot (mapped or not): read-only unless
+	 * forced; forced goes to the pmd, which makes the copy. */
 	assert_int_equal(pm_container_copy(a, c, 0, c, 1, 1, 0, NULL), 0);
 	assert_int_equal(pm_container_map(a, c, 1, 1, CONT_MAP_READ | CONT_MAP_WRITE,
 					  (void **)&m, &granted), 0);
+	assert_int_equal(granted, CONT_MAP_READ);
+	assert_int_equal(m[0], 'w');
+	assert_int_equal(pm_container_map(a, c, 1, 1, CONT_MAP_READ | CONT_MAP_WRITE |
+					  CONT_MAP_FORCE_WRITE, (void **)&m,
+					  &granted), 0);
 	assert_int_equal(granted, CONT_MAP_READ | CONT_MAP_WRITE);
 	assert_int_equal(m[0], 'w');
 
