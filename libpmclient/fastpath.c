@@ -339,7 +339,6 @@ bool pmc_map_fast(struct pm *pm, container_t c, frame_t start, int n,
 	struct pm_view_entry ents[16];
 	struct pmc_view *v = hview_get(pm, c);
 	bool want_write = flags & CONT_MAP_WRITE;
-	bool force = want_write && (flags & CONT_MAP_FORCE_WRITE);
 	bool writable = want_write, one_run = true;
 	struct pmc_seg *g0 = NULL;
 
@@ -356,8 +355,11 @@ bool pmc_map_fast(struct pm *pm, container_t c, frame_t start, int n,
 		if (!g)
 			return false;
 		if (ents[i].flags & PM_VIEW_COW) {
-			if (force)
-				return false; /* the pmd makes the copy */
+			/* The pmd makes the copy (FORCE_WRITE), or knows
+			 * whether the frame is still shared (the flag
+			 * outlives the share until the pmd looks). */
+			if (want_write)
+				return false;
 			writable = false;
 			/* A shared slot's address in the whole-segment view
 			 * would stand for every frame that shares it: a

@@ -159,10 +159,16 @@ error_t pmd_map_invoke(struct pmd_core *core, struct pmd_task *task,
 
 		/* The seed's rule: never a writable mapping of a
 		 * copy-on-write frame. */
-		if (want_write && !pmd_frame_cow(core, e))
+		if (want_write && !pmd_frame_cow(core, e)) {
 			prot |= CONT_MAP_WRITE;
-		else if (want_write)
+			/* Its view entry may still say copy-on-write (the
+			 * other side of the share went): say it is not. */
+			pmd_cview_begin(c);
+			pmd_cview_put(core, c, m->start + i, e);
+			pmd_cview_end(c);
+		} else if (want_write) {
 			writable = false;
+		}
 		if (!map_run_add(core, task, out, e, prot))
 			break;
 	}

@@ -225,11 +225,139 @@ static void owner_mappings_live_through_unshare(void **state)
 	pm_disconnect(o);
 }
 
+/*
+ * A read-only mapping of a copy-on-write frame, the frame then written
+ * through the pmd: the mapping shows the new contents, and the other
+ * frame's mapping the old (the known gap of the first copy-on-write).
+ */
+static void cow_mapping_follows_its_frame(void **state)
+{
+	pm_t *pm = follower();
+	container_t c;
+	int n = 2, granted;
+	char *m0, *m1, buf[16];
+
+	(void)state;
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	assert_int_equal(pm_container_write(pm, c, 0, 0, "original", 9), 0);
+	assert_int_equal(pm_container_copy(pm, c, 0, c, 1, 1, 0, NULL), 0);
+	assert_int_equal(pm_container_map(pm, c, 0, 1, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&m0,
+					  &granted), 0);
+	assert_int_equal(granted, CONT_MAP_READ); /* copy-on-write */
+	assert_int_equal(pm_container_map(pm, c, 1, 1, CONT_MAP_READ,
+					  (void **)&m1, NULL), 0);
+	assert_string_equal(m0, "original");
+	assert_string_equal(m1, "original");
+	assert_int_equal(pm_container_write(pm, c, 0, 0, "written", 8), 0);
+	assert_string_equal(m0, "written");
+	assert_string_equal(m1, "original");
+	assert_int_equal(pm_container_write(pm, c, 1, 0, "second", 7), 0);
+	assert_string_equal(m1, "second");
+	assert_string_equal(m0, "written");
+	assert_int_equal(pm_container_read(pm, c, 0, 0, buf, 8), 0);
+	assert_string_equal(buf, "written");
+	test_check(pm);
+	pm_disconnect(pm);
+}
+
+/*
+ * A logical copy between two containers whose frames are mapped
+ * writable on both sides: nothing is copied (both count the frames as
+ * copy-on-write, no slot is used), and a store through either side's
+ * mapping, or a write through the pmd, breaks the copy and shows in that
+ * side only.
+ */
+static void logical_copy_between_mapped_containers(void **state)
+{
+	pm_t *pm = follower();
+	struct pm_container_stat sa, sb;
+	struct pm_debug_stat before, after;
+	container_t a, b;
+	int n = 4;
+	char *ma, *mb, buf[16];
+
+	(void)state;
+	assert_int_equal(pm_container_create(pm, &a), 0);
+	assert_int_equal(pm_container_allocate(pm, a, 0, &n, 0), 0);
+	n = 4;
+	assert_int_equal(pm_container_create(pm, &b), 0);
+	assert_int_equal(pm_container_allocate(pm, b, 0, &n, 0), 0);
+	assert_int_equal(pm_container_map(pm, a, 0, 4, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&ma, NULL), 0);
+	assert_int_equal(pm_container_map(pm, b, 0, 4, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&mb, NULL), 0);
+	for (int f = 0; f < 4; f++) {
+		snprintf(ma + (size_t)f * PM_FRAME_SIZE, 16, "a%d", f);
+		snprintf(mb + (size_t)f * PM_FRAME_SIZE, 16, "b%d", f);
+	}
+	before = test_check(pm);
+	assert_int_equal(pm_container_copy(pm, a, 0, b, 0, 4, 0, NULL), 0);
+	after = test_check(pm);
+	/* Shared: b's own slots went back, none was taken. */
+	assert_true(after.slots_used + 4 <= before.slots_used);
+	assert_int_equal(pm_container_stat(pm, a, &sa), 0);
+	assert_int_equal(pm_container_stat(pm, b, &sb), 0);
+	assert_int_equal(sa.cow, 4);
+	assert_int_equal(sb.cow, 4);
+	/* b's mapping shows the copy. */
+	for (int f = 0; f < 4; f++) {
+		snprintf(buf, sizeof(buf), "a%d", f);
+		assert_string_equal(mb + (size_t)f * PM_FRAME_SIZE, buf);
+	}
+	/* Stores through a's mapping and through b's break the copy. */
+	strcpy(ma, "a0 later");
+	strcpy(mb + PM_FRAME_SIZE, "b1 later");
+	assert_int_equal(pm_container_write(pm, a, 2, 0, "a2 later", 9), 0);
+	assert_string_equal(ma, "a0 later");
+	assert_string_equal(mb, "a0");
+	assert_string_equal(ma + PM_FRAME_SIZE, "a1");
+	assert_string_equal(mb + PM_FRAME_SIZE, "b1 later");
+	assert_string_equal(ma + 2 * PM_FRAME_SIZE, "a2 later");
+	assert_string_equal(mb + 2 * PM_FRAME_SIZE, "a2");
+	assert_int_equal(pm_container_read(pm, b, 0, 0, buf, 3), 0);
+	assert_string_equal(buf, "a0");
+	assert_int_equal(pm_container_read(pm, a, 1, 0, buf, 3), 0);
+	assert_string_equal(buf, "a1");
+	assert_int_equal(pm_container_read(pm, b, 1, 0, buf, 9), 0);
+	assert_string_equal(buf, "b1 later");
+	/* (b's mapping made b's frames its own when it touched them: a
+	 * task maps only its container's segments.) */
+	strcpy(ma + 3 * PM_FRAME_SIZE, "a3 later");
+	assert_string_equal(mb + 3 * PM_FRAME_SIZE, "a3");
+	/* Copied again while nobody touches b's side: the stores through
+	 * a's mappings (the pmd's and the fast path's pointer into the
+	 * segment) find the slots shared and break the copies. */
+	char *fast;
+	assert_int_equal(pm_container_map(pm, a, 1, 1, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&fast, NULL), 0);
+	assert_int_equal(pm_container_copy(pm, a, 0, b, 2, 2, 0, NULL), 0);
+	assert_int_equal(pm_container_stat(pm, b, &sb), 0);
+	assert_int_equal(sb.cow, 2);
+	strcpy(ma, "a0 third");
+	strcpy(fast, "a1 third");
+	assert_int_equal(pm_container_stat(pm, b, &sb), 0);
+	assert_int_equal(sb.cow, 0);
+	assert_string_equal(ma, "a0 third");
+	assert_string_equal(ma + PM_FRAME_SIZE, "a1 third");
+	assert_string_equal(mb + 2 * PM_FRAME_SIZE, "a0 later");
+	assert_string_equal(mb + 3 * PM_FRAME_SIZE, "a1");
+	assert_int_equal(pm_container_read(pm, a, 1, 0, buf, 9), 0);
+	assert_string_equal(buf, "a1 third");
+	assert_int_equal(pm_container_destroy(pm, a), 0);
+	assert_string_equal(mb + 3 * PM_FRAME_SIZE, "a1");
+	test_check(pm);
+	pm_disconnect(pm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(stores_under_moves_are_kept),
 		cmocka_unit_test(owner_mappings_live_through_unshare),
+		cmocka_unit_test(cow_mapping_follows_its_frame),
+		cmocka_unit_test(logical_copy_between_mapped_containers),
 	};
 	test_pmd_args = (const char *const[]){ "--memory", "64M",
 		"--guarantee", "4096", NULL };
