@@ -844,8 +844,16 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	    fault_map(f, page, &place, prot, &f->resolved_local) == 0)
 		return;
 	for (;;) {
-		err = fault_call(f, PM_MSG_RESOLVE, &req, sizeof(req), &rep,
-				 sizeof(rep), &fd);
+		/* A mapping the pmd took away stands on a slot that may live
+		 * on for other frames: ask by frame. */
+		struct pm_where_req wq = { .handle = cont, .frame = frame };
+
+		if (dropped && cont)
+			err = fault_call(f, PM_MSG_WHERE, &wq, sizeof(wq), &rep,
+					 sizeof(rep), &fd);
+		else
+			err = fault_call(f, PM_MSG_RESOLVE, &req, sizeof(req),
+					 &rep, sizeof(rep), &fd);
 		if (err != EBUSY)
 			break;
 		/* Locked by a server: the owner waits, as its maps do. */

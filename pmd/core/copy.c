@@ -13,8 +13,7 @@
  * What stops before frame d takes s's slot: the holders of s's segment
  * write-protect their writable mappings of that slot for as long as it
  * is shared (a store through one breaks the copy first); d's mappings
- * leave d's old slot (dropped when the slot stays shared with others,
- * stores stopped when it retires).
+ * of its old slot go.
  */
 static error_t copy_stops(struct pmd_core *core, struct pmd_container *dc,
 			  const struct pmd_frame *s, const struct pmd_frame *d,
@@ -30,11 +29,12 @@ static error_t copy_stops(struct pmd_core *core, struct pmd_container *dc,
 		err = pmd_stops_add(&core->stops, ss, s->slot, 1, PM_STOP_COW, 0);
 	if (err || !pmd_stop_needed(ds))
 		return err;
-	if (pmd_frame_cow(core, d))
-		return pmd_frame_break_stops(core, dc, d, df);
+	/* Whether d's slot retires or stays shared with other frames
+	 * (within one container, an earlier frame of the copy may take
+	 * it), d's mappings of it go: they fault and find d's new place. */
 	err = pmd_segment_fwd_reserve(ds);
 	if (!err)
-		err = pmd_stops_add(&core->stops, ds, d->slot, 1, PM_STOP_WP, 0);
+		err = pmd_frame_break_stops(core, dc, d, df);
 	return err;
 }
 

@@ -118,9 +118,12 @@ error_t pmd_frame_break_stops(struct pmd_core *core,
 {
 	const struct pmd_segment *seg = pmd_frame_seg(core, e);
 
-	/* In another container's segment (a logical copy put it there),
-	 * none of c's mappings can be at that slot. */
-	if (!pmd_stop_needed(seg) || seg->domain != c)
+	/* (Also in another container's segment, where a logical copy put
+	 * it: a task that holds that segment too may have mapped it there.
+	 * Mappings of another container's frame of the same number there
+	 * go too, and fault back in.) */
+	(void)c;
+	if (!pmd_stop_needed(seg))
 		return 0;
 	return pmd_stops_add(&core->stops, seg, e->slot, 1, PM_STOP_DROP, f);
 }

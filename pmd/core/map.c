@@ -61,8 +61,12 @@ error_t pmd_map_decode(struct pmd_core *core, struct pmd_task *task,
 			m->remote = true;
 			return 0;
 		}
-		if (pmd_frame_seg(core, e)->domain != c)
+		if (pmd_frame_seg(core, e)->domain != c) {
 			m->nforeign++;
+			err = pmd_frame_break_stops(core, c, e, start + i);
+			if (err)
+				return err;
+		}
 		if (pmd_frame_cow(core, e)) {
 			m->ncow++;
 			if ((flags & CONT_MAP_WRITE) &&

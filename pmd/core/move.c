@@ -90,6 +90,31 @@ void pmd_move_invoke(struct pmd_core *core, const struct pmd_move *mv)
 		pmd_slot_put(core, old->index, old_slot);
 }
 
+/* Frames of c in old go to the same slots of nw (old's slots forward to
+ * them, so that other mappings follow); how many. */
+static uint64_t segment_repoint(struct pmd_core *core, struct pmd_container *c,
+				struct pmd_segment *old, struct pmd_segment *nw)
+{
+	struct pmd_frame *e;
+	uint64_t n = 0;
+	frame_t f = 0;
+
+	while (pmd_ftab_next(&c->frames, &f, &e)) {
+		if (!pmd_frame_remote(e) && e->seg == old->index) {
+			if (old->domain == c)
+				old->fwd[e->slot] = (struct pmd_fwd){
+					.cont = c, .frame = f };
+			e->seg = nw->index;
+			e->gen++;
+			pmd_cview_put(core, c, f, e);
+			n++;
+		}
+		if (f++ == UINT64_MAX)
+			break;
+	}
+	return n;
+}
+
 void pmd_move_segments(struct pmd_core *core, struct pmd_container *c,
 		       struct pmd_task *t, struct pmd_segment **fresh,
 		       uint32_t nfresh)
@@ -102,8 +127,7 @@ void pmd_move_segments(struct pmd_core *core, struct pmd_container *c,
 		struct pmd_segment *old =
 			pmd_container_of(pos, struct pmd_segment, link);
 		struct pmd_segment *nw;
-		frame_t f = 0;
-		struct pmd_frame *e;
+		uint64_t refs;
 
 		if (!pmd_task_has_segment(t, old->id))
 			continue;
@@ -119,18 +143,28 @@ void pmd_move_segments(struct pmd_core *core, struct pmd_container *c,
 			if (old->slots.ref[s])
 				memcpy(pmd_segment_frame(nw, s),
 				       pmd_segment_frame(old, s), PM_FRAME_SIZE);
-		while (pmd_ftab_next(&c->frames, &f, &e)) {
-			if (!pmd_frame_remote(e) && e->seg == old->index) {
-				/* The old slot forwards to the frame, so
-				 * that other mappings of it follow. */
-				old->fwd[e->slot] = (struct pmd_fwd){
-					.cont = c, .frame = f };
-				e->seg = nw->index;
-				e->gen++;
-				pmd_cview_put(core, c, f, e);
+		refs = 0;
+		for (unsigned s = 0; s < PMD_SEG_SLOTS; s++)
+			refs += old->slots.ref[s];
+		refs -= segment_repoint(core, c, old, nw);
+		/* Frames of other containers share some of its slots (a
+		 * logical copy): they move too (a walk of every container,
+		 * which only such a copy makes necessary). */
+		for (struct pmd_list *tp = core->tasks.next;
+		     refs && tp != &core->tasks; tp = tp->next) {
+			struct pmd_task *ot = pmd_container_of(tp,
+							       struct pmd_task,
+							       link);
+			for (struct pmd_list *cp = ot->containers.next;
+			     refs && cp != &ot->containers; cp = cp->next) {
+				struct pmd_container *oc = pmd_container_of(
+					cp, struct pmd_container, owner_link);
+				if (oc == c)
+					continue;
+				pmd_cview_begin(oc);
+				refs -= segment_repoint(core, oc, old, nw);
+				pmd_cview_end(oc);
 			}
-			if (f++ == UINT64_MAX)
-				break;
 		}
 		nw->domain = c;
 		pmd_list_add(&c->segments, &nw->link);
@@ -147,6 +181,56 @@ void pmd_move_segments(struct pmd_core *core, struct pmd_container *c,
 	assert(used == nfresh);
 }
 
+/* Where frame f (entry e) of c is now, for task's fault. */
+static error_t resolve_frame(struct pmd_core *core, struct pmd_task *task,
+			     struct pmd_container *c, frame_t f,
+			     struct pmd_frame *e, struct pmd_resolve_out *out)
+{
+	struct pmd_segment *now;
+
+	if (pmd_frame_remote(e)) {
+		/* Moved to another node: the daemon brings it back here. */
+		if (e->flags & PMD_FRAME_LOST)
+			return EIO;
+		out->remote = true;
+		out->cont = c;
+		out->frame = f;
+		return 0;
+	}
+	if (pmd_container_locked(c) && c->locker != task && c->owner == task)
+		return EBUSY; /* the owner waits for the server's lock */
+	now = pmd_frame_seg(core, e);
+	if (now->domain != c) {
+		/* In another container's segment (a logical copy): it gets
+		 * a slot of its own first (pmd_resolve_own), never that
+		 * segment; its mappings there go before (core->stops). */
+		error_t err;
+
+		pmd_stops_reset(&core->stops);
+		err = pmd_container_slots_reserve(core, c, 1);
+		if (!err)
+			err = pmd_frame_break_stops(core, c, e, f);
+		if (err)
+			return err;
+		out->foreign = true;
+		out->cont = c;
+		out->frame = f;
+		out->e = e;
+		return 0;
+	}
+	out->seg = now;
+	out->slot = e->slot;
+	out->cow = pmd_frame_cow(core, e);
+	out->send_fd = !pmd_task_has_segment(task, now->id);
+	if (out->send_fd) {
+		error_t err = pmd_task_add_segment(task, now->id);
+		if (err)
+			return err;
+		now->exposed = true;
+	}
+	return 0;
+}
+
 error_t pmd_container_resolve(struct pmd_core *core, struct pmd_task *task,
 			      uint64_t seg_id, uint32_t slot,
 			      struct pmd_resolve_out *out)
@@ -154,7 +238,6 @@ error_t pmd_container_resolve(struct pmd_core *core, struct pmd_task *task,
 	struct pmd_segment *seg = pmd_segtab_get(&core->segs, (uint32_t)seg_id);
 	const struct pmd_fwd *fwd;
 	struct pmd_frame *e;
-	struct pmd_segment *now;
 
 	memset(out, 0, sizeof(*out));
 	if (slot >= PMD_SEG_SLOTS)
@@ -168,41 +251,34 @@ error_t pmd_container_resolve(struct pmd_core *core, struct pmd_task *task,
 	e = fwd->cont ? pmd_ftab_lookup(&fwd->cont->frames, fwd->frame) : NULL;
 	if (!e)
 		return ENOENT; /* moved, then deallocated */
-	if (pmd_frame_remote(e)) {
-		/* Moved to another node: the daemon brings it back here. */
-		if (e->flags & PMD_FRAME_LOST)
-			return EIO;
-		out->remote = true;
-		out->cont = fwd->cont;
-		out->frame = fwd->frame;
-		return 0;
-	}
-	if (pmd_container_locked(fwd->cont) && fwd->cont->locker != task &&
-	    fwd->cont->owner == task)
-		return EBUSY; /* the owner waits for the server's lock */
-	now = pmd_frame_seg(core, e);
-	if (now->domain != fwd->cont) {
-		/* In another container's segment (a logical copy): it gets
-		 * a slot of its own first, never that segment. */
-		error_t err = pmd_container_slots_reserve(core, fwd->cont, 1);
-		if (err)
-			return err;
-		pmd_cview_begin(fwd->cont);
-		pmd_frame_break_cow(core, fwd->cont, fwd->frame, e);
-		pmd_cview_end(fwd->cont);
-		now = pmd_frame_seg(core, e);
-	}
-	out->seg = now;
-	out->slot = e->slot;
-	out->cow = pmd_frame_cow(core, e);
-	out->send_fd = !pmd_task_has_segment(task, now->id);
-	if (out->send_fd) {
-		error_t err = pmd_task_add_segment(task, now->id);
-		if (err)
-			return err;
-		now->exposed = true;
-	}
-	return 0;
+	return resolve_frame(core, task, fwd->cont, fwd->frame, e, out);
+}
+
+error_t pmd_container_where(struct pmd_core *core, struct pmd_task *task,
+			    container_t h, frame_t f,
+			    struct pmd_resolve_out *out)
+{
+	struct pmd_culprit why;
+	struct pmd_frame *e;
+	struct pmd_cap *cap;
+	error_t err;
+
+	memset(out, 0, sizeof(*out));
+	err = pmd_cap_decode(task, h, PMD_RIGHT_MAP, 0, &cap, &why);
+	if (err)
+		return err == EBADF ? EACCES : err;
+	e = pmd_ftab_lookup(&cap->cont->frames, f);
+	if (!e)
+		return ENOENT; /* deallocated: the task reads zeros */
+	return resolve_frame(core, task, cap->cont, f, e, out);
+}
+
+void pmd_resolve_own(struct pmd_core *core, const struct pmd_resolve_out *out)
+{
+	pmd_cview_begin(out->cont);
+	if (pmd_frame_seg(core, out->e)->domain != out->cont)
+		pmd_frame_break_cow(core, out->cont, out->frame, out->e);
+	pmd_cview_end(out->cont);
 }
 
 /* ---- pulls ---- */

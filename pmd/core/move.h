@@ -72,10 +72,20 @@ struct pmd_resolve_out {
 	uint16_t slot;
 	bool cow;
 	bool send_fd;                 /* the task does not hold seg yet */
+	bool foreign;                 /* in another container's segment:
+	                               * pmd_resolve_own after the stops */
+	struct pmd_frame *e;          /* foreign: the frame */
 };
 error_t pmd_container_resolve(struct pmd_core *core, struct pmd_task *task,
 			      uint64_t seg_id, uint32_t slot,
 			      struct pmd_resolve_out *out);
+/* Where frame f of container h (as task holds it) is now: for a fault
+ * on a mapping the pmd took away (its slot lives on, for other frames). */
+error_t pmd_container_where(struct pmd_core *core, struct pmd_task *task,
+			    container_t h, frame_t f,
+			    struct pmd_resolve_out *out);
+/* A foreign frame (out->foreign) gets a slot of its container's own. */
+void pmd_resolve_own(struct pmd_core *core, const struct pmd_resolve_out *out);
 
 /*
  * Pulls: remote frames brought here (a map or copy of them, a fault on a

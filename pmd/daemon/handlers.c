@@ -517,6 +517,64 @@ static enum pmd_step do_break(struct pmd_server *srv, struct pmd_session *s,
 	return pmd_reply_now(r, 0);
 }
 
+/* The answer to RESOLVE or WHERE (out from the core). */
+static enum pmd_step resolve_answer(struct pmd_server *srv,
+				    struct pmd_session *s,
+				    const struct pmd_req *q, error_t err,
+				    struct pmd_resolve_out *out,
+				    struct pmd_reply *r)
+{
+	static int fd;
+	struct pm_resolve_rep *rep = pmd_reply_body(srv);
+
+	if (err)
+		return pmd_reply_now(r, err);
+	if (out->remote) {
+		/* It went to another node: back here first, as the task's
+		 * own handle may bring it. */
+		container_t h = pmd_container_handle_of(s->task, out->cont);
+		struct pmd_cap *cap;
+		enum pmd_step step;
+		bool none;
+
+		if (!h)
+			return pmd_reply_now(r, ENOENT);
+		err = pmd_cap_decode(s->task, h, PMD_RIGHT_READ, PMD_USE_ALL,
+				     &cap, &r->why);
+		if (err)
+			return pmd_reply_now(r, err);
+		step = pmd_remote_pull(srv, s, out->cont, h, out->frame, 1, 0,
+				       false, q, &none, r);
+		return none ? pmd_reply_now(r, ENOENT) : step;
+	}
+	*rep = (struct pm_resolve_rep){ .segment = out->seg->id,
+					.slot = out->slot,
+					.flags = out->cow ? PM_VIEW_COW : 0,
+					.fd = out->send_fd };
+	r->body_len = sizeof(*rep);
+	if (out->send_fd) {
+		fd = out->seg->fd;
+		r->fds = &fd;
+		r->nfds = 1;
+	}
+	return pmd_reply_now(r, 0);
+}
+
+/* A frame in another container's segment gets a slot of its own first
+ * (its mappings there go before): then where it is. */
+static error_t resolve_own(struct pmd_server *srv, struct pmd_session *s,
+			   const struct pmd_req *q, struct pmd_reply *r,
+			   struct pmd_resolve_out *out, enum pmd_step *step)
+{
+	bool go;
+
+	*step = pmd_stop_first(srv, s, q, r, &go);
+	if (!go)
+		return EINPROGRESS;
+	pmd_resolve_own(srv->core, out);
+	return 0;
+}
+
 /* A fault on a frame that moved: where it is now (its new segment's
  * descriptor if the task lacks it); a frame of another home that this
  * node held for the task's mapping asks that home; one that went to
@@ -524,10 +582,9 @@ static enum pmd_step do_break(struct pmd_server *srv, struct pmd_session *s,
 static enum pmd_step do_resolve(struct pmd_server *srv, struct pmd_session *s,
 				const struct pmd_req *q, struct pmd_reply *r)
 {
-	static int fd;
 	const struct pm_resolve_req *req = q->body;
-	struct pm_resolve_rep *rep = pmd_reply_body(srv);
 	struct pmd_resolve_out out;
+	enum pmd_step step;
 	error_t err;
 
 	if (req->pad)
@@ -547,37 +604,33 @@ static enum pmd_step do_resolve(struct pmd_server *srv, struct pmd_session *s,
 	}
 	err = pmd_container_resolve(srv->core, s->task, req->segment,
 				    req->slot, &out);
-	if (err)
-		return pmd_reply_now(r, err);
-	if (out.remote) {
-		/* It went to another node: back here first, as the task's
-		 * own handle may bring it. */
-		container_t h = pmd_container_handle_of(s->task, out.cont);
-		struct pmd_cap *cap;
-		enum pmd_step step;
-		bool none;
+	if (!err && out.foreign) {
+		if (resolve_own(srv, s, q, r, &out, &step))
+			return step;
+		err = pmd_container_resolve(srv->core, s->task, req->segment,
+					    req->slot, &out);
+	}
+	return resolve_answer(srv, s, q, err, &out, r);
+}
 
-		if (!h)
-			return pmd_reply_now(r, ENOENT);
-		err = pmd_cap_decode(s->task, h, PMD_RIGHT_READ, PMD_USE_ALL,
-				     &cap, &r->why);
-		if (err)
-			return pmd_reply_now(r, err);
-		step = pmd_remote_pull(srv, s, out.cont, h, out.frame, 1, 0,
-				       false, q, &none, r);
-		return none ? pmd_reply_now(r, ENOENT) : step;
+/* A fault on a mapping the pmd took away: where the frame is now. */
+static enum pmd_step do_where(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_where_req *req = q->body;
+	struct pmd_resolve_out out;
+	enum pmd_step step;
+	error_t err;
+
+	err = pmd_container_where(srv->core, s->task, req->handle, req->frame,
+				  &out);
+	if (!err && out.foreign) {
+		if (resolve_own(srv, s, q, r, &out, &step))
+			return step;
+		err = pmd_container_where(srv->core, s->task, req->handle,
+					  req->frame, &out);
 	}
-	*rep = (struct pm_resolve_rep){ .segment = out.seg->id,
-					.slot = out.slot,
-					.flags = out.cow ? PM_VIEW_COW : 0,
-					.fd = out.send_fd };
-	r->body_len = sizeof(*rep);
-	if (out.send_fd) {
-		fd = out.seg->fd;
-		r->fds = &fd;
-		r->nfds = 1;
-	}
-	return pmd_reply_now(r, 0);
+	return resolve_answer(srv, s, q, err, &out, r);
 }
 
 /* ---- sharing ---- */
@@ -833,6 +886,7 @@ static const struct {
 	[PM_MSG_RESOLVE] = { do_resolve, sizeof(struct pm_resolve_req), false, false },
 	[PM_MSG_MOVE] = { do_move, sizeof(struct pm_move_req), false, true },
 	[PM_MSG_BREAK] = { do_break, sizeof(struct pm_break_req), false, false },
+	[PM_MSG_WHERE] = { do_where, sizeof(struct pm_where_req), false, false },
 	[PM_MSG_PING_NODE] = { do_ping_node, sizeof(struct pm_ping_req), false, false },
 	[PM_MSG_WINDOW] = { do_window, 0, false, false },
 };

@@ -162,8 +162,9 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 	srv->requests++;
 	if (!pmd_request_fits(h->type, q.len) ||
 	    (!s->task && q.type != PM_MSG_HELLO && q.type != PM_MSG_ATTACH) ||
-	    (s->fault && q.type != PM_MSG_RESOLVE && q.type != PM_MSG_BREAK) ||
-	    (!s->fault && q.type == PM_MSG_BREAK))
+	    (s->fault && q.type != PM_MSG_RESOLVE && q.type != PM_MSG_BREAK &&
+	     q.type != PM_MSG_WHERE) ||
+	    (!s->fault && (q.type == PM_MSG_BREAK || q.type == PM_MSG_WHERE)))
 		r.status = EPROTO;
 	else if (!request_run(srv, s, &q, &r))
 		return true;

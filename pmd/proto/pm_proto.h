@@ -27,7 +27,8 @@
  *      view_fd), PING_NODE, WINDOW and PM_IO_WINDOW (the I/O window), the
  *      status CROSS_HOME (a copy between homes); STOP and RESUME,
  *      the pmd's messages to a task's library on its fault session, and
- *      BREAK (a store to a copy-on-write frame through a mapping).
+ *      BREAK (a store to a copy-on-write frame through a mapping) and
+ *      WHERE (a fault on a mapping the pmd took away, by frame).
  */
 #ifndef PM_PROTO_H
 #define PM_PROTO_H
@@ -82,6 +83,7 @@ enum pm_msg_type {
 	PM_MSG_STOP = 28,   /* pmd to library, on the fault session */
 	PM_MSG_RESUME = 29, /* pmd to library, on the fault session */
 	PM_MSG_BREAK = 30,  /* library to pmd, on the fault session */
+	PM_MSG_WHERE = 31,  /* library to pmd, on the fault session */
 	PM_MSG_TYPE_MAX,
 	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
 };
@@ -546,6 +548,14 @@ struct pm_break_rep {
 	uint32_t pad;
 };
 static_assert(sizeof(struct pm_break_rep) == 8, "break rep");
+
+/* WHERE: like RESOLVE, but by frame (a mapping the pmd took away with
+ * PM_STOP_DROP: its slot lives on, for other frames); the same reply. */
+struct pm_where_req {
+	uint64_t handle;  /* the container, as the task holds it */
+	uint64_t frame;
+};
+static_assert(sizeof(struct pm_where_req) == 16, "where req");
 
 struct pm_move_req {
 	uint64_t handle;
