@@ -273,6 +273,31 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 	return a.stop;
 }
 
+error_t pmd_release_stops(struct pmd_core *core, struct pmd_task *task,
+			  container_t h, frame_t start, uint64_t count)
+{
+	struct pmd_culprit why;
+	struct pmd_cap *cap;
+	struct pmd_frame *e;
+	frame_t f = start;
+	error_t err;
+
+	pmd_stops_reset(&core->stops);
+	if (pmd_cap_decode(task, h, PMD_RIGHT_OWNER, PMD_USE_DATA, &cap, &why))
+		return 0; /* the request itself says what is wrong */
+	while (pmd_ftab_next(&cap->cont->frames, &f, &e) &&
+	       f - start < count) {
+		if (!pmd_frame_remote(e) && pmd_frame_cow(core, e)) {
+			err = pmd_frame_break_stops(core, cap->cont, e, f);
+			if (err)
+				return err;
+		}
+		if (f++ == UINT64_MAX)
+			break;
+	}
+	return 0;
+}
+
 error_t pmd_container_deallocate(struct pmd_core *core, struct pmd_task *task,
 				 container_t h, frame_t start, uint32_t count,
 				 struct pmd_culprit *why)

@@ -77,6 +77,11 @@ error_t pmd_container_allocate(struct pmd_core *core, struct pmd_task *task,
 
 /* ENOENT (naming the frame) when a frame of the range does not exist:
  * nothing is deallocated then. */
+/* The stops (stop.h) of releasing frames start.. (count of them; all:
+ * UINT64_MAX) of h: those that leave a slot another frame shares have
+ * their mappings there taken away first. Into core->stops. */
+error_t pmd_release_stops(struct pmd_core *core, struct pmd_task *task,
+			  container_t h, frame_t start, uint64_t count);
 error_t pmd_container_deallocate(struct pmd_core *core, struct pmd_task *task,
 				 container_t h, frame_t start, uint32_t count,
 				 struct pmd_culprit *why);

@@ -446,6 +446,7 @@ error_t pmd_push_plan(struct pmd_core *core, struct pmd_task *task,
 	struct pmd_container *c;
 	error_t err;
 
+	pmd_stops_reset(&core->stops);
 	err = pmd_map_check(task, h, start, count, flags, &c, why);
 	if (err)
 		return err;
@@ -481,7 +482,16 @@ error_t pmd_push_plan(struct pmd_core *core, struct pmd_task *task,
 				why->frame = start + i;
 				return EBUSY;
 			}
+			/* Its holders' stores stop before it is read. */
 			err = pmd_segment_fwd_reserve(seg);
+			if (!err)
+				err = pmd_stops_add(&core->stops, seg, e->slot, 1,
+						    PM_STOP_WP, 0);
+			if (err)
+				return err;
+		} else if (seg->exposed) {
+			/* It leaves a shared slot: its mappings there go. */
+			err = pmd_frame_break_stops(core, c, e, start + i);
 			if (err)
 				return err;
 		}

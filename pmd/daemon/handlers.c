@@ -239,9 +239,17 @@ static enum pmd_step do_destroy(struct pmd_server *srv, struct pmd_session *s,
 				const struct pmd_req *q, struct pmd_reply *r)
 {
 	const struct pm_handle_req *req = q->body;
-	error_t err = pmd_container_destroy(srv->core, s->task, req->handle,
-					    &r->why);
+	enum pmd_step step;
+	error_t err;
+	bool go;
 
+	err = pmd_release_stops(srv->core, s->task, req->handle, 0, UINT64_MAX);
+	if (err)
+		return pmd_reply_now(r, err);
+	step = pmd_stop_first(srv, s, q, r, &go);
+	if (!go)
+		return step;
+	err = pmd_container_destroy(srv->core, s->task, req->handle, &r->why);
 	return err ? pmd_reply_now(r, err) : take_back_first(srv, s, 0, r);
 }
 
@@ -313,9 +321,19 @@ static enum pmd_step do_deallocate(struct pmd_server *srv,
 				   struct pmd_reply *r)
 {
 	const struct pm_dealloc_req *req = q->body;
-	error_t err = pmd_container_deallocate(srv->core, s->task, req->handle,
-					       req->start, req->count, &r->why);
+	enum pmd_step step;
+	error_t err;
+	bool go;
 
+	err = pmd_release_stops(srv->core, s->task, req->handle, req->start,
+				req->count);
+	if (err)
+		return pmd_reply_now(r, err);
+	step = pmd_stop_first(srv, s, q, r, &go);
+	if (!go)
+		return step;
+	err = pmd_container_deallocate(srv->core, s->task, req->handle,
+				       req->start, req->count, &r->why);
 	return err ? pmd_reply_now(r, err) : take_back_first(srv, s, 0, r);
 }
 

@@ -395,6 +395,16 @@ enum pmd_step pmd_remote_push(struct pmd_server *srv, struct pmd_session *s,
 				       s->task->id, false, q, &none, r);
 	if (!o->npush)
 		return push_answer(srv, o, r);
+	/* The holders of the frames' slots stop first (they go on when
+	 * the push is answered). */
+	{
+		enum pmd_step step;
+		bool go;
+
+		step = pmd_stop_first(srv, s, q, r, &go);
+		if (!go)
+			return step;
+	}
 	x = rctx_new(srv, RCTX_PUSH, c->id);
 	if (x)
 		x->data = malloc((size_t)o->npush * PM_FRAME_SIZE);
