@@ -443,11 +443,13 @@ static enum pmd_step do_write(struct pmd_server *srv, struct pmd_session *s,
 			    req->offset, req->len, &io, &r->why);
 	if (err)
 		return pmd_reply_now(r, err);
-	if (io.nremote)
-		return pmd_remote_io(srv, s, &io, window, data, r);
+	/* (Copies it breaks here stop their mappings first, whether or
+	 * not it also writes frames on other nodes.) */
 	step = pmd_stop_first(srv, s, q, r, &go);
 	if (!go)
 		return step;
+	if (io.nremote)
+		return pmd_remote_io(srv, s, &io, window, data, r);
 	pmd_io_write(srv->core, &io, data);
 	return pmd_reply_now(r, 0);
 }

@@ -402,7 +402,13 @@ static void random_traffic_across_three_nodes(void **state)
 		pm_t *pm = server ? s : a;
 		container_t h = server ? ref : c;
 
-		switch (rnd(&rng, 9)) {
+		uint32_t op = rnd(&rng, 9);
+
+		if (getenv("PM_TEST_TRACE"))
+			fprintf(stderr, "step %d op %u %s off %llu len %u\n", step,
+				op, server ? "server" : "owner",
+				(unsigned long long)off, len);
+		switch (op) {
 		case 7:
 			/* A store through a whole-container mapping. */
 			for (uint32_t i = 0; i < len; i++)
@@ -412,6 +418,15 @@ static void random_traffic_across_three_nodes(void **state)
 			mapped_io++;
 			break;
 		case 8:
+			for (uint32_t i = 0; getenv("PM_TEST_TRACE") && i < len; i++)
+				if (whole[server][off + i] != model[off + i]) {
+					fprintf(stderr, "first difference at %llu "
+						"(frame %llu): %u, not %u\n",
+						(unsigned long long)(off + i),
+						(unsigned long long)((off + i) / PM_FRAME_SIZE),
+						whole[server][off + i], model[off + i]);
+					break;
+				}
 			if (memcmp(whole[server] + off, model + off, len))
 				fail_msg("step %d: %s mapping of %u at %llu differs",
 					 step, server ? "server's" : "owner's", len,
@@ -443,6 +458,10 @@ static void random_traffic_across_three_nodes(void **state)
 			 * the home), ranges that may overlap: as memmove. */
 			uint32_t k = 1 + rnd(&rng, 4);
 			frame_t sf = rnd(&rng, NF - k + 1), df = rnd(&rng, NF - k + 1);
+			if (getenv("PM_TEST_TRACE"))
+				fprintf(stderr, "  copy %llu -> %llu n %u\n",
+					(unsigned long long)sf,
+					(unsigned long long)df, k);
 			if (pm_container_copy(pm, h, sf, h, df, (int)k, 0, NULL))
 				fail_msg("step %d: copy failed", step);
 			memmove(model + df * PM_FRAME_SIZE, model + sf * PM_FRAME_SIZE,
@@ -472,6 +491,10 @@ static void random_traffic_across_three_nodes(void **state)
 			/* Either maps a few frames: they come to its node. */
 			frame_t f = rnd(&rng, NF - 4);
 			uint8_t *m;
+
+			if (getenv("PM_TEST_TRACE"))
+				fprintf(stderr, "  map %llu..+4\n",
+					(unsigned long long)f);
 			assert_int_equal(pm_container_map(pm, h, f, 4, CONT_MAP_READ,
 							  (void **)&m, NULL), 0);
 			if (memcmp(m, model + f * PM_FRAME_SIZE, 4 * PM_FRAME_SIZE))
