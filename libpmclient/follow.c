@@ -557,6 +557,26 @@ static int cow_find(const struct pmc_follow *f, uint64_t seg, uint32_t slot)
 	return -1;
 }
 
+/* Forgets shared slots that no writable mapping of ours shows any more
+ * (the frames broke away, or were unmapped). Must hold f->lock. */
+static void cow_prune(struct pmc_follow *f)
+{
+	uint32_t k0, k1, i = 0;
+
+	while (i < f->ncows) {
+		bool used = false;
+
+		for (struct pmc_fmap *m = f->maps; m && !used; m = m->next)
+			used = (m->prot & PROT_WRITE) && !m->dropped &&
+			       map_overlap(m, f->cows[i].seg, f->cows[i].slot,
+					   f->cows[i].slot + 1, &k0, &k1);
+		if (used)
+			i++;
+		else
+			f->cows[i] = f->cows[--f->ncows];
+	}
+}
+
 /* Notes slots slot.. of seg as shared. Must hold f->lock. */
 static void cow_add(struct pmc_follow *f, uint64_t seg, uint32_t slot,
 		    uint32_t n)
@@ -564,6 +584,8 @@ static void cow_add(struct pmc_follow *f, uint64_t seg, uint32_t slot,
 	for (uint32_t k = 0; k < n; k++) {
 		if (cow_find(f, seg, slot + k) >= 0)
 			continue;
+		if (f->ncows == f->cows_cap)
+			cow_prune(f);
 		if (f->ncows == f->cows_cap) {
 			uint32_t cap = f->cows_cap ? f->cows_cap * 2 : 16;
 			struct pmc_fcow *v = realloc(f->cows, cap * sizeof(*v));
@@ -600,55 +622,57 @@ static void cow_end(struct pmc_follow *f, uint64_t seg, uint32_t slot)
 	pthread_mutex_unlock(&f->lock);
 }
 
+/* Stores to what WP entry e names go on, but where another stop or a
+ * copy-on-write share still protects them. Must hold f->lock. */
+static void stop_release(struct pmc_follow *f, const struct pm_stop_ent *e)
+{
+	uint32_t k0, k1;
+
+	for (struct pmc_fmap *m = f->maps, *n; m; m = n) {
+		n = m->next;
+		if (!(m->prot & PROT_WRITE) || m->dropped ||
+		    !map_overlap(m, e->segment, e->slot, e->slot + e->nslots,
+				 &k0, &k1))
+			continue;
+		wp_pages(f, m->addr + (size_t)k0 * PM_FRAME_SIZE, k1 - k0,
+			 false);
+		for (struct pmc_fstop *x = f->stops; x; x = x->next)
+			for (uint32_t i = 0; i < x->n; i++)
+				if (x->e[i].kind != PM_STOP_DROP)
+					stop_apply(f, &x->e[i], m);
+		for (uint32_t i = 0; i < f->ncows; i++) {
+			struct pm_stop_ent c = { .segment = f->cows[i].seg,
+						 .slot = f->cows[i].slot,
+						 .nslots = 1, .kind = PM_STOP_COW };
+			if (c.segment == e->segment && c.slot >= e->slot &&
+			    c.slot < e->slot + e->nslots)
+				stop_apply(f, &c, m);
+		}
+	}
+}
+
 /* Ends stop st (NULL: every stop): stores go on, the faults that waited
  * for it are released (served at the thread's next turn). */
 static void stop_end(struct pmc_follow *f, struct pmc_fstop *st)
 {
-	struct pmc_fstop *gone;
-
 	pthread_mutex_lock(&f->lock);
 	for (struct pmc_fstop **pp = &f->stops; *pp;) {
 		struct pmc_fstop *x = *pp;
+
 		if (st && x != st) {
 			pp = &x->next;
 			continue;
 		}
 		*pp = x->next;
-		x->next = NULL;
-		gone = x;
-		for (uint32_t i = 0; i < gone->n; i++) {
-			const struct pm_stop_ent *e = &gone->e[i];
-			uint32_t k0, k1;
+		for (uint32_t i = 0; i < x->n; i++) {
+			const struct pm_stop_ent *e = &x->e[i];
 
 			if (e->kind != PM_STOP_WP)
 				continue;
-			for (struct pmc_fmap *m = f->maps; m; m = m->next)
-				if ((m->prot & PROT_WRITE) && !m->dropped &&
-				    map_overlap(m, e->segment, e->slot,
-						e->slot + e->nslots, &k0, &k1))
-					wp_pages(f, m->addr + (size_t)k0 *
-						 PM_FRAME_SIZE, k1 - k0, false);
+			stop_release(f, e);
 		}
-		free(gone->e);
-		free(gone);
-	}
-	/* What another stop, or a copy-on-write share, still protects
-	 * stays protected. */
-	for (struct pmc_fstop *x = f->stops; x; x = x->next)
-		for (uint32_t i = 0; i < x->n; i++)
-			if (x->e[i].kind != PM_STOP_DROP)
-				for (struct pmc_fmap *m = f->maps, *n; m; m = n) {
-					n = m->next;
-					stop_apply(f, &x->e[i], m);
-				}
-	for (uint32_t i = 0; i < f->ncows; i++) {
-		struct pm_stop_ent e = { .segment = f->cows[i].seg,
-					 .slot = f->cows[i].slot, .nslots = 1,
-					 .kind = PM_STOP_COW };
-		for (struct pmc_fmap *m = f->maps, *n; m; m = n) {
-			n = m->next;
-			stop_apply(f, &e, m);
-		}
+		free(x->e);
+		free(x);
 	}
 	pthread_mutex_unlock(&f->lock);
 	for (uint32_t i = 0; i < f->ndeferred; i++)
