@@ -373,7 +373,7 @@ static void bench_cow(void)
 
 struct writer_arg {
 	volatile uint64_t *p;
-	volatile bool stop;
+	bool stop;                   /* set (atomically) to end it */
 	uint64_t stores;
 };
 
@@ -381,7 +381,7 @@ static void *writer_main(void *arg)
 {
 	struct writer_arg *a = arg;
 
-	while (!a->stop) {
+	while (!__atomic_load_n(&a->stop, __ATOMIC_RELAXED)) {
 		a->p[a->stores % 512] = a->stores;
 		a->stores++;
 	}
@@ -495,7 +495,7 @@ static void bench_sound(void)
 	}, t_free, 20, {
 		CHECK(pm_debug_move(pm, u, 0));
 	});
-	wa.stop = true;
+	__atomic_store_n(&wa.stop, true, __ATOMIC_RELAXED);
 	pthread_join(th, NULL);
 	MEASURE_PAIR(t_alone, 20, {
 		CHECK(pm_debug_move(pm, c, 2));

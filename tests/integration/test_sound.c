@@ -45,7 +45,7 @@ static pm_t *follower(void)
 struct writer {
 	pthread_t thread;
 	volatile uint64_t *frame;    /* its mapping */
-	volatile bool *stop;
+	bool *stop;                  /* set (atomically) to end it */
 	uint64_t last[WORDS];        /* the last number stored in each word */
 	uint64_t stores;
 	uint64_t bad_reads;          /* a store that did not read back */
@@ -55,7 +55,7 @@ static void *writer_main(void *arg)
 {
 	struct writer *w = arg;
 
-	for (uint64_t n = 1; !*w->stop; n++) {
+	for (uint64_t n = 1; !__atomic_load_n(w->stop, __ATOMIC_RELAXED); n++) {
 		size_t k = n % WORDS;
 
 		w->frame[k] = n;
@@ -100,7 +100,7 @@ static void stores_under_moves_are_kept(void **state)
 	pm_t *pm = follower();
 	container_t c;
 	int n = FRAMES;
-	volatile bool stop = false;
+	bool stop = false;
 	struct writer *w = calloc(FRAMES, sizeof(*w));
 	uint8_t *run, *one;
 
@@ -123,7 +123,7 @@ static void stores_under_moves_are_kept(void **state)
 	}
 	for (int m = 0; m < MOVES; m++)
 		assert_int_equal(pm_debug_move(pm, c, (frame_t)(m % FRAMES)), 0);
-	stop = true;
+	__atomic_store_n(&stop, true, __ATOMIC_RELAXED);
 	for (int i = 0; i < FRAMES; i++) {
 		pthread_join(w[i].thread, NULL);
 		assert_true(w[i].stores > 0);
