@@ -22,7 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include "harness.h"
+#include "pm_proto.h"
 
 #define WORDS (PM_FRAME_SIZE / sizeof(uint64_t))
 
@@ -574,6 +578,149 @@ static void mappings_agree_with_a_model(void **state)
 	free(w);
 }
 
+/* ---- a library that does not answer ---- */
+
+static int raw_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_true(strlen(test_pmd.socket) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, test_pmd.socket, strlen(test_pmd.socket) + 1);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void raw_send(int fd, uint16_t type, const void *body, uint32_t len)
+{
+	uint8_t buf[256] __attribute__((aligned(8)));
+	struct pm_msg_hdr *h = (struct pm_msg_hdr *)buf;
+
+	pm_msg_hdr_init(h, type, (uint32_t)sizeof(*h) + len, 9);
+	if (len)
+		memcpy(h + 1, body, len);
+	assert_int_equal(send(fd, buf, sizeof(*h) + len, 0),
+			 (ssize_t)(sizeof(*h) + len));
+}
+
+/* One message in (any descriptors it carries are dropped); its type. */
+static uint16_t raw_recv(int fd, void *out, size_t out_len)
+{
+	uint8_t buf[1024] __attribute__((aligned(8)));
+	const struct pm_msg_hdr *h = (const struct pm_msg_hdr *)buf;
+	ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+	assert_true(n >= (ssize_t)sizeof(*h));
+	if (out)
+		memcpy(out, buf, (size_t)n < out_len ? (size_t)n : out_len);
+	return h->type;
+}
+
+static uint32_t raw_call(int fd, uint16_t type, const void *body, uint32_t len,
+			 void *out, uint32_t out_len)
+{
+	uint8_t buf[256] __attribute__((aligned(8)));
+	const struct pm_reply *rep = (const struct pm_reply *)
+		(buf + sizeof(struct pm_msg_hdr));
+
+	raw_send(fd, type, body, len);
+	assert_int_equal(raw_recv(fd, buf, sizeof(buf)), type | PM_MSG_REPLY);
+	if (out && rep->status == PM_ST_OK)
+		memcpy(out, rep + 1, out_len);
+	return rep->status;
+}
+
+static uint64_t ms_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/*
+ * A task whose library never answers the pmd's STOP (a raw fault
+ * session that reads nothing): the move it asked for waits the deadline
+ * (--stop-ms) and then goes on; meanwhile the pmd serves everyone else;
+ * RESUME follows; the frame is intact through the pmd.
+ */
+static void a_library_that_does_not_answer(void **state)
+{
+	struct pm_hello_req hello = { .version = PM_PROTO_VERSION };
+	struct pm_hello_rep hrep;
+	struct pm_attach_key_rep key;
+	struct pm_attach_req att;
+	struct pm_handle_rep c;
+	struct pm_task_stat ts;
+	int main_fd = raw_connect(), fs = raw_connect();
+	pm_t *other = test_connect(&test_pmd);
+	uint64_t t0, t_other = 0, waited;
+	uint8_t msg[256];
+	char got[8];
+
+	(void)state;
+	assert_int_equal(raw_call(main_fd, PM_MSG_HELLO, &hello, sizeof(hello),
+				  &hrep, sizeof(hrep)), PM_ST_OK);
+	assert_int_equal(raw_call(main_fd, PM_MSG_ATTACH_KEY, NULL, 0, &key,
+				  sizeof(key)), PM_ST_OK);
+	att = (struct pm_attach_req){ .task = hrep.task };
+	memcpy(att.key, key.key, sizeof(att.key));
+	assert_int_equal(raw_call(fs, PM_MSG_ATTACH, &att, sizeof(att), NULL, 0),
+			 PM_ST_OK);
+	assert_int_equal(raw_call(main_fd, PM_MSG_CREATE, NULL, 0, &c,
+				  sizeof(c)), PM_ST_OK);
+	struct pm_alloc_req alloc = { .handle = c.handle, .count = 1 };
+	assert_int_equal(raw_call(main_fd, PM_MSG_ALLOCATE, &alloc,
+				  sizeof(alloc), NULL, 0), PM_ST_OK);
+	uint8_t data[sizeof(struct pm_io_req) + 8] __attribute__((aligned(8)));
+	struct pm_io_req *io = (struct pm_io_req *)data;
+	*io = (struct pm_io_req){ .handle = c.handle, .len = 6 };
+	memcpy(io + 1, "intact", 6);
+	assert_int_equal(raw_call(main_fd, PM_MSG_WRITE, data,
+				  sizeof(*io) + 6, NULL, 0), PM_ST_OK);
+	/* It maps the frame: it holds the segment now (the descriptor
+	 * goes unread). */
+	struct pm_map_req map = { .handle = c.handle, .count = 1,
+				  .flags = CONT_MAP_READ | CONT_MAP_WRITE };
+	assert_int_equal(raw_call(main_fd, PM_MSG_MAP, &map, sizeof(map),
+				  NULL, 0), PM_ST_OK);
+
+	struct pm_move_req mv = { .handle = c.handle, .frame = 0 };
+	t0 = ms_now();
+	raw_send(main_fd, PM_MSG_MOVE, &mv, sizeof(mv));
+	/* The STOP comes, and nobody answers it. */
+	assert_int_equal(raw_recv(fs, msg, sizeof(msg)), PM_MSG_STOP);
+	/* Everyone else is served meanwhile. */
+	uint64_t t1 = ms_now();
+	assert_int_equal(pm_task_stat(other, &ts), 0);
+	t_other = ms_now() - t1;
+	assert_int_equal(raw_recv(main_fd, msg, sizeof(msg)),
+			 PM_MSG_MOVE | PM_MSG_REPLY);
+	waited = ms_now() - t0;
+	assert_int_equal(((struct pm_reply *)(msg + sizeof(struct pm_msg_hdr)))->status,
+			 PM_ST_OK);
+	assert_int_equal(raw_recv(fs, msg, sizeof(msg)), PM_MSG_RESUME);
+	fprintf(stderr, "the move waited %lu ms for a silent library (the "
+		"deadline is 300 ms); another task's request took %lu ms\n",
+		(unsigned long)waited, (unsigned long)t_other);
+	assert_true(waited >= 250 && waited < 5000);
+	assert_true(t_other < 250);
+	/* The frame moved with its bytes. */
+	struct pm_io_req rd = { .handle = c.handle, .len = 6 };
+	uint8_t rbuf[PM_REPLY_HDR + 8] __attribute__((aligned(8)));
+	raw_send(main_fd, PM_MSG_READ, &rd, sizeof(rd));
+	assert_int_equal(raw_recv(main_fd, rbuf, sizeof(rbuf)),
+			 PM_MSG_READ | PM_MSG_REPLY);
+	memcpy(got, rbuf + PM_REPLY_HDR, 6);
+	got[6] = 0;
+	assert_string_equal(got, "intact");
+	test_check(other);
+	close(fs);
+	close(main_fd);
+	pm_disconnect(other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -582,9 +729,10 @@ int main(void)
 		cmocka_unit_test(cow_mapping_follows_its_frame),
 		cmocka_unit_test(logical_copy_between_mapped_containers),
 		cmocka_unit_test(mappings_agree_with_a_model),
+		cmocka_unit_test(a_library_that_does_not_answer),
 	};
 	test_pmd_args = (const char *const[]){ "--memory", "64M",
-		"--guarantee", "4096", NULL };
+		"--guarantee", "4096", "--stop-ms", "300", NULL };
 	return cmocka_run_group_tests(tests, test_group_setup,
 				      test_group_teardown);
 }

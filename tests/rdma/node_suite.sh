@@ -3,7 +3,9 @@
 # transport, run on a soft-RoCE node (deploy/softroce.sh node, which sets
 # PM_TEST_ADDR to the node's RDMA address):
 #   fabric   the fabric tests (one process, and forked processes)
-#   cluster  the cluster tests (real pmds)
+#   cluster  the cluster tests (real pmds), and the mapping invariant's
+#            tests on one pmd (the node's own kernel: userfaultfd
+#            write-protection of shared memory)
 #   demo     three pmds and pm-span, which checks every byte it shows
 # A test that skips here fails: on a soft-RoCE node the verbs transport
 # must be there.
@@ -14,7 +16,8 @@ export PM_FABRIC_PROVIDER=verbs
 case $group in
 fabric)	tests=(fabric/test_fabric_local fabric/test_fabric_fork) ;;
 cluster) tests=(cluster/test_cluster_membership cluster/test_cluster_remote
-		cluster/test_cluster_forward cluster/test_cluster_fwdmap) ;;
+		cluster/test_cluster_forward cluster/test_cluster_fwdmap
+		integration/test_sound) ;;
 demo)	PMD_BIN=$build/pmd/pmd PMD_ARGS="--memory 256M" \
 		exec "$top/deploy/softroce.sh" run 3 -- \
 		"$top/deploy/demo-job.sh" "$build" ;;
