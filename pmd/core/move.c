@@ -10,12 +10,16 @@
 #include "map.h"
 #include "task.h"
 
-/* Whether every task holding seg can follow a frame moved out of it. */
-static bool holders_follow(struct pmd_core *core, const struct pmd_segment *seg)
+bool pmd_holders_follow(const struct pmd_core *core,
+			const struct pmd_segment *seg,
+			const struct pmd_task *except)
 {
-	for (struct pmd_list *p = core->tasks.next; p != &core->tasks; p = p->next) {
-		struct pmd_task *t = pmd_container_of(p, struct pmd_task, link);
-		if (!t->follows && pmd_task_has_segment(t, seg->id))
+	for (const struct pmd_list *p = core->tasks.next; p != &core->tasks;
+	     p = p->next) {
+		const struct pmd_task *t = pmd_container_of(p, struct pmd_task,
+							    link);
+		if (t != except && !t->follows &&
+		    pmd_task_has_segment(t, seg->id))
 			return false;
 	}
 	return true;
@@ -50,7 +54,7 @@ error_t pmd_move_decode(struct pmd_core *core, struct pmd_task *task,
 	}
 	old = pmd_frame_seg(core, e);
 	if (pmd_container_locked(c) || old->slots.ref[e->slot] > 1 ||
-	    old->domain != c || (old->exposed && !holders_follow(core, old))) {
+	    old->domain != c || (old->exposed && !pmd_holders_follow(core, old, NULL))) {
 		why->frame = f;
 		return EBUSY;
 	}
@@ -478,7 +482,7 @@ error_t pmd_push_plan(struct pmd_core *core, struct pmd_task *task,
 		 * under a task that could not follow it. */
 		seg = pmd_frame_seg(core, e);
 		if (seg->exposed && seg->slots.ref[e->slot] == 1) {
-			if (!holders_follow(core, seg)) {
+			if (!pmd_holders_follow(core, seg, NULL)) {
 				why->frame = start + i;
 				return EBUSY;
 			}

@@ -32,6 +32,12 @@
 
 struct pmd_segment;
 
+/* Whether every task holding seg (but except) can follow a frame moved
+ * out of it. */
+bool pmd_holders_follow(const struct pmd_core *core,
+			const struct pmd_segment *seg,
+			const struct pmd_task *except);
+
 /* A move of frame f to another slot of its container (owner only; the
  * move that paging, reclaim and migration make, and a debug request of
  * its own), decoded: EBUSY when the frame may not move; EOPNOTSUPP when

@@ -121,15 +121,8 @@ error_t pmd_unshare_plan(struct pmd_core *core, struct pmd_task *task,
 		/* A holder that cannot follow would keep its mappings of
 		 * the emptied segment, whose holes the revoked task could
 		 * fill: the frames may not move out from under it. */
-		for (struct pmd_list *tp = core->tasks.next;
-		     tp != &core->tasks; tp = tp->next) {
-			struct pmd_task *t = pmd_container_of(tp,
-							      struct pmd_task,
-							      link);
-			if (t != rt && !t->follows &&
-			    pmd_task_has_segment(t, seg->id))
-				return EBUSY;
-		}
+		if (!pmd_holders_follow(core, seg, rt))
+			return EBUSY;
 		err = pmd_segment_fwd_reserve(seg);
 		if (!err)
 			err = pmd_stops_add(&core->stops, seg, 0, PMD_SEG_SLOTS,

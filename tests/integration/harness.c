@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +191,18 @@ pm_t *test_connect(const struct pmd_proc *p)
 	assert_int_equal(pm_connect(p->socket, &pm), 0);
 	assert_non_null(pm);
 	return pm;
+}
+
+int test_raw_connect(const struct pmd_proc *p)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_true(strlen(p->socket) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, p->socket, strlen(p->socket) + 1);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
 }
 
 struct pm_debug_stat test_check(pm_t *pm)

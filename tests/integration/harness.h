@@ -33,6 +33,8 @@ void pmd_proc_stop(struct pmd_proc *p);
 int pmd_run_to_exit(const char *const *args, char *err, size_t len);
 
 pm_t *test_connect(const struct pmd_proc *p);
+/* A bare connection to p's socket, for tests of the wire protocol. */
+int test_raw_connect(const struct pmd_proc *p);
 
 /* Asserts the pmd's accounting invariant and returns the debug stat. */
 struct pm_debug_stat test_check(pm_t *pm);

@@ -582,14 +582,7 @@ static void mappings_agree_with_a_model(void **state)
 
 static int raw_connect(void)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	assert_true(strlen(test_pmd.socket) < sizeof(sa.sun_path));
-	memcpy(sa.sun_path, test_pmd.socket, strlen(test_pmd.socket) + 1);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	return fd;
+	return test_raw_connect(&test_pmd);
 }
 
 static void raw_send(int fd, uint16_t type, const void *body, uint32_t len)
