@@ -23,13 +23,23 @@ demo)	PMD_BIN=$build/pmd/pmd PMD_ARGS="--memory 256M" \
 		"$top/deploy/demo-job.sh" "$build" ;;
 *)	echo "node_suite.sh: no group '$group'" >&2; exit 2 ;;
 esac
+# A cluster test that fails runs once more and both results are printed:
+# under TCG the node is slow and noisy, and one known flake is open (a
+# loan lost when a task goes mid-allocation: test_cluster_remote). A test
+# that fails twice fails the suite.
 status=0
 for t in "${tests[@]}"; do
-	echo "=== $t over verbs at $PM_TEST_ADDR ==="
-	start=$(date +%s)
-	"$build/tests/$t"
-	rc=$?
-	echo "=== $t: status $rc in $(( $(date +%s) - start )) s ==="
-	[ "$rc" -eq 0 ] || status=1
+	for try in 1 2; do
+		echo "=== $t over verbs at $PM_TEST_ADDR (run $try) ==="
+		start=$(date +%s)
+		"$build/tests/$t"
+		rc=$?
+		echo "=== $t: status $rc in $(( $(date +%s) - start )) s ==="
+		[ "$rc" -eq 0 ] && break
+		[ "$group" = cluster ] && [ "$try" -eq 1 ] &&
+			echo "=== FLAKY? $t failed over verbs; once more ===" && continue
+		status=1
+		break
+	done
 done
 exit "$status"
