@@ -359,14 +359,18 @@ static uint32_t rnd(uint64_t *rng, uint32_t k)
  * take them to node 2), all checked against one model. Both also keep
  * the whole container mapped and load and store through it, so frames
  * move between nodes 1 and 2 under everything else, each mapping
- * following them. */
+ * following them; the owner also copies (logically: one home) between
+ * that container and a second one of its own, mapped too. */
 static void random_traffic_across_three_nodes(void **state)
 {
 	enum { NF = 64, STEPS = 400 };
 	pm_t *a = test_connect(&node[0]), *s = test_connect(&node[1]);
 	static uint8_t model[NF * PM_FRAME_SIZE], buf[65536], got[65536];
-	static uint8_t own_model[8 * PM_FRAME_SIZE];
-	container_t c, weak, ref, own;
+	static uint8_t own_model[8 * PM_FRAME_SIZE], d_model[8 * PM_FRAME_SIZE];
+	container_t c, weak, ref, own, d;
+	uint8_t *dmap;
+	unsigned logical = 0;
+	int n_d = 8;
 	pm_cap_token_t tok;
 	pm_task_t sid;
 	const char *seed = getenv("PMD_TEST_SEED");
@@ -395,6 +399,13 @@ static void random_traffic_across_three_nodes(void **state)
 	assert_int_equal(pm_container_map(s, ref, 0, NF, CONT_MAP_READ |
 					  CONT_MAP_WRITE, (void **)&whole[1],
 					  NULL), 0);
+	/* The owner's second container on the home, mapped: copies between
+	 * it and the shared one are logical (one home), under the moves. */
+	assert_int_equal(pm_container_create(a, &d), 0);
+	assert_int_equal(pm_container_allocate(a, d, 0, &n_d, 0), 0);
+	assert_int_equal(pm_container_map(a, d, 0, 8, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&dmap, NULL),
+			 0);
 	for (int step = 0; step < STEPS; step++) {
 		uint32_t len = 1 + rnd(&rng, rnd(&rng, 2) ? 4096 : 65536);
 		uint64_t off = rnd(&rng, NF * PM_FRAME_SIZE - len + 1);
@@ -402,13 +413,50 @@ static void random_traffic_across_three_nodes(void **state)
 		pm_t *pm = server ? s : a;
 		container_t h = server ? ref : c;
 
-		uint32_t op = rnd(&rng, 9);
+		uint32_t op = rnd(&rng, 10);
 
 		if (getenv("PM_TEST_TRACE"))
 			fprintf(stderr, "step %d op %u %s off %llu len %u\n", step,
 				op, server ? "server" : "owner",
 				(unsigned long long)off, len);
 		switch (op) {
+		case 9: {
+			/* The owner: a logical copy between the shared
+			 * container and its own second one, or a store
+			 * through the second one's mapping; then that
+			 * mapping is checked. */
+			uint32_t k = 1 + rnd(&rng, 4);
+			bool to_d = rnd(&rng, 2);
+			frame_t cf = rnd(&rng, NF - k + 1), dfr = rnd(&rng, 8 - k + 1);
+
+			if (rnd(&rng, 3) == 0) {
+				uint32_t at = rnd(&rng, 8 * PM_FRAME_SIZE - 64);
+				uint8_t v = (uint8_t)rnd(&rng, 256);
+				memset(dmap + at, v, 64);
+				memset(d_model + at, v, 64);
+			} else {
+				if (pm_container_copy(a, to_d ? c : d,
+						      to_d ? cf : dfr,
+						      to_d ? d : c,
+						      to_d ? dfr : cf, (int)k, 0,
+						      NULL))
+					fail_msg("step %d: logical copy failed",
+						 step);
+				if (to_d)
+					memcpy(d_model + dfr * PM_FRAME_SIZE,
+					       model + cf * PM_FRAME_SIZE,
+					       (size_t)k * PM_FRAME_SIZE);
+				else
+					memcpy(model + cf * PM_FRAME_SIZE,
+					       d_model + dfr * PM_FRAME_SIZE,
+					       (size_t)k * PM_FRAME_SIZE);
+				logical++;
+			}
+			if (memcmp(dmap, d_model, sizeof(d_model)))
+				fail_msg("step %d: the owner's mapping of its "
+					 "second container differs", step);
+			break;
+		}
 		case 7:
 			/* A store through a whole-container mapping. */
 			for (uint32_t i = 0; i < len; i++)
@@ -510,13 +558,18 @@ static void random_traffic_across_three_nodes(void **state)
 	assert_memory_equal(got, own_model, sizeof(own_model));
 	assert_memory_equal(whole[0], model, sizeof(model));
 	assert_memory_equal(whole[1], model, sizeof(model));
+	assert_memory_equal(dmap, d_model, sizeof(d_model));
+	assert_int_equal(pm_container_read(a, d, 0, 0, got, sizeof(d_model)), 0);
+	assert_memory_equal(got, d_model, sizeof(d_model));
 	pm_container_unmap(a, whole[0], NF);
 	pm_container_unmap(s, whole[1], NF);
+	pm_container_unmap(a, dmap, 8);
 	test_check(a);
 	test_check(s);
 	printf("%d steps, %u maps, %u loads and stores through mappings, "
-	       "%u copies, %u across homes, on three nodes (PMD_TEST_SEED to "
-	       "change the seed)\n", STEPS, maps, mapped_io, copies, across);
+	       "%u copies, %u across homes, %u logical between containers, on "
+	       "three nodes (PMD_TEST_SEED to change the seed)\n", STEPS, maps,
+	       mapped_io, copies, across, logical);
 	pm_disconnect(s);
 	pm_disconnect(a);
 	for (int i = 0; i < 3; i++)
