@@ -113,7 +113,6 @@ again:
 }
 
 error_t pmd_frame_break_stops(struct pmd_core *core,
-			      const struct pmd_container *c,
 			      const struct pmd_frame *e, frame_t f)
 {
 	const struct pmd_segment *seg = pmd_frame_seg(core, e);
@@ -122,7 +121,6 @@ error_t pmd_frame_break_stops(struct pmd_core *core,
 	 * it: a task that holds that segment too may have mapped it there.
 	 * Mappings of another container's frame of the same number there
 	 * go too, and fault back in.) */
-	(void)c;
 	if (!pmd_stop_needed(seg))
 		return 0;
 	return pmd_stops_add(&core->stops, seg, e->slot, 1, PM_STOP_DROP, f);

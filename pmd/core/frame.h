@@ -57,7 +57,6 @@ void pmd_frame_take_slot(struct pmd_core *core, struct pmd_container *c,
  * shared slot for a private one: its mappings there go (the slot stays,
  * for the other frames). ENOMEM. */
 error_t pmd_frame_break_stops(struct pmd_core *core,
-			      const struct pmd_container *c,
 			      const struct pmd_frame *e, frame_t f);
 /* Gives e a private slot holding its current contents (breaks the copy).
  * A slot must have been reserved; inside a view change. */
