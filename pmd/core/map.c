@@ -156,6 +156,8 @@ error_t pmd_map_invoke(struct pmd_core *core, struct pmd_task *task,
 	}
 
 	out->nruns = out->nsegs = 0;
+	if (want_write)
+		pmd_cview_begin(c);
 	for (i = 0; i < m->count; i++) {
 		const struct pmd_frame *e = pmd_ftab_lookup(&c->frames,
 							    m->start + i);
@@ -167,15 +169,15 @@ error_t pmd_map_invoke(struct pmd_core *core, struct pmd_task *task,
 			prot |= CONT_MAP_WRITE;
 			/* Its view entry may still say copy-on-write (the
 			 * other side of the share went): say it is not. */
-			pmd_cview_begin(c);
 			pmd_cview_put(core, c, m->start + i, e);
-			pmd_cview_end(c);
 		} else if (want_write) {
 			writable = false;
 		}
 		if (!map_run_add(core, task, out, e, prot))
 			break;
 	}
+	if (want_write)
+		pmd_cview_end(c);
 	for (uint32_t s = 0; s < out->nsegs; s++) {
 		out->segs[s]->exposed = true;
 		err = pmd_task_add_segment(task, out->segs[s]->id);

@@ -193,6 +193,17 @@ pm_t *test_connect(const struct pmd_proc *p)
 	return pm;
 }
 
+pm_t *test_follower(pm_t *pm)
+{
+	if (!pm_debug_follows(pm)) {
+		pm_disconnect(pm);
+		fprintf(stderr, "no userfaultfd for this process (see the "
+			"libpmclient message above): skipped\n");
+		skip();
+	}
+	return pm;
+}
+
 int test_raw_connect(const struct pmd_proc *p)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };

@@ -33,6 +33,10 @@ void pmd_proc_stop(struct pmd_proc *p);
 int pmd_run_to_exit(const char *const *args, char *err, size_t len);
 
 pm_t *test_connect(const struct pmd_proc *p);
+/* A session whose mappings follow moved frames; skips the test (saying
+ * why) when the kernel gives this process no userfaultfd. pm is
+ * disconnected then. */
+pm_t *test_follower(pm_t *pm);
 /* A bare connection to p's socket, for tests of the wire protocol. */
 int test_raw_connect(const struct pmd_proc *p);
 

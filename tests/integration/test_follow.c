@@ -24,24 +24,14 @@
 #include "harness.h"
 #include "pm_proto.h"
 
-/* A session whose mappings follow; skips (saying why) when the kernel
- * gives this process no userfaultfd. */
-static pm_t *follower_of(pm_t *pm);
+static pm_t *follower_of(pm_t *pm)
+{
+	return test_follower(pm);
+}
 
 static pm_t *follower(void)
 {
-	return follower_of(test_connect(&test_pmd));
-}
-
-static pm_t *follower_of(pm_t *pm)
-{
-	if (!pm_debug_follows(pm)) {
-		pm_disconnect(pm);
-		fprintf(stderr, "no userfaultfd for this process (see the "
-			"libpmclient message above): skipped\n");
-		skip();
-	}
-	return pm;
+	return test_follower(test_connect(&test_pmd));
 }
 
 static void tag(pm_t *pm, container_t c, frame_t f, const char *text)
