@@ -38,6 +38,8 @@ static void bad_options_exit_nonzero_with_a_message(void **state)
 		{ { "--cluster", "/nonexistent/cluster.ini" }, "cluster.ini: No such file" },
 		{ { "--backing-store", "/var/lib/pmd" }, "not supported" },
 		{ { "--max-lock-ms", "0" }, "max-lock-ms" },
+		{ { "--stop-ms", "0" }, "stop-ms" },
+		{ { "--stop-ms", "60001" }, "stop-ms" },
 		{ { "--poll-us", "-1" }, "poll-us" },
 		{ { "--admission", "sometimes" }, "admission" },
 		{ { "--ready-fd", "1" }, "ready-fd" },

@@ -32,15 +32,7 @@
 
 static pm_t *follower(void)
 {
-	pm_t *pm = test_connect(&test_pmd);
-
-	if (!pm_debug_follows(pm)) {
-		pm_disconnect(pm);
-		fprintf(stderr, "no userfaultfd for this process (see the "
-			"libpmclient message above): skipped\n");
-		skip();
-	}
-	return pm;
+	return test_follower(test_connect(&test_pmd));
 }
 
 /* A thread storing 1, 2, 3... into the words of one mapped frame, in
@@ -714,6 +706,86 @@ static void a_library_that_does_not_answer(void **state)
 	pm_disconnect(other);
 }
 
+/*
+ * Bad input on the fault session's new messages: a BREAK or WHERE that
+ * names no handle of the task, a frame that is not where it says, or
+ * carries a nonzero pad; a STOP answer nobody asked for; BREAK and WHERE
+ * on the task's main session. Each gets its error and changes nothing;
+ * the session goes on.
+ */
+static void fault_session_bad_input(void **state)
+{
+	struct pm_hello_req hello = { .version = PM_PROTO_VERSION };
+	struct pm_hello_rep hrep;
+	struct pm_attach_key_rep key;
+	struct pm_attach_req att;
+	struct pm_handle_rep c;
+	struct pm_resolve_rep rrep;
+	struct pm_break_rep brep;
+	int main_fd = raw_connect(), fs = raw_connect();
+	pm_t *other = test_connect(&test_pmd);
+	struct pm_debug_stat before, after;
+	uint8_t stray[PM_REPLY_HDR] __attribute__((aligned(8)));
+
+	(void)state;
+	assert_int_equal(raw_call(main_fd, PM_MSG_HELLO, &hello, sizeof(hello),
+				  &hrep, sizeof(hrep)), PM_ST_OK);
+	assert_int_equal(raw_call(main_fd, PM_MSG_ATTACH_KEY, NULL, 0, &key,
+				  sizeof(key)), PM_ST_OK);
+	att = (struct pm_attach_req){ .task = hrep.task };
+	memcpy(att.key, key.key, sizeof(att.key));
+	assert_int_equal(raw_call(fs, PM_MSG_ATTACH, &att, sizeof(att), NULL, 0),
+			 PM_ST_OK);
+	assert_int_equal(raw_call(main_fd, PM_MSG_CREATE, NULL, 0, &c,
+				  sizeof(c)), PM_ST_OK);
+	struct pm_alloc_req alloc = { .handle = c.handle, .count = 2 };
+	assert_int_equal(raw_call(main_fd, PM_MSG_ALLOCATE, &alloc,
+				  sizeof(alloc), NULL, 0), PM_ST_OK);
+	before = test_check(other);
+
+	struct pm_break_req br = { .handle = c.handle + 1000, .frame = 0 };
+	assert_int_equal(raw_call(fs, PM_MSG_BREAK, &br, sizeof(br), &brep,
+				  sizeof(brep)), PM_ST_BAD_HANDLE);
+	br = (struct pm_break_req){ .handle = c.handle, .frame = 7 };
+	assert_int_equal(raw_call(fs, PM_MSG_BREAK, &br, sizeof(br), &brep,
+				  sizeof(brep)), PM_ST_FRAME_LOST);
+	br = (struct pm_break_req){ .handle = c.handle, .frame = 0,
+				    .segment = 12345, .slot = 3 };
+	assert_int_equal(raw_call(fs, PM_MSG_BREAK, &br, sizeof(br), &brep,
+				  sizeof(brep)), PM_ST_FRAME_LOST);
+	br.pad = 1;
+	assert_int_equal(raw_call(fs, PM_MSG_BREAK, &br, sizeof(br), &brep,
+				  sizeof(brep)), PM_ST_BAD_MESSAGE);
+	struct pm_where_req wq = { .handle = c.handle + 1000, .frame = 0 };
+	assert_int_equal(raw_call(fs, PM_MSG_WHERE, &wq, sizeof(wq), &rrep,
+				  sizeof(rrep)), PM_ST_NOT_YOURS);
+	wq = (struct pm_where_req){ .handle = c.handle, .frame = 9 };
+	assert_int_equal(raw_call(fs, PM_MSG_WHERE, &wq, sizeof(wq), &rrep,
+				  sizeof(rrep)), PM_ST_NO_FRAME);
+	/* A STOP answer for no STOP: ignored. */
+	memset(stray, 0, sizeof(stray));
+	pm_msg_hdr_init((struct pm_msg_hdr *)stray, PM_MSG_STOP | PM_MSG_REPLY,
+			sizeof(stray), 4242);
+	assert_int_equal(send(fs, stray, sizeof(stray), 0), (ssize_t)sizeof(stray));
+	/* Only the fault session asks these. */
+	assert_int_equal(raw_call(main_fd, PM_MSG_BREAK, &br, sizeof(br), NULL,
+				  0), PM_ST_BAD_MESSAGE);
+	assert_int_equal(raw_call(main_fd, PM_MSG_WHERE, &wq, sizeof(wq), NULL,
+				  0), PM_ST_BAD_MESSAGE);
+	/* Both sessions go on; nothing changed. */
+	wq = (struct pm_where_req){ .handle = c.handle, .frame = 1 };
+	assert_int_equal(raw_call(fs, PM_MSG_WHERE, &wq, sizeof(wq), &rrep,
+				  sizeof(rrep)), PM_ST_OK);
+	assert_int_equal(raw_call(main_fd, PM_MSG_CREATE, NULL, 0, &c,
+				  sizeof(c)), PM_ST_OK);
+	after = test_check(other);
+	assert_int_equal(after.frames, before.frames);
+	assert_int_equal(after.slots_used, before.slots_used);
+	close(fs);
+	close(main_fd);
+	pm_disconnect(other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -723,6 +795,7 @@ int main(void)
 		cmocka_unit_test(logical_copy_between_mapped_containers),
 		cmocka_unit_test(mappings_agree_with_a_model),
 		cmocka_unit_test(a_library_that_does_not_answer),
+		cmocka_unit_test(fault_session_bad_input),
 	};
 	test_pmd_args = (const char *const[]){ "--memory", "64M",
 		"--guarantee", "4096", "--stop-ms", "300", NULL };

@@ -80,6 +80,7 @@ static void bad_options_are_refused(void **state)
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--node-id", "0", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--node-id", "70000", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--max-lock-ms", "-5", NULL }), 0);
+	assert_int_not_equal(load(&cfg, (const char *[]){ "--stop-ms", "soon", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--poll-us", "2000000", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--poll-us", "soon", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--config", "/nonexistent/pmd.conf", NULL }), 0);
