@@ -15,7 +15,8 @@ void pmd_budget_init(struct pmd_budget *b, uint64_t total)
  * nor lent to another node. */
 uint64_t pmd_budget_unreserved(const struct pmd_budget *b)
 {
-	uint64_t used = b->guaranteed_sum + b->extra_charged + b->lent;
+	uint64_t used = b->guaranteed_sum + b->extra_charged + b->lent +
+			b->held;
 
 	return used >= b->total ? 0 : b->total - used;
 }

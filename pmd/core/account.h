@@ -31,6 +31,8 @@ struct pmd_budget {
 	uint64_t lent;           /* (L) slots lent to other nodes' frames */
 	uint64_t remote;         /* (L) frames charged to tasks here that live
 				  * on other nodes (not in charged) */
+	uint64_t held;           /* (L) room kept for extra frames on their
+				  * way here (pmd_pull_reserve) */
 };
 
 struct pmd_charge {

@@ -301,19 +301,28 @@ static bool frame_pushed_for(const struct pmd_core *core,
 	return r && r->tag_task == task && r->tag_cont == c->id;
 }
 
-/* Adds remote frame f (entry e) to the pulls; EIO when it is lost. */
+/* Adds remote frame f (entry e) to the pulls when it is of the kind of
+ * the first (below); EIO when it is lost. */
 static error_t pull_add(struct pmd_core *core, frame_t f,
 			const struct pmd_frame *e, struct pmd_pull *pulls,
 			uint32_t *n, struct pmd_culprit *why)
 {
 	const struct pmd_rseg *r = pmd_rseg_find(core, e->node, e->seg);
+	bool tagged;
 
 	if ((e->flags & PMD_FRAME_LOST) || !r) {
 		why->frame = f;
 		return EIO;
 	}
+	/* One kind a pull: RDMA reads from any lenders, or the slots one
+	 * node keeps for a task, returned by that node in one request. */
+	tagged = r->tag_task != 0;
+	if (*n && (pulls[0].tagged != tagged ||
+		   (tagged && pulls[0].node != e->node)))
+		return 0; /* in a later pull */
 	pulls[(*n)++] = (struct pmd_pull){
 		.frame = f, .node = e->node, .seg = e->seg, .slot = e->slot,
+		.tagged = tagged,
 		.piece = pmd_io_piece_remote(r, e, 0, PM_FRAME_SIZE) };
 	return 0;
 }
@@ -364,15 +373,47 @@ void pmd_pull_plan_pushed(struct pmd_core *core, struct pmd_container *c,
 	*npulls = n;
 }
 
+error_t pmd_pull_reserve(struct pmd_core *core, struct pmd_container *c,
+			 const struct pmd_pull *pulls, uint32_t n,
+			 uint32_t *held)
+{
+	uint32_t extra = 0;
+
+	*held = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct pmd_frame *e = pmd_ftab_lookup(&c->frames,
+							    pulls[i].frame);
+		if (pulls[i].tagged && e && (e->flags & PMD_FRAME_EXTRA))
+			extra++;
+	}
+	if (extra > pmd_budget_unreserved(&core->budget))
+		return ENOMEM;
+	if (n && pulls[0].tagged) { /* and the slots, before they come */
+		error_t err = pmd_container_slots_reserve(core, c, n);
+		if (err)
+			return err;
+	}
+	core->budget.held += extra;
+	*held = extra;
+	return 0;
+}
+
+void pmd_pull_unreserve(struct pmd_core *core, uint32_t held)
+{
+	core->budget.held -= held;
+}
+
 error_t pmd_pull_finish(struct pmd_core *core, struct pmd_task *task,
 			container_t h, const struct pmd_pull *pulls,
-			uint32_t n, const uint8_t *data)
+			uint32_t n, const uint8_t *data, uint32_t lost,
+			uint32_t held)
 {
 	struct pmd_culprit why;
 	struct pmd_container *c;
 	struct pmd_cap *cap;
 	error_t err;
 
+	pmd_pull_unreserve(core, held); /* the frames take it now */
 	err = pmd_cap_decode(task, h, 0, 0, &cap, &why);
 	if (err)
 		return err; /* gone meanwhile: nothing to bring in */
@@ -391,8 +432,12 @@ error_t pmd_pull_finish(struct pmd_core *core, struct pmd_task *task,
 		    e->node != pulls[i].node || e->seg != pulls[i].seg ||
 		    e->slot != pulls[i].slot)
 			continue;
+		if (lost & (1u << i)) {
+			e->flags |= PMD_FRAME_LOST;
+			continue;
+		}
 		/* Here it is charged to this node: an extra frame needs room
-		 * that no guarantee reserves. */
+		 * that no guarantee reserves (held for a returned one). */
 		extra = e->flags & PMD_FRAME_EXTRA;
 		if (extra && pmd_budget_unreserved(&core->budget) == 0) {
 			err = ENOMEM;
@@ -400,7 +445,8 @@ error_t pmd_pull_finish(struct pmd_core *core, struct pmd_task *task,
 		}
 		pmd_charge_sub_remote(&core->budget, &c->owner->charge, extra);
 		pmd_charge_add(&core->budget, &c->owner->charge, extra);
-		pmd_rslot_give_back(core, e->node, e->seg, e->slot);
+		if (!pulls[i].tagged) /* returned ones are given back */
+			pmd_rslot_give_back(core, e->node, e->seg, e->slot);
 		e->flags &= (uint16_t)~PMD_FRAME_REMOTE;
 		e->node = 0;
 		pmd_frame_take_slot(core, c, e);

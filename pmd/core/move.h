@@ -96,10 +96,14 @@ void pmd_resolve_own(struct pmd_core *core, const struct pmd_resolve_out *out);
 /*
  * Pulls: remote frames brought here (a map or copy of them, a fault on a
  * frame that left, an unshare). The plan names up to PMD_PULL_MAX remote
- * frames of the range of c and where their bytes are (EIO: one is lost);
- * the daemon reads them into data (a frame each, in order) and finish
- * makes each one that is still the same remote frame a local one, giving
- * its loan back. Frames pushed for keep_task (below) stay where they are.
+ * frames of the range of c and where their bytes are (EIO: one is lost),
+ * all of one kind: in slots lent for any frames (the daemon reads them by
+ * RDMA and gives the loans back), or all in slots one node keeps for a
+ * task's mappings (*tagged*: that node returns them with their bytes,
+ * its task stopped first). The daemon brings them into data (a frame
+ * each, in order) and finish makes each one that is still the same
+ * remote frame a local one. Frames pushed for keep_task (below) stay
+ * where they are.
  */
 #define PMD_PULL_MAX (PM_IO_MAX / PM_FRAME_SIZE)
 struct pmd_pull {
@@ -107,6 +111,7 @@ struct pmd_pull {
 	pm_node_t node;
 	uint32_t seg;
 	uint16_t slot;
+	bool tagged;                 /* the node returns it (no loan to give) */
 	struct pmd_io_piece piece;
 };
 error_t pmd_pull_plan(struct pmd_core *core, struct pmd_container *c,
@@ -118,12 +123,23 @@ error_t pmd_pull_plan(struct pmd_core *core, struct pmd_container *c,
 void pmd_pull_plan_pushed(struct pmd_core *core, struct pmd_container *c,
 			  uint64_t for_task, struct pmd_pull *pulls,
 			  uint32_t *npulls);
+/* Tagged pulls cannot stay where they are once returned: room here for
+ * their extra frames is kept from now until finish (*held of it; 0 for
+ * other pulls). ENOMEM: there is none. */
+error_t pmd_pull_reserve(struct pmd_core *core, struct pmd_container *c,
+			 const struct pmd_pull *pulls, uint32_t n,
+			 uint32_t *held);
+/* Room kept for pulls that did not come after all. */
+void pmd_pull_unreserve(struct pmd_core *core, uint32_t held);
 /* task's handle h names the container again (it may have gone meanwhile:
- * then nothing comes in). ENOMEM: an extra frame found no room here and
- * stays where it is. */
+ * then nothing comes in). Pulls whose bit is set in lost did not come
+ * (their node no longer had them for us): those frames are lost (EIO).
+ * ENOMEM: an extra frame found no room here and stays where it is (a
+ * tagged one has room held: held, released here). */
 error_t pmd_pull_finish(struct pmd_core *core, struct pmd_task *task,
 			container_t h, const struct pmd_pull *pulls,
-			uint32_t n, const uint8_t *data);
+			uint32_t n, const uint8_t *data, uint32_t lost,
+			uint32_t held);
 
 /*
  * Pushes: a map through a forwarded handle. A task of another node (task

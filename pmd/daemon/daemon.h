@@ -212,6 +212,14 @@ void pmd_stop_expire(struct pmd_server *srv);
 int pmd_stop_timeout_ms(const struct pmd_server *srv, int timeout);
 /* The request of s is answered (or s goes): what it stopped resumes. */
 void pmd_stop_done(struct pmd_server *srv, struct pmd_session *s);
+/* The node layer's stops (the stop upcall, node.h): done(done_arg) once
+ * every holder stopped or min(--stop-ms, max_ms) passed, at once when
+ * nobody is to be asked; RESUME after it returns. ENOMEM: done not
+ * called. */
+error_t pmd_stop_call(struct pmd_server *srv, const struct pmd_stops *st,
+		      uint32_t max_ms, void (*done)(void *), void *done_arg);
+/* The pmd ends: the node layer's stops still waiting finish now. */
+void pmd_stop_fini(struct pmd_server *srv);
 
 /* window.c */
 error_t pmd_window_create(struct pmd_server *srv, struct pmd_window **w_out);

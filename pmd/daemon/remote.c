@@ -20,6 +20,9 @@
 #include "container.h"
 #include "grow.h"
 #include "io.h"
+#include "task.h"
+
+static_assert(PMD_PULL_MAX <= PMD_RETURN_MAX, "a tagged pull in one RETURN");
 
 /* ---- one remote operation at a time per container ---- */
 
@@ -79,11 +82,11 @@ struct rctx {
 	struct pmd_push pushes[PMD_PUSH_MAX];  /* (L) */
 	struct pmd_place places[PMD_PUSH_MAX]; /* (L) into these slots */
 	struct pmd_window *win;      /* (C) reads and writes through it */
-	uint8_t *data;               /* (L) pushes: the bytes written; pulls:
-	                              * the bytes read, kept while their
-	                              * tagged slots are taken back */
-	uint32_t taking;             /* (L) pulls: answers awaited, */
-	bool taken;                  /* (L) and all in */
+	uint8_t *data;               /* (L) pushes: the bytes written */
+	uint64_t owner;              /* (C) pulls: the container's owner, */
+	container_t owner_handle;    /* (C) its handle, */
+	uint32_t held;               /* (C) room held here (tagged pulls), */
+	uint32_t lost;               /* (L) and the pulls that did not come */
 };
 
 static void rctx_free(struct rctx *x)
@@ -93,69 +96,33 @@ static void rctx_free(struct rctx *x)
 	free(x);
 }
 
-static void rio_answer(void *arg, error_t status, const uint8_t *data,
-		       uint32_t len);
-
-static void pull_taken(void *arg, error_t status, const void *body,
-		       size_t len)
+/* The pulled frames' bytes are here (data, or none for those in
+ * x->lost): the frames live here from now on, whether or not the
+ * request that pulled them is still there (a returned frame has no other
+ * place left). Through the owner, who names the container as long as it
+ * lives. */
+static error_t pull_in(struct pmd_server *srv, struct rctx *x,
+		       const uint8_t *data)
 {
-	struct rctx *x = arg;
+	struct pmd_task *o = pmd_task_find(srv->core, x->owner);
 
-	(void)status; /* down: nobody there sees the slot any more */
-	(void)body;
-	(void)len;
-	if (--x->taking == 0) {
-		x->taken = true;
-		rio_answer(x, 0, x->data, x->npulls * PM_FRAME_SIZE);
+	if (!o) { /* the container went with its owner */
+		pmd_pull_unreserve(srv->core, x->held);
+		return 0;
 	}
+	return pmd_pull_finish(srv->core, o, x->owner_handle, x->pulls,
+			       x->npulls, data, x->lost, x->held);
 }
 
-/* Frames pulled out of slots that their node keeps for a task's mapping
- * (a forwarded map put them there): the node retires those slots before
- * the frames live here, so that the task never sees a stale copy. true
- * while that is under way (the bytes are kept meanwhile). */
-static bool pull_take_back(struct pmd_server *srv, struct rctx *x,
-			   const uint8_t *data, error_t *status)
-{
-	struct pmd_rfree slots[PMD_PULL_MAX];
-	uint32_t n = 0;
-
-	for (uint32_t i = 0; i < x->npulls; i++) {
-		const struct pmd_pull *p = &x->pulls[i];
-		const struct pmd_rseg *g = pmd_rseg_find(srv->core, p->node,
-							 p->seg);
-		if (g && g->tag_task)
-			slots[n++] = (struct pmd_rfree){ .node = p->node,
-				.seg = p->seg, .slot = p->slot };
-	}
-	if (!n)
-		return false;
-	x->data = malloc((size_t)x->npulls * PM_FRAME_SIZE);
-	if (!x->data) {
-		*status = ENOMEM;
-		return false;
-	}
-	memcpy(x->data, data, (size_t)x->npulls * PM_FRAME_SIZE);
-	x->taking = pmd_cluster_take_back(srv->cluster, slots, n, pull_taken,
-					  x);
-	return x->taking != 0;
-}
-
-/* The work of a pull or push is done (status 0): the frames in (or out),
- * then the request again, first. The status of its answer otherwise. */
+/* The work of a pull or push is done (status 0): the request runs
+ * again, first (the frames are where it wants them now). ENOMEM. */
 static error_t rctx_redo(struct pmd_server *srv, struct pmd_session *s,
-			 struct rctx *x, const uint8_t *data)
+			 struct rctx *x)
 {
 	struct pmd_req q = { .type = s->parked_type, .seq = s->parked_seq,
 			     .body = x->redo, .len = x->redo_len };
-	error_t err = 0;
 
-	if (x->kind == RCTX_PULL)
-		err = pmd_pull_finish(srv->core, s->task, x->handle, x->pulls,
-				      x->npulls, data);
-	if (!err && !pmd_session_run_later(srv, s, &q, true))
-		err = ENOMEM;
-	return err;
+	return pmd_session_run_later(srv, s, &q, true) ? 0 : ENOMEM;
 }
 
 /* The end of remote work: the container is free again; the request is
@@ -168,9 +135,10 @@ static void rio_answer(void *arg, error_t status, const uint8_t *data,
 	struct pmd_session *s = x->base.s;
 	struct pmd_reply r = { 0 };
 
-	if (x->kind == RCTX_PULL && !status && !x->taken &&
-	    pull_take_back(srv, x, data, &status))
-		return; /* still busy; runs again when taken back */
+	if (x->kind == RCTX_PULL && !status)
+		status = pull_in(srv, x, data);
+	else if (x->kind == RCTX_PULL)
+		pmd_pull_unreserve(srv->core, x->held);
 	busy_done(srv, x->id);
 	if (x->kind == RCTX_PUSH) {
 		/* Written there: the frames live there from now on. */
@@ -183,7 +151,7 @@ static void rio_answer(void *arg, error_t status, const uint8_t *data,
 	if (s) {
 		s->pending = NULL;
 		if (x->kind != RCTX_IO && !status) {
-			status = rctx_redo(srv, s, x, data);
+			status = rctx_redo(srv, s, x);
 			if (!status) {
 				rctx_free(x);
 				return;
@@ -198,6 +166,26 @@ static void rio_answer(void *arg, error_t status, const uint8_t *data,
 		pmd_session_answer(srv, s, &r);
 	}
 	rctx_free(x);
+}
+
+/* A tagged pull's node returned the frames (its task stopped first). A
+ * call that timed out may have been served all the same, the slots
+ * retired: those frames are lost (their slots are given back, in case it
+ * was not). */
+static void pull_returned(void *arg, error_t status, uint32_t lost,
+			  const uint8_t *data)
+{
+	struct rctx *x = arg;
+
+	if (status == ETIMEDOUT || status == EPROTO) {
+		pmd_warn("node %u did not return %u frames (%s): they are lost",
+			 x->pulls[0].node, x->npulls, strerror(status));
+		lost = (1u << x->npulls) - 1;
+		data = NULL;
+		status = 0;
+	}
+	x->lost = lost;
+	rio_answer(x, status, data, x->npulls * PM_FRAME_SIZE);
 }
 
 /* Starts x's reads or writes (through x->win when set, else a bounce
@@ -267,6 +255,36 @@ enum pmd_step pmd_remote_io(struct pmd_server *srv, struct pmd_session *s,
 	return rctx_start(srv, s, x, io->write, pieces, n, data, io->len, r);
 }
 
+/* Frames in the slots a node keeps for one task's mappings: that node
+ * returns them (its task stopped first, unless it is being revoked:
+ * nostop), room for them held here meanwhile. */
+static enum pmd_step pull_return(struct pmd_server *srv, struct pmd_session *s,
+				 struct pmd_container *c, struct rctx *x,
+				 bool nostop, struct pmd_reply *r)
+{
+	struct pmd_rfree slots[PMD_PULL_MAX];
+	error_t err;
+
+	for (uint32_t i = 0; i < x->npulls; i++)
+		slots[i] = (struct pmd_rfree){ .node = x->pulls[i].node,
+			.seg = x->pulls[i].seg, .slot = x->pulls[i].slot };
+	err = pmd_pull_reserve(srv->core, c, x->pulls, x->npulls, &x->held);
+	if (!err)
+		err = busy_add(srv, x->id);
+	if (!err) {
+		err = pmd_cluster_return(srv->cluster, x->pulls[0].node, slots,
+					 x->npulls, nostop, pull_returned, x);
+		if (err)
+			busy_done(srv, x->id);
+	}
+	if (err) {
+		pmd_pull_unreserve(srv->core, x->held);
+		rctx_free(x);
+		return pmd_reply_now(r, err);
+	}
+	return pmd_session_park(s, &x->base);
+}
+
 enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 			      struct pmd_container *c, container_t h,
 			      frame_t start, uint32_t count, uint64_t keep_task,
@@ -302,6 +320,10 @@ enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 		free(x);
 		return pmd_reply_now(r, err);
 	}
+	x->owner = c->owner->id;
+	x->owner_handle = pmd_container_handle_of(c->owner, c);
+	if (x->pulls[0].tagged)
+		return pull_return(srv, s, c, x, pushed, r);
 	for (uint32_t i = 0; i < x->npulls; i++)
 		pieces[i] = x->pulls[i].piece;
 	return rctx_start(srv, s, x, false, pieces, x->npulls, NULL,

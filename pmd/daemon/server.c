@@ -354,12 +354,19 @@ static error_t server_watch(struct pmd_server *srv, int fd, void *tag)
 	return errno;
 }
 
+static error_t node_stop(void *arg, const struct pmd_stops *st,
+			 uint32_t max_ms, void (*done)(void *), void *done_arg)
+{
+	return pmd_stop_call(arg, st, max_ms, done, done_arg);
+}
+
 static error_t server_join_cluster(struct pmd_server *srv,
 				   const struct pmd_config *cfg)
 {
 	const struct pmd_cluster_upcalls up = { .serve = serve_forwarded,
 						.proxy_gone = proxy_gone,
 						.batch_done = requests_rerun_all,
+						.stop = node_stop,
 						.arg = srv };
 	int fds[2], nfds;
 	error_t err;
@@ -568,6 +575,7 @@ void pmd_server_destroy(struct pmd_server *srv)
 	pmd_list_for_each_safe(pos, tmp, &srv->vsessions)
 		pmd_session_close(srv, pmd_container_of(pos, struct pmd_session,
 							link));
+	pmd_stop_fini(srv);
 	pmd_cluster_stop(srv->cluster);
 	free(srv->busy);
 	if (srv->signal_fd >= 0)

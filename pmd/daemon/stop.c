@@ -41,6 +41,9 @@ struct pmd_stopctx {
 	struct pmd_list link;        /* (L) in srv->stops while awaited */
 	struct pmd_req q;            /* (C) the request, its body kept */
 	uint8_t *body;               /* (C) */
+	void (*done)(void *);        /* (C) the node layer's stops (no
+	                              * session): called instead */
+	void *done_arg;              /* (C) */
 };
 
 static struct pmd_task *task_by_id(struct pmd_core *core, uint64_t id)
@@ -139,13 +142,20 @@ static void ctx_free(struct pmd_stopctx *x)
 	free(x);
 }
 
-/* All answered, or the deadline passed: the request runs again. */
+/* All answered, or the deadline passed: the request runs again (the
+ * node layer's work goes on). */
 static void ctx_ready(struct pmd_server *srv, struct pmd_stopctx *x)
 {
 	struct pmd_session *s = x->base.s;
 
 	pmd_list_del(&x->link);
 	x->ready = true;
+	if (x->done) {
+		x->done(x->done_arg);
+		ctx_resume(srv, x);
+		ctx_free(x);
+		return;
+	}
 	if (!s) { /* its session is gone: nothing will move */
 		ctx_resume(srv, x);
 		ctx_free(x);
@@ -171,69 +181,166 @@ static enum pmd_step stop_nomem(struct pmd_stopctx *x, bool *go,
 	return pmd_reply_now(r, ENOMEM);
 }
 
-enum pmd_step pmd_stop_first(struct pmd_server *srv, struct pmd_session *s,
-			     const struct pmd_req *q, struct pmd_reply *r,
-			     bool *go)
+/* Whether t is to be asked to stop for st (and was not yet, by x). */
+static bool stop_wanted(struct pmd_core *core, const struct pmd_task *t,
+			const struct pmd_stops *st, struct pmd_stopctx *x)
+{
+	return t->follows && t->fault_session && t->id != st->except &&
+	       !(x && ctx_task(x, t->id)) && task_holds(core, t, st);
+}
+
+static struct pmd_stopctx *ctx_new(struct pmd_server *srv)
+{
+	struct pmd_stopctx *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return NULL;
+	x->srv = srv;
+	x->seq = ++srv->stop_seq;
+	pmd_list_init(&x->link);
+	return x;
+}
+
+/* STOP to every task st wants stopped that x did not ask yet; x->awaited
+ * counts the answers. The STOPs sent; ENOMEM (some may have been). */
+static error_t ctx_ask(struct pmd_server *srv, struct pmd_stopctx *x,
+		       const struct pmd_stops *st, uint32_t *asked)
 {
 	struct pmd_core *core = srv->core;
-	const struct pmd_stops *st = &core->stops;
-	struct pmd_stopctx *x = s->stop;
 	uint8_t *buf = NULL;
-	uint32_t asked = 0;
+	error_t err = 0;
 
-	*go = true;
-	if (!st->n)
-		return PMD_STEP_REPLY;
+	*asked = 0;
 	for (struct pmd_list *p = core->tasks.next; p != &core->tasks; p = p->next) {
 		struct pmd_task *t = pmd_container_of(p, struct pmd_task, link);
 		uint32_t sent;
 
-		if (!t->follows || !t->fault_session || t->id == st->except ||
-		    (x && ctx_task(x, t->id)) || !task_holds(core, t, st))
+		if (!stop_wanted(core, t, st, x))
 			continue;
-		if (!x) {
-			x = calloc(1, sizeof(*x));
-			if (!x || !(x->body = malloc(q->len ? q->len : 1))) {
-				free(x);
-				return stop_nomem(NULL, go, r);
-			}
-			memcpy(x->body, q->body, q->len);
-			x->srv = srv;
-			x->seq = ++srv->stop_seq;
-			x->q = (struct pmd_req){ .type = q->type, .seq = q->seq,
-						 .body = x->body, .len = q->len };
-			pmd_list_init(&x->link);
-			s->stop = x;
-		}
 		if (x->ntasks == x->cap) {
 			uint32_t cap = x->cap ? x->cap * 2 : 4;
 			struct stop_task *v = realloc(x->tasks, cap * sizeof(*v));
 			if (!v) {
-				free(buf);
-				return stop_nomem(x, go, r);
+				err = ENOMEM;
+				break;
 			}
 			x->tasks = v;
 			x->cap = cap;
 		}
-		if (!buf && !(buf = malloc(PM_MSG_MAX)))
-			return stop_nomem(x, go, r);
+		if (!buf && !(buf = malloc(PM_MSG_MAX))) {
+			err = ENOMEM;
+			break;
+		}
 		sent = stop_send(core, t, st, x->seq, buf);
 		x->tasks[x->ntasks++] = (struct stop_task){ .id = t->id,
 							    .awaited = sent };
 		x->awaited += sent;
-		asked += sent;
+		*asked += sent;
 	}
 	free(buf);
-	if (!asked) {
+	return err;
+}
+
+/* Whether anybody is to be asked. */
+static bool ctx_wanted(struct pmd_server *srv, const struct pmd_stops *st,
+		       struct pmd_stopctx *x)
+{
+	struct pmd_core *core = srv->core;
+
+	for (struct pmd_list *p = core->tasks.next; p != &core->tasks; p = p->next)
+		if (stop_wanted(core, pmd_container_of(p, struct pmd_task, link),
+				st, x))
+			return true;
+	return false;
+}
+
+/* Waits for x's answers until now + ns. */
+static void ctx_wait(struct pmd_server *srv, struct pmd_stopctx *x,
+		     uint64_t ns)
+{
+	x->ready = false;
+	x->deadline_ns = pmd_now_ns() + ns;
+	pmd_list_add(srv->stops.prev, &x->link);
+}
+
+enum pmd_step pmd_stop_first(struct pmd_server *srv, struct pmd_session *s,
+			     const struct pmd_req *q, struct pmd_reply *r,
+			     bool *go)
+{
+	const struct pmd_stops *st = &srv->core->stops;
+	struct pmd_stopctx *x = s->stop;
+	uint32_t asked;
+
+	*go = true;
+	if (!st->n || !ctx_wanted(srv, st, x)) {
 		if (x)
 			x->ready = true; /* resumed after the answer */
 		return PMD_STEP_REPLY; /* everyone who holds them stopped */
 	}
+	if (!x) {
+		x = ctx_new(srv);
+		if (!x || !(x->body = malloc(q->len ? q->len : 1))) {
+			free(x);
+			return stop_nomem(NULL, go, r);
+		}
+		memcpy(x->body, q->body, q->len);
+		x->q = (struct pmd_req){ .type = q->type, .seq = q->seq,
+					 .body = x->body, .len = q->len };
+		s->stop = x;
+	}
+	if (ctx_ask(srv, x, st, &asked))
+		return stop_nomem(x, go, r);
+	if (!asked) { /* none could be sent to: they read nothing */
+		x->ready = true;
+		return PMD_STEP_REPLY;
+	}
 	*go = false;
-	x->ready = false;
-	x->deadline_ns = pmd_now_ns() + srv->stop_ns;
-	pmd_list_add(srv->stops.prev, &x->link);
+	ctx_wait(srv, x, srv->stop_ns);
 	return pmd_session_park(s, &x->base);
+}
+
+error_t pmd_stop_call(struct pmd_server *srv, const struct pmd_stops *st,
+		      uint32_t max_ms, void (*done)(void *), void *done_arg)
+{
+	struct pmd_stopctx *x;
+	uint64_t ns = srv->stop_ns;
+	uint32_t asked;
+
+	if (!st->n || !ctx_wanted(srv, st, NULL)) {
+		done(done_arg);
+		return 0;
+	}
+	x = ctx_new(srv);
+	if (!x)
+		return ENOMEM;
+	x->done = done;
+	x->done_arg = done_arg;
+	if (ctx_ask(srv, x, st, &asked)) {
+		ctx_resume(srv, x); /* whoever was asked */
+		ctx_free(x);
+		return ENOMEM;
+	}
+	if (!asked) {
+		x->ready = true;
+		ctx_ready(srv, x);
+		return 0;
+	}
+	if ((uint64_t)max_ms * 1000000u < ns)
+		ns = (uint64_t)max_ms * 1000000u;
+	ctx_wait(srv, x, ns);
+	return 0;
+}
+
+void pmd_stop_fini(struct pmd_server *srv)
+{
+	struct pmd_list *p, *n;
+
+	pmd_list_for_each_safe(p, n, &srv->stops) {
+		struct pmd_stopctx *x = pmd_container_of(p, struct pmd_stopctx,
+							 link);
+		if (x->done)
+			ctx_ready(srv, x);
+	}
 }
 
 void pmd_stop_answered(struct pmd_server *srv, struct pmd_session *fs,

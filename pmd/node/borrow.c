@@ -174,3 +174,58 @@ void pmd_cluster_give_back(struct pmd_cluster *c)
 	free_send(c, c->core->rfree, c->core->nrfree, give_back_answer, c);
 	c->core->nrfree = 0;
 }
+
+/* A RETURN call: its caller's done, and how many slots it asked. */
+struct pmd_return_call {
+	pmd_return_done *done;         /* (C) */
+	void *arg;                     /* (C) */
+	uint32_t n;                    /* (C) */
+};
+
+static void return_answer(void *arg, error_t status, const void *body,
+			  size_t len)
+{
+	struct pmd_return_call *k = arg;
+	struct pmd_nreq_return_rep rep;
+
+	if (!status && (len < sizeof(rep) ||
+			(memcpy(&rep, body, sizeof(rep)), rep.n != k->n) ||
+			len != sizeof(rep) + (size_t)k->n * PM_FRAME_SIZE ||
+			(k->n < 32 && rep.lost >> k->n)))
+		status = EPROTO;
+	if (status)
+		k->done(k->arg, status, 0, NULL);
+	else
+		k->done(k->arg, 0, rep.lost,
+			(const uint8_t *)body + sizeof(rep));
+	free(k);
+}
+
+error_t pmd_cluster_return(struct pmd_cluster *c, pm_node_t node,
+			   const struct pmd_rfree *slots, uint32_t n,
+			   bool nostop, pmd_return_done *done, void *arg)
+{
+	struct pmd_nreq_return_req q = { .n = n,
+		.flags = nostop ? PMD_RETURN_NOSTOP : 0 };
+	struct pmd_return_call *k;
+	error_t err;
+
+	if (!n || n > PMD_RETURN_MAX)
+		return EINVAL;
+	for (uint32_t i = 0; i < n; i++) {
+		if (slots[i].node != node)
+			return EINVAL;
+		q.e[i] = (struct pmd_nreq_free_slot){ .seg = slots[i].seg,
+						       .slot = slots[i].slot };
+	}
+	k = malloc(sizeof(*k));
+	if (!k)
+		return ENOMEM;
+	*k = (struct pmd_return_call){ .done = done, .arg = arg, .n = n };
+	err = pmd_cluster_call(c, node, PMD_NREQ_RETURN, &q,
+			       offsetof(struct pmd_nreq_return_req, e) +
+			       n * sizeof(q.e[0]), return_answer, k);
+	if (err)
+		free(k);
+	return err;
+}

@@ -24,6 +24,7 @@
 
 #include "grow.h"
 #include "log.h"
+#include "stop.h"
 #include "task.h"
 
 /* A segment this node lends slots of, and to whom each slot is lent. */
@@ -288,6 +289,105 @@ void pmd_lend_serve_free(struct pmd_cluster *c, const struct pmd_nreq_in *in,
 	}
 	pmd_segtab_flush(&c->core->segs);
 	lseg_sweep(c);
+}
+
+/* A RETURN being served: the task's stores stop, then the bytes go. */
+struct lend_return {
+	struct pmd_cluster *c;         /* (C) */
+	pm_node_t src;                 /* (C) the home asking */
+	uint64_t src_inc, id;          /* (C) its incarnation, the call's id */
+	uint32_t n;                    /* (C) */
+	struct pmd_nreq_free_slot e[PMD_RETURN_MAX]; /* (C) */
+};
+
+/* The tagged segment whose slot is lent to src, or NULL. */
+static struct pmd_lseg *return_lseg(struct pmd_cluster *c, pm_node_t src,
+				    const struct pmd_nreq_free_slot *e)
+{
+	struct pmd_lseg *l = lseg_by_index(c, e->seg);
+
+	return l && l->tag_task && e->slot < PMD_SEG_SLOTS &&
+	       l->owner[e->slot] == src ? l : NULL;
+}
+
+/* Every holder stopped (or the deadline passed): copy, retire, answer.
+ * The task goes on after this returns. */
+static void lend_return_done(void *arg)
+{
+	struct lend_return *k = arg;
+	struct pmd_cluster *c = k->c;
+	struct pmd_nreq_return_rep *rep = (void *)c->nreq_out;
+	uint8_t *data = c->nreq_out + sizeof(*rep);
+
+	*rep = (struct pmd_nreq_return_rep){ .n = k->n };
+	for (uint32_t i = 0; i < k->n; i++) {
+		struct pmd_lseg *l = return_lseg(c, k->src, &k->e[i]);
+		uint8_t *to = data + (size_t)i * PM_FRAME_SIZE;
+
+		if (!l) { /* given back meanwhile, or never lent to src */
+			rep->lost |= 1u << i;
+			memset(to, 0, PM_FRAME_SIZE);
+			continue;
+		}
+		memcpy(to, pmd_segment_frame(l->seg, k->e[i].slot),
+		       PM_FRAME_SIZE);
+		lend_release(c, l, k->e[i].slot);
+	}
+	pmd_segtab_flush(&c->core->segs);
+	lseg_sweep(c);
+	pmd_cluster_answer(c, k->src, k->src_inc, PMD_NREQ_RETURN, k->id, 0,
+			   c->nreq_out,
+			   (uint32_t)(sizeof(*rep) + k->n * PM_FRAME_SIZE));
+	free(k);
+}
+
+void pmd_lend_serve_return(struct pmd_cluster *c, const struct pmd_nreq_in *in,
+			   struct pmd_nreq_out *out)
+{
+	const struct pmd_nreq_return_req *q = (const void *)in->body;
+	struct pmd_stops st = { 0 };
+	struct lend_return *k;
+	error_t err = 0;
+
+	if (in->hdr->len < offsetof(struct pmd_nreq_return_req, e) ||
+	    q->n == 0 || q->n > PMD_RETURN_MAX ||
+	    (q->flags & ~PMD_RETURN_NOSTOP) ||
+	    in->hdr->len != offsetof(struct pmd_nreq_return_req, e) +
+			    q->n * sizeof(q->e[0])) {
+		out->status = EPROTO;
+		return;
+	}
+	k = malloc(sizeof(*k));
+	if (!k) {
+		out->status = ENOMEM;
+		return;
+	}
+	k->c = c;
+	k->src = in->src;
+	k->src_inc = in->src_inc;
+	k->id = in->hdr->id;
+	k->n = q->n;
+	memcpy(k->e, q->e, q->n * sizeof(q->e[0]));
+	/* The task mapping a slot stops its stores there first. */
+	for (uint32_t i = 0; i < q->n && !err; i++) {
+		struct pmd_lseg *l = return_lseg(c, in->src, &q->e[i]);
+		if (l && !(q->flags & PMD_RETURN_NOSTOP) &&
+		    pmd_stop_needed(l->seg))
+			err = pmd_stops_add(&st, l->seg, q->e[i].slot, 1,
+					    PM_STOP_WP, l->frame[q->e[i].slot]);
+	}
+	if (!err && st.n && c->up.stop)
+		err = c->up.stop(c->up.arg, &st, c->conf.down_ms / 4,
+				 lend_return_done, k);
+	else if (!err)
+		lend_return_done(k);
+	pmd_stops_fini(&st);
+	if (err) {
+		free(k);
+		out->status = err;
+		return;
+	}
+	out->later = true;
 }
 
 void pmd_lend_forget(struct pmd_cluster *c, pm_node_t home)

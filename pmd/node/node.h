@@ -116,6 +116,12 @@ struct pmd_cluster_upcalls {
 		      uint32_t len);
 	void (*proxy_gone)(void *arg, struct pmd_task *t);
 	void (*batch_done)(void *arg);
+	/* Stops the stores of every task here that holds a segment st
+	 * names, then calls done(done_arg) once all answered or max_ms
+	 * passed (at once when nobody is to be asked); the tasks asked go
+	 * on after done returns. ENOMEM: nothing asked, done not called. */
+	error_t (*stop)(void *arg, const struct pmd_stops *st, uint32_t max_ms,
+			void (*done)(void *done_arg), void *done_arg);
 	void *arg;
 };
 void pmd_cluster_set_upcalls(struct pmd_cluster *c,
@@ -166,6 +172,19 @@ error_t pmd_cluster_borrow_for(struct pmd_cluster *c, pm_node_t node,
  * sees the slots). */
 unsigned pmd_cluster_take_back(struct pmd_cluster *c, struct pmd_rfree *slots,
 			       uint32_t n, pmd_ncall_done *done, void *arg);
+/* done runs once: status 0 with the bytes of every slot asked, in
+ * order (valid until it returns), and in lost the bit of each that node
+ * no longer had lent to us; or the call's error (ETIMEDOUT: node may
+ * have retired them all the same). */
+typedef void pmd_return_done(void *arg, error_t status, uint32_t lost,
+			     const uint8_t *data);
+/* Slots that node keeps for a task's mappings (tagged) come back with
+ * their bytes (RETURN in node_proto.h): node stops that task's stores to
+ * them first, unless nostop (the task is being revoked). Up to
+ * PMD_RETURN_MAX slots, all of node. ENODEV: it is down. */
+error_t pmd_cluster_return(struct pmd_cluster *c, pm_node_t node,
+			   const struct pmd_rfree *slots, uint32_t n,
+			   bool nostop, pmd_return_done *done, void *arg);
 /* Sends back what the core queued (core->rfree). */
 void pmd_cluster_give_back(struct pmd_cluster *c);
 

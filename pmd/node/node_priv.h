@@ -121,6 +121,10 @@ void pmd_lend_serve_alloc(struct pmd_cluster *c, const struct pmd_nreq_in *in,
 			  struct pmd_nreq_out *out);
 void pmd_lend_serve_free(struct pmd_cluster *c, const struct pmd_nreq_in *in,
 			 struct pmd_nreq_out *out);
+/* RETURN: tagged slots come back with their bytes (answered later, once
+ * the task mapping them stopped). */
+void pmd_lend_serve_return(struct pmd_cluster *c, const struct pmd_nreq_in *in,
+			   struct pmd_nreq_out *out);
 /* Everything lent to home comes back (it went down or restarted). */
 void pmd_lend_forget(struct pmd_cluster *c, pm_node_t home);
 void pmd_lend_stop(struct pmd_cluster *c);

@@ -31,6 +31,8 @@
  *                 to 64 KiB and 64 bytes (a forwarded read or write whole).
  *              3  tagged loans (ALLOC naming a task, container, handle and
  *                 frames), forwarded maps.
+ *              4  RETURN: tagged slots come back with their bytes, the
+ *                 lender's task stopped first (no store lost in a pull).
  */
 #ifndef PMD_NODE_PROTO_H
 #define PMD_NODE_PROTO_H
@@ -81,7 +83,7 @@ static_assert(offsetof(struct pmd_mb_msg, mac) == 72, "mb.mac");
 /* ---- node requests ---- */
 
 #define PMD_NREQ_MAGIC    0x52444d50u /* "PMDR" */
-#define PMD_NREQ_VERSION  3u
+#define PMD_NREQ_VERSION  4u
 #define PMD_NREQ_REPLY    0x1u        /* flags: an answer */
 #define PMD_FWD_IO_MAX    65536u      /* bytes of a forwarded read or write */
 #define PMD_NREQ_BODY_MAX (PMD_FWD_IO_MAX + 64u)
@@ -95,6 +97,8 @@ enum pmd_nreq_type {
 	PMD_NREQ_FWD_IMPORT = 4, /* pmd_nreq_fwd_import -> container_t */
 	PMD_NREQ_FWD_OP = 5,     /* pmd_nreq_fwd_op -> pm_reply, reply body */
 	PMD_NREQ_FWD_BYE = 6,    /* the task (uint64_t) -> empty */
+	PMD_NREQ_RETURN = 7,     /* pmd_nreq_return_req -> pmd_nreq_return_rep,
+	                          * then the bytes */
 };
 
 /* A node request or its answer: this header, then len bytes of body. */
@@ -185,6 +189,35 @@ struct pmd_nreq_free_req {
 	struct pmd_nreq_free_slot e[PMD_NREQ_FREE_MAX];
 };
 static_assert(offsetof(struct pmd_nreq_free_req, e) == 8, "free req.e");
+
+/* RETURN: slots of segments the lender keeps for one task's mappings
+ * (tagged) come back to their home with their contents. The lender first
+ * stops that task's stores to them (a STOP to its library, waited for at
+ * most its stop deadline, and never longer than a quarter of down_ms, so
+ * the answer comes in time), copies them, retires the slots (the task's
+ * mapping faults from then on and follows the frame) and lets the task
+ * go on. With PMD_RETURN_NOSTOP the task is not asked (it is being
+ * revoked: its stores reach nobody). The answer: which slots were not
+ * lent to the asking home (lost: their frames read EIO from then on; their
+ * bytes are zero), then n frames of bytes, in order. */
+#define PMD_RETURN_MAX    (PMD_FWD_IO_MAX / PM_FRAME_SIZE)
+#define PMD_RETURN_NOSTOP 0x1u
+struct pmd_nreq_return_req {
+	uint32_t n;                   /* 1 .. PMD_RETURN_MAX */
+	uint32_t flags;               /* PMD_RETURN_NOSTOP */
+	struct pmd_nreq_free_slot e[PMD_RETURN_MAX];
+};
+static_assert(offsetof(struct pmd_nreq_return_req, e) == 8, "return req.e");
+struct pmd_nreq_return_rep {
+	uint32_t n;                   /* as asked */
+	uint32_t lost;                /* bit i: slot i was not lent to you */
+	/* n * PM_FRAME_SIZE bytes follow */
+};
+static_assert(sizeof(struct pmd_nreq_return_rep) == 8, "return rep");
+static_assert(PMD_RETURN_MAX <= 32, "a bit per slot");
+static_assert(sizeof(struct pmd_nreq_return_rep) +
+	      PMD_RETURN_MAX * PM_FRAME_SIZE <= PMD_NREQ_BODY_MAX,
+	      "a return's answer in one message");
 
 /* FWD_IMPORT: a task of the requesting node imports a token of a
  * container homed here; the answer is the handle of the task's proxy. */

@@ -20,9 +20,12 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cluster_util.h"
@@ -403,6 +406,121 @@ static void more_moves_than_a_segment_has_slots(void **state)
 		pmd_proc_stop(&node[i]);
 }
 
+/* A thread storing 1, 2, 3... into words 1.. of one mapped frame, in
+ * turn, checking each store reads back; it notes the last number each
+ * word got. */
+#define WORDS (PM_FRAME_SIZE / sizeof(uint64_t))
+struct writer {
+	pthread_t thread;
+	volatile uint64_t *frame;
+	bool stop;
+	uint64_t last[WORDS];
+	uint64_t stores;             /* atomically */
+	uint64_t bad_reads;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	for (uint64_t n = 1; !__atomic_load_n(&w->stop, __ATOMIC_RELAXED); n++) {
+		size_t k = 1 + n % (WORDS - 1);
+		uint64_t got;
+
+		w->frame[k] = n;
+		got = w->frame[k];
+		if (got != n) {
+			if (!w->bad_reads)
+				fprintf(stderr, "word %zu: stored %lu, read "
+					"back %lu\n", k, (unsigned long)n,
+					(unsigned long)got);
+			w->bad_reads++;
+		}
+		w->last[k] = n;
+		__atomic_store_n(&w->stores, n, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+/*
+ * Stores under moves between nodes: threads of a task on node 2 store
+ * sequence numbers into frames of a container homed on node 1, mapped
+ * through its forwarded handle, while the owner on node 1 stores into
+ * word 0 of the same frames through its own mapping, so that every
+ * frame goes home and back to node 2 again and again (each side's touch
+ * moves it). Node 2 stops its task's stores before it returns a frame:
+ * no number is lost on either side, no store misses its read-back.
+ */
+static void stores_under_moves_between_nodes(void **state)
+{
+	enum { FRAMES = 2, ROUNDS = 600 };
+	pm_t *a = test_connect(&node[0]), *s = test_connect(&node[1]);
+	container_t c = make_container(a), ref = ct_import(a, c, s);
+	struct writer w[FRAMES];
+	volatile uint64_t *am[FRAMES];
+	uint8_t *sm;
+	void *m;
+
+	assert_int_equal(pm_container_map(s, ref, 0, FRAMES, CONT_MAP_READ |
+					  CONT_MAP_WRITE, &m, NULL), 0);
+	sm = m;
+	memset(w, 0, sizeof(w));
+	for (int f = 0; f < FRAMES; f++) {
+		assert_int_equal(pm_container_map(a, c, (frame_t)f, 1,
+						  CONT_MAP_READ | CONT_MAP_WRITE,
+						  &m, NULL), 0);
+		am[f] = m;
+		w[f].frame = (volatile uint64_t *)(sm + (size_t)f *
+						   PM_FRAME_SIZE);
+		assert_int_equal(pthread_create(&w[f].thread, NULL, writer_main,
+						&w[f]), 0);
+	}
+	for (uint64_t i = 1; i <= ROUNDS; i++) {
+		int f = (int)(i % FRAMES);
+		uint64_t before = __atomic_load_n(&w[f].stores,
+						  __ATOMIC_ACQUIRE);
+		struct timespec t0, t;
+
+		am[f][0] = i;                  /* home... */
+		assert_int_equal(am[f][0], i);
+		/* ...and back to node 2 with the writer's next store. */
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		while (__atomic_load_n(&w[f].stores, __ATOMIC_ACQUIRE) ==
+		       before) {
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			assert_true(t.tv_sec - t0.tv_sec < 20);
+			sched_yield();
+		}
+	}
+	for (int f = 0; f < FRAMES; f++) {
+		uint64_t got[WORDS];
+		unsigned lost = 0;
+
+		__atomic_store_n(&w[f].stop, true, __ATOMIC_RELAXED);
+		pthread_join(w[f].thread, NULL);
+		assert_int_equal(pm_container_read(a, c, (frame_t)f, 0, got,
+						   sizeof(got)), 0);
+		/* The owner's last store to it. */
+		assert_int_equal(got[0], ROUNDS - (ROUNDS - f) % FRAMES);
+		for (size_t k = 1; k < WORDS; k++)
+			if (got[k] != w[f].last[k] && !lost++)
+				fprintf(stderr, "frame %d word %zu: %lu, the "
+					"last store was %lu\n", f, k,
+					(unsigned long)got[k],
+					(unsigned long)w[f].last[k]);
+		assert_int_equal(lost, 0);
+		assert_int_equal(w[f].bad_reads, 0);
+		fprintf(stderr, "frame %d: %lu stores on node 2 while it moved "
+			"home and back %d times, none lost\n", f,
+			(unsigned long)w[f].stores, ROUNDS / FRAMES);
+	}
+	check_all((pm_t *[3]){ a, s, NULL });
+	pm_disconnect(s);
+	pm_disconnect(a);
+	for (int i = 0; i < 3; i++)
+		pmd_proc_stop(&node[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -418,6 +536,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(
 			more_moves_than_a_segment_has_slots, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			stores_under_moves_between_nodes, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

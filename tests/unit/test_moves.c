@@ -162,7 +162,7 @@ static void pulls_keep_or_take_pushed_frames(void **state)
 		memset(data + f * PM_FRAME_SIZE, 0x40 + f, PM_FRAME_SIZE);
 	fx->core.nrfree = 0;
 	assert_int_equal(pmd_pull_finish(&fx->core, fx->owner, fx->h, pulls, n,
-					 data), 0);
+					 data, 0, 0), 0);
 	assert_int_equal(fx->core.nrfree, 8);
 	assert_int_equal(fx->core.rfree[0].node, NODE_T);
 	b[0] = cf_byte(&fx->core, fx->owner, fx->h, 5);
