@@ -884,8 +884,8 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	}
 	if (err) {
-		if (err != ENOENT && err != EACCES) /* gone, or revoked */
-			fault_warn(err);
+		if (err != ENOENT && err != EACCES && err != ESTALE)
+			fault_warn(err); /* (else gone, or revoked) */
 		fault_zero(f, page, prot);
 		return;
 	}

@@ -11,7 +11,10 @@
  * of one home (a forwarded map): only that home's frames of that
  * container go there, the task gets its descriptor, and a slot given back
  * retires (punched, never lent again while the segment lives, its frame
- * recorded) so that the task's mapping faults and follows the frame. Once
+ * recorded) so that the task's mapping faults and follows the frame. The
+ * home takes such frames back with RETURN: the task's stores to them stop
+ * (through the daemon's stop upcall), the bytes go in the answer, the
+ * slots retire, and the task goes on. Once
  * every slot of a tagged segment has retired it is *spent*: the memory,
  * descriptor and registration go, and only the frame records stay (4
  * KiB), for the task's faults, until the task ends.

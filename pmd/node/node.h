@@ -108,7 +108,8 @@ void pmd_cluster_answer(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
  * be destroyed (its node said goodbye, or is gone); and the end of a
  * batch of completions, after which the daemon runs what they let run
  * (a request handed up, one whose remote work ended), before the next
- * batch is reaped.
+ * batch is reaped; and stops of this node's tasks' stores before frames
+ * they map go back to their home (RETURN).
  */
 struct pmd_cluster_upcalls {
 	void (*serve)(void *arg, pm_node_t src, uint64_t src_inc, uint64_t id,

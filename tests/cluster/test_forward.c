@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cluster_util.h"
+#include "walk.h"
 
 static char dir[] = "/tmp/pmd-forward-XXXXXX";
 static char ini[300], key[300];
@@ -576,6 +577,27 @@ static void random_traffic_across_three_nodes(void **state)
 		pmd_proc_stop(&node[i]);
 }
 
+/*
+ * The walk of test_sound (walk.h) across three nodes: the owner on node 1
+ * (the home), the server on node 2 through its forwarded handle, half the
+ * shared container's frames starting on node 3. Every check of the
+ * server's mapping brings the frames to node 2 and every check of the
+ * owner's brings them home, so each frame moves between nodes at every
+ * step, under copies, writes, locks and unshares; after every step every
+ * mapping and the pmd agree with the model.
+ */
+static void mappings_agree_with_a_model_on_three_nodes(void **state)
+{
+	pm_t *a = test_connect(&node[0]), *s = test_connect(&node[1]);
+
+	(void)state;
+	test_walk(a, s, 150, 3);
+	pm_disconnect(s);
+	pm_disconnect(a);
+	for (int i = 0; i < 3; i++)
+		pmd_proc_stop(&node[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -587,6 +609,9 @@ int main(void)
 						setup3, teardown),
 		cmocka_unit_test_setup_teardown(random_traffic_across_three_nodes,
 						setup3, teardown),
+		cmocka_unit_test_setup_teardown(
+			mappings_agree_with_a_model_on_three_nodes, setup3,
+			teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
