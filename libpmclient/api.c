@@ -276,61 +276,6 @@ error_t pm_container_write(pm_t *pm, container_t container, frame_t frame,
 	return 0;
 }
 
-/* One frame's bytes from src to dst: ENOENT (src missing) or ENOMEM
- * (dst missing) name the frame as a copy does. */
-static error_t copy_frame(pm_t *pm, container_t src, frame_t sf,
-			  container_t dst, frame_t df, uint8_t *buf,
-			  frame_t *frame_error)
-{
-	error_t err = pm_container_read(pm, src, sf, 0, buf, PM_FRAME_SIZE);
-
-	if (err) {
-		if (err == ENOENT && frame_error)
-			*frame_error = sf;
-		return err;
-	}
-	err = pm_container_write(pm, dst, df, 0, buf, PM_FRAME_SIZE);
-	if (err == ENOENT) {
-		if (frame_error)
-			*frame_error = df;
-		return ENOMEM;
-	}
-	return err;
-}
-
-/*
- * A copy between containers of different homes (the pmd answered EXDEV):
- * no frame can be shared across nodes, so the bytes are copied, in
- * pieces of PM_IO_MAX in frame order. A piece that fails is done again
- * frame by frame, so that the error is the one of the first frame that
- * stops it and the frames before it are copied, as for any copy. The
- * containers differ, so the ranges cannot overlap.
- */
-static error_t copy_bytes(pm_t *pm, container_t src, frame_t src_start,
-			  container_t dst, frame_t dst_start, uint32_t count,
-			  frame_t *frame_error)
-{
-	const uint32_t per = PM_IO_MAX / PM_FRAME_SIZE;
-	uint8_t *buf = malloc(PM_IO_MAX);
-	error_t err = 0;
-
-	if (!buf)
-		return ENOMEM;
-	for (uint32_t k = 0; k < count && !err; k += per) {
-		uint32_t n = count - k < per ? count - k : per;
-		size_t len = (size_t)n * PM_FRAME_SIZE;
-
-		if (!pm_container_read(pm, src, src_start + k, 0, buf, len) &&
-		    !pm_container_write(pm, dst, dst_start + k, 0, buf, len))
-			continue;
-		for (uint32_t j = 0; j < n && !err; j++)
-			err = copy_frame(pm, src, src_start + k + j, dst,
-					 dst_start + k + j, buf, frame_error);
-	}
-	free(buf);
-	return err;
-}
-
 error_t pm_container_copy(pm_t *pm, container_t src, frame_t src_start,
 			  container_t dst, frame_t dst_start, int count,
 			  int flags, frame_t *frame_error)
@@ -344,10 +289,8 @@ error_t pm_container_copy(pm_t *pm, container_t src, frame_t src_start,
 
 	if (count <= 0)
 		return EINVAL;
+	/* (Between homes too: the pmd copies the bytes, node to node.) */
 	err = pmc_call(pm, PM_MSG_COPY, &req, sizeof(req), NULL, 0, &culprit);
-	if (err == EXDEV)
-		return copy_bytes(pm, src, src_start, dst, dst_start,
-				  (uint32_t)count, frame_error);
 	if ((err == ENOENT || err == ENOMEM) && frame_error)
 		*frame_error = culprit;
 	return err;

@@ -70,6 +70,8 @@ struct pmd_pending {
 	struct pmd_session *s;       /* (L) NULL once the session is gone */
 };
 
+struct pmd_reply;
+
 struct pmd_session {
 	struct pmd_server *srv;      /* (C) */
 	int fd;                      /* (C) the connection; -1: virtual */
@@ -96,6 +98,12 @@ struct pmd_session {
 	bool virt;                   /* (C) */
 	pm_node_t vnode;             /* (C) answered to this node, */
 	uint64_t vinc, vid;          /* (C) at its incarnation, request id */
+	/* Or a *sub-request*: one the pmd runs for a task of its own (a
+	 * copy between homes, xcopy.c), also virtual, answered here. */
+	bool sub;                    /* (C) */
+	void (*sub_done)(void *arg, const struct pmd_reply *r); /* (L) once;
+	                              * r NULL: closed unanswered */
+	void *sub_arg;               /* (C) */
 };
 
 struct pmd_server {
@@ -220,6 +228,15 @@ error_t pmd_stop_call(struct pmd_server *srv, const struct pmd_stops *st,
 		      uint32_t max_ms, void (*done)(void *), void *done_arg);
 /* The pmd ends: the node layer's stops still waiting finish now. */
 void pmd_stop_fini(struct pmd_server *srv);
+
+/* xcopy.c */
+/* A copy between containers of different homes (checked: handles,
+ * flags, count): this pmd copies the bytes, piece by piece, as reads and
+ * writes of s's task; s parks until the copy ends. */
+enum pmd_step pmd_xcopy(struct pmd_server *srv, struct pmd_session *s,
+			const struct pm_copy_req *q, struct pmd_reply *r);
+/* Task t ends: its copies' sub-requests end with it. */
+void pmd_xcopy_task_gone(struct pmd_server *srv, struct pmd_task *t);
 
 /* window.c */
 error_t pmd_window_create(struct pmd_server *srv, struct pmd_window **w_out);

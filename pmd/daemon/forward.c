@@ -285,8 +285,8 @@ static error_t fwd_entry(struct pmd_server *srv, const struct pmd_session *s,
 
 /* A copy with a handle another home serves: when both handles are served
  * by one home, it decides (copy-on-write where it can); else the frames
- * are on different homes and the task's library copies their bytes
- * (EXDEV, after the checks that need no home). 0: forward it. */
+ * are on different homes and this pmd copies their bytes (EXDEV, after
+ * the checks that need no home: xcopy.c). 0: forward it. */
 static error_t fwd_copy_check(struct pmd_server *srv, struct pmd_session *s,
 			      const struct pm_copy_req *q, struct pmd_reply *r)
 {
@@ -369,6 +369,8 @@ enum pmd_step pmd_fwd_request(struct pmd_server *srv, struct pmd_session *s,
 		struct pm_copy_req c;
 		memcpy(&c, q->body, sizeof(c));
 		err = fwd_copy_check(srv, s, &c, r);
+		if (err == EXDEV)
+			return pmd_xcopy(srv, s, &c, r);
 		if (err)
 			return pmd_reply_now(r, err);
 		h = (c.src & PMD_FWD_BIT) ? c.src : c.dst;

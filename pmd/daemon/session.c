@@ -63,6 +63,13 @@ bool pmd_reply_send(struct pmd_server *srv, struct pmd_session *s,
 	struct iovec iov[2] = { { .iov_base = srv->tx, .iov_len = len } };
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 1 };
 
+	if (s->sub) { /* answered here, once */
+		void (*done)(void *, const struct pmd_reply *) = s->sub_done;
+		s->sub_done = NULL;
+		if (done)
+			done(s->sub_arg, r);
+		return true;
+	}
 	if (s->virt) {
 		reply_forwarded(srv, s, r);
 		return true;
@@ -178,7 +185,9 @@ static void bye_answered(void *arg, error_t status, const void *body,
  * proxy. */
 static void session_fwd_bye(struct pmd_server *srv, struct pmd_session *s)
 {
-	for (uint32_t i = 0; i < s->nfwd && srv->cluster && s->task; i++) {
+	/* (A sub-request's handles are its task's copies: nothing to say.) */
+	for (uint32_t i = 0; i < s->nfwd && srv->cluster && s->task && !s->sub;
+	     i++) {
 		pm_node_t node = s->fwd[i].node;
 		bool sent = false;
 
@@ -217,6 +226,7 @@ static void session_task_end(struct pmd_server *srv, struct pmd_session *s)
 	}
 	if (srv->cluster)
 		pmd_cluster_task_gone(srv->cluster, s->task->id);
+	pmd_xcopy_task_gone(srv, s->task);
 	pmd_task_destroy(srv->core, s->task);
 }
 
@@ -224,6 +234,11 @@ void pmd_session_close(struct pmd_server *srv, struct pmd_session *s)
 {
 	if (s->pending)
 		s->pending->s = NULL; /* it finishes without us */
+	if (s->sub && s->sub_done) { /* its copy learns it went */
+		void (*done)(void *, const struct pmd_reply *) = s->sub_done;
+		s->sub_done = NULL;
+		done(s->sub_arg, NULL);
+	}
 	pmd_stop_done(srv, s);
 	pmd_window_put(s->win);
 	session_fwd_bye(srv, s);

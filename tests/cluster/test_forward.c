@@ -17,10 +17,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <sys/wait.h>
 
 #include "cluster_util.h"
 #include "walk.h"
@@ -578,6 +581,81 @@ static void random_traffic_across_three_nodes(void **state)
 }
 
 /*
+ * A copy between homes is the task's pmd's work, piece by piece: a task
+ * killed in the middle of a long one leaves every node's books balanced,
+ * its proxy gone at the home, and the pmds serving on.
+ */
+static void a_task_gone_mid_copy(void **state)
+{
+	enum { FRAMES = 1000 };
+	pm_t *a = test_connect(&node[0]), *watch = test_connect(&node[1]);
+	uint64_t base = tasks_on(watch), base_home = tasks_on(a);
+	int to_child[2], to_parent[2], n = FRAMES, status;
+	container_t c, weak;
+	pm_cap_token_t tok;
+	pm_task_t child_task;
+	char ready;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pm_container_create(a, &c), 0);
+	assert_int_equal(pm_container_allocate(a, c, 0, &n, 0), 0);
+	stamp(a, c, 0, FRAMES, 'a');
+	assert_int_equal(pipe(to_child), 0);
+	assert_int_equal(pipe(to_parent), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		pm_t *s;
+		container_t ref, own;
+		int k = FRAMES;
+
+		if (pm_connect(node[1].socket, &s) || pm_self(s, &child_task) ||
+		    write(to_parent[1], &child_task, sizeof(child_task)) !=
+			    sizeof(child_task) ||
+		    read(to_child[0], &tok, sizeof(tok)) != sizeof(tok) ||
+		    pm_cap_import(s, &tok, &ref) ||
+		    pm_container_create(s, &own) ||
+		    pm_container_allocate(s, own, 0, &k, 0) ||
+		    write(to_parent[1], "r", 1) != 1)
+			_exit(2);
+		_exit(pm_container_copy(s, ref, 0, own, 0, FRAMES, 0, NULL) ? 3
+									    : 0);
+	}
+	assert_int_equal(read(to_parent[0], &child_task, sizeof(child_task)),
+			 sizeof(child_task));
+	assert_int_equal(pm_container_share(a, c, child_task, &weak), 0);
+	assert_int_equal(pm_cap_export(a, weak, &tok), 0);
+	assert_int_equal(write(to_child[1], &tok, sizeof(tok)), sizeof(tok));
+	assert_int_equal(read(to_parent[0], &ready, 1), 1);
+	usleep(15000);
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status))
+		printf("killed in the middle of copying %d frames between "
+		       "homes\n", FRAMES);
+	else /* a fast machine: the copy ended first */
+		assert_int_equal(WEXITSTATUS(status), 0);
+	/* Its session, its proxy at the home: gone; the books balance. */
+	for (int i = 0; i < 200 && (tasks_on(watch) != base ||
+				    tasks_on(a) != base_home); i++)
+		usleep(10000);
+	assert_int_equal(tasks_on(watch), base);
+	assert_int_equal(tasks_on(a), base_home);
+	test_check(a);
+	test_check(watch);
+	expect(a, c, FRAMES - 1, 'a', FRAMES - 1);
+	close(to_child[0]);
+	close(to_child[1]);
+	close(to_parent[0]);
+	close(to_parent[1]);
+	pm_disconnect(watch);
+	pm_disconnect(a);
+	for (int i = 0; i < 3; i++)
+		pmd_proc_stop(&node[i]);
+}
+
+/*
  * The walk of test_sound (walk.h) across three nodes: the owner on node 1
  * (the home), the server on node 2 through its forwarded handle, half the
  * shared container's frames starting on node 3. Every check of the
@@ -612,6 +690,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			mappings_agree_with_a_model_on_three_nodes, setup3,
 			teardown),
+		cmocka_unit_test_setup_teardown(a_task_gone_mid_copy, setup3,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
