@@ -142,7 +142,8 @@ static void pulls_keep_or_take_pushed_frames(void **state)
 	struct pmd_pull pulls[PMD_PULL_MAX];
 	static uint8_t data[8 * PM_FRAME_SIZE];
 	struct pmd_culprit why;
-	uint32_t n;
+	uint32_t n, held;
+	struct pmd_io io;
 	uint8_t b[1];
 
 	push(fx, 8);
@@ -157,16 +158,25 @@ static void pulls_keep_or_take_pushed_frames(void **state)
 	pmd_pull_plan_pushed(&fx->core, fx->c, fx->proxy->id, pulls, &n);
 	assert_int_equal(n, 8);
 	assert_int_equal(pulls[3].slot, 3);
-	/* The bytes read there come home; the loans go back. */
+	/* They sit in slots their node keeps for the task: it returns them
+	 * (no loan to give back here), room for them held meanwhile. */
+	for (uint32_t i = 0; i < n; i++)
+		assert_true(pulls[i].tagged);
+	assert_int_equal(pmd_pull_reserve(&fx->core, fx->c, pulls, n, &held),
+			 0);
+	/* The bytes that came come home; frame 2 did not (its node no
+	 * longer had it for us): it is lost. */
 	for (int f = 0; f < 8; f++)
 		memset(data + f * PM_FRAME_SIZE, 0x40 + f, PM_FRAME_SIZE);
 	fx->core.nrfree = 0;
 	assert_int_equal(pmd_pull_finish(&fx->core, fx->owner, fx->h, pulls, n,
-					 data, 0, 0), 0);
-	assert_int_equal(fx->core.nrfree, 8);
-	assert_int_equal(fx->core.rfree[0].node, NODE_T);
+					 data, 1u << 2, held), 0);
+	assert_int_equal(fx->core.nrfree, 0);
+	assert_int_equal(fx->core.budget.held, 0);
 	b[0] = cf_byte(&fx->core, fx->owner, fx->h, 5);
 	assert_int_equal(b[0], 0x45);
+	assert_int_equal(pmd_io_decode(&fx->core, fx->owner, fx->h, false, 2,
+				       0, 1, &io, &why), EIO);
 	cf_check(&fx->core);
 }
 
