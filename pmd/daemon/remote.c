@@ -23,6 +23,7 @@
 #include "task.h"
 
 static_assert(PMD_PULL_MAX <= PMD_RETURN_MAX, "a tagged pull in one RETURN");
+static_assert(PMD_RETURN_FRAME == PM_FRAME_SIZE, "the frame size");
 
 /* ---- one remote operation at a time per container ---- */
 

@@ -200,7 +200,8 @@ static_assert(offsetof(struct pmd_nreq_free_req, e) == 8, "free req.e");
  * revoked: its stores reach nobody). The answer: which slots were not
  * lent to the asking home (lost: their frames read EIO from then on; their
  * bytes are zero), then n frames of bytes, in order. */
-#define PMD_RETURN_MAX    (PMD_FWD_IO_MAX / PM_FRAME_SIZE)
+#define PMD_RETURN_FRAME  4096u       /* bytes of a frame */
+#define PMD_RETURN_MAX    (PMD_FWD_IO_MAX / PMD_RETURN_FRAME)
 #define PMD_RETURN_NOSTOP 0x1u
 struct pmd_nreq_return_req {
 	uint32_t n;                   /* 1 .. PMD_RETURN_MAX */
@@ -211,12 +212,12 @@ static_assert(offsetof(struct pmd_nreq_return_req, e) == 8, "return req.e");
 struct pmd_nreq_return_rep {
 	uint32_t n;                   /* as asked */
 	uint32_t lost;                /* bit i: slot i was not lent to you */
-	/* n * PM_FRAME_SIZE bytes follow */
+	/* n * PMD_RETURN_FRAME bytes follow */
 };
 static_assert(sizeof(struct pmd_nreq_return_rep) == 8, "return rep");
 static_assert(PMD_RETURN_MAX <= 32, "a bit per slot");
 static_assert(sizeof(struct pmd_nreq_return_rep) +
-	      PMD_RETURN_MAX * PM_FRAME_SIZE <= PMD_NREQ_BODY_MAX,
+	      PMD_RETURN_MAX * PMD_RETURN_FRAME <= PMD_NREQ_BODY_MAX,
 	      "a return's answer in one message");
 
 /* FWD_IMPORT: a task of the requesting node imports a token of a
