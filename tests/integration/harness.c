@@ -266,3 +266,19 @@ int test_clean_teardown(void **state)
 	test_clean(&test_pmd);
 	return 0;
 }
+
+unsigned test_log_grep(const struct pmd_proc *p, const char *text)
+{
+	FILE *f = fopen(p->log, "r");
+	char line[512];
+	unsigned n = 0;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (strstr(line, text)) {
+			fprintf(stderr, "pmd log: %s", line);
+			n++;
+		}
+	if (f)
+		fclose(f);
+	return n;
+}

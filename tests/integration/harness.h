@@ -32,6 +32,9 @@ void pmd_proc_stop(struct pmd_proc *p);
  * status, and its stderr in err (up to len bytes). */
 int pmd_run_to_exit(const char *const *args, char *err, size_t len);
 
+/* How many lines of p's log contain text; each is printed. */
+unsigned test_log_grep(const struct pmd_proc *p, const char *text);
+
 pm_t *test_connect(const struct pmd_proc *p);
 /* A session whose mappings follow moved frames; skips the test (saying
  * why) when the kernel gives this process no userfaultfd. pm is
