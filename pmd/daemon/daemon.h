@@ -53,6 +53,7 @@ struct pmd_window {
 	uint8_t *base;               /* (C) the pmd's mapping, PM_IO_MAX */
 	int fd;                      /* (C) sealed memfd */
 	struct fab_mr *mr;           /* (C) NULL on a single node */
+	struct pmd_nreq_window rk;   /* (C) how other nodes reach it */
 	unsigned refs;               /* (L) */
 };
 
@@ -98,6 +99,9 @@ struct pmd_session {
 	bool virt;                   /* (C) */
 	pm_node_t vnode;             /* (C) answered to this node, */
 	uint64_t vinc, vid;          /* (C) at its incarnation, request id */
+	bool vwin;                   /* (C) a READ or WRITE whose bytes go by
+	                              * RDMA to or from vnode's window: */
+	struct pmd_nreq_window vwin_rk; /* (C) its registration */
 	/* Or a *sub-request*: one the pmd runs for a task of its own (a
 	 * copy between homes, xcopy.c), also virtual, answered here. */
 	bool sub;                    /* (C) */

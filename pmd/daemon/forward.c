@@ -32,7 +32,16 @@ struct fctx {
 	                              * one node request carries PM_IO_MAX) */
 	uint8_t body[64] __attribute__((aligned(8))); /* (C) other types */
 	uint32_t body_len;           /* (C) */
+	struct pmd_window *win;      /* (C) READ/WRITE: the home moves the
+	                              * bytes by RDMA to or from this window
+	                              * (held meanwhile); NULL: in messages */
 };
+
+static void fctx_free(struct fctx *x)
+{
+	pmd_window_put(x->win);
+	free(x);
+}
 
 bool pmd_fwd_type(uint32_t type)
 {
@@ -61,7 +70,13 @@ static error_t fwd_send(struct fctx *x, struct pmd_session *s,
 	memset(op, 0, sizeof(*op));
 	op->task = s->task->id;
 	op->type = x->type;
-	if (x->type == PM_MSG_READ || x->type == PM_MSG_WRITE) {
+	if (x->win) { /* the bytes by RDMA, the window named */
+		struct pmd_nreq_window w = x->win->rk;
+		op->flags = PMD_FWD_WINDOW;
+		memcpy(op + 1, &x->io, sizeof(x->io));
+		memcpy((uint8_t *)(op + 1) + sizeof(x->io), &w, sizeof(w));
+		len = sizeof(x->io) + sizeof(w);
+	} else if (x->type == PM_MSG_READ || x->type == PM_MSG_WRITE) {
 		memcpy(op + 1, &x->io, sizeof(x->io));
 		len = sizeof(x->io);
 		if (x->type == PM_MSG_WRITE) {
@@ -83,7 +98,7 @@ static enum pmd_step fwd_start(struct pmd_session *s, struct fctx *x,
 	error_t err = fwd_send(x, s, data);
 
 	if (err) {
-		free(x);
+		fctx_free(x);
 		return pmd_reply_now(r, err);
 	}
 	return pmd_session_park(s, &x->base);
@@ -211,6 +226,8 @@ static error_t fwd_answered(struct pmd_server *srv, struct pmd_session *s,
 {
 	switch (x->type) {
 	case PM_MSG_READ:
+		if (x->win) /* the home wrote the bytes into the window */
+			return len ? EPROTO : 0;
 		if (len != x->io.len)
 			return EPROTO;
 		/* Sent from the node request's buffer, ours until the
@@ -242,7 +259,7 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 	struct pmd_reply r = { 0 };
 
 	if (!s) {
-		free(x);
+		fctx_free(x);
 		return;
 	}
 	/* An operation's answer starts with the home's reply (its culprit);
@@ -262,7 +279,7 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 	if (x->type == PM_MSG_RELEASE && (!status || status == ESTALE ||
 					  status == EBADF))
 		s->fwd[x->fwd_index].node = 0; /* the handle is gone */
-	free(x);
+	fctx_free(x);
 	r.status = status;
 	pmd_session_answer(srv, s, &r);
 }
@@ -317,7 +334,9 @@ static error_t fwd_copy_check(struct pmd_server *srv, struct pmd_session *s,
 }
 
 /* A read or write: the request whole in x->io, its bytes (a WRITE's) at
- * *data. EPROTO when it breaks the rules of its type. */
+ * *data; through the task's window, registered for other nodes, the home
+ * moves them by RDMA (x->win). EPROTO when it breaks the rules of its
+ * type. */
 static error_t fwd_io(struct pmd_session *s, const struct pmd_req *q,
 		      struct fctx *x, const void **data)
 {
@@ -332,7 +351,11 @@ static error_t fwd_io(struct pmd_session *s, const struct pmd_req *q,
 		return EPROTO;
 	*data = window ? (const void *)s->win->base
 		       : (const void *)((const uint8_t *)q->body + sizeof(x->io));
-	x->io.flags = 0; /* the home has its own window; reads answer here */
+	if (window && s->win->mr) {
+		x->win = s->win;
+		x->win->refs++;
+	}
+	x->io.flags = 0; /* the home has its own window */
 	return 0;
 }
 
@@ -401,7 +424,7 @@ enum pmd_step pmd_fwd_request(struct pmd_server *srv, struct pmd_session *s,
 		err = fwd_body(s, q, x);
 	}
 	if (err) {
-		free(x);
+		fctx_free(x);
 		return pmd_reply_now(r, err);
 	}
 	return fwd_start(s, x, data, r);
@@ -421,7 +444,7 @@ enum pmd_step pmd_fwd_import(struct pmd_server *srv, struct pmd_session *s,
 	memcpy(q.token, tok->bytes, sizeof(q.token));
 	if (pmd_cluster_call(srv->cluster, home, PMD_NREQ_FWD_IMPORT, &q,
 			     sizeof(q), fwd_answer, x)) {
-		free(x);
+		fctx_free(x);
 		return pmd_reply_now(r, ENODEV);
 	}
 	return pmd_session_park(s, &x->base);

@@ -179,17 +179,102 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 
 /* ---- requests of other nodes' tasks (the node layer's upcalls) ---- */
 
+/* A forwarded WRITE's bytes on their way from the forwarder's window. */
+struct wfetch {
+	struct pmd_pending base;     /* the virtual session, parked */
+	struct pmd_server *srv;      /* (C) */
+	struct pm_io_req io;         /* (C) the request */
+};
+
+static void wfetch_done(void *arg, error_t status, const uint8_t *data,
+			uint32_t len)
+{
+	struct wfetch *f = arg;
+	struct pmd_session *vs = f->base.s;
+	struct pmd_reply r = { .status = status ? EIO : ENOMEM };
+	uint8_t *body;
+
+	if (!vs) {
+		free(f);
+		return;
+	}
+	vs->pending = NULL;
+	body = status ? NULL : malloc(sizeof(f->io) + len);
+	if (body) {
+		struct pmd_req q = { .type = PM_MSG_WRITE, .body = body,
+				     .len = (uint32_t)(sizeof(f->io) + len) };
+		memcpy(body, &f->io, sizeof(f->io));
+		memcpy(body + sizeof(f->io), data, len);
+		vs->parked = false;
+		if (pmd_session_run_later(f->srv, vs, &q, false)) {
+			free(body);
+			free(f);
+			return;
+		}
+		free(body);
+	}
+	free(f);
+	pmd_session_answer(vs->srv, vs, &r);
+}
+
+/* A forwarded READ or WRITE whose bytes go by RDMA to or from the
+ * forwarder's window (PMD_FWD_WINDOW): the request and the window's
+ * registration checked; a WRITE's bytes fetched first (*fetching), then
+ * it runs as any; a READ runs as any with q->len cut to the request, its
+ * bytes written to the window before the answer (session.c). EPROTO,
+ * ENOMEM, EIO. */
+static error_t serve_window(struct pmd_server *srv, struct pmd_session *vs,
+			    const void *body, uint32_t len, struct pmd_req *q,
+			    bool *fetching)
+{
+	struct pmd_nreq_window w;
+	struct pmd_io_piece piece;
+	struct pm_io_req io;
+	struct wfetch *f;
+
+	*fetching = false;
+	if ((q->type != PM_MSG_READ && q->type != PM_MSG_WRITE) ||
+	    len != sizeof(io) + sizeof(w))
+		return EPROTO;
+	memcpy(&io, body, sizeof(io));
+	memcpy(&w, (const uint8_t *)body + sizeof(io), sizeof(w));
+	if (io.flags || io.len == 0 || io.len > PM_IO_MAX || w.len < io.len)
+		return EPROTO;
+	vs->vwin = true;
+	vs->vwin_rk = w;
+	q->len = sizeof(io);
+	if (q->type == PM_MSG_READ)
+		return 0;
+	f = malloc(sizeof(*f));
+	if (!f)
+		return ENOMEM;
+	*f = (struct wfetch){ .srv = srv, .io = io };
+	piece = (struct pmd_io_piece){ .node = vs->vnode, .key = w.key,
+				       .base = w.base, .rlen = w.len,
+				       .len = io.len };
+	if (pmd_cluster_rio(srv->cluster, false, &piece, 1, NULL, io.len,
+			    wfetch_done, f)) {
+		free(f);
+		return EIO;
+	}
+	vs->parked = true;
+	pmd_session_park(vs, &f->base);
+	*fetching = true;
+	return 0;
+}
+
 /* A forwarded request (FWD_OP) from node src for proxy task t: run as a
  * session with no socket, at the loop's next turn, answered to src then
  * or when its work ends. */
 static void serve_forwarded(void *arg, pm_node_t src, uint64_t src_inc,
 			    uint64_t id, struct pmd_task *t, uint16_t type,
-			    const void *body, uint32_t len)
+			    uint16_t flags, const void *body, uint32_t len)
 {
 	struct pmd_server *srv = arg;
 	struct pmd_session *vs = calloc(1, sizeof(*vs));
 	struct pmd_req q = { .type = type, .body = body, .len = len };
 	struct pmd_reply r = { 0 };
+	bool fetching = false;
 
 	if (!vs) {
 		pmd_cluster_answer(srv->cluster, src, src_inc, PMD_NREQ_FWD_OP,
@@ -202,7 +287,12 @@ static void serve_forwarded(void *arg, pm_node_t src, uint64_t src_inc,
 	pmd_list_add(&srv->vsessions, &vs->link);
 	if (!pmd_fwd_type(type))
 		r.status = EOPNOTSUPP;
-	else if (!pmd_request_fits(type, len))
+	else if ((flags & PMD_FWD_WINDOW) &&
+		 (r.status = serve_window(srv, vs, body, len, &q, &fetching)))
+		;
+	else if (fetching)
+		return; /* runs once its bytes are here */
+	else if (!pmd_request_fits(type, q.len))
 		r.status = EPROTO;
 	else if (pmd_session_run_later(srv, vs, &q, false))
 		return;

@@ -32,19 +32,67 @@ void pmd_alloc_reply(struct pmd_server *srv, struct pmd_reply *r,
 	r->body_len = sizeof(*rep);
 }
 
+/* A READ's bytes on their way to the forwarder's window: the answer
+ * goes once they are there. */
+struct wsend {
+	struct pmd_server *srv;      /* (C) */
+	pm_node_t node;              /* (C) */
+	uint64_t inc, id;            /* (C) */
+	struct pm_reply rep;         /* (C) */
+};
+
+static void wsend_done(void *arg, error_t status, const uint8_t *data,
+		       uint32_t len)
+{
+	struct wsend *w = arg;
+
+	(void)data;
+	(void)len;
+	if (status)
+		w->rep.status = pm_errno_to_status(EIO);
+	pmd_cluster_answer(w->srv->cluster, w->node, w->inc, PMD_NREQ_FWD_OP,
+			   w->id, status ? EIO : 0, &w->rep, sizeof(w->rep));
+	free(w);
+}
+
 /* A virtual session's reply goes back to the node that forwarded it: the
- * task reply (status, culprit) and its body. */
+ * task reply (status, culprit) and its body (a READ through the
+ * forwarder's window: the bytes written there first, by RDMA). */
 static void reply_forwarded(struct pmd_server *srv, struct pmd_session *s,
 			    const struct pmd_reply *r)
 {
 	struct pm_reply *rep = (struct pm_reply *)(srv->tx +
 						   sizeof(struct pm_msg_hdr));
+	const uint8_t *data = r->body_ext ? r->body_ext
+					  : srv->tx + PM_REPLY_HDR;
 
-	if (r->body_ext)
-		memcpy(srv->tx + PM_REPLY_HDR, r->body_ext, r->body_len);
 	rep->status = pm_errno_to_status(r->status);
 	rep->arg = r->why.arg;
 	rep->culprit = r->why.frame;
+	if (s->vwin && s->parked_type == PM_MSG_READ && !r->status &&
+	    r->body_len) {
+		struct pmd_io_piece piece = { .node = s->vnode,
+			.key = s->vwin_rk.key, .base = s->vwin_rk.base,
+			.rlen = s->vwin_rk.len, .len = r->body_len };
+		struct wsend *w = malloc(sizeof(*w));
+
+		if (w) {
+			*w = (struct wsend){ .srv = srv, .node = s->vnode,
+					     .inc = s->vinc, .id = s->vid,
+					     .rep = *rep };
+			if (!pmd_cluster_rio(srv->cluster, true, &piece, 1, data,
+					     r->body_len, wsend_done, w))
+				return; /* (the bytes were taken) */
+			free(w);
+		}
+		rep->status = pm_errno_to_status(EIO);
+		pmd_cluster_answer(srv->cluster, s->vnode, s->vinc,
+				   PMD_NREQ_FWD_OP, s->vid, EIO, rep,
+				   sizeof(*rep));
+		return;
+	}
+	if (r->body_ext)
+		memcpy(srv->tx + PM_REPLY_HDR, r->body_ext, r->body_len);
 	pmd_cluster_answer(srv->cluster, s->vnode, s->vinc, PMD_NREQ_FWD_OP,
 			   s->vid, r->status, rep,
 			   (uint32_t)sizeof(*rep) + r->body_len);

@@ -3,9 +3,10 @@
  * sealed against resizing, so the task cannot pull it from under the
  * pmd) through which its reads and writes pass their bytes, registered
  * with the fabric so that remote frames are read and written by RDMA
- * straight to and from it. Held by its session and by each remote read
- * or write in flight through it, so a task that leaves mid-read does not
- * pull it from under the RDMA.
+ * straight to and from it, and so that the home of a forwarded read or
+ * write fills or reads it by RDMA (forward.c). Held by its session and by
+ * each remote read or write in flight through it, so a task that leaves
+ * mid-read does not pull it from under the RDMA.
  */
 #include "daemon.h"
 
@@ -34,7 +35,8 @@ error_t pmd_window_create(struct pmd_server *srv, struct pmd_window **w_out)
 			    w->fd, 0)) == MAP_FAILED)
 		err = errno;
 	if (!err && srv->cluster)
-		err = pmd_cluster_mr(srv->cluster, w->base, PM_IO_MAX, &w->mr);
+		err = pmd_cluster_mr_remote(srv->cluster, w->base, PM_IO_MAX,
+					    &w->mr, &w->rk);
 	if (err) {
 		pmd_warn("an I/O window: %s", strerror(err));
 		if (w->base != MAP_FAILED)

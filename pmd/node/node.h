@@ -113,8 +113,8 @@ void pmd_cluster_answer(struct pmd_cluster *c, pm_node_t src, uint64_t src_inc,
  */
 struct pmd_cluster_upcalls {
 	void (*serve)(void *arg, pm_node_t src, uint64_t src_inc, uint64_t id,
-		      struct pmd_task *t, uint16_t type, const void *body,
-		      uint32_t len);
+		      struct pmd_task *t, uint16_t type, uint16_t flags,
+		      const void *body, uint32_t len);
 	void (*proxy_gone)(void *arg, struct pmd_task *t);
 	void (*batch_done)(void *arg);
 	/* Stops the stores of every task here that holds a segment st
@@ -215,6 +215,11 @@ error_t pmd_cluster_rio_window(struct pmd_cluster *c, bool write,
  * it. */
 error_t pmd_cluster_mr(struct pmd_cluster *c, void *buf, size_t len,
 		       struct fab_mr **out);
+/* The same, and other nodes may read and write it too, reaching it with
+ * *rk (a task's I/O window, which the home of a forwarded read or write
+ * fills or reads by RDMA). */
+error_t pmd_cluster_mr_remote(struct pmd_cluster *c, void *buf, size_t len,
+			      struct fab_mr **out, struct pmd_nreq_window *rk);
 void pmd_cluster_mr_drop(struct fab_mr *mr);
 
 #endif

@@ -115,7 +115,8 @@ static void serve_op(struct pmd_cluster *c, const struct pmd_nreq_in *in,
 	const struct pmd_nreq_fwd_op *q = (const void *)in->body;
 	struct pmd_task *t;
 
-	if (in->hdr->len < sizeof(*q) || q->len != in->hdr->len - sizeof(*q)) {
+	if (in->hdr->len < sizeof(*q) || q->len != in->hdr->len - sizeof(*q) ||
+	    (q->flags & ~PMD_FWD_WINDOW)) {
 		out->status = EPROTO;
 	} else if (!(t = proxy_of(c, in->src, q->task, false))) {
 		out->status = EBADF;
@@ -124,7 +125,7 @@ static void serve_op(struct pmd_cluster *c, const struct pmd_nreq_in *in,
 	} else {
 		/* The daemon runs it as the proxy and answers. */
 		c->up.serve(c->up.arg, in->src, in->src_inc, in->hdr->id, t,
-			    q->type, q + 1, q->len);
+			    q->type, q->flags, q + 1, q->len);
 		out->later = true;
 	}
 }

@@ -219,6 +219,25 @@ error_t pmd_cluster_mr(struct pmd_cluster *c, void *buf, size_t len,
 				      out);
 }
 
+error_t pmd_cluster_mr_remote(struct pmd_cluster *c, void *buf, size_t len,
+			      struct fab_mr **out, struct pmd_nreq_window *rk)
+{
+	struct fab_rkey k;
+	uint64_t key;
+	error_t err = fab_key_random(c->ep, &key);
+
+	if (!err)
+		err = fab_mr_reg(c->ep, buf, len, FAB_ACCESS_LOCAL |
+				 FAB_ACCESS_REMOTE_READ | FAB_ACCESS_REMOTE_WRITE,
+				 key, out);
+	if (!err && (err = fab_mr_rkey(*out, &k)))
+		fab_mr_dereg(*out);
+	if (!err)
+		*rk = (struct pmd_nreq_window){ .key = k.key, .base = k.base,
+						.len = k.len };
+	return err;
+}
+
 void pmd_cluster_mr_drop(struct fab_mr *mr)
 {
 	if (fab_mr_dereg(mr))

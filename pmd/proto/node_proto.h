@@ -32,7 +32,10 @@
  *              3  tagged loans (ALLOC naming a task, container, handle and
  *                 frames), forwarded maps.
  *              4  RETURN: tagged slots come back with their bytes, the
- *                 lender's task stopped first (no store lost in a pull).
+ *                 lender's task stopped first (no store lost in a pull);
+ *                 FWD_OP's flags (was pad): PMD_FWD_WINDOW, a forwarded
+ *                 read's or write's bytes by RDMA to or from the
+ *                 forwarder's window.
  */
 #ifndef PMD_NODE_PROTO_H
 #define PMD_NODE_PROTO_H
@@ -234,9 +237,19 @@ static_assert(sizeof(struct pmd_nreq_fwd_import) == 40, "fwd import");
 struct pmd_nreq_fwd_op {
 	uint64_t task;
 	uint16_t type;                /* enum pm_msg_type */
-	uint16_t pad;
+	uint16_t flags;               /* PMD_FWD_WINDOW */
 	uint32_t len;                 /* request body bytes, which follow */
 };
+/* A READ or WRITE whose bytes go by RDMA between the home and the
+ * forwarder's window (registered for it): the request (struct
+ * pm_io_req, no data) is followed by the window's registration; the home
+ * reads a WRITE's bytes from there before it runs it, and writes a READ's
+ * there before it answers (an answer without bytes). */
+#define PMD_FWD_WINDOW 0x1u
+struct pmd_nreq_window {
+	uint64_t key, base, len;      /* its registration */
+};
+static_assert(sizeof(struct pmd_nreq_window) == 24, "fwd window");
 static_assert(sizeof(struct pmd_nreq_fwd_op) == 16, "fwd op");
 static_assert(offsetof(struct pmd_nreq_fwd_op, len) == 12, "fwd op.len");
 
