@@ -3,16 +3,18 @@
  * this node and one another home serves, or two homes): no frame can be
  * shared across nodes, so this pmd copies the bytes for its task, node to
  * node, in pieces of up to PM_IO_MAX in frame order: a READ of the
- * source piece, then a WRITE of its bytes to the destination. Each runs
- * as a request of the task's own (a *sub-request*: a session with no
- * socket, the task's forwarded handles copied, answered here), so it goes
- * wherever its container lives (here, the frames' lenders by RDMA, or
- * its home in one node request) and waits, parks, stops mappers and fails
- * exactly as the task's own read or write would. A piece that fails is
- * done again frame by frame, so that the error is the first frame's that
- * stops it, with the frames before it copied (as any copy). The task's
- * session is parked meanwhile; if it goes, the copy ends after the piece
- * in flight.
+ * source piece into the task's window, then a WRITE of it from there to
+ * the destination (a home moves the bytes to and from the window by
+ * RDMA; a session without a window carries them in the requests). Each
+ * runs as a request of the task's own (a *sub-request*: a session with
+ * no socket, the task's forwarded handles copied, answered here), so it
+ * goes wherever its container lives (here, the frames' lenders by RDMA,
+ * or its home in one node request) and waits, parks, stops mappers and
+ * fails exactly as the task's own read or write would. A piece that
+ * fails is done again frame by frame, so that the error is the first
+ * frame's that stops it, with the frames before it copied (as any copy).
+ * The task's session is parked meanwhile (it uses its window for nothing
+ * else); if it goes, the copy ends with the piece in flight.
  */
 #include "daemon.h"
 
@@ -33,7 +35,8 @@ struct xcopy {
 	uint32_t single_end;         /* (L) frame by frame up to here */
 	bool writing;                /* (L) its WRITE is in flight */
 	struct pmd_session *sub;     /* (L) the sub-request in flight */
-	uint8_t buf[sizeof(struct pm_io_req) + PM_IO_MAX]
+	struct pmd_window *win;      /* (C) the task's window, or NULL */
+	uint8_t buf[sizeof(struct pm_io_req) + PM_IO_MAX] /* (L) no window */
 		__attribute__((aligned(8)));
 };
 
@@ -52,6 +55,10 @@ static error_t sub_run(struct xcopy *x, struct pmd_session *s,
 				     .virt = true, .sub = true,
 				     .sub_done = xcopy_answer,
 				     .sub_arg = x, .parked_type = q->type };
+	if (x->win) {
+		sub->win = x->win;
+		sub->win->refs++;
+	}
 	if (s->nfwd) {
 		sub->fwd = malloc(s->nfwd * sizeof(*sub->fwd));
 		if (!sub->fwd) {
@@ -84,8 +91,15 @@ static error_t xcopy_next(struct xcopy *x, struct pmd_session *s)
 	x->writing = false;
 	io = (struct pm_io_req){ .handle = x->q.src,
 				 .frame = x->q.src_start + x->done,
-				 .len = x->n * PM_FRAME_SIZE };
+				 .len = x->n * PM_FRAME_SIZE,
+				 .flags = x->win ? PM_IO_WINDOW : 0 };
 	return sub_run(x, s, &q);
+}
+
+static void xcopy_free(struct xcopy *x)
+{
+	pmd_window_put(x->win);
+	free(x);
 }
 
 /* The copy's answer to the task. */
@@ -96,7 +110,7 @@ static void xcopy_end(struct xcopy *x, struct pmd_session *s, error_t status,
 			       .why = { .arg = arg, .frame = culprit } };
 
 	pmd_session_answer(x->srv, s, &r);
-	free(x);
+	xcopy_free(x);
 }
 
 /* A sub-request's answer (NULL: it was closed unanswered). */
@@ -111,7 +125,7 @@ static void xcopy_answer(void *arg, const struct pmd_reply *r)
 		if (s)
 			xcopy_end(x, s, EIO, 0, 0);
 		else
-			free(x);
+			xcopy_free(x);
 		return;
 	}
 	if (r->status) {
@@ -135,21 +149,27 @@ static void xcopy_answer(void *arg, const struct pmd_reply *r)
 		return;
 	}
 	if (!x->writing) {
-		/* The source's bytes: to the destination. */
+		/* The source's bytes (in the window, or in the answer): to
+		 * the destination. */
 		struct pm_io_req *io = (struct pm_io_req *)x->buf;
 		const void *data = r->body_ext ? r->body_ext
 					       : pmd_reply_body(x->srv);
-		struct pmd_req q = { .type = PM_MSG_WRITE, .body = x->buf };
+		uint32_t len = x->n * PM_FRAME_SIZE;
+		struct pmd_req q = { .type = PM_MSG_WRITE, .body = x->buf,
+				     .len = sizeof(*io) };
 
-		if (r->body_len != x->n * PM_FRAME_SIZE) {
+		if (r->body_len != (x->win ? 0 : len)) {
 			xcopy_end(x, s, EPROTO, 0, 0);
 			return;
 		}
 		*io = (struct pm_io_req){ .handle = x->q.dst,
 					  .frame = x->q.dst_start + x->done,
-					  .len = r->body_len };
-		memcpy(io + 1, data, r->body_len);
-		q.len = (uint32_t)sizeof(*io) + r->body_len;
+					  .len = len,
+					  .flags = x->win ? PM_IO_WINDOW : 0 };
+		if (!x->win) {
+			memcpy(io + 1, data, len);
+			q.len += len;
+		}
 		x->writing = true;
 		err = sub_run(x, s, &q);
 		if (err)
@@ -174,10 +194,12 @@ enum pmd_step pmd_xcopy(struct pmd_server *srv, struct pmd_session *s,
 
 	if (!x)
 		return pmd_reply_now(r, ENOMEM);
-	*x = (struct xcopy){ .srv = srv, .q = *q };
+	*x = (struct xcopy){ .srv = srv, .q = *q, .win = s->win };
+	if (x->win)
+		x->win->refs++;
 	err = xcopy_next(x, s);
 	if (err) {
-		free(x);
+		xcopy_free(x);
 		return pmd_reply_now(r, err);
 	}
 	return pmd_session_park(s, &x->base);
