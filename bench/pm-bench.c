@@ -733,6 +733,67 @@ static void bench_forward(void)
 	report("forward.write64k", "ns", t_f, "owner write64k on the home", t_l,
 	       NULL);
 
+	/* Through the task's window (the home moves the bytes by RDMA to
+	 * and from it, the default) against a session without one (the
+	 * bytes in the node requests' messages). */
+	{
+		pm_t *nw = connect_no_window();
+		container_t nref;
+
+		CHECK(pm_self(nw, &sid));
+		CHECK(pm_container_share(home, c, sid, &weak));
+		CHECK(pm_cap_export(home, weak, &tok));
+		CHECK(pm_cap_import(nw, &tok, &nref));
+		MEASURE_PAIR(t_f, 4, CHECK(pm_container_read(here, ref, 0, 0, buf, 65536)),
+			     t_l, 4, CHECK(pm_container_read(nw, nref, 0, 0, buf, 65536)));
+		report("forward.read64k_window", "ns", t_f,
+		       "forwarded read64k in the messages", t_l, NULL);
+		MEASURE_PAIR(t_f, 4, CHECK(pm_container_write(here, ref, 0, 0, buf, 65536)),
+			     t_l, 4, CHECK(pm_container_write(nw, nref, 0, 0, buf, 65536)));
+		report("forward.write64k_window", "ns", t_f,
+		       "forwarded write64k in the messages", t_l, NULL);
+		pm_disconnect(nw);
+	}
+
+	/* A copy of 1 MiB between homes (here to the home, and back): one
+	 * request, the task's pmd moving the bytes through the window,
+	 * against what a task (and the library, before) did: a read and a
+	 * forwarded write (or the reverse) of each 64 KiB piece. */
+	{
+		container_t big, mine, bref;
+		int k = 256;
+
+		CHECK(pm_container_create(home, &big));
+		CHECK(pm_container_allocate(home, big, 0, &k, 0));
+		CHECK(pm_self(here, &sid));
+		CHECK(pm_container_share(home, big, sid, &weak));
+		CHECK(pm_cap_export(home, weak, &tok));
+		CHECK(pm_cap_import(here, &tok, &bref));
+		CHECK(pm_container_create(here, &mine));
+		k = 256;
+		CHECK(pm_container_allocate(here, mine, 0, &k, 0));
+		MEASURE_PAIR(t_f, 2, CHECK(pm_container_copy(here, mine, 0, bref, 0,
+							     256, 0, NULL)),
+			     t_l, 2, for (int p_ = 0; p_ < 16; p_++) {
+				     CHECK(pm_container_read(here, mine, (frame_t)p_ * 16,
+							     0, buf, 65536));
+				     CHECK(pm_container_write(here, bref, (frame_t)p_ * 16,
+							      0, buf, 65536)); });
+		report("forward.copy_1m_out", "ns", t_f,
+		       "read + forwarded write, 64 KiB a piece", t_l, NULL);
+		MEASURE_PAIR(t_f, 2, CHECK(pm_container_copy(here, bref, 0, mine, 0,
+							     256, 0, NULL)),
+			     t_l, 2, for (int p_ = 0; p_ < 16; p_++) {
+				     CHECK(pm_container_read(here, bref, (frame_t)p_ * 16,
+							     0, buf, 65536));
+				     CHECK(pm_container_write(here, mine, (frame_t)p_ * 16,
+							      0, buf, 65536)); });
+		report("forward.copy_1m_in", "ns", t_f,
+		       "forwarded read + write, 64 KiB a piece", t_l, NULL);
+		CHECK(pm_container_destroy(here, mine));
+		CHECK(pm_container_destroy(home, big));
+	}
+
 	/* A frame both map, touched in turn: it moves to this node (the
 	 * task's fault, a map forwarded to the home) and back (the owner's
 	 * fault pulls it home), against a forwarded 4 KiB read. */

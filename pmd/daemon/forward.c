@@ -333,10 +333,16 @@ static error_t fwd_copy_check(struct pmd_server *srv, struct pmd_session *s,
 	return 0;
 }
 
+/* From this size on, a forwarded read or write through the window has
+ * the home move its bytes by RDMA; below, they ride in the messages (one
+ * RDMA operation and its completion more cost about as much as 10 KiB
+ * more in a message over tcp on loopback: docs/benchmarks.md). */
+#define PMD_FWD_RDMA_MIN (3u * PM_FRAME_SIZE)
+
 /* A read or write: the request whole in x->io, its bytes (a WRITE's) at
  * *data; through the task's window, registered for other nodes, the home
- * moves them by RDMA (x->win). EPROTO when it breaks the rules of its
- * type. */
+ * moves larger ones by RDMA (x->win). EPROTO when it breaks the rules of
+ * its type. */
 static error_t fwd_io(struct pmd_session *s, const struct pmd_req *q,
 		      struct fctx *x, const void **data)
 {
@@ -351,7 +357,7 @@ static error_t fwd_io(struct pmd_session *s, const struct pmd_req *q,
 		return EPROTO;
 	*data = window ? (const void *)s->win->base
 		       : (const void *)((const uint8_t *)q->body + sizeof(x->io));
-	if (window && s->win->mr) {
+	if (window && s->win->mr && x->io.len >= PMD_FWD_RDMA_MIN) {
 		x->win = s->win;
 		x->win->refs++;
 	}
