@@ -10,7 +10,11 @@
 #                    wake-up across vCPUs costs more than the operation);
 #   forwarded:       (sleeping placement) reads and writes by a task on
 #                    node 1 of a container homed on node 2, through a
-#                    forwarded handle, against its owner's on node 2;
+#                    forwarded handle, against its owner's on node 2; 64
+#                    KiB of them through the task's window (the home moves
+#                    the bytes by RDMA) against a session without one; a
+#                    copy of 1 MiB between homes against a task's read and
+#                    write of each 64 KiB piece;
 #                    and a frame both map, touched in turn (it moves to
 #                    node 1 and back each time: move_pair), against a
 #                    forwarded 4 KiB read;
@@ -77,6 +81,11 @@ jq -n --slurpfile api <(jq -s . "$tmp"/api.*.json) \
     {us: ([$v[].value] | med / 1000 * 10 | round / 10),
      forwarded_read_4k_us: ([$v[].baseline_value] | med / 1000 * 10 | round / 10),
      ratio: ([$v[].ratio] | med | r3)};
+  def rel($s; $n): [$s[] | .[] | select(.name == $n)] as $v |
+    {us: ([$v[].value] | med / 1000 * 10 | round / 10),
+     baseline: ($v[0].baseline // ""),
+     baseline_us: ([$v[].baseline_value] | med / 1000 * 10 | round / 10),
+     ratio: ([$v[].ratio] | med | r3)};
   def wg($s; $n): [$s[] | .[] | select(.name == $n)] as $v |
     {window_MBps: ([$v[].value] | med | round),
      messages_MBps: ([$v[].baseline_value] | med | round),
@@ -86,7 +95,11 @@ jq -n --slurpfile api <(jq -s . "$tmp"/api.*.json) \
                write_4k: fwd($api[0]; "forward.write4k"),
                read_64k: fwd($api[0]; "forward.read64k"),
                write_64k: fwd($api[0]; "forward.write64k"),
-               move_pair: mv($api[0]; "forward.move_pair")},
+               move_pair: mv($api[0]; "forward.move_pair"),
+               read_64k_window: rel($api[0]; "forward.read64k_window"),
+               write_64k_window: rel($api[0]; "forward.write64k_window"),
+               copy_1m_out: rel($api[0]; "forward.copy_1m_out"),
+               copy_1m_in: rel($api[0]; "forward.copy_1m_in")},
    window: {read_bw_64k: wg($api[0]; "remote.read_bw_64k"),
             write_bw_64k: wg($api[0]; "remote.write_bw_64k")}} +
   (if ($poll[0] | map(length) | add) > 0
