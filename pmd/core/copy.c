@@ -99,7 +99,7 @@ error_t pmd_copy_decode(struct pmd_core *core, struct pmd_task *task,
 		/* A physical copy into a shared destination slot needs a
 		 * private slot first; within one container any destination
 		 * may end up so. */
-		reserve += same || pmd_frame_cow(core, d);
+		reserve += same || pmd_frame_borrowed_slot(core, cp->dst, d);
 		err = copy_stops(core, s, d, dst_start + k);
 		if (err)
 			return err;
@@ -147,7 +147,7 @@ error_t pmd_copy_invoke(struct pmd_core *core, const struct pmd_copy *cp)
 			pmd_cview_put(core, sc, cp->src_start + i, s);
 			continue;
 		}
-		if (pmd_frame_cow(core, d))
+		if (pmd_frame_borrowed_slot(core, dc, d))
 			pmd_frame_break_cow(core, dc, cp->dst_start + i, d);
 		memcpy(pmd_frame_bytes(core, d), pmd_segment_frame(ss, s->slot),
 		       PM_FRAME_SIZE);

@@ -23,6 +23,18 @@ bool pmd_frame_cow(const struct pmd_core *core, const struct pmd_frame *e)
 	       pmd_frame_seg(core, e)->slots.ref[e->slot] > 1;
 }
 
+bool pmd_frame_borrowed_slot(const struct pmd_core *core,
+			     const struct pmd_container *c,
+			     const struct pmd_frame *e)
+{
+	const struct pmd_segment *seg;
+
+	if (pmd_frame_remote(e))
+		return false;
+	seg = pmd_frame_seg(core, e);
+	return seg->slots.ref[e->slot] > 1 || seg->domain != c;
+}
+
 uint8_t *pmd_frame_bytes(const struct pmd_core *core, const struct pmd_frame *e)
 {
 	return pmd_segment_frame(pmd_frame_seg(core, e), e->slot);

@@ -39,6 +39,14 @@ struct pmd_segment *pmd_frame_seg(const struct pmd_core *core,
 				  const struct pmd_frame *e);
 /* A frame is copy-on-write while its slot is shared. */
 bool pmd_frame_cow(const struct pmd_core *core, const struct pmd_frame *e);
+/* Whether frame e of c must move to a slot of its own before it is
+ * written: its slot is shared, or lies in another container's segment (a
+ * logical copy put it there, and the other container, or its owner, may
+ * be gone: whoever held that segment must not see this frame's new
+ * bytes). */
+bool pmd_frame_borrowed_slot(const struct pmd_core *core,
+			     const struct pmd_container *c,
+			     const struct pmd_frame *e);
 /* The bytes of a frame here. */
 uint8_t *pmd_frame_bytes(const struct pmd_core *core, const struct pmd_frame *e);
 

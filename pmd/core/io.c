@@ -59,7 +59,7 @@ error_t pmd_io_decode(struct pmd_core *core, struct pmd_task *task,
 			return EIO; /* on a node that went down */
 		}
 		io->nremote += pmd_frame_remote(e);
-		if (write && pmd_frame_cow(core, e)) {
+		if (write && pmd_frame_borrowed_slot(core, c, e)) {
 			io->ncow++;
 			err = pmd_frame_break_stops(core, e, io->first + i);
 			if (err)
@@ -111,7 +111,7 @@ static void io_break_cows(struct pmd_core *core, const struct pmd_io *io)
 	for (uint64_t i = 0; io->ncow && i < io->nframes; i++) {
 		struct pmd_frame *e = pmd_ftab_lookup(&io->cont->frames,
 						      io->first + i);
-		if (pmd_frame_cow(core, e))
+		if (pmd_frame_borrowed_slot(core, io->cont, e))
 			pmd_frame_break_cow(core, io->cont, io->first + i, e);
 	}
 }

@@ -223,6 +223,47 @@ static void owner_mappings_live_through_unshare(void **state)
 }
 
 /*
+ * An owner that dies with a frame whose slot it shares by a logical copy
+ * with a container of another task: a server that had mapped the dead
+ * owner's frame must not see that other task's frame (its writes) through
+ * its old mapping; the other task's frame keeps its contents.
+ */
+static void a_dead_owners_shared_slot_shows_nobody_else(void **state)
+{
+	pm_t *o = follower(), *s = follower(), *t = follower();
+	container_t a, c, cref;
+	int n = 1;
+	char *srv, buf[32];
+
+	(void)state;
+	/* t's container c, which o may write (a weak reference). */
+	assert_int_equal(pm_container_create(t, &c), 0);
+	assert_int_equal(pm_container_allocate(t, c, 0, &n, 0), 0);
+	cref = server_maps(t, c, o, 0, 1, (void **)&srv); /* (o maps it too) */
+	assert_int_equal(pm_container_unmap(o, srv, 1), 0);
+	/* o's container a, mapped by the server s. */
+	n = 1;
+	assert_int_equal(pm_container_create(o, &a), 0);
+	assert_int_equal(pm_container_allocate(o, a, 0, &n, 0), 0);
+	assert_int_equal(pm_container_write(o, a, 0, 0, "o's frame", 10), 0);
+	server_maps(o, a, s, 0, 1, (void **)&srv);
+	assert_string_equal(srv, "o's frame");
+	/* o copies its frame into t's: t's frame shares o's slot. */
+	assert_int_equal(pm_container_copy(o, a, 0, cref, 0, 1, 0, NULL), 0);
+	pm_disconnect(o);
+	/* t writes its frame: s sees none of it. */
+	assert_int_equal(pm_container_read(t, c, 0, 0, buf, 10), 0);
+	assert_string_equal(buf, "o's frame");
+	assert_int_equal(pm_container_write(t, c, 0, 0, "t's secret", 11), 0);
+	assert_true(strcmp(srv, "t's secret") != 0);
+	assert_int_equal(pm_container_read(t, c, 0, 0, buf, 11), 0);
+	assert_string_equal(buf, "t's secret");
+	test_check(t);
+	pm_disconnect(s);
+	pm_disconnect(t);
+}
+
+/*
  * A read-only mapping of a copy-on-write frame, the frame then written
  * through the pmd: the mapping shows the new contents, and the other
  * frame's mapping the old (the known gap of the first copy-on-write).
@@ -588,6 +629,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(stores_under_moves_are_kept),
 		cmocka_unit_test(owner_mappings_live_through_unshare),
+		cmocka_unit_test(a_dead_owners_shared_slot_shows_nobody_else),
 		cmocka_unit_test(cow_mapping_follows_its_frame),
 		cmocka_unit_test(logical_copy_between_mapped_containers),
 		cmocka_unit_test(mappings_agree_with_a_model),
