@@ -349,8 +349,8 @@ void pmd_segment_slot_retire(struct pmd_segtab *t, struct pmd_segment *seg,
 	(void)last;
 	/* The hole makes the task's mapping fault and follow the frame. A
 	 * registration keeps the old page until the segment goes: zeroed
-	 * first, it holds nothing of the frame (and nobody reaches it). */
-	if (seg->pinned)
+	 * first, unless a task may be reading it now (segment.h). */
+	if (seg->pinned && !seg->exposed)
 		memset(pmd_segment_frame(seg, slot), 0, PM_FRAME_SIZE);
 	punch(seg, slot, 1);
 	seg->retired[slot / 64] |= UINT64_C(1) << (slot % 64);

@@ -33,10 +33,14 @@
  * and the tasks use the new one. So a pinned segment is made physical
  * whole before it is registered, and its slots are cleared in place
  * (zeroed) when freed or made ready, never punched. A slot that retires
- * is still punched (a task's mapping of it must fault), zeroed first:
- * the registration keeps the old page until the segment goes, holding
- * nothing, and no RDMA reaches it any more (a retired slot is never lent
- * again while the segment lives).
+ * is still punched (a task's mapping of it must fault); the registration
+ * keeps the old page until the segment goes, and no RDMA reaches it any
+ * more (a retired slot is never lent again while the segment lives). It
+ * is zeroed first only while no task was given the segment: a task that
+ * maps it may be reading the slot right then (a stop holds its stores,
+ * not its loads) and must see the frame or fault, never zeros; the old
+ * page it leaves behind holds only what the one home whose frames the
+ * segment kept may read anyway.
  *
  * Segment ids on the wire are generation << 32 | index and are never reused
  * for another segment during the pmd's life.
