@@ -855,6 +855,10 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	}
 	pthread_mutex_unlock(&f->lock);
 	if (!found) {
+		if (getenv("PM_DEBUG_FOLLOW"))
+			fprintf(stderr, "libpmclient: a fault at %#lx, which no "
+				"mapping of ours covers: zeros\n",
+				(unsigned long)page);
 		fault_zero(f, page, prot);
 		return;
 	}
@@ -886,6 +890,12 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	if (err) {
 		if (err != ENOENT && err != EACCES && err != ESTALE)
 			fault_warn(err); /* (else gone, or revoked) */
+		if (getenv("PM_DEBUG_FOLLOW"))
+			fprintf(stderr, "libpmclient: %s of segment %lu slot %u "
+				"(frame %lu): %s; zeros from now on\n",
+				dropped && cont ? "WHERE" : "RESOLVE",
+				(unsigned long)req.segment, req.slot,
+				(unsigned long)frame, strerror(err));
 		fault_zero(f, page, prot);
 		return;
 	}
@@ -896,6 +906,11 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	err = place.fd < 0 ? EBADF : fault_map(f, page, &place, prot, &f->resolved);
 	if (err) {
 		fault_warn(err);
+		if (getenv("PM_DEBUG_FOLLOW"))
+			fprintf(stderr, "libpmclient: mapping segment %lu slot "
+				"%u (frame %lu): %s; zeros from now on\n",
+				(unsigned long)rep.segment, rep.slot,
+				(unsigned long)frame, strerror(err));
 		fault_zero(f, page, prot);
 	}
 }
