@@ -5,7 +5,8 @@
  * the result.
  *
  *   map        map+unmap of a resident frame: fast path, pmd path, and the
- *              baseline mmap+munmap of a memfd page
+ *              baseline mmap+munmap of a memfd page; and of 1 MiB (one
+ *              run of slots, and scattered) against the pmd's path
  *   alloc      allocation throughput: batches of 4096 and single frames
  *   rpc        a small request (pm_task_stat) against a round trip on a
  *              Unix SEQPACKET socket pair
@@ -208,6 +209,48 @@ static void bench_map(void)
 	       "<= 100 ns and <= 0.1x");
 	report("map.pmd", "ns", t_slow, "mmap+munmap memfd page", t_mmap2, NULL);
 	report("map.fast_vs_pmd", "ns", t_fast, "map.pmd", t_slow, NULL);
+
+	/* 1 MiB (256 resident frames) at once: one run of slots (a pointer
+	 * into the segment's mapping), and scattered (every other frame
+	 * moved: an mmap per frame), against the pmd's path for the same. */
+	{
+		container_t bf, bs;
+		int k = 256;
+
+		CHECK(pm_container_create(fast, &bf));
+		CHECK(pm_container_allocate(fast, bf, 0, &k, 0));
+		k = 256;
+		CHECK(pm_container_create(slow, &bs));
+		CHECK(pm_container_allocate(slow, bs, 0, &k, 0));
+		CHECK(pm_container_map(fast, bf, 0, 1, CONT_MAP_READ, &m, NULL));
+		CHECK(pm_container_unmap(fast, m, 1));
+		MEASURE_PAIR(t_fast, 100, {
+			CHECK(pm_container_map(fast, bf, 0, 256, CONT_MAP_READ |
+					       CONT_MAP_WRITE, &m, NULL));
+			CHECK(pm_container_unmap(fast, m, 256)); },
+			     t_slow, 10, {
+			CHECK(pm_container_map(slow, bs, 0, 256, CONT_MAP_READ |
+					       CONT_MAP_WRITE, &m, NULL));
+			CHECK(pm_container_unmap(slow, m, 256)); });
+		report("map.fast_1m", "ns", t_fast, "the pmd's map of 1 MiB",
+		       t_slow, NULL);
+		for (frame_t f = 1; f < 256; f += 2) {
+			CHECK(pm_debug_move(fast, bf, f));
+			CHECK(pm_debug_move(slow, bs, f));
+		}
+		CHECK(pm_container_map(fast, bf, 0, 256, CONT_MAP_READ, &m, NULL));
+		CHECK(pm_container_unmap(fast, m, 256));
+		MEASURE_PAIR(t_fast, 10, {
+			CHECK(pm_container_map(fast, bf, 0, 256, CONT_MAP_READ |
+					       CONT_MAP_WRITE, &m, NULL));
+			CHECK(pm_container_unmap(fast, m, 256)); },
+			     t_slow, 10, {
+			CHECK(pm_container_map(slow, bs, 0, 256, CONT_MAP_READ |
+					       CONT_MAP_WRITE, &m, NULL));
+			CHECK(pm_container_unmap(slow, m, 256)); });
+		report("map.fast_1m_scattered", "ns", t_fast,
+		       "the pmd's map of 1 MiB, scattered", t_slow, NULL);
+	}
 	close(fd);
 	pm_disconnect(fast);
 	pm_disconnect(slow);

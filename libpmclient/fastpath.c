@@ -327,25 +327,43 @@ bool pmc_local_place(void *arg, uint64_t seg, uint32_t slot, container_t c,
 	return true;
 }
 
+static bool map_fast(struct pm *pm, struct pmc_view *v, container_t c,
+		     frame_t start, int n, int flags, struct pm_view_entry *ents,
+		     void **addr, int *granted);
+
 /*
- * The fast path: maps frames start.. from the view and the segments we
- * hold, without a message. False (nothing done) whenever any frame needs
- * the pmd: not in the view, in a segment we do not hold, copy-on-write
- * under FORCE_WRITE, a lock, a dead view.
+ * The fast path: maps frames start.. (any number of them) from the view
+ * and the segments we hold, without a message. False (nothing done)
+ * whenever any frame needs the pmd: not in the view, in a segment we do
+ * not hold, copy-on-write under FORCE_WRITE, a lock, a dead view.
  */
 bool pmc_map_fast(struct pm *pm, container_t c, frame_t start, int n,
 		  int flags, void **addr, int *granted)
 {
-	struct pm_view_entry ents[16];
+	struct pm_view_entry small[16], *ents = small;
 	struct pmc_view *v = hview_get(pm, c);
+	bool ok;
+
+	if (!v || !(flags & (CONT_MAP_READ | CONT_MAP_WRITE)) ||
+	    (flags & ~(CONT_MAP_READ | CONT_MAP_WRITE | CONT_MAP_FORCE_WRITE)))
+		return false;
+	if (n > (int)(sizeof(small) / sizeof(small[0])) &&
+	    !(ents = malloc((size_t)n * sizeof(*ents))))
+		return false; /* the pmd then */
+	ok = map_fast(pm, v, c, start, n, flags, ents, addr, granted);
+	if (ents != small)
+		free(ents);
+	return ok;
+}
+
+static bool map_fast(struct pm *pm, struct pmc_view *v, container_t c,
+		     frame_t start, int n, int flags, struct pm_view_entry *ents,
+		     void **addr, int *granted)
+{
 	bool want_write = flags & CONT_MAP_WRITE;
 	bool writable = want_write, one_run = true;
 	struct pmc_seg *g0 = NULL;
 
-	if (!v || n > (int)(sizeof(ents) / sizeof(ents[0])) ||
-	    !(flags & (CONT_MAP_READ | CONT_MAP_WRITE)) ||
-	    (flags & ~(CONT_MAP_READ | CONT_MAP_WRITE | CONT_MAP_FORCE_WRITE)))
-		return false;
 	for (int i = 0; i < n; i++) {
 		struct pmc_seg *g;
 

@@ -164,6 +164,59 @@ static void scattered_frames_map_in_runs(void **state)
 	pm_disconnect(pm);
 }
 
+/* Any number of resident frames maps without a message: 1 MiB in one
+ * run of slots (a pointer into the segment's mapping), and 3 MiB, which
+ * spans segments (512 frames each: an mmap per run); each frame shows its
+ * own contents, and stores through the mapping reach the pmd. */
+static void large_resident_maps_send_no_message(void **state)
+{
+	pm_t *pm = test_connect(&test_pmd);
+	container_t c;
+	int n = 768;
+	uint8_t *m;
+	uint64_t before;
+
+	(void)state;
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	for (frame_t f = 0; f < 768; f++) {
+		uint16_t tag = (uint16_t)(f * 7 + 1);
+		assert_int_equal(pm_container_write(pm, c, f, 8, &tag,
+						    sizeof(tag)), 0);
+	}
+	assert_int_equal(pm_container_map(pm, c, 0, 1, CONT_MAP_READ,
+					  (void **)&m, NULL), 0);
+	assert_int_equal(pm_container_unmap(pm, m, 1), 0);
+	/* (Frames of the second segment: its descriptor comes once.) */
+	assert_int_equal(pm_container_map(pm, c, 600, 1, CONT_MAP_READ,
+					  (void **)&m, NULL), 0);
+	assert_int_equal(pm_container_unmap(pm, m, 1), 0);
+	before = requests(pm);
+	assert_int_equal(pm_container_map(pm, c, 0, 256, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&m, NULL), 0);
+	for (frame_t f = 0; f < 256; f++) {
+		uint16_t tag;
+		memcpy(&tag, m + f * PM_FRAME_SIZE + 8, sizeof(tag));
+		assert_int_equal(tag, (uint16_t)(f * 7 + 1));
+	}
+	m[200 * PM_FRAME_SIZE] = 'x';
+	assert_int_equal(pm_container_unmap(pm, m, 256), 0);
+	assert_int_equal(pm_container_map(pm, c, 0, 768, CONT_MAP_READ,
+					  (void **)&m, NULL), 0);
+	for (frame_t f = 0; f < 768; f++) {
+		uint16_t tag;
+		memcpy(&tag, m + f * PM_FRAME_SIZE + 8, sizeof(tag));
+		assert_int_equal(tag, (uint16_t)(f * 7 + 1));
+	}
+	assert_int_equal(pm_container_unmap(pm, m, 768), 0);
+	assert_int_equal(requests(pm), before + 1); /* the stat call only */
+	assert_int_equal(pm_container_read(pm, c, 200, 0, m = (uint8_t[1]){ 0 },
+					   1), 0);
+	assert_int_equal(m[0], 'x');
+	test_check(pm);
+	pm_disconnect(pm);
+}
+
 struct churn {
 	pm_t *pm;
 	container_t c;
@@ -235,6 +288,7 @@ int main(void)
 		cmocka_unit_test(resident_maps_send_no_message),
 		cmocka_unit_test(misses_go_to_the_pmd),
 		cmocka_unit_test(scattered_frames_map_in_runs),
+		cmocka_unit_test(large_resident_maps_send_no_message),
 		cmocka_unit_test(concurrent_changes_never_show_another_frame),
 	};
 	test_pmd_args = (const char *const[]){ "--memory", "64M",
