@@ -100,6 +100,7 @@ struct fab_ep {
 	                            * deadline first (sentinel) */
 	struct fab_op backlog;     /* (L) slots the provider refused with
 	                            * EAGAIN, in post order (sentinel) */
+	uint64_t posts;            /* (L) sends, reads and writes submitted */
 	uint64_t flush_pass;       /* (L) backlog flushes so far */
 	struct fab_op *rx_repost;  /* (L) receives delivered by the last poll */
 	void *msg_buf;             /* (C) (tx_depth + rx_depth) * msg_size bytes */

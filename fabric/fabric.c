@@ -631,6 +631,7 @@ static error_t fab_tx_submit(struct fab_ep *ep, struct fab_op *op)
 	if (op->mr)
 		op->mr->busy++;
 	ep->info.inflight++;
+	ep->posts++;
 	op->status = 0;
 	op->deadline = fab_now() + ep->timeout_ns;
 	fab_pending_push(ep, op);
@@ -872,6 +873,16 @@ error_t fab_ep_trywait(struct fab_ep *ep)
 	if (ep->pending.next != &ep->pending && ep->pending.next->deadline == 0)
 		return EAGAIN;
 	return ep->ops->trywait(ep);
+}
+
+uint64_t fab_ep_posts(const struct fab_ep *ep)
+{
+	return ep ? ep->posts : 0;
+}
+
+bool fab_ep_wakes(const struct fab_ep *ep)
+{
+	return ep && ep->info.wait_fd && fab_backlog_empty(ep);
 }
 
 int fab_ep_timeout_ms(const struct fab_ep *ep)

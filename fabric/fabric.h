@@ -47,6 +47,7 @@
 #define PM_FABRIC_H
 
 #include <errno.h> /* error_t (_GNU_SOURCE) */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -197,6 +198,13 @@ error_t fab_ep_poll(struct fab_ep *ep, struct fab_cqe *cqes, size_t max,
 error_t fab_ep_wait_fd(const struct fab_ep *ep, int *fd_out);
 error_t fab_ep_trywait(struct fab_ep *ep);
 int fab_ep_timeout_ms(const struct fab_ep *ep);
+/* How many sends, reads and writes were submitted so far: a caller that
+ * polled, slept safely (trywait 0) and sees no event on the descriptor
+ * and no new post since has nothing to poll for. */
+uint64_t fab_ep_posts(const struct fab_ep *ep);
+/* Whether all it waits for shows on its descriptor: it has one, and no
+ * backlog to retry (else poll every fab_ep_timeout_ms()). */
+bool fab_ep_wakes(const struct fab_ep *ep);
 
 #ifdef __cplusplus
 }

@@ -597,10 +597,18 @@ static void loop_session(struct pmd_server *srv, struct pmd_session *s,
 error_t pmd_server_run(struct pmd_server *srv)
 {
 	struct epoll_event evs[EPOLL_BATCH];
+	bool woke = true; /* by the fabric's descriptor, or a deadline */
 
 	for (;;) {
-		bool spin = loop_cluster(srv, loop_spin(srv));
+		bool spin = loop_spin(srv);
 		int n;
+
+		/* The cluster's turn, unless it has nothing to do: a local
+		 * request should not pay the provider's progress. */
+		if (srv->cluster &&
+		    (woke || spin || !pmd_cluster_quiet(srv->cluster)))
+			spin = loop_cluster(srv, spin);
+		woke = false;
 
 		while (srv->rerun)
 			requests_rerun(srv);
@@ -608,6 +616,8 @@ error_t pmd_server_run(struct pmd_server *srv)
 			       spin ? 0 : pmd_stop_timeout_ms(srv, srv->cluster
 			       ? pmd_cluster_timeout_ms(srv->cluster) : -1));
 		pmd_stop_expire(srv);
+		if (n == 0)
+			woke = true; /* a deadline */
 		if (spin && n == 0) {
 			/* Nothing yet. Unless our own task waits with us,
 			 * let what shares the CPU run (a task our answer
@@ -640,6 +650,7 @@ error_t pmd_server_run(struct pmd_server *srv)
 				 * one-sided reads and writes that leave no
 				 * completion here but need our progress; run
 				 * at the top of the loop. */
+				woke = true;
 				if (srv->poll_ns && !spin)
 					srv->served_ns = pmd_now_ns();
 			} else {

@@ -253,7 +253,16 @@ unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 		if (c->lend_low)
 			pmd_lend_prepare(c);
 	} while (sleep && fab_ep_trywait(c->ep) == EAGAIN);
+	c->slept = sleep; /* trywait said sleeping is safe */
+	c->posts_seen = fab_ep_posts(c->ep);
 	return active;
+}
+
+bool pmd_cluster_quiet(const struct pmd_cluster *c)
+{
+	return c->slept && c->posts_seen == fab_ep_posts(c->ep) &&
+	       fab_ep_wakes(c->ep) && !c->rio_ready &&
+	       pmd_cluster_timeout_ms(c) != 0;
 }
 
 bool pmd_cluster_waiting(const struct pmd_cluster *c)

@@ -54,6 +54,12 @@ void pmd_cluster_stop(struct pmd_cluster *c);
  * latest after pmd_cluster_timeout_ms, call pmd_cluster_run. */
 int pmd_cluster_fds(const struct pmd_cluster *c, int fds[2]);
 int pmd_cluster_timeout_ms(const struct pmd_cluster *c);
+/* Whether running the cluster now would find nothing to do: the last run
+ * ended ready to sleep, nothing was posted since, and no deadline is due
+ * (its descriptor shows anything else that comes). The daemon's loop then
+ * skips the run unless the descriptor woke it (a provider's progress is
+ * several system calls: each local request paid them). */
+bool pmd_cluster_quiet(const struct pmd_cluster *c);
 /* Reaps the fabric, runs the protocol, sends what it says; our frames go
  * into heartbeats. Says what came in: PMD_CLUSTER_SERVED, a peer's
  * message; PMD_CLUSTER_PROGRESS, a completion of our own reads and

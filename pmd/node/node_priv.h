@@ -34,6 +34,8 @@ struct pmd_cluster {
 	                                * index: what watch_peers saw last */
 	uint64_t prev_inc[PMD_CLUSTER_NODES_MAX]; /* (L) */
 	struct pmd_cluster_upcalls up; /* (C) the daemon's (proxy.c) */
+	bool slept;                    /* (L) the last run ended ready to sleep */
+	uint64_t posts_seen;           /* (L) the fabric's posts then */
 	/* nreq.c */
 	uint8_t nreq_key[32];          /* (C) node requests' MAC key */
 	struct pmd_ncall *calls;       /* (L) pending, newest first */
