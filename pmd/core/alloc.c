@@ -5,6 +5,7 @@
 #include <errno.h>
 
 #include "container.h"
+#include "lock.h"
 #include "frame.h"
 #include "view.h"
 
@@ -77,6 +78,7 @@ static void alloc_walk(struct pmd_core *core, struct pmd_alloc *a,
 		}
 		if (old && pmd_container_locked(c) && c->locker != a->task) {
 			a->stop = EBUSY; /* no squashing under a server's lock */
+			pmd_lock_refused(c);
 			break;
 		}
 		if (old)

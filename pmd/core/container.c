@@ -1,5 +1,6 @@
 /* container.c - see container.h. */
 #include "container.h"
+#include "lock.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -213,8 +214,10 @@ error_t pmd_cap_decode(struct pmd_task *task, container_t h, uint32_t rights,
 	if ((use & PMD_USE_BOUND) && cap->share && cap->share->bound != task->id)
 		return EACCES;
 	if ((use & PMD_USE_DATA) && (cap->rights & PMD_RIGHT_OWNER) &&
-	    pmd_container_locked(cap->cont) && cap->cont->locker != task)
+	    pmd_container_locked(cap->cont) && cap->cont->locker != task) {
+		pmd_lock_refused(cap->cont);
 		return EBUSY;
+	}
 	why->arg = PMD_ARG_NONE;
 	*cap_out = cap;
 	return 0;

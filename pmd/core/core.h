@@ -161,6 +161,10 @@ struct pmd_container {
 	struct pmd_view *view;        /* (L) tasks' read-only view, or NULL */
 	struct pmd_task *locker;      /* (L) server holding the lock, or NULL */
 	uint64_t lock_until_ms;       /* (L) monotonic expiry of that lock */
+	uint64_t lock_max_ms;         /* (L) the pmd's --max-lock-ms then */
+	pm_task_t fenced;             /* (L) a locker that refused its owner:
+	                               * it may not lock again (nor extend) */
+	uint64_t fence_until_ms;      /* (L) until then (lock.h) */
 	uint32_t policy;              /* (L) PM_PLACE_* */
 	pm_node_t policy_node;        /* (L) for PM_PLACE_NODE */
 };

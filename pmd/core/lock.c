@@ -22,8 +22,20 @@ error_t pmd_container_lock(struct pmd_core *core, struct pmd_task *task,
 	}
 	if (pmd_container_locked(cap->cont) && cap->cont->locker != task)
 		return EBUSY;
+	if (cap->cont->fenced == task->id &&
+	    pmd_now_ms() < cap->cont->fence_until_ms)
+		return EBUSY; /* it refused its owner: the owner's turn */
 	pmd_container_set_locker(cap->cont, task, pmd_now_ms() + msec);
+	cap->cont->lock_max_ms = core->cfg.max_lock_ms;
 	return 0;
+}
+
+void pmd_lock_refused(struct pmd_container *c)
+{
+	if (!c->locker)
+		return;
+	c->fenced = c->locker->id;
+	c->fence_until_ms = c->lock_until_ms + c->lock_max_ms;
 }
 
 error_t pmd_container_unlock(struct pmd_core *core, struct pmd_task *task,

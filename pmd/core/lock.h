@@ -7,6 +7,15 @@
  * or when its holder goes. The state is in the container
  * (pmd_container_locked, container.h).
  *
+ * A bounded lock must not become an endless one by relocking before each
+ * expiry: once the lock has refused its owner anything (EBUSY: access
+ * through the pmd, unshare of the locker, destroy, deallocation,
+ * squashing), its holder is *fenced*: it can neither extend that lock
+ * nor take a new one on that container until one --max-lock-ms after the
+ * lock ends. The lock it holds runs its course (the seed's promise to the
+ * server); the owner gets the container back within --max-lock-ms of
+ * asking, and a turn as long to use it (unshare, read, destroy).
+ *
  * Lock key: (L) the pmd loop thread.
  */
 #ifndef PMD_LOCK_H
@@ -27,5 +36,8 @@ error_t pmd_container_unlock(struct pmd_core *core, struct pmd_task *task,
 			     container_t h, struct pmd_culprit *why);
 /* A task is going away: the locks it holds end. */
 void pmd_lock_end_all(struct pmd_task *task);
+
+/* The lock refuses c's owner something: its holder is fenced (above). */
+void pmd_lock_refused(struct pmd_container *c);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "container.h"
+#include "lock.h"
 #include "frame.h"
 #include "map.h"
 #include "task.h"
@@ -201,8 +202,10 @@ static error_t resolve_frame(struct pmd_core *core, struct pmd_task *task,
 		out->frame = f;
 		return 0;
 	}
-	if (pmd_container_locked(c) && c->locker != task && c->owner == task)
+	if (pmd_container_locked(c) && c->locker != task && c->owner == task) {
+		pmd_lock_refused(c);
 		return EBUSY; /* the owner waits for the server's lock */
+	}
 	now = pmd_frame_seg(core, e);
 	if (now->domain != c) {
 		/* In another container's segment (a logical copy): it gets

@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include "container.h"
+#include "lock.h"
 #include "frame.h"
 #include "move.h"
 #include "task.h"
@@ -149,8 +150,10 @@ error_t pmd_container_unshare(struct pmd_core *core, struct pmd_task *task,
 	if (err)
 		return err;
 	c = cap->cont;
-	if (pmd_container_locked(c) && c->locker->id == remote)
+	if (pmd_container_locked(c) && c->locker->id == remote) {
+		pmd_lock_refused(c);
 		return EBUSY; /* the server's lock holds until it expires */
+	}
 	rt = pmd_task_find(core, remote);
 	if (rt)
 		nmove = exposed_to(c, rt);

@@ -504,6 +504,31 @@ static void lock_ends_by_itself(void **state)
 	pair_close(&p);
 }
 
+/* A server that relocks before each expiry cannot keep its owner out:
+ * once its lock refused the owner, it can neither extend that lock nor
+ * take a new one until one --max-lock-ms after the lock ends; the owner
+ * then reads and unshares. */
+static void relocking_cannot_keep_the_owner_out(void **state)
+{
+	struct pair p;
+	container_t ref;
+	char b;
+
+	pair_open(&p, 1);
+	ref = pair_share(&p);
+	assert_int_equal(pm_container_lock(p.server, ref, 300), 0);
+	assert_int_equal(pm_container_lock(p.server, ref, 300), 0); /* extends */
+	assert_int_equal(pm_container_read(p.client, p.c, 0, 0, &b, 1), EBUSY);
+	/* Refused: no more extensions, and the lock runs out. */
+	assert_int_equal(pm_container_lock(p.server, ref, 300), EBUSY);
+	usleep(350000);
+	assert_int_equal(pm_container_lock(p.server, ref, 300), EBUSY);
+	read_byte(p.client, p.c, 0, 0);
+	assert_int_equal(pm_container_unshare(p.client, p.c, p.server_id), 0);
+	assert_int_equal(pm_container_read(p.server, ref, 0, 0, &b, 1), ESTALE);
+	pair_close(&p);
+}
+
 static void lock_limits(void **state)
 {
 	struct pair p;
@@ -617,6 +642,7 @@ int main(void)
 		T(copy_from_a_writably_mapped_frame_stays_exact),
 		T(lock_keeps_the_owner_out),
 		T(lock_ends_by_itself),
+		T(relocking_cannot_keep_the_owner_out),
 		T(lock_limits),
 		T(server_death_ends_its_lock_and_keeps_the_data),
 		T(client_death_invalidates_server_references),

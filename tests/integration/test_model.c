@@ -46,6 +46,9 @@ struct mcont {
 	bool extra[NFRAME];
 	uint8_t value[NFRAME];            /* every byte of the frame */
 	int locker;                       /* task index or -1 */
+	int fenced;                       /* a locker that refused its owner:
+	                                   * it may not lock again (the locks
+	                                   * here outlast the run) */
 	bool shared_with[NTASK];
 };
 
@@ -84,6 +87,13 @@ static bool owner_blocked(int c)
 	return C[c].locker >= 0;
 }
 
+/* The lock refuses the owner: its holder is fenced (lock.h). */
+static void refuse(int c)
+{
+	if (C[c].locker >= 0)
+		C[c].fenced = C[c].locker;
+}
+
 static int live_cont_of(int t)
 {
 	int pick = -1, n = 0;
@@ -101,6 +111,7 @@ static void cont_forget(int c)
 			T[t].ref_stale[c] = true;
 	memset(&C[c], 0, sizeof(C[c]));
 	C[c].locker = -1;
+	C[c].fenced = -1;
 }
 
 static void op_create(int t)
@@ -119,6 +130,7 @@ static void op_create(int t)
 		C[c].live = true;
 		C[c].owner = t;
 		C[c].locker = -1;
+		C[c].fenced = -1;
 		return;
 	}
 }
@@ -148,6 +160,7 @@ static void op_allocate(int t)
 		}
 		if (C[c].present[f] && owner_blocked(c)) {
 			stop = EBUSY;
+			refuse(c);
 			break;
 		}
 		if (C[c].present[f]) {
@@ -197,8 +210,10 @@ static void op_deallocate(int t)
 
 	if (start + (frame_t)count > NFRAME)
 		count = NFRAME - (int)start;
-	if (owner_blocked(c))
+	if (owner_blocked(c)) {
 		want = EBUSY;
+		refuse(c);
+	}
 	for (int i = 0; i < count && !want; i++)
 		if (!C[c].present[start + (frame_t)i])
 			want = ENOENT;
@@ -221,6 +236,8 @@ static bool pick_access(int t, int *c_out, container_t *h, error_t *gate)
 	if (C[c].live && C[c].owner == t) {
 		*h = C[c].h;
 		*gate = owner_blocked(c) ? EBUSY : 0;
+		if (*gate)
+			refuse(c);
 	} else if (T[t].ref[c]) {
 		*h = T[t].ref[c];
 		*gate = T[t].ref_stale[c] ? ESTALE : 0;
@@ -315,8 +332,10 @@ static void op_copy(int t)
 		return;
 	frame_t ss = rnd(NFRAME), ds = rnd(NFRAME);
 	int n = 1 + (int)rnd(6);
-	if (owner_blocked(s) || owner_blocked(d))
+	if (owner_blocked(s) || owner_blocked(d)) {
 		want = EBUSY;
+		refuse(owner_blocked(s) ? s : d); /* the first it decodes */
+	}
 	for (i = 0; i < n && !want; i++) {
 		if (ss + (frame_t)i >= NFRAME || !C[s].present[ss + (frame_t)i]) {
 			want = ENOENT;
@@ -364,6 +383,8 @@ static void op_unshare(int t)
 	if (C[c].locker >= 0 && C[c].locker != r)
 		return;
 	error_t want = C[c].locker == r ? EBUSY : 0;
+	if (want)
+		refuse(c);
 	expect(pm_container_unshare(T[t].pm, C[c].h, T[r].id), want);
 	if (want)
 		return;
@@ -380,7 +401,8 @@ static void op_lock(int t)
 		return;
 	if (rnd(2)) {
 		error_t want = T[t].ref_stale[c] ? ESTALE :
-			(C[c].locker >= 0 && C[c].locker != t) ? EBUSY : 0;
+			(C[c].locker >= 0 && C[c].locker != t) ? EBUSY :
+			C[c].fenced == t ? EBUSY : 0;
 		expect(pm_container_lock(T[t].pm, T[t].ref[c], LOCK_MS), want);
 		if (!want)
 			C[c].locker = t;
@@ -413,6 +435,8 @@ static void op_destroy(int t)
 	if (c < 0)
 		return;
 	error_t want = owner_blocked(c) ? EBUSY : 0;
+	if (want)
+		refuse(c);
 	expect(pm_container_destroy(T[t].pm, C[c].h), want);
 	if (want)
 		return;
@@ -481,6 +505,8 @@ static void op_disconnect(int t)
 			cont_forget(c);
 		if (C[c].locker == t)
 			C[c].locker = -1;
+		if (C[c].fenced == t)
+			C[c].fenced = -1; /* it comes back as a new task */
 		C[c].shared_with[t] = false;
 	}
 	wait_tasks(NTASK - 1);
@@ -527,7 +553,7 @@ static void random_operations_match_the_model(void **state)
 		"(PMD_TEST_SEED/PMD_TEST_STEPS to change)\n",
 		(unsigned long long)seed, steps);
 	for (int c = 0; c < NCONT; c++)
-		C[c].locker = -1;
+		C[c].locker = C[c].fenced = -1;
 	for (int t = 0; t < NTASK; t++)
 		task_open(t);
 	for (step = 0; step < steps && time(NULL) < deadline; step++) {
