@@ -167,6 +167,23 @@ static pm_t *connect_fast(bool fast)
 	free(vb_); \
 } while (0)
 
+/* Map + unmap of frames 0-255 (1 MiB) of cf by fast (batch of them) and
+ * of cs by slow, measured in turn. */
+static void map_1m_pair(pm_t *fast, container_t cf, int batch, pm_t *slow,
+			container_t cs, double *t_fast, double *t_slow)
+{
+	void *m;
+
+	MEASURE_PAIR(*t_fast, batch, {
+		CHECK(pm_container_map(fast, cf, 0, 256, CONT_MAP_READ |
+				       CONT_MAP_WRITE, &m, NULL));
+		CHECK(pm_container_unmap(fast, m, 256)); },
+		     *t_slow, 10, {
+		CHECK(pm_container_map(slow, cs, 0, 256, CONT_MAP_READ |
+				       CONT_MAP_WRITE, &m, NULL));
+		CHECK(pm_container_unmap(slow, m, 256)); });
+}
+
 static void bench_map(void)
 {
 	pm_t *fast = connect_fast(true), *slow = connect_fast(false);
@@ -224,14 +241,7 @@ static void bench_map(void)
 		CHECK(pm_container_allocate(slow, bs, 0, &k, 0));
 		CHECK(pm_container_map(fast, bf, 0, 1, CONT_MAP_READ, &m, NULL));
 		CHECK(pm_container_unmap(fast, m, 1));
-		MEASURE_PAIR(t_fast, 100, {
-			CHECK(pm_container_map(fast, bf, 0, 256, CONT_MAP_READ |
-					       CONT_MAP_WRITE, &m, NULL));
-			CHECK(pm_container_unmap(fast, m, 256)); },
-			     t_slow, 10, {
-			CHECK(pm_container_map(slow, bs, 0, 256, CONT_MAP_READ |
-					       CONT_MAP_WRITE, &m, NULL));
-			CHECK(pm_container_unmap(slow, m, 256)); });
+		map_1m_pair(fast, bf, 100, slow, bs, &t_fast, &t_slow);
 		report("map.fast_1m", "ns", t_fast, "the pmd's map of 1 MiB",
 		       t_slow, NULL);
 		for (frame_t f = 1; f < 256; f += 2) {
@@ -240,14 +250,7 @@ static void bench_map(void)
 		}
 		CHECK(pm_container_map(fast, bf, 0, 256, CONT_MAP_READ, &m, NULL));
 		CHECK(pm_container_unmap(fast, m, 256));
-		MEASURE_PAIR(t_fast, 10, {
-			CHECK(pm_container_map(fast, bf, 0, 256, CONT_MAP_READ |
-					       CONT_MAP_WRITE, &m, NULL));
-			CHECK(pm_container_unmap(fast, m, 256)); },
-			     t_slow, 10, {
-			CHECK(pm_container_map(slow, bs, 0, 256, CONT_MAP_READ |
-					       CONT_MAP_WRITE, &m, NULL));
-			CHECK(pm_container_unmap(slow, m, 256)); });
+		map_1m_pair(fast, bf, 10, slow, bs, &t_fast, &t_slow);
 		report("map.fast_1m_scattered", "ns", t_fast,
 		       "the pmd's map of 1 MiB, scattered", t_slow, NULL);
 	}
