@@ -405,7 +405,9 @@ static bool map_fast(struct pm *pm, struct pmc_view *v, container_t c,
 				       MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (region == MAP_FAILED)
 			return false;
-		for (int i = 0, run; i < n; i += run) {
+		bool ok = true;
+
+		for (int i = 0, run; i < n && ok; i += run) {
 			struct pmc_seg *g = pmc_seg_get(pm, ents[i].segment);
 			uint8_t *at = region + (size_t)i * PM_FRAME_SIZE;
 
@@ -413,17 +415,27 @@ static bool map_fast(struct pm *pm, struct pmc_view *v, container_t c,
 			     ents[i + run].segment == ents[i].segment &&
 			     ents[i + run].slot == ents[i].slot + run; run++)
 				;
-			if (mmap(at, (size_t)run * PM_FRAME_SIZE, prot,
-				 MAP_SHARED | MAP_FIXED, g->fd,
-				 (off_t)ents[i].slot * PM_FRAME_SIZE) == MAP_FAILED ||
-			    pmc_follow_add(&pm->follow, at,
-					   (size_t)run * PM_FRAME_SIZE,
-					   ents[i].segment, ents[i].slot, prot,
-					   c, start + (frame_t)i)) {
-				pmc_follow_forget(&pm->follow, region, size);
-				munmap(region, size);
-				return false;
-			}
+			ok = mmap(at, (size_t)run * PM_FRAME_SIZE, prot,
+				  MAP_SHARED | MAP_FIXED, g->fd,
+				  (off_t)ents[i].slot * PM_FRAME_SIZE) != MAP_FAILED;
+		}
+		/* One registration for the whole range, then the runs. */
+		ok = ok && !pmc_follow_register(&pm->follow, region, size);
+		for (int i = 0, run; i < n && ok; i += run) {
+			for (run = 1; i + run < n &&
+			     ents[i + run].segment == ents[i].segment &&
+			     ents[i + run].slot == ents[i].slot + run; run++)
+				;
+			ok = !pmc_follow_note(&pm->follow,
+					      region + (size_t)i * PM_FRAME_SIZE,
+					      (size_t)run * PM_FRAME_SIZE,
+					      ents[i].segment, ents[i].slot, prot,
+					      c, start + (frame_t)i);
+		}
+		if (!ok) {
+			pmc_follow_forget(&pm->follow, region, size);
+			munmap(region, size);
+			return false;
 		}
 		*addr = region;
 	}

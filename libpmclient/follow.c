@@ -360,14 +360,32 @@ static void maps_insert(struct pmc_follow *f, struct pmc_fmap *m)
 	}
 }
 
-error_t pmc_follow_add(struct pmc_follow *f, void *addr, size_t len,
-		       uint64_t seg, uint32_t slot, int prot, container_t c,
-		       frame_t frame)
+error_t pmc_follow_register(struct pmc_follow *f, void *addr, size_t len)
 {
 	struct uffdio_register reg = {
 		.range = { .start = (uintptr_t)addr, .len = len },
 		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
 	};
+
+	if (f->uffd < 0)
+		return 0;
+	return ioctl(f->uffd, UFFDIO_REGISTER, &reg) < 0 ? errno : 0;
+}
+
+error_t pmc_follow_add(struct pmc_follow *f, void *addr, size_t len,
+		       uint64_t seg, uint32_t slot, int prot, container_t c,
+		       frame_t frame)
+{
+	error_t err = pmc_follow_register(f, addr, len);
+
+	return err ? err : pmc_follow_note(f, addr, len, seg, slot, prot, c,
+					   frame);
+}
+
+error_t pmc_follow_note(struct pmc_follow *f, void *addr, size_t len,
+			uint64_t seg, uint32_t slot, int prot, container_t c,
+			frame_t frame)
+{
 	struct pmc_fmap *m;
 
 	if (f->uffd < 0)
@@ -375,11 +393,6 @@ error_t pmc_follow_add(struct pmc_follow *f, void *addr, size_t len,
 	m = malloc(sizeof(*m));
 	if (!m)
 		return ENOMEM;
-	if (ioctl(f->uffd, UFFDIO_REGISTER, &reg) < 0) {
-		error_t err = errno;
-		free(m);
-		return err;
-	}
 	*m = (struct pmc_fmap){ .addr = addr, .len = len, .seg = seg,
 				.slot = slot, .prot = prot, .cont = c,
 				.frame = frame };

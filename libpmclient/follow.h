@@ -101,6 +101,12 @@ static inline bool pmc_follow_on(const struct pmc_follow *f)
 error_t pmc_follow_add(struct pmc_follow *f, void *addr, size_t len,
 		       uint64_t seg, uint32_t slot, int prot, container_t c,
 		       frame_t frame);
+/* The same in two steps, for a range mapped run by run: register it
+ * whole once (every page mapped from segments), then note each run. */
+error_t pmc_follow_register(struct pmc_follow *f, void *addr, size_t len);
+error_t pmc_follow_note(struct pmc_follow *f, void *addr, size_t len,
+			uint64_t seg, uint32_t slot, int prot, container_t c,
+			frame_t frame);
 /* Forgets every registration inside [addr, addr + len) (being unmapped). */
 void pmc_follow_forget(struct pmc_follow *f, void *addr, size_t len);
 /* A new descriptor of segment seg if a fault brought it (the pmd counts

@@ -72,36 +72,48 @@ static int map_seg_fd(struct pm *pm, uint64_t seg)
 	return g ? g->fd : -1;
 }
 
-/* Maps the reply's runs into region, each registered to follow its
- * frames. EPROTO when they do not cover rep->done frames. */
+static int run_prot(const struct pm_map_run *run)
+{
+	return PROT_READ | ((run->prot & CONT_MAP_WRITE) ? PROT_WRITE : 0);
+}
+
+/* Maps the reply's runs into region, registered (once, whole) to follow
+ * their frames. EPROTO when they do not cover rep->done frames. */
 static error_t map_runs(struct pm *pm, container_t c, frame_t start,
 			const struct pm_map_rep *rep, uint8_t *region)
 {
 	const struct pm_map_run *runs = (const struct pm_map_run *)(rep + 1);
 	uint64_t covered = 0;
+	error_t err;
 
 	for (uint32_t i = 0; i < rep->nruns; i++) {
 		const struct pm_map_run *run = &runs[i];
-		uint8_t *at = region + covered * PM_FRAME_SIZE;
-		size_t len = (size_t)run->nframes * PM_FRAME_SIZE;
-		int prot = PROT_READ | ((run->prot & CONT_MAP_WRITE) ?
-					PROT_WRITE : 0);
 		int fd = map_seg_fd(pm, run->segment);
-		error_t err;
 
 		if (fd < 0 || run->nframes == 0 ||
 		    covered + run->nframes > rep->done)
 			return EPROTO;
-		if (mmap(at, len, prot, MAP_SHARED | MAP_FIXED, fd,
+		if (mmap(region + covered * PM_FRAME_SIZE,
+			 (size_t)run->nframes * PM_FRAME_SIZE, run_prot(run),
+			 MAP_SHARED | MAP_FIXED, fd,
 			 (off_t)run->slot * PM_FRAME_SIZE) == MAP_FAILED)
 			return errno;
-		err = pmc_follow_add(&pm->follow, at, len, run->segment,
-				     run->slot, prot, c, start + covered);
-		if (err)
-			return err;
 		covered += run->nframes;
 	}
-	return covered == rep->done ? 0 : EPROTO;
+	if (covered != rep->done)
+		return EPROTO;
+	err = pmc_follow_register(&pm->follow, region,
+				  (size_t)covered * PM_FRAME_SIZE);
+	covered = 0;
+	for (uint32_t i = 0; i < rep->nruns && !err; i++) {
+		err = pmc_follow_note(&pm->follow,
+				      region + covered * PM_FRAME_SIZE,
+				      (size_t)runs[i].nframes * PM_FRAME_SIZE,
+				      runs[i].segment, runs[i].slot,
+				      run_prot(&runs[i]), c, start + covered);
+		covered += runs[i].nframes;
+	}
+	return err;
 }
 
 /* Maps frames start.. into region: one MAP exchange; *done frames mapped.
