@@ -63,7 +63,7 @@ struct pmd_window {
 struct pmd_fwd_handle {
 	pm_node_t node;              /* (L) the home; 0: a free entry */
 	container_t rh;              /* (C) the home's handle */
-	uint64_t inc;                /* (C) the home's incarnation then */
+	uint64_t inc;                /* (C) the home's epoch then (ESTALE after) */
 };
 
 /* The base of every asynchronous operation's context. */

@@ -212,7 +212,7 @@ static error_t fwd_imported(struct pmd_server *srv, struct pmd_session *s,
 		return ENOMEM;
 	s->fwd = v;
 	v[s->nfwd] = (struct pmd_fwd_handle){ .node = x->node, .rh = rh,
-		.inc = pmd_cluster_peer_inc(srv->cluster, x->node) };
+		.inc = pmd_cluster_peer_epoch(srv->cluster, x->node) };
 	rep->handle = PMD_FWD_BIT | (s->nfwd + 1);
 	s->nfwd++;
 	r->body_len = sizeof(*rep);
@@ -293,7 +293,7 @@ static error_t fwd_entry(struct pmd_server *srv, const struct pmd_session *s,
 
 	if ((h & ~PMD_FWD_BIT) == 0 || i >= s->nfwd || !s->fwd[i].node)
 		return EBADF;
-	if (pmd_cluster_peer_inc(srv->cluster, s->fwd[i].node) !=
+	if (pmd_cluster_peer_epoch(srv->cluster, s->fwd[i].node) !=
 	    s->fwd[i].inc)
 		return ESTALE;
 	*index = (uint32_t)i;

@@ -162,8 +162,53 @@ int pmd_cluster_timeout_ms(const struct pmd_cluster *c)
 	return fab >= 0 && fab < ms ? fab : ms;
 }
 
-/* Membership moved: slots lent to a node that went down or restarted come
- * back, frames we had on it are lost, and its tasks' proxies go. */
+/* Everything between us and node goes: slots lent to it come back,
+ * frames we had on it are lost, its tasks' proxies go, and handles of
+ * ours that it served are stale (the epoch). */
+static void forget_node(struct pmd_cluster *c, unsigned i, pm_node_t node)
+{
+	pmd_lend_forget(c, node);
+	pmd_node_lost(c->core, node);
+	pmd_proxy_forget(c, node);
+	c->epoch[i]++;
+}
+
+static void reset_answered(void *arg, error_t status, const void *body,
+			   size_t len)
+{
+	struct pmd_cluster *c = arg;
+
+	(void)body;
+	(void)len;
+	/* (Which one: the answer does not say; the next turn sends again
+	 * to any peer still to be told.) */
+	for (unsigned i = 0; i < c->mb.npeers; i++)
+		if (c->resetting[i] && c->mb.peers[i].state == PM_NODE_UP) {
+			c->resetting[i] = false;
+			if (!status)
+				c->forgot_inc[i] = 0;
+		}
+}
+
+void pmd_cluster_serve_reset(struct pmd_cluster *c,
+			     const struct pmd_nreq_in *in,
+			     struct pmd_nreq_out *out)
+{
+	if (in->hdr->len) {
+		out->status = EPROTO;
+		return;
+	}
+	for (unsigned i = 0; i < c->mb.npeers; i++)
+		if (c->mb.peers[i].id == in->src) {
+			pmd_info("cluster: node %u had declared us down: what "
+				 "we held with it goes", in->src);
+			forget_node(c, i, in->src);
+		}
+}
+
+/* Membership moved: a node that went down or restarted is forgotten
+ * (forget_node); one that comes back under the incarnation we forgot
+ * (paused, or cut off) is told to forget us too. */
 static void watch_peers(struct pmd_cluster *c)
 {
 	for (unsigned i = 0; i < c->mb.npeers; i++) {
@@ -173,9 +218,16 @@ static void watch_peers(struct pmd_cluster *c)
 			    (c->prev_inc[i] && p->inc != c->prev_inc[i]);
 
 		if (gone) {
-			pmd_lend_forget(c, p->id);
-			pmd_node_lost(c->core, p->id);
-			pmd_proxy_forget(c, p->id);
+			forget_node(c, i, p->id);
+			c->forgot_inc[i] = p->inc;
+		}
+		if (p->state == PM_NODE_UP && c->forgot_inc[i] &&
+		    !c->resetting[i]) {
+			if (p->inc != c->forgot_inc[i])
+				c->forgot_inc[i] = 0; /* it restarted: forgot */
+			else if (!pmd_cluster_call(c, p->id, PMD_NREQ_RESET,
+						   NULL, 0, reset_answered, c))
+				c->resetting[i] = true;
 		}
 		c->prev_state[i] = p->state;
 		c->prev_inc[i] = p->inc;
@@ -305,11 +357,12 @@ const char *pmd_cluster_self_address(const struct pmd_cluster *c)
 	return c->self_addr;
 }
 
-uint64_t pmd_cluster_peer_inc(const struct pmd_cluster *c, pm_node_t node)
+uint64_t pmd_cluster_peer_epoch(const struct pmd_cluster *c, pm_node_t node)
 {
-	const struct pmd_mb_peer *p = pmd_mb_peer((struct pmd_mb *)&c->mb, node);
-
-	return p ? p->inc : 0;
+	for (unsigned i = 0; i < c->mb.npeers; i++)
+		if (c->mb.peers[i].id == node)
+			return c->epoch[i] + 1;
+	return 0;
 }
 
 bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node)

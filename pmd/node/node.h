@@ -78,8 +78,11 @@ unsigned pmd_cluster_nodes(const struct pmd_cluster *c,
 			   struct pm_node_entry *out, unsigned max);
 uint64_t pmd_cluster_incarnation(const struct pmd_cluster *c);
 const char *pmd_cluster_self_address(const struct pmd_cluster *c);
-/* The incarnation of node as membership knows it (0: never heard). */
-uint64_t pmd_cluster_peer_inc(const struct pmd_cluster *c, pm_node_t node);
+/* Changes each time this node and node forget each other (it went down
+ * or restarted, or told us it had declared us down): what one of them
+ * handed the other before (a forwarded handle) is stale then. 0: not a
+ * node of the cluster. */
+uint64_t pmd_cluster_peer_epoch(const struct pmd_cluster *c, pm_node_t node);
 /* Whether node is in the cluster (and not this node). */
 bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node);
 /* The up node with the most free frames (as its heartbeats say; one just

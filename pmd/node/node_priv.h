@@ -33,6 +33,14 @@ struct pmd_cluster {
 	int prev_state[PMD_CLUSTER_NODES_MAX];  /* (L) by membership peer
 	                                * index: what watch_peers saw last */
 	uint64_t prev_inc[PMD_CLUSTER_NODES_MAX]; /* (L) */
+	/* A peer we declared down forgot nothing of us if it was only
+	 * paused or cut off: once it is back under the same incarnation we
+	 * tell it (RESET) to forget what it holds with us, as we did. */
+	uint64_t forgot_inc[PMD_CLUSTER_NODES_MAX]; /* (L) 0: nothing to tell */
+	bool resetting[PMD_CLUSTER_NODES_MAX];      /* (L) a RESET in flight */
+	uint64_t epoch[PMD_CLUSTER_NODES_MAX];      /* (L) + 1 each time one of
+	                                * us forgot the other (down, restart,
+	                                * RESET) */
 	struct pmd_cluster_upcalls up; /* (C) the daemon's (proxy.c) */
 	bool slept;                    /* (L) the last run ended ready to sleep */
 	uint64_t posts_seen;           /* (L) the fabric's posts then */
@@ -127,6 +135,11 @@ void pmd_lend_serve_free(struct pmd_cluster *c, const struct pmd_nreq_in *in,
  * the task mapping them stopped). */
 void pmd_lend_serve_return(struct pmd_cluster *c, const struct pmd_nreq_in *in,
 			   struct pmd_nreq_out *out);
+/* cluster.c: RESET: the asking node had declared us down and forgot all
+ * it held with us; we forget ours with it. */
+void pmd_cluster_serve_reset(struct pmd_cluster *c,
+			     const struct pmd_nreq_in *in,
+			     struct pmd_nreq_out *out);
 /* Everything lent to home comes back (it went down or restarted). */
 void pmd_lend_forget(struct pmd_cluster *c, pm_node_t home);
 void pmd_lend_stop(struct pmd_cluster *c);

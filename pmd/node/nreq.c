@@ -160,6 +160,7 @@ static nreq_serve_fn *const nreq_served[] = {
 	[PMD_NREQ_FWD_OP] = pmd_proxy_serve,
 	[PMD_NREQ_FWD_BYE] = pmd_proxy_serve,
 	[PMD_NREQ_RETURN] = pmd_lend_serve_return,
+	[PMD_NREQ_RESET] = pmd_cluster_serve_reset,
 };
 
 /* Whole, ours, between the current incarnations of both, authentic. */

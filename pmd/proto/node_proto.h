@@ -35,7 +35,7 @@
  *                 lender's task stopped first (no store lost in a pull);
  *                 FWD_OP's flags (was pad): PMD_FWD_WINDOW, a forwarded
  *                 read's or write's bytes by RDMA to or from the
- *                 forwarder's window.
+ *                 forwarder's window; RESET.
  */
 #ifndef PMD_NODE_PROTO_H
 #define PMD_NODE_PROTO_H
@@ -102,6 +102,11 @@ enum pmd_nreq_type {
 	PMD_NREQ_FWD_BYE = 6,    /* the task (uint64_t) -> empty */
 	PMD_NREQ_RETURN = 7,     /* pmd_nreq_return_req -> pmd_nreq_return_rep,
 	                          * then the bytes */
+	PMD_NREQ_RESET = 8,      /* empty -> empty: the sender declared the
+	                          * receiver down (it was paused or cut off,
+	                          * not restarted) and forgot every loan,
+	                          * frame and proxy between them; the receiver
+	                          * forgets its own */
 };
 
 /* A node request or its answer: this header, then len bytes of body. */

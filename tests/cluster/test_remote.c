@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -484,6 +485,70 @@ static void wait_free(pm_node_t n, uint64_t want)
 	assert_int_equal(free_of(n), want);
 }
 
+/* A lender paused past the down time (not killed: the same incarnation
+ * comes back): the home declared it down and its frames there lost (the
+ * task destroys the container); when the lender continues, the home tells
+ * it (RESET) and every loan comes back to it: nothing stays lent for
+ * ever. */
+static void a_paused_lender_gets_its_loans_back(void **state)
+{
+	pm_t *pm = test_connect(&node[0]);
+	uint64_t before = free_of(2);
+	container_t c;
+	int n = 64;
+	char b;
+
+	(void)state;
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_NODE, 2), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	wait_free(2, before - 64);
+	assert_int_equal(kill(node[1].pid, SIGSTOP), 0);
+	ct_wait_state(&node[0], 2, PM_NODE_DOWN, 6000);
+	assert_int_equal(pm_container_read(pm, c, 3, 0, &b, 1), EIO);
+	assert_int_equal(pm_container_destroy(pm, c), 0);
+	assert_int_equal(kill(node[1].pid, SIGCONT), 0);
+	ct_wait_state(&node[0], 2, PM_NODE_UP, 6000);
+	wait_free(2, before);
+	test_check(pm);
+	pm_disconnect(pm);
+	for (int i = 0; i < 2; i++)
+		pmd_proc_stop(&node[i]);
+}
+
+/* The home paused past the down time: the lender took its loans back;
+ * when the home continues, its frames there read EIO (never bytes the
+ * lender has since lent to anyone else), and its books hold. */
+static void a_paused_home_finds_its_frames_there_lost(void **state)
+{
+	pm_t *pm = test_connect(&node[0]);
+	uint64_t before = free_of(2);
+	container_t c;
+	int n = 8;
+	char b;
+
+	(void)state;
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_NODE, 2), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	assert_int_equal(pm_container_write(pm, c, 0, 0, "home", 5), 0);
+	assert_int_equal(kill(node[0].pid, SIGSTOP), 0);
+	ct_wait_state(&node[1], 1, PM_NODE_DOWN, 6000);
+	wait_free(2, before);
+	assert_int_equal(kill(node[0].pid, SIGCONT), 0);
+	ct_wait_state(&node[1], 1, PM_NODE_UP, 6000);
+	ct_wait_state(&node[0], 2, PM_NODE_UP, 6000);
+	for (int i = 0; i < 100 &&
+	     pm_container_read(pm, c, 0, 0, &b, 1) != EIO; i++)
+		usleep(20000);
+	assert_int_equal(pm_container_read(pm, c, 0, 0, &b, 1), EIO);
+	assert_int_equal(pm_container_destroy(pm, c), 0);
+	test_check(pm);
+	pm_disconnect(pm);
+	for (int i = 0; i < 2; i++)
+		pmd_proc_stop(&node[i]);
+}
+
 /* PM_PLACE_INTERLEAVE on three nodes: frame f on the (f mod 3)-th node
  * that is up, whatever the calls; all or nothing; a node down leaves the
  * others; reads, writes and maps across all of them. */
@@ -909,6 +974,11 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			a_task_gone_mid_allocation_leaves_no_loan, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			a_paused_lender_gets_its_loans_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			a_paused_home_finds_its_frames_there_lost, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(lender_killed_under_traffic,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(spill_when_the_home_is_full,
