@@ -489,12 +489,12 @@ static void wait_free(pm_node_t n, uint64_t want)
  * comes back): the home declared it down and its frames there lost (the
  * task destroys the container); when the lender continues, the home tells
  * it (RESET) and every loan comes back to it: nothing stays lent for
- * ever. */
+ * ever; a handle of its task that the home served answers ESTALE. */
 static void a_paused_lender_gets_its_loans_back(void **state)
 {
-	pm_t *pm = test_connect(&node[0]);
+	pm_t *pm = test_connect(&node[0]), *s = test_connect(&node[1]);
 	uint64_t before = free_of(2);
-	container_t c;
+	container_t c, h, ref;
 	int n = 64;
 	char b;
 
@@ -503,6 +503,13 @@ static void a_paused_lender_gets_its_loans_back(void **state)
 	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_NODE, 2), 0);
 	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
 	wait_free(2, before - 64);
+	/* A task of node 2 with a handle that node 1 serves (its proxy
+	 * there goes when node 2 is declared down). */
+	n = 1;
+	assert_int_equal(pm_container_create(pm, &h), 0);
+	assert_int_equal(pm_container_allocate(pm, h, 0, &n, 0), 0);
+	ref = ct_import(pm, h, s);
+	assert_int_equal(pm_container_read(s, ref, 0, 0, &b, 1), 0);
 	assert_int_equal(kill(node[1].pid, SIGSTOP), 0);
 	ct_wait_state(&node[0], 2, PM_NODE_DOWN, 6000);
 	assert_int_equal(pm_container_read(pm, c, 3, 0, &b, 1), EIO);
@@ -510,7 +517,12 @@ static void a_paused_lender_gets_its_loans_back(void **state)
 	assert_int_equal(kill(node[1].pid, SIGCONT), 0);
 	ct_wait_state(&node[0], 2, PM_NODE_UP, 6000);
 	wait_free(2, before);
+	/* Node 1 forgot that task's proxy: its handle is stale, not
+	 * unknown. */
+	assert_int_equal(pm_container_read(s, ref, 0, 0, &b, 1), ESTALE);
 	test_check(pm);
+	test_check(s);
+	pm_disconnect(s);
 	pm_disconnect(pm);
 	for (int i = 0; i < 2; i++)
 		pmd_proc_stop(&node[i]);
