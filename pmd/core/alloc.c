@@ -5,7 +5,6 @@
 #include <errno.h>
 
 #include "container.h"
-#include "lock.h"
 #include "frame.h"
 #include "view.h"
 

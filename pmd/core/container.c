@@ -1,6 +1,5 @@
 /* container.c - see container.h. */
 #include "container.h"
-#include "lock.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -183,6 +182,14 @@ void pmd_container_set_locker(struct pmd_container *c, struct pmd_task *task,
 	c->lock_until_ms = until_ms;
 	if (c->view)
 		pmd_view_set_locker(c->view, task ? task->id : 0);
+}
+
+void pmd_lock_refused(struct pmd_container *c)
+{
+	if (!c->locker)
+		return;
+	c->fenced = c->locker->id;
+	c->fence_until_ms = c->lock_until_ms + c->lock_max_ms;
 }
 
 bool pmd_container_locked(struct pmd_container *c)

@@ -50,6 +50,8 @@ struct pmd_container *pmd_container_lookup(const struct pmd_task *task,
 container_t pmd_container_handle_of(const struct pmd_task *task,
 				    const struct pmd_container *c);
 
+/* c's lock refuses its owner something: the holder is fenced (lock.h). */
+void pmd_lock_refused(struct pmd_container *c);
 /* Whether c is locked now; an expired lock ends here. */
 bool pmd_container_locked(struct pmd_container *c);
 /* Sets or clears (task NULL) the lock, in the view too: while a lock

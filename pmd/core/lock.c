@@ -30,13 +30,6 @@ error_t pmd_container_lock(struct pmd_core *core, struct pmd_task *task,
 	return 0;
 }
 
-void pmd_lock_refused(struct pmd_container *c)
-{
-	if (!c->locker)
-		return;
-	c->fenced = c->locker->id;
-	c->fence_until_ms = c->lock_until_ms + c->lock_max_ms;
-}
 
 error_t pmd_container_unlock(struct pmd_core *core, struct pmd_task *task,
 			     container_t h, struct pmd_culprit *why)

@@ -14,7 +14,8 @@
  * nor take a new one on that container until one --max-lock-ms after the
  * lock ends. The lock it holds runs its course (the seed's promise to the
  * server); the owner gets the container back within --max-lock-ms of
- * asking, and a turn as long to use it (unshare, read, destroy).
+ * asking, and a turn as long to use it (unshare, read, destroy). Each
+ * refusal calls pmd_lock_refused (container.h).
  *
  * Lock key: (L) the pmd loop thread.
  */
@@ -36,8 +37,5 @@ error_t pmd_container_unlock(struct pmd_core *core, struct pmd_task *task,
 			     container_t h, struct pmd_culprit *why);
 /* A task is going away: the locks it holds end. */
 void pmd_lock_end_all(struct pmd_task *task);
-
-/* The lock refuses c's owner something: its holder is fenced (above). */
-void pmd_lock_refused(struct pmd_container *c);
 
 #endif

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "container.h"
-#include "lock.h"
 #include "frame.h"
 #include "map.h"
 #include "task.h"

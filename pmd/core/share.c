@@ -8,7 +8,6 @@
 #include <sodium.h>
 
 #include "container.h"
-#include "lock.h"
 #include "frame.h"
 #include "move.h"
 #include "task.h"

@@ -239,8 +239,6 @@ void pmd_stop_fini(struct pmd_server *srv);
  * writes of s's task; s parks until the copy ends. */
 enum pmd_step pmd_xcopy(struct pmd_server *srv, struct pmd_session *s,
 			const struct pm_copy_req *q, struct pmd_reply *r);
-/* Task t ends: its copies' sub-requests end with it. */
-void pmd_xcopy_task_gone(struct pmd_server *srv, struct pmd_task *t);
 
 /* window.c */
 error_t pmd_window_create(struct pmd_server *srv, struct pmd_window **w_out);

@@ -284,8 +284,9 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 	pmd_session_answer(srv, s, &r);
 }
 
-/* The entry of forwarded handle h: EBADF when there is none, ESTALE
- * when its home restarted (and has forgotten it). */
+/* The entry of forwarded handle h: EBADF when there is none; ENODEV
+ * while its home is down; ESTALE once the home forgot it (it restarted,
+ * or one of the two nodes declared the other down). */
 static error_t fwd_entry(struct pmd_server *srv, const struct pmd_session *s,
 			 uint64_t h, uint32_t *index)
 {
@@ -295,7 +296,8 @@ static error_t fwd_entry(struct pmd_server *srv, const struct pmd_session *s,
 		return EBADF;
 	if (pmd_cluster_peer_epoch(srv->cluster, s->fwd[i].node) !=
 	    s->fwd[i].inc)
-		return ESTALE;
+		return pmd_cluster_peer_up(srv->cluster, s->fwd[i].node)
+		       ? ESTALE : ENODEV;
 	*index = (uint32_t)i;
 	return 0;
 }

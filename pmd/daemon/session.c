@@ -251,6 +251,22 @@ static void session_fwd_bye(struct pmd_server *srv, struct pmd_session *s)
 	s->nfwd = s->fwd_cap = 0;
 }
 
+/* Sub-requests the pmd runs for task t (a copy between homes) end with
+ * it (their copies learn it: sub_done with no reply). One being answered
+ * right now (sub_done taken) closes itself after. */
+static void subs_close(struct pmd_server *srv, struct pmd_task *t)
+{
+	struct pmd_list *pos, *tmp;
+
+	pmd_list_for_each_safe(pos, tmp, &srv->vsessions) {
+		struct pmd_session *sub = pmd_container_of(pos,
+							   struct pmd_session,
+							   link);
+		if (sub->sub && sub->sub_done && sub->task == t)
+			pmd_session_close(srv, sub);
+	}
+}
+
 /* A socket session's task ends with it; a fault session's task stays,
  * but cannot follow moved frames any more. */
 static void session_task_end(struct pmd_server *srv, struct pmd_session *s)
@@ -274,7 +290,7 @@ static void session_task_end(struct pmd_server *srv, struct pmd_session *s)
 	}
 	if (srv->cluster)
 		pmd_cluster_task_gone(srv->cluster, s->task->id);
-	pmd_xcopy_task_gone(srv, s->task);
+	subs_close(srv, s->task);
 	pmd_task_destroy(srv->core, s->task);
 }
 

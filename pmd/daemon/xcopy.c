@@ -206,16 +206,3 @@ enum pmd_step pmd_xcopy(struct pmd_server *srv, struct pmd_session *s,
 	}
 	return pmd_session_park(s, &x->base);
 }
-
-void pmd_xcopy_task_gone(struct pmd_server *srv, struct pmd_task *t)
-{
-	struct pmd_list *pos, *tmp;
-
-	pmd_list_for_each_safe(pos, tmp, &srv->vsessions) {
-		struct pmd_session *sub = pmd_container_of(pos,
-							   struct pmd_session,
-							   link);
-		if (sub->task == t && sub->sub_done)
-			pmd_session_close(srv, sub);
-	}
-}

@@ -365,6 +365,13 @@ uint64_t pmd_cluster_peer_epoch(const struct pmd_cluster *c, pm_node_t node)
 	return 0;
 }
 
+bool pmd_cluster_peer_up(const struct pmd_cluster *c, pm_node_t node)
+{
+	const struct pmd_mb_peer *p = pmd_mb_peer((struct pmd_mb *)&c->mb, node);
+
+	return p && p->state != PM_NODE_DOWN;
+}
+
 bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node)
 {
 	return node != c->self && pmd_cluster_node(&c->conf, node) != NULL;

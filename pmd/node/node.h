@@ -83,6 +83,8 @@ const char *pmd_cluster_self_address(const struct pmd_cluster *c);
  * handed the other before (a forwarded handle) is stale then. 0: not a
  * node of the cluster. */
 uint64_t pmd_cluster_peer_epoch(const struct pmd_cluster *c, pm_node_t node);
+/* Whether node is up (or suspect: not declared down). */
+bool pmd_cluster_peer_up(const struct pmd_cluster *c, pm_node_t node);
 /* Whether node is in the cluster (and not this node). */
 bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node);
 /* The up node with the most free frames (as its heartbeats say; one just
