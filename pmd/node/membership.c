@@ -95,10 +95,9 @@ static void set_state(struct pmd_mb *mb, struct pmd_mb_peer *p, int state)
 	else
 		pmd_info("node %u is %s", p->id, names[state]);
 	p->state = state;
-	if (state == PM_NODE_DOWN) {
-		p->chal_pending = false;
-		p->resp_pending = false;
-	}
+	/* (A handshake in flight stays: a peer that was paused or cut off
+	 * answers our earlier challenge late, and a fresh nonce now would
+	 * take its right answer for a wrong secret.) */
 }
 
 /* A peer proved it holds the secret, under incarnation inc. */

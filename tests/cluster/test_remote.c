@@ -520,6 +520,9 @@ static void a_paused_lender_gets_its_loans_back(void **state)
 	/* Node 1 forgot that task's proxy: its handle is stale, not
 	 * unknown. */
 	assert_int_equal(pm_container_read(s, ref, 0, 0, &b, 1), ESTALE);
+	/* And neither took the other's late handshake for a wrong secret. */
+	assert_int_equal(test_log_grep(&node[0], "failed authentication") +
+			 test_log_grep(&node[1], "failed authentication"), 0);
 	test_check(pm);
 	test_check(s);
 	pm_disconnect(s);
@@ -555,6 +558,8 @@ static void a_paused_home_finds_its_frames_there_lost(void **state)
 		usleep(20000);
 	assert_int_equal(pm_container_read(pm, c, 0, 0, &b, 1), EIO);
 	assert_int_equal(pm_container_destroy(pm, c), 0);
+	assert_int_equal(test_log_grep(&node[0], "failed authentication") +
+			 test_log_grep(&node[1], "failed authentication"), 0);
 	test_check(pm);
 	pm_disconnect(pm);
 	for (int i = 0; i < 2; i++)
