@@ -215,7 +215,8 @@ error_t pmd_cap_decode(struct pmd_task *task, container_t h, uint32_t rights,
 	if (!cap)
 		return EBADF;
 	if (!cap->cont)
-		return ESTALE; /* revoked: unshared, or the container is gone */
+		return EKEYREVOKED; /* revoked: unshared, or the container
+				     * is gone (ESTALE to the task) */
 	if ((cap->rights & rights) != rights)
 		return EPERM;
 	if ((use & PMD_USE_BOUND) && cap->share && cap->share->bound != task->id)

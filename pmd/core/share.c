@@ -250,14 +250,16 @@ error_t pmd_cap_import(struct pmd_core *core, struct pmd_task *task,
 	why->arg = PMD_ARG_IMPORT_TOKEN;
 	token_mac(core, token->bytes, mac);
 	if (sodium_memcmp(mac, token->bytes + 16, sizeof(mac)) != 0)
-		return EINVAL; /* forged or altered */
+		return EKEYREJECTED; /* forged or altered (EINVAL to the
+				      * task) */
 	memcpy(&id, token->bytes, 8);
 	memcpy(&bound, token->bytes + 8, 8);
 	if (bound != task->id)
 		return EACCES;
 	sh = pmd_share_lookup(core, id);
 	if (!sh)
-		return ESTALE; /* unshared, released, or the container is gone */
+		return EKEYREVOKED; /* unshared, released, or the container
+				     * is gone (ESTALE to the task) */
 	err = pmd_cap_new(task, sh->cont, sh, PMD_RIGHTS_WEAK, &cap);
 	if (err)
 		return err;

@@ -277,6 +277,7 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 	if (!status)
 		status = fwd_answered(srv, s, x, body, len, &r);
 	if (x->type == PM_MSG_RELEASE && (!status || status == ESTALE ||
+					  status == EKEYREVOKED ||
 					  status == EBADF))
 		s->fwd[x->fwd_index].node = 0; /* the handle is gone */
 	fctx_free(x);
@@ -297,7 +298,7 @@ static error_t fwd_entry(struct pmd_server *srv, const struct pmd_session *s,
 	if (pmd_cluster_peer_epoch(srv->cluster, s->fwd[i].node) !=
 	    s->fwd[i].inc)
 		return pmd_cluster_peer_up(srv->cluster, s->fwd[i].node)
-		       ? ESTALE : ENODEV;
+		       ? EKEYREVOKED : ENODEV;
 	*index = (uint32_t)i;
 	return 0;
 }

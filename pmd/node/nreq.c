@@ -127,7 +127,7 @@ static void nreq_answered(struct pmd_cluster *c, const struct pmd_nreq_in *in)
 		if (k->id != in->hdr->id || k->to != in->src)
 			continue;
 		*pp = k->next;
-		ncall_end(k, pm_status_to_errno(in->hdr->status), in->body,
+		ncall_end(k, pmd_status_to_errno(in->hdr->status), in->body,
 			  in->hdr->len);
 		return;
 	}

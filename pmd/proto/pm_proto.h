@@ -117,7 +117,8 @@ enum pm_status {
 	PM_ST_NODE_DOWN = 0x400,    /* ENODEV */
 	PM_ST_NODE_IO = 0x401,      /* EIO */
 	PM_ST_TIMEOUT = 0x402,      /* ETIMEDOUT */
-	PM_ST_CROSS_HOME = 0x403,   /* COPY: homes differ, copy bytes: EXDEV */
+	PM_ST_CROSS_HOME = 0x403,   /* no longer sent (the pmd copies between
+	                             * homes): EXDEV */
 };
 
 /* The other way: an errno value to the wire status (EIO-like for the
@@ -139,12 +140,26 @@ static inline uint32_t pm_errno_to_status(int err)
 	case ENOMEM: return PM_ST_NO_MEMORY;
 	case EBUSY: return PM_ST_BUSY;
 	case ESTALE: return PM_ST_FRAME_LOST;
+	/* (The pmd's own names for two kinds of ESTALE and EINVAL, so that
+	 * a peer can tell them apart: API errnos on the task's side.) */
+	case EKEYREVOKED: return PM_ST_REVOKED;
+	case EKEYREJECTED: return PM_ST_BAD_TOKEN;
 	case ENODEV: return PM_ST_NODE_DOWN;
 	case ETIMEDOUT: return PM_ST_TIMEOUT;
 	case EIO: return PM_ST_NODE_IO;
 	case EXDEV: return PM_ST_CROSS_HOME;
 	default: return PM_ST_INTERNAL;
 	}
+}
+
+/* Between pmds: the same, but a revoked capability and a bad token keep
+ * their own names (EKEYREVOKED, EKEYREJECTED), as a forwarded answer
+ * passes them on to the task's pmd, which sends them on as they came. */
+static inline int pm_status_to_errno(uint32_t st);
+static inline int pmd_status_to_errno(uint32_t st)
+{
+	return st == PM_ST_REVOKED ? EKEYREVOKED
+	       : st == PM_ST_BAD_TOKEN ? EKEYREJECTED : pm_status_to_errno(st);
 }
 
 static inline int pm_status_to_errno(uint32_t st)

@@ -203,6 +203,49 @@ static struct pm_reply raw_call(int fd, uint16_t type, const void *req,
 	return r;
 }
 
+/* The wire says what kind of failure it was: a forged token is
+ * BAD_TOKEN and a revoked capability REVOKED (the library gives both the
+ * API's errno: EINVAL, ESTALE), not a bad argument or a lost frame. */
+static void revoked_and_forged_have_their_statuses(void **state)
+{
+	struct {
+		struct pm_msg_hdr h;
+		struct pm_hello_req b;
+	} m = { .b = { .version = PM_PROTO_VERSION } };
+	uint8_t rep[256];
+	struct pm_hello_rep hello;
+	struct pm_handle_rep ref;
+	struct pm_token forged;
+	pm_cap_token_t tok;
+	pm_t *o = test_connect(&test_pmd);
+	container_t c, weak;
+	int fd = raw_connect(), n = 1;
+
+	(void)state;
+	pm_msg_hdr_init(&m.h, PM_MSG_HELLO, sizeof(m), 1);
+	assert_int_equal(send(fd, &m, sizeof(m), 0), sizeof(m));
+	assert_true(raw_reply(fd, rep, sizeof(rep)) >=
+		    (ssize_t)(PM_REPLY_HDR + sizeof(hello)));
+	memcpy(&hello, rep + PM_REPLY_HDR, sizeof(hello));
+	assert_int_equal(pm_container_create(o, &c), 0);
+	assert_int_equal(pm_container_allocate(o, c, 0, &n, 0), 0);
+	assert_int_equal(pm_container_share(o, c, hello.task, &weak), 0);
+	assert_int_equal(pm_cap_export(o, weak, &tok), 0);
+	static_assert(sizeof(forged) == sizeof(tok), "token size");
+	memcpy(&forged, &tok, sizeof(forged));
+	forged.bytes[20] ^= 1;
+	assert_int_equal(raw_call(fd, PM_MSG_IMPORT, &forged, sizeof(forged),
+				  NULL, 0).status, PM_ST_BAD_TOKEN);
+	assert_int_equal(raw_call(fd, PM_MSG_IMPORT, &tok, sizeof(tok), &ref,
+				  sizeof(ref)).status, PM_ST_OK);
+	assert_int_equal(pm_container_unshare(o, c, hello.task), 0);
+	struct pm_io_req io = { .handle = ref.handle, .len = 1 };
+	assert_int_equal(raw_call(fd, PM_MSG_READ, &io, sizeof(io), NULL,
+				  0).status, PM_ST_REVOKED);
+	close(fd);
+	pm_disconnect(o);
+}
+
 /* A reply names its culprit as the public call's argument, counted from
  * 1 without the session: pm_container_map(pm, container, start,
  * nr_frames, flags, ...)'s flags are argument 4. */
@@ -255,7 +298,7 @@ static void replies_name_the_culprit_argument(void **state)
 	assert_int_equal(r.status, PM_ST_NO_RIGHT);
 	assert_int_equal(r.arg, 1); /* (ref, token): the owner's ref */
 	r = raw_call(fd, PM_MSG_IMPORT, &tok, sizeof(tok), NULL, 0);
-	assert_int_equal(r.status, PM_ST_BAD_ARGUMENT);
+	assert_int_equal(r.status, PM_ST_BAD_TOKEN); /* (EINVAL to the API) */
 	assert_int_equal(r.arg, 1); /* (token, ref) */
 	copy = (struct pm_copy_req){ .src = h.handle, .dst = h.handle + 1,
 				     .count = 1 };
@@ -573,6 +616,7 @@ int main(void)
 		cmocka_unit_test(framing_errors_close_the_session),
 		cmocka_unit_test(bad_requests_get_error_replies),
 		cmocka_unit_test(replies_name_the_culprit_argument),
+		cmocka_unit_test(revoked_and_forged_have_their_statuses),
 		cmocka_unit_test(io_window_misuse),
 		cmocka_unit_test(descriptors_sent_to_pmd_are_closed),
 		cmocka_unit_test(task_that_does_not_read_is_dropped),

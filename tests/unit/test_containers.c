@@ -302,7 +302,7 @@ static void unshare_moves_what_the_revoked_task_could_see(void **state)
 	 * with their contents, under a view it does not hold. */
 	assert_int_equal(pmd_container_unshare(&core, owner, h, server->id,
 					       &why), 0);
-	assert_int_equal(map(server, ref, 0, 1, CONT_MAP_READ, &out), ESTALE);
+	assert_int_equal(map(server, ref, 0, 1, CONT_MAP_READ, &out), EKEYREVOKED);
 	assert_false(holds_one_of(server, c));
 	assert_true(c->view->id != view);
 	assert_int_equal(cf_byte(&core, owner, h, 2), 0x77);
