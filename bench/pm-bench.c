@@ -748,6 +748,20 @@ static void bench_remote(void)
 	       wbn, NULL);
 }
 
+/* A copy of frames 0-255 (1 MiB) from src to dst in one request,
+ * against a read and a write of each 64 KiB piece (buf: 64 KiB). */
+static void copy_1m_pair(pm_t *pm, container_t src, container_t dst,
+			 uint8_t *buf, double *t_copy, double *t_pieces)
+{
+	MEASURE_PAIR(*t_copy, 2, CHECK(pm_container_copy(pm, src, 0, dst, 0,
+							 256, 0, NULL)),
+		     *t_pieces, 2, for (int p_ = 0; p_ < 16; p_++) {
+			     CHECK(pm_container_read(pm, src, (frame_t)p_ * 16,
+						     0, buf, 65536));
+			     CHECK(pm_container_write(pm, dst, (frame_t)p_ * 16,
+						      0, buf, 65536)); });
+}
+
 static void bench_forward(void)
 {
 	pm_t *here = connect_fast(true), *home;
@@ -818,22 +832,10 @@ static void bench_forward(void)
 		CHECK(pm_container_create(here, &mine));
 		k = 256;
 		CHECK(pm_container_allocate(here, mine, 0, &k, 0));
-		MEASURE_PAIR(t_f, 2, CHECK(pm_container_copy(here, mine, 0, bref, 0,
-							     256, 0, NULL)),
-			     t_l, 2, for (int p_ = 0; p_ < 16; p_++) {
-				     CHECK(pm_container_read(here, mine, (frame_t)p_ * 16,
-							     0, buf, 65536));
-				     CHECK(pm_container_write(here, bref, (frame_t)p_ * 16,
-							      0, buf, 65536)); });
+		copy_1m_pair(here, mine, bref, buf, &t_f, &t_l);
 		report("forward.copy_1m_out", "ns", t_f,
 		       "read + forwarded write, 64 KiB a piece", t_l, NULL);
-		MEASURE_PAIR(t_f, 2, CHECK(pm_container_copy(here, bref, 0, mine, 0,
-							     256, 0, NULL)),
-			     t_l, 2, for (int p_ = 0; p_ < 16; p_++) {
-				     CHECK(pm_container_read(here, bref, (frame_t)p_ * 16,
-							     0, buf, 65536));
-				     CHECK(pm_container_write(here, mine, (frame_t)p_ * 16,
-							      0, buf, 65536)); });
+		copy_1m_pair(here, bref, mine, buf, &t_f, &t_l);
 		report("forward.copy_1m_in", "ns", t_f,
 		       "forwarded read + write, 64 KiB a piece", t_l, NULL);
 		CHECK(pm_container_destroy(here, mine));

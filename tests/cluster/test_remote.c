@@ -485,6 +485,18 @@ static void wait_free(pm_node_t n, uint64_t want)
 	assert_int_equal(free_of(n), want);
 }
 
+/* A container of pm's with n frames placed on node 2. */
+static container_t placed_on_2(pm_t *pm, int n)
+{
+	container_t c;
+	int got = n;
+
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_NODE, 2), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &got, 0), 0);
+	return c;
+}
+
 /* A lender paused past the down time (not killed: the same incarnation
  * comes back): the home declared it down and its frames there lost (the
  * task destroys the container); when the lender continues, the home tells
@@ -499,9 +511,7 @@ static void a_paused_lender_gets_its_loans_back(void **state)
 	char b;
 
 	(void)state;
-	assert_int_equal(pm_container_create(pm, &c), 0);
-	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_NODE, 2), 0);
-	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	c = placed_on_2(pm, n);
 	wait_free(2, before - 64);
 	/* A task of node 2 with a handle that node 1 serves (its proxy
 	 * there goes when node 2 is declared down). */
@@ -543,9 +553,7 @@ static void a_paused_home_finds_its_frames_there_lost(void **state)
 	char b;
 
 	(void)state;
-	assert_int_equal(pm_container_create(pm, &c), 0);
-	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_NODE, 2), 0);
-	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	c = placed_on_2(pm, n);
 	assert_int_equal(pm_container_write(pm, c, 0, 0, "home", 5), 0);
 	assert_int_equal(kill(node[0].pid, SIGSTOP), 0);
 	ct_wait_state(&node[1], 1, PM_NODE_DOWN, 6000);

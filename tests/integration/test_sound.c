@@ -462,27 +462,17 @@ static uint64_t ms_now(void)
 	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
-/*
- * A task whose library never answers the pmd's STOP (a raw fault
- * session that reads nothing): the move it asked for waits the deadline
- * (--stop-ms) and then goes on; meanwhile the pmd serves everyone else;
- * RESUME follows; the frame is intact through the pmd.
- */
-static void a_library_that_does_not_answer(void **state)
+/* A task spoken for by hand: HELLO on main_fd, its fault session
+ * attached on fs, and a container of n frames (its handle). */
+static struct pm_handle_rep raw_task(int main_fd, int fs, uint32_t n)
 {
 	struct pm_hello_req hello = { .version = PM_PROTO_VERSION };
 	struct pm_hello_rep hrep;
 	struct pm_attach_key_rep key;
 	struct pm_attach_req att;
 	struct pm_handle_rep c;
-	struct pm_task_stat ts;
-	int main_fd = raw_connect(), fs = raw_connect();
-	pm_t *other = test_connect(&test_pmd);
-	uint64_t t0, t_other = 0, waited;
-	uint8_t msg[256];
-	char got[8];
+	struct pm_alloc_req alloc;
 
-	(void)state;
 	assert_int_equal(raw_call(main_fd, PM_MSG_HELLO, &hello, sizeof(hello),
 				  &hrep, sizeof(hrep)), PM_ST_OK);
 	assert_int_equal(raw_call(main_fd, PM_MSG_ATTACH_KEY, NULL, 0, &key,
@@ -493,9 +483,30 @@ static void a_library_that_does_not_answer(void **state)
 			 PM_ST_OK);
 	assert_int_equal(raw_call(main_fd, PM_MSG_CREATE, NULL, 0, &c,
 				  sizeof(c)), PM_ST_OK);
-	struct pm_alloc_req alloc = { .handle = c.handle, .count = 1 };
+	alloc = (struct pm_alloc_req){ .handle = c.handle, .count = n };
 	assert_int_equal(raw_call(main_fd, PM_MSG_ALLOCATE, &alloc,
 				  sizeof(alloc), NULL, 0), PM_ST_OK);
+	return c;
+}
+
+/*
+ * A task whose library never answers the pmd's STOP (a raw fault
+ * session that reads nothing): the move it asked for waits the deadline
+ * (--stop-ms) and then goes on; meanwhile the pmd serves everyone else;
+ * RESUME follows; the frame is intact through the pmd.
+ */
+static void a_library_that_does_not_answer(void **state)
+{
+	struct pm_handle_rep c;
+	struct pm_task_stat ts;
+	int main_fd = raw_connect(), fs = raw_connect();
+	pm_t *other = test_connect(&test_pmd);
+	uint64_t t0, t_other = 0, waited;
+	uint8_t msg[256];
+	char got[8];
+
+	(void)state;
+	c = raw_task(main_fd, fs, 1);
 	uint8_t data[sizeof(struct pm_io_req) + 8] __attribute__((aligned(8)));
 	struct pm_io_req *io = (struct pm_io_req *)data;
 	*io = (struct pm_io_req){ .handle = c.handle, .len = 6 };
@@ -553,10 +564,6 @@ static void a_library_that_does_not_answer(void **state)
  */
 static void fault_session_bad_input(void **state)
 {
-	struct pm_hello_req hello = { .version = PM_PROTO_VERSION };
-	struct pm_hello_rep hrep;
-	struct pm_attach_key_rep key;
-	struct pm_attach_req att;
 	struct pm_handle_rep c;
 	struct pm_resolve_rep rrep;
 	struct pm_break_rep brep;
@@ -566,19 +573,7 @@ static void fault_session_bad_input(void **state)
 	uint8_t stray[PM_REPLY_HDR] __attribute__((aligned(8)));
 
 	(void)state;
-	assert_int_equal(raw_call(main_fd, PM_MSG_HELLO, &hello, sizeof(hello),
-				  &hrep, sizeof(hrep)), PM_ST_OK);
-	assert_int_equal(raw_call(main_fd, PM_MSG_ATTACH_KEY, NULL, 0, &key,
-				  sizeof(key)), PM_ST_OK);
-	att = (struct pm_attach_req){ .task = hrep.task };
-	memcpy(att.key, key.key, sizeof(att.key));
-	assert_int_equal(raw_call(fs, PM_MSG_ATTACH, &att, sizeof(att), NULL, 0),
-			 PM_ST_OK);
-	assert_int_equal(raw_call(main_fd, PM_MSG_CREATE, NULL, 0, &c,
-				  sizeof(c)), PM_ST_OK);
-	struct pm_alloc_req alloc = { .handle = c.handle, .count = 2 };
-	assert_int_equal(raw_call(main_fd, PM_MSG_ALLOCATE, &alloc,
-				  sizeof(alloc), NULL, 0), PM_ST_OK);
+	c = raw_task(main_fd, fs, 2);
 	before = test_check(other);
 
 	struct pm_break_req br = { .handle = c.handle + 1000, .frame = 0 };
