@@ -173,21 +173,17 @@ static void forget_node(struct pmd_cluster *c, unsigned i, pm_node_t node)
 	c->epoch[i]++;
 }
 
+/* Its answer: told (else the next turn tells it again). */
 static void reset_answered(void *arg, error_t status, const void *body,
 			   size_t len)
 {
-	struct pmd_cluster *c = arg;
+	struct pmd_reset *r = arg;
 
 	(void)body;
 	(void)len;
-	/* (Which one: the answer does not say; the next turn sends again
-	 * to any peer still to be told.) */
-	for (unsigned i = 0; i < c->mb.npeers; i++)
-		if (c->resetting[i] && c->mb.peers[i].state == PM_NODE_UP) {
-			c->resetting[i] = false;
-			if (!status)
-				c->forgot_inc[i] = 0;
-		}
+	r->busy = false;
+	if (!status)
+		r->c->forgot_inc[r->peer] = 0;
 }
 
 void pmd_cluster_serve_reset(struct pmd_cluster *c,
@@ -222,12 +218,14 @@ static void watch_peers(struct pmd_cluster *c)
 			c->forgot_inc[i] = p->inc;
 		}
 		if (p->state == PM_NODE_UP && c->forgot_inc[i] &&
-		    !c->resetting[i]) {
+		    !c->resets[i].busy) {
+			c->resets[i] = (struct pmd_reset){ .c = c, .peer = i };
 			if (p->inc != c->forgot_inc[i])
 				c->forgot_inc[i] = 0; /* it restarted: forgot */
 			else if (!pmd_cluster_call(c, p->id, PMD_NREQ_RESET,
-						   NULL, 0, reset_answered, c))
-				c->resetting[i] = true;
+						   NULL, 0, reset_answered,
+						   &c->resets[i]))
+				c->resets[i].busy = true;
 		}
 		c->prev_state[i] = p->state;
 		c->prev_inc[i] = p->inc;

@@ -37,7 +37,11 @@ struct pmd_cluster {
 	 * paused or cut off: once it is back under the same incarnation we
 	 * tell it (RESET) to forget what it holds with us, as we did. */
 	uint64_t forgot_inc[PMD_CLUSTER_NODES_MAX]; /* (L) 0: nothing to tell */
-	bool resetting[PMD_CLUSTER_NODES_MAX];      /* (L) a RESET in flight */
+	struct pmd_reset {                          /* (L) a RESET in flight */
+		struct pmd_cluster *c;              /* (its call's argument) */
+		unsigned peer;                      /* membership peer index */
+		bool busy;
+	} resets[PMD_CLUSTER_NODES_MAX];
 	uint64_t epoch[PMD_CLUSTER_NODES_MAX];      /* (L) + 1 each time one of
 	                                * us forgot the other (down, restart,
 	                                * RESET) */
