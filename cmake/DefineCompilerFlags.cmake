@@ -36,8 +36,20 @@ set(CMAKE_C_FLAGS_THREADSANITIZER "${_san_common} -fsanitize=thread -Wno-tsan"
 set(CMAKE_EXE_LINKER_FLAGS_THREADSANITIZER "-fsanitize=thread" CACHE STRING "" FORCE)
 set(CMAKE_SHARED_LINKER_FLAGS_THREADSANITIZER "-fsanitize=thread" CACHE STRING "" FORCE)
 
+# The fuzzing build (PMD_FUZZING, clang): every library gets libFuzzer's
+# coverage and ASan+UBSan; the targets in tests/fuzz link libFuzzer's main.
+if(PMD_FUZZING)
+  if(NOT CMAKE_C_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "PMD_FUZZING needs clang (CC=clang)")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined
+                      -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+  set(PMD_FUZZ_SANITIZED ON)
+endif()
+
 # Sanitized libraries cannot link with --no-undefined (the runtime is in the
 # executable), so only plain builds get it.
-if(NOT CMAKE_BUILD_TYPE MATCHES "Sanitizer$")
+if(NOT CMAKE_BUILD_TYPE MATCHES "Sanitizer$" AND NOT PMD_FUZZING)
   add_link_options(-Wl,--no-undefined)
 endif()

@@ -3,7 +3,8 @@
 # Runs apt-get only when something is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfabric-dev libibverbs-dev librdmacm-dev
-      libcmocka-dev libinih-dev libsodium-dev iproute2 procps python3)
+      libcmocka-dev libinih-dev libsodium-dev iproute2 procps python3
+      clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -5,7 +5,8 @@
 # something this machine lacks print why and count as skipped. The tests
 # on a soft-RoCE node (label rdma: a virtual machine, about two minutes)
 # run in the normal build only; the verbs transport's logic runs under the
-# sanitizers in its mock tests (test_fab_verbs).
+# sanitizers in its mock tests (test_fab_verbs). Last, each fuzz target
+# runs for a minute (tests/fuzz/run.sh, a clang build of its own).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/deploy/install-deps.sh"
@@ -28,3 +29,4 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 # the library started its fault thread (their children start their own).
 TSAN_OPTIONS="halt_on_error=1:die_after_fork=0:suppressions=$top/tests/tsan.supp" \
 	run build-tsan ThreadSanitizer -LE rdma
+"$top/tests/fuzz/run.sh" 60

@@ -134,6 +134,8 @@ struct pmd_server {
 	uint64_t served_ns;          /* (L) when a peer last needed us */
 	uint64_t wait_ns;            /* (L) when our wait for peers began */
 	bool waiting_peers;          /* (L) we wait for peers */
+	bool woke;                   /* (L) by the fabric's descriptor, or a
+	                              * deadline: the cluster's turn is due */
 	uint8_t rx[PM_MSG_MAX + 1] __attribute__((aligned(16))); /* (L) one request */
 	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));     /* (L) one reply */
 	struct pmd_map_out map;      /* (L) scratch for MAP */

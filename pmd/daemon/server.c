@@ -594,70 +594,79 @@ static void loop_session(struct pmd_server *srv, struct pmd_session *s,
 		s->masked = true;
 }
 
-error_t pmd_server_run(struct pmd_server *srv)
+error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 {
 	struct epoll_event evs[EPOLL_BATCH];
-	bool woke = true; /* by the fabric's descriptor, or a deadline */
+	bool spin = loop_spin(srv);
+	int n, timeout;
 
-	for (;;) {
-		bool spin = loop_spin(srv);
-		int n;
+	*stop = false;
+	/* The cluster's turn, unless it has nothing to do: a local request
+	 * should not pay the provider's progress. */
+	if (srv->cluster &&
+	    (srv->woke || spin || !pmd_cluster_quiet(srv->cluster)))
+		spin = loop_cluster(srv, spin);
+	srv->woke = false;
 
-		/* The cluster's turn, unless it has nothing to do: a local
-		 * request should not pay the provider's progress. */
-		if (srv->cluster &&
-		    (woke || spin || !pmd_cluster_quiet(srv->cluster)))
-			spin = loop_cluster(srv, spin);
-		woke = false;
+	while (srv->rerun)
+		requests_rerun(srv);
+	timeout = spin ? 0 : pmd_stop_timeout_ms(srv, srv->cluster
+		  ? pmd_cluster_timeout_ms(srv->cluster) : -1);
+	if (max_ms >= 0 && (timeout < 0 || timeout > max_ms))
+		timeout = max_ms;
+	n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH, timeout);
+	pmd_stop_expire(srv);
+	if (n == 0)
+		srv->woke = true; /* a deadline */
+	if (spin && n == 0) {
+		/* Nothing yet. Unless our own task waits with us, let what
+		 * shares the CPU run (a task our answer woke, a peer pmd). */
+		if (!srv->waiting_peers)
+			sched_yield();
+		return 0;
+	}
+	if (n < 0) {
+		error_t err = errno;
+		if (err == EINTR)
+			return 0;
+		pmd_err("epoll_wait: %m");
+		return err;
+	}
+	for (int i = 0; i < n; i++) {
+		void *p = evs[i].data.ptr;
 
-		while (srv->rerun)
-			requests_rerun(srv);
-		n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH,
-			       spin ? 0 : pmd_stop_timeout_ms(srv, srv->cluster
-			       ? pmd_cluster_timeout_ms(srv->cluster) : -1));
-		pmd_stop_expire(srv);
-		if (n == 0)
-			woke = true; /* a deadline */
-		if (spin && n == 0) {
-			/* Nothing yet. Unless our own task waits with us,
-			 * let what shares the CPU run (a task our answer
-			 * woke, a peer pmd). */
-			if (!srv->waiting_peers)
-				sched_yield();
-			continue;
+		if (p == &srv->signal_fd) {
+			struct signalfd_siginfo si;
+			if (read(srv->signal_fd, &si, sizeof(si)) > 0)
+				pmd_info("signal %u: stopping", si.ssi_signo);
+			*stop = true;
+			return 0;
 		}
-		if (n < 0) {
-			error_t err = errno;
-			if (err == EINTR)
-				continue;
-			pmd_err("epoll_wait: %m");
-			return err;
-		}
-		for (int i = 0; i < n; i++) {
-			void *p = evs[i].data.ptr;
-
-			if (p == &srv->signal_fd) {
-				struct signalfd_siginfo si;
-				if (read(srv->signal_fd, &si, sizeof(si)) > 0)
-					pmd_info("signal %u: stopping",
-						 si.ssi_signo);
-				return 0;
-			}
-			if (p == &srv->listen_fd) {
-				server_accept(srv);
-			} else if (p == &srv->cluster_tag) {
-				/* Woken by the fabric: a peer's traffic, also
-				 * one-sided reads and writes that leave no
-				 * completion here but need our progress; run
-				 * at the top of the loop. */
-				woke = true;
-				if (srv->poll_ns && !spin)
-					srv->served_ns = pmd_now_ns();
-			} else {
-				loop_session(srv, p, evs[i].events);
-			}
+		if (p == &srv->listen_fd) {
+			server_accept(srv);
+		} else if (p == &srv->cluster_tag) {
+			/* Woken by the fabric: a peer's traffic, also one-sided
+			 * reads and writes that leave no completion here but
+			 * need our progress; run at the top of the loop. */
+			srv->woke = true;
+			if (srv->poll_ns && !spin)
+				srv->served_ns = pmd_now_ns();
+		} else {
+			loop_session(srv, p, evs[i].events);
 		}
 	}
+	return 0;
+}
+
+error_t pmd_server_run(struct pmd_server *srv)
+{
+	bool stop = false;
+	error_t err = 0;
+
+	srv->woke = true;
+	while (!err && !stop)
+		err = pmd_server_turn(srv, -1, &stop);
+	return err;
 }
 
 void pmd_server_destroy(struct pmd_server *srv)

@@ -13,6 +13,8 @@
 #ifndef PMD_SERVER_H
 #define PMD_SERVER_H
 
+#include <stdbool.h>
+
 #include "config.h"
 #include "core.h"
 
@@ -22,6 +24,10 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 			  struct pmd_server **srv_out);
 /* Runs until SIGTERM or SIGINT. */
 error_t pmd_server_run(struct pmd_server *srv);
+/* One turn of that loop, waiting at most max_ms for an event (-1: as
+ * long as the loop would); *stop when a signal asks the pmd to stop.
+ * For those that drive the pmd themselves (the fuzz targets). */
+error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop);
 /* Ends every session (their tasks die) and removes the socket. */
 void pmd_server_destroy(struct pmd_server *srv);
 

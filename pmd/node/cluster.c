@@ -215,7 +215,10 @@ static void watch_peers(struct pmd_cluster *c)
 
 		if (gone) {
 			forget_node(c, i, p->id);
-			c->forgot_inc[i] = p->inc;
+			/* Only the incarnation we forgot under is told: one
+			 * that restarted forgot us by itself. */
+			c->forgot_inc[i] = !c->prev_inc[i] ||
+					   p->inc == c->prev_inc[i] ? p->inc : 0;
 		}
 		if (p->state == PM_NODE_UP && c->forgot_inc[i] &&
 		    !c->resets[i].busy) {

@@ -113,6 +113,9 @@ struct pmd_nreq_out {
 
 /* nreq.c */
 error_t pmd_nreq_init(struct pmd_cluster *c);
+/* The MAC of a node request (header h, its mac ignored, and body). */
+void pmd_nreq_mac(const struct pmd_cluster *c, const struct pmd_nreq_hdr *h,
+		  const void *body, uint8_t out[32]);
 /* A node request or answer from node src (data from the fabric). */
 void pmd_nreq_receive(struct pmd_cluster *c, pm_node_t src, const void *data,
 		      size_t len);

@@ -40,8 +40,8 @@ error_t pmd_nreq_init(struct pmd_cluster *c)
 	return 0;
 }
 
-static void nreq_mac(const struct pmd_cluster *c, const struct pmd_nreq_hdr *h,
-		     const void *body, uint8_t out[32])
+void pmd_nreq_mac(const struct pmd_cluster *c, const struct pmd_nreq_hdr *h,
+		  const void *body, uint8_t out[32])
 {
 	crypto_generichash_state st;
 	struct pmd_nreq_hdr copy = *h;
@@ -70,7 +70,7 @@ static error_t nreq_send(struct pmd_cluster *c, pm_node_t to, uint64_t to_inc,
 		.flags = flags };
 	if (len)
 		memcpy(h + 1, body, len);
-	nreq_mac(c, h, h + 1, h->mac);
+	pmd_nreq_mac(c, h, h + 1, h->mac);
 	return fab_send(c->ep, pmd_peer_of_node(c, to), buf, sizeof(*h) + len,
 			NULL);
 }
@@ -177,7 +177,7 @@ static bool nreq_check(struct pmd_cluster *c, pm_node_t src,
 	    p->state == PM_NODE_DOWN || h->from_inc != p->inc ||
 	    h->to_inc != c->mb.inc)
 		return false;
-	nreq_mac(c, h, body, want);
+	pmd_nreq_mac(c, h, body, want);
 	*src_inc = p->inc;
 	return sodium_memcmp(want, h->mac, sizeof(want)) == 0;
 }
