@@ -44,15 +44,26 @@ static bool check_container(struct pmd_core *core, struct pmd_container *c,
 static bool check_task(struct pmd_core *core, struct pmd_task *t,
 		       struct check_sums *sums)
 {
-	uint64_t mine = 0, extra = 0;
+	uint64_t mine = 0, extra = 0, shares = 0;
 	bool ok = true;
 
 	for (struct pmd_list *cp = t->containers.next; cp != &t->containers;
 	     cp = cp->next) {
+		struct pmd_container *c = pmd_container_of(
+			cp, struct pmd_container, owner_link);
+
 		sums->containers++;
-		ok &= check_container(core, pmd_container_of(
-			cp, struct pmd_container, owner_link), &mine, &extra,
-			&sums->remote);
+		ok &= check_container(core, c, &mine, &extra, &sums->remote);
+		for (struct pmd_list *sp = c->shares.next; sp != &c->shares;
+		     sp = sp->next)
+			shares++;
+	}
+	if (shares != t->nshares || t->nshares > PMD_TASK_SHARES_MAX ||
+	    t->handles.count > PMD_TASK_HANDLES_MAX) {
+		pmd_err("check: task %#lx has %lu shares (counted %lu) and %u "
+			"handles", (unsigned long)t->id, (unsigned long)shares,
+			(unsigned long)t->nshares, t->handles.count);
+		ok = false;
 	}
 	if (mine != t->charge.allocated || extra != t->charge.extra_allocated) {
 		pmd_err("check: task %#lx is charged %lu (%lu extra) but owns "

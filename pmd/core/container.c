@@ -260,6 +260,7 @@ void pmd_share_free(struct pmd_core *core, struct pmd_share *sh)
 {
 	pmd_share_remove(core, sh);
 	pmd_list_del(&sh->cont_link);
+	sh->cont->owner->nshares--;
 	free(sh);
 }
 

@@ -33,6 +33,10 @@
 #include "stop.h"
 
 #define PMD_SHARE_BUCKETS      1024
+/* Weak references a task's containers may have at once (a share lives as
+ * long as any task holds it: its importers' tables too); one more is
+ * ENOMEM. With PMD_TASK_HANDLES_MAX, this bounds a task's metadata. */
+#define PMD_TASK_SHARES_MAX    4096u
 #define PMD_USER_OVERRIDES_MAX 64
 #define PMD_LIMIT_DEFAULT      UINT64_MAX /* a [user] value left unset */
 
@@ -131,6 +135,8 @@ struct pmd_task {
 	struct pmd_htab handles;     /* (L) its capabilities */
 	struct pmd_list containers;  /* (L) containers it owns (owner_link) */
 	uint64_t ncontainers;        /* (L) length of that list */
+	uint32_t nshares;            /* (L) weak references its containers
+	                              * have (PMD_TASK_SHARES_MAX at most) */
 	uint64_t *segs_given;        /* (L) sorted ids of segments it holds */
 	uint32_t nsegs_given;        /* (L) used */
 	uint32_t segs_given_cap;     /* (L) allocated */

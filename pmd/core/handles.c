@@ -31,6 +31,8 @@ error_t pmd_htab_insert(struct pmd_htab *t, struct pmd_cap *c,
 {
 	uint32_t i = t->hint;
 
+	if (t->count >= PMD_TASK_HANDLES_MAX)
+		return ENOMEM;
 	while (i < t->len && t->v[i])
 		i++;
 	if (i == t->len) {

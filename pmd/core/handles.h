@@ -17,6 +17,11 @@
 
 struct pmd_cap;
 
+/* A task holds at most this many handles (containers it owns, weak
+ * references it made or imported, tombstones it has not released): a
+ * task's metadata is bounded like its frames. One more is ENOMEM. */
+#define PMD_TASK_HANDLES_MAX 16384u
+
 struct pmd_htab {
 	struct pmd_cap **v;         /* (L) by index; NULL: free */
 	uint32_t *gen;              /* (L) generation per index, never 0 */
@@ -29,7 +34,8 @@ void pmd_htab_init(struct pmd_htab *t);
 /* The table must be empty. */
 void pmd_htab_fini(struct pmd_htab *t);
 
-/* Gives c a handle, *h_out (written only on success). */
+/* Gives c a handle, *h_out (written only on success); ENOMEM at
+ * PMD_TASK_HANDLES_MAX. */
 error_t pmd_htab_insert(struct pmd_htab *t, struct pmd_cap *c,
 			container_t *h_out);
 /* NULL when h is not a live handle of this table. */

@@ -37,6 +37,8 @@ error_t pmd_container_share(struct pmd_core *core, struct pmd_task *task,
 		why->arg = PMD_ARG_SHARE_TASK;
 		return ESRCH;
 	}
+	if (task->nshares >= PMD_TASK_SHARES_MAX)
+		return ENOMEM;
 	sh = calloc(1, sizeof(*sh));
 	if (!sh)
 		return ENOMEM;
@@ -57,6 +59,7 @@ error_t pmd_container_share(struct pmd_core *core, struct pmd_task *task,
 	}
 	pmd_list_add(&cap->cont->shares, &sh->cont_link);
 	pmd_share_insert(core, sh);
+	task->nshares++;
 	*weak_out = weak->handle;
 	return 0;
 }

@@ -57,13 +57,18 @@ struct pmd_window {
 	unsigned refs;               /* (L) */
 };
 
-/* A handle another home serves, in the session's table (its handle is
- * PMD_FWD_BIT | index + 1). */
+/* A handle another home serves, in the session's table: its handle is
+ * PMD_FWD_BIT | gen << 32 | index + 1. A released entry is used again
+ * under the next generation (the old handle finds nothing: EBADF), and
+ * the table holds at most PMD_FWD_HANDLES_MAX entries (ENOMEM). */
 #define PMD_FWD_BIT (UINT64_C(1) << 62)
+#define PMD_FWD_GEN_MASK 0x3fffffffu
+#define PMD_FWD_HANDLES_MAX PMD_TASK_HANDLES_MAX
 struct pmd_fwd_handle {
 	pm_node_t node;              /* (L) the home; 0: a free entry */
-	container_t rh;              /* (C) the home's handle */
-	uint64_t inc;                /* (C) the home's epoch then (ESTALE after) */
+	uint32_t gen;                /* (L) of its current handle, never 0 */
+	container_t rh;              /* (L) the home's handle */
+	uint64_t inc;                /* (L) the home's epoch then (ESTALE after) */
 };
 
 /* The base of every asynchronous operation's context. */

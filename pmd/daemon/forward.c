@@ -1,7 +1,7 @@
 /*
  * forward.c - requests on handles another home serves. A task of this
  * node that imports a token of a container homed elsewhere gets a
- * forwarded handle (PMD_FWD_BIT | index + 1 in its session's table); its
+ * forwarded handle (an entry of its session's table, daemon.h); its
  * reads and writes (whole, in one node request, so the home decides them
  * as one), stats, locks, exports, releases, copies and maps go to the
  * home as FWD_OP and are answered with the home's answer. What a weak
@@ -194,6 +194,30 @@ static error_t fwd_copy_body(struct pmd_server *srv, const void *body,
 	return 0;
 }
 
+/* A free entry of the session's table of forwarded handles, *i (a
+ * released one first; the table grows to PMD_FWD_HANDLES_MAX, then
+ * ENOMEM). */
+static error_t fwd_room(struct pmd_session *s, uint32_t *i)
+{
+	struct pmd_fwd_handle *v;
+
+	for (uint32_t k = 0; k < s->nfwd; k++) {
+		if (!s->fwd[k].node) {
+			*i = k;
+			return 0;
+		}
+	}
+	if (s->nfwd >= PMD_FWD_HANDLES_MAX)
+		return ENOMEM;
+	v = pmd_grow(s->fwd, s->nfwd, &s->fwd_cap, sizeof(*v), 4);
+	if (!v)
+		return ENOMEM;
+	s->fwd = v;
+	v[s->nfwd] = (struct pmd_fwd_handle){ 0 };
+	*i = s->nfwd++;
+	return 0;
+}
+
 /* An imported handle: an entry in the session's table of handles that
  * other homes serve. */
 static error_t fwd_imported(struct pmd_server *srv, struct pmd_session *s,
@@ -201,20 +225,24 @@ static error_t fwd_imported(struct pmd_server *srv, struct pmd_session *s,
 			    struct pmd_reply *r)
 {
 	struct pm_handle_rep *rep = pmd_reply_body(srv);
-	struct pmd_fwd_handle *v;
+	struct pmd_fwd_handle *e;
 	container_t rh;
+	uint32_t i;
+	error_t err;
 
 	if (len != sizeof(rh))
 		return EPROTO;
 	memcpy(&rh, body, sizeof(rh));
-	v = pmd_grow(s->fwd, s->nfwd, &s->fwd_cap, sizeof(*v), 4);
-	if (!v)
-		return ENOMEM;
-	s->fwd = v;
-	v[s->nfwd] = (struct pmd_fwd_handle){ .node = x->node, .rh = rh,
-		.inc = pmd_cluster_peer_epoch(srv->cluster, x->node) };
-	rep->handle = PMD_FWD_BIT | (s->nfwd + 1);
-	s->nfwd++;
+	err = fwd_room(s, &i);
+	if (err)
+		return err; /* (the home forgets it with the session's BYE) */
+	e = &s->fwd[i];
+	e->node = x->node;
+	e->gen = (e->gen + 1) & PMD_FWD_GEN_MASK;
+	e->gen += !e->gen;
+	e->rh = rh;
+	e->inc = pmd_cluster_peer_epoch(srv->cluster, x->node);
+	rep->handle = PMD_FWD_BIT | (uint64_t)e->gen << 32 | (i + 1);
 	r->body_len = sizeof(*rep);
 	return 0;
 }
@@ -291,9 +319,10 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 static error_t fwd_entry(struct pmd_server *srv, const struct pmd_session *s,
 			 uint64_t h, uint32_t *index)
 {
-	uint64_t i = (h & ~PMD_FWD_BIT) - 1;
+	uint64_t i = (h & UINT32_MAX) - 1;
 
-	if ((h & ~PMD_FWD_BIT) == 0 || i >= s->nfwd || !s->fwd[i].node)
+	if ((h & UINT32_MAX) == 0 || i >= s->nfwd || !s->fwd[i].node ||
+	    (h & ~PMD_FWD_BIT) >> 32 != s->fwd[i].gen)
 		return EBADF;
 	if (pmd_cluster_peer_epoch(srv->cluster, s->fwd[i].node) !=
 	    s->fwd[i].inc)
@@ -380,7 +409,7 @@ static error_t fwd_body(struct pmd_session *s, const struct pmd_req *q,
 		uint64_t dh, di;
 		memcpy(&dh, (const uint8_t *)q->body +
 		       offsetof(struct pm_copy_req, dst), sizeof(dh));
-		di = (dh & ~PMD_FWD_BIT) - 1;
+		di = (dh & UINT32_MAX) - 1; /* checked by fwd_copy_check */
 		memcpy(x->body + offsetof(struct pm_copy_req, dst),
 		       &s->fwd[di].rh, sizeof(container_t));
 	}
@@ -445,9 +474,15 @@ enum pmd_step pmd_fwd_import(struct pmd_server *srv, struct pmd_session *s,
 {
 	struct pmd_nreq_fwd_import q;
 	struct fctx *x = calloc(1, sizeof(*x));
+	uint32_t room;
 
 	if (!x)
 		return pmd_reply_now(r, ENOMEM);
+	/* Room for its handle first: the home would keep a proxy's. */
+	if (fwd_room(s, &room)) {
+		free(x);
+		return pmd_reply_now(r, ENOMEM);
+	}
 	*x = (struct fctx){ .srv = srv, .node = home, .type = PM_MSG_IMPORT };
 	q.task = s->task->id;
 	memcpy(q.token, tok->bytes, sizeof(q.token));

@@ -676,6 +676,45 @@ static void mappings_agree_with_a_model_on_three_nodes(void **state)
 		pmd_proc_stop(&node[i]);
 }
 
+
+/* Forwarded handles: a released one's entry is used again under a new
+ * handle (the old one finds nothing), and a task holds at most as many as
+ * any handles (docs/api.md, "Limits"): one more is ENOMEM, at its node or
+ * at the home, and changes nothing. */
+static void forwarded_handles_are_bounded_and_reused(void **state)
+{
+	pm_t *a = test_connect(&node[0]), *s = test_connect(&node[1]);
+	struct pm_container_stat st;
+	container_t c, weak, ref, ref2;
+	pm_cap_token_t tok;
+	pm_task_t sid;
+	unsigned n = 0;
+	error_t err;
+
+	assert_int_equal(pm_container_create(a, &c), 0);
+	assert_int_equal(pm_self(s, &sid), 0);
+	assert_int_equal(pm_container_share(a, c, sid, &weak), 0);
+	assert_int_equal(pm_cap_export(a, weak, &tok), 0);
+	assert_int_equal(pm_cap_import(s, &tok, &ref), 0);
+	assert_int_equal(pm_cap_release(s, ref), 0);
+	assert_int_equal(pm_cap_import(s, &tok, &ref2), 0);
+	assert_true(ref2 != ref);
+	assert_int_equal(pm_container_stat(s, ref, &st), EBADF);
+	assert_int_equal(pm_container_stat(s, ref2, &st), 0);
+	while ((err = pm_cap_import(s, &tok, &ref)) == 0)
+		if (++n > 20000)
+			break;
+	assert_int_equal(err, ENOMEM);
+	assert_true(n >= 16000 && n < 16384);
+	assert_int_equal(pm_cap_release(s, ref2), 0);
+	assert_int_equal(pm_cap_import(s, &tok, &ref2), 0);
+	assert_int_equal(pm_container_stat(s, ref2, &st), 0);
+	pm_disconnect(s);
+	assert_int_equal(pm_container_destroy(a, c), 0);
+	test_check(a);
+	pm_disconnect(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -692,6 +731,9 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(a_task_gone_mid_copy, setup3,
 						teardown),
+		cmocka_unit_test_setup_teardown(
+			forwarded_handles_are_bounded_and_reused, setup,
+			teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

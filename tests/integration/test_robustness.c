@@ -1,8 +1,9 @@
 /*
  * Bad input on the task socket: garbage, truncated and oversized messages,
  * wrong magic or version, unknown types, descriptors sent to the pmd, a
- * task that does not read its replies, tasks killed mid-request, and a
- * task that truncates the segment descriptors it was given. After each,
+ * task that does not read its replies, tasks killed mid-request, a task
+ * that truncates the segment descriptors it was given, and one that asks
+ * for more metadata than a task may hold. After each,
  * the pmd still serves, its accounting holds and nothing is left.
  */
 #include <setjmp.h>
@@ -609,6 +610,43 @@ static void a_task_that_truncates_its_segments(void **state)
 	check_still_serving();
 }
 
+
+/* A task's metadata is bounded (docs/api.md, "Limits"): containers and
+ * weak references count against 16384 handles, and one more is ENOMEM,
+ * changing nothing; the pmd stays small and serves on. */
+#define HANDLES_MAX 16384
+static void a_tasks_metadata_is_bounded(void **state)
+{
+	pm_t *pm = test_connect(&test_pmd);
+	pm_t *other = test_connect(&test_pmd);
+	container_t c, first = 0, weak;
+	pm_cap_token_t tok;
+	pm_task_t me;
+	unsigned n = 0;
+	error_t err;
+
+	assert_int_equal(pm_self(pm, &me), 0);
+	while ((err = pm_container_create(pm, &c)) == 0) {
+		if (!first)
+			first = c;
+		if (++n > HANDLES_MAX)
+			break;
+	}
+	assert_int_equal(err, ENOMEM);
+	assert_int_equal(n, HANDLES_MAX);
+	/* An import is a handle too; a destroy makes room. */
+	assert_int_equal(pm_container_create(other, &c), 0);
+	assert_int_equal(pm_container_share(other, c, me, &weak), 0);
+	assert_int_equal(pm_cap_export(other, weak, &tok), 0);
+	assert_int_equal(pm_cap_import(pm, &tok, &weak), ENOMEM);
+	assert_int_equal(pm_container_destroy(pm, first), 0);
+	assert_int_equal(pm_cap_import(pm, &tok, &weak), 0);
+	test_check(pm);
+	pm_disconnect(pm);
+	pm_disconnect(other);
+	check_still_serving();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -622,6 +660,7 @@ int main(void)
 		cmocka_unit_test(task_that_does_not_read_is_dropped),
 		cmocka_unit_test(task_killed_mid_request),
 		cmocka_unit_test(a_task_that_truncates_its_segments),
+		cmocka_unit_test(a_tasks_metadata_is_bounded),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	test_pmd_args = (const char *const[]){ "--memory", "64M",

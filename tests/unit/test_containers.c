@@ -2,8 +2,8 @@
  * Unit tests of the local container operations (pmd/core), with no
  * daemon: the allocation's stop rule, squash, deallocation that changes
  * nothing on a missing frame, copy-on-write copies and what breaks them,
- * locks, and unshare's move of what a revoked task could see. The
- * accounting check holds after every test.
+ * locks, unshare's move of what a revoked task could see, and the bounds
+ * on a task's metadata. The accounting check holds after every test.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -310,6 +310,65 @@ static void unshare_moves_what_the_revoked_task_could_see(void **state)
 	cf_check(&core);
 }
 
+
+/* A task's tables are bounded: handles (containers, imports), and the
+ * weak references its containers have. One more is ENOMEM and changes
+ * nothing; freeing one makes room again. */
+static void a_tasks_tables_are_bounded(void **state)
+{
+	struct pmd_task *t = cf_task(&core), *other = cf_task(&core);
+	struct pmd_culprit why = { 0 };
+	container_t h, first = 0, weak;
+	struct pm_token tok;
+	uint32_t n = 0;
+
+	while (pmd_container_create(&core, t, &h) == 0) {
+		if (!first)
+			first = h;
+		n++;
+		assert_true(n <= PMD_TASK_HANDLES_MAX);
+	}
+	assert_int_equal(n, PMD_TASK_HANDLES_MAX);
+	assert_int_equal(pmd_container_create(&core, t, &h), ENOMEM);
+	assert_int_equal(t->ncontainers, PMD_TASK_HANDLES_MAX);
+	cf_check(&core);
+	/* An import needs a handle too. */
+	h = cf_container(&core, other, 1);
+	assert_int_equal(pmd_container_share(&core, other, h, t->id, &weak,
+					     &why), 0);
+	assert_int_equal(pmd_cap_export(&core, other, weak, &tok, &why), 0);
+	assert_int_equal(pmd_cap_import(&core, t, &tok, &weak, &why), ENOMEM);
+	assert_int_equal(pmd_container_destroy(&core, t, first, &why), 0);
+	assert_int_equal(pmd_cap_import(&core, t, &tok, &weak, &why), 0);
+	assert_int_equal(pmd_container_create(&core, t, &h), ENOMEM);
+	cf_check(&core);
+
+	/* Weak references of its containers: bounded apart (they may live
+	 * in other tasks' tables). */
+	n = 0;
+	h = cf_container(&core, other, 0);
+	for (;;) {
+		error_t err = pmd_container_share(&core, other, h, t->id,
+						  &weak, &why);
+		if (err) {
+			assert_int_equal(err, ENOMEM);
+			break;
+		}
+		n++;
+		assert_true(n <= PMD_TASK_SHARES_MAX);
+	}
+	assert_int_equal(n + 1, PMD_TASK_SHARES_MAX); /* one share above */
+	assert_int_equal(other->nshares, PMD_TASK_SHARES_MAX);
+	cf_check(&core);
+	/* Unshare ends them all: room again. */
+	assert_int_equal(pmd_container_unshare(&core, other, h, t->id, &why),
+			 0);
+	assert_int_equal(other->nshares, 1);
+	assert_int_equal(pmd_container_share(&core, other, h, t->id, &weak,
+					     &why), 0);
+	cf_check(&core);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -334,6 +393,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			unshare_moves_what_the_revoked_task_could_see, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(a_tasks_tables_are_bounded,
+						setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
