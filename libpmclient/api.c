@@ -379,6 +379,37 @@ error_t pm_debug_stat(pm_t *pm, struct pm_debug_stat *st)
 	return 0;
 }
 
+error_t pm_debug_loans(pm_t *pm, struct pm_debug_loan *loans, int *count,
+		       int *ok)
+{
+	static struct pm_debug_loans_rep zero;
+	struct pm_debug_loans_rep *rep;
+	error_t err;
+
+	if (!loans || !count || *count < 0 || !ok)
+		return EINVAL;
+	rep = malloc(sizeof(*rep));
+	if (!rep)
+		return ENOMEM;
+	*rep = zero;
+	err = pmc_call(pm, PM_MSG_DEBUG_LOANS, NULL, 0, rep, sizeof(*rep),
+		       NULL);
+	if (!err && rep->n > PM_NODES_MAX)
+		err = EPROTO;
+	if (!err) {
+		int n = (int)rep->n < *count ? (int)rep->n : *count;
+		for (int i = 0; i < n; i++)
+			loans[i] = (struct pm_debug_loan){
+				.node = rep->e[i].node,
+				.lent_to = rep->e[i].lent_to,
+				.borrowed_from = rep->e[i].borrowed_from };
+		*count = n;
+		*ok = rep->ok ? 1 : 0;
+	}
+	free(rep);
+	return err;
+}
+
 error_t pm_debug_move(pm_t *pm, container_t container, frame_t frame)
 {
 	struct pm_move_req req = { .handle = container, .frame = frame };

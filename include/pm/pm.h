@@ -156,6 +156,20 @@ struct pm_debug_stat {
 };
 PM_API error_t pm_debug_stat(pm_t *pm, struct pm_debug_stat *st);
 
+/* Loans between this node and each other one, as this node's books say:
+ * slots it lends the node, and slots of the node holding frames of its
+ * own (or on their way back). Up to *count entries (nodes with neither
+ * are left out); *count gets how many; *ok is 1 when the books agree with
+ * themselves. Across two nodes that see each other and are quiet, one's
+ * lent_to is the other's borrowed_from. */
+struct pm_debug_loan {
+	pm_node_t node;
+	uint64_t lent_to;
+	uint64_t borrowed_from;
+};
+PM_API error_t pm_debug_loans(pm_t *pm, struct pm_debug_loan *loans,
+			      int *count, int *ok);
+
 /* Moves a frame of a container the caller owns to another physical slot,
  * as paging, reclaim and migration do; mappings follow it. EBUSY when it
  * may not move (locked, copy-on-write, or mapped by a task whose mappings

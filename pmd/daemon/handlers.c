@@ -803,9 +803,35 @@ static enum pmd_step do_debug_stat(struct pmd_server *srv,
 				   struct pmd_reply *r)
 {
 	struct pm_debug_rep *rep = pmd_reply_body(srv);
+	struct pm_debug_loans_rep *loans;
 
 	pmd_core_check(srv->core, rep);
 	rep->requests = srv->requests;
+	r->body_len = sizeof(*rep);
+	/* The books of loans in and out are part of the node's. */
+	if (srv->cluster && (loans = malloc(sizeof(*loans))) != NULL) {
+		pmd_cluster_loans(srv->cluster, loans);
+		rep->invariant_ok &= loans->ok;
+		free(loans);
+	}
+	return pmd_reply_now(r, 0);
+}
+
+static enum pmd_step do_debug_loans(struct pmd_server *srv,
+				    struct pmd_session *s,
+				    const struct pmd_req *q,
+				    struct pmd_reply *r)
+{
+	struct pm_debug_loans_rep *rep = pmd_reply_body(srv);
+	struct pm_debug_rep check;
+
+	memset(rep, 0, sizeof(*rep));
+	if (srv->cluster)
+		pmd_cluster_loans(srv->cluster, rep);
+	else
+		rep->ok = 1;
+	pmd_core_check(srv->core, &check);
+	rep->ok &= check.invariant_ok;
 	r->body_len = sizeof(*rep);
 	return pmd_reply_now(r, 0);
 }
@@ -909,6 +935,7 @@ static const struct {
 	[PM_MSG_WHERE] = { do_where, sizeof(struct pm_where_req), false, false },
 	[PM_MSG_PING_NODE] = { do_ping_node, sizeof(struct pm_ping_req), false, false },
 	[PM_MSG_WINDOW] = { do_window, 0, false, false },
+	[PM_MSG_DEBUG_LOANS] = { do_debug_loans, 0, false, false },
 };
 
 bool pmd_request_fits(uint32_t type, uint32_t len)

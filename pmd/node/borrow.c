@@ -229,3 +229,47 @@ error_t pmd_cluster_return(struct pmd_cluster *c, pm_node_t node,
 		free(k);
 	return err;
 }
+
+void pmd_borrow_count(struct pmd_cluster *c, uint64_t *by_index, bool *ok)
+{
+	struct pmd_core *core = c->core;
+
+	for (struct pmd_list *tp = core->tasks.next; tp != &core->tasks;
+	     tp = tp->next) {
+		struct pmd_task *t = pmd_container_of(tp, struct pmd_task, link);
+
+		for (struct pmd_list *cp = t->containers.next;
+		     cp != &t->containers; cp = cp->next) {
+			struct pmd_container *ct = pmd_container_of(
+				cp, struct pmd_container, owner_link);
+			struct pmd_frame *e;
+			frame_t f = 0;
+
+			while (pmd_ftab_next(&ct->frames, &f, &e)) {
+				int i = (e->flags & PMD_FRAME_REMOTE) &&
+					!(e->flags & PMD_FRAME_LOST)
+					? pmd_node_index(c, e->node) : -2;
+
+				if (i == -1 || (i >= 0 && (e->node == c->self ||
+				    !pmd_rseg_find(core, e->node, e->seg)))) {
+					pmd_err("check: frame %#lx of container "
+						"%#lx lives on node %u, segment "
+						"%u, which we know nothing of",
+						(unsigned long)f,
+						(unsigned long)ct->id, e->node,
+						e->seg);
+					*ok = false;
+				} else if (i >= 0) {
+					by_index[i]++;
+				}
+				if (f++ == UINT64_MAX)
+					break;
+			}
+		}
+	}
+	for (uint32_t k = 0; k < core->nrfree; k++) {
+		int i = pmd_node_index(c, core->rfree[k].node);
+		if (i >= 0)
+			by_index[i]++;
+	}
+}

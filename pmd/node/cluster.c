@@ -416,3 +416,20 @@ unsigned pmd_cluster_up_nodes(const struct pmd_cluster *c, pm_node_t *out,
 	}
 	return k;
 }
+
+void pmd_cluster_loans(struct pmd_cluster *c, struct pm_debug_loans_rep *out)
+{
+	uint64_t lent[PMD_CLUSTER_NODES_MAX] = { 0 };
+	uint64_t borrowed[PMD_CLUSTER_NODES_MAX] = { 0 };
+	bool ok = true;
+
+	pmd_lend_count(c, lent, &ok);
+	pmd_borrow_count(c, borrowed, &ok);
+	out->n = 0;
+	for (unsigned i = 0; i < c->conf.nnodes && out->n < PM_NODES_MAX; i++)
+		if (lent[i] || borrowed[i])
+			out->e[out->n++] = (struct pm_debug_loan_ent){
+				.node = c->conf.nodes[i].id,
+				.lent_to = lent[i], .borrowed_from = borrowed[i] };
+	out->ok = ok;
+}

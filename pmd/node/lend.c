@@ -478,3 +478,45 @@ error_t pmd_cluster_pushed_where(struct pmd_cluster *c, uint64_t task,
 	*frame = l->frame[slot];
 	return 0;
 }
+
+void pmd_lend_count(struct pmd_cluster *c, uint64_t *by_index, bool *ok)
+{
+	uint64_t total = 0;
+
+	for (uint32_t k = 0; k < c->nlsegs; k++) {
+		const struct pmd_lseg *l = c->lsegs[k];
+		uint32_t n = 0;
+
+		for (unsigned s = 0; s < PMD_SEG_SLOTS; s++) {
+			int i;
+
+			if (!l->owner[s])
+				continue;
+			n++;
+			i = pmd_node_index(c, l->owner[s]);
+			if (i < 0 || l->owner[s] == c->self) {
+				pmd_err("check: slot %u of lent segment %lu is "
+					"lent to node %u, not one of ours", s,
+					(unsigned long)l->seg_id, l->owner[s]);
+				*ok = false;
+			} else {
+				by_index[i]++;
+			}
+		}
+		if (n != l->nlent) {
+			pmd_err("check: lent segment %lu says %u slots are "
+				"lent, its slots say %u",
+				(unsigned long)l->seg_id, l->nlent, n);
+			*ok = false;
+		}
+		total += n;
+	}
+	if (total != c->core->budget.lent ||
+	    total != c->core->segs.slots_lent) {
+		pmd_err("check: %lu slots lent, the budget says %lu and the "
+			"segments %lu", (unsigned long)total,
+			(unsigned long)c->core->budget.lent,
+			(unsigned long)c->core->segs.slots_lent);
+		*ok = false;
+	}
+}

@@ -72,6 +72,9 @@ unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 /* Whether node requests or one-sided reads and writes of ours are in
  * flight. */
 bool pmd_cluster_waiting(const struct pmd_cluster *c);
+/* The accounting check of loans in and out (DEBUG_LOANS): what this
+ * node lends and borrows, by node, and whether its books agree. */
+void pmd_cluster_loans(struct pmd_cluster *c, struct pm_debug_loans_rep *out);
 
 /* Every node of the cluster file but self, for pm_nodes: up to max. */
 unsigned pmd_cluster_nodes(const struct pmd_cluster *c,

@@ -73,6 +73,15 @@ struct pmd_cluster {
 	                                * from under their caller */
 };
 
+/* The index of node in c->conf.nodes, or -1. */
+static inline int pmd_node_index(const struct pmd_cluster *c, pm_node_t node)
+{
+	for (unsigned i = 0; i < c->conf.nnodes; i++)
+		if (c->conf.nodes[i].id == node)
+			return (int)i;
+	return -1;
+}
+
 /* The node behind a fabric peer (0: none of ours), and back. */
 static inline pm_node_t pmd_node_of_peer(const struct pmd_cluster *c,
 					 fab_peer_t peer)
@@ -131,6 +140,11 @@ void pmd_nreq_stop(struct pmd_cluster *c);
  * uses those slots, so they go back. */
 void pmd_borrow_late(struct pmd_cluster *c, pm_node_t lender, const void *body,
 		     size_t len);
+/* The accounting check of loans in: slots of each node (by index in
+ * c->conf.nodes) that hold frames of ours or go back to it; *ok false
+ * (and a line logged) for a frame said to live on no node of ours or in
+ * a segment we have no record of. */
+void pmd_borrow_count(struct pmd_cluster *c, uint64_t *by_index, bool *ok);
 
 /* lend.c */
 void pmd_lend_prepare(struct pmd_cluster *c);
@@ -147,6 +161,10 @@ void pmd_lend_serve_return(struct pmd_cluster *c, const struct pmd_nreq_in *in,
 void pmd_cluster_serve_reset(struct pmd_cluster *c,
 			     const struct pmd_nreq_in *in,
 			     struct pmd_nreq_out *out);
+/* The accounting check of loans out: our slots lent to each node (by
+ * index in c->conf.nodes); *ok false (and a line logged) when a
+ * segment's count, the budget and the slot records disagree. */
+void pmd_lend_count(struct pmd_cluster *c, uint64_t *by_index, bool *ok);
 /* Everything lent to home comes back (it went down or restarted). */
 void pmd_lend_forget(struct pmd_cluster *c, pm_node_t home);
 void pmd_lend_stop(struct pmd_cluster *c);

@@ -28,7 +28,8 @@
  *      status CROSS_HOME (a copy between homes); STOP and RESUME,
  *      the pmd's messages to a task's library on its fault session, and
  *      BREAK (a store to a copy-on-write frame through a mapping) and
- *      WHERE (a fault on a mapping the pmd took away, by frame).
+ *      WHERE (a fault on a mapping the pmd took away, by frame);
+ *      DEBUG_LOANS (slots lent to and borrowed from each node, checked).
  */
 #ifndef PM_PROTO_H
 #define PM_PROTO_H
@@ -84,6 +85,7 @@ enum pm_msg_type {
 	PM_MSG_RESUME = 29, /* pmd to library, on the fault session */
 	PM_MSG_BREAK = 30,  /* library to pmd, on the fault session */
 	PM_MSG_WHERE = 31,  /* library to pmd, on the fault session */
+	PM_MSG_DEBUG_LOANS = 32,
 	PM_MSG_TYPE_MAX,
 	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
 };
@@ -609,6 +611,28 @@ struct pm_debug_rep {
 	uint64_t requests;     /* requests served since start */
 };
 static_assert(sizeof(struct pm_debug_rep) == 80, "debug rep");
+
+/* DEBUG_LOANS: empty request. What this node lends each other node and
+ * borrows from it, as its own books say; ok when they agree with
+ * themselves (what the lender side records slot by slot, the budget and
+ * the frames that live elsewhere). Nodes that lend or borrow nothing
+ * are left out. */
+struct pm_debug_loan_ent {
+	uint16_t node;
+	uint16_t pad;
+	uint32_t pad2;
+	uint64_t lent_to;       /* our slots that hold its frames */
+	uint64_t borrowed_from; /* its slots that hold frames of ours, or
+	                         * are on their way back to it */
+};
+static_assert(sizeof(struct pm_debug_loan_ent) == 24, "debug loan");
+struct pm_debug_loans_rep {
+	uint32_t n;
+	uint32_t ok;
+	struct pm_debug_loan_ent e[PM_NODES_MAX];
+};
+static_assert(sizeof(struct pm_debug_loans_rep) == 8 + 24 * PM_NODES_MAX,
+	      "debug loans rep");
 
 static inline void pm_msg_hdr_init(struct pm_msg_hdr *h, uint16_t type,
 				   uint32_t length, uint32_t seq)

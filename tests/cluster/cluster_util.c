@@ -192,9 +192,146 @@ void ct_start_nodes(struct pmd_proc *nodes, int n, const char *ini)
 					      PM_NODE_UP, 6000);
 }
 
+/* p runs and is not stopped (a paused node cannot be asked). */
+static bool node_serving(const struct pmd_proc *p)
+{
+	char path[64], buf[256], *rp;
+	FILE *f;
+	bool ok = false;
+
+	if (p->pid <= 0 || kill(p->pid, 0) < 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)p->pid);
+	f = fopen(path, "r");
+	if (f && fgets(buf, sizeof(buf), f) && (rp = strrchr(buf, ')')))
+		ok = rp[1] == ' ' && rp[2] != 'T' && rp[2] != 't' &&
+		     rp[2] != 'Z';
+	if (f)
+		fclose(f);
+	return ok;
+}
+
+/* What one node's books say. */
+struct books {
+	bool live;
+	pm_node_t id;
+	int n;
+	struct pm_debug_loan e[64];
+};
+
+static uint64_t books_of(const struct books *b, pm_node_t of, bool lent)
+{
+	for (int i = 0; i < b->n; i++)
+		if (b->e[i].node == of)
+			return lent ? b->e[i].lent_to : b->e[i].borrowed_from;
+	return 0;
+}
+
+/* Reads every serving node's books (each must agree with itself);
+ * whether they agree with each other: a node's loans to another are
+ * that one's borrowings, and nothing is lent to or borrowed from a node
+ * that is not serving. why gets the first disagreement. */
+static bool books_agree(const struct pmd_proc *nodes, int n,
+			struct books *b, char *why, size_t len)
+{
+	for (int i = 0; i < n; i++) {
+		struct pm_debug_stat st;
+		pm_task_t self;
+		pm_t *pm;
+		int ok = 0;
+
+		b[i] = (struct books){ .live = node_serving(&nodes[i]) };
+		if (!b[i].live)
+			continue;
+		if (pm_connect(nodes[i].socket, &pm)) {
+			b[i].live = false;
+			continue;
+		}
+		b[i].n = 64;
+		assert_int_equal(pm_self(pm, &self), 0);
+		b[i].id = (pm_node_t)(self >> 48);
+		assert_int_equal(pm_debug_stat(pm, &st), 0);
+		assert_int_equal(pm_debug_loans(pm, b[i].e, &b[i].n, &ok), 0);
+		pm_disconnect(pm);
+		if (!st.invariant_ok || !ok)
+			fail_msg("node %u: its accounting check failed (see "
+				 "its log, %s)", b[i].id, nodes[i].log);
+	}
+	for (int i = 0; i < n; i++) {
+		if (!b[i].live)
+			continue;
+		for (int k = 0; k < b[i].n; k++) {
+			const struct pm_debug_loan *e = &b[i].e[k];
+			const struct books *o = NULL;
+
+			for (int j = 0; j < n; j++)
+				if (b[j].live && b[j].id == e->node)
+					o = &b[j];
+			if (!o && (e->lent_to || e->borrowed_from)) {
+				snprintf(why, len, "node %u lends %lu slots "
+					 "to and borrows %lu of node %u, which "
+					 "is not serving", b[i].id,
+					 (unsigned long)e->lent_to,
+					 (unsigned long)e->borrowed_from,
+					 e->node);
+				return false;
+			}
+			if (o && (books_of(o, b[i].id, false) != e->lent_to ||
+				  books_of(o, b[i].id, true) !=
+				  e->borrowed_from)) {
+				snprintf(why, len, "node %u lends %lu slots to "
+					 "node %u, which borrows %lu; node %u "
+					 "borrows %lu, node %u lends %lu",
+					 b[i].id, (unsigned long)e->lent_to,
+					 o->id, (unsigned long)books_of(
+					 o, b[i].id, false), b[i].id,
+					 (unsigned long)e->borrowed_from, o->id,
+					 (unsigned long)books_of(o, b[i].id,
+								 true));
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+void ct_check_loans(const struct pmd_proc *nodes, int n)
+{
+	static struct books b[16];
+	uint64_t end = ct_now_ms() + 3 * CT_DOWN_MS + 2000;
+	char why[256] = "";
+
+	assert_true(n <= 16);
+	uint64_t lent = 0;
+	int live = 0;
+
+	/* Loans go back, and nodes declare others down, in their time. */
+	while (!books_agree(nodes, n, b, why, sizeof(why))) {
+		if (ct_now_ms() > end)
+			fail_msg("the nodes' books of loans disagree: %s", why);
+		usleep(100 * 1000);
+	}
+	for (int i = 0; i < n; i++) {
+		live += b[i].live;
+		for (int k = 0; k < b[i].n; k++)
+			lent += b[i].e[k].lent_to;
+	}
+	if (live)
+		printf("the books of %d serving nodes agree (%lu slots lent)\n",
+		       live, (unsigned long)lent);
+}
+
+void ct_stop_nodes(struct pmd_proc *nodes, int n)
+{
+	ct_check_loans(nodes, n);
+	for (int i = 0; i < n; i++)
+		pmd_proc_stop(&nodes[i]);
+}
+
 void ct_cluster_down(struct pmd_proc *nodes, int n, const char *dir,
 		     const char *ini, const char *key)
 {
+	ct_check_loans(nodes, n);
 	for (int i = 0; i < n; i++)
 		ct_reap(&nodes[i]);
 	unlink(ini);

@@ -37,8 +37,18 @@ void ct_start_node(struct pmd_proc *p, int id, const char *ini,
 		   const char *const *extra);
 /* Starts nodes 1..n of ini and waits until each sees every other up. */
 void ct_start_nodes(struct pmd_proc *nodes, int n, const char *ini);
-/* What a test left running is reaped (its logs stay, for a failed test
- * to be read) and the cluster files go. */
+/* The accounting check of every serving node (not stopped, not dead)
+ * holds, loans in and out included, and their books agree: what one
+ * lends another, that one borrows; nothing is lent to or borrowed from a
+ * node that is not serving. Waits for loans on their way back and for
+ * nodes to be declared down (fails the test after three down times). */
+void ct_check_loans(const struct pmd_proc *nodes, int n);
+/* A scenario ends: ct_check_loans, then every node of nodes[0..n) that
+ * runs stops (pmd_proc_stop: it must exit cleanly, with no error it was
+ * not expected to log). */
+void ct_stop_nodes(struct pmd_proc *nodes, int n);
+/* After ct_check_loans, what a test left running is reaped (its logs
+ * stay, for a failed test to be read) and the cluster files go. */
 void ct_cluster_down(struct pmd_proc *nodes, int n, const char *dir,
 		     const char *ini, const char *key);
 /* SIGKILL p if it runs and reap it; its directory and log stay. */

@@ -178,9 +178,8 @@ static void a_server_on_another_node(void **state)
 	ct_wait_state(&node[1], 1, PM_NODE_UP, 6000);
 	assert_int_equal(pm_container_read(s, ref, 3, 1, got, 11), ESTALE);
 	pm_disconnect(s);
-	pmd_proc_stop(&node[0]);
 	pm_disconnect(other);
-	pmd_proc_stop(&node[1]);
+	ct_stop_nodes(node, 3);
 }
 
 /* The task on node 2, the home on node 1, the frames on node 3: reads and
@@ -214,8 +213,7 @@ static void task_home_and_frames_on_three_nodes(void **state)
 	test_check(a);
 	pm_disconnect(s);
 	pm_disconnect(a);
-	for (int i = 0; i < 3; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 /* Frame f's first bytes say "<tag> f". */
@@ -345,8 +343,7 @@ static void copies_through_forwarded_handles(void **state)
 	pm_disconnect(s);
 	pm_disconnect(a);
 	pm_disconnect(b);
-	for (int i = 0; i < 3; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 static uint32_t rnd(uint64_t *rng, uint32_t k)
@@ -576,8 +573,7 @@ static void random_traffic_across_three_nodes(void **state)
 	       mapped_io, copies, across, logical);
 	pm_disconnect(s);
 	pm_disconnect(a);
-	for (int i = 0; i < 3; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 /*
@@ -651,8 +647,7 @@ static void a_task_gone_mid_copy(void **state)
 	close(to_parent[1]);
 	pm_disconnect(watch);
 	pm_disconnect(a);
-	for (int i = 0; i < 3; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 /*
@@ -672,8 +667,7 @@ static void mappings_agree_with_a_model_on_three_nodes(void **state)
 	test_walk(a, s, 150, 3);
 	pm_disconnect(s);
 	pm_disconnect(a);
-	for (int i = 0; i < 3; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 

@@ -162,8 +162,7 @@ static void both_sides_see_each_others_stores(void **state)
 	pm_disconnect(z);
 	pm_disconnect(s);
 	pm_disconnect(a);
-	for (int i = 0; i < 3; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 static void copy_deallocate_unshare_and_the_end(void **state)
@@ -251,8 +250,7 @@ static void copy_deallocate_unshare_and_the_end(void **state)
 	pm_disconnect(z);
 	pm_disconnect(s);
 	pm_disconnect(a);
-	for (int i = 0; i < 3; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 static void refused_and_lost(void **state)
@@ -290,8 +288,7 @@ static void refused_and_lost(void **state)
 	test_check(a);
 	pm_disconnect(s);
 	pm_disconnect(a);
-	pmd_proc_stop(&node[0]);
-	pmd_proc_stop(&node[2]);
+	ct_stop_nodes(node, 3);
 	ct_reap(&node[1]);
 }
 
@@ -324,8 +321,7 @@ static void the_home_dies_under_a_mapping(void **state)
 	assert_int_equal(pm_container_unmap(s, m, 4), 0);
 	pm_disconnect(s);
 	pm_disconnect(a);
-	pmd_proc_stop(&node[1]);
-	pmd_proc_stop(&node[2]);
+	ct_stop_nodes(node, 3);
 	ct_reap(&node[0]);
 }
 
@@ -360,8 +356,7 @@ static void a_large_forwarded_map(void **state)
 	assert_int_equal(pm_container_unmap(s, m, N), 0);
 	pm_disconnect(s);
 	pm_disconnect(a);
-	for (int i = 0; i < 3; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 /* A frame moved back and forth more times than a tagged segment has
@@ -402,8 +397,7 @@ static void more_moves_than_a_segment_has_slots(void **state)
 	test_check(a);
 	pm_disconnect(s);
 	pm_disconnect(a);
-	for (int i = 0; i < 3; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 /* A thread storing 1, 2, 3... into words 1.. of one mapped frame, in
@@ -527,8 +521,7 @@ static void stores_under_moves_between_nodes(void **state)
 	check_all((pm_t *[3]){ a, s, NULL });
 	pm_disconnect(s);
 	pm_disconnect(a);
-	for (int i = 0; i < 3; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 int main(void)

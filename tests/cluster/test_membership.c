@@ -64,9 +64,11 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-/* A test that failed half way leaves nodes running: end them. */
+/* What a test leaves running is checked (the nodes' books, ct_check_loans)
+ * and ended. */
 static int kill_leftovers(void **state)
 {
+	ct_check_loans(node, 3);
 	for (int i = 0; i < 3; i++)
 		ct_reap(&node[i]);
 	return 0;
@@ -229,8 +231,7 @@ static void nodes_join_fail_and_rejoin(void **state)
 		assert_int_equal(pm_debug_ping(pm, 3, &rtt), 0);
 		pm_disconnect(pm);
 	}
-	for (int i = 0; i < 3; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 static void a_node_without_the_secret_is_refused(void **state)
@@ -249,8 +250,7 @@ static void a_node_without_the_secret_is_refused(void **state)
 	close(fd);
 	if (!strstr(log, "node 2 failed authentication"))
 		fail_msg("node 1 did not log the refusal: %s", log);
-	for (int i = 0; i < 2; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 /* A stranger on the fabric sends node 1 garbage and forgeries. */
@@ -322,8 +322,7 @@ static void garbage_from_the_fabric_changes_nothing(void **state)
 	assert_int_equal(seen(0, 2).state, PM_NODE_UP);
 	assert_int_equal(seen(1, 1).state, PM_NODE_UP);
 	fab_ep_close(ep);
-	pmd_proc_stop(&node[0]);
-	pmd_proc_stop(&node[1]);
+	ct_stop_nodes(node, 3);
 }
 
 int main(void)

@@ -269,8 +269,7 @@ static void frames_on_another_node(void **state)
 	assert_int_equal(st.frames, 0);
 	test_check(pm);
 	pm_disconnect(pm);
-	pmd_proc_stop(&node[0]);
-	pmd_proc_stop(&node[1]);
+	ct_stop_nodes(node, 3);
 }
 
 /* One request on a raw session; returns the wire status. */
@@ -342,8 +341,7 @@ static void a_task_gone_mid_allocation_leaves_no_loan(void **state)
 		test_check(pm);
 		pm_disconnect(pm);
 	}
-	pmd_proc_stop(&node[0]);
-	pmd_proc_stop(&node[1]);
+	ct_stop_nodes(node, 3);
 }
 
 struct traffic {
@@ -404,7 +402,7 @@ static void lender_killed_under_traffic(void **state)
 	assert_int_equal(pm_container_deallocate(pm, t.c, 0, 8), 0);
 	test_check(pm);
 	pm_disconnect(pm);
-	pmd_proc_stop(&node[0]);
+	ct_stop_nodes(node, 3);
 }
 
 static int setup_small(void **state)
@@ -458,8 +456,7 @@ static void spill_when_the_home_is_full(void **state)
 	test_check(pm);
 	pm_disconnect(pm);
 	small_home = false;
-	pmd_proc_stop(&node[0]);
-	pmd_proc_stop(&node[1]);
+	ct_stop_nodes(node, 3);
 }
 
 static int setup_three(void **state)
@@ -537,8 +534,7 @@ static void a_paused_lender_gets_its_loans_back(void **state)
 	test_check(s);
 	pm_disconnect(s);
 	pm_disconnect(pm);
-	for (int i = 0; i < 2; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 /* The home paused past the down time: the lender took its loans back;
@@ -570,8 +566,7 @@ static void a_paused_home_finds_its_frames_there_lost(void **state)
 			 test_log_grep(&node[1], "failed authentication"), 0);
 	test_check(pm);
 	pm_disconnect(pm);
-	for (int i = 0; i < 2; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 /* PM_PLACE_INTERLEAVE on three nodes: frame f on the (f mod 3)-th node
@@ -671,8 +666,7 @@ static void interleave_across_nodes(void **state)
 		pm_disconnect(l);
 	}
 	pm_disconnect(pm);
-	pmd_proc_stop(&node[0]);
-	pmd_proc_stop(&node[1]);
+	ct_stop_nodes(node, 3);
 }
 
 /* One write across a remote frame and two local frames that share a
@@ -711,8 +705,7 @@ static void a_write_across_remote_and_copy_on_write_frames(void **state)
 	test_check(pm);
 	assert_int_equal(pm_container_destroy(pm, c), 0);
 	pm_disconnect(pm);
-	pmd_proc_stop(&node[0]);
-	pmd_proc_stop(&node[1]);
+	ct_stop_nodes(node, 3);
 }
 
 static uint32_t xrnd(uint64_t *rng, uint32_t k)
@@ -876,8 +869,8 @@ static void random_container_matches_a_model(bool spill)
 		pm_t *p = test_connect(&node[i]);
 		test_check(p);
 		pm_disconnect(p);
-		pmd_proc_stop(&node[i]);
 	}
+	ct_stop_nodes(node, 3);
 }
 
 static void random_interleaved_container_matches_a_model(void **state)
@@ -940,8 +933,7 @@ static void interleave_when_a_node_cannot_lend_its_share(void **state)
 	wait_free(3, f3);
 	test_check(pm);
 	pm_disconnect(pm);
-	for (int i = 0; i < 3; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 /* A task that sends its next request while the last one waits on
@@ -985,8 +977,7 @@ static void requests_sent_while_one_waits_on_another_node(void **state)
 	pm_t *pm = test_connect(&node[0]);
 	test_check(pm);
 	pm_disconnect(pm);
-	for (int i = 0; i < 2; i++)
-		pmd_proc_stop(&node[i]);
+	ct_stop_nodes(node, 3);
 }
 
 int main(void)
