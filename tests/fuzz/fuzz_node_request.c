@@ -32,18 +32,12 @@
  * incarnation: node 1 must not send it a RESET (that is for a node that
  * was only paused).
  */
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include "clock.h"
-#include "daemon.h"
 #include "fuzz.h"
-#include "node_priv.h"
+#include "node2.h"
 #include "pm_proto.h"
 
 #define KEPT_MAX 64
@@ -51,8 +45,6 @@
 #define NODE2_TASK ((pm_task_t)2 << 48 | 7)
 
 static struct fuzz_pmd *pmd;
-static struct pmd_cluster *cl;
-static uint64_t inc2 = 1000;       /* node 2's incarnation */
 
 /* What node 1 gave node 2 during this input. */
 static struct {
@@ -62,68 +54,30 @@ static struct {
 	unsigned nhandles;
 } kept;
 
-error_t __wrap_fab_send(struct fab_ep *ep, fab_peer_t peer, const void *buf,
-			size_t len, void *ctx);
-error_t __wrap_fab_read(struct fab_ep *ep, fab_peer_t peer, struct fab_mr *mr,
-			size_t off, const struct fab_rkey *rkey, uint64_t roff,
-			size_t len, void *ctx);
-error_t __wrap_fab_write(struct fab_ep *ep, fab_peer_t peer, struct fab_mr *mr,
-			 size_t off, const struct fab_rkey *rkey, uint64_t roff,
-			 size_t len, void *ctx);
-
-/* Reads what node 1 answers node 2; sends nothing. */
-error_t __wrap_fab_send(struct fab_ep *ep, fab_peer_t peer, const void *buf,
-			size_t len, void *ctx)
+/* Keeps what node 1's answers give node 2. */
+static void heard(const struct pmd_nreq_hdr *h, const uint8_t *body,
+		  void *arg)
 {
-	struct pmd_nreq_hdr h;
-	const uint8_t *body = (const uint8_t *)buf + sizeof(h);
-
-	(void)ep;
-	(void)peer;
-	(void)ctx;
-	if (len < sizeof(h))
-		return 0;
-	memcpy(&h, buf, sizeof(h));
-	if (h.magic == PMD_NREQ_MAGIC && getenv("PMD_FUZZ_VERBOSE"))
-		fprintf(stderr, "node 1 sends %s type %u, status %u\n",
-			h.flags & PMD_NREQ_REPLY ? "an answer of" : "a request of",
-			h.type, h.status);
+	(void)arg;
 	/* Node 2 only ever restarts here (a fresh incarnation each input):
 	 * it forgot us by itself, and is never told to. */
-	if (h.magic == PMD_NREQ_MAGIC && h.type == PMD_NREQ_RESET &&
-	    !(h.flags & PMD_NREQ_REPLY)) {
+	if (h->type == PMD_NREQ_RESET && !(h->flags & PMD_NREQ_REPLY)) {
 		fprintf(stderr, "fuzz: a RESET to a node that restarted\n");
 		abort();
 	}
-	if (h.magic != PMD_NREQ_MAGIC || !(h.flags & PMD_NREQ_REPLY) ||
-	    h.status != PM_ST_OK)
-		return 0;
-	if (h.type == PMD_NREQ_ALLOC && h.len >= 8) {
+	if (!(h->flags & PMD_NREQ_REPLY) || h->status != PM_ST_OK)
+		return;
+	if (h->type == PMD_NREQ_ALLOC && h->len >= 8) {
 		struct pmd_nreq_alloc_rep rep = { 0 };
-		memcpy(&rep, body, h.len < sizeof(rep) ? h.len : sizeof(rep));
+		memcpy(&rep, body, h->len < sizeof(rep) ? h->len : sizeof(rep));
 		for (uint32_t i = 0; i < rep.n && i < PMD_LEND_MAX &&
 		     kept.nlent < KEPT_MAX; i++)
 			kept.lent[kept.nlent++] = (struct pmd_nreq_free_slot){
 				.seg = rep.e[i].seg, .slot = rep.e[i].slot };
 	}
-	if (h.type == PMD_NREQ_FWD_IMPORT && h.len >= 8 &&
+	if (h->type == PMD_NREQ_FWD_IMPORT && h->len >= 8 &&
 	    kept.nhandles < KEPT_MAX)
 		memcpy(&kept.handles[kept.nhandles++], body, 8);
-	return 0;
-}
-
-error_t __wrap_fab_read(struct fab_ep *ep, fab_peer_t peer, struct fab_mr *mr,
-			size_t off, const struct fab_rkey *rkey, uint64_t roff,
-			size_t len, void *ctx)
-{
-	return EIO;
-}
-
-error_t __wrap_fab_write(struct fab_ep *ep, fab_peer_t peer, struct fab_mr *mr,
-			 size_t off, const struct fab_rkey *rkey, uint64_t roff,
-			 size_t len, void *ctx)
-{
-	return EIO;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -131,74 +85,37 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	pmd = fuzz_pmd_start(true);
-	cl = pmd->srv->cluster;
+	node2_listen(heard, NULL);
 	return 0;
 }
 
 /* ---- node 1's own task, whose container node 2 imports ---- */
 
 struct local {
-	int fd;
-	int fault_fd;                /* its fault session: tagged loans */
-	uint32_t seq;
-	uint64_t task;
+	struct fuzz_task t;
 	struct pm_token token;
 };
 
-static bool answered(void *arg)
-{
-	struct pollfd pf = { .fd = *(int *)arg, .events = POLLIN };
-
-	return poll(&pf, 1, 0) > 0;
-}
-
-/* One request of the local task, which must succeed, and its answer's
- * body. */
+/* A local request that must succeed. */
 static void local_call(struct local *l, uint16_t type, const void *body,
 		       uint32_t len, void *out, size_t out_len)
 {
-	uint8_t buf[256] __attribute__((aligned(8)));
-	const struct pm_reply *r = (const struct pm_reply *)(buf + 16);
-	ssize_t n;
-
-	pm_msg_hdr_init((struct pm_msg_hdr *)buf, type, 16 + len, ++l->seq);
-	if (len)
-		memcpy(buf + 16, body, len);
-	if (send(l->fd, buf, 16 + len, 0) < 0)
-		abort();
-	fuzz_pmd_run(pmd, 2000, answered, &l->fd);
-	n = recv(l->fd, buf, sizeof(buf), MSG_DONTWAIT);
-	if (n < (ssize_t)PM_REPLY_HDR || r->status != PM_ST_OK) {
+	if (fuzz_task_call(pmd, &l->t, type, body, len, out, out_len)) {
 		fprintf(stderr, "fuzz: the local task's request %u failed\n",
 			type);
 		abort();
 	}
-	memcpy(out, buf + PM_REPLY_HDR, out_len);
 }
 
 static void local_start(struct local *l)
 {
-	struct pm_hello_req hello = { .version = PM_PROTO_VERSION };
-	struct pm_hello_rep hrep;
 	struct pm_alloc_req alloc = { .count = 8 };
 	struct pm_alloc_rep arep;
 	struct pm_share_req share = { .task = NODE2_TASK };
 	container_t h, weak;
 
-	struct pm_attach_req attach;
-	struct local fs = { 0 };
-	uint8_t none[8];
-
-	l->fd = fuzz_pmd_connect(pmd);
-	local_call(l, PM_MSG_HELLO, &hello, sizeof(hello), &hrep, sizeof(hrep));
-	l->task = hrep.task;
-	/* A fault session, as the library opens: loans for the task's
-	 * mappings need one (its STOPs go unanswered here). */
-	local_call(l, PM_MSG_ATTACH_KEY, NULL, 0, attach.key,
-		   sizeof(attach.key));
-	attach.task = l->task;
-	fs.fd = l->fault_fd = fuzz_pmd_connect(pmd);
-	local_call(&fs, PM_MSG_ATTACH, &attach, sizeof(attach), none, 0);
+	/* With a fault session: loans for its mappings need one. */
+	fuzz_task_open(pmd, &l->t, true);
 	local_call(l, PM_MSG_CREATE, NULL, 0, &h, sizeof(h));
 	alloc.handle = h;
 	local_call(l, PM_MSG_ALLOCATE, &alloc, sizeof(alloc), &arep,
@@ -233,7 +150,7 @@ static void body_fix(const struct local *l, uint16_t type, uint8_t *b,
 			       8);
 			if (v < 64)
 				memcpy(b + offsetof(struct pmd_nreq_alloc_req,
-						    task), &l->task, 8);
+						    task), &l->t.id, 8);
 		}
 		if (len >= offsetof(struct pmd_nreq_alloc_req, handle)) {
 			uint8_t *cf = b + offsetof(struct pmd_nreq_alloc_req,
@@ -272,23 +189,9 @@ static void body_fix(const struct local *l, uint16_t type, uint8_t *b,
 	}
 }
 
-static bool settled(void *arg)
-{
-	(void)arg;
-	return pmd_list_empty(&pmd->srv->vsessions) && !cl->calls;
-}
-
-static bool forgotten(void *arg)
-{
-	(void)arg;
-	return pmd->core.ntasks == 0 && !pmd->core.budget.lent && settled(NULL);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static uint8_t msg[sizeof(struct pmd_nreq_hdr) + PMD_NREQ_BODY_MAX]
-		__attribute__((aligned(8)));
-	struct pmd_mb_peer *p2;
+	static uint8_t body[PMD_NREQ_BODY_MAX] __attribute__((aligned(8)));
 	struct fuzz_in in = { data, size };
 	struct local l = { 0 };
 	uint64_t id = 0;
@@ -296,48 +199,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!pmd)
 		LLVMFuzzerInitialize(NULL, NULL);
 	memset(&kept, 0, sizeof(kept));
-	/* Node 2 comes up afresh. */
-	p2 = pmd_mb_peer(&cl->mb, 2);
-	p2->state = PM_NODE_UP;
-	p2->inc = ++inc2;
-	p2->last_heard_ms = pmd_now_ms();
-	fuzz_pmd_run(pmd, 5, NULL, NULL);
+	node2_up(pmd);
 	local_start(&l);
 	while (in.left >= 4) {
-		struct pmd_nreq_hdr *h = (struct pmd_nreq_hdr *)msg;
 		uint16_t type = (uint16_t)fuzz_take(&in, 1);
 		unsigned flags = fuzz_take(&in, 1);
-		size_t len = fuzz_take(&in, 2), n;
+		size_t len = fuzz_take(&in, 2);
 
 		if (len > in.left)
 			len = in.left;
 		if (flags & 2) {
-			n = len < sizeof(msg) ? len : sizeof(msg);
-			memcpy(msg, in.p, n);
+			node2_send_raw(pmd, in.p, len, 50);
 		} else {
 			uint32_t blen = (uint32_t)(len < PMD_NREQ_BODY_MAX
 						   ? len : PMD_NREQ_BODY_MAX);
-			*h = (struct pmd_nreq_hdr){ .magic = PMD_NREQ_MAGIC,
-				.version = PMD_NREQ_VERSION, .type = type,
-				.from = 2, .to = 1, .len = blen, .id = ++id,
-				.from_inc = p2->inc, .to_inc = cl->mb.inc,
-				.flags = flags & 1 ? PMD_NREQ_REPLY : 0 };
-			memcpy(h + 1, in.p, blen);
-			body_fix(&l, type, (uint8_t *)(h + 1), blen);
-			pmd_nreq_mac(cl, h, h + 1, h->mac);
-			n = sizeof(*h) + blen;
+			memcpy(body, in.p, blen);
+			body_fix(&l, type, body, blen);
+			node2_send(pmd, type, flags & 1 ? PMD_NREQ_REPLY : 0,
+				   ++id, 0, body, blen, 50);
 		}
 		in.p += len;
 		in.left -= len;
-		p2->last_heard_ms = pmd_now_ms();
-		pmd_nreq_receive(cl, 2, msg, n);
-		fuzz_pmd_run(pmd, 50, settled, NULL);
 	}
 	/* Node 2 goes: node 1 forgets what it held for it. */
-	close(l.fd);
-	close(l.fault_fd);
-	p2->state = PM_NODE_DOWN;
-	fuzz_pmd_run(pmd, 2000, forgotten, NULL);
-	fuzz_pmd_check(pmd, true);
+	fuzz_task_close(&l.t);
+	node2_down(pmd);
+	fuzz_pmd_idle(pmd);
 	return 0;
 }

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "check.h"
 #include "clock.h"
 #include "log.h"
+#include "pm_proto.h"
 #include "server.h"
 
 #define FUZZ_SECRET "fuzzing-secret-0123456789abcdef"
@@ -118,7 +120,8 @@ struct fuzz_pmd *fuzz_pmd_start(bool cluster)
 		abort();
 	/* What a fuzzer provokes is refused and logged: keep quiet but
 	 * for errors (the self-check's among them). */
-	pmd_log_verbosity = PMD_LOG_ERR;
+	pmd_log_verbosity = getenv("PMD_FUZZ_VERBOSE") ? PMD_LOG_DEBUG
+						       : PMD_LOG_ERR;
 	cc.node = p->cfg.node_id;
 	cc.frames_total = p->cfg.memory / PM_FRAME_SIZE;
 	cc.guarantee = p->cfg.guarantee;
@@ -162,6 +165,17 @@ int fuzz_pmd_connect(const struct fuzz_pmd *p)
 	return fd;
 }
 
+static bool no_tasks(void *arg)
+{
+	return ((struct fuzz_pmd *)arg)->core.ntasks == 0;
+}
+
+void fuzz_pmd_idle(struct fuzz_pmd *p)
+{
+	fuzz_pmd_run(p, 2000, no_tasks, p);
+	fuzz_pmd_check(p, true);
+}
+
 void fuzz_pmd_check(struct fuzz_pmd *p, bool idle)
 {
 	struct pm_debug_rep rep;
@@ -190,4 +204,137 @@ void fuzz_pmd_check(struct fuzz_pmd *p, bool idle)
 			(unsigned long)p->frames_free);
 		abort();
 	}
+}
+
+/* ---- a task ---- */
+
+static bool readable(void *arg)
+{
+	struct pollfd pf = { .fd = *(int *)arg, .events = POLLIN };
+
+	return poll(&pf, 1, 0) > 0;
+}
+
+/* The reply to seq on fd (STOPs and RESUMEs of the pmd skipped). */
+static error_t reply_take(struct fuzz_pmd *p, int fd, uint32_t seq,
+			  void *out, size_t out_len)
+{
+	static uint8_t buf[PM_MSG_MAX];
+	union {
+		char b[CMSG_SPACE(sizeof(int) * 64)];
+		struct cmsghdr align;
+	} ctl;
+	const struct pm_msg_hdr *h = (const struct pm_msg_hdr *)buf;
+	const struct pm_reply *r = (const struct pm_reply *)(h + 1);
+	uint64_t end = pmd_now_ms() + 2000;
+
+	for (;;) {
+		struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+				      .msg_control = ctl.b,
+				      .msg_controllen = sizeof(ctl.b) };
+		ssize_t n;
+
+		fuzz_pmd_run(p, (int)(end - pmd_now_ms()), readable, &fd);
+		n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n <= 0)
+			return n == 0 ? ECONNRESET : ETIMEDOUT;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c;
+		     c = CMSG_NXTHDR(&msg, c)) {
+			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; c->cmsg_type == SCM_RIGHTS && i < k;
+			     i++) {
+				int cfd;
+				memcpy(&cfd, CMSG_DATA(c) + i * sizeof(int),
+				       sizeof(cfd));
+				close(cfd);
+			}
+		}
+		if ((size_t)n < PM_REPLY_HDR || !(h->type & PM_MSG_REPLY) ||
+		    h->seq != seq)
+			continue;
+		n -= (ssize_t)PM_REPLY_HDR;
+		if (out_len)
+			memcpy(out, buf + PM_REPLY_HDR,
+			       (size_t)n < out_len ? (size_t)n : out_len);
+		return pm_status_to_errno(r->status);
+	}
+}
+
+static error_t send_on(int fd, uint32_t seq, uint16_t type, const void *body,
+		       uint32_t len)
+{
+	static uint8_t buf[PM_MSG_MAX] __attribute__((aligned(8)));
+
+	if (len > sizeof(buf) - 16)
+		abort();
+	pm_msg_hdr_init((struct pm_msg_hdr *)buf, type, 16 + len, seq);
+	if (len)
+		memcpy(buf + 16, body, len);
+	return send(fd, buf, 16 + len, MSG_NOSIGNAL) < 0 ? ECONNRESET : 0;
+}
+
+static error_t call_on(struct fuzz_pmd *p, int fd, uint32_t seq,
+		       uint16_t type, const void *body, uint32_t len,
+		       void *out, size_t out_len)
+{
+	error_t err = send_on(fd, seq, type, body, len);
+
+	return err ? err : reply_take(p, fd, seq, out, out_len);
+}
+
+uint32_t fuzz_task_send(struct fuzz_pmd *p, struct fuzz_task *t, uint16_t type,
+			const void *body, uint32_t len)
+{
+	(void)p;
+	if (send_on(t->fd, ++t->seq, type, body, len))
+		abort();
+	return t->seq;
+}
+
+error_t fuzz_task_reply(struct fuzz_pmd *p, struct fuzz_task *t, uint32_t seq,
+			void *out, size_t out_len)
+{
+	return reply_take(p, t->fd, seq, out, out_len);
+}
+
+error_t fuzz_task_call(struct fuzz_pmd *p, struct fuzz_task *t, uint16_t type,
+		       const void *body, uint32_t len, void *out,
+		       size_t out_len)
+{
+	return call_on(p, t->fd, ++t->seq, type, body, len, out, out_len);
+}
+
+void fuzz_task_open(struct fuzz_pmd *p, struct fuzz_task *t, bool fault)
+{
+	struct pm_hello_req hello = { .version = PM_PROTO_VERSION };
+	struct pm_hello_rep hrep;
+	struct pm_attach_req attach;
+
+	*t = (struct fuzz_task){ .fd = fuzz_pmd_connect(p), .fault_fd = -1 };
+	if (fuzz_task_call(p, t, PM_MSG_HELLO, &hello, sizeof(hello), &hrep,
+			   sizeof(hrep)))
+		abort();
+	t->id = hrep.task;
+	if (!fault)
+		return;
+	/* A fault session, as the library opens one (its STOPs go
+	 * unanswered here: their deadline passes). */
+	if (fuzz_task_call(p, t, PM_MSG_ATTACH_KEY, NULL, 0, attach.key,
+			   sizeof(attach.key)))
+		abort();
+	attach.task = t->id;
+	t->fault_fd = fuzz_pmd_connect(p);
+	if (call_on(p, t->fault_fd, 1, PM_MSG_ATTACH, &attach, sizeof(attach),
+		    NULL, 0))
+		abort();
+}
+
+void fuzz_task_close(struct fuzz_task *t)
+{
+	if (t->fd >= 0)
+		close(t->fd);
+	if (t->fault_fd >= 0)
+		close(t->fault_fd);
+	t->fd = t->fault_fd = -1;
 }

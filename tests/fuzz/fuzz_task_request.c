@@ -193,12 +193,6 @@ static void body_fix(const struct state *st, uint16_t type, uint8_t *b,
 	}
 }
 
-static bool all_gone(void *arg)
-{
-	(void)arg;
-	return pmd->core.ntasks == 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t msg[PM_MSG_MAX];
@@ -251,7 +245,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < 2; i++)
 		if (st.fd[i] >= 0)
 			close(st.fd[i]);
-	fuzz_pmd_run(pmd, 2000, all_gone, NULL);
-	fuzz_pmd_check(pmd, true);
+	fuzz_pmd_idle(pmd);
 	return 0;
 }
