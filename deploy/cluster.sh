@@ -8,6 +8,8 @@
 #   deploy/cluster.sh down DIR                stop and remove everything
 #   deploy/cluster.sh cut DIR I | heal DIR I  take node I's link down / up
 #                                             (network namespaces only)
+#   deploy/cluster.sh restart DIR I           node I crashes (SIGKILL) and
+#                                             starts again
 #
 # As root (and with `ip netns`), every node gets its own network namespace,
 # joined to the others by a veth link to a bridge in a hub namespace, so a
@@ -120,30 +122,66 @@ up() {
 		done
 	fi
 
+	echo "${PMD_ARGS:-}" >"$dir/args"
+	echo "${cpus[*]}" >"$dir/cpus"
+	echo "$start_s" >"$dir/start_s"
 	for i in $(seq 1 "$n"); do
-		local run=()
-		[ "$mode" = netns ] && run=(ip netns exec "pmd${tag}n$i")
-		[ "${#cpus[@]}" -gt 0 ] &&
-			run+=(taskset -c "${cpus[$(( (i - 1) % ${#cpus[@]} ))]}")
-		mkfifo "$dir/ready$i"
-		# shellcheck disable=SC2086
-		"${run[@]}" "$pmd_bin" --socket "$dir/n$i.sock" --node-id "$i" \
-			--cluster "$dir/cluster.ini" --ready-fd 3 ${PMD_ARGS:-} \
-			3>"$dir/ready$i" 2>"$dir/n$i.log" >/dev/null &
-		echo "$!" >"$dir/n$i.pid"
-		if ! read -r -n1 -t "$start_s" _ <"$dir/ready$i"; then
-			echo "cluster.sh: node $i did not start:" >&2
-			cat "$dir/n$i.log" >&2
+		start_node "$dir" "$i" || {
 			down "$dir"
 			exit 1
-		fi
-		rm -f "$dir/ready$i"
+		}
 	done
 	echo "cluster: $n nodes ($mode) in $dir"
 	for i in $(seq 1 "$n"); do
 		echo "  node $i: socket $dir/n$i.sock, log $dir/n$i.log"
 	done
 	up_dir=$dir
+}
+
+# start_node DIR I: starts node I of the cluster in DIR (as up made it) and
+# waits until it is ready; 1 (its log printed) if it does not start.
+start_node() {
+	local dir=$1 i=$2 mode tag start_s run=() cpus=() args
+	mode=$(cat "$dir/mode")
+	tag=$(cat "$dir/tag")
+	start_s=$(cat "$dir/start_s")
+	args=$(cat "$dir/args")
+	read -r -a cpus <"$dir/cpus" || true
+	[ "$mode" = netns ] && run=(ip netns exec "pmd${tag}n$i")
+	[ "${#cpus[@]}" -gt 0 ] &&
+		run+=(taskset -c "${cpus[$(( (i - 1) % ${#cpus[@]} ))]}")
+	rm -f "$dir/ready$i"
+	mkfifo "$dir/ready$i"
+	# shellcheck disable=SC2086
+	"${run[@]}" "$pmd_bin" --socket "$dir/n$i.sock" --node-id "$i" \
+		--cluster "$dir/cluster.ini" --ready-fd 3 $args \
+		3>"$dir/ready$i" 2>>"$dir/n$i.log" >/dev/null &
+	echo "$!" >"$dir/n$i.pid"
+	disown "$!" 2>/dev/null || true # its death is no job's news
+	if ! read -r -n1 -t "$start_s" _ <"$dir/ready$i"; then
+		echo "cluster.sh: node $i did not start:" >&2
+		cat "$dir/n$i.log" >&2
+		return 1
+	fi
+	rm -f "$dir/ready$i"
+}
+
+# restart DIR I: node I crashes (SIGKILL, if it runs) and starts again,
+# under a new incarnation; its log goes on.
+restart() {
+	local dir=$1 i=$2 pid
+	[ -f "$dir/cluster.ini" ] || die "$dir is not a cluster directory"
+	grep -q "^\[node $i\]" "$dir/cluster.ini" || die "no node $i in $dir"
+	if [ -f "$dir/n$i.pid" ]; then
+		pid=$(cat "$dir/n$i.pid")
+		kill -KILL "$pid" 2>/dev/null || true
+		for _ in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.05
+		done
+	fi
+	rm -f "$dir/n$i.sock"
+	start_node "$dir" "$i" || exit 1
 }
 
 # down DIR: stops the nodes this script started (by their recorded PIDs),
@@ -186,6 +224,8 @@ up)	[ $# -eq 2 ] || die "usage: cluster.sh up N"
 	up "$2" ;;
 down)	[ $# -eq 2 ] || die "usage: cluster.sh down DIR"
 	down "$2" ;;
+restart) [ $# -eq 3 ] || die "usage: cluster.sh restart DIR I"
+	restart "$2" "$3" ;;
 cut)	[ $# -eq 3 ] || die "usage: cluster.sh cut DIR I"
 	link "$2" "$3" down ;;
 heal)	[ $# -eq 3 ] || die "usage: cluster.sh heal DIR I"
@@ -205,6 +245,6 @@ run)	[ $# -ge 2 ] || die "usage: cluster.sh run N [-- COMMAND...]"
 		PMD_CLUSTER_DIR=$up_dir "${SHELL:-/bin/sh}" || status=$?
 	fi
 	exit "$status" ;;
-*)	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+*)	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2 ;;
 esac

@@ -5,7 +5,12 @@
  * from segments made and registered with the fabric ahead of need (a
  * quarter of a segment's slots stays ready, made after an answer, never
  * on a request's path), the slots made physical and zero; every loan
- * comes back when the home frees it, goes down or restarts.
+ * comes back when the home frees it, goes down or restarts. A segment
+ * lends to one home only: when we forget that home (it went down,
+ * restarted, or told us it forgot us) the segment's registration goes
+ * with its loans, so that a home that did not forget us (paused, or cut
+ * off) reaches nothing with its one-sided reads and writes, never a slot
+ * lent since to another.
  *
  * A *tagged* segment is kept for one task of ours mapping one container
  * of one home (a forwarded map): only that home's frames of that
@@ -39,6 +44,11 @@ struct pmd_lseg {
 	uint64_t tag_task, tag_cont;   /* (C) 0: lent for any frames */
 	container_t tag_handle;        /* (C) the task's proxy's handle there */
 	pm_node_t tag_home;            /* (C) */
+	pm_node_t home;                /* (L) the one home it lends to (0: none
+	                                * yet; set at the first loan) */
+	bool closed;                   /* (L) we forgot its home: its
+	                                * registration is gone, it lends no
+	                                * more */
 	bool task_gone;                /* (L) its task left: freed when empty */
 	uint32_t nlent;                /* (L) slots lent now */
 	frame_t *frame;                /* (L) tagged: the frame in each slot */
@@ -127,7 +137,7 @@ static error_t lseg_new(struct pmd_cluster *c, pm_node_t home, uint64_t task,
 	c->lsegs = v;
 	*l = (struct pmd_lseg){ .tag_task = task, .tag_cont = cont,
 				.tag_handle = handle,
-				.tag_home = task ? home : 0 };
+				.tag_home = task ? home : 0, .home = home };
 	err = pmd_segment_create(&c->core->segs, &l->seg);
 	if (err)
 		goto free_lseg;
@@ -170,9 +180,10 @@ void pmd_lend_prepare(struct pmd_cluster *c)
 
 	c->lend_low = false;
 	for (unsigned i = 0; i < c->nlsegs; i++)
-		if (!c->lsegs[i]->tag_task)
+		if (!c->lsegs[i]->tag_task && !c->lsegs[i]->home)
 			ready += pmd_slots_free(&c->lsegs[i]->seg->slots);
-	/* (a tagged one is never ready for others; a spent one has none) */
+	/* (a tagged one, or one a home has, is never ready for others; a
+	 * spent one has none) */
 	if (ready < PMD_SEG_SLOTS / 4 && lseg_new(c, 0, 0, 0, 0))
 		pmd_warn("cluster: no segment to lend from");
 }
@@ -187,12 +198,14 @@ static error_t lend_slot(struct pmd_cluster *c, pm_node_t home,
 
 	for (unsigned i = 0; i < c->nlsegs; i++) {
 		struct pmd_lseg *l = c->lsegs[i];
-		if (!l->seg || l->tag_task != q->task || l->task_gone ||
+		if (!l->seg || l->closed || l->tag_task != q->task ||
+		    l->task_gone || (l->home && l->home != home) ||
 		    (q->task && (l->tag_home != home || l->tag_cont != q->cont ||
 				 l->tag_handle != q->handle)))
 			continue;
 		*slot = pmd_segment_slot_alloc(&c->core->segs, l->seg);
 		if (*slot >= 0) {
+			l->home = home;
 			*out = l;
 			return 0;
 		}
@@ -397,12 +410,33 @@ void pmd_lend_forget(struct pmd_cluster *c, pm_node_t home)
 {
 	unsigned n = 0;
 
-	for (unsigned i = 0; i < c->nlsegs; i++)
-		for (unsigned s = 0; s < PMD_SEG_SLOTS && c->lsegs[i]->seg; s++)
-			if (c->lsegs[i]->owner[s] == home) {
-				lend_release(c, c->lsegs[i], s);
+	/* A home we forget may not have forgotten us (it was paused, or
+	 * cut off): its one-sided reads and writes must find nothing, never
+	 * a slot lent since to someone else. Each segment lends to one home
+	 * only: its registration goes, and the segment with it (a tagged
+	 * one keeps its frame records for its task's faults). */
+	for (unsigned i = 0; i < c->nlsegs;) {
+		struct pmd_lseg *l = c->lsegs[i];
+
+		if (l->home != home || l->closed) {
+			i++;
+			continue;
+		}
+		for (unsigned s = 0; s < PMD_SEG_SLOTS && l->seg; s++)
+			if (l->owner[s] == home) {
+				lend_release(c, l, s);
 				n++;
 			}
+		l->closed = true;
+		if (l->mr)
+			fab_mr_dereg(l->mr);
+		l->mr = NULL;
+		if (!l->tag_task) {
+			lseg_destroy(c, i); /* (the last one takes its place) */
+			continue;
+		}
+		i++;
+	}
 	pmd_segtab_flush(&c->core->segs);
 	lseg_sweep(c);
 	if (n)

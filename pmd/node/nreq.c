@@ -75,6 +75,17 @@ static error_t nreq_send(struct pmd_cluster *c, pm_node_t to, uint64_t to_inc,
 			NULL);
 }
 
+/* We forgot peer p's current incarnation (it was paused, or cut off)
+ * and have not told it yet (RESET, answered): nothing new is made with it
+ * meanwhile, either way, for its RESET or ours would forget that too (a
+ * loan one side keeps and the other does not). */
+static bool owes_reset(const struct pmd_cluster *c, const struct pmd_mb_peer *p)
+{
+	unsigned i = (unsigned)(p - c->mb.peers);
+
+	return c->forgot_inc[i] && c->forgot_inc[i] == p->inc;
+}
+
 error_t pmd_cluster_call(struct pmd_cluster *c, pm_node_t to, uint16_t type,
 			 const void *body, size_t len, pmd_ncall_done *done,
 			 void *arg)
@@ -85,7 +96,8 @@ error_t pmd_cluster_call(struct pmd_cluster *c, pm_node_t to, uint16_t type,
 
 	if (!p)
 		return to == c->self ? EINVAL : ENODEV;
-	if (p->state == PM_NODE_DOWN)
+	if (p->state == PM_NODE_DOWN ||
+	    (type != PMD_NREQ_RESET && owes_reset(c, p)))
 		return ENODEV;
 	k = calloc(1, sizeof(*k));
 	if (!k)
@@ -202,6 +214,12 @@ void pmd_nreq_receive(struct pmd_cluster *c, pm_node_t src, const void *data,
 	}
 	if (h.flags & PMD_NREQ_REPLY) {
 		nreq_answered(c, &in);
+		return;
+	}
+	if (h.type != PMD_NREQ_RESET && h.type != PMD_NREQ_PING &&
+	    owes_reset(c, pmd_mb_peer(&c->mb, src))) {
+		pmd_cluster_answer(c, src, in.src_inc, h.type, h.id, ENODEV,
+				   NULL, 0);
 		return;
 	}
 	/* A request's body, aligned for its server's structs. */

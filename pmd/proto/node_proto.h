@@ -106,7 +106,11 @@ enum pmd_nreq_type {
 	                          * receiver down (it was paused or cut off,
 	                          * not restarted) and forgot every loan,
 	                          * frame and proxy between them; the receiver
-	                          * forgets its own */
+	                          * forgets its own. Until it is answered the
+	                          * sender makes no call of the receiver and
+	                          * answers its requests (but PING) ENODEV:
+	                          * nothing is made that one side would
+	                          * forget and the other keep */
 };
 
 /* A node request or its answer: this header, then len bytes of body. */
