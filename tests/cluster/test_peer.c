@@ -4,7 +4,8 @@
  * test (tests/fuzz/node2.h): it asks for loans for tasks node 1 does not
  * have, gives back and asks back slots it was never lent, answers a
  * forwarded map with slots node 1 never lent, names windows nobody can
- * reach, resets, and answers calls never made. Each time node 1 answers
+ * reach, resets, and answers calls never made; and node 1 forgets it
+ * while it did not forget node 1. Each time node 1 answers
  * as node_proto.h says (or drops what it must), changes nothing, keeps
  * its books exact (loans in and out included) and serves on.
  */
@@ -440,6 +441,61 @@ static void answers_to_calls_never_made(void **state)
 	assert_int_equal(books(), 0);
 }
 
+
+/* A home we forget may not have forgotten us (paused, cut off): what it
+ * could reach by RDMA goes with it, so its stale reads and writes find
+ * nothing (never a slot lent since to another). */
+static void a_forgotten_home_reaches_nothing(void **state)
+{
+	struct pmd_nreq_alloc_rep rep;
+	uint32_t n = 3;
+
+	assert_int_equal(ask(PMD_NREQ_ALLOC, &n, sizeof(n), &rep, sizeof(rep)),
+			 0);
+	assert_int_equal(rep.n, 3);
+	assert_false(node2_key_gone(rep.e[0].key));
+	node2_back(pmd);
+	assert_true(node2_key_gone(rep.e[0].key));
+	assert_int_equal(books(), 0);
+}
+
+/* Between forgetting node 2 and its answer to our RESET, nothing new is
+ * made with it, either way: its loans and imports are refused ENODEV
+ * (its PING is not), and so are our tasks' calls to it; once it
+ * answered, all goes again. */
+static void nothing_new_until_the_reset_is_answered(void **state)
+{
+	struct pmd_nreq_fwd_import imp = { .task = (uint64_t)2 << 48 | 7 };
+	uint16_t type = PMD_NREQ_RESET;
+	struct pmd_nreq_alloc_rep rep;
+	struct pm_token tok;
+	const struct heard *rs;
+	struct fuzz_task *t;
+	container_t h;
+	uint32_t n = 1;
+
+	nheard = 0;
+	node2_back(pmd);
+	fuzz_pmd_run(pmd, 1000, heard_type, &type);
+	rs = request_of(PMD_NREQ_RESET);
+	assert_non_null(rs);
+	assert_int_equal(ask(PMD_NREQ_ALLOC, &n, sizeof(n), NULL, 0), ENODEV);
+	assert_int_equal(ask(PMD_NREQ_FWD_IMPORT, &imp, sizeof(imp), NULL, 0),
+			 ENODEV);
+	assert_int_equal(ask(PMD_NREQ_PING, NULL, 0, NULL, 0), 0);
+	t = task_open(false);
+	memset(&tok, 0x5a, sizeof(tok));
+	h = (uint64_t)2 << 48 | 0x1234;
+	memcpy(tok.bytes, &h, sizeof(h));
+	assert_int_equal(fuzz_task_call(pmd, t, PM_MSG_IMPORT, &tok,
+					sizeof(tok), &h, sizeof(h)), ENODEV);
+	node2_send(pmd, PMD_NREQ_RESET, PMD_NREQ_REPLY, rs->h.id, PM_ST_OK,
+		   NULL, 0, 50);
+	assert_int_equal(ask(PMD_NREQ_ALLOC, &n, sizeof(n), &rep, sizeof(rep)),
+			 0);
+	assert_int_equal(books(), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -457,6 +513,11 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(answers_to_calls_never_made,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			a_forgotten_home_reaches_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			nothing_new_until_the_reset_is_answered, setup,
+			teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }

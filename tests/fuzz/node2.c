@@ -16,6 +16,29 @@ static uint64_t inc2 = 1000;       /* node 2's incarnation */
 
 error_t __wrap_fab_send(struct fab_ep *ep, fab_peer_t peer, const void *buf,
 			size_t len, void *ctx);
+error_t __real_fab_mr_dereg(struct fab_mr *mr);
+error_t __wrap_fab_mr_dereg(struct fab_mr *mr);
+
+/* Keys of regions node 1 deregistered (the last ones). */
+static uint64_t gone_keys[256];
+static unsigned ngone;
+
+error_t __wrap_fab_mr_dereg(struct fab_mr *mr)
+{
+	struct fab_rkey rk;
+
+	if (mr && !fab_mr_rkey(mr, &rk))
+		gone_keys[ngone++ % 256] = rk.key;
+	return __real_fab_mr_dereg(mr);
+}
+
+bool node2_key_gone(uint64_t key)
+{
+	for (unsigned i = 0; i < 256 && i < ngone; i++)
+		if (gone_keys[i] == key)
+			return true;
+	return false;
+}
 error_t __wrap_fab_read(struct fab_ep *ep, fab_peer_t peer, struct fab_mr *mr,
 			size_t off, const struct fab_rkey *rkey, uint64_t roff,
 			size_t len, void *ctx);
@@ -104,12 +127,23 @@ static bool forgotten(void *arg)
 void node2_down(struct fuzz_pmd *p)
 {
 	pmd_mb_peer(&cluster_of(p)->mb, 2)->state = PM_NODE_DOWN;
+	fuzz_pmd_run(p, 5, NULL, NULL); /* (node 1 sees it, whatever it had) */
 	fuzz_pmd_run(p, 2000, forgotten, p);
 	if (!forgotten(p)) {
 		fprintf(stderr, "fuzz: node 1 still holds something of node 2, "
 			"or its books disagree\n");
 		abort();
 	}
+}
+
+void node2_back(struct fuzz_pmd *p)
+{
+	struct pmd_mb_peer *p2 = pmd_mb_peer(&cluster_of(p)->mb, 2);
+
+	node2_down(p);
+	p2->state = PM_NODE_UP;
+	p2->last_heard_ms = pmd_now_ms();
+	fuzz_pmd_run(p, 5, NULL, NULL);
 }
 
 void node2_send_raw(struct fuzz_pmd *p, const void *msg, size_t len,
