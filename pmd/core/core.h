@@ -45,6 +45,7 @@ struct pmd_user_limits {
 	uint32_t uid;                   /* (C) */
 	uint64_t guarantee;             /* (C) frames, or PMD_LIMIT_DEFAULT */
 	uint64_t extra;                 /* (C) frames, or PMD_LIMIT_DEFAULT */
+	uint64_t sessions;              /* (C) at once, or PMD_LIMIT_DEFAULT */
 };
 
 struct pmd_core_config {
@@ -54,6 +55,7 @@ struct pmd_core_config {
 	uint64_t extra;                 /* default E per task */
 	enum pmd_admit_policy admit;    /* when a guarantee does not fit */
 	uint32_t max_lock_ms;           /* longest server lock */
+	uint64_t user_sessions;         /* a user's sessions at once; 0: any */
 	struct pmd_user_limits users[PMD_USER_OVERRIDES_MAX];
 	uint32_t nusers;                /* entries in users */
 };

@@ -22,12 +22,11 @@ static void task_link(struct pmd_core *core, struct pmd_task *t)
 error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
 			uint32_t pid, struct pmd_task **task_out)
 {
-	struct pmd_task *t = calloc(1, sizeof(*t));
+	struct pmd_task *t;
 	uint64_t guarantee = core->cfg.guarantee, extra = core->cfg.extra;
+	uint64_t sessions = core->cfg.user_sessions, mine = 0;
 	error_t err;
 
-	if (!t)
-		return ENOMEM;
 	for (uint32_t i = 0; i < core->cfg.nusers; i++) {
 		const struct pmd_user_limits *u = &core->cfg.users[i];
 		if (u->uid != uid)
@@ -36,7 +35,25 @@ error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
 			guarantee = u->guarantee;
 		if (u->extra != PMD_LIMIT_DEFAULT)
 			extra = u->extra;
+		if (u->sessions != PMD_LIMIT_DEFAULT)
+			sessions = u->sessions;
 	}
+	/* A user's sessions are bounded (each costs the node memory and
+	 * descriptors whatever its frames). */
+	for (struct pmd_list *l = core->tasks.next; l != &core->tasks;
+	     l = l->next) {
+		const struct pmd_task *o = pmd_container_of(l, struct pmd_task,
+							    link);
+		mine += !o->proxy && o->uid == uid;
+	}
+	if (sessions && mine >= sessions) {
+		pmd_warn("refusing a session of uid %u pid %u: it has %lu, its "
+			 "limit", uid, pid, (unsigned long)mine);
+		return EUSERS;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return ENOMEM;
 	err = pmd_budget_admit(&core->budget, core->cfg.admit, guarantee,
 			       extra, &t->charge);
 	if (err) {

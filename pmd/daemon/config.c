@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <ini.h>
 #include <pwd.h>
 #include <stdbool.h>
@@ -46,6 +47,45 @@ static error_t set_socket(struct pmd_config *cfg, const char *val,
 {
 	return set_path(cfg->socket, sizeof(cfg->socket), "socket path", val,
 			where, false);
+}
+
+/* The socket's mode: octal permission bits, never world-writable
+ * (any local user could then make the pmd hold sessions). */
+static error_t set_socket_mode(struct pmd_config *cfg, const char *val,
+			       const char *where)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(val, &end, 8);
+	if (errno || end == val || *end || v > 0777 || (v & 0002)) {
+		fprintf(stderr, "pmd: %s: socket-mode '%s': want octal "
+			"permission bits that are not world-writable, e.g. "
+			"0660\n", where, val);
+		return EINVAL;
+	}
+	cfg->socket_mode = (unsigned)v;
+	return 0;
+}
+
+/* The socket's group: a name or a number. */
+static error_t set_socket_group(struct pmd_config *cfg, const char *val,
+				const char *where)
+{
+	uint64_t gid;
+
+	if (pmd_parse_u64(val, UINT32_MAX - 1, &gid)) {
+		struct group *gr = getgrnam(val);
+		if (!gr) {
+			fprintf(stderr, "pmd: %s: socket-group: no such group "
+				"'%s'\n", where, val);
+			return EINVAL;
+		}
+		gid = gr->gr_gid;
+	}
+	cfg->socket_gid = (gid_t)gid;
+	return 0;
 }
 
 static error_t set_cluster(struct pmd_config *cfg, const char *val,
@@ -128,6 +168,19 @@ static error_t set_number(uint64_t *v, uint64_t min, uint64_t max,
 		return EINVAL;
 	}
 	return 0;
+}
+
+/* A user's sessions at once (0: no limit). */
+static error_t set_user_sessions(struct pmd_config *cfg, const char *val,
+				 const char *where)
+{
+	uint64_t v;
+	error_t err = set_number(&v, 0, UINT32_MAX, "user-sessions",
+				 "0 (no limit) to 4294967295", val, where);
+
+	if (!err)
+		cfg->user_sessions = v;
+	return err;
 }
 
 static error_t set_max_lock_ms(struct pmd_config *cfg, const char *val,
@@ -218,6 +271,9 @@ static const struct setting {
 	setter_fn *set;
 } settings[] = {
 	{ "socket", NULL, set_socket },
+	{ "socket-mode", "socket_mode", set_socket_mode },
+	{ "socket-group", "socket_group", set_socket_group },
+	{ "user-sessions", "user_sessions", set_user_sessions },
 	{ "memory", NULL, set_memory },
 	{ "guarantee", NULL, set_guarantee },
 	{ "extra", NULL, set_extra },
@@ -253,9 +309,11 @@ static error_t config_user_set(struct pmd_config *cfg, const char *user,
 	struct pmd_user_limits *u = NULL;
 	uint64_t uid;
 
-	if (strcmp(key, "guarantee") && strcmp(key, "extra")) {
+	if (strcmp(key, "guarantee") && strcmp(key, "extra") &&
+	    strcmp(key, "sessions")) {
 		fprintf(stderr, "pmd: %s: unknown setting '%s' (a [user] "
-			"section takes guarantee and extra)\n", where, key);
+			"section takes guarantee, extra and sessions)\n", where,
+			key);
 		return EINVAL;
 	}
 	if (pmd_parse_u64(user, UINT32_MAX - 1, &uid)) {
@@ -279,8 +337,12 @@ static error_t config_user_set(struct pmd_config *cfg, const char *user,
 		/* unset: the node default */
 		*u = (struct pmd_user_limits){ .uid = (uint32_t)uid,
 					       .guarantee = PMD_LIMIT_DEFAULT,
-					       .extra = PMD_LIMIT_DEFAULT };
+					       .extra = PMD_LIMIT_DEFAULT,
+					       .sessions = PMD_LIMIT_DEFAULT };
 	}
+	if (key[0] == 's')
+		return set_number(&u->sessions, 0, UINT32_MAX, "sessions",
+				  "0 (no limit) to 4294967295", val, where);
 	return set_frames(key[0] == 'g' ? &u->guarantee : &u->extra, key, val,
 			  where);
 }
@@ -341,6 +403,11 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: pmd [options]\n"
 "  --socket PATH        Unix socket tasks connect to (default %s)\n"
+"  --socket-mode MODE   its permission bits, octal, not world-writable\n"
+"                       (default 0660: its owner and group may be tasks)\n"
+"  --socket-group GROUP its group (default: the pmd's)\n"
+"  --user-sessions N    sessions a user may have at once (default 1024;\n"
+"                       0: no limit; [user X] sessions = N for one user)\n"
 "  --memory SIZE        the node's frame budget, e.g. 256M, 8G (default 1G)\n"
 "  --guarantee N        default guaranteed frames per task (default 16384)\n"
 "  --extra N            default extra frames per task (default 16384)\n"
@@ -494,6 +561,9 @@ static void config_defaults(struct pmd_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	strcpy(cfg->socket, PM_DEFAULT_SOCKET);
+	cfg->socket_mode = 0660;
+	cfg->user_sessions = 1024;
+	cfg->socket_gid = (gid_t)-1;
 	cfg->memory = UINT64_C(1) << 30;
 	cfg->guarantee = 16384;
 	cfg->extra = 16384;

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "account.h"
 #include "cluster_conf.h"
@@ -18,6 +19,9 @@
 /* Lock key: (C) filled at start, then read only. */
 struct pmd_config {
 	char socket[108];            /* Unix socket tasks connect to */
+	unsigned socket_mode;        /* its permission bits */
+	gid_t socket_gid;            /* its group; (gid_t)-1: the pmd's */
+	uint64_t user_sessions;      /* a user's sessions at once; 0: any */
 	uint64_t memory;             /* node budget, bytes */
 	uint64_t guarantee;          /* default G per task, frames */
 	uint64_t extra;              /* default E per task, frames */

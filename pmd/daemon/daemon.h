@@ -35,6 +35,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <pm/pm.h>
 
@@ -119,6 +120,15 @@ struct pmd_server {
 	struct pmd_core *core;       /* (C) */
 	struct pmd_cluster *cluster; /* (C) NULL on a single node */
 	int listen_fd;               /* (C) */
+	unsigned socket_mode;        /* (C) its mode, */
+	gid_t socket_gid;            /*     and group ((gid_t)-1: ours) */
+	int reserve_fd;              /* (L) kept to refuse a task when out of
+	                              * descriptors; -1 while used */
+	uint64_t refused;            /* (L) tasks refused for that */
+	uint64_t refused_said_ns;    /* (L) when the log last said so */
+	bool accept_off;             /* (L) the socket is not watched (not
+	                              * even the reserve could be had) */
+	uint64_t accept_on_ns;       /*     until then */
 	int signal_fd;               /* (C) SIGTERM, SIGINT */
 	int epoll_fd;                /* (C) */
 	int cluster_tag;             /* (C) the cluster's epoll events point here */

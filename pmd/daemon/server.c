@@ -9,6 +9,8 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -318,6 +320,73 @@ static void proxy_gone(void *arg, struct pmd_task *t)
 
 /* ---- the socket ---- */
 
+/* Out of descriptors (the pmd's or the system's): the connection that
+ * waits is taken with the descriptor kept in reserve and closed at once
+ * (its task sees the pmd hang up, not a silence), so the listening socket
+ * does not stay readable and the loop does not spin; said once a while.
+ * Whether one was taken. */
+static bool server_refuse(struct pmd_server *srv, error_t why)
+{
+	uint64_t now = pmd_now_ns();
+	bool took;
+	int fd;
+
+	srv->refused++;
+	if (now - srv->refused_said_ns > UINT64_C(10000000000)) {
+		pmd_warn("out of descriptors (%s): new tasks are refused "
+			 "(%lu so far)", strerror(why),
+			 (unsigned long)srv->refused);
+		srv->refused_said_ns = now;
+	}
+	if (srv->reserve_fd >= 0) {
+		close(srv->reserve_fd);
+		srv->reserve_fd = -1;
+	}
+	/* (accept says EMFILE before it looks for a connection: there may
+	 * be none.) */
+	fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	took = fd >= 0;
+	if (took)
+		close(fd);
+	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (srv->reserve_fd < 0 && !srv->accept_off) {
+		/* Not even that: the socket is not watched for 100 ms. */
+		struct epoll_event off = { .events = 0,
+					   .data.ptr = &srv->listen_fd };
+		if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, srv->listen_fd,
+			      &off) == 0) {
+			srv->accept_off = true;
+			srv->accept_on_ns = now + 100000000u;
+		}
+	}
+	return took;
+}
+
+/* The socket is watched again once its pause is over; the loop's wait
+ * ends by then (ms). */
+static int server_accept_resume(struct pmd_server *srv, int timeout)
+{
+	struct epoll_event on = { .events = EPOLLIN,
+				  .data.ptr = &srv->listen_fd };
+	uint64_t now;
+	int left;
+
+	if (!srv->accept_off)
+		return timeout;
+	now = pmd_now_ns();
+	if (now >= srv->accept_on_ns) {
+		if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, srv->listen_fd,
+			      &on) == 0)
+			srv->accept_off = false;
+		if (srv->reserve_fd < 0)
+			srv->reserve_fd = open("/dev/null",
+					       O_RDONLY | O_CLOEXEC);
+		return timeout;
+	}
+	left = (int)((srv->accept_on_ns - now) / 1000000u) + 1;
+	return timeout < 0 || timeout > left ? left : timeout;
+}
+
 static void server_accept(struct pmd_server *srv)
 {
 	for (;;) {
@@ -327,6 +396,14 @@ static void server_accept(struct pmd_server *srv)
 		struct epoll_event ev = { .events = EPOLLIN };
 
 		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* One refused; the next, if any, at once. */
+				if (server_refuse(srv, errno) &&
+				    srv->reserve_fd >= 0)
+					continue;
+				return;
+			}
 			if (errno != EAGAIN && errno != EINTR &&
 			    errno != ECONNABORTED)
 				pmd_warn("accept: %m");
@@ -417,9 +494,17 @@ static error_t server_listen(struct pmd_server *srv, const char *path)
 		goto close_fd; /* said already */
 	if (err)
 		goto fail;
-	/* Any local user may be a task: tasks are untrusted anyway. */
-	if (chmod(path, 0666) < 0)
-		pmd_warn("chmod %s: %m", path);
+	/* Who may be a task: the socket's group and mode (tasks are
+	 * untrusted anyway, but a local user's sessions cost the node). */
+	if (srv->socket_gid != (gid_t)-1 &&
+	    chown(path, (uid_t)-1, srv->socket_gid) < 0) {
+		err = errno;
+		goto fail;
+	}
+	if (chmod(path, srv->socket_mode) < 0) {
+		err = errno;
+		goto fail;
+	}
 	if (listen(fd, 128) < 0) {
 		err = errno;
 		goto fail;
@@ -484,13 +569,16 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 	if (!srv)
 		return ENOMEM;
 	srv->core = core;
-	srv->listen_fd = srv->signal_fd = srv->epoll_fd = -1;
+	srv->listen_fd = srv->signal_fd = srv->epoll_fd = srv->reserve_fd = -1;
 	pmd_list_init(&srv->sessions);
 	pmd_list_init(&srv->waiters);
 	pmd_list_init(&srv->vsessions);
 	pmd_list_init(&srv->stops);
 	srv->stop_ns = (uint64_t)cfg->stop_ms * 1000000u;
 	strcpy(srv->socket_path, cfg->socket);
+	srv->socket_mode = cfg->socket_mode;
+	srv->socket_gid = cfg->socket_gid;
+	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -614,6 +702,7 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 		  ? pmd_cluster_timeout_ms(srv->cluster) : -1);
 	if (max_ms >= 0 && (timeout < 0 || timeout > max_ms))
 		timeout = max_ms;
+	timeout = server_accept_resume(srv, timeout);
 	n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH, timeout);
 	pmd_stop_expire(srv);
 	if (n == 0)
@@ -690,6 +779,8 @@ void pmd_server_destroy(struct pmd_server *srv)
 	free(srv->busy);
 	if (srv->signal_fd >= 0)
 		close(srv->signal_fd);
+	if (srv->reserve_fd >= 0)
+		close(srv->reserve_fd);
 	if (srv->epoll_fd >= 0)
 		close(srv->epoll_fd);
 	free(srv);

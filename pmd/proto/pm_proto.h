@@ -29,7 +29,8 @@
  *      the pmd's messages to a task's library on its fault session, and
  *      BREAK (a store to a copy-on-write frame through a mapping) and
  *      WHERE (a fault on a mapping the pmd took away, by frame);
- *      DEBUG_LOANS (slots lent to and borrowed from each node, checked).
+ *      DEBUG_LOANS (slots lent to and borrowed from each node, checked);
+ *      the status USER_LIMIT (a user's sessions).
  */
 #ifndef PM_PROTO_H
 #define PM_PROTO_H
@@ -115,6 +116,7 @@ enum pm_status {
 	PM_ST_BUSY = 0x303,         /* locked: EBUSY */
 	PM_ST_FRAME_LOST = 0x304,   /* reclaimed or on a lost node: ESTALE */
 	PM_ST_INTERNAL = 0x305,     /* the pmd failed (logged there): EIO */
+	PM_ST_USER_LIMIT = 0x306,   /* the user's sessions: EUSERS */
 	/* nodes */
 	PM_ST_NODE_DOWN = 0x400,    /* ENODEV */
 	PM_ST_NODE_IO = 0x401,      /* EIO */
@@ -150,6 +152,7 @@ static inline uint32_t pm_errno_to_status(int err)
 	case ETIMEDOUT: return PM_ST_TIMEOUT;
 	case EIO: return PM_ST_NODE_IO;
 	case EXDEV: return PM_ST_CROSS_HOME;
+	case EUSERS: return PM_ST_USER_LIMIT;
 	default: return PM_ST_INTERNAL;
 	}
 }
@@ -184,6 +187,7 @@ static inline int pm_status_to_errno(uint32_t st)
 	case PM_ST_BUSY: return EBUSY;
 	case PM_ST_FRAME_LOST: return ESTALE;
 	case PM_ST_INTERNAL: return EIO;
+	case PM_ST_USER_LIMIT: return EUSERS;
 	case PM_ST_NODE_DOWN: return ENODEV;
 	case PM_ST_NODE_IO: return EIO;
 	case PM_ST_TIMEOUT: return ETIMEDOUT;

@@ -2,8 +2,9 @@
  * Bad input on the task socket: garbage, truncated and oversized messages,
  * wrong magic or version, unknown types, descriptors sent to the pmd, a
  * task that does not read its replies, tasks killed mid-request, a task
- * that truncates the segment descriptors it was given, and one that asks
- * for more metadata than a task may hold. After each,
+ * that truncates the segment descriptors it was given, one that asks
+ * for more metadata than a task may hold, a user over its session limit,
+ * and a pmd out of descriptors. After each,
  * the pmd still serves, its accounting holds and nothing is left.
  */
 #include <setjmp.h>
@@ -20,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -647,6 +650,117 @@ static void a_tasks_metadata_is_bounded(void **state)
 	check_still_serving();
 }
 
+/* A user's sessions are bounded (--user-sessions): one more gets EUSERS
+ * at connect, others are served, and one that ends makes room. */
+static void a_user_over_its_session_limit(void **state)
+{
+	struct pmd_proc p;
+	pm_t *pm[4];
+	pid_t child;
+	int status;
+
+	if (geteuid() != 0) {
+		print_message("skipped: another user's task needs root\n");
+		skip();
+	}
+	pmd_proc_start(&p, (const char *const[]){ "--memory", "16M",
+		"--guarantee", "16", "--user-sessions", "3",
+		"--socket-group", "65534", NULL });
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pm_connect(p.socket, &pm[i]), 0);
+	assert_int_equal(pm_connect(p.socket, &pm[3]), EUSERS);
+	/* Another user (nobody, in the socket's group) is served. */
+	assert_int_equal(chmod(p.dir, 0755), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		pm_t *o;
+		_exit(setgid(65534) || setuid(65534) ||
+		      pm_connect(p.socket, &o) ? 1 : 0);
+	}
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	pm_disconnect(pm[1]);
+	assert_int_equal(pm_connect(p.socket, &pm[1]), 0);
+	for (int i = 0; i < 3; i++)
+		pm_disconnect(pm[i]);
+	assert_int_equal(test_log_grep(&p, "refusing a session of uid 0"), 1);
+	pmd_proc_stop(&p);
+}
+
+/* The pmd out of descriptors: each task that connects meanwhile is
+ * hung up on at once, the pmd does not spin (its CPU time stays low) nor
+ * flood its log, and once descriptors are back it serves again. */
+static void descriptors_run_out(void **state)
+{
+	struct rlimit low = { .rlim_cur = 48, .rlim_max = 48 };
+	struct pmd_proc p;
+	int fds[200], n = 0, hung_up = 0;
+	unsigned long cpu0 = 0, cpu1 = 0;
+	char path[64], buf[512];
+	FILE *f;
+	pm_t *pm;
+
+	pmd_proc_start(&p, (const char *const[]){ "--memory", "16M",
+		"--guarantee", "16", NULL });
+	/* (Its own limit, lowered under it: a process of ours.) */
+	if (prlimit(p.pid, RLIMIT_NOFILE, &low, NULL) < 0) {
+		print_message("skipped: cannot lower the pmd's descriptor "
+			      "limit: %s\n", strerror(errno));
+		pmd_proc_stop(&p);
+		skip();
+	}
+	while (n < 200) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+		assert_true(fd >= 0);
+		strcpy(sa.sun_path, p.socket);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			close(fd);
+			break; /* the backlog is full */
+		}
+		fds[n++] = fd;
+	}
+	usleep(300 * 1000);
+	/* CPU time of the pmd over one second, connections waiting. */
+	for (int k = 0; k < 2; k++) {
+		unsigned long ut = 0, st = 0;
+		char *rp;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)p.pid);
+		f = fopen(path, "r");
+		assert_non_null(f);
+		assert_non_null(fgets(buf, sizeof(buf), f));
+		fclose(f);
+		rp = strrchr(buf, ')');
+		assert_non_null(rp);
+		assert_int_equal(sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u "
+					"%*u %*u %*u %*u %lu %lu", &ut, &st), 2);
+		*(k ? &cpu1 : &cpu0) = ut + st;
+		if (!k)
+			sleep(1);
+	}
+	for (int i = 0; i < n; i++) {
+		struct pollfd pf = { .fd = fds[i], .events = POLLIN };
+		char c;
+		hung_up += poll(&pf, 1, 0) == 1 && recv(fds[i], &c, 1,
+							MSG_DONTWAIT) == 0;
+	}
+	print_message("%d connections, %d hung up on; the pmd used %lu "
+		      "ticks in a second\n", n, hung_up, cpu1 - cpu0);
+	assert_true(hung_up > 0);
+	assert_true(cpu1 - cpu0 < 30); /* under 0.3 s of a 1 s wait */
+	assert_true(test_log_grep(&p, "out of descriptors") <= 2);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	usleep(200 * 1000);
+	assert_int_equal(pm_connect(p.socket, &pm), 0);
+	test_check(pm);
+	pm_disconnect(pm);
+	pmd_proc_stop(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -661,6 +775,8 @@ int main(void)
 		cmocka_unit_test(task_killed_mid_request),
 		cmocka_unit_test(a_task_that_truncates_its_segments),
 		cmocka_unit_test(a_tasks_metadata_is_bounded),
+		cmocka_unit_test(a_user_over_its_session_limit),
+		cmocka_unit_test(descriptors_run_out),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	test_pmd_args = (const char *const[]){ "--memory", "64M",

@@ -369,6 +369,35 @@ static void a_tasks_tables_are_bounded(void **state)
 	cf_check(&core);
 }
 
+/* A user's sessions are bounded (the node's user_sessions, or its [user]
+ * section's): one more is EUSERS and changes nothing; other users are
+ * served; one that leaves makes room. */
+static void a_users_sessions_are_bounded(void **state)
+{
+	struct pmd_task *t[3], *other, *extra;
+	struct pmd_core_config cfg = core.cfg;
+
+	cf_core_fini(&core);
+	cfg.user_sessions = 3;
+	cfg.users[0] = (struct pmd_user_limits){ .uid = 7,
+		.guarantee = PMD_LIMIT_DEFAULT, .extra = PMD_LIMIT_DEFAULT,
+		.sessions = 1 };
+	cfg.nusers = 1;
+	pmd_core_init(&core, &cfg);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pmd_task_create(&core, 1000, 1000, 1, &t[i]),
+				 0);
+	assert_int_equal(pmd_task_create(&core, 1000, 1000, 1, &extra),
+			 EUSERS);
+	assert_int_equal(core.ntasks, 3);
+	assert_int_equal(pmd_task_create(&core, 1001, 1001, 2, &other), 0);
+	assert_int_equal(pmd_task_create(&core, 7, 7, 3, &extra), 0);
+	assert_int_equal(pmd_task_create(&core, 7, 7, 3, &extra), EUSERS);
+	pmd_task_destroy(&core, t[1]);
+	assert_int_equal(pmd_task_create(&core, 1000, 1000, 1, &t[1]), 0);
+	cf_check(&core);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -394,6 +423,8 @@ int main(void)
 			unshare_moves_what_the_revoked_task_could_see, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(a_tasks_tables_are_bounded,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(a_users_sessions_are_bounded,
 						setup, teardown),
 	};
 
