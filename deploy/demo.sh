@@ -10,7 +10,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/deploy/install-deps.sh"
 build="$top/build"
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target pmd pm-demo pm-span pmctl >/dev/null
+# (the static library too: `cmake --install build` installs it)
+cmake --build "$build" -j"$(nproc)" --target pmd pm-demo pm-span pmctl pmclient_static >/dev/null
 
 export PMD_BIN="$build/pmd/pmd" PMD_ARGS="--memory 256M"
 if [ "${1:-}" = --softroce ]; then
