@@ -29,6 +29,7 @@
 #include "frame_table.h"
 #include "handles.h"
 #include "list.h"
+#include "log.h"
 #include "segment.h"
 #include "stop.h"
 
@@ -81,6 +82,7 @@ struct pmd_core {
 	uint32_t nrsegs, rsegs_cap;     /* (L) used, allocated */
 	struct pmd_rfree *rfree;        /* (L) lent slots to give back */
 	uint32_t nrfree, rfree_cap;     /* (L) used, allocated */
+	struct pmd_ratelimit refusals_said; /* (L) sessions refused: said */
 	struct pmd_stops stops;         /* (L) what the last decode needs
 	                                 * stopped before its invoke (stop.h) */
 };

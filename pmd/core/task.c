@@ -47,8 +47,9 @@ error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
 		mine += !o->proxy && o->uid == uid;
 	}
 	if (sessions && mine >= sessions) {
-		pmd_warn("refusing a session of uid %u pid %u: it has %lu, its "
-			 "limit", uid, pid, (unsigned long)mine);
+		pmd_log_limited(&core->refusals_said, PMD_LOG_WARN,
+				"refusing a session of uid %u pid %u: it has %lu, "
+				"its limit", uid, pid, (unsigned long)mine);
 		return EUSERS;
 	}
 	t = calloc(1, sizeof(*t));
@@ -57,9 +58,10 @@ error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
 	err = pmd_budget_admit(&core->budget, core->cfg.admit, guarantee,
 			       extra, &t->charge);
 	if (err) {
-		pmd_warn("refusing a session of uid %u pid %u: its guarantee of "
-			 "%lu frames does not fit", uid, pid,
-			 (unsigned long)guarantee);
+		pmd_log_limited(&core->refusals_said, PMD_LOG_WARN,
+				"refusing a session of uid %u pid %u: its "
+				"guarantee of %lu frames does not fit", uid, pid,
+				(unsigned long)guarantee);
 		free(t);
 		return err;
 	}

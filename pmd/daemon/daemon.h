@@ -144,6 +144,7 @@ struct pmd_server {
 	uint32_t stop_seq;           /* (L) the last STOP's seq */
 	uint64_t stop_ns;            /* (C) a library's time to answer */
 	uint64_t sessions_total;     /* (L) served since start */
+	struct pmd_ratelimit sessions_said; /* (L) tasks come and go: said */
 	uint64_t requests;           /* (L) requests answered since start */
 	uint64_t poll_ns;            /* (C) busy-poll this long after activity */
 	uint64_t served_ns;          /* (L) when a peer last needed us */

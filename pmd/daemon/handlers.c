@@ -60,8 +60,9 @@ static enum pmd_step do_hello(struct pmd_server *srv, struct pmd_session *s,
 			      &s->task);
 	if (err)
 		return pmd_reply_now(r, err);
-	pmd_debug("task %#lx: uid %u pid %u", (unsigned long)s->task->id,
-		  cred.uid, cred.pid);
+	pmd_log_limited(&srv->sessions_said, PMD_LOG_INFO,
+			"task %#lx connected: uid %u pid %u",
+			(unsigned long)s->task->id, cred.uid, cred.pid);
 	*rep = (struct pm_hello_rep){ .task = s->task->id,
 				      .node = srv->core->cfg.node,
 				      .frame_size = PM_FRAME_SIZE,

@@ -77,6 +77,7 @@ int main(int argc, char **argv)
 		return err ? 2 : 0;
 	}
 	pmd_log_verbosity = cfg.log_level;
+	pmd_log_node = cfg.node_id;
 	raise_fd_limit();
 	if (sodium_init() < 0) {
 		fprintf(stderr, "pmd: cannot initialise libsodium\n");

@@ -142,9 +142,10 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 	if ((msg.msg_flags & MSG_TRUNC) || (size_t)n < sizeof(*h) ||
 	    h->magic != PM_PROTO_MAGIC || h->version != PM_PROTO_VERSION ||
 	    h->length != (uint32_t)n) {
-		pmd_warn("task %#lx sent a malformed message (%zd bytes); "
-			 "closing it", s->task ? (unsigned long)s->task->id : 0ul,
-			 n);
+		static struct pmd_ratelimit rl;
+		pmd_log_limited(&rl, PMD_LOG_WARN, "task %#lx sent a malformed "
+				"message (%zd bytes); closing it",
+				s->task ? (unsigned long)s->task->id : 0ul, n);
 		return false;
 	}
 	if (s->fault && h->type == (PM_MSG_STOP | PM_MSG_REPLY)) {

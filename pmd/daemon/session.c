@@ -280,7 +280,8 @@ static void session_task_end(struct pmd_server *srv, struct pmd_session *s)
 		s->task->fault_session = NULL;
 		return;
 	}
-	pmd_debug("task %#lx leaves", (unsigned long)s->task->id);
+	pmd_log_limited(&srv->sessions_said, PMD_LOG_INFO, "task %#lx left",
+			(unsigned long)s->task->id);
 	/* Its fault session goes too, through its own hang-up event (it may
 	 * be further down this epoll batch). */
 	fs = s->task->fault_session;

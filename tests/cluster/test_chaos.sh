@@ -93,7 +93,7 @@ drive() {
 	done
 	"$chaos" check "$dir/n1.sock" "$dir/n2.sock" "$dir/n3.sock" || status=1
 	for i in 1 2 3; do
-		if grep -E 'Sanitizer|runtime error|pmd: error: check' "$dir/n$i.log"; then
+		if grep -E 'Sanitizer|runtime error|\] error: check' "$dir/n$i.log"; then
 			echo "chaos: FAIL: node $i logged the above"
 			status=1
 		fi

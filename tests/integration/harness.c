@@ -128,9 +128,9 @@ void pmd_proc_stop(struct pmd_proc *p)
 	p->pid = 0;
 	f = fopen(p->log, "r");
 	while (f && fgets(line, sizeof(line), f)) {
-		bool err = strstr(line, "pmd: error") || strstr(line, "Sanitizer") ||
+		bool err = strstr(line, "] error: ") || strstr(line, "Sanitizer") ||
 			   strstr(line, "runtime error");
-		if (err && (!p->errors_expected || !strstr(line, "pmd: error"))) {
+		if (err && (!p->errors_expected || !strstr(line, "] error: "))) {
 			fprintf(stderr, "pmd log: %s", line);
 			bad = true;
 		}
