@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -46,9 +49,37 @@ static void core_config(const struct pmd_config *cfg,
 	out->nusers = cfg->nusers;
 }
 
-/* One line on stdout, and a byte to --ready-fd: tasks may come. */
+/* Tells systemd (Type=notify) what the pmd is doing: the datagram
+ * protocol of sd_notify(3), to $NOTIFY_SOCKET (a path, or an abstract
+ * name after '@'); nothing when it is not set. */
+static void notify_systemd(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') ||
+	    strlen(path) >= sizeof(sa.sun_path))
+		return;
+	strcpy(sa.sun_path, path);
+	if (path[0] == '@')
+		sa.sun_path[0] = 0;
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || sendto(fd, state, strlen(state), MSG_NOSIGNAL,
+			     (struct sockaddr *)&sa, len) < 0)
+		pmd_warn("telling systemd '%s': %m", state);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* One line on stdout, a byte to --ready-fd, and READY=1 to systemd:
+ * tasks may come. */
 static void say_ready(const struct pmd_config *cfg, uint64_t frames)
 {
+	char state[160];
+
 	printf("pmd: ready: node %u, %lu frames (%lu MiB), socket %s%s\n",
 	       cfg->node_id, (unsigned long)frames,
 	       (unsigned long)(frames * PM_FRAME_SIZE >> 20), cfg->socket,
@@ -59,6 +90,10 @@ static void say_ready(const struct pmd_config *cfg, uint64_t frames)
 			pmd_warn("--ready-fd %d: %m", cfg->ready_fd);
 		close(cfg->ready_fd);
 	}
+	snprintf(state, sizeof(state), "READY=1\nSTATUS=node %u serving "
+		 "%lu frames on %s", cfg->node_id, (unsigned long)frames,
+		 cfg->socket);
+	notify_systemd(state);
 }
 
 int main(int argc, char **argv)
@@ -96,6 +131,7 @@ int main(int argc, char **argv)
 	}
 	say_ready(&cfg, ccfg.frames_total);
 	err = pmd_server_run(srv);
+	notify_systemd("STOPPING=1");
 	pmd_server_destroy(srv);
 	rc = err ? 1 : 0;
 	pmd_info("stopped");
