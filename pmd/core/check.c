@@ -114,6 +114,38 @@ static bool check_totals(const struct pmd_core *core,
 	return false;
 }
 
+/* Each user's books: its live tasks and the handles they hold. */
+static bool check_users(const struct pmd_core *core)
+{
+	bool ok = true;
+
+	for (const struct pmd_list *ul = core->users.next; ul != &core->users;
+	     ul = ul->next) {
+		const struct pmd_user *u = pmd_container_of(ul, struct pmd_user,
+							    link);
+		uint64_t handles = 0;
+		uint32_t tasks = 0;
+
+		for (const struct pmd_list *tl = core->tasks.next;
+		     tl != &core->tasks; tl = tl->next) {
+			const struct pmd_task *t = pmd_container_of(
+				tl, struct pmd_task, link);
+			if (t->user == u) {
+				tasks++;
+				handles += t->handles.count;
+			}
+		}
+		if (tasks != u->ntasks || !tasks || handles != u->handles) {
+			pmd_err("check: uid %u has %u tasks holding %lu "
+				"handles, its books say %u and %lu", u->uid,
+				tasks, (unsigned long)handles, u->ntasks,
+				(unsigned long)u->handles);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
 void pmd_core_check(struct pmd_core *core, struct pm_debug_rep *out)
 {
 	struct check_sums sums = { 0 };
@@ -125,6 +157,7 @@ void pmd_core_check(struct pmd_core *core, struct pm_debug_rep *out)
 		ok &= check_task(core, pmd_container_of(tp, struct pmd_task,
 							link), &sums);
 	ok &= check_totals(core, &sums);
+	ok &= check_users(core);
 	memset(out, 0, sizeof(*out));
 	out->tasks = core->ntasks;
 	out->containers = core->ncontainers;

@@ -235,9 +235,14 @@ error_t pmd_cap_new(struct pmd_task *holder, struct pmd_container *c,
 		    struct pmd_share *sh, uint32_t rights,
 		    struct pmd_cap **cap_out)
 {
-	struct pmd_cap *cap = calloc(1, sizeof(*cap));
+	struct pmd_cap *cap;
 	error_t err;
 
+	/* The user's tasks together hold a bounded number too. */
+	if (holder->user && holder->user->max_handles &&
+	    holder->user->handles >= holder->user->max_handles)
+		return ENOMEM;
+	cap = calloc(1, sizeof(*cap));
 	if (!cap)
 		return ENOMEM;
 	err = pmd_htab_insert(&holder->handles, cap, &cap->handle);
@@ -245,6 +250,8 @@ error_t pmd_cap_new(struct pmd_task *holder, struct pmd_container *c,
 		free(cap);
 		return err;
 	}
+	if (holder->user)
+		holder->user->handles++;
 	cap->cont = c;
 	cap->share = sh;
 	cap->holder = holder;
@@ -286,5 +293,7 @@ void pmd_cap_free(struct pmd_core *core, struct pmd_cap *cap)
 	if (sh && sh->ncaps == 0)
 		pmd_share_free(core, sh);
 	pmd_htab_remove(&cap->holder->handles, cap->handle);
+	if (cap->holder->user)
+		cap->holder->user->handles--;
 	free(cap);
 }

@@ -14,6 +14,7 @@ void pmd_core_init(struct pmd_core *core, const struct pmd_core_config *cfg)
 	pmd_budget_init(&core->budget, cfg->frames_total);
 	pmd_segtab_init(&core->segs);
 	pmd_list_init(&core->tasks);
+	pmd_list_init(&core->users);
 	/* Tokens are valid for this pmd's life; a restart makes old ones
 	 * fail their MAC. */
 	randombytes_buf(core->secret, sizeof(core->secret));

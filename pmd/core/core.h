@@ -47,6 +47,19 @@ struct pmd_user_limits {
 	uint64_t guarantee;             /* (C) frames, or PMD_LIMIT_DEFAULT */
 	uint64_t extra;                 /* (C) frames, or PMD_LIMIT_DEFAULT */
 	uint64_t sessions;              /* (C) at once, or PMD_LIMIT_DEFAULT */
+	uint64_t handles;               /* (C) all its tasks', or
+	                                 * PMD_LIMIT_DEFAULT */
+};
+
+/* A user with tasks here: what its tasks hold together, against its
+ * limits (a user's metadata is bounded, not only a task's). Owned by the
+ * core; lives while it has tasks. */
+struct pmd_user {
+	uint32_t uid;                   /* (C) */
+	uint32_t ntasks;                /* (L) its live tasks */
+	uint64_t handles;               /* (L) they hold */
+	uint64_t max_handles;           /* (C) 0: no limit */
+	struct pmd_list link;           /* (L) in core->users */
 };
 
 struct pmd_core_config {
@@ -57,6 +70,7 @@ struct pmd_core_config {
 	enum pmd_admit_policy admit;    /* when a guarantee does not fit */
 	uint32_t max_lock_ms;           /* longest server lock */
 	uint64_t user_sessions;         /* a user's sessions at once; 0: any */
+	uint64_t user_handles;          /* its tasks' handles together; 0: any */
 	struct pmd_user_limits users[PMD_USER_OVERRIDES_MAX];
 	uint32_t nusers;                /* entries in users */
 };
@@ -70,6 +84,7 @@ struct pmd_core {
 	struct pmd_budget budget;       /* (L) frames: charged, reserved, lent */
 	struct pmd_segtab segs;         /* (L) every segment of this node */
 	struct pmd_list tasks;          /* (L) live tasks (pmd_task.link) */
+	struct pmd_list users;          /* (L) users with tasks (pmd_user) */
 	uint64_t ntasks;                /* (L) length of tasks */
 	uint64_t ncontainers;           /* (L) live containers */
 	uint64_t nframes;               /* (L) frames in all containers */
@@ -135,6 +150,7 @@ struct pmd_cap {
 struct pmd_task {
 	pm_task_t id;                /* (C) node << 48 | serial */
 	uint32_t uid, gid, pid;      /* (C) peer credentials at connect */
+	struct pmd_user *user;       /* (C) its user; NULL for a proxy */
 	struct pmd_charge charge;    /* (L) frames charged to it */
 	struct pmd_htab handles;     /* (L) its capabilities */
 	struct pmd_list containers;  /* (L) containers it owns (owner_link) */

@@ -25,6 +25,8 @@ error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
 	struct pmd_task *t;
 	uint64_t guarantee = core->cfg.guarantee, extra = core->cfg.extra;
 	uint64_t sessions = core->cfg.user_sessions, mine = 0;
+	uint64_t handles = core->cfg.user_handles;
+	struct pmd_user *user = NULL;
 	error_t err;
 
 	for (uint32_t i = 0; i < core->cfg.nusers; i++) {
@@ -37,6 +39,8 @@ error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
 			extra = u->extra;
 		if (u->sessions != PMD_LIMIT_DEFAULT)
 			sessions = u->sessions;
+		if (u->handles != PMD_LIMIT_DEFAULT)
+			handles = u->handles;
 	}
 	/* A user's sessions are bounded (each costs the node memory and
 	 * descriptors whatever its frames). */
@@ -52,9 +56,24 @@ error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
 				"its limit", uid, pid, (unsigned long)mine);
 		return EUSERS;
 	}
+	for (struct pmd_list *l = core->users.next; l != &core->users;
+	     l = l->next) {
+		struct pmd_user *u = pmd_container_of(l, struct pmd_user, link);
+		if (u->uid == uid)
+			user = u;
+	}
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return ENOMEM;
+	if (!user) {
+		user = calloc(1, sizeof(*user));
+		if (!user) {
+			free(t);
+			return ENOMEM;
+		}
+		*user = (struct pmd_user){ .uid = uid, .max_handles = handles };
+		pmd_list_add(&core->users, &user->link);
+	}
 	err = pmd_budget_admit(&core->budget, core->cfg.admit, guarantee,
 			       extra, &t->charge);
 	if (err) {
@@ -63,9 +82,15 @@ error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
 				"guarantee of %lu frames does not fit", uid, pid,
 				(unsigned long)guarantee);
 		free(t);
+		if (!user->ntasks) {
+			pmd_list_del(&user->link);
+			free(user);
+		}
 		return err;
 	}
 	t->id = (pm_task_t)core->cfg.node << 48 | ++core->next_task;
+	t->user = user;
+	user->ntasks++;
 	t->uid = uid;
 	t->gid = gid;
 	t->pid = pid;
@@ -102,6 +127,10 @@ void pmd_task_destroy(struct pmd_core *core, struct pmd_task *task)
 			pmd_cap_free(core, task->handles.v[i]);
 	pmd_htab_fini(&task->handles);
 	pmd_budget_leave(&core->budget, &task->charge);
+	if (task->user && !--task->user->ntasks) {
+		pmd_list_del(&task->user->link);
+		free(task->user);
+	}
 	pmd_list_del(&task->link);
 	core->ntasks--;
 	free(task->segs_given);

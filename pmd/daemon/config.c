@@ -170,6 +170,19 @@ static error_t set_number(uint64_t *v, uint64_t min, uint64_t max,
 	return 0;
 }
 
+/* What a user's tasks may hold together: handles (0: no limit). */
+static error_t set_user_handles(struct pmd_config *cfg, const char *val,
+				const char *where)
+{
+	uint64_t v;
+	error_t err = set_number(&v, 0, UINT32_MAX, "user-handles",
+				 "0 (no limit) to 4294967295", val, where);
+
+	if (!err)
+		cfg->user_handles = v;
+	return err;
+}
+
 /* A user's sessions at once (0: no limit). */
 static error_t set_user_sessions(struct pmd_config *cfg, const char *val,
 				 const char *where)
@@ -274,6 +287,7 @@ static const struct setting {
 	{ "socket-mode", "socket_mode", set_socket_mode },
 	{ "socket-group", "socket_group", set_socket_group },
 	{ "user-sessions", "user_sessions", set_user_sessions },
+	{ "user-handles", "user_handles", set_user_handles },
 	{ "memory", NULL, set_memory },
 	{ "guarantee", NULL, set_guarantee },
 	{ "extra", NULL, set_extra },
@@ -310,10 +324,10 @@ static error_t config_user_set(struct pmd_config *cfg, const char *user,
 	uint64_t uid;
 
 	if (strcmp(key, "guarantee") && strcmp(key, "extra") &&
-	    strcmp(key, "sessions")) {
+	    strcmp(key, "sessions") && strcmp(key, "handles")) {
 		fprintf(stderr, "pmd: %s: unknown setting '%s' (a [user] "
-			"section takes guarantee, extra and sessions)\n", where,
-			key);
+			"section takes guarantee, extra, sessions and "
+			"handles)\n", where, key);
 		return EINVAL;
 	}
 	if (pmd_parse_u64(user, UINT32_MAX - 1, &uid)) {
@@ -338,11 +352,13 @@ static error_t config_user_set(struct pmd_config *cfg, const char *user,
 		*u = (struct pmd_user_limits){ .uid = (uint32_t)uid,
 					       .guarantee = PMD_LIMIT_DEFAULT,
 					       .extra = PMD_LIMIT_DEFAULT,
-					       .sessions = PMD_LIMIT_DEFAULT };
+					       .sessions = PMD_LIMIT_DEFAULT,
+					       .handles = PMD_LIMIT_DEFAULT };
 	}
-	if (key[0] == 's')
-		return set_number(&u->sessions, 0, UINT32_MAX, "sessions",
-				  "0 (no limit) to 4294967295", val, where);
+	if (key[0] == 's' || key[0] == 'h')
+		return set_number(key[0] == 's' ? &u->sessions : &u->handles, 0,
+				  UINT32_MAX, key, "0 (no limit) to 4294967295",
+				  val, where);
 	return set_frames(key[0] == 'g' ? &u->guarantee : &u->extra, key, val,
 			  where);
 }
@@ -408,6 +424,9 @@ static void usage(FILE *f)
 "  --socket-group GROUP its group (default: the pmd's)\n"
 "  --user-sessions N    sessions a user may have at once (default 1024;\n"
 "                       0: no limit; [user X] sessions = N for one user)\n"
+"  --user-handles N     handles a user's tasks may hold together: their\n"
+"                       containers and weak references (default 262144;\n"
+"                       0: no limit; [user X] handles = N)\n"
 "  --memory SIZE        the node's frame budget, e.g. 256M, 8G (default 1G)\n"
 "  --guarantee N        default guaranteed frames per task (default 16384)\n"
 "  --extra N            default extra frames per task (default 16384)\n"
@@ -563,6 +582,7 @@ static void config_defaults(struct pmd_config *cfg)
 	strcpy(cfg->socket, PM_DEFAULT_SOCKET);
 	cfg->socket_mode = 0660;
 	cfg->user_sessions = 1024;
+	cfg->user_handles = 262144;
 	cfg->socket_gid = (gid_t)-1;
 	cfg->memory = UINT64_C(1) << 30;
 	cfg->guarantee = 16384;

@@ -45,6 +45,7 @@ static void core_config(const struct pmd_config *cfg,
 	out->admit = cfg->admit;
 	out->max_lock_ms = cfg->max_lock_ms;
 	out->user_sessions = cfg->user_sessions;
+	out->user_handles = cfg->user_handles;
 	memcpy(out->users, cfg->users, sizeof(cfg->users[0]) * cfg->nusers);
 	out->nusers = cfg->nusers;
 }

@@ -129,6 +129,7 @@ struct fuzz_pmd *fuzz_pmd_start(bool cluster)
 	cc.admit = p->cfg.admit;
 	cc.max_lock_ms = p->cfg.max_lock_ms;
 	cc.user_sessions = p->cfg.user_sessions;
+	cc.user_handles = p->cfg.user_handles;
 	pmd_core_init(&p->core, &cc);
 	if (pmd_server_create(&p->cfg, &p->core, &p->srv)) {
 		fprintf(stderr, "fuzz: the pmd does not start\n");

@@ -398,6 +398,44 @@ static void a_users_sessions_are_bounded(void **state)
 	cf_check(&core);
 }
 
+/* What a user's tasks hold together is bounded too (user_handles, or its
+ * [user] section's handles): a user cannot spread past it over many
+ * sessions; others are not touched; a destroy makes room. */
+static void a_users_handles_are_bounded(void **state)
+{
+	struct pmd_task *a, *b, *other;
+	struct pmd_core_config cfg = core.cfg;
+	container_t h, first = 0;
+	int n = 0;
+
+	cf_core_fini(&core);
+	cfg.user_handles = 100;
+	pmd_core_init(&core, &cfg);
+	assert_int_equal(pmd_task_create(&core, 9, 9, 1, &a), 0);
+	assert_int_equal(pmd_task_create(&core, 9, 9, 2, &b), 0);
+	assert_int_equal(pmd_task_create(&core, 10, 10, 3, &other), 0);
+	for (int i = 0; i < 60; i++)
+		assert_int_equal(pmd_container_create(&core, a, &h), 0);
+	while (pmd_container_create(&core, b, &h) == 0) {
+		if (!first)
+			first = h;
+		if (++n > 100)
+			break;
+	}
+	assert_int_equal(n, 40);
+	assert_int_equal(pmd_container_create(&core, a, &h), ENOMEM);
+	assert_int_equal(pmd_container_create(&core, other, &h), 0);
+	cf_check(&core);
+	struct pmd_culprit why = { 0 };
+	assert_int_equal(pmd_container_destroy(&core, b, first, &why), 0);
+	assert_int_equal(pmd_container_create(&core, a, &h), 0);
+	pmd_task_destroy(&core, b);
+	for (int i = 0; i < 39; i++)
+		assert_int_equal(pmd_container_create(&core, a, &h), 0);
+	assert_int_equal(pmd_container_create(&core, a, &h), ENOMEM);
+	cf_check(&core);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -425,6 +463,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(a_tasks_tables_are_bounded,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(a_users_sessions_are_bounded,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(a_users_handles_are_bounded,
 						setup, teardown),
 	};
 
