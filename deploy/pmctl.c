@@ -5,6 +5,7 @@
  *   pmctl [--socket PATH] stat     this node's accounting check
  *   pmctl [--socket PATH] ping N [COUNT]
  *                                  round trips from this pmd to node N
+ *   pmctl [--socket PATH] metrics  its metrics (Prometheus text format)
  *
  * The socket defaults to $PM_ENDPOINT, then the pmd's default. Exit
  * status: 0, 1 when the pmd cannot be reached or refuses, 2 for bad usage.
@@ -25,7 +26,8 @@ static const char *state_name(int s)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: pmctl [--socket PATH] nodes|stat|ping N [COUNT]\n");
+	fprintf(stderr, "usage: pmctl [--socket PATH] nodes|stat|metrics|"
+		"ping N [COUNT]\n");
 	return 2;
 }
 
@@ -45,7 +47,8 @@ int main(int argc, char **argv)
 	cmd = argv[i];
 	if (!strcmp(cmd, "ping") ? (argc - i < 2 || argc - i > 3)
 				 : (argc - i != 1 || (strcmp(cmd, "nodes") &&
-						      strcmp(cmd, "stat"))))
+						      strcmp(cmd, "stat") &&
+						      strcmp(cmd, "metrics"))))
 		return usage();
 	/* It maps nothing: no fault thread. */
 	setenv("PM_NO_USERFAULTFD", "1", 0);
@@ -74,6 +77,13 @@ int main(int argc, char **argv)
 		if (!err && count > 10)
 			printf("node %lu: %lu round trips, best %.1f us\n", node,
 			       count, best / 1e3);
+	} else if (!strcmp(cmd, "metrics")) {
+		static char text[70000];
+		size_t len;
+
+		err = pm_debug_metrics(pm, text, sizeof(text), &len);
+		if (!err)
+			fputs(text, stdout);
 	} else if (!strcmp(cmd, "nodes")) {
 		struct pm_node_info n[64];
 		int count = 64;

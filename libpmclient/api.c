@@ -410,6 +410,32 @@ error_t pm_debug_loans(pm_t *pm, struct pm_debug_loan *loans, int *count,
 	return err;
 }
 
+error_t pm_debug_metrics(pm_t *pm, char *buf, size_t len, size_t *len_out)
+{
+	struct pmc_rpc r = { .type = PM_MSG_METRICS,
+			     .body_max = PM_MSG_MAX - PM_REPLY_HDR };
+	error_t err;
+
+	if (!pm || !buf || !len || !len_out)
+		return EINVAL;
+	r.body = malloc(r.body_max);
+	if (!r.body)
+		return ENOMEM;
+	pthread_mutex_lock(&pm->lock);
+	err = pmc_rpc(pm, &r);
+	pthread_mutex_unlock(&pm->lock);
+	if (!err) {
+		size_t n = r.body_len < len - 1 ? r.body_len : len - 1;
+		memcpy(buf, r.body, n);
+		buf[n] = 0;
+		*len_out = n;
+		if (n < r.body_len)
+			err = EMSGSIZE;
+	}
+	free(r.body);
+	return err;
+}
+
 error_t pm_debug_move(pm_t *pm, container_t container, frame_t frame)
 {
 	struct pm_move_req req = { .handle = container, .frame = frame };

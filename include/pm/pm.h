@@ -170,6 +170,12 @@ struct pm_debug_loan {
 PM_API error_t pm_debug_loans(pm_t *pm, struct pm_debug_loan *loans,
 			      int *count, int *ok);
 
+/* The pmd's metrics in Prometheus' text format (what --metrics serves),
+ * NUL-terminated in buf (len bytes); *len_out gets their length.
+ * EMSGSIZE: cut short to fit. */
+PM_API error_t pm_debug_metrics(pm_t *pm, char *buf, size_t len,
+				size_t *len_out);
+
 /* Moves a frame of a container the caller owns to another physical slot,
  * as paging, reclaim and migration do; mappings follow it. EBUSY when it
  * may not move (locked, copy-on-write, or mapped by a task whose mappings

@@ -170,6 +170,18 @@ static error_t set_number(uint64_t *v, uint64_t min, uint64_t max,
 	return 0;
 }
 
+static error_t set_metrics(struct pmd_config *cfg, const char *val,
+			   const char *where)
+{
+	if (strlen(val) >= sizeof(cfg->metrics) || !strchr(val, ':')) {
+		fprintf(stderr, "pmd: %s: metrics '%s': want ADDR:PORT, e.g. "
+			"127.0.0.1:9464\n", where, val);
+		return EINVAL;
+	}
+	strcpy(cfg->metrics, val);
+	return 0;
+}
+
 /* What a user's tasks may hold together: handles (0: no limit). */
 static error_t set_user_handles(struct pmd_config *cfg, const char *val,
 				const char *where)
@@ -288,6 +300,7 @@ static const struct setting {
 	{ "socket-group", "socket_group", set_socket_group },
 	{ "user-sessions", "user_sessions", set_user_sessions },
 	{ "user-handles", "user_handles", set_user_handles },
+	{ "metrics", NULL, set_metrics },
 	{ "memory", NULL, set_memory },
 	{ "guarantee", NULL, set_guarantee },
 	{ "extra", NULL, set_extra },
@@ -424,6 +437,9 @@ static void usage(FILE *f)
 "  --socket-group GROUP its group (default: the pmd's)\n"
 "  --user-sessions N    sessions a user may have at once (default 1024;\n"
 "                       0: no limit; [user X] sessions = N for one user)\n"
+"  --metrics ADDR:PORT  serve Prometheus metrics over HTTP there (GET\n"
+"                       /metrics; e.g. 127.0.0.1:9464); pmctl metrics\n"
+"                       prints the same\n"
 "  --user-handles N     handles a user's tasks may hold together: their\n"
 "                       containers and weak references (default 262144;\n"
 "                       0: no limit; [user X] handles = N)\n"

@@ -23,6 +23,7 @@ struct pmd_config {
 	gid_t socket_gid;            /* its group; (gid_t)-1: the pmd's */
 	uint64_t user_sessions;      /* a user's sessions at once; 0: any */
 	uint64_t user_handles;       /* its tasks' handles together; 0: any */
+	char metrics[300];           /* ADDR:PORT of the metrics; "" none */
 	uint64_t memory;             /* node budget, bytes */
 	uint64_t guarantee;          /* default G per task, frames */
 	uint64_t extra;              /* default E per task, frames */

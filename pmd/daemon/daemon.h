@@ -79,6 +79,24 @@ struct pmd_pending {
 
 struct pmd_reply;
 
+/* What the metrics count (metrics.c): requests by type, with their
+ * errors and a histogram of the time to their answer. */
+#define PMD_METRICS_BUCKETS 12
+struct pmd_metrics {
+	uint64_t requests[PM_MSG_TYPE_MAX];  /* (L) answered */
+	uint64_t errors[PM_MSG_TYPE_MAX];    /* (L) of which not 0 */
+	uint64_t sum_ns[PM_MSG_TYPE_MAX];    /* (L) their times */
+	uint64_t hist[PM_MSG_TYPE_MAX][PMD_METRICS_BUCKETS]; /* (L) by the
+	                              * first bucket bound it is within */
+};
+/* A connection to the metrics endpoint, reading its HTTP request. */
+#define PMD_METRICS_CONNS 8
+struct pmd_mconn {
+	int fd;                      /* (L) -1: free */
+	uint32_t len;                /* (L) bytes of request read */
+	char req[1024];              /* (L) */
+};
+
 struct pmd_session {
 	struct pmd_server *srv;      /* (C) */
 	int fd;                      /* (C) the connection; -1: virtual */
@@ -89,6 +107,7 @@ struct pmd_session {
 	uint32_t nfwd, fwd_cap;      /* (L) used, allocated */
 	/* The request in hand, while it is not answered at once: */
 	bool parked;                 /* (L) it waits for other work */
+	uint64_t req_ns;             /* (L) when the request in hand came */
 	bool masked;                 /* (L) parked, and sent more meanwhile:
 	                              *     its input is off until answered */
 	uint16_t parked_type;        /* (L) its type and sequence number */
@@ -144,6 +163,9 @@ struct pmd_server {
 	uint32_t stop_seq;           /* (L) the last STOP's seq */
 	uint64_t stop_ns;            /* (C) a library's time to answer */
 	uint64_t sessions_total;     /* (L) served since start */
+	struct pmd_metrics metrics;  /* (L) */
+	int metrics_fd;              /* (C) --metrics' listening socket, or -1 */
+	struct pmd_mconn mconn[PMD_METRICS_CONNS]; /* (L) */
 	struct pmd_ratelimit sessions_said; /* (L) tasks come and go: said */
 	uint64_t requests;           /* (L) requests answered since start */
 	uint64_t poll_ns;            /* (C) busy-poll this long after activity */
@@ -257,6 +279,21 @@ void pmd_stop_fini(struct pmd_server *srv);
  * writes of s's task; s parks until the copy ends. */
 enum pmd_step pmd_xcopy(struct pmd_server *srv, struct pmd_session *s,
 			const struct pm_copy_req *q, struct pmd_reply *r);
+
+/* metrics.c */
+/* A request of type was answered with status, ns after it came. */
+void pmd_metrics_count(struct pmd_server *srv, uint16_t type, error_t status,
+		       uint64_t ns);
+/* The metrics in Prometheus' text format into buf (cap bytes, cut short
+ * at a line's end if need be); their length. */
+size_t pmd_metrics_render(struct pmd_server *srv, char *buf, size_t cap);
+/* --metrics ADDR:PORT: the HTTP endpoint (GET /metrics). */
+error_t pmd_metrics_listen(struct pmd_server *srv, const char *addr);
+/* Its events: a connection to take, or one that sent (part of) its
+ * request (the loop's tag is the listening descriptor, or an mconn). */
+void pmd_metrics_event(struct pmd_server *srv, void *tag);
+bool pmd_metrics_tag(const struct pmd_server *srv, const void *tag);
+void pmd_metrics_close(struct pmd_server *srv);
 
 /* window.c */
 error_t pmd_window_create(struct pmd_server *srv, struct pmd_window **w_out);

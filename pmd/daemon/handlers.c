@@ -837,6 +837,14 @@ static enum pmd_step do_debug_loans(struct pmd_server *srv,
 	return pmd_reply_now(r, 0);
 }
 
+static enum pmd_step do_metrics(struct pmd_server *srv, struct pmd_session *s,
+			       const struct pmd_req *q, struct pmd_reply *r)
+{
+	r->body_len = (uint32_t)pmd_metrics_render(srv, pmd_reply_body(srv),
+						   PM_MSG_MAX - PM_REPLY_HDR);
+	return pmd_reply_now(r, 0);
+}
+
 /* A ping to another node, answered when it answers. */
 struct pctx {
 	struct pmd_pending base;
@@ -937,6 +945,7 @@ static const struct {
 	[PM_MSG_PING_NODE] = { do_ping_node, sizeof(struct pm_ping_req), false, false },
 	[PM_MSG_WINDOW] = { do_window, 0, false, false },
 	[PM_MSG_DEBUG_LOANS] = { do_debug_loans, 0, false, false },
+	[PM_MSG_METRICS] = { do_metrics, 0, false, false },
 };
 
 bool pmd_request_fits(uint32_t type, uint32_t len)

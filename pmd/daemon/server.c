@@ -163,6 +163,7 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 	q = (struct pmd_req){ .type = h->type, .seq = h->seq, .body = h + 1,
 			      .len = (uint32_t)n - sizeof(*h) };
 	srv->requests++;
+	s->req_ns = pmd_now_ns();
 	if (!pmd_request_fits(h->type, q.len) ||
 	    (!s->task && q.type != PM_MSG_HELLO && q.type != PM_MSG_ATTACH) ||
 	    (s->fault && q.type != PM_MSG_RESOLVE && q.type != PM_MSG_BREAK &&
@@ -174,6 +175,7 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 	if (r.status == EPROTO)
 		pmd_debug("task %#lx: bad request of type %u",
 			  s->task ? (unsigned long)s->task->id : 0ul, h->type);
+	pmd_metrics_count(srv, h->type, r.status, pmd_now_ns() - s->req_ns);
 	ok = pmd_reply_send(srv, s, h->type, h->seq, &r);
 	/* Slots freed by the request are punched after the reply is out. */
 	pmd_segtab_flush(&srv->core->segs);
@@ -571,6 +573,7 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 		return ENOMEM;
 	srv->core = core;
 	srv->listen_fd = srv->signal_fd = srv->epoll_fd = srv->reserve_fd = -1;
+	srv->metrics_fd = -1;
 	pmd_list_init(&srv->sessions);
 	pmd_list_init(&srv->waiters);
 	pmd_list_init(&srv->vsessions);
@@ -600,6 +603,8 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 		err = server_watch(srv, srv->signal_fd, &srv->signal_fd);
 	if (!err && cfg->cluster_conf)
 		err = server_join_cluster(srv, cfg);
+	if (!err && cfg->metrics[0])
+		err = pmd_metrics_listen(srv, cfg->metrics);
 	if (err)
 		goto destroy;
 	*srv_out = srv;
@@ -734,6 +739,8 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 		}
 		if (p == &srv->listen_fd) {
 			server_accept(srv);
+		} else if (pmd_metrics_tag(srv, p)) {
+			pmd_metrics_event(srv, p);
 		} else if (p == &srv->cluster_tag) {
 			/* Woken by the fabric: a peer's traffic, also one-sided
 			 * reads and writes that leave no completion here but
@@ -776,6 +783,7 @@ void pmd_server_destroy(struct pmd_server *srv)
 		pmd_session_close(srv, pmd_container_of(pos, struct pmd_session,
 							link));
 	pmd_stop_fini(srv);
+	pmd_metrics_close(srv);
 	pmd_cluster_stop(srv->cluster);
 	free(srv->busy);
 	if (srv->signal_fd >= 0)

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "task.h"
 
@@ -178,6 +179,8 @@ void pmd_session_answer(struct pmd_server *srv, struct pmd_session *s,
 		pmd_session_close(srv, s);
 		return;
 	}
+	pmd_metrics_count(srv, s->parked_type, r->status,
+			  pmd_now_ns() - s->req_ns);
 	if (!pmd_reply_send(srv, s, s->parked_type, s->parked_seq, r) ||
 	    (masked && epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) < 0))
 		pmd_session_close(srv, s);

@@ -239,9 +239,16 @@ static void watch_peers(struct pmd_cluster *c)
  * queue full) is dropped: the protocol repeats itself. */
 static void send_out(struct pmd_cluster *c)
 {
-	for (unsigned k = 0; k < c->mb.nout; k++)
-		fab_send(c->ep, pmd_peer_of_node(c, c->mb.out[k].to),
-			 &c->mb.out[k].msg, sizeof(c->mb.out[k].msg), NULL);
+	for (unsigned k = 0; k < c->mb.nout; k++) {
+		struct pmd_traffic *t = pmd_traffic_of(c, c->mb.out[k].to);
+
+		if (!fab_send(c->ep, pmd_peer_of_node(c, c->mb.out[k].to),
+			      &c->mb.out[k].msg, sizeof(c->mb.out[k].msg),
+			      NULL) && t) {
+			t->tx_msgs++;
+			t->tx_bytes += sizeof(c->mb.out[k].msg);
+		}
+	}
 	c->mb.nout = 0;
 }
 
@@ -249,6 +256,7 @@ static void send_out(struct pmd_cluster *c)
 static unsigned cluster_complete(struct pmd_cluster *c,
 				 const struct fab_cqe *e, uint64_t now)
 {
+	struct pmd_traffic *t;
 	uint32_t magic = 0;
 
 	if ((e->op == FAB_OP_READ || e->op == FAB_OP_WRITE) && e->ctx) {
@@ -257,6 +265,10 @@ static unsigned cluster_complete(struct pmd_cluster *c,
 	}
 	if (e->op != FAB_OP_RECV || e->status)
 		return 0; /* a send to a peer that is gone */
+	if ((t = pmd_traffic_of(c, pmd_node_of_peer(c, e->peer)))) {
+		t->rx_msgs++;
+		t->rx_bytes += e->len;
+	}
 	if (e->len >= sizeof(magic))
 		memcpy(&magic, e->data, sizeof(magic));
 	if (magic == PMD_NREQ_MAGIC)
@@ -432,4 +444,23 @@ void pmd_cluster_loans(struct pmd_cluster *c, struct pm_debug_loans_rep *out)
 				.node = c->conf.nodes[i].id,
 				.lent_to = lent[i], .borrowed_from = borrowed[i] };
 	out->ok = ok;
+}
+
+unsigned pmd_cluster_traffic(const struct pmd_cluster *c,
+			     struct pmd_traffic *out, unsigned max)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < c->conf.nnodes && n < max; i++) {
+		const struct pmd_mb_peer *p;
+
+		if (c->conf.nodes[i].id == c->self)
+			continue;
+		out[n] = c->traffic[i];
+		out[n].node = c->conf.nodes[i].id;
+		p = pmd_mb_peer((struct pmd_mb *)&c->mb, out[n].node);
+		out[n].state = p ? p->state : PM_NODE_DOWN;
+		n++;
+	}
+	return n;
 }

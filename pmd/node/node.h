@@ -72,6 +72,17 @@ unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 /* Whether node requests or one-sided reads and writes of ours are in
  * flight. */
 bool pmd_cluster_waiting(const struct pmd_cluster *c);
+/* What went between this node and each other one since start (for the
+ * metrics): messages and their bytes each way, and one-sided reads and
+ * writes this node posted, with their bytes. */
+struct pmd_traffic {
+	pm_node_t node;
+	int state;                     /* PM_NODE_* */
+	uint64_t tx_msgs, tx_bytes, rx_msgs, rx_bytes, rma_ops, rma_bytes;
+};
+/* Up to max entries, one per other node of the cluster file; how many. */
+unsigned pmd_cluster_traffic(const struct pmd_cluster *c,
+			     struct pmd_traffic *out, unsigned max);
 /* The accounting check of loans in and out (DEBUG_LOANS): what this
  * node lends and borrows, by node, and whether its books agree. */
 void pmd_cluster_loans(struct pmd_cluster *c, struct pm_debug_loans_rep *out);

@@ -46,6 +46,8 @@ struct pmd_cluster {
 	                                * us forgot the other (down, restart,
 	                                * RESET) */
 	struct pmd_cluster_upcalls up; /* (C) the daemon's (proxy.c) */
+	struct pmd_traffic traffic[PMD_CLUSTER_NODES_MAX]; /* (L) by index in
+	                                * conf.nodes */
 	bool slept;                    /* (L) the last run ended ready to sleep */
 	uint64_t posts_seen;           /* (L) the fabric's posts then */
 	/* nreq.c */
@@ -80,6 +82,15 @@ static inline int pmd_node_index(const struct pmd_cluster *c, pm_node_t node)
 		if (c->conf.nodes[i].id == node)
 			return (int)i;
 	return -1;
+}
+
+/* The traffic counters of node (NULL: not one of ours). */
+static inline struct pmd_traffic *pmd_traffic_of(struct pmd_cluster *c,
+						 pm_node_t node)
+{
+	int i = pmd_node_index(c, node);
+
+	return i < 0 ? NULL : &c->traffic[i];
 }
 
 /* The node behind a fabric peer (0: none of ours), and back. */

@@ -58,6 +58,8 @@ static error_t nreq_send(struct pmd_cluster *c, pm_node_t to, uint64_t to_inc,
 			 uint16_t type, uint64_t id, uint32_t flags,
 			 uint32_t status, const void *body, size_t len)
 {
+	struct pmd_traffic *t;
+	error_t err;
 	uint8_t buf[sizeof(struct pmd_nreq_hdr) + PMD_NREQ_BODY_MAX];
 	struct pmd_nreq_hdr *h = (struct pmd_nreq_hdr *)buf;
 
@@ -71,8 +73,13 @@ static error_t nreq_send(struct pmd_cluster *c, pm_node_t to, uint64_t to_inc,
 	if (len)
 		memcpy(h + 1, body, len);
 	pmd_nreq_mac(c, h, h + 1, h->mac);
-	return fab_send(c->ep, pmd_peer_of_node(c, to), buf, sizeof(*h) + len,
-			NULL);
+	err = fab_send(c->ep, pmd_peer_of_node(c, to), buf, sizeof(*h) + len,
+		       NULL);
+	if (!err && (t = pmd_traffic_of(c, to))) {
+		t->tx_msgs++;
+		t->tx_bytes += sizeof(*h) + len;
+	}
+	return err;
 }
 
 /* We forgot peer p's current incarnation (it was paused, or cut off)

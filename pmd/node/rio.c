@@ -88,6 +88,7 @@ static void rio_finish(struct pmd_cluster *c, struct pmd_rio *r)
 static void rio_start(struct pmd_cluster *c, struct pmd_rio *r, int b,
 		      const uint8_t *data)
 {
+	struct pmd_traffic *t;
 	uint32_t off = 0;
 	uint8_t *buf;
 
@@ -120,6 +121,10 @@ static void rio_start(struct pmd_cluster *c, struct pmd_rio *r, int b,
 			if (err) {
 				r->status = EIO;
 				break;
+			}
+			if ((t = pmd_traffic_of(c, p->node))) {
+				t->rma_ops++;
+				t->rma_bytes += p->len;
 			}
 			r->left++;
 		}

@@ -30,7 +30,7 @@
  *      BREAK (a store to a copy-on-write frame through a mapping) and
  *      WHERE (a fault on a mapping the pmd took away, by frame);
  *      DEBUG_LOANS (slots lent to and borrowed from each node, checked);
- *      the status USER_LIMIT (a user's sessions).
+ *      the status USER_LIMIT (a user's sessions); METRICS.
  */
 #ifndef PM_PROTO_H
 #define PM_PROTO_H
@@ -87,6 +87,7 @@ enum pm_msg_type {
 	PM_MSG_BREAK = 30,  /* library to pmd, on the fault session */
 	PM_MSG_WHERE = 31,  /* library to pmd, on the fault session */
 	PM_MSG_DEBUG_LOANS = 32,
+	PM_MSG_METRICS = 33,  /* empty -> the metrics, Prometheus text */
 	PM_MSG_TYPE_MAX,
 	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
 };
