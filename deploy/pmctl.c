@@ -1,16 +1,23 @@
 /*
  * pmctl - look at a running pmd from the command line.
  *
- *   pmctl [--socket PATH] nodes    the cluster as this node sees it
- *   pmctl [--socket PATH] stat     this node's accounting check
- *   pmctl [--socket PATH] ping N [COUNT]
- *                                  round trips from this pmd to node N
- *   pmctl [--socket PATH] metrics  its metrics (Prometheus text format)
+ *   pmctl [--socket PATH] [--json] COMMAND
+ *     nodes                 the cluster as this node sees it
+ *     stat                  this node's accounting check
+ *     tasks                 every task here (the operator's)
+ *     containers [--task T] every container homed here, or task T's
+ *     config                the settings in effect (the operator's)
+ *     version               pmctl's and the pmd's
+ *     ping N [COUNT]        round trips from this pmd to node N
+ *     metrics               its metrics (Prometheus text format)
  *
- * The socket defaults to $PM_ENDPOINT, then the pmd's default. Exit
- * status: 0, 1 when the pmd cannot be reached or refuses, 2 for bad usage.
+ * The socket defaults to $PM_ENDPOINT, then the pmd's default. --json
+ * prints one JSON value instead of text (metrics stay text). Exit status:
+ * 0; 1 when the pmd cannot be reached, refuses, or its check fails; 2 for
+ * bad usage.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,102 +25,404 @@
 
 #include <pm/pm.h>
 
+#ifndef PMCTL_VERSION
+#define PMCTL_VERSION "?"
+#endif
+
+static bool json;
+
 static const char *state_name(int s)
 {
 	return s == PM_NODE_UP ? "up" : s == PM_NODE_SUSPECT ? "suspect"
 		: s == PM_NODE_DOWN ? "down" : "?";
 }
 
+static void usage_text(FILE *f)
+{
+	fprintf(f,
+"usage: pmctl [--socket PATH] [--json] COMMAND\n"
+"  nodes                  the cluster as this node sees it\n"
+"  stat                   this node's accounting check\n"
+"  tasks                  every task here (the pmd's user or root)\n"
+"  containers [--task T]  every container homed here, or task T's\n"
+"  config                 the settings in effect (the pmd's user or root)\n"
+"  version                pmctl's version and the pmd's\n"
+"  ping N [COUNT]         round trips from this pmd to node N\n"
+"  metrics                its metrics (Prometheus text format)\n"
+"The socket: --socket, else $PM_ENDPOINT, else %s.\n", PM_DEFAULT_SOCKET);
+}
+
 static int usage(void)
 {
-	fprintf(stderr, "usage: pmctl [--socket PATH] nodes|stat|metrics|"
-		"ping N [COUNT]\n");
+	usage_text(stderr);
 	return 2;
+}
+
+/* A JSON string. */
+static void jstr(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", (unsigned char)*s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+static error_t cmd_nodes(pm_t *pm)
+{
+	struct pm_node_info n[64];
+	int count = 64;
+	error_t err = pm_nodes(pm, n, &count);
+
+	if (err)
+		return err;
+	if (json)
+		putchar('[');
+	for (int k = 0; k < count; k++) {
+		if (json) {
+			printf("%s{\"id\":%u,\"state\":\"%s\",\"frames_total\":"
+			       "%llu,\"frames_free\":%llu,\"address\":",
+			       k ? "," : "", n[k].id, state_name(n[k].state),
+			       (unsigned long long)n[k].frames_total,
+			       (unsigned long long)n[k].frames_free);
+			jstr(n[k].address);
+			printf(",\"incarnation\":%llu}",
+			       (unsigned long long)n[k].incarnation);
+		} else {
+			printf("node %u %s frames %llu free %llu address %s "
+			       "incarnation %#llx\n", n[k].id,
+			       state_name(n[k].state),
+			       (unsigned long long)n[k].frames_total,
+			       (unsigned long long)n[k].frames_free,
+			       n[k].address,
+			       (unsigned long long)n[k].incarnation);
+		}
+	}
+	if (json)
+		puts("]");
+	return 0;
+}
+
+static error_t cmd_stat(pm_t *pm, int *rc)
+{
+	struct pm_debug_stat st;
+	error_t err = pm_debug_stat(pm, &st);
+
+	if (err)
+		return err;
+	if (json)
+		printf("{\"tasks\":%llu,\"containers\":%llu,\"frames\":%llu,"
+		       "\"charged\":%llu,\"slots_used\":%llu,\"segments\":%llu,"
+		       "\"frames_total\":%llu,\"frames_free\":%llu,"
+		       "\"requests\":%llu,\"invariant_ok\":%s}\n",
+		       (unsigned long long)st.tasks,
+		       (unsigned long long)st.containers,
+		       (unsigned long long)st.frames,
+		       (unsigned long long)st.charged,
+		       (unsigned long long)st.slots_used,
+		       (unsigned long long)st.segments,
+		       (unsigned long long)st.frames_total,
+		       (unsigned long long)st.frames_free,
+		       (unsigned long long)st.requests,
+		       st.invariant_ok ? "true" : "false");
+	else
+		printf("tasks %llu containers %llu frames %llu charged %llu "
+		       "free %llu of %llu invariant %s\n",
+		       (unsigned long long)st.tasks,
+		       (unsigned long long)st.containers,
+		       (unsigned long long)st.frames,
+		       (unsigned long long)st.charged,
+		       (unsigned long long)st.frames_free,
+		       (unsigned long long)st.frames_total,
+		       st.invariant_ok ? "ok" : "BROKEN");
+	if (!st.invariant_ok)
+		*rc = 1;
+	return 0;
+}
+
+static error_t cmd_tasks(pm_t *pm)
+{
+	static struct pm_task_info t[512];
+	uint64_t after = 0;
+	bool first = true;
+	int more = 1;
+	error_t err = 0;
+
+	if (json)
+		putchar('[');
+	while (more && !err) {
+		int count = 512;
+
+		err = pm_debug_tasks(pm, after, t, &count, &more);
+		for (int k = 0; !err && k < count; k++, first = false) {
+			after = t[k].task;
+			if (json)
+				printf("%s{\"task\":%llu,\"uid\":%u,\"pid\":%u,"
+				       "\"guaranteed\":%llu,\"extra_limit\":%llu,"
+				       "\"allocated\":%llu,\"extra_allocated\":"
+				       "%llu,\"containers\":%llu,\"handles\":%u,"
+				       "\"proxy\":%s}", first ? "" : ",",
+				       (unsigned long long)t[k].task, t[k].uid,
+				       t[k].pid,
+				       (unsigned long long)t[k].guaranteed,
+				       (unsigned long long)t[k].extra_limit,
+				       (unsigned long long)t[k].allocated,
+				       (unsigned long long)t[k].extra_allocated,
+				       (unsigned long long)t[k].containers,
+				       t[k].handles,
+				       t[k].proxy ? "true" : "false");
+			else
+				printf("task %#llx uid %u pid %u guaranteed %llu "
+				       "allocated %llu (extra %llu of %llu) "
+				       "containers %llu handles %u%s\n",
+				       (unsigned long long)t[k].task, t[k].uid,
+				       t[k].pid,
+				       (unsigned long long)t[k].guaranteed,
+				       (unsigned long long)t[k].allocated,
+				       (unsigned long long)t[k].extra_allocated,
+				       (unsigned long long)t[k].extra_limit,
+				       (unsigned long long)t[k].containers,
+				       t[k].handles,
+				       t[k].proxy ? " (another node's)" : "");
+		}
+	}
+	if (json && !err)
+		puts("]");
+	return err;
+}
+
+static error_t cmd_containers(pm_t *pm, pm_task_t task)
+{
+	static struct pm_container_info c[512];
+	uint64_t after = 0;
+	bool first = true;
+	int more = 1;
+	error_t err = 0;
+
+	if (json)
+		putchar('[');
+	while (more && !err) {
+		int count = 512;
+
+		err = pm_debug_containers(pm, task, after, c, &count, &more);
+		for (int k = 0; !err && k < count; k++, first = false) {
+			after = c[k].id;
+			if (json)
+				printf("%s{\"id\":%llu,\"owner\":%llu,"
+				       "\"frames\":%llu,\"remote\":%llu,"
+				       "\"cow\":%llu,\"shares\":%u,"
+				       "\"locked_ms_left\":%u}",
+				       first ? "" : ",",
+				       (unsigned long long)c[k].id,
+				       (unsigned long long)c[k].owner,
+				       (unsigned long long)c[k].frames,
+				       (unsigned long long)c[k].remote,
+				       (unsigned long long)c[k].cow,
+				       c[k].shares, c[k].locked_ms_left);
+			else
+				printf("container %#llx owner %#llx frames %llu "
+				       "remote %llu cow %llu shares %u%s\n",
+				       (unsigned long long)c[k].id,
+				       (unsigned long long)c[k].owner,
+				       (unsigned long long)c[k].frames,
+				       (unsigned long long)c[k].remote,
+				       (unsigned long long)c[k].cow,
+				       c[k].shares,
+				       c[k].locked_ms_left ? " locked" : "");
+		}
+	}
+	if (json && !err)
+		puts("]");
+	return err;
+}
+
+/* "key = value" lines, as text or one JSON object. */
+static void print_settings(char *text)
+{
+	bool first = true;
+
+	if (!json) {
+		fputs(text, stdout);
+		return;
+	}
+	putchar('{');
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		char *eq = strstr(line, " = ");
+		if (!eq)
+			continue;
+		*eq = 0;
+		printf("%s", first ? "" : ",");
+		jstr(line);
+		putchar(':');
+		jstr(eq + 3);
+		first = false;
+	}
+	puts("}");
+}
+
+static error_t cmd_config(pm_t *pm)
+{
+	static char text[65536];
+	size_t len;
+	error_t err = pm_debug_config(pm, text, sizeof(text), &len);
+
+	if (!err)
+		print_settings(text);
+	return err;
+}
+
+static error_t cmd_version(pm_t *pm)
+{
+	static char text[65536];
+	const char *v = "?";
+	size_t len;
+	error_t err = pm_debug_config(pm, text, sizeof(text), &len);
+
+	if (err)
+		return err;
+	if (!strncmp(text, "version = ", 10)) {
+		v = text + 10;
+		text[strcspn(text, "\n")] = 0;
+	}
+	if (json) {
+		printf("{\"pmctl\":");
+		jstr(PMCTL_VERSION);
+		printf(",\"pmd\":");
+		jstr(v);
+		puts("}");
+	} else {
+		printf("pmctl %s\npmd %s\n", PMCTL_VERSION, v);
+	}
+	return 0;
+}
+
+static error_t cmd_ping(pm_t *pm, unsigned long node, unsigned long count)
+{
+	uint64_t rtt, best = UINT64_MAX, sum = 0;
+	error_t err = 0;
+	unsigned long k;
+
+	for (k = 0; k < count && !err; k++) {
+		err = pm_debug_ping(pm, (pm_node_t)node, &rtt);
+		if (err)
+			break;
+		sum += rtt;
+		if (rtt < best)
+			best = rtt;
+		if (!json && count <= 10)
+			printf("node %lu: %.1f us\n", node, rtt / 1e3);
+	}
+	if (err)
+		return err;
+	if (json)
+		printf("{\"node\":%lu,\"round_trips\":%lu,\"best_us\":%.1f,"
+		       "\"mean_us\":%.1f}\n", node, count, best / 1e3,
+		       sum / 1e3 / (double)count);
+	else if (count > 10)
+		printf("node %lu: %lu round trips, best %.1f us\n", node, count,
+		       best / 1e3);
+	return 0;
+}
+
+static error_t cmd_metrics(pm_t *pm)
+{
+	static char text[70000];
+	size_t len;
+	error_t err = pm_debug_metrics(pm, text, sizeof(text), &len);
+
+	if (!err)
+		fputs(text, stdout);
+	return err;
 }
 
 int main(int argc, char **argv)
 {
-	const char *sock = NULL, *cmd;
+	const char *sock = NULL, *cmd, *shown;
+	unsigned long node = 0, count = 1;
+	pm_task_t task = 0;
+	int i = 1, rc = 0, nargs;
 	pm_t *pm;
-	int i = 1, rc = 0;
 	error_t err;
 
-	if (i + 1 < argc && !strcmp(argv[i], "--socket")) {
-		sock = argv[i + 1];
-		i += 2;
+	while (i < argc && argv[i][0] == '-') {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage_text(stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--json")) {
+			json = true;
+			i++;
+		} else if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
+			sock = argv[i + 1];
+			i += 2;
+		} else {
+			return usage();
+		}
 	}
 	if (i >= argc)
 		return usage();
-	cmd = argv[i];
-	if (!strcmp(cmd, "ping") ? (argc - i < 2 || argc - i > 3)
-				 : (argc - i != 1 || (strcmp(cmd, "nodes") &&
-						      strcmp(cmd, "stat") &&
-						      strcmp(cmd, "metrics"))))
-		return usage();
-	/* It maps nothing: no fault thread. */
-	setenv("PM_NO_USERFAULTFD", "1", 0);
-	err = pm_connect(sock, &pm);
-	if (err) {
-		fprintf(stderr, "pmctl: cannot reach the pmd: %s\n", strerror(err));
-		return 1;
-	}
+	cmd = argv[i++];
+	nargs = argc - i;
 	if (!strcmp(cmd, "ping")) {
 		char *end;
-		unsigned long node = strtoul(argv[i + 1], &end, 10);
-		unsigned long count = argc - i == 3 ? strtoul(argv[i + 2], NULL, 10) : 1;
-		uint64_t rtt, best = UINT64_MAX;
-
-		if (*end || node == 0 || node > 65534 || count == 0 || count > 100000) {
-			pm_disconnect(pm);
+		if (nargs < 1 || nargs > 2)
+			return usage();
+		node = strtoul(argv[i], &end, 10);
+		if (*end || node == 0 || node > 65534)
+			return usage();
+		if (nargs == 2) {
+			count = strtoul(argv[i + 1], &end, 10);
+			if (*end || count == 0 || count > 100000)
+				return usage();
+		}
+	} else if (!strcmp(cmd, "containers")) {
+		char *end;
+		if (nargs == 2 && !strcmp(argv[i], "--task")) {
+			task = strtoull(argv[i + 1], &end, 0);
+			if (*end || !task)
+				return usage();
+		} else if (nargs) {
 			return usage();
 		}
-		for (unsigned long k = 0; k < count && !err; k++) {
-			err = pm_debug_ping(pm, (pm_node_t)node, &rtt);
-			if (!err && rtt < best)
-				best = rtt;
-			if (!err && count <= 10)
-				printf("node %lu: %.1f us\n", node, rtt / 1e3);
-		}
-		if (!err && count > 10)
-			printf("node %lu: %lu round trips, best %.1f us\n", node,
-			       count, best / 1e3);
-	} else if (!strcmp(cmd, "metrics")) {
-		static char text[70000];
-		size_t len;
-
-		err = pm_debug_metrics(pm, text, sizeof(text), &len);
-		if (!err)
-			fputs(text, stdout);
-	} else if (!strcmp(cmd, "nodes")) {
-		struct pm_node_info n[64];
-		int count = 64;
-
-		err = pm_nodes(pm, n, &count);
-		for (int k = 0; !err && k < count && k < 64; k++)
-			printf("node %u %s frames %llu free %llu address %s "
-			       "incarnation %#llx\n", n[k].id, state_name(n[k].state),
-			       (unsigned long long)n[k].frames_total,
-			       (unsigned long long)n[k].frames_free, n[k].address,
-			       (unsigned long long)n[k].incarnation);
-	} else {
-		struct pm_debug_stat st;
-
-		err = pm_debug_stat(pm, &st);
-		if (!err)
-			printf("tasks %llu containers %llu frames %llu charged %llu "
-			       "free %llu of %llu invariant %s\n",
-			       (unsigned long long)st.tasks,
-			       (unsigned long long)st.containers,
-			       (unsigned long long)st.frames,
-			       (unsigned long long)st.charged,
-			       (unsigned long long)st.frames_free,
-			       (unsigned long long)st.frames_total,
-			       st.invariant_ok ? "ok" : "BROKEN");
-		if (!err && !st.invariant_ok)
-			rc = 1;
+	} else if (nargs || (strcmp(cmd, "nodes") && strcmp(cmd, "stat") &&
+			     strcmp(cmd, "tasks") && strcmp(cmd, "config") &&
+			     strcmp(cmd, "version") && strcmp(cmd, "metrics"))) {
+		return usage();
 	}
+	/* It maps nothing: no fault thread. */
+	setenv("PM_NO_USERFAULTFD", "1", 0);
+	shown = sock ? sock : getenv("PM_ENDPOINT") ? getenv("PM_ENDPOINT")
+						    : PM_DEFAULT_SOCKET;
+	err = pm_connect(sock, &pm);
 	if (err) {
-		fprintf(stderr, "pmctl: %s: %s\n", cmd, strerror(err));
+		fprintf(stderr, "pmctl: cannot reach the pmd at %s: %s\n", shown,
+			strerror(err));
+		return 1;
+	}
+	if (!strcmp(cmd, "nodes"))
+		err = cmd_nodes(pm);
+	else if (!strcmp(cmd, "stat"))
+		err = cmd_stat(pm, &rc);
+	else if (!strcmp(cmd, "tasks"))
+		err = cmd_tasks(pm);
+	else if (!strcmp(cmd, "containers"))
+		err = cmd_containers(pm, task);
+	else if (!strcmp(cmd, "config"))
+		err = cmd_config(pm);
+	else if (!strcmp(cmd, "version"))
+		err = cmd_version(pm);
+	else if (!strcmp(cmd, "ping"))
+		err = cmd_ping(pm, node, count);
+	else
+		err = cmd_metrics(pm);
+	if (err) {
+		fprintf(stderr, "pmctl: %s (the pmd at %s): %s\n", cmd, shown,
+			err == EPERM ? "only the pmd's user (or root) may ask"
+				     : strerror(err));
 		rc = 1;
 	}
 	pm_disconnect(pm);

@@ -410,30 +410,152 @@ error_t pm_debug_loans(pm_t *pm, struct pm_debug_loan *loans, int *count,
 	return err;
 }
 
-error_t pm_debug_metrics(pm_t *pm, char *buf, size_t len, size_t *len_out)
+/* A request whose reply is a body of any length up to a message's. */
+static error_t call_long(pm_t *pm, uint16_t type, const void *req,
+			 uint32_t req_len, uint8_t **body_out, uint32_t *len_out)
 {
-	struct pmc_rpc r = { .type = PM_MSG_METRICS,
+	struct pmc_rpc r = { .type = type, .req = req, .req_len = req_len,
 			     .body_max = PM_MSG_MAX - PM_REPLY_HDR };
 	error_t err;
 
-	if (!pm || !buf || !len || !len_out)
-		return EINVAL;
 	r.body = malloc(r.body_max);
 	if (!r.body)
 		return ENOMEM;
 	pthread_mutex_lock(&pm->lock);
 	err = pmc_rpc(pm, &r);
 	pthread_mutex_unlock(&pm->lock);
-	if (!err) {
-		size_t n = r.body_len < len - 1 ? r.body_len : len - 1;
-		memcpy(buf, r.body, n);
-		buf[n] = 0;
-		*len_out = n;
-		if (n < r.body_len)
-			err = EMSGSIZE;
+	if (err) {
+		free(r.body);
+		return err;
 	}
-	free(r.body);
-	return err;
+	*body_out = r.body;
+	*len_out = r.body_len;
+	return 0;
+}
+
+/* A text reply, NUL-terminated in buf. */
+static error_t call_text(pm_t *pm, uint16_t type, char *buf, size_t len,
+			 size_t *len_out)
+{
+	uint8_t *body;
+	uint32_t blen;
+	size_t n;
+	error_t err;
+
+	if (!pm || !buf || !len || !len_out)
+		return EINVAL;
+	err = call_long(pm, type, NULL, 0, &body, &blen);
+	if (err)
+		return err;
+	n = blen < len - 1 ? blen : len - 1;
+	memcpy(buf, body, n);
+	buf[n] = 0;
+	*len_out = n;
+	free(body);
+	return n < blen ? EMSGSIZE : 0;
+}
+
+error_t pm_debug_metrics(pm_t *pm, char *buf, size_t len, size_t *len_out)
+{
+	return call_text(pm, PM_MSG_METRICS, buf, len, len_out);
+}
+
+error_t pm_debug_config(pm_t *pm, char *buf, size_t len, size_t *len_out)
+{
+	return call_text(pm, PM_MSG_CONFIG, buf, len, len_out);
+}
+
+/* A page of a listing: its entries (checked against the body's length). */
+static error_t call_list(pm_t *pm, uint16_t type, uint64_t task,
+			 uint64_t after, size_t ent_size, uint8_t **body_out,
+			 uint32_t *n_out, int *more)
+{
+	struct pm_list_req req = { .after = after, .task = task };
+	struct pm_list_rep rep;
+	uint8_t *body;
+	uint32_t len;
+	error_t err;
+
+	if (!pm || !more)
+		return EINVAL;
+	err = call_long(pm, type, &req, sizeof(req), &body, &len);
+	if (err)
+		return err;
+	memcpy(&rep, body, len < sizeof(rep) ? len : sizeof(rep));
+	if (len < sizeof(rep) || rep.n > PM_LIST_PAGE ||
+	    len != sizeof(rep) + rep.n * ent_size) {
+		free(body);
+		return EPROTO;
+	}
+	*body_out = body;
+	*n_out = rep.n;
+	*more = rep.more ? 1 : 0;
+	return 0;
+}
+
+error_t pm_debug_tasks(pm_t *pm, uint64_t after, struct pm_task_info *tasks,
+		       int *count, int *more)
+{
+	uint8_t *body;
+	uint32_t n;
+	error_t err;
+
+	if (!tasks || !count || *count < 0)
+		return EINVAL;
+	err = call_list(pm, PM_MSG_TASKS, 0, after, sizeof(struct pm_task_ent),
+			&body, &n, more);
+	if (err)
+		return err;
+	if ((int)n > *count) {
+		n = (uint32_t)*count;
+		*more = 1;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct pm_task_ent e;
+		memcpy(&e, body + sizeof(struct pm_list_rep) + i * sizeof(e),
+		       sizeof(e));
+		tasks[i] = (struct pm_task_info){ .task = e.task, .uid = e.uid,
+			.pid = e.pid, .guaranteed = e.guaranteed,
+			.extra_limit = e.extra_limit, .allocated = e.allocated,
+			.extra_allocated = e.extra_allocated,
+			.containers = e.containers, .handles = e.handles,
+			.proxy = !!(e.flags & PM_TASK_PROXY) };
+	}
+	*count = (int)n;
+	free(body);
+	return 0;
+}
+
+error_t pm_debug_containers(pm_t *pm, pm_task_t task, uint64_t after,
+			    struct pm_container_info *conts, int *count,
+			    int *more)
+{
+	uint8_t *body;
+	uint32_t n;
+	error_t err;
+
+	if (!conts || !count || *count < 0)
+		return EINVAL;
+	err = call_list(pm, PM_MSG_CONTAINERS, task, after,
+			sizeof(struct pm_container_ent), &body, &n, more);
+	if (err)
+		return err;
+	if ((int)n > *count) {
+		n = (uint32_t)*count;
+		*more = 1;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct pm_container_ent e;
+		memcpy(&e, body + sizeof(struct pm_list_rep) + i * sizeof(e),
+		       sizeof(e));
+		conts[i] = (struct pm_container_info){ .id = e.id,
+			.owner = e.owner, .frames = e.frames,
+			.remote = e.remote, .cow = e.cow, .shares = e.shares,
+			.locked_ms_left = e.locked_ms_left };
+	}
+	*count = (int)n;
+	free(body);
+	return 0;
 }
 
 error_t pm_debug_move(pm_t *pm, container_t container, frame_t frame)

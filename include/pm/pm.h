@@ -176,6 +176,35 @@ PM_API error_t pm_debug_loans(pm_t *pm, struct pm_debug_loan *loans,
 PM_API error_t pm_debug_metrics(pm_t *pm, char *buf, size_t len,
 				size_t *len_out);
 
+/* The operator's listings (EPERM unless the caller's user is the pmd's,
+ * or root): every task here, every container homed here (of one task, or
+ * all: task 0), in id order from after `after` (0: from the first), up to
+ * *count a call (*count gets how many; *more is 1 when more follow: ask
+ * again from the last id); and the settings in effect, one "key = value"
+ * line each, NUL-terminated (EMSGSIZE when cut short). */
+struct pm_task_info {
+	pm_task_t task;
+	uint32_t uid, pid;
+	uint64_t guaranteed, extra_limit, allocated, extra_allocated;
+	uint64_t containers;
+	uint32_t handles;
+	int proxy;                 /* another node's task, served here */
+};
+struct pm_container_info {
+	container_t id;            /* the container's id (not a handle) */
+	pm_task_t owner;
+	uint64_t frames, remote, cow;
+	uint32_t shares, locked_ms_left;
+};
+PM_API error_t pm_debug_tasks(pm_t *pm, uint64_t after,
+			      struct pm_task_info *tasks, int *count,
+			      int *more);
+PM_API error_t pm_debug_containers(pm_t *pm, pm_task_t task, uint64_t after,
+				   struct pm_container_info *conts, int *count,
+				   int *more);
+PM_API error_t pm_debug_config(pm_t *pm, char *buf, size_t len,
+			       size_t *len_out);
+
 /* Moves a frame of a container the caller owns to another physical slot,
  * as paging, reclaim and migration do; mappings follow it. EBUSY when it
  * may not move (locked, copy-on-write, or mapped by a task whose mappings

@@ -104,15 +104,21 @@ error_t pmd_container_stat(struct pmd_core *core, struct pmd_task *task,
 			   container_t h, struct pm_stat_rep *st_out,
 			   struct pmd_culprit *why)
 {
-	struct pmd_container *c;
 	struct pmd_cap *cap;
-	struct pmd_frame *e;
-	frame_t f = 0;
 	error_t err = pmd_cap_decode(task, h, 0, 0, &cap, why);
 
 	if (err)
 		return err;
-	c = cap->cont;
+	pmd_container_describe(core, cap->cont, st_out);
+	return 0;
+}
+
+void pmd_container_describe(struct pmd_core *core, struct pmd_container *c,
+			    struct pm_stat_rep *st_out)
+{
+	struct pmd_frame *e;
+	frame_t f = 0;
+
 	memset(st_out, 0, sizeof(*st_out));
 	while (pmd_ftab_next(&c->frames, &f, &e)) {
 		st_out->cow += pmd_frame_cow(core, e);
@@ -127,7 +133,6 @@ error_t pmd_container_stat(struct pmd_core *core, struct pmd_task *task,
 		uint64_t left = c->lock_until_ms - pmd_now_ms();
 		st_out->locked_ms_left = left ? (uint32_t)left : 1;
 	}
-	return 0;
 }
 
 error_t pmd_container_set_policy(struct pmd_core *core, struct pmd_task *task,

@@ -37,6 +37,9 @@ void pmd_container_free(struct pmd_core *core, struct pmd_container *c);
 error_t pmd_container_stat(struct pmd_core *core, struct pmd_task *task,
 			   container_t h, struct pm_stat_rep *st_out,
 			   struct pmd_culprit *why);
+/* What stat says of c, with no capability (the operator's listing). */
+void pmd_container_describe(struct pmd_core *core, struct pmd_container *c,
+			    struct pm_stat_rep *st_out);
 error_t pmd_container_set_policy(struct pmd_core *core, struct pmd_task *task,
 				 container_t h, uint32_t policy,
 				 pm_node_t node, struct pmd_culprit *why);

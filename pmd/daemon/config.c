@@ -640,3 +640,47 @@ void pmd_config_fini(struct pmd_config *cfg)
 	free(cfg->cluster_conf);
 	cfg->cluster_conf = NULL;
 }
+
+size_t pmd_config_render(const struct pmd_config *cfg, char *buf, size_t cap)
+{
+	static const char *const levels[] = { "error", "warning", "info",
+					      "debug" };
+	int n;
+
+	n = snprintf(buf, cap,
+		     "version = %s\n"
+		     "socket = %s\n"
+		     "socket_mode = %04o\n"
+		     "socket_group = %ld\n"
+		     "memory = %lu\n"
+		     "guarantee = %lu\n"
+		     "extra = %lu\n"
+		     "admission = %s\n"
+		     "user_sessions = %lu\n"
+		     "user_handles = %lu\n"
+		     "max_lock_ms = %u\n"
+		     "stop_ms = %u\n"
+		     "poll_us = %u\n"
+		     "node_id = %u\n"
+		     "cluster = %s\n"
+		     "transport = %s\n"
+		     "metrics = %s\n"
+		     "log_level = %s\n"
+		     "config = %s\n"
+		     "user_sections = %u\n",
+		     PMD_VERSION, cfg->socket, cfg->socket_mode,
+		     cfg->socket_gid == (gid_t)-1 ? -1L : (long)cfg->socket_gid,
+		     (unsigned long)cfg->memory, (unsigned long)cfg->guarantee,
+		     (unsigned long)cfg->extra,
+		     cfg->admit == PMD_ADMIT_REFUSE ? "refuse" : "remainder",
+		     (unsigned long)cfg->user_sessions,
+		     (unsigned long)cfg->user_handles, cfg->max_lock_ms,
+		     cfg->stop_ms, cfg->poll_us, cfg->node_id, cfg->cluster,
+		     cfg->transport, cfg->metrics,
+		     levels[cfg->log_level <= PMD_LOG_DEBUG ? cfg->log_level
+							    : PMD_LOG_DEBUG],
+		     cfg->config, cfg->nusers);
+	if (n < 0)
+		return 0;
+	return (size_t)n < cap ? (size_t)n : cap - 1;
+}

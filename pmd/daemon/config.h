@@ -49,6 +49,9 @@ struct pmd_config {
  * printing what was wrong. */
 error_t pmd_config_load(struct pmd_config *cfg, int argc, char **argv,
 			bool *served);
+/* The settings in effect, one "key = value" line each (the file's keys;
+ * the secret never), and the version; their length (cut at cap). */
+size_t pmd_config_render(const struct pmd_config *cfg, char *buf, size_t cap);
 /* Forgets what load read (the cluster's secret first). */
 void pmd_config_fini(struct pmd_config *cfg);
 

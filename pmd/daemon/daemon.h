@@ -136,6 +136,7 @@ struct pmd_session {
 };
 
 struct pmd_server {
+	const struct pmd_config *cfg; /* (C) its settings (the caller's) */
 	struct pmd_core *core;       /* (C) */
 	struct pmd_cluster *cluster; /* (C) NULL on a single node */
 	int listen_fd;               /* (C) */

@@ -12,8 +12,10 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -845,6 +847,138 @@ static enum pmd_step do_metrics(struct pmd_server *srv, struct pmd_session *s,
 	return pmd_reply_now(r, 0);
 }
 
+/* ---- the operator's listings ---- */
+
+/* Tasks and containers of everyone, and the settings: for the pmd's own
+ * user (or root) only. */
+static bool operator_asks(const struct pmd_session *s)
+{
+	return s->task && (s->task->uid == 0 || s->task->uid == geteuid());
+}
+
+/* Ids after `after`, smallest first, at most PM_LIST_PAGE of them (the
+ * lists are in no id order: tasks and containers come and go). */
+struct listed {
+	uint64_t id;
+	void *obj;
+};
+
+static int listed_cmp(const void *a, const void *b)
+{
+	const struct listed *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Sorts v[0..n) and says how many go in the page, *more set when some
+ * stay out. */
+static uint32_t listed_page(struct listed *v, size_t n, uint32_t *more)
+{
+	qsort(v, n, sizeof(*v), listed_cmp);
+	*more = n > PM_LIST_PAGE;
+	return n > PM_LIST_PAGE ? PM_LIST_PAGE : (uint32_t)n;
+}
+
+static enum pmd_step do_tasks(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_list_req *req = q->body;
+	struct pm_list_rep *rep = pmd_reply_body(srv);
+	struct pm_task_ent *e = (struct pm_task_ent *)(rep + 1);
+	struct listed *v;
+	size_t n = 0;
+
+	if (!operator_asks(s))
+		return pmd_reply_now(r, EPERM);
+	v = malloc((srv->core->ntasks + 1) * sizeof(*v));
+	if (!v)
+		return pmd_reply_now(r, ENOMEM);
+	for (struct pmd_list *l = srv->core->tasks.next;
+	     l != &srv->core->tasks; l = l->next) {
+		struct pmd_task *t = pmd_container_of(l, struct pmd_task, link);
+		if (t->id > req->after)
+			v[n++] = (struct listed){ .id = t->id, .obj = t };
+	}
+	*rep = (struct pm_list_rep){ 0 };
+	rep->n = listed_page(v, n, &rep->more);
+	for (uint32_t i = 0; i < rep->n; i++) {
+		const struct pmd_task *t = v[i].obj;
+		e[i] = (struct pm_task_ent){ .task = t->id, .uid = t->uid,
+			.pid = t->pid, .guaranteed = t->charge.guaranteed,
+			.extra_limit = t->charge.extra_limit,
+			.allocated = t->charge.allocated,
+			.extra_allocated = t->charge.extra_allocated,
+			.containers = t->ncontainers,
+			.handles = t->handles.count,
+			.flags = t->proxy ? PM_TASK_PROXY : 0 };
+	}
+	free(v);
+	r->body_len = (uint32_t)(sizeof(*rep) + rep->n * sizeof(*e));
+	return pmd_reply_now(r, 0);
+}
+
+static enum pmd_step do_containers(struct pmd_server *srv,
+				   struct pmd_session *s,
+				   const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_list_req *req = q->body;
+	struct pm_list_rep *rep = pmd_reply_body(srv);
+	struct pm_container_ent *e = (struct pm_container_ent *)(rep + 1);
+	struct listed *v;
+	size_t n = 0;
+
+	if (!operator_asks(s))
+		return pmd_reply_now(r, EPERM);
+	v = malloc((srv->core->ncontainers + 1) * sizeof(*v));
+	if (!v)
+		return pmd_reply_now(r, ENOMEM);
+	for (struct pmd_list *l = srv->core->tasks.next;
+	     l != &srv->core->tasks; l = l->next) {
+		struct pmd_task *t = pmd_container_of(l, struct pmd_task, link);
+
+		if (req->task && t->id != req->task)
+			continue;
+		for (struct pmd_list *cl = t->containers.next;
+		     cl != &t->containers; cl = cl->next) {
+			struct pmd_container *c = pmd_container_of(
+				cl, struct pmd_container, owner_link);
+			if (c->id > req->after)
+				v[n++] = (struct listed){ .id = c->id,
+							  .obj = c };
+		}
+	}
+	*rep = (struct pm_list_rep){ 0 };
+	rep->n = listed_page(v, n, &rep->more);
+	for (uint32_t i = 0; i < rep->n; i++) {
+		struct pmd_container *c = v[i].obj;
+		struct pm_stat_rep st;
+		uint32_t shares = 0;
+
+		pmd_container_describe(srv->core, c, &st);
+		for (struct pmd_list *sl = c->shares.next; sl != &c->shares;
+		     sl = sl->next)
+			shares++;
+		e[i] = (struct pm_container_ent){ .id = c->id,
+			.owner = c->owner->id, .frames = st.frames,
+			.remote = st.remote, .cow = st.cow, .shares = shares,
+			.locked_ms_left = st.locked_ms_left };
+	}
+	free(v);
+	r->body_len = (uint32_t)(sizeof(*rep) + rep->n * sizeof(*e));
+	return pmd_reply_now(r, 0);
+}
+
+static enum pmd_step do_config(struct pmd_server *srv, struct pmd_session *s,
+			       const struct pmd_req *q, struct pmd_reply *r)
+{
+	if (!operator_asks(s))
+		return pmd_reply_now(r, EPERM);
+	r->body_len = (uint32_t)pmd_config_render(srv->cfg,
+						  pmd_reply_body(srv),
+						  PM_MSG_MAX - PM_REPLY_HDR);
+	return pmd_reply_now(r, 0);
+}
+
 /* A ping to another node, answered when it answers. */
 struct pctx {
 	struct pmd_pending base;
@@ -946,6 +1080,9 @@ static const struct {
 	[PM_MSG_WINDOW] = { do_window, 0, false, false },
 	[PM_MSG_DEBUG_LOANS] = { do_debug_loans, 0, false, false },
 	[PM_MSG_METRICS] = { do_metrics, 0, false, false },
+	[PM_MSG_TASKS] = { do_tasks, sizeof(struct pm_list_req), false, false },
+	[PM_MSG_CONTAINERS] = { do_containers, sizeof(struct pm_list_req), false, false },
+	[PM_MSG_CONFIG] = { do_config, 0, false, false },
 };
 
 bool pmd_request_fits(uint32_t type, uint32_t len)

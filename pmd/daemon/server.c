@@ -572,6 +572,7 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 	if (!srv)
 		return ENOMEM;
 	srv->core = core;
+	srv->cfg = cfg;
 	srv->listen_fd = srv->signal_fd = srv->epoll_fd = srv->reserve_fd = -1;
 	srv->metrics_fd = -1;
 	pmd_list_init(&srv->sessions);

@@ -30,7 +30,8 @@
  *      BREAK (a store to a copy-on-write frame through a mapping) and
  *      WHERE (a fault on a mapping the pmd took away, by frame);
  *      DEBUG_LOANS (slots lent to and borrowed from each node, checked);
- *      the status USER_LIMIT (a user's sessions); METRICS.
+ *      the status USER_LIMIT (a user's sessions); METRICS; TASKS,
+ *      CONTAINERS and CONFIG (the operator's: EPERM for others).
  */
 #ifndef PM_PROTO_H
 #define PM_PROTO_H
@@ -88,6 +89,9 @@ enum pm_msg_type {
 	PM_MSG_WHERE = 31,  /* library to pmd, on the fault session */
 	PM_MSG_DEBUG_LOANS = 32,
 	PM_MSG_METRICS = 33,  /* empty -> the metrics, Prometheus text */
+	PM_MSG_TASKS = 34,    /* the operator's: pm_list_req -> tasks */
+	PM_MSG_CONTAINERS = 35, /* the operator's: pm_list_req -> containers */
+	PM_MSG_CONFIG = 36,   /* the operator's: empty -> settings, text */
 	PM_MSG_TYPE_MAX,
 	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
 };
@@ -638,6 +642,39 @@ struct pm_debug_loans_rep {
 };
 static_assert(sizeof(struct pm_debug_loans_rep) == 8 + 24 * PM_NODES_MAX,
 	      "debug loans rep");
+
+/* TASKS and CONTAINERS list in id order from after `after`, a page a
+ * reply; `more` says whether another page follows. Only a session of the
+ * pmd's own user (or root) may ask: EPERM otherwise. */
+struct pm_list_req {
+	uint64_t after;         /* the last id of the previous page; 0 first */
+	uint64_t task;          /* CONTAINERS: this task's only; 0: all */
+};
+static_assert(sizeof(struct pm_list_req) == 16, "list req");
+struct pm_list_rep {
+	uint32_t n;
+	uint32_t more;
+	/* n entries follow */
+};
+struct pm_task_ent {
+	uint64_t task;
+	uint32_t uid, pid;
+	uint64_t guaranteed, extra_limit, allocated, extra_allocated;
+	uint64_t containers;
+	uint32_t handles;
+	uint32_t flags;         /* PM_TASK_PROXY: another node's task */
+};
+static_assert(sizeof(struct pm_task_ent) == 64, "task ent");
+#define PM_TASK_PROXY 0x1u
+struct pm_container_ent {
+	uint64_t id;            /* home << 48 | serial */
+	uint64_t owner;         /* its owner task */
+	uint64_t frames, remote, cow;
+	uint32_t shares;        /* weak references */
+	uint32_t locked_ms_left;
+};
+static_assert(sizeof(struct pm_container_ent) == 48, "container ent");
+#define PM_LIST_PAGE 512u   /* entries a reply at most */
 
 static inline void pm_msg_hdr_init(struct pm_msg_hdr *h, uint16_t type,
 				   uint32_t length, uint32_t seq)

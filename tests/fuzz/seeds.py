@@ -83,7 +83,8 @@ TASK = {
     "misc": [rec(HELLO, HELLO_REQ), rec(NODES), rec(DEBUG_STAT),
              rec(PING_NODE, struct.pack("<HHI", 1, 0, 0)),
              rec(CREATE, early=True), rec(CREATE),
-             rec(32), rec(33), rec(99, b"\0" * 8),
+             rec(32), rec(33), rec(34, bytes(16)), rec(35, bytes(16)),
+             rec(36), rec(99, b"\0" * 8),
              rec(0, struct.pack("<IHHII", 0x706d6431, 1, 3, 16, 1), raw=True),
              rec(0, b"\1\2\3", raw=True)],
 }
