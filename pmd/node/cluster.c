@@ -182,8 +182,10 @@ static void reset_answered(void *arg, error_t status, const void *body,
 	(void)body;
 	(void)len;
 	r->busy = false;
-	if (!status)
+	if (!status) {
 		r->c->forgot_inc[r->peer] = 0;
+		pmd_lend_forgotten(r->c, r->c->mb.peers[r->peer].id);
+	}
 }
 
 void pmd_cluster_serve_reset(struct pmd_cluster *c,
@@ -199,6 +201,7 @@ void pmd_cluster_serve_reset(struct pmd_cluster *c,
 			pmd_info("cluster: node %u had declared us down: what "
 				 "we held with it goes", in->src);
 			forget_node(c, i, in->src);
+			pmd_lend_forgotten(c, in->src);
 		}
 }
 
@@ -219,12 +222,16 @@ static void watch_peers(struct pmd_cluster *c)
 			 * that restarted forgot us by itself. */
 			c->forgot_inc[i] = !c->prev_inc[i] ||
 					   p->inc == c->prev_inc[i] ? p->inc : 0;
+			if (!c->forgot_inc[i]) /* a new incarnation */
+				pmd_lend_forgotten(c, p->id);
 		}
 		if (p->state == PM_NODE_UP && c->forgot_inc[i] &&
 		    !c->resets[i].busy) {
 			c->resets[i] = (struct pmd_reset){ .c = c, .peer = i };
-			if (p->inc != c->forgot_inc[i])
+			if (p->inc != c->forgot_inc[i]) {
 				c->forgot_inc[i] = 0; /* it restarted: forgot */
+				pmd_lend_forgotten(c, p->id);
+			}
 			else if (!pmd_cluster_call(c, p->id, PMD_NREQ_RESET,
 						   NULL, 0, reset_answered,
 						   &c->resets[i]))

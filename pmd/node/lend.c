@@ -412,9 +412,12 @@ void pmd_lend_forget(struct pmd_cluster *c, pm_node_t home)
 
 	/* A home we forget may not have forgotten us (it was paused, or
 	 * cut off): its one-sided reads and writes must find nothing, never
-	 * a slot lent since to someone else. Each segment lends to one home
-	 * only: its registration goes, and the segment with it (a tagged
-	 * one keeps its frame records for its task's faults). */
+	 * a slot lent since to another. Each segment lends to one home
+	 * only: its registration goes. Its memory stays out of use (never
+	 * lent again, never back in the pool) until that home is known to
+	 * have forgotten us too (pmd_lend_forgotten): a write of its that
+	 * the provider took before the registration went may still land
+	 * there (the chaos test saw one land in a slot lent since). */
 	for (unsigned i = 0; i < c->nlsegs;) {
 		struct pmd_lseg *l = c->lsegs[i];
 
@@ -431,16 +434,23 @@ void pmd_lend_forget(struct pmd_cluster *c, pm_node_t home)
 		if (l->mr)
 			fab_mr_dereg(l->mr);
 		l->mr = NULL;
-		if (!l->tag_task) {
-			lseg_destroy(c, i); /* (the last one takes its place) */
-			continue;
-		}
 		i++;
 	}
 	pmd_segtab_flush(&c->core->segs);
 	lseg_sweep(c);
 	if (n)
 		pmd_info("cluster: %u slots lent to node %u taken back", n, home);
+}
+
+void pmd_lend_forgotten(struct pmd_cluster *c, pm_node_t home)
+{
+	for (unsigned i = 0; i < c->nlsegs;) {
+		struct pmd_lseg *l = c->lsegs[i];
+		if (l->closed && l->home == home && !l->tag_task && !l->nlent)
+			lseg_destroy(c, i); /* (the last one takes its place) */
+		else
+			i++;
+	}
 }
 
 void pmd_lend_stop(struct pmd_cluster *c)

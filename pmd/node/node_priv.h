@@ -176,6 +176,9 @@ void pmd_cluster_serve_reset(struct pmd_cluster *c,
  * index in c->conf.nodes); *ok false (and a line logged) when a
  * segment's count, the budget and the slot records disagree. */
 void pmd_lend_count(struct pmd_cluster *c, uint64_t *by_index, bool *ok);
+/* home is known to have forgotten us (it told us with a RESET, answered
+ * ours, or restarted): the memory of the segments we lent it goes. */
+void pmd_lend_forgotten(struct pmd_cluster *c, pm_node_t home);
 /* Everything lent to home comes back (it went down or restarted). */
 void pmd_lend_forget(struct pmd_cluster *c, pm_node_t home);
 void pmd_lend_stop(struct pmd_cluster *c);
