@@ -5,7 +5,8 @@
 # something this machine lacks print why and count as skipped. The tests
 # on a soft-RoCE node (label rdma: a virtual machine, about two minutes)
 # run in the normal build only; the verbs transport's logic runs under the
-# sanitizers in its mock tests (test_fab_verbs). Last, each fuzz target
+# sanitizers in its mock tests (test_fab_verbs). So does the chaos test
+# (label chaos: timing is its matter, and a sanitizer's pace changes it). Last, each fuzz target
 # runs for a minute (tests/fuzz/run.sh, a clang build of its own).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,9 +25,9 @@ run() { # build-dir build-type [ctest options]
 run build RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	run build-asan AddressSanitizer -LE rdma
+	run build-asan AddressSanitizer -LE 'rdma|chaos'
 # tsan.supp says why its one entry is not a race; some tests fork after
 # the library started its fault thread (their children start their own).
 TSAN_OPTIONS="halt_on_error=1:die_after_fork=0:suppressions=$top/tests/tsan.supp" \
-	run build-tsan ThreadSanitizer -LE rdma
+	run build-tsan ThreadSanitizer -LE 'rdma|chaos'
 "$top/tests/fuzz/run.sh" 60
