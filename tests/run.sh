@@ -5,9 +5,10 @@
 # something this machine lacks print why and count as skipped. The tests
 # on a soft-RoCE node (label rdma: a virtual machine, about two minutes)
 # run in the normal build only; the verbs transport's logic runs under the
-# sanitizers in its mock tests (test_fab_verbs). So does the chaos test
-# (label chaos: timing is its matter, and a sanitizer's pace changes it). Last, each fuzz target
-# runs for a minute (tests/fuzz/run.sh, a clang build of its own).
+# sanitizers in its mock tests (test_fab_verbs). The chaos test (label
+# chaos) runs in the normal build only too: timing is its matter, and a
+# sanitizer's pace changes it. Last, each fuzz target runs for a minute
+# (tests/fuzz/run.sh, a clang build of its own).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/deploy/install-deps.sh"

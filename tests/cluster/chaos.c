@@ -238,6 +238,27 @@ static void renew(struct worker *w, unsigned k, unsigned f, error_t why)
 		error_seen(w, err, "renew");
 }
 
+/* Whose bytes a wrong read shows: the frame (of some task's container on
+ * node k) whose write seq they are, by the pattern. */
+static void whose(const uint8_t *got, uint64_t seq)
+{
+	uint8_t b[SIZE];
+
+	for (unsigned k = 1; k <= NODES; k++)
+		for (unsigned f = 0; f < FRAMES; f++) {
+			pattern(b, k, f, seq);
+			if (!memcmp(b, got, SIZE)) {
+				fprintf(stderr, "chaos:   they are write %lu's "
+					"to frame %u of a container on node %u "
+					"(of this task or another's)\n",
+					(unsigned long)seq, f, k);
+				return;
+			}
+		}
+	fprintf(stderr, "chaos:   they are no write's (first bytes %02x %02x "
+		"%02x %02x)\n", got[0], got[1], got[2], got[3]);
+}
+
 /* Checks a read of frame f on node k against what was acknowledged. */
 static void read_check(struct worker *w, unsigned k, unsigned f, bool final)
 {
@@ -268,6 +289,7 @@ static void read_check(struct worker *w, unsigned k, unsigned f, bool final)
 		       "reads write %lu's bytes (or none), not write %lu's",
 		       w->self, f, k, (unsigned long)(now_ms() - w->t0),
 		       (unsigned long)had, (unsigned long)seq);
+		whose(got, had);
 		hist_print(w, k, f);
 	}
 }

@@ -14,6 +14,12 @@ prefix=$work/prefix
 fail() { echo "FAIL: $*"; exit 1; }
 
 cmake --install "$build" --prefix "$prefix" >/dev/null
+# A library built with a sanitizer wants its clients built with it too.
+san=""
+case $(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt") in
+AddressSanitizer) san="-fsanitize=address,undefined" ;;
+ThreadSanitizer) san="-fsanitize=thread" ;;
+esac
 [ -x "$prefix/sbin/pmd" ] || fail "no sbin/pmd"
 [ -x "$prefix/bin/pmctl" ] || fail "no bin/pmctl"
 for x in pm-demo pm-span; do
@@ -50,9 +56,9 @@ case $flags in
 *"$prefix"*) ;;
 *) fail "pmclient.pc does not name the prefix: $flags" ;;
 esac
-cc -o "$work/client" "$work/client.c" $flags -Wl,-rpath,"$libdir"
+cc $san -o "$work/client" "$work/client.c" $flags -Wl,-rpath,"$libdir"
 "$work/client" "$work/none.sock" || fail "the pkg-config client did not run"
-cc -o "$work/client-static" "$work/client.c" \
+cc $san -o "$work/client-static" "$work/client.c" \
 	$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --cflags pmclient) \
 	"$libdir/libpmclient.a" -lpthread
 "$work/client-static" "$work/none.sock" || fail "the static client did not run"
@@ -67,7 +73,7 @@ add_executable(client client.c)
 target_link_libraries(client PRIVATE pmclient::pmclient)
 CM
 cmake -S "$work/cm" -B "$work/cm/build" -DCMAKE_PREFIX_PATH="$prefix" \
-	>/dev/null
+	-DCMAKE_C_FLAGS="$san" -DCMAKE_EXE_LINKER_FLAGS="$san" >/dev/null
 cmake --build "$work/cm/build" >/dev/null
 "$work/cm/build/client" "$work/none.sock" || fail "the CMake client did not run"
 echo "installed into a fresh prefix; clients built with pkg-config, statically and with CMake run"

@@ -50,10 +50,11 @@ n=$(p --json containers --task "$task" | jq length)
 [ "$(p --json version | jq -r .pmd)" = "$(p --json version | jq -r .pmctl)" ] ||
 	fail "version"
 [ "$(p --json nodes | jq '.[0].state')" = '"up"' ] || fail "nodes"
-p stat | grep -q "invariant ok" || fail "stat as text"
-p tasks | grep -q "^task " || fail "tasks as text"
-p containers | grep -q "^container " || fail "containers as text"
-p metrics | grep -q "^pmd_tasks " || fail "metrics"
+# (whole outputs first: grep -q would end a pipe before pmctl is done)
+out=$(p stat); grep -q "invariant ok" <<<"$out" || fail "stat as text"
+out=$(p tasks); grep -q "^task " <<<"$out" || fail "tasks as text"
+out=$(p containers); grep -q "^container " <<<"$out" || fail "containers as text"
+out=$(p metrics); grep -q "^pmd_tasks " <<<"$out" || fail "metrics"
 touch "$work/calm"
 wait "$wpid" || fail "the task: $(cat "$work/worker")"
 wpid=""
