@@ -24,7 +24,7 @@ error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
 {
 	struct pmd_task *t;
 	uint64_t guarantee = core->cfg.guarantee, extra = core->cfg.extra;
-	uint64_t sessions = core->cfg.user_sessions, mine = 0;
+	uint64_t sessions = core->cfg.user_sessions;
 	uint64_t handles = core->cfg.user_handles;
 	struct pmd_user *user = NULL;
 	error_t err;
@@ -42,25 +42,19 @@ error_t pmd_task_create(struct pmd_core *core, uint32_t uid, uint32_t gid,
 		if (u->handles != PMD_LIMIT_DEFAULT)
 			handles = u->handles;
 	}
-	/* A user's sessions are bounded (each costs the node memory and
-	 * descriptors whatever its frames). */
-	for (struct pmd_list *l = core->tasks.next; l != &core->tasks;
-	     l = l->next) {
-		const struct pmd_task *o = pmd_container_of(l, struct pmd_task,
-							    link);
-		mine += !o->proxy && o->uid == uid;
-	}
-	if (sessions && mine >= sessions) {
-		pmd_log_limited(&core->refusals_said, PMD_LOG_WARN,
-				"refusing a session of uid %u pid %u: it has %lu, "
-				"its limit", uid, pid, (unsigned long)mine);
-		return EUSERS;
-	}
 	for (struct pmd_list *l = core->users.next; l != &core->users;
 	     l = l->next) {
 		struct pmd_user *u = pmd_container_of(l, struct pmd_user, link);
 		if (u->uid == uid)
 			user = u;
+	}
+	/* A user's sessions are bounded (each costs the node memory and
+	 * descriptors whatever its frames): its record counts them. */
+	if (sessions && user && user->ntasks >= sessions) {
+		pmd_log_limited(&core->refusals_said, PMD_LOG_WARN,
+				"refusing a session of uid %u pid %u: it has %u, "
+				"its limit", uid, pid, user->ntasks);
+		return EUSERS;
 	}
 	t = calloc(1, sizeof(*t));
 	if (!t)
