@@ -12,6 +12,8 @@
  *   session.c   sessions: replies, parking and answering later, waiting
  *               for a container, the end of a session
  *   window.c    a session's I/O window
+ *   metrics.c   what monitoring scrapes: counted as requests are
+ *               answered, rendered for METRICS and --metrics (HTTP)
  *   remote.c    remote work on a container (reads and writes of remote
  *               frames, pulls home, pushes to a task's node), one at a
  *               time per container
