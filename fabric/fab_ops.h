@@ -48,6 +48,7 @@ struct fab_op {
 	int status;              /* (L) status reported when abandoned */
 	enum fab_op_type type;   /* (L) */
 	enum fab_op_state state; /* (L) */
+	bool held;               /* (L) ABANDONED, its release to be reported */
 	void *msg;               /* (C) this slot's message buffer */
 	/* The backend's own, while the slot is with it (POSTED, ABANDONED). */
 	void *bconn;             /* (L) connection it was posted on */
@@ -93,6 +94,7 @@ struct fab_ep {
 	const struct fab_ops *ops; /* (C) backend */
 	struct fab_info info;      /* (C) except inflight/abandoned (L) */
 	uint64_t timeout_ns;       /* (C) */
+	bool report_release;       /* (C) fab_attr.report_release */
 	struct fab_op *tx;         /* (C) tx_depth slots */
 	struct fab_op *rx;         /* (C) rx_depth slots */
 	struct fab_op *tx_free;    /* (L) free tx slots */

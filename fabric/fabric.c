@@ -8,7 +8,10 @@
  * later and the pending list is kept in post order; checking for expiry is
  * a look at its head. An expired slot is reported with ETIMEDOUT and kept
  * (abandoned) until the provider hands it back, so the provider never
- * completes into a slot that was reused.
+ * completes into a slot that was reused. The caller's buffer of an
+ * abandoned read or write is in the provider's hands just as long (a
+ * late read still lands in it, a late write still sends what it holds
+ * then): with report_release the caller is told both moments.
  *
  * Backlog: a provider may refuse a post for a while (EAGAIN while it
  * connects to a new peer, or while its queues are full). Such a slot is
@@ -140,6 +143,7 @@ static void fab_tx_put(struct fab_ep *ep, struct fab_op *op)
 	ep->info.inflight--;
 	op->mr = NULL;
 	op->ctx = NULL;
+	op->held = false;
 	op->state = FAB_OPS_FREE;
 	op->next = ep->tx_free;
 	ep->tx_free = op;
@@ -246,6 +250,7 @@ error_t fab_ep_open(const struct fab_attr *attr, struct fab_ep **ep_out)
 	ep->info.rx_depth = a.rx_depth;
 	ep->info.timeout_ms = a.timeout_ms;
 	ep->timeout_ns = (uint64_t)a.timeout_ms * 1000000u;
+	ep->report_release = a.report_release;
 	ep->pending.next = ep->pending.prev = &ep->pending;
 	ep->backlog.qnext = ep->backlog.qprev = &ep->backlog;
 	ep->mrs.next = ep->mrs.prev = &ep->mrs;
@@ -778,6 +783,8 @@ static void fab_cqe_from(struct fab_cqe *cqe, const struct fab_op *op,
 	cqe->peer = op->peer;
 	cqe->len = op->len;
 	cqe->data = NULL;
+	cqe->held = false;
+	cqe->released = false;
 }
 
 error_t fab_ep_poll(struct fab_ep *ep, struct fab_cqe *cqes, size_t max,
@@ -816,6 +823,8 @@ error_t fab_ep_poll(struct fab_ep *ep, struct fab_cqe *cqes, size_t max,
 				cqes[n].peer = fab_peer_lookup(ep, comps[i].src);
 				cqes[n].len = comps[i].status ? 0 : comps[i].len;
 				cqes[n].data = op->msg;
+				cqes[n].held = false;
+				cqes[n].released = false;
 				n++;
 				continue;
 			}
@@ -825,6 +834,11 @@ error_t fab_ep_poll(struct fab_ep *ep, struct fab_cqe *cqes, size_t max,
 			if (op->state == FAB_OPS_POSTED) {
 				fab_pending_del(op);
 				fab_cqe_from(&cqes[n++], op, comps[i].status);
+			} else if (op->held) {
+				/* Reported failed earlier: now its buffer is
+				 * free, the caller hears so. */
+				fab_cqe_from(&cqes[n], op, comps[i].status);
+				cqes[n++].released = true;
 			}
 			fab_tx_put(ep, op);
 		}
@@ -852,6 +866,11 @@ error_t fab_ep_poll(struct fab_ep *ep, struct fab_cqe *cqes, size_t max,
 		}
 		op->state = FAB_OPS_ABANDONED;
 		ep->info.abandoned++;
+		if (ep->report_release && op->type != FAB_OP_SEND) {
+			/* The provider may still touch the caller's buffer. */
+			op->held = true;
+			cqes[n - 1].held = true;
+		}
 	}
 	*n_out = n;
 	return 0;

@@ -79,6 +79,11 @@ struct fab_attr {
 	unsigned timeout_ms;  /* per-operation deadline (default 5000) */
 	int busy_poll;        /* no wait descriptor: the caller only polls
 	                       * (saves a wake-up per completion on rxm) */
+	int report_release;   /* a read or write reported failed (ETIMEDOUT,
+	                       * ECANCELED) while the provider still holds it
+	                       * comes with cqe.held set, and once the
+	                       * provider has let go of its local buffer, a
+	                       * second completion says so (cqe.released) */
 };
 
 /* An endpoint's address, as exchanged between nodes (opaque bytes). */
@@ -129,6 +134,12 @@ struct fab_cqe {
 	fab_peer_t peer;  /* peer of the operation; sender of a RECV if known */
 	size_t len;       /* bytes transferred (RECV: message length) */
 	const void *data; /* RECV: the message, valid until the next fab_ep_poll() */
+	bool held;        /* READ/WRITE reported failed before the provider
+	                   * was done: it may still read or write the local
+	                   * buffer, until a completion with released comes
+	                   * (only with fab_attr.report_release) */
+	bool released;    /* that later completion: the buffer is the
+	                   * caller's again (status: what the provider said) */
 };
 
 struct fab_ep;

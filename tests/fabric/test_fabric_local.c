@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,8 +68,9 @@ static int setup(void **state)
     (void)state;
     ft_log_install();
     ft_attr(&attr, TIMEOUT_MS, TX_DEPTH, MSG_SIZE);
-    P.a = ft_ep_open_or_skip(&attr);
     P.b = ft_ep_open_or_skip(&attr);
+    attr.report_release = 1; /* (a's reads and writes: test_silent_peer) */
+    P.a = ft_ep_open_or_skip(&attr);
     assert_int_equal(fab_ep_name(P.a, &na), 0);
     assert_int_equal(fab_ep_name(P.b, &nb), 0);
     assert_int_equal(fab_peer_insert(P.a, &nb, &P.a2b), 0);
@@ -492,24 +494,31 @@ static void test_write_then_message(void **state)
 }
 
 /* b stops progressing (a silent peer): a's operations fail with
- * ETIMEDOUT within the deadline, then recover once b is back. */
+ * ETIMEDOUT within the deadline, then recover once b is back. A read or
+ * write that failed while the provider still had it says so (held), and
+ * once the provider lets go of its buffer, a second completion says that
+ * (released), with the same context: until then a late read may still
+ * land in the buffer. */
 static void test_silent_peer_deadline(void **state)
 {
     enum { N = 16 };
     struct fab_info info;
     uint64_t t0, dt;
     size_t got = 0, n, i;
+    unsigned held = 0, released = 0, early = 0;
+    bool was_held[N] = { false };
 
     (void)state;
     ft_log_errors = 0;
     t0 = ft_now_ms();
     for (i = 0; i < N; i++) {
+        void *ctx = (void *)(uintptr_t)(i + 1);
         if (i % 2)
             assert_int_equal(fab_write(P.a, P.a2b, P.amr, i * 65536, &P.brkey,
-                                       i * 65536, 65536, NULL), 0);
+                                       i * 65536, 65536, ctx), 0);
         else
             assert_int_equal(fab_read(P.a, P.a2b, P.amr, i * 65536, &P.brkey,
-                                      i * 65536, 65536, NULL), 0);
+                                      i * 65536, 65536, ctx), 0);
     }
     assert_int_equal(fab_send(P.a, P.a2b, "x", 1, NULL), 0);
     /* Only a is polled; nothing may wait past the deadline. */
@@ -517,27 +526,60 @@ static void test_silent_peer_deadline(void **state)
         struct fab_cqe one;
         assert_int_equal(fab_ep_poll(P.a, &one, 1, &n), 0);
         got += n;
+        if (!n)
+            continue;
+        assert_false(one.released);
+        if (one.op == FAB_OP_SEND) {
+            assert_false(one.held);
+            continue;
+        }
+        i = (uintptr_t)one.ctx - 1;
+        assert_true(i < N);
+        if (one.held) {
+            assert_int_not_equal(one.status, 0);
+            was_held[i] = true;
+            held++;
+        } else {
+            early++;
+        }
     }
     dt = ft_now_ms() - t0;
     assert_int_equal(got, N + 1);
     assert_true(dt < TIMEOUT_MS * 2);
     assert_int_equal(fab_ep_info(P.a, &info), 0);
     /* Some may have completed early over loopback; the rest timed out. */
-    printf("silent peer: %u abandoned after %llu ms\n", info.abandoned,
-           (unsigned long long)dt);
+    printf("silent peer: %u abandoned after %llu ms (%u held, %u early)\n",
+           info.abandoned, (unsigned long long)dt, held, early);
     assert_int_equal(info.inflight, info.abandoned);
+    assert_int_equal(held, info.abandoned);
 
     /* b comes back: the provider finishes the abandoned work, slots are
-     * reclaimed and the endpoint works again. */
+     * reclaimed, every held buffer is released, once, and the endpoint
+     * works again. */
     {
         uint64_t end = ft_now_ms() + 5000;
         do {
-            pair_poll_both(10);
+            struct fab_cqe c[8];
+            assert_int_equal(fab_ep_poll(P.b, c, 8, &n), 0);
+            assert_int_equal(fab_ep_poll(P.a, c, 8, &n), 0);
+            for (size_t k = 0; k < n; k++) {
+                if (c[k].op == FAB_OP_RECV)
+                    continue;
+                assert_true(c[k].released);
+                i = (uintptr_t)c[k].ctx - 1;
+                assert_true(i < N);
+                assert_true(was_held[i]);
+                was_held[i] = false;
+                released++;
+            }
+            if (!n)
+                usleep(1000);
             assert_int_equal(fab_ep_info(P.a, &info), 0);
-        } while (info.inflight && ft_now_ms() < end);
+        } while ((info.inflight || released < held) && ft_now_ms() < end);
     }
     assert_int_equal(info.inflight, 0);
     assert_int_equal(info.abandoned, 0);
+    assert_int_equal(released, held);
     ft_log_errors = 0;
     expect_still_working();
 }
