@@ -197,6 +197,28 @@ error_t pm_container_deallocate(pm_t *pm, container_t container, frame_t start,
 	return pmc_call(pm, PM_MSG_DEALLOCATE, &req, sizeof(req), NULL, 0, NULL);
 }
 
+/* The pmd retired the window a request named (PM_ST_WINDOW_GONE, after
+ * an RDMA through it failed): nothing was done. It goes; the request is
+ * sent again with its bytes in the messages, and later ones use a new
+ * window. Whether to send it again (pm->lock held). */
+static bool window_gone(struct pm *pm, uint32_t flags)
+{
+	if (!(flags & PM_IO_WINDOW))
+		return false;
+	pmc_window_drop(pm);
+	pm->win_renew = true;
+	return true;
+}
+
+/* After a request that heard the window was retired: a new one. */
+static void window_renew(struct pm *pm)
+{
+	if (pm->win_renew) {
+		pm->win_renew = false;
+		pmc_window_open(pm);
+	}
+}
+
 /* Splits a transfer into io_max pieces; offsets count from `frame`. */
 error_t pm_container_read(pm_t *pm, container_t container, frame_t frame,
 			  size_t offset, void *buf, size_t len)
@@ -212,22 +234,26 @@ error_t pm_container_read(pm_t *pm, container_t container, frame_t frame,
 	while (len) {
 		uint32_t n = len > pm->io_max ? pm->io_max : (uint32_t)len;
 		struct pm_io_req req = { .handle = container, .frame = frame,
-					 .offset = offset, .len = n,
-					 .flags = pm->win ? PM_IO_WINDOW : 0 };
-		struct pmc_rpc r = { .type = PM_MSG_READ, .req = &req,
-				     .req_len = sizeof(req), .body = p,
-				     .body_max = n };
+					 .offset = offset, .len = n };
+		struct pmc_rpc r;
 		error_t err;
 
 		pthread_mutex_lock(&pm->lock);
-		err = pmc_rpc(pm, &r);
+		do {
+			req.flags = pm->win ? PM_IO_WINDOW : 0;
+			r = (struct pmc_rpc){ .type = PM_MSG_READ, .req = &req,
+					      .req_len = sizeof(req), .body = p,
+					      .body_max = n };
+			err = pmc_rpc(pm, &r);
+		} while (err == EBADFD && window_gone(pm, req.flags));
 		/* In the reply, or (no body) in the window. */
-		if (!err && r.body_len == 0 && pm->win)
+		if (!err && r.body_len == 0 && req.flags)
 			memcpy(p, pm->win, n);
 		else if (!err && r.body_len != n) {
 			pm->broken = true;
 			err = EPROTO;
 		}
+		window_renew(pm);
 		pthread_mutex_unlock(&pm->lock);
 		if (err)
 			return err;
@@ -253,19 +279,24 @@ error_t pm_container_write(pm_t *pm, container_t container, frame_t frame,
 		uint32_t n = len > pm->io_max ? pm->io_max : (uint32_t)len;
 		struct pm_io_req req = { .handle = container, .frame = frame,
 					 .offset = offset, .len = n };
-		struct pmc_rpc r = { .type = PM_MSG_WRITE, .req = &req,
-				     .req_len = sizeof(req), .data = p,
-				     .data_len = n };
+		struct pmc_rpc r;
 		error_t err;
 
 		pthread_mutex_lock(&pm->lock);
-		if (pm->win) { /* the bytes go through the window */
-			memcpy(pm->win, p, n);
-			req.flags = PM_IO_WINDOW;
-			r.data = NULL;
-			r.data_len = 0;
-		}
-		err = pmc_rpc(pm, &r);
+		do {
+			r = (struct pmc_rpc){ .type = PM_MSG_WRITE, .req = &req,
+					      .req_len = sizeof(req), .data = p,
+					      .data_len = n };
+			req.flags = 0;
+			if (pm->win) { /* the bytes go through the window */
+				memcpy(pm->win, p, n);
+				req.flags = PM_IO_WINDOW;
+				r.data = NULL;
+				r.data_len = 0;
+			}
+			err = pmc_rpc(pm, &r);
+		} while (err == EBADFD && window_gone(pm, req.flags));
+		window_renew(pm);
 		pthread_mutex_unlock(&pm->lock);
 		if (err)
 			return err;

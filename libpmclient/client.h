@@ -84,9 +84,11 @@ struct pm {
 	size_t vnext;                  /* (M) next free view pair in it */
 	bool views_outside;            /* (A) some views had to go elsewhere */
 	struct pmc_follow follow;      /* mappings that follow frames */
-	uint8_t *win;                  /* (C) the session's I/O window, or
+	uint8_t *win;                  /* (M) the session's I/O window, or
 	                                * NULL: reads and writes then carry
 	                                * their bytes in the messages */
+	bool win_renew;                /* (M) the pmd retired it: a new one
+	                                * after the request that heard so */
 	char path[108];                /* (C) the pmd's socket */
 	pm_reclaim_fn reclaim_fn;      /* (M) extra-frame upcall */
 	void *reclaim_arg;             /* (M) */
@@ -116,6 +118,11 @@ struct pmc_rpc {
  * (EPROTO), a pmd gone makes it ECONNRESET from then on. Must hold
  * pm->lock. */
 error_t pmc_rpc(struct pm *pm, struct pmc_rpc *r);
+/* The I/O window (pm->lock held): a new one (none with PM_NO_WINDOW=1 or
+ * when the pmd cannot make one), or the one the pmd retired dropped
+ * (PM_ST_WINDOW_GONE: EBADFD). */
+void pmc_window_open(struct pm *pm);
+void pmc_window_drop(struct pm *pm);
 /* A request with a fixed reply body (or none), taking the lock. */
 error_t pmc_call(pm_t *pm, uint16_t type, const void *req, uint32_t req_len,
 		 void *body, uint32_t body_len, uint64_t *culprit);

@@ -176,7 +176,7 @@ off:
  * remote frames lands in it directly. Without one (PM_NO_WINDOW=1, or a
  * pmd that could not make it) the bytes travel in the messages.
  */
-static void window_start(struct pm *pm)
+void pmc_window_open(struct pm *pm)
 {
 	const char *env = getenv("PM_NO_WINDOW");
 	struct pm_window_rep rep;
@@ -186,11 +186,9 @@ static void window_start(struct pm *pm)
 	error_t err;
 	void *m;
 
-	if (env && *env && strcmp(env, "0"))
+	if ((env && *env && strcmp(env, "0")) || pm->win)
 		return;
-	pthread_mutex_lock(&pm->lock);
 	err = pmc_rpc(pm, &r);
-	pthread_mutex_unlock(&pm->lock);
 	if (err || r.body_len != sizeof(rep) || r.nfds != 1 ||
 	    rep.size != PM_IO_MAX) {
 		if (fd >= 0)
@@ -201,6 +199,13 @@ static void window_start(struct pm *pm)
 	close(fd);
 	if (m != MAP_FAILED)
 		pm->win = m;
+}
+
+void pmc_window_drop(struct pm *pm)
+{
+	if (pm->win)
+		munmap(pm->win, PM_IO_MAX);
+	pm->win = NULL;
 }
 
 error_t pm_connect(const char *endpoint, pm_t **pm_out)
@@ -255,7 +260,9 @@ error_t pm_connect(const char *endpoint, pm_t **pm_out)
 	pm->io_max = rep.io_max;
 	pm->map_max = rep.map_max;
 	follow_start(pm);
-	window_start(pm);
+	pthread_mutex_lock(&pm->lock);
+	pmc_window_open(pm);
+	pthread_mutex_unlock(&pm->lock);
 	*pm_out = pm;
 	return 0;
 
@@ -274,8 +281,7 @@ void pm_disconnect(pm_t *pm)
 		return;
 	pmc_follow_fini(&pm->follow);
 	close(pm->fd);
-	if (pm->win)
-		munmap(pm->win, PM_IO_MAX);
+	pmc_window_drop(pm);
 	pmc_fast_fini(pm);
 	pthread_mutex_destroy(&pm->lock);
 	free(pm);

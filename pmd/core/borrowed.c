@@ -64,10 +64,21 @@ void pmd_places_give_back(struct pmd_core *core, const struct pmd_place *p,
 			pmd_rslot_give_back(core, p[i].node, p[i].seg, p[i].slot);
 }
 
-void pmd_node_lost(struct pmd_core *core, pm_node_t node)
+const struct pmd_rseg *pmd_rseg_by_key(const struct pmd_core *core,
+				       pm_node_t node, uint64_t key)
+{
+	for (uint32_t i = 0; i < core->nrsegs; i++)
+		if (core->rsegs[i].node == node && core->rsegs[i].key == key)
+			return &core->rsegs[i];
+	return NULL;
+}
+
+/* Remote frames of node (in segment seg, slots first..last; any with
+ * all) are lost. */
+static void frames_lost(struct pmd_core *core, pm_node_t node, bool all,
+			uint32_t seg, uint64_t first, uint64_t last)
 {
 	struct pmd_list *tp, *cp;
-	uint32_t k = 0;
 
 	for (tp = core->tasks.next; tp != &core->tasks; tp = tp->next) {
 		struct pmd_task *t = pmd_container_of(tp, struct pmd_task, link);
@@ -78,13 +89,32 @@ void pmd_node_lost(struct pmd_core *core, pm_node_t node)
 			frame_t f = 0;
 
 			while (pmd_ftab_next(&c->frames, &f, &e)) {
-				if ((e->flags & PMD_FRAME_REMOTE) && e->node == node)
+				if ((e->flags & PMD_FRAME_REMOTE) &&
+				    e->node == node && (all || (e->seg == seg &&
+				    e->slot >= first && e->slot <= last)))
 					e->flags |= PMD_FRAME_LOST;
 				if (f++ == UINT64_MAX)
 					break;
 			}
 		}
 	}
+}
+
+void pmd_rslots_lost(struct pmd_core *core, pm_node_t node, uint64_t key,
+		     uint64_t roff, uint64_t len)
+{
+	const struct pmd_rseg *r = pmd_rseg_by_key(core, node, key);
+
+	if (r) /* (forgotten: its frames answer EIO already) */
+		frames_lost(core, node, false, r->seg, roff / PM_FRAME_SIZE,
+			    (roff + (len ? len : 1) - 1) / PM_FRAME_SIZE);
+}
+
+void pmd_node_lost(struct pmd_core *core, pm_node_t node)
+{
+	uint32_t k = 0;
+
+	frames_lost(core, node, true, 0, 0, 0);
 	for (uint32_t i = 0; i < core->nrfree; i++)
 		if (core->rfree[i].node != node)
 			core->rfree[k++] = core->rfree[i];

@@ -64,4 +64,13 @@ void pmd_places_give_back(struct pmd_core *core, const struct pmd_place *p,
  * back to it, and its segments are forgotten. */
 void pmd_node_lost(struct pmd_core *core, pm_node_t node);
 
+/* The frames in the slots at [roff, roff + len) of node's registration
+ * key (a write to them failed on the fabric) are lost: EIO until
+ * deallocated. A walk of every frame (failures are rare). */
+void pmd_rslots_lost(struct pmd_core *core, pm_node_t node, uint64_t key,
+		     uint64_t roff, uint64_t len);
+/* The segment of node registered with key, or NULL. */
+const struct pmd_rseg *pmd_rseg_by_key(const struct pmd_core *core,
+				       pm_node_t node, uint64_t key);
+
 #endif

@@ -55,9 +55,16 @@
 struct pmd_window {
 	uint8_t *base;               /* (C) the pmd's mapping, PM_IO_MAX */
 	int fd;                      /* (C) sealed memfd */
-	struct fab_mr *mr;           /* (C) NULL on a single node */
-	struct pmd_nreq_window rk;   /* (C) how other nodes reach it */
+	struct fab_mr *mr;           /* (C) our reads and writes through it;
+	                              * NULL on a single node */
+	struct fab_mr *rmr;          /* (L) other nodes' (a forwarded read's
+	                              * or write's home), reached with rk;
+	                              * NULL once fenced */
+	struct pmd_nreq_window rk;   /* (C) */
 	unsigned refs;               /* (L) */
+	bool retired;                /* (L) an RDMA through it failed and may
+	                              * still land or read: its session
+	                              * drops it (window.c) */
 };
 
 /* A handle another home serves, in the session's table: its handle is
@@ -105,6 +112,9 @@ struct pmd_session {
 	struct pmd_task *task;       /* (L) NULL until HELLO (or ATTACH) */
 	bool fault;                  /* (L) a task's fault session: RESOLVE only */
 	struct pmd_window *win;      /* (L) its I/O window, or NULL */
+	bool win_gone;               /* (L) it had one and it was retired:
+	                              * requests through it answer
+	                              * PM_ST_WINDOW_GONE until a new one */
 	struct pmd_fwd_handle *fwd;  /* (L) handles served by other homes */
 	uint32_t nfwd, fwd_cap;      /* (L) used, allocated */
 	/* The request in hand, while it is not answered at once: */
@@ -301,6 +311,20 @@ void pmd_metrics_close(struct pmd_server *srv);
 /* window.c */
 error_t pmd_window_create(struct pmd_server *srv, struct pmd_window **w_out);
 void pmd_window_put(struct pmd_window *w);
+/* An RDMA through w failed and may still land in it or read it: no
+ * request passes through it any more; fence: other nodes lose their way
+ * to it now (a forwarded read's or write's home that did not answer). */
+void pmd_window_retire(struct pmd_window *w, bool fence);
+/* pmd_rio_keep of a window (arg: the window): a held one is kept and
+ * retired, and let go once the provider is done. */
+void pmd_window_keep(void *arg, bool held);
+/* Before a request of s: a retired window leaves the session. */
+void pmd_window_check(struct pmd_session *s);
+/* A READ's or WRITE's PM_IO_WINDOW flag on session s: 0, EBADFD (its
+ * window was retired: PM_ST_WINDOW_GONE, the task sends the bytes in
+ * the messages and may ask for a new window), EPROTO (it never had
+ * one). */
+error_t pmd_window_usable(const struct pmd_session *s, uint32_t io_flags);
 
 /* remote.c */
 bool pmd_busy_test(const struct pmd_server *srv, uint64_t id);

@@ -278,6 +278,15 @@ static error_t fwd_answered(struct pmd_server *srv, struct pmd_session *s,
 	}
 }
 
+/* Whether a forwarded read or write through the window that ended so
+ * may still have its home touch the window: no answer (it may run yet),
+ * or an RDMA of the home's that failed (and may still happen). */
+static bool fwd_window_in_doubt(error_t status)
+{
+	return status == ETIMEDOUT || status == ENODEV || status == EIO ||
+	       status == ECONNRESET || status == EPROTO;
+}
+
 static void fwd_answer(void *arg, error_t status, const void *body,
 		       size_t len)
 {
@@ -287,6 +296,8 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 	struct pmd_reply r = { 0 };
 
 	if (!s) {
+		if (x->win && fwd_window_in_doubt(status))
+			pmd_window_retire(x->win, true);
 		fctx_free(x);
 		return;
 	}
@@ -308,6 +319,8 @@ static void fwd_answer(void *arg, error_t status, const void *body,
 					  status == EKEYREVOKED ||
 					  status == EBADF))
 		s->fwd[x->fwd_index].node = 0; /* the handle is gone */
+	if (x->win && fwd_window_in_doubt(status))
+		pmd_window_retire(x->win, true);
 	fctx_free(x);
 	r.status = status;
 	pmd_session_answer(srv, s, &r);
@@ -374,22 +387,26 @@ static error_t fwd_copy_check(struct pmd_server *srv, struct pmd_session *s,
 /* A read or write: the request whole in x->io, its bytes (a WRITE's) at
  * *data; through the task's window, registered for other nodes, the home
  * moves larger ones by RDMA (x->win). EPROTO when it breaks the rules of
- * its type. */
+ * its type, EBADFD when it names a window that was retired. */
 static error_t fwd_io(struct pmd_session *s, const struct pmd_req *q,
 		      struct fctx *x, const void **data)
 {
 	bool window;
+	error_t err;
 
 	memcpy(&x->io, q->body, sizeof(x->io));
 	window = x->io.flags & PM_IO_WINDOW;
-	if ((x->io.flags & ~PM_IO_WINDOW) || (window && !s->win) ||
-	    x->io.len == 0 || x->io.len > PM_IO_MAX ||
+	err = pmd_window_usable(s, x->io.flags);
+	if (err)
+		return err;
+	if ((x->io.flags & ~PM_IO_WINDOW) || x->io.len == 0 ||
+	    x->io.len > PM_IO_MAX ||
 	    (q->type == PM_MSG_WRITE &&
 	     q->len != sizeof(x->io) + (window ? 0 : x->io.len)))
 		return EPROTO;
 	*data = window ? (const void *)s->win->base
 		       : (const void *)((const uint8_t *)q->body + sizeof(x->io));
-	if (window && s->win->mr && x->io.len >= PMD_FWD_RDMA_MIN) {
+	if (window && s->win->rmr && x->io.len >= PMD_FWD_RDMA_MIN) {
 		x->win = s->win;
 		x->win->refs++;
 	}

@@ -97,6 +97,7 @@ static enum pmd_step do_window(struct pmd_server *srv, struct pmd_session *s,
 	err = pmd_window_create(srv, &s->win);
 	if (err)
 		return pmd_reply_now(r, err);
+	s->win_gone = false;
 	rep->size = PM_IO_MAX;
 	r->body_len = sizeof(*rep);
 	fd = s->win->fd;
@@ -396,11 +397,13 @@ static enum pmd_step do_map(struct pmd_server *srv, struct pmd_session *s,
 	return map_reply(srv, &srv->map, r);
 }
 
-/* Flags of a READ or WRITE: the window only for a session that has one. */
-static bool io_flags_ok(const struct pmd_session *s, const struct pm_io_req *q)
+/* Flags of a READ or WRITE: the window only for a session that has one
+ * (EBADFD: it had one, retired). */
+static error_t io_flags_check(const struct pmd_session *s,
+			      const struct pm_io_req *q)
 {
-	return !(q->flags & ~PM_IO_WINDOW) &&
-	       (!(q->flags & PM_IO_WINDOW) || s->win);
+	return (q->flags & ~PM_IO_WINDOW) ? EPROTO
+					  : pmd_window_usable(s, q->flags);
 }
 
 static enum pmd_step do_read(struct pmd_server *srv, struct pmd_session *s,
@@ -411,8 +414,8 @@ static enum pmd_step do_read(struct pmd_server *srv, struct pmd_session *s,
 	struct pmd_io io;
 	error_t err;
 
-	if (!io_flags_ok(s, req))
-		return pmd_reply_now(r, EPROTO);
+	if ((err = io_flags_check(s, req)))
+		return pmd_reply_now(r, err);
 	err = pmd_io_decode(srv->core, s->task, req->handle, false, req->frame,
 			    req->offset, req->len, &io, &r->why);
 	if (err)
@@ -437,8 +440,9 @@ static enum pmd_step do_write(struct pmd_server *srv, struct pmd_session *s,
 	error_t err;
 	bool go;
 
-	if (!io_flags_ok(s, req) ||
-	    q->len != sizeof(*req) + (window ? 0 : (uint64_t)req->len))
+	if ((err = io_flags_check(s, req)))
+		return pmd_reply_now(r, err);
+	if (q->len != sizeof(*req) + (window ? 0 : (uint64_t)req->len))
 		return pmd_reply_now(r, EPROTO);
 	if (window)
 		data = s->win->base; /* checked: the session has one */
@@ -1098,6 +1102,7 @@ enum pmd_step pmd_dispatch(struct pmd_server *srv, struct pmd_session *s,
 {
 	uint64_t h[2] = { 0, 0 };
 
+	pmd_window_check(s);
 	if (handlers[q->type].handle) {
 		memcpy(&h[0], q->body, sizeof(h[0]));
 		if (q->type == PM_MSG_COPY) /* the other handle too */

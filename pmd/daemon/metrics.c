@@ -177,6 +177,7 @@ static void render_cluster(struct pmd_server *srv, struct text *t)
 {
 	struct pmd_traffic tr[PM_NODES_MAX];
 	struct pm_debug_loans_rep *loans = malloc(sizeof(*loans));
+	uint64_t held, held_total;
 	unsigned n;
 
 	if (!srv->cluster || !loans) {
@@ -221,6 +222,14 @@ static void render_cluster(struct pmd_server *srv, struct text *t)
 	for (unsigned i = 0; i < n; i++)
 		put(t, "pmd_fabric_rma_total{peer=\"%u\"} %lu\n", tr[i].node,
 		    (unsigned long)tr[i].rma_ops);
+	pmd_cluster_rio_held(srv->cluster, &held, &held_total);
+	put(t, "# HELP pmd_rma_held Reads and writes of ours that failed "
+	    "while the fabric still held them: their buffers and the slots "
+	    "they wrote stay out of use until it lets go.\n"
+	    "# TYPE pmd_rma_held gauge\npmd_rma_held %lu\n"
+	    "# HELP pmd_rma_held_total The same, ever.\n"
+	    "# TYPE pmd_rma_held_total counter\npmd_rma_held_total %lu\n",
+	    (unsigned long)held, (unsigned long)held_total);
 	free(loans);
 }
 

@@ -88,6 +88,9 @@ struct rctx {
 	container_t owner_handle;    /* (C) its handle, */
 	uint32_t held;               /* (C) room held here (tagged pulls), */
 	uint32_t lost;               /* (L) and the pulls that did not come */
+	bool write;                  /* (C) a write of remote frames: */
+	uint32_t npieces;            /* (C) where it wrote */
+	struct pmd_io_piece pieces[PMD_IO_PIECES]; /* (C) */
 };
 
 static void rctx_free(struct rctx *x)
@@ -140,6 +143,14 @@ static void rio_answer(void *arg, error_t status, const uint8_t *data,
 		status = pull_in(srv, x, data);
 	else if (x->kind == RCTX_PULL)
 		pmd_pull_unreserve(srv->core, x->held);
+	/* A write that failed on the fabric may have landed in part, or
+	 * may land yet (with whatever its buffer holds then): its frames
+	 * are lost. */
+	for (uint32_t i = 0; status && x->write && i < x->npieces; i++)
+		if (!x->pieces[i].local)
+			pmd_rslots_lost(srv->core, x->pieces[i].node,
+					x->pieces[i].key, x->pieces[i].roff,
+					x->pieces[i].len);
 	busy_done(srv, x->id);
 	if (x->kind == RCTX_PUSH) {
 		/* Written there: the frames live there from now on. */
@@ -202,7 +213,8 @@ static enum pmd_step rctx_start(struct pmd_server *srv, struct pmd_session *s,
 	if (!err && x->win)
 		err = pmd_cluster_rio_window(srv->cluster, write, pieces, n,
 					     x->win->base, x->win->mr, len,
-					     rio_answer, x);
+					     rio_answer, x, pmd_window_keep,
+					     x->win);
 	else if (!err)
 		err = pmd_cluster_rio(srv->cluster, write, pieces, n, data, len,
 				      rio_answer, x);
@@ -248,6 +260,11 @@ enum pmd_step pmd_remote_io(struct pmd_server *srv, struct pmd_session *s,
 	if (!x)
 		return pmd_reply_now(r, ENOMEM);
 	pmd_io_plan(srv->core, io, pieces, &n);
+	if (io->write) {
+		x->write = true;
+		x->npieces = n;
+		memcpy(x->pieces, pieces, n * sizeof(pieces[0]));
+	}
 	if (window) {
 		/* Straight between the task's window and the frames. */
 		x->win = s->win;

@@ -3,10 +3,21 @@
  * sealed against resizing, so the task cannot pull it from under the
  * pmd) through which its reads and writes pass their bytes, registered
  * with the fabric so that remote frames are read and written by RDMA
- * straight to and from it, and so that the home of a forwarded read or
- * write fills or reads it by RDMA (forward.c). Held by its session and by
- * each remote read or write in flight through it, so a task that leaves
- * mid-read does not pull it from under the RDMA.
+ * straight to and from it, and (a second registration) so that the home
+ * of a forwarded read or write fills or reads it by RDMA (forward.c).
+ * Held by its session and by each remote read or write in flight
+ * through it, so a task that leaves mid-read does not pull it from
+ * under the RDMA.
+ *
+ * Retirement. An RDMA through a window that failed may still happen
+ * later: a late read lands in it, a late write (or a home's late fetch)
+ * reads whatever it holds then. Such a window is retired: the session
+ * drops it before its next request, which, if it names the window, is
+ * answered PM_ST_WINDOW_GONE (nothing done; the library sends the bytes
+ * in the messages and asks for a new window); the pmd keeps its mapping
+ * until the provider lets go, and a window that other nodes reach loses
+ * that registration at once. So a late transfer only ever meets memory
+ * that no request uses any more.
  */
 #include "daemon.h"
 
@@ -35,10 +46,14 @@ error_t pmd_window_create(struct pmd_server *srv, struct pmd_window **w_out)
 			    w->fd, 0)) == MAP_FAILED)
 		err = errno;
 	if (!err && srv->cluster)
+		err = pmd_cluster_mr(srv->cluster, w->base, PM_IO_MAX, &w->mr);
+	if (!err && srv->cluster)
 		err = pmd_cluster_mr_remote(srv->cluster, w->base, PM_IO_MAX,
-					    &w->mr, &w->rk);
+					    &w->rmr, &w->rk);
 	if (err) {
 		pmd_warn("an I/O window: %s", strerror(err));
+		if (w->mr)
+			pmd_cluster_mr_drop(w->mr);
 		if (w->base != MAP_FAILED)
 			munmap(w->base, PM_IO_MAX);
 		if (w->fd >= 0)
@@ -57,7 +72,46 @@ void pmd_window_put(struct pmd_window *w)
 		return;
 	if (w->mr)
 		pmd_cluster_mr_drop(w->mr);
+	if (w->rmr)
+		pmd_cluster_mr_drop(w->rmr);
 	munmap(w->base, PM_IO_MAX);
 	close(w->fd);
 	free(w);
+}
+
+void pmd_window_retire(struct pmd_window *w, bool fence)
+{
+	w->retired = true;
+	if (fence && w->rmr) {
+		pmd_cluster_mr_drop(w->rmr);
+		w->rmr = NULL;
+	}
+}
+
+void pmd_window_keep(void *arg, bool held)
+{
+	struct pmd_window *w = arg;
+
+	if (held) {
+		w->refs++;
+		pmd_window_retire(w, false);
+	} else {
+		pmd_window_put(w);
+	}
+}
+
+void pmd_window_check(struct pmd_session *s)
+{
+	if (s->win && s->win->retired) {
+		pmd_window_put(s->win);
+		s->win = NULL;
+		s->win_gone = true;
+	}
+}
+
+error_t pmd_window_usable(const struct pmd_session *s, uint32_t io_flags)
+{
+	if (!(io_flags & PM_IO_WINDOW) || s->win)
+		return 0;
+	return s->win_gone ? EBADFD : EPROTO;
 }

@@ -106,7 +106,9 @@ static void xcopy_free(struct xcopy *x)
 static void xcopy_end(struct xcopy *x, struct pmd_session *s, error_t status,
 		      uint32_t arg, frame_t culprit)
 {
-	struct pmd_reply r = { .status = status,
+	/* (A window retired under it: an RDMA failed, which is EIO to a
+	 * COPY; the task hears of the window at its next read or write.) */
+	struct pmd_reply r = { .status = status == EBADFD ? EIO : status,
 			       .why = { .arg = arg, .frame = culprit } };
 
 	pmd_session_answer(x->srv, s, &r);

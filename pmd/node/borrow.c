@@ -169,10 +169,35 @@ unsigned pmd_cluster_take_back(struct pmd_cluster *c, struct pmd_rfree *slots,
 	return free_send(c, slots, n, done, arg);
 }
 
+/* Whether a slot to give back is named by a held write (rio.c): its
+ * lender must not lend it again while that may still land. */
+static bool slot_in_doubt(const struct pmd_cluster *c,
+			  const struct pmd_rfree *v)
+{
+	const struct pmd_rseg *r = pmd_rseg_find(c->core, v->node, v->seg);
+
+	return r && pmd_rio_in_doubt(c, v->node, r->key,
+				     (uint64_t)v->slot * PM_FRAME_SIZE,
+				     PM_FRAME_SIZE);
+}
+
 void pmd_cluster_give_back(struct pmd_cluster *c)
 {
-	free_send(c, c->core->rfree, c->core->nrfree, give_back_answer, c);
-	c->core->nrfree = 0;
+	struct pmd_core *core = c->core;
+	uint32_t n = core->nrfree, m = n;
+
+	if (c->rio_held) { /* those in doubt stay, at the end */
+		m = 0;
+		for (uint32_t i = 0; i < n; i++)
+			if (!slot_in_doubt(c, &core->rfree[i])) {
+				struct pmd_rfree t = core->rfree[m];
+				core->rfree[m++] = core->rfree[i];
+				core->rfree[i] = t;
+			}
+	}
+	free_send(c, core->rfree, m, give_back_answer, c);
+	memmove(core->rfree, core->rfree + m, (n - m) * sizeof(core->rfree[0]));
+	core->nrfree = n - m;
 }
 
 /* A RETURN call: its caller's done, and how many slots it asked. */

@@ -48,6 +48,7 @@ static error_t cluster_open(struct pmd_cluster *c)
 	attr.msg_size = sizeof(struct pmd_nreq_hdr) + PMD_NREQ_BODY_MAX;
 	attr.tx_depth = 512; /* remote I/O: up to 16 x 17 RDMA at once */
 	attr.timeout_ms = c->conf.down_ms;
+	attr.report_release = 1; /* rio.c holds what the provider holds */
 	err = fab_ep_open(&attr, &c->ep);
 	if (err) {
 		pmd_err("cluster: cannot open the fabric endpoint at %s:%s: %s",
@@ -131,7 +132,7 @@ void pmd_cluster_stop(struct pmd_cluster *c)
 	pmd_rio_stop(c);
 	if (c->ep && fab_ep_close(c->ep))
 		pmd_warn("cluster: closing the fabric endpoint failed");
-	free(c->bounce);
+	pmd_rio_free(c);
 	sodium_memzero(c, sizeof(*c));
 	free(c);
 }
@@ -267,7 +268,7 @@ static unsigned cluster_complete(struct pmd_cluster *c,
 	uint32_t magic = 0;
 
 	if ((e->op == FAB_OP_READ || e->op == FAB_OP_WRITE) && e->ctx) {
-		pmd_rio_complete(c, e->ctx, e->status);
+		pmd_rio_complete(c, e->ctx, e->status, e->held, e->released);
 		return PMD_CLUSTER_PROGRESS;
 	}
 	if (e->op != FAB_OP_RECV || e->status)

@@ -80,6 +80,10 @@ struct pmd_traffic {
 	int state;                     /* PM_NODE_* */
 	uint64_t tx_msgs, tx_bytes, rx_msgs, rx_bytes, rma_ops, rma_bytes;
 };
+/* Remote reads and writes that failed while the fabric still held them
+ * (rio.c): held now, and ever. */
+void pmd_cluster_rio_held(const struct pmd_cluster *c, uint64_t *now,
+			  uint64_t *total);
 /* Up to max entries, one per other node of the cluster file; how many. */
 unsigned pmd_cluster_traffic(const struct pmd_cluster *c,
 			     struct pmd_traffic *out, unsigned max);
@@ -227,15 +231,26 @@ error_t pmd_cluster_rio(struct pmd_cluster *c, bool write,
 			const struct pmd_io_piece *pieces, uint32_t npieces,
 			const void *data, uint32_t len, pmd_rio_done *done,
 			void *arg);
+/* A window's owner hears that a request through it failed while the
+ * provider still held some of it (held: a late read may yet land in the
+ * window, a late write yet read it; called before done), and later that
+ * the provider let go (!held). */
+typedef void pmd_rio_keep(void *keep_arg, bool held);
 /* The same between a task's I/O window (registered with pmd_cluster_mr,
  * mapped here at win) and the lenders' slots, with no bounce buffer: a
  * read lands in the window, a write's bytes are read from it. The
- * window must stay until done has run. */
+ * window must stay until done has run, and while held after. */
 error_t pmd_cluster_rio_window(struct pmd_cluster *c, bool write,
 			       const struct pmd_io_piece *pieces,
 			       uint32_t npieces, uint8_t *win,
 			       struct fab_mr *mr, uint32_t len,
-			       pmd_rio_done *done, void *arg);
+			       pmd_rio_done *done, void *arg,
+			       pmd_rio_keep *keep, void *keep_arg);
+/* Whether [roff, roff + len) of node's registration key is named by a
+ * write that failed while the provider still holds it: what is there is
+ * in doubt (a late write may still land) until the provider lets go. */
+bool pmd_rio_in_doubt(const struct pmd_cluster *c, pm_node_t node,
+		      uint64_t key, uint64_t roff, uint64_t len);
 /* Registers buf as a local buffer of our reads and writes; drop undoes
  * it. */
 error_t pmd_cluster_mr(struct pmd_cluster *c, void *buf, size_t len,

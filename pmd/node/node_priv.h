@@ -22,6 +22,15 @@ struct pmd_ncall;
 struct pmd_lseg;
 struct pmd_rio;
 
+/* A bounce buffer of remote I/O (rio.c). */
+struct pmd_bounce {
+	uint8_t *buf;                  /* (L) PM_IO_MAX bytes; NULL: taken
+	                                * by a held request, made again when
+	                                * needed */
+	struct fab_mr *mr;             /* (L) its registration */
+	struct pmd_rio *user;          /* (L) NULL: free */
+};
+
 struct pmd_cluster {
 	struct pmd_cluster_conf conf;  /* (C) the cluster file, secret too */
 	pm_node_t self;                /* (C) */
@@ -64,15 +73,17 @@ struct pmd_cluster {
 	bool lend_low;                 /* (L) a loan was made: check that
 	                                * enough slots stay ready */
 	/* rio.c */
-	uint8_t *bounce;               /* (C) PMD_BOUNCES * PM_IO_MAX */
-	struct fab_mr *bounce_mr;      /* (C) its registration */
-	struct pmd_rio *bounce_user[PMD_BOUNCES]; /* (L) NULL: free */
+	struct pmd_bounce bounce[PMD_BOUNCES]; /* (L) */
 	struct pmd_rio *rio_queue;     /* (L) waiting for a bounce, */
 	struct pmd_rio **rio_tail;     /*     in order */
 	struct pmd_rio *rio_window;    /* (L) in flight from tasks' windows */
 	struct pmd_rio *rio_ready;     /* (L) ended while being started: their
 	                                * done runs from pmd_cluster_run, never
 	                                * from under their caller */
+	struct pmd_rio *rio_held;      /* (L) ended, the provider still
+	                                * holding pieces: rio.c */
+	uint32_t rio_nheld;            /* (L) how many */
+	uint64_t rio_held_total;       /* (L) requests ever held */
 };
 
 /* The index of node in c->conf.nodes, or -1. */
@@ -192,11 +203,15 @@ void pmd_proxy_stop(struct pmd_cluster *c);
 
 /* rio.c */
 error_t pmd_rio_init(struct pmd_cluster *c);
-/* A completion of one of our reads or writes (ctx: its pmd_rio). */
-void pmd_rio_complete(struct pmd_cluster *c, void *ctx, int status);
+/* A completion of one of our reads or writes (ctx: its pmd_rio): held
+ * and released as the fabric says (fab_cqe). */
+void pmd_rio_complete(struct pmd_cluster *c, void *ctx, int status,
+		      bool held, bool released);
 /* Finishes what ended while being started. */
 void pmd_rio_run_ready(struct pmd_cluster *c);
 bool pmd_rio_busy(const struct pmd_cluster *c);
 void pmd_rio_stop(struct pmd_cluster *c);
+/* After the endpoint closed: the buffers. */
+void pmd_rio_free(struct pmd_cluster *c);
 
 #endif

@@ -6,6 +6,17 @@
  * are copied at once. A request ends when its last piece completes (EIO
  * when any failed); one whose posts all failed or had no remote piece
  * ends from the progress loop, never from under its caller.
+ *
+ * Held requests. A piece that failed by its deadline, or because its node
+ * was declared down, may still be in the provider's hands: a late read
+ * still lands in the local buffer, a late write still sends what the
+ * buffer holds then, to the slot it named. Such a request ends for its
+ * caller (EIO) but is kept (c->rio_held) until the provider lets go of
+ * every piece: its bounce buffer goes with it (the bounce is made anew
+ * for others), a window's owner is told (pmd_rio_keep) so that nothing
+ * else passes through that window meanwhile, and the slots a held write
+ * named are in doubt (pmd_rio_in_doubt): their frames answer EIO and
+ * their slots are not given back to their lender until it is over.
  */
 #include "node_priv.h"
 
@@ -27,38 +38,125 @@ struct pmd_rio {
 	size_t mr_off;                 /* (L) at this offset */
 	uint32_t len, npieces;         /* (C) */
 	uint32_t left;                 /* (L) completions still to come */
+	uint32_t held;                 /* (L) pieces the provider still holds
+	                                * after failing them */
+	bool ended;                    /* (L) done has run */
 	struct pmd_io_piece pieces[PMD_IO_PIECES]; /* (C) */
 	uint8_t *data;                 /* (L) write: the bytes, while queued */
 	error_t status;                /* (L) */
 	pmd_rio_done *done;            /* (C) */
 	void *arg;                     /* (C) */
-	struct pmd_rio *next;          /* (L) in c->rio_queue or c->rio_window */
+	pmd_rio_keep *keep;            /* (C) a window's: told of a hold */
+	void *keep_arg;                /* (C) */
+	struct pmd_rio *next;          /* (L) in c->rio_queue, c->rio_window
+	                                * or c->rio_held */
 	struct pmd_rio *ready_next;    /* (L) in c->rio_ready */
 };
 
-error_t pmd_rio_init(struct pmd_cluster *c)
+/* Makes bounce b's buffer (again, after a held request took it). */
+static error_t bounce_make(struct pmd_cluster *c, unsigned b)
 {
+	struct pmd_bounce *x = &c->bounce[b];
 	uint64_t key;
 	error_t err;
 
-	c->rio_tail = &c->rio_queue;
-	c->bounce = aligned_alloc(PM_FRAME_SIZE, (size_t)PMD_BOUNCES * PM_IO_MAX);
-	if (!c->bounce)
+	x->buf = aligned_alloc(PM_FRAME_SIZE, PM_IO_MAX);
+	if (!x->buf)
 		return ENOMEM;
 	err = fab_key_random(c->ep, &key);
 	if (!err)
-		err = fab_mr_reg(c->ep, c->bounce,
-				 (size_t)PMD_BOUNCES * PM_IO_MAX,
-				 FAB_ACCESS_LOCAL, key, &c->bounce_mr);
+		err = fab_mr_reg(c->ep, x->buf, PM_IO_MAX, FAB_ACCESS_LOCAL,
+				 key, &x->mr);
+	if (err) {
+		free(x->buf);
+		x->buf = NULL;
+		x->mr = NULL;
+	}
 	return err;
+}
+
+error_t pmd_rio_init(struct pmd_cluster *c)
+{
+	c->rio_tail = &c->rio_queue;
+	for (unsigned b = 0; b < PMD_BOUNCES; b++) {
+		error_t err = bounce_make(c, b);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* A free bounce with its buffer (made again if a held request took
+ * it), or -1. */
+static int bounce_get(struct pmd_cluster *c)
+{
+	for (unsigned b = 0; b < PMD_BOUNCES; b++)
+		if (!c->bounce[b].user &&
+		    (c->bounce[b].buf || !bounce_make(c, b)))
+			return (int)b;
+	return -1;
 }
 
 static void rio_start(struct pmd_cluster *c, struct pmd_rio *r, int b,
 		      const uint8_t *data);
 
+/* Requests waiting for a bounce start on those free now. */
+static void rio_kick(struct pmd_cluster *c)
+{
+	int b;
+
+	while (c->rio_queue && (b = bounce_get(c)) >= 0) {
+		struct pmd_rio *n = c->rio_queue;
+		c->rio_queue = n->next;
+		if (!c->rio_queue)
+			c->rio_tail = &c->rio_queue;
+		rio_start(c, n, b, n->data);
+	}
+}
+
+/* The provider let go of every piece of held request r: its buffer is
+ * free (back to a bounce that has none, else freed), its window's owner
+ * hears so, its slots are no longer in doubt. */
+static void rio_release(struct pmd_cluster *c, struct pmd_rio *r)
+{
+	for (struct pmd_rio **pp = &c->rio_held; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	c->rio_nheld--;
+	if (r->bounce < 0) {
+		if (r->keep)
+			r->keep(r->keep_arg, false);
+	} else {
+		unsigned b;
+		for (b = 0; b < PMD_BOUNCES; b++)
+			if (!c->bounce[b].buf && !c->bounce[b].user)
+				break;
+		if (b < PMD_BOUNCES) {
+			c->bounce[b].buf = r->buf;
+			c->bounce[b].mr = r->mr;
+		} else {
+			if (fab_mr_dereg(r->mr))
+				pmd_warn("cluster: deregistering a bounce "
+					 "buffer failed");
+			free(r->buf);
+		}
+		rio_kick(c);
+	}
+	free(r);
+}
+
 static void rio_finish(struct pmd_cluster *c, struct pmd_rio *r)
 {
+	if (r->held) {
+		/* Before done: the window must outlive its caller's hold. */
+		if (r->keep)
+			r->keep(r->keep_arg, true);
+		c->rio_held_total++;
+	}
 	r->done(r->arg, r->status, r->write ? NULL : r->buf, r->len);
+	r->ended = true;
 	if (r->bounce < 0) { /* the caller's window */
 		for (struct pmd_rio **pp = &c->rio_window; *pp;
 		     pp = &(*pp)->next)
@@ -66,20 +164,25 @@ static void rio_finish(struct pmd_cluster *c, struct pmd_rio *r)
 				*pp = r->next;
 				break;
 			}
+	} else {
+		struct pmd_bounce *x = &c->bounce[r->bounce];
+		x->user = NULL;
+		if (r->held) { /* the buffer stays with r */
+			x->buf = NULL;
+			x->mr = NULL;
+		}
+		/* The next waiting one gets a bounce. */
+		rio_kick(c);
+	}
+	free(r->data);
+	r->data = NULL;
+	if (!r->held) {
 		free(r);
 		return;
 	}
-	c->bounce_user[r->bounce] = NULL;
-	/* The next waiting one gets the bounce. */
-	if (c->rio_queue) {
-		struct pmd_rio *n = c->rio_queue;
-		c->rio_queue = n->next;
-		if (!c->rio_queue)
-			c->rio_tail = &c->rio_queue;
-		rio_start(c, n, r->bounce, n->data);
-	}
-	free(r->data);
-	free(r);
+	r->next = c->rio_held;
+	c->rio_held = r;
+	c->rio_nheld++;
 }
 
 /* Posts r's pieces from bounce buffer b (or the caller's window, b -1);
@@ -93,10 +196,10 @@ static void rio_start(struct pmd_cluster *c, struct pmd_rio *r, int b,
 	uint8_t *buf;
 
 	if (b >= 0) {
-		r->buf = c->bounce + (size_t)b * PM_IO_MAX;
-		r->mr = c->bounce_mr;
-		r->mr_off = (size_t)b * PM_IO_MAX;
-		c->bounce_user[b] = r;
+		r->buf = c->bounce[b].buf;
+		r->mr = c->bounce[b].mr;
+		r->mr_off = 0;
+		c->bounce[b].user = r;
 	}
 	buf = r->buf;
 	r->bounce = b;
@@ -172,14 +275,13 @@ error_t pmd_cluster_rio(struct pmd_cluster *c, bool write,
 {
 	struct pmd_rio *r;
 	error_t err = rio_new(c, write, pieces, npieces, len, done, arg, &r);
+	int b;
 
 	if (err)
 		return err;
-	for (int b = 0; b < PMD_BOUNCES; b++) {
-		if (!c->bounce_user[b]) {
-			rio_start(c, r, b, data);
-			return 0;
-		}
+	if (!c->rio_queue && (b = bounce_get(c)) >= 0) {
+		rio_start(c, r, b, data);
+		return 0;
 	}
 	/* Every bounce is busy: wait for one (a write keeps its bytes). */
 	if (write) {
@@ -199,7 +301,8 @@ error_t pmd_cluster_rio_window(struct pmd_cluster *c, bool write,
 			       const struct pmd_io_piece *pieces,
 			       uint32_t npieces, uint8_t *win,
 			       struct fab_mr *mr, uint32_t len,
-			       pmd_rio_done *done, void *arg)
+			       pmd_rio_done *done, void *arg,
+			       pmd_rio_keep *keep, void *keep_arg)
 {
 	struct pmd_rio *r;
 	error_t err = rio_new(c, write, pieces, npieces, len, done, arg, &r);
@@ -208,10 +311,28 @@ error_t pmd_cluster_rio_window(struct pmd_cluster *c, bool write,
 		return err;
 	r->buf = win;
 	r->mr = mr;
+	r->keep = keep;
+	r->keep_arg = keep_arg;
 	r->next = c->rio_window;
 	c->rio_window = r;
 	rio_start(c, r, -1, win);
 	return 0;
+}
+
+bool pmd_rio_in_doubt(const struct pmd_cluster *c, pm_node_t node,
+		      uint64_t key, uint64_t roff, uint64_t len)
+{
+	for (const struct pmd_rio *r = c->rio_held; r; r = r->next) {
+		if (!r->write)
+			continue;
+		for (uint32_t i = 0; i < r->npieces; i++) {
+			const struct pmd_io_piece *p = &r->pieces[i];
+			if (!p->local && p->node == node && p->key == key &&
+			    p->roff < roff + len && roff < p->roff + p->len)
+				return true;
+		}
+	}
+	return false;
 }
 
 error_t pmd_cluster_mr(struct pmd_cluster *c, void *buf, size_t len,
@@ -249,14 +370,29 @@ void pmd_cluster_mr_drop(struct fab_mr *mr)
 		pmd_warn("cluster: deregistering a task's I/O window failed");
 }
 
-void pmd_rio_complete(struct pmd_cluster *c, void *ctx, int status)
+void pmd_rio_complete(struct pmd_cluster *c, void *ctx, int status,
+		      bool held, bool released)
 {
 	struct pmd_rio *r = ctx;
 
+	if (released) {
+		if (--r->held == 0 && r->ended)
+			rio_release(c, r);
+		return;
+	}
+	if (held)
+		r->held++;
 	if (status && !r->status)
 		r->status = EIO;
 	if (--r->left == 0)
 		rio_finish(c, r);
+}
+
+void pmd_cluster_rio_held(const struct pmd_cluster *c, uint64_t *now,
+			  uint64_t *total)
+{
+	*now = c->rio_nheld;
+	*total = c->rio_held_total;
 }
 
 bool pmd_rio_busy(const struct pmd_cluster *c)
@@ -264,7 +400,7 @@ bool pmd_rio_busy(const struct pmd_cluster *c)
 	if (c->rio_queue || c->rio_ready || c->rio_window)
 		return true;
 	for (unsigned i = 0; i < PMD_BOUNCES; i++)
-		if (c->bounce_user[i])
+		if (c->bounce[i].user)
 			return true;
 	return false;
 }
@@ -277,14 +413,34 @@ void pmd_rio_stop(struct pmd_cluster *c)
 		free(r->data);
 		free(r);
 	}
-	for (unsigned b = 0; b < PMD_BOUNCES; b++)
-		free(c->bounce_user[b]); /* the endpoint closes after */
+	for (unsigned b = 0; b < PMD_BOUNCES; b++) {
+		free(c->bounce[b].user); /* the endpoint closes after */
+		c->bounce[b].user = NULL;
+		if (c->bounce[b].mr) /* (EBUSY while in flight: the close) */
+			fab_mr_dereg(c->bounce[b].mr);
+		c->bounce[b].mr = NULL;
+	}
 	while (c->rio_window) {
 		struct pmd_rio *r = c->rio_window;
 		c->rio_window = r->next;
 		free(r);
 	}
-	if (c->bounce_mr)
-		fab_mr_dereg(c->bounce_mr);
-	/* (the bounce buffers themselves go after the endpoint) */
+	/* Held ones: their regions are the provider's until the endpoint
+	 * closes (which releases them); their buffers go after
+	 * (pmd_rio_free). A held window stays mapped to the end. */
+}
+
+void pmd_rio_free(struct pmd_cluster *c)
+{
+	for (unsigned b = 0; b < PMD_BOUNCES; b++) {
+		free(c->bounce[b].buf);
+		c->bounce[b].buf = NULL;
+	}
+	while (c->rio_held) {
+		struct pmd_rio *r = c->rio_held;
+		c->rio_held = r->next;
+		if (r->bounce >= 0)
+			free(r->buf);
+		free(r);
+	}
 }

@@ -107,6 +107,12 @@ enum pm_status {
 	PM_ST_BAD_ARGUMENT = 0x101, /* an argument out of range: EINVAL */
 	PM_ST_UNSUPPORTED = 0x102,  /* not implemented here: EOPNOTSUPP */
 	PM_ST_TOO_BIG = 0x103,      /* exceeds a protocol limit: EMSGSIZE */
+	PM_ST_WINDOW_GONE = 0x104,  /* the session's I/O window was retired
+	                             * (an RDMA through it failed and may
+	                             * still happen): nothing was done; send
+	                             * the bytes in the messages, or ask for
+	                             * a new window (the library's: EBADFD,
+	                             * never given to the task) */
 	/* capabilities */
 	PM_ST_BAD_HANDLE = 0x200,   /* not a handle of this session: EBADF */
 	PM_ST_NO_RIGHT = 0x201,     /* handle lacks the right: EPERM */
@@ -140,6 +146,7 @@ static inline uint32_t pm_errno_to_status(int err)
 	case EINVAL: return PM_ST_BAD_ARGUMENT;
 	case EOPNOTSUPP: return PM_ST_UNSUPPORTED;
 	case EMSGSIZE: return PM_ST_TOO_BIG;
+	case EBADFD: return PM_ST_WINDOW_GONE;
 	case EBADF: return PM_ST_BAD_HANDLE;
 	case EPERM: return PM_ST_NO_RIGHT;
 	case EACCES: return PM_ST_NOT_YOURS;
@@ -180,6 +187,7 @@ static inline int pm_status_to_errno(uint32_t st)
 	case PM_ST_BAD_ARGUMENT: return EINVAL;
 	case PM_ST_UNSUPPORTED: return EOPNOTSUPP;
 	case PM_ST_TOO_BIG: return EMSGSIZE;
+	case PM_ST_WINDOW_GONE: return EBADFD;
 	case PM_ST_BAD_HANDLE: return EBADF;
 	case PM_ST_NO_RIGHT: return EPERM;
 	case PM_ST_NOT_YOURS: return EACCES;

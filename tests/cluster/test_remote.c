@@ -569,6 +569,102 @@ static void a_paused_home_finds_its_frames_there_lost(void **state)
 	ct_stop_nodes(node, 3);
 }
 
+/* A metric of node n (the first sample whose line starts with name). */
+static uint64_t metric_of(struct pmd_proc *n, const char *name)
+{
+	static char buf[1 << 16];
+	pm_t *pm = test_connect(n);
+	size_t len = 0;
+	uint64_t v = 0;
+	const char *at;
+
+	assert_int_equal(pm_debug_metrics(pm, buf, sizeof(buf), &len), 0);
+	pm_disconnect(pm);
+	for (at = buf; (at = strstr(at, name)); at++)
+		if ((at == buf || at[-1] == '\n') && at[strlen(name)] == ' ') {
+			v = strtoull(at + strlen(name) + 1, NULL, 10);
+			break;
+		}
+	return v;
+}
+
+struct late_write {
+	pm_t *pm;
+	container_t c;
+	const uint8_t *data;
+	error_t err;
+};
+
+static void *late_writer(void *arg)
+{
+	struct late_write *w = arg;
+
+	w->err = pm_container_write(w->pm, w->c, 0, 0, w->data, PM_FRAME_SIZE);
+	return NULL;
+}
+
+/* A read of a frame on a paused lender fails (EIO) while the fabric may
+ * still carry it out: when the lender continues, its answer must land
+ * nowhere a later request uses. Here the late answer and the next write
+ * (through the session's window) reach the home together (the home is
+ * paused in between): the write must store its own bytes, not the late
+ * read's; and the lender's slot that a held transfer names is not lent
+ * to anyone else until the fabric lets go. */
+static void a_late_read_lands_in_no_later_request(void **state)
+{
+	pm_t *pm = test_connect(&node[0]);
+	static uint8_t remote[PM_FRAME_SIZE], mine[PM_FRAME_SIZE],
+		got[PM_FRAME_SIZE];
+	struct late_write w = { .pm = pm, .data = mine };
+	container_t c, l;
+	pthread_t th;
+	int n = 1;
+
+	(void)state;
+	fill(remote, sizeof(remote), 11);
+	fill(mine, sizeof(mine), 22);
+	c = placed_on_2(pm, 1);
+	assert_int_equal(pm_container_write(pm, c, 0, 0, remote,
+					    sizeof(remote)), 0);
+	assert_int_equal(pm_container_create(pm, &l), 0);
+	assert_int_equal(pm_container_allocate(pm, l, 0, &n, 0), 0);
+	assert_int_equal(pm_container_write(pm, l, 0, 0, "x", 1), 0);
+
+	assert_int_equal(kill(node[1].pid, SIGSTOP), 0);
+	assert_int_equal(pm_container_read(pm, c, 0, 0, got, sizeof(got)),
+			 EIO);
+	/* The home stops; the lender answers the read it had; the task
+	 * sends its next write; then the home sees both at once. */
+	assert_int_equal(kill(node[0].pid, SIGSTOP), 0);
+	assert_int_equal(kill(node[1].pid, SIGCONT), 0);
+	usleep(300000);
+	w.c = l;
+	assert_int_equal(pthread_create(&th, NULL, late_writer, &w), 0);
+	usleep(300000);
+	assert_int_equal(kill(node[0].pid, SIGCONT), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(w.err, 0);
+	assert_int_equal(pm_container_read(pm, l, 0, 0, got, sizeof(got)), 0);
+	assert_memory_equal(got, mine, sizeof(mine));
+	printf("reads held by the fabric: %lu\n",
+	       (unsigned long)metric_of(&node[0], "pmd_rma_held_total"));
+	/* Reads and writes go on, through a new window. */
+	for (int i = 0; i < 20; i++) {
+		fill(mine, sizeof(mine), 30 + i);
+		assert_int_equal(pm_container_write(pm, l, 0, 0, mine,
+						    sizeof(mine)), 0);
+		assert_int_equal(pm_container_read(pm, l, 0, 0, got,
+						   sizeof(got)), 0);
+		assert_memory_equal(got, mine, sizeof(mine));
+	}
+	ct_wait_state(&node[0], 2, PM_NODE_UP, 6000);
+	pm_container_destroy(pm, c);
+	assert_int_equal(pm_container_destroy(pm, l), 0);
+	test_check(pm);
+	pm_disconnect(pm);
+	ct_stop_nodes(node, 3);
+}
+
 /* PM_PLACE_INTERLEAVE on three nodes: frame f on the (f mod 3)-th node
  * that is up, whatever the calls; all or nothing; a node down leaves the
  * others; reads, writes and maps across all of them. */
@@ -995,6 +1091,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			a_paused_home_finds_its_frames_there_lost, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			a_late_read_lands_in_no_later_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(lender_killed_under_traffic,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(spill_when_the_home_is_full,

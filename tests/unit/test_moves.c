@@ -18,6 +18,7 @@
 #include "borrowed.h"
 #include "container.h"
 #include "core_fixture.h"
+#include "io.h"
 #include "map.h"
 #include "move.h"
 #include "task.h"
@@ -136,6 +137,28 @@ static void pushed_frames_are_in_place(void **state)
 	cf_check(&fx->core);
 }
 
+/* A write to slots of a lender that failed on the fabric: the frames in
+ * exactly those slots are lost (EIO), the rest are not; another
+ * registration's key names nothing of ours. */
+static void a_failed_write_loses_the_frames_it_named(void **state)
+{
+	struct fixture *fx = *state;
+	struct pmd_culprit why;
+	struct pmd_io io;
+
+	push(fx, 8);
+	pmd_rslots_lost(&fx->core, NODE_T, 43, 0, 8 * PM_FRAME_SIZE);
+	/* From 100 bytes into slot 2 to 100 bytes into slot 3. */
+	pmd_rslots_lost(&fx->core, NODE_T, 42, 2 * PM_FRAME_SIZE + 100,
+			PM_FRAME_SIZE);
+	for (frame_t f = 0; f < 8; f++) {
+		error_t err = pmd_io_decode(&fx->core, fx->owner, fx->h, false,
+					    f, 0, 1, &io, &why);
+		assert_int_equal(err, f == 2 || f == 3 ? EIO : 0);
+	}
+	cf_check(&fx->core);
+}
+
 static void pulls_keep_or_take_pushed_frames(void **state)
 {
 	struct fixture *fx = *state;
@@ -215,6 +238,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(pushed_frames_are_in_place,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			a_failed_write_loses_the_frames_it_named, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(pulls_keep_or_take_pushed_frames,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
