@@ -317,7 +317,7 @@ void pmd_window_put(struct pmd_window *w);
 void pmd_window_retire(struct pmd_window *w, bool fence);
 /* pmd_rio_keep of a window (arg: the window): a held one is kept and
  * retired, and let go once the provider is done. */
-void pmd_window_keep(void *arg, bool held);
+void pmd_window_keep(void *arg, enum pmd_keep what);
 /* Before a request of s: a retired window leaves the session. */
 void pmd_window_check(struct pmd_session *s);
 /* A READ's or WRITE's PM_IO_WINDOW flag on session s: 0, EBADFD (its

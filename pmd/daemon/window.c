@@ -88,15 +88,24 @@ void pmd_window_retire(struct pmd_window *w, bool fence)
 	}
 }
 
-void pmd_window_keep(void *arg, bool held)
+void pmd_window_keep(void *arg, enum pmd_keep what)
 {
 	struct pmd_window *w = arg;
 
-	if (held) {
+	switch (what) {
+	case PMD_KEEP_HELD:
 		w->refs++;
 		pmd_window_retire(w, false);
-	} else {
+		break;
+	case PMD_KEEP_CLOSING:
+		pmd_window_retire(w, true);
+		if (w->mr)
+			pmd_cluster_mr_abandon(w->mr);
+		w->mr = NULL;
+		break;
+	case PMD_KEEP_RELEASED:
 		pmd_window_put(w);
+		break;
 	}
 }
 

@@ -196,7 +196,9 @@ void pmd_cluster_give_back(struct pmd_cluster *c)
 			}
 	}
 	free_send(c, core->rfree, m, give_back_answer, c);
-	memmove(core->rfree, core->rfree + m, (n - m) * sizeof(core->rfree[0]));
+	if (n > m)
+		memmove(core->rfree, core->rfree + m,
+			(n - m) * sizeof(core->rfree[0]));
 	core->nrfree = n - m;
 }
 

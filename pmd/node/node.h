@@ -232,10 +232,13 @@ error_t pmd_cluster_rio(struct pmd_cluster *c, bool write,
 			const void *data, uint32_t len, pmd_rio_done *done,
 			void *arg);
 /* A window's owner hears that a request through it failed while the
- * provider still held some of it (held: a late read may yet land in the
- * window, a late write yet read it; called before done), and later that
- * the provider let go (!held). */
-typedef void pmd_rio_keep(void *keep_arg, bool held);
+ * provider still held some of it (PMD_KEEP_HELD: a late read may yet
+ * land in the window, a late write yet read it; called before done), and
+ * later that the provider let go (PMD_KEEP_RELEASED). At shutdown, before
+ * the endpoint closes, PMD_KEEP_CLOSING: the window's registrations go
+ * (pmd_cluster_mr_abandon), its memory stays until RELEASED, after. */
+enum pmd_keep { PMD_KEEP_HELD, PMD_KEEP_RELEASED, PMD_KEEP_CLOSING };
+typedef void pmd_rio_keep(void *keep_arg, enum pmd_keep what);
 /* The same between a task's I/O window (registered with pmd_cluster_mr,
  * mapped here at win) and the lenders' slots, with no bounce buffer: a
  * read lands in the window, a write's bytes are read from it. The
@@ -261,5 +264,8 @@ error_t pmd_cluster_mr(struct pmd_cluster *c, void *buf, size_t len,
 error_t pmd_cluster_mr_remote(struct pmd_cluster *c, void *buf, size_t len,
 			      struct fab_mr **out, struct pmd_nreq_window *rk);
 void pmd_cluster_mr_drop(struct fab_mr *mr);
+/* The same at shutdown, for a region a held transfer may still use: the
+ * endpoint's close releases it if it cannot go now. */
+void pmd_cluster_mr_abandon(struct fab_mr *mr);
 
 #endif

@@ -127,7 +127,7 @@ static void rio_release(struct pmd_cluster *c, struct pmd_rio *r)
 	c->rio_nheld--;
 	if (r->bounce < 0) {
 		if (r->keep)
-			r->keep(r->keep_arg, false);
+			r->keep(r->keep_arg, PMD_KEEP_RELEASED);
 	} else {
 		unsigned b;
 		for (b = 0; b < PMD_BOUNCES; b++)
@@ -152,7 +152,7 @@ static void rio_finish(struct pmd_cluster *c, struct pmd_rio *r)
 	if (r->held) {
 		/* Before done: the window must outlive its caller's hold. */
 		if (r->keep)
-			r->keep(r->keep_arg, true);
+			r->keep(r->keep_arg, PMD_KEEP_HELD);
 		c->rio_held_total++;
 	}
 	r->done(r->arg, r->status, r->write ? NULL : r->buf, r->len);
@@ -370,6 +370,11 @@ void pmd_cluster_mr_drop(struct fab_mr *mr)
 		pmd_warn("cluster: deregistering a task's I/O window failed");
 }
 
+void pmd_cluster_mr_abandon(struct fab_mr *mr)
+{
+	(void)fab_mr_dereg(mr); /* EBUSY: the endpoint's close */
+}
+
 void pmd_rio_complete(struct pmd_cluster *c, void *ctx, int status,
 		      bool held, bool released)
 {
@@ -427,7 +432,10 @@ void pmd_rio_stop(struct pmd_cluster *c)
 	}
 	/* Held ones: their regions are the provider's until the endpoint
 	 * closes (which releases them); their buffers go after
-	 * (pmd_rio_free). A held window stays mapped to the end. */
+	 * (pmd_rio_free). */
+	for (struct pmd_rio *r = c->rio_held; r; r = r->next)
+		if (r->bounce < 0 && r->keep)
+			r->keep(r->keep_arg, PMD_KEEP_CLOSING);
 }
 
 void pmd_rio_free(struct pmd_cluster *c)
@@ -441,6 +449,8 @@ void pmd_rio_free(struct pmd_cluster *c)
 		c->rio_held = r->next;
 		if (r->bounce >= 0)
 			free(r->buf);
+		else if (r->keep)
+			r->keep(r->keep_arg, PMD_KEEP_RELEASED);
 		free(r);
 	}
 }

@@ -665,6 +665,32 @@ static void a_late_read_lands_in_no_later_request(void **state)
 	ct_stop_nodes(node, 3);
 }
 
+/* The home stops (SIGTERM) while a read of a paused lender's frame is
+ * still held by the fabric: it stops cleanly (the window's registrations
+ * go before the endpoint closes, its memory after; the log says no
+ * error, the sanitizers no leak). */
+static void a_pmd_stops_with_a_transfer_held(void **state)
+{
+	pm_t *pm = test_connect(&node[0]);
+	static uint8_t got[PM_FRAME_SIZE];
+	container_t c;
+
+	(void)state;
+	c = placed_on_2(pm, 1);
+	assert_int_equal(pm_container_write(pm, c, 0, 0, "x", 1), 0);
+	assert_int_equal(kill(node[1].pid, SIGSTOP), 0);
+	assert_int_equal(pm_container_read(pm, c, 0, 0, got, sizeof(got)),
+			 EIO);
+	printf("held when the home stops: %lu\n",
+	       (unsigned long)metric_of(&node[0], "pmd_rma_held"));
+	pm_disconnect(pm);
+	pmd_proc_stop(&node[0]);
+	assert_int_equal(test_log_grep(&node[0], "closing the fabric endpoint")
+			 + test_log_grep(&node[0], "deregistering"), 0);
+	assert_int_equal(kill(node[1].pid, SIGCONT), 0);
+	pmd_proc_stop(&node[1]);
+}
+
 /* PM_PLACE_INTERLEAVE on three nodes: frame f on the (f mod 3)-th node
  * that is up, whatever the calls; all or nothing; a node down leaves the
  * others; reads, writes and maps across all of them. */
@@ -1093,6 +1119,8 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			a_late_read_lands_in_no_later_request, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			a_pmd_stops_with_a_transfer_held, setup, teardown),
 		cmocka_unit_test_setup_teardown(lender_killed_under_traffic,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(spill_when_the_home_is_full,
