@@ -18,7 +18,8 @@
 # (an RDMA device's, for verbs). Sockets, logs, the cluster file and its
 # secret live in one directory; COMMAND sees it as PMD_CLUSTER_DIR, with
 # node I's socket at $PMD_CLUSTER_DIR/nI.sock, its pid in nI.pid and its
-# log in nI.log. Environment: PMD_BIN (the pmd to run),
+# log in nI.log. Environment: PMD_BIN (the pmd to run; PMD_BIN_I for
+# node I alone, e.g. another release's, read when it starts or restarts),
 # PMD_CLUSTER_MODE=netns|loopback|address (default: netns when possible),
 # PMD_CLUSTER_ADDR (the address mode's address, default 127.0.0.1),
 # PMD_TRANSPORT (tcp, verbs or ofi:PROVIDER; default tcp), PMD_ARGS (more
@@ -141,7 +142,9 @@ up() {
 # start_node DIR I: starts node I of the cluster in DIR (as up made it) and
 # waits until it is ready; 1 (its log printed) if it does not start.
 start_node() {
-	local dir=$1 i=$2 mode tag start_s run=() cpus=() args
+	local dir=$1 i=$2 mode tag start_s run=() cpus=() args bin_var bin
+	bin_var=PMD_BIN_$i
+	bin=${!bin_var:-$pmd_bin}
 	mode=$(cat "$dir/mode")
 	tag=$(cat "$dir/tag")
 	start_s=$(cat "$dir/start_s")
@@ -153,7 +156,7 @@ start_node() {
 	rm -f "$dir/ready$i"
 	mkfifo "$dir/ready$i"
 	# shellcheck disable=SC2086
-	"${run[@]}" "$pmd_bin" --socket "$dir/n$i.sock" --node-id "$i" \
+	"${run[@]}" "$bin" --socket "$dir/n$i.sock" --node-id "$i" \
 		--cluster "$dir/cluster.ini" --ready-fd 3 $args \
 		3>"$dir/ready$i" 2>>"$dir/n$i.log" >/dev/null &
 	echo "$!" >"$dir/n$i.pid"

@@ -91,16 +91,18 @@ static error_t cmd_nodes(pm_t *pm)
 			       (unsigned long long)n[k].frames_total,
 			       (unsigned long long)n[k].frames_free);
 			jstr(n[k].address);
-			printf(",\"incarnation\":%llu}",
-			       (unsigned long long)n[k].incarnation);
+			printf(",\"incarnation\":%llu,\"version\":%u}",
+			       (unsigned long long)n[k].incarnation,
+			       n[k].version);
 		} else {
 			printf("node %u %s frames %llu free %llu address %s "
-			       "incarnation %#llx\n", n[k].id,
+			       "incarnation %#llx version %u\n", n[k].id,
 			       state_name(n[k].state),
 			       (unsigned long long)n[k].frames_total,
 			       (unsigned long long)n[k].frames_free,
 			       n[k].address,
-			       (unsigned long long)n[k].incarnation);
+			       (unsigned long long)n[k].incarnation,
+			       n[k].version);
 		}
 	}
 	if (json)

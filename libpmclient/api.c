@@ -379,6 +379,7 @@ error_t pm_nodes(pm_t *pm, struct pm_node_info *nodes, int *count)
 		nodes[i].frames_total = e[i].frames_total;
 		nodes[i].frames_free = e[i].frames_free;
 		nodes[i].incarnation = e[i].incarnation;
+		nodes[i].version = e[i].version;
 		memcpy(nodes[i].address, e[i].address, sizeof(nodes[i].address));
 		nodes[i].address[sizeof(nodes[i].address) - 1] = 0;
 	}

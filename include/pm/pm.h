@@ -77,6 +77,10 @@ struct pm_node_info {
 	char address[64];
 	uint64_t incarnation;     /* beyond the contract: new at each start of
 				   * the node; 0 when never heard from */
+	unsigned version;         /* beyond the contract: the node protocol
+				   * spoken with it (this node: the highest
+				   * it speaks); 0 when never heard from,
+				   * or alone */
 };
 
 /* Sessions */

@@ -791,6 +791,7 @@ static enum pmd_step do_nodes(struct pmd_server *srv, struct pmd_session *s,
 	n->frames_total = core->budget.total;
 	n->frames_free = pmd_budget_free(&core->budget);
 	if (srv->cluster) {
+		n->version = PMD_NREQ_VERSION;
 		n->incarnation = pmd_cluster_incarnation(srv->cluster);
 		snprintf(n->address, sizeof(n->address), "%.63s",
 			 pmd_cluster_self_address(srv->cluster));

@@ -361,6 +361,7 @@ unsigned pmd_cluster_nodes(const struct pmd_cluster *c,
 		out[k].frames_total = p->frames_total;
 		out[k].frames_free = p->frames_free;
 		out[k].incarnation = p->inc;
+		out[k].version = p->inc ? pmd_mb_nreq_version(p) : 0;
 		snprintf(out[k].address, sizeof(out[k].address), "%.50s:%s",
 			 n->host, n->port);
 		k++;

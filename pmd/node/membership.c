@@ -10,6 +10,19 @@
 
 static_assert(sizeof(struct pmd_mb_msg) == 104, "node message");
 
+uint16_t pmd_mb_nreq_version(const struct pmd_mb_peer *p)
+{
+	uint16_t lo = PMD_NREQ_VERSION_MIN, hi = PMD_NREQ_VERSION;
+
+	if (!p->nreq_max) /* nothing said: an older node */
+		return PMD_NREQ_VERSION_MIN;
+	if (p->nreq_min > lo)
+		lo = p->nreq_min;
+	if (p->nreq_max < hi)
+		hi = p->nreq_max;
+	return lo <= hi ? hi : 0;
+}
+
 struct pmd_mb_peer *pmd_mb_peer(struct pmd_mb *mb, pm_node_t id)
 {
 	for (unsigned i = 0; i < mb->npeers; i++)
@@ -63,6 +76,15 @@ static bool mac_ok(const struct pmd_mb *mb, const struct pmd_mb_msg *m,
 	return sodium_memcmp(want, m->mac, sizeof(want)) == 0;
 }
 
+/* A VER message's versions, in its nonce (little-endian u16 each). */
+static void ver_put(uint8_t *nonce, uint16_t lo, uint16_t hi)
+{
+	nonce[0] = (uint8_t)lo;
+	nonce[1] = (uint8_t)(lo >> 8);
+	nonce[2] = (uint8_t)hi;
+	nonce[3] = (uint8_t)(hi >> 8);
+}
+
 static struct pmd_mb_msg *out_msg(struct pmd_mb *mb, pm_node_t to,
 				  uint16_t type, uint64_t to_inc)
 {
@@ -107,8 +129,11 @@ static void authenticated(struct pmd_mb *mb, struct pmd_mb_peer *p,
 	if (p->inc && p->inc != inc)
 		pmd_info("node %u rejoined under a new incarnation (%#lx, was "
 			 "%#lx)", p->id, (unsigned long)inc, (unsigned long)p->inc);
-	if (p->inc != inc)
+	if (p->inc != inc) { /* (a restart may have changed its release) */
 		p->hb_seq_in = 0;
+		p->ver_seq_in = 0;
+		p->nreq_min = p->nreq_max = 0;
+	}
 	p->inc = inc;
 	p->last_heard_ms = now_ms;
 	p->chal_pending = false;
@@ -147,6 +172,14 @@ void pmd_mb_tick(struct pmd_mb *mb, uint64_t now_ms)
 			m->seq = mb->hb_seq;
 			m->frames_total = mb->frames_total;
 			m->frames_free = mb->frames_free;
+			mac_of(mb, m, NULL, 0, m->mac);
+		}
+		/* What we speak, with each heartbeat. */
+		if (p->state != PM_NODE_DOWN && beat &&
+		    (m = out_msg(mb, p->id, PMD_MB_VER, p->inc))) {
+			m->seq = mb->hb_seq;
+			ver_put(m->nonce, PMD_NREQ_VERSION_MIN,
+				PMD_NREQ_VERSION);
 			mac_of(mb, m, NULL, 0, m->mac);
 		}
 		/* Anyone not up is challenged again, at the heartbeat pace. */
@@ -230,6 +263,32 @@ void pmd_mb_receive(struct pmd_mb *mb, uint64_t now_ms, pm_node_t src,
 		p->last_heard_ms = now_ms;
 		set_state(mb, p, PM_NODE_UP);
 		return;
+	case PMD_MB_VER: {
+		uint16_t lo = (uint16_t)(m.nonce[0] | m.nonce[1] << 8);
+		uint16_t hi = (uint16_t)(m.nonce[2] | m.nonce[3] << 8);
+		static const uint8_t zero[12];
+
+		if (p->state == PM_NODE_DOWN || m.from_inc != p->inc ||
+		    m.to_inc != mb->inc || m.seq <= p->ver_seq_in ||
+		    !lo || lo > hi || memcmp(m.nonce + 4, zero, sizeof(zero)) ||
+		    !mac_ok(mb, &m, NULL, 0))
+			return;
+		p->ver_seq_in = m.seq;
+		if (p->nreq_max != hi || p->nreq_min != lo) {
+			p->nreq_min = lo;
+			p->nreq_max = hi;
+			if (pmd_mb_nreq_version(p))
+				pmd_info("node %u speaks node requests %u to %u: "
+					 "version %u between us", p->id, lo, hi,
+					 pmd_mb_nreq_version(p));
+			else
+				pmd_warn("node %u speaks node requests %u to %u, "
+					 "we %u to %u: it cannot be served",
+					 p->id, lo, hi, PMD_NREQ_VERSION_MIN,
+					 PMD_NREQ_VERSION);
+		}
+		return;
+	}
 	default:
 		return;
 	}

@@ -45,6 +45,11 @@ struct pmd_mb_peer {
 	bool resp_pending;            /* (L) and it is unconfirmed */
 	uint64_t hb_seq_in;           /* (L) highest sequence heard */
 	uint64_t frames_total, frames_free; /* (L) as its heartbeats say */
+	uint16_t nreq_min, nreq_max;  /* (L) the node requests it speaks, as
+	                              * its VER says; 0: it said nothing
+	                              * (an older node), reset when it
+	                              * restarts */
+	uint64_t ver_seq_in;          /* (L) highest VER sequence heard */
 	uint64_t refused;             /* (L) failed authentications */
 };
 
@@ -62,7 +67,8 @@ struct pmd_mb {
 	struct pmd_mb_out {
 		pm_node_t to;
 		struct pmd_mb_msg msg;
-	} out[2 * PMD_CLUSTER_NODES_MAX];               /* (L) */
+	} out[3 * PMD_CLUSTER_NODES_MAX];               /* (L) HB, VER
+	                                                 * and CHAL each */
 	unsigned nout;                /* (L) */
 	/* Our own frames, for heartbeats (the daemon keeps them current). */
 	uint64_t frames_total, frames_free;             /* (L) */
@@ -81,5 +87,13 @@ void pmd_mb_receive(struct pmd_mb *mb, uint64_t now_ms, pm_node_t src,
 uint64_t pmd_mb_next_ms(const struct pmd_mb *mb);
 
 struct pmd_mb_peer *pmd_mb_peer(struct pmd_mb *mb, pm_node_t id);
+/* The node-request version to speak with p: the highest both speak; 0
+ * when none (it said it speaks only versions we do not). */
+uint16_t pmd_mb_nreq_version(const struct pmd_mb_peer *p);
+/* Whether a node request of version v is one we take. */
+static inline bool pmd_nreq_version_ok(uint16_t v)
+{
+	return v >= PMD_NREQ_VERSION_MIN && v <= PMD_NREQ_VERSION;
+}
 
 #endif

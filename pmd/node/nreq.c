@@ -62,11 +62,15 @@ static error_t nreq_send(struct pmd_cluster *c, pm_node_t to, uint64_t to_inc,
 	error_t err;
 	uint8_t buf[sizeof(struct pmd_nreq_hdr) + PMD_NREQ_BODY_MAX];
 	struct pmd_nreq_hdr *h = (struct pmd_nreq_hdr *)buf;
+	const struct pmd_mb_peer *p = pmd_mb_peer(&c->mb, to);
+	uint16_t version = p ? pmd_mb_nreq_version(p) : PMD_NREQ_VERSION_MIN;
 
 	if (len > PMD_NREQ_BODY_MAX)
 		return EMSGSIZE;
+	if (!version)
+		return ENODEV; /* no version we both speak */
 	*h = (struct pmd_nreq_hdr){ .magic = PMD_NREQ_MAGIC,
-		.version = PMD_NREQ_VERSION, .type = type, .from = c->self,
+		.version = version, .type = type, .from = c->self,
 		.to = to, .len = (uint32_t)len, .id = id,
 		.from_inc = c->mb.inc, .to_inc = to_inc, .status = status,
 		.flags = flags };
@@ -190,7 +194,7 @@ static bool nreq_check(struct pmd_cluster *c, pm_node_t src,
 	struct pmd_mb_peer *p = pmd_mb_peer(&c->mb, src);
 	uint8_t want[32];
 
-	if (h->magic != PMD_NREQ_MAGIC || h->version != PMD_NREQ_VERSION ||
+	if (h->magic != PMD_NREQ_MAGIC || !pmd_nreq_version_ok(h->version) ||
 	    h->to != c->self || h->from != src || !p ||
 	    h->len != len - sizeof(*h) || h->len > PMD_NREQ_BODY_MAX ||
 	    p->state == PM_NODE_DOWN || h->from_inc != p->inc ||

@@ -57,6 +57,11 @@ enum pmd_mb_type {
 			  * both ids and both incarnations */
 	PMD_MB_CONF = 3, /* the challenger's confirmation: a MAC the other way */
 	PMD_MB_HB = 4,   /* a heartbeat: sequence number, frames, MAC */
+	PMD_MB_VER = 5,  /* the node requests the sender speaks (node request
+			  * version 5 on): nonce[0..1] the lowest, [2..3] the
+			  * highest (little-endian), the rest zero; sequence
+			  * and MAC as a heartbeat's. Sent with every
+			  * heartbeat; older nodes ignore it */
 };
 
 struct pmd_mb_msg {
@@ -86,7 +91,14 @@ static_assert(offsetof(struct pmd_mb_msg, mac) == 72, "mb.mac");
 /* ---- node requests ---- */
 
 #define PMD_NREQ_MAGIC    0x52444d50u /* "PMDR" */
-#define PMD_NREQ_VERSION  4u
+/* The node requests this node speaks: from PMD_NREQ_VERSION_MIN (what the
+ * previous release speaks, the only one it knows) to PMD_NREQ_VERSION.
+ * With a peer, the highest both speak: the peer's highest as its VER
+ * messages say, the lowest of ours until one comes (an older node sends
+ * none). A node of one release talks to one of the release before: a
+ * cluster is upgraded a node at a time. */
+#define PMD_NREQ_VERSION_MIN 4u
+#define PMD_NREQ_VERSION  5u
 #define PMD_NREQ_REPLY    0x1u        /* flags: an answer */
 #define PMD_FWD_IO_MAX    65536u      /* bytes of a forwarded read or write */
 #define PMD_NREQ_BODY_MAX (PMD_FWD_IO_MAX + 64u)
@@ -116,7 +128,7 @@ enum pmd_nreq_type {
 /* A node request or its answer: this header, then len bytes of body. */
 struct pmd_nreq_hdr {
 	uint32_t magic;               /* PMD_NREQ_MAGIC */
-	uint16_t version;             /* PMD_NREQ_VERSION */
+	uint16_t version;             /* the one spoken with the receiver */
 	uint16_t type;                /* enum pmd_nreq_type */
 	uint16_t from, to;            /* node ids */
 	uint32_t len;                 /* body bytes */

@@ -469,7 +469,9 @@ struct pm_nodes_rep {
 };
 struct pm_node_entry {
 	uint16_t id;
-	uint16_t pad;
+	uint16_t version; /* the node requests spoken with it (this node:
+	                   * its highest); 0: never heard from, or none in
+	                   * common (a library that predates it reads 0) */
 	uint32_t state;   /* PM_NODE_* */
 	uint64_t frames_total;
 	uint64_t frames_free;

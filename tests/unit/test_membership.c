@@ -15,6 +15,7 @@
 static struct pmd_cluster_conf conf;
 static struct pmd_mb nodes[3];
 static uint64_t now;
+static bool older[3];   /* a node of the release before VER: sends none */
 
 static void setup_conf(void)
 {
@@ -58,7 +59,8 @@ static unsigned deliver(const bool alive[3])
 			mb->nout = 0;
 			for (unsigned j = 0; j < k && alive[i]; j++) {
 				unsigned to = out[j].to - 1u;
-				if (!alive[to])
+				if (!alive[to] || (older[i] &&
+				    out[j].msg.type == PMD_MB_VER))
 					continue;
 				pmd_mb_receive(&nodes[to], now, (pm_node_t)(i + 1),
 					       &out[j].msg, sizeof(out[j].msg));
@@ -90,6 +92,7 @@ static int setup(void **s)
 {
 	setup_conf();
 	now = 1000;
+	memset(older, 0, sizeof(older));
 	for (unsigned i = 0; i < 3; i++)
 		start(i, 100 + i, NULL);
 	return 0;
@@ -160,6 +163,82 @@ static void a_node_without_the_secret_is_refused(void **s)
 	assert_int_equal(state(0, 2), PM_NODE_UP);
 }
 
+static uint16_t version(unsigned at, pm_node_t of)
+{
+	return pmd_mb_nreq_version(pmd_mb_peer(&nodes[at], of));
+}
+
+/* A VER from node `from` to node 1 with versions lo..hi, signed (or not). */
+static void ver_to_1(unsigned from, uint16_t lo, uint16_t hi, uint64_t seq,
+		     bool sign)
+{
+	struct pmd_mb_msg m = { .magic = PMD_MB_MAGIC, .version = PMD_MB_VERSION,
+				.type = PMD_MB_VER, .from = (pm_node_t)from,
+				.to = 1, .from_inc = nodes[from - 1].inc,
+				.to_inc = nodes[0].inc, .seq = seq };
+	crypto_auth_hmacsha256_state st;
+
+	m.nonce[0] = (uint8_t)lo;
+	m.nonce[1] = (uint8_t)(lo >> 8);
+	m.nonce[2] = (uint8_t)hi;
+	m.nonce[3] = (uint8_t)(hi >> 8);
+	crypto_auth_hmacsha256_init(&st, conf.secret, conf.secret_len);
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)&m, sizeof(m));
+	crypto_auth_hmacsha256_final(&st, m.mac);
+	if (!sign)
+		m.mac[0] ^= 1;
+	pmd_mb_receive(&nodes[0], now, (pm_node_t)from, &m, sizeof(m));
+}
+
+/* Each pair speaks the highest node-request version both do: a node that
+ * sends no VER (the previous release) is spoken to in the lowest; a
+ * restart starts over; VERs that are forged, replayed or make no sense
+ * change nothing; a peer with no version in common cannot be spoken to. */
+static void node_request_versions_are_agreed(void **s)
+{
+	static const bool all[3] = { true, true, true };
+
+	(void)s;
+	older[2] = true;
+	run(1000, all);
+	assert_int_equal(version(0, 2), PMD_NREQ_VERSION);
+	assert_int_equal(version(1, 1), PMD_NREQ_VERSION);
+	assert_int_equal(version(0, 3), PMD_NREQ_VERSION_MIN);
+	assert_int_equal(version(1, 3), PMD_NREQ_VERSION_MIN);
+	assert_true(pmd_nreq_version_ok(PMD_NREQ_VERSION_MIN));
+	assert_true(pmd_nreq_version_ok(PMD_NREQ_VERSION));
+	assert_false(pmd_nreq_version_ok(PMD_NREQ_VERSION + 1));
+	assert_false(pmd_nreq_version_ok(PMD_NREQ_VERSION_MIN - 1));
+
+	/* Node 3 is upgraded (restarts as this release). */
+	older[2] = false;
+	start(2, 300, NULL);
+	run(1000, all);
+	assert_int_equal(version(0, 3), PMD_NREQ_VERSION);
+	/* Node 2 goes back to the older release: a restart, then no VER. */
+	older[1] = true;
+	start(1, 400, NULL);
+	run(1000, all);
+	assert_int_equal(version(0, 2), PMD_NREQ_VERSION_MIN);
+
+	/* Forged, replayed, nonsense: ignored. */
+	ver_to_1(3, 6, 7, 1u << 30, false);
+	assert_int_equal(version(0, 3), PMD_NREQ_VERSION);
+	ver_to_1(3, 7, 6, 1u << 30, true);
+	assert_int_equal(version(0, 3), PMD_NREQ_VERSION);
+	ver_to_1(3, 0, 6, 1u << 30, true);
+	assert_int_equal(version(0, 3), PMD_NREQ_VERSION);
+	ver_to_1(3, PMD_NREQ_VERSION_MIN, PMD_NREQ_VERSION_MIN, 1, true);
+	assert_int_equal(version(0, 3), PMD_NREQ_VERSION);
+	/* A later release that speaks only newer versions: none in common. */
+	ver_to_1(3, PMD_NREQ_VERSION + 1, PMD_NREQ_VERSION + 2, 1u << 30, true);
+	assert_int_equal(version(0, 3), 0);
+	/* One that still speaks ours too: ours. */
+	ver_to_1(3, PMD_NREQ_VERSION, PMD_NREQ_VERSION + 2, (1u << 30) + 1,
+		 true);
+	assert_int_equal(version(0, 3), PMD_NREQ_VERSION);
+}
+
 static void forged_and_replayed_messages_change_nothing(void **s)
 {
 	const bool all[3] = { true, true, true }, none[3] = { false, false, false };
@@ -204,6 +283,7 @@ int main(void)
 		cmocka_unit_test_setup(a_restart_is_seen_before_the_old_self_times_out, setup),
 		cmocka_unit_test_setup(a_node_without_the_secret_is_refused, setup),
 		cmocka_unit_test_setup(forged_and_replayed_messages_change_nothing, setup),
+		cmocka_unit_test_setup(node_request_versions_are_agreed, setup),
 	};
 	if (sodium_init() < 0)
 		return 1;
