@@ -588,6 +588,25 @@ static uint64_t metric_of(struct pmd_proc *n, const char *name)
 	return v;
 }
 
+/* A read of a frame on node 2, which is stopped: EIO over tcp (the read
+ * needs the lender's progress). A verbs device serves it without the
+ * lender's CPU: then the transfer never fails, the scenario does not
+ * arise, and the test says so and is skipped. */
+static void read_of_a_stopped_lender(pm_t *pm, container_t c, uint8_t *got)
+{
+	error_t err = pm_container_read(pm, c, 0, 0, got, PM_FRAME_SIZE);
+
+	if (err == 0) {
+		assert_int_equal(kill(node[1].pid, SIGCONT), 0);
+		pm_disconnect(pm);
+		printf("skipped: the fabric served a stopped lender's frame "
+		       "(a verbs device needs no CPU there): no transfer "
+		       "failed\n");
+		skip();
+	}
+	assert_int_equal(err, EIO);
+}
+
 struct late_write {
 	pm_t *pm;
 	container_t c;
@@ -631,8 +650,7 @@ static void a_late_read_lands_in_no_later_request(void **state)
 	assert_int_equal(pm_container_write(pm, l, 0, 0, "x", 1), 0);
 
 	assert_int_equal(kill(node[1].pid, SIGSTOP), 0);
-	assert_int_equal(pm_container_read(pm, c, 0, 0, got, sizeof(got)),
-			 EIO);
+	read_of_a_stopped_lender(pm, c, got);
 	/* The home stops; the lender answers the read it had; the task
 	 * sends its next write; then the home sees both at once. */
 	assert_int_equal(kill(node[0].pid, SIGSTOP), 0);
@@ -679,8 +697,7 @@ static void a_pmd_stops_with_a_transfer_held(void **state)
 	c = placed_on_2(pm, 1);
 	assert_int_equal(pm_container_write(pm, c, 0, 0, "x", 1), 0);
 	assert_int_equal(kill(node[1].pid, SIGSTOP), 0);
-	assert_int_equal(pm_container_read(pm, c, 0, 0, got, sizeof(got)),
-			 EIO);
+	read_of_a_stopped_lender(pm, c, got);
 	printf("held when the home stops: %lu\n",
 	       (unsigned long)metric_of(&node[0], "pmd_rma_held"));
 	pm_disconnect(pm);
