@@ -10,6 +10,7 @@
  *     version               pmctl's and the pmd's
  *     ping N [COUNT]        round trips from this pmd to node N
  *     metrics               its metrics (Prometheus text format)
+ *     drain [--timeout MS]  move what it lends back home, then stop it
  *
  * The socket defaults to $PM_ENDPOINT, then the pmd's default. --json
  * prints one JSON value instead of text (metrics stay text). Exit status:
@@ -49,6 +50,8 @@ static void usage_text(FILE *f)
 "  version                pmctl's version and the pmd's\n"
 "  ping N [COUNT]         round trips from this pmd to node N\n"
 "  metrics                its metrics (Prometheus text format)\n"
+"  drain [--timeout MS]   the nodes it lends to take their frames home;\n"
+"                         then it stops (the pmd's user or root)\n"
 "The socket: --socket, else $PM_ENDPOINT, else %s.\n", PM_DEFAULT_SOCKET);
 }
 
@@ -342,6 +345,27 @@ static error_t cmd_metrics(pm_t *pm)
 	return err;
 }
 
+static error_t cmd_drain(pm_t *pm, unsigned timeout_ms)
+{
+	uint64_t slots = 0;
+	pm_node_t holder = 0;
+	error_t err = pm_debug_drain(pm, timeout_ms, &slots, &holder);
+
+	if (err) {
+		if (holder)
+			fprintf(stderr, "pmctl: drain: node %u still holds slots "
+				"of this node, which goes on serving\n", holder);
+		return err;
+	}
+	if (json)
+		printf("{\"drained\":true,\"slots\":%llu}\n",
+		       (unsigned long long)slots);
+	else
+		printf("drained: %llu slots lent went back to their homes; the "
+		       "pmd stops\n", (unsigned long long)slots);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *sock = NULL, *cmd, *shown;
@@ -381,6 +405,17 @@ int main(int argc, char **argv)
 			if (*end || count == 0 || count > 100000)
 				return usage();
 		}
+	} else if (!strcmp(cmd, "drain")) {
+		char *end;
+		if (nargs == 2 && !strcmp(argv[i], "--timeout")) {
+			count = strtoul(argv[i + 1], &end, 10);
+			if (*end || count == 0 || count > 3600000)
+				return usage();
+		} else if (nargs) {
+			return usage();
+		} else {
+			count = 0; /* the pmd's default */
+		}
 	} else if (!strcmp(cmd, "containers")) {
 		char *end;
 		if (nargs == 2 && !strcmp(argv[i], "--task")) {
@@ -419,6 +454,8 @@ int main(int argc, char **argv)
 		err = cmd_version(pm);
 	else if (!strcmp(cmd, "ping"))
 		err = cmd_ping(pm, node, count);
+	else if (!strcmp(cmd, "drain"))
+		err = cmd_drain(pm, (unsigned)count);
 	else
 		err = cmd_metrics(pm);
 	if (err) {

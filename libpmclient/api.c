@@ -602,6 +602,22 @@ int pm_debug_follows(pm_t *pm)
 	return pm && pmc_follow_on(&pm->follow);
 }
 
+error_t pm_debug_drain(pm_t *pm, unsigned timeout_ms, uint64_t *slots,
+		       pm_node_t *node)
+{
+	struct pm_drain_req req = { .timeout_ms = timeout_ms };
+	struct pm_drain_rep rep;
+	uint64_t culprit = 0;
+	error_t err = pmc_call(pm, PM_MSG_DRAIN, &req, sizeof(req), &rep,
+			       sizeof(rep), &culprit);
+
+	if (!err && slots)
+		*slots = rep.slots;
+	if (err && node)
+		*node = (pm_node_t)culprit;
+	return err;
+}
+
 error_t pm_debug_ping(pm_t *pm, pm_node_t node, uint64_t *rtt_ns)
 {
 	struct pm_ping_req req = { .node = node };

@@ -221,6 +221,17 @@ PM_API error_t pm_debug_move(pm_t *pm, container_t container, frame_t frame);
  * within the cluster's down time; EINVAL: this node, or not clustered. */
 PM_API error_t pm_debug_ping(pm_t *pm, pm_node_t node, uint64_t *rtt_ns);
 
+/* Drains this node (the operator's: EPERM for others): it lends no more,
+ * every node it lends slots to takes its frames there home, and once
+ * nothing is lent the pmd answers and stops, as on SIGTERM (its own
+ * tasks' sessions end; no other node loses a frame). timeout_ms (0:
+ * 30000) bounds the wait: ETIMEDOUT then; EOPNOTSUPP when a node runs a
+ * release that cannot take frames back; after an error the node lends
+ * and serves as before, and *node (if not NULL) names a node that still
+ * holds slots. *slots (if not NULL): the slots lent when it began. */
+PM_API error_t pm_debug_drain(pm_t *pm, unsigned timeout_ms, uint64_t *slots,
+			      pm_node_t *node);
+
 /* 1 when this session's mappings follow moved frames (userfaultfd), 0 when
  * not (the reason was printed at connect). */
 PM_API int pm_debug_follows(pm_t *pm);

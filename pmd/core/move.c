@@ -356,9 +356,13 @@ error_t pmd_pull_plan(struct pmd_core *core, struct pmd_container *c,
 	return 0;
 }
 
-void pmd_pull_plan_pushed(struct pmd_core *core, struct pmd_container *c,
-			  uint64_t for_task, struct pmd_pull *pulls,
-			  uint32_t *npulls)
+/* The pulls of the frames of the whole container that pick(arg) says. */
+static void pull_plan_where(struct pmd_core *core, struct pmd_container *c,
+			    bool (*pick)(struct pmd_core *,
+					 const struct pmd_container *,
+					 const struct pmd_frame *, uint64_t),
+			    uint64_t arg, struct pmd_pull *pulls,
+			    uint32_t *npulls)
 {
 	struct pmd_culprit why;
 	struct pmd_frame *e;
@@ -366,13 +370,42 @@ void pmd_pull_plan_pushed(struct pmd_core *core, struct pmd_container *c,
 	frame_t f = 0;
 
 	while (n < PMD_PULL_MAX && pmd_ftab_next(&c->frames, &f, &e)) {
-		/* A lost one stays lost; the rest come here. */
-		if (frame_pushed_for(core, c, e, for_task))
+		if (pick(core, c, e, arg))
 			pull_add(core, f, e, pulls, &n, &why);
 		if (f++ == UINT64_MAX)
 			break;
 	}
 	*npulls = n;
+}
+
+/* (A lost one stays lost; the rest come here.) */
+static bool pick_pushed(struct pmd_core *core, const struct pmd_container *c,
+			const struct pmd_frame *e, uint64_t for_task)
+{
+	return frame_pushed_for(core, c, e, for_task);
+}
+
+void pmd_pull_plan_pushed(struct pmd_core *core, struct pmd_container *c,
+			  uint64_t for_task, struct pmd_pull *pulls,
+			  uint32_t *npulls)
+{
+	pull_plan_where(core, c, pick_pushed, for_task, pulls, npulls);
+}
+
+static bool pick_node(struct pmd_core *core, const struct pmd_container *c,
+		      const struct pmd_frame *e, uint64_t node)
+{
+	(void)core;
+	(void)c;
+	return pmd_frame_remote(e) && e->node == node &&
+	       !(e->flags & PMD_FRAME_LOST);
+}
+
+void pmd_pull_plan_node(struct pmd_core *core, struct pmd_container *c,
+			pm_node_t node, struct pmd_pull *pulls,
+			uint32_t *npulls)
+{
+	pull_plan_where(core, c, pick_node, node, pulls, npulls);
 }
 
 error_t pmd_pull_reserve(struct pmd_core *core, struct pmd_container *c,

@@ -123,6 +123,11 @@ error_t pmd_pull_plan(struct pmd_core *core, struct pmd_container *c,
 void pmd_pull_plan_pushed(struct pmd_core *core, struct pmd_container *c,
 			  uint64_t for_task, struct pmd_pull *pulls,
 			  uint32_t *npulls);
+/* The same over the whole container, for its frames on node (not lost):
+ * a node that drains takes its slots back. */
+void pmd_pull_plan_node(struct pmd_core *core, struct pmd_container *c,
+			pm_node_t node, struct pmd_pull *pulls,
+			uint32_t *npulls);
 /* Tagged pulls cannot stay where they are once returned: room here for
  * their extra frames is kept from now until finish (*held of it; 0 for
  * other pulls). ENOMEM: there is none. */

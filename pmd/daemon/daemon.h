@@ -18,6 +18,8 @@
  *               frames, pulls home, pushes to a task's node), one at a
  *               time per container
  *   place.c     allocations whose frames go to other nodes
+ *   drain.c     a node leaving without loss (pmctl drain), and the
+ *               homes taking their frames back from one that drains
  *   forward.c   requests on handles another home serves
  *   stop.c      the holders of segments stop before frames move
  *
@@ -191,6 +193,23 @@ struct pmd_server {
 	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));     /* (L) one reply */
 	struct pmd_map_out map;      /* (L) scratch for MAP */
 	struct pmd_push_out push;    /* (L) scratch for a forwarded MAP */
+	/* drain.c: this node draining (an operator's DRAIN), */
+	struct pmd_drain {
+		struct pmd_pending base; /* (L) its session, parked */
+		bool on;             /* (L) */
+		uint64_t t0_ms, end_ms; /* (L) began, gives up */
+		uint64_t slots;      /* (L) lent when it began */
+		uint32_t nhomes;     /* (L) asked to take them back */
+		pm_node_t homes[PM_NODES_MAX]; /* (L) */
+		error_t failed;      /* (L) a home's answer that ends it */
+		pm_node_t failed_node; /* (L) */
+	} drain;
+	/* and nodes that drain, whose slots our frames leave (RECALL). */
+	struct pmd_recall {
+		pm_node_t node;      /* (L) 0: unused */
+		uint32_t inflight;   /* (L) pulls of frames there */
+		error_t stuck;       /* (L) a pull found no room: given up */
+	} recall[PM_NODES_MAX];
 };
 
 /* One request, as the loop read it (or kept it to run again). */
@@ -308,6 +327,17 @@ void pmd_metrics_event(struct pmd_server *srv, void *tag);
 bool pmd_metrics_tag(const struct pmd_server *srv, const void *tag);
 void pmd_metrics_close(struct pmd_server *srv);
 
+/* drain.c */
+enum pmd_step pmd_drain_start(struct pmd_server *srv, struct pmd_session *s,
+			      uint32_t timeout_ms, struct pmd_reply *r);
+/* Each turn of the loop: a drain that ended is answered (*stop: it
+ * drained, the pmd stops), recalled frames start home. */
+void pmd_drain_turn(struct pmd_server *srv, bool *stop);
+/* The longest the loop may sleep while either is under way. */
+int pmd_drain_timeout_ms(const struct pmd_server *srv, int timeout);
+/* The cluster's upcall: lender drains. */
+void pmd_recall_add(void *arg, pm_node_t lender);
+
 /* window.c */
 error_t pmd_window_create(struct pmd_server *srv, struct pmd_window **w_out);
 void pmd_window_put(struct pmd_window *w);
@@ -344,6 +374,13 @@ enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 			      struct pmd_reply *r);
 /* A map through a forwarded handle, at the home, for a task of node s
  * serves (its proxy): the frames go to that node. */
+/* A pull of c's frames on node (a node that drains: its slots go back),
+ * with no request behind it; ended(arg, status) once it is over (ENOMEM:
+ * some found no room here and stay there). ENOENT: c has none there;
+ * EBUSY: c has remote work in flight; ENOMEM: no room, or no memory. */
+error_t pmd_remote_recall(struct pmd_server *srv, struct pmd_container *c,
+			  pm_node_t node, void (*ended)(void *, error_t),
+			  void *arg);
 enum pmd_step pmd_remote_push(struct pmd_server *srv, struct pmd_session *s,
 			      const struct pmd_req *q, struct pmd_reply *r);
 

@@ -984,6 +984,20 @@ static enum pmd_step do_config(struct pmd_server *srv, struct pmd_session *s,
 	return pmd_reply_now(r, 0);
 }
 
+/* Draining: answered once every slot lent came back (then the pmd
+ * stops), or when that cannot be. */
+static enum pmd_step do_drain(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pmd_req *q, struct pmd_reply *r)
+{
+	const struct pm_drain_req *req = q->body;
+
+	if (!operator_asks(s))
+		return pmd_reply_now(r, EPERM);
+	if (req->pad || s->virt)
+		return pmd_reply_now(r, EINVAL);
+	return pmd_drain_start(srv, s, req->timeout_ms, r);
+}
+
 /* A ping to another node, answered when it answers. */
 struct pctx {
 	struct pmd_pending base;
@@ -1088,6 +1102,7 @@ static const struct {
 	[PM_MSG_TASKS] = { do_tasks, sizeof(struct pm_list_req), false, false },
 	[PM_MSG_CONTAINERS] = { do_containers, sizeof(struct pm_list_req), false, false },
 	[PM_MSG_CONFIG] = { do_config, 0, false, false },
+	[PM_MSG_DRAIN] = { do_drain, sizeof(struct pm_drain_req), false, false },
 };
 
 bool pmd_request_fits(uint32_t type, uint32_t len)

@@ -48,7 +48,9 @@ static const char *const type_names[PM_MSG_TYPE_MAX] = {
 	[PM_MSG_MOVE] = "move", [PM_MSG_PING_NODE] = "ping_node",
 	[PM_MSG_WINDOW] = "window", [PM_MSG_BREAK] = "break",
 	[PM_MSG_WHERE] = "where", [PM_MSG_DEBUG_LOANS] = "debug_loans",
-	[PM_MSG_METRICS] = "metrics",
+	[PM_MSG_METRICS] = "metrics", [PM_MSG_TASKS] = "tasks",
+	[PM_MSG_CONTAINERS] = "containers", [PM_MSG_CONFIG] = "config",
+	[PM_MSG_DRAIN] = "drain",
 };
 
 void pmd_metrics_count(struct pmd_server *srv, uint16_t type, error_t status,

@@ -88,6 +88,8 @@ struct rctx {
 	container_t owner_handle;    /* (C) its handle, */
 	uint32_t held;               /* (C) room held here (tagged pulls), */
 	uint32_t lost;               /* (L) and the pulls that did not come */
+	void (*ended)(void *arg, error_t status); /* (C) a recall's: told */
+	void *ended_arg;             /* (C) */
 	bool write;                  /* (C) a write of remote frames: */
 	uint32_t npieces;            /* (C) where it wrote */
 	struct pmd_io_piece pieces[PMD_IO_PIECES]; /* (C) */
@@ -177,6 +179,8 @@ static void rio_answer(void *arg, error_t status, const uint8_t *data,
 		r.status = status;
 		pmd_session_answer(srv, s, &r);
 	}
+	if (x->ended)
+		x->ended(x->ended_arg, status);
 	rctx_free(x);
 }
 
@@ -346,6 +350,59 @@ enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 		pieces[i] = x->pulls[i].piece;
 	return rctx_start(srv, s, x, false, pieces, x->npulls, NULL,
 			  x->npulls * PM_FRAME_SIZE, r);
+}
+
+error_t pmd_remote_recall(struct pmd_server *srv, struct pmd_container *c,
+			  pm_node_t node, void (*ended)(void *, error_t),
+			  void *arg)
+{
+	struct pmd_io_piece pieces[PMD_PULL_MAX];
+	struct pmd_rfree slots[PMD_PULL_MAX];
+	struct rctx *x;
+	error_t err;
+
+	if (pmd_busy_test(srv, c->id))
+		return EBUSY;
+	x = rctx_new(srv, RCTX_PULL, c->id);
+	if (!x)
+		return ENOMEM;
+	pmd_pull_plan_node(srv->core, c, node, x->pulls, &x->npulls);
+	if (!x->npulls) {
+		free(x);
+		return ENOENT;
+	}
+	x->owner = c->owner->id;
+	x->owner_handle = pmd_container_handle_of(c->owner, c);
+	x->ended = ended;
+	x->ended_arg = arg;
+	err = pmd_pull_reserve(srv->core, c, x->pulls, x->npulls, &x->held);
+	if (err) {
+		free(x);
+		return err;
+	}
+	err = busy_add(srv, x->id);
+	if (!err && x->pulls[0].tagged) {
+		/* Kept for a task of that node: it returns them. */
+		for (uint32_t i = 0; i < x->npulls; i++)
+			slots[i] = (struct pmd_rfree){ .node = node,
+				.seg = x->pulls[i].seg,
+				.slot = x->pulls[i].slot };
+		err = pmd_cluster_return(srv->cluster, node, slots, x->npulls,
+					 false, pull_returned, x);
+	} else if (!err) {
+		for (uint32_t i = 0; i < x->npulls; i++)
+			pieces[i] = x->pulls[i].piece;
+		err = pmd_cluster_rio(srv->cluster, false, pieces, x->npulls,
+				      NULL, x->npulls * PM_FRAME_SIZE,
+				      rio_answer, x);
+	}
+	if (err) {
+		if (pmd_busy_test(srv, x->id))
+			busy_done(srv, x->id);
+		pmd_pull_unreserve(srv->core, x->held);
+		free(x);
+	}
+	return err;
 }
 
 /* The tagged slots for a push came (or not): write the frames there. */

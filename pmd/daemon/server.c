@@ -545,6 +545,7 @@ static error_t server_join_cluster(struct pmd_server *srv,
 						.proxy_gone = proxy_gone,
 						.batch_done = requests_rerun_all,
 						.stop = node_stop,
+						.recall = pmd_recall_add,
 						.arg = srv };
 	int fds[2], nfds;
 	error_t err;
@@ -705,8 +706,12 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 
 	while (srv->rerun)
 		requests_rerun(srv);
+	pmd_drain_turn(srv, stop);
+	if (*stop)
+		return 0; /* drained */
 	timeout = spin ? 0 : pmd_stop_timeout_ms(srv, srv->cluster
 		  ? pmd_cluster_timeout_ms(srv->cluster) : -1);
+	timeout = pmd_drain_timeout_ms(srv, timeout);
 	if (max_ms >= 0 && (timeout < 0 || timeout > max_ms))
 		timeout = max_ms;
 	timeout = server_accept_resume(srv, timeout);

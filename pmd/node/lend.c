@@ -179,6 +179,8 @@ void pmd_lend_prepare(struct pmd_cluster *c)
 	unsigned ready = 0;
 
 	c->lend_low = false;
+	if (c->draining)
+		return; /* nothing made to lend from */
 	for (unsigned i = 0; i < c->nlsegs; i++)
 		if (!c->lsegs[i]->tag_task && !c->lsegs[i]->home)
 			ready += pmd_slots_free(&c->lsegs[i]->seg->slots);
@@ -227,6 +229,8 @@ static void lend_alloc(struct pmd_cluster *c, pm_node_t home,
 	uint32_t want = q->n;
 
 	memset(rep, 0, sizeof(*rep));
+	if (c->draining)
+		return; /* no slot: the home looks elsewhere */
 	if (want > PMD_LEND_MAX)
 		want = PMD_LEND_MAX;
 	if (want > room)
@@ -563,4 +567,66 @@ void pmd_lend_count(struct pmd_cluster *c, uint64_t *by_index, bool *ok)
 			(unsigned long)c->core->segs.slots_lent);
 		*ok = false;
 	}
+}
+
+/* ---- draining ---- */
+
+void pmd_cluster_drain(struct pmd_cluster *c, bool on)
+{
+	c->draining = on;
+	if (!on)
+		c->lend_low = true; /* segments ready to lend again */
+}
+
+uint64_t pmd_cluster_lent(struct pmd_cluster *c, pm_node_t node)
+{
+	uint64_t n = 0;
+
+	if (!node)
+		return c->core->budget.lent;
+	for (uint32_t k = 0; k < c->nlsegs; k++)
+		for (unsigned s = 0; s < PMD_SEG_SLOTS; s++)
+			n += c->lsegs[k]->owner[s] == node;
+	return n;
+}
+
+unsigned pmd_cluster_recall(struct pmd_cluster *c, pm_node_t *homes,
+			    unsigned max, pmd_ncall_done *done, void *arg)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < c->conf.nnodes && k < max; i++) {
+		pm_node_t id = c->conf.nodes[i].id;
+		const struct pmd_mb_peer *p;
+		error_t err;
+
+		if (id == c->self || !pmd_cluster_lent(c, id))
+			continue;
+		homes[k++] = id;
+		p = pmd_mb_peer(&c->mb, id);
+		if (p && p->state != PM_NODE_DOWN &&
+		    pmd_mb_nreq_version(p) < 5) {
+			done(arg, EOPNOTSUPP, NULL, 0);
+			continue;
+		}
+		err = pmd_cluster_call(c, id, PMD_NREQ_RECALL, NULL, 0, done,
+				       arg);
+		if (err)
+			done(arg, err, NULL, 0);
+	}
+	return k;
+}
+
+void pmd_lend_serve_recall(struct pmd_cluster *c, const struct pmd_nreq_in *in,
+			   struct pmd_nreq_out *out)
+{
+	if (in->hdr->len) {
+		out->status = EPROTO;
+		return;
+	}
+	if (!c->up.recall) {
+		out->status = EOPNOTSUPP;
+		return;
+	}
+	c->up.recall(c->up.arg, in->src);
 }

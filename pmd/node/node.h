@@ -152,12 +152,26 @@ struct pmd_cluster_upcalls {
 	 * on after done returns. ENOMEM: nothing asked, done not called. */
 	error_t (*stop)(void *arg, const struct pmd_stops *st, uint32_t max_ms,
 			void (*done)(void *done_arg), void *done_arg);
+	/* Node lender drains (RECALL): take the frames in its slots home. */
+	void (*recall)(void *arg, pm_node_t lender);
 	void *arg;
 };
 void pmd_cluster_set_upcalls(struct pmd_cluster *c,
 			     const struct pmd_cluster_upcalls *up);
 
 /* ---- lending (lend.c) ---- */
+
+/* Draining: this node lends no more (an ALLOC gets no slot, no segment
+ * is made ahead); off again, it lends as before. */
+void pmd_cluster_drain(struct pmd_cluster *c, bool on);
+/* Slots lent now to node (0: to every node). */
+uint64_t pmd_cluster_lent(struct pmd_cluster *c, pm_node_t node);
+/* Asks every node we lend slots to for them back (RECALL), done called
+ * for each with its answer (ENODEV: it is down; EOPNOTSUPP: its release
+ * has no RECALL). The homes asked go in homes[] (at most max); how
+ * many. */
+unsigned pmd_cluster_recall(struct pmd_cluster *c, pm_node_t *homes,
+			    unsigned max, pmd_ncall_done *done, void *arg);
 
 /* Where a home's answer to a forwarded map of task points: the tagged
  * segment index lent for task by home, with slots [slot, slot + n) lent to

@@ -72,6 +72,7 @@ struct pmd_cluster {
 	uint32_t nlsegs, lsegs_cap;    /* (L) used, allocated */
 	bool lend_low;                 /* (L) a loan was made: check that
 	                                * enough slots stay ready */
+	bool draining;                 /* (L) lending no more */
 	/* rio.c */
 	struct pmd_bounce bounce[PMD_BOUNCES]; /* (L) */
 	struct pmd_rio *rio_queue;     /* (L) waiting for a bounce, */
@@ -180,6 +181,9 @@ void pmd_lend_serve_return(struct pmd_cluster *c, const struct pmd_nreq_in *in,
 			   struct pmd_nreq_out *out);
 /* cluster.c: RESET: the asking node had declared us down and forgot all
  * it held with us; we forget ours with it. */
+/* RECALL: the sender drains (lend.c). */
+void pmd_lend_serve_recall(struct pmd_cluster *c, const struct pmd_nreq_in *in,
+			   struct pmd_nreq_out *out);
 void pmd_cluster_serve_reset(struct pmd_cluster *c,
 			     const struct pmd_nreq_in *in,
 			     struct pmd_nreq_out *out);

@@ -184,6 +184,7 @@ static nreq_serve_fn *const nreq_served[] = {
 	[PMD_NREQ_FWD_BYE] = pmd_proxy_serve,
 	[PMD_NREQ_RETURN] = pmd_lend_serve_return,
 	[PMD_NREQ_RESET] = pmd_cluster_serve_reset,
+	[PMD_NREQ_RECALL] = pmd_lend_serve_recall,
 };
 
 /* Whole, ours, between the current incarnations of both, authentic. */

@@ -123,6 +123,11 @@ enum pmd_nreq_type {
 	                          * answers its requests (but PING) ENODEV:
 	                          * nothing is made that one side would
 	                          * forget and the other keep */
+	PMD_NREQ_RECALL = 9,     /* empty -> empty (version 5 on): the sender
+	                          * drains; the receiver takes its frames
+	                          * in the sender's slots home and gives
+	                          * the slots back (FREE), in the background:
+	                          * the answer only says it will */
 };
 
 /* A node request or its answer: this header, then len bytes of body. */

@@ -92,6 +92,8 @@ enum pm_msg_type {
 	PM_MSG_TASKS = 34,    /* the operator's: pm_list_req -> tasks */
 	PM_MSG_CONTAINERS = 35, /* the operator's: pm_list_req -> containers */
 	PM_MSG_CONFIG = 36,   /* the operator's: empty -> settings, text */
+	PM_MSG_DRAIN = 37,    /* the operator's: pm_drain_req -> pm_drain_rep,
+	                       * then the pmd stops */
 	PM_MSG_TYPE_MAX,
 	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
 };
@@ -685,6 +687,24 @@ struct pm_container_ent {
 };
 static_assert(sizeof(struct pm_container_ent) == 48, "container ent");
 #define PM_LIST_PAGE 512u   /* entries a reply at most */
+
+/* DRAIN (the operator's): this node lends no more, every home it lends
+ * slots to takes its frames back (home, by RDMA), and once nothing is
+ * lent the answer comes and the pmd stops. ETIMEDOUT when timeout_ms
+ * passed first (culprit: a node that still holds slots), EOPNOTSUPP when
+ * a home runs a release without RECALL (culprit: that node); either way
+ * the node goes on lending and serving, nothing lost. */
+struct pm_drain_req {
+	uint32_t timeout_ms;    /* 0: 30000 */
+	uint32_t pad;
+};
+static_assert(sizeof(struct pm_drain_req) == 8, "drain req");
+struct pm_drain_rep {
+	uint64_t slots;         /* slots lent when it began */
+	uint32_t homes;         /* the homes asked for them */
+	uint32_t ms;            /* how long it took */
+};
+static_assert(sizeof(struct pm_drain_rep) == 16, "drain rep");
 
 static inline void pm_msg_hdr_init(struct pm_msg_hdr *h, uint16_t type,
 				   uint32_t length, uint32_t seq)

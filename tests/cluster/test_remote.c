@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -708,6 +709,214 @@ static void a_pmd_stops_with_a_transfer_held(void **state)
 	pmd_proc_stop(&node[1]);
 }
 
+/* Writes and reads back frames of c while a drain runs; every call must
+ * succeed (a drain loses nothing and fails nothing), and what each frame
+ * last got is kept for the check after. */
+struct drain_traffic {
+	pm_t *pm;
+	container_t c;
+	int frames;
+	volatile int stop;
+	uint32_t last[64];        /* the seed each frame was last written with */
+	unsigned ops, errors;
+	error_t first_err;
+};
+
+static void *drain_traffic(void *arg)
+{
+	struct drain_traffic *t = arg;
+	static uint8_t buf[PM_FRAME_SIZE], got[PM_FRAME_SIZE];
+	uint32_t seed = 1000;
+
+	while (!__atomic_load_n(&t->stop, __ATOMIC_RELAXED)) {
+		int f = (int)(seed % (uint32_t)t->frames);
+		error_t err;
+
+		fill(buf, sizeof(buf), ++seed);
+		err = pm_container_write(t->pm, t->c, (frame_t)f, 0, buf,
+					 sizeof(buf));
+		if (!err)
+			t->last[f] = seed;
+		if (!err)
+			err = pm_container_read(t->pm, t->c, (frame_t)f, 0, got,
+						sizeof(got));
+		if (!err && memcmp(got, buf, sizeof(got)))
+			err = EILSEQ;
+		if (err && !t->errors++)
+			t->first_err = err;
+		t->ops++;
+		seed = seed * 1103515245u + 12345u;
+	}
+	return NULL;
+}
+
+/* pmctl drain of a lender under traffic: node 2 lends slots to homes 1
+ * and 3 (frames placed there, interleaved, and frames of node 1 that a
+ * task of node 2 maps through a forwarded handle, in a tagged segment);
+ * it drains while a task of node 1 writes and reads its frames there:
+ * no call fails, every frame comes home with its last bytes (the mapped
+ * ones with what node 2's task stored), node 2 stops by itself with a
+ * clean log, and the books of 1 and 3 hold. */
+static void drain_under_traffic(void **state)
+{
+	pm_t *a = test_connect(&node[0]), *b = test_connect(&node[2]);
+	pm_t *s = test_follower(test_connect(&node[1])), *op;
+	static uint8_t buf[64 * PM_FRAME_SIZE], got[64 * PM_FRAME_SIZE];
+	static struct drain_traffic t;
+	struct pm_container_stat st;
+	container_t cb, ci, ct, ref;
+	uint64_t slots = 0, t0;
+	pm_node_t holder = 0;
+	pthread_t th;
+	int n, status = 0, granted;
+	uint8_t *m;
+	error_t err;
+
+	(void)state;
+	t = (struct drain_traffic){ .pm = a, .frames = 64 };
+	t.c = placed_on_2(a, 64);
+	for (int f = 0; f < 64; f++) {
+		t.last[f] = 7 + (uint32_t)f;
+		fill(buf, PM_FRAME_SIZE, t.last[f]);
+		assert_int_equal(pm_container_write(a, t.c, (frame_t)f, 0, buf,
+						    PM_FRAME_SIZE), 0);
+	}
+	cb = placed_on_2(b, 32);
+	fill(buf, 32 * PM_FRAME_SIZE, 99);
+	assert_int_equal(pm_container_write(b, cb, 0, 0, buf,
+					    32 * PM_FRAME_SIZE), 0);
+	n = 30;
+	assert_int_equal(pm_container_create(a, &ci), 0);
+	assert_int_equal(pm_container_set_policy(a, ci, PM_PLACE_INTERLEAVE, 0),
+			 0);
+	assert_int_equal(pm_container_allocate(a, ci, 0, &n, 0), 0);
+	fill(buf, 30 * PM_FRAME_SIZE, 55);
+	assert_int_equal(pm_container_write(a, ci, 0, 0, buf,
+					    30 * PM_FRAME_SIZE), 0);
+	/* Frames of node 1 that node 2's task maps: they live in node 2's
+	 * tagged slots from then on. */
+	n = 8;
+	assert_int_equal(pm_container_create(a, &ct), 0);
+	assert_int_equal(pm_container_allocate(a, ct, 0, &n, 0), 0);
+	ref = ct_import(a, ct, s);
+	assert_int_equal(pm_container_map(s, ref, 0, 8, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&m,
+					  &granted), 0);
+	for (int f = 0; f < 8; f++)
+		snprintf((char *)m + f * PM_FRAME_SIZE, 32, "node 2 was here %d",
+			 f);
+	assert_true(free_of(2) < ct_seen(&node[1], 2).frames_total);
+
+	assert_int_equal(pthread_create(&th, NULL, drain_traffic, &t), 0);
+	usleep(200 * 1000);
+	op = test_connect(&node[1]);
+	t0 = ct_now_ms();
+	err = pm_debug_drain(op, 20000, &slots, &holder);
+	printf("drain: %s, %lu slots in %lu ms (holder %u)\n", strerror(err),
+	       (unsigned long)slots, (unsigned long)(ct_now_ms() - t0), holder);
+	assert_int_equal(err, 0);
+	assert_true(slots >= 64 + 32 + 10 + 8);
+	/* Node 2 stops by itself, cleanly. */
+	for (int i = 0; i < 1000 && waitpid(node[1].pid, &status, WNOHANG) == 0;
+	     i++)
+		usleep(10 * 1000);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	node[1].pid = 0;
+	assert_int_equal(test_log_grep(&node[1], "] error: "), 0);
+	usleep(200 * 1000);
+	__atomic_store_n(&t.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(th, NULL);
+	printf("traffic during the drain: %u writes and reads, %u failed (%s)\n",
+	       t.ops, t.errors, t.errors ? strerror(t.first_err) : "none");
+	assert_int_equal(t.errors, 0);
+	assert_true(t.ops > 0);
+
+	/* Every frame home, with its bytes. */
+	assert_int_equal(pm_container_stat(a, t.c, &st), 0);
+	assert_int_equal(st.remote, 0);
+	for (int f = 0; f < 64; f++) {
+		fill(buf, PM_FRAME_SIZE, t.last[f]);
+		assert_int_equal(pm_container_read(a, t.c, (frame_t)f, 0, got,
+						   PM_FRAME_SIZE), 0);
+		assert_memory_equal(got, buf, PM_FRAME_SIZE);
+	}
+	fill(buf, 32 * PM_FRAME_SIZE, 99);
+	assert_int_equal(pm_container_read(b, cb, 0, 0, got,
+					   32 * PM_FRAME_SIZE), 0);
+	assert_memory_equal(got, buf, 32 * PM_FRAME_SIZE);
+	fill(buf, 30 * PM_FRAME_SIZE, 55);
+	assert_int_equal(pm_container_read(a, ci, 0, 0, got,
+					   30 * PM_FRAME_SIZE), 0);
+	assert_memory_equal(got, buf, 30 * PM_FRAME_SIZE);
+	for (int f = 0; f < 8; f++) {
+		char want[32];
+		snprintf(want, sizeof(want), "node 2 was here %d", f);
+		assert_int_equal(pm_container_read(a, ct, (frame_t)f, 0, got,
+						   sizeof(want)), 0);
+		assert_string_equal((char *)got, want);
+	}
+	pm_disconnect(op);
+	pm_disconnect(s);
+	assert_int_equal(pm_container_destroy(a, t.c), 0);
+	assert_int_equal(pm_container_destroy(b, cb), 0);
+	test_check(a);
+	test_check(b);
+	pm_disconnect(a);
+	pm_disconnect(b);
+	ct_stop_nodes(node, 3);
+}
+
+/* A drain that cannot finish changes nothing: the home (its budget full)
+ * has no room for the frames it spilled to node 2, so node 2's drain
+ * times out naming node 1; node 2 goes on serving and lending, and
+ * every frame still reads its bytes. */
+static void a_drain_that_cannot_finish_changes_nothing(void **state)
+{
+	pm_t *pm = test_connect(&node[0]), *op;
+	struct pm_container_stat st;
+	static uint8_t buf[800 * 64], got[800 * 64];
+	uint64_t slots = 0;
+	pm_node_t holder = 0;
+	container_t c, d;
+	int n = 800;
+
+	(void)state;
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, CONT_ALLOC_EXTRA),
+			 0);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_true(st.remote > 0);
+	for (int f = 0; f < 800; f++) {
+		fill(buf + f * 64, 64, (uint32_t)f + 3);
+		assert_int_equal(pm_container_write(pm, c, (frame_t)f, 0,
+						    buf + f * 64, 64), 0);
+	}
+	op = test_connect(&node[1]);
+	assert_int_equal(pm_debug_drain(op, 2000, &slots, &holder), ETIMEDOUT);
+	assert_int_equal(holder, 1);
+	assert_true(test_log_grep(&node[0], "no room here") > 0);
+	/* Node 2 serves and lends as before; nothing was lost. */
+	assert_int_equal(kill(node[1].pid, 0), 0);
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_true(st.remote > 0);
+	for (int f = 0; f < 800; f++)
+		assert_int_equal(pm_container_read(pm, c, (frame_t)f, 0,
+						   got + f * 64, 64), 0);
+	assert_memory_equal(got, buf, sizeof(got));
+	n = 4;
+	assert_int_equal(pm_container_create(pm, &d), 0);
+	assert_int_equal(pm_container_set_policy(pm, d, PM_PLACE_NODE, 2), 0);
+	assert_int_equal(pm_container_allocate(pm, d, 0, &n, CONT_ALLOC_EXTRA),
+			 0);
+	assert_int_equal(pm_container_write(pm, d, 0, 0, "again", 6), 0);
+	assert_int_equal(pm_container_destroy(pm, d), 0);
+	assert_int_equal(pm_container_destroy(pm, c), 0);
+	test_check(pm);
+	pm_disconnect(op);
+	pm_disconnect(pm);
+	ct_stop_nodes(node, 3);
+}
+
 /* PM_PLACE_INTERLEAVE on three nodes: frame f on the (f mod 3)-th node
  * that is up, whatever the calls; all or nothing; a node down leaves the
  * others; reads, writes and maps across all of them. */
@@ -1140,6 +1349,11 @@ int main(void)
 			a_pmd_stops_with_a_transfer_held, setup, teardown),
 		cmocka_unit_test_setup_teardown(lender_killed_under_traffic,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(drain_under_traffic,
+						setup_three, teardown),
+		cmocka_unit_test_setup_teardown(
+			a_drain_that_cannot_finish_changes_nothing, setup_small,
+			teardown),
 		cmocka_unit_test_setup_teardown(spill_when_the_home_is_full,
 						setup_small, teardown),
 		cmocka_unit_test_setup_teardown(

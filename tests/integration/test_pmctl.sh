@@ -15,7 +15,7 @@ command -v jq >/dev/null || { echo "skipped: no jq"; exit 77; }
 pmctl=$build/deploy/pmctl
 
 help=$("$pmctl" --help)
-for c in nodes stat tasks containers config version ping metrics; do
+for c in nodes stat tasks containers config version ping metrics drain; do
 	grep -q "^  $c" <<<"$help" || fail "--help does not list $c"
 done
 set +e
@@ -58,7 +58,10 @@ out=$(p metrics); grep -q "^pmd_tasks " <<<"$out" || fail "metrics"
 touch "$work/calm"
 wait "$wpid" || fail "the task: $(cat "$work/worker")"
 wpid=""
-kill "$pid"
-wait "$pid" || fail "the pmd did not stop cleanly"
+# drain: alone, nothing is lent: it answers and the pmd stops by itself.
+[ "$(p --json drain | jq .drained)" = true ] || fail "drain"
+for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+! kill -0 "$pid" 2>/dev/null || fail "the pmd did not stop after drain"
+wait "$pid" || fail "the pmd did not stop cleanly after drain"
 pid=""
 echo "pmctl: every command, as text and JSON"
