@@ -408,6 +408,36 @@ void pmd_pull_plan_node(struct pmd_core *core, struct pmd_container *c,
 	pull_plan_where(core, c, pick_node, node, pulls, npulls);
 }
 
+void pmd_move_remote_finish(struct pmd_core *core, struct pmd_task *task,
+			    container_t h, const struct pmd_pull *pulls,
+			    uint32_t n, const struct pmd_place *places)
+{
+	struct pmd_culprit why;
+	struct pmd_container *c = NULL;
+	struct pmd_cap *cap;
+
+	if (!pmd_cap_decode(task, h, 0, 0, &cap, &why))
+		c = cap->cont;
+	for (uint32_t i = 0; i < n; i++) {
+		struct pmd_frame *e = c ? pmd_ftab_lookup(&c->frames,
+							  pulls[i].frame) : NULL;
+
+		/* Only if it is still the frame we read. */
+		if (!e || !pmd_frame_remote(e) || (e->flags & PMD_FRAME_LOST) ||
+		    e->node != pulls[i].node || e->seg != pulls[i].seg ||
+		    e->slot != pulls[i].slot || pmd_rseg_add(core, &places[i])) {
+			pmd_rslot_give_back(core, places[i].node, places[i].seg,
+					    places[i].slot);
+			continue;
+		}
+		pmd_rslot_give_back(core, e->node, e->seg, e->slot);
+		e->node = places[i].node;
+		e->seg = places[i].seg;
+		e->slot = places[i].slot;
+		e->gen++;
+	}
+}
+
 error_t pmd_pull_reserve(struct pmd_core *core, struct pmd_container *c,
 			 const struct pmd_pull *pulls, uint32_t n,
 			 uint32_t *held)

@@ -128,6 +128,14 @@ void pmd_pull_plan_pushed(struct pmd_core *core, struct pmd_container *c,
 void pmd_pull_plan_node(struct pmd_core *core, struct pmd_container *c,
 			pm_node_t node, struct pmd_pull *pulls,
 			uint32_t *npulls);
+/* Remote frames that moved to other slots of another node (a node that
+ * drains, whose home has no room for them here): each pull's frame, if
+ * it is still where it was read from, lives at its place from now on
+ * and its old slot goes back; the other places go back. Charges stay
+ * (remote before and after). */
+void pmd_move_remote_finish(struct pmd_core *core, struct pmd_task *task,
+			    container_t h, const struct pmd_pull *pulls,
+			    uint32_t n, const struct pmd_place *places);
 /* Tagged pulls cannot stay where they are once returned: room here for
  * their extra frames is kept from now until finish (*held of it; 0 for
  * other pulls). ENOMEM: there is none. */

@@ -208,7 +208,9 @@ struct pmd_server {
 	struct pmd_recall {
 		pm_node_t node;      /* (L) 0: unused */
 		uint32_t inflight;   /* (L) pulls of frames there */
-		error_t stuck;       /* (L) a pull found no room: given up */
+		uint32_t fails;      /* (L) pulls that failed in a row */
+		error_t stuck;       /* (L) given up: no room here, or the
+		                      * pulls keep failing */
 	} recall[PM_NODES_MAX];
 };
 

@@ -13,8 +13,10 @@
  *
  * Recalling (a peer's RECALL): the frames of our containers in that
  * node's slots come home, one pull per container at a time (the
- * container is busy meanwhile, as for any remote work); a pull that
- * finds no room here leaves the rest there and gives up, saying so.
+ * container is busy meanwhile, as for any remote work), or, when there
+ * is no room here for them, go to the node with the most room (read
+ * from the one that drains, written to slots the other lends); when
+ * neither can take them they stay, and we give up, saying so.
  */
 #include "daemon.h"
 
@@ -144,6 +146,7 @@ void pmd_recall_add(void *arg, pm_node_t lender)
 	for (unsigned i = 0; i < PM_NODES_MAX; i++) {
 		if (srv->recall[i].node == lender) {
 			srv->recall[i].stuck = 0; /* asked again: try again */
+			srv->recall[i].fails = 0;
 			return;
 		}
 		if (!srv->recall[i].node && free_at < 0)
@@ -155,16 +158,33 @@ void pmd_recall_add(void *arg, pm_node_t lender)
 	pmd_info("node %u drains: our frames there come home", lender);
 }
 
+#define RECALL_TRIES 3
+
+/* Our frames on rc's node cannot leave it: we stop trying (it asks
+ * again to try again), saying why. */
+static void recall_give_up(struct pmd_recall *rc, error_t why)
+{
+	if (rc->stuck)
+		return;
+	rc->stuck = why;
+	if (why == ENOMEM)
+		pmd_warn("node %u drains, but there is no room here or on "
+			 "another node for our frames there: they stay",
+			 rc->node);
+	else
+		pmd_warn("node %u drains, but our frames there cannot leave "
+			 "it (%s, %u times): they stay", rc->node,
+			 strerror(why), rc->fails);
+}
+
 static void recall_ended(void *arg, error_t status)
 {
 	struct pmd_recall *rc = arg;
 
 	rc->inflight--;
-	if (status == ENOMEM && !rc->stuck) {
-		rc->stuck = ENOMEM;
-		pmd_warn("node %u drains, but there is no room here for our "
-			 "frames there: they stay", rc->node);
-	}
+	rc->fails = status ? rc->fails + 1 : 0;
+	if (status == ENOMEM || rc->fails >= RECALL_TRIES)
+		recall_give_up(rc, status);
 }
 
 /* Starts pulls of our frames on rc's node, one per container that has
@@ -188,12 +208,8 @@ static bool recall_step(struct pmd_server *srv, struct pmd_recall *rc)
 			left = true;
 			if (!err)
 				rc->inflight++;
-			else if (err != EBUSY && !rc->stuck) {
-				rc->stuck = err;
-				pmd_warn("node %u drains, but our frames there "
-					 "cannot come home (%s): they stay",
-					 rc->node, strerror(err));
-			}
+			else if (err != EBUSY)
+				recall_give_up(rc, err);
 			if (rc->stuck)
 				return true;
 		}

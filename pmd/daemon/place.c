@@ -308,7 +308,7 @@ static enum pmd_step alloc_spill(struct pmd_server *srv, struct pmd_session *s,
 	pmd_alloc_decode(srv->core, s->task, req->handle, req->start,
 			 req->count, req->flags, PMD_ALLOC_ANYWHERE, NULL, 0,
 			 &any, &why);
-	lender = pmd_cluster_best_lender(srv->cluster);
+	lender = pmd_cluster_best_lender(srv->cluster, 0);
 	if (any.n <= here.n || !lender)
 		return PMD_STEP_REPLY;
 	*applies = true;

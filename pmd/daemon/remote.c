@@ -352,6 +352,109 @@ enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 			  x->npulls * PM_FRAME_SIZE, r);
 }
 
+/* ---- a draining node's frames to a third node (no room at home) ---- */
+
+static void move_end(struct rctx *x, error_t status)
+{
+	busy_done(x->srv, x->id);
+	if (x->ended)
+		x->ended(x->ended_arg, status);
+	rctx_free(x);
+}
+
+/* Written to the new slots: the frames live there now. */
+static void move_written(void *arg, error_t status, const uint8_t *data,
+			 uint32_t len)
+{
+	struct rctx *x = arg;
+	struct pmd_core *core = x->srv->core;
+	struct pmd_task *o = pmd_task_find(core, x->owner);
+
+	(void)data;
+	(void)len;
+	if (!status && o)
+		pmd_move_remote_finish(core, o, x->owner_handle, x->pulls,
+				       x->npush, x->places);
+	else
+		pmd_places_give_back(core, x->places, x->npush);
+	move_end(x, status);
+}
+
+/* Read from the draining node: written to the new slots. */
+static void move_read(void *arg, error_t status, const uint8_t *data,
+		      uint32_t len)
+{
+	struct pmd_io_piece pieces[PMD_PUSH_MAX];
+	struct rctx *x = arg;
+
+	(void)len;
+	if (!status) {
+		memcpy(x->data, data, (size_t)x->npush * PM_FRAME_SIZE);
+		for (uint32_t i = 0; i < x->npush; i++)
+			pieces[i] = (struct pmd_io_piece){
+				.node = x->places[i].node,
+				.key = x->places[i].key,
+				.base = x->places[i].base,
+				.rlen = x->places[i].len,
+				.roff = (uint64_t)x->places[i].slot *
+					PM_FRAME_SIZE,
+				.len = PM_FRAME_SIZE };
+		status = pmd_cluster_rio(x->srv->cluster, true, pieces,
+					 x->npush, x->data,
+					 x->npush * PM_FRAME_SIZE, move_written,
+					 x);
+		if (!status)
+			return;
+	}
+	pmd_places_give_back(x->srv->core, x->places, x->npush);
+	move_end(x, status);
+}
+
+/* Slots of the third node came (or not): read the frames. */
+static void move_borrowed(void *arg, error_t status,
+			  const struct pmd_place *places, uint32_t n)
+{
+	struct pmd_io_piece pieces[PMD_PUSH_MAX];
+	struct rctx *x = arg;
+	struct pmd_core *core = x->srv->core;
+
+	if (n > x->npulls) {
+		pmd_places_give_back(core, places + x->npulls, n - x->npulls);
+		n = x->npulls; /* not more than asked */
+	}
+	if (!status && !n)
+		status = ENOMEM; /* it lends nothing now */
+	if (!status && !(x->data = malloc((size_t)n * PM_FRAME_SIZE)))
+		status = ENOMEM;
+	if (!status) {
+		memcpy(x->places, places, n * sizeof(*places));
+		x->npush = n;
+		for (uint32_t i = 0; i < n; i++)
+			pieces[i] = x->pulls[i].piece;
+		status = pmd_cluster_rio(x->srv->cluster, false, pieces, n,
+					 NULL, n * PM_FRAME_SIZE, move_read, x);
+		if (!status)
+			return;
+	}
+	pmd_places_give_back(core, places, n);
+	move_end(x, status);
+}
+
+/* Extra frames among the pulls: each needs room here that no guarantee
+ * reserves. */
+static uint32_t pulls_extra(const struct pmd_container *c,
+			    const struct pmd_pull *pulls, uint32_t n)
+{
+	uint32_t extra = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const struct pmd_frame *e = pmd_ftab_lookup(&c->frames,
+							    pulls[i].frame);
+		extra += e && (e->flags & PMD_FRAME_EXTRA);
+	}
+	return extra;
+}
+
 error_t pmd_remote_recall(struct pmd_server *srv, struct pmd_container *c,
 			  pm_node_t node, void (*ended)(void *, error_t),
 			  void *arg)
@@ -375,6 +478,26 @@ error_t pmd_remote_recall(struct pmd_server *srv, struct pmd_container *c,
 	x->owner_handle = pmd_container_handle_of(c->owner, c);
 	x->ended = ended;
 	x->ended_arg = arg;
+	if (!x->pulls[0].tagged &&
+	    pulls_extra(c, x->pulls, x->npulls) >
+	    pmd_budget_unreserved(&srv->core->budget)) {
+		/* No room here: to the node with the most (never back to
+		 * the one that drains). */
+		pm_node_t to = pmd_cluster_best_lender(srv->cluster, node);
+
+		if (x->npulls > PMD_PUSH_MAX)
+			x->npulls = PMD_PUSH_MAX;
+		err = to ? busy_add(srv, x->id) : ENOMEM;
+		if (!err) {
+			err = pmd_cluster_borrow(srv->cluster, to, x->npulls,
+						 move_borrowed, x);
+			if (err)
+				busy_done(srv, x->id);
+		}
+		if (err)
+			free(x);
+		return err;
+	}
 	err = pmd_pull_reserve(srv->core, c, x->pulls, x->npulls, &x->held);
 	if (err) {
 		free(x);

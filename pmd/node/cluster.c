@@ -303,7 +303,7 @@ unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 	size_t n;
 
 	c->mb.frames_total = frames_total;
-	c->mb.frames_free = frames_free;
+	c->mb.frames_free = c->draining ? 0 : frames_free; /* (lends none) */
 	if (c->rio_ready)
 		active |= PMD_CLUSTER_PROGRESS;
 	pmd_rio_run_ready(c);
@@ -399,14 +399,15 @@ bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node)
 	return node != c->self && pmd_cluster_node(&c->conf, node) != NULL;
 }
 
-pm_node_t pmd_cluster_best_lender(const struct pmd_cluster *c)
+pm_node_t pmd_cluster_best_lender(const struct pmd_cluster *c,
+				   pm_node_t except)
 {
 	pm_node_t best = 0, unknown = 0;
 	uint64_t most = 0;
 
 	for (unsigned i = 0; i < c->mb.npeers; i++) {
 		const struct pmd_mb_peer *p = &c->mb.peers[i];
-		if (p->state != PM_NODE_UP)
+		if (p->state != PM_NODE_UP || p->id == except)
 			continue;
 		if (p->frames_free > most) {
 			most = p->frames_free;

@@ -105,9 +105,11 @@ uint64_t pmd_cluster_peer_epoch(const struct pmd_cluster *c, pm_node_t node);
 bool pmd_cluster_peer_up(const struct pmd_cluster *c, pm_node_t node);
 /* Whether node is in the cluster (and not this node). */
 bool pmd_cluster_knows(const struct pmd_cluster *c, pm_node_t node);
-/* The up node with the most free frames (as its heartbeats say; one just
- * joined counts as unknown), 0 when none has any. */
-pm_node_t pmd_cluster_best_lender(const struct pmd_cluster *c);
+/* The up node but except with the most free frames (as its heartbeats
+ * say: a draining one says none; one just joined counts as unknown), 0
+ * when none has any. */
+pm_node_t pmd_cluster_best_lender(const struct pmd_cluster *c,
+				   pm_node_t except);
 /* This node and the peers that are up, in id order: up to max. */
 unsigned pmd_cluster_up_nodes(const struct pmd_cluster *c, pm_node_t *out,
 			      unsigned max);

@@ -866,6 +866,72 @@ static void drain_under_traffic(void **state)
 	ct_stop_nodes(node, 3);
 }
 
+static int setup_three_small_home(void **state)
+{
+	nnodes = 3;
+	small_home = true;
+	return setup(state);
+}
+
+/* Node 2 drains, and the home of frames there (node 1) has no room for
+ * them (its budget is full of extra frames): they move to node 3, with
+ * their bytes, and node 2 stops. */
+static void drain_to_a_third_node(void **state)
+{
+	pm_t *pm = test_connect(&node[0]), *op;
+	static uint8_t buf[48 * PM_FRAME_SIZE], got[48 * PM_FRAME_SIZE];
+	struct pm_debug_loan loans[8];
+	struct pm_container_stat st;
+	uint64_t slots = 0, lent3 = 0;
+	pm_node_t holder = 0;
+	container_t full, c;
+	int n = 512, status = 0, count = 8, ok = 0;
+	pm_t *p3;
+
+	(void)state;
+	/* Node 1's budget, all taken by extra frames here. */
+	assert_int_equal(pm_container_create(pm, &full), 0);
+	assert_int_equal(pm_container_allocate(pm, full, 0, &n,
+					       CONT_ALLOC_EXTRA |
+					       CONT_ALLOC_PARTIAL), 0);
+	n = 48;
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_NODE, 2), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, CONT_ALLOC_EXTRA),
+			 0);
+	fill(buf, sizeof(buf), 4242);
+	assert_int_equal(pm_container_write(pm, c, 0, 0, buf, sizeof(buf)), 0);
+
+	op = test_connect(&node[1]);
+	assert_int_equal(pm_debug_drain(op, 20000, &slots, &holder), 0);
+	printf("drained %lu slots of node 2\n", (unsigned long)slots);
+	for (int i = 0; i < 1000 && waitpid(node[1].pid, &status, WNOHANG) == 0;
+	     i++)
+		usleep(10 * 1000);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	node[1].pid = 0;
+	pm_disconnect(op);
+
+	/* Still remote (no room here), now on node 3, with their bytes. */
+	assert_int_equal(pm_container_stat(pm, c, &st), 0);
+	assert_int_equal(st.remote, 48);
+	assert_int_equal(pm_container_read(pm, c, 0, 0, got, sizeof(got)), 0);
+	assert_memory_equal(got, buf, sizeof(got));
+	p3 = test_connect(&node[2]);
+	assert_int_equal(pm_debug_loans(p3, loans, &count, &ok), 0);
+	for (int i = 0; i < count; i++)
+		if (loans[i].node == 1)
+			lent3 = loans[i].lent_to;
+	printf("node 3 lends node 1 %lu slots now\n", (unsigned long)lent3);
+	assert_true(lent3 >= 48);
+	pm_disconnect(p3);
+	assert_int_equal(pm_container_destroy(pm, c), 0);
+	assert_int_equal(pm_container_destroy(pm, full), 0);
+	test_check(pm);
+	pm_disconnect(pm);
+	ct_stop_nodes(node, 3);
+}
+
 /* A drain that cannot finish changes nothing: the home (its budget full)
  * has no room for the frames it spilled to node 2, so node 2's drain
  * times out naming node 1; node 2 goes on serving and lending, and
@@ -1354,6 +1420,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			a_drain_that_cannot_finish_changes_nothing, setup_small,
 			teardown),
+		cmocka_unit_test_setup_teardown(drain_to_a_third_node,
+						setup_three_small_home,
+						teardown),
 		cmocka_unit_test_setup_teardown(spill_when_the_home_is_full,
 						setup_small, teardown),
 		cmocka_unit_test_setup_teardown(
