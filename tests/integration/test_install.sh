@@ -30,6 +30,14 @@ pc=$(find "$prefix" -name pmclient.pc)
 [ -n "$pc" ] || fail "no pmclient.pc"
 libdir=$(find "$prefix" -name 'libpmclient.so*' -printf '%h\n' | head -n1)
 
+# The soname: the major, and before 1.0 the minor too (a 0.x minor may
+# change the ABI).
+ver=$(sed -n 's/^Version: *//p' "$pc")
+soname=$(readelf -d "$libdir/libpmclient.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+want=libpmclient.so.${ver%%.*}
+[ "${ver%%.*}" != 0 ] || want=libpmclient.so.${ver%.*}
+[ "$soname" = "$want" ] || fail "soname $soname, not $want (version $ver)"
+
 # pmctl finds its library in the prefix.
 found=$(env -u LD_LIBRARY_PATH ldd "$prefix/bin/pmctl" |
 	awk '/libpmclient/ { print $3 }')
