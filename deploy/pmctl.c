@@ -150,9 +150,19 @@ static error_t cmd_stat(pm_t *pm, int *rc)
 	return 0;
 }
 
-static error_t cmd_tasks(pm_t *pm)
+/* A listing, a page at a time: page() fills the listing's own array
+ * with up to PAGE entries after `after`; print() prints entry k (the
+ * first of all when first) and says its id, the next page's start. As
+ * text, or one JSON array. */
+#define PAGE 512
+struct listing {
+	error_t (*page)(pm_t *pm, pm_task_t task, uint64_t after, int *count,
+			int *more);
+	uint64_t (*print)(int k, bool first);
+};
+
+static error_t list_all(pm_t *pm, const struct listing *l, pm_task_t task)
 {
-	static struct pm_task_info t[512];
 	uint64_t after = 0;
 	bool first = true;
 	int more = 1;
@@ -161,90 +171,95 @@ static error_t cmd_tasks(pm_t *pm)
 	if (json)
 		putchar('[');
 	while (more && !err) {
-		int count = 512;
+		int count = PAGE;
 
-		err = pm_debug_tasks(pm, after, t, &count, &more);
-		for (int k = 0; !err && k < count; k++, first = false) {
-			after = t[k].task;
-			if (json)
-				printf("%s{\"task\":%llu,\"uid\":%u,\"pid\":%u,"
-				       "\"guaranteed\":%llu,\"extra_limit\":%llu,"
-				       "\"allocated\":%llu,\"extra_allocated\":"
-				       "%llu,\"containers\":%llu,\"handles\":%u,"
-				       "\"proxy\":%s}", first ? "" : ",",
-				       (unsigned long long)t[k].task, t[k].uid,
-				       t[k].pid,
-				       (unsigned long long)t[k].guaranteed,
-				       (unsigned long long)t[k].extra_limit,
-				       (unsigned long long)t[k].allocated,
-				       (unsigned long long)t[k].extra_allocated,
-				       (unsigned long long)t[k].containers,
-				       t[k].handles,
-				       t[k].proxy ? "true" : "false");
-			else
-				printf("task %#llx uid %u pid %u guaranteed %llu "
-				       "allocated %llu (extra %llu of %llu) "
-				       "containers %llu handles %u%s\n",
-				       (unsigned long long)t[k].task, t[k].uid,
-				       t[k].pid,
-				       (unsigned long long)t[k].guaranteed,
-				       (unsigned long long)t[k].allocated,
-				       (unsigned long long)t[k].extra_allocated,
-				       (unsigned long long)t[k].extra_limit,
-				       (unsigned long long)t[k].containers,
-				       t[k].handles,
-				       t[k].proxy ? " (another node's)" : "");
-		}
+		err = l->page(pm, task, after, &count, &more);
+		for (int k = 0; !err && k < count; k++, first = false)
+			after = l->print(k, first);
 	}
 	if (json && !err)
 		puts("]");
 	return err;
 }
 
-static error_t cmd_containers(pm_t *pm, pm_task_t task)
+static struct pm_task_info tasks[PAGE];
+
+static error_t tasks_page(pm_t *pm, pm_task_t task, uint64_t after,
+			  int *count, int *more)
 {
-	static struct pm_container_info c[512];
-	uint64_t after = 0;
-	bool first = true;
-	int more = 1;
-	error_t err = 0;
+	(void)task;
+	return pm_debug_tasks(pm, after, tasks, count, more);
+}
+
+static uint64_t task_print(int k, bool first)
+{
+	const struct pm_task_info *t = &tasks[k];
 
 	if (json)
-		putchar('[');
-	while (more && !err) {
-		int count = 512;
-
-		err = pm_debug_containers(pm, task, after, c, &count, &more);
-		for (int k = 0; !err && k < count; k++, first = false) {
-			after = c[k].id;
-			if (json)
-				printf("%s{\"id\":%llu,\"owner\":%llu,"
-				       "\"frames\":%llu,\"remote\":%llu,"
-				       "\"cow\":%llu,\"shares\":%u,"
-				       "\"locked_ms_left\":%u}",
-				       first ? "" : ",",
-				       (unsigned long long)c[k].id,
-				       (unsigned long long)c[k].owner,
-				       (unsigned long long)c[k].frames,
-				       (unsigned long long)c[k].remote,
-				       (unsigned long long)c[k].cow,
-				       c[k].shares, c[k].locked_ms_left);
-			else
-				printf("container %#llx owner %#llx frames %llu "
-				       "remote %llu cow %llu shares %u%s\n",
-				       (unsigned long long)c[k].id,
-				       (unsigned long long)c[k].owner,
-				       (unsigned long long)c[k].frames,
-				       (unsigned long long)c[k].remote,
-				       (unsigned long long)c[k].cow,
-				       c[k].shares,
-				       c[k].locked_ms_left ? " locked" : "");
-		}
-	}
-	if (json && !err)
-		puts("]");
-	return err;
+		printf("%s{\"task\":%llu,\"uid\":%u,\"pid\":%u,"
+		       "\"guaranteed\":%llu,\"extra_limit\":%llu,"
+		       "\"allocated\":%llu,\"extra_allocated\":"
+		       "%llu,\"containers\":%llu,\"handles\":%u,"
+		       "\"proxy\":%s}", first ? "" : ",",
+		       (unsigned long long)t->task, t->uid, t->pid,
+		       (unsigned long long)t->guaranteed,
+		       (unsigned long long)t->extra_limit,
+		       (unsigned long long)t->allocated,
+		       (unsigned long long)t->extra_allocated,
+		       (unsigned long long)t->containers, t->handles,
+		       t->proxy ? "true" : "false");
+	else
+		printf("task %#llx uid %u pid %u guaranteed %llu "
+		       "allocated %llu (extra %llu of %llu) "
+		       "containers %llu handles %u%s\n",
+		       (unsigned long long)t->task, t->uid, t->pid,
+		       (unsigned long long)t->guaranteed,
+		       (unsigned long long)t->allocated,
+		       (unsigned long long)t->extra_allocated,
+		       (unsigned long long)t->extra_limit,
+		       (unsigned long long)t->containers, t->handles,
+		       t->proxy ? " (another node's)" : "");
+	return t->task;
 }
+
+static struct pm_container_info conts[PAGE];
+
+static error_t containers_page(pm_t *pm, pm_task_t task, uint64_t after,
+			       int *count, int *more)
+{
+	return pm_debug_containers(pm, task, after, conts, count, more);
+}
+
+static uint64_t container_print(int k, bool first)
+{
+	const struct pm_container_info *c = &conts[k];
+
+	if (json)
+		printf("%s{\"id\":%llu,\"owner\":%llu,"
+		       "\"frames\":%llu,\"remote\":%llu,"
+		       "\"cow\":%llu,\"shares\":%u,"
+		       "\"locked_ms_left\":%u}", first ? "" : ",",
+		       (unsigned long long)c->id,
+		       (unsigned long long)c->owner,
+		       (unsigned long long)c->frames,
+		       (unsigned long long)c->remote,
+		       (unsigned long long)c->cow, c->shares,
+		       c->locked_ms_left);
+	else
+		printf("container %#llx owner %#llx frames %llu "
+		       "remote %llu cow %llu shares %u%s\n",
+		       (unsigned long long)c->id,
+		       (unsigned long long)c->owner,
+		       (unsigned long long)c->frames,
+		       (unsigned long long)c->remote,
+		       (unsigned long long)c->cow, c->shares,
+		       c->locked_ms_left ? " locked" : "");
+	return c->id;
+}
+
+static const struct listing task_listing = { tasks_page, task_print };
+static const struct listing container_listing = { containers_page,
+						   container_print };
 
 /* "key = value" lines, as text or one JSON object. */
 static void print_settings(char *text)
@@ -445,9 +460,9 @@ int main(int argc, char **argv)
 	else if (!strcmp(cmd, "stat"))
 		err = cmd_stat(pm, &rc);
 	else if (!strcmp(cmd, "tasks"))
-		err = cmd_tasks(pm);
+		err = list_all(pm, &task_listing, 0);
 	else if (!strcmp(cmd, "containers"))
-		err = cmd_containers(pm, task);
+		err = list_all(pm, &container_listing, task);
 	else if (!strcmp(cmd, "config"))
 		err = cmd_config(pm);
 	else if (!strcmp(cmd, "version"))

@@ -200,23 +200,14 @@ error_t pm_container_deallocate(pm_t *pm, container_t container, frame_t start,
 /* The pmd retired the window a request named (PM_ST_WINDOW_GONE, after
  * an RDMA through it failed): nothing was done. It goes; the request is
  * sent again with its bytes in the messages, and later ones use a new
- * window. Whether to send it again (pm->lock held). */
-static bool window_gone(struct pm *pm, uint32_t flags)
+ * window (*renew). Whether to send it again (pm->lock held). */
+static bool window_gone(struct pm *pm, uint32_t flags, bool *renew)
 {
 	if (!(flags & PM_IO_WINDOW))
 		return false;
 	pmc_window_drop(pm);
-	pm->win_renew = true;
+	*renew = true;
 	return true;
-}
-
-/* After a request that heard the window was retired: a new one. */
-static void window_renew(struct pm *pm)
-{
-	if (pm->win_renew) {
-		pm->win_renew = false;
-		pmc_window_open(pm);
-	}
 }
 
 /* Splits a transfer into io_max pieces; offsets count from `frame`. */
@@ -236,6 +227,7 @@ error_t pm_container_read(pm_t *pm, container_t container, frame_t frame,
 		struct pm_io_req req = { .handle = container, .frame = frame,
 					 .offset = offset, .len = n };
 		struct pmc_rpc r;
+		bool renew = false;
 		error_t err;
 
 		pthread_mutex_lock(&pm->lock);
@@ -245,7 +237,7 @@ error_t pm_container_read(pm_t *pm, container_t container, frame_t frame,
 					      .req_len = sizeof(req), .body = p,
 					      .body_max = n };
 			err = pmc_rpc(pm, &r);
-		} while (err == EBADFD && window_gone(pm, req.flags));
+		} while (err == EBADFD && window_gone(pm, req.flags, &renew));
 		/* In the reply, or (no body) in the window. */
 		if (!err && r.body_len == 0 && req.flags)
 			memcpy(p, pm->win, n);
@@ -253,7 +245,8 @@ error_t pm_container_read(pm_t *pm, container_t container, frame_t frame,
 			pm->broken = true;
 			err = EPROTO;
 		}
-		window_renew(pm);
+		if (renew)
+			pmc_window_open(pm);
 		pthread_mutex_unlock(&pm->lock);
 		if (err)
 			return err;
@@ -280,6 +273,7 @@ error_t pm_container_write(pm_t *pm, container_t container, frame_t frame,
 		struct pm_io_req req = { .handle = container, .frame = frame,
 					 .offset = offset, .len = n };
 		struct pmc_rpc r;
+		bool renew = false;
 		error_t err;
 
 		pthread_mutex_lock(&pm->lock);
@@ -295,8 +289,9 @@ error_t pm_container_write(pm_t *pm, container_t container, frame_t frame,
 				r.data_len = 0;
 			}
 			err = pmc_rpc(pm, &r);
-		} while (err == EBADFD && window_gone(pm, req.flags));
-		window_renew(pm);
+		} while (err == EBADFD && window_gone(pm, req.flags, &renew));
+		if (renew)
+			pmc_window_open(pm);
 		pthread_mutex_unlock(&pm->lock);
 		if (err)
 			return err;

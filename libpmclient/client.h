@@ -87,8 +87,6 @@ struct pm {
 	uint8_t *win;                  /* (M) the session's I/O window, or
 	                                * NULL: reads and writes then carry
 	                                * their bytes in the messages */
-	bool win_renew;                /* (M) the pmd retired it: a new one
-	                                * after the request that heard so */
 	char path[108];                /* (C) the pmd's socket */
 	pm_reclaim_fn reclaim_fn;      /* (M) extra-frame upcall */
 	void *reclaim_arg;             /* (M) */

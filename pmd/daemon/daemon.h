@@ -202,7 +202,6 @@ struct pmd_server {
 		uint32_t nhomes;     /* (L) asked to take them back */
 		pm_node_t homes[PM_NODES_MAX]; /* (L) */
 		error_t failed;      /* (L) a home's answer that ends it */
-		pm_node_t failed_node; /* (L) */
 	} drain;
 	/* and nodes that drain, whose slots our frames leave (RECALL). */
 	struct pmd_recall {
@@ -212,6 +211,9 @@ struct pmd_server {
 		error_t stuck;       /* (L) given up: no room here, or the
 		                      * pulls keep failing */
 	} recall[PM_NODES_MAX];
+	bool recalling;              /* (L) an entry of recall is in use (so
+	                              * that the loop's turn skips them all
+	                              * otherwise) */
 };
 
 /* One request, as the loop read it (or kept it to run again). */

@@ -155,6 +155,7 @@ void pmd_recall_add(void *arg, pm_node_t lender)
 	if (free_at < 0)
 		return; /* cannot happen: one entry a node */
 	srv->recall[free_at] = (struct pmd_recall){ .node = lender };
+	srv->recalling = true;
 	pmd_info("node %u drains: our frames there come home", lender);
 }
 
@@ -219,12 +220,14 @@ static bool recall_step(struct pmd_server *srv, struct pmd_recall *rc)
 
 static void recall_turn(struct pmd_server *srv)
 {
+	srv->recalling = false;
 	for (unsigned i = 0; i < PM_NODES_MAX; i++) {
 		struct pmd_recall *rc = &srv->recall[i];
 		bool up;
 
 		if (!rc->node)
 			continue;
+		srv->recalling = true; /* (one cleared below: the next turn) */
 		up = pmd_cluster_peer_up(srv->cluster, rc->node);
 		if (rc->inflight || (rc->stuck && up))
 			continue;
@@ -242,7 +245,7 @@ void pmd_drain_turn(struct pmd_server *srv, bool *stop)
 {
 	if (srv->drain.on)
 		drain_check(srv, stop);
-	if (srv->cluster)
+	if (srv->recalling)
 		recall_turn(srv);
 }
 
@@ -250,7 +253,7 @@ int pmd_drain_timeout_ms(const struct pmd_server *srv, int timeout)
 {
 	bool busy = srv->drain.on;
 
-	for (unsigned i = 0; i < PM_NODES_MAX && !busy; i++)
+	for (unsigned i = 0; srv->recalling && i < PM_NODES_MAX && !busy; i++)
 		busy = srv->recall[i].node && !srv->recall[i].stuck;
 	if (busy && (timeout < 0 || timeout > DRAIN_TICK_MS))
 		return DRAIN_TICK_MS;

@@ -205,29 +205,60 @@ static void pull_returned(void *arg, error_t status, uint32_t lost,
 }
 
 /* Starts x's reads or writes (through x->win when set, else a bounce
- * buffer) on its container, busy until they end. */
+ * buffer) on its container, busy until they end. On an error nothing
+ * is left busy (x stays the caller's). */
+static error_t rctx_go(struct pmd_server *srv, struct rctx *x, bool write,
+		       const struct pmd_io_piece *pieces, uint32_t n,
+		       const void *data, uint32_t len)
+{
+	error_t err = busy_add(srv, x->id);
+
+	if (err)
+		return err;
+	if (x->win)
+		err = pmd_cluster_rio_window(srv->cluster, write, pieces, n,
+					     x->win->base, x->win->mr, len,
+					     rio_answer, x, pmd_window_keep,
+					     x->win);
+	else
+		err = pmd_cluster_rio(srv->cluster, write, pieces, n, data, len,
+				      rio_answer, x);
+	if (err)
+		busy_done(srv, x->id);
+	return err;
+}
+
+/* The same for the request of session s, parked until they end. */
 static enum pmd_step rctx_start(struct pmd_server *srv, struct pmd_session *s,
 				struct rctx *x, bool write,
 				const struct pmd_io_piece *pieces, uint32_t n,
 				const void *data, uint32_t len,
 				struct pmd_reply *r)
 {
-	error_t err = busy_add(srv, x->id);
+	error_t err = rctx_go(srv, x, write, pieces, n, data, len);
 
-	if (!err && x->win)
-		err = pmd_cluster_rio_window(srv->cluster, write, pieces, n,
-					     x->win->base, x->win->mr, len,
-					     rio_answer, x, pmd_window_keep,
-					     x->win);
-	else if (!err)
-		err = pmd_cluster_rio(srv->cluster, write, pieces, n, data, len,
-				      rio_answer, x);
 	if (err) {
-		busy_done(srv, x->id);
 		rctx_free(x);
 		return pmd_reply_now(r, err);
 	}
 	return pmd_session_park(s, &x->base);
+}
+
+/* The RDMA reads of x's first n pulls. */
+static void pull_pieces(const struct rctx *x, uint32_t n,
+			struct pmd_io_piece *pieces)
+{
+	for (uint32_t i = 0; i < n; i++)
+		pieces[i] = x->pulls[i].piece;
+}
+
+/* Where a lent place is reached by RDMA: its whole frame. */
+static struct pmd_io_piece place_piece(const struct pmd_place *p)
+{
+	return (struct pmd_io_piece){ .node = p->node, .key = p->key,
+		.base = p->base, .rlen = p->len,
+		.roff = (uint64_t)p->slot * PM_FRAME_SIZE,
+		.len = PM_FRAME_SIZE };
 }
 
 static struct rctx *rctx_new(struct pmd_server *srv, enum rctx_kind kind,
@@ -279,10 +310,10 @@ enum pmd_step pmd_remote_io(struct pmd_server *srv, struct pmd_session *s,
 
 /* Frames in the slots a node keeps for one task's mappings: that node
  * returns them (its task stopped first, unless it is being revoked:
- * nostop), room for them held here meanwhile. */
-static enum pmd_step pull_return(struct pmd_server *srv, struct pmd_session *s,
-				 struct pmd_container *c, struct rctx *x,
-				 bool nostop, struct pmd_reply *r)
+ * nostop), room for them held here meanwhile. On an error nothing is
+ * left held or busy (x stays the caller's). */
+static error_t pull_return_go(struct pmd_server *srv, struct pmd_container *c,
+			      struct rctx *x, bool nostop)
 {
 	struct pmd_rfree slots[PMD_PULL_MAX];
 	error_t err;
@@ -299,8 +330,19 @@ static enum pmd_step pull_return(struct pmd_server *srv, struct pmd_session *s,
 		if (err)
 			busy_done(srv, x->id);
 	}
-	if (err) {
+	if (err)
 		pmd_pull_unreserve(srv->core, x->held);
+	return err;
+}
+
+/* The same for the request of session s, parked until they come. */
+static enum pmd_step pull_return(struct pmd_server *srv, struct pmd_session *s,
+				 struct pmd_container *c, struct rctx *x,
+				 bool nostop, struct pmd_reply *r)
+{
+	error_t err = pull_return_go(srv, c, x, nostop);
+
+	if (err) {
 		rctx_free(x);
 		return pmd_reply_now(r, err);
 	}
@@ -346,8 +388,7 @@ enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 	x->owner_handle = pmd_container_handle_of(c->owner, c);
 	if (x->pulls[0].tagged)
 		return pull_return(srv, s, c, x, pushed, r);
-	for (uint32_t i = 0; i < x->npulls; i++)
-		pieces[i] = x->pulls[i].piece;
+	pull_pieces(x, x->npulls, pieces);
 	return rctx_start(srv, s, x, false, pieces, x->npulls, NULL,
 			  x->npulls * PM_FRAME_SIZE, r);
 }
@@ -391,14 +432,7 @@ static void move_read(void *arg, error_t status, const uint8_t *data,
 	if (!status) {
 		memcpy(x->data, data, (size_t)x->npush * PM_FRAME_SIZE);
 		for (uint32_t i = 0; i < x->npush; i++)
-			pieces[i] = (struct pmd_io_piece){
-				.node = x->places[i].node,
-				.key = x->places[i].key,
-				.base = x->places[i].base,
-				.rlen = x->places[i].len,
-				.roff = (uint64_t)x->places[i].slot *
-					PM_FRAME_SIZE,
-				.len = PM_FRAME_SIZE };
+			pieces[i] = place_piece(&x->places[i]);
 		status = pmd_cluster_rio(x->srv->cluster, true, pieces,
 					 x->npush, x->data,
 					 x->npush * PM_FRAME_SIZE, move_written,
@@ -429,8 +463,7 @@ static void move_borrowed(void *arg, error_t status,
 	if (!status) {
 		memcpy(x->places, places, n * sizeof(*places));
 		x->npush = n;
-		for (uint32_t i = 0; i < n; i++)
-			pieces[i] = x->pulls[i].piece;
+		pull_pieces(x, n, pieces);
 		status = pmd_cluster_rio(x->srv->cluster, false, pieces, n,
 					 NULL, n * PM_FRAME_SIZE, move_read, x);
 		if (!status)
@@ -455,12 +488,32 @@ static uint32_t pulls_extra(const struct pmd_container *c,
 	return extra;
 }
 
+/* No room here for x's pulls: they go to the node with the most room
+ * (never back to `from`, the one that drains). On an error nothing is
+ * left busy (x stays the caller's). */
+static error_t move_go(struct pmd_server *srv, struct rctx *x, pm_node_t from)
+{
+	pm_node_t to = pmd_cluster_best_lender(srv->cluster, from);
+	error_t err;
+
+	if (!to)
+		return ENOMEM;
+	if (x->npulls > PMD_PUSH_MAX)
+		x->npulls = PMD_PUSH_MAX;
+	err = busy_add(srv, x->id);
+	if (err)
+		return err;
+	err = pmd_cluster_borrow(srv->cluster, to, x->npulls, move_borrowed, x);
+	if (err)
+		busy_done(srv, x->id);
+	return err;
+}
+
 error_t pmd_remote_recall(struct pmd_server *srv, struct pmd_container *c,
 			  pm_node_t node, void (*ended)(void *, error_t),
 			  void *arg)
 {
 	struct pmd_io_piece pieces[PMD_PULL_MAX];
-	struct pmd_rfree slots[PMD_PULL_MAX];
 	struct rctx *x;
 	error_t err;
 
@@ -478,53 +531,18 @@ error_t pmd_remote_recall(struct pmd_server *srv, struct pmd_container *c,
 	x->owner_handle = pmd_container_handle_of(c->owner, c);
 	x->ended = ended;
 	x->ended_arg = arg;
-	if (!x->pulls[0].tagged &&
-	    pulls_extra(c, x->pulls, x->npulls) >
-	    pmd_budget_unreserved(&srv->core->budget)) {
-		/* No room here: to the node with the most (never back to
-		 * the one that drains). */
-		pm_node_t to = pmd_cluster_best_lender(srv->cluster, node);
-
-		if (x->npulls > PMD_PUSH_MAX)
-			x->npulls = PMD_PUSH_MAX;
-		err = to ? busy_add(srv, x->id) : ENOMEM;
-		if (!err) {
-			err = pmd_cluster_borrow(srv->cluster, to, x->npulls,
-						 move_borrowed, x);
-			if (err)
-				busy_done(srv, x->id);
-		}
-		if (err)
-			free(x);
-		return err;
+	if (x->pulls[0].tagged) { /* kept for a task of that node */
+		err = pull_return_go(srv, c, x, false);
+	} else if (pulls_extra(c, x->pulls, x->npulls) >
+		   pmd_budget_unreserved(&srv->core->budget)) {
+		err = move_go(srv, x, node);
+	} else {
+		pull_pieces(x, x->npulls, pieces);
+		err = rctx_go(srv, x, false, pieces, x->npulls, NULL,
+			      x->npulls * PM_FRAME_SIZE);
 	}
-	err = pmd_pull_reserve(srv->core, c, x->pulls, x->npulls, &x->held);
-	if (err) {
-		free(x);
-		return err;
-	}
-	err = busy_add(srv, x->id);
-	if (!err && x->pulls[0].tagged) {
-		/* Kept for a task of that node: it returns them. */
-		for (uint32_t i = 0; i < x->npulls; i++)
-			slots[i] = (struct pmd_rfree){ .node = node,
-				.seg = x->pulls[i].seg,
-				.slot = x->pulls[i].slot };
-		err = pmd_cluster_return(srv->cluster, node, slots, x->npulls,
-					 false, pull_returned, x);
-	} else if (!err) {
-		for (uint32_t i = 0; i < x->npulls; i++)
-			pieces[i] = x->pulls[i].piece;
-		err = pmd_cluster_rio(srv->cluster, false, pieces, x->npulls,
-				      NULL, x->npulls * PM_FRAME_SIZE,
-				      rio_answer, x);
-	}
-	if (err) {
-		if (pmd_busy_test(srv, x->id))
-			busy_done(srv, x->id);
-		pmd_pull_unreserve(srv->core, x->held);
-		free(x);
-	}
+	if (err)
+		rctx_free(x);
 	return err;
 }
 
@@ -550,11 +568,7 @@ static void push_borrowed(void *arg, error_t status,
 		memcpy(x->data + (size_t)k * PM_FRAME_SIZE, bytes, PM_FRAME_SIZE);
 		x->pushes[k] = x->pushes[i];
 		x->places[k] = places[i];
-		pieces[k] = (struct pmd_io_piece){ .node = places[i].node,
-			.key = places[i].key, .base = places[i].base,
-			.rlen = places[i].len,
-			.roff = (uint64_t)places[i].slot * PM_FRAME_SIZE,
-			.len = PM_FRAME_SIZE };
+		pieces[k] = place_piece(&places[i]);
 		k++;
 	}
 	x->npush = k;

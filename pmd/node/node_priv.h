@@ -83,7 +83,6 @@ struct pmd_cluster {
 	                                * from under their caller */
 	struct pmd_rio *rio_held;      /* (L) ended, the provider still
 	                                * holding pieces: rio.c */
-	uint32_t rio_nheld;            /* (L) how many */
 	uint64_t rio_held_total;       /* (L) requests ever held */
 };
 

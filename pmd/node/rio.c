@@ -114,17 +114,22 @@ static void rio_kick(struct pmd_cluster *c)
 	}
 }
 
+/* Takes r out of the list at *pp. */
+static void rio_unlink(struct pmd_rio **pp, struct pmd_rio *r)
+{
+	for (; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			return;
+		}
+}
+
 /* The provider let go of every piece of held request r: its buffer is
  * free (back to a bounce that has none, else freed), its window's owner
  * hears so, its slots are no longer in doubt. */
 static void rio_release(struct pmd_cluster *c, struct pmd_rio *r)
 {
-	for (struct pmd_rio **pp = &c->rio_held; *pp; pp = &(*pp)->next)
-		if (*pp == r) {
-			*pp = r->next;
-			break;
-		}
-	c->rio_nheld--;
+	rio_unlink(&c->rio_held, r);
 	if (r->bounce < 0) {
 		if (r->keep)
 			r->keep(r->keep_arg, PMD_KEEP_RELEASED);
@@ -158,12 +163,7 @@ static void rio_finish(struct pmd_cluster *c, struct pmd_rio *r)
 	r->done(r->arg, r->status, r->write ? NULL : r->buf, r->len);
 	r->ended = true;
 	if (r->bounce < 0) { /* the caller's window */
-		for (struct pmd_rio **pp = &c->rio_window; *pp;
-		     pp = &(*pp)->next)
-			if (*pp == r) {
-				*pp = r->next;
-				break;
-			}
+		rio_unlink(&c->rio_window, r);
 	} else {
 		struct pmd_bounce *x = &c->bounce[r->bounce];
 		x->user = NULL;
@@ -182,7 +182,6 @@ static void rio_finish(struct pmd_cluster *c, struct pmd_rio *r)
 	}
 	r->next = c->rio_held;
 	c->rio_held = r;
-	c->rio_nheld++;
 }
 
 /* Posts r's pieces from bounce buffer b (or the caller's window, b -1);
@@ -396,7 +395,9 @@ void pmd_rio_complete(struct pmd_cluster *c, void *ctx, int status,
 void pmd_cluster_rio_held(const struct pmd_cluster *c, uint64_t *now,
 			  uint64_t *total)
 {
-	*now = c->rio_nheld;
+	*now = 0;
+	for (const struct pmd_rio *r = c->rio_held; r; r = r->next)
+		(*now)++;
 	*total = c->rio_held_total;
 }
 
