@@ -584,9 +584,9 @@ uint64_t pmd_cluster_lent(struct pmd_cluster *c, pm_node_t node)
 
 	if (!node)
 		return c->core->budget.lent;
-	for (uint32_t k = 0; k < c->nlsegs; k++)
-		for (unsigned s = 0; s < PMD_SEG_SLOTS; s++)
-			n += c->lsegs[k]->owner[s] == node;
+	for (uint32_t k = 0; k < c->nlsegs; k++) /* (one home a segment) */
+		if (c->lsegs[k]->home == node)
+			n += c->lsegs[k]->nlent;
 	return n;
 }
 
@@ -597,18 +597,12 @@ unsigned pmd_cluster_recall(struct pmd_cluster *c, pm_node_t *homes,
 
 	for (unsigned i = 0; i < c->conf.nnodes && k < max; i++) {
 		pm_node_t id = c->conf.nodes[i].id;
-		const struct pmd_mb_peer *p;
 		error_t err;
 
 		if (id == c->self || !pmd_cluster_lent(c, id))
 			continue;
 		homes[k++] = id;
-		p = pmd_mb_peer(&c->mb, id);
-		if (p && p->state != PM_NODE_DOWN &&
-		    pmd_mb_nreq_version(p) < 5) {
-			done(arg, EOPNOTSUPP, NULL, 0);
-			continue;
-		}
+		/* (A release without RECALL answers it "unsupported".) */
 		err = pmd_cluster_call(c, id, PMD_NREQ_RECALL, NULL, 0, done,
 				       arg);
 		if (err)

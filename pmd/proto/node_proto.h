@@ -123,7 +123,8 @@ enum pmd_nreq_type {
 	                          * answers its requests (but PING) ENODEV:
 	                          * nothing is made that one side would
 	                          * forget and the other keep */
-	PMD_NREQ_RECALL = 9,     /* empty -> empty (version 5 on): the sender
+	PMD_NREQ_RECALL = 9,     /* empty -> empty (version 5 on; an older
+	                          * node answers it unsupported): the sender
 	                          * drains; the receiver takes its frames
 	                          * in the sender's slots home and gives
 	                          * the slots back (FREE), in the background:
