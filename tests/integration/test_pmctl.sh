@@ -58,6 +58,16 @@ out=$(p metrics); grep -q "^pmd_tasks " <<<"$out" || fail "metrics"
 touch "$work/calm"
 wait "$wpid" || fail "the task: $(cat "$work/worker")"
 wpid=""
+# A bad drain command line is refused (status 2) and the pmd goes on.
+for bad in "--timeout" "--timeout x" "--timeout 0" "now"; do
+	set +e
+	# shellcheck disable=SC2086
+	p drain $bad >/dev/null 2>&1
+	rc=$?
+	set -e
+	[ $rc -eq 2 ] || fail "drain $bad: status $rc, not 2"
+done
+kill -0 "$pid" || fail "a bad drain command line stopped the pmd"
 # drain: alone, nothing is lent: it answers and the pmd stops by itself.
 [ "$(p --json drain | jq .drained)" = true ] || fail "drain"
 for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
