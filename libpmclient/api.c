@@ -334,17 +334,6 @@ error_t pm_container_unlock(pm_t *pm, container_t container)
 	return pmc_call_handle(pm, PM_MSG_UNLOCK, container);
 }
 
-error_t pm_set_reclaim_handler(pm_t *pm, pm_reclaim_fn fn, void *arg)
-{
-	if (!pm)
-		return EINVAL;
-	pthread_mutex_lock(&pm->lock);
-	pm->reclaim_fn = fn;
-	pm->reclaim_arg = arg;
-	pthread_mutex_unlock(&pm->lock);
-	return 0;
-}
-
 error_t pm_nodes(pm_t *pm, struct pm_node_info *nodes, int *count)
 {
 	uint8_t buf[sizeof(struct pm_nodes_rep) +

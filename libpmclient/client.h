@@ -67,6 +67,21 @@ struct pmc_hview {
 	struct pmc_view *view;        /* (A) */
 };
 
+/* The task's reclaim handler and the thread that calls it (reclaim.c).
+ * Lock key: (R) reclaim.lock. */
+struct pmc_reclaim {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;           /* (R) wanted, stop, a call's end */
+	pm_reclaim_fn fn;              /* (R) NULL: none */
+	void *arg;                     /* (R) */
+	uint64_t wanted;               /* (R) frames asked for, not yet
+	                                * passed to the handler */
+	uint64_t calls;                /* (R) handler calls returned */
+	bool calling;                  /* (R) the handler runs */
+	bool running, stop;            /* (R) the thread */
+	pthread_t thread;              /* (R) */
+};
+
 struct pm {
 	int fd;                        /* (C) the connection */
 	pthread_mutex_t lock;          /* the session lock, (M) */
@@ -88,8 +103,7 @@ struct pm {
 	                                * NULL: reads and writes then carry
 	                                * their bytes in the messages */
 	char path[108];                /* (C) the pmd's socket */
-	pm_reclaim_fn reclaim_fn;      /* (M) extra-frame upcall */
-	void *reclaim_arg;             /* (M) */
+	struct pmc_reclaim reclaim;    /* the extra-frame protocol's */
 	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));     /* (M) */
 	uint8_t rx[PM_MSG_MAX + 1] __attribute__((aligned(16))); /* (M) */
 };
@@ -127,6 +141,13 @@ error_t pmc_call(pm_t *pm, uint16_t type, const void *req, uint32_t req_len,
 /* A request naming one handle, with no reply body. */
 error_t pmc_call_handle(pm_t *pm, uint16_t type, container_t c);
 void pmc_close_fds(int *fds, uint32_t n);
+
+/* reclaim.c */
+void pmc_reclaim_init(struct pm *pm);
+/* RECLAIM from the pmd (the fault thread's callback): frames wanted. */
+void pmc_reclaim_post(void *arg, uint32_t frames);
+/* Ends the thread (after a handler call in progress returns). */
+void pmc_reclaim_fini(struct pm *pm);
 
 /* fastpath.c */
 /* The segment with this id, or NULL. Lock-free. */

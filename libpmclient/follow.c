@@ -66,7 +66,7 @@ struct pmc_fdefer {
 void pmc_follow_init(struct pmc_follow *f)
 {
 	memset(f, 0, sizeof(*f));
-	f->uffd = f->sock = f->stop_fd = -1;
+	f->uffd = f->sock = f->stop_fd = f->gone_fd = -1;
 	pthread_mutex_init(&f->lock, NULL);
 }
 
@@ -98,10 +98,14 @@ error_t pmc_follow_open(struct pmc_follow *f, const char **why)
 		return err;
 	}
 	f->rx = malloc(PM_MSG_MAX + 1);
-	if (!f->rx) {
+	f->gone_fd = memfd_create("pm-gone", MFD_CLOEXEC);
+	if (!f->rx || f->gone_fd < 0) {
+		error_t err = f->rx ? errno : ENOMEM;
+		free(f->rx);
+		f->rx = NULL;
 		close(fd);
-		*why = "no memory";
-		return ENOMEM;
+		*why = f->gone_fd < 0 ? "memfd_create" : "no memory";
+		return err;
 	}
 	f->uffd = fd;
 	return 0;
@@ -179,6 +183,7 @@ static error_t fault_call(struct pmc_follow *f, uint16_t type, const void *req,
 		err = EPROTO;
 		goto fail;
 	}
+	f->status = rep->status;
 	err = pm_status_to_errno(rep->status);
 	if (err)
 		goto fail;
@@ -200,8 +205,8 @@ static void *follow_main(void *arg);
 
 error_t pmc_follow_attach(struct pmc_follow *f, const char *path,
 			  uint64_t task, const uint8_t key[16],
-			  pmc_seg_fd_fn *seg_fd, pmc_local_fn *local, void *arg,
-			  const char **why)
+			  pmc_seg_fd_fn *seg_fd, pmc_local_fn *local,
+			  pmc_reclaim_fn *reclaim, void *arg, const char **why)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct pm_attach_req req = { .task = task };
@@ -210,6 +215,7 @@ error_t pmc_follow_attach(struct pmc_follow *f, const char *path,
 
 	f->seg_fd = seg_fd;
 	f->local = local;
+	f->reclaim = reclaim;
 	f->arg = arg;
 	*why = "cannot open the fault session";
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -252,7 +258,9 @@ void pmc_follow_fini(struct pmc_follow *f)
 		close(f->sock);
 	if (f->stop_fd >= 0)
 		close(f->stop_fd);
-	f->uffd = f->sock = f->stop_fd = -1;
+	if (f->gone_fd >= 0)
+		close(f->gone_fd);
+	f->uffd = f->sock = f->stop_fd = f->gone_fd = -1;
 	for (struct pmc_fmap *m = f->maps, *n; m; m = n) {
 		n = m->next;
 		free(m);
@@ -703,6 +711,15 @@ static bool follow_notify(struct pmc_follow *f, const uint8_t *msg, size_t n)
 	if (n < sizeof(*h) || h->magic != PM_PROTO_MAGIC ||
 	    h->version != PM_PROTO_VERSION || h->length != (uint32_t)n)
 		return false;
+	if (h->type == PM_MSG_RECLAIM) {
+		const struct pm_reclaim *rq = (const struct pm_reclaim *)(h + 1);
+
+		if (n != sizeof(*h) + sizeof(*rq) || !rq->frames)
+			return false;
+		if (f->reclaim)
+			f->reclaim(f->arg, rq->frames);
+		return true;
+	}
 	if (h->type == PM_MSG_RESUME) {
 		pthread_mutex_lock(&f->lock);
 		for (st = f->stops; st && st->seq != h->seq; st = st->next)
@@ -765,6 +782,26 @@ static void fault_zero(struct pmc_follow *f, uintptr_t page, int prot)
 			fault_warn_nomem();
 		pthread_mutex_unlock(&f->lock);
 	}
+	ioctl(f->uffd, UFFDIO_WAKE, &r);
+}
+
+/* The frame is gone (taken back by the pmd: its contents are lost):
+ * the page becomes one of an empty file, so that a touch raises SIGBUS,
+ * as with a truncated file, never another frame's bytes. */
+static void fault_gone(struct pmc_follow *f, uintptr_t page, int prot)
+{
+	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
+
+	if (mmap((void *)page, PM_FRAME_SIZE, prot | PROT_READ,
+		 MAP_SHARED | MAP_FIXED, f->gone_fd, 0) == MAP_FAILED) {
+		fault_zero(f, page, prot);
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	if (!maps_carve(f, (uint8_t *)page, (uint8_t *)page + PM_FRAME_SIZE))
+		fault_warn_nomem();
+	f->gone++;
+	pthread_mutex_unlock(&f->lock);
 	ioctl(f->uffd, UFFDIO_WAKE, &r);
 }
 
@@ -899,6 +936,10 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 			break;
 		/* Locked by a server: the owner waits, as its maps do. */
 		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	if (err == ESTALE && f->status == PM_ST_FRAME_LOST) {
+		fault_gone(f, page, prot);
+		return;
 	}
 	if (err) {
 		if (err != ENOENT && err != EACCES && err != ESTALE)

@@ -21,6 +21,11 @@
  * shows another frame's bytes. Mappings made while a stop holds (a map
  * on another thread) get its protection as they are registered.
  *
+ * A frame the pmd took back (the extra-frame protocol: its contents are
+ * lost) faults into SIGBUS: the page becomes one of an empty file, as a
+ * mapping of a truncated file does. The pmd's RECLAIM ("give back N
+ * extra frames") goes to the reclaim callback, which must not block.
+ *
  * Lock key: (F) follow->lock; (C) set before the thread starts.
  */
 #ifndef PMC_FOLLOW_H
@@ -50,6 +55,8 @@ struct pmc_place {
  * pmd: c and f name it when the mapping knows (0: look it up by slot). */
 typedef bool pmc_local_fn(void *arg, uint64_t seg, uint32_t slot,
 			  container_t c, frame_t f, struct pmc_place *out);
+/* The pmd asks for frames extra frames back (on the fault thread). */
+typedef void pmc_reclaim_fn(void *arg, uint32_t frames);
 
 struct pmc_follow {
 	int uffd;                    /* (C) -1: mappings do not follow */
@@ -58,9 +65,13 @@ struct pmc_follow {
 	bool running;                /* (C) */
 	pthread_t thread;            /* (C) */
 	uint32_t seq;                /* thread only */
+	uint16_t status;             /* thread only: the last reply's */
 	pmc_seg_fd_fn *seg_fd;       /* (C) */
 	pmc_local_fn *local;         /* (C) NULL: always ask the pmd */
-	void *arg;                   /* (C) of both */
+	pmc_reclaim_fn *reclaim;     /* (C) NULL: RECLAIM is ignored */
+	void *arg;                   /* (C) of the three */
+	int gone_fd;                 /* (C) an empty file: pages of frames the
+	                              * pmd took back map it (SIGBUS) */
 	pthread_mutex_t lock;
 	struct pmc_fmap *maps;       /* (F) registered mappings, newest first */
 	struct pmc_fseg *segs;       /* (F) descriptors the fault session got */
@@ -75,6 +86,7 @@ struct pmc_follow {
 	uint64_t stops_served;       /* (F) STOPs answered */
 	uint64_t resolved;           /* (F) faults answered by the pmd */
 	uint64_t resolved_local;     /* (F) faults answered by the view */
+	uint64_t gone;               /* (F) faults on frames taken back */
 };
 
 void pmc_follow_init(struct pmc_follow *f);
@@ -84,8 +96,8 @@ error_t pmc_follow_open(struct pmc_follow *f, const char **why);
  * starts the thread. */
 error_t pmc_follow_attach(struct pmc_follow *f, const char *path,
 			  uint64_t task, const uint8_t key[16],
-			  pmc_seg_fd_fn *seg_fd, pmc_local_fn *local, void *arg,
-			  const char **why);
+			  pmc_seg_fd_fn *seg_fd, pmc_local_fn *local,
+			  pmc_reclaim_fn *reclaim, void *arg, const char **why);
 /* Ends the thread and closes everything; pending faults are released. */
 void pmc_follow_fini(struct pmc_follow *f);
 

@@ -155,8 +155,8 @@ static void follow_start(struct pm *pm)
 		goto off;
 	}
 	err = pmc_follow_attach(&pm->follow, pm->path, pm->task, key.key,
-				pmc_seg_fd, pm->fastpath ? pmc_local_place : NULL, pm,
-				&why);
+				pmc_seg_fd, pm->fastpath ? pmc_local_place : NULL,
+				pmc_reclaim_post, pm, &why);
 	if (err)
 		goto off;
 	return;
@@ -233,6 +233,7 @@ error_t pm_connect(const char *endpoint, pm_t **pm_out)
 		return ENOMEM;
 	pthread_mutex_init(&pm->lock, NULL);
 	pmc_follow_init(&pm->follow);
+	pmc_reclaim_init(pm);
 	strcpy(pm->path, endpoint);
 	pm->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (pm->fd < 0) {
@@ -270,6 +271,7 @@ close_fd:
 	close(pm->fd);
 free_pm:
 	pmc_follow_fini(&pm->follow);
+	pmc_reclaim_fini(pm);
 	pthread_mutex_destroy(&pm->lock);
 	free(pm);
 	return err;
@@ -279,6 +281,7 @@ void pm_disconnect(pm_t *pm)
 {
 	if (!pm)
 		return;
+	pmc_reclaim_fini(pm); /* a handler call ends first */
 	pmc_follow_fini(&pm->follow);
 	close(pm->fd);
 	pmc_window_drop(pm);

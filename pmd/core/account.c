@@ -21,10 +21,24 @@ uint64_t pmd_budget_unreserved(const struct pmd_budget *b)
 	return used >= b->total ? 0 : b->total - used;
 }
 
+uint64_t pmd_budget_room(const struct pmd_budget *b)
+{
+	uint64_t used = b->charged + b->lent + b->held;
+
+	return used >= b->total ? 0 : b->total - used;
+}
+
+uint64_t pmd_budget_admissible(const struct pmd_budget *b)
+{
+	uint64_t used = b->guaranteed_sum + b->lent + b->held;
+
+	return used >= b->total ? 0 : b->total - used;
+}
+
 error_t pmd_budget_admit(struct pmd_budget *b, enum pmd_admit_policy policy,
 			 uint64_t want, uint64_t extra, struct pmd_charge *c)
 {
-	uint64_t left = pmd_budget_unreserved(b);
+	uint64_t left = pmd_budget_admissible(b);
 	uint64_t grant = want;
 
 	if (want > left) {
@@ -91,9 +105,10 @@ void pmd_charge_add(struct pmd_budget *b, struct pmd_charge *c, bool extra)
 	b->charged++;
 	if (extra) {
 		c->extra_allocated++;
+		c->extra_here++;
 		b->extra_charged++;
 	}
-	assert(b->charged <= b->total);
+	assert(b->charged + b->lent <= b->total);
 	assert(c->allocated - c->extra_allocated <= c->guaranteed);
 }
 
@@ -103,8 +118,10 @@ void pmd_charge_sub(struct pmd_budget *b, struct pmd_charge *c, bool extra)
 	c->allocated--;
 	b->charged--;
 	if (extra) {
-		assert(c->extra_allocated > 0 && b->extra_charged > 0);
+		assert(c->extra_allocated > 0 && c->extra_here > 0 &&
+		       b->extra_charged > 0);
 		c->extra_allocated--;
+		c->extra_here--;
 		b->extra_charged--;
 	}
 }

@@ -8,9 +8,12 @@
  *   - charged = sum of every task's allocated <= total;
  *   - a task's G-part (allocated - extra_allocated) <= its guarantee and its
  *     extra_allocated <= its extra limit.
- * Guarantees are reserved at admission, so a task's guaranteed allocation
- * never finds the node full. Extra frames come out of what no guarantee
- * reserves. Plain data, no I/O.
+ * Guarantees are reserved at admission against what is neither reserved
+ * nor lent: extra frames here count as reclaimable, so a task that comes
+ * to a node full of extra frames still gets its guarantee, and its
+ * guaranteed allocation may then find the node full until the pmd takes
+ * extra frames back (the extra-frame protocol, reclaim.h). Extra frames
+ * come out of what no guarantee reserves. Plain data, no I/O.
  *
  * Lock key: (L) the pmd loop thread, (C) constant once admitted; a quota
  * is a decode's local tally.
@@ -31,8 +34,8 @@ struct pmd_budget {
 	uint64_t lent;           /* (L) slots lent to other nodes' frames */
 	uint64_t remote;         /* (L) frames charged to tasks here that live
 				  * on other nodes (not in charged) */
-	uint64_t held;           /* (L) room kept for extra frames on their
-				  * way here (pmd_pull_reserve) */
+	uint64_t held;           /* (L) room kept for frames on their way
+				  * here (pmd_pull_reserve) */
 };
 
 struct pmd_charge {
@@ -40,6 +43,8 @@ struct pmd_charge {
 	uint64_t extra_limit;     /* (C) E */
 	uint64_t allocated;       /* (L) frames charged now, G-part + extra */
 	uint64_t extra_allocated; /* (L) of which extra */
+	uint64_t extra_here;      /* (L) of those, frames on this node (what
+				   * reclaiming them gives this node) */
 };
 
 /* What admission does when a new task's guarantee does not fit. */
@@ -84,6 +89,15 @@ void pmd_charge_sub_remote(struct pmd_budget *b, struct pmd_charge *c,
 
 /* What may still be lent or taken as extra: no guarantee is eaten. */
 uint64_t pmd_budget_unreserved(const struct pmd_budget *b);
+/* What a new guarantee may reserve: the frames neither reserved nor lent
+ * (extra frames here are reclaimable). */
+uint64_t pmd_budget_admissible(const struct pmd_budget *b);
+
+/* Frames the node has free now for a frame to come: neither charged,
+ * lent nor held for frames on their way here. A guaranteed frame was
+ * reserved at admission, but extra frames may fill its room until they
+ * are taken back (reclaim.h). */
+uint64_t pmd_budget_room(const struct pmd_budget *b);
 
 static inline uint64_t pmd_budget_free(const struct pmd_budget *b)
 {

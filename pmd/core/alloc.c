@@ -6,6 +6,7 @@
 
 #include "container.h"
 #include "frame.h"
+#include "reclaim.h"
 #include "view.h"
 
 #define ALLOC_FLAGS (CONT_ALLOC_PARTIAL | CONT_ALLOC_SQUASH | CONT_ALLOC_EXTRA)
@@ -41,15 +42,19 @@ static bool alloc_take(struct pmd_quota *q, uint64_t *node_left, bool here,
 	return true;
 }
 
-/* Gives back a squashed frame's charge. */
+/* Gives back a squashed frame's charge (and, when it was here, its
+ * room). */
 static void alloc_return(struct pmd_quota *q, uint64_t *node_left,
-			 const struct pmd_frame *old, bool extra_ok)
+			 uint64_t *room, const struct pmd_frame *old,
+			 bool extra_ok)
 {
 	bool extra = old->flags & PMD_FRAME_EXTRA;
 
 	pmd_quota_return(q, extra, extra_ok);
 	if (extra && extra_ok && !pmd_frame_remote(old))
 		(*node_left)++;
+	if (!pmd_frame_remote(old))
+		(*room)++;
 }
 
 /* The walk of the decode: frame after frame until the first that cannot
@@ -61,15 +66,17 @@ static void alloc_walk(struct pmd_core *core, struct pmd_alloc *a,
 	bool squash = a->flags & CONT_ALLOC_SQUASH;
 	struct pmd_container *c = a->cont;
 	struct pmd_quota q;
-	uint64_t node_left;
+	uint64_t node_left, room;
 	uint32_t n;
 
 	a->stop = 0;
+	a->reclaim = 0;
 	pmd_quota_init_remote(&a->task->charge, extra_ok, &q);
 	node_left = pmd_budget_unreserved(&core->budget);
+	room = pmd_budget_room(&core->budget);
 	for (n = 0; n < a->count; n++) {
 		struct pmd_frame *old = pmd_ftab_lookup(&c->frames, a->start + n);
-		bool extra;
+		bool here = alloc_here(a, n), extra;
 
 		if (old && !squash) {
 			a->stop = EEXIST;
@@ -81,11 +88,20 @@ static void alloc_walk(struct pmd_core *core, struct pmd_alloc *a,
 			break;
 		}
 		if (old)
-			alloc_return(&q, &node_left, old, extra_ok);
-		if (!alloc_take(&q, &node_left, alloc_here(a, n), &extra)) {
+			alloc_return(&q, &node_left, &room, old, extra_ok);
+		if (!alloc_take(&q, &node_left, here, &extra)) {
 			a->stop = ENOMEM;
 			break;
 		}
+		if (here && !room) {
+			/* (An extra frame here took room no guarantee
+			 * reserves: there was some.) */
+			a->stop = ENOMEM;
+			a->reclaim = (uint32_t)(a->count - n < q.g_left + 1
+						? a->count - n : q.g_left + 1);
+			break;
+		}
+		room -= here;
 	}
 	a->n = n;
 	/* Frames with places: as many as there are places. */
@@ -198,7 +214,7 @@ void pmd_alloc_invoke(struct pmd_core *core, const struct pmd_alloc *a)
 	struct pmd_container *c = a->cont;
 	struct alloc_run run = { 0 };
 	struct pmd_quota q;
-	uint64_t node_left;
+	uint64_t node_left, room = 0;
 
 	assert(a->where != PMD_ALLOC_ANYWHERE);
 	/* The same quota walk as the decode, now for real. */
@@ -214,11 +230,12 @@ void pmd_alloc_invoke(struct pmd_core *core, const struct pmd_alloc *a)
 		/* A squashed frame keeps its table entry: removing it could
 		 * prune the path that decode reserved. */
 		if (e) {
-			alloc_return(&q, &node_left, e, extra_ok);
+			alloc_return(&q, &node_left, &room, e, extra_ok);
 			pmd_frame_release(core, c, e);
 			e->flags = 0;
 		} else {
 			e = pmd_ftab_insert(&c->frames, f);
+			pmd_frame_forget_gone(c, f); /* (taken back before) */
 		}
 		ok = alloc_take(&q, &node_left, here, &extra);
 		assert(ok);
@@ -316,15 +333,21 @@ error_t pmd_container_deallocate(struct pmd_core *core, struct pmd_task *task,
 	}
 	c = cap->cont;
 	for (uint32_t i = 0; i < count; i++) {
-		if (!pmd_ftab_lookup(&c->frames, start + i)) {
+		if (!pmd_ftab_lookup(&c->frames, start + i) &&
+		    !pmd_frame_gone(c, start + i)) {
 			why->frame = start + i;
 			return ENOENT;
 		}
 	}
 	pmd_cview_begin(c);
 	for (uint32_t i = 0; i < count; i++) {
-		pmd_frame_drop(core, c, start + i,
-			       pmd_ftab_lookup(&c->frames, start + i));
+		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, start + i);
+
+		if (!e) { /* taken back by the pmd: forgotten now */
+			pmd_frame_forget_gone(c, start + i);
+			continue;
+		}
+		pmd_frame_drop(core, c, start + i, e);
 		if (c->view)
 			pmd_view_del(c->view, start + i);
 	}

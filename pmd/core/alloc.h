@@ -47,6 +47,11 @@ struct pmd_alloc {
 	uint32_t nplaces;
 	uint32_t n;                     /* frames it allocates */
 	error_t stop;                   /* why not more; 0: all of them */
+	uint32_t reclaim;               /* stopped (ENOMEM) where the node has
+	                                 * no free frame for a guaranteed one:
+	                                 * how many more guaranteed frames
+	                                 * here the request asks for (what the
+	                                 * extra-frame protocol could find) */
 };
 
 /* Decode: handle, rights, arguments, then the walk in order to the first

@@ -10,13 +10,15 @@ struct check_sums {
 	uint64_t frames;              /* frames of every container */
 	uint64_t remote;              /* of which on other nodes */
 	uint64_t charged;             /* sum of the tasks' charges */
+	uint64_t extra_here;          /* of which extra frames here */
 	uint64_t guaranteed;          /* sum of their guarantees */
 	uint64_t containers;
 };
 
 /* One container's frames: each one here holds a live slot. */
 static bool check_container(struct pmd_core *core, struct pmd_container *c,
-			    uint64_t *mine, uint64_t *extra, uint64_t *remote)
+			    uint64_t *mine, uint64_t *extra, uint64_t *extra_here,
+			    uint64_t *remote)
 {
 	struct pmd_frame *e;
 	frame_t f = 0;
@@ -34,6 +36,8 @@ static bool check_container(struct pmd_core *core, struct pmd_container *c,
 		}
 		(*mine)++;
 		*extra += !!(e->flags & PMD_FRAME_EXTRA);
+		*extra_here += (e->flags & (PMD_FRAME_EXTRA | PMD_FRAME_REMOTE)) ==
+			       PMD_FRAME_EXTRA;
 		if (f++ == UINT64_MAX)
 			break;
 	}
@@ -44,7 +48,7 @@ static bool check_container(struct pmd_core *core, struct pmd_container *c,
 static bool check_task(struct pmd_core *core, struct pmd_task *t,
 		       struct check_sums *sums)
 {
-	uint64_t mine = 0, extra = 0, shares = 0;
+	uint64_t mine = 0, extra = 0, extra_here = 0, shares = 0;
 	bool ok = true;
 
 	for (struct pmd_list *cp = t->containers.next; cp != &t->containers;
@@ -53,7 +57,8 @@ static bool check_task(struct pmd_core *core, struct pmd_task *t,
 			cp, struct pmd_container, owner_link);
 
 		sums->containers++;
-		ok &= check_container(core, c, &mine, &extra, &sums->remote);
+		ok &= check_container(core, c, &mine, &extra, &extra_here,
+				      &sums->remote);
 		for (struct pmd_list *sp = c->shares.next; sp != &c->shares;
 		     sp = sp->next)
 			shares++;
@@ -65,12 +70,16 @@ static bool check_task(struct pmd_core *core, struct pmd_task *t,
 			(unsigned long)t->nshares, t->handles.count);
 		ok = false;
 	}
-	if (mine != t->charge.allocated || extra != t->charge.extra_allocated) {
-		pmd_err("check: task %#lx is charged %lu (%lu extra) but owns "
-			"%lu (%lu extra)", (unsigned long)t->id,
+	if (mine != t->charge.allocated || extra != t->charge.extra_allocated ||
+	    extra_here != t->charge.extra_here) {
+		pmd_err("check: task %#lx is charged %lu (%lu extra, %lu here) "
+			"but owns %lu (%lu extra, %lu here)",
+			(unsigned long)t->id,
 			(unsigned long)t->charge.allocated,
 			(unsigned long)t->charge.extra_allocated,
-			(unsigned long)mine, (unsigned long)extra);
+			(unsigned long)t->charge.extra_here,
+			(unsigned long)mine, (unsigned long)extra,
+			(unsigned long)extra_here);
 		ok = false;
 	}
 	if (t->charge.allocated - t->charge.extra_allocated >
@@ -82,6 +91,7 @@ static bool check_task(struct pmd_core *core, struct pmd_task *t,
 	}
 	sums->frames += mine;
 	sums->charged += t->charge.allocated;
+	sums->extra_here += t->charge.extra_here;
 	sums->guaranteed += t->charge.guaranteed;
 	return ok;
 }
@@ -100,6 +110,7 @@ static bool check_totals(const struct pmd_core *core,
 	}
 	if (sums->frames == core->nframes &&
 	    sums->charged == b->charged + b->remote &&
+	    sums->extra_here == b->extra_charged &&
 	    sums->guaranteed == b->guaranteed_sum &&
 	    sums->containers == core->ncontainers &&
 	    refs == sums->frames - sums->remote + b->lent &&

@@ -22,6 +22,7 @@ error_t pmd_container_create(struct pmd_core *core, struct pmd_task *task,
 	if (!c)
 		return ENOMEM;
 	pmd_ftab_init(&c->frames);
+	pmd_ftab_init(&c->gone);
 	pmd_list_init(&c->segments);
 	pmd_list_init(&c->caps);
 	pmd_list_init(&c->shares);
@@ -64,6 +65,7 @@ void pmd_container_free(struct pmd_core *core, struct pmd_container *c)
 	while (pmd_ftab_next(&c->frames, &f, &e))
 		pmd_frame_drop(core, c, f, e);
 	pmd_ftab_fini(&c->frames);
+	pmd_ftab_fini(&c->gone);
 	pmd_segtab_flush(&core->segs); /* freed slots count as used until then */
 
 	/* Segments with slots still referenced elsewhere outlive it,

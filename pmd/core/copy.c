@@ -7,6 +7,7 @@
 #include "container.h"
 #include "frame.h"
 #include "pm_proto.h"
+#include "reclaim.h"
 #include "segment.h"
 
 /*
@@ -70,19 +71,21 @@ error_t pmd_copy_decode(struct pmd_core *core, struct pmd_task *task,
 	same = cp->src == cp->dst;
 
 	/* The first missing source (ENOENT) or destination (ENOMEM) frame
-	 * stops the copy; the frames before it are copied. */
+	 * stops the copy, or one the pmd took back (ESTALE); the frames
+	 * before it are copied. */
 	for (k = 0; k < count; k++) {
 		struct pmd_frame *s, *d;
 
 		s = pmd_ftab_lookup(&cp->src->frames, src_start + k);
 		if (!s) {
-			cp->stop = ENOENT;
+			cp->stop = pmd_frame_missing(cp->src, src_start + k);
 			why->frame = src_start + k;
 			break;
 		}
 		d = pmd_ftab_lookup(&cp->dst->frames, dst_start + k);
 		if (!d) {
-			cp->stop = ENOMEM;
+			cp->stop = pmd_frame_gone(cp->dst, dst_start + k)
+					   ? ESTALE : ENOMEM;
 			why->frame = dst_start + k;
 			break;
 		}

@@ -164,6 +164,8 @@ struct pmd_task {
 	bool proxy;                  /* (C) a task of another node */
 	void *fault_session;         /* (L) the daemon's session serving its
 	                              * faults; NULL: none */
+	bool reclaim_asks;           /* (L) its library has a reclaim handler
+	                              * and hears RECLAIM there */
 	uint8_t attach_key[16];      /* (L) for that session; zero: none */
 	struct pmd_list link;        /* (L) in core->tasks */
 };
@@ -179,6 +181,9 @@ struct pmd_container {
 	uint64_t id;                  /* (C) home node << 48 | serial */
 	struct pmd_task *owner;       /* (C) pays for every frame */
 	struct pmd_ftab frames;       /* (L) frame_t -> place */
+	struct pmd_ftab gone;         /* (L) frames the pmd took back
+	                               * (reclaim.h): ESTALE until the owner
+	                               * deallocates or allocates them */
 	struct pmd_list segments;     /* (L) its own segments */
 	uint64_t free_slots;          /* (L) free slots in those segments */
 	struct pmd_list caps;         /* (L) every live capability naming it */

@@ -6,6 +6,7 @@
 
 #include "container.h"
 #include "frame.h"
+#include "reclaim.h"
 
 /* A remote frame whose node went down (or whose segment we no longer
  * know: the same). */
@@ -48,7 +49,7 @@ error_t pmd_io_decode(struct pmd_core *core, struct pmd_task *task,
 	for (uint64_t i = 0; i < n; i++) {
 		if (!pmd_ftab_lookup(&c->frames, io->first + i)) {
 			why->frame = io->first + i;
-			return ENOENT;
+			return pmd_frame_missing(c, io->first + i);
 		}
 	}
 	for (uint64_t i = 0; i < n; i++) {

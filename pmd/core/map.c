@@ -5,6 +5,7 @@
 
 #include "container.h"
 #include "frame.h"
+#include "reclaim.h"
 #include "task.h"
 #include "view.h"
 
@@ -52,7 +53,7 @@ error_t pmd_map_decode(struct pmd_core *core, struct pmd_task *task,
 		struct pmd_frame *e = pmd_ftab_lookup(&m->cont->frames, start + i);
 		if (!e) {
 			why->frame = start + i;
-			return ENOENT;
+			return pmd_frame_missing(m->cont, start + i);
 		}
 		if (pmd_frame_remote(e)) {
 			why->frame = start + i;

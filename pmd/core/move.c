@@ -8,6 +8,7 @@
 #include "container.h"
 #include "frame.h"
 #include "map.h"
+#include "reclaim.h"
 #include "task.h"
 
 bool pmd_holders_follow(const struct pmd_core *core,
@@ -255,8 +256,9 @@ error_t pmd_container_resolve(struct pmd_core *core, struct pmd_task *task,
 		return ENOENT; /* freed, not moved: the task reads zeros */
 	fwd = &seg->fwd[slot];
 	e = fwd->cont ? pmd_ftab_lookup(&fwd->cont->frames, fwd->frame) : NULL;
-	if (!e)
-		return ENOENT; /* moved, then deallocated */
+	if (!e) /* moved, then deallocated (zeros); or taken back */
+		return fwd->cont ? pmd_frame_missing(fwd->cont, fwd->frame)
+				 : ENOENT;
 	return resolve_frame(core, task, fwd->cont, fwd->frame, e, out);
 }
 
@@ -274,8 +276,8 @@ error_t pmd_container_where(struct pmd_core *core, struct pmd_task *task,
 	if (err)
 		return err == EBADF ? EACCES : err;
 	e = pmd_ftab_lookup(&cap->cont->frames, f);
-	if (!e)
-		return ENOENT; /* deallocated: the task reads zeros */
+	if (!e) /* deallocated: the task reads zeros; or taken back */
+		return pmd_frame_missing(cap->cont, f);
 	return resolve_frame(core, task, cap->cont, f, e, out);
 }
 
@@ -442,24 +444,29 @@ error_t pmd_pull_reserve(struct pmd_core *core, struct pmd_container *c,
 			 const struct pmd_pull *pulls, uint32_t n,
 			 uint32_t *held)
 {
-	uint32_t extra = 0;
+	uint32_t extra = 0, all = 0;
 
 	*held = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const struct pmd_frame *e = pmd_ftab_lookup(&c->frames,
 							    pulls[i].frame);
-		if (pulls[i].tagged && e && (e->flags & PMD_FRAME_EXTRA))
-			extra++;
+		if (pulls[i].tagged && e) {
+			all++;
+			extra += !!(e->flags & PMD_FRAME_EXTRA);
+		}
 	}
-	if (extra > pmd_budget_unreserved(&core->budget))
+	/* Returned frames must find room (guaranteed ones too: extra
+	 * frames may fill what their guarantee reserved). */
+	if (extra > pmd_budget_unreserved(&core->budget) ||
+	    all > pmd_budget_room(&core->budget))
 		return ENOMEM;
 	if (n && pulls[0].tagged) { /* and the slots, before they come */
 		error_t err = pmd_container_slots_reserve(core, c, n);
 		if (err)
 			return err;
 	}
-	core->budget.held += extra;
-	*held = extra;
+	core->budget.held += all;
+	*held = all;
 	return 0;
 }
 
@@ -504,7 +511,10 @@ error_t pmd_pull_finish(struct pmd_core *core, struct pmd_task *task,
 		/* Here it is charged to this node: an extra frame needs room
 		 * that no guarantee reserves (held for a returned one). */
 		extra = e->flags & PMD_FRAME_EXTRA;
-		if (extra && pmd_budget_unreserved(&core->budget) == 0) {
+		if ((extra && pmd_budget_unreserved(&core->budget) == 0) ||
+		    pmd_budget_free(&core->budget) == 0) {
+			/* (A guaranteed one finds no room while extra
+			 * frames fill it: it stays where it is.) */
 			err = ENOMEM;
 			continue;
 		}

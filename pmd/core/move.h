@@ -137,8 +137,9 @@ void pmd_move_remote_finish(struct pmd_core *core, struct pmd_task *task,
 			    container_t h, const struct pmd_pull *pulls,
 			    uint32_t n, const struct pmd_place *places);
 /* Tagged pulls cannot stay where they are once returned: room here for
- * their extra frames is kept from now until finish (*held of it; 0 for
- * other pulls). ENOMEM: there is none. */
+ * their frames is kept from now until finish (*held of it; 0 for other
+ * pulls). ENOMEM: there is none (extra frames need room no guarantee
+ * reserves; guaranteed ones, room that extra frames do not fill). */
 error_t pmd_pull_reserve(struct pmd_core *core, struct pmd_container *c,
 			 const struct pmd_pull *pulls, uint32_t n,
 			 uint32_t *held);

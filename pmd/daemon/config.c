@@ -232,6 +232,18 @@ static error_t set_stop_ms(struct pmd_config *cfg, const char *val,
 	return err;
 }
 
+static error_t set_reclaim_grace_ms(struct pmd_config *cfg, const char *val,
+				    const char *where)
+{
+	uint64_t v;
+	error_t err = set_number(&v, 0, 60000, "reclaim-grace-ms", "0 to 60000",
+				 val, where);
+
+	if (!err)
+		cfg->reclaim_grace_ms = (uint32_t)v;
+	return err;
+}
+
 static error_t set_poll_us(struct pmd_config *cfg, const char *val,
 			   const char *where)
 {
@@ -307,6 +319,7 @@ static const struct setting {
 	{ "admission", NULL, set_admission },
 	{ "max-lock-ms", "max_lock_ms", set_max_lock_ms },
 	{ "stop-ms", "stop_ms", set_stop_ms },
+	{ "reclaim-grace-ms", "reclaim_grace_ms", set_reclaim_grace_ms },
 	{ "poll-us", "poll_us", set_poll_us },
 	{ "node-id", "node_id", set_node_id },
 	{ "cluster", NULL, set_cluster },
@@ -450,6 +463,8 @@ static void usage(FILE *f)
 "  --max-lock-ms N      the longest lock a server may take (default 10000)\n"
 "  --stop-ms N          how long a task's library has to stop its stores to\n"
 "                       frames about to move (default 200)\n"
+"  --reclaim-grace-ms N how long a task asked to give extra frames back has\n"
+"                       before the pmd takes them (default 100)\n"
 "  --poll-us N          in a cluster, busy-poll rather than sleep while\n"
 "                       waiting for peers and for N us after a peer's\n"
 "                       traffic (default 0: sleep; wants a core per pmd)\n"
@@ -605,6 +620,7 @@ static void config_defaults(struct pmd_config *cfg)
 	cfg->extra = 16384;
 	cfg->max_lock_ms = 10000;
 	cfg->stop_ms = 200;
+	cfg->reclaim_grace_ms = 100;
 	cfg->poll_us = 0;
 	cfg->node_id = 1;
 	cfg->admit = PMD_ADMIT_REMAINDER;
@@ -660,6 +676,7 @@ size_t pmd_config_render(const struct pmd_config *cfg, char *buf, size_t cap)
 		     "user_handles = %lu\n"
 		     "max_lock_ms = %u\n"
 		     "stop_ms = %u\n"
+		     "reclaim_grace_ms = %u\n"
 		     "poll_us = %u\n"
 		     "node_id = %u\n"
 		     "cluster = %s\n"
@@ -675,7 +692,8 @@ size_t pmd_config_render(const struct pmd_config *cfg, char *buf, size_t cap)
 		     cfg->admit == PMD_ADMIT_REFUSE ? "refuse" : "remainder",
 		     (unsigned long)cfg->user_sessions,
 		     (unsigned long)cfg->user_handles, cfg->max_lock_ms,
-		     cfg->stop_ms, cfg->poll_us, cfg->node_id, cfg->cluster,
+		     cfg->stop_ms, cfg->reclaim_grace_ms, cfg->poll_us,
+		     cfg->node_id, cfg->cluster,
 		     cfg->transport, cfg->metrics,
 		     levels[cfg->log_level <= PMD_LOG_DEBUG ? cfg->log_level
 							    : PMD_LOG_DEBUG],

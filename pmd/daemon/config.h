@@ -29,6 +29,8 @@ struct pmd_config {
 	uint64_t extra;              /* default E per task, frames */
 	uint32_t max_lock_ms;        /* longest server lock */
 	uint32_t stop_ms;            /* a library's time to stop its stores */
+	uint32_t reclaim_grace_ms;   /* a task's time to give back extra
+	                              * frames before the pmd takes them */
 	uint32_t poll_us;            /* busy-poll this long after activity */
 	uint16_t node_id;            /* this node's id */
 	char cluster[4096];          /* cluster file; "" on a single node */

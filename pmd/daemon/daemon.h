@@ -22,6 +22,8 @@
  *               homes taking their frames back from one that drains
  *   forward.c   requests on handles another home serves
  *   stop.c      the holders of segments stop before frames move
+ *   reclaim.c   the extra-frame protocol: allocations that wait while
+ *               tasks give extra frames back, or the pmd takes them
  *
  * A request that cannot be answered at once parks its session: the
  * pmd reads nothing more from it (its input goes off if it sends more)
@@ -89,6 +91,7 @@ struct pmd_pending {
 };
 
 struct pmd_reply;
+struct pmd_alloc;
 
 /* What the metrics count (metrics.c): requests by type, with their
  * errors and a histogram of the time to their answer. */
@@ -129,6 +132,8 @@ struct pmd_session {
 	struct pmd_pending *pending; /* (L) its asynchronous work, or NULL */
 	bool waiting;                /* (L) it waits to run again */
 	struct pmd_stopctx *stop;    /* (L) the stop its request asked for */
+	uint8_t reclaim_rounds;      /* (L) rounds of the extra-frame
+	                              * protocol it waited through (reclaim.c) */
 	uint8_t *saved;              /* (L) then its body, kept */
 	uint32_t saved_len;
 	struct pmd_list wlink;       /* (L) in srv->waiters */
@@ -175,6 +180,19 @@ struct pmd_server {
 	                              * flight, by id */
 	uint32_t nbusy, busy_cap;    /* (L) used, allocated */
 	struct pmd_list stops;       /* (L) stops awaiting answers */
+	/* reclaim.c: allocations waiting for extra frames to come back. */
+	struct pmd_reclaim_state {
+		struct pmd_list waiters; /* (L) struct rwait, in order */
+		uint32_t nwait;      /* (L) in waiters */
+		uint64_t need;       /* (L) frames here they need in all */
+		uint64_t asked;      /* (L) frames asked back this round */
+		uint64_t deadline_ns; /* (L) of the round; 0: none */
+		bool forced;         /* (L) the round reached its deadline */
+		uint32_t seq;        /* (L) of the last RECLAIM */
+		uint64_t rounds_total, waits_total; /* (L) the metrics' */
+		uint64_t asked_total, taken_total;  /* (L) frames */
+	} reclaim;
+	uint64_t grace_ns;           /* (C) --reclaim-grace-ms */
 	uint32_t stop_seq;           /* (L) the last STOP's seq */
 	uint64_t stop_ns;            /* (C) a library's time to answer */
 	uint64_t sessions_total;     /* (L) served since start */
@@ -308,6 +326,28 @@ error_t pmd_stop_call(struct pmd_server *srv, const struct pmd_stops *st,
 		      uint32_t max_ms, void (*done)(void *), void *done_arg);
 /* The pmd ends: the node layer's stops still waiting finish now. */
 void pmd_stop_fini(struct pmd_server *srv);
+/* Sends one message of the pmd's own to t's fault session (false when
+ * it has none, or its library does not read: dropped then). */
+bool pmd_task_notify(struct pmd_task *t, const void *msg, size_t len);
+
+/* reclaim.c */
+void pmd_reclaim_init(struct pmd_server *srv);
+/* Before an allocation's invoke: when its decode (a, of the frames here)
+ * stopped where guaranteed frames find the node full of extra frames
+ * (a->reclaim), and extra frames are here, s parks while the pmd gets
+ * them back, and its request runs again then (!*go, its step); else
+ * *go. */
+enum pmd_step pmd_reclaim_first(struct pmd_server *srv, struct pmd_session *s,
+				const struct pmd_req *q,
+				const struct pmd_alloc *a, struct pmd_reply *r,
+				bool *go);
+/* The loop's turn: waiters that have room, or whose grace ended (the
+ * pmd takes extra frames then), run again. */
+void pmd_reclaim_turn(struct pmd_server *srv);
+/* The loop's wait, bounded by the round's deadline. */
+int pmd_reclaim_timeout_ms(const struct pmd_server *srv, int timeout);
+/* The pmd ends (its sessions closed): what waited goes. */
+void pmd_reclaim_fini(struct pmd_server *srv);
 
 /* xcopy.c */
 /* A copy between containers of different homes (checked: handles,

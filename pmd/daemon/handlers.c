@@ -297,6 +297,15 @@ static enum pmd_step do_set_policy(struct pmd_server *srv,
 
 /* ---- frames ---- */
 
+/* Frames of c are placed here (its policy). */
+static bool placed_here(const struct pmd_server *srv,
+			const struct pmd_container *c)
+{
+	return c->policy == PM_PLACE_LOCAL ||
+	       (c->policy == PM_PLACE_NODE &&
+		c->policy_node == srv->core->cfg.node);
+}
+
 static enum pmd_step do_allocate(struct pmd_server *srv, struct pmd_session *s,
 				 const struct pmd_req *q, struct pmd_reply *r)
 {
@@ -305,8 +314,25 @@ static enum pmd_step do_allocate(struct pmd_server *srv, struct pmd_session *s,
 							     req->handle);
 	uint32_t done = 0;
 	enum pmd_step step;
-	bool placed;
+	bool placed, go;
 
+	/* Guaranteed frames that find the node full of extra frames wait
+	 * for some to come back, before any spill to another node (a look
+	 * only when the node may lack room). */
+	if (c && placed_here(srv, c) &&
+	    pmd_budget_room(&srv->core->budget) < req->count) {
+		struct pmd_culprit why;
+		struct pmd_alloc a;
+
+		if (!pmd_alloc_decode(srv->core, s->task, req->handle,
+				      req->start, req->count, req->flags,
+				      PMD_ALLOC_HERE, NULL, 0, &a, &why) &&
+		    a.reclaim) {
+			step = pmd_reclaim_first(srv, s, q, &a, r, &go);
+			if (!go)
+				return step;
+		}
+	}
 	if (srv->cluster && c) {
 		step = pmd_place_allocate(srv, s, req, c, &placed, r);
 		if (placed)
@@ -317,6 +343,24 @@ static enum pmd_step do_allocate(struct pmd_server *srv, struct pmd_session *s,
 					   NULL, 0, &done, &r->why);
 	pmd_alloc_reply(srv, r, done);
 	return PMD_STEP_REPLY;
+}
+
+/* The task has a reclaim handler (on), or no more: the pmd asks it for
+ * extra frames back (RECLAIM, on its fault session). */
+static enum pmd_step do_reclaim_handler(struct pmd_server *srv,
+					struct pmd_session *s,
+					const struct pmd_req *q,
+					struct pmd_reply *r)
+{
+	const struct pm_reclaim_handler_req *req = q->body;
+
+	(void)srv;
+	if (s->fault || s->virt || req->pad || req->on > 1)
+		return pmd_reply_now(r, EPROTO);
+	if (req->on && !s->task->fault_session)
+		return pmd_reply_now(r, EOPNOTSUPP); /* nobody hears RECLAIM */
+	s->task->reclaim_asks = req->on;
+	return pmd_reply_now(r, 0);
 }
 
 static enum pmd_step do_deallocate(struct pmd_server *srv,
@@ -1103,6 +1147,9 @@ static const struct {
 	[PM_MSG_CONTAINERS] = { do_containers, sizeof(struct pm_list_req), false, false },
 	[PM_MSG_CONFIG] = { do_config, 0, false, false },
 	[PM_MSG_DRAIN] = { do_drain, sizeof(struct pm_drain_req), false, false },
+	[PM_MSG_RECLAIM_HANDLER] = { do_reclaim_handler,
+				     sizeof(struct pm_reclaim_handler_req),
+				     false, false },
 };
 
 bool pmd_request_fits(uint32_t type, uint32_t len)

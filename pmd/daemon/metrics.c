@@ -50,7 +50,8 @@ static const char *const type_names[PM_MSG_TYPE_MAX] = {
 	[PM_MSG_WHERE] = "where", [PM_MSG_DEBUG_LOANS] = "debug_loans",
 	[PM_MSG_METRICS] = "metrics", [PM_MSG_TASKS] = "tasks",
 	[PM_MSG_CONTAINERS] = "containers", [PM_MSG_CONFIG] = "config",
-	[PM_MSG_DRAIN] = "drain",
+	[PM_MSG_DRAIN] = "drain", [PM_MSG_RECLAIM_HANDLER] = "reclaim_handler",
+	[PM_MSG_RECLAIM] = "reclaim",
 };
 
 void pmd_metrics_count(struct pmd_server *srv, uint16_t type, error_t status,
@@ -132,6 +133,21 @@ static void render_node(struct pmd_server *srv, struct text *t)
 	    (unsigned long)rep.tasks, (unsigned long)rep.containers,
 	    (unsigned long)rep.segments, (unsigned long)srv->sessions_total,
 	    (unsigned long)srv->refused, rep.invariant_ok);
+	put(t, "# HELP pmd_reclaim_waiting Allocations waiting for extra "
+	    "frames to come back.\n# TYPE pmd_reclaim_waiting gauge\n"
+	    "pmd_reclaim_waiting %lu\n"
+	    "# HELP pmd_reclaim_rounds_total Rounds of the extra-frame "
+	    "protocol.\n# TYPE pmd_reclaim_rounds_total counter\n"
+	    "pmd_reclaim_rounds_total %lu\n"
+	    "# HELP pmd_reclaim_frames_total Extra frames asked back from "
+	    "tasks, and taken by the pmd (contents lost).\n"
+	    "# TYPE pmd_reclaim_frames_total counter\n"
+	    "pmd_reclaim_frames_total{kind=\"asked\"} %lu\n"
+	    "pmd_reclaim_frames_total{kind=\"taken\"} %lu\n",
+	    (unsigned long)srv->reclaim.nwait,
+	    (unsigned long)srv->reclaim.rounds_total,
+	    (unsigned long)srv->reclaim.asked_total,
+	    (unsigned long)srv->reclaim.taken_total);
 }
 
 static void render_requests(struct pmd_server *srv, struct text *t)

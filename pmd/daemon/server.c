@@ -54,6 +54,7 @@ static bool request_run(struct pmd_server *srv, struct pmd_session *s,
 		break;
 	}
 	pmd_stop_done(srv, s); /* what it stopped goes on */
+	s->reclaim_rounds = 0;
 	return true;
 }
 
@@ -581,6 +582,8 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 	pmd_list_init(&srv->vsessions);
 	pmd_list_init(&srv->stops);
 	srv->stop_ns = (uint64_t)cfg->stop_ms * 1000000u;
+	srv->grace_ns = (uint64_t)cfg->reclaim_grace_ms * 1000000u;
+	pmd_reclaim_init(srv);
 	strcpy(srv->socket_path, cfg->socket);
 	srv->socket_mode = cfg->socket_mode;
 	srv->socket_gid = cfg->socket_gid;
@@ -704,6 +707,7 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 		spin = loop_cluster(srv, spin);
 	srv->woke = false;
 
+	pmd_reclaim_turn(srv);
 	while (srv->rerun)
 		requests_rerun(srv);
 	pmd_drain_turn(srv, stop);
@@ -712,6 +716,7 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 	timeout = spin ? 0 : pmd_stop_timeout_ms(srv, srv->cluster
 		  ? pmd_cluster_timeout_ms(srv->cluster) : -1);
 	timeout = pmd_drain_timeout_ms(srv, timeout);
+	timeout = pmd_reclaim_timeout_ms(srv, timeout);
 	if (max_ms >= 0 && (timeout < 0 || timeout > max_ms))
 		timeout = max_ms;
 	timeout = server_accept_resume(srv, timeout);
@@ -789,6 +794,7 @@ void pmd_server_destroy(struct pmd_server *srv)
 		pmd_session_close(srv, pmd_container_of(pos, struct pmd_session,
 							link));
 	pmd_stop_fini(srv);
+	pmd_reclaim_fini(srv);
 	pmd_metrics_close(srv);
 	pmd_cluster_stop(srv->cluster);
 	free(srv->busy);

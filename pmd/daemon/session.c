@@ -174,6 +174,7 @@ void pmd_session_answer(struct pmd_server *srv, struct pmd_session *s,
 	s->parked = s->masked = false;
 	s->pending = NULL;
 	pmd_stop_done(srv, s); /* what its request stopped goes on */
+	s->reclaim_rounds = 0;
 	if (s->virt) {
 		pmd_reply_send(srv, s, s->parked_type, s->parked_seq, r);
 		pmd_session_close(srv, s);

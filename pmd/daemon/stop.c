@@ -77,9 +77,7 @@ static bool task_holds(struct pmd_core *core, const struct pmd_task *t,
 	return false;
 }
 
-/* Sends one message of the pmd's own to t's fault session (dropped
- * when its library does not read: it answers nothing then). */
-static bool notify_send(struct pmd_task *t, const void *msg, size_t len)
+bool pmd_task_notify(struct pmd_task *t, const void *msg, size_t len)
 {
 	struct pmd_session *fs = t->fault_session;
 
@@ -113,7 +111,7 @@ static uint32_t stop_send(struct pmd_core *core, struct pmd_task *t,
 
 			pm_msg_hdr_init(h, PM_MSG_STOP, (uint32_t)len, seq);
 			*sp = (struct pm_stop){ .count = n };
-			if (notify_send(t, buf, len))
+			if (pmd_task_notify(t, buf, len))
 				sent++;
 			n = 0;
 		}
@@ -128,7 +126,7 @@ static void ctx_resume(struct pmd_server *srv, struct pmd_stopctx *x)
 	pm_msg_hdr_init(&h, PM_MSG_RESUME, sizeof(h), x->seq);
 	for (uint32_t i = 0; i < x->ntasks; i++) {
 		struct pmd_task *t = task_by_id(srv->core, x->tasks[i].id);
-		if (t && !notify_send(t, &h, sizeof(h)))
+		if (t && !pmd_task_notify(t, &h, sizeof(h)))
 			pmd_warn("task %#lx: its library takes no RESUME; its "
 				 "stores to moved frames wait until it ends",
 				 (unsigned long)t->id);

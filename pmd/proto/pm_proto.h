@@ -94,6 +94,8 @@ enum pm_msg_type {
 	PM_MSG_CONFIG = 36,   /* the operator's: empty -> settings, text */
 	PM_MSG_DRAIN = 37,    /* the operator's: pm_drain_req -> pm_drain_rep,
 	                       * then the pmd stops */
+	PM_MSG_RECLAIM_HANDLER = 38, /* pm_reclaim_handler_req -> empty */
+	PM_MSG_RECLAIM = 39,  /* pmd to library, on the fault session */
 	PM_MSG_TYPE_MAX,
 	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
 };
@@ -705,6 +707,27 @@ struct pm_drain_rep {
 	uint32_t ms;            /* how long it took */
 };
 static_assert(sizeof(struct pm_drain_rep) == 16, "drain rep");
+
+/*
+ * The extra-frame protocol. RECLAIM_HANDLER (on the task's session) says
+ * whether the task has a reclaim handler (on = 1) or no more (0); the pmd
+ * asks only such tasks, and only over their fault session (EOPNOTSUPP
+ * without one: the library has no thread that hears the pmd). RECLAIM is
+ * the pmd's request to such a library, unasked, on the fault session:
+ * give back `frames` extra frames (the library calls the handler on a
+ * thread of its own). No reply: the pmd watches its budget, and after
+ * its grace period takes what is still missing.
+ */
+struct pm_reclaim_handler_req {
+	uint32_t on;            /* 1: a handler is set; 0: none */
+	uint32_t pad;           /* 0 */
+};
+static_assert(sizeof(struct pm_reclaim_handler_req) == 8, "reclaim handler");
+struct pm_reclaim {
+	uint32_t frames;        /* extra frames wanted back, >= 1 */
+	uint32_t pad;
+};
+static_assert(sizeof(struct pm_reclaim) == 8, "reclaim");
 
 static inline void pm_msg_hdr_init(struct pm_msg_hdr *h, uint16_t type,
 				   uint32_t length, uint32_t seq)

@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pm_proto.h"
+
 static void exec_pmd(const char *const *args, int ready_fd, const char *sock,
 		     const char *log)
 {
@@ -214,6 +216,30 @@ int test_raw_connect(const struct pmd_proc *p)
 	memcpy(sa.sun_path, p->socket, strlen(p->socket) + 1);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	return fd;
+}
+
+uint32_t test_raw_call(int fd, uint16_t type, const void *body, uint32_t len,
+		       void *out, uint32_t out_len)
+{
+	uint8_t buf[256] __attribute__((aligned(8)));
+	struct pm_msg_hdr *h = (struct pm_msg_hdr *)buf;
+	const struct pm_reply *rep = (const struct pm_reply *)(h + 1);
+	ssize_t n;
+
+	assert_true(sizeof(*h) + len <= sizeof(buf));
+	pm_msg_hdr_init(h, type, (uint32_t)sizeof(*h) + len, 7);
+	if (len)
+		memcpy(h + 1, body, len);
+	assert_int_equal(send(fd, buf, sizeof(*h) + len, 0),
+			 (ssize_t)(sizeof(*h) + len));
+	n = recv(fd, buf, sizeof(buf), 0);
+	assert_true(n >= (ssize_t)PM_REPLY_HDR);
+	assert_int_equal(h->type, type | PM_MSG_REPLY);
+	if (out && rep->status == PM_ST_OK) {
+		assert_int_equal((size_t)n, PM_REPLY_HDR + out_len);
+		memcpy(out, rep + 1, out_len);
+	}
+	return rep->status;
 }
 
 struct pm_debug_stat test_check(pm_t *pm)

@@ -42,6 +42,11 @@ pm_t *test_connect(const struct pmd_proc *p);
 pm_t *test_follower(pm_t *pm);
 /* A bare connection to p's socket, for tests of the wire protocol. */
 int test_raw_connect(const struct pmd_proc *p);
+/* One request of type with body (len bytes) on a bare connection: the
+ * reply's wire status; a reply body of exactly out_len bytes is copied
+ * to out when the status is OK. */
+uint32_t test_raw_call(int fd, uint16_t type, const void *body, uint32_t len,
+		       void *out, uint32_t out_len);
 
 /* Asserts the pmd's accounting invariant and returns the debug stat. */
 struct pm_debug_stat test_check(pm_t *pm);

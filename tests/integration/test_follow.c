@@ -295,29 +295,6 @@ static int raw_connect(void)
 	return test_raw_connect(&test_pmd);
 }
 
-/* One request; returns the wire status, copies the reply body. */
-static uint32_t raw_call(int fd, uint16_t type, const void *body, uint32_t len,
-			 void *out, uint32_t out_len)
-{
-	uint8_t buf[256] __attribute__((aligned(8)));
-	struct pm_msg_hdr *h = (struct pm_msg_hdr *)buf;
-	const struct pm_reply *rep = (const struct pm_reply *)(h + 1);
-	ssize_t n;
-
-	pm_msg_hdr_init(h, type, (uint32_t)sizeof(*h) + len, 7);
-	if (len)
-		memcpy(h + 1, body, len);
-	assert_int_equal(send(fd, buf, sizeof(*h) + len, 0), (ssize_t)(sizeof(*h) + len));
-	n = recv(fd, buf, sizeof(buf), 0);
-	assert_true(n >= (ssize_t)PM_REPLY_HDR);
-	assert_int_equal(h->type, type | PM_MSG_REPLY);
-	if (out && rep->status == PM_ST_OK) {
-		assert_int_equal((size_t)n, PM_REPLY_HDR + out_len);
-		memcpy(out, rep + 1, out_len);
-	}
-	return rep->status;
-}
-
 static void the_fault_session_is_the_tasks_own(void **state)
 {
 	struct pm_hello_req hello = { .version = PM_PROTO_VERSION };
@@ -329,36 +306,36 @@ static void the_fault_session_is_the_tasks_own(void **state)
 	int main_fd = raw_connect(), f1 = raw_connect(), f2 = raw_connect();
 	char c;
 
-	assert_int_equal(raw_call(main_fd, PM_MSG_HELLO, &hello, sizeof(hello),
+	assert_int_equal(test_raw_call(main_fd, PM_MSG_HELLO, &hello, sizeof(hello),
 				  &hrep, sizeof(hrep)), PM_ST_OK);
 	/* No key asked for yet: nothing to attach to. */
 	att = (struct pm_attach_req){ .task = hrep.task };
-	assert_int_equal(raw_call(f1, PM_MSG_ATTACH, &att, sizeof(att), NULL, 0),
+	assert_int_equal(test_raw_call(f1, PM_MSG_ATTACH, &att, sizeof(att), NULL, 0),
 			 PM_ST_NOT_YOURS);
-	assert_int_equal(raw_call(main_fd, PM_MSG_ATTACH_KEY, NULL, 0, &key,
+	assert_int_equal(test_raw_call(main_fd, PM_MSG_ATTACH_KEY, NULL, 0, &key,
 				  sizeof(key)), PM_ST_OK);
 	/* A wrong key, an unknown task. */
 	memcpy(att.key, key.key, sizeof(att.key));
 	att.key[5] ^= 1;
-	assert_int_equal(raw_call(f1, PM_MSG_ATTACH, &att, sizeof(att), NULL, 0),
+	assert_int_equal(test_raw_call(f1, PM_MSG_ATTACH, &att, sizeof(att), NULL, 0),
 			 PM_ST_NOT_YOURS);
 	att.key[5] ^= 1;
 	att.task = hrep.task + 1000;
-	assert_int_equal(raw_call(f1, PM_MSG_ATTACH, &att, sizeof(att), NULL, 0),
+	assert_int_equal(test_raw_call(f1, PM_MSG_ATTACH, &att, sizeof(att), NULL, 0),
 			 PM_ST_NO_TASK);
 	att.task = hrep.task;
-	assert_int_equal(raw_call(f1, PM_MSG_ATTACH, &att, sizeof(att), NULL, 0),
+	assert_int_equal(test_raw_call(f1, PM_MSG_ATTACH, &att, sizeof(att), NULL, 0),
 			 PM_ST_OK);
 	/* The key was good once; one fault session a task. */
-	assert_int_equal(raw_call(f2, PM_MSG_ATTACH, &att, sizeof(att), NULL, 0),
+	assert_int_equal(test_raw_call(f2, PM_MSG_ATTACH, &att, sizeof(att), NULL, 0),
 			 PM_ST_NOT_YOURS);
-	assert_int_equal(raw_call(main_fd, PM_MSG_ATTACH_KEY, NULL, 0, &key,
+	assert_int_equal(test_raw_call(main_fd, PM_MSG_ATTACH_KEY, NULL, 0, &key,
 				  sizeof(key)), PM_ST_BUSY);
 	/* It serves RESOLVE and nothing else; a segment it never got is
 	 * not its to follow. */
-	assert_int_equal(raw_call(f1, PM_MSG_TASK_STAT, NULL, 0, &ts, sizeof(ts)),
+	assert_int_equal(test_raw_call(f1, PM_MSG_TASK_STAT, NULL, 0, &ts, sizeof(ts)),
 			 PM_ST_BAD_MESSAGE);
-	assert_int_equal(raw_call(f1, PM_MSG_RESOLVE, &res, sizeof(res), NULL, 0),
+	assert_int_equal(test_raw_call(f1, PM_MSG_RESOLVE, &res, sizeof(res), NULL, 0),
 			 PM_ST_NOT_YOURS);
 	/* The task goes: its fault session is hung up. */
 	close(main_fd);

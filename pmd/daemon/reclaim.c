@@ -1,0 +1,258 @@
+/*
+ * reclaim.c - the extra-frame protocol: a guaranteed allocation that
+ * finds the node full of other tasks' extra frames waits while the pmd
+ * gets frames back (the core's reclaim.h says which, and what a frame
+ * taken answers).
+ *
+ * One *round* at a time. It begins when an allocation parks here: the
+ * pmd asks the tasks that hold extra frames here and said they have a
+ * reclaim handler (RECLAIM_HANDLER), largest excess first, for what the
+ * waiting allocations lack (RECLAIM on each one's fault session: "give
+ * back N"), and sets the deadline, --reclaim-grace-ms on (at once when
+ * nobody could be asked). An allocation that parks during a round asks
+ * for what it adds. Whenever the node has room for the first waiter,
+ * every waiter runs again (first in the loop's order); at the deadline
+ * the pmd takes what is still missing itself, largest excess first, and
+ * they run again. A request that still finds no room after two rounds
+ * that reached their deadline answers ENOMEM.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "clock.h"
+#include "log.h"
+#include "reclaim.h"
+
+/* Rounds that reached their deadline after which a waiter gives up
+ * (ENOMEM). */
+#define RECLAIM_ROUNDS_MAX 2
+
+/* An allocation that waits for frames. */
+struct rwait {
+	struct pmd_pending base;     /* its session, parked */
+	struct pmd_req q;            /* (C) the request, its body kept */
+	uint8_t *body;               /* (C) */
+	uint64_t need;               /* (C) the frames it lacked */
+	struct pmd_list link;        /* (L) in srv->reclaim.waiters */
+};
+
+void pmd_reclaim_init(struct pmd_server *srv)
+{
+	memset(&srv->reclaim, 0, sizeof(srv->reclaim));
+	pmd_list_init(&srv->reclaim.waiters);
+}
+
+/* What the waiters lack now. */
+static uint64_t reclaim_short(const struct pmd_server *srv)
+{
+	uint64_t room = pmd_budget_room(&srv->core->budget);
+
+	return srv->reclaim.need > room ? srv->reclaim.need - room : 0;
+}
+
+/* The tasks holding extra frames here, largest excess first (malloc'd;
+ * NULL with *n 0 when out of memory or none). */
+static struct pmd_task **victims(struct pmd_server *srv, uint32_t *n)
+{
+	struct pmd_core *core = srv->core;
+	struct pmd_task **v;
+
+	*n = 0;
+	if (!core->ntasks || !(v = malloc(core->ntasks * sizeof(*v))))
+		return NULL;
+	*n = pmd_reclaim_victims(core, v, (uint32_t)core->ntasks);
+	return v;
+}
+
+/* RECLAIM for up to want frames to the tasks that can hear it; how
+ * many frames were asked for. */
+static uint64_t reclaim_ask(struct pmd_server *srv, uint64_t want)
+{
+	struct {
+		struct pm_msg_hdr h;
+		struct pm_reclaim body;
+	} msg;
+	struct pmd_task **v;
+	uint64_t asked = 0;
+	uint32_t n;
+
+	v = victims(srv, &n);
+	for (uint32_t i = 0; i < n && asked < want; i++) {
+		uint64_t k = v[i]->charge.extra_here;
+
+		if (!v[i]->reclaim_asks)
+			continue;
+		if (k > want - asked)
+			k = want - asked;
+		if (k > UINT32_MAX)
+			k = UINT32_MAX;
+		pm_msg_hdr_init(&msg.h, PM_MSG_RECLAIM, sizeof(msg),
+				++srv->reclaim.seq);
+		msg.body = (struct pm_reclaim){ .frames = (uint32_t)k };
+		if (!pmd_task_notify(v[i], &msg, sizeof(msg)))
+			continue;
+		pmd_debug("task %#lx: asked for %lu extra frames back",
+			  (unsigned long)v[i]->id, (unsigned long)k);
+		asked += k;
+	}
+	free(v);
+	srv->reclaim.asked += asked;
+	srv->reclaim.asked_total += asked;
+	return asked;
+}
+
+/* Whether the pmd leaves c alone now (remote work in flight). */
+static bool container_busy(void *arg, const struct pmd_container *c)
+{
+	return pmd_busy_test(arg, c->id);
+}
+
+/* The deadline: the pmd takes what the waiters still lack. */
+static void reclaim_force(struct pmd_server *srv)
+{
+	uint64_t want = reclaim_short(srv), taken = 0;
+	struct pmd_task **v;
+	uint32_t n;
+
+	v = victims(srv, &n);
+	for (uint32_t i = 0; i < n && taken < want; i++) {
+		uint64_t k = pmd_reclaim_take(srv->core, v[i], want - taken,
+					      container_busy, srv);
+		if (!k)
+			continue;
+		taken += k;
+		pmd_warn("task %#lx: took %lu of its extra frames back (%s); "
+			 "their contents are lost", (unsigned long)v[i]->id,
+			 (unsigned long)k, v[i]->reclaim_asks
+			 ? "it did not give them back in time"
+			 : "it has no reclaim handler");
+	}
+	free(v);
+	pmd_segtab_flush(&srv->core->segs);
+	srv->reclaim.taken_total += taken;
+	srv->reclaim.forced = true; /* (taken or not: the waiters' round) */
+	if (taken < want)
+		pmd_info("reclaim: %lu frames still missing (the rest of the "
+			 "extra frames here may not be taken now)",
+			 (unsigned long)(want - taken));
+}
+
+/* Every waiter runs again, first (the round ends). */
+static void reclaim_wake(struct pmd_server *srv)
+{
+	struct pmd_reclaim_state *rc = &srv->reclaim;
+	struct pmd_list *p, *n;
+
+	/* Backwards, each to the head: they run in the order they came. */
+	for (p = rc->waiters.prev; p != &rc->waiters; p = n) {
+		struct rwait *x = pmd_container_of(p, struct rwait, link);
+		struct pmd_session *s = x->base.s;
+
+		n = p->prev;
+		pmd_list_del(p);
+		if (s) {
+			s->pending = NULL;
+			s->parked = false;
+			s->reclaim_rounds += rc->forced;
+			if (!pmd_session_run_later(srv, s, &x->q, true)) {
+				struct pmd_reply r = { .status = ENOMEM };
+				s->parked = true;
+				pmd_session_answer(srv, s, &r);
+			}
+		}
+		free(x->body);
+		free(x);
+	}
+	rc->nwait = 0;
+	rc->need = 0;
+	rc->asked = 0;
+	rc->deadline_ns = 0;
+	rc->forced = false;
+}
+
+enum pmd_step pmd_reclaim_first(struct pmd_server *srv, struct pmd_session *s,
+				const struct pmd_req *q,
+				const struct pmd_alloc *a, struct pmd_reply *r,
+				bool *go)
+{
+	struct pmd_reclaim_state *rc = &srv->reclaim;
+	uint64_t room = pmd_budget_room(&srv->core->budget), want;
+	struct rwait *x;
+
+	*go = true;
+	/* Only frames that taking extra frames back can give, and not
+	 * forever. */
+	if (!a->reclaim || !srv->core->budget.extra_charged ||
+	    s->reclaim_rounds >= RECLAIM_ROUNDS_MAX)
+		return PMD_STEP_REPLY;
+	x = calloc(1, sizeof(*x));
+	if (!x || !(x->body = malloc(q->len ? q->len : 1))) {
+		free(x);
+		return PMD_STEP_REPLY; /* its ENOMEM, as without the protocol */
+	}
+	memcpy(x->body, q->body, q->len);
+	x->q = (struct pmd_req){ .type = q->type, .seq = q->seq,
+				 .body = x->body, .len = q->len };
+	/* It lacks a->reclaim frames beyond what is free now (none). */
+	x->need = room + a->reclaim;
+	/* (What is free now counts once, for the first.) */
+	rc->need += pmd_list_empty(&rc->waiters) ? x->need : a->reclaim;
+	pmd_list_add(rc->waiters.prev, &x->link);
+	rc->nwait++;
+	rc->waits_total++;
+	want = reclaim_short(srv);
+	if (!rc->deadline_ns) { /* a new round */
+		rc->rounds_total++;
+		rc->deadline_ns = pmd_now_ns() + srv->grace_ns;
+		if (!reclaim_ask(srv, want))
+			rc->deadline_ns = pmd_now_ns(); /* nobody to wait for */
+	} else if (want > rc->asked) {
+		reclaim_ask(srv, want - rc->asked);
+	}
+	*go = false;
+	return pmd_session_park(s, &x->base);
+}
+
+void pmd_reclaim_turn(struct pmd_server *srv)
+{
+	struct pmd_reclaim_state *rc = &srv->reclaim;
+	struct rwait *first;
+
+	if (pmd_list_empty(&rc->waiters))
+		return;
+	first = pmd_container_of(rc->waiters.next, struct rwait, link);
+	if (first->base.s &&
+	    pmd_budget_room(&srv->core->budget) < first->need &&
+	    pmd_now_ns() < rc->deadline_ns)
+		return; /* given back meanwhile: not enough yet */
+	if (pmd_budget_room(&srv->core->budget) < rc->need &&
+	    pmd_now_ns() >= rc->deadline_ns)
+		reclaim_force(srv);
+	reclaim_wake(srv);
+}
+
+int pmd_reclaim_timeout_ms(const struct pmd_server *srv, int timeout)
+{
+	uint64_t now = pmd_now_ns(), d = srv->reclaim.deadline_ns, ms;
+
+	if (pmd_list_empty(&srv->reclaim.waiters))
+		return timeout;
+	ms = d > now ? (d - now + 999999) / 1000000 : 0;
+	return timeout < 0 || (uint64_t)timeout > ms ? (int)ms : timeout;
+}
+
+void pmd_reclaim_fini(struct pmd_server *srv)
+{
+	struct pmd_list *p, *n;
+
+	pmd_list_for_each_safe(p, n, &srv->reclaim.waiters) {
+		struct rwait *x = pmd_container_of(p, struct rwait, link);
+		pmd_list_del(p);
+		free(x->body);
+		free(x);
+	}
+}

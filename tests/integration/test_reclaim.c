@@ -1,0 +1,412 @@
+/*
+ * The extra-frame protocol (API.md; docs/design.md, "Memory pressure"),
+ * with a real pmd of 1024 frames, 256 guaranteed to each task: task A
+ * fills the node with extra frames, task B connects (admission counts
+ * A's extra frames as reclaimable: B gets its whole guarantee) and
+ * allocates guaranteed frames, which only reclaim can give. A gives
+ * frames back when asked; or has no handler (the pmd takes them at
+ * once); or has one that does nothing (the pmd waits the grace period,
+ * then takes them). Frames taken answer ESTALE, their mappings SIGBUS;
+ * guaranteed frames and the rest stay intact, byte for byte.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "pm_proto.h"
+
+#define NODE_FRAMES 1024u
+#define G 256u                    /* each task's guarantee */
+#define E (NODE_FRAMES - G)       /* A's extra frames: the rest of it */
+#define GRACE_MS 1500u
+
+static uint64_t ms_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* The pattern of frame f of the test. */
+static void pattern(frame_t f, uint8_t *buf)
+{
+	for (size_t i = 0; i < PM_FRAME_SIZE; i += 8) {
+		uint64_t w = (uint64_t)f << 32 | i;
+		memcpy(buf + i, &w, 8);
+	}
+}
+
+/* Task A: frames 0..G-1 guaranteed, G..G+E-1 extra, each holding its
+ * pattern; the node is full. */
+static container_t fill(pm_t *a)
+{
+	static uint8_t buf[PM_FRAME_SIZE];
+	struct pm_task_stat ts;
+	container_t c;
+	int n = G;
+
+	assert_int_equal(pm_container_create(a, &c), 0);
+	assert_int_equal(pm_container_allocate(a, c, 0, &n, 0), 0);
+	n = E;
+	assert_int_equal(pm_container_allocate(a, c, G, &n, CONT_ALLOC_EXTRA),
+			 0);
+	for (frame_t f = 0; f < G + E; f++) {
+		pattern(f, buf);
+		assert_int_equal(pm_container_write(a, c, f, 0, buf,
+						    sizeof(buf)), 0);
+	}
+	assert_int_equal(pm_task_stat(a, &ts), 0);
+	assert_int_equal(ts.extra_allocated, E);
+	return c;
+}
+
+/* Frames [from, to) of c hold their patterns. */
+static void intact(pm_t *a, container_t c, frame_t from, frame_t to)
+{
+	static uint8_t want[PM_FRAME_SIZE], got[PM_FRAME_SIZE];
+
+	for (frame_t f = from; f < to; f++) {
+		pattern(f, want);
+		assert_int_equal(pm_container_read(a, c, f, 0, got,
+						   sizeof(got)), 0);
+		if (memcmp(want, got, sizeof(got))) {
+			fprintf(stderr, "frame %lu: not its bytes\n",
+				(unsigned long)f);
+			fail();
+		}
+	}
+}
+
+/* Task B, connecting to the full node: its whole guarantee. */
+static pm_t *newcomer(void)
+{
+	pm_t *b = test_connect(&test_pmd);
+	struct pm_task_stat ts;
+
+	assert_int_equal(pm_task_stat(b, &ts), 0);
+	assert_int_equal(ts.guaranteed, G);
+	return b;
+}
+
+/* B's guaranteed allocation of n frames: ms it took. */
+static uint64_t b_allocates(pm_t *b, container_t *c, unsigned n)
+{
+	uint64_t t0 = ms_now();
+	int done = (int)n;
+
+	assert_int_equal(pm_container_create(b, c), 0);
+	assert_int_equal(pm_container_allocate(b, *c, 0, &done, 0), 0);
+	assert_int_equal(done, n);
+	return ms_now() - t0;
+}
+
+/* A metric's value from the pmd's text (0 when absent). */
+static uint64_t metric(pm_t *pm, const char *name)
+{
+	static char text[1 << 16];
+	size_t len;
+	const char *p;
+
+	assert_int_equal(pm_debug_metrics(pm, text, sizeof(text), &len), 0);
+	p = strstr(text, name);
+	return p ? strtoull(p + strlen(name), NULL, 10) : 0;
+}
+
+/* ---- a task that gives frames back ---- */
+
+struct giver {
+	pm_t *pm;
+	container_t c;
+	frame_t next;                /* the highest extra frame it holds + 1 */
+	unsigned asked, calls;
+};
+
+static void give_back(pm_t *pm, unsigned int wanted, void *arg)
+{
+	struct giver *g = arg;
+
+	assert_ptr_equal(pm, g->pm);
+	__atomic_add_fetch(&g->asked, wanted, __ATOMIC_SEQ_CST);
+	g->next -= wanted;
+	assert_int_equal(pm_container_deallocate(pm, g->c, g->next, wanted), 0);
+	__atomic_add_fetch(&g->calls, 1, __ATOMIC_SEQ_CST);
+}
+
+static void a_task_gives_frames_back_when_asked(void **state)
+{
+	pm_t *a = test_follower(test_connect(&test_pmd)), *b;
+	uint64_t taken0 = metric(a, "pmd_reclaim_frames_total{kind=\"taken\"}");
+	struct giver g = { .pm = a };
+	struct pm_task_stat ts;
+	container_t cb;
+	uint64_t ms;
+
+	(void)state;
+	g.c = fill(a);
+	g.next = G + E;
+	assert_int_equal(pm_set_reclaim_handler(a, give_back, &g), 0);
+	b = newcomer();
+	ms = b_allocates(b, &cb, 200);
+	/* Given back well before the grace period, and only what was
+	 * asked: nothing taken, A's other frames intact. */
+	fprintf(stderr, "B's 200 frames came in %lu ms; A was asked for %u "
+		"in %u calls\n", (unsigned long)ms, g.asked, g.calls);
+	assert_true(ms < GRACE_MS);
+	assert_int_equal(g.asked, 200);
+	assert_int_equal(metric(a, "pmd_reclaim_frames_total{kind=\"taken\"}"),
+			 taken0);
+	assert_int_equal(pm_task_stat(a, &ts), 0);
+	assert_int_equal(ts.extra_allocated, E - 200);
+	intact(a, g.c, 0, g.next);
+	/* The handler goes: the pmd asks A no more. */
+	assert_int_equal(pm_set_reclaim_handler(a, NULL, NULL), 0);
+	test_check(a);
+	pm_disconnect(b);
+	pm_disconnect(a);
+}
+
+/* ---- a task the pmd takes frames from ---- */
+
+static sigjmp_buf bus_jmp;
+static volatile sig_atomic_t bus_seen;
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	bus_seen = 1;
+	siglongjmp(bus_jmp, 1);
+}
+
+/* Whether a load from p raises SIGBUS. */
+static bool load_faults(volatile const uint8_t *p)
+{
+	struct sigaction sa = { .sa_handler = on_sigbus }, old;
+	bool faulted;
+
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(SIGBUS, &sa, &old), 0);
+	bus_seen = 0;
+	if (!sigsetjmp(bus_jmp, 1))
+		(void)*p;
+	faulted = bus_seen;
+	sigaction(SIGBUS, &old, NULL);
+	return faulted;
+}
+
+/* B took n frames from A, which could not or did not give them back:
+ * exactly A's first n extra frames are gone (the rule: the newest
+ * container first, in frame order), ESTALE everywhere, a mapping of one
+ * faults; every other frame is intact; A deallocates and allocates the
+ * gone ones again. */
+static void check_taken(pm_t *a, container_t c, unsigned n, uint8_t *map)
+{
+	static uint8_t buf[PM_FRAME_SIZE];
+	struct pm_task_stat ts;
+	struct pm_container_stat st;
+	void *addr;
+	int done = 1, granted, err;
+
+	assert_int_equal(pm_task_stat(a, &ts), 0);
+	assert_int_equal(ts.extra_allocated, E - n);
+	assert_int_equal(ts.allocated, G + E - n);
+	assert_int_equal(pm_container_stat(a, c, &st), 0);
+	assert_int_equal(st.frames, G + E - n);
+	for (frame_t f = G; f < G + n; f++) {
+		err = pm_container_read(a, c, f, 0, buf, sizeof(buf));
+		assert_int_equal(err, ESTALE);
+	}
+	assert_int_equal(pm_container_write(a, c, G, 0, buf, 8), ESTALE);
+	assert_int_equal(pm_container_map(a, c, G, 1, CONT_MAP_READ, &addr,
+					  &granted), ESTALE);
+	assert_int_equal(pm_container_copy(a, c, G, c, 0, 1, 0, NULL), ESTALE);
+	intact(a, c, 0, G);
+	intact(a, c, G + n, G + E);
+	/* The mapping made before: the taken frame faults, the next
+	 * (kept) one reads its bytes. */
+	if (map) {
+		pattern(G + n, buf);
+		assert_true(load_faults(map));
+		assert_false(load_faults(map + (size_t)n * PM_FRAME_SIZE));
+		assert_memory_equal(map + (size_t)n * PM_FRAME_SIZE, buf, 64);
+	}
+	/* Deallocated: forgotten (ENOENT after); allocated again (in the
+	 * room of a guaranteed frame given up: the node is full): a frame. */
+	assert_int_equal(pm_container_deallocate(a, c, G, 1), 0);
+	assert_int_equal(pm_container_read(a, c, G, 0, buf, 8), ENOENT);
+	assert_int_equal(pm_container_deallocate(a, c, G, 1), ENOENT);
+	assert_int_equal(pm_container_deallocate(a, c, 0, 1), 0);
+	assert_int_equal(pm_container_allocate(a, c, G, &done, 0), 0);
+	assert_int_equal(pm_container_read(a, c, G, 0, buf, 8), 0);
+	assert_int_equal(pm_container_deallocate(a, c, G, n), 0);
+	test_check(a);
+}
+
+static void without_a_handler_extra_frames_go_at_once(void **state)
+{
+	pm_t *a = test_follower(test_connect(&test_pmd)), *b;
+	uint64_t taken0 = metric(a, "pmd_reclaim_frames_total{kind=\"taken\"}");
+	container_t c, cb;
+	void *map;
+	uint64_t ms;
+	int granted;
+
+	(void)state;
+	c = fill(a);
+	/* A maps the first extra frames and the one after them. */
+	assert_int_equal(pm_container_map(a, c, G, 101, CONT_MAP_READ, &map,
+					  &granted), 0);
+	b = newcomer();
+	ms = b_allocates(b, &cb, 100);
+	fprintf(stderr, "B's 100 frames came in %lu ms (nobody to ask)\n",
+		(unsigned long)ms);
+	assert_true(ms < GRACE_MS);
+	assert_int_equal(metric(a, "pmd_reclaim_frames_total{kind=\"taken\"}"),
+			 taken0 + 100);
+	check_taken(a, c, 100, map);
+	assert_int_equal(pm_container_unmap(a, map, 101), 0);
+	assert_int_equal(test_log_grep(&test_pmd, "it has no reclaim handler") >=
+			 1, 1);
+	test_check(b);
+	pm_disconnect(b);
+	pm_disconnect(a);
+}
+
+static void ignore(pm_t *pm, unsigned int wanted, void *arg)
+{
+	unsigned *asked = arg;
+
+	(void)pm;
+	__atomic_add_fetch(asked, wanted, __ATOMIC_SEQ_CST);
+}
+
+static void a_task_that_does_not_give_back_loses_them_after_the_grace(
+	void **state)
+{
+	pm_t *a = test_follower(test_connect(&test_pmd)), *b;
+	unsigned asked = 0;
+	container_t c, cb;
+	uint64_t ms;
+
+	(void)state;
+	c = fill(a);
+	assert_int_equal(pm_set_reclaim_handler(a, ignore, &asked), 0);
+	b = newcomer();
+	ms = b_allocates(b, &cb, 50);
+	fprintf(stderr, "B's 50 frames came in %lu ms (grace %u ms)\n",
+		(unsigned long)ms, GRACE_MS);
+	assert_true(ms + 50 >= GRACE_MS);
+	assert_int_equal(__atomic_load_n(&asked, __ATOMIC_SEQ_CST), 50);
+	check_taken(a, c, 50, NULL);
+	assert_true(test_log_grep(&test_pmd, "did not give them back in time")
+		    >= 1);
+	pm_disconnect(b);
+	pm_disconnect(a);
+}
+
+/* Guaranteed frames are never taken: with every extra frame of the node
+ * in a locked container (the pmd moves nothing under a lock), B's
+ * allocation answers ENOMEM after two rounds, and A loses nothing. */
+static void frames_under_a_lock_are_not_taken(void **state)
+{
+	pm_t *a = test_connect(&test_pmd), *b, *s;
+	container_t c, cb, ref;
+	pm_cap_token_t tok;
+	pm_task_t sid;
+	int done = 10;
+	uint64_t t0;
+
+	(void)state;
+	c = fill(a);
+	s = test_connect(&test_pmd);
+	assert_int_equal(pm_self(s, &sid), 0);
+	assert_int_equal(pm_container_share(a, c, sid, &ref), 0);
+	assert_int_equal(pm_cap_export(a, ref, &tok), 0);
+	assert_int_equal(pm_cap_import(s, &tok, &ref), 0);
+	assert_int_equal(pm_container_lock(s, ref, 8000), 0);
+	b = newcomer();
+	assert_int_equal(pm_container_create(b, &cb), 0);
+	t0 = ms_now();
+	assert_int_equal(pm_container_allocate(b, cb, 0, &done, 0), ENOMEM);
+	fprintf(stderr, "ENOMEM after %lu ms\n", (unsigned long)(ms_now() - t0));
+	assert_int_equal(pm_container_unlock(s, ref), 0);
+	intact(a, c, 0, G + E);
+	test_check(a);
+	pm_disconnect(s);
+	pm_disconnect(b);
+	pm_disconnect(a);
+}
+
+/* ---- bad input ---- */
+
+static void the_handler_request_refuses_bad_input(void **state)
+{
+	struct pm_hello_req hello = { .version = PM_PROTO_VERSION };
+	struct pm_reclaim_handler_req rq = { .on = 1 };
+	struct pm_hello_rep hrep;
+	int fd = test_raw_connect(&test_pmd);
+	pm_t *plain;
+
+	(void)state;
+	assert_int_equal(test_raw_call(fd, PM_MSG_HELLO, &hello, sizeof(hello),
+				       &hrep, sizeof(hrep)), PM_ST_OK);
+	/* No fault session: nobody would hear RECLAIM. */
+	assert_int_equal(test_raw_call(fd, PM_MSG_RECLAIM_HANDLER, &rq,
+				       sizeof(rq), NULL, 0), PM_ST_UNSUPPORTED);
+	rq = (struct pm_reclaim_handler_req){ .on = 2 };
+	assert_int_equal(test_raw_call(fd, PM_MSG_RECLAIM_HANDLER, &rq,
+				       sizeof(rq), NULL, 0), PM_ST_BAD_MESSAGE);
+	rq = (struct pm_reclaim_handler_req){ .on = 0, .pad = 1 };
+	assert_int_equal(test_raw_call(fd, PM_MSG_RECLAIM_HANDLER, &rq,
+				       sizeof(rq), NULL, 0), PM_ST_BAD_MESSAGE);
+	assert_int_equal(test_raw_call(fd, PM_MSG_RECLAIM_HANDLER, &rq, 4,
+				       NULL, 0), PM_ST_BAD_MESSAGE);
+	rq.pad = 0;
+	assert_int_equal(test_raw_call(fd, PM_MSG_RECLAIM_HANDLER, &rq,
+				       sizeof(rq), NULL, 0), PM_ST_OK);
+	close(fd);
+	/* The library without a fault session says so. */
+	setenv("PM_NO_USERFAULTFD", "1", 1);
+	plain = test_connect(&test_pmd);
+	unsetenv("PM_NO_USERFAULTFD");
+	assert_int_equal(pm_set_reclaim_handler(plain, ignore, NULL),
+			 EOPNOTSUPP);
+	assert_int_equal(pm_set_reclaim_handler(NULL, ignore, NULL), EINVAL);
+	assert_int_equal(pm_set_reclaim_handler(plain, NULL, NULL), 0);
+	test_check(plain);
+	pm_disconnect(plain);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(a_task_gives_frames_back_when_asked,
+					  test_clean_teardown),
+		cmocka_unit_test_teardown(
+			without_a_handler_extra_frames_go_at_once,
+			test_clean_teardown),
+		cmocka_unit_test_teardown(
+			a_task_that_does_not_give_back_loses_them_after_the_grace,
+			test_clean_teardown),
+		cmocka_unit_test_teardown(frames_under_a_lock_are_not_taken,
+					  test_clean_teardown),
+		cmocka_unit_test_teardown(the_handler_request_refuses_bad_input,
+					  test_clean_teardown),
+	};
+	test_pmd_args = (const char *const[]){ "--memory", "4M",
+		"--guarantee", "256", "--extra", "1024",
+		"--reclaim-grace-ms", "1500", NULL };
+	return cmocka_run_group_tests(tests, test_group_setup,
+				      test_group_teardown);
+}
