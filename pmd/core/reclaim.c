@@ -24,6 +24,13 @@ void pmd_frame_forget_gone(struct pmd_container *c, frame_t f)
 		pmd_ftab_remove(&c->gone, f);
 }
 
+/* Whether a comes before b among victims. */
+static bool before(const struct pmd_task *a, const struct pmd_task *b)
+{
+	return a->charge.extra_here > b->charge.extra_here ||
+	       (a->charge.extra_here == b->charge.extra_here && a->id < b->id);
+}
+
 uint32_t pmd_reclaim_victims(struct pmd_core *core, struct pmd_task **out,
 			     uint32_t max)
 {
@@ -36,10 +43,8 @@ uint32_t pmd_reclaim_victims(struct pmd_core *core, struct pmd_task **out,
 
 		if (!t->charge.extra_here)
 			continue;
-		/* Insertion by excess; an equal one stays behind (older
-		 * tasks come first in the list). */
-		for (i = n; i > 0 && out[i - 1]->charge.extra_here <
-					     t->charge.extra_here; i--)
+		/* Insertion by excess, then age (the smaller id). */
+		for (i = n; i > 0 && before(t, out[i - 1]); i--)
 			if (i < max)
 				out[i] = out[i - 1];
 		if (i < max) {
