@@ -137,7 +137,11 @@ PM_API error_t pm_container_copy(pm_t *pm, container_t src, frame_t src_start,
 PM_API error_t pm_container_lock(pm_t *pm, container_t container, unsigned int msec);
 PM_API error_t pm_container_unlock(pm_t *pm, container_t container);
 
-/* The extra-frame protocol */
+/* The extra-frame protocol: fn is called on a library thread when the pmd
+ * wants frames_wanted extra frames back; what is not given back within
+ * the pmd's grace period it takes (those frames answer ESTALE, their
+ * mappings SIGBUS). fn NULL: no handler. EOPNOTSUPP when the pmd cannot
+ * reach the library (no userfaultfd). */
 typedef void (*pm_reclaim_fn)(pm_t *pm, unsigned int frames_wanted, void *arg);
 PM_API error_t pm_set_reclaim_handler(pm_t *pm, pm_reclaim_fn fn, void *arg);
 
