@@ -318,8 +318,8 @@ bool pmc_local_place(void *arg, uint64_t seg, uint32_t slot, container_t c,
 			return false;
 	}
 	v = hview_get(pm, c);
-	if (!v || !view_lookup(v, pm->task, f, &e))
-		return false; /* the pmd knows better */
+	if (!v || !view_lookup(v, pm->task, f, &e) || (e.flags & PM_VIEW_HOLE))
+		return false; /* the pmd knows better (or makes it physical) */
 	g = pmc_seg_get(pm, e.segment);
 	*out = (struct pmc_place){ .cont = c, .frame = f, .seg = e.segment,
 				   .slot = e.slot, .cow = e.flags & PM_VIEW_COW,
@@ -372,6 +372,8 @@ static bool map_fast(struct pm *pm, struct pmc_view *v, container_t c,
 		g = pmc_seg_get(pm, ents[i].segment);
 		if (!g)
 			return false;
+		if (ents[i].flags & PM_VIEW_HOLE)
+			return false; /* the pmd makes it physical first */
 		if (ents[i].flags & PM_VIEW_COW) {
 			/* The pmd makes the copy (FORCE_WRITE), or knows
 			 * whether the frame is still shared (the flag

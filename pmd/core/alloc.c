@@ -188,7 +188,7 @@ void pmd_alloc_reserve(struct pmd_core *core, struct pmd_alloc *a,
 		why->frame = a->start + a->n;
 }
 
-/* Frames are physical from birth: their slots are populated in runs. */
+/* New frames' slots are made ready (zero, not physical) in runs. */
 struct alloc_run {
 	struct pmd_segment *seg;
 	unsigned first, n;
@@ -203,7 +203,7 @@ static void alloc_run_add(struct pmd_core *core, struct alloc_run *run,
 		return;
 	}
 	if (run->seg)
-		pmd_segment_populate(run->seg, run->first, run->n);
+		pmd_segment_ready(run->seg, run->first, run->n);
 	*run = (struct alloc_run){ .seg = pmd_frame_seg(core, e),
 				   .first = e->slot, .n = 1 };
 }
@@ -263,7 +263,7 @@ void pmd_alloc_invoke(struct pmd_core *core, const struct pmd_alloc *a)
 		pmd_cview_put(core, c, f, e);
 	}
 	if (run.seg)
-		pmd_segment_populate(run.seg, run.first, run.n);
+		pmd_segment_ready(run.seg, run.first, run.n);
 	pmd_cview_end(c);
 }
 

@@ -186,6 +186,17 @@ void pmd_cview_end(struct pmd_container *c)
 		pmd_view_end(c->view);
 }
 
+/* The view's flags of frame e (here). */
+static uint16_t view_flags(const struct pmd_core *core,
+			   const struct pmd_frame *e)
+{
+	const struct pmd_segment *seg = pmd_frame_seg(core, e);
+
+	return (uint16_t)((seg->slots.ref[e->slot] > 1 ? PM_VIEW_COW : 0) |
+			  (pmd_segment_physical(seg, e->slot) ? 0
+							      : PM_VIEW_HOLE));
+}
+
 void pmd_cview_put(struct pmd_core *core, struct pmd_container *c, frame_t f,
 		   const struct pmd_frame *e)
 {
@@ -193,7 +204,45 @@ void pmd_cview_put(struct pmd_core *core, struct pmd_container *c, frame_t f,
 		pmd_view_del(c->view, f);
 	else if (c->view)
 		pmd_view_set(c->view, f, pmd_frame_seg(core, e)->id, e->slot,
-			     pmd_frame_cow(core, e) ? PM_VIEW_COW : 0, e->gen);
+			     view_flags(core, e), e->gen);
+}
+
+void pmd_frames_make_physical(struct pmd_core *core, struct pmd_container *c,
+			      frame_t start, uint32_t count)
+{
+	struct pmd_segment *run = NULL;
+	unsigned first = 0, n = 0;
+	bool any = false;
+
+	pmd_cview_begin(c);
+	for (uint32_t i = 0; i <= count; i++) {
+		struct pmd_frame *e = i < count
+			? pmd_ftab_lookup(&c->frames, start + i) : NULL;
+		struct pmd_segment *seg = e && !pmd_frame_remote(e)
+			? pmd_frame_seg(core, e) : NULL;
+		bool hole = seg && !pmd_segment_physical(seg, e->slot);
+
+		if (run && (!hole || seg != run || e->slot != first + n)) {
+			pmd_segment_make_physical(run, first, n);
+			run = NULL;
+		}
+		if (!hole)
+			continue;
+		any = true;
+		if (!run) {
+			run = seg;
+			first = e->slot;
+			n = 0;
+		}
+		n++;
+	}
+	for (uint32_t i = 0; any && c->view && i < count; i++) {
+		const struct pmd_frame *e = pmd_ftab_lookup(&c->frames,
+							    start + i);
+		if (e && !pmd_frame_remote(e))
+			pmd_cview_put(core, c, start + i, e);
+	}
+	pmd_cview_end(c);
 }
 
 void pmd_cview_install(struct pmd_core *core, struct pmd_container *c,
@@ -206,8 +255,7 @@ void pmd_cview_install(struct pmd_core *core, struct pmd_container *c,
 	while (pmd_ftab_next(&c->frames, &f, &e)) {
 		if (!pmd_frame_remote(e))
 			pmd_view_set(v, f, pmd_frame_seg(core, e)->id, e->slot,
-				     pmd_frame_cow(core, e) ? PM_VIEW_COW : 0,
-				     e->gen);
+				     view_flags(core, e), e->gen);
 		if (f++ == UINT64_MAX)
 			break;
 	}

@@ -92,6 +92,11 @@ void pmd_cview_end(struct pmd_container *c);
  * for the fast path). */
 void pmd_cview_put(struct pmd_core *core, struct pmd_container *c, frame_t f,
 		   const struct pmd_frame *e);
+/* Frames [start, start + count) of c that are here get physical slots
+ * (segment.h, pmd_segment_ready), before a task may touch them through
+ * a mapping; their view entries say so. Missing frames are skipped. */
+void pmd_frames_make_physical(struct pmd_core *core, struct pmd_container *c,
+			      frame_t start, uint32_t count);
 /* Decode step of anything that adds frames: room for `count` in the view
  * (a bigger one replaces it when needed). */
 error_t pmd_cview_reserve(struct pmd_core *core, struct pmd_container *c,

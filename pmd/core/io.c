@@ -122,9 +122,17 @@ void pmd_io_write(struct pmd_core *core, const struct pmd_io *io,
 {
 	pmd_cview_begin(io->cont);
 	io_break_cows(core, io);
-	for (struct io_part p = { 0 }; io_next(io, &p);)
-		memcpy(pmd_frame_bytes(core, p.e) + p.pos,
+	for (struct io_part p = { 0 }; io_next(io, &p);) {
+		struct pmd_segment *seg = pmd_frame_seg(core, p.e);
+
+		memcpy((uint8_t *)pmd_segment_frame(seg, p.e->slot) + p.pos,
 		       (const uint8_t *)buf + p.off, p.len);
+		/* Written: the kernel gave it a page. */
+		if (!pmd_segment_physical(seg, p.e->slot)) {
+			pmd_segment_written(seg, p.e->slot);
+			pmd_cview_put(core, io->cont, io->first + p.i, p.e);
+		}
+	}
 	pmd_cview_end(io->cont);
 }
 

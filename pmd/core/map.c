@@ -156,6 +156,8 @@ error_t pmd_map_invoke(struct pmd_core *core, struct pmd_task *task,
 		pmd_cview_end(c);
 	}
 
+	/* What the task may touch is physical first. */
+	pmd_frames_make_physical(core, c, m->start, m->count);
 	out->nruns = out->nsegs = 0;
 	if (want_write)
 		pmd_cview_begin(c);

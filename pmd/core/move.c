@@ -225,6 +225,8 @@ static error_t resolve_frame(struct pmd_core *core, struct pmd_task *task,
 		out->e = e;
 		return 0;
 	}
+	if (!pmd_segment_physical(now, e->slot)) /* never touched yet */
+		pmd_frames_make_physical(core, c, f, 1);
 	out->seg = now;
 	out->slot = e->slot;
 	out->cow = pmd_frame_cow(core, e);
@@ -252,6 +254,17 @@ error_t pmd_container_resolve(struct pmd_core *core, struct pmd_task *task,
 	/* Holding the old segment is the right to follow its frames. */
 	if (!pmd_task_has_segment(task, seg_id))
 		return EACCES;
+	if (seg && seg->id == seg_id && !pmd_segment_retired(seg, slot) &&
+	    seg->slots.ref[slot] && !pmd_segment_physical(seg, slot)) {
+		/* A frame lives there that nobody touched yet (a map makes
+		 * its slots physical first; a pointer handed out before
+		 * may not have): physical now, and in the same place. */
+		pmd_segment_make_physical(seg, slot, 1);
+		out->seg = seg;
+		out->slot = slot;
+		out->cow = seg->slots.ref[slot] > 1;
+		return 0;
+	}
 	if (!seg || seg->id != seg_id || !pmd_segment_retired(seg, slot))
 		return ENOENT; /* freed, not moved: the task reads zeros */
 	fwd = &seg->fwd[slot];

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -248,11 +249,26 @@ bool pmd_segment_slot_put(struct pmd_segtab *t, struct pmd_segment *seg,
 
 /* Gives slots' pages back: they read as zeros, and a task's mapping of
  * them faults. */
+/* Slots [first, first + n)'s bits of seg->physical, set or cleared. */
+static void physical_mark(struct pmd_segment *seg, unsigned first, unsigned n,
+			  bool on)
+{
+	for (unsigned s = first; s < first + n; s++) {
+		uint64_t bit = UINT64_C(1) << (s % 64);
+		if (on)
+			seg->physical[s / 64] |= bit;
+		else
+			seg->physical[s / 64] &= ~bit;
+	}
+}
+
 static void punch(struct pmd_segment *seg, unsigned first, unsigned n)
 {
 	/* Should the kernel refuse, zero them by hand: a slot is never
 	 * handed out dirty. A broken segment's memfd is not our view any
 	 * more. */
+	if (!seg->pinned)
+		physical_mark(seg, first, n, false);
 	if (seg->broken) {
 		memset(pmd_segment_frame(seg, first), 0, (size_t)n * PM_FRAME_SIZE);
 		return;
@@ -373,28 +389,72 @@ void pmd_segment_release_retired(struct pmd_segtab *t, struct pmd_segment *seg)
 	}
 }
 
-void pmd_segment_populate(struct pmd_segment *seg, unsigned first, unsigned n)
+void pmd_segment_ready(struct pmd_segment *seg, unsigned first, unsigned n)
 {
 	off_t off = (off_t)first * PM_FRAME_SIZE, len = (off_t)n * PM_FRAME_SIZE;
 
 	if (seg->broken || seg->pinned) {
 		memset(pmd_segment_frame(seg, first), 0, (size_t)len);
+		physical_mark(seg, first, n, true);
 		return;
 	}
+	physical_mark(seg, first, n, false);
 	if (fallocate(seg->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      off, len) < 0) {
 		pmd_warn("clearing slots %u-%u of segment %#lx: %m; zeroing them",
 			 first, first + n - 1, (unsigned long)seg->id);
 		memset(pmd_segment_frame(seg, first), 0, (size_t)len);
 	}
+}
+
+void pmd_segment_make_physical(struct pmd_segment *seg, unsigned first,
+			       unsigned n)
+{
+	if (seg->broken || seg->pinned) {
+		physical_mark(seg, first, n, true);
+		return;
+	}
 	/* Out of memory here leaves the pages to be found at first touch,
 	 * as without it; say so once in a while, do not fail. */
-	if (fallocate(seg->fd, 0, off, len) < 0) {
+	if (fallocate(seg->fd, FALLOC_FL_KEEP_SIZE, (off_t)first * PM_FRAME_SIZE,
+		      (off_t)n * PM_FRAME_SIZE) < 0) {
 		static unsigned warned;
 		if (warned++ % 1024 == 0)
 			pmd_warn("allocating slots %u-%u of segment %#lx: %m",
 				 first, first + n - 1, (unsigned long)seg->id);
+		return;
 	}
+	physical_mark(seg, first, n, true);
+}
+
+void pmd_segment_populate(struct pmd_segment *seg, unsigned first, unsigned n)
+{
+	pmd_segment_ready(seg, first, n);
+	pmd_segment_make_physical(seg, first, n);
+}
+
+uint64_t pmd_segtab_resident(const struct pmd_segtab *t)
+{
+	uint64_t sum = 0;
+
+	for (uint32_t i = 0; i < t->len; i++)
+		if (t->v[i])
+			sum += pmd_segment_resident(t->v[i]);
+	return sum;
+}
+
+void pmd_segment_written(struct pmd_segment *seg, unsigned slot)
+{
+	physical_mark(seg, slot, 1, true);
+}
+
+uint64_t pmd_segment_resident(const struct pmd_segment *seg)
+{
+	struct stat st;
+
+	if (seg->broken || fstat(seg->fd, &st) < 0)
+		return (uint64_t)PMD_SEG_SLOTS * PM_FRAME_SIZE;
+	return (uint64_t)st.st_blocks * 512;
 }
 
 void pmd_segment_pin(struct pmd_segment *seg)

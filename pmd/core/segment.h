@@ -72,6 +72,8 @@ struct pmd_segment {
 	struct pmd_list link;          /* (L) in domain->segments, or the pool */
 	uint64_t pending[PMD_SEG_SLOTS / 64]; /* (L) freed, not yet punched */
 	uint64_t retired[PMD_SEG_SLOTS / 64]; /* (L) moved away, see above */
+	uint64_t physical[PMD_SEG_SLOTS / 64]; /* (L) made physical by the
+	                                * pmd (see pmd_segment_ready) */
 	struct pmd_fwd *fwd;           /* (L) per slot once one is retired */
 	uint32_t nretired;             /* (L) */
 	struct pmd_list dirty_link;    /* (L) in segtab->dirty while pending */
@@ -164,10 +166,38 @@ void pmd_segment_release_retired(struct pmd_segtab *t, struct pmd_segment *seg);
 
 /* Makes slots [first, first + n) physical and zero: punched (whatever a
  * stray store left there goes) then allocated, so that a task's first
- * touch is an ordinary page-cache fault and a hole in an exposed segment
- * only ever means "freed" or "moved". A pinned segment's are zeroed in
+ * touch is an ordinary page-cache fault. A pinned segment's are zeroed in
  * place. */
 void pmd_segment_populate(struct pmd_segment *seg, unsigned first, unsigned n);
+/*
+ * Frames cost memory only once used. A new frame's slots are made
+ * *ready*: zero, but not physical (punched: whatever a stray store left
+ * goes; a pinned segment's are zeroed in place, physical already). They
+ * become physical when the pmd writes them (the kernel gives the page) or
+ * when a task is to map them: the pmd then makes them physical first
+ * (pmd_segment_make_physical), so that a slot a task may touch through a
+ * mapping is never a hole unless its frame was freed or moved away (the
+ * library's fault path relies on it). seg->physical has a bit for each
+ * slot the pmd made physical so (a slot the pmd wrote may be physical
+ * without its bit: the bit only ever errs towards asking).
+ */
+void pmd_segment_ready(struct pmd_segment *seg, unsigned first, unsigned n);
+/* Makes slots [first, first + n) physical, their contents kept (no
+ * punch). Out of memory leaves them to be found at first touch. */
+void pmd_segment_make_physical(struct pmd_segment *seg, unsigned first,
+			       unsigned n);
+static inline bool pmd_segment_physical(const struct pmd_segment *seg,
+					unsigned slot)
+{
+	return seg->physical[slot / 64] & (UINT64_C(1) << (slot % 64));
+}
+/* The pmd wrote into slot through its mapping: the kernel gave it a
+ * page (no system call). */
+void pmd_segment_written(struct pmd_segment *seg, unsigned slot);
+/* Bytes of the node's memory seg's memfd holds now (the kernel's count). */
+uint64_t pmd_segment_resident(const struct pmd_segment *seg);
+/* The same for every segment of t (the pool's are holes). */
+uint64_t pmd_segtab_resident(const struct pmd_segtab *t);
 /* Makes the whole segment physical and zero, and pinned from now on:
  * before its memory is registered with the fabric. No slot may be in use
  * yet. */

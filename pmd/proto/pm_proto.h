@@ -386,6 +386,8 @@ static_assert(sizeof(struct pm_view_hdr) == 64, "view hdr");
 
 #define PM_VIEW_USED 0x1  /* bucket holds an entry */
 #define PM_VIEW_COW  0x2  /* the frame shares its slot: never map writable */
+#define PM_VIEW_HOLE 0x4  /* its slot is not physical yet: a map asks the
+                           * pmd, which makes it so first */
 
 struct pm_view_entry {
 	uint64_t frame;

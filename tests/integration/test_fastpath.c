@@ -37,11 +37,17 @@ static void resident_maps_send_no_message(void **state)
 
 	assert_int_equal(pm_container_create(pm, &c), 0);
 	assert_int_equal(pm_container_allocate(pm, c, 0, &count, 0), 0);
-	/* The first map goes to the pmd and brings the view. */
+	/* New frames cost no memory until used: the first map of them goes
+	 * to the pmd, which makes them resident, and brings the view. */
+	uint64_t before = requests(pm);
+	assert_int_equal(pm_container_map(pm, c, 0, 64, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&m, NULL), 0);
+	assert_int_equal(requests(pm) - before, 2); /* the map, the stat */
+	assert_int_equal(pm_container_unmap(pm, m, 64), 0);
 	assert_int_equal(pm_container_map(pm, c, 0, 1, CONT_MAP_READ |
 					  CONT_MAP_WRITE, (void **)&m, NULL), 0);
 	m[0] = 'a';
-	uint64_t before = requests(pm);
+	before = requests(pm);
 	for (frame_t f = 0; f < 64; f++) {
 		assert_int_equal(pm_container_map(pm, c, f, 1, CONT_MAP_READ |
 				 CONT_MAP_WRITE, (void **)&m2, &granted), 0);

@@ -354,6 +354,62 @@ static void frames_under_a_lock_are_not_taken(void **state)
 	pm_disconnect(a);
 }
 
+/* ---- frames that cost memory only once used ---- */
+
+/* The node's resident frames, as the kernel counts its segments' pages. */
+static uint64_t resident(pm_t *pm)
+{
+	return metric(pm, "pmd_frames{state=\"resident\"}");
+}
+
+static void frames_cost_memory_only_once_used(void **state)
+{
+	static uint8_t buf[PM_FRAME_SIZE];
+	pm_t *a = test_connect(&test_pmd);
+	uint64_t r0 = resident(a), r;
+	container_t c;
+	int n = G, granted;
+	uint8_t *m;
+
+	(void)state;
+	/* 256 frames allocated: no memory yet. */
+	assert_int_equal(pm_container_create(a, &c), 0);
+	assert_int_equal(pm_container_allocate(a, c, 0, &n, 0), 0);
+	r = resident(a);
+	fprintf(stderr, "resident frames: %lu before, %lu after allocating "
+		"%u\n", (unsigned long)r0, (unsigned long)r, G);
+	assert_true(r < r0 + 8);
+	/* 10 written through the pmd: 10 frames of memory. */
+	memset(buf, 0x5a, sizeof(buf));
+	for (frame_t f = 0; f < 10; f++)
+		assert_int_equal(pm_container_write(a, c, f, 0, buf,
+						    sizeof(buf)), 0);
+	r = resident(a);
+	assert_true(r >= r0 + 10 && r < r0 + 18);
+	/* A map of 100 makes them resident before the task may touch
+	 * them; what was written is there, the rest reads zeros. */
+	assert_int_equal(pm_container_map(a, c, 0, 100, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&m,
+					  &granted), 0);
+	r = resident(a);
+	assert_true(r >= r0 + 100 && r < r0 + 108);
+	assert_int_equal(m[9 * PM_FRAME_SIZE], 0x5a);
+	assert_int_equal(m[10 * PM_FRAME_SIZE], 0);
+	m[99 * PM_FRAME_SIZE + 1] = 7;
+	assert_int_equal(pm_container_read(a, c, 99, 1, buf, 1), 0);
+	assert_int_equal(buf[0], 7);
+	/* A read of a frame never written reads zeros. */
+	assert_int_equal(pm_container_read(a, c, 200, 0, buf, 8), 0);
+	assert_memory_equal(buf, "\0\0\0\0\0\0\0\0", 8);
+	assert_int_equal(pm_container_unmap(a, m, 100), 0);
+	/* Deallocated: their memory goes back. */
+	assert_int_equal(pm_container_deallocate(a, c, 0, G), 0);
+	r = resident(a);
+	assert_true(r < r0 + 8);
+	test_check(a);
+	pm_disconnect(a);
+}
+
 /* ---- bad input ---- */
 
 static void the_handler_request_refuses_bad_input(void **state)
@@ -408,6 +464,8 @@ int main(void)
 		cmocka_unit_test_teardown(frames_under_a_lock_are_not_taken,
 					  test_clean_teardown),
 		cmocka_unit_test_teardown(the_handler_request_refuses_bad_input,
+					  test_clean_teardown),
+		cmocka_unit_test_teardown(frames_cost_memory_only_once_used,
 					  test_clean_teardown),
 	};
 	test_pmd_args = (const char *const[]){ "--memory", "4M",
