@@ -254,6 +254,7 @@ void pmd_alloc_invoke(struct pmd_core *core, const struct pmd_alloc *a)
 		}
 		if (extra)
 			e->flags |= PMD_FRAME_EXTRA;
+		pmd_frame_touch(core, e);
 		if (here)
 			pmd_charge_add(&core->budget, &a->task->charge, extra);
 		else

@@ -83,6 +83,9 @@ error_t pmd_copy_decode(struct pmd_core *core, struct pmd_task *task,
 			break;
 		}
 		d = pmd_ftab_lookup(&cp->dst->frames, dst_start + k);
+		pmd_frame_touch(core, s);
+		if (d)
+			pmd_frame_touch(core, d);
 		if (!d) {
 			cp->stop = pmd_frame_gone(cp->dst, dst_start + k)
 					   ? ESTALE : ENOMEM;

@@ -88,6 +88,10 @@ struct pmd_core {
 	uint64_t ntasks;                /* (L) length of tasks */
 	uint64_t ncontainers;           /* (L) live containers */
 	uint64_t nframes;               /* (L) frames in all containers */
+	uint64_t touches;               /* (L) frames the pmd saw used: its
+	                                 * clock of coldness (reclaim.h) */
+	bool pageout_random;            /* (C) page out frames at random, not
+	                                 * the coldest (for measurement) */
 	uint64_t next_task;             /* (L) serial of the next task */
 	uint64_t next_container;        /* (L) serial of the next container */
 	uint8_t secret[32];             /* (C) MAC key of capability tokens */

@@ -34,6 +34,20 @@ static inline bool pmd_frame_remote(const struct pmd_frame *e)
 	return e->flags & PMD_FRAME_REMOTE;
 }
 
+/* The pmd saw frame e used (a read, write, map, copy or fault through
+ * it): its stamp is the clock of coldness now, in units of 64 uses. */
+static inline void pmd_frame_touch(struct pmd_core *core,
+				   struct pmd_frame *e)
+{
+	e->used = (uint16_t)(++core->touches >> 6);
+}
+/* How long ago, on that clock (wraps after 4 M uses). */
+static inline uint16_t pmd_frame_age(const struct pmd_core *core,
+				     const struct pmd_frame *e)
+{
+	return (uint16_t)((uint16_t)(core->touches >> 6) - e->used);
+}
+
 /* The segment of a frame here (not remote). */
 struct pmd_segment *pmd_frame_seg(const struct pmd_core *core,
 				  const struct pmd_frame *e);

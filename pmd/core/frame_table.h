@@ -37,7 +37,7 @@ struct pmd_frame {
 	uint16_t flags; /* PMD_FRAME_* */
 	uint32_t gen;   /* bumped whenever the frame changes place */
 	pm_node_t node; /* remote: the node that lent the slot; else 0 */
-	uint16_t spare;
+	uint16_t used;  /* when the pmd last saw it used (pmd_frame_touch) */
 };
 _Static_assert(sizeof(struct pmd_frame) == 16, "16 bytes a frame");
 

@@ -53,8 +53,9 @@ error_t pmd_io_decode(struct pmd_core *core, struct pmd_task *task,
 		}
 	}
 	for (uint64_t i = 0; i < n; i++) {
-		const struct pmd_frame *e = pmd_ftab_lookup(&c->frames,
-							    io->first + i);
+		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, io->first + i);
+
+		pmd_frame_touch(core, e);
 		if (io_lost(core, e)) {
 			why->frame = io->first + i;
 			return EIO; /* on a node that went down */

@@ -55,6 +55,7 @@ error_t pmd_map_decode(struct pmd_core *core, struct pmd_task *task,
 			why->frame = start + i;
 			return pmd_frame_missing(m->cont, start + i);
 		}
+		pmd_frame_touch(core, e);
 		if (pmd_frame_remote(e)) {
 			why->frame = start + i;
 			if (e->flags & PMD_FRAME_LOST)

@@ -193,6 +193,7 @@ static error_t resolve_frame(struct pmd_core *core, struct pmd_task *task,
 {
 	struct pmd_segment *now;
 
+	pmd_frame_touch(core, e);
 	if (pmd_frame_remote(e)) {
 		/* Moved to another node: the daemon brings it back here. */
 		if (e->flags & PMD_FRAME_LOST)

@@ -2,7 +2,10 @@
 #include "reclaim.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "borrowed.h"
 #include "container.h"
 #include "frame.h"
 #include "move.h"
@@ -122,4 +125,209 @@ uint64_t pmd_reclaim_take(struct pmd_core *core, struct pmd_task *t,
 		pmd_cview_end(c);
 	}
 	return taken;
+}
+
+/* ---- paging out to other nodes ---- */
+
+/* Whether frame e of c may be paged out now (the rule, any class). */
+static bool pageable(const struct pmd_core *core,
+		     const struct pmd_container *c, const struct pmd_frame *e)
+{
+	const struct pmd_segment *seg;
+
+	if (pmd_frame_remote(e))
+		return false;
+	seg = pmd_frame_seg(core, e);
+	return seg->slots.ref[e->slot] == 1 && seg->domain == c &&
+	       !seg->pinned &&
+	       (!seg->exposed || pmd_holders_follow(core, seg, NULL));
+}
+
+/* How cold e is: unmapped frames first, then by age (or at random). */
+static uint32_t coldness(const struct pmd_core *core,
+			 const struct pmd_frame *e)
+{
+	if (core->pageout_random)
+		return (uint32_t)random();
+	return (pmd_frame_seg(core, e)->exposed ? 0 : UINT32_C(1) << 16) |
+	       pmd_frame_age(core, e);
+}
+
+/* Whether c may give frames now. */
+static bool container_open(struct pmd_container *c, pmd_reclaim_busy_fn *busy,
+			   void *arg)
+{
+	return !pmd_container_locked(c) && !(busy && busy(arg, c));
+}
+
+struct cand {
+	uint32_t cold;
+	frame_t frame;
+};
+
+static int cand_cmp(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	return x->cold < y->cold ? 1 : x->cold > y->cold ? -1 : 0;
+}
+
+/* The container holding the coldest pageable frame, and how many such
+ * frames it has. */
+static struct pmd_container *coldest(struct pmd_core *core,
+				     pmd_reclaim_busy_fn *busy, void *arg,
+				     uint64_t *count)
+{
+	struct pmd_container *best = NULL;
+	uint32_t best_cold = 0;
+
+	*count = 0;
+	for (struct pmd_list *tp = core->tasks.next; tp != &core->tasks;
+	     tp = tp->next) {
+		struct pmd_task *t = pmd_container_of(tp, struct pmd_task, link);
+
+		for (struct pmd_list *cp = t->containers.next;
+		     cp != &t->containers; cp = cp->next) {
+			struct pmd_container *c = pmd_container_of(
+				cp, struct pmd_container, owner_link);
+			struct pmd_frame *e;
+			uint64_t n = 0;
+			frame_t f = 0;
+
+			if (!container_open(c, busy, arg))
+				continue;
+			while (pmd_ftab_next(&c->frames, &f, &e)) {
+				if (pageable(core, c, e)) {
+					uint32_t k = coldness(core, e);
+					n++;
+					if (!best || k > best_cold) {
+						best = c;
+						best_cold = k;
+					}
+				}
+				if (f++ == UINT64_MAX)
+					break;
+			}
+			if (best == c)
+				*count = n;
+		}
+	}
+	return best;
+}
+
+uint32_t pmd_pageout_plan(struct pmd_core *core, uint32_t max,
+			  pmd_reclaim_busy_fn *busy, void *arg,
+			  struct pmd_container **c_out,
+			  struct pmd_pageout *out)
+{
+	struct pmd_container *c;
+	struct pmd_frame *e;
+	struct cand *v;
+	uint64_t count, n = 0;
+	uint32_t k = 0;
+	frame_t f = 0;
+
+	*c_out = NULL;
+	pmd_stops_reset(&core->stops);
+	c = coldest(core, busy, arg, &count);
+	if (!c || !max || !(v = malloc(count * sizeof(*v))))
+		return 0;
+	while (n < count && pmd_ftab_next(&c->frames, &f, &e)) {
+		if (pageable(core, c, e))
+			v[n++] = (struct cand){ .cold = coldness(core, e),
+						.frame = f };
+		if (f++ == UINT64_MAX)
+			break;
+	}
+	qsort(v, n, sizeof(*v), cand_cmp);
+	for (uint64_t i = 0; i < n && k < max; i++) {
+		struct pmd_frame *fe = pmd_ftab_lookup(&c->frames, v[i].frame);
+		struct pmd_segment *seg = pmd_frame_seg(core, fe);
+
+		/* Mappers stop their stores first; the slot retires. */
+		if (seg->exposed &&
+		    (pmd_segment_fwd_reserve(seg) ||
+		     (pmd_stop_needed(seg) &&
+		      pmd_stops_add(&core->stops, seg, fe->slot, 1,
+				    PM_STOP_WP, 0))))
+			break;
+		out[k++] = (struct pmd_pageout){ .frame = v[i].frame,
+						 .seg = fe->seg,
+						 .slot = fe->slot,
+						 .gen = fe->gen };
+	}
+	free(v);
+	if (k)
+		*c_out = c;
+	return k;
+}
+
+error_t pmd_pageout_stops(struct pmd_core *core, struct pmd_container *c,
+			  const struct pmd_pageout *v, uint32_t n)
+{
+	pmd_stops_reset(&core->stops);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct pmd_frame *e = pmd_ftab_lookup(&c->frames,
+							    v[i].frame);
+		const struct pmd_segment *seg;
+		error_t err;
+
+		if (!e || pmd_frame_remote(e) || e->seg != v[i].seg ||
+		    e->slot != v[i].slot)
+			continue;
+		seg = pmd_frame_seg(core, e);
+		if (!pmd_stop_needed(seg))
+			continue;
+		err = pmd_stops_add(&core->stops, seg, e->slot, 1, PM_STOP_WP,
+				    0);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+uint32_t pmd_pageout_repoint(struct pmd_core *core, struct pmd_container *c,
+			     struct pmd_pageout *v, struct pmd_place *places,
+			     uint32_t n, uint8_t *data)
+{
+	uint32_t k = 0;
+
+	pmd_cview_begin(c);
+	for (uint32_t i = 0; i < n; i++) {
+		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, v[i].frame);
+		struct pmd_segment *seg;
+		bool extra;
+
+		/* Only if it is still where it was planned, alone there. */
+		if (!e || pmd_frame_remote(e) || e->seg != v[i].seg ||
+		    e->slot != v[i].slot || e->gen != v[i].gen ||
+		    !pageable(core, c, e) || pmd_rseg_add(core, &places[i])) {
+			pmd_places_give_back(core, &places[i], 1);
+			continue;
+		}
+		seg = pmd_frame_seg(core, e);
+		memcpy(data + (size_t)k * PM_FRAME_SIZE,
+		       pmd_segment_frame(seg, e->slot), PM_FRAME_SIZE);
+		extra = e->flags & PMD_FRAME_EXTRA;
+		pmd_charge_sub(&core->budget, &c->owner->charge, extra);
+		pmd_charge_add_remote(&core->budget, &c->owner->charge, extra);
+		e->flags |= PMD_FRAME_REMOTE;
+		e->node = places[i].node;
+		e->seg = places[i].seg;
+		e->slot = places[i].slot;
+		e->gen++;
+		pmd_cview_put(core, c, v[i].frame, e);
+		/* A task's mapping of the old slot faults and brings the
+		 * frame home. */
+		if (seg->exposed)
+			pmd_segment_slot_retire(&core->segs, seg, v[i].slot, c,
+						v[i].frame);
+		else
+			pmd_slot_put(core, seg->index, v[i].slot);
+		v[k] = v[i];
+		places[k] = places[i];
+		k++;
+	}
+	pmd_cview_end(c);
+	return k;
 }

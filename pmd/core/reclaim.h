@@ -1,6 +1,7 @@
 /*
- * reclaim.h - extra frames the pmd takes back (the seed's extra-frame
- * protocol, the core's half).
+ * reclaim.h - memory pressure, the core's half: extra frames the pmd
+ * takes back (the seed's extra-frame protocol), and cold frames it pages
+ * out to other nodes.
  *
  * Admission counts extra frames here as reclaimable (account.h), so a
  * guaranteed allocation may find the node full of other tasks' extra
@@ -43,6 +44,8 @@
 
 #include "core.h"
 
+struct pmd_place;
+
 /* Whether frame f of c was taken back and not forgotten since. */
 bool pmd_frame_gone(const struct pmd_container *c, frame_t f);
 /* The error for frame f of c, which is not in its table: ESTALE when it
@@ -65,5 +68,46 @@ typedef bool pmd_reclaim_busy_fn(void *arg, const struct pmd_container *c);
 uint64_t pmd_reclaim_take(struct pmd_core *core, struct pmd_task *t,
 			  uint64_t want, pmd_reclaim_busy_fn *busy,
 			  void *arg);
+
+/*
+ * Paging out to other nodes. Before any frame is dropped, cold frames
+ * (guaranteed or extra) move to slots another node lends, as remote
+ * frames of their container: reads and writes reach them by RDMA, a map
+ * or a fault brings them home (making room the same way). Coldness is
+ * what the pmd sees: every read, write, map, copy and fault of a frame
+ * stamps it (pmd_frame_touch); frames no task holds a mapping of come
+ * first (the pmd cannot see stores through a mapping), then the oldest
+ * stamp. A frame may be paged out on the terms of the rule above, but
+ * of any class, and also from a segment tasks hold (their mappings are
+ * stopped first, and fault the frame home after).
+ */
+struct pmd_pageout {
+	frame_t frame;
+	uint32_t seg;                /* where it was when planned */
+	uint16_t slot;
+	uint32_t gen;
+};
+
+/* The container holding the coldest frame that may be paged out now
+ * (*c_out; NULL: none), and up to max of its coldest such frames into
+ * out; how many. The stops of their mappers (write-protection) are in
+ * core->stops; room for forwarding records is made. */
+uint32_t pmd_pageout_plan(struct pmd_core *core, uint32_t max,
+			  pmd_reclaim_busy_fn *busy, void *arg,
+			  struct pmd_container **c_out,
+			  struct pmd_pageout *out);
+/* The stops of the mappers of those of v[0..n) still where planned (for
+ * a plan made earlier), in core->stops. ENOMEM. */
+error_t pmd_pageout_stops(struct pmd_core *core, struct pmd_container *c,
+			  const struct pmd_pageout *v, uint32_t n);
+/* Once the mappers stopped: each planned frame of c that is still where
+ * it was moves to places[i] (lent slots): its bytes into data (the k-th
+ * moved at k * PM_FRAME_SIZE), its old slot retired (if a task holds the
+ * segment) or freed, its charge to the remote count. Frames that moved
+ * meanwhile give their place back and drop out (v and places are
+ * compacted). How many moved. */
+uint32_t pmd_pageout_repoint(struct pmd_core *core, struct pmd_container *c,
+			     struct pmd_pageout *v, struct pmd_place *places,
+			     uint32_t n, uint8_t *data);
 
 #endif

@@ -52,6 +52,7 @@
 #include "map.h"
 #include "move.h"
 #include "pm_proto.h"
+#include "reclaim.h"
 
 /* A session's I/O window (PM_MSG_WINDOW): shared with the task, and
  * registered with the fabric; held by the session and by its remote
@@ -188,6 +189,12 @@ struct pmd_server {
 		uint64_t asked;      /* (L) frames asked back this round */
 		uint64_t deadline_ns; /* (L) of the round; 0: none */
 		bool forced;         /* (L) the round reached its deadline */
+		bool urgent;         /* (L) a waiter may not wait the grace */
+		uint32_t paging;     /* (L) page-outs in flight */
+		uint64_t paged_batch; /* (L) frames they moved so far */
+		bool paging_done;    /* (L) paging made no progress: no more
+		                      * this round */
+		uint64_t paged_total; /* (L) the metrics' */
 		uint32_t seq;        /* (L) of the last RECLAIM */
 		uint64_t rounds_total, waits_total; /* (L) the metrics' */
 		uint64_t asked_total, taken_total;  /* (L) frames */
@@ -341,8 +348,15 @@ enum pmd_step pmd_reclaim_first(struct pmd_server *srv, struct pmd_session *s,
 				const struct pmd_req *q,
 				const struct pmd_alloc *a, struct pmd_reply *r,
 				bool *go);
+/* s's request q lacks `lack` frames here beyond what is free: it parks
+ * while the pmd makes room (urgent: no grace period for the tasks asked;
+ * a map or fault bringing frames home), and runs again then (!*go, its
+ * step); *go when nothing could make room (its own answer follows). */
+enum pmd_step pmd_reclaim_wait(struct pmd_server *srv, struct pmd_session *s,
+			       const struct pmd_req *q, uint64_t lack,
+			       bool urgent, struct pmd_reply *r, bool *go);
 /* The loop's turn: waiters that have room, or whose grace ended (the
- * pmd takes extra frames then), run again. */
+ * pmd pages frames out, then takes extra frames), run again. */
 void pmd_reclaim_turn(struct pmd_server *srv);
 /* The loop's wait, bounded by the round's deadline. */
 int pmd_reclaim_timeout_ms(const struct pmd_server *srv, int timeout);
@@ -416,6 +430,13 @@ enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 			      frame_t start, uint32_t count, uint64_t keep_task,
 			      bool pushed, const struct pmd_req *q, bool *none,
 			      struct pmd_reply *r);
+/* Frames v[0..n) of c (pmd_pageout_plan, at most PMD_PUSH_MAX) go to
+ * slots of the node with the most room: c is busy until done(arg, how
+ * many moved, status) is called. ENOMEM: no node lends, nothing begun. */
+typedef void pmd_pageout_done(void *arg, uint32_t moved, error_t status);
+error_t pmd_remote_pageout(struct pmd_server *srv, struct pmd_container *c,
+			   const struct pmd_pageout *v, uint32_t n,
+			   pmd_pageout_done *done, void *arg);
 /* A map through a forwarded handle, at the home, for a task of node s
  * serves (its proxy): the frames go to that node. */
 /* A pull of c's frames on node (a node that drains: its slots go back),

@@ -103,6 +103,7 @@ int main(int argc, char **argv)
 	struct pmd_core_config ccfg;
 	struct pmd_config cfg;
 	struct pmd_core core;
+	const char *policy;
 	bool served;
 	error_t err;
 	int rc = 1;
@@ -121,6 +122,9 @@ int main(int argc, char **argv)
 	}
 	core_config(&cfg, &ccfg);
 	pmd_core_init(&core, &ccfg);
+	/* For measurement only: page out at random, not the coldest. */
+	policy = getenv("PMD_PAGEOUT_POLICY");
+	core.pageout_random = policy && !strcmp(policy, "random");
 	err = pmd_segtab_guard(&core.segs);
 	if (err)
 		fprintf(stderr, "pmd: no guard against truncated segments: %s\n",

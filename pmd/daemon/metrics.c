@@ -143,14 +143,17 @@ static void render_node(struct pmd_server *srv, struct text *t)
 	    "protocol.\n# TYPE pmd_reclaim_rounds_total counter\n"
 	    "pmd_reclaim_rounds_total %lu\n"
 	    "# HELP pmd_reclaim_frames_total Extra frames asked back from "
-	    "tasks, and taken by the pmd (contents lost).\n"
+	    "tasks, taken by the pmd (contents lost), and frames paged out "
+	    "to other nodes.\n"
 	    "# TYPE pmd_reclaim_frames_total counter\n"
 	    "pmd_reclaim_frames_total{kind=\"asked\"} %lu\n"
-	    "pmd_reclaim_frames_total{kind=\"taken\"} %lu\n",
+	    "pmd_reclaim_frames_total{kind=\"taken\"} %lu\n"
+	    "pmd_reclaim_frames_total{kind=\"paged\"} %lu\n",
 	    (unsigned long)srv->reclaim.nwait,
 	    (unsigned long)srv->reclaim.rounds_total,
 	    (unsigned long)srv->reclaim.asked_total,
-	    (unsigned long)srv->reclaim.taken_total);
+	    (unsigned long)srv->reclaim.taken_total,
+	    (unsigned long)srv->reclaim.paged_total);
 }
 
 static void render_requests(struct pmd_server *srv, struct text *t)

@@ -1,20 +1,26 @@
 /*
- * reclaim.c - the extra-frame protocol: a guaranteed allocation that
- * finds the node full of other tasks' extra frames waits while the pmd
- * gets frames back (the core's reclaim.h says which, and what a frame
- * taken answers).
+ * reclaim.c - memory pressure: a request that needs frames here the node
+ * does not have free waits while the pmd makes room (the core's
+ * reclaim.h says which frames, and what a frame taken answers).
  *
- * One *round* at a time. It begins when an allocation parks here: the
- * pmd asks the tasks that hold extra frames here and said they have a
+ * Who waits: a guaranteed allocation that finds the node full of other
+ * tasks' extra frames (the extra-frame protocol), and a map, copy or
+ * fault that must bring frames home from another node (they are
+ * *urgent*: nobody is given a grace period for them).
+ *
+ * One *round* at a time. It begins when a request parks here: the pmd
+ * asks the tasks that hold extra frames here and said they have a
  * reclaim handler (RECLAIM_HANDLER), largest excess first, for what the
- * waiting allocations lack (RECLAIM on each one's fault session: "give
- * back N"), and sets the deadline, --reclaim-grace-ms on (at once when
- * nobody could be asked). An allocation that parks during a round asks
+ * waiters lack (RECLAIM on each one's fault session: "give back N"), and
+ * sets the deadline, --reclaim-grace-ms on (at once when nobody could be
+ * asked or a waiter is urgent). A request that parks during a round asks
  * for what it adds. Whenever the node has room for the first waiter,
- * every waiter runs again (first in the loop's order); at the deadline
- * the pmd takes what is still missing itself, largest excess first, and
- * they run again. A request that still finds no room after two rounds
- * that reached their deadline answers ENOMEM.
+ * every waiter runs again (first in the loop's order). At the deadline
+ * the pmd pages cold frames out to other nodes (remote.c), batch after
+ * batch while that makes progress; then it takes the extra frames still
+ * missing itself, largest excess first, and the waiters run again. A
+ * request that still finds no room after two rounds that reached their
+ * deadline answers ENOMEM.
  */
 #include "daemon.h"
 
@@ -37,6 +43,7 @@ struct rwait {
 	struct pmd_req q;            /* (C) the request, its body kept */
 	uint8_t *body;               /* (C) */
 	uint64_t need;               /* (C) the frames it lacked */
+	bool urgent;                 /* (C) no grace period for it */
 	struct pmd_list link;        /* (L) in srv->reclaim.waiters */
 };
 
@@ -111,6 +118,55 @@ static bool container_busy(void *arg, const struct pmd_container *c)
 	return pmd_busy_test(arg, c->id);
 }
 
+/* Whether another node may take frames of ours now. */
+static bool can_page(const struct pmd_server *srv)
+{
+	return srv->cluster && pmd_cluster_best_lender(srv->cluster, 0);
+}
+
+/* A batch of page-outs ended (moved of its frames moved). */
+static void paged(void *arg, uint32_t moved, error_t status)
+{
+	struct pmd_server *srv = arg;
+	struct pmd_reclaim_state *rc = &srv->reclaim;
+
+	(void)status; /* (said where it failed) */
+	rc->paging--;
+	rc->paged_batch += moved;
+	rc->paged_total += moved;
+	if (!rc->paging) {
+		if (!rc->paged_batch)
+			rc->paging_done = true; /* no progress: stop trying */
+		rc->paged_batch = 0;
+	}
+}
+
+/* Pages out up to want cold frames (a batch of page-outs, one per
+ * container); whether any began. */
+static bool reclaim_pageout(struct pmd_server *srv, uint64_t want)
+{
+	struct pmd_reclaim_state *rc = &srv->reclaim;
+	struct pmd_pageout v[PMD_PUSH_MAX];
+	uint64_t started = 0;
+
+	while (started < want) {
+		struct pmd_container *c;
+		uint32_t n = pmd_pageout_plan(srv->core,
+					      want - started < PMD_PUSH_MAX
+					      ? (uint32_t)(want - started)
+					      : PMD_PUSH_MAX,
+					      container_busy, srv, &c, v);
+
+		if (!n || pmd_remote_pageout(srv, c, v, n, paged, srv))
+			break;
+		rc->paging++;
+		started += n;
+	}
+	if (!started)
+		rc->paging_done = true;
+	return started;
+}
+
 /* The deadline: the pmd takes what the waiters still lack. */
 static void reclaim_force(struct pmd_server *srv)
 {
@@ -172,6 +228,8 @@ static void reclaim_wake(struct pmd_server *srv)
 	rc->asked = 0;
 	rc->deadline_ns = 0;
 	rc->forced = false;
+	rc->urgent = false;
+	rc->paging_done = false;
 }
 
 enum pmd_step pmd_reclaim_first(struct pmd_server *srv, struct pmd_session *s,
@@ -179,14 +237,25 @@ enum pmd_step pmd_reclaim_first(struct pmd_server *srv, struct pmd_session *s,
 				const struct pmd_alloc *a, struct pmd_reply *r,
 				bool *go)
 {
+	*go = true;
+	if (!a->reclaim)
+		return PMD_STEP_REPLY;
+	return pmd_reclaim_wait(srv, s, q, a->reclaim, false, r, go);
+}
+
+enum pmd_step pmd_reclaim_wait(struct pmd_server *srv, struct pmd_session *s,
+			       const struct pmd_req *q, uint64_t lack,
+			       bool urgent, struct pmd_reply *r, bool *go)
+{
 	struct pmd_reclaim_state *rc = &srv->reclaim;
 	uint64_t room = pmd_budget_room(&srv->core->budget), want;
 	struct rwait *x;
 
+	(void)r;
 	*go = true;
-	/* Only frames that taking extra frames back can give, and not
+	/* Only what extra frames here or other nodes can give, and not
 	 * forever. */
-	if (!a->reclaim || !srv->core->budget.extra_charged ||
+	if (!lack || (!srv->core->budget.extra_charged && !can_page(srv)) ||
 	    s->reclaim_rounds >= RECLAIM_ROUNDS_MAX)
 		return PMD_STEP_REPLY;
 	x = calloc(1, sizeof(*x));
@@ -197,10 +266,11 @@ enum pmd_step pmd_reclaim_first(struct pmd_server *srv, struct pmd_session *s,
 	memcpy(x->body, q->body, q->len);
 	x->q = (struct pmd_req){ .type = q->type, .seq = q->seq,
 				 .body = x->body, .len = q->len };
-	/* It lacks a->reclaim frames beyond what is free now (none). */
-	x->need = room + a->reclaim;
+	/* It lacks that many frames beyond what is free now. */
+	x->need = room + lack;
+	x->urgent = urgent;
 	/* (What is free now counts once, for the first.) */
-	rc->need += pmd_list_empty(&rc->waiters) ? x->need : a->reclaim;
+	rc->need += pmd_list_empty(&rc->waiters) ? x->need : lack;
 	pmd_list_add(rc->waiters.prev, &x->link);
 	rc->nwait++;
 	rc->waits_total++;
@@ -213,6 +283,10 @@ enum pmd_step pmd_reclaim_first(struct pmd_server *srv, struct pmd_session *s,
 	} else if (want > rc->asked) {
 		reclaim_ask(srv, want - rc->asked);
 	}
+	if (urgent) { /* (a map or a fault waits: no grace) */
+		rc->urgent = true;
+		rc->deadline_ns = pmd_now_ns();
+	}
 	*go = false;
 	return pmd_session_park(s, &x->base);
 }
@@ -222,16 +296,21 @@ void pmd_reclaim_turn(struct pmd_server *srv)
 	struct pmd_reclaim_state *rc = &srv->reclaim;
 	struct rwait *first;
 
-	if (pmd_list_empty(&rc->waiters))
-		return;
+	if (pmd_list_empty(&rc->waiters) || rc->paging)
+		return; /* (page-outs in flight: their end comes first) */
 	first = pmd_container_of(rc->waiters.next, struct rwait, link);
 	if (first->base.s &&
 	    pmd_budget_room(&srv->core->budget) < first->need &&
 	    pmd_now_ns() < rc->deadline_ns)
 		return; /* given back meanwhile: not enough yet */
 	if (pmd_budget_room(&srv->core->budget) < rc->need &&
-	    pmd_now_ns() >= rc->deadline_ns)
+	    pmd_now_ns() >= rc->deadline_ns) {
+		/* Other nodes first: nothing is lost there. */
+		if (!rc->paging_done && can_page(srv) &&
+		    reclaim_pageout(srv, reclaim_short(srv)))
+			return;
 		reclaim_force(srv);
+	}
 	reclaim_wake(srv);
 }
 
@@ -239,8 +318,8 @@ int pmd_reclaim_timeout_ms(const struct pmd_server *srv, int timeout)
 {
 	uint64_t now = pmd_now_ns(), d = srv->reclaim.deadline_ns, ms;
 
-	if (pmd_list_empty(&srv->reclaim.waiters))
-		return timeout;
+	if (pmd_list_empty(&srv->reclaim.waiters) || srv->reclaim.paging)
+		return timeout; /* (page-outs end by the fabric's events) */
 	ms = d > now ? (d - now + 999999) / 1000000 : 0;
 	return timeout < 0 || (uint64_t)timeout > ms ? (int)ms : timeout;
 }

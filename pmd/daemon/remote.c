@@ -388,6 +388,20 @@ enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 	x->owner_handle = pmd_container_handle_of(c->owner, c);
 	if (x->pulls[0].tagged)
 		return pull_return(srv, s, c, x, pushed, r);
+	/* No room here for them: the request waits while the pmd makes
+	 * some (cold frames go out), and pulls then. */
+	if (pmd_budget_room(&srv->core->budget) < x->npulls) {
+		enum pmd_step step;
+		bool go;
+
+		step = pmd_reclaim_wait(srv, s, q, x->npulls -
+					pmd_budget_room(&srv->core->budget),
+					true, r, &go);
+		if (!go) {
+			free(x);
+			return step;
+		}
+	}
 	pull_pieces(x, x->npulls, pieces);
 	return rctx_start(srv, s, x, false, pieces, x->npulls, NULL,
 			  x->npulls * PM_FRAME_SIZE, r);
@@ -666,4 +680,161 @@ enum pmd_step pmd_remote_push(struct pmd_server *srv, struct pmd_session *s,
 		return pmd_reply_now(r, err);
 	}
 	return pmd_session_park(s, &x->base);
+}
+
+/* ---- paging out under memory pressure (reclaim.c decides) ---- */
+
+/* Frames of one container on their way to slots another node lends. */
+struct pagectx {
+	struct pmd_server *srv;      /* (C) */
+	uint64_t id;                 /* (C) the container, busy meanwhile */
+	uint64_t owner;              /* (C) its owner, */
+	container_t owner_handle;    /* (C) and the owner's handle */
+	uint32_t n;                  /* (L) frames */
+	struct pmd_pageout v[PMD_PUSH_MAX];    /* (L) */
+	struct pmd_place places[PMD_PUSH_MAX]; /* (L) their new slots */
+	uint8_t *data;               /* (L) their bytes, written there */
+	pmd_pageout_done *done;      /* (C) told once */
+	void *done_arg;              /* (C) */
+};
+
+static void pageout_end(struct pagectx *x, uint32_t moved, error_t status)
+{
+	busy_done(x->srv, x->id);
+	x->done(x->done_arg, moved, status);
+	free(x->data);
+	free(x);
+}
+
+/* The container, if it is still there. */
+static struct pmd_container *pageout_cont(const struct pagectx *x)
+{
+	struct pmd_task *o = pmd_task_find(x->srv->core, x->owner);
+
+	return o ? pmd_container_lookup(o, x->owner_handle) : NULL;
+}
+
+/* Written there (or not: those frames are lost, EIO, as for any remote
+ * write that fails). */
+static void pageout_written(void *arg, error_t status, const uint8_t *data,
+			    uint32_t len)
+{
+	struct pagectx *x = arg;
+
+	(void)data;
+	(void)len;
+	if (status) {
+		pmd_warn("paging out %u frames to node %u failed (%s): they "
+			 "are lost", x->n, x->places[0].node, strerror(status));
+		for (uint32_t i = 0; i < x->n; i++)
+			pmd_rslots_lost(x->srv->core, x->places[i].node,
+					x->places[i].key,
+					(uint64_t)x->places[i].slot * PM_FRAME_SIZE,
+					PM_FRAME_SIZE);
+	}
+	pageout_end(x, status ? 0 : x->n, status);
+}
+
+/* The frames' mappers stopped (or the deadline passed): the frames move
+ * now, their bytes go out, and the mappers go on (they fault the frames
+ * home, which waits while the container is busy). */
+static void pageout_stopped(void *arg)
+{
+	struct pmd_io_piece pieces[PMD_PUSH_MAX];
+	struct pagectx *x = arg;
+	struct pmd_server *srv = x->srv;
+	struct pmd_container *c = pageout_cont(x);
+	error_t err;
+
+	if (!c) {
+		pmd_places_give_back(srv->core, x->places, x->n);
+		pageout_end(x, 0, 0);
+		return;
+	}
+	x->n = pmd_pageout_repoint(srv->core, c, x->v, x->places, x->n,
+				   x->data);
+	pmd_segtab_flush(&srv->core->segs);
+	if (!x->n) {
+		pageout_end(x, 0, 0);
+		return;
+	}
+	for (uint32_t i = 0; i < x->n; i++)
+		pieces[i] = place_piece(&x->places[i]);
+	err = pmd_cluster_rio(srv->cluster, true, pieces, x->n, x->data,
+			      x->n * PM_FRAME_SIZE, pageout_written, x);
+	if (err)
+		pageout_written(x, err, NULL, 0);
+}
+
+/* The lender's slots came (or not): the mappers stop first. */
+static void pageout_borrowed(void *arg, error_t status,
+			     const struct pmd_place *places, uint32_t n)
+{
+	struct pagectx *x = arg;
+	struct pmd_server *srv = x->srv;
+	struct pmd_container *c;
+
+	if (n > x->n) {
+		pmd_places_give_back(srv->core, places + x->n, n - x->n);
+		n = x->n;
+	}
+	if (!status && !n)
+		status = ENOMEM; /* it lends nothing now */
+	c = status ? NULL : pageout_cont(x);
+	if (!c) {
+		pmd_places_give_back(srv->core, places, n);
+		pageout_end(x, 0, status);
+		return;
+	}
+	x->n = n;
+	memcpy(x->places, places, n * sizeof(*places));
+	status = pmd_pageout_stops(srv->core, c, x->v, x->n);
+	if (!status)
+		status = pmd_stop_call(srv, &srv->core->stops,
+				       srv->cfg->stop_ms, pageout_stopped, x);
+	if (status) {
+		pmd_places_give_back(srv->core, x->places, x->n);
+		pageout_end(x, 0, status);
+	}
+}
+
+error_t pmd_remote_pageout(struct pmd_server *srv, struct pmd_container *c,
+			   const struct pmd_pageout *v, uint32_t n,
+			   pmd_pageout_done *done, void *arg)
+{
+	pm_node_t to = srv->cluster ? pmd_cluster_best_lender(srv->cluster, 0)
+				    : 0;
+	struct pagectx *x;
+	uint8_t *data;
+	error_t err;
+
+	if (!to)
+		return ENOMEM;
+	if (n > PMD_PUSH_MAX)
+		n = PMD_PUSH_MAX;
+	x = calloc(1, sizeof(*x));
+	data = malloc((size_t)n * PM_FRAME_SIZE);
+	if (!x || !data) {
+		free(x);
+		free(data);
+		return ENOMEM;
+	}
+	*x = (struct pagectx){ .srv = srv, .id = c->id, .owner = c->owner->id,
+			       .owner_handle = pmd_container_handle_of(c->owner,
+								       c),
+			       .n = n, .data = data, .done = done,
+			       .done_arg = arg };
+	memcpy(x->v, v, n * sizeof(*v));
+	err = busy_add(srv, c->id);
+	if (!err) {
+		err = pmd_cluster_borrow(srv->cluster, to, n, pageout_borrowed,
+					 x);
+		if (err)
+			busy_done(srv, c->id);
+	}
+	if (err) {
+		free(x->data);
+		free(x);
+	}
+	return err;
 }

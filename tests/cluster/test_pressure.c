@@ -1,0 +1,249 @@
+/*
+ * Memory pressure across nodes (docs/design.md, "Memory pressure"): node
+ * 1 holds 1024 frames, node 2 lends. Task A on node 1 fills it; task B
+ * connects there and allocates guaranteed frames: the pmd pages A's
+ * coldest frames out to node 2 (frames no task maps first) instead of
+ * dropping anything; A reads every byte back (by RDMA), maps a paged-out
+ * frame home (the pmd makes room by paging another out), and stores
+ * that a thread makes into mapped frames while they go out and come
+ * back are all kept. The books of both nodes balance after each.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_util.h"
+
+#define G 256u                    /* each task's guarantee on node 1 */
+#define E 768u                    /* A's extra frames: the rest of node 1 */
+
+static char dir[] = "/tmp/pmd-pressure-XXXXXX";
+static char ini[300], key[300];
+static struct pmd_proc node[2];
+
+static int setup(void **state)
+{
+	(void)state;
+	strcpy(dir, "/tmp/pmd-pressure-XXXXXX");
+	ct_cluster_files(dir, ini, sizeof(ini), key, sizeof(key), 2);
+	pmd_proc_start(&node[0], (const char *const[]){ "--node-id", "1",
+		"--cluster", ini, "--memory", "4M", "--guarantee", "256",
+		"--extra", "1024", "--reclaim-grace-ms", "100", NULL });
+	pmd_proc_start(&node[1], (const char *const[]){ "--node-id", "2",
+		"--cluster", ini, "--memory", "64M", NULL });
+	ct_wait_state(&node[0], 2, PM_NODE_UP, 6000);
+	ct_wait_state(&node[1], 1, PM_NODE_UP, 6000);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	ct_cluster_down(node, 2, dir, ini, key);
+	return 0;
+}
+
+static void pattern(frame_t f, uint32_t round, uint8_t *buf)
+{
+	for (size_t i = 0; i < PM_FRAME_SIZE; i += 8) {
+		uint64_t w = (uint64_t)f << 40 | (uint64_t)round << 32 | i;
+		memcpy(buf + i, &w, 8);
+	}
+}
+
+/* A's frames 0..G+E-1 (G guaranteed, then E extra), each with its
+ * pattern: node 1 is full. */
+static container_t fill(pm_t *a)
+{
+	static uint8_t buf[PM_FRAME_SIZE];
+	struct pm_container_stat st;
+	container_t c;
+	int n = G;
+
+	assert_int_equal(pm_container_create(a, &c), 0);
+	assert_int_equal(pm_container_allocate(a, c, 0, &n, 0), 0);
+	n = E;
+	assert_int_equal(pm_container_allocate(a, c, G, &n, CONT_ALLOC_EXTRA),
+			 0);
+	for (frame_t f = 0; f < G + E; f++) {
+		pattern(f, 0, buf);
+		assert_int_equal(pm_container_write(a, c, f, 0, buf,
+						    sizeof(buf)), 0);
+	}
+	assert_int_equal(pm_container_stat(a, c, &st), 0);
+	assert_int_equal(st.remote, 0); /* all of it here */
+	return c;
+}
+
+static void intact(pm_t *a, container_t c, uint32_t round)
+{
+	static uint8_t want[PM_FRAME_SIZE], got[PM_FRAME_SIZE];
+
+	for (frame_t f = 0; f < G + E; f++) {
+		pattern(f, round, want);
+		assert_int_equal(pm_container_read(a, c, f, 0, got,
+						   sizeof(got)), 0);
+		if (memcmp(want, got, sizeof(got))) {
+			fprintf(stderr, "frame %lu: not its bytes\n",
+				(unsigned long)f);
+			fail();
+		}
+	}
+}
+
+static uint64_t metric(pm_t *pm, const char *name)
+{
+	static char text[1 << 16];
+	size_t len;
+	const char *p;
+
+	assert_int_equal(pm_debug_metrics(pm, text, sizeof(text), &len), 0);
+	p = strstr(text, name);
+	return p ? strtoull(p + strlen(name), NULL, 10) : 0;
+}
+
+#define PAGED "pmd_reclaim_frames_total{kind=\"paged\"}"
+#define TAKEN "pmd_reclaim_frames_total{kind=\"taken\"}"
+
+static void cold_frames_go_to_another_node(void **state)
+{
+	static uint8_t want[PM_FRAME_SIZE];
+	pm_t *a = test_follower(test_connect(&node[0])), *b;
+	struct pm_container_stat st;
+	struct pm_task_stat ts;
+	container_t c, cb;
+	uint8_t *m, *m2;
+	int n = 200, granted;
+
+	(void)state;
+	c = fill(a);
+	/* Frames 0..9 are mapped (and so hot, whatever their stamps). */
+	assert_int_equal(pm_container_map(a, c, 0, 10, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&m,
+					  &granted), 0);
+	b = test_connect(&node[0]);
+	assert_int_equal(pm_task_stat(b, &ts), 0);
+	assert_int_equal(ts.guaranteed, G);
+	assert_int_equal(pm_container_create(b, &cb), 0);
+	assert_int_equal(pm_container_allocate(b, cb, 0, &n, 0), 0);
+	assert_int_equal(n, 200);
+	/* Nothing was dropped: A's coldest unmapped frames went to node 2
+	 * (the oldest written first: 10 and on). */
+	assert_int_equal(metric(a, TAKEN), 0);
+	assert_true(metric(a, PAGED) >= 200);
+	assert_int_equal(pm_container_stat(a, c, &st), 0);
+	fprintf(stderr, "A: %lu frames, %lu here, %lu on node 2\n",
+		(unsigned long)st.frames, (unsigned long)st.resident,
+		(unsigned long)st.remote);
+	assert_int_equal(st.frames, G + E);
+	assert_true(st.remote >= 200);
+	assert_int_equal(pm_task_stat(a, &ts), 0);
+	assert_int_equal(ts.allocated, G + E);
+	intact(a, c, 0);
+	/* Its mapping is where it was, stores through it reach the frame. */
+	pattern(3, 0, want);
+	assert_memory_equal(m + 3 * PM_FRAME_SIZE, want, 64);
+	/* A paged-out frame mapped: it comes home (another one goes). */
+	assert_int_equal(pm_container_map(a, c, 100, 1, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&m2,
+					  &granted), 0);
+	pattern(100, 0, want);
+	assert_memory_equal(m2, want, PM_FRAME_SIZE);
+	m2[8] = 0x77;
+	assert_int_equal(pm_container_read(a, c, 100, 8, want, 1), 0);
+	assert_int_equal(want[0], 0x77);
+	pattern(100, 0, want);
+	want[8] = 0x77;
+	assert_int_equal(pm_container_write(a, c, 100, 0, want, PM_FRAME_SIZE),
+			 0);
+	test_check(a);
+	test_check(b);
+	pm_disconnect(b);
+	pm_disconnect(a);
+	ct_check_loans(node, 2);
+}
+
+/* ---- stores while frames go out and come back ---- */
+
+#define WFRAMES 32u
+
+struct writer {
+	pthread_t thread;
+	volatile uint64_t *m;        /* frames 0..WFRAMES-1 of A, mapped */
+	bool stop;
+	uint64_t last[WFRAMES];      /* the last number stored in each */
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	for (uint64_t k = 1; !__atomic_load_n(&w->stop, __ATOMIC_RELAXED); k++) {
+		uint32_t f = (uint32_t)(k % WFRAMES);
+
+		w->m[(size_t)f * (PM_FRAME_SIZE / 8)] = k;
+		w->last[f] = k;
+	}
+	return NULL;
+}
+
+static void stores_survive_paging(void **state)
+{
+	pm_t *a = test_follower(test_connect(&node[0])), *b;
+	struct writer w = { 0 };
+	container_t c, cb;
+	uint64_t got;
+	void *m;
+	int granted, n;
+
+	(void)state;
+	c = fill(a);
+	/* Every frame of A mapped: whatever goes out, mappers stop first. */
+	assert_int_equal(pm_container_map(a, c, 0, G + E, CONT_MAP_READ |
+					  CONT_MAP_WRITE, &m, &granted), 0);
+	w.m = m;
+	assert_int_equal(pthread_create(&w.thread, NULL, writer_main, &w), 0);
+	b = test_connect(&node[0]);
+	assert_int_equal(pm_container_create(b, &cb), 0);
+	for (int i = 0; i < 4; i++) { /* four waves of pressure */
+		n = 50;
+		assert_int_equal(pm_container_allocate(b, cb, (frame_t)i * 50,
+						       &n, 0), 0);
+	}
+	__atomic_store_n(&w.stop, true, __ATOMIC_RELAXED);
+	pthread_join(w.thread, NULL);
+	assert_true(metric(a, PAGED) >= 200);
+	for (uint32_t f = 0; f < WFRAMES; f++) {
+		assert_int_equal(pm_container_read(a, c, f, 0, &got,
+						   sizeof(got)), 0);
+		if (w.last[f] && got != w.last[f]) {
+			fprintf(stderr, "frame %u: %lu, the last store was "
+				"%lu\n", f, (unsigned long)got,
+				(unsigned long)w.last[f]);
+			fail();
+		}
+	}
+	test_check(a);
+	pm_disconnect(b);
+	pm_disconnect(a);
+	ct_check_loans(node, 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(cold_frames_go_to_another_node,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(stores_survive_paging, setup,
+						teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
