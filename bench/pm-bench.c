@@ -32,6 +32,13 @@
  *              writes of a container homed there, by a task here through a
  *              forwarded handle, against the same done by its owner on the
  *              home node
+ *   pressure   (only when named, with --remote-node N, node 1 small and
+ *              N lending) a map of a frame living on node N (a page-in)
+ *              against a remote read of 4 KiB; and a Zipf working set 4x
+ *              node 1's memory mapped frame by frame (through the pmd,
+ *              then by the fast path): accesses per second and frames
+ *              paged out per access (bench/run-pressure.sh runs it under
+ *              both page-out policies)
  *
  * usage: pm-bench [--socket PATH] [--json FILE] [--quick] [--echo-cpu N]
  *                 [TEST...]
@@ -40,6 +47,7 @@
  * Output: one line per figure on stdout, and a JSON array (--json).
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -865,6 +873,157 @@ static void bench_forward(void)
 	pm_disconnect(home);
 }
 
+/* ---- memory pressure (a cluster whose node 1 is small) ---- */
+
+static uint64_t metric_of(pm_t *pm, const char *name)
+{
+	static char text[1 << 16];
+	size_t len;
+	const char *p;
+
+	CHECK(pm_debug_metrics(pm, text, sizeof(text), &len));
+	p = strstr(text, name);
+	return p ? strtoull(p + strlen(name), NULL, 10) : 0;
+}
+
+#define PAGED_METRIC "pmd_reclaim_frames_total{kind=\"paged\"}"
+
+/* The median ns of a map of one frame that lives on the remote node
+ * (it comes home: a page-in, with room here), against a remote read of
+ * 4 KiB in the same rounds (the raw fabric's read is in the script). */
+static void pressure_pagein(pm_t *pm)
+{
+	double *vm = malloc(sizeof(double) * (size_t)rounds);
+	double *vr = malloc(sizeof(double) * (size_t)rounds);
+	static uint8_t buf[4096];
+	container_t c, r;
+	int n;
+	void *m;
+
+	CHECK(pm_container_create(pm, &c));
+	CHECK(pm_container_set_policy(pm, c, PM_PLACE_NODE,
+				      (pm_node_t)remote_node));
+	CHECK(pm_container_create(pm, &r));
+	CHECK(pm_container_set_policy(pm, r, PM_PLACE_NODE,
+				      (pm_node_t)remote_node));
+	n = 1;
+	CHECK(pm_container_allocate(pm, r, 0, &n, 0));
+	for (int k = 0; k < rounds; k++) {
+		uint64_t t0;
+
+		n = 1;
+		CHECK(pm_container_allocate(pm, c, 0, &n, 0));
+		t0 = now_ns();
+		CHECK(pm_container_map(pm, c, 0, 1, CONT_MAP_READ, &m, NULL));
+		vm[k] = (double)(now_ns() - t0);
+		if (((volatile uint8_t *)m)[0]) /* (a frame never written) */
+			die("pagein: not zeros", EIO);
+		CHECK(pm_container_unmap(pm, m, 1));
+		CHECK(pm_container_deallocate(pm, c, 0, 1));
+		t0 = now_ns();
+		CHECK(pm_container_read(pm, r, 0, 0, buf, sizeof(buf)));
+		vr[k] = (double)(now_ns() - t0);
+	}
+	report("pressure.pagein4k", "ns", median(vm, rounds),
+	       "remote.read4k", median(vr, rounds), NULL);
+	CHECK(pm_container_destroy(pm, c));
+	CHECK(pm_container_destroy(pm, r));
+	free(vm);
+	free(vr);
+}
+
+/* Frame numbers drawn from a Zipf law (s = 0.99) over n frames: the
+ * cumulative weights, searched. */
+static frame_t zipf_draw(const double *cdf, uint32_t n, unsigned *seed)
+{
+	double u = (double)rand_r(seed) / ((double)RAND_MAX + 1.0);
+	uint32_t lo = 0, hi = n - 1;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (cdf[mid] < u)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* A skewed working set four times node 1's memory: maps of single
+ * frames drawn from a Zipf law, each read once; the frames that are not
+ * here come home, and as many go out. Reports accesses per second and
+ * the frames paged out per access (the pmd's policy: the script runs it
+ * again with PMD_PAGEOUT_POLICY=random). */
+static void pressure_zipf(pm_t *pm, const char *name)
+{
+	struct pm_node_info nodes[8];
+	struct pm_task_stat ts;
+	const unsigned warm = 4000, measured = 20000;
+	unsigned seed = 42;
+	int count = 8, n;
+	uint32_t w;
+	double *cdf, sum = 0, t;
+	uint64_t paged0 = 0, t0 = 0;
+	container_t c;
+
+	CHECK(pm_nodes(pm, nodes, &count));
+	w = (uint32_t)(4 * nodes[0].frames_total);
+	CHECK(pm_task_stat(pm, &ts));
+	if (ts.guaranteed + ts.extra_limit < w)
+		die("zipf: the task's guarantee and extra limit are below 4x "
+		    "node 1's frames (--extra)", ENOMEM);
+	cdf = malloc(sizeof(double) * w);
+	if (!cdf)
+		die("zipf", ENOMEM);
+	for (uint32_t i = 0; i < w; i++)
+		cdf[i] = sum += 1.0 / pow(i + 1.0, 0.99);
+	for (uint32_t i = 0; i < w; i++)
+		cdf[i] /= sum;
+	CHECK(pm_container_create(pm, &c));
+	/* Guaranteed here, the rest extra: spilled to the other node. The
+	 * hottest frames are scattered (frame i is the i-th most likely
+	 * times a stride), so that placement alone does not decide. */
+	n = (int)ts.guaranteed;
+	CHECK(pm_container_allocate(pm, c, 0, &n, CONT_ALLOC_PARTIAL));
+	n = (int)(w - (uint32_t)n);
+	CHECK(pm_container_allocate(pm, c, (frame_t)(w - (uint32_t)n), &n,
+				    CONT_ALLOC_EXTRA));
+	for (unsigned k = 0; k < warm + measured; k++) {
+		frame_t f = (zipf_draw(cdf, w, &seed) * 7919u) % w;
+		volatile uint8_t *m;
+
+		if (k == warm) {
+			paged0 = metric_of(pm, PAGED_METRIC);
+			t0 = now_ns();
+		}
+		CHECK(pm_container_map(pm, c, f, 1, CONT_MAP_READ,
+				       (void **)&m, NULL));
+		(void)m[0];
+		CHECK(pm_container_unmap(pm, (void *)m, 1));
+	}
+	t = (double)(now_ns() - t0) / 1e9;
+	report(name, "accesses/s", measured / t, "frames paged out per access",
+	       (double)(metric_of(pm, PAGED_METRIC) - paged0) / measured, NULL);
+	CHECK(pm_container_destroy(pm, c));
+	free(cdf);
+}
+
+static void bench_pressure(void)
+{
+	pm_t *pm = connect_fast(true);
+
+	pressure_pagein(pm);
+	pm_disconnect(pm);
+	/* Maps through the pmd (it sees every use), and by the fast path
+	 * (it sees the faults only). */
+	pm = connect_fast(false);
+	pressure_zipf(pm, "pressure.zipf_pmd_maps");
+	pm_disconnect(pm);
+	pm = connect_fast(true);
+	pressure_zipf(pm, "pressure.zipf_fast_maps");
+	pm_disconnect(pm);
+}
+
 static bool wanted(int argc, char **argv, int first, const char *name)
 {
 	if (first >= argc)
@@ -900,7 +1059,7 @@ int main(int argc, char **argv)
 				"[--quick] [--echo-cpu N] [--remote-node N] "
 				"[--home-socket PATH]\n"
 				"                [map alloc rpc io cow sound lock "
-				"fault remote forward]...\n");
+				"fault remote forward pressure]...\n");
 			return 2;
 		}
 	}
@@ -908,7 +1067,7 @@ int main(int argc, char **argv)
 		static const char *const names[] = { "map", "alloc", "rpc", "io",
 						     "cow", "sound", "lock",
 						     "fault", "remote",
-						     "forward" };
+						     "forward", "pressure" };
 		bool ok = false;
 		for (size_t j = 0; j < sizeof(names) / sizeof(names[0]); j++)
 			ok |= !strcmp(argv[k], names[j]);
@@ -943,6 +1102,10 @@ int main(int argc, char **argv)
 			if (!home_sock)
 				die("forward: needs --home-socket PATH", EINVAL);
 			bench_forward();
+		} else if (!strcmp(argv[k], "pressure")) {
+			if (!remote_node)
+				die("pressure: needs --remote-node N", EINVAL);
+			bench_pressure();
 		}
 	if (json) {
 		fputs("\n]\n", json);

@@ -23,7 +23,8 @@
 # PMD_CLUSTER_MODE=netns|loopback|address (default: netns when possible),
 # PMD_CLUSTER_ADDR (the address mode's address, default 127.0.0.1),
 # PMD_TRANSPORT (tcp, verbs or ofi:PROVIDER; default tcp), PMD_ARGS (more
-# pmd options), PMD_CLUSTER_CPUS (a list of CPUs: node I runs pinned to the
+# pmd options; PMD_ARGS_I more still for node I, read when it starts or
+# restarts), PMD_CLUSTER_CPUS (a list of CPUs: node I runs pinned to the
 # I-th, round robin), PMD_START_S (seconds a node may take to start,
 # default 10), HEARTBEAT_MS/SUSPECT_MS/DOWN_MS.
 set -euo pipefail
@@ -143,12 +144,13 @@ up() {
 # waits until it is ready; 1 (its log printed) if it does not start.
 start_node() {
 	local dir=$1 i=$2 mode tag start_s run=() cpus=() args bin_var bin
+	local args_var=PMD_ARGS_$i
 	bin_var=PMD_BIN_$i
 	bin=${!bin_var:-$pmd_bin}
 	mode=$(cat "$dir/mode")
 	tag=$(cat "$dir/tag")
 	start_s=$(cat "$dir/start_s")
-	args=$(cat "$dir/args")
+	args="$(cat "$dir/args") ${!args_var:-}"
 	read -r -a cpus <"$dir/cpus" || true
 	[ "$mode" = netns ] && run=(ip netns exec "pmd${tag}n$i")
 	[ "${#cpus[@]}" -gt 0 ] &&
