@@ -17,7 +17,7 @@ case $group in
 fabric)	tests=(fabric/test_fabric_local fabric/test_fabric_fork) ;;
 cluster) tests=(cluster/test_cluster_membership cluster/test_cluster_remote
 		cluster/test_cluster_forward cluster/test_cluster_fwdmap
-		integration/test_sound) ;;
+		cluster/test_cluster_pressure integration/test_sound) ;;
 demo)	PMD_BIN=$build/pmd/pmd PMD_ARGS="--memory 256M" \
 		exec "$top/deploy/softroce.sh" run 3 -- \
 		"$top/deploy/demo-job.sh" "$build" ;;
