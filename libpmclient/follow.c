@@ -23,6 +23,10 @@
 #define UFFD_USER_MODE_ONLY 1
 #endif
 
+/* A fault the pmd has no room for yet asks again every millisecond,
+ * this many times (about two seconds) before the page reads as zeros. */
+#define PMC_FAULT_NOMEM_TRIES 2000u
+
 struct pmc_fmap {
 	uint8_t *addr;                 /* (F) where */
 	size_t len;                    /* (F) bytes */
@@ -921,7 +925,7 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	    (place.fd >= 0 || (place.fd = fault_seg_fd(f, place.seg, -1)) >= 0) &&
 	    fault_map(f, page, &place, prot, &f->resolved_local) == 0)
 		return;
-	for (;;) {
+	for (unsigned tries = 0;; tries++) {
 		/* A mapping the pmd took away stands on a slot that may live
 		 * on for other frames: ask by frame. */
 		struct pm_where_req wq = { .handle = cont, .frame = frame };
@@ -932,9 +936,11 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 		else
 			err = fault_call(f, PM_MSG_RESOLVE, &req, sizeof(req),
 					 &rep, sizeof(rep), &fd);
-		if (err != EBUSY)
+		/* Locked by a server: the owner waits, as its maps do. No
+		 * room for the frame here yet (the pmd makes some under
+		 * pressure): a while, before giving up on it. */
+		if (err != EBUSY && (err != ENOMEM || tries >= PMC_FAULT_NOMEM_TRIES))
 			break;
-		/* Locked by a server: the owner waits, as its maps do. */
 		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	}
 	if (err == ESTALE && f->status == PM_ST_FRAME_LOST) {

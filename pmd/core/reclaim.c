@@ -129,13 +129,16 @@ uint64_t pmd_reclaim_take(struct pmd_core *core, struct pmd_task *t,
 
 /* ---- paging out to other nodes ---- */
 
-/* Whether frame e of c may be paged out now (the rule, any class). */
+/* Whether frame e of c may be paged out now (the rule, any class, or
+ * extra frames only). */
 static bool pageable(const struct pmd_core *core,
-		     const struct pmd_container *c, const struct pmd_frame *e)
+		     const struct pmd_container *c, const struct pmd_frame *e,
+		     bool extra_only)
 {
 	const struct pmd_segment *seg;
 
-	if (pmd_frame_remote(e))
+	if (pmd_frame_remote(e) ||
+	    (extra_only && !(e->flags & PMD_FRAME_EXTRA)))
 		return false;
 	seg = pmd_frame_seg(core, e);
 	return seg->slots.ref[e->slot] == 1 && seg->domain == c &&
@@ -174,14 +177,15 @@ static int cand_cmp(const void *a, const void *b)
 
 /* The container holding the coldest pageable frame, and how many such
  * frames it has. */
-static struct pmd_container *coldest(struct pmd_core *core,
+static struct pmd_container *coldest(struct pmd_core *core, bool extra_only,
 				     pmd_reclaim_busy_fn *busy, void *arg,
-				     uint64_t *count)
+				     uint64_t *count, bool *busy_skipped)
 {
 	struct pmd_container *best = NULL;
 	uint32_t best_cold = 0;
 
 	*count = 0;
+	*busy_skipped = false;
 	for (struct pmd_list *tp = core->tasks.next; tp != &core->tasks;
 	     tp = tp->next) {
 		struct pmd_task *t = pmd_container_of(tp, struct pmd_task, link);
@@ -194,10 +198,12 @@ static struct pmd_container *coldest(struct pmd_core *core,
 			uint64_t n = 0;
 			frame_t f = 0;
 
+			if (busy && busy(arg, c) && c->frames.count)
+				*busy_skipped = true;
 			if (!container_open(c, busy, arg))
 				continue;
 			while (pmd_ftab_next(&c->frames, &f, &e)) {
-				if (pageable(core, c, e)) {
+				if (pageable(core, c, e, extra_only)) {
 					uint32_t k = coldness(core, e);
 					n++;
 					if (!best || k > best_cold) {
@@ -216,9 +222,9 @@ static struct pmd_container *coldest(struct pmd_core *core,
 }
 
 uint32_t pmd_pageout_plan(struct pmd_core *core, uint32_t max,
-			  pmd_reclaim_busy_fn *busy, void *arg,
+			  bool extra_only, pmd_reclaim_busy_fn *busy, void *arg,
 			  struct pmd_container **c_out,
-			  struct pmd_pageout *out)
+			  struct pmd_pageout *out, bool *busy_skipped)
 {
 	struct pmd_container *c;
 	struct pmd_frame *e;
@@ -229,11 +235,11 @@ uint32_t pmd_pageout_plan(struct pmd_core *core, uint32_t max,
 
 	*c_out = NULL;
 	pmd_stops_reset(&core->stops);
-	c = coldest(core, busy, arg, &count);
+	c = coldest(core, extra_only, busy, arg, &count, busy_skipped);
 	if (!c || !max || !(v = malloc(count * sizeof(*v))))
 		return 0;
 	while (n < count && pmd_ftab_next(&c->frames, &f, &e)) {
-		if (pageable(core, c, e))
+		if (pageable(core, c, e, extra_only))
 			v[n++] = (struct cand){ .cold = coldness(core, e),
 						.frame = f };
 		if (f++ == UINT64_MAX)
@@ -301,7 +307,8 @@ uint32_t pmd_pageout_repoint(struct pmd_core *core, struct pmd_container *c,
 		/* Only if it is still where it was planned, alone there. */
 		if (!e || pmd_frame_remote(e) || e->seg != v[i].seg ||
 		    e->slot != v[i].slot || e->gen != v[i].gen ||
-		    !pageable(core, c, e) || pmd_rseg_add(core, &places[i])) {
+		    !pageable(core, c, e, false) ||
+		    pmd_rseg_add(core, &places[i])) {
 			pmd_places_give_back(core, &places[i], 1);
 			continue;
 		}

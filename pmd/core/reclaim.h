@@ -89,13 +89,15 @@ struct pmd_pageout {
 };
 
 /* The container holding the coldest frame that may be paged out now
- * (*c_out; NULL: none), and up to max of its coldest such frames into
+ * (extra frames only: extra_only; *c_out NULL: none; *busy_skipped when
+ * a container was passed over for being busy), and up to max of its
+ * coldest such frames into
  * out; how many. The stops of their mappers (write-protection) are in
  * core->stops; room for forwarding records is made. */
 uint32_t pmd_pageout_plan(struct pmd_core *core, uint32_t max,
-			  pmd_reclaim_busy_fn *busy, void *arg,
+			  bool extra_only, pmd_reclaim_busy_fn *busy, void *arg,
 			  struct pmd_container **c_out,
-			  struct pmd_pageout *out);
+			  struct pmd_pageout *out, bool *busy_skipped);
 /* The stops of the mappers of those of v[0..n) still where planned (for
  * a plan made earlier), in core->stops. ENOMEM. */
 error_t pmd_pageout_stops(struct pmd_core *core, struct pmd_container *c,

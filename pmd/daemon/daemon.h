@@ -185,7 +185,8 @@ struct pmd_server {
 	struct pmd_reclaim_state {
 		struct pmd_list waiters; /* (L) struct rwait, in order */
 		uint32_t nwait;      /* (L) in waiters */
-		uint64_t need;       /* (L) frames here they need in all */
+		uint64_t need;       /* (L) frames here they need in all, */
+		uint64_t need_u;     /* (L) and room no guarantee reserves */
 		uint64_t asked;      /* (L) frames asked back this round */
 		uint64_t deadline_ns; /* (L) of the round; 0: none */
 		bool forced;         /* (L) the round reached its deadline */
@@ -194,6 +195,8 @@ struct pmd_server {
 		uint64_t paged_batch; /* (L) frames they moved so far */
 		bool paging_done;    /* (L) paging made no progress: no more
 		                      * this round */
+		uint64_t retry_ns;   /* (L) page out again then (the frames
+		                      * were busy) */
 		uint64_t paged_total; /* (L) the metrics' */
 		uint32_t seq;        /* (L) of the last RECLAIM */
 		uint64_t rounds_total, waits_total; /* (L) the metrics' */
@@ -348,13 +351,15 @@ enum pmd_step pmd_reclaim_first(struct pmd_server *srv, struct pmd_session *s,
 				const struct pmd_req *q,
 				const struct pmd_alloc *a, struct pmd_reply *r,
 				bool *go);
-/* s's request q lacks `lack` frames here beyond what is free: it parks
+/* s's request q lacks `lack` frames here beyond what is free (and
+ * lack_u beyond what no guarantee reserves: extra frames): it parks
  * while the pmd makes room (urgent: no grace period for the tasks asked;
  * a map or fault bringing frames home), and runs again then (!*go, its
  * step); *go when nothing could make room (its own answer follows). */
 enum pmd_step pmd_reclaim_wait(struct pmd_server *srv, struct pmd_session *s,
 			       const struct pmd_req *q, uint64_t lack,
-			       bool urgent, struct pmd_reply *r, bool *go);
+			       uint64_t lack_u, bool urgent,
+			       struct pmd_reply *r, bool *go);
 /* The loop's turn: waiters that have room, or whose grace ended (the
  * pmd pages frames out, then takes extra frames), run again. */
 void pmd_reclaim_turn(struct pmd_server *srv);

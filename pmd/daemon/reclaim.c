@@ -42,7 +42,9 @@ struct rwait {
 	struct pmd_pending base;     /* its session, parked */
 	struct pmd_req q;            /* (C) the request, its body kept */
 	uint8_t *body;               /* (C) */
-	uint64_t need;               /* (C) the frames it lacked */
+	uint64_t need;               /* (C) the room it needs, */
+	uint64_t need_u;             /* (C) and of it, room no guarantee
+	                              * reserves (extra frames coming home) */
 	bool urgent;                 /* (C) no grace period for it */
 	struct pmd_list link;        /* (L) in srv->reclaim.waiters */
 };
@@ -53,12 +55,26 @@ void pmd_reclaim_init(struct pmd_server *srv)
 	pmd_list_init(&srv->reclaim.waiters);
 }
 
-/* What the waiters lack now. */
+/* What the waiters lack now: room, and room no guarantee reserves. */
 static uint64_t reclaim_short(const struct pmd_server *srv)
 {
 	uint64_t room = pmd_budget_room(&srv->core->budget);
 
 	return srv->reclaim.need > room ? srv->reclaim.need - room : 0;
+}
+
+static uint64_t reclaim_short_u(const struct pmd_server *srv)
+{
+	uint64_t u = pmd_budget_unreserved(&srv->core->budget);
+
+	return srv->reclaim.need_u > u ? srv->reclaim.need_u - u : 0;
+}
+
+/* Whether w has what it waits for. */
+static bool has_room(const struct pmd_server *srv, const struct rwait *w)
+{
+	return pmd_budget_room(&srv->core->budget) >= w->need &&
+	       pmd_budget_unreserved(&srv->core->budget) >= w->need_u;
 }
 
 /* The tasks holding extra frames here, largest excess first (malloc'd;
@@ -141,39 +157,52 @@ static void paged(void *arg, uint32_t moved, error_t status)
 	}
 }
 
-/* Pages out up to want cold frames (a batch of page-outs, one per
- * container); whether any began. */
-static bool reclaim_pageout(struct pmd_server *srv, uint64_t want)
+/* Pages out up to want cold frames (extra ones only: what comes home is
+ * extra, and needs room no guarantee reserves), a batch of page-outs,
+ * one per container; whether any began, or the pmd waits for busy
+ * containers (a retry in a millisecond). */
+static bool reclaim_pageout(struct pmd_server *srv, uint64_t want,
+			    bool extra_only)
 {
 	struct pmd_reclaim_state *rc = &srv->reclaim;
 	struct pmd_pageout v[PMD_PUSH_MAX];
 	uint64_t started = 0;
+	bool busy = false;
 
 	while (started < want) {
 		struct pmd_container *c;
 		uint32_t n = pmd_pageout_plan(srv->core,
 					      want - started < PMD_PUSH_MAX
 					      ? (uint32_t)(want - started)
-					      : PMD_PUSH_MAX,
-					      container_busy, srv, &c, v);
+					      : PMD_PUSH_MAX, extra_only,
+					      container_busy, srv, &c, v,
+					      &busy);
 
 		if (!n || pmd_remote_pageout(srv, c, v, n, paged, srv))
 			break;
 		rc->paging++;
 		started += n;
 	}
-	if (!started)
-		rc->paging_done = true;
-	return started;
+	if (started)
+		return true;
+	if (busy) { /* (their remote work ends soon) */
+		rc->retry_ns = pmd_now_ns() + 1000000;
+		return true;
+	}
+	rc->paging_done = true;
+	return false;
 }
 
 /* The deadline: the pmd takes what the waiters still lack. */
 static void reclaim_force(struct pmd_server *srv)
 {
-	uint64_t want = reclaim_short(srv), taken = 0;
+	uint64_t want = reclaim_short(srv), want_u = reclaim_short_u(srv);
+	uint64_t taken = 0;
 	struct pmd_task **v;
 	uint32_t n;
 
+	if (want_u > want)
+		want = want_u; /* (an extra frame taken gives both) */
 	v = victims(srv, &n);
 	for (uint32_t i = 0; i < n && taken < want; i++) {
 		uint64_t k = pmd_reclaim_take(srv->core, v[i], want - taken,
@@ -225,6 +254,7 @@ static void reclaim_wake(struct pmd_server *srv)
 	}
 	rc->nwait = 0;
 	rc->need = 0;
+	rc->need_u = 0;
 	rc->asked = 0;
 	rc->deadline_ns = 0;
 	rc->forced = false;
@@ -240,22 +270,25 @@ enum pmd_step pmd_reclaim_first(struct pmd_server *srv, struct pmd_session *s,
 	*go = true;
 	if (!a->reclaim)
 		return PMD_STEP_REPLY;
-	return pmd_reclaim_wait(srv, s, q, a->reclaim, false, r, go);
+	return pmd_reclaim_wait(srv, s, q, a->reclaim, 0, false, r, go);
 }
 
 enum pmd_step pmd_reclaim_wait(struct pmd_server *srv, struct pmd_session *s,
 			       const struct pmd_req *q, uint64_t lack,
-			       bool urgent, struct pmd_reply *r, bool *go)
+			       uint64_t lack_u, bool urgent,
+			       struct pmd_reply *r, bool *go)
 {
 	struct pmd_reclaim_state *rc = &srv->reclaim;
 	uint64_t room = pmd_budget_room(&srv->core->budget), want;
+	uint64_t u = pmd_budget_unreserved(&srv->core->budget);
 	struct rwait *x;
 
 	(void)r;
 	*go = true;
 	/* Only what extra frames here or other nodes can give, and not
 	 * forever. */
-	if (!lack || (!srv->core->budget.extra_charged && !can_page(srv)) ||
+	if ((!lack && !lack_u) ||
+	    (!srv->core->budget.extra_charged && !can_page(srv)) ||
 	    s->reclaim_rounds >= RECLAIM_ROUNDS_MAX)
 		return PMD_STEP_REPLY;
 	x = calloc(1, sizeof(*x));
@@ -268,13 +301,17 @@ enum pmd_step pmd_reclaim_wait(struct pmd_server *srv, struct pmd_session *s,
 				 .body = x->body, .len = q->len };
 	/* It lacks that many frames beyond what is free now. */
 	x->need = room + lack;
+	x->need_u = lack_u ? u + lack_u : 0;
 	x->urgent = urgent;
 	/* (What is free now counts once, for the first.) */
 	rc->need += pmd_list_empty(&rc->waiters) ? x->need : lack;
+	rc->need_u += pmd_list_empty(&rc->waiters) ? x->need_u : lack_u;
 	pmd_list_add(rc->waiters.prev, &x->link);
 	rc->nwait++;
 	rc->waits_total++;
 	want = reclaim_short(srv);
+	if (reclaim_short_u(srv) > want)
+		want = reclaim_short_u(srv);
 	if (!rc->deadline_ns) { /* a new round */
 		rc->rounds_total++;
 		rc->deadline_ns = pmd_now_ns() + srv->grace_ns;
@@ -296,18 +333,22 @@ void pmd_reclaim_turn(struct pmd_server *srv)
 	struct pmd_reclaim_state *rc = &srv->reclaim;
 	struct rwait *first;
 
-	if (pmd_list_empty(&rc->waiters) || rc->paging)
+	if (pmd_list_empty(&rc->waiters) || rc->paging ||
+	    pmd_now_ns() < rc->retry_ns)
 		return; /* (page-outs in flight: their end comes first) */
 	first = pmd_container_of(rc->waiters.next, struct rwait, link);
-	if (first->base.s &&
-	    pmd_budget_room(&srv->core->budget) < first->need &&
+	if (first->base.s && !has_room(srv, first) &&
 	    pmd_now_ns() < rc->deadline_ns)
 		return; /* given back meanwhile: not enough yet */
-	if (pmd_budget_room(&srv->core->budget) < rc->need &&
+	if ((reclaim_short(srv) || reclaim_short_u(srv)) &&
 	    pmd_now_ns() >= rc->deadline_ns) {
-		/* Other nodes first: nothing is lost there. */
+		/* Other nodes first: nothing is lost there. Extra frames
+		 * coming home need extra frames going out. */
+		uint64_t short_u = reclaim_short_u(srv);
+
 		if (!rc->paging_done && can_page(srv) &&
-		    reclaim_pageout(srv, reclaim_short(srv)))
+		    reclaim_pageout(srv, short_u ? short_u : reclaim_short(srv),
+				    short_u > 0))
 			return;
 		reclaim_force(srv);
 	}
@@ -320,6 +361,8 @@ int pmd_reclaim_timeout_ms(const struct pmd_server *srv, int timeout)
 
 	if (pmd_list_empty(&srv->reclaim.waiters) || srv->reclaim.paging)
 		return timeout; /* (page-outs end by the fabric's events) */
+	if (srv->reclaim.retry_ns > d)
+		d = srv->reclaim.retry_ns;
 	ms = d > now ? (d - now + 999999) / 1000000 : 0;
 	return timeout < 0 || (uint64_t)timeout > ms ? (int)ms : timeout;
 }

@@ -86,7 +86,7 @@ struct rctx {
 	uint8_t *data;               /* (L) pushes: the bytes written */
 	uint64_t owner;              /* (C) pulls: the container's owner, */
 	container_t owner_handle;    /* (C) its handle, */
-	uint32_t held;               /* (C) room held here (tagged pulls), */
+	uint32_t held;               /* (C) room held here for pulls, */
 	uint32_t lost;               /* (L) and the pulls that did not come */
 	void (*ended)(void *arg, error_t status); /* (C) a recall's: told */
 	void *ended_arg;             /* (C) */
@@ -349,6 +349,21 @@ static enum pmd_step pull_return(struct pmd_server *srv, struct pmd_session *s,
 	return pmd_session_park(s, &x->base);
 }
 
+/* Extra frames among the pulls: each needs room here that no guarantee
+ * reserves. */
+static uint32_t pulls_extra(const struct pmd_container *c,
+			    const struct pmd_pull *pulls, uint32_t n)
+{
+	uint32_t extra = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const struct pmd_frame *e = pmd_ftab_lookup(&c->frames,
+							    pulls[i].frame);
+		extra += e && (e->flags & PMD_FRAME_EXTRA);
+	}
+	return extra;
+}
+
 enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 			      struct pmd_container *c, container_t h,
 			      frame_t start, uint32_t count, uint64_t keep_task,
@@ -390,21 +405,38 @@ enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 		return pull_return(srv, s, c, x, pushed, r);
 	/* No room here for them: the request waits while the pmd makes
 	 * some (cold frames go out), and pulls then. */
-	if (pmd_budget_room(&srv->core->budget) < x->npulls) {
+	{
+		uint64_t room = pmd_budget_room(&srv->core->budget);
+		uint64_t u = pmd_budget_unreserved(&srv->core->budget);
+		uint32_t extra = pulls_extra(c, x->pulls, x->npulls);
 		enum pmd_step step;
-		bool go;
+		bool go = true;
 
-		step = pmd_reclaim_wait(srv, s, q, x->npulls -
-					pmd_budget_room(&srv->core->budget),
-					true, r, &go);
+		if (room < x->npulls || u < extra)
+			step = pmd_reclaim_wait(srv, s, q,
+						room < x->npulls
+						? x->npulls - room : 0,
+						u < extra ? extra - u : 0,
+						true, r, &go);
 		if (!go) {
 			free(x);
 			return step;
 		}
+		/* The room they take is held until they are in: a fault
+		 * that waited for it must not find it gone to another
+		 * request when its frame arrives. */
+		x->held = room < x->npulls ? (uint32_t)room : x->npulls;
+		srv->core->budget.held += x->held;
 	}
 	pull_pieces(x, x->npulls, pieces);
-	return rctx_start(srv, s, x, false, pieces, x->npulls, NULL,
-			  x->npulls * PM_FRAME_SIZE, r);
+	err = rctx_go(srv, x, false, pieces, x->npulls, NULL,
+		      x->npulls * PM_FRAME_SIZE);
+	if (err) {
+		pmd_pull_unreserve(srv->core, x->held);
+		rctx_free(x);
+		return pmd_reply_now(r, err);
+	}
+	return pmd_session_park(s, &x->base);
 }
 
 /* ---- a draining node's frames to a third node (no room at home) ---- */
@@ -485,21 +517,6 @@ static void move_borrowed(void *arg, error_t status,
 	}
 	pmd_places_give_back(core, places, n);
 	move_end(x, status);
-}
-
-/* Extra frames among the pulls: each needs room here that no guarantee
- * reserves. */
-static uint32_t pulls_extra(const struct pmd_container *c,
-			    const struct pmd_pull *pulls, uint32_t n)
-{
-	uint32_t extra = 0;
-
-	for (uint32_t i = 0; i < n; i++) {
-		const struct pmd_frame *e = pmd_ftab_lookup(&c->frames,
-							    pulls[i].frame);
-		extra += e && (e->flags & PMD_FRAME_EXTRA);
-	}
-	return extra;
 }
 
 /* No room here for x's pulls: they go to the node with the most room
