@@ -22,7 +22,7 @@ cmake --build "$build" -j"$(nproc)" --target pmd pm-bench pm-bench-fabric-raw \
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export PMD_BIN="$build/pmd/pmd" PMD_CLUSTER_MODE=loopback
-export PMD_ARGS="--guarantee 4096 --extra 20000"
+export PMD_ARGS="--guarantee 1024 --extra 20000"
 export PMD_ARGS_1="--memory 16M" PMD_ARGS_2="--memory 256M"
 bench='sleep 1; "$0/bench/pm-bench" --quick --socket \
 	"$PMD_CLUSTER_DIR/n1.sock" --remote-node 2 --json "$1" pressure \
