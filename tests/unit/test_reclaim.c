@@ -14,11 +14,13 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "borrowed.h"
 #include "container.h"
 #include "copy.h"
 #include "core_fixture.h"
 #include "io.h"
 #include "lock.h"
+#include "move.h"
 #include "reclaim.h"
 
 /* n extra frames of a new container of t, from frame 0 (t's guarantee
@@ -223,6 +225,76 @@ static void a_frame_taken_answers_estale_until_forgotten(void **state)
 	cf_core_fini(&core);
 }
 
+/* ---- paging out ---- */
+
+static bool none_busy(void *arg, const struct pmd_container *c)
+{
+	(void)arg;
+	(void)c;
+	return false;
+}
+
+static void the_coldest_frames_page_out_first(void **state)
+{
+	struct pmd_pageout v[PMD_PUSH_MAX];
+	struct pmd_place places[PMD_PUSH_MAX];
+	static uint8_t data[PMD_PUSH_MAX * PM_FRAME_SIZE];
+	struct pmd_container *c, *got;
+	struct pmd_core core;
+	struct pmd_task *t;
+	container_t h, x;
+	bool busy = true, skipped;
+	uint32_t n;
+
+	(void)state;
+	cf_core_init(&core);
+	t = cf_task(&core);
+	h = cf_container(&core, t, 16);
+	c = pmd_container_lookup(t, h);
+	/* Used in the order 15, 14, ..., 0: frame 15 is the coldest. */
+	for (int f = 15; f >= 0; f--)
+		for (int k = 0; k < 64; k++) /* (64 uses: one tick) */
+			cf_fill(&core, t, h, (frame_t)f, (uint8_t)(f + 1));
+	n = pmd_pageout_plan(&core, 4, false, none_busy, NULL, &got, v,
+			     &skipped);
+	assert_int_equal(n, 4);
+	assert_ptr_equal(got, c);
+	assert_false(skipped);
+	for (uint32_t i = 0; i < 4; i++)
+		assert_int_equal(v[i].frame, 15 - i);
+	/* Busy: nothing, and it says so. */
+	assert_int_equal(pmd_pageout_plan(&core, 4, false, all_busy, &busy,
+					  &got, v, &skipped), 0);
+	assert_true(skipped);
+	/* Extra frames only: none in this container yet. */
+	cf_container(&core, t, CF_GUARANTEE - 16);
+	x = extras(&core, t, 2);
+	n = pmd_pageout_plan(&core, 4, true, none_busy, NULL, &got, v,
+			     &skipped);
+	assert_int_equal(n, 2);
+	assert_ptr_equal(got, pmd_container_lookup(t, x));
+	/* Out: frames 15 and 14 go to node 2's slots 7 and 8. */
+	n = pmd_pageout_plan(&core, 2, false, none_busy, NULL, &got, v,
+			     &skipped);
+	assert_ptr_equal(got, c);
+	for (uint32_t i = 0; i < n; i++)
+		places[i] = (struct pmd_place){ .node = 2, .seg = 3,
+			.slot = (uint16_t)(7 + i), .key = 42,
+			.len = (uint64_t)PMD_SEG_SLOTS * PM_FRAME_SIZE };
+	/* A frame that changed meanwhile stays, its place given back. */
+	cf_fill(&core, t, h, v[1].frame, 0x55);
+	v[1].gen++;
+	assert_int_equal(pmd_pageout_repoint(&core, c, v, places, n, data), 1);
+	assert_int_equal(v[0].frame, 15);
+	assert_int_equal(data[0], 16);
+	assert_int_equal(t->charge.allocated, CF_GUARANTEE + 2);
+	assert_int_equal(core.budget.remote, 1);
+	assert_true(pmd_ftab_lookup(&c->frames, 15)->flags & PMD_FRAME_REMOTE);
+	assert_int_equal(cf_byte(&core, t, h, 14), 0x55);
+	cf_check(&core);
+	cf_core_fini(&core);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -230,6 +302,7 @@ int main(void)
 		cmocka_unit_test(victims_come_largest_excess_first),
 		cmocka_unit_test(the_rule_of_what_is_taken),
 		cmocka_unit_test(a_frame_taken_answers_estale_until_forgotten),
+		cmocka_unit_test(the_coldest_frames_page_out_first),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
