@@ -164,11 +164,67 @@ static void cold_frames_go_to_another_node(void **state)
 	want[8] = 0x77;
 	assert_int_equal(pm_container_write(a, c, 100, 0, want, PM_FRAME_SIZE),
 			 0);
+	/* A paged-out frame copied onto another (the copy brings it home,
+	 * making room again); the copy checked, then both put back. */
+	assert_int_equal(pm_container_copy(a, c, 150, c, 0, 1, 0, NULL), 0);
+	pattern(150, 0, want);
+	assert_int_equal(pm_container_read(a, c, 0, 0, want + 1, 1), 0);
+	assert_int_equal(want[1], want[0]);
+	pattern(0, 0, want);
+	assert_int_equal(pm_container_write(a, c, 0, 0, want, PM_FRAME_SIZE),
+			 0);
+	pattern(100, 0, want);
+	assert_int_equal(pm_container_write(a, c, 100, 0, want, PM_FRAME_SIZE),
+			 0);
+	intact(a, c, 0);
 	test_check(a);
 	test_check(b);
 	pm_disconnect(b);
 	pm_disconnect(a);
 	ct_check_loans(node, 2);
+}
+
+/* The node holding paged-out frames dies: those frames answer EIO, every
+ * other is intact, and A's deallocation of them gives nothing back to
+ * nobody. */
+static void a_lender_dies_with_paged_frames(void **state)
+{
+	static uint8_t want[PM_FRAME_SIZE], got[PM_FRAME_SIZE];
+	pm_t *a = test_connect(&node[0]), *b;
+	struct pm_container_stat st;
+	unsigned lost = 0, kept = 0;
+	container_t c, cb;
+	int n = 100;
+
+	(void)state;
+	c = fill(a);
+	b = test_connect(&node[0]);
+	assert_int_equal(pm_container_create(b, &cb), 0);
+	assert_int_equal(pm_container_allocate(b, cb, 0, &n, 0), 0);
+	assert_int_equal(pm_container_stat(a, c, &st), 0);
+	assert_true(st.remote >= 100);
+	ct_kill(&node[1]);
+	ct_wait_state(&node[0], 2, PM_NODE_DOWN, 6000);
+	for (frame_t f = 0; f < G + E; f++) {
+		error_t err = pm_container_read(a, c, f, 0, got, sizeof(got));
+
+		if (err == EIO) {
+			lost++;
+			continue;
+		}
+		assert_int_equal(err, 0);
+		pattern(f, 0, want);
+		assert_memory_equal(got, want, sizeof(got));
+		kept++;
+	}
+	fprintf(stderr, "node 2 died: %u frames lost with it, %u intact\n",
+		lost, kept);
+	assert_int_equal(lost, st.remote);
+	assert_int_equal(pm_container_deallocate(a, c, 0, G + E), 0);
+	test_check(a);
+	pm_disconnect(b);
+	pm_disconnect(a);
+	ct_check_loans(node, 1);
 }
 
 /* ---- stores while frames go out and come back ---- */
@@ -244,6 +300,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(stores_survive_paging, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(a_lender_dies_with_paged_frames,
+						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
