@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "cluster_util.h"
+#include "walk.h"
 
 #define G 256u                    /* each task's guarantee on node 1 */
 #define E 768u                    /* A's extra frames: the rest of node 1 */
@@ -36,7 +37,7 @@ static int setup(void **state)
 	ct_cluster_files(dir, ini, sizeof(ini), key, sizeof(key), 2);
 	pmd_proc_start(&node[0], (const char *const[]){ "--node-id", "1",
 		"--cluster", ini, "--memory", "4M", "--guarantee", "256",
-		"--extra", "1024", "--reclaim-grace-ms", "100", NULL });
+		"--extra", "4096", "--reclaim-grace-ms", "100", NULL });
 	pmd_proc_start(&node[1], (const char *const[]){ "--node-id", "2",
 		"--cluster", ini, "--memory", "64M", NULL });
 	ct_wait_state(&node[0], 2, PM_NODE_UP, 6000);
@@ -293,6 +294,82 @@ static void stores_survive_paging(void **state)
 	ct_check_loans(node, 2);
 }
 
+/* ---- the model's walk at 3x overcommit ---- */
+
+struct churn {
+	pthread_t thread;
+	pm_t *pm;
+	container_t c;
+	uint32_t frames;
+	bool stop;
+	unsigned maps;
+};
+
+/* The filler maps its frames in turn: those on node 2 come home, and as
+ * many go out, at random (the walk's too). */
+static void *churn_main(void *arg)
+{
+	struct churn *ch = arg;
+
+	for (uint32_t k = 0; !__atomic_load_n(&ch->stop, __ATOMIC_RELAXED);
+	     k++) {
+		frame_t f = (frame_t)((k * 37u) % ch->frames);
+		int granted;
+		void *m;
+
+		assert_int_equal(pm_container_map(ch->pm, ch->c, f, 1,
+						  CONT_MAP_READ, &m, &granted),
+				 0);
+		assert_int_equal(pm_container_unmap(ch->pm, m, 1), 0);
+		ch->maps++;
+	}
+	return NULL;
+}
+
+/* Node 1 holds 1024 frames; a task holds three times that many (most
+ * spilled to node 2 when allocated) and maps them in turn, so that they
+ * come home and others go out, at random (the walk's too, however hot):
+ * the owner and server of the walk map, write, copy, move, lock and
+ * unshare meanwhile, and every mapping and the pmd agree with the model
+ * after every step. */
+static void the_model_walk_under_pressure(void **state)
+{
+	pm_t *f = test_connect(&node[0]), *o, *s;
+	struct churn ch = { .pm = f, .frames = 3 * (G + E) };
+	int n = G;
+
+	(void)state;
+	assert_int_equal(pm_container_create(f, &ch.c), 0);
+	assert_int_equal(pm_container_allocate(f, ch.c, 0, &n, 0), 0);
+	n = (int)(ch.frames - G);
+	assert_int_equal(pm_container_allocate(f, ch.c, G, &n,
+					       CONT_ALLOC_EXTRA), 0);
+	o = test_follower(test_connect(&node[0]));
+	s = test_follower(test_connect(&node[0]));
+	assert_int_equal(pthread_create(&ch.thread, NULL, churn_main, &ch), 0);
+	test_walk(o, s, 150, 0);
+	__atomic_store_n(&ch.stop, true, __ATOMIC_RELAXED);
+	pthread_join(ch.thread, NULL);
+	fprintf(stderr, "%u maps of the filler, %lu frames paged out\n",
+		ch.maps, (unsigned long)metric(o, PAGED));
+	assert_true(metric(o, PAGED) > 0);
+	test_check(o);
+	pm_disconnect(s);
+	pm_disconnect(o);
+	pm_disconnect(f);
+	ct_check_loans(node, 2);
+}
+
+static int setup_random(void **state)
+{
+	int err;
+
+	setenv("PMD_PAGEOUT_POLICY", "random", 1);
+	err = setup(state);
+	unsetenv("PMD_PAGEOUT_POLICY");
+	return err;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -302,6 +379,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(a_lender_dies_with_paged_frames,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(the_model_walk_under_pressure,
+						setup_random, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
