@@ -409,7 +409,7 @@ enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 		uint64_t room = pmd_budget_room(&srv->core->budget);
 		uint64_t u = pmd_budget_unreserved(&srv->core->budget);
 		uint32_t extra = pulls_extra(c, x->pulls, x->npulls);
-		enum pmd_step step;
+		enum pmd_step step = PMD_STEP_REPLY;
 		bool go = true;
 
 		if (room < x->npulls || u < extra)
