@@ -3,7 +3,8 @@
 # Runs apt-get only when something is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfabric-dev libibverbs-dev librdmacm-dev
-      libcmocka-dev libinih-dev libsodium-dev iproute2 procps python3 groff-base
+      libcmocka-dev libinih-dev libsodium-dev liburing-dev iproute2 procps
+      python3 groff-base
       clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do

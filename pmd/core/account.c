@@ -32,7 +32,7 @@ uint64_t pmd_budget_admissible(const struct pmd_budget *b)
 {
 	uint64_t used = b->guaranteed_sum + b->lent + b->held;
 
-	return used >= b->total ? 0 : b->total - used;
+	return used >= b->total + b->store ? 0 : b->total + b->store - used;
 }
 
 error_t pmd_budget_admit(struct pmd_budget *b, enum pmd_admit_policy policy,

@@ -4,7 +4,7 @@
  * Every virtual frame is charged to exactly one task (its container's
  * owner), at the one place where frames are allocated, as guaranteed (G) or
  * extra (E). Invariants, checked by pmd_core_check (check.h):
- *   - sum of admitted guarantees <= budget total;
+ *   - sum of admitted guarantees <= budget total (and backing store);
  *   - charged = sum of every task's allocated <= total;
  *   - a task's G-part (allocated - extra_allocated) <= its guarantee and its
  *     extra_allocated <= its extra limit.
@@ -28,6 +28,8 @@
 
 struct pmd_budget {
 	uint64_t total;          /* (C) frames this node may hold (--memory) */
+	uint64_t store;          /* (C) slots of its backing store: what
+				  * guarantees may reserve beyond memory */
 	uint64_t guaranteed_sum; /* (L) sum of admitted tasks' guarantees */
 	uint64_t charged;        /* (L) frames charged to all tasks */
 	uint64_t extra_charged;  /* (L) of which extra frames */
@@ -89,8 +91,8 @@ void pmd_charge_sub_remote(struct pmd_budget *b, struct pmd_charge *c,
 
 /* What may still be lent or taken as extra: no guarantee is eaten. */
 uint64_t pmd_budget_unreserved(const struct pmd_budget *b);
-/* What a new guarantee may reserve: the frames neither reserved nor lent
- * (extra frames here are reclaimable). */
+/* What a new guarantee may reserve: the frames of memory and backing
+ * store neither reserved nor lent (extra frames here are reclaimable). */
 uint64_t pmd_budget_admissible(const struct pmd_budget *b);
 
 /* Frames the node has free now for a frame to come: neither charged,

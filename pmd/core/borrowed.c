@@ -3,6 +3,7 @@
 
 #include <errno.h>
 
+#include "core.h"
 #include "grow.h"
 #include "log.h"
 
@@ -43,8 +44,14 @@ error_t pmd_rseg_add(struct pmd_core *core, const struct pmd_place *p)
 void pmd_rslot_give_back(struct pmd_core *core, pm_node_t node, uint32_t seg,
 			 uint16_t slot)
 {
-	struct pmd_rfree *v = pmd_grow(core->rfree, core->nrfree,
-				       &core->rfree_cap, sizeof(*v), 64);
+	struct pmd_rfree *v;
+
+	if (node == PMD_NODE_STORE) { /* ours: free at once */
+		pmd_store_put(&core->store, seg, slot);
+		return;
+	}
+	v = pmd_grow(core->rfree, core->nrfree, &core->rfree_cap, sizeof(*v),
+		     64);
 
 	if (!v) {
 		pmd_warn("no memory to give back a slot of node %u; it stays "

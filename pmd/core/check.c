@@ -8,7 +8,9 @@
 /* What the walk counted. */
 struct check_sums {
 	uint64_t frames;              /* frames of every container */
-	uint64_t remote;              /* of which on other nodes */
+	uint64_t remote;              /* of which on other nodes (or in the
+	                               * backing store, */
+	uint64_t stored;              /* these) */
 	uint64_t charged;             /* sum of the tasks' charges */
 	uint64_t extra_here;          /* of which extra frames here */
 	uint64_t guaranteed;          /* sum of their guarantees */
@@ -18,7 +20,7 @@ struct check_sums {
 /* One container's frames: each one here holds a live slot. */
 static bool check_container(struct pmd_core *core, struct pmd_container *c,
 			    uint64_t *mine, uint64_t *extra, uint64_t *extra_here,
-			    uint64_t *remote)
+			    struct check_sums *sums)
 {
 	struct pmd_frame *e;
 	frame_t f = 0;
@@ -28,7 +30,8 @@ static bool check_container(struct pmd_core *core, struct pmd_container *c,
 		struct pmd_segment *seg = pmd_segtab_get(&core->segs, e->seg);
 
 		if (e->flags & PMD_FRAME_REMOTE) {
-			(*remote)++;
+			sums->remote++;
+			sums->stored += e->node == PMD_NODE_STORE;
 		} else if (!seg || !seg->slots.ref[e->slot]) {
 			pmd_err("check: frame %#lx of container %#lx has no slot",
 				(unsigned long)f, (unsigned long)c->id);
@@ -58,7 +61,7 @@ static bool check_task(struct pmd_core *core, struct pmd_task *t,
 
 		sums->containers++;
 		ok &= check_container(core, c, &mine, &extra, &extra_here,
-				      &sums->remote);
+				      sums);
 		for (struct pmd_list *sp = c->shares.next; sp != &c->shares;
 		     sp = sp->next)
 			shares++;
@@ -111,10 +114,12 @@ static bool check_totals(const struct pmd_core *core,
 	if (sums->frames == core->nframes &&
 	    sums->charged == b->charged + b->remote &&
 	    sums->extra_here == b->extra_charged &&
+	    sums->stored == core->store.used &&
 	    sums->guaranteed == b->guaranteed_sum &&
 	    sums->containers == core->ncontainers &&
 	    refs == sums->frames - sums->remote + b->lent &&
-	    b->charged + b->lent <= b->total && b->guaranteed_sum <= b->total)
+	    b->charged + b->lent <= b->total &&
+	    b->guaranteed_sum <= b->total + b->store)
 		return true;
 	pmd_err("check: node totals disagree: frames %lu/%lu charged %lu/%lu "
 		"guaranteed %lu/%lu slot refs %lu", (unsigned long)sums->frames,

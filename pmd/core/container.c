@@ -124,12 +124,15 @@ void pmd_container_describe(struct pmd_core *core, struct pmd_container *c,
 	memset(st_out, 0, sizeof(*st_out));
 	while (pmd_ftab_next(&c->frames, &f, &e)) {
 		st_out->cow += pmd_frame_cow(core, e);
-		st_out->remote += pmd_frame_remote(e);
+		if (pmd_frame_remote(e) && e->node == PMD_NODE_STORE)
+			st_out->swapped++;
+		else if (pmd_frame_remote(e))
+			st_out->remote++;
 		if (f++ == UINT64_MAX)
 			break;
 	}
 	st_out->frames = c->frames.count;
-	st_out->resident = c->frames.count - st_out->remote;
+	st_out->resident = c->frames.count - st_out->remote - st_out->swapped;
 	st_out->home = (uint16_t)(c->id >> 48);
 	if (pmd_container_locked(c)) {
 		uint64_t left = c->lock_until_ms - pmd_now_ms();

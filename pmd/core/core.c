@@ -27,6 +27,7 @@ void pmd_core_fini(struct pmd_core *core)
 	free(core->rsegs);
 	free(core->rfree);
 	pmd_stops_fini(&core->stops);
+	pmd_store_fini(&core->store);
 	sodium_memzero(core->secret, sizeof(core->secret));
 }
 

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "segment.h"
 #include "stop.h"
+#include "store.h"
 
 #define PMD_SHARE_BUCKETS      1024
 /* Weak references a task's containers may have at once (a share lives as
@@ -104,6 +105,7 @@ struct pmd_core {
 	struct pmd_ratelimit refusals_said; /* (L) sessions refused: said */
 	struct pmd_stops stops;         /* (L) what the last decode needs
 	                                 * stopped before its invoke (stop.h) */
+	struct pmd_store store;         /* (L) the backing store's slots */
 };
 
 /* Rights of a capability. The owner does everything but lock: locks are

@@ -55,8 +55,9 @@ void pmd_frame_release(struct pmd_core *core, struct pmd_container *c,
 {
 	if (pmd_frame_remote(e)) {
 		/* Its lent slot goes back (the node layer sends the frees);
-		 * a lost one has nothing to give back. */
-		if (!(e->flags & PMD_FRAME_LOST))
+		 * a lost one has nothing to give back, but for a slot of
+		 * our own backing store. */
+		if (!(e->flags & PMD_FRAME_LOST) || e->node == PMD_NODE_STORE)
 			pmd_rslot_give_back(core, e->node, e->seg, e->slot);
 		pmd_charge_sub_remote(&core->budget, &c->owner->charge,
 				      e->flags & PMD_FRAME_EXTRA);

@@ -9,6 +9,7 @@
 #include "container.h"
 #include "frame.h"
 #include "move.h"
+#include "task.h"
 #include "view.h"
 
 bool pmd_frame_gone(const struct pmd_container *c, frame_t f)
@@ -268,8 +269,21 @@ uint32_t pmd_pageout_plan(struct pmd_core *core, uint32_t max,
 	return k;
 }
 
+/* Tasks holding seg. */
+static uint32_t holders(const struct pmd_core *core,
+			const struct pmd_segment *seg)
+{
+	uint32_t n = 0;
+
+	for (const struct pmd_list *p = core->tasks.next; seg->exposed &&
+	     p != &core->tasks; p = p->next)
+		n += pmd_task_has_segment(pmd_container_of(p, struct pmd_task,
+							   link), seg->id);
+	return n;
+}
+
 error_t pmd_pageout_stops(struct pmd_core *core, struct pmd_container *c,
-			  const struct pmd_pageout *v, uint32_t n)
+			  struct pmd_pageout *v, uint32_t n)
 {
 	pmd_stops_reset(&core->stops);
 	for (uint32_t i = 0; i < n; i++) {
@@ -282,6 +296,7 @@ error_t pmd_pageout_stops(struct pmd_core *core, struct pmd_container *c,
 		    e->slot != v[i].slot)
 			continue;
 		seg = pmd_frame_seg(core, e);
+		v[i].holders = holders(core, seg);
 		if (!pmd_stop_needed(seg))
 			continue;
 		err = pmd_stops_add(&core->stops, seg, e->slot, 1, PM_STOP_WP,
@@ -304,15 +319,18 @@ uint32_t pmd_pageout_repoint(struct pmd_core *core, struct pmd_container *c,
 		struct pmd_segment *seg;
 		bool extra;
 
-		/* Only if it is still where it was planned, alone there. */
-		if (!e || pmd_frame_remote(e) || e->seg != v[i].seg ||
-		    e->slot != v[i].slot || e->gen != v[i].gen ||
-		    !pageable(core, c, e, false) ||
+		/* Only if it is still where it was planned, alone there,
+		 * held by the tasks that were stopped (no other may be
+		 * storing into it now). */
+		seg = e && !pmd_frame_remote(e) ? pmd_frame_seg(core, e) : NULL;
+		if (!seg || e->seg != v[i].seg || e->slot != v[i].slot ||
+		    e->gen != v[i].gen || !pageable(core, c, e, false) ||
+		    holders(core, seg) != v[i].holders ||
+		    (seg->exposed && pmd_segment_fwd_reserve(seg)) ||
 		    pmd_rseg_add(core, &places[i])) {
 			pmd_places_give_back(core, &places[i], 1);
 			continue;
 		}
-		seg = pmd_frame_seg(core, e);
 		memcpy(data + (size_t)k * PM_FRAME_SIZE,
 		       pmd_segment_frame(seg, e->slot), PM_FRAME_SIZE);
 		extra = e->flags & PMD_FRAME_EXTRA;

@@ -86,6 +86,8 @@ struct pmd_pageout {
 	uint32_t seg;                /* where it was when planned */
 	uint16_t slot;
 	uint32_t gen;
+	uint32_t holders;            /* tasks holding its segment when their
+	                              * stops were listed */
 };
 
 /* The container holding the coldest frame that may be paged out now
@@ -101,9 +103,10 @@ uint32_t pmd_pageout_plan(struct pmd_core *core, uint32_t max,
 /* The stops of the mappers of those of v[0..n) still where planned (for
  * a plan made earlier), in core->stops. ENOMEM. */
 error_t pmd_pageout_stops(struct pmd_core *core, struct pmd_container *c,
-			  const struct pmd_pageout *v, uint32_t n);
+			  struct pmd_pageout *v, uint32_t n);
 /* Once the mappers stopped: each planned frame of c that is still where
- * it was moves to places[i] (lent slots): its bytes into data (the k-th
+ * it was, and whose segment no task took meanwhile (it was not stopped),
+ * moves to places[i] (lent slots): its bytes into data (the k-th
  * moved at k * PM_FRAME_SIZE), its old slot retired (if a task holds the
  * segment) or freed, its charge to the remote count. Frames that moved
  * meanwhile give their place back and drop out (v and places are

@@ -115,6 +115,22 @@ static error_t set_backing_store(struct pmd_config *cfg, const char *val,
 			"backing store", val, where, true);
 }
 
+static error_t set_backing_size(struct pmd_config *cfg, const char *val,
+				const char *where)
+{
+	uint64_t v;
+	error_t err = pmd_parse_size(val, &v);
+
+	if (err || v < PM_FRAME_SIZE || v > MEMORY_MAX || v % PM_FRAME_SIZE) {
+		fprintf(stderr, "pmd: %s: backing size '%s': want a size of "
+			"whole 4K frames, at least 4K and at most 64T, e.g. 1G\n",
+			where, val);
+		return EINVAL;
+	}
+	cfg->backing_size = v;
+	return 0;
+}
+
 static error_t set_memory(struct pmd_config *cfg, const char *val,
 			  const char *where)
 {
@@ -325,6 +341,7 @@ static const struct setting {
 	{ "cluster", NULL, set_cluster },
 	{ "transport", NULL, set_transport },
 	{ "backing-store", "backing_store", set_backing_store },
+	{ "backing-size", "backing_size", set_backing_size },
 	{ "log-level", "log_level", set_log_level },
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -473,7 +490,11 @@ static void usage(FILE *f)
 "  --cluster FILE       the cluster file (several nodes)\n"
 "  --transport T        between nodes: tcp, verbs or ofi:PROVIDER (default:\n"
 "                       the cluster file's, else tcp)\n"
-"  --backing-store PATH where frames are paged out\n"
+"  --backing-store PATH where frames are paged out when neither memory nor\n"
+"                       other nodes have room: an existing file or block\n"
+"                       device, used whole (guarantees may reserve it too)\n"
+"  --backing-size SIZE  with --backing-store: create or extend that file to\n"
+"                       SIZE (whole 4K frames, e.g. 1G) and use SIZE of it\n"
 "  --ready-fd N         write one byte to fd N when ready\n"
 "  --log-level LEVEL    error | warning | info | debug\n"
 "  --help, --version\n", PM_DEFAULT_SOCKET);
@@ -579,10 +600,10 @@ static error_t config_finish(struct pmd_config *cfg)
 	char why[1024];
 	error_t err;
 
-	if (cfg->backing_store[0]) {
-		fprintf(stderr, "pmd: --backing-store: paging to a backing store "
-			"is not supported by this build yet\n");
-		return ENOTSUP;
+	if (cfg->backing_size && !cfg->backing_store[0]) {
+		fprintf(stderr, "pmd: --backing-size: only with --backing-store "
+			"PATH (the file to create or extend)\n");
+		return EINVAL;
 	}
 	if (!cfg->cluster[0]) {
 		if (!cfg->transport[0])
@@ -681,6 +702,8 @@ size_t pmd_config_render(const struct pmd_config *cfg, char *buf, size_t cap)
 		     "node_id = %u\n"
 		     "cluster = %s\n"
 		     "transport = %s\n"
+		     "backing_store = %s\n"
+		     "backing_size = %lu\n"
 		     "metrics = %s\n"
 		     "log_level = %s\n"
 		     "config = %s\n"
@@ -694,7 +717,8 @@ size_t pmd_config_render(const struct pmd_config *cfg, char *buf, size_t cap)
 		     (unsigned long)cfg->user_handles, cfg->max_lock_ms,
 		     cfg->stop_ms, cfg->reclaim_grace_ms, cfg->poll_us,
 		     cfg->node_id, cfg->cluster,
-		     cfg->transport, cfg->metrics,
+		     cfg->transport, cfg->backing_store,
+		     (unsigned long)cfg->backing_size, cfg->metrics,
 		     levels[cfg->log_level <= PMD_LOG_DEBUG ? cfg->log_level
 							    : PMD_LOG_DEBUG],
 		     cfg->config, cfg->nusers);

@@ -37,6 +37,7 @@ struct pmd_config {
 	struct pmd_cluster_conf *cluster_conf; /* loaded from it, or NULL */
 	char transport[64];          /* over the cluster file's; "" for its */
 	char backing_store[4096];    /* paging target; "" for none */
+	uint64_t backing_size;       /* bytes to make it; 0: its own size */
 	char config[4096];           /* the configuration file read, if any */
 	enum pmd_admit_policy admit; /* guarantees that do not fit */
 	enum pmd_log_level log_level; /* what the log says */

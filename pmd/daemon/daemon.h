@@ -22,8 +22,11 @@
  *               homes taking their frames back from one that drains
  *   forward.c   requests on handles another home serves
  *   stop.c      the holders of segments stop before frames move
- *   reclaim.c   the extra-frame protocol: allocations that wait while
- *               tasks give extra frames back, or the pmd takes them
+ *   reclaim.c   memory pressure: requests that wait while tasks give
+ *               extra frames back, frames page out, or the pmd takes
+ *               extra frames
+ *   store.c     the backing store's I/O (io_uring), and pmd_rio, which
+ *               sends remote pieces to the fabric or the store
  *
  * A request that cannot be answered at once parks its session: the
  * pmd reads nothing more from it (its input goes off if it sends more)
@@ -203,6 +206,8 @@ struct pmd_server {
 		uint64_t asked_total, taken_total;  /* (L) frames */
 	} reclaim;
 	uint64_t grace_ns;           /* (C) --reclaim-grace-ms */
+	struct pmd_storeio *storeio; /* (C) the backing store's I/O, or NULL */
+	int store_tag;               /* (C) its completions' epoll events */
 	uint32_t stop_seq;           /* (L) the last STOP's seq */
 	uint64_t stop_ns;            /* (C) a library's time to answer */
 	uint64_t sessions_total;     /* (L) served since start */
@@ -340,6 +345,27 @@ void pmd_stop_fini(struct pmd_server *srv);
  * it has none, or its library does not read: dropped then). */
 bool pmd_task_notify(struct pmd_task *t, const void *msg, size_t len);
 
+/* store.c */
+/* --backing-store: opens (or makes) the store, its slots in the core's
+ * budget; a bad one is said on stderr and its error returned. */
+error_t pmd_store_open(struct pmd_server *srv);
+/* The pmd ends: what is in flight ends, the store closes. */
+void pmd_store_close(struct pmd_server *srv);
+/* Completions came (the loop's event). */
+void pmd_store_event(struct pmd_server *srv);
+/* Reads and writes of pieces on other nodes, in the backing store or
+ * here (pmd_cluster_rio's contract: done later, never before this
+ * returns; a read's bytes in piece order; a write's taken now): the
+ * store's by io_uring, the others' by the fabric (between the lenders'
+ * slots and win, the session's window, when given). */
+error_t pmd_rio(struct pmd_server *srv, bool write,
+		const struct pmd_io_piece *pieces, uint32_t n, const void *data,
+		uint32_t len, struct pmd_window *win, pmd_rio_done *done,
+		void *arg);
+/* Frames read from and written to the store, and failed operations. */
+void pmd_store_counts(const struct pmd_server *srv, uint64_t *reads,
+		      uint64_t *writes, uint64_t *errors);
+
 /* reclaim.c */
 void pmd_reclaim_init(struct pmd_server *srv);
 /* Before an allocation's invoke: when its decode (a, of the frames here)
@@ -436,12 +462,14 @@ enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 			      bool pushed, const struct pmd_req *q, bool *none,
 			      struct pmd_reply *r);
 /* Frames v[0..n) of c (pmd_pageout_plan, at most PMD_PUSH_MAX) go to
- * slots of the node with the most room: c is busy until done(arg, how
- * many moved, status) is called. ENOMEM: no node lends, nothing begun. */
+ * slots of the node with the most room, or else of the backing store
+ * (its reserve too for a page-in): c is busy until done(arg, how many
+ * moved, status) is called, maybe before this returns. ENOMEM: no room
+ * anywhere, nothing begun. */
 typedef void pmd_pageout_done(void *arg, uint32_t moved, error_t status);
 error_t pmd_remote_pageout(struct pmd_server *srv, struct pmd_container *c,
 			   const struct pmd_pageout *v, uint32_t n,
-			   pmd_pageout_done *done, void *arg);
+			   bool page_in, pmd_pageout_done *done, void *arg);
 /* A map through a forwarded handle, at the home, for a task of node s
  * serves (its proxy): the frames go to that node. */
 /* A pull of c's frames on node (a node that drains: its slots go back),

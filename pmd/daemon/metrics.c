@@ -154,6 +154,24 @@ static void render_node(struct pmd_server *srv, struct text *t)
 	    (unsigned long)srv->reclaim.asked_total,
 	    (unsigned long)srv->reclaim.taken_total,
 	    (unsigned long)srv->reclaim.paged_total);
+	{
+		uint64_t rd, wr, er;
+
+		pmd_store_counts(srv, &rd, &wr, &er);
+		put(t, "# HELP pmd_store_frames Slots of the backing store.\n"
+		    "# TYPE pmd_store_frames gauge\n"
+		    "pmd_store_frames{state=\"total\"} %lu\n"
+		    "pmd_store_frames{state=\"used\"} %lu\n"
+		    "# HELP pmd_store_io_total Frames read from and written to "
+		    "the backing store, and operations that failed.\n"
+		    "# TYPE pmd_store_io_total counter\n"
+		    "pmd_store_io_total{op=\"read\"} %lu\n"
+		    "pmd_store_io_total{op=\"write\"} %lu\n"
+		    "pmd_store_io_total{op=\"failed\"} %lu\n",
+		    (unsigned long)srv->core->store.nslots,
+		    (unsigned long)srv->core->store.used, (unsigned long)rd,
+		    (unsigned long)wr, (unsigned long)er);
+	}
 }
 
 static void render_requests(struct pmd_server *srv, struct text *t)

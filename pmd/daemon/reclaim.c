@@ -16,9 +16,10 @@
  * asked or a waiter is urgent). A request that parks during a round asks
  * for what it adds. Whenever the node has room for the first waiter,
  * every waiter runs again (first in the loop's order). At the deadline
- * the pmd pages cold frames out to other nodes (remote.c), batch after
- * batch while that makes progress; then it takes the extra frames still
- * missing itself, largest excess first, and the waiters run again. A
+ * the pmd pages cold frames out to other nodes, or to the backing store
+ * when none has room (remote.c), batch after batch while that makes
+ * progress; then it takes the extra frames still missing itself,
+ * largest excess first, and the waiters run again. A
  * request that still finds no room after two rounds that reached their
  * deadline answers ENOMEM.
  */
@@ -134,10 +135,12 @@ static bool container_busy(void *arg, const struct pmd_container *c)
 	return pmd_busy_test(arg, c->id);
 }
 
-/* Whether another node may take frames of ours now. */
-static bool can_page(const struct pmd_server *srv)
+/* Whether another node, or the backing store, may take frames of ours
+ * now. */
+static bool can_page(const struct pmd_server *srv, bool page_in)
 {
-	return srv->cluster && pmd_cluster_best_lender(srv->cluster, 0);
+	return (srv->cluster && pmd_cluster_best_lender(srv->cluster, 0)) ||
+	       pmd_store_free(&srv->core->store, page_in);
 }
 
 /* A batch of page-outs ended (moved of its frames moved). */
@@ -178,9 +181,13 @@ static bool reclaim_pageout(struct pmd_server *srv, uint64_t want,
 					      container_busy, srv, &c, v,
 					      &busy);
 
-		if (!n || pmd_remote_pageout(srv, c, v, n, paged, srv))
+		if (!n)
 			break;
-		rc->paging++;
+		rc->paging++; /* (done may come before this returns) */
+		if (pmd_remote_pageout(srv, c, v, n, rc->urgent, paged, srv)) {
+			rc->paging--;
+			break;
+		}
 		started += n;
 	}
 	if (started)
@@ -288,7 +295,8 @@ enum pmd_step pmd_reclaim_wait(struct pmd_server *srv, struct pmd_session *s,
 	/* Only what extra frames here or other nodes can give, and not
 	 * forever. */
 	if ((!lack && !lack_u) ||
-	    (!srv->core->budget.extra_charged && !can_page(srv)) ||
+	    (!srv->core->budget.extra_charged &&
+	     !can_page(srv, urgent || rc->urgent)) ||
 	    s->reclaim_rounds >= RECLAIM_ROUNDS_MAX)
 		return PMD_STEP_REPLY;
 	x = calloc(1, sizeof(*x));
@@ -346,7 +354,7 @@ void pmd_reclaim_turn(struct pmd_server *srv)
 		 * coming home need extra frames going out. */
 		uint64_t short_u = reclaim_short_u(srv);
 
-		if (!rc->paging_done && can_page(srv) &&
+		if (!rc->paging_done && can_page(srv, rc->urgent) &&
 		    reclaim_pageout(srv, short_u ? short_u : reclaim_short(srv),
 				    short_u > 0))
 			return;

@@ -215,14 +215,7 @@ static error_t rctx_go(struct pmd_server *srv, struct rctx *x, bool write,
 
 	if (err)
 		return err;
-	if (x->win)
-		err = pmd_cluster_rio_window(srv->cluster, write, pieces, n,
-					     x->win->base, x->win->mr, len,
-					     rio_answer, x, pmd_window_keep,
-					     x->win);
-	else
-		err = pmd_cluster_rio(srv->cluster, write, pieces, n, data, len,
-				      rio_answer, x);
+	err = pmd_rio(srv, write, pieces, n, data, len, x->win, rio_answer, x);
 	if (err)
 		busy_done(srv, x->id);
 	return err;
@@ -289,7 +282,7 @@ enum pmd_step pmd_remote_io(struct pmd_server *srv, struct pmd_session *s,
 	struct rctx *x;
 	uint32_t n = 0;
 
-	if (!srv->cluster)
+	if (!srv->cluster && !srv->storeio)
 		return pmd_reply_now(r, EIO);
 	x = rctx_new(srv, RCTX_IO, io->cont->id);
 	if (!x)
@@ -375,7 +368,7 @@ enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 	error_t err = 0;
 
 	*none = false;
-	if (!srv->cluster)
+	if (!srv->cluster && !srv->storeio)
 		return pmd_reply_now(r, EIO);
 	if (pmd_busy_test(srv, c->id))
 		return PMD_STEP_WAIT;
@@ -777,8 +770,8 @@ static void pageout_stopped(void *arg)
 	}
 	for (uint32_t i = 0; i < x->n; i++)
 		pieces[i] = place_piece(&x->places[i]);
-	err = pmd_cluster_rio(srv->cluster, true, pieces, x->n, x->data,
-			      x->n * PM_FRAME_SIZE, pageout_written, x);
+	err = pmd_rio(srv, true, pieces, x->n, x->data, x->n * PM_FRAME_SIZE,
+		      NULL, pageout_written, x);
 	if (err)
 		pageout_written(x, err, NULL, 0);
 }
@@ -817,18 +810,25 @@ static void pageout_borrowed(void *arg, error_t status,
 
 error_t pmd_remote_pageout(struct pmd_server *srv, struct pmd_container *c,
 			   const struct pmd_pageout *v, uint32_t n,
-			   pmd_pageout_done *done, void *arg)
+			   bool page_in, pmd_pageout_done *done, void *arg)
 {
 	pm_node_t to = srv->cluster ? pmd_cluster_best_lender(srv->cluster, 0)
 				    : 0;
+	struct pmd_place places[PMD_PUSH_MAX];
 	struct pagectx *x;
 	uint8_t *data;
 	error_t err;
 
+	/* Another node's memory first, then the backing store. */
+	if (!to && pmd_store_free(&srv->core->store, page_in))
+		to = PMD_NODE_STORE;
 	if (!to)
 		return ENOMEM;
 	if (n > PMD_PUSH_MAX)
 		n = PMD_PUSH_MAX;
+	if (to == PMD_NODE_STORE && n > pmd_store_free(&srv->core->store,
+						       page_in))
+		n = (uint32_t)pmd_store_free(&srv->core->store, page_in);
 	x = calloc(1, sizeof(*x));
 	data = malloc((size_t)n * PM_FRAME_SIZE);
 	if (!x || !data) {
@@ -843,6 +843,13 @@ error_t pmd_remote_pageout(struct pmd_server *srv, struct pmd_container *c,
 			       .done_arg = arg };
 	memcpy(x->v, v, n * sizeof(*v));
 	err = busy_add(srv, c->id);
+	if (!err && to == PMD_NODE_STORE) {
+		/* The store's slots are ours: at once (done comes later,
+		 * from the write). */
+		pageout_borrowed(x, 0, places,
+				 pmd_store_take(&srv->core->store, x->n, places));
+		return 0;
+	}
 	if (!err) {
 		err = pmd_cluster_borrow(srv->cluster, to, n, pageout_borrowed,
 					 x);

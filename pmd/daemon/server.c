@@ -601,7 +601,9 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 		pmd_err("signalfd/epoll: %m");
 		goto destroy;
 	}
-	err = server_listen(srv, cfg->socket);
+	err = pmd_store_open(srv);
+	if (!err)
+		err = server_listen(srv, cfg->socket);
 	if (!err)
 		err = server_watch(srv, srv->listen_fd, &srv->listen_fd);
 	if (!err)
@@ -752,6 +754,8 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 			server_accept(srv);
 		} else if (pmd_metrics_tag(srv, p)) {
 			pmd_metrics_event(srv, p);
+		} else if (p == &srv->store_tag) {
+			pmd_store_event(srv);
 		} else if (p == &srv->cluster_tag) {
 			/* Woken by the fabric: a peer's traffic, also one-sided
 			 * reads and writes that leave no completion here but
@@ -794,6 +798,7 @@ void pmd_server_destroy(struct pmd_server *srv)
 		pmd_session_close(srv, pmd_container_of(pos, struct pmd_session,
 							link));
 	pmd_stop_fini(srv);
+	pmd_store_close(srv);
 	pmd_reclaim_fini(srv);
 	pmd_metrics_close(srv);
 	pmd_cluster_stop(srv->cluster);

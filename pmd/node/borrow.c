@@ -273,8 +273,10 @@ void pmd_borrow_count(struct pmd_cluster *c, uint64_t *by_index, bool *ok)
 			frame_t f = 0;
 
 			while (pmd_ftab_next(&ct->frames, &f, &e)) {
+				/* (The backing store is no node.) */
 				int i = (e->flags & PMD_FRAME_REMOTE) &&
-					!(e->flags & PMD_FRAME_LOST)
+					!(e->flags & PMD_FRAME_LOST) &&
+					e->node != PMD_NODE_STORE
 					? pmd_node_index(c, e->node) : -2;
 
 				if (i == -1 || (i >= 0 && (e->node == c->self ||

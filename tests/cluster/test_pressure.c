@@ -52,33 +52,13 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void pattern(frame_t f, uint32_t round, uint8_t *buf)
-{
-	for (size_t i = 0; i < PM_FRAME_SIZE; i += 8) {
-		uint64_t w = (uint64_t)f << 40 | (uint64_t)round << 32 | i;
-		memcpy(buf + i, &w, 8);
-	}
-}
-
 /* A's frames 0..G+E-1 (G guaranteed, then E extra), each with its
  * pattern: node 1 is full. */
 static container_t fill(pm_t *a)
 {
-	static uint8_t buf[PM_FRAME_SIZE];
 	struct pm_container_stat st;
-	container_t c;
-	int n = G;
+	container_t c = test_fill(a, G, E);
 
-	assert_int_equal(pm_container_create(a, &c), 0);
-	assert_int_equal(pm_container_allocate(a, c, 0, &n, 0), 0);
-	n = E;
-	assert_int_equal(pm_container_allocate(a, c, G, &n, CONT_ALLOC_EXTRA),
-			 0);
-	for (frame_t f = 0; f < G + E; f++) {
-		pattern(f, 0, buf);
-		assert_int_equal(pm_container_write(a, c, f, 0, buf,
-						    sizeof(buf)), 0);
-	}
 	assert_int_equal(pm_container_stat(a, c, &st), 0);
 	assert_int_equal(st.remote, 0); /* all of it here */
 	return c;
@@ -86,29 +66,7 @@ static container_t fill(pm_t *a)
 
 static void intact(pm_t *a, container_t c, uint32_t round)
 {
-	static uint8_t want[PM_FRAME_SIZE], got[PM_FRAME_SIZE];
-
-	for (frame_t f = 0; f < G + E; f++) {
-		pattern(f, round, want);
-		assert_int_equal(pm_container_read(a, c, f, 0, got,
-						   sizeof(got)), 0);
-		if (memcmp(want, got, sizeof(got))) {
-			fprintf(stderr, "frame %lu: not its bytes\n",
-				(unsigned long)f);
-			fail();
-		}
-	}
-}
-
-static uint64_t metric(pm_t *pm, const char *name)
-{
-	static char text[1 << 16];
-	size_t len;
-	const char *p;
-
-	assert_int_equal(pm_debug_metrics(pm, text, sizeof(text), &len), 0);
-	p = strstr(text, name);
-	return p ? strtoull(p + strlen(name), NULL, 10) : 0;
+	test_intact(a, c, 0, G + E, round);
 }
 
 #define PAGED "pmd_reclaim_frames_total{kind=\"paged\"}"
@@ -138,8 +96,8 @@ static void cold_frames_go_to_another_node(void **state)
 	assert_int_equal(n, 200);
 	/* Nothing was dropped: A's coldest unmapped frames went to node 2
 	 * (the oldest written first: 10 and on). */
-	assert_int_equal(metric(a, TAKEN), 0);
-	assert_true(metric(a, PAGED) >= 200);
+	assert_int_equal(test_metric(a, TAKEN), 0);
+	assert_true(test_metric(a, PAGED) >= 200);
 	assert_int_equal(pm_container_stat(a, c, &st), 0);
 	fprintf(stderr, "A: %lu frames, %lu here, %lu on node 2\n",
 		(unsigned long)st.frames, (unsigned long)st.resident,
@@ -150,31 +108,31 @@ static void cold_frames_go_to_another_node(void **state)
 	assert_int_equal(ts.allocated, G + E);
 	intact(a, c, 0);
 	/* Its mapping is where it was, stores through it reach the frame. */
-	pattern(3, 0, want);
+	test_pattern(3, 0, want);
 	assert_memory_equal(m + 3 * PM_FRAME_SIZE, want, 64);
 	/* A paged-out frame mapped: it comes home (another one goes). */
 	assert_int_equal(pm_container_map(a, c, 100, 1, CONT_MAP_READ |
 					  CONT_MAP_WRITE, (void **)&m2,
 					  &granted), 0);
-	pattern(100, 0, want);
+	test_pattern(100, 0, want);
 	assert_memory_equal(m2, want, PM_FRAME_SIZE);
 	m2[8] = 0x77;
 	assert_int_equal(pm_container_read(a, c, 100, 8, want, 1), 0);
 	assert_int_equal(want[0], 0x77);
-	pattern(100, 0, want);
+	test_pattern(100, 0, want);
 	want[8] = 0x77;
 	assert_int_equal(pm_container_write(a, c, 100, 0, want, PM_FRAME_SIZE),
 			 0);
 	/* A paged-out frame copied onto another (the copy brings it home,
 	 * making room again); the copy checked, then both put back. */
 	assert_int_equal(pm_container_copy(a, c, 150, c, 0, 1, 0, NULL), 0);
-	pattern(150, 0, want);
+	test_pattern(150, 0, want);
 	assert_int_equal(pm_container_read(a, c, 0, 0, want + 1, 1), 0);
 	assert_int_equal(want[1], want[0]);
-	pattern(0, 0, want);
+	test_pattern(0, 0, want);
 	assert_int_equal(pm_container_write(a, c, 0, 0, want, PM_FRAME_SIZE),
 			 0);
-	pattern(100, 0, want);
+	test_pattern(100, 0, want);
 	assert_int_equal(pm_container_write(a, c, 100, 0, want, PM_FRAME_SIZE),
 			 0);
 	intact(a, c, 0);
@@ -214,7 +172,7 @@ static void a_lender_dies_with_paged_frames(void **state)
 			continue;
 		}
 		assert_int_equal(err, 0);
-		pattern(f, 0, want);
+		test_pattern(f, 0, want);
 		assert_memory_equal(got, want, sizeof(got));
 		kept++;
 	}
@@ -277,7 +235,7 @@ static void stores_survive_paging(void **state)
 	}
 	__atomic_store_n(&w.stop, true, __ATOMIC_RELAXED);
 	pthread_join(w.thread, NULL);
-	assert_true(metric(a, PAGED) >= 200);
+	assert_true(test_metric(a, PAGED) >= 200);
 	for (uint32_t f = 0; f < WFRAMES; f++) {
 		assert_int_equal(pm_container_read(a, c, f, 0, &got,
 						   sizeof(got)), 0);
@@ -351,8 +309,8 @@ static void the_model_walk_under_pressure(void **state)
 	__atomic_store_n(&ch.stop, true, __ATOMIC_RELAXED);
 	pthread_join(ch.thread, NULL);
 	fprintf(stderr, "%u maps of the filler, %lu frames paged out\n",
-		ch.maps, (unsigned long)metric(o, PAGED));
-	assert_true(metric(o, PAGED) > 0);
+		ch.maps, (unsigned long)test_metric(o, PAGED));
+	assert_true(test_metric(o, PAGED) > 0);
 	test_check(o);
 	pm_disconnect(s);
 	pm_disconnect(o);

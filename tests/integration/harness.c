@@ -242,6 +242,62 @@ uint32_t test_raw_call(int fd, uint16_t type, const void *body, uint32_t len,
 	return rep->status;
 }
 
+uint64_t test_metric(pm_t *pm, const char *name)
+{
+	static char text[1 << 16];
+	size_t len;
+	const char *p;
+
+	assert_int_equal(pm_debug_metrics(pm, text, sizeof(text), &len), 0);
+	p = strstr(text, name);
+	return p ? strtoull(p + strlen(name), NULL, 10) : 0;
+}
+
+void test_pattern(frame_t f, uint32_t round, uint8_t *buf)
+{
+	for (size_t i = 0; i < PM_FRAME_SIZE; i += 8) {
+		uint64_t w = (uint64_t)f << 40 | (uint64_t)round << 32 | i;
+		memcpy(buf + i, &w, 8);
+	}
+}
+
+container_t test_fill(pm_t *pm, uint32_t g, uint32_t e)
+{
+	static uint8_t buf[PM_FRAME_SIZE];
+	container_t c;
+	int n = (int)g;
+
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	n = (int)e;
+	if (e)
+		assert_int_equal(pm_container_allocate(pm, c, g, &n,
+						       CONT_ALLOC_EXTRA), 0);
+	for (frame_t f = 0; f < g + e; f++) {
+		test_pattern(f, 0, buf);
+		assert_int_equal(pm_container_write(pm, c, f, 0, buf,
+						    sizeof(buf)), 0);
+	}
+	return c;
+}
+
+void test_intact(pm_t *pm, container_t c, frame_t from, frame_t to,
+		 uint32_t round)
+{
+	static uint8_t want[PM_FRAME_SIZE], got[PM_FRAME_SIZE];
+
+	for (frame_t f = from; f < to; f++) {
+		test_pattern(f, round, want);
+		assert_int_equal(pm_container_read(pm, c, f, 0, got,
+						   sizeof(got)), 0);
+		if (memcmp(want, got, sizeof(got))) {
+			fprintf(stderr, "frame %lu: not its bytes\n",
+				(unsigned long)f);
+			fail();
+		}
+	}
+}
+
 struct pm_debug_stat test_check(pm_t *pm)
 {
 	struct pm_debug_stat st;

@@ -50,6 +50,17 @@ uint32_t test_raw_call(int fd, uint16_t type, const void *body, uint32_t len,
 
 /* Asserts the pmd's accounting invariant and returns the debug stat. */
 struct pm_debug_stat test_check(pm_t *pm);
+/* A metric's value in the pmd's text (0 when absent). */
+uint64_t test_metric(pm_t *pm, const char *name);
+
+/* Memory pressure: frame f's bytes in round `round` of a test; a
+ * container of pm with frames 0..g-1 guaranteed and g..g+e-1 extra, each
+ * holding its pattern of round 0; and frames [from, to) of c hold their
+ * patterns of round (fails the test, naming the frame, if not). */
+void test_pattern(frame_t f, uint32_t round, uint8_t *buf);
+container_t test_fill(pm_t *pm, uint32_t g, uint32_t e);
+void test_intact(pm_t *pm, container_t c, frame_t from, frame_t to,
+		 uint32_t round);
 
 /*
  * The daemon a group of tests shares: a test's main sets test_pmd_args,

@@ -16,10 +16,12 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,54 +41,21 @@ static uint64_t ms_now(void)
 	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
-/* The pattern of frame f of the test. */
-static void pattern(frame_t f, uint8_t *buf)
-{
-	for (size_t i = 0; i < PM_FRAME_SIZE; i += 8) {
-		uint64_t w = (uint64_t)f << 32 | i;
-		memcpy(buf + i, &w, 8);
-	}
-}
-
 /* Task A: frames 0..G-1 guaranteed, G..G+E-1 extra, each holding its
  * pattern; the node is full. */
 static container_t fill(pm_t *a)
 {
-	static uint8_t buf[PM_FRAME_SIZE];
 	struct pm_task_stat ts;
-	container_t c;
-	int n = G;
+	container_t c = test_fill(a, G, E);
 
-	assert_int_equal(pm_container_create(a, &c), 0);
-	assert_int_equal(pm_container_allocate(a, c, 0, &n, 0), 0);
-	n = E;
-	assert_int_equal(pm_container_allocate(a, c, G, &n, CONT_ALLOC_EXTRA),
-			 0);
-	for (frame_t f = 0; f < G + E; f++) {
-		pattern(f, buf);
-		assert_int_equal(pm_container_write(a, c, f, 0, buf,
-						    sizeof(buf)), 0);
-	}
 	assert_int_equal(pm_task_stat(a, &ts), 0);
 	assert_int_equal(ts.extra_allocated, E);
 	return c;
 }
 
-/* Frames [from, to) of c hold their patterns. */
 static void intact(pm_t *a, container_t c, frame_t from, frame_t to)
 {
-	static uint8_t want[PM_FRAME_SIZE], got[PM_FRAME_SIZE];
-
-	for (frame_t f = from; f < to; f++) {
-		pattern(f, want);
-		assert_int_equal(pm_container_read(a, c, f, 0, got,
-						   sizeof(got)), 0);
-		if (memcmp(want, got, sizeof(got))) {
-			fprintf(stderr, "frame %lu: not its bytes\n",
-				(unsigned long)f);
-			fail();
-		}
-	}
+	test_intact(a, c, from, to, 0);
 }
 
 /* Task B, connecting to the full node: its whole guarantee. */
@@ -110,18 +79,6 @@ static uint64_t b_allocates(pm_t *b, container_t *c, unsigned n)
 	assert_int_equal(pm_container_allocate(b, *c, 0, &done, 0), 0);
 	assert_int_equal(done, n);
 	return ms_now() - t0;
-}
-
-/* A metric's value from the pmd's text (0 when absent). */
-static uint64_t metric(pm_t *pm, const char *name)
-{
-	static char text[1 << 16];
-	size_t len;
-	const char *p;
-
-	assert_int_equal(pm_debug_metrics(pm, text, sizeof(text), &len), 0);
-	p = strstr(text, name);
-	return p ? strtoull(p + strlen(name), NULL, 10) : 0;
 }
 
 /* ---- a task that gives frames back ---- */
@@ -151,7 +108,7 @@ static void give_back(pm_t *pm, unsigned int wanted, void *arg)
 static void a_task_gives_frames_back_when_asked(void **state)
 {
 	pm_t *a = test_follower(test_connect(&test_pmd)), *b;
-	uint64_t taken0 = metric(a, "pmd_reclaim_frames_total{kind=\"taken\"}");
+	uint64_t taken0 = test_metric(a, "pmd_reclaim_frames_total{kind=\"taken\"}");
 	struct giver g = { .pm = a };
 	struct pm_task_stat ts;
 	container_t cb;
@@ -171,7 +128,7 @@ static void a_task_gives_frames_back_when_asked(void **state)
 		__atomic_load_n(&g.calls, __ATOMIC_SEQ_CST));
 	assert_true(ms < GRACE_MS);
 	assert_int_equal(__atomic_load_n(&g.asked, __ATOMIC_SEQ_CST), 200);
-	assert_int_equal(metric(a, "pmd_reclaim_frames_total{kind=\"taken\"}"),
+	assert_int_equal(test_metric(a, "pmd_reclaim_frames_total{kind=\"taken\"}"),
 			 taken0);
 	assert_int_equal(pm_task_stat(a, &ts), 0);
 	assert_int_equal(ts.extra_allocated, E - 200);
@@ -242,7 +199,7 @@ static void check_taken(pm_t *a, container_t c, unsigned n, uint8_t *map)
 	/* The mapping made before: the taken frame faults, the next
 	 * (kept) one reads its bytes. */
 	if (map) {
-		pattern(G + n, buf);
+		test_pattern(G + n, 0, buf);
 		assert_true(load_faults(map));
 		assert_false(load_faults(map + (size_t)n * PM_FRAME_SIZE));
 		assert_memory_equal(map + (size_t)n * PM_FRAME_SIZE, buf, 64);
@@ -262,7 +219,7 @@ static void check_taken(pm_t *a, container_t c, unsigned n, uint8_t *map)
 static void without_a_handler_extra_frames_go_at_once(void **state)
 {
 	pm_t *a = test_follower(test_connect(&test_pmd)), *b;
-	uint64_t taken0 = metric(a, "pmd_reclaim_frames_total{kind=\"taken\"}");
+	uint64_t taken0 = test_metric(a, "pmd_reclaim_frames_total{kind=\"taken\"}");
 	container_t c, cb;
 	void *map;
 	uint64_t ms;
@@ -278,7 +235,7 @@ static void without_a_handler_extra_frames_go_at_once(void **state)
 	fprintf(stderr, "B's 100 frames came in %lu ms (nobody to ask)\n",
 		(unsigned long)ms);
 	assert_true(ms < GRACE_MS);
-	assert_int_equal(metric(a, "pmd_reclaim_frames_total{kind=\"taken\"}"),
+	assert_int_equal(test_metric(a, "pmd_reclaim_frames_total{kind=\"taken\"}"),
 			 taken0 + 100);
 	check_taken(a, c, 100, map);
 	assert_int_equal(pm_container_unmap(a, map, 101), 0);
@@ -359,7 +316,7 @@ static void frames_under_a_lock_are_not_taken(void **state)
 /* The node's resident frames, as the kernel counts its segments' pages. */
 static uint64_t resident(pm_t *pm)
 {
-	return metric(pm, "pmd_frames{state=\"resident\"}");
+	return test_metric(pm, "pmd_frames{state=\"resident\"}");
 }
 
 static void frames_cost_memory_only_once_used(void **state)
@@ -408,6 +365,202 @@ static void frames_cost_memory_only_once_used(void **state)
 	assert_true(r < r0 + 8);
 	test_check(a);
 	pm_disconnect(a);
+}
+
+/* ---- the backing store ---- */
+
+#define SG 1024u  /* each task's guarantee: the node's memory */
+
+static char store_dir[] = "/tmp/pmd-store-XXXXXX";
+static char store_path[300];
+
+/* A pmd of 1024 frames of memory and a store made for it: 2048 frames
+ * that guarantees may reserve, and the 64 kept for page-ins. */
+static void store_pmd(struct pmd_proc *p)
+{
+	strcpy(store_dir, "/tmp/pmd-store-XXXXXX");
+	assert_non_null(mkdtemp(store_dir));
+	snprintf(store_path, sizeof(store_path), "%s/store", store_dir);
+	pmd_proc_start(p, (const char *const[]){ "--memory", "4M",
+		"--guarantee", "1024", "--extra", "0", "--backing-store",
+		store_path, "--backing-size", "8448K", "--reclaim-grace-ms", "50",
+		NULL });
+}
+
+static void store_gone(struct pmd_proc *p)
+{
+	pmd_proc_stop(p);
+	unlink(store_path);
+	rmdir(store_dir);
+}
+
+/* A thread storing 1, 2, 3... into the first word of frames of a
+ * mapping, in turn. */
+struct storer {
+	pthread_t thread;
+	volatile uint64_t *m;
+	uint32_t frames;
+	bool stop;
+	uint64_t last[64];
+};
+
+static void *storer_main(void *arg)
+{
+	struct storer *w = arg;
+
+	for (uint64_t k = 1; !__atomic_load_n(&w->stop, __ATOMIC_RELAXED); k++) {
+		uint32_t f = (uint32_t)(k % w->frames);
+
+		w->m[(size_t)f * (PM_FRAME_SIZE / 8)] = k;
+		w->last[f] = k;
+	}
+	return NULL;
+}
+
+/* Admission counts the store: three tasks get a guarantee of the whole
+ * memory each, and all their frames hold their bytes, read, written,
+ * mapped and copied, while the pmd pages the coldest out to the store
+ * and back (a thread storing into mapped frames meanwhile loses
+ * nothing). */
+static void guaranteed_frames_go_to_the_backing_store(void **state)
+{
+	static uint8_t want[PM_FRAME_SIZE];
+	struct pmd_proc p;
+	pm_t *t[3], *late;
+	container_t c[3];
+	struct pm_task_stat ts;
+	struct pm_container_stat st;
+	struct storer w = { .frames = 16 };
+	uint64_t swapped = 0;
+	int granted;
+	uint8_t *m;
+
+	(void)state;
+	store_pmd(&p);
+	for (int i = 0; i < 3; i++) {
+		t[i] = test_follower(test_connect(&p));
+		assert_int_equal(pm_task_stat(t[i], &ts), 0);
+		assert_int_equal(ts.guaranteed, SG);
+	}
+	late = test_connect(&p);
+	assert_int_equal(pm_task_stat(late, &ts), 0);
+	assert_int_equal(ts.guaranteed, 0); /* memory and store reserved */
+	pm_disconnect(late);
+	/* 3072 frames on a node of 1024: two thirds of them in the store. */
+	for (int i = 0; i < 3; i++)
+		c[i] = test_fill(t[i], SG, 0);
+	for (int i = 0; i < 3; i++) {
+		test_intact(t[i], c[i], 0, SG, 0);
+		assert_int_equal(pm_container_stat(t[i], c[i], &st), 0);
+		assert_int_equal(st.frames, SG);
+		swapped += st.swapped;
+	}
+	fprintf(stderr, "3 x %u frames: %lu in the store, %lu written, %lu "
+		"read\n", SG, (unsigned long)swapped,
+		(unsigned long)test_metric(t[0], "pmd_store_io_total{op=\"write\"}"),
+		(unsigned long)test_metric(t[0], "pmd_store_io_total{op=\"read\"}"));
+	assert_true(swapped >= 2 * SG);
+	assert_int_equal(test_metric(t[0], "pmd_store_frames{state=\"used\"}"),
+			 swapped);
+	/* Task 0 maps its first 64 frames (they come back from the store)
+	 * and stores into 16 of them while task 1 maps 256 of its frames
+	 * in turns (each comes back, others go out, task 0's too). */
+	assert_int_equal(pm_container_map(t[0], c[0], 0, 64, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&m,
+					  &granted), 0);
+	test_pattern(5, 0, want);
+	assert_memory_equal(m + 5 * PM_FRAME_SIZE + 8, want + 8, 64);
+	w.m = (volatile uint64_t *)m;
+	assert_int_equal(pthread_create(&w.thread, NULL, storer_main, &w), 0);
+	for (frame_t f = 0; f < 256; f += 64) {
+		uint64_t t0 = ms_now();
+		void *m1;
+
+		error_t err = pm_container_map(t[1], c[1], f, 64,
+					       CONT_MAP_READ, &m1, &granted);
+		if (err)
+			fprintf(stderr, "map of frames %lu..: %s\n",
+				(unsigned long)f, strerror(err));
+		assert_int_equal(err, 0);
+		test_pattern(f + 63, 0, want);
+		assert_memory_equal((uint8_t *)m1 + 63 * PM_FRAME_SIZE, want,
+				    PM_FRAME_SIZE);
+		assert_int_equal(pm_container_unmap(t[1], m1, 64), 0);
+		fprintf(stderr, "task 1 mapped frames %lu-%lu in %lu ms\n",
+			(unsigned long)f, (unsigned long)f + 63,
+			(unsigned long)(ms_now() - t0));
+	}
+	__atomic_store_n(&w.stop, true, __ATOMIC_RELAXED);
+	pthread_join(w.thread, NULL);
+	for (uint32_t f = 0; f < w.frames; f++) {
+		uint64_t got;
+
+		assert_int_equal(pm_container_read(t[0], c[0], f, 0, &got,
+						   sizeof(got)), 0);
+		if (w.last[f] && got != w.last[f]) {
+			fprintf(stderr, "frame %u: %lu, the last store was "
+				"%lu\n", f, (unsigned long)got,
+				(unsigned long)w.last[f]);
+			fail();
+		}
+	}
+	/* A frame in the store copied, written through the pmd. */
+	assert_int_equal(pm_container_copy(t[2], c[2], 7, c[2], 8, 1, 0, NULL),
+			 0);
+	test_pattern(7, 0, want);
+	assert_int_equal(pm_container_read(t[2], c[2], 8, 0, want + 1, 1), 0);
+	assert_int_equal(want[1], want[0]);
+	test_pattern(8, 0, want);
+	assert_int_equal(pm_container_write(t[2], c[2], 8, 0, want,
+					    PM_FRAME_SIZE), 0);
+	test_intact(t[2], c[2], 0, SG, 0);
+	test_intact(t[1], c[1], 0, SG, 0);
+	for (int i = 0; i < 3; i++) {
+		test_check(t[i]);
+		pm_disconnect(t[i]);
+	}
+	late = test_connect(&p);
+	for (int i = 0; i < 300 && test_check(late).tasks != 1; i++)
+		usleep(10000);
+	assert_int_equal(test_metric(late, "pmd_store_frames{state=\"used\"}"),
+			 0);
+	pm_disconnect(late);
+	store_gone(&p);
+}
+
+static void the_backing_store_options_refuse_bad_input(void **state)
+{
+	char err[4096], path[300], empty[300];
+	int fd;
+
+	(void)state;
+	strcpy(store_dir, "/tmp/pmd-store-XXXXXX");
+	assert_non_null(mkdtemp(store_dir));
+	snprintf(path, sizeof(path), "%s/none", store_dir);
+	snprintf(empty, sizeof(empty), "%s/empty", store_dir);
+	fd = open(empty, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_not_equal(pmd_run_to_exit((const char *[]){
+		"--backing-size", "8M", NULL }, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "--backing-store"));
+	assert_int_not_equal(pmd_run_to_exit((const char *[]){
+		"--backing-store", path, NULL }, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "--backing-size SIZE creates it"));
+	assert_int_not_equal(pmd_run_to_exit((const char *[]){
+		"--backing-store", path, "--backing-size", "5000", NULL },
+		err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "whole 4K frames"));
+	assert_int_not_equal(pmd_run_to_exit((const char *[]){
+		"--backing-store", empty, NULL }, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "smaller than one frame"));
+	assert_int_not_equal(pmd_run_to_exit((const char *[]){
+		"--backing-store", store_dir, NULL }, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "Is a directory"));
+	/* Nothing was made of the missing one. */
+	assert_int_equal(access(path, F_OK), -1);
+	unlink(empty);
+	rmdir(store_dir);
 }
 
 /* ---- bad input ---- */
@@ -467,6 +620,8 @@ int main(void)
 					  test_clean_teardown),
 		cmocka_unit_test_teardown(frames_cost_memory_only_once_used,
 					  test_clean_teardown),
+		cmocka_unit_test(guaranteed_frames_go_to_the_backing_store),
+		cmocka_unit_test(the_backing_store_options_refuse_bad_input),
 	};
 	test_pmd_args = (const char *const[]){ "--memory", "4M",
 		"--guarantee", "256", "--extra", "1024",
