@@ -16,7 +16,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 # their documented defaults (but those that need something more: a
 # cluster, a group, a backing store), the pmd starts.
 sed -n 's/^;\([a-z_]* = .*\)$/\1/p' "$top/deploy/pmd.conf.sample" |
-	grep -v '^\(cluster\|transport\|backing_store\|socket_group\|socket\|guarantee\|extra\|sessions\|handles\) ' \
+	grep -v '^\(cluster\|transport\|backing_store\|backing_size\|socket_group\|socket\|guarantee\|extra\|sessions\|handles\) ' \
 	>"$work/keys"
 { echo "[pmd]"; cat "$work/keys"; } >"$work/pmd.conf"
 [ "$(wc -l <"$work/keys")" -ge 8 ] || fail "the sample lost its keys"
