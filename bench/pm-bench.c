@@ -39,6 +39,9 @@
  *              then by the fast path): accesses per second and frames
  *              paged out per access (bench/run-pressure.sh runs it under
  *              both page-out policies)
+ *   store      (only when named, with --store-file PATH, the pmd's
+ *              backing store) a map of a frame living in the store (a
+ *              page-in) against a pread of 4 KiB of the same file
  *
  * usage: pm-bench [--socket PATH] [--json FILE] [--quick] [--echo-cpu N]
  *                 [TEST...]
@@ -47,6 +50,7 @@
  * Output: one line per figure on stdout, and a JSON array (--json).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -67,6 +71,7 @@ static const char *sock_path;
 static int echo_cpu = -1;     /* CPU of the rpc baseline's echo process */
 static int remote_node;       /* lender of the remote figures; 0: none */
 static const char *home_sock; /* the home of the forwarded figures */
+static const char *store_file; /* the pmd's backing store (store) */
 static int rounds = 201;      /* batches; the median is reported */
 static FILE *json;
 static int json_count;
@@ -1024,6 +1029,74 @@ static void bench_pressure(void)
 	pm_disconnect(pm);
 }
 
+/* A page-in from the backing store (a pmd with --backing-store
+ * store_file and memory of its own): the map of a frame living in the
+ * store, with room here for it, against a pread of 4 KiB at a random
+ * frame of the same file. */
+static void bench_store(void)
+{
+	pm_t *pm = connect_fast(true);
+	struct pm_node_info nodes[1];
+	struct pm_task_stat ts;
+	static uint8_t buf[4096];
+	int count = 1, n, k, fd;
+	double *vm, *vp;
+	uint32_t w;
+	container_t c;
+	off_t size;
+	void *m;
+
+	CHECK(pm_nodes(pm, nodes, &count));
+	CHECK(pm_task_stat(pm, &ts));
+	w = (uint32_t)(2 * nodes[0].frames_total);
+	if (ts.guaranteed < w)
+		die("store: the task's guarantee is below twice the node's "
+		    "memory (--guarantee, and a store that large)", ENOMEM);
+	fd = open(store_file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || (size = lseek(fd, 0, SEEK_END)) < 4096)
+		die(store_file, fd < 0 ? errno : EINVAL);
+	k = rounds < 1000 ? rounds : 1000;
+	vm = malloc(sizeof(double) * (size_t)k);
+	vp = malloc(sizeof(double) * (size_t)k);
+	CHECK(pm_container_create(pm, &c));
+	/* Allocated and written in pieces (an allocation waits for room
+	 * that page-outs make): the oldest go to the store as memory
+	 * fills. */
+	for (uint32_t f = 0; f < w; f++) {
+		if (f % 1024 == 0) {
+			n = 1024;
+			CHECK(pm_container_allocate(pm, c, f, &n, 0));
+		}
+		CHECK(pm_container_write(pm, c, f, 0, &f, sizeof(f)));
+	}
+	/* Room for k of them: the newest (here) go. */
+	CHECK(pm_container_deallocate(pm, c, (frame_t)(w - (uint32_t)k), k));
+	for (int i = 0; i < k; i++) {
+		uint64_t t0 = now_ns();
+		uint32_t f;
+
+		CHECK(pm_container_map(pm, c, (frame_t)i, 1, CONT_MAP_READ, &m,
+				       NULL));
+		vm[i] = (double)(now_ns() - t0);
+		memcpy(&f, m, sizeof(f));
+		if (f != (uint32_t)i)
+			die("store: a frame came back with other bytes", EIO);
+		CHECK(pm_container_unmap(pm, m, 1));
+		t0 = now_ns();
+		if (pread(fd, buf, sizeof(buf), (off_t)(rand() %
+			  (size / 4096)) * 4096) != (ssize_t)sizeof(buf))
+			die("store: pread", errno);
+		vp[i] = (double)(now_ns() - t0);
+	}
+	report("store.pagein4k", "ns", median(vm, k), "pread 4 KiB of the store",
+	       median(vp, k), "<= 1.5x");
+	CHECK(pm_container_destroy(pm, c));
+	close(fd);
+	free(vm);
+	free(vp);
+	pm_disconnect(pm);
+}
+
 static bool wanted(int argc, char **argv, int first, const char *name)
 {
 	if (first >= argc)
@@ -1050,6 +1123,8 @@ int main(int argc, char **argv)
 			remote_node = atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--home-socket") && i + 1 < argc) {
 			home_sock = argv[++i];
+		} else if (!strcmp(argv[i], "--store-file") && i + 1 < argc) {
+			store_file = argv[++i];
 		} else if (!strcmp(argv[i], "--echo-cpu") && i + 1 < argc) {
 			echo_cpu = atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--quick")) {
@@ -1057,9 +1132,9 @@ int main(int argc, char **argv)
 		} else {
 			fprintf(stderr, "usage: pm-bench [--socket PATH] [--json FILE] "
 				"[--quick] [--echo-cpu N] [--remote-node N] "
-				"[--home-socket PATH]\n"
+				"[--home-socket PATH] [--store-file PATH]\n"
 				"                [map alloc rpc io cow sound lock "
-				"fault remote forward pressure]...\n");
+				"fault remote forward pressure store]...\n");
 			return 2;
 		}
 	}
@@ -1067,7 +1142,8 @@ int main(int argc, char **argv)
 		static const char *const names[] = { "map", "alloc", "rpc", "io",
 						     "cow", "sound", "lock",
 						     "fault", "remote",
-						     "forward", "pressure" };
+						     "forward", "pressure",
+						     "store" };
 		bool ok = false;
 		for (size_t j = 0; j < sizeof(names) / sizeof(names[0]); j++)
 			ok |= !strcmp(argv[k], names[j]);
@@ -1106,6 +1182,10 @@ int main(int argc, char **argv)
 			if (!remote_node)
 				die("pressure: needs --remote-node N", EINVAL);
 			bench_pressure();
+		} else if (!strcmp(argv[k], "store")) {
+			if (!store_file)
+				die("store: needs --store-file PATH", EINVAL);
+			bench_store();
 		}
 	if (json) {
 		fputs("\n]\n", json);

@@ -6,7 +6,9 @@
 # four times node 1's memory, mapped frame by frame, through the pmd and
 # by the fast path), once with the pmd's page-out policy (the coldest
 # frames) and once with PMD_PAGEOUT_POLICY=random; then the raw fabric's
-# 4 KiB read on the same loopback. Prints the ratios and writes
+# 4 KiB read on the same loopback; and a lone pmd of 16 MiB with a
+# backing store of 64 MiB (a file in a temporary directory): a page-in
+# from the store against a pread of 4 KiB of it. Prints the ratios and writes
 # bench/results/pressure.json. Needs jq. Nothing is pinned (as users run
 # it); ROUNDS (default 3) repeats all, each figure the median of rounds.
 set -euo pipefail
@@ -34,6 +36,19 @@ for r in $(seq 1 "$rounds"); do
 		bash -c "$bench" "$build" "$tmp/random.$r.json" >/dev/null
 	"$build/bench/pm-bench-fabric-raw" --iters 10000 --seconds 0.5 \
 		>"$tmp/raw.$r.json"
+	mkfifo "$tmp/ready"
+	"$build/pmd/pmd" --socket "$tmp/pmd.sock" --memory 16M \
+		--guarantee 20000 --backing-store "$tmp/store" \
+		--backing-size 64M --log-level warning --ready-fd 3 \
+		3>"$tmp/ready" >/dev/null 2>&1 &
+	pid=$!
+	read -r -n1 -t 10 _ <"$tmp/ready" || { echo "pmd did not start" >&2; exit 1; }
+	"$build/bench/pm-bench" --quick --socket "$tmp/pmd.sock" \
+		--store-file "$tmp/store" --json "$tmp/store.$r.json" store \
+		>/dev/null
+	kill "$pid"
+	wait "$pid" || true
+	rm -f "$tmp/ready" "$tmp/store"
 done
 # The median over rounds of figure NAME's FIELD in files GLOB.
 med() {
@@ -54,6 +69,8 @@ jq -n --argjson pagein "$pagein" --argjson rread "$rread" \
 	--argjson rand_fast "$(med pressure.zipf_fast_maps value "$tmp/random.*.json")" \
 	--argjson cold_fast_po "$(med pressure.zipf_fast_maps baseline_value "$tmp/cold.*.json")" \
 	--argjson rand_fast_po "$(med pressure.zipf_fast_maps baseline_value "$tmp/random.*.json")" \
+	--argjson store_pagein "$(med store.pagein4k value "$tmp/store.*.json")" \
+	--argjson store_pread "$(med store.pagein4k baseline_value "$tmp/store.*.json")" \
 	'{pagein4k_ns: $pagein, remote_read4k_ns: $rread, raw_read4k_ns: $raw,
 	  pagein_vs_raw: (if $raw > 0 then $pagein / $raw else null end),
 	  pagein_vs_api_read: ($pagein / $rread),
@@ -62,5 +79,7 @@ jq -n --argjson pagein "$pagein" --argjson rread "$rread" \
 	                  paged_per_access: {cold: $cold_pmd_po, random: $rand_pmd_po}},
 	  zipf_fast_maps: {cold: $cold_fast, random: $rand_fast,
 	                   ratio: ($cold_fast / $rand_fast),
-	                   paged_per_access: {cold: $cold_fast_po, random: $rand_fast_po}}}' \
+	                   paged_per_access: {cold: $cold_fast_po, random: $rand_fast_po}},
+	  store_pagein4k_ns: $store_pagein, store_pread4k_ns: $store_pread,
+	  store_pagein_vs_pread: ($store_pagein / $store_pread)}' \
 	| tee "$out/pressure.json"
