@@ -188,34 +188,11 @@ static void a_lender_dies_with_paged_frames(void **state)
 
 /* ---- stores while frames go out and come back ---- */
 
-#define WFRAMES 32u
-
-struct writer {
-	pthread_t thread;
-	volatile uint64_t *m;        /* frames 0..WFRAMES-1 of A, mapped */
-	bool stop;
-	uint64_t last[WFRAMES];      /* the last number stored in each */
-};
-
-static void *writer_main(void *arg)
-{
-	struct writer *w = arg;
-
-	for (uint64_t k = 1; !__atomic_load_n(&w->stop, __ATOMIC_RELAXED); k++) {
-		uint32_t f = (uint32_t)(k % WFRAMES);
-
-		w->m[(size_t)f * (PM_FRAME_SIZE / 8)] = k;
-		w->last[f] = k;
-	}
-	return NULL;
-}
-
 static void stores_survive_paging(void **state)
 {
 	pm_t *a = test_follower(test_connect(&node[0])), *b;
-	struct writer w = { 0 };
+	struct test_storer *w;
 	container_t c, cb;
-	uint64_t got;
 	void *m;
 	int granted, n;
 
@@ -224,8 +201,7 @@ static void stores_survive_paging(void **state)
 	/* Every frame of A mapped: whatever goes out, mappers stop first. */
 	assert_int_equal(pm_container_map(a, c, 0, G + E, CONT_MAP_READ |
 					  CONT_MAP_WRITE, &m, &granted), 0);
-	w.m = m;
-	assert_int_equal(pthread_create(&w.thread, NULL, writer_main, &w), 0);
+	w = test_storer_start(m, 32);
 	b = test_connect(&node[0]);
 	assert_int_equal(pm_container_create(b, &cb), 0);
 	for (int i = 0; i < 4; i++) { /* four waves of pressure */
@@ -233,19 +209,8 @@ static void stores_survive_paging(void **state)
 		assert_int_equal(pm_container_allocate(b, cb, (frame_t)i * 50,
 						       &n, 0), 0);
 	}
-	__atomic_store_n(&w.stop, true, __ATOMIC_RELAXED);
-	pthread_join(w.thread, NULL);
+	test_storer_end(w, a, c);
 	assert_true(test_metric(a, PAGED) >= 200);
-	for (uint32_t f = 0; f < WFRAMES; f++) {
-		assert_int_equal(pm_container_read(a, c, f, 0, &got,
-						   sizeof(got)), 0);
-		if (w.last[f] && got != w.last[f]) {
-			fprintf(stderr, "frame %u: %lu, the last store was "
-				"%lu\n", f, (unsigned long)got,
-				(unsigned long)w.last[f]);
-			fail();
-		}
-	}
 	test_check(a);
 	pm_disconnect(b);
 	pm_disconnect(a);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -296,6 +297,58 @@ void test_intact(pm_t *pm, container_t c, frame_t from, frame_t to,
 			fail();
 		}
 	}
+}
+
+struct test_storer {
+	pthread_t thread;
+	volatile uint64_t *m;
+	uint32_t frames;
+	bool stop;
+	uint64_t last[64];
+};
+
+static void *storer_main(void *arg)
+{
+	struct test_storer *w = arg;
+
+	for (uint64_t k = 1; !__atomic_load_n(&w->stop, __ATOMIC_RELAXED); k++) {
+		uint32_t f = (uint32_t)(k % w->frames);
+
+		w->m[(size_t)f * (PM_FRAME_SIZE / 8)] = k;
+		w->last[f] = k;
+	}
+	return NULL;
+}
+
+struct test_storer *test_storer_start(void *m, uint32_t n)
+{
+	struct test_storer *w = calloc(1, sizeof(*w));
+
+	assert_non_null(w);
+	assert_true(n >= 1 && n <= 64);
+	w->m = m;
+	w->frames = n;
+	assert_int_equal(pthread_create(&w->thread, NULL, storer_main, w), 0);
+	return w;
+}
+
+void test_storer_end(struct test_storer *w, pm_t *pm, container_t c)
+{
+	__atomic_store_n(&w->stop, true, __ATOMIC_RELAXED);
+	pthread_join(w->thread, NULL);
+	for (uint32_t f = 0; f < w->frames; f++) {
+		uint64_t got;
+
+		assert_int_equal(pm_container_read(pm, c, f, 0, &got,
+						   sizeof(got)), 0);
+		if (w->last[f] && got != w->last[f]) {
+			fprintf(stderr, "frame %u: %lu, the last store was "
+				"%lu\n", f, (unsigned long)got,
+				(unsigned long)w->last[f]);
+			fail();
+		}
+	}
+	free(w);
 }
 
 struct pm_debug_stat test_check(pm_t *pm)

@@ -61,6 +61,13 @@ void test_pattern(frame_t f, uint32_t round, uint8_t *buf);
 container_t test_fill(pm_t *pm, uint32_t g, uint32_t e);
 void test_intact(pm_t *pm, container_t c, frame_t from, frame_t to,
 		 uint32_t round);
+/* A thread storing 1, 2, 3... into the first word of frames 0..n-1
+ * (n <= 64) of a mapping m of container c, in turn, while the pmd moves
+ * them; test_storer_end stops it and checks, through pm, that each
+ * frame's first word is the last number stored there (no store lost). */
+struct test_storer;
+struct test_storer *test_storer_start(void *m, uint32_t n);
+void test_storer_end(struct test_storer *w, pm_t *pm, container_t c);
 
 /*
  * The daemon a group of tests shares: a test's main sets test_pmd_args,

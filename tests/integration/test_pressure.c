@@ -394,29 +394,6 @@ static void store_gone(struct pmd_proc *p)
 	rmdir(store_dir);
 }
 
-/* A thread storing 1, 2, 3... into the first word of frames of a
- * mapping, in turn. */
-struct storer {
-	pthread_t thread;
-	volatile uint64_t *m;
-	uint32_t frames;
-	bool stop;
-	uint64_t last[64];
-};
-
-static void *storer_main(void *arg)
-{
-	struct storer *w = arg;
-
-	for (uint64_t k = 1; !__atomic_load_n(&w->stop, __ATOMIC_RELAXED); k++) {
-		uint32_t f = (uint32_t)(k % w->frames);
-
-		w->m[(size_t)f * (PM_FRAME_SIZE / 8)] = k;
-		w->last[f] = k;
-	}
-	return NULL;
-}
-
 /* Admission counts the store: three tasks get a guarantee of the whole
  * memory each, and all their frames hold their bytes, read, written,
  * mapped and copied, while the pmd pages the coldest out to the store
@@ -430,7 +407,7 @@ static void guaranteed_frames_go_to_the_backing_store(void **state)
 	container_t c[3];
 	struct pm_task_stat ts;
 	struct pm_container_stat st;
-	struct storer w = { .frames = 16 };
+	struct test_storer *w;
 	uint64_t swapped = 0;
 	int granted;
 	uint8_t *m;
@@ -470,8 +447,7 @@ static void guaranteed_frames_go_to_the_backing_store(void **state)
 					  &granted), 0);
 	test_pattern(5, 0, want);
 	assert_memory_equal(m + 5 * PM_FRAME_SIZE + 8, want + 8, 64);
-	w.m = (volatile uint64_t *)m;
-	assert_int_equal(pthread_create(&w.thread, NULL, storer_main, &w), 0);
+	w = test_storer_start(m, 16);
 	for (frame_t f = 0; f < 256; f += 64) {
 		uint64_t t0 = ms_now();
 		void *m1;
@@ -490,20 +466,7 @@ static void guaranteed_frames_go_to_the_backing_store(void **state)
 			(unsigned long)f, (unsigned long)f + 63,
 			(unsigned long)(ms_now() - t0));
 	}
-	__atomic_store_n(&w.stop, true, __ATOMIC_RELAXED);
-	pthread_join(w.thread, NULL);
-	for (uint32_t f = 0; f < w.frames; f++) {
-		uint64_t got;
-
-		assert_int_equal(pm_container_read(t[0], c[0], f, 0, &got,
-						   sizeof(got)), 0);
-		if (w.last[f] && got != w.last[f]) {
-			fprintf(stderr, "frame %u: %lu, the last store was "
-				"%lu\n", f, (unsigned long)got,
-				(unsigned long)w.last[f]);
-			fail();
-		}
-	}
+	test_storer_end(w, t[0], c[0]);
 	/* A frame in the store copied, written through the pmd. */
 	assert_int_equal(pm_container_copy(t[2], c[2], 7, c[2], 8, 1, 0, NULL),
 			 0);
