@@ -6,7 +6,6 @@
 
 #include "container.h"
 #include "frame.h"
-#include "reclaim.h"
 #include "view.h"
 
 #define ALLOC_FLAGS (CONT_ALLOC_PARTIAL | CONT_ALLOC_SQUASH | CONT_ALLOC_EXTRA)

@@ -7,7 +7,6 @@
 #include "container.h"
 #include "frame.h"
 #include "pm_proto.h"
-#include "reclaim.h"
 #include "segment.h"
 
 /*

@@ -2,6 +2,7 @@
 #include "frame.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <string.h>
 
 #include "borrowed.h"
@@ -33,6 +34,22 @@ bool pmd_frame_borrowed_slot(const struct pmd_core *core,
 		return false;
 	seg = pmd_frame_seg(core, e);
 	return seg->slots.ref[e->slot] > 1 || seg->domain != c;
+}
+
+bool pmd_frame_gone(const struct pmd_container *c, frame_t f)
+{
+	return c->gone.count && pmd_ftab_lookup(&c->gone, f);
+}
+
+error_t pmd_frame_missing(const struct pmd_container *c, frame_t f)
+{
+	return pmd_frame_gone(c, f) ? ESTALE : ENOENT;
+}
+
+void pmd_frame_forget_gone(struct pmd_container *c, frame_t f)
+{
+	if (pmd_frame_gone(c, f))
+		pmd_ftab_remove(&c->gone, f);
 }
 
 uint8_t *pmd_frame_bytes(const struct pmd_core *core, const struct pmd_frame *e)

@@ -61,6 +61,15 @@ bool pmd_frame_cow(const struct pmd_core *core, const struct pmd_frame *e);
 bool pmd_frame_borrowed_slot(const struct pmd_core *core,
 			     const struct pmd_container *c,
 			     const struct pmd_frame *e);
+/* Whether frame f of c was taken back by the pmd (reclaim.h) and not
+ * forgotten since: its number answers ESTALE. */
+bool pmd_frame_gone(const struct pmd_container *c, frame_t f);
+/* The error for frame f of c, which is not in its table: ESTALE when it
+ * was taken back, else ENOENT. */
+error_t pmd_frame_missing(const struct pmd_container *c, frame_t f);
+/* The owner deallocated f, or allocates it again: it is not gone any
+ * more. */
+void pmd_frame_forget_gone(struct pmd_container *c, frame_t f);
 /* The bytes of a frame here. */
 uint8_t *pmd_frame_bytes(const struct pmd_core *core, const struct pmd_frame *e);
 

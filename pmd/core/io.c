@@ -6,7 +6,6 @@
 
 #include "container.h"
 #include "frame.h"
-#include "reclaim.h"
 
 /* A remote frame whose node went down (or whose segment we no longer
  * know: the same). */

@@ -5,7 +5,6 @@
 
 #include "container.h"
 #include "frame.h"
-#include "reclaim.h"
 #include "task.h"
 #include "view.h"
 

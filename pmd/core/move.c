@@ -8,7 +8,6 @@
 #include "container.h"
 #include "frame.h"
 #include "map.h"
-#include "reclaim.h"
 #include "task.h"
 
 bool pmd_holders_follow(const struct pmd_core *core,

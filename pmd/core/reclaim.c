@@ -12,22 +12,6 @@
 #include "task.h"
 #include "view.h"
 
-bool pmd_frame_gone(const struct pmd_container *c, frame_t f)
-{
-	return c->gone.count && pmd_ftab_lookup(&c->gone, f);
-}
-
-error_t pmd_frame_missing(const struct pmd_container *c, frame_t f)
-{
-	return pmd_frame_gone(c, f) ? ESTALE : ENOENT;
-}
-
-void pmd_frame_forget_gone(struct pmd_container *c, frame_t f)
-{
-	if (pmd_frame_gone(c, f))
-		pmd_ftab_remove(&c->gone, f);
-}
-
 /* Whether a comes before b among victims. */
 static bool before(const struct pmd_task *a, const struct pmd_task *b)
 {

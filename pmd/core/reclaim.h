@@ -27,7 +27,8 @@
  * A frame taken is *gone*: its charge and its slot go, and its number
  * stays in the container's gone set, so that reads, writes, maps, copies
  * and faults of it answer ESTALE (its contents are lost) until the owner
- * deallocates it or allocates that number again. A slot some task may
+ * deallocates it or allocates that number again (frame.h:
+ * pmd_frame_gone, pmd_frame_missing). A slot some task may
  * have mapped retires (punched at once, never used again while its
  * segment lives, forwarding to the gone frame): a mapping of it faults,
  * and the library learns ESTALE, never another frame's bytes.
@@ -45,15 +46,6 @@
 #include "core.h"
 
 struct pmd_place;
-
-/* Whether frame f of c was taken back and not forgotten since. */
-bool pmd_frame_gone(const struct pmd_container *c, frame_t f);
-/* The error for frame f of c, which is not in its table: ESTALE when it
- * was taken back, else ENOENT. */
-error_t pmd_frame_missing(const struct pmd_container *c, frame_t f);
-/* The owner deallocated f, or allocates it again: it is not gone any
- * more. */
-void pmd_frame_forget_gone(struct pmd_container *c, frame_t f);
 
 /* Up to max tasks holding extra frames here, largest excess first, into
  * out; how many. */

@@ -18,6 +18,7 @@
 #include "container.h"
 #include "copy.h"
 #include "core_fixture.h"
+#include "frame.h"
 #include "io.h"
 #include "lock.h"
 #include "move.h"
