@@ -71,13 +71,11 @@ struct pmc_hview {
  * Lock key: (R) reclaim.lock. */
 struct pmc_reclaim {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;           /* (R) wanted, stop, a call's end */
+	pthread_cond_t cond;           /* (R) wanted, stop */
 	pm_reclaim_fn fn;              /* (R) NULL: none */
 	void *arg;                     /* (R) */
 	uint64_t wanted;               /* (R) frames asked for, not yet
 	                                * passed to the handler */
-	uint64_t calls;                /* (R) handler calls returned */
-	bool calling;                  /* (R) the handler runs */
 	bool running, stop;            /* (R) the thread */
 	pthread_t thread;              /* (R) */
 };

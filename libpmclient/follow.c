@@ -772,6 +772,26 @@ static bool follow_notify(struct pmc_follow *f, const uint8_t *msg, size_t n)
 	return true;
 }
 
+/* Maps one page of fd (-1: a private anonymous page) over page, which
+ * follows nothing from now on, and wakes the faulting thread; false
+ * (not woken) when the mapping failed. */
+static bool fault_cover(struct pmc_follow *f, uintptr_t page, int prot,
+			int fd)
+{
+	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
+
+	if (mmap((void *)page, PM_FRAME_SIZE, prot | PROT_READ, MAP_FIXED |
+		 (fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED), fd,
+		 0) == MAP_FAILED)
+		return false;
+	pthread_mutex_lock(&f->lock);
+	if (!maps_carve(f, (uint8_t *)page, (uint8_t *)page + PM_FRAME_SIZE))
+		fault_warn_nomem();
+	pthread_mutex_unlock(&f->lock);
+	ioctl(f->uffd, UFFDIO_WAKE, &r);
+	return true;
+}
+
 /* The page reads as zeros from now on, and stores to it go nowhere: a
  * private page of ours, never the segment's (filling a hole of a segment
  * would hide a later move from every other mapping of that slot). */
@@ -779,34 +799,17 @@ static void fault_zero(struct pmc_follow *f, uintptr_t page, int prot)
 {
 	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
 
-	if (mmap((void *)page, PM_FRAME_SIZE, prot | PROT_READ,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
-		pthread_mutex_lock(&f->lock);
-		if (!maps_carve(f, (uint8_t *)page, (uint8_t *)page + PM_FRAME_SIZE))
-			fault_warn_nomem();
-		pthread_mutex_unlock(&f->lock);
-	}
-	ioctl(f->uffd, UFFDIO_WAKE, &r);
+	if (!fault_cover(f, page, prot, -1))
+		ioctl(f->uffd, UFFDIO_WAKE, &r);
 }
 
 /* The frame is gone (taken back by the pmd: its contents are lost):
  * the page becomes one of an empty file, so that a touch raises SIGBUS,
- * as with a truncated file, never another frame's bytes. */
+ * as with a truncated file, never another frame's bytes (else zeros). */
 static void fault_gone(struct pmc_follow *f, uintptr_t page, int prot)
 {
-	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
-
-	if (mmap((void *)page, PM_FRAME_SIZE, prot | PROT_READ,
-		 MAP_SHARED | MAP_FIXED, f->gone_fd, 0) == MAP_FAILED) {
+	if (!fault_cover(f, page, prot, f->gone_fd))
 		fault_zero(f, page, prot);
-		return;
-	}
-	pthread_mutex_lock(&f->lock);
-	if (!maps_carve(f, (uint8_t *)page, (uint8_t *)page + PM_FRAME_SIZE))
-		fault_warn_nomem();
-	f->gone++;
-	pthread_mutex_unlock(&f->lock);
-	ioctl(f->uffd, UFFDIO_WAKE, &r);
 }
 
 static int fault_seg_fd(struct pmc_follow *f, uint64_t seg, int got)

@@ -86,7 +86,6 @@ struct pmc_follow {
 	uint64_t stops_served;       /* (F) STOPs answered */
 	uint64_t resolved;           /* (F) faults answered by the pmd */
 	uint64_t resolved_local;     /* (F) faults answered by the view */
-	uint64_t gone;               /* (F) faults on frames taken back */
 };
 
 void pmc_follow_init(struct pmc_follow *f);

@@ -35,13 +35,9 @@ static void *reclaim_main(void *arg)
 		rc->wanted -= n;
 		fn = rc->fn;
 		fn_arg = rc->arg;
-		rc->calling = true;
 		pthread_mutex_unlock(&rc->lock);
 		fn(pm, (unsigned int)n, fn_arg);
 		pthread_mutex_lock(&rc->lock);
-		rc->calling = false;
-		rc->calls++;
-		pthread_cond_broadcast(&rc->cond);
 	}
 	pthread_mutex_unlock(&rc->lock);
 	return NULL;
@@ -103,6 +99,9 @@ error_t pm_set_reclaim_handler(pm_t *pm, pm_reclaim_fn fn, void *arg)
 	/* The pmd reaches the library only through the fault session. */
 	if (fn && pm->follow.sock < 0)
 		return EOPNOTSUPP;
+	/* Before the pmd may ask, the thread runs and the handler is in
+	 * place (an older pmd that knows no RECLAIM_HANDLER never asks:
+	 * EOPNOTSUPP). */
 	pthread_mutex_lock(&rc->lock);
 	if (fn && !rc->running) {
 		err = pthread_create(&rc->thread, NULL, reclaim_main, pm);
@@ -112,10 +111,6 @@ error_t pm_set_reclaim_handler(pm_t *pm, pm_reclaim_fn fn, void *arg)
 		}
 		rc->running = true;
 	}
-	pthread_mutex_unlock(&rc->lock);
-	/* (Before the pmd may ask, the handler is in place; an older pmd
-	 * that knows no RECLAIM_HANDLER never asks: EOPNOTSUPP.) */
-	pthread_mutex_lock(&rc->lock);
 	old_fn = rc->fn;
 	old_arg = rc->arg;
 	rc->fn = fn;

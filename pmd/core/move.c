@@ -667,6 +667,29 @@ const uint8_t *pmd_push_bytes(struct pmd_core *core, struct pmd_task *task,
 	return e ? pmd_frame_bytes(core, e) : NULL;
 }
 
+void pmd_frame_goes_to(struct pmd_core *core, struct pmd_container *c,
+		       frame_t f, struct pmd_frame *e,
+		       const struct pmd_place *p)
+{
+	struct pmd_segment *seg = pmd_frame_seg(core, e);
+	bool extra = e->flags & PMD_FRAME_EXTRA;
+
+	pmd_charge_sub(&core->budget, &c->owner->charge, extra);
+	pmd_charge_add_remote(&core->budget, &c->owner->charge, extra);
+	/* A slot it shared stays with the other frame; one that a task may
+	 * have mapped retires (its mappings follow). */
+	if (seg->exposed && seg->slots.ref[e->slot] == 1 && seg->fwd)
+		pmd_segment_slot_retire(&core->segs, seg, e->slot, c, f);
+	else
+		pmd_slot_put(core, e->seg, e->slot);
+	e->flags |= PMD_FRAME_REMOTE;
+	e->seg = p->seg;
+	e->slot = p->slot;
+	e->node = p->node;
+	e->gen++;
+	pmd_cview_put(core, c, f, e);
+}
+
 void pmd_push_finish(struct pmd_core *core, struct pmd_task *task,
 		     container_t h, const struct pmd_push *push, uint32_t n,
 		     const struct pmd_place *places)
@@ -681,8 +704,6 @@ void pmd_push_finish(struct pmd_core *core, struct pmd_task *task,
 		pmd_cview_begin(c);
 	for (uint32_t i = 0; i < n; i++) {
 		struct pmd_frame *e = c ? push_frame(c, &push[i]) : NULL;
-		struct pmd_segment *seg;
-		bool extra;
 
 		/* Only if it is still where we read it from. */
 		if (!e || pmd_rseg_add(core, &places[i])) {
@@ -690,23 +711,7 @@ void pmd_push_finish(struct pmd_core *core, struct pmd_task *task,
 					    places[i].slot);
 			continue;
 		}
-		extra = e->flags & PMD_FRAME_EXTRA;
-		pmd_charge_sub(&core->budget, &c->owner->charge, extra);
-		pmd_charge_add_remote(&core->budget, &c->owner->charge, extra);
-		seg = pmd_frame_seg(core, e);
-		/* A slot it shared stays with the other frame; one that a
-		 * task may have mapped retires (its mappings follow). */
-		if (seg->exposed && seg->slots.ref[e->slot] == 1 && seg->fwd)
-			pmd_segment_slot_retire(&core->segs, seg, e->slot, c,
-						push[i].frame);
-		else
-			pmd_slot_put(core, e->seg, e->slot);
-		e->flags |= PMD_FRAME_REMOTE;
-		e->seg = places[i].seg;
-		e->slot = places[i].slot;
-		e->node = places[i].node;
-		e->gen++;
-		pmd_cview_put(core, c, push[i].frame, e);
+		pmd_frame_goes_to(core, c, push[i].frame, e, &places[i]);
 	}
 	if (c)
 		pmd_cview_end(c);

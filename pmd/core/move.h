@@ -195,6 +195,13 @@ error_t pmd_push_plan(struct pmd_core *core, struct pmd_task *task,
 		      container_t h, frame_t start, uint32_t count,
 		      uint32_t flags, pm_node_t node, struct pmd_push_out *out,
 		      struct pmd_culprit *why);
+/* Frame f (entry e, here) of c lives in lent place p from now on (its
+ * segment recorded): its charge moves to the remote count, its old slot
+ * retires when a task may have mapped it and no other frame shares it,
+ * else it gives its reference up. Inside a view change. */
+void pmd_frame_goes_to(struct pmd_core *core, struct pmd_container *c,
+		       frame_t f, struct pmd_frame *e,
+		       const struct pmd_place *p);
 /* The bytes of a planned frame, NULL when it is no longer there. */
 const uint8_t *pmd_push_bytes(struct pmd_core *core, struct pmd_task *task,
 			      container_t h, const struct pmd_push *push);

@@ -44,17 +44,29 @@ uint32_t pmd_reclaim_victims(struct pmd_core *core, struct pmd_task **out,
 	return n;
 }
 
-/* Whether the rule lets the pmd take frame e of c. */
-static bool takeable(const struct pmd_core *core,
-		     const struct pmd_container *c, const struct pmd_frame *e)
+/* Whether the rule lets the pmd take frame e of c back (extra_only) or
+ * page it out (any class): a frame here alone in a slot of c's own, no
+ * task holding its segment that cannot follow moves. */
+static bool pageable(const struct pmd_core *core,
+		     const struct pmd_container *c, const struct pmd_frame *e,
+		     bool extra_only)
 {
 	const struct pmd_segment *seg;
 
-	if (!(e->flags & PMD_FRAME_EXTRA) || pmd_frame_remote(e))
+	if (pmd_frame_remote(e) ||
+	    (extra_only && !(e->flags & PMD_FRAME_EXTRA)))
 		return false;
 	seg = pmd_frame_seg(core, e);
 	return seg->slots.ref[e->slot] == 1 && seg->domain == c &&
+	       !seg->pinned &&
 	       (!seg->exposed || pmd_holders_follow(core, seg, NULL));
+}
+
+/* Whether c may give frames now. */
+static bool container_open(struct pmd_container *c, pmd_reclaim_busy_fn *busy,
+			   void *arg)
+{
+	return !pmd_container_locked(c) && !(busy && busy(arg, c));
 }
 
 /* Takes frame f (entry e) of c: gone from now on. false: no memory to
@@ -95,11 +107,11 @@ uint64_t pmd_reclaim_take(struct pmd_core *core, struct pmd_task *t,
 		struct pmd_frame *e;
 		frame_t f = 0;
 
-		if (pmd_container_locked(c) || (busy && busy(arg, c)))
+		if (!container_open(c, busy, arg))
 			continue;
 		pmd_cview_begin(c);
 		while (taken < want && pmd_ftab_next(&c->frames, &f, &e)) {
-			if (takeable(core, c, e)) {
+			if (pageable(core, c, e, true)) {
 				if (!take_one(core, c, f, e))
 					break; /* out of memory: the rest stays */
 				taken++;
@@ -114,23 +126,6 @@ uint64_t pmd_reclaim_take(struct pmd_core *core, struct pmd_task *t,
 
 /* ---- paging out to other nodes ---- */
 
-/* Whether frame e of c may be paged out now (the rule, any class, or
- * extra frames only). */
-static bool pageable(const struct pmd_core *core,
-		     const struct pmd_container *c, const struct pmd_frame *e,
-		     bool extra_only)
-{
-	const struct pmd_segment *seg;
-
-	if (pmd_frame_remote(e) ||
-	    (extra_only && !(e->flags & PMD_FRAME_EXTRA)))
-		return false;
-	seg = pmd_frame_seg(core, e);
-	return seg->slots.ref[e->slot] == 1 && seg->domain == c &&
-	       !seg->pinned &&
-	       (!seg->exposed || pmd_holders_follow(core, seg, NULL));
-}
-
 /* How cold e is: unmapped frames first, then by age (or at random). */
 static uint32_t coldness(const struct pmd_core *core,
 			 const struct pmd_frame *e)
@@ -139,13 +134,6 @@ static uint32_t coldness(const struct pmd_core *core,
 		return (uint32_t)random();
 	return (pmd_frame_seg(core, e)->exposed ? 0 : UINT32_C(1) << 16) |
 	       pmd_frame_age(core, e);
-}
-
-/* Whether c may give frames now. */
-static bool container_open(struct pmd_container *c, pmd_reclaim_busy_fn *busy,
-			   void *arg)
-{
-	return !pmd_container_locked(c) && !(busy && busy(arg, c));
 }
 
 struct cand {
@@ -219,7 +207,6 @@ uint32_t pmd_pageout_plan(struct pmd_core *core, uint32_t max,
 	frame_t f = 0;
 
 	*c_out = NULL;
-	pmd_stops_reset(&core->stops);
 	c = coldest(core, extra_only, busy, arg, &count, busy_skipped);
 	if (!c || !max || !(v = malloc(count * sizeof(*v))))
 		return 0;
@@ -232,16 +219,9 @@ uint32_t pmd_pageout_plan(struct pmd_core *core, uint32_t max,
 	}
 	qsort(v, n, sizeof(*v), cand_cmp);
 	for (uint64_t i = 0; i < n && k < max; i++) {
-		struct pmd_frame *fe = pmd_ftab_lookup(&c->frames, v[i].frame);
-		struct pmd_segment *seg = pmd_frame_seg(core, fe);
+		const struct pmd_frame *fe = pmd_ftab_lookup(&c->frames,
+							     v[i].frame);
 
-		/* Mappers stop their stores first; the slot retires. */
-		if (seg->exposed &&
-		    (pmd_segment_fwd_reserve(seg) ||
-		     (pmd_stop_needed(seg) &&
-		      pmd_stops_add(&core->stops, seg, fe->slot, 1,
-				    PM_STOP_WP, 0))))
-			break;
 		out[k++] = (struct pmd_pageout){ .frame = v[i].frame,
 						 .seg = fe->seg,
 						 .slot = fe->slot,
@@ -301,7 +281,6 @@ uint32_t pmd_pageout_repoint(struct pmd_core *core, struct pmd_container *c,
 	for (uint32_t i = 0; i < n; i++) {
 		struct pmd_frame *e = pmd_ftab_lookup(&c->frames, v[i].frame);
 		struct pmd_segment *seg;
-		bool extra;
 
 		/* Only if it is still where it was planned, alone there,
 		 * held by the tasks that were stopped (no other may be
@@ -317,22 +296,9 @@ uint32_t pmd_pageout_repoint(struct pmd_core *core, struct pmd_container *c,
 		}
 		memcpy(data + (size_t)k * PM_FRAME_SIZE,
 		       pmd_segment_frame(seg, e->slot), PM_FRAME_SIZE);
-		extra = e->flags & PMD_FRAME_EXTRA;
-		pmd_charge_sub(&core->budget, &c->owner->charge, extra);
-		pmd_charge_add_remote(&core->budget, &c->owner->charge, extra);
-		e->flags |= PMD_FRAME_REMOTE;
-		e->node = places[i].node;
-		e->seg = places[i].seg;
-		e->slot = places[i].slot;
-		e->gen++;
-		pmd_cview_put(core, c, v[i].frame, e);
-		/* A task's mapping of the old slot faults and brings the
-		 * frame home. */
-		if (seg->exposed)
-			pmd_segment_slot_retire(&core->segs, seg, v[i].slot, c,
-						v[i].frame);
-		else
-			pmd_slot_put(core, seg->index, v[i].slot);
+		/* (A task's mapping of the old slot faults and brings the
+		 * frame home.) */
+		pmd_frame_goes_to(core, c, v[i].frame, e, &places[i]);
 		v[k] = v[i];
 		places[k] = places[i];
 		k++;

@@ -85,22 +85,20 @@ struct pmd_pageout {
 /* The container holding the coldest frame that may be paged out now
  * (extra frames only: extra_only; *c_out NULL: none; *busy_skipped when
  * a container was passed over for being busy), and up to max of its
- * coldest such frames into
- * out; how many. The stops of their mappers (write-protection) are in
- * core->stops; room for forwarding records is made. */
+ * coldest such frames into out; how many. */
 uint32_t pmd_pageout_plan(struct pmd_core *core, uint32_t max,
 			  bool extra_only, pmd_reclaim_busy_fn *busy, void *arg,
 			  struct pmd_container **c_out,
 			  struct pmd_pageout *out, bool *busy_skipped);
-/* The stops of the mappers of those of v[0..n) still where planned (for
- * a plan made earlier), in core->stops. ENOMEM. */
+/* The stops of the mappers of those of v[0..n) still where planned
+ * (write-protection), in core->stops, and who holds their segments now.
+ * ENOMEM. */
 error_t pmd_pageout_stops(struct pmd_core *core, struct pmd_container *c,
 			  struct pmd_pageout *v, uint32_t n);
 /* Once the mappers stopped: each planned frame of c that is still where
  * it was, and whose segment no task took meanwhile (it was not stopped),
  * moves to places[i] (lent slots): its bytes into data (the k-th
- * moved at k * PM_FRAME_SIZE), its old slot retired (if a task holds the
- * segment) or freed, its charge to the remote count. Frames that moved
+ * moved at k * PM_FRAME_SIZE), then pmd_frame_goes_to. Frames that moved
  * meanwhile give their place back and drop out (v and places are
  * compacted). How many moved. */
 uint32_t pmd_pageout_repoint(struct pmd_core *core, struct pmd_container *c,

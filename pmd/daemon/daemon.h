@@ -95,7 +95,6 @@ struct pmd_pending {
 };
 
 struct pmd_reply;
-struct pmd_alloc;
 
 /* What the metrics count (metrics.c): requests by type, with their
  * errors and a histogram of the time to their answer. */
@@ -187,7 +186,6 @@ struct pmd_server {
 	/* reclaim.c: allocations waiting for extra frames to come back. */
 	struct pmd_reclaim_state {
 		struct pmd_list waiters; /* (L) struct rwait, in order */
-		uint32_t nwait;      /* (L) in waiters */
 		uint64_t need;       /* (L) frames here they need in all, */
 		uint64_t need_u;     /* (L) and room no guarantee reserves */
 		uint64_t asked;      /* (L) frames asked back this round */
@@ -202,7 +200,7 @@ struct pmd_server {
 		                      * were busy) */
 		uint64_t paged_total; /* (L) the metrics' */
 		uint32_t seq;        /* (L) of the last RECLAIM */
-		uint64_t rounds_total, waits_total; /* (L) the metrics' */
+		uint64_t rounds_total; /* (L) the metrics' */
 		uint64_t asked_total, taken_total;  /* (L) frames */
 	} reclaim;
 	uint64_t grace_ns;           /* (C) --reclaim-grace-ms */
@@ -368,15 +366,6 @@ void pmd_store_counts(const struct pmd_server *srv, uint64_t *reads,
 
 /* reclaim.c */
 void pmd_reclaim_init(struct pmd_server *srv);
-/* Before an allocation's invoke: when its decode (a, of the frames here)
- * stopped where guaranteed frames find the node full of extra frames
- * (a->reclaim), and extra frames are here, s parks while the pmd gets
- * them back, and its request runs again then (!*go, its step); else
- * *go. */
-enum pmd_step pmd_reclaim_first(struct pmd_server *srv, struct pmd_session *s,
-				const struct pmd_req *q,
-				const struct pmd_alloc *a, struct pmd_reply *r,
-				bool *go);
 /* s's request q lacks `lack` frames here beyond what is free (and
  * lack_u beyond what no guarantee reserves: extra frames): it parks
  * while the pmd makes room (urgent: no grace period for the tasks asked;
@@ -384,13 +373,14 @@ enum pmd_step pmd_reclaim_first(struct pmd_server *srv, struct pmd_session *s,
  * step); *go when nothing could make room (its own answer follows). */
 enum pmd_step pmd_reclaim_wait(struct pmd_server *srv, struct pmd_session *s,
 			       const struct pmd_req *q, uint64_t lack,
-			       uint64_t lack_u, bool urgent,
-			       struct pmd_reply *r, bool *go);
+			       uint64_t lack_u, bool urgent, bool *go);
 /* The loop's turn: waiters that have room, or whose grace ended (the
  * pmd pages frames out, then takes extra frames), run again. */
 void pmd_reclaim_turn(struct pmd_server *srv);
 /* The loop's wait, bounded by the round's deadline. */
 int pmd_reclaim_timeout_ms(const struct pmd_server *srv, int timeout);
+/* Requests waiting now (the metrics'). */
+uint32_t pmd_reclaim_waiting(const struct pmd_server *srv);
 /* The pmd ends (its sessions closed): what waited goes. */
 void pmd_reclaim_fini(struct pmd_server *srv);
 

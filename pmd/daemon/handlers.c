@@ -328,7 +328,8 @@ static enum pmd_step do_allocate(struct pmd_server *srv, struct pmd_session *s,
 				      req->start, req->count, req->flags,
 				      PMD_ALLOC_HERE, NULL, 0, &a, &why) &&
 		    a.reclaim) {
-			step = pmd_reclaim_first(srv, s, q, &a, r, &go);
+			step = pmd_reclaim_wait(srv, s, q, a.reclaim, 0, false,
+						&go);
 			if (!go)
 				return step;
 		}

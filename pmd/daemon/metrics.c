@@ -149,7 +149,7 @@ static void render_node(struct pmd_server *srv, struct text *t)
 	    "pmd_reclaim_frames_total{kind=\"asked\"} %lu\n"
 	    "pmd_reclaim_frames_total{kind=\"taken\"} %lu\n"
 	    "pmd_reclaim_frames_total{kind=\"paged\"} %lu\n",
-	    (unsigned long)srv->reclaim.nwait,
+	    (unsigned long)pmd_reclaim_waiting(srv),
 	    (unsigned long)srv->reclaim.rounds_total,
 	    (unsigned long)srv->reclaim.asked_total,
 	    (unsigned long)srv->reclaim.taken_total,

@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
 #include "clock.h"
 #include "log.h"
 #include "reclaim.h"
@@ -38,7 +37,7 @@
  * (ENOMEM). */
 #define RECLAIM_ROUNDS_MAX 2
 
-/* An allocation that waits for frames. */
+/* A request that waits for frames. */
 struct rwait {
 	struct pmd_pending base;     /* its session, parked */
 	struct pmd_req q;            /* (C) the request, its body kept */
@@ -46,7 +45,6 @@ struct rwait {
 	uint64_t need;               /* (C) the room it needs, */
 	uint64_t need_u;             /* (C) and of it, room no guarantee
 	                              * reserves (extra frames coming home) */
-	bool urgent;                 /* (C) no grace period for it */
 	struct pmd_list link;        /* (L) in srv->reclaim.waiters */
 };
 
@@ -259,7 +257,6 @@ static void reclaim_wake(struct pmd_server *srv)
 		free(x->body);
 		free(x);
 	}
-	rc->nwait = 0;
 	rc->need = 0;
 	rc->need_u = 0;
 	rc->asked = 0;
@@ -269,28 +266,15 @@ static void reclaim_wake(struct pmd_server *srv)
 	rc->paging_done = false;
 }
 
-enum pmd_step pmd_reclaim_first(struct pmd_server *srv, struct pmd_session *s,
-				const struct pmd_req *q,
-				const struct pmd_alloc *a, struct pmd_reply *r,
-				bool *go)
-{
-	*go = true;
-	if (!a->reclaim)
-		return PMD_STEP_REPLY;
-	return pmd_reclaim_wait(srv, s, q, a->reclaim, 0, false, r, go);
-}
-
 enum pmd_step pmd_reclaim_wait(struct pmd_server *srv, struct pmd_session *s,
 			       const struct pmd_req *q, uint64_t lack,
-			       uint64_t lack_u, bool urgent,
-			       struct pmd_reply *r, bool *go)
+			       uint64_t lack_u, bool urgent, bool *go)
 {
 	struct pmd_reclaim_state *rc = &srv->reclaim;
 	uint64_t room = pmd_budget_room(&srv->core->budget), want;
 	uint64_t u = pmd_budget_unreserved(&srv->core->budget);
 	struct rwait *x;
 
-	(void)r;
 	*go = true;
 	/* Only what extra frames here or other nodes can give, and not
 	 * forever. */
@@ -310,13 +294,10 @@ enum pmd_step pmd_reclaim_wait(struct pmd_server *srv, struct pmd_session *s,
 	/* It lacks that many frames beyond what is free now. */
 	x->need = room + lack;
 	x->need_u = lack_u ? u + lack_u : 0;
-	x->urgent = urgent;
 	/* (What is free now counts once, for the first.) */
 	rc->need += pmd_list_empty(&rc->waiters) ? x->need : lack;
 	rc->need_u += pmd_list_empty(&rc->waiters) ? x->need_u : lack_u;
 	pmd_list_add(rc->waiters.prev, &x->link);
-	rc->nwait++;
-	rc->waits_total++;
 	want = reclaim_short(srv);
 	if (reclaim_short_u(srv) > want)
 		want = reclaim_short_u(srv);
@@ -373,6 +354,16 @@ int pmd_reclaim_timeout_ms(const struct pmd_server *srv, int timeout)
 		d = srv->reclaim.retry_ns;
 	ms = d > now ? (d - now + 999999) / 1000000 : 0;
 	return timeout < 0 || (uint64_t)timeout > ms ? (int)ms : timeout;
+}
+
+uint32_t pmd_reclaim_waiting(const struct pmd_server *srv)
+{
+	uint32_t n = 0;
+
+	for (const struct pmd_list *p = srv->reclaim.waiters.next;
+	     p != &srv->reclaim.waiters; p = p->next)
+		n++;
+	return n;
 }
 
 void pmd_reclaim_fini(struct pmd_server *srv)

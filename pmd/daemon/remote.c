@@ -357,6 +357,30 @@ static uint32_t pulls_extra(const struct pmd_container *c,
 	return extra;
 }
 
+/* Room here for x's pulls (untagged), held from now until they are in,
+ * so that a fault that waited for it does not find it gone to another
+ * request when its frame arrives. Without it, s's request q waits while
+ * the pmd makes some (cold frames go out): false, and *step. */
+static bool pull_room(struct pmd_server *srv, struct pmd_session *s,
+		      const struct pmd_req *q, const struct pmd_container *c,
+		      struct rctx *x, enum pmd_step *step)
+{
+	uint64_t room = pmd_budget_room(&srv->core->budget);
+	uint64_t u = pmd_budget_unreserved(&srv->core->budget);
+	uint32_t extra = pulls_extra(c, x->pulls, x->npulls);
+	bool go = true;
+
+	if (room < x->npulls || u < extra)
+		*step = pmd_reclaim_wait(srv, s, q,
+					 room < x->npulls ? x->npulls - room : 0,
+					 u < extra ? extra - u : 0, true, &go);
+	if (!go)
+		return false;
+	x->held = room < x->npulls ? (uint32_t)room : x->npulls;
+	srv->core->budget.held += x->held;
+	return true;
+}
+
 enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 			      struct pmd_container *c, container_t h,
 			      frame_t start, uint32_t count, uint64_t keep_task,
@@ -364,6 +388,7 @@ enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 			      struct pmd_reply *r)
 {
 	struct pmd_io_piece pieces[PMD_PULL_MAX];
+	enum pmd_step step;
 	struct rctx *x;
 	error_t err = 0;
 
@@ -396,30 +421,9 @@ enum pmd_step pmd_remote_pull(struct pmd_server *srv, struct pmd_session *s,
 	x->owner_handle = pmd_container_handle_of(c->owner, c);
 	if (x->pulls[0].tagged)
 		return pull_return(srv, s, c, x, pushed, r);
-	/* No room here for them: the request waits while the pmd makes
-	 * some (cold frames go out), and pulls then. */
-	{
-		uint64_t room = pmd_budget_room(&srv->core->budget);
-		uint64_t u = pmd_budget_unreserved(&srv->core->budget);
-		uint32_t extra = pulls_extra(c, x->pulls, x->npulls);
-		enum pmd_step step = PMD_STEP_REPLY;
-		bool go = true;
-
-		if (room < x->npulls || u < extra)
-			step = pmd_reclaim_wait(srv, s, q,
-						room < x->npulls
-						? x->npulls - room : 0,
-						u < extra ? extra - u : 0,
-						true, r, &go);
-		if (!go) {
-			free(x);
-			return step;
-		}
-		/* The room they take is held until they are in: a fault
-		 * that waited for it must not find it gone to another
-		 * request when its frame arrives. */
-		x->held = room < x->npulls ? (uint32_t)room : x->npulls;
-		srv->core->budget.held += x->held;
+	if (!pull_room(srv, s, q, c, x, &step)) {
+		free(x);
+		return step;
 	}
 	pull_pieces(x, x->npulls, pieces);
 	err = rctx_go(srv, x, false, pieces, x->npulls, NULL,
