@@ -380,7 +380,15 @@ void pmd_reclaim_turn(struct pmd_server *srv);
 /* The loop's wait, bounded by the round's deadline. */
 int pmd_reclaim_timeout_ms(const struct pmd_server *srv, int timeout);
 /* Requests waiting now (the metrics'). */
-uint32_t pmd_reclaim_waiting(const struct pmd_server *srv);
+static inline uint32_t pmd_reclaim_waiting(const struct pmd_server *srv)
+{
+	uint32_t n = 0;
+
+	for (const struct pmd_list *p = srv->reclaim.waiters.next;
+	     p != &srv->reclaim.waiters; p = p->next)
+		n++;
+	return n;
+}
 /* The pmd ends (its sessions closed): what waited goes. */
 void pmd_reclaim_fini(struct pmd_server *srv);
 

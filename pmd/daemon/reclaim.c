@@ -356,16 +356,6 @@ int pmd_reclaim_timeout_ms(const struct pmd_server *srv, int timeout)
 	return timeout < 0 || (uint64_t)timeout > ms ? (int)ms : timeout;
 }
 
-uint32_t pmd_reclaim_waiting(const struct pmd_server *srv)
-{
-	uint32_t n = 0;
-
-	for (const struct pmd_list *p = srv->reclaim.waiters.next;
-	     p != &srv->reclaim.waiters; p = p->next)
-		n++;
-	return n;
-}
-
 void pmd_reclaim_fini(struct pmd_server *srv)
 {
 	struct pmd_list *p, *n;
