@@ -9,7 +9,10 @@
  *              run of slots, and scattered) against the pmd's path
  *   alloc      allocation throughput: batches of 4096 and single frames
  *   rpc        a small request (pm_task_stat) against a round trip on a
- *              Unix SEQPACKET socket pair
+ *              Unix SEQPACKET socket pair; the same through the request
+ *              ring (the default) against the session's socket
+ *              (PM_NO_RING=1); and 4 threads of one session making small
+ *              requests at once, through the ring against the socket
  *   io         4 KiB and 64 KiB read and write through the pmd against
  *              memcpy of the same size
  *   cow        a write that breaks a copy-on-write share against a plain
@@ -123,15 +126,29 @@ static void report(const char *name, const char *unit, double value,
 			target ? target : "", target ? "\"" : "");
 }
 
-/* A session without an I/O window: reads and writes carry their bytes
- * in the messages (the baseline of the window's figures). */
+/* A session without an I/O window nor a ring: reads and writes carry
+ * their bytes in the messages (the baseline of the window's figures). */
 static pm_t *connect_no_window(void)
 {
 	pm_t *pm;
 
 	setenv("PM_NO_WINDOW", "1", 1);
+	setenv("PM_NO_RING", "1", 1); /* (its slots have windows too) */
 	CHECK(pm_connect(sock_path, &pm));
 	unsetenv("PM_NO_WINDOW");
+	unsetenv("PM_NO_RING");
+	return pm;
+}
+
+/* A session without a request ring: every request on the socket (the
+ * baseline of the ring's figures). */
+static pm_t *connect_no_ring(void)
+{
+	pm_t *pm;
+
+	setenv("PM_NO_RING", "1", 1);
+	CHECK(pm_connect(sock_path, &pm));
+	unsetenv("PM_NO_RING");
 	return pm;
 }
 
@@ -315,6 +332,29 @@ static void echo_loop(int fd)
 			break;
 }
 
+/* 4 threads each making THREADS_REQS small requests on one session. */
+#define THREADS_N    4
+#define THREADS_REQS 200
+static void *threads_body(void *arg)
+{
+	struct pm_task_stat ts;
+
+	for (int i = 0; i < THREADS_REQS; i++)
+		CHECK(pm_task_stat(arg, &ts));
+	return NULL;
+}
+
+static void threads_rpc(pm_t *pm)
+{
+	pthread_t th[THREADS_N];
+
+	for (int i = 0; i < THREADS_N; i++)
+		if (pthread_create(&th[i], NULL, threads_body, pm))
+			die("pthread_create", EAGAIN);
+	for (int i = 0; i < THREADS_N; i++)
+		pthread_join(th[i], NULL);
+}
+
 /* The baseline of one small request: a round trip on a socket pair to
  * another process that echoes (as the pmd is another process: this is
  * the floor), measured in rounds alternating with the request. */
@@ -352,6 +392,22 @@ static void bench_rpc(void)
 	close(sv[0]);
 	waitpid(child, NULL, 0);
 	report("rpc.task_stat", "ns", t, "unix seqpacket rtt", rtt, "<= 2x");
+
+	/* The ring against the socket, the same request. */
+	pm_t *ns = connect_no_ring();
+	double t_sock;
+	MEASURE_PAIR(t, 100, CHECK(pm_task_stat(pm, &ts)),
+		     t_sock, 100, CHECK(pm_task_stat(ns, &ts)));
+	report("rpc.ring", "ns", t, "rpc on the socket", t_sock, NULL);
+
+	/* Several in flight: 4 threads of one session at once. */
+	double r_ring, r_sock;
+	MEASURE_PAIR(r_ring, 1, threads_rpc(pm), r_sock, 1, threads_rpc(ns));
+	r_ring /= THREADS_N * THREADS_REQS;
+	r_sock /= THREADS_N * THREADS_REQS;
+	report("rpc.threads4", "ns", r_ring, "4 threads on the socket", r_sock,
+	       NULL);
+	pm_disconnect(ns);
 	pm_disconnect(pm);
 }
 
@@ -383,23 +439,38 @@ static void bench_io(void)
 	report("io.write64k", "ns", t_w64, "memcpy 64 KiB", t_m64, NULL);
 	report("io.read64k", "ns", t_r64, "memcpy 64 KiB", t_m64, NULL);
 
-	/* Writes pass their bytes through the session's window; the same
-	 * with them in the message. */
+	/* On the socket, writes pass their bytes through the session's
+	 * window; the same with them in the message. */
+	pm_t *ns = connect_no_ring();
 	pm_t *nw = connect_no_window();
-	container_t cn;
-	double t_nw64;
+	container_t cn, cs;
+	double t_nw64, t_s4;
 	n = 16;
 	CHECK(pm_container_create(nw, &cn));
 	CHECK(pm_container_allocate(nw, cn, 0, &n, 0));
-	MEASURE_PAIR(t_w64, 50, CHECK(pm_container_write(pm, c, 0, 0, src, 65536)),
+	n = 16;
+	CHECK(pm_container_create(ns, &cs));
+	CHECK(pm_container_allocate(ns, cs, 0, &n, 0));
+	MEASURE_PAIR(t_w64, 50, CHECK(pm_container_write(ns, cs, 0, 0, src, 65536)),
 		     t_nw64, 50, CHECK(pm_container_write(nw, cn, 0, 0, src, 65536)));
 	report("io.write64k_window", "ns", t_w64, "io.write64k in the message",
 	       t_nw64, NULL);
-	MEASURE_PAIR(t_r64, 50, CHECK(pm_container_read(pm, c, 0, 0, buf, 65536)),
+	MEASURE_PAIR(t_r64, 50, CHECK(pm_container_read(ns, cs, 0, 0, buf, 65536)),
 		     t_nw64, 50, CHECK(pm_container_read(nw, cn, 0, 0, buf, 65536)));
 	report("io.read64k_window", "ns", t_r64, "io.read64k in the message",
 	       t_nw64, NULL);
 	pm_disconnect(nw);
+
+	/* The ring (the default) against the session's socket. */
+	MEASURE_PAIR(t_r4, 100, CHECK(pm_container_read(pm, c, 0, 0, buf, 4096)),
+		     t_s4, 100, CHECK(pm_container_read(ns, cs, 0, 0, buf, 4096)));
+	report("io.read4k_ring", "ns", t_r4, "io.read4k on the socket", t_s4,
+	       NULL);
+	MEASURE_PAIR(t_w4, 100, CHECK(pm_container_write(pm, c, 0, 0, src, 4096)),
+		     t_s4, 100, CHECK(pm_container_write(ns, cs, 0, 0, src, 4096)));
+	report("io.write4k_ring", "ns", t_w4, "io.write4k on the socket", t_s4,
+	       NULL);
+	pm_disconnect(ns);
 	pm_disconnect(pm);
 }
 

@@ -178,7 +178,7 @@ error_t pm_container_allocate(pm_t *pm, container_t container, frame_t start,
 	} else {
 		*count = 0;
 		if (!err || err != ECONNRESET) {
-			pm->broken = true;
+			__atomic_store_n(&pm->broken, true, __ATOMIC_RELAXED);
 			err = err == ECONNRESET ? err : EPROTO;
 		}
 	}
@@ -210,13 +210,79 @@ static bool window_gone(struct pm *pm, uint32_t flags, bool *renew)
 	return true;
 }
 
-/* Splits a transfer into io_max pieces; offsets count from `frame`. */
-error_t pm_container_read(pm_t *pm, container_t container, frame_t frame,
-			  size_t offset, void *buf, size_t len)
+/* One piece of a read or a write (up to io_max bytes at p) through the
+ * ring, with its slot's window: PMC_USE_SOCKET when there is no free
+ * slot or the pmd wants it on the socket. A slot whose window the pmd
+ * retired (EBADFD) is not used again. */
+static error_t io_ring(struct pm *pm, bool write, struct pm_io_req *req,
+		       uint8_t *p)
 {
-	uint8_t *p = buf;
+	struct pmc_rpc r = { .type = write ? PM_MSG_WRITE : PM_MSG_READ,
+			     .req = req, .req_len = sizeof(*req) };
+	uint32_t n = req->len;
+	error_t err;
+	int i = pmc_ring_get(pm);
 
-	if (!pm || (!buf && len))
+	if (i < 0)
+		return PMC_USE_SOCKET;
+	/* (The bytes go through the slot's window: replies carry none.) */
+	req->flags = PM_IO_WINDOW;
+	if (write)
+		memcpy(pm->ring.win[i], p, n);
+	err = pmc_ring_rpc(pm, i, &r);
+	if (err == EBADFD)
+		return PMC_USE_SOCKET; /* (the slot stays taken) */
+	if (!err && !write)
+		memcpy(p, pm->ring.win[i], n);
+	pmc_ring_put(pm, i);
+	return err;
+}
+
+/* The same on the socket, through the session's window when it has
+ * one, else with the bytes in the messages. */
+static error_t io_socket(struct pm *pm, bool write, struct pm_io_req *req,
+			 uint8_t *p)
+{
+	uint32_t n = req->len;
+	struct pmc_rpc r;
+	bool renew = false;
+	error_t err;
+
+	pthread_mutex_lock(&pm->lock);
+	do {
+		r = (struct pmc_rpc){ .type = write ? PM_MSG_WRITE
+						    : PM_MSG_READ,
+				      .req = req, .req_len = sizeof(*req) };
+		req->flags = pm->win ? PM_IO_WINDOW : 0;
+		if (write && pm->win) /* the bytes go through the window */
+			memcpy(pm->win, p, n);
+		else if (write) {
+			r.data = p;
+			r.data_len = n;
+		} else {
+			r.body = p;
+			r.body_max = n;
+		}
+		err = pmc_rpc(pm, &r);
+	} while (err == EBADFD && window_gone(pm, req->flags, &renew));
+	/* A read's bytes: in the reply, or (no body) in the window. */
+	if (!err && !write && r.body_len == 0 && req->flags)
+		memcpy(p, pm->win, n);
+	else if (!err && r.body_len != (write ? 0 : n)) {
+		__atomic_store_n(&pm->broken, true, __ATOMIC_RELAXED);
+		err = EPROTO;
+	}
+	if (renew)
+		pmc_window_open(pm);
+	pthread_mutex_unlock(&pm->lock);
+	return err;
+}
+
+/* Splits a transfer into io_max pieces; offsets count from `frame`. */
+static error_t io_split(pm_t *pm, bool write, container_t container,
+			frame_t frame, size_t offset, uint8_t *p, size_t len)
+{
+	if (!pm || (!p && len))
 		return EINVAL;
 	if (len == 0)
 		return 0;
@@ -226,28 +292,10 @@ error_t pm_container_read(pm_t *pm, container_t container, frame_t frame,
 		uint32_t n = len > pm->io_max ? pm->io_max : (uint32_t)len;
 		struct pm_io_req req = { .handle = container, .frame = frame,
 					 .offset = offset, .len = n };
-		struct pmc_rpc r;
-		bool renew = false;
-		error_t err;
+		error_t err = io_ring(pm, write, &req, p);
 
-		pthread_mutex_lock(&pm->lock);
-		do {
-			req.flags = pm->win ? PM_IO_WINDOW : 0;
-			r = (struct pmc_rpc){ .type = PM_MSG_READ, .req = &req,
-					      .req_len = sizeof(req), .body = p,
-					      .body_max = n };
-			err = pmc_rpc(pm, &r);
-		} while (err == EBADFD && window_gone(pm, req.flags, &renew));
-		/* In the reply, or (no body) in the window. */
-		if (!err && r.body_len == 0 && req.flags)
-			memcpy(p, pm->win, n);
-		else if (!err && r.body_len != n) {
-			pm->broken = true;
-			err = EPROTO;
-		}
-		if (renew)
-			pmc_window_open(pm);
-		pthread_mutex_unlock(&pm->lock);
+		if (err == PMC_USE_SOCKET)
+			err = io_socket(pm, write, &req, p);
 		if (err)
 			return err;
 		p += n;
@@ -257,49 +305,18 @@ error_t pm_container_read(pm_t *pm, container_t container, frame_t frame,
 	return 0;
 }
 
+error_t pm_container_read(pm_t *pm, container_t container, frame_t frame,
+			  size_t offset, void *buf, size_t len)
+{
+	return io_split(pm, false, container, frame, offset, buf, len);
+}
+
 error_t pm_container_write(pm_t *pm, container_t container, frame_t frame,
 			   size_t offset, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
-
-	if (!pm || (!buf && len))
-		return EINVAL;
-	if (len == 0)
-		return 0;
-	if (offset > UINT64_MAX - len)
-		return EINVAL;
-	while (len) {
-		uint32_t n = len > pm->io_max ? pm->io_max : (uint32_t)len;
-		struct pm_io_req req = { .handle = container, .frame = frame,
-					 .offset = offset, .len = n };
-		struct pmc_rpc r;
-		bool renew = false;
-		error_t err;
-
-		pthread_mutex_lock(&pm->lock);
-		do {
-			r = (struct pmc_rpc){ .type = PM_MSG_WRITE, .req = &req,
-					      .req_len = sizeof(req), .data = p,
-					      .data_len = n };
-			req.flags = 0;
-			if (pm->win) { /* the bytes go through the window */
-				memcpy(pm->win, p, n);
-				req.flags = PM_IO_WINDOW;
-				r.data = NULL;
-				r.data_len = 0;
-			}
-			err = pmc_rpc(pm, &r);
-		} while (err == EBADFD && window_gone(pm, req.flags, &renew));
-		if (renew)
-			pmc_window_open(pm);
-		pthread_mutex_unlock(&pm->lock);
-		if (err)
-			return err;
-		p += n;
-		offset += n;
-		len -= n;
-	}
-	return 0;
+	/* (A write's bytes are only read from buf.) */
+	return io_split(pm, true, container, frame, offset, (uint8_t *)buf,
+			len);
 }
 
 error_t pm_container_copy(pm_t *pm, container_t src, frame_t src_start,
@@ -350,7 +367,7 @@ error_t pm_nodes(pm_t *pm, struct pm_node_info *nodes, int *count)
 	err = pmc_rpc(pm, &r);
 	if (!err && (r.body_len < sizeof(*rep) || rep->count > PM_NODES_MAX ||
 		     r.body_len != sizeof(*rep) + rep->count * sizeof(*e))) {
-		pm->broken = true;
+		__atomic_store_n(&pm->broken, true, __ATOMIC_RELAXED);
 		err = EPROTO;
 	}
 	pthread_mutex_unlock(&pm->lock);

@@ -9,10 +9,13 @@
  *   map.c       maps through the pmd, and unmap
  *   api.c       every other call of pm.h
  *   follow.c    mappings that follow their frames (userfaultfd)
+ *   ring.c      the request ring: requests in shared memory, one in
+ *               flight per slot
  *
  * Lock key: (C) set at connect, read-only after; (M) pm->lock, which
- * keeps one request in flight per session and serialises every change
- * to the session's tables; (A) written under pm->lock with release
+ * keeps one request in flight on the socket and serialises every change
+ * to the session's tables (requests through the ring take a slot
+ * instead); (A) written under pm->lock with release
  * stores, read lock-free with acquire loads (the fast path), never freed
  * before pm_disconnect; (F) pm->follow.lock.
  */
@@ -80,11 +83,26 @@ struct pmc_reclaim {
 	pthread_t thread;              /* (R) */
 };
 
+/* The request ring (ring.c). Lock key: (S) atomic. */
+struct pmc_ring {
+	uint8_t *base;                 /* (C) the shared memory; NULL: none */
+	struct pm_ring_hdr *hdr;       /* (C) in it */
+	struct pm_ring_slot *slots;    /* (C) in it */
+	uint8_t *win[PM_RING_SLOTS];   /* (C) each slot's I/O window */
+	int bell;                      /* (C) the doorbell */
+	uint32_t free;                 /* (S) slots free, by bit */
+	uint32_t seq;                  /* (S) last request's sequence number */
+	uint64_t spin_ns;              /* (C) the longest spin; 0: never */
+	uint64_t avg_ns;               /* (S) a request's time, averaged */
+};
+/* pmc_ring_rpc's answer for a request the ring does not carry. */
+#define PMC_USE_SOCKET (-1)
+
 struct pm {
 	int fd;                        /* (C) the connection */
 	pthread_mutex_t lock;          /* the session lock, (M) */
 	uint32_t seq;                  /* (M) last request's sequence number */
-	bool broken;                   /* (M) the connection failed: ECONNRESET */
+	bool broken;                   /* (S) the connection failed: ECONNRESET */
 	pm_task_t task;                /* (C) after HELLO */
 	pm_node_t node;                /* (C) */
 	uint32_t io_max, map_max;      /* (C) */
@@ -100,6 +118,7 @@ struct pm {
 	uint8_t *win;                  /* (M) the session's I/O window, or
 	                                * NULL: reads and writes then carry
 	                                * their bytes in the messages */
+	struct pmc_ring ring;          /* the request ring */
 	char path[108];                /* (C) the pmd's socket */
 	struct pmc_reclaim reclaim;    /* the extra-frame protocol's */
 	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));     /* (M) */
@@ -139,6 +158,18 @@ error_t pmc_call(pm_t *pm, uint16_t type, const void *req, uint32_t req_len,
 /* A request naming one handle, with no reply body. */
 error_t pmc_call_handle(pm_t *pm, uint16_t type, container_t c);
 void pmc_close_fds(int *fds, uint32_t n);
+
+/* ring.c */
+/* The session's ring (pm->lock held at connect), unless PM_NO_RING=1 or
+ * the pmd has none to give. */
+void pmc_ring_open(struct pm *pm);
+void pmc_ring_close(struct pm *pm);
+/* A free slot, or -1 (none free, or no ring). */
+int pmc_ring_get(struct pm *pm);
+void pmc_ring_put(struct pm *pm, int i);
+/* The exchange through slot i (pmc_rpc's contract, no descriptors):
+ * PMC_USE_SOCKET when the ring does not carry it (nothing done). */
+error_t pmc_ring_rpc(struct pm *pm, int i, struct pmc_rpc *r);
 
 /* reclaim.c */
 void pmc_reclaim_init(struct pm *pm);

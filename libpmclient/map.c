@@ -146,7 +146,7 @@ static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
 	if (!err)
 		err = map_runs(pm, c, start, rep, region);
 	if (err == EPROTO)
-		pm->broken = true; /* the stream cannot be trusted any more */
+		__atomic_store_n(&pm->broken, true, __ATOMIC_RELAXED); /* the stream cannot be trusted any more */
 	if (err)
 		return err;
 	*done = rep->done;

@@ -1,8 +1,9 @@
 /*
  * session.c - the connection to the local pmd: one SEQPACKET socket,
- * one request in flight at a time (pm->lock), replies checked as strictly
- * as the pmd checks requests; connect (with the fault session and the I/O
- * window) and disconnect.
+ * one request in flight on it at a time (pm->lock), replies checked as
+ * strictly as the pmd checks requests; a request with a fixed reply
+ * through the ring when it can (ring.c); connect (with the fault
+ * session, the I/O window and the ring) and disconnect.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -41,7 +42,7 @@ error_t pmc_rpc(struct pm *pm, struct pmc_rpc *r)
 
 	r->nfds = 0;
 	r->body_len = 0;
-	if (pm->broken)
+	if (__atomic_load_n(&pm->broken, __ATOMIC_RELAXED))
 		return ECONNRESET;
 	if (len > PM_MSG_MAX)
 		return EMSGSIZE;
@@ -95,10 +96,10 @@ error_t pmc_rpc(struct pm *pm, struct pmc_rpc *r)
 proto:
 	pmc_close_fds(r->fds, r->nfds);
 	r->nfds = 0;
-	pm->broken = true; /* the stream cannot be trusted any more */
+	__atomic_store_n(&pm->broken, true, __ATOMIC_RELAXED); /* the stream cannot be trusted any more */
 	return EPROTO;
 broken:
-	pm->broken = true;
+	__atomic_store_n(&pm->broken, true, __ATOMIC_RELAXED);
 	return ECONNRESET;
 }
 
@@ -109,16 +110,26 @@ error_t pmc_call(pm_t *pm, uint16_t type, const void *req, uint32_t req_len,
 	struct pmc_rpc r = { .type = type, .req = req, .req_len = req_len,
 			     .body = body, .body_max = body_len };
 	error_t err;
+	int i;
 
 	if (!pm)
 		return EINVAL;
+	/* Through the ring when it carries it and a slot is free. */
+	i = pmc_ring_get(pm);
+	if (i >= 0) {
+		err = pmc_ring_rpc(pm, i, &r);
+		pmc_ring_put(pm, i);
+		if (err != PMC_USE_SOCKET)
+			goto done;
+	}
 	pthread_mutex_lock(&pm->lock);
 	err = pmc_rpc(pm, &r);
+	pthread_mutex_unlock(&pm->lock);
+done:
 	if (!err && r.body_len != body_len) {
-		pm->broken = true;
+		__atomic_store_n(&pm->broken, true, __ATOMIC_RELAXED);
 		err = EPROTO;
 	}
-	pthread_mutex_unlock(&pm->lock);
 	if (culprit)
 		*culprit = r.culprit;
 	return err;
@@ -263,6 +274,7 @@ error_t pm_connect(const char *endpoint, pm_t **pm_out)
 	follow_start(pm);
 	pthread_mutex_lock(&pm->lock);
 	pmc_window_open(pm);
+	pmc_ring_open(pm);
 	pthread_mutex_unlock(&pm->lock);
 	*pm_out = pm;
 	return 0;
@@ -285,6 +297,7 @@ void pm_disconnect(pm_t *pm)
 	pmc_follow_fini(&pm->follow);
 	close(pm->fd);
 	pmc_window_drop(pm);
+	pmc_ring_close(pm);
 	pmc_fast_fini(pm);
 	pthread_mutex_destroy(&pm->lock);
 	free(pm);

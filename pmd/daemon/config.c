@@ -260,6 +260,18 @@ static error_t set_reclaim_grace_ms(struct pmd_config *cfg, const char *val,
 	return err;
 }
 
+static error_t set_ring_spin_us(struct pmd_config *cfg, const char *val,
+				const char *where)
+{
+	uint64_t v;
+	error_t err = set_number(&v, 0, 10000, "ring-spin-us",
+				 "0 (never) to 10000 microseconds", val, where);
+
+	if (!err)
+		cfg->ring_spin_us = (uint32_t)v;
+	return err;
+}
+
 static error_t set_poll_us(struct pmd_config *cfg, const char *val,
 			   const char *where)
 {
@@ -337,6 +349,7 @@ static const struct setting {
 	{ "stop-ms", "stop_ms", set_stop_ms },
 	{ "reclaim-grace-ms", "reclaim_grace_ms", set_reclaim_grace_ms },
 	{ "poll-us", "poll_us", set_poll_us },
+	{ "ring-spin-us", "ring_spin_us", set_ring_spin_us },
 	{ "node-id", "node_id", set_node_id },
 	{ "cluster", NULL, set_cluster },
 	{ "transport", NULL, set_transport },
@@ -485,6 +498,10 @@ static void usage(FILE *f)
 "  --poll-us N          in a cluster, busy-poll rather than sleep while\n"
 "                       waiting for peers and for N us after a peer's\n"
 "                       traffic (default 0: sleep; wants a core per pmd)\n"
+"  --ring-spin-us N     after a task's request through its request ring,\n"
+"                       poll the rings rather than sleep for up to N us, only\n"
+"                       while the task runs on another CPU (default 50;\n"
+"                       0: never)\n"
 "  --config FILE        configuration file (INI, section [pmd])\n"
 "  --node-id N          this node's id (default 1)\n"
 "  --cluster FILE       the cluster file (several nodes)\n"
@@ -643,6 +660,7 @@ static void config_defaults(struct pmd_config *cfg)
 	cfg->stop_ms = 200;
 	cfg->reclaim_grace_ms = 100;
 	cfg->poll_us = 0;
+	cfg->ring_spin_us = 50;
 	cfg->node_id = 1;
 	cfg->admit = PMD_ADMIT_REMAINDER;
 	cfg->log_level = PMD_LOG_INFO;
@@ -699,6 +717,7 @@ size_t pmd_config_render(const struct pmd_config *cfg, char *buf, size_t cap)
 		     "stop_ms = %u\n"
 		     "reclaim_grace_ms = %u\n"
 		     "poll_us = %u\n"
+		     "ring_spin_us = %u\n"
 		     "node_id = %u\n"
 		     "cluster = %s\n"
 		     "transport = %s\n"
@@ -716,6 +735,7 @@ size_t pmd_config_render(const struct pmd_config *cfg, char *buf, size_t cap)
 		     (unsigned long)cfg->user_sessions,
 		     (unsigned long)cfg->user_handles, cfg->max_lock_ms,
 		     cfg->stop_ms, cfg->reclaim_grace_ms, cfg->poll_us,
+		     cfg->ring_spin_us,
 		     cfg->node_id, cfg->cluster,
 		     cfg->transport, cfg->backing_store,
 		     (unsigned long)cfg->backing_size, cfg->metrics,

@@ -32,6 +32,8 @@ struct pmd_config {
 	uint32_t reclaim_grace_ms;   /* a task's time to give back extra
 	                              * frames before the pmd takes them */
 	uint32_t poll_us;            /* busy-poll this long after activity */
+	uint32_t ring_spin_us;       /* poll the request rings this long
+	                              * after a request (0: never) */
 	uint16_t node_id;            /* this node's id */
 	char cluster[4096];          /* cluster file; "" on a single node */
 	struct pmd_cluster_conf *cluster_conf; /* loaded from it, or NULL */

@@ -27,6 +27,8 @@
  *               extra frames
  *   store.c     the backing store's I/O (io_uring), and pmd_rio, which
  *               sends remote pieces to the fabric or the store
+ *   ring.c      a session's request ring: requests in shared memory,
+ *               several in flight, each run as a sub-request
  *
  * A request that cannot be answered at once parks its session: the
  * pmd reads nothing more from it (its input goes off if it sends more)
@@ -120,6 +122,7 @@ struct pmd_session {
 	struct pmd_task *task;       /* (L) NULL until HELLO (or ATTACH) */
 	bool fault;                  /* (L) a task's fault session: RESOLVE only */
 	struct pmd_window *win;      /* (L) its I/O window, or NULL */
+	struct pmd_ring *ring;       /* (L) its request ring, or NULL */
 	bool win_gone;               /* (L) it had one and it was retired:
 	                              * requests through it answer
 	                              * PM_ST_WINDOW_GONE until a new one */
@@ -220,6 +223,16 @@ struct pmd_server {
 	bool waiting_peers;          /* (L) we wait for peers */
 	bool woke;                   /* (L) by the fabric's descriptor, or a
 	                              * deadline: the cluster's turn is due */
+	/* ring.c: the sessions' request rings. */
+	struct pmd_list rings;       /* (L) struct pmd_ring */
+	int doorbell_fd;             /* (C) their doorbell (an eventfd) */
+	bool rings_armed;            /* (L) the rings ask for the doorbell */
+	uint32_t cpu;                /* (L) where the loop last ran */
+	uint64_t ring_spin_ns;       /* (C) --ring-spin-us */
+	uint64_t ring_ns;            /* (L) when a ring's request last came */
+	bool ring_far;               /* (L) from a task on another CPU */
+	uint64_t ring_requests;      /* (L) the metrics' */
+	uint64_t ring_doorbells;     /* (L) */
 	uint8_t rx[PM_MSG_MAX + 1] __attribute__((aligned(16))); /* (L) one request */
 	uint8_t tx[PM_MSG_MAX] __attribute__((aligned(16)));     /* (L) one reply */
 	struct pmd_map_out map;      /* (L) scratch for MAP */
@@ -281,7 +294,16 @@ static inline enum pmd_step pmd_reply_now(struct pmd_reply *r, error_t err)
 	return PMD_STEP_REPLY;
 }
 
+/* server.c */
+/* Runs q for s, as the loop does: true when it is answered now (r);
+ * false when it waits or parks (answered by pmd_session_answer). */
+bool pmd_request_run(struct pmd_server *srv, struct pmd_session *s,
+		     const struct pmd_req *q, struct pmd_reply *r);
+
 /* handlers.c */
+/* Whether q may run from a request ring: 0, EPROTO (never there), or
+ * EXDEV (only on the session's socket: PM_ST_USE_SOCKET). */
+error_t pmd_ring_allows(const struct pmd_req *q);
 enum pmd_step pmd_dispatch(struct pmd_server *srv, struct pmd_session *s,
 			   const struct pmd_req *q, struct pmd_reply *r);
 /* Whether a body of len bytes is one a request of type takes (false for
@@ -391,6 +413,26 @@ static inline uint32_t pmd_reclaim_waiting(const struct pmd_server *srv)
 }
 /* The pmd ends (its sessions closed): what waited goes. */
 void pmd_reclaim_fini(struct pmd_server *srv);
+
+/* ring.c */
+error_t pmd_ring_init(struct pmd_server *srv);
+/* RING: s's ring, its slots' windows, and the doorbell. */
+enum pmd_step pmd_ring_create(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pm_ring_req *req,
+			      struct pmd_reply *r);
+/* Its session ends: requests in flight end unanswered; freed later. */
+void pmd_ring_close(struct pmd_server *srv, struct pmd_ring *g);
+/* Takes and runs what the rings hold; whether there was any. */
+bool pmd_ring_poll(struct pmd_server *srv);
+/* Whether the loop polls the rings rather than sleep. */
+bool pmd_ring_spin(const struct pmd_server *srv);
+/* Before the loop sleeps: the tasks ring the doorbell from now on.
+ * true when a request came meanwhile (do not sleep). */
+bool pmd_ring_arm(struct pmd_server *srv);
+void pmd_ring_disarm(struct pmd_server *srv);
+/* The doorbell rang (the loop's event). */
+void pmd_ring_doorbell(struct pmd_server *srv);
+void pmd_ring_fini(struct pmd_server *srv);
 
 /* xcopy.c */
 /* A copy between containers of different homes (checked: handles,

@@ -1102,6 +1102,12 @@ static enum pmd_step do_ping_node(struct pmd_server *srv,
 	return pmd_session_park(s, &x->base);
 }
 
+static enum pmd_step do_ring(struct pmd_server *srv, struct pmd_session *s,
+			     const struct pmd_req *q, struct pmd_reply *r)
+{
+	return pmd_ring_create(srv, s, q->body, r);
+}
+
 /* ---- the table ---- */
 
 /* Each type: its handler, the body size it takes (exact, or at least for
@@ -1151,7 +1157,32 @@ static const struct {
 	[PM_MSG_RECLAIM_HANDLER] = { do_reclaim_handler,
 				     sizeof(struct pm_reclaim_handler_req),
 				     false, false },
+	[PM_MSG_RING] = { do_ring, sizeof(struct pm_ring_req), false, false },
 };
+
+error_t pmd_ring_allows(const struct pmd_req *q)
+{
+	uint64_t h[2] = { 0, 0 };
+
+	switch (q->type) {
+	case PM_MSG_HELLO: case PM_MSG_MAP: case PM_MSG_ATTACH_KEY:
+	case PM_MSG_ATTACH: case PM_MSG_RESOLVE: case PM_MSG_BREAK:
+	case PM_MSG_WHERE: case PM_MSG_WINDOW: case PM_MSG_RING:
+		return EPROTO; /* descriptors, or not the task's session's */
+	case PM_MSG_IMPORT: /* may make a handle another home serves */
+	case PM_MSG_RECLAIM_HANDLER: case PM_MSG_METRICS: case PM_MSG_TASKS:
+	case PM_MSG_CONTAINERS: case PM_MSG_CONFIG: case PM_MSG_DRAIN:
+		return EXDEV; /* the session's own, or long replies */
+	}
+	if (handlers[q->type].handle) {
+		memcpy(&h[0], q->body, sizeof(h[0]));
+		if (q->type == PM_MSG_COPY)
+			memcpy(&h[1], (const uint8_t *)q->body +
+			       offsetof(struct pm_copy_req, dst), sizeof(h[1]));
+	}
+	/* (The session's table of handles other homes serve.) */
+	return (h[0] | h[1]) & PMD_FWD_BIT ? EXDEV : 0;
+}
 
 bool pmd_request_fits(uint32_t type, uint32_t len)
 {

@@ -51,6 +51,7 @@ static const char *const type_names[PM_MSG_TYPE_MAX] = {
 	[PM_MSG_METRICS] = "metrics", [PM_MSG_TASKS] = "tasks",
 	[PM_MSG_CONTAINERS] = "containers", [PM_MSG_CONFIG] = "config",
 	[PM_MSG_DRAIN] = "drain", [PM_MSG_RECLAIM_HANDLER] = "reclaim_handler",
+	[PM_MSG_RING] = "ring",
 	[PM_MSG_RECLAIM] = "reclaim",
 };
 
@@ -154,6 +155,15 @@ static void render_node(struct pmd_server *srv, struct text *t)
 	    (unsigned long)srv->reclaim.asked_total,
 	    (unsigned long)srv->reclaim.taken_total,
 	    (unsigned long)srv->reclaim.paged_total);
+	put(t, "# HELP pmd_ring_requests_total Requests taken from the "
+	    "tasks' request rings (all requests: pmd_requests_total).\n"
+	    "# TYPE pmd_ring_requests_total counter\n"
+	    "pmd_ring_requests_total %lu\n"
+	    "# HELP pmd_ring_doorbells_total Times a task woke the pmd for "
+	    "its ring.\n# TYPE pmd_ring_doorbells_total counter\n"
+	    "pmd_ring_doorbells_total %lu\n",
+	    (unsigned long)srv->ring_requests,
+	    (unsigned long)srv->ring_doorbells);
 	{
 		uint64_t rd, wr, er;
 

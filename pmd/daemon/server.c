@@ -33,7 +33,7 @@
 
 /* Runs q for s; what its step says happens, but for a reply now, which
  * is returned for the caller to send. true when it replies now. */
-static bool request_run(struct pmd_server *srv, struct pmd_session *s,
+bool pmd_request_run(struct pmd_server *srv, struct pmd_session *s,
 			const struct pmd_req *q, struct pmd_reply *r)
 {
 	switch (pmd_dispatch(srv, s, q, r)) {
@@ -83,7 +83,7 @@ static void requests_rerun(struct pmd_server *srv)
 
 		pmd_list_del(pos);
 		s->waiting = false;
-		if (!request_run(srv, s, &q, &r)) {
+		if (!pmd_request_run(srv, s, &q, &r)) {
 			if (s->waiting)
 				continue; /* it waits again, keeping its body */
 			free(s->saved); /* parked: its work kept what it needs */
@@ -171,7 +171,7 @@ static bool session_serve(struct pmd_server *srv, struct pmd_session *s)
 	     q.type != PM_MSG_WHERE) ||
 	    (!s->fault && (q.type == PM_MSG_BREAK || q.type == PM_MSG_WHERE)))
 		r.status = EPROTO;
-	else if (!request_run(srv, s, &q, &r))
+	else if (!pmd_request_run(srv, s, &q, &r))
 		return true;
 	if (r.status == EPROTO)
 		pmd_debug("task %#lx: bad request of type %u",
@@ -581,6 +581,8 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 	pmd_list_init(&srv->waiters);
 	pmd_list_init(&srv->vsessions);
 	pmd_list_init(&srv->stops);
+	pmd_list_init(&srv->rings);
+	srv->doorbell_fd = -1;
 	srv->stop_ns = (uint64_t)cfg->stop_ms * 1000000u;
 	srv->grace_ns = (uint64_t)cfg->reclaim_grace_ms * 1000000u;
 	pmd_reclaim_init(srv);
@@ -601,13 +603,17 @@ error_t pmd_server_create(const struct pmd_config *cfg, struct pmd_core *core,
 		pmd_err("signalfd/epoll: %m");
 		goto destroy;
 	}
-	err = pmd_store_open(srv);
+	err = pmd_ring_init(srv);
+	if (!err)
+		err = pmd_store_open(srv);
 	if (!err)
 		err = server_listen(srv, cfg->socket);
 	if (!err)
 		err = server_watch(srv, srv->listen_fd, &srv->listen_fd);
 	if (!err)
 		err = server_watch(srv, srv->signal_fd, &srv->signal_fd);
+	if (!err)
+		err = server_watch(srv, srv->doorbell_fd, &srv->doorbell_fd);
 	if (!err && cfg->cluster_conf)
 		err = server_join_cluster(srv, cfg);
 	if (!err && cfg->metrics[0])
@@ -698,7 +704,7 @@ static void loop_session(struct pmd_server *srv, struct pmd_session *s,
 error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 {
 	struct epoll_event evs[EPOLL_BATCH];
-	bool spin = loop_spin(srv);
+	bool spin = loop_spin(srv), ring_spin;
 	int n, timeout;
 
 	*stop = false;
@@ -709,19 +715,24 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 		spin = loop_cluster(srv, spin);
 	srv->woke = false;
 
+	pmd_ring_disarm(srv); /* awake: the rings need no doorbell */
+	pmd_ring_poll(srv);
 	pmd_reclaim_turn(srv);
 	while (srv->rerun)
 		requests_rerun(srv);
 	pmd_drain_turn(srv, stop);
 	if (*stop)
 		return 0; /* drained */
-	timeout = spin ? 0 : pmd_stop_timeout_ms(srv, srv->cluster
+	ring_spin = pmd_ring_spin(srv);
+	timeout = spin || ring_spin ? 0 : pmd_stop_timeout_ms(srv, srv->cluster
 		  ? pmd_cluster_timeout_ms(srv->cluster) : -1);
 	timeout = pmd_drain_timeout_ms(srv, timeout);
 	timeout = pmd_reclaim_timeout_ms(srv, timeout);
 	if (max_ms >= 0 && (timeout < 0 || timeout > max_ms))
 		timeout = max_ms;
 	timeout = server_accept_resume(srv, timeout);
+	if (timeout != 0 && pmd_ring_arm(srv))
+		timeout = 0; /* a request came meanwhile */
 	n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH, timeout);
 	pmd_stop_expire(srv);
 	if (n == 0)
@@ -731,6 +742,12 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 		 * shares the CPU run (a task our answer woke, a peer pmd). */
 		if (!srv->waiting_peers)
 			sched_yield();
+		return 0;
+	}
+	if (ring_spin && n == 0) {
+		/* Polling the rings for a task on another CPU: what shares
+		 * ours runs first. */
+		sched_yield();
 		return 0;
 	}
 	if (n < 0) {
@@ -754,6 +771,8 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 			server_accept(srv);
 		} else if (pmd_metrics_tag(srv, p)) {
 			pmd_metrics_event(srv, p);
+		} else if (p == &srv->doorbell_fd) {
+			pmd_ring_doorbell(srv);
 		} else if (p == &srv->store_tag) {
 			pmd_store_event(srv);
 		} else if (p == &srv->cluster_tag) {
@@ -798,6 +817,7 @@ void pmd_server_destroy(struct pmd_server *srv)
 		pmd_session_close(srv, pmd_container_of(pos, struct pmd_session,
 							link));
 	pmd_stop_fini(srv);
+	pmd_ring_fini(srv);
 	pmd_store_close(srv);
 	pmd_reclaim_fini(srv);
 	pmd_metrics_close(srv);

@@ -301,6 +301,7 @@ static void session_task_end(struct pmd_server *srv, struct pmd_session *s)
 
 void pmd_session_close(struct pmd_server *srv, struct pmd_session *s)
 {
+	pmd_ring_close(srv, s->ring); /* its requests in flight first */
 	if (s->pending)
 		s->pending->s = NULL; /* it finishes without us */
 	if (s->sub && s->sub_done) { /* its copy learns it went */

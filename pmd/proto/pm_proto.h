@@ -31,7 +31,9 @@
  *      WHERE (a fault on a mapping the pmd took away, by frame);
  *      DEBUG_LOANS (slots lent to and borrowed from each node, checked);
  *      the status USER_LIMIT (a user's sessions); METRICS; TASKS,
- *      CONTAINERS and CONFIG (the operator's: EPERM for others).
+ *      CONTAINERS and CONFIG (the operator's: EPERM for others);
+ *      DRAIN; RECLAIM_HANDLER and RECLAIM (the extra-frame protocol);
+ *      RING and the status USE_SOCKET (requests in shared memory).
  */
 #ifndef PM_PROTO_H
 #define PM_PROTO_H
@@ -96,6 +98,7 @@ enum pm_msg_type {
 	                       * then the pmd stops */
 	PM_MSG_RECLAIM_HANDLER = 38, /* pm_reclaim_handler_req -> empty */
 	PM_MSG_RECLAIM = 39,  /* pmd to library, on the fault session */
+	PM_MSG_RING = 40,     /* pm_ring_req -> pm_ring_rep + descriptors */
 	PM_MSG_TYPE_MAX,
 	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
 };
@@ -117,6 +120,10 @@ enum pm_status {
 	                             * the bytes in the messages, or ask for
 	                             * a new window (the library's: EBADFD,
 	                             * never given to the task) */
+	PM_ST_USE_SOCKET = 0x105,   /* a request in the ring that the pmd
+	                             * serves only on the socket: nothing
+	                             * was done, send it there (the
+	                             * library's, never given to the task) */
 	/* capabilities */
 	PM_ST_BAD_HANDLE = 0x200,   /* not a handle of this session: EBADF */
 	PM_ST_NO_RIGHT = 0x201,     /* handle lacks the right: EPERM */
@@ -730,6 +737,83 @@ struct pm_reclaim {
 	uint32_t pad;
 };
 static_assert(sizeof(struct pm_reclaim) == 8, "reclaim");
+
+/*
+ * The request ring (RING): requests and their replies in memory the task
+ * and its pmd share, so that a request costs no system call while the
+ * pmd is awake, and the task's threads have several in flight.
+ *
+ * The request: pm_ring_req (slots: PM_RING_SLOTS). The reply: pm_ring_rep
+ * and 2 + slots descriptors: the ring (a memfd sealed against resizing,
+ * PM_RING_BYTES), the doorbell (an eventfd), then one I/O window per slot
+ * (as WINDOW's). One ring a session (EEXIST after); a fault session and
+ * a session without HELLO have none (EPROTO).
+ *
+ * Layout: a header page, then the slots. A slot is the task's while FREE
+ * (claimed among its threads as the library likes), holds a request
+ * once SUBMITTED (msg: the header and body as on the socket, len bytes),
+ * and is the pmd's until DONE (msg: the reply, as on the socket, without
+ * descriptors). A request may be any type but HELLO, MAP, ATTACH_KEY,
+ * ATTACH, WINDOW, RING and the fault session's; a READ or WRITE through
+ * the ring names its slot's window (PM_IO_WINDOW), never the session's.
+ * The pmd answers PM_ST_USE_SOCKET to those it serves only on the socket
+ * (a handle another home serves, IMPORT): nothing done. The pmd copies
+ * a request out before it looks at it, and trusts nothing in the ring: a
+ * slot it serves is its own until it writes DONE, whatever the task
+ * writes meanwhile.
+ *
+ * Waking. The task counts its submissions (submitted, after the slot's
+ * state) and, when the pmd set `armed` (it is about to sleep, or
+ * sleeps), writes 1 to the doorbell. A task that waits for DONE sets its
+ * slot's `waiters` and sleeps on `state` (a futex on the shared page):
+ * the pmd wakes it after DONE when waiters is set. Both sides may spin a
+ * while before they sleep: pmd_cpu (the CPU the pmd runs on, or
+ * PM_RING_NO_CPU while it sleeps) and a slot's cpu (its submitter's)
+ * tell whether the other side runs on another CPU, the only case where
+ * spinning can pay.
+ */
+#define PM_RING_SLOTS      8u
+#define PM_RING_SLOT_BYTES 4096u
+#define PM_RING_MSG_MAX    (PM_RING_SLOT_BYTES - 64u)
+#define PM_RING_BYTES      (4096u + PM_RING_SLOTS * PM_RING_SLOT_BYTES)
+#define PM_RING_NO_CPU     UINT32_MAX
+enum pm_ring_state {
+	PM_RING_FREE = 0,
+	PM_RING_SUBMITTED = 1,
+	PM_RING_DONE = 2,
+};
+struct pm_ring_req {
+	uint32_t slots;         /* PM_RING_SLOTS */
+	uint32_t pad;           /* 0 */
+};
+static_assert(sizeof(struct pm_ring_req) == 8, "ring req");
+struct pm_ring_rep {
+	uint32_t slots;         /* PM_RING_SLOTS */
+	uint32_t slot_bytes;    /* PM_RING_SLOT_BYTES */
+	uint64_t size;          /* PM_RING_BYTES */
+	uint64_t window;        /* each slot's window: PM_IO_MAX */
+};
+static_assert(sizeof(struct pm_ring_rep) == 24, "ring rep");
+struct pm_ring_hdr {
+	/* The pmd's line. */
+	uint32_t armed;         /* 1: ring the doorbell after a submission */
+	uint32_t pmd_cpu;       /* where the pmd polls, or PM_RING_NO_CPU */
+	uint8_t pad0[56];
+	/* The task's line. */
+	uint32_t submitted;     /* submissions so far (wraps) */
+	uint8_t pad1[60];
+};
+static_assert(sizeof(struct pm_ring_hdr) == 128, "ring hdr");
+struct pm_ring_slot {
+	uint32_t state;         /* enum pm_ring_state */
+	uint32_t waiters;       /* the task sleeps on state: wake it */
+	uint32_t len;           /* of msg: the request, then the reply */
+	uint32_t cpu;           /* the submitter's CPU */
+	uint8_t pad[48];
+	uint8_t msg[PM_RING_MSG_MAX] __attribute__((aligned(16)));
+};
+static_assert(sizeof(struct pm_ring_slot) == PM_RING_SLOT_BYTES, "ring slot");
+static_assert(offsetof(struct pm_ring_slot, msg) == 64, "ring slot msg");
 
 static inline void pm_msg_hdr_init(struct pm_msg_hdr *h, uint16_t type,
 				   uint32_t length, uint32_t seq)
