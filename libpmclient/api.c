@@ -171,8 +171,7 @@ error_t pm_container_allocate(pm_t *pm, container_t container, frame_t start,
 		return EINVAL;
 	}
 	req.count = (uint32_t)*count;
-	pthread_mutex_lock(&pm->lock);
-	err = pmc_rpc(pm, &r);
+	err = pmc_request(pm, &r);
 	if (r.body_len == sizeof(rep)) {
 		*count = (int)rep.count; /* written on error too */
 	} else {
@@ -182,7 +181,6 @@ error_t pm_container_allocate(pm_t *pm, container_t container, frame_t start,
 			err = err == ECONNRESET ? err : EPROTO;
 		}
 	}
-	pthread_mutex_unlock(&pm->lock);
 	return err;
 }
 

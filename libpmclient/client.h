@@ -152,7 +152,10 @@ error_t pmc_rpc(struct pm *pm, struct pmc_rpc *r);
  * (PM_ST_WINDOW_GONE: EBADFD). */
 void pmc_window_open(struct pm *pm);
 void pmc_window_drop(struct pm *pm);
-/* A request with a fixed reply body (or none), taking the lock. */
+/* The exchange through the ring, or (not carried there, no free slot)
+ * on the socket, taking the lock. */
+error_t pmc_request(struct pm *pm, struct pmc_rpc *r);
+/* A request with a fixed reply body (or none), through pmc_request. */
 error_t pmc_call(pm_t *pm, uint16_t type, const void *req, uint32_t req_len,
 		 void *body, uint32_t body_len, uint64_t *culprit);
 /* A request naming one handle, with no reply body. */

@@ -103,6 +103,25 @@ broken:
 	return ECONNRESET;
 }
 
+error_t pmc_request(struct pm *pm, struct pmc_rpc *r)
+{
+	error_t err;
+	int i;
+
+	/* Through the ring when it carries it and a slot is free. */
+	i = pmc_ring_get(pm);
+	if (i >= 0) {
+		err = pmc_ring_rpc(pm, i, r);
+		pmc_ring_put(pm, i);
+		if (err != PMC_USE_SOCKET)
+			return err;
+	}
+	pthread_mutex_lock(&pm->lock);
+	err = pmc_rpc(pm, r);
+	pthread_mutex_unlock(&pm->lock);
+	return err;
+}
+
 /* A request with a fixed reply body (or none). */
 error_t pmc_call(pm_t *pm, uint16_t type, const void *req, uint32_t req_len,
 		 void *body, uint32_t body_len, uint64_t *culprit)
@@ -110,22 +129,10 @@ error_t pmc_call(pm_t *pm, uint16_t type, const void *req, uint32_t req_len,
 	struct pmc_rpc r = { .type = type, .req = req, .req_len = req_len,
 			     .body = body, .body_max = body_len };
 	error_t err;
-	int i;
 
 	if (!pm)
 		return EINVAL;
-	/* Through the ring when it carries it and a slot is free. */
-	i = pmc_ring_get(pm);
-	if (i >= 0) {
-		err = pmc_ring_rpc(pm, i, &r);
-		pmc_ring_put(pm, i);
-		if (err != PMC_USE_SOCKET)
-			goto done;
-	}
-	pthread_mutex_lock(&pm->lock);
-	err = pmc_rpc(pm, &r);
-	pthread_mutex_unlock(&pm->lock);
-done:
+	err = pmc_request(pm, &r);
 	if (!err && r.body_len != body_len) {
 		__atomic_store_n(&pm->broken, true, __ATOMIC_RELAXED);
 		err = EPROTO;
