@@ -419,7 +419,8 @@ static uint32_t raw_ring_call(struct raw_ring *r, uint32_t i, uint16_t type,
 	const struct pm_reply *rep = (const struct pm_reply *)(rh + 1);
 
 	pm_msg_hdr_init(h, type, (uint32_t)sizeof(*h) + len, 1000 + i);
-	memcpy(h + 1, body, len);
+	if (len)
+		memcpy(h + 1, body, len);
 	raw_submit(r, i, buf, (uint32_t)sizeof(*h) + len);
 	for (int k = 0; k < 5000; k++) {
 		if (__atomic_load_n(&r->slots[i].state, __ATOMIC_ACQUIRE) ==
