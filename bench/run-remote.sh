@@ -18,6 +18,9 @@
 #                    and a frame both map, touched in turn (it moves to
 #                    node 1 and back each time: move_pair), against a
 #                    forwarded 4 KiB read;
+#   figures_free:    nothing pinned, default options: what users get (the
+#                    tasks' request rings spin while the other side runs on
+#                    another CPU, the pmds do not busy-poll the fabric);
 #   figures_polling: each pmd on a CPU of its own (node 1 with pm-bench on
 #                    CPU 0, node 2 on CPU 1) and busy-polling
 #                    (--poll-us 1000), as nodes with a core per pmd would
@@ -47,9 +50,13 @@ polling=false
 bench='sleep 1; taskset -c 0 "$0/bench/pm-bench" --socket \
 	"$PMD_CLUSTER_DIR/n1.sock" --remote-node 2 --home-socket \
 	"$PMD_CLUSTER_DIR/n2.sock" --json "$1" remote forward >/dev/null'
+free='sleep 1; "$0/bench/pm-bench" --socket "$PMD_CLUSTER_DIR/n1.sock" \
+	--remote-node 2 --json "$1" remote >/dev/null'
 for r in $(seq 1 "$rounds"); do
 	taskset -c 0 "$top/deploy/cluster.sh" run 2 -- bash -c "$bench" \
 		"$build" "$tmp/api.$r.json" >/dev/null
+	"$top/deploy/cluster.sh" run 2 -- bash -c "$free" \
+		"$build" "$tmp/free.$r.json" >/dev/null
 	if $polling; then
 		PMD_CLUSTER_CPUS="0 1" PMD_ARGS="--poll-us 1000" \
 			"$top/deploy/cluster.sh" run 2 -- bash -c "$bench" \
@@ -61,6 +68,7 @@ done
 [ -n "$(ls "$tmp"/poll.*.json 2>/dev/null)" ] || echo '[]' >"$tmp/poll.0.json"
 jq -n --slurpfile api <(jq -s . "$tmp"/api.*.json) \
       --slurpfile poll <(jq -s . "$tmp"/poll.*.json) \
+      --slurpfile free <(jq -s . "$tmp"/free.*.json) \
       --slurpfile raw <(jq -s . "$tmp"/raw.*.json) '
   def med: sort | .[(length / 2 | floor)];
   def api($s; $n): [$s[] | .[] | select(.name == $n) | .value] | med;
@@ -91,6 +99,7 @@ jq -n --slurpfile api <(jq -s . "$tmp"/api.*.json) \
      messages_MBps: ([$v[].baseline_value] | med | round),
      ratio: ([$v[] | .value / .baseline_value] | med | r3)};
   {bench: "remote", rounds: ($api[0] | length), figures: figs($api[0]),
+   figures_free: figs($free[0]),
    forwarded: {read_4k: fwd($api[0]; "forward.read4k"),
                write_4k: fwd($api[0]; "forward.write4k"),
                read_64k: fwd($api[0]; "forward.read64k"),
