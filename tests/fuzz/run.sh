@@ -3,7 +3,7 @@
 #
 # Builds the fuzzing build (clang, -DPMD_FUZZING=ON: libFuzzer's coverage
 # and ASan+UBSan in every library) in build-fuzz/, then runs each target
-# (all five by default) for SECONDS (60 by default) from its checked-in
+# (all six by default) for SECONDS (60 by default) from its checked-in
 # corpus. What the run learns goes to build-fuzz/corpus/TARGET, never into
 # the tree. A failure stops the run with the input that caused it in
 # build-fuzz/findings/TARGET/: once fixed, copy it into corpus/TARGET/ as
@@ -15,7 +15,7 @@ secs=${1:-60}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] ||
-	targets=(task_request node_request membership cluster_file config_file)
+	targets=(task_request ring node_request membership cluster_file config_file)
 case $secs in
 	''|*[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2 ;;
 esac

@@ -206,6 +206,41 @@ CONFIG = {
 }
 
 
+def rreq(type_, body=b"", slot=0, wait=True):  # a request in a slot
+    return struct.pack("<BBH", (slot << 4) | (0 if wait else 3), type_,
+                       len(body)) + body
+
+
+def rraw(data, declared, slot=0):  # the slot's message as it is
+    return struct.pack("<BHH", (slot << 4) | 1, len(data), declared) + data
+
+
+def rscr(what, value, slot=0):  # a scribble
+    return struct.pack("<BBI", (slot << 4) | 2, what, value)
+
+
+MSG_HDR = struct.pack("<IHHII", 0x31444d50, 1, TASK_STAT, 16, 1)
+RING = {
+    "basics": [rreq(TASK_STAT), rreq(CREATE), rreq(ALLOCATE, alloc(0, 0, 4)),
+               rreq(WRITE, io(0, 0, 0, 4096, 1), slot=1),
+               rreq(READ, io(0, 1, 0, 8192, 1), slot=2),
+               rreq(COPY, h(0) + struct.pack("<Q", 0) + h(0) +
+                    struct.pack("<QII", 2, 2, 0)),
+               rreq(STAT, h(0)), rreq(DEALLOCATE, alloc(0, 0, 1)[:24]),
+               rreq(DESTROY, h(0))],
+    "refused": [rreq(HELLO, HELLO_REQ), rreq(MAP, alloc(0, 0, 1)),
+                rreq(IMPORT, b"\0" * 48), rreq(WINDOW), rreq(40, b"\0" * 8),
+                rreq(STAT, b"\1\2\3"), rreq(200)],
+    "inflight": [rreq(CREATE)] + [rreq(TASK_STAT, slot=k, wait=False)
+                                  for k in range(8)] + [rreq(STAT, h(0))],
+    "framing": [rraw(MSG_HDR, 16), rraw(MSG_HDR, 17, slot=1),
+                rraw(MSG_HDR, 5000, slot=2)],
+    "scribbles": [rscr(0, 77), rscr(2, 12345), rscr(3, 9), rscr(4, 1),
+                  rscr(5, 1, slot=3), rreq(TASK_STAT, slot=4),
+                  rscr(0, 1, slot=4), rscr(2, 1), rreq(TASK_STAT, slot=5)],
+}
+
+
 def write(target, name, data):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -224,6 +259,8 @@ def main():
         write("cluster_file", name, data)
     for name, data in CONFIG.items():
         write("config_file", name, data)
+    for name, recs in RING.items():
+        write("ring", name, b"".join(recs))
 
 
 if __name__ == "__main__":
