@@ -306,8 +306,9 @@ static bool ring_look(struct pmd_server *srv, struct pmd_ring *g, bool *any)
 	if (n == g->seen)
 		return true;
 	g->seen = n;
-	for (uint32_t k = 0; k < PM_RING_SLOTS && g->s; k++) {
-		uint32_t i = (g->next + k) % PM_RING_SLOTS;
+	/* Every slot once, from where the last look stopped (fairness). */
+	for (uint32_t k = 0, start = g->next; k < PM_RING_SLOTS && g->s; k++) {
+		uint32_t i = (start + k) % PM_RING_SLOTS;
 
 		if (g->slot[i].sub ||
 		    __atomic_load_n(&g->slots[i].state, __ATOMIC_ACQUIRE) !=

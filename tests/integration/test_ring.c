@@ -407,6 +407,13 @@ static void raw_submit(struct raw_ring *r, uint32_t i, const void *msg,
 	assert_int_equal(write(r->bell, &one, sizeof(one)), sizeof(one));
 }
 
+static void raw_submit_bell(struct raw_ring *r)
+{
+	uint64_t one = 1;
+
+	assert_int_equal(write(r->bell, &one, sizeof(one)), sizeof(one));
+}
+
 /* A request of type with body in slot i: the wire status of its answer
  * (within 5 s). */
 static uint32_t raw_ring_call(struct raw_ring *r, uint32_t i, uint16_t type,
@@ -448,6 +455,46 @@ static bool raw_closed(struct raw_ring *r)
 		usleep(10000);
 	}
 	return false;
+}
+
+/* Requests in every slot at once, one doorbell: each answered, with no
+ * submission after it to make the pmd look again. */
+static void every_slot_submitted_at_once_is_answered(void **state)
+{
+	struct pm_ring_req ok = { .slots = PM_RING_SLOTS };
+	struct raw_ring r;
+
+	(void)state;
+	assert_int_equal(raw_ring_open(&test_pmd, &r, &ok, true), PM_ST_OK);
+	for (int round = 0; round < 50; round++) {
+		uint32_t first = (uint32_t)round % PM_RING_SLOTS;
+		uint32_t n = 2 + (uint32_t)round % (PM_RING_SLOTS - 1);
+
+		for (uint32_t k = 0; k < n; k++) {
+			uint32_t i = (first + k) % PM_RING_SLOTS;
+			struct pm_msg_hdr *h = (struct pm_msg_hdr *)
+					       r.slots[i].msg;
+
+			pm_msg_hdr_init(h, PM_MSG_TASK_STAT, sizeof(*h), i);
+			r.slots[i].len = sizeof(*h);
+			__atomic_store_n(&r.slots[i].state, PM_RING_SUBMITTED,
+					 __ATOMIC_RELEASE);
+		}
+		__atomic_add_fetch(&r.hdr->submitted, n, __ATOMIC_SEQ_CST);
+		raw_submit_bell(&r);
+		for (uint32_t k = 0; k < n; k++) {
+			uint32_t i = (first + k) % PM_RING_SLOTS;
+
+			for (int t = 0; t < 2000 &&
+			     __atomic_load_n(&r.slots[i].state,
+					     __ATOMIC_ACQUIRE) != PM_RING_DONE;
+			     t++)
+				usleep(1000);
+			assert_int_equal(r.slots[i].state, PM_RING_DONE);
+			r.slots[i].state = PM_RING_FREE;
+		}
+	}
+	raw_ring_close(&r);
 }
 
 static void the_ring_refuses_bad_input(void **state)
@@ -557,6 +604,9 @@ int main(void)
 			test_clean_teardown),
 		cmocka_unit_test_teardown(
 			a_task_killed_with_requests_in_its_ring,
+			test_clean_teardown),
+		cmocka_unit_test_teardown(
+			every_slot_submitted_at_once_is_answered,
 			test_clean_teardown),
 		cmocka_unit_test_teardown(the_ring_refuses_bad_input,
 					  test_clean_teardown),
