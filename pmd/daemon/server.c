@@ -735,8 +735,10 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 		timeout = 0; /* a request came meanwhile */
 	n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH, timeout);
 	pmd_stop_expire(srv);
-	if (n == 0)
-		srv->woke = true; /* a deadline */
+	if (n == 0 && timeout != 0)
+		srv->woke = true; /* a deadline (a poll's empty answer is
+				   * none: the cluster's turn would cost every
+				   * turn of a spin its provider's progress) */
 	if (spin && n == 0) {
 		/* Nothing yet. Unless our own task waits with us, let what
 		 * shares the CPU run (a task our answer woke, a peer pmd). */
