@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pm_proto.h"
@@ -241,6 +242,14 @@ uint32_t test_raw_call(int fd, uint16_t type, const void *body, uint32_t len,
 		memcpy(out, rep + 1, out_len);
 	}
 	return rep->status;
+}
+
+uint64_t test_ms_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
 uint64_t test_metric(pm_t *pm, const char *name)

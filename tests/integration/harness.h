@@ -48,6 +48,9 @@ int test_raw_connect(const struct pmd_proc *p);
 uint32_t test_raw_call(int fd, uint16_t type, const void *body, uint32_t len,
 		       void *out, uint32_t out_len);
 
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t test_ms_now(void);
+
 /* Asserts the pmd's accounting invariant and returns the debug stat. */
 struct pm_debug_stat test_check(pm_t *pm);
 /* A metric's value in the pmd's text (0 when absent). */

@@ -32,14 +32,6 @@
 #define E (NODE_FRAMES - G)       /* A's extra frames: the rest of it */
 #define GRACE_MS 1500u
 
-static uint64_t ms_now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 /* Task A: frames 0..G-1 guaranteed, G..G+E-1 extra, each holding its
  * pattern; the node is full. */
 static container_t fill(pm_t *a)
@@ -71,13 +63,13 @@ static pm_t *newcomer(void)
 /* B's guaranteed allocation of n frames: ms it took. */
 static uint64_t b_allocates(pm_t *b, container_t *c, unsigned n)
 {
-	uint64_t t0 = ms_now();
+	uint64_t t0 = test_ms_now();
 	int done = (int)n;
 
 	assert_int_equal(pm_container_create(b, c), 0);
 	assert_int_equal(pm_container_allocate(b, *c, 0, &done, 0), 0);
 	assert_int_equal(done, n);
-	return ms_now() - t0;
+	return test_ms_now() - t0;
 }
 
 /* ---- a task that gives frames back ---- */
@@ -299,9 +291,9 @@ static void frames_under_a_lock_are_not_taken(void **state)
 	assert_int_equal(pm_container_lock(s, ref, 8000), 0);
 	b = newcomer();
 	assert_int_equal(pm_container_create(b, &cb), 0);
-	t0 = ms_now();
+	t0 = test_ms_now();
 	assert_int_equal(pm_container_allocate(b, cb, 0, &done, 0), ENOMEM);
-	fprintf(stderr, "ENOMEM after %lu ms\n", (unsigned long)(ms_now() - t0));
+	fprintf(stderr, "ENOMEM after %lu ms\n", (unsigned long)(test_ms_now() - t0));
 	assert_int_equal(pm_container_unlock(s, ref), 0);
 	intact(a, c, 0, G + E);
 	test_check(a);
@@ -448,7 +440,7 @@ static void guaranteed_frames_go_to_the_backing_store(void **state)
 	assert_memory_equal(m + 5 * PM_FRAME_SIZE + 8, want + 8, 64);
 	w = test_storer_start(m, 16);
 	for (frame_t f = 0; f < 256; f += 64) {
-		uint64_t t0 = ms_now();
+		uint64_t t0 = test_ms_now();
 		void *m1;
 
 		error_t err = pm_container_map(t[1], c[1], f, 64,
@@ -463,7 +455,7 @@ static void guaranteed_frames_go_to_the_backing_store(void **state)
 		assert_int_equal(pm_container_unmap(t[1], m1, 64), 0);
 		fprintf(stderr, "task 1 mapped frames %lu-%lu in %lu ms\n",
 			(unsigned long)f, (unsigned long)f + 63,
-			(unsigned long)(ms_now() - t0));
+			(unsigned long)(test_ms_now() - t0));
 	}
 	test_storer_end(w, t[0], c[0]);
 	/* A frame in the store copied, written through the pmd. */

@@ -38,14 +38,6 @@
 #define E (1024u - G)
 #define GRACE_MS 1500u
 
-static uint64_t ms_now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 static uint64_t ring_requests(pm_t *pm)
 {
 	return test_metric(pm, "\npmd_ring_requests_total ");
@@ -159,7 +151,7 @@ static void *allocate_parked(void *arg)
 	int n = 16;
 
 	p->err = pm_container_allocate(p->pm, p->c, 0, &n, 0);
-	p->done_ms = ms_now();
+	p->done_ms = test_ms_now();
 	return NULL;
 }
 
@@ -179,13 +171,13 @@ static void a_parked_request_holds_up_nothing_else(void **state)
 	b = test_connect(&test_pmd);
 	p = (struct parked){ .pm = b };
 	assert_int_equal(pm_container_create(b, &p.c), 0);
-	t0 = ms_now();
+	t0 = test_ms_now();
 	assert_int_equal(pthread_create(&th, NULL, allocate_parked, &p), 0);
 	usleep(100000); /* it is parked by now */
 	/* The same session's other requests run meanwhile. */
 	for (int i = 0; i < 200; i++)
 		assert_int_equal(pm_task_stat(b, &ts), 0);
-	stats_ms = ms_now();
+	stats_ms = test_ms_now();
 	pthread_join(th, NULL);
 	assert_int_equal(p.err, 0);
 	assert_true(stats_ms - t0 < GRACE_MS / 2);
@@ -297,12 +289,12 @@ static void a_pmd_that_dies_answers_econnreset(void **state)
 	assert_int_equal(pm_container_create(b, &q.c), 0);
 	assert_int_equal(pthread_create(&th, NULL, allocate_parked, &q), 0);
 	usleep(200000);
-	t0 = ms_now();
+	t0 = test_ms_now();
 	assert_int_equal(kill(p.pid, SIGKILL), 0);
 	waitpid(p.pid, NULL, 0);
 	pthread_join(th, NULL);
 	assert_int_equal(q.err, ECONNRESET);
-	assert_true(ms_now() - t0 < 2000);
+	assert_true(test_ms_now() - t0 < 2000);
 	pm_disconnect(b);
 	pm_disconnect(a);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p.dir);

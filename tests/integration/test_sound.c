@@ -454,14 +454,6 @@ static uint32_t raw_call(int fd, uint16_t type, const void *body, uint32_t len,
 	return rep->status;
 }
 
-static uint64_t ms_now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 /* A task spoken for by hand: HELLO on main_fd, its fault session
  * attached on fs, and a container of n frames (its handle). */
 static struct pm_handle_rep raw_task(int main_fd, int fs, uint32_t n)
@@ -521,17 +513,17 @@ static void a_library_that_does_not_answer(void **state)
 				  NULL, 0), PM_ST_OK);
 
 	struct pm_move_req mv = { .handle = c.handle, .frame = 0 };
-	t0 = ms_now();
+	t0 = test_ms_now();
 	raw_send(main_fd, PM_MSG_MOVE, &mv, sizeof(mv));
 	/* The STOP comes, and nobody answers it. */
 	assert_int_equal(raw_recv(fs, msg, sizeof(msg)), PM_MSG_STOP);
 	/* Everyone else is served meanwhile. */
-	uint64_t t1 = ms_now();
+	uint64_t t1 = test_ms_now();
 	assert_int_equal(pm_task_stat(other, &ts), 0);
-	t_other = ms_now() - t1;
+	t_other = test_ms_now() - t1;
 	assert_int_equal(raw_recv(main_fd, msg, sizeof(msg)),
 			 PM_MSG_MOVE | PM_MSG_REPLY);
-	waited = ms_now() - t0;
+	waited = test_ms_now() - t0;
 	assert_int_equal(((struct pm_reply *)(msg + sizeof(struct pm_msg_hdr)))->status,
 			 PM_ST_OK);
 	assert_int_equal(raw_recv(fs, msg, sizeof(msg)), PM_MSG_RESUME);
