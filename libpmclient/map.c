@@ -116,6 +116,11 @@ static error_t map_runs(struct pm *pm, container_t c, frame_t start,
 	return err;
 }
 
+/* Frames a MAP through the ring may ask for: its answer (runs, no
+ * descriptor) fits a slot. */
+#define RING_MAP_MAX ((PM_RING_MSG_MAX - PM_REPLY_HDR - \
+		       sizeof(struct pm_map_rep)) / sizeof(struct pm_map_run))
+
 /* Maps frames start.. into region: one MAP exchange; *done frames mapped.
  * Must hold pm->lock. */
 static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
@@ -134,7 +139,26 @@ static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
 
 	/* The reply body lands in tx, free once the request is sent. */
 	static_assert(sizeof(((struct pm *)0)->tx) >= PM_MSG_MAX, "tx size");
-	err = pmc_rpc(pm, &r);
+	/* Through the ring when its answer fits a slot (the pmd sends it to
+	 * the socket if it brings descriptors). */
+	err = PMC_USE_SOCKET;
+	if (count <= RING_MAP_MAX) {
+		struct pmc_rpc q = r;
+		int i = pmc_ring_get(pm);
+
+		q.fds = NULL;
+		q.fds_max = 0;
+		q.body_max = (uint32_t)(sizeof(*rep) +
+					count * sizeof(struct pm_map_run));
+		if (i >= 0) {
+			err = pmc_ring_rpc(pm, i, &q);
+			pmc_ring_put(pm, i);
+			r.body_len = q.body_len;
+			r.nfds = 0;
+		}
+	}
+	if (err == PMC_USE_SOCKET)
+		err = pmc_rpc(pm, &r);
 	if (err)
 		return err;
 	if (!map_reply_ok(rep, r.body_len, r.nfds, count)) {

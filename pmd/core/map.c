@@ -128,6 +128,26 @@ static bool map_run_add(struct pmd_core *core, const struct pmd_task *task,
 	return true;
 }
 
+bool pmd_map_sends_fds(const struct pmd_core *core,
+		       const struct pmd_task *task, const struct pmd_map *m)
+{
+	const struct pmd_container *c = m->cont;
+	bool force = (m->flags & CONT_MAP_WRITE) &&
+		     (m->flags & CONT_MAP_FORCE_WRITE);
+
+	if (!c->view || !pmd_task_has_segment(task, c->view->id))
+		return true;
+	if (m->nforeign || (force && m->ncow))
+		return true; /* new slots, perhaps in a new segment */
+	for (uint32_t i = 0; i < m->count; i++) {
+		const struct pmd_frame *e = pmd_ftab_lookup(&c->frames,
+							    m->start + i);
+		if (!pmd_task_has_segment(task, pmd_frame_seg(core, e)->id))
+			return true;
+	}
+	return false;
+}
+
 error_t pmd_map_invoke(struct pmd_core *core, struct pmd_task *task,
 		       const struct pmd_map *m, struct pmd_map_out *out)
 {

@@ -64,6 +64,12 @@ error_t pmd_map_decode(struct pmd_core *core, struct pmd_task *task,
 		       container_t h, frame_t start, uint32_t count,
 		       uint32_t flags, struct pmd_map *m,
 		       struct pmd_culprit *why);
+/* Whether invoking m would give the task descriptors (the view, or a
+ * segment it does not hold; conservatively, whenever frames get new
+ * slots): a map from a request ring, which cannot carry them, goes to
+ * the socket then. m has no remote frame. */
+bool pmd_map_sends_fds(const struct pmd_core *core,
+		       const struct pmd_task *task, const struct pmd_map *m);
 /* Invoke (m has no remote frame): the view made if it is the first map,
  * the copies FORCE_WRITE breaks, the runs; the task now holds what out
  * sends. ENOMEM when what it reserves cannot be had. */

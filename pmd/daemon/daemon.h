@@ -153,8 +153,13 @@ struct pmd_session {
 	                              * RDMA to or from vnode's window: */
 	struct pmd_nreq_window vwin_rk; /* (C) its registration */
 	/* Or a *sub-request*: one the pmd runs for a task of its own (a
-	 * copy between homes, xcopy.c), also virtual, answered here. */
+	 * copy between homes, xcopy.c; a request from its ring, ring.c),
+	 * also virtual, answered here. */
 	bool sub;                    /* (C) */
+	bool from_ring;              /* (C) from a ring: no descriptors in
+	                              * its reply; */
+	bool to_socket;              /* (L) its handler wants it sent on the
+	                              * socket instead (nothing done) */
 	void (*sub_done)(void *arg, const struct pmd_reply *r); /* (L) once;
 	                              * r NULL: closed unanswered */
 	void *sub_arg;               /* (C) */

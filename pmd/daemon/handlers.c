@@ -424,7 +424,7 @@ static enum pmd_step do_map(struct pmd_server *srv, struct pmd_session *s,
 	error_t err;
 	bool none, go;
 
-	if (s->virt) /* a task of another node: the frames go there */
+	if (s->virt && !s->sub) /* another node's task: the frames go there */
 		return pmd_remote_push(srv, s, q, r);
 	err = pmd_map_decode(srv->core, s->task, req->handle, req->start,
 			     req->count, req->flags, &m, &r->why);
@@ -433,6 +433,12 @@ static enum pmd_step do_map(struct pmd_server *srv, struct pmd_session *s,
 	if (m.remote) /* here first, a batch at a time; then the map again */
 		return pmd_remote_pull(srv, s, m.cont, req->handle, req->start,
 				       req->count, 0, false, q, &none, r);
+	/* From a ring, a map that would give descriptors goes to the
+	 * socket (before anything is done but the frames brought home). */
+	if (s->from_ring && pmd_map_sends_fds(srv->core, s->task, &m)) {
+		s->to_socket = true;
+		return pmd_reply_now(r, 0);
+	}
 	step = pmd_stop_first(srv, s, q, r, &go);
 	if (!go)
 		return step;
@@ -1165,10 +1171,11 @@ error_t pmd_ring_allows(const struct pmd_req *q)
 	uint64_t h[2] = { 0, 0 };
 
 	switch (q->type) {
-	case PM_MSG_HELLO: case PM_MSG_MAP: case PM_MSG_ATTACH_KEY:
+	case PM_MSG_HELLO: case PM_MSG_ATTACH_KEY:
 	case PM_MSG_ATTACH: case PM_MSG_RESOLVE: case PM_MSG_BREAK:
 	case PM_MSG_WHERE: case PM_MSG_WINDOW: case PM_MSG_RING:
-		return EPROTO; /* descriptors, or not the task's session's */
+		return EPROTO; /* descriptors, or not the task's session's
+		                * (a MAP that would bring some: to_socket) */
 	case PM_MSG_IMPORT: /* may make a handle another home serves */
 	case PM_MSG_RECLAIM_HANDLER: case PM_MSG_METRICS: case PM_MSG_TASKS:
 	case PM_MSG_CONTAINERS: case PM_MSG_CONFIG: case PM_MSG_DRAIN:

@@ -155,7 +155,7 @@ static void render_node(struct pmd_server *srv, struct text *t)
 	    (unsigned long)srv->reclaim.asked_total,
 	    (unsigned long)srv->reclaim.taken_total,
 	    (unsigned long)srv->reclaim.paged_total);
-	put(t, "# HELP pmd_ring_requests_total Requests taken from the "
+	put(t, "# HELP pmd_ring_requests_total Requests answered from the "
 	    "tasks' request rings (all requests: pmd_requests_total).\n"
 	    "# TYPE pmd_ring_requests_total counter\n"
 	    "pmd_ring_requests_total %lu\n"

@@ -196,9 +196,15 @@ static void ring_write(struct pmd_server *srv, struct ring_slot *rs,
 	error_t status = r->status;
 
 	/* (No reply a ring carries has descriptors: the ring refuses the
-	 * types that send them.) */
-	if (PM_REPLY_HDR + (uint64_t)body_len > PM_RING_MSG_MAX) {
-		status = EMSGSIZE;
+	 * types that send them, and a MAP that would goes to the socket.) */
+	if (r->nfds && !to_socket) {
+		pmd_err("a reply with descriptors from a ring (type %u)",
+			rs->type);
+		status = EIO;
+		body_len = 0;
+	}
+	if (to_socket || PM_REPLY_HDR + (uint64_t)body_len > PM_RING_MSG_MAX) {
+		status = to_socket ? 0 : EMSGSIZE;
 		body_len = 0;
 	}
 	pm_msg_hdr_init(h, rs->type | PM_MSG_REPLY,
@@ -216,9 +222,12 @@ static void ring_write(struct pmd_server *srv, struct ring_slot *rs,
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&sl->waiters, __ATOMIC_RELAXED))
 		futex_wake(&sl->state);
-	if (!to_socket)
+	if (!to_socket) { /* (one sent to the socket counts there) */
+		srv->requests++;
+		srv->ring_requests++;
 		pmd_metrics_count(srv, rs->type, status,
 				  pmd_now_ns() - rs->t0);
+	}
 }
 
 /* A slot's sub-request answered (NULL: closed unanswered). */
@@ -226,10 +235,11 @@ static void ring_answer(void *arg, const struct pmd_reply *r)
 {
 	struct ring_slot *rs = arg;
 	struct pmd_ring *g = rs->ring;
+	bool to_socket = rs->sub && rs->sub->to_socket;
 
 	rs->sub = NULL;
 	if (r && g->s)
-		ring_write(g->srv, rs, r, false);
+		ring_write(g->srv, rs, r, to_socket);
 }
 
 /* Runs slot i's request. false when the ring's session must close (the
@@ -253,8 +263,6 @@ static bool ring_take(struct pmd_server *srv, struct pmd_ring *g, uint32_t i)
 	if (h->magic != PM_PROTO_MAGIC || h->version != PM_PROTO_VERSION ||
 	    h->length != len)
 		goto bad;
-	srv->requests++;
-	srv->ring_requests++;
 	srv->ring_ns = pmd_now_ns();
 	srv->ring_far = cpu != srv->cpu;
 	q = (struct pmd_req){ .type = h->type, .seq = h->seq, .body = h + 1,
@@ -273,7 +281,7 @@ static bool ring_take(struct pmd_server *srv, struct pmd_ring *g, uint32_t i)
 		return true;
 	}
 	*sub = (struct pmd_session){ .srv = srv, .fd = -1, .task = s->task,
-				     .virt = true, .sub = true,
+				     .virt = true, .sub = true, .from_ring = true,
 				     .sub_done = ring_answer, .sub_arg = rs,
 				     .parked_type = q.type,
 				     .req_ns = srv->ring_ns,

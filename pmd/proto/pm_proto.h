@@ -753,11 +753,13 @@ static_assert(sizeof(struct pm_reclaim) == 8, "reclaim");
  * (claimed among its threads as the library likes), holds a request
  * once SUBMITTED (msg: the header and body as on the socket, len bytes),
  * and is the pmd's until DONE (msg: the reply, as on the socket, without
- * descriptors). A request may be any type but HELLO, MAP, ATTACH_KEY,
+ * descriptors). A request may be any type but HELLO, ATTACH_KEY,
  * ATTACH, WINDOW, RING and the fault session's; a READ or WRITE through
  * the ring names its slot's window (PM_IO_WINDOW), never the session's.
  * The pmd answers PM_ST_USE_SOCKET to those it serves only on the socket
- * (a handle another home serves, IMPORT): nothing done. The pmd copies
+ * (a handle another home serves, IMPORT, the operator's, a MAP whose
+ * reply would bring descriptors): nothing done (a MAP may have brought
+ * its frames home first). The pmd copies
  * a request out before it looks at it, and trusts nothing in the ring: a
  * slot it serves is its own until it writes DONE, whatever the task
  * writes meanwhile.

@@ -70,6 +70,56 @@ static void requests_go_through_the_ring(void **state)
 	pm_disconnect(pm);
 }
 
+/* ---- maps through the pmd: the ring when they bring no descriptor ---- */
+
+static void maps_go_through_the_ring_when_they_can(void **state)
+{
+	pm_t *pm, *chk = test_connect(&test_pmd);
+	uint8_t out[PM_FRAME_SIZE], *m;
+	uint64_t before, after;
+	container_t c;
+	int n = 64;
+
+	(void)state;
+	setenv("PM_NO_FASTPATH", "1", 1); /* every map asks the pmd */
+	pm = test_connect(&test_pmd);
+	unsetenv("PM_NO_FASTPATH");
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	for (frame_t f = 0; f < 64; f++) {
+		test_pattern(f, 3, out);
+		assert_int_equal(pm_container_write(pm, c, f, 0, out,
+						    sizeof(out)), 0);
+	}
+	/* The first map brings the view and the segment: the socket. */
+	assert_int_equal(pm_container_map(pm, c, 0, 64, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&m, NULL),
+			 0);
+	assert_int_equal(pm_container_unmap(pm, m, 64), 0);
+	/* Then maps of frames in that segment: the ring, every byte the
+	 * frame's, stores through them in the frames. */
+	before = ring_requests(chk);
+	for (frame_t f = 0; f < 64; f++) {
+		assert_int_equal(pm_container_map(pm, c, f, 1, CONT_MAP_READ |
+						  CONT_MAP_WRITE, (void **)&m,
+						  NULL), 0);
+		test_pattern(f, 3, out);
+		assert_memory_equal(m, out, sizeof(out));
+		m[5] = (uint8_t)(f + 1);
+		assert_int_equal(pm_container_unmap(pm, m, 1), 0);
+	}
+	after = ring_requests(chk);
+	assert_true(after - before >= 64);
+	for (frame_t f = 0; f < 64; f++) {
+		assert_int_equal(pm_container_read(pm, c, f, 5, out, 1), 0);
+		assert_int_equal(out[0], (uint8_t)(f + 1));
+	}
+	test_check(chk);
+	assert_int_equal(pm_container_destroy(pm, c), 0);
+	pm_disconnect(pm);
+	pm_disconnect(chk);
+}
+
 /* ---- several in flight: threads of one session ---- */
 
 #define THREADS 12 /* more than the ring's slots: some use the socket */
@@ -523,7 +573,7 @@ static void the_ring_refuses_bad_input(void **state)
 	assert_int_equal(raw_ring_call(&r, 1, PM_MSG_STAT, &hr, sizeof(hr)),
 			 PM_ST_BAD_HANDLE);
 	assert_int_equal(raw_ring_call(&r, 2, PM_MSG_MAP, &mr, sizeof(mr)),
-			 PM_ST_BAD_MESSAGE);
+			 PM_ST_BAD_HANDLE);
 	assert_int_equal(raw_ring_call(&r, 3, PM_MSG_RING, &ok, sizeof(ok)),
 			 PM_ST_BAD_MESSAGE);
 	assert_int_equal(raw_ring_call(&r, 4, PM_MSG_IMPORT, &tok,
@@ -588,6 +638,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(requests_go_through_the_ring,
 					  test_clean_teardown),
+		cmocka_unit_test_teardown(
+			maps_go_through_the_ring_when_they_can,
+			test_clean_teardown),
 		cmocka_unit_test_teardown(
 			threads_have_several_requests_in_flight,
 			test_clean_teardown),
