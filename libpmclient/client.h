@@ -143,6 +143,9 @@ struct pmc_rpc {
 };
 
 /* session.c */
+/* Whether h heads the reply of length len to request (type, seq). */
+bool pmc_reply_hdr_ok(const struct pm_msg_hdr *h, uint32_t len,
+		      uint16_t type, uint32_t seq);
 /* The exchange; a reply that breaks the wire format breaks the session
  * (EPROTO), a pmd gone makes it ECONNRESET from then on. Must hold
  * pm->lock. */
@@ -173,6 +176,8 @@ void pmc_ring_put(struct pm *pm, int i);
 /* The exchange through slot i (pmc_rpc's contract, no descriptors):
  * PMC_USE_SOCKET when the ring does not carry it (nothing done). */
 error_t pmc_ring_rpc(struct pm *pm, int i, struct pmc_rpc *r);
+/* The same through any free slot (PMC_USE_SOCKET when none is). */
+error_t pmc_ring_call(struct pm *pm, struct pmc_rpc *r);
 
 /* reclaim.c */
 void pmc_reclaim_init(struct pm *pm);

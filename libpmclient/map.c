@@ -144,18 +144,14 @@ static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
 	err = PMC_USE_SOCKET;
 	if (count <= RING_MAP_MAX) {
 		struct pmc_rpc q = r;
-		int i = pmc_ring_get(pm);
 
 		q.fds = NULL;
 		q.fds_max = 0;
 		q.body_max = (uint32_t)(sizeof(*rep) +
 					count * sizeof(struct pm_map_run));
-		if (i >= 0) {
-			err = pmc_ring_rpc(pm, i, &q);
-			pmc_ring_put(pm, i);
-			r.body_len = q.body_len;
-			r.nfds = 0;
-		}
+		err = pmc_ring_call(pm, &q);
+		r.body_len = q.body_len;
+		r.nfds = 0;
 	}
 	if (err == PMC_USE_SOCKET)
 		err = pmc_rpc(pm, &r);

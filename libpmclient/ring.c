@@ -146,6 +146,18 @@ void pmc_ring_put(struct pm *pm, int i)
 	__atomic_fetch_or(&pm->ring.free, 1u << i, __ATOMIC_RELEASE);
 }
 
+error_t pmc_ring_call(struct pm *pm, struct pmc_rpc *r)
+{
+	int i = pmc_ring_get(pm);
+	error_t err;
+
+	if (i < 0)
+		return PMC_USE_SOCKET;
+	err = pmc_ring_rpc(pm, i, r);
+	pmc_ring_put(pm, i);
+	return err;
+}
+
 /* Whether the pmd hung up on the session. */
 static bool pmd_gone(struct pm *pm)
 {
@@ -252,9 +264,7 @@ error_t pmc_ring_rpc(struct pm *pm, int i, struct pmc_rpc *r)
 		goto proto;
 	memcpy(&rh, sl->msg, sizeof(rh));
 	memcpy(&rep, sl->msg + sizeof(rh), sizeof(rep));
-	if (rh.magic != PM_PROTO_MAGIC || rh.version != PM_PROTO_VERSION ||
-	    rh.length != rlen || rh.type != (r->type | PM_MSG_REPLY) ||
-	    rh.seq != seq)
+	if (!pmc_reply_hdr_ok(&rh, rlen, r->type, seq))
 		goto proto;
 	r->culprit = rep.culprit;
 	if (rep.status == PM_ST_USE_SOCKET) {

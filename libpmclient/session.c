@@ -22,6 +22,14 @@ void pmc_close_fds(int *fds, uint32_t n)
 		close(fds[i]);
 }
 
+bool pmc_reply_hdr_ok(const struct pm_msg_hdr *h, uint32_t len,
+		      uint16_t type, uint32_t seq)
+{
+	return h->magic == PM_PROTO_MAGIC && h->version == PM_PROTO_VERSION &&
+	       h->length == len && h->type == (type | PM_MSG_REPLY) &&
+	       h->seq == seq;
+}
+
 error_t pmc_rpc(struct pm *pm, struct pmc_rpc *r)
 {
 	struct pm_msg_hdr *h = (struct pm_msg_hdr *)pm->tx;
@@ -77,9 +85,8 @@ error_t pmc_rpc(struct pm *pm, struct pmc_rpc *r)
 		}
 	}
 	if ((rmsg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-	    (size_t)n < PM_REPLY_HDR || rh->magic != PM_PROTO_MAGIC ||
-	    rh->version != PM_PROTO_VERSION || rh->length != (uint32_t)n ||
-	    rh->type != (r->type | PM_MSG_REPLY) || rh->seq != pm->seq)
+	    (size_t)n < PM_REPLY_HDR ||
+	    !pmc_reply_hdr_ok(rh, (uint32_t)n, r->type, pm->seq))
 		goto proto;
 	r->culprit = rep->culprit;
 	r->body_len = (uint32_t)n - (uint32_t)PM_REPLY_HDR;
@@ -105,17 +112,10 @@ broken:
 
 error_t pmc_request(struct pm *pm, struct pmc_rpc *r)
 {
-	error_t err;
-	int i;
+	error_t err = pmc_ring_call(pm, r);
 
-	/* Through the ring when it carries it and a slot is free. */
-	i = pmc_ring_get(pm);
-	if (i >= 0) {
-		err = pmc_ring_rpc(pm, i, r);
-		pmc_ring_put(pm, i);
-		if (err != PMC_USE_SOCKET)
-			return err;
-	}
+	if (err != PMC_USE_SOCKET)
+		return err;
 	pthread_mutex_lock(&pm->lock);
 	err = pmc_rpc(pm, r);
 	pthread_mutex_unlock(&pm->lock);

@@ -72,7 +72,6 @@ static void futex_wake(uint32_t *word)
 
 error_t pmd_ring_init(struct pmd_server *srv)
 {
-	pmd_list_init(&srv->rings);
 	srv->ring_spin_ns = (uint64_t)srv->cfg->ring_spin_us * 1000u;
 	srv->doorbell_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (srv->doorbell_fd < 0) {
