@@ -43,6 +43,7 @@ static void bad_options_exit_nonzero_with_a_message(void **state)
 		{ { "--stop-ms", "0" }, "stop-ms" },
 		{ { "--stop-ms", "60001" }, "stop-ms" },
 		{ { "--poll-us", "-1" }, "poll-us" },
+		{ { "--ring-spin-us", "lots" }, "ring-spin-us" },
 		{ { "--admission", "sometimes" }, "admission" },
 		{ { "--ready-fd", "1" }, "ready-fd" },
 		{ { "extra-arg" }, "unexpected" },

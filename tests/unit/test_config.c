@@ -68,6 +68,11 @@ static void defaults_and_options(void **state)
 	assert_int_equal(cfg.poll_us, 0); /* sleeps unless asked */
 	assert_int_equal(load(&cfg, (const char *[]){ "--poll-us", "500", NULL }), 0);
 	assert_int_equal(cfg.poll_us, 500);
+	assert_int_equal(load(&cfg, (const char *[]){ NULL }), 0);
+	assert_int_equal(cfg.ring_spin_us, 50); /* polls the rings a while */
+	assert_int_equal(load(&cfg, (const char *[]){ "--ring-spin-us", "0",
+						     NULL }), 0);
+	assert_int_equal(cfg.ring_spin_us, 0);
 }
 
 static void bad_options_are_refused(void **state)
@@ -83,6 +88,8 @@ static void bad_options_are_refused(void **state)
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--stop-ms", "soon", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--poll-us", "2000000", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--poll-us", "soon", NULL }), 0);
+	assert_int_not_equal(load(&cfg, (const char *[]){ "--ring-spin-us", "10001", NULL }), 0);
+	assert_int_not_equal(load(&cfg, (const char *[]){ "--ring-spin-us", "-1", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--config", "/nonexistent/pmd.conf", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "stray", NULL }), 0);
 	assert_int_not_equal(load(&cfg, (const char *[]){ "--memory", NULL }), 0);
