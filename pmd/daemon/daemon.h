@@ -387,6 +387,11 @@ error_t pmd_rio(struct pmd_server *srv, bool write,
 		const struct pmd_io_piece *pieces, uint32_t n, const void *data,
 		uint32_t len, struct pmd_window *win, pmd_rio_done *done,
 		void *arg);
+/* Makes the store slots of places p[0..n) read as zeros (new frames born
+ * there): a hole punched in a file, a range zeroed on a device, each run
+ * of consecutive slots in one call. An error after logging it. */
+error_t pmd_store_zero(struct pmd_server *srv, const struct pmd_place *p,
+		       uint32_t n);
 /* Frames read from and written to the store, and failed operations. */
 void pmd_store_counts(const struct pmd_server *srv, uint64_t *reads,
 		      uint64_t *writes, uint64_t *errors);
@@ -535,6 +540,15 @@ enum pmd_step pmd_place_allocate(struct pmd_server *srv, struct pmd_session *s,
 				 const struct pm_alloc_req *req,
 				 const struct pmd_container *c, bool *applies,
 				 struct pmd_reply *r);
+/* A container placed here on a node with a backing store whose memory
+ * (and cluster) has no room for every frame asked for, after reclaim:
+ * the guaranteed frames that do not fit are born in the store (zero;
+ * a read reads them there, a map or fault brings them home), the first
+ * ones here; all or nothing without CONT_ALLOC_PARTIAL. *applies false
+ * when it does not apply (nothing done). */
+enum pmd_step pmd_place_store(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pm_alloc_req *req, bool *applies,
+			      struct pmd_reply *r);
 
 /* forward.c */
 /* Whether a request of this type may go to another home. */

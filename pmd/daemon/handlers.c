@@ -339,6 +339,11 @@ static enum pmd_step do_allocate(struct pmd_server *srv, struct pmd_session *s,
 		if (placed)
 			return step;
 	}
+	if (c && placed_here(srv, c)) {
+		step = pmd_place_store(srv, s, req, &placed, r);
+		if (placed)
+			return step;
+	}
 	r->status = pmd_container_allocate(srv->core, s->task, req->handle,
 					   req->start, req->count, req->flags,
 					   NULL, 0, &done, &r->why);

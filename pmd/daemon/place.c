@@ -328,6 +328,69 @@ static enum pmd_step alloc_spill(struct pmd_server *srv, struct pmd_session *s,
 	return place_start(srv, s, x, any.n, any.stop, false, r);
 }
 
+enum pmd_step pmd_place_store(struct pmd_server *srv, struct pmd_session *s,
+			      const struct pm_alloc_req *req, bool *applies,
+			      struct pmd_reply *r)
+{
+	struct pmd_core *core = srv->core;
+	struct pmd_alloc here, any;
+	struct pmd_culprit why;
+	struct pmd_place *places;
+	uint32_t n, done = 0;
+	error_t stop, err;
+	uint64_t left;
+
+	*applies = false;
+	if (!core->store.nslots || pmd_budget_room(&core->budget) >= req->count)
+		return PMD_STEP_REPLY;
+	if (pmd_alloc_decode(core, s->task, req->handle, req->start,
+			     req->count, req->flags, PMD_ALLOC_HERE, NULL, 0,
+			     &here, &why) || here.stop != ENOMEM)
+		return PMD_STEP_REPLY;
+	/* Guaranteed frames only: the store is what guarantees reserve
+	 * beyond memory, extra frames have no claim on it. */
+	pmd_alloc_decode(core, s->task, req->handle, req->start, req->count,
+			 req->flags & ~CONT_ALLOC_EXTRA, PMD_ALLOC_ANYWHERE,
+			 NULL, 0, &any, &why);
+	if (any.n <= here.n)
+		return PMD_STEP_REPLY;
+	*applies = true;
+	n = any.n;
+	stop = any.n < req->count ? ENOMEM : 0;
+	left = pmd_store_free(&core->store, false);
+	if (n - here.n > left) {
+		n = here.n + (uint32_t)left;
+		stop = ENOMEM;
+	}
+	if (stop && (n == 0 || !(req->flags & CONT_ALLOC_PARTIAL))) {
+		pmd_alloc_reply(srv, r, 0);
+		r->why.frame = req->start + n;
+		return pmd_reply_now(r, ENOMEM);
+	}
+	places = calloc(n, sizeof(*places));
+	if (!places)
+		return pmd_reply_now(r, ENOMEM);
+	if (pmd_store_take(&core->store, n - here.n, places + here.n) !=
+	    n - here.n) { /* (pmd_store_free said there were) */
+		pmd_places_give_back(core, places, n);
+		free(places);
+		return pmd_reply_now(r, ENOMEM);
+	}
+	err = pmd_store_zero(srv, places + here.n, n - here.n) ? ENOMEM : 0;
+	if (!err)
+		err = pmd_container_allocate(core, s->task, req->handle,
+					     req->start, n, req->flags, places,
+					     n, &done, &r->why);
+	if (!err && done < req->count) {
+		err = stop ? stop : ENOMEM;
+		r->why.frame = req->start + done;
+	}
+	pmd_places_give_back(core, places + done, n - done);
+	free(places);
+	pmd_alloc_reply(srv, r, done);
+	return pmd_reply_now(r, err);
+}
+
 enum pmd_step pmd_place_allocate(struct pmd_server *srv, struct pmd_session *s,
 				 const struct pm_alloc_req *req,
 				 const struct pmd_container *c, bool *applies,

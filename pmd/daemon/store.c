@@ -394,6 +394,43 @@ void pmd_store_close(struct pmd_server *srv)
 	srv->storeio = NULL;
 }
 
+error_t pmd_store_zero(struct pmd_server *srv, const struct pmd_place *p,
+		       uint32_t n)
+{
+	const struct pmd_storeio *io = srv->storeio;
+	uint32_t i = 0;
+
+	if (!io)
+		return ENODEV;
+	while (i < n) {
+		uint64_t first = (uint64_t)p[i].seg * PMD_SEG_SLOTS + p[i].slot;
+		uint32_t k = 1;
+		off_t off, len;
+
+		while (i + k < n && (uint64_t)p[i + k].seg * PMD_SEG_SLOTS +
+					    p[i + k].slot == first + k)
+			k++;
+		off = (off_t)(first * PM_FRAME_SIZE);
+		len = (off_t)k * PM_FRAME_SIZE;
+		/* A hole where the file system can punch one (tmpfs can
+		 * only that); a zeroed range elsewhere (a device). */
+		if (fallocate(io->fd, FALLOC_FL_PUNCH_HOLE |
+				      FALLOC_FL_KEEP_SIZE, off, len) < 0 &&
+		    (errno != EOPNOTSUPP ||
+		     fallocate(io->fd, FALLOC_FL_ZERO_RANGE |
+				       FALLOC_FL_KEEP_SIZE, off, len) < 0)) {
+			error_t err = errno;
+
+			pmd_warn("the backing store: zeroing %u frame(s) at "
+				 "frame %lu: %s; no new frames go there",
+				 k, (unsigned long)first, strerror(err));
+			return err;
+		}
+		i += k;
+	}
+	return 0;
+}
+
 void pmd_store_counts(const struct pmd_server *srv, uint64_t *reads,
 		      uint64_t *writes, uint64_t *errors)
 {

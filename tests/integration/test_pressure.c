@@ -482,6 +482,95 @@ static void guaranteed_frames_go_to_the_backing_store(void **state)
 	store_gone(&p);
 }
 
+/* Frames [from, to) of c read as zeros. */
+static void all_zero(pm_t *pm, container_t c, frame_t from, frame_t to)
+{
+	static uint8_t zero[PM_FRAME_SIZE], got[PM_FRAME_SIZE];
+
+	for (frame_t f = from; f < to; f++) {
+		memset(got, 0xa5, sizeof(got));
+		assert_int_equal(pm_container_read(pm, c, f, 0, got,
+						   sizeof(got)), 0);
+		if (memcmp(got, zero, sizeof(got))) {
+			fprintf(stderr, "frame %lu: not zeros\n",
+				(unsigned long)f);
+			fail();
+		}
+	}
+}
+
+/* One guaranteed allocation larger than the node's memory: what does
+ * not fit is born in the store, zeros even in slots that held other
+ * frames before, and holds what is written through the pmd and through
+ * a mapping. */
+static void an_allocation_larger_than_memory_is_born_in_the_store(
+	void **state)
+{
+	enum { N = 3000 }; /* memory 1024, store 2112 (64 kept) */
+	static uint8_t want[PM_FRAME_SIZE];
+	struct pm_container_stat st;
+	struct pmd_proc p;
+	container_t c;
+	uint8_t *m;
+	int n, granted;
+	pm_t *t;
+
+	(void)state;
+	strcpy(store_dir, "/tmp/pmd-store-XXXXXX");
+	assert_non_null(mkdtemp(store_dir));
+	snprintf(store_path, sizeof(store_path), "%s/store", store_dir);
+	pmd_proc_start(&p, (const char *const[]){ "--memory", "4M",
+		"--guarantee", "3000", "--extra", "0", "--backing-store",
+		store_path, "--backing-size", "8448K", "--reclaim-grace-ms",
+		"50", NULL });
+	t = test_follower(test_connect(&p));
+	for (int round = 0; round < 2; round++) {
+		uint64_t t0 = test_ms_now();
+
+		assert_int_equal(pm_container_create(t, &c), 0);
+		n = N;
+		assert_int_equal(pm_container_allocate(t, c, 0, &n, 0), 0);
+		assert_int_equal(n, N);
+		assert_int_equal(pm_container_stat(t, c, &st), 0);
+		fprintf(stderr, "round %d: %d frames allocated in %lu ms, "
+			"%lu here, %lu in the store\n", round, N,
+			(unsigned long)(test_ms_now() - t0),
+			(unsigned long)st.resident,
+			(unsigned long)st.swapped);
+		assert_int_equal(st.frames, N);
+		assert_true(st.swapped >= N - 1024);
+		assert_int_equal(st.resident + st.swapped, N);
+		/* (Round 1: the store's slots held round 0's bytes.) */
+		all_zero(t, c, 0, N);
+		for (frame_t f = 0; f < N; f++) {
+			test_pattern(f, (uint32_t)round, want);
+			assert_int_equal(pm_container_write(t, c, f, 0, want,
+							    sizeof(want)), 0);
+		}
+		test_intact(t, c, 0, N, (uint32_t)round);
+		/* The last frames, from the store, mapped and stored to. */
+		assert_int_equal(pm_container_map(t, c, N - 16, 16,
+						  CONT_MAP_READ |
+						  CONT_MAP_WRITE,
+						  (void **)&m, &granted), 0);
+		test_pattern(N - 1, (uint32_t)round, want);
+		assert_memory_equal(m + 15 * PM_FRAME_SIZE, want,
+				    PM_FRAME_SIZE);
+		m[15 * PM_FRAME_SIZE] ^= 0xff;
+		assert_int_equal(pm_container_unmap(t, m, 16), 0);
+		assert_int_equal(pm_container_read(t, c, N - 1, 0, want + 1,
+						   1), 0);
+		assert_int_equal(want[1], want[0] ^ 0xff);
+		test_check(t);
+		assert_int_equal(pm_container_destroy(t, c), 0);
+	}
+	test_check(t);
+	assert_int_equal(test_metric(t, "pmd_store_frames{state=\"used\"}"),
+			 0);
+	pm_disconnect(t);
+	store_gone(&p);
+}
+
 static void the_backing_store_options_refuse_bad_input(void **state)
 {
 	char err[4096], path[300], empty[300];
@@ -575,6 +664,7 @@ int main(void)
 		cmocka_unit_test_teardown(frames_cost_memory_only_once_used,
 					  test_clean_teardown),
 		cmocka_unit_test(guaranteed_frames_go_to_the_backing_store),
+		cmocka_unit_test(an_allocation_larger_than_memory_is_born_in_the_store),
 		cmocka_unit_test(the_backing_store_options_refuse_bad_input),
 	};
 	test_pmd_args = (const char *const[]){ "--memory", "4M",
