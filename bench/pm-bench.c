@@ -276,6 +276,27 @@ static void bench_map(void)
 		map_1m_pair(fast, bf, 100, slow, bs, &t_fast, &t_slow);
 		report("map.fast_1m", "ns", t_fast, "the pmd's map of 1 MiB",
 		       t_slow, NULL);
+		/* The same against the map of one of those frames, in
+		 * turn: a run of any length is one look-up. */
+		{
+			double t_run, t_one;
+
+			MEASURE_PAIR(t_run, 1000, {
+				CHECK(pm_container_map(fast, bf, 0, 256,
+						       CONT_MAP_READ |
+						       CONT_MAP_WRITE, &m,
+						       NULL));
+				CHECK(pm_container_unmap(fast, m, 256)); },
+				     t_one, 1000, {
+				CHECK(pm_container_map(fast, bf,
+						       (frame_t)(i_ & 255), 1,
+						       CONT_MAP_READ |
+						       CONT_MAP_WRITE, &m,
+						       NULL));
+				CHECK(pm_container_unmap(fast, m, 1)); });
+			report("map.fast_256_vs_one", "ns", t_run,
+			       "map.fast of one of them", t_one, "<= 2x");
+		}
 		for (frame_t f = 1; f < 256; f += 2) {
 			CHECK(pm_debug_move(fast, bf, f));
 			CHECK(pm_debug_move(slow, bs, f));

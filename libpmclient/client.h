@@ -53,6 +53,15 @@ struct pmc_seg {
 	int fd;               /* (C) our descriptor of its memfd */
 	uint8_t *ro, *rw;     /* (C) read-only and read/write views */
 	struct pmc_rev *rev;  /* (F) by slot, when following; NULL: none yet */
+	/* The last note made in rev (slots slot.. stand for frames
+	 * start.. of cont, n of them): a run noted again finds it here,
+	 * with no look at each slot. A seqlock: odd while written (F). */
+	struct {
+		uint64_t seq;
+		container_t cont;
+		frame_t start;
+		uint32_t slot, n;
+	} last;
 	struct pmc_seg *next; /* (M) in pm->all_segs */
 };
 

@@ -264,10 +264,34 @@ static bool view_lookup(const struct pmc_view *v, pm_task_t self, frame_t f,
 	return false;
 }
 
+/* Whether the last note of g was slots slot.. for frames start.. of c,
+ * at least n of them (then rev holds them: every note is recorded there
+ * before it is recorded as the last). Lock-free. */
+static bool rev_last_is(const struct pmc_seg *g, uint16_t slot, container_t c,
+			frame_t start, int n)
+{
+	uint64_t s1 = __atomic_load_n(&g->last.seq, __ATOMIC_ACQUIRE);
+	bool same;
+
+	if (s1 & 1)
+		return false;
+	same = __atomic_load_n(&g->last.cont, __ATOMIC_RELAXED) == c &&
+	       __atomic_load_n(&g->last.slot, __ATOMIC_RELAXED) <= slot &&
+	       __atomic_load_n(&g->last.start, __ATOMIC_RELAXED) ==
+		       start - (slot - __atomic_load_n(&g->last.slot,
+						       __ATOMIC_RELAXED)) &&
+	       __atomic_load_n(&g->last.slot, __ATOMIC_RELAXED) +
+		       __atomic_load_n(&g->last.n, __ATOMIC_RELAXED) >=
+		       (uint32_t)slot + (uint32_t)n;
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return same && __atomic_load_n(&g->last.seq, __ATOMIC_RELAXED) == s1;
+}
+
 /*
  * Notes that the segment's addresses of slots slot.. now stand for frames
  * start.. of c, so that a fault there can be resolved from the view. The
- * common case (already noted) takes no lock.
+ * common cases (within the run noted last, or every slot noted already)
+ * take no lock; the first looks at no slot.
  */
 static bool rev_note(struct pm *pm, struct pmc_seg *g, uint16_t slot,
 		     container_t c, frame_t start, int n)
@@ -275,6 +299,8 @@ static bool rev_note(struct pm *pm, struct pmc_seg *g, uint16_t slot,
 	struct pmc_rev *rev = __atomic_load_n(&g->rev, __ATOMIC_ACQUIRE);
 	bool same = rev != NULL;
 
+	if (same && rev_last_is(g, slot, c, start, n))
+		return true;
 	for (int i = 0; same && i < n; i++)
 		same = __atomic_load_n(&rev[slot + i].cont, __ATOMIC_RELAXED) == c &&
 		       __atomic_load_n(&rev[slot + i].frame, __ATOMIC_RELAXED) ==
@@ -290,6 +316,17 @@ static bool rev_note(struct pm *pm, struct pmc_seg *g, uint16_t slot,
 		__atomic_store_n(&rev[slot + i].cont, c, __ATOMIC_RELAXED);
 		__atomic_store_n(&rev[slot + i].frame, start + (frame_t)i,
 				 __ATOMIC_RELAXED);
+	}
+	if (rev) { /* the last note, after its slots */
+		uint64_t s = g->last.seq;
+
+		__atomic_store_n(&g->last.seq, s + 1, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+		__atomic_store_n(&g->last.cont, c, __ATOMIC_RELAXED);
+		__atomic_store_n(&g->last.start, start, __ATOMIC_RELAXED);
+		__atomic_store_n(&g->last.slot, slot, __ATOMIC_RELAXED);
+		__atomic_store_n(&g->last.n, (uint32_t)n, __ATOMIC_RELAXED);
+		__atomic_store_n(&g->last.seq, s + 2, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&pm->follow.lock);
 	return rev != NULL;
@@ -340,13 +377,27 @@ static bool map_fast(struct pm *pm, struct pmc_view *v, container_t c,
 bool pmc_map_fast(struct pm *pm, container_t c, frame_t start, int n,
 		  int flags, void **addr, int *granted)
 {
-	struct pm_view_entry small[16], *ents = small;
+	struct pm_view_entry small[16], *ents = small, e0;
 	struct pmc_view *v = hview_get(pm, c);
+	struct pmc_seg *g0;
 	bool ok;
 
 	if (!v || !(flags & (CONT_MAP_READ | CONT_MAP_WRITE)) ||
 	    (flags & ~(CONT_MAP_READ | CONT_MAP_WRITE | CONT_MAP_FORCE_WRITE)))
 		return false;
+	/* Frames in one run of the view (PM_VIEW_RUN): one look-up and a
+	 * pointer into the segment's mapping, whatever their number. */
+	if (view_lookup(v, pm->task, start, &e0) &&
+	    PM_VIEW_RUN(e0.flags) >= (unsigned)n &&
+	    (g0 = pmc_seg_get(pm, e0.segment)) &&
+	    (!pmc_follow_on(&pm->follow) ||
+	     rev_note(pm, g0, e0.slot, c, start, n))) {
+		*addr = ((flags & CONT_MAP_WRITE) ? g0->rw : g0->ro) +
+			(size_t)e0.slot * PM_FRAME_SIZE;
+		if (granted)
+			*granted = CONT_MAP_READ | (flags & CONT_MAP_WRITE);
+		return true;
+	}
 	if (n > (int)(sizeof(small) / sizeof(small[0])) &&
 	    !(ents = malloc((size_t)n * sizeof(*ents))))
 		return false; /* the pmd then */

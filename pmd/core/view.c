@@ -106,11 +106,130 @@ void pmd_view_begin(struct pmd_view *v)
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
+static struct pm_view_entry *view_find(struct pmd_view *v, frame_t f)
+{
+	uint32_t mask = v->nbuckets - 1, i = pm_view_hash(f, v->nbuckets);
+
+	for (; v->e[i].flags & PM_VIEW_USED; i = (i + 1) & mask)
+		if (v->e[i].frame == f)
+			return &v->e[i];
+	return NULL;
+}
+
+static void dirty(struct pmd_view *v, frame_t f)
+{
+	if (!v->dn++) {
+		v->dlo = v->dhi = f;
+	} else if (f < v->dlo) {
+		v->dlo = f;
+	} else if (f > v->dhi) {
+		v->dhi = f;
+	}
+}
+
+/* e's run, given the entry of the frame after it (NULL: none). */
+static uint16_t run_flags(const struct pm_view_entry *e,
+			  const struct pm_view_entry *next)
+{
+	const uint16_t unclean = PM_VIEW_COW | PM_VIEW_HOLE;
+	uint16_t low = e->flags & ((1u << PM_VIEW_RUN_SHIFT) - 1);
+	unsigned run = 0;
+
+	if (!(e->flags & unclean)) {
+		run = 1;
+		if (next && !(next->flags & unclean) &&
+		    next->segment == e->segment &&
+		    next->slot == (uint32_t)e->slot + 1)
+			run += PM_VIEW_RUN(next->flags);
+		if (run > PM_VIEW_RUN_MAX)
+			run = PM_VIEW_RUN_MAX;
+	}
+	return (uint16_t)(low | run << PM_VIEW_RUN_SHIFT);
+}
+
+static int frame_desc(const void *a, const void *b)
+{
+	frame_t x = (*(const struct pm_view_entry *const *)a)->frame;
+	frame_t y = (*(const struct pm_view_entry *const *)b)->frame;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Every entry's run anew: entries in descending frame order. Without
+ * memory for the order, every run is 0 (maps then look each frame up). */
+static void runs_rebuild(struct pmd_view *v)
+{
+	struct pm_view_entry **order = malloc(v->hdr->count * sizeof(*order)
+					      + 1);
+	const struct pm_view_entry *next = NULL;
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < v->nbuckets; i++) {
+		if (!(v->e[i].flags & PM_VIEW_USED))
+			continue;
+		if (order)
+			order[n++] = &v->e[i];
+		else
+			__atomic_store_n(&v->e[i].flags,
+					 (uint16_t)(v->e[i].flags &
+					 ((1u << PM_VIEW_RUN_SHIFT) - 1)),
+					 __ATOMIC_RELAXED);
+	}
+	if (!order)
+		return;
+	qsort(order, n, sizeof(*order), frame_desc);
+	for (uint64_t k = 0; k < n; k++) {
+		struct pm_view_entry *e = order[k];
+		bool follows = next && e->frame != UINT64_MAX &&
+			       next->frame == e->frame + 1;
+
+		__atomic_store_n(&e->flags, run_flags(e, follows ? next : NULL),
+				 __ATOMIC_RELAXED);
+		next = e;
+	}
+	free(order);
+}
+
+/* The runs of the frames changed since begin, and of those before them
+ * whose run they end or lengthen (a run stays within one segment, so
+ * nothing further down changes once a run comes out as it was). A sparse
+ * range of changes (the view filled anew) has every run rebuilt. */
+static void runs_fix(struct pmd_view *v)
+{
+	const struct pm_view_entry *next;
+
+	if (v->dhi - v->dlo > 4 * v->dn + 64) {
+		runs_rebuild(v);
+		return;
+	}
+	next = v->dhi == UINT64_MAX ? NULL : view_find(v, v->dhi + 1);
+	for (frame_t f = v->dhi;; f--) {
+		struct pm_view_entry *e = view_find(v, f);
+
+		if (e) {
+			uint16_t fl = run_flags(e, next);
+
+			if (fl == e->flags && f < v->dlo)
+				break;
+			__atomic_store_n(&e->flags, fl, __ATOMIC_RELAXED);
+		} else if (f < v->dlo) {
+			break;
+		}
+		next = e;
+		if (f == 0)
+			break;
+	}
+}
+
 void pmd_view_end(struct pmd_view *v)
 {
 	uint64_t s = __atomic_load_n(&v->hdr->seq, __ATOMIC_RELAXED);
 
 	assert(s & 1);
+	if (v->dn) {
+		runs_fix(v);
+		v->dn = 0;
+	}
 	__atomic_store_n(&v->hdr->seq, s + 1, __ATOMIC_RELEASE);
 }
 
@@ -128,8 +247,9 @@ void pmd_view_set(struct pmd_view *v, frame_t f, uint64_t segment,
 {
 	uint32_t mask = v->nbuckets - 1, i = pm_view_hash(f, v->nbuckets);
 	struct pm_view_entry ent = { .frame = f, .segment = segment,
-				     .slot = slot, .flags = flags | PM_VIEW_USED,
-				     .gen = gen };
+				     .slot = slot, .gen = gen,
+				     .flags = (uint16_t)((flags | PM_VIEW_USED) &
+					 ((1u << PM_VIEW_RUN_SHIFT) - 1)) };
 
 	while ((v->e[i].flags & PM_VIEW_USED) && v->e[i].frame != f)
 		i = (i + 1) & mask;
@@ -138,6 +258,7 @@ void pmd_view_set(struct pmd_view *v, frame_t f, uint64_t segment,
 		v->hdr->count++;
 	}
 	entry_store(&v->e[i], &ent);
+	dirty(v, f);
 }
 
 void pmd_view_del(struct pmd_view *v, frame_t f)
@@ -149,6 +270,7 @@ void pmd_view_del(struct pmd_view *v, frame_t f)
 		i = (i + 1) & mask;
 	if (!(v->e[i].flags & PM_VIEW_USED))
 		return;
+	dirty(v, f);
 	/* Backward shift: move later entries of the probe run into the
 	 * hole, so lookups never need tombstones. */
 	for (uint32_t j = (i + 1) & mask; v->e[j].flags & PM_VIEW_USED;

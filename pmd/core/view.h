@@ -26,6 +26,10 @@ struct pmd_view {
 	struct pm_view_entry *e;      /* (C) the buckets */
 	uint32_t nbuckets;            /* (C) */
 	size_t bytes;                 /* (C) mapping length */
+	/* Frames set or deleted since begin, whose runs (and their
+	 * predecessors') pmd_view_end makes right again. */
+	frame_t dlo, dhi;             /* (L) their range, */
+	uint64_t dn;                  /* (L) and how many changes (0: none) */
 };
 
 /* A view with room for at least `want` entries. */
@@ -39,7 +43,8 @@ bool pmd_view_fits(const struct pmd_view *v, uint64_t count);
 void pmd_view_begin(struct pmd_view *v);
 void pmd_view_end(struct pmd_view *v);
 
-/* Inside begin/end: */
+/* Inside begin/end (end also makes the runs of what changed right, see
+ * PM_VIEW_RUN in pm_proto.h): */
 void pmd_view_set(struct pmd_view *v, frame_t f, uint64_t segment,
 		  uint16_t slot, uint16_t flags, uint32_t gen);
 void pmd_view_del(struct pmd_view *v, frame_t f);

@@ -223,6 +223,92 @@ static void large_resident_maps_send_no_message(void **state)
 	pm_disconnect(pm);
 }
 
+/* Frames 0..n-1 of the mapping m show tags f * 3 + 1, but frame `odd`
+ * shows tag `odd_tag`. */
+static void tags_are(const uint8_t *m, frame_t n, frame_t odd,
+		     uint16_t odd_tag)
+{
+	for (frame_t f = 0; f < n; f++) {
+		uint16_t tag;
+
+		memcpy(&tag, m + f * PM_FRAME_SIZE + 8, sizeof(tag));
+		assert_int_equal(tag, f == odd ? odd_tag : (uint16_t)(f * 3 + 1));
+	}
+}
+
+/* A long map is one look-up while its frames lie in one run of slots
+ * (the view's runs); a frame moved or shared in the middle ends the run
+ * there, and the map then shows every frame where it is now. */
+static void runs_end_where_frames_move_or_share(void **state)
+{
+	pm_t *pm = test_connect(&test_pmd);
+	container_t c, d;
+	int n = 64;
+	uint16_t tag = 999;
+	uint8_t *m, *whole;
+	uint64_t before;
+
+	(void)state;
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	for (frame_t f = 0; f < 64; f++) {
+		uint16_t t = (uint16_t)(f * 3 + 1);
+		assert_int_equal(pm_container_write(pm, c, f, 8, &t,
+						    sizeof(t)), 0);
+	}
+	assert_int_equal(pm_container_map(pm, c, 0, 64, CONT_MAP_READ,
+					  (void **)&m, NULL), 0);
+	assert_int_equal(pm_container_unmap(pm, m, 64), 0);
+	before = requests(pm);
+	assert_int_equal(pm_container_map(pm, c, 0, 64, CONT_MAP_READ,
+					  (void **)&whole, NULL), 0);
+	tags_are(whole, 64, 64, 0);
+	assert_int_equal(pm_container_unmap(pm, whole, 64), 0);
+	assert_int_equal(requests(pm), before + 1); /* the stat only */
+	/* Frame 20 moves: frames 0-19 are still one run, 0-63 are not. */
+	assert_int_equal(pm_debug_move(pm, c, 20), 0);
+	assert_int_equal(pm_container_map(pm, c, 0, 20, CONT_MAP_READ,
+					  (void **)&m, NULL), 0);
+	assert_ptr_equal(m, whole);
+	assert_int_equal(pm_container_unmap(pm, m, 20), 0);
+	assert_int_equal(pm_container_map(pm, c, 0, 64, CONT_MAP_READ,
+					  (void **)&m, NULL), 0);
+	assert_ptr_not_equal(m, whole);
+	tags_are(m, 64, 64, 0);
+	assert_int_equal(pm_container_unmap(pm, m, 64), 0);
+	/* Frame 40 shares another container's slot (a logical copy): its
+	 * bytes, never the slot it had. */
+	assert_int_equal(pm_container_create(pm, &d), 0);
+	n = 1;
+	assert_int_equal(pm_container_allocate(pm, d, 0, &n, 0), 0);
+	assert_int_equal(pm_container_write(pm, d, 0, 8, &tag, sizeof(tag)),
+			 0);
+	assert_int_equal(pm_container_copy(pm, d, 0, c, 40, 1, 0, NULL), 0);
+	assert_int_equal(pm_container_map(pm, c, 21, 43, CONT_MAP_READ,
+					  (void **)&m, NULL), 0);
+	for (frame_t f = 21; f < 64; f++) {
+		uint16_t t;
+		memcpy(&t, m + (f - 21) * PM_FRAME_SIZE + 8, sizeof(t));
+		assert_int_equal(t, f == 40 ? 999 : (uint16_t)(f * 3 + 1));
+	}
+	assert_int_equal(pm_container_unmap(pm, m, 43), 0);
+	/* Written through the pmd, frame 40 has its own slot again, and a
+	 * writable map of all 64 shows every store. */
+	tag = 40 * 3 + 1;
+	assert_int_equal(pm_container_write(pm, c, 40, 8, &tag, sizeof(tag)),
+			 0);
+	assert_int_equal(pm_container_map(pm, c, 0, 64, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&m, NULL),
+			 0);
+	tags_are(m, 64, 64, 0);
+	m[63 * PM_FRAME_SIZE] = 'y';
+	assert_int_equal(pm_container_unmap(pm, m, 64), 0);
+	assert_int_equal(pm_container_read(pm, c, 63, 0, &tag, 1), 0);
+	assert_int_equal(tag & 0xff, 'y');
+	test_check(pm);
+	pm_disconnect(pm);
+}
+
 struct churn {
 	pm_t *pm;
 	container_t c;
@@ -295,6 +381,7 @@ int main(void)
 		cmocka_unit_test(misses_go_to_the_pmd),
 		cmocka_unit_test(scattered_frames_map_in_runs),
 		cmocka_unit_test(large_resident_maps_send_no_message),
+		cmocka_unit_test(runs_end_where_frames_move_or_share),
 		cmocka_unit_test(concurrent_changes_never_show_another_frame),
 	};
 	test_pmd_args = (const char *const[]){ "--memory", "64M",
