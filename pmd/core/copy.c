@@ -64,6 +64,7 @@ error_t pmd_copy_decode(struct pmd_core *core, struct pmd_task *task,
 		return EINVAL;
 	}
 	pmd_stops_reset(&core->stops);
+	struct pmd_ftab_cursor cs = { 0 }, cd = { 0 };
 	*cp = (struct pmd_copy){ .src = scap->cont, .dst = dcap->cont,
 				 .src_start = src_start,
 				 .dst_start = dst_start };
@@ -75,13 +76,13 @@ error_t pmd_copy_decode(struct pmd_core *core, struct pmd_task *task,
 	for (k = 0; k < count; k++) {
 		struct pmd_frame *s, *d;
 
-		s = pmd_ftab_lookup(&cp->src->frames, src_start + k);
+		s = pmd_ftab_lookup_at(&cp->src->frames, &cs, src_start + k);
 		if (!s) {
 			cp->stop = pmd_frame_missing(cp->src, src_start + k);
 			why->frame = src_start + k;
 			break;
 		}
-		d = pmd_ftab_lookup(&cp->dst->frames, dst_start + k);
+		d = pmd_ftab_lookup_at(&cp->dst->frames, &cd, dst_start + k);
 		pmd_frame_touch(core, s);
 		if (d)
 			pmd_frame_touch(core, d);
@@ -122,14 +123,16 @@ error_t pmd_copy_invoke(struct pmd_core *core, const struct pmd_copy *cp)
 	/* In the order that reads every source before it is overwritten
 	 * when the ranges overlap (as memmove does). */
 	bool backwards = same && cp->dst_start > cp->src_start;
+	/* (Nothing leaves either frame table here: cursors stay valid.) */
+	struct pmd_ftab_cursor cs = { 0 }, cd = { 0 };
 
 	pmd_cview_begin(dc);
 	for (uint32_t j = 0; j < cp->n; j++) {
 		uint32_t i = backwards ? cp->n - 1 - j : j;
-		struct pmd_frame *s = pmd_ftab_lookup(&sc->frames,
-						      cp->src_start + i);
-		struct pmd_frame *d = pmd_ftab_lookup(&dc->frames,
-						      cp->dst_start + i);
+		struct pmd_frame *s = pmd_ftab_lookup_at(&sc->frames, &cs,
+							 cp->src_start + i);
+		struct pmd_frame *d = pmd_ftab_lookup_at(&dc->frames, &cd,
+							 cp->dst_start + i);
 		struct pmd_segment *ss = pmd_frame_seg(core, s);
 		struct pmd_segment *ds = pmd_frame_seg(core, d);
 

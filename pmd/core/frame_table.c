@@ -11,10 +11,8 @@
 #define FT_MASK   (FT_FANOUT - 1)
 #define FT_MAX_HEIGHT 11 /* 11 * 6 = 66 >= 64 key bits */
 
-struct ft_leaf {
-	uint64_t present;                 /* bit i: e[i] is in use */
-	struct pmd_frame e[FT_FANOUT];
-};
+#define ft_leaf pmd_ftab_leaf /* (the cursor's inline look-up reads it) */
+_Static_assert(FT_FANOUT == 64, "a leaf holds 64 entries");
 
 struct ft_node {
 	uint32_t count;                   /* non-NULL children */
@@ -73,6 +71,27 @@ struct pmd_frame *pmd_ftab_lookup(const struct pmd_ftab *t, frame_t f)
 			return NULL;
 	}
 	leaf = n;
+	i = ft_index(f, 0);
+	return (leaf->present >> i) & 1 ? &leaf->e[i] : NULL;
+}
+
+struct pmd_frame *pmd_ftab_lookup_slow(const struct pmd_ftab *t,
+				       struct pmd_ftab_cursor *cur, frame_t f)
+{
+	void *n = t->root;
+	struct ft_leaf *leaf;
+	unsigned i;
+
+	if (!n || f > ft_max_key(t->height))
+		return NULL;
+	for (unsigned level = t->height - 1; level > 0; level--) {
+		n = ((struct ft_node *)n)->child[ft_index(f, level)];
+		if (!n)
+			return NULL;
+	}
+	leaf = n;
+	cur->leaf = leaf;
+	cur->base = f & ~(frame_t)FT_MASK;
 	i = ft_index(f, 0);
 	return (leaf->present >> i) & 1 ? &leaf->e[i] : NULL;
 }

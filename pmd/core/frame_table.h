@@ -63,6 +63,32 @@ struct pmd_frame *pmd_ftab_insert(struct pmd_ftab *t, frame_t f);
 /* Removes f, which must be present. */
 void pmd_ftab_remove(struct pmd_ftab *t, frame_t f);
 
+/* A look-up cursor for walks over neighbouring frames: it keeps the last
+ * leaf a look-up went through, so the frames of one leaf (64 aligned
+ * keys) cost one walk down the tree. Valid while no frame is removed from
+ * the table (a removal may free the leaf); start it zeroed. */
+struct pmd_ftab_leaf {
+	uint64_t present;            /* bit i: e[i] is in use */
+	struct pmd_frame e[64];
+};
+struct pmd_ftab_cursor {
+	const struct pmd_ftab_leaf *leaf; /* NULL: none yet */
+	frame_t base;                     /* its first key */
+};
+struct pmd_frame *pmd_ftab_lookup_slow(const struct pmd_ftab *t,
+				       struct pmd_ftab_cursor *cur, frame_t f);
+static inline struct pmd_frame *pmd_ftab_lookup_at(const struct pmd_ftab *t,
+						   struct pmd_ftab_cursor *cur,
+						   frame_t f)
+{
+	const struct pmd_ftab_leaf *l = cur->leaf;
+	unsigned i = (unsigned)(f & 63);
+
+	if (l && (f & ~(frame_t)63) == cur->base)
+		return (l->present >> i) & 1 ? (struct pmd_frame *)&l->e[i]
+					     : NULL;
+	return pmd_ftab_lookup_slow(t, cur, f);
+}
 /* Finds the first present frame >= *f; true and *f, *e set when found. */
 bool pmd_ftab_next(const struct pmd_ftab *t, frame_t *f, struct pmd_frame **e);
 

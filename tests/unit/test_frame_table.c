@@ -150,6 +150,39 @@ static void dense_run_against_model(void **state)
 	assert_int_equal(t->count, count);
 }
 
+/* Look-ups through a cursor find what plain look-ups find, walking up,
+ * down and jumping, over dense runs, holes, leaf edges and keys far
+ * apart (the tree grows under the cursor between walks). */
+static void cursor_agrees_with_lookup(void **state)
+{
+	struct pmd_ftab *t = *state;
+	const frame_t far[] = { 0, 63, 64, 127, 4095, 4096, 1u << 20,
+				(frame_t)1 << 40, UINT64_MAX - 64,
+				UINT64_MAX };
+	unsigned seed = 7;
+
+	for (frame_t f = 0; f < 300; f++)
+		if (f % 7 != 3)
+			put(t, f, (uint32_t)f + 1);
+	for (int round = 0; round < 3; round++) {
+		struct pmd_ftab_cursor cur = { 0 };
+
+		for (frame_t f = 0; f < 320; f++)
+			assert_ptr_equal(pmd_ftab_lookup_at(t, &cur, f),
+					 pmd_ftab_lookup(t, f));
+		for (frame_t f = 320; f-- > 0;)
+			assert_ptr_equal(pmd_ftab_lookup_at(t, &cur, f),
+					 pmd_ftab_lookup(t, f));
+		for (int i = 0; i < 2000; i++) {
+			frame_t f = i % 3 ? (frame_t)rand_r(&seed) % 400
+					  : far[rand_r(&seed) % 10];
+			assert_ptr_equal(pmd_ftab_lookup_at(t, &cur, f),
+					 pmd_ftab_lookup(t, f));
+		}
+		put(t, far[2 * round + 5], 99); /* the next round's tree */
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -158,6 +191,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(next_walks_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(insert_zeroes_a_reused_entry, setup, teardown),
 		cmocka_unit_test_setup_teardown(dense_run_against_model, setup, teardown),
+		cmocka_unit_test_setup_teardown(cursor_agrees_with_lookup, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
