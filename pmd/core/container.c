@@ -47,6 +47,8 @@ void pmd_container_free(struct pmd_core *core, struct pmd_container *c)
 	frame_t f = 0;
 	struct pmd_frame *e;
 
+	if (core->cold.c == c)
+		core->cold.c = NULL;
 	/* Every capability naming it dies: the owner's goes, weak
 	 * references become tombstones (ESTALE) in their holders' tables. */
 	pmd_list_for_each_safe(pos, tmp, &c->caps) {

@@ -79,6 +79,23 @@ struct pmd_core_config {
 struct pmd_rseg;
 struct pmd_rfree;
 
+struct pmd_container;
+/* The coldest frames of one container, as a page-out plan found them
+ * (pmd_pageout_plan): later plans hand them out while they are still
+ * where, and as cold as, they were. */
+#define PMD_COLDLIST_MAX 256
+struct pmd_coldlist {
+	struct pmd_container *c;        /* (L) whose; NULL: empty (a
+	                                 * container freed clears it) */
+	bool extra_only;                /* (L) the plan's class */
+	uint32_t n, next;               /* (L) frames, next to hand out */
+	struct {
+		frame_t frame;
+		uint32_t gen;           /* its place then */
+		uint16_t used;          /* its use stamp then */
+	} v[PMD_COLDLIST_MAX];          /* (L) coldest first */
+};
+
 /* One node. */
 struct pmd_core {
 	struct pmd_core_config cfg;     /* (C) */
@@ -106,6 +123,8 @@ struct pmd_core {
 	struct pmd_stops stops;         /* (L) what the last decode needs
 	                                 * stopped before its invoke (stop.h) */
 	struct pmd_store store;         /* (L) the backing store's slots */
+	struct pmd_coldlist cold;       /* (L) the last page-out plan's
+	                                 * frames not handed out (reclaim.h) */
 };
 
 /* Rights of a capability. The owner does everything but lock: locks are

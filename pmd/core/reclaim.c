@@ -194,40 +194,117 @@ static struct pmd_container *coldest(struct pmd_core *core, bool extra_only,
 	return best;
 }
 
+/* The min-heap h[0..n) of candidates (the warmest at the root): x
+ * sinks from position i. */
+static void heap_sink(struct cand *h, uint32_t n, uint32_t i)
+{
+	for (;;) {
+		uint32_t l = 2 * i + 1, m = i;
+
+		if (l < n && h[l].cold < h[m].cold)
+			m = l;
+		if (l + 1 < n && h[l + 1].cold < h[m].cold)
+			m = l + 1;
+		if (m == i)
+			return;
+		struct cand t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+/* Up to max frames of the cold list still where, and as cold as, the
+ * plan found them (c's, open now). */
+static uint32_t plan_from_list(struct pmd_core *core, uint32_t max,
+			       struct pmd_pageout *out)
+{
+	struct pmd_coldlist *l = &core->cold;
+	struct pmd_container *c = l->c;
+	uint32_t k = 0;
+
+	while (l->next < l->n && k < max) {
+		frame_t f = l->v[l->next].frame;
+		const struct pmd_frame *e = pmd_ftab_lookup(&c->frames, f);
+
+		if (e && e->gen == l->v[l->next].gen &&
+		    e->used == l->v[l->next].used &&
+		    pageable(core, c, e, l->extra_only))
+			out[k++] = (struct pmd_pageout){ .frame = f,
+				.seg = e->seg, .slot = e->slot, .gen = e->gen };
+		l->next++;
+	}
+	if (l->next == l->n)
+		l->c = NULL;
+	return k;
+}
+
 uint32_t pmd_pageout_plan(struct pmd_core *core, uint32_t max,
 			  bool extra_only, pmd_reclaim_busy_fn *busy, void *arg,
 			  struct pmd_container **c_out,
 			  struct pmd_pageout *out, bool *busy_skipped)
 {
+	struct pmd_coldlist *l = &core->cold;
+	struct cand h[PMD_COLDLIST_MAX];
 	struct pmd_container *c;
 	struct pmd_frame *e;
-	struct cand *v;
-	uint64_t count, n = 0;
-	uint32_t k = 0;
+	uint64_t count, seen = 0;
+	uint32_t n = 0, k;
 	frame_t f = 0;
 
 	*c_out = NULL;
-	c = coldest(core, extra_only, busy, arg, &count, busy_skipped);
-	if (!c || !max || !(v = malloc(count * sizeof(*v))))
+	*busy_skipped = false;
+	if (!max)
 		return 0;
-	while (n < count && pmd_ftab_next(&c->frames, &f, &e)) {
-		if (pageable(core, c, e, extra_only))
-			v[n++] = (struct cand){ .cold = coldness(core, e),
-						.frame = f };
+	/* What the last scan found, while it lasts: a scan visits every
+	 * frame of every container. */
+	if (l->c && l->extra_only == extra_only &&
+	    container_open(l->c, busy, arg)) {
+		c = l->c;
+		k = plan_from_list(core, max, out);
+		if (k) {
+			*c_out = c;
+			return k;
+		}
+	}
+	c = coldest(core, extra_only, busy, arg, &count, busy_skipped);
+	if (!c)
+		return 0;
+	/* Its PMD_COLDLIST_MAX coldest frames (a heap of them), coldest
+	 * first. */
+	while (seen < count && pmd_ftab_next(&c->frames, &f, &e)) {
+		if (pageable(core, c, e, extra_only)) {
+			struct cand x = { .cold = coldness(core, e),
+					  .frame = f };
+			seen++;
+			if (n < PMD_COLDLIST_MAX) {
+				h[n++] = x;
+				for (uint32_t i = n - 1; i > 0 &&
+				     h[(i - 1) / 2].cold > h[i].cold;
+				     i = (i - 1) / 2) {
+					struct cand t = h[i];
+					h[i] = h[(i - 1) / 2];
+					h[(i - 1) / 2] = t;
+				}
+			} else if (x.cold > h[0].cold) {
+				h[0] = x;
+				heap_sink(h, n, 0);
+			}
+		}
 		if (f++ == UINT64_MAX)
 			break;
 	}
-	qsort(v, n, sizeof(*v), cand_cmp);
-	for (uint64_t i = 0; i < n && k < max; i++) {
+	qsort(h, n, sizeof(*h), cand_cmp);
+	*l = (struct pmd_coldlist){ .c = c, .extra_only = extra_only,
+				    .n = n };
+	for (uint32_t i = 0; i < n; i++) {
 		const struct pmd_frame *fe = pmd_ftab_lookup(&c->frames,
-							     v[i].frame);
-
-		out[k++] = (struct pmd_pageout){ .frame = v[i].frame,
-						 .seg = fe->seg,
-						 .slot = fe->slot,
-						 .gen = fe->gen };
+							     h[i].frame);
+		l->v[i].frame = h[i].frame;
+		l->v[i].gen = fe->gen;
+		l->v[i].used = fe->used;
 	}
-	free(v);
+	k = plan_from_list(core, max, out);
 	if (k)
 		*c_out = c;
 	return k;

@@ -296,6 +296,60 @@ static void the_coldest_frames_page_out_first(void **state)
 	cf_core_fini(&core);
 }
 
+/* A plan hands out what the last scan of the container found, coldest
+ * first, while it lasts: not again what it handed out, not a frame used
+ * or changed since; a freed container leaves nothing behind. */
+static void plans_take_what_the_last_scan_found(void **state)
+{
+	struct pmd_pageout v[PMD_PUSH_MAX];
+	struct pmd_container *c, *got;
+	struct pmd_core core;
+	struct pmd_task *t;
+	container_t h;
+	bool skipped;
+	uint32_t n;
+
+	(void)state;
+	cf_core_init(&core);
+	t = cf_task(&core);
+	h = cf_container(&core, t, 16);
+	c = pmd_container_lookup(t, h);
+	for (int f = 15; f >= 0; f--)
+		for (int k = 0; k < 64; k++)
+			cf_fill(&core, t, h, (frame_t)f, (uint8_t)(f + 1));
+	n = pmd_pageout_plan(&core, 4, false, none_busy, NULL, &got, v,
+			     &skipped);
+	assert_int_equal(n, 4);
+	assert_int_equal(v[0].frame, 15);
+	/* Frame 10 used since (a tick of uses), frame 9 moved. */
+	for (int k = 0; k < 64; k++)
+		cf_fill(&core, t, h, 10, 0x11);
+	pmd_ftab_lookup(&c->frames, 9)->gen++;
+	n = pmd_pageout_plan(&core, 4, false, none_busy, NULL, &got, v,
+			     &skipped);
+	assert_int_equal(n, 4);
+	assert_ptr_equal(got, c);
+	assert_int_equal(v[0].frame, 11);
+	assert_int_equal(v[1].frame, 8);
+	assert_int_equal(v[2].frame, 7);
+	assert_int_equal(v[3].frame, 6);
+	/* To the end of the list, then a new scan (10 and 9 again). */
+	n = pmd_pageout_plan(&core, 16, false, none_busy, NULL, &got, v,
+			     &skipped);
+	assert_int_equal(n, 6);
+	assert_int_equal(v[5].frame, 0);
+	n = pmd_pageout_plan(&core, 2, false, none_busy, NULL, &got, v,
+			     &skipped);
+	assert_int_equal(n, 2);
+	assert_int_equal(v[0].frame, 15);
+	assert_ptr_equal(core.cold.c, c);
+	struct pmd_culprit why;
+	assert_int_equal(pmd_container_destroy(&core, t, h, &why), 0);
+	assert_null(core.cold.c);
+	cf_check(&core);
+	cf_core_fini(&core);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -304,6 +358,7 @@ int main(void)
 		cmocka_unit_test(the_rule_of_what_is_taken),
 		cmocka_unit_test(a_frame_taken_answers_estale_until_forgotten),
 		cmocka_unit_test(the_coldest_frames_page_out_first),
+		cmocka_unit_test(plans_take_what_the_last_scan_found),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
