@@ -8,7 +8,9 @@
 # frames) and once with PMD_PAGEOUT_POLICY=random; then the raw fabric's
 # 4 KiB read on the same loopback; and a lone pmd of 16 MiB with a
 # backing store of 64 MiB (a file in a temporary directory): a page-in
-# from the store against a pread of 4 KiB of it. Prints the ratios and writes
+# from the store against a pread of 4 KiB of it, and the Zipf set with
+# the store; then the kernel's own swap under the same draws (below).
+# Prints the ratios and writes
 # bench/results/pressure.json. Needs jq. Nothing is pinned (as users run
 # it); ROUNDS (default 3) repeats all, each figure the median of rounds.
 set -euo pipefail
@@ -20,7 +22,7 @@ mkdir -p "$out"
 command -v jq >/dev/null || { echo "run-pressure.sh needs jq" >&2; exit 1; }
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)" --target pmd pm-bench pm-bench-fabric-raw \
-	>/dev/null
+	pm-bench-kswap >/dev/null
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export PMD_BIN="$build/pmd/pmd" PMD_CLUSTER_MODE=loopback
@@ -50,6 +52,62 @@ for r in $(seq 1 "$rounds"); do
 	wait "$pid" || true
 	rm -f "$tmp/ready" "$tmp/store"
 done
+# The kernel's own swap under the same draws (pm-bench-kswap): 4 x 16 MiB
+# of anonymous memory, written, in a memory cgroup of 16 MiB (and 2 MiB
+# for the program itself), with a swap file of its own on the disk under
+# KSWAP_DIR (default /var/tmp; swap cannot live on tmpfs; KSWAP=0 skips
+# it: the swap file is the system's while the script runs). Root only;
+# otherwise, or when a step fails, skipped with the reason on stderr.
+# Everything it set up goes when the script ends.
+kswap_file="" kswap_cg=""
+kswap_cleanup() {
+	[ -n "$kswap_cg" ] && rmdir "$kswap_cg" 2>/dev/null
+	if [ -n "$kswap_file" ]; then
+		swapoff "$kswap_file" 2>/dev/null
+		rm -f "$kswap_file"
+	fi
+	rm -rf "$tmp"
+}
+trap kswap_cleanup EXIT
+kswap_setup() {
+	local dir=${KSWAP_DIR:-/var/tmp} limit=$(((16 + 2) * 1024 * 1024))
+	[ "$(id -u)" -eq 0 ] || { echo "kernel swap: skipped (needs root)" >&2; return 1; }
+	command -v mkswap >/dev/null && command -v swapon >/dev/null ||
+		{ echo "kernel swap: skipped (no mkswap/swapon)" >&2; return 1; }
+	kswap_file=$(mktemp "$dir/pm-bench-swap-XXXXXX") || return 1
+	if ! { dd if=/dev/zero of="$kswap_file" bs=1M count=128 status=none &&
+	       chmod 600 "$kswap_file" && mkswap "$kswap_file" >/dev/null &&
+	       swapon "$kswap_file"; }; then
+		echo "kernel swap: skipped (no swap file in $dir)" >&2
+		rm -f "$kswap_file"
+		kswap_file=""
+		return 1
+	fi
+	if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+		kswap_cg=/sys/fs/cgroup/pm-bench-kswap-$$
+		mkdir "$kswap_cg" && echo "$limit" >"$kswap_cg/memory.max" ||
+			{ echo "kernel swap: skipped (no cgroup)" >&2; return 1; }
+	elif [ -d /sys/fs/cgroup/memory ]; then
+		kswap_cg=/sys/fs/cgroup/memory/pm-bench-kswap-$$
+		mkdir "$kswap_cg" &&
+			echo "$limit" >"$kswap_cg/memory.limit_in_bytes" ||
+			{ echo "kernel swap: skipped (no cgroup)" >&2; return 1; }
+	else
+		echo "kernel swap: skipped (no memory cgroup)" >&2
+		return 1
+	fi
+}
+kswap_json=null
+if [ "${KSWAP:-1}" = 0 ]; then
+	echo "kernel swap: skipped (KSWAP=0)" >&2
+elif kswap_setup; then
+	for r in $(seq 1 "$rounds"); do
+		sh -c 'echo $$ >"$1/cgroup.procs" && exec "$2" 16384' sh \
+			"$kswap_cg" "$build/bench/pm-bench-kswap" >"$tmp/kswap.$r.json"
+	done
+	kswap_json=$(jq -s 'sort_by(.accesses_per_s) | .[length / 2 | floor]' \
+		"$tmp"/kswap.*.json)
+fi
 # The median over rounds of figure NAME's FIELD in files GLOB.
 med() {
 	jq -s --arg n "$1" --arg f "$2" \
@@ -71,6 +129,9 @@ jq -n --argjson pagein "$pagein" --argjson rread "$rread" \
 	--argjson rand_fast_po "$(med pressure.zipf_fast_maps baseline_value "$tmp/random.*.json")" \
 	--argjson store_pagein "$(med store.pagein4k value "$tmp/store.*.json")" \
 	--argjson store_pread "$(med store.pagein4k baseline_value "$tmp/store.*.json")" \
+	--argjson store_zipf "$(med store.zipf_fast_maps value "$tmp/store.*.json")" \
+	--argjson store_zipf_po "$(med store.zipf_fast_maps baseline_value "$tmp/store.*.json")" \
+	--argjson kswap "$kswap_json" \
 	'{pagein4k_ns: $pagein, remote_read4k_ns: $rread, raw_read4k_ns: $raw,
 	  pagein_vs_raw: (if $raw > 0 then $pagein / $raw else null end),
 	  pagein_vs_api_read: ($pagein / $rread),
@@ -81,5 +142,10 @@ jq -n --argjson pagein "$pagein" --argjson rread "$rread" \
 	                   ratio: ($cold_fast / $rand_fast),
 	                   paged_per_access: {cold: $cold_fast_po, random: $rand_fast_po}},
 	  store_pagein4k_ns: $store_pagein, store_pread4k_ns: $store_pread,
-	  store_pagein_vs_pread: ($store_pagein / $store_pread)}' \
+	  store_pagein_vs_pread: ($store_pagein / $store_pread),
+	  zipf_store_fast_maps: {accesses_per_s: $store_zipf,
+	                         paged_per_access: $store_zipf_po},
+	  kernel_swap: $kswap,
+	  store_vs_kernel_swap: (if $kswap then $store_zipf / $kswap.accesses_per_s else null end),
+	  remote_vs_kernel_swap: (if $kswap then $cold_fast / $kswap.accesses_per_s else null end)}' \
 	| tee "$out/pressure.json"
