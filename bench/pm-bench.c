@@ -825,6 +825,42 @@ static double remote_bw(bool write, int threads, bool window)
 	return (double)bytes / ((double)(now_ns() - t0) / 1e9) / 1e6;
 }
 
+struct remote_reader {
+	pm_t *pm;
+	container_t c;
+	frame_t f;
+	int ops;
+};
+
+static void *remote_reader(void *arg)
+{
+	struct remote_reader *r = arg;
+	uint8_t buf[4096];
+
+	for (int i = 0; i < r->ops; i++)
+		CHECK(pm_container_read(r->pm, r->c, r->f, 0, buf, sizeof(buf)));
+	return NULL;
+}
+
+/* ns an op of k threads of one session reading 4 KiB of their own
+ * frames of c (on another node), ops each. */
+static double remote_readers(pm_t *pm, container_t c, int k, int ops)
+{
+	struct remote_reader r[4];
+	pthread_t th[4];
+	uint64_t t0 = now_ns();
+
+	for (int i = 0; i < k; i++) {
+		r[i] = (struct remote_reader){ .pm = pm, .c = c,
+					       .f = (frame_t)i, .ops = ops };
+		if (pthread_create(&th[i], NULL, remote_reader, &r[i]))
+			die("pthread_create", EAGAIN);
+	}
+	for (int i = 0; i < k; i++)
+		pthread_join(th[i], NULL);
+	return (double)(now_ns() - t0) / ((double)k * ops);
+}
+
 static void bench_remote(void)
 {
 	pm_t *pm = connect_fast(true);
@@ -845,6 +881,18 @@ static void bench_remote(void)
 		     t_lw, 50, CHECK(pm_container_write(pm, l, (frame_t)(i_ & 15), 0, buf, 4096)));
 	report("remote.read4k", "ns", t_r, "local read4k", t_lr, NULL);
 	report("remote.write4k", "ns", t_w, "local write4k", t_lw, NULL);
+	/* Several remote reads of one container in flight (each thread
+	 * its own frame), against one at a time: time an op. */
+	{
+		double t4 = 0, t1 = 0;
+
+		for (int round = 0; round < 3; round++) {
+			t4 += remote_readers(pm, c, 4, 200);
+			t1 += remote_readers(pm, c, 1, 200);
+		}
+		report("remote.read4k_4threads", "ns", t4 / 3,
+		       "remote.read4k, one thread", t1 / 3, NULL);
+	}
 	pm_disconnect(pm);
 	/* Through the sessions' windows (RDMA straight to and from them),
 	 * against the bytes in the messages; the raw fabric is in

@@ -187,8 +187,11 @@ struct pmd_server {
 	struct pmd_list vsessions;   /* (L) forwarded requests in progress */
 	struct pmd_list waiters;     /* (L) sessions whose request runs again */
 	bool rerun;                  /* (L) run the waiters at the next turn */
-	uint64_t *busy;              /* (L) containers with remote work in
-	                              * flight, by id */
+	struct pmd_busy {            /* (L) remote work in flight: */
+		uint64_t id;         /* on this container, */
+		frame_t start, end;  /* these frames (reads and writes), */
+		uint8_t mode;        /* PMD_BUSY_* */
+	} *busy;
 	uint32_t nbusy, busy_cap;    /* (L) used, allocated */
 	struct pmd_list stops;       /* (L) stops awaiting answers */
 	/* reclaim.c: allocations waiting for extra frames to come back. */
@@ -496,7 +499,16 @@ void pmd_window_check(struct pmd_session *s);
 error_t pmd_window_usable(const struct pmd_session *s, uint32_t io_flags);
 
 /* remote.c */
+/* Remote work on a container: a read or a write of some of its frames
+ * (others may run beside it: reads of any, writes of other frames), or
+ * anything else (a pull, push, page-out, move: the whole container). */
+enum { PMD_BUSY_ALL, PMD_BUSY_READ, PMD_BUSY_WRITE };
+/* Whether the container has remote work in flight. */
 bool pmd_busy_test(const struct pmd_server *srv, uint64_t id);
+/* Whether a read (write: a write) of frames [start, end) of it must wait
+ * for remote work in flight. */
+bool pmd_busy_test_io(const struct pmd_server *srv, uint64_t id,
+		      frame_t start, frame_t end, bool write);
 /* A read or write touching remote frames (io decoded). */
 enum pmd_step pmd_remote_io(struct pmd_server *srv, struct pmd_session *s,
 			    const struct pmd_io *io, bool window,

@@ -1204,6 +1204,25 @@ bool pmd_request_fits(uint32_t type, uint32_t len)
 				       : len == handlers[type].body;
 }
 
+/* Whether a READ or WRITE q of c must wait for its remote work: the
+ * frames its bytes touch (a range that cannot be, all of them). */
+static bool io_busy(const struct pmd_server *srv,
+		    const struct pmd_container *c, const struct pmd_req *q)
+{
+	const struct pm_io_req *io = q->body;
+	frame_t first, last;
+
+	if (!io->len || io->offset > UINT64_MAX - io->len ||
+	    io->offset / PM_FRAME_SIZE > UINT64_MAX - io->frame)
+		return pmd_busy_test(srv, c->id); /* (refused in its decode) */
+	first = io->frame + io->offset / PM_FRAME_SIZE;
+	last = io->frame + (io->offset + io->len - 1) / PM_FRAME_SIZE;
+	if (last < first || last == UINT64_MAX)
+		return pmd_busy_test(srv, c->id);
+	return pmd_busy_test_io(srv, c->id, first, last + 1,
+				q->type == PM_MSG_WRITE);
+}
+
 enum pmd_step pmd_dispatch(struct pmd_server *srv, struct pmd_session *s,
 			   const struct pmd_req *q, struct pmd_reply *r)
 {
@@ -1220,12 +1239,17 @@ enum pmd_step pmd_dispatch(struct pmd_server *srv, struct pmd_session *s,
 	if (s->nfwd && ((h[0] | h[1]) & PMD_FWD_BIT))
 		return pmd_fwd_request(srv, s, q, h[0], r);
 	/* A container with remote work in flight (frames on their way in
-	 * or out) is left alone until it ends. */
+	 * or out) is left alone until it ends; but a read or write waits
+	 * only for work on its frames that conflicts (pmd_busy_test_io). */
 	for (int i = 0; i < 2 && srv->nbusy; i++) {
 		const struct pmd_container *c = h[i] ?
 			pmd_container_lookup(s->task, h[i]) : NULL;
-		if (c && pmd_busy_test(srv, c->id))
+		if (c && (q->type == PM_MSG_READ || q->type == PM_MSG_WRITE)) {
+			if (io_busy(srv, c, q))
+				return PMD_STEP_WAIT;
+		} else if (c && pmd_busy_test(srv, c->id)) {
 			return PMD_STEP_WAIT;
+		}
 	}
 	return handlers[q->type].fn(srv, s, q, r);
 }

@@ -5,10 +5,12 @@
  * copy or fault, and pushes that move frames to the node of a task that
  * maps them through a forwarded handle.
  *
- * A container's remote work runs one request at a time, in the order
- * they came: while it is in flight the container is busy, and every
- * request naming it waits (pmd_dispatch) and runs again when the work
- * ends; so a pull never races a write. A pull or push ends by running
+ * While remote work on a container is in flight the container is busy:
+ * every request naming it waits (pmd_dispatch) and runs again when the
+ * work ends, so a pull never races a write; but reads and writes of its
+ * frames keep only their frames busy, so reads of any frames and writes
+ * of other frames run beside them (several remote operations per
+ * container in flight, none overlapping a write). A pull or push ends by running
  * its request again, first (the frames are where it wants them now).
  */
 #include "daemon.h"
@@ -25,37 +27,71 @@
 static_assert(PMD_PULL_MAX <= PMD_RETURN_MAX, "a tagged pull in one RETURN");
 static_assert(PMD_RETURN_FRAME == PM_FRAME_SIZE, "the frame size");
 
-/* ---- one remote operation at a time per container ---- */
+/* ---- remote work in flight, by container ---- */
 
 bool pmd_busy_test(const struct pmd_server *srv, uint64_t id)
 {
 	for (uint32_t i = 0; i < srv->nbusy; i++)
-		if (srv->busy[i] == id)
+		if (srv->busy[i].id == id)
 			return true;
 	return false;
 }
 
-static error_t busy_add(struct pmd_server *srv, uint64_t id)
+bool pmd_busy_test_io(const struct pmd_server *srv, uint64_t id,
+		      frame_t start, frame_t end, bool write)
 {
-	uint64_t *v = pmd_grow(srv->busy, srv->nbusy, &srv->busy_cap,
-			       sizeof(*v), 16);
+	for (uint32_t i = 0; i < srv->nbusy; i++) {
+		const struct pmd_busy *b = &srv->busy[i];
+
+		if (b->id != id)
+			continue;
+		if (b->mode == PMD_BUSY_ALL)
+			return true;
+		if (b->start < end && start < b->end &&
+		    (write || b->mode == PMD_BUSY_WRITE))
+			return true;
+	}
+	return false;
+}
+
+static error_t busy_add_range(struct pmd_server *srv, uint64_t id,
+			      frame_t start, frame_t end, uint8_t mode)
+{
+	struct pmd_busy *v = pmd_grow(srv->busy, srv->nbusy, &srv->busy_cap,
+				      sizeof(*v), 16);
 
 	if (!v)
 		return ENOMEM;
 	srv->busy = v;
-	srv->busy[srv->nbusy++] = id;
+	srv->busy[srv->nbusy++] = (struct pmd_busy){ .id = id, .start = start,
+						     .end = end, .mode = mode };
 	return 0;
 }
 
-/* The container's work ended: the requests that wait run again. */
-static void busy_done(struct pmd_server *srv, uint64_t id)
+static error_t busy_add(struct pmd_server *srv, uint64_t id)
 {
-	for (uint32_t i = 0; i < srv->nbusy; i++)
-		if (srv->busy[i] == id) {
+	return busy_add_range(srv, id, 0, 0, PMD_BUSY_ALL);
+}
+
+/* That work ended: the requests that wait run again. */
+static void busy_done_range(struct pmd_server *srv, uint64_t id,
+			    frame_t start, frame_t end, uint8_t mode)
+{
+	for (uint32_t i = 0; i < srv->nbusy; i++) {
+		const struct pmd_busy *b = &srv->busy[i];
+
+		if (b->id == id && b->start == start && b->end == end &&
+		    b->mode == mode) {
 			srv->busy[i] = srv->busy[--srv->nbusy];
 			break;
 		}
+	}
 	srv->rerun = true;
+}
+
+static void busy_done(struct pmd_server *srv, uint64_t id)
+{
+	busy_done_range(srv, id, 0, 0, PMD_BUSY_ALL);
 }
 
 /* ---- the work ---- */
@@ -72,7 +108,9 @@ struct rctx {
 	struct pmd_pending base;
 	struct pmd_server *srv;      /* (C) */
 	enum rctx_kind kind;         /* (C) */
-	uint64_t id;                 /* (C) the container, busy meanwhile */
+	uint64_t id;                 /* (C) the container, busy meanwhile: */
+	frame_t busy_start, busy_end; /* (C) reads and writes: these frames */
+	uint8_t busy_mode;           /* (C) PMD_BUSY_* */
 	container_t handle;          /* (C) pulls, pushes: its handle */
 	uint32_t redo_len;           /* (C) then the request again: its body */
 	uint8_t redo[64] __attribute__((aligned(8)));
@@ -153,7 +191,7 @@ static void rio_answer(void *arg, error_t status, const uint8_t *data,
 			pmd_rslots_lost(srv->core, x->pieces[i].node,
 					x->pieces[i].key, x->pieces[i].roff,
 					x->pieces[i].len);
-	busy_done(srv, x->id);
+	busy_done_range(srv, x->id, x->busy_start, x->busy_end, x->busy_mode);
 	if (x->kind == RCTX_PUSH) {
 		/* Written there: the frames live there from now on. */
 		if (s && !status)
@@ -211,13 +249,15 @@ static error_t rctx_go(struct pmd_server *srv, struct rctx *x, bool write,
 		       const struct pmd_io_piece *pieces, uint32_t n,
 		       const void *data, uint32_t len)
 {
-	error_t err = busy_add(srv, x->id);
+	error_t err = busy_add_range(srv, x->id, x->busy_start, x->busy_end,
+				     x->busy_mode);
 
 	if (err)
 		return err;
 	err = pmd_rio(srv, write, pieces, n, data, len, x->win, rio_answer, x);
 	if (err)
-		busy_done(srv, x->id);
+		busy_done_range(srv, x->id, x->busy_start, x->busy_end,
+				x->busy_mode);
 	return err;
 }
 
@@ -287,6 +327,11 @@ enum pmd_step pmd_remote_io(struct pmd_server *srv, struct pmd_session *s,
 	x = rctx_new(srv, RCTX_IO, io->cont->id);
 	if (!x)
 		return pmd_reply_now(r, ENOMEM);
+	/* Only these frames: reads of any and writes of others run
+	 * beside it (pmd_busy_test_io). */
+	x->busy_start = io->first;
+	x->busy_end = io->first + io->nframes;
+	x->busy_mode = io->write ? PMD_BUSY_WRITE : PMD_BUSY_READ;
 	pmd_io_plan(srv->core, io, pieces, &n);
 	if (io->write) {
 		x->write = true;

@@ -608,6 +608,106 @@ static void read_of_a_stopped_lender(pm_t *pm, container_t c, uint8_t *got)
 	assert_int_equal(err, EIO);
 }
 
+struct beside {
+	pm_t *pm;
+	container_t c;
+	frame_t f;
+	bool write;
+	uint8_t byte;          /* written, or expected */
+	error_t err;
+	uint64_t done_ms;      /* atomic; 0: not yet */
+};
+
+static void *beside_io(void *arg)
+{
+	static __thread uint8_t buf[PM_FRAME_SIZE];
+	struct beside *b = arg;
+
+	if (b->write) {
+		memset(buf, b->byte, sizeof(buf));
+		b->err = pm_container_write(b->pm, b->c, b->f, 0, buf,
+					    sizeof(buf));
+	} else {
+		b->err = pm_container_read(b->pm, b->c, b->f, 0, buf,
+					   sizeof(buf));
+		if (!b->err && (buf[0] != b->byte ||
+				buf[PM_FRAME_SIZE - 1] != b->byte))
+			b->err = EBADMSG;
+	}
+	__atomic_store_n(&b->done_ms, test_ms_now(), __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Several remote operations on one container in flight: while reads of
+ * its frames 0 and 2 wait for a paused lender, a read and a write of its
+ * local frame 1 are served at once; a write of frame 0 waits for the
+ * read of it (their bytes in order), and all end when the lender goes
+ * on. */
+static void other_frames_are_served_beside_remote_work(void **state)
+{
+	pm_t *pm = test_connect(&node[0]);
+	static uint8_t buf[PM_FRAME_SIZE];
+	struct beside a = { .pm = pm, .f = 0, .byte = 0xa0 };
+	struct beside b = { .pm = pm, .f = 2, .byte = 0xa2 };
+	struct beside w = { .pm = pm, .f = 0, .byte = 0xc0, .write = true };
+	pthread_t ta, tb, tw;
+	uint64_t t0, stopped;
+	container_t c;
+	int n;
+
+	(void)state;
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_NODE, 2), 0);
+	n = 1;
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	n = 1;
+	assert_int_equal(pm_container_allocate(pm, c, 2, &n, 0), 0);
+	assert_int_equal(pm_container_set_policy(pm, c, PM_PLACE_LOCAL, 0), 0);
+	n = 1;
+	assert_int_equal(pm_container_allocate(pm, c, 1, &n, 0), 0);
+	for (frame_t f = 0; f < 3; f++) {
+		memset(buf, 0xa0 + (int)f, sizeof(buf));
+		assert_int_equal(pm_container_write(pm, c, f, 0, buf,
+						    sizeof(buf)), 0);
+	}
+	a.c = b.c = w.c = c;
+	assert_int_equal(kill(node[1].pid, SIGSTOP), 0);
+	stopped = test_ms_now();
+	assert_int_equal(pthread_create(&ta, NULL, beside_io, &a), 0);
+	assert_int_equal(pthread_create(&tb, NULL, beside_io, &b), 0);
+	usleep(100000);
+	t0 = test_ms_now();
+	assert_int_equal(pm_container_read(pm, c, 1, 0, buf, sizeof(buf)), 0);
+	assert_int_equal(buf[100], 0xa1);
+	memset(buf, 0xb1, sizeof(buf));
+	assert_int_equal(pm_container_write(pm, c, 1, 0, buf, sizeof(buf)),
+			 0);
+	printf("frame 1 read and written in %lu ms while frames 0 and 2 "
+	       "wait\n", (unsigned long)(test_ms_now() - t0));
+	assert_true(test_ms_now() - t0 < 200);
+	assert_int_equal(__atomic_load_n(&a.done_ms, __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(pthread_create(&tw, NULL, beside_io, &w), 0);
+	usleep(150000);
+	assert_int_equal(__atomic_load_n(&w.done_ms, __ATOMIC_ACQUIRE), 0);
+	/* (Well before node 1 could call node 2 down.) */
+	assert_true(test_ms_now() - stopped < CT_DOWN_MS / 2);
+	assert_int_equal(kill(node[1].pid, SIGCONT), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	pthread_join(tw, NULL);
+	assert_int_equal(a.err, 0);
+	assert_int_equal(b.err, 0);
+	assert_int_equal(w.err, 0);
+	assert_true(w.done_ms >= a.done_ms);
+	assert_int_equal(pm_container_read(pm, c, 0, 0, buf, sizeof(buf)), 0);
+	assert_int_equal(buf[4095], 0xc0);
+	assert_int_equal(pm_container_read(pm, c, 1, 0, buf, sizeof(buf)), 0);
+	assert_int_equal(buf[0], 0xb1);
+	assert_int_equal(pm_container_destroy(pm, c), 0);
+	test_check(pm);
+	pm_disconnect(pm);
+}
+
 struct late_write {
 	pm_t *pm;
 	container_t c;
@@ -1399,6 +1499,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(frames_on_another_node, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(
+			other_frames_are_served_beside_remote_work, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(
 			requests_sent_while_one_waits_on_another_node, setup,
 			teardown),
