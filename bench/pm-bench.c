@@ -949,6 +949,25 @@ static void bench_forward(void)
 		     t_l, 4, CHECK(pm_container_write(home, c, 0, 0, buf, 65536)));
 	report("forward.write64k", "ns", t_f, "owner write64k on the home", t_l,
 	       NULL);
+	/* Against a direct remote read: a container of this node whose
+	 * frames live on the home's node (the same fabric, one RDMA read,
+	 * no node request). */
+	if (remote_node) {
+		container_t d;
+		int k = 16;
+
+		CHECK(pm_container_create(here, &d));
+		CHECK(pm_container_set_policy(here, d, PM_PLACE_NODE,
+					      (pm_node_t)remote_node));
+		CHECK(pm_container_allocate(here, d, 0, &k, 0));
+		MEASURE_PAIR(t_f, 20, CHECK(pm_container_read(here, ref,
+					     (frame_t)(i_ & 15), 0, buf, 4096)),
+			     t_l, 20, CHECK(pm_container_read(here, d,
+					     (frame_t)(i_ & 15), 0, buf, 4096)));
+		report("forward.read4k_vs_remote", "ns", t_f,
+		       "remote.read4k (frames on that node)", t_l, "<= 2x");
+		CHECK(pm_container_destroy(here, d));
+	}
 
 	/* Through the task's window (the home moves the bytes by RDMA to
 	 * and from it, the default) against a session without one (the

@@ -17,10 +17,12 @@
 #                    write of each 64 KiB piece;
 #                    and a frame both map, touched in turn (it moves to
 #                    node 1 and back each time: move_pair), against a
-#                    forwarded 4 KiB read;
+#                    forwarded 4 KiB read; a forwarded 4 KiB read against
+#                    a direct remote read (frames of node 1 on node 2);
 #   figures_free:    nothing pinned, default options: what users get (the
 #                    tasks' request rings spin while the other side runs on
-#                    another CPU, the pmds do not busy-poll the fabric);
+#                    another CPU, the pmds do not busy-poll the fabric); the
+#                    forwarded 4 KiB read against a direct one here too;
 #   figures_polling: each pmd on a CPU of its own (node 1 with pm-bench on
 #                    CPU 0, node 2 on CPU 1) and busy-polling
 #                    (--poll-us 1000), as nodes with a core per pmd would
@@ -51,7 +53,8 @@ bench='sleep 1; taskset -c 0 "$0/bench/pm-bench" --socket \
 	"$PMD_CLUSTER_DIR/n1.sock" --remote-node 2 --home-socket \
 	"$PMD_CLUSTER_DIR/n2.sock" --json "$1" remote forward >/dev/null'
 free='sleep 1; "$0/bench/pm-bench" --socket "$PMD_CLUSTER_DIR/n1.sock" \
-	--remote-node 2 --json "$1" remote >/dev/null'
+	--remote-node 2 --home-socket "$PMD_CLUSTER_DIR/n2.sock" --json "$1" \
+	remote forward >/dev/null'
 for r in $(seq 1 "$rounds"); do
 	taskset -c 0 "$top/deploy/cluster.sh" run 2 -- bash -c "$bench" \
 		"$build" "$tmp/api.$r.json" >/dev/null
@@ -108,7 +111,9 @@ jq -n --slurpfile api <(jq -s . "$tmp"/api.*.json) \
                read_64k_window: rel($api[0]; "forward.read64k_window"),
                write_64k_window: rel($api[0]; "forward.write64k_window"),
                copy_1m_out: rel($api[0]; "forward.copy_1m_out"),
-               copy_1m_in: rel($api[0]; "forward.copy_1m_in")},
+               copy_1m_in: rel($api[0]; "forward.copy_1m_in"),
+               read_4k_vs_remote: rel($api[0]; "forward.read4k_vs_remote"),
+               read_4k_vs_remote_free: rel($free[0]; "forward.read4k_vs_remote")},
    window: {read_bw_64k: wg($api[0]; "remote.read_bw_64k"),
             write_bw_64k: wg($api[0]; "remote.write_bw_64k")}} +
   (if ($poll[0] | map(length) | add) > 0
