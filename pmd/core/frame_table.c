@@ -57,23 +57,6 @@ void pmd_ftab_fini(struct pmd_ftab *t)
 	pmd_ftab_init(t);
 }
 
-struct pmd_frame *pmd_ftab_lookup(const struct pmd_ftab *t, frame_t f)
-{
-	void *n = t->root;
-	struct ft_leaf *leaf;
-	unsigned i;
-
-	if (!n || f > ft_max_key(t->height))
-		return NULL;
-	for (unsigned level = t->height - 1; level > 0; level--) {
-		n = ((struct ft_node *)n)->child[ft_index(f, level)];
-		if (!n)
-			return NULL;
-	}
-	leaf = n;
-	i = ft_index(f, 0);
-	return (leaf->present >> i) & 1 ? &leaf->e[i] : NULL;
-}
 
 struct pmd_frame *pmd_ftab_lookup_slow(const struct pmd_ftab *t,
 				       struct pmd_ftab_cursor *cur, frame_t f)
@@ -94,6 +77,13 @@ struct pmd_frame *pmd_ftab_lookup_slow(const struct pmd_ftab *t,
 	cur->base = f & ~(frame_t)FT_MASK;
 	i = ft_index(f, 0);
 	return (leaf->present >> i) & 1 ? &leaf->e[i] : NULL;
+}
+
+struct pmd_frame *pmd_ftab_lookup(const struct pmd_ftab *t, frame_t f)
+{
+	struct pmd_ftab_cursor once;
+
+	return pmd_ftab_lookup_slow(t, &once, f);
 }
 
 error_t pmd_ftab_reserve(struct pmd_ftab *t, frame_t f)

@@ -235,6 +235,21 @@ static bool none_busy(void *arg, const struct pmd_container *c)
 	return false;
 }
 
+/* A core with a task and a container of 16 frames (*h), each frame f
+ * holding f + 1, used in the order 15, 14, ..., 0: frame 15 is the
+ * coldest. */
+static struct pmd_container *sixteen_by_age(struct pmd_core *core,
+					    struct pmd_task **t, container_t *h)
+{
+	cf_core_init(core);
+	*t = cf_task(core);
+	*h = cf_container(core, *t, 16);
+	for (int f = 15; f >= 0; f--)
+		for (int k = 0; k < 64; k++) /* (64 uses: one tick) */
+			cf_fill(core, *t, *h, (frame_t)f, (uint8_t)(f + 1));
+	return pmd_container_lookup(*t, *h);
+}
+
 static void the_coldest_frames_page_out_first(void **state)
 {
 	struct pmd_pageout v[PMD_PUSH_MAX];
@@ -248,14 +263,7 @@ static void the_coldest_frames_page_out_first(void **state)
 	uint32_t n;
 
 	(void)state;
-	cf_core_init(&core);
-	t = cf_task(&core);
-	h = cf_container(&core, t, 16);
-	c = pmd_container_lookup(t, h);
-	/* Used in the order 15, 14, ..., 0: frame 15 is the coldest. */
-	for (int f = 15; f >= 0; f--)
-		for (int k = 0; k < 64; k++) /* (64 uses: one tick) */
-			cf_fill(&core, t, h, (frame_t)f, (uint8_t)(f + 1));
+	c = sixteen_by_age(&core, &t, &h);
 	n = pmd_pageout_plan(&core, 4, false, none_busy, NULL, &got, v,
 			     &skipped);
 	assert_int_equal(n, 4);
@@ -310,13 +318,7 @@ static void plans_take_what_the_last_scan_found(void **state)
 	uint32_t n;
 
 	(void)state;
-	cf_core_init(&core);
-	t = cf_task(&core);
-	h = cf_container(&core, t, 16);
-	c = pmd_container_lookup(t, h);
-	for (int f = 15; f >= 0; f--)
-		for (int k = 0; k < 64; k++)
-			cf_fill(&core, t, h, (frame_t)f, (uint8_t)(f + 1));
+	c = sixteen_by_age(&core, &t, &h);
 	n = pmd_pageout_plan(&core, 4, false, none_busy, NULL, &got, v,
 			     &skipped);
 	assert_int_equal(n, 4);
