@@ -114,7 +114,7 @@ static bool check_totals(const struct pmd_core *core,
 	if (sums->frames == core->nframes &&
 	    sums->charged == b->charged + b->remote &&
 	    sums->extra_here == b->extra_charged &&
-	    sums->stored == core->store.used &&
+	    sums->stored + core->store.pending == core->store.used &&
 	    sums->guaranteed == b->guaranteed_sum &&
 	    sums->containers == core->ncontainers &&
 	    refs == sums->frames - sums->remote + b->lent &&
@@ -122,11 +122,22 @@ static bool check_totals(const struct pmd_core *core,
 	    b->guaranteed_sum <= b->total + b->store)
 		return true;
 	pmd_err("check: node totals disagree: frames %lu/%lu charged %lu/%lu "
-		"guaranteed %lu/%lu slot refs %lu", (unsigned long)sums->frames,
+		"extra here %lu/%lu stored %lu/%lu (+%lu on their way) "
+		"guaranteed %lu/%lu "
+		"containers %lu/%lu slot refs %lu (frames here %lu, lent %lu; "
+		"budget %lu)", (unsigned long)sums->frames,
 		(unsigned long)core->nframes, (unsigned long)sums->charged,
 		(unsigned long)(b->charged + b->remote),
+		(unsigned long)sums->extra_here,
+		(unsigned long)b->extra_charged, (unsigned long)sums->stored,
+		(unsigned long)core->store.used,
+		(unsigned long)core->store.pending,
 		(unsigned long)sums->guaranteed,
-		(unsigned long)b->guaranteed_sum, (unsigned long)refs);
+		(unsigned long)b->guaranteed_sum,
+		(unsigned long)sums->containers,
+		(unsigned long)core->ncontainers, (unsigned long)refs,
+		(unsigned long)(sums->frames - sums->remote),
+		(unsigned long)b->lent, (unsigned long)b->total);
 	return false;
 }
 

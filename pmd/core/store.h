@@ -35,7 +35,10 @@ struct pmd_place;
 struct pmd_store {
 	uint64_t nslots;             /* (C) 0: no backing store */
 	uint64_t reserve;            /* (C) of them, kept for page-ins */
-	uint64_t used;               /* (L) slots holding frames */
+	uint64_t used;               /* (L) slots holding frames, */
+	uint64_t pending;            /* (L) of them, taken by page-outs
+	                              * whose frames are not there yet (their
+	                              * mappers stopping) */
 	uint64_t *bits;              /* (L) one per slot, set: in use */
 	uint64_t hint;               /* (L) where the next search begins */
 };

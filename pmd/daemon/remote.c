@@ -755,10 +755,20 @@ struct pagectx {
 	uint8_t *data;               /* (L) their bytes, written there */
 	pmd_pageout_done *done;      /* (C) told once */
 	void *done_arg;              /* (C) */
+	uint32_t pending;            /* (L) store slots taken, their frames
+	                              * not in them yet (store.pending) */
 };
+
+/* The store slots x took hold their frames now, or went back. */
+static void pageout_settled(struct pagectx *x)
+{
+	x->srv->core->store.pending -= x->pending;
+	x->pending = 0;
+}
 
 static void pageout_end(struct pagectx *x, uint32_t moved, error_t status)
 {
+	pageout_settled(x);
 	busy_done(x->srv, x->id);
 	x->done(x->done_arg, moved, status);
 	free(x->data);
@@ -812,6 +822,7 @@ static void pageout_stopped(void *arg)
 	}
 	x->n = pmd_pageout_repoint(srv->core, c, x->v, x->places, x->n,
 				   x->data);
+	pageout_settled(x);
 	pmd_segtab_flush(&srv->core->segs);
 	if (!x->n) {
 		pageout_end(x, 0, 0);
@@ -894,9 +905,10 @@ error_t pmd_remote_pageout(struct pmd_server *srv, struct pmd_container *c,
 	err = busy_add(srv, c->id);
 	if (!err && to == PMD_NODE_STORE) {
 		/* The store's slots are ours: at once (done comes later,
-		 * from the write). */
-		pageout_borrowed(x, 0, places,
-				 pmd_store_take(&srv->core->store, x->n, places));
+		 * from the write); in use, their frames not yet there. */
+		x->pending = pmd_store_take(&srv->core->store, x->n, places);
+		srv->core->store.pending += x->pending;
+		pageout_borrowed(x, 0, places, x->pending);
 		return 0;
 	}
 	if (!err) {

@@ -24,8 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include "harness.h"
 #include "pm_proto.h"
+#include "walk.h"
 
 #define NODE_FRAMES 1024u
 #define G 256u                    /* each task's guarantee */
@@ -571,6 +574,97 @@ static void an_allocation_larger_than_memory_is_born_in_the_store(
 	store_gone(&p);
 }
 
+struct filler {
+	pm_t *pm;
+	container_t c;
+	uint32_t frames;
+	bool stop;                    /* atomic */
+	unsigned maps;
+	error_t err;
+};
+
+/* Maps the filler's frames in turn: those in the store come home, and
+ * as many go out. */
+static void *filler_main(void *arg)
+{
+	struct filler *fl = arg;
+
+	for (uint32_t k = 0; !__atomic_load_n(&fl->stop, __ATOMIC_RELAXED) &&
+	     !fl->err; k++) {
+		frame_t f = (frame_t)((k * 37u) % fl->frames);
+		void *m;
+
+		fl->err = pm_container_map(fl->pm, fl->c, f, 1, CONT_MAP_READ,
+					   &m, NULL);
+		if (!fl->err) {
+			if (((volatile uint8_t *)m)[0] != (uint8_t)(f + 1))
+				fl->err = EBADMSG;
+			fl->err = fl->err ? fl->err
+					  : pm_container_unmap(fl->pm, m, 1);
+		}
+		fl->maps++;
+	}
+	return NULL;
+}
+
+/* The model's walk with memory at 3x overcommit over a backing store: a
+ * task holds three times the node's memory (most born in the store in
+ * one allocation, each frame then written) and maps its frames in turn,
+ * so that they come home and others go out, while the owner and server
+ * of the walk map, write, copy, move, lock and unshare; every mapping
+ * and the pmd agree with the model after every step, and every frame of
+ * the filler holds its byte. */
+static void the_model_walk_over_a_backing_store(void **state)
+{
+	struct filler fl = { .frames = 3 * 1024 };
+	struct pmd_proc p;
+	pthread_t th;
+	pm_t *o, *s;
+	int n;
+
+	(void)state;
+	strcpy(store_dir, "/tmp/pmd-store-XXXXXX");
+	assert_non_null(mkdtemp(store_dir));
+	snprintf(store_path, sizeof(store_path), "%s/store", store_dir);
+	pmd_proc_start(&p, (const char *const[]){ "--memory", "4M",
+		"--guarantee", "3072", "--extra", "0", "--backing-store",
+		store_path, "--backing-size", "16M", "--reclaim-grace-ms",
+		"50", NULL });
+	fl.pm = test_follower(test_connect(&p));
+	assert_int_equal(pm_container_create(fl.pm, &fl.c), 0);
+	n = (int)fl.frames;
+	assert_int_equal(pm_container_allocate(fl.pm, fl.c, 0, &n, 0), 0);
+	for (frame_t f = 0; f < fl.frames; f++) {
+		uint8_t b = (uint8_t)(f + 1);
+		assert_int_equal(pm_container_write(fl.pm, fl.c, f, 0, &b, 1),
+				 0);
+	}
+	o = test_follower(test_connect(&p));
+	s = test_follower(test_connect(&p));
+	assert_int_equal(pthread_create(&th, NULL, filler_main, &fl), 0);
+	test_walk(o, s, 150, 0);
+	__atomic_store_n(&fl.stop, true, __ATOMIC_RELAXED);
+	pthread_join(th, NULL);
+	fprintf(stderr, "%u maps of the filler, %lu frames paged out, %lu in "
+		"the store\n", fl.maps,
+		(unsigned long)test_metric(o, "pmd_reclaim_frames_total{kind=\"paged\"}"),
+		(unsigned long)test_metric(o, "pmd_store_frames{state=\"used\"}"));
+	assert_int_equal(fl.err, 0);
+	assert_true(test_metric(o, "pmd_reclaim_frames_total{kind=\"paged\"}")
+		    > 0);
+	for (frame_t f = 0; f < fl.frames; f += 97) {
+		uint8_t b;
+		assert_int_equal(pm_container_read(fl.pm, fl.c, f, 0, &b, 1),
+				 0);
+		assert_int_equal(b, (uint8_t)(f + 1));
+	}
+	test_check(o);
+	pm_disconnect(s);
+	pm_disconnect(o);
+	pm_disconnect(fl.pm);
+	store_gone(&p);
+}
+
 static void the_backing_store_options_refuse_bad_input(void **state)
 {
 	char err[4096], path[300], empty[300];
@@ -665,6 +759,7 @@ int main(void)
 					  test_clean_teardown),
 		cmocka_unit_test(guaranteed_frames_go_to_the_backing_store),
 		cmocka_unit_test(an_allocation_larger_than_memory_is_born_in_the_store),
+		cmocka_unit_test(the_model_walk_over_a_backing_store),
 		cmocka_unit_test(the_backing_store_options_refuse_bad_input),
 	};
 	test_pmd_args = (const char *const[]){ "--memory", "4M",
