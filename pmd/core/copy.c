@@ -42,6 +42,7 @@ error_t pmd_copy_decode(struct pmd_core *core, struct pmd_task *task,
 			frame_t dst_start, uint32_t count, uint32_t flags,
 			struct pmd_copy *cp, struct pmd_culprit *why)
 {
+	struct pmd_ftab_cursor cs = { 0 }, cd = { 0 };
 	struct pmd_cap *scap, *dcap;
 	uint32_t k, reserve = 0;
 	bool same;
@@ -64,7 +65,6 @@ error_t pmd_copy_decode(struct pmd_core *core, struct pmd_task *task,
 		return EINVAL;
 	}
 	pmd_stops_reset(&core->stops);
-	struct pmd_ftab_cursor cs = { 0 }, cd = { 0 };
 	*cp = (struct pmd_copy){ .src = scap->cont, .dst = dcap->cont,
 				 .src_start = src_start,
 				 .dst_start = dst_start };

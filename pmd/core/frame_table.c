@@ -11,12 +11,13 @@
 #define FT_MASK   (FT_FANOUT - 1)
 #define FT_MAX_HEIGHT 11 /* 11 * 6 = 66 >= 64 key bits */
 
-#define ft_leaf pmd_ftab_leaf /* (the cursor's inline look-up reads it) */
+/* (Leaves are struct pmd_ftab_leaf, in the header: the cursor's inline
+ * look-up reads them.) */
 _Static_assert(FT_FANOUT == 64, "a leaf holds 64 entries");
 
 struct ft_node {
 	uint32_t count;                   /* non-NULL children */
-	void *child[FT_FANOUT];           /* ft_node, or ft_leaf one level up */
+	void *child[FT_FANOUT];           /* ft_node, or a leaf one level up */
 };
 
 static uint64_t ft_max_key(unsigned height)
@@ -57,12 +58,11 @@ void pmd_ftab_fini(struct pmd_ftab *t)
 	pmd_ftab_init(t);
 }
 
-
 struct pmd_frame *pmd_ftab_lookup_slow(const struct pmd_ftab *t,
 				       struct pmd_ftab_cursor *cur, frame_t f)
 {
 	void *n = t->root;
-	struct ft_leaf *leaf;
+	struct pmd_ftab_leaf *leaf;
 	unsigned i;
 
 	if (!n || f > ft_max_key(t->height))
@@ -109,7 +109,7 @@ error_t pmd_ftab_reserve(struct pmd_ftab *t, frame_t f)
 	for (unsigned level = t->height - 1;; level--) {
 		if (!*slot) {
 			*slot = level ? calloc(1, sizeof(struct ft_node))
-				      : calloc(1, sizeof(struct ft_leaf));
+				      : calloc(1, sizeof(struct pmd_ftab_leaf));
 			if (!*slot)
 				return ENOMEM;
 			/* parent counts were bumped below when we descended */
@@ -120,7 +120,7 @@ error_t pmd_ftab_reserve(struct pmd_ftab *t, frame_t f)
 		void **next = &node->child[ft_index(f, level)];
 		if (!*next) {
 			*next = level > 1 ? calloc(1, sizeof(struct ft_node))
-					  : calloc(1, sizeof(struct ft_leaf));
+					  : calloc(1, sizeof(struct pmd_ftab_leaf));
 			if (!*next)
 				return ENOMEM;
 			node->count++;
@@ -133,7 +133,7 @@ error_t pmd_ftab_reserve(struct pmd_ftab *t, frame_t f)
 struct pmd_frame *pmd_ftab_insert(struct pmd_ftab *t, frame_t f)
 {
 	void *n = t->root;
-	struct ft_leaf *leaf;
+	struct pmd_ftab_leaf *leaf;
 	unsigned i;
 
 	assert(n && f <= ft_max_key(t->height));
@@ -154,7 +154,7 @@ void pmd_ftab_remove(struct pmd_ftab *t, frame_t f)
 {
 	struct ft_node *path[FT_MAX_HEIGHT];
 	void *n = t->root;
-	struct ft_leaf *leaf;
+	struct pmd_ftab_leaf *leaf;
 	unsigned i;
 
 	assert(n && f <= ft_max_key(t->height));
@@ -190,7 +190,7 @@ static bool ft_next(void *n, unsigned level, frame_t prefix, frame_t lo,
 		    frame_t *out, struct pmd_frame **e)
 {
 	if (level == 0) {
-		struct ft_leaf *leaf = n;
+		struct pmd_ftab_leaf *leaf = n;
 		unsigned start = (lo > prefix) ? (unsigned)(lo - prefix) : 0;
 		uint64_t bits = start >= FT_FANOUT ? 0 : leaf->present >> start;
 

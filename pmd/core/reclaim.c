@@ -139,6 +139,8 @@ static uint32_t coldness(const struct pmd_core *core,
 struct cand {
 	uint32_t cold;
 	frame_t frame;
+	uint32_t gen;  /* its place, */
+	uint16_t used; /* and its use stamp, when found */
 };
 
 static int cand_cmp(const void *a, const void *b)
@@ -194,8 +196,8 @@ static struct pmd_container *coldest(struct pmd_core *core, bool extra_only,
 	return best;
 }
 
-/* The min-heap h[0..n) of candidates (the warmest at the root): x
- * sinks from position i. */
+/* The min-heap h[0..n) of candidates (the warmest at the root): the
+ * entry at i sinks to its place. */
 static void heap_sink(struct cand *h, uint32_t n, uint32_t i)
 {
 	for (;;) {
@@ -212,6 +214,24 @@ static void heap_sink(struct cand *h, uint32_t n, uint32_t i)
 		h[m] = t;
 		i = m;
 	}
+}
+
+/* x joins the heap h[0..*n): the coldest PMD_COLDLIST_MAX stay. */
+static void heap_offer(struct cand *h, uint32_t *n, struct cand x)
+{
+	uint32_t i;
+
+	if (*n == PMD_COLDLIST_MAX) {
+		if (x.cold > h[0].cold) {
+			h[0] = x;
+			heap_sink(h, *n, 0);
+		}
+		return;
+	}
+	for (i = (*n)++; i > 0 && h[(i - 1) / 2].cold > x.cold;
+	     i = (i - 1) / 2)
+		h[i] = h[(i - 1) / 2];
+	h[i] = x;
 }
 
 /* Up to max frames of the cold list still where, and as cold as, the
@@ -274,22 +294,10 @@ uint32_t pmd_pageout_plan(struct pmd_core *core, uint32_t max,
 	 * first. */
 	while (seen < count && pmd_ftab_next(&c->frames, &f, &e)) {
 		if (pageable(core, c, e, extra_only)) {
-			struct cand x = { .cold = coldness(core, e),
-					  .frame = f };
 			seen++;
-			if (n < PMD_COLDLIST_MAX) {
-				h[n++] = x;
-				for (uint32_t i = n - 1; i > 0 &&
-				     h[(i - 1) / 2].cold > h[i].cold;
-				     i = (i - 1) / 2) {
-					struct cand t = h[i];
-					h[i] = h[(i - 1) / 2];
-					h[(i - 1) / 2] = t;
-				}
-			} else if (x.cold > h[0].cold) {
-				h[0] = x;
-				heap_sink(h, n, 0);
-			}
+			heap_offer(h, &n, (struct cand){
+				.cold = coldness(core, e), .frame = f,
+				.gen = e->gen, .used = e->used });
 		}
 		if (f++ == UINT64_MAX)
 			break;
@@ -298,11 +306,9 @@ uint32_t pmd_pageout_plan(struct pmd_core *core, uint32_t max,
 	*l = (struct pmd_coldlist){ .c = c, .extra_only = extra_only,
 				    .n = n };
 	for (uint32_t i = 0; i < n; i++) {
-		const struct pmd_frame *fe = pmd_ftab_lookup(&c->frames,
-							     h[i].frame);
 		l->v[i].frame = h[i].frame;
-		l->v[i].gen = fe->gen;
-		l->v[i].used = fe->used;
+		l->v[i].gen = h[i].gen;
+		l->v[i].used = h[i].used;
 	}
 	k = plan_from_list(core, max, out);
 	if (k)

@@ -106,14 +106,21 @@ void pmd_view_begin(struct pmd_view *v)
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
-static struct pm_view_entry *view_find(struct pmd_view *v, frame_t f)
+/* f's bucket: its entry, or the empty bucket where it would go. */
+static uint32_t view_bucket(const struct pmd_view *v, frame_t f)
 {
 	uint32_t mask = v->nbuckets - 1, i = pm_view_hash(f, v->nbuckets);
 
-	for (; v->e[i].flags & PM_VIEW_USED; i = (i + 1) & mask)
-		if (v->e[i].frame == f)
-			return &v->e[i];
-	return NULL;
+	while ((v->e[i].flags & PM_VIEW_USED) && v->e[i].frame != f)
+		i = (i + 1) & mask;
+	return i;
+}
+
+static struct pm_view_entry *view_find(struct pmd_view *v, frame_t f)
+{
+	uint32_t i = view_bucket(v, f);
+
+	return v->e[i].flags & PM_VIEW_USED ? &v->e[i] : NULL;
 }
 
 static void dirty(struct pmd_view *v, frame_t f)
@@ -245,14 +252,12 @@ static void entry_store(struct pm_view_entry *d, const struct pm_view_entry *s)
 void pmd_view_set(struct pmd_view *v, frame_t f, uint64_t segment,
 		  uint16_t slot, uint16_t flags, uint32_t gen)
 {
-	uint32_t mask = v->nbuckets - 1, i = pm_view_hash(f, v->nbuckets);
+	uint32_t i = view_bucket(v, f);
 	struct pm_view_entry ent = { .frame = f, .segment = segment,
 				     .slot = slot, .gen = gen,
 				     .flags = (uint16_t)((flags | PM_VIEW_USED) &
 					 ((1u << PM_VIEW_RUN_SHIFT) - 1)) };
 
-	while ((v->e[i].flags & PM_VIEW_USED) && v->e[i].frame != f)
-		i = (i + 1) & mask;
 	if (!(v->e[i].flags & PM_VIEW_USED)) {
 		assert(pmd_view_fits(v, v->hdr->count + 1));
 		v->hdr->count++;
@@ -263,11 +268,9 @@ void pmd_view_set(struct pmd_view *v, frame_t f, uint64_t segment,
 
 void pmd_view_del(struct pmd_view *v, frame_t f)
 {
-	uint32_t mask = v->nbuckets - 1, i = pm_view_hash(f, v->nbuckets);
+	uint32_t mask = v->nbuckets - 1, i = view_bucket(v, f);
 	static const struct pm_view_entry empty;
 
-	while ((v->e[i].flags & PM_VIEW_USED) && v->e[i].frame != f)
-		i = (i + 1) & mask;
 	if (!(v->e[i].flags & PM_VIEW_USED))
 		return;
 	dirty(v, f);

@@ -10,8 +10,9 @@
  * work ends, so a pull never races a write; but reads and writes of its
  * frames keep only their frames busy, so reads of any frames and writes
  * of other frames run beside them (several remote operations per
- * container in flight, none overlapping a write). A pull or push ends by running
- * its request again, first (the frames are where it wants them now).
+ * container in flight, none overlapping a write). A pull or push ends by
+ * running its request again, first (the frames are where it wants them
+ * now).
  */
 #include "daemon.h"
 

@@ -368,17 +368,25 @@ static void frames_cost_memory_only_once_used(void **state)
 static char store_dir[] = "/tmp/pmd-store-XXXXXX";
 static char store_path[300];
 
-/* A pmd of 1024 frames of memory and a store made for it: 2048 frames
- * that guarantees may reserve, and the 64 kept for page-ins. */
-static void store_pmd(struct pmd_proc *p)
+/* A pmd of 1024 frames of memory, a guarantee of `guarantee` frames a
+ * task, and a store of `size` made for it. */
+static void store_pmd_of(struct pmd_proc *p, const char *guarantee,
+			 const char *size)
 {
 	strcpy(store_dir, "/tmp/pmd-store-XXXXXX");
 	assert_non_null(mkdtemp(store_dir));
 	snprintf(store_path, sizeof(store_path), "%s/store", store_dir);
 	pmd_proc_start(p, (const char *const[]){ "--memory", "4M",
-		"--guarantee", "1024", "--extra", "0", "--backing-store",
-		store_path, "--backing-size", "8448K", "--reclaim-grace-ms", "50",
+		"--guarantee", guarantee, "--extra", "0", "--backing-store",
+		store_path, "--backing-size", size, "--reclaim-grace-ms", "50",
 		NULL });
+}
+
+/* The same with a store of 2048 frames that guarantees may reserve
+ * (and the 64 kept for page-ins), each task the node's memory. */
+static void store_pmd(struct pmd_proc *p)
+{
+	store_pmd_of(p, "1024", "8448K");
 }
 
 static void store_gone(struct pmd_proc *p)
@@ -519,13 +527,7 @@ static void an_allocation_larger_than_memory_is_born_in_the_store(
 	pm_t *t;
 
 	(void)state;
-	strcpy(store_dir, "/tmp/pmd-store-XXXXXX");
-	assert_non_null(mkdtemp(store_dir));
-	snprintf(store_path, sizeof(store_path), "%s/store", store_dir);
-	pmd_proc_start(&p, (const char *const[]){ "--memory", "4M",
-		"--guarantee", "3000", "--extra", "0", "--backing-store",
-		store_path, "--backing-size", "8448K", "--reclaim-grace-ms",
-		"50", NULL });
+	store_pmd_of(&p, "3000", "8448K");
 	t = test_follower(test_connect(&p));
 	for (int round = 0; round < 2; round++) {
 		uint64_t t0 = test_ms_now();
@@ -623,13 +625,7 @@ static void the_model_walk_over_a_backing_store(void **state)
 	int n;
 
 	(void)state;
-	strcpy(store_dir, "/tmp/pmd-store-XXXXXX");
-	assert_non_null(mkdtemp(store_dir));
-	snprintf(store_path, sizeof(store_path), "%s/store", store_dir);
-	pmd_proc_start(&p, (const char *const[]){ "--memory", "4M",
-		"--guarantee", "3072", "--extra", "0", "--backing-store",
-		store_path, "--backing-size", "16M", "--reclaim-grace-ms",
-		"50", NULL });
+	store_pmd_of(&p, "3072", "16M");
 	fl.pm = test_follower(test_connect(&p));
 	assert_int_equal(pm_container_create(fl.pm, &fl.c), 0);
 	n = (int)fl.frames;
