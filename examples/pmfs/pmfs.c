@@ -381,7 +381,7 @@ static void cache_learn(struct cnode *n, const struct pmfs_attr *a,
 	if (!n->ndirty || n->size < a->size)
 		n->size = a->size;
 	if (n->version != a->version) {
-		if (n->version != expected)
+		if (a->version != expected)
 			cache_drop_clean(n);
 		n->version = a->version;
 	}
@@ -741,6 +741,17 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	/* A file open here: its attributes as this mount sees it (the
+	 * kernel asks before reads and writes; close-to-open asks the
+	 * server only at open). */
+	pthread_mutex_lock(&n->lock);
+	if (n->opens && n->known && S_ISREG(n->attr.mode)) {
+		stat_of_node(n, &st);
+		pthread_mutex_unlock(&n->lock);
+		fuse_reply_attr(req, &st, 0);
+		return;
+	}
+	pthread_mutex_unlock(&n->lock);
 	req_init(&b);
 	pmfs_put_u64(&b, ino);
 	err = srv_call(PMFS_GETATTR, &b, &rep);
@@ -828,7 +839,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		}
 		/* (the server's version is one more if the size changed) */
 		n->size = size;
-		cache_learn(n, &a, before + 1);
+		cache_learn(n, &a, a.version == before ? before : before + 1);
 		n->size = a.size;
 	} else {
 		n->attr = a;
@@ -1495,7 +1506,8 @@ int main(int argc, char **argv)
 	};
 	const char *sock = NULL, *server = NULL, *mnt;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct fuse_loop_config *loop;
+	/* (API 3.4: this struct is the loop's whole configuration) */
+	struct fuse_loop_config loop = { .clone_fd = 0, .max_idle_threads = 10 };
 	struct fuse_session *se;
 	bool foreground = false, debug = false;
 	char *mopts = NULL;
@@ -1599,11 +1611,7 @@ int main(int argc, char **argv)
 		printf("pmfs: %s mounted from %s\n", mnt, server);
 		fflush(stdout);
 	}
-	loop = fuse_loop_cfg_create();
-	fuse_loop_cfg_set_clone_fd(loop, 0);
-	fuse_loop_cfg_set_idle_threads(loop, 10);
-	ret = fuse_session_loop_mt(se, loop) ? 1 : 0;
-	fuse_loop_cfg_destroy(loop);
+	ret = fuse_session_loop_mt(se, &loop) ? 1 : 0;
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 out_session:
