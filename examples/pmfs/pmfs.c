@@ -72,6 +72,10 @@ struct cnode {
 	uint64_t size;           /* (N) this mount's view */
 	uint64_t srv_size;       /* (N) the server's, last seen */
 	uint64_t version;        /* (N) of the frames held; 0: none */
+	struct window {          /* (N) a mapping kept for the next request */
+		char *addr;      /* NULL: none */
+		uint64_t s, e;   /* its frames, all held */
+	} rwin, wwin;            /* read-only; writable */
 };
 
 /* (parent, name) -> inode: what this mount looked up, to go on serving
@@ -323,6 +327,50 @@ static void bits_set(uint64_t *m, uint64_t s, uint64_t e, bool v)
 
 /* ---- what the mount holds ---- */
 
+#define WINDOW_FRAMES 256   /* a window stays within one such chunk */
+
+static void window_unmap(struct window *w)
+{
+	if (w->addr)
+		pm_container_unmap(M.pm, w->addr, (int)(w->e - w->s));
+	w->addr = NULL;
+}
+
+/* Must hold N. The address of frames [s, e) (all held), mapped read-only
+ * or writable (copy-on-write broken), from the node's window when it
+ * covers them, else from a new one: the run of held frames around them
+ * within their chunk. A request then costs no mapping call while it stays
+ * in the window (a mapping follows its frames wherever the pmd moves
+ * them). */
+static error_t cache_map(struct cnode *n, uint64_t s, uint64_t e, bool write,
+			 char **addr_out)
+{
+	struct window *w = write ? &n->wwin : &n->rwin;
+	uint64_t chunk = s / WINDOW_FRAMES * WINDOW_FRAMES, a = s, b = e;
+	void *addr;
+	error_t err;
+
+	if (w->addr && w->s <= s && e <= w->e) {
+		*addr_out = w->addr + (s - w->s) * FRAME;
+		return 0;
+	}
+	window_unmap(w);
+	while (a > chunk && bit(n->have, n->nwords, a - 1))
+		a--;
+	while (b < chunk + WINDOW_FRAMES && bit(n->have, n->nwords, b))
+		b++;
+	err = pm_container_map(M.pm, n->cont, a, (int)(b - a),
+			       write ? CONT_MAP_READ | CONT_MAP_WRITE |
+					       CONT_MAP_FORCE_WRITE
+				     : CONT_MAP_READ,
+			       &addr, NULL);
+	if (err)
+		return err;
+	*w = (struct window){ .addr = addr, .s = a, .e = b };
+	*addr_out = w->addr + (s - a) * FRAME;
+	return 0;
+}
+
 /* Must hold N. Frames [s, e) held are given back (dirty ones too: the
  * caller has decided they are to go). */
 static void cache_drop(struct cnode *n, uint64_t s, uint64_t e)
@@ -331,6 +379,11 @@ static void cache_drop(struct cnode *n, uint64_t s, uint64_t e)
 
 	if (e > (uint64_t)n->nwords * 64)
 		e = (uint64_t)n->nwords * 64;
+	/* (no window may cover a frame given back) */
+	if (n->rwin.addr && n->rwin.s < e && s < n->rwin.e)
+		window_unmap(&n->rwin);
+	if (n->wwin.addr && n->wwin.s < e && s < n->wwin.e)
+		window_unmap(&n->wwin);
 	while (f < e) {
 		uint64_t r;
 
@@ -686,6 +739,8 @@ static void cnode_free(struct cnode *n)
 		pp = &(*pp)->hnext;
 	*pp = n->hnext;
 	M.tcount--;
+	window_unmap(&n->rwin);
+	window_unmap(&n->wwin);
 	if (n->cont)
 		pm_container_destroy(M.pm, n->cont);
 	free(n->have);
@@ -1035,7 +1090,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct cnode *n = cnode_find(ino);
 	uint64_t len, s, e;
-	void *addr;
+	char *addr;
 	error_t err;
 
 	if (!n) {
@@ -1053,15 +1108,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	e = frames_of((uint64_t)off + len);
 	err = cache_need(n, s, e, true);
 	if (!err)
-		err = pm_container_map(M.pm, n->cont, s, (int)(e - s),
-				       CONT_MAP_READ, &addr, NULL);
+		err = cache_map(n, s, e, false, &addr);
 	if (err) {
 		pthread_mutex_unlock(&n->lock);
 		fuse_reply_err(req, err == ENOSPC ? ENOMEM : EIO);
 		return;
 	}
-	fuse_reply_buf(req, (char *)addr + off % FRAME, len);
-	pm_container_unmap(M.pm, addr, (int)(e - s));
+	fuse_reply_buf(req, addr + off % FRAME, len);
 	pthread_mutex_unlock(&n->lock);
 }
 
@@ -1070,7 +1123,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 {
 	struct cnode *n = cnode_find(ino);
 	uint64_t end = (uint64_t)off + size, s, e, srv_frames;
-	void *addr;
+	char *addr;
 	error_t err = 0;
 
 	if (!n) {
@@ -1105,21 +1158,28 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		}
 		for (r = f; r < e && !bit(n->have, n->nwords, r); r++)
 			;
+		if (r == e && f >= frames_of(n->size)) {
+			/* The file grows here: frames for the writes to
+			 * come are had with these, up to the chunk's end
+			 * (zeros, not dirty until written). */
+			uint64_t lim = (e / WINDOW_FRAMES + 1) * WINDOW_FRAMES;
+
+			if ((err = bits_room(n, lim)))
+				break;
+			while (r < lim && !bit(n->have, n->nwords, r))
+				r++;
+		}
 		err = cache_alloc(n, f, r);
 		f = r;
 	}
 	if (!err)
-		err = pm_container_map(M.pm, n->cont, s, (int)(e - s),
-				       CONT_MAP_READ | CONT_MAP_WRITE |
-					       CONT_MAP_FORCE_WRITE,
-				       &addr, NULL);
+		err = cache_map(n, s, e, true, &addr);
 	if (err) {
 		pthread_mutex_unlock(&n->lock);
 		fuse_reply_err(req, err == ENOSPC ? ENOSPC : EIO);
 		return;
 	}
-	memcpy((char *)addr + off % FRAME, buf, size);
-	pm_container_unmap(M.pm, addr, (int)(e - s));
+	memcpy(addr + off % FRAME, buf, size);
 	for (uint64_t f = s; f < e; f++)
 		if (!bit(n->dirty, n->nwords, f)) {
 			n->dirty[f / 64] |= 1ull << (f % 64);
