@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfabric-dev libibverbs-dev librdmacm-dev
       libcmocka-dev libinih-dev libsodium-dev liburing-dev iproute2 procps
-      python3 groff-base fuse3 libfuse3-dev fio
+      python3 groff-base fuse3 libfuse3-dev fio attr
       clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -65,17 +65,19 @@ struct cnode {
 	bool known;              /* (N) attr has been had */
 	struct pmfs_attr attr;   /* (N) as the server last said */
 	container_t cont;        /* (N) 0: none yet */
-	uint64_t *have;          /* (N) frames held (allocated and valid) */
+	uint64_t *alloc;         /* (N) frames allocated in cont */
+	uint64_t *have;          /* (N) of which held (valid) */
 	uint64_t *dirty;         /* (N) of which not written back */
-	size_t nwords;           /* (N) of both bitmaps */
+	size_t nwords;           /* (N) of the three bitmaps */
 	uint64_t ndirty;         /* (N) */
 	uint64_t size;           /* (N) this mount's view */
 	uint64_t srv_size;       /* (N) the server's, last seen */
 	uint64_t version;        /* (N) of the frames held; 0: none */
-	struct window {          /* (N) a mapping kept for the next request */
+	struct window {          /* (N) a mapping kept for next requests */
 		char *addr;      /* NULL: none */
-		uint64_t s, e;   /* its frames, all held */
-	} rwin, wwin;            /* read-only; writable */
+		uint64_t s, e;   /* its frames, all allocated */
+	} *wins;                 /* (N) two a chunk: read-only, writable */
+	size_t nwins;            /* (N) */
 };
 
 /* (parent, name) -> inode: what this mount looked up, to go on serving
@@ -293,24 +295,24 @@ static bool bit(const uint64_t *m, size_t nwords, uint64_t f)
 	return f / 64 < nwords && (m[f / 64] >> (f % 64) & 1);
 }
 
-/* Must hold N. Room for frames below end in both bitmaps. */
+/* Must hold N. Room for frames below end in the three bitmaps. */
 static error_t bits_room(struct cnode *n, uint64_t end)
 {
-	size_t w = (size_t)((end + 63) / 64);
-	uint64_t *h, *d;
+	uint64_t **maps[3] = { &n->alloc, &n->have, &n->dirty };
+	size_t w = (size_t)((end + 63) / 64), old = n->nwords;
 
-	if (w <= n->nwords)
+	if (w <= old)
 		return 0;
-	if (w < n->nwords * 2)
-		w = n->nwords * 2;
-	if (!(h = realloc(n->have, w * 8)))
-		return ENOMEM;
-	n->have = h;
-	if (!(d = realloc(n->dirty, w * 8)))
-		return ENOMEM;
-	n->dirty = d;
-	memset(h + n->nwords, 0, (w - n->nwords) * 8);
-	memset(d + n->nwords, 0, (w - n->nwords) * 8);
+	if (w < old * 2)
+		w = old * 2;
+	for (int k = 0; k < 3; k++) {
+		uint64_t *m = realloc(*maps[k], w * 8);
+
+		if (!m)
+			return ENOMEM;   /* (nwords is still right) */
+		memset(m + old, 0, (w - old) * 8);
+		*maps[k] = m;
+	}
 	n->nwords = w;
 	return 0;
 }
@@ -327,7 +329,7 @@ static void bits_set(uint64_t *m, uint64_t s, uint64_t e, bool v)
 
 /* ---- what the mount holds ---- */
 
-#define WINDOW_FRAMES 256   /* a window stays within one such chunk */
+#define WINDOW_FRAMES 256   /* a window starts within one such chunk */
 
 static void window_unmap(struct window *w)
 {
@@ -336,28 +338,51 @@ static void window_unmap(struct window *w)
 	w->addr = NULL;
 }
 
-/* Must hold N. The address of frames [s, e) (all held), mapped read-only
- * or writable (copy-on-write broken), from the node's window when it
- * covers them, else from a new one: the run of held frames around them
- * within their chunk. A request then costs no mapping call while it stays
- * in the window (a mapping follows its frames wherever the pmd moves
- * them). */
+/* Must hold N. The windows of frames [s, e) are unmapped (before the
+ * frames are given back). */
+static void windows_unmap(struct cnode *n, uint64_t s, uint64_t e)
+{
+	for (size_t k = 0; k < n->nwins; k++)
+		if (n->wins[k].addr && n->wins[k].s < e && s < n->wins[k].e)
+			window_unmap(&n->wins[k]);
+}
+
+/* Must hold N. The address of frames [s, e) (all allocated), mapped
+ * read-only or writable (copy-on-write broken), from a window of the
+ * node's when one covers them, else from a new one: the run of allocated
+ * frames around them within s's chunk (a request spanning chunks gets a
+ * window of its own, kept in its first chunk's place). Requests then cost
+ * no mapping call while they stay in windows (a mapping follows its
+ * frames wherever the pmd moves them, and sees what the server copies
+ * into them). */
 static error_t cache_map(struct cnode *n, uint64_t s, uint64_t e, bool write,
 			 char **addr_out)
 {
-	struct window *w = write ? &n->wwin : &n->rwin;
 	uint64_t chunk = s / WINDOW_FRAMES * WINDOW_FRAMES, a = s, b = e;
+	size_t k = (size_t)(s / WINDOW_FRAMES) * 2 + write;
+	struct window *w;
 	void *addr;
 	error_t err;
 
+	if (k >= n->nwins) {
+		size_t nw = k + 1 > n->nwins * 2 ? k + 1 : n->nwins * 2;
+		struct window *v = realloc(n->wins, nw * sizeof(*v));
+
+		if (!v)
+			return ENOMEM;
+		memset(v + n->nwins, 0, (nw - n->nwins) * sizeof(*v));
+		n->wins = v;
+		n->nwins = nw;
+	}
+	w = &n->wins[k];
 	if (w->addr && w->s <= s && e <= w->e) {
 		*addr_out = w->addr + (s - w->s) * FRAME;
 		return 0;
 	}
 	window_unmap(w);
-	while (a > chunk && bit(n->have, n->nwords, a - 1))
+	while (a > chunk && bit(n->alloc, n->nwords, a - 1))
 		a--;
-	while (b < chunk + WINDOW_FRAMES && bit(n->have, n->nwords, b))
+	while (b < chunk + WINDOW_FRAMES && bit(n->alloc, n->nwords, b))
 		b++;
 	err = pm_container_map(M.pm, n->cont, a, (int)(b - a),
 			       write ? CONT_MAP_READ | CONT_MAP_WRITE |
@@ -371,8 +396,8 @@ static error_t cache_map(struct cnode *n, uint64_t s, uint64_t e, bool write,
 	return 0;
 }
 
-/* Must hold N. Frames [s, e) held are given back (dirty ones too: the
- * caller has decided they are to go). */
+/* Must hold N. The frames of [s, e) allocated here are given back (dirty
+ * ones too: the caller has decided they are to go). */
 static void cache_drop(struct cnode *n, uint64_t s, uint64_t e)
 {
 	uint64_t f = s;
@@ -380,41 +405,47 @@ static void cache_drop(struct cnode *n, uint64_t s, uint64_t e)
 	if (e > (uint64_t)n->nwords * 64)
 		e = (uint64_t)n->nwords * 64;
 	/* (no window may cover a frame given back) */
-	if (n->rwin.addr && n->rwin.s < e && s < n->rwin.e)
-		window_unmap(&n->rwin);
-	if (n->wwin.addr && n->wwin.s < e && s < n->wwin.e)
-		window_unmap(&n->wwin);
+	windows_unmap(n, s, e);
 	while (f < e) {
 		uint64_t r;
 
-		if (!bit(n->have, n->nwords, f)) {
+		if (!bit(n->alloc, n->nwords, f)) {
 			f++;
 			continue;
 		}
-		for (r = f; r < e && bit(n->have, n->nwords, r); r++)
+		for (r = f; r < e && bit(n->alloc, n->nwords, r); r++)
 			if (bit(n->dirty, n->nwords, r))
 				n->ndirty--;
 		pm_container_deallocate(M.pm, n->cont, f, (int)(r - f));
+		bits_set(n->alloc, f, r, false);
 		bits_set(n->have, f, r, false);
 		bits_set(n->dirty, f, r, false);
 		f = r;
 	}
 }
 
-/* Must hold N. The frames held that are not dirty go (the file changed
- * elsewhere). */
-static void cache_drop_clean(struct cnode *n)
+/* Must hold N. The frames held that are not dirty are held no more (the
+ * file changed elsewhere); they stay allocated, for what is fetched next. */
+static void cache_forget_clean(struct cnode *n)
+{
+	for (size_t w = 0; w < n->nwords; w++)
+		n->have[w] &= n->dirty[w];
+}
+
+/* Must hold N. Every frame allocated but not dirty is given back (room
+ * for other files). */
+static void cache_drop_unused(struct cnode *n)
 {
 	uint64_t f = 0, end = (uint64_t)n->nwords * 64;
 
 	while (f < end) {
 		uint64_t r;
 
-		if (!bit(n->have, n->nwords, f) || bit(n->dirty, n->nwords, f)) {
+		if (!bit(n->alloc, n->nwords, f) || bit(n->dirty, n->nwords, f)) {
 			f++;
 			continue;
 		}
-		for (r = f; r < end && bit(n->have, n->nwords, r) &&
+		for (r = f; r < end && bit(n->alloc, n->nwords, r) &&
 			    !bit(n->dirty, n->nwords, r); r++)
 			;
 		cache_drop(n, f, r);
@@ -435,7 +466,7 @@ static void cache_learn(struct cnode *n, const struct pmfs_attr *a,
 		n->size = a->size;
 	if (n->version != a->version) {
 		if (a->version != expected)
-			cache_drop_clean(n);
+			cache_forget_clean(n);
 		n->version = a->version;
 	}
 }
@@ -452,25 +483,17 @@ static void cache_evict_others(struct cnode *self)
 			if (x == self || pthread_mutex_trylock(&x->lock))
 				continue;
 			if (!x->opens)
-				cache_drop_clean(x);
+				cache_drop_unused(x);
 			pthread_mutex_unlock(&x->lock);
 		}
 	pthread_mutex_unlock(&M.tlock);
 }
 
-/* Must hold N. Frames [s, e), none held, allocated in the container (made
- * on first need): new frames read zeros. When this task's frames run out,
- * other files' clean frames make room. */
-static error_t cache_alloc(struct cnode *n, uint64_t s, uint64_t e)
+static error_t alloc_run(struct cnode *n, uint64_t s, uint64_t e)
 {
 	int count = (int)(e - s);
-	error_t err;
+	error_t err = pm_container_allocate(M.pm, n->cont, s, &count, 0);
 
-	if ((err = bits_room(n, e)))
-		return err;
-	if (!n->cont && (err = pm_container_create(M.pm, &n->cont)))
-		return err == ENOMEM ? ENOSPC : EIO;
-	err = pm_container_allocate(M.pm, n->cont, s, &count, 0);
 	if (err == ENOMEM) {
 		cache_evict_others(n);
 		count = (int)(e - s);
@@ -478,7 +501,36 @@ static error_t cache_alloc(struct cnode *n, uint64_t s, uint64_t e)
 	}
 	if (err)
 		return err == ENOMEM ? ENOSPC : EIO;
-	bits_set(n->have, s, e, true);
+	bits_set(n->alloc, s, e, true);
+	return 0;
+}
+
+/* Must hold N. The frames of [s, e) not allocated yet are, in the
+ * container (made on first need); they read zeros and are not held until
+ * fetched or written. When this task's frames run out, other files' clean
+ * frames make room. */
+static error_t cache_alloc(struct cnode *n, uint64_t s, uint64_t e)
+{
+	uint64_t f = s;
+	error_t err;
+
+	if ((err = bits_room(n, e)))
+		return err;
+	if (!n->cont && (err = pm_container_create(M.pm, &n->cont)))
+		return err == ENOMEM ? ENOSPC : EIO;
+	while (f < e) {
+		uint64_t r;
+
+		if (bit(n->alloc, n->nwords, f)) {
+			f++;
+			continue;
+		}
+		for (r = f; r < e && !bit(n->alloc, n->nwords, r); r++)
+			;
+		if ((err = alloc_run(n, f, r)))
+			return err;
+		f = r;
+	}
 	return 0;
 }
 
@@ -512,10 +564,8 @@ static error_t cache_fetch(struct cnode *n, uint64_t s, uint64_t e)
 	container_t weak;
 	error_t err;
 
-	if ((err = cache_alloc(n, s, e)))
+	if ((err = cache_alloc(n, s, e)) || (err = cache_share(n, &tok, &weak)))
 		return err;
-	if ((err = cache_share(n, &tok, &weak)))
-		goto drop;
 	req_init(&req);
 	pmfs_put_u64(&req, n->ino);
 	pmfs_put_u64(&req, s);
@@ -524,21 +574,17 @@ static error_t cache_fetch(struct cnode *n, uint64_t s, uint64_t e)
 	err = srv_call(PMFS_FETCH, &req, &rep);
 	cache_unshare(n, weak);
 	if (err)
-		goto drop;
+		return err;
 	pmfs_get_attr(&rep, &a);
 	/* The frames just fetched are the new version's, whatever it is. */
-	bits_set(n->have, s, e, false);
 	cache_learn(n, &a, n->version);
 	bits_set(n->have, s, e, true);
 	return 0;
-drop:
-	cache_drop(n, s, e);
-	return err;
 }
 
-/* Must hold N. Frames [s, e) held, fetched or (past the server's size:
- * this mount's own growth) made as zeros; with readahead, a fetch goes on
- * past e, up to READAHEAD_FRAMES, while frames are missing. */
+/* Must hold N. Frames [s, e) held: fetched, or (past the server's size:
+ * this mount's own growth) made zeros and dirty; with readahead, a fetch
+ * goes on past e, up to READAHEAD_FRAMES, while frames are missing. */
 static error_t cache_need(struct cnode *n, uint64_t s, uint64_t e,
 			  bool readahead)
 {
@@ -555,12 +601,22 @@ static error_t cache_need(struct cnode *n, uint64_t s, uint64_t e,
 			continue;
 		}
 		if (f >= srv_frames) {
+			char *addr;
+
 			/* This mount's own growth: zeros, to be written. */
-			if ((err = cache_alloc(n, f, e)))
+			for (r = f; r < e && !bit(n->have, n->nwords, r); r++)
+				;
+			if ((err = cache_alloc(n, f, r)) ||
+			    (err = cache_map(n, f, r, true, &addr)))
 				return err;
-			bits_set(n->dirty, f, e, true);
-			n->ndirty += e - f;
-			return 0;
+			memset(addr, 0, (r - f) * FRAME);
+			for (uint64_t g = f; g < r; g++)
+				if (!bit(n->dirty, n->nwords, g))
+					n->ndirty++;
+			bits_set(n->have, f, r, true);
+			bits_set(n->dirty, f, r, true);
+			f = r;
+			continue;
 		}
 		for (r = f; r < e && r < srv_frames && !bit(n->have, n->nwords, r);
 		     r++)
@@ -739,10 +795,11 @@ static void cnode_free(struct cnode *n)
 		pp = &(*pp)->hnext;
 	*pp = n->hnext;
 	M.tcount--;
-	window_unmap(&n->rwin);
-	window_unmap(&n->wwin);
+	windows_unmap(n, 0, UINT64_MAX);
+	free(n->wins);
 	if (n->cont)
 		pm_container_destroy(M.pm, n->cont);
+	free(n->alloc);
 	free(n->have);
 	free(n->dirty);
 	pthread_mutex_destroy(&n->lock);
@@ -1066,7 +1123,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		pmfs_get_attr(&rep, &a);
 		/* Close-to-open: another version drops what is held. */
 		if (held && held != a.version)
-			cache_drop_clean(n);
+			cache_forget_clean(n);
 		n->version = a.version;
 		cache_learn(n, &a, a.version);
 		fi->keep_cache = held == a.version;
@@ -1122,7 +1179,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		     size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct cnode *n = cnode_find(ino);
-	uint64_t end = (uint64_t)off + size, s, e, srv_frames;
+	uint64_t end = (uint64_t)off + size, s, e;
 	char *addr;
 	error_t err = 0;
 
@@ -1141,37 +1198,23 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	s = (uint64_t)off / FRAME;
 	e = frames_of(end);
 	pthread_mutex_lock(&n->lock);
-	srv_frames = frames_of(n->srv_size);
-	/* A frame written in part keeps the rest of its bytes: fetched. */
-	if (off % FRAME && s < srv_frames)
+	/* A frame written in part keeps the rest of its bytes: fetched (or,
+	 * past the server's end, zeros). */
+	if (off % FRAME)
 		err = cache_need(n, s, s + 1, false);
-	if (!err && end % FRAME && e - 1 < srv_frames)
+	if (!err && end % FRAME)
 		err = cache_need(n, e - 1, e, false);
-	if (!err)
-		err = bits_room(n, e);
-	for (uint64_t f = s; !err && f < e;) {
-		uint64_t r;
+	/* The rest is written whole; frames for the writes to come are had
+	 * with these, up to the chunk's end (allocated, held once written). */
+	if (!err) {
+		uint64_t lim = (e / WINDOW_FRAMES + 1) * WINDOW_FRAMES;
 
-		if (bit(n->have, n->nwords, f)) {
-			f++;
-			continue;
-		}
-		for (r = f; r < e && !bit(n->have, n->nwords, r); r++)
-			;
-		if (r == e && f >= frames_of(n->size)) {
-			/* The file grows here: frames for the writes to
-			 * come are had with these, up to the chunk's end
-			 * (zeros, not dirty until written). */
-			uint64_t lim = (e / WINDOW_FRAMES + 1) * WINDOW_FRAMES;
-
-			if ((err = bits_room(n, lim)))
-				break;
-			while (r < lim && !bit(n->have, n->nwords, r))
-				r++;
-		}
-		err = cache_alloc(n, f, r);
-		f = r;
+		err = cache_alloc(n, s, lim);
+		if (err == ENOSPC)
+			err = cache_alloc(n, s, e);
 	}
+	if (!err)
+		bits_set(n->have, s, e, true);
 	if (!err)
 		err = cache_map(n, s, e, true, &addr);
 	if (err) {

@@ -9,8 +9,8 @@
 # input (the server serves on), a node down (its files EIO, the others
 # intact), the server killed (mounts serve what they hold, EIO for the
 # rest), and a restart from the backing directory.
-# Needs root, /dev/fuse and fusermount3 (skipped otherwise); fio, fuse3 and
-# python3 are installed by deploy/install-deps.sh.
+# Needs root and /dev/fuse (skipped otherwise); fio, fuse3 and python3 are
+# installed (deploy/install-deps.sh) when missing.
 # usage: test_pmfs.sh TOP BUILD
 set -euo pipefail
 top=$1 build=$2
@@ -18,8 +18,12 @@ if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/fuse ]; then
 	echo "skipped: FUSE mounts need root and /dev/fuse"
 	exit 77
 fi
+# What it uses comes with the project's dependencies: installed if missing.
+for t in fusermount3 fio python3 getfattr; do
+	command -v "$t" >/dev/null || { "$top/deploy/install-deps.sh" >/dev/null || true; break; }
+done
 for t in fusermount3 fio python3; do
-	command -v "$t" >/dev/null || { echo "skipped: no $t (deploy/install-deps.sh installs it)"; exit 77; }
+	command -v "$t" >/dev/null || { echo "skipped: no $t (deploy/install-deps.sh could not install it)"; exit 77; }
 done
 pmfsd=$build/examples/pmfs/pmfsd pmfs=$build/examples/pmfs/pmfs
 pmctl=$build/deploy/pmctl
@@ -30,6 +34,7 @@ export HEARTBEAT_MS=100 SUSPECT_MS=400 DOWN_MS=1200
 export PMD_ARGS="--memory 1G --guarantee 65536"
 
 work=$(mktemp -d /tmp/pmfs-test-XXXXXX)
+cd "$work"                    # (fio leaves its verify state where it runs)
 dir="" server_pid="" mounts=()
 fail() { echo "FAIL: $*"; exit 1; }
 cleanup() {
