@@ -104,22 +104,7 @@ static struct {
 
 static __thread uint8_t *t_req, *t_rep;
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fputs("pmfs: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
-static uint64_t frames_of(uint64_t bytes)
-{
-	return (bytes + FRAME - 1) / FRAME;
-}
+const char *pmfs_prog = "pmfs";
 
 /* ---- the server ---- */
 
@@ -147,7 +132,7 @@ static error_t srv_call(uint16_t op, const struct pmfs_buf *req,
 	if (!err && (h.op != op || h.seq != seq))
 		err = EPROTO;
 	if (err) {
-		say("the server's connection: %s: serving what this mount "
+		pmfs_say("the server's connection: %s: serving what this mount "
 		    "holds, EIO for the rest", strerror(err));
 		close(M.fd);
 		M.fd = -1;
@@ -170,24 +155,10 @@ static void req_init(struct pmfs_buf *b)
 
 /* ---- the tables ---- */
 
-static size_t hash_ino(uint64_t ino, size_t size)
-{
-	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 20) & (size - 1);
-}
-
-static size_t hash_name(uint64_t dir, const char *name, size_t size)
-{
-	uint64_t h = 1469598103934665603ull ^ dir;
-
-	for (; *name; name++)
-		h = (h ^ (uint8_t)*name) * 1099511628211ull;
-	return (size_t)(h ^ (h >> 29)) & (size - 1);
-}
-
 /* Must hold T. */
 static struct cnode *cnode_find_locked(uint64_t ino)
 {
-	struct cnode *n = M.tab[hash_ino(ino, M.tsize)];
+	struct cnode *n = M.tab[pmfs_hash_ino(ino, M.tsize)];
 
 	while (n && n->ino != ino)
 		n = n->hnext;
@@ -220,8 +191,8 @@ static struct cnode *cnode_get(uint64_t ino, bool ref)
 				for (size_t k = 0; k < M.tsize; k++)
 					for (struct cnode *x = M.tab[k], *nx; x; x = nx) {
 						nx = x->hnext;
-						x->hnext = t[hash_ino(x->ino, sz)];
-						t[hash_ino(x->ino, sz)] = x;
+						x->hnext = t[pmfs_hash_ino(x->ino, sz)];
+						t[pmfs_hash_ino(x->ino, sz)] = x;
 					}
 				free(M.tab);
 				M.tab = t;
@@ -230,8 +201,8 @@ static struct cnode *cnode_get(uint64_t ino, bool ref)
 		}
 		n->ino = ino;
 		pthread_mutex_init(&n->lock, NULL);
-		n->hnext = M.tab[hash_ino(ino, M.tsize)];
-		M.tab[hash_ino(ino, M.tsize)] = n;
+		n->hnext = M.tab[pmfs_hash_ino(ino, M.tsize)];
+		M.tab[pmfs_hash_ino(ino, M.tsize)] = n;
 		M.tcount++;
 	}
 	if (n && ref)
@@ -242,7 +213,7 @@ static struct cnode *cnode_get(uint64_t ino, bool ref)
 
 static void name_remember(uint64_t parent, const char *name, uint64_t ino)
 {
-	size_t h = hash_name(parent, name, M.nsize);
+	size_t h = pmfs_hash_name(parent, name, M.nsize);
 	struct cname *c;
 
 	pthread_mutex_lock(&M.tlock);
@@ -263,7 +234,7 @@ static void name_remember(uint64_t parent, const char *name, uint64_t ino)
 
 static void name_forget(uint64_t parent, const char *name)
 {
-	struct cname **pp = &M.names[hash_name(parent, name, M.nsize)], *c;
+	struct cname **pp = &M.names[pmfs_hash_name(parent, name, M.nsize)], *c;
 
 	pthread_mutex_lock(&M.tlock);
 	for (; (c = *pp); pp = &c->hnext)
@@ -280,7 +251,7 @@ static uint64_t name_find(uint64_t parent, const char *name)
 	uint64_t ino = 0;
 
 	pthread_mutex_lock(&M.tlock);
-	for (struct cname *c = M.names[hash_name(parent, name, M.nsize)]; c;
+	for (struct cname *c = M.names[pmfs_hash_name(parent, name, M.nsize)]; c;
 	     c = c->hnext)
 		if (c->parent == parent && !strcmp(c->name, name))
 			ino = c->ino;
@@ -588,7 +559,7 @@ static error_t cache_fetch(struct cnode *n, uint64_t s, uint64_t e)
 static error_t cache_need(struct cnode *n, uint64_t s, uint64_t e,
 			  bool readahead)
 {
-	uint64_t srv_frames = frames_of(n->srv_size), f = s;
+	uint64_t srv_frames = pmfs_frames(n->srv_size), f = s;
 	error_t err;
 
 	if ((err = bits_room(n, e)))
@@ -714,7 +685,7 @@ static void stat_of(const struct pmfs_attr *a, uint64_t size, struct stat *st)
 	st->st_gid = a->gid;
 	st->st_size = (off_t)size;
 	st->st_blksize = FRAME;
-	st->st_blocks = (blkcnt_t)(frames_of(size) * (FRAME / 512));
+	st->st_blocks = (blkcnt_t)(pmfs_frames(size) * (FRAME / 512));
 	st->st_atim.tv_sec = a->atime;
 	st->st_atim.tv_nsec = a->atime_ns;
 	st->st_mtim.tv_sec = a->mtime;
@@ -789,7 +760,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void cnode_free(struct cnode *n)
 {
-	struct cnode **pp = &M.tab[hash_ino(n->ino, M.tsize)];
+	struct cnode **pp = &M.tab[pmfs_hash_ino(n->ino, M.tsize)];
 
 	while (*pp != n)
 		pp = &(*pp)->hnext;
@@ -934,7 +905,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 
 		/* What this mount holds past the new end goes; the bytes
 		 * past it in its last frame read zeros, as on the server. */
-		cache_drop(n, frames_of(size), (uint64_t)n->nwords * 64);
+		cache_drop(n, pmfs_frames(size), (uint64_t)n->nwords * 64);
 		if (size % FRAME && bit(n->have, n->nwords, size / FRAME)) {
 			void *addr;
 
@@ -1162,7 +1133,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	len = n->size - (uint64_t)off < size ? n->size - (uint64_t)off : size;
 	s = (uint64_t)off / FRAME;
-	e = frames_of((uint64_t)off + len);
+	e = pmfs_frames((uint64_t)off + len);
 	err = cache_need(n, s, e, true);
 	if (!err)
 		err = cache_map(n, s, e, false, &addr);
@@ -1196,7 +1167,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		return;
 	}
 	s = (uint64_t)off / FRAME;
-	e = frames_of(end);
+	e = pmfs_frames(end);
 	pthread_mutex_lock(&n->lock);
 	/* A frame written in part keeps the rest of its bytes: fetched (or,
 	 * past the server's end, zeros). */
@@ -1401,7 +1372,7 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	/* The frames written by the server are no longer what is held. */
 	if (copied)
 		cache_drop(n, (uint64_t)off_out / FRAME,
-			   frames_of((uint64_t)off_out + copied));
+			   pmfs_frames((uint64_t)off_out + copied));
 	cache_learn(n, &a, copied ? before + 1 : before);
 	pthread_mutex_unlock(&n->lock);
 	fuse_reply_write(req, copied);
@@ -1534,7 +1505,7 @@ static error_t server_connect(const char *hostport)
 	if (!colon || colon == hostport || !colon[1] ||
 	    (size_t)(colon - hostport) >= sizeof(host) ||
 	    strlen(colon + 1) >= sizeof(port)) {
-		say("--server %s: not HOST:PORT", hostport);
+		pmfs_say("--server %s: not HOST:PORT", hostport);
 		return EINVAL;
 	}
 	memcpy(host, hostport, (size_t)(colon - hostport));
@@ -1545,7 +1516,7 @@ static error_t server_connect(const char *hostport)
 	}
 	strcpy(port, colon + 1);
 	if ((r = getaddrinfo(host, port, &hints, &ai))) {
-		say("--server %s: %s", hostport, gai_strerror(r));
+		pmfs_say("--server %s: %s", hostport, gai_strerror(r));
 		return EINVAL;
 	}
 	for (p = ai; p; p = p->ai_next) {
@@ -1558,7 +1529,7 @@ static error_t server_connect(const char *hostport)
 	}
 	freeaddrinfo(ai);
 	if (fd < 0) {
-		say("--server %s: %m", hostport);
+		pmfs_say("--server %s: %m", hostport);
 		return ECONNREFUSED;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -1638,11 +1609,11 @@ int main(int argc, char **argv)
 		pid_t pid;
 
 		if (pipe(pfd)) {
-			say("pipe: %m");
+			pmfs_say("pipe: %m");
 			return 1;
 		}
 		if ((pid = fork()) < 0) {
-			say("fork: %m");
+			pmfs_say("fork: %m");
 			return 1;
 		}
 		if (pid > 0) {
@@ -1661,18 +1632,18 @@ int main(int argc, char **argv)
 	M.tab = calloc(M.tsize, sizeof(*M.tab));
 	M.names = calloc(M.nsize, sizeof(*M.names));
 	if (!M.tab || !M.names) {
-		say("out of memory");
+		pmfs_say("out of memory");
 		goto out;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if ((err = pm_connect(sock, &M.pm))) {
-		say("connecting to the pmd at %s: %s", sock, strerror(err));
+		pmfs_say("connecting to the pmd at %s: %s", sock, strerror(err));
 		goto out;
 	}
 	if ((err = server_connect(server)))
 		goto out_pm;
 	if ((err = hello())) {
-		say("--server %s: not a pmfs server (%s)", server, strerror(err));
+		pmfs_say("--server %s: not a pmfs server (%s)", server, strerror(err));
 		goto out_pm;
 	}
 	fuse_opt_add_arg(&args, "pmfs");
@@ -1686,11 +1657,11 @@ int main(int argc, char **argv)
 		fuse_opt_add_arg(&args, "-d");
 	se = fuse_session_new(&args, &ops, sizeof(ops), NULL);
 	if (!se) {
-		say("the FUSE session could not be made (see above)");
+		pmfs_say("the FUSE session could not be made (see above)");
 		goto out_args;
 	}
 	if (fuse_set_signal_handlers(se) || fuse_session_mount(se, mnt)) {
-		say("mounting on %s failed (see above)", mnt);
+		pmfs_say("mounting on %s failed (see above)", mnt);
 		goto out_session;
 	}
 	if (!foreground) {
@@ -1698,7 +1669,7 @@ int main(int argc, char **argv)
 
 		status = 0;
 		if (write(pfd[1], &status, 1) != 1)
-			say("the parent is gone");
+			pmfs_say("the parent is gone");
 		close(pfd[1]);
 		pfd[1] = -1;
 		if (fd >= 0) {
@@ -1709,7 +1680,7 @@ int main(int argc, char **argv)
 				close(fd);
 		}
 		if (chdir("/"))
-			say("chdir /: %m");
+			pmfs_say("chdir /: %m");
 	} else {
 		printf("pmfs: %s mounted from %s\n", mnt, server);
 		fflush(stdout);
@@ -1726,7 +1697,7 @@ out_pm:
 out:
 	if (pfd[1] >= 0) {
 		if (write(pfd[1], &status, 1) != 1)
-			say("the parent is gone");
+			pmfs_say("the parent is gone");
 	}
 	return ret;
 }

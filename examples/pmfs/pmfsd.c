@@ -112,42 +112,13 @@ static struct {
 	volatile sig_atomic_t stop;
 } S;
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fputs("pmfsd: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
-static uint64_t frames_of(uint64_t bytes)
-{
-	return (bytes + FRAME - 1) / FRAME;
-}
+const char *pmfs_prog = "pmfsd";
 
 /* ---- tables ---- */
 
-static size_t hash_ino(uint64_t ino, size_t size)
-{
-	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 20) & (size - 1);
-}
-
-static size_t hash_name(uint64_t dir, const char *name, size_t size)
-{
-	uint64_t h = 1469598103934665603ull ^ dir;
-
-	for (; *name; name++)
-		h = (h ^ (uint8_t)*name) * 1099511628211ull;
-	return (size_t)(h ^ (h >> 29)) & (size - 1);
-}
-
 static struct inode *inode_find(uint64_t ino)
 {
-	struct inode *i = S.itab[hash_ino(ino, S.isize)];
+	struct inode *i = S.itab[pmfs_hash_ino(ino, S.isize)];
 
 	while (i && i->ino != ino)
 		i = i->hnext;
@@ -165,8 +136,8 @@ static int tables_grow(void)
 		for (size_t k = 0; k < S.isize; k++)
 			for (struct inode *i = S.itab[k], *nx; i; i = nx) {
 				nx = i->hnext;
-				i->hnext = t[hash_ino(i->ino, n)];
-				t[hash_ino(i->ino, n)] = i;
+				i->hnext = t[pmfs_hash_ino(i->ino, n)];
+				t[pmfs_hash_ino(i->ino, n)] = i;
 			}
 		free(S.itab);
 		S.itab = t;
@@ -180,7 +151,7 @@ static int tables_grow(void)
 			return ENOMEM;
 		for (size_t k = 0; k < S.dsize; k++)
 			for (struct dentry *d = S.dtab[k], *nx; d; d = nx) {
-				size_t h = hash_name(d->dir->ino, d->name, n);
+				size_t h = pmfs_hash_name(d->dir->ino, d->name, n);
 
 				nx = d->hnext;
 				d->hnext = t[h];
@@ -195,7 +166,7 @@ static int tables_grow(void)
 
 static struct dentry *dentry_find(const struct inode *dir, const char *name)
 {
-	struct dentry *d = S.dtab[hash_name(dir->ino, name, S.dsize)];
+	struct dentry *d = S.dtab[pmfs_hash_name(dir->ino, name, S.dsize)];
 
 	while (d && (d->dir != dir || strcmp(d->name, name)))
 		d = d->hnext;
@@ -204,7 +175,7 @@ static struct dentry *dentry_find(const struct inode *dir, const char *name)
 
 static void dentry_unhash(struct dentry *d)
 {
-	struct dentry **pp = &S.dtab[hash_name(d->dir->ino, d->name, S.dsize)];
+	struct dentry **pp = &S.dtab[pmfs_hash_name(d->dir->ino, d->name, S.dsize)];
 
 	while (*pp != d)
 		pp = &(*pp)->hnext;
@@ -214,7 +185,7 @@ static void dentry_unhash(struct dentry *d)
 
 static void dentry_hash(struct dentry *d)
 {
-	size_t h = hash_name(d->dir->ino, d->name, S.dsize);
+	size_t h = pmfs_hash_name(d->dir->ino, d->name, S.dsize);
 
 	d->hnext = S.dtab[h];
 	S.dtab[h] = d;
@@ -278,7 +249,7 @@ static struct inode *inode_new(uint32_t mode, uint32_t uid, uint32_t gid)
 	i->version = 1;
 	now(&i->mtime);
 	i->atime = i->ctime = i->mtime;
-	size_t h = hash_ino(i->ino, S.isize);
+	size_t h = pmfs_hash_ino(i->ino, S.isize);
 	i->hnext = S.itab[h];
 	S.itab[h] = i;
 	S.icount++;
@@ -288,7 +259,7 @@ static struct inode *inode_new(uint32_t mode, uint32_t uid, uint32_t gid)
 /* The inode goes: its container (its frames given back), its memory. */
 static void inode_free(struct inode *i)
 {
-	struct inode **pp = &S.itab[hash_ino(i->ino, S.isize)];
+	struct inode **pp = &S.itab[pmfs_hash_ino(i->ino, S.isize)];
 	error_t err;
 
 	while (*pp != i)
@@ -296,7 +267,7 @@ static void inode_free(struct inode *i)
 	*pp = i->hnext;
 	S.icount--;
 	if (i->cont && (err = pm_container_destroy(S.pm, i->cont)))
-		say("inode %lu: destroying its container: %s",
+		pmfs_say("inode %lu: destroying its container: %s",
 		    (unsigned long)i->ino, strerror(err));
 	free(i->target);
 	free(i);
@@ -352,7 +323,7 @@ static bool backing_path(const struct inode *i, char *p, size_t n)
 
 static void backing_warn(const char *what, const char *path)
 {
-	say("backing directory: %s %s: %m (served from memory all the same)",
+	pmfs_say("backing directory: %s %s: %m (served from memory all the same)",
 	    what, path);
 }
 
@@ -387,7 +358,7 @@ static void backing_data(const struct inode *i, uint64_t start, uint64_t count)
 			len = i->size - off;
 		err = pm_container_read(S.pm, i->cont, start, 0, buf, len);
 		if (err) {
-			say("backing directory: reading %s for it: %s", path,
+			pmfs_say("backing directory: reading %s for it: %s", path,
 			    strerror(err));
 			break;
 		}
@@ -481,7 +452,7 @@ static error_t file_container(struct inode *i)
  * changed. ENOSPC when the frames cannot be had. */
 static error_t file_resize(struct inode *i, uint64_t size)
 {
-	uint64_t nf = frames_of(size);
+	uint64_t nf = pmfs_frames(size);
 	error_t err;
 
 	if (nf > INT32_MAX)
@@ -512,7 +483,7 @@ static error_t file_resize(struct inode *i, uint64_t size)
 		err = pm_container_deallocate(S.pm, i->cont, nf,
 					      (int)(i->nframes - nf));
 		if (err)
-			say("inode %lu: giving frames back: %s",
+			pmfs_say("inode %lu: giving frames back: %s",
 			    (unsigned long)i->ino, strerror(err));
 	}
 	i->nframes = nf;
@@ -566,6 +537,19 @@ static error_t get_name(struct req *r, char *name)
 	return pmfs_name_ok(name, n) ? 0 : EINVAL;
 }
 
+/* The entry a request names: a directory, then a name in it. */
+static error_t get_entry(struct req *r, struct inode **dir_out,
+			 struct dentry **d_out)
+{
+	char name[PMFS_NAME_MAX + 1];
+	error_t err;
+
+	if ((err = get_dir(r, dir_out)) || (err = get_name(r, name)))
+		return err;
+	*d_out = dentry_find(*dir_out, name);
+	return *d_out ? 0 : ENOENT;
+}
+
 static void reply_attr(struct req *r, const struct inode *i)
 {
 	struct pmfs_attr a;
@@ -588,15 +572,12 @@ static error_t op_hello(struct req *r)
 
 static error_t op_lookup(struct req *r)
 {
-	char name[PMFS_NAME_MAX + 1];
 	struct inode *dir;
 	struct dentry *d;
 	error_t err;
 
-	if ((err = get_dir(r, &dir)) || (err = get_name(r, name)))
+	if ((err = get_entry(r, &dir, &d)))
 		return err;
-	if (!(d = dentry_find(dir, name)))
-		return ENOENT;
 	reply_attr(r, d->inode);
 	return 0;
 }
@@ -779,15 +760,12 @@ static void entry_remove(struct dentry *d)
 
 static error_t op_remove(struct req *r, bool dir_wanted)
 {
-	char name[PMFS_NAME_MAX + 1];
 	struct inode *dir;
 	struct dentry *d;
 	error_t err;
 
-	if ((err = get_dir(r, &dir)) || (err = get_name(r, name)))
+	if ((err = get_entry(r, &dir, &d)))
 		return err;
-	if (!(d = dentry_find(dir, name)))
-		return ENOENT;
 	if (dir_wanted && !S_ISDIR(d->inode->mode))
 		return ENOTDIR;
 	if (!dir_wanted && S_ISDIR(d->inode->mode))
@@ -1053,7 +1031,7 @@ static error_t op_commit(struct req *r)
 		uint32_t c = pmfs_get_u32(&r->in);
 
 		if (r->in.bad || !c || c > PMFS_FETCH_MAX || s < prev_end ||
-		    s > frames_of(size) || c > frames_of(size) - s)
+		    s > pmfs_frames(size) || c > pmfs_frames(size) - s)
 			return EINVAL;
 		prev_end = s + c;
 	}
@@ -1162,7 +1140,7 @@ static error_t op_copy(struct req *r)
 		return err;
 	if (len) {
 		file_changed(out);
-		backing_data(out, off_out / FRAME, frames_of(off_out + len) -
+		backing_data(out, off_out / FRAME, pmfs_frames(off_out + len) -
 							   off_out / FRAME);
 	}
 	pmfs_put_u64(&r->out, len);
@@ -1300,7 +1278,7 @@ static bool conn_serve(size_t k)
 
 	if (err) {
 		if (err != ECONNRESET)
-			say("a mount's connection: %s; cut off",
+			pmfs_say("a mount's connection: %s; cut off",
 			    err == EAGAIN ? "stalled in a message" :
 			    err == EPROTO ? "not the pmfs protocol" : strerror(err));
 		return false;
@@ -1328,21 +1306,21 @@ static int listen_on(const char *hostport, char *shown, size_t shown_len)
 
 	if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof(host) ||
 	    strlen(colon + 1) >= sizeof(port) || !colon[1]) {
-		say("--listen %s: not HOST:PORT", hostport);
+		pmfs_say("--listen %s: not HOST:PORT", hostport);
 		return -1;
 	}
 	memcpy(host, hostport, (size_t)(colon - hostport));
 	host[colon - hostport] = '\0';
 	strcpy(port, colon + 1);
 	if ((r = getaddrinfo(host, port, &hints, &ai))) {
-		say("--listen %s: %s", hostport, gai_strerror(r));
+		pmfs_say("--listen %s: %s", hostport, gai_strerror(r));
 		return -1;
 	}
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 64) ||
 	    getsockname(fd, (struct sockaddr *)&sa, &sl)) {
-		say("--listen %s: %m", hostport);
+		pmfs_say("--listen %s: %m", hostport);
 		freeaddrinfo(ai);
 		if (fd >= 0)
 			close(fd);
@@ -1364,7 +1342,7 @@ static void conn_accept(int lfd)
 	if (fd < 0)
 		return;
 	if (S.nconns == PMFSD_CONNS_MAX) {
-		say("a mount connects beyond %d: refused", PMFSD_CONNS_MAX);
+		pmfs_say("a mount connects beyond %d: refused", PMFSD_CONNS_MAX);
 		close(fd);
 		return;
 	}
@@ -1393,7 +1371,7 @@ static error_t load_file(struct inode *i, int fd, const char *path)
 		ssize_t n = pread(fd, buf, PMFSD_CHUNK, (off_t)off);
 
 		if (n <= 0) {
-			say("loading %s: %s", path, n ? strerror(errno) : "shorter than its size");
+			pmfs_say("loading %s: %s", path, n ? strerror(errno) : "shorter than its size");
 			return EIO;
 		}
 		if ((err = pm_container_write(S.pm, i->cont, off / FRAME, 0, buf,
@@ -1411,7 +1389,7 @@ static error_t load_dir(struct inode *dir, const char *path, int depth)
 	error_t err = 0;
 
 	if (!dp) {
-		say("loading %s: %m", path);
+		pmfs_say("loading %s: %m", path);
 		return errno;
 	}
 	while (!err && (e = readdir(dp))) {
@@ -1428,12 +1406,12 @@ static error_t load_dir(struct inode *dir, const char *path, int depth)
 		if (!pmfs_name_ok(e->d_name, n) ||
 		    snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name) >=
 			    (int)sizeof(sub) || lstat(sub, &st)) {
-			say("loading %s/%s: skipped", path, e->d_name);
+			pmfs_say("loading %s/%s: skipped", path, e->d_name);
 			continue;
 		}
 		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) &&
 		    !S_ISLNK(st.st_mode)) {
-			say("loading %s: not a file, directory or link: skipped", sub);
+			pmfs_say("loading %s: not a file, directory or link: skipped", sub);
 			continue;
 		}
 		if (!(i = inode_new(st.st_mode, st.st_uid, st.st_gid)) ||
@@ -1459,7 +1437,7 @@ static error_t load_dir(struct inode *dir, const char *path, int depth)
 			close(fd);
 		}
 		if (err)
-			say("loading %s: %s", sub, strerror(err));
+			pmfs_say("loading %s: %s", sub, strerror(err));
 	}
 	closedir(dp);
 	return err;
@@ -1505,17 +1483,17 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc || !sock || !listen_at) {
 		if (optind < argc)
-			say("unexpected argument '%s'", argv[optind]);
+			pmfs_say("unexpected argument '%s'", argv[optind]);
 		usage();
 		return 2;
 	}
 	if (S.backing && (stat(S.backing, &st) || !S_ISDIR(st.st_mode))) {
-		say("--backing %s: %s", S.backing,
+		pmfs_say("--backing %s: %s", S.backing,
 		    errno && !S_ISDIR(st.st_mode) ? strerror(errno) : "not a directory");
 		return 1;
 	}
 	if ((err = pm_connect(sock, &S.pm)) || (err = pm_self(S.pm, &S.task))) {
-		say("connecting to the pmd at %s: %s", sock, strerror(err));
+		pmfs_say("connecting to the pmd at %s: %s", sock, strerror(err));
 		return 1;
 	}
 	S.isize = S.dsize = 1024;
@@ -1524,7 +1502,7 @@ int main(int argc, char **argv)
 	S.in = malloc(PMFS_MSG_MAX);
 	S.out = malloc(PMFS_MSG_MAX);
 	if (!S.itab || !S.dtab || !S.in || !S.out) {
-		say("out of memory");
+		pmfs_say("out of memory");
 		return 1;
 	}
 	if (getrandom(&S.generation, sizeof(S.generation), 0) != sizeof(S.generation))
@@ -1532,7 +1510,7 @@ int main(int argc, char **argv)
 	S.next_ino = PMFS_ROOT_INO;
 	S.root = inode_new(S_IFDIR | 0755, getuid(), getgid());
 	if (S.backing && (err = load_dir(S.root, S.backing, 0))) {
-		say("--backing %s: the tree could not be loaded: %s", S.backing,
+		pmfs_say("--backing %s: the tree could not be loaded: %s", S.backing,
 		    strerror(err));
 		pm_disconnect(S.pm);
 		return 1;
@@ -1566,6 +1544,6 @@ int main(int argc, char **argv)
 		conn_close(S.nconns - 1);
 	close(lfd);
 	pm_disconnect(S.pm);
-	say("stopped");
+	pmfs_say("stopped");
 	return 0;
 }

@@ -3,6 +3,8 @@
  * that never read or write out of bounds, and whole messages on sockets.
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -145,6 +147,31 @@ void pmfs_get_attr(struct pmfs_buf *b, struct pmfs_attr *a)
 	a->atime_ns = pmfs_get_u32(b);
 	a->mtime_ns = pmfs_get_u32(b);
 	a->ctime_ns = pmfs_get_u32(b);
+}
+
+void pmfs_say(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "%s: ", pmfs_prog);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+size_t pmfs_hash_ino(uint64_t ino, size_t size)
+{
+	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 20) & (size - 1);
+}
+
+size_t pmfs_hash_name(uint64_t dir, const char *name, size_t size)
+{
+	uint64_t h = 1469598103934665603ull ^ dir;
+
+	for (; *name; name++)
+		h = (h ^ (uint8_t)*name) * 1099511628211ull;
+	return (size_t)(h ^ (h >> 29)) & (size - 1);
 }
 
 bool pmfs_name_ok(const char *s, size_t n)

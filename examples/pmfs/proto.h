@@ -147,6 +147,22 @@ void pmfs_get_attr(struct pmfs_buf *b, struct pmfs_attr *a);
  * not "." or "..". */
 bool pmfs_name_ok(const char *s, size_t n);
 
+/* Frames that hold bytes bytes. */
+static inline uint64_t pmfs_frames(uint64_t bytes)
+{
+	return (bytes + PM_FRAME_SIZE - 1) / PM_FRAME_SIZE;
+}
+
+/* A line on stderr, after the program's name (each program defines
+ * pmfs_prog). */
+extern const char *pmfs_prog;
+void pmfs_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Buckets of tables of size (a power of two): by inode, by (directory,
+ * name). */
+size_t pmfs_hash_ino(uint64_t ino, size_t size);
+size_t pmfs_hash_name(uint64_t dir, const char *name, size_t size);
+
 /* Whole messages on a blocking socket: 0, or an errno (EPROTO: not a
  * pmfs message, or longer than PMFS_MSG_MAX; ECONNRESET: the peer closed).
  * pmfs_recv fills hdr and up to cap payload bytes into p. */
