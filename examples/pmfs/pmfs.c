@@ -97,6 +97,7 @@ static struct {
 	size_t tsize, tcount;    /* (T) */
 	struct cname **names;    /* (T) */
 	size_t nsize;            /* (C) */
+	size_t ncount;           /* (T) names kept, <= NAMES_MAX */
 	pthread_mutex_t slock;
 	int fd;                  /* (S) -1: the server is gone */
 	uint32_t seq;            /* (S) */
@@ -211,12 +212,30 @@ static struct cnode *cnode_get(uint64_t ino, bool ref)
 	return n;
 }
 
+/* The names kept are a fallback (served only when the server is gone):
+ * past this many they are all forgotten and learnt again. */
+#define NAMES_MAX (256 * 1024)
+
+/* Must hold T. */
+static void names_clear(void)
+{
+	for (size_t k = 0; k < M.nsize; k++)
+		for (struct cname *c = M.names[k], *nx; c; c = nx) {
+			nx = c->hnext;
+			free(c);
+		}
+	memset(M.names, 0, M.nsize * sizeof(*M.names));
+	M.ncount = 0;
+}
+
 static void name_remember(uint64_t parent, const char *name, uint64_t ino)
 {
 	size_t h = pmfs_hash_name(parent, name, M.nsize);
 	struct cname *c;
 
 	pthread_mutex_lock(&M.tlock);
+	if (M.ncount >= NAMES_MAX)
+		names_clear();
 	for (c = M.names[h]; c; c = c->hnext)
 		if (c->parent == parent && !strcmp(c->name, name))
 			break;
@@ -228,6 +247,7 @@ static void name_remember(uint64_t parent, const char *name, uint64_t ino)
 		strcpy(c->name, name);
 		c->hnext = M.names[h];
 		M.names[h] = c;
+		M.ncount++;
 	}
 	pthread_mutex_unlock(&M.tlock);
 }
@@ -241,6 +261,7 @@ static void name_forget(uint64_t parent, const char *name)
 		if (c->parent == parent && !strcmp(c->name, name)) {
 			*pp = c->hnext;
 			free(c);
+			M.ncount--;
 			break;
 		}
 	pthread_mutex_unlock(&M.tlock);
