@@ -8,7 +8,8 @@
 # pass, psync; writes end with an fsync (pmfs writes back to the server
 # then: part of the cost); reads start with the page cache dropped
 # (fio's invalidate), so a pmfs read is served from the mount's mapped
-# frames. A "cold" read: node 3's mount reads a file node 2 wrote (every
+# frames; each read job again with O_DIRECT (every read reaches the file
+# system, no page cache or readahead between). A "cold" read: node 3's mount reads a file node 2 wrote (every
 # frame fetched from the server by copy). Then a copy of a 64 MiB file
 # with cp: on pmfs cp's copy_file_range is a logical copy on the server;
 # against cp on tmpfs and through the passthrough.
@@ -80,6 +81,12 @@ for r in $(seq 1 "$rounds"); do
 				case $rw in *write) extra=(--end_fsync=1) ;; esac
 				bw=$(job "$rw$bs" "${where[$fs]}" "$rw" "$bs" "${extra[@]}")
 				echo "$rw.$bs $fs $r $bw" >>"$results"
+				case $rw in *read)
+					# Direct: every read reaches the file
+					# system (no page cache between).
+					bw=$(job "$rw$bs" "${where[$fs]}" "$rw" "$bs" --direct=1)
+					echo "$rw.direct.$bs $fs $r $bw" >>"$results" ;;
+				esac
 				rm -f "${where[$fs]}/$rw$bs".*
 			done
 		done
