@@ -481,6 +481,28 @@ static void cache_evict_others(struct cnode *self)
 	pthread_mutex_unlock(&M.tlock);
 }
 
+/* Containers of other files that hold nothing to write back go, to make
+ * room in this task's handles (the pmd's limit a task: a container each
+ * file this mount touched). Must hold self's lock; as above. */
+static void cache_evict_containers(struct cnode *self)
+{
+	if (pthread_mutex_trylock(&M.tlock))
+		return;
+	for (size_t k = 0; k < M.tsize; k++)
+		for (struct cnode *x = M.tab[k]; x; x = x->hnext) {
+			if (x == self || !x->cont ||
+			    pthread_mutex_trylock(&x->lock))
+				continue;
+			if (!x->opens && !x->ndirty) {
+				cache_drop(x, 0, (uint64_t)x->nwords * 64);
+				pm_container_destroy(M.pm, x->cont);
+				x->cont = 0;
+			}
+			pthread_mutex_unlock(&x->lock);
+		}
+	pthread_mutex_unlock(&M.tlock);
+}
+
 static error_t alloc_run(struct cnode *n, uint64_t s, uint64_t e)
 {
 	int count = (int)(e - s);
@@ -508,7 +530,11 @@ static error_t cache_alloc(struct cnode *n, uint64_t s, uint64_t e)
 
 	if ((err = bits_room(n, e)))
 		return err;
-	if (!n->cont && (err = pm_container_create(M.pm, &n->cont)))
+	if (!n->cont && (err = pm_container_create(M.pm, &n->cont)) == ENOMEM) {
+		cache_evict_containers(n);
+		err = pm_container_create(M.pm, &n->cont);
+	}
+	if (err)
 		return err == ENOMEM ? ENOSPC : EIO;
 	while (f < e) {
 		uint64_t r;
@@ -533,6 +559,10 @@ static error_t cache_share(struct cnode *n, pm_cap_token_t *tok,
 {
 	error_t err = pm_container_share(M.pm, n->cont, M.server_task, weak);
 
+	if (err == ENOMEM) { /* (the share is a handle too) */
+		cache_evict_containers(n);
+		err = pm_container_share(M.pm, n->cont, M.server_task, weak);
+	}
 	if (!err && (err = pm_cap_export(M.pm, *weak, tok))) {
 		pm_container_unshare(M.pm, n->cont, M.server_task);
 		pm_cap_release(M.pm, *weak);

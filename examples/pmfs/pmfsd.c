@@ -435,8 +435,9 @@ static error_t file_container(struct inode *i)
 
 	if (i->cont)
 		return 0;
+	/* (ENOMEM: past the pmd's handles a task, a container a file) */
 	if ((err = pm_container_create(S.pm, &i->cont)))
-		return err;
+		return err == ENOMEM ? ENOSPC : err;
 	if (i->policy != PM_PLACE_LOCAL &&
 	    (err = pm_container_set_policy(S.pm, i->cont, i->policy,
 					   i->place_node))) {
