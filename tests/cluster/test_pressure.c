@@ -270,7 +270,9 @@ static void the_model_walk_under_pressure(void **state)
 	o = test_follower(test_connect(&node[0]));
 	s = test_follower(test_connect(&node[0]));
 	assert_int_equal(pthread_create(&ch.thread, NULL, churn_main, &ch), 0);
+	test_walk_paged(true);
 	test_walk(o, s, 150, 0);
+	test_walk_paged(false);
 	__atomic_store_n(&ch.stop, true, __ATOMIC_RELAXED);
 	pthread_join(ch.thread, NULL);
 	fprintf(stderr, "%u maps of the filler, %lu frames paged out\n",

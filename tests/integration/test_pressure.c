@@ -638,7 +638,9 @@ static void the_model_walk_over_a_backing_store(void **state)
 	o = test_follower(test_connect(&p));
 	s = test_follower(test_connect(&p));
 	assert_int_equal(pthread_create(&th, NULL, filler_main, &fl), 0);
+	test_walk_paged(true);
 	test_walk(o, s, 150, 0);
+	test_walk_paged(false);
 	__atomic_store_n(&fl.stop, true, __ATOMIC_RELAXED);
 	pthread_join(th, NULL);
 	fprintf(stderr, "%u maps of the filler, %lu frames paged out, %lu in "

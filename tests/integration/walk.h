@@ -8,6 +8,8 @@
 #ifndef PMD_TEST_WALK_H
 #define PMD_TEST_WALK_H
 
+#include <stdbool.h>
+
 #include <pm/pm.h>
 
 /* Runs steps steps of the walk between owner o and server s (each with a
@@ -17,5 +19,9 @@
  * on that node. PM_TEST_SEED picks the seed (printed), PM_TEST_STEPS
  * the number of steps; PM_TEST_TRACE prints every step. */
 void test_walk(pm_t *o, pm_t *s, unsigned steps, pm_node_t place_on);
+/* The walks that follow run with memory overcommitted (on): the pmd may
+ * page any frame out meanwhile, so a move may find its frame away (in a
+ * store or on another node: EOPNOTSUPP) or no slot free (ENOMEM). */
+void test_walk_paged(bool on);
 
 #endif
