@@ -103,7 +103,24 @@ static struct {
 	uint32_t seq;            /* (S) */
 } M;
 
-static __thread uint8_t *t_req, *t_rep;
+/* A thread's message buffers, one each way (freed when it ends: the
+ * loop ends idle threads). */
+struct tbufs {
+	uint8_t req[PMFS_MSG_MAX];
+	uint8_t rep[PMFS_MSG_MAX];
+};
+static pthread_key_t tbufs_key; /* (C) */
+
+static struct tbufs *tbufs(void)
+{
+	struct tbufs *t = pthread_getspecific(tbufs_key);
+
+	if (!t && (t = malloc(sizeof(*t))) && pthread_setspecific(tbufs_key, t)) {
+		free(t);
+		t = NULL;
+	}
+	return t;
+}
 
 const char *pmfs_prog = "pmfs";
 
@@ -114,10 +131,11 @@ const char *pmfs_prog = "pmfs";
 static error_t srv_call(uint16_t op, const struct pmfs_buf *req,
 			struct pmfs_buf *rep)
 {
+	struct tbufs *t = tbufs();
 	struct pmfs_hdr h;
 	error_t err;
 
-	if (!t_rep && !(t_rep = malloc(PMFS_MSG_MAX)))
+	if (!t)
 		return ENOMEM;
 	if (req->bad)
 		return ENAMETOOLONG;
@@ -129,7 +147,7 @@ static error_t srv_call(uint16_t op, const struct pmfs_buf *req,
 	uint32_t seq = ++M.seq;
 	err = pmfs_send(M.fd, op, seq, 0, req->p, (uint32_t)req->len);
 	if (!err)
-		err = pmfs_recv(M.fd, &h, t_rep, PMFS_MSG_MAX);
+		err = pmfs_recv(M.fd, &h, t->rep, PMFS_MSG_MAX);
 	if (!err && (h.op != op || h.seq != seq))
 		err = EPROTO;
 	if (err) {
@@ -141,17 +159,19 @@ static error_t srv_call(uint16_t op, const struct pmfs_buf *req,
 		return EIO;
 	}
 	pthread_mutex_unlock(&M.slock);
-	pmfs_buf_reader(rep, t_rep, h.len);
+	pmfs_buf_reader(rep, t->rep, h.len);
 	if (h.status)
 		return h.status > 0 && h.status < 4096 ? h.status : EIO;
 	return 0;
 }
 
+/* A request to build in this thread's buffer (none to be had: srv_call
+ * answers ENOMEM). */
 static void req_init(struct pmfs_buf *b)
 {
-	if (!t_req)
-		t_req = malloc(PMFS_MSG_MAX);
-	pmfs_buf_init(b, t_req, t_req ? PMFS_MSG_MAX : 0);
+	struct tbufs *t = tbufs();
+
+	pmfs_buf_init(b, t ? t->req : NULL, t ? PMFS_MSG_MAX : 0);
 }
 
 /* ---- the tables ---- */
@@ -604,6 +624,17 @@ static error_t cache_fetch(struct cnode *n, uint64_t s, uint64_t e)
 	return 0;
 }
 
+/* Must hold N. Frames [s, e) hold what this mount wrote: held, and dirty
+ * until written back. */
+static void cache_written(struct cnode *n, uint64_t s, uint64_t e)
+{
+	for (uint64_t f = s; f < e; f++)
+		if (!bit(n->dirty, n->nwords, f))
+			n->ndirty++;
+	bits_set(n->have, s, e, true);
+	bits_set(n->dirty, s, e, true);
+}
+
 /* Must hold N. Frames [s, e) held: fetched, or (past the server's size:
  * this mount's own growth) made zeros and dirty; with readahead, a fetch
  * goes on past e, up to READAHEAD_FRAMES, while frames are missing. */
@@ -632,11 +663,7 @@ static error_t cache_need(struct cnode *n, uint64_t s, uint64_t e,
 			    (err = cache_map(n, f, r, true, &addr)))
 				return err;
 			memset(addr, 0, (r - f) * FRAME);
-			for (uint64_t g = f; g < r; g++)
-				if (!bit(n->dirty, n->nwords, g))
-					n->ndirty++;
-			bits_set(n->have, f, r, true);
-			bits_set(n->dirty, f, r, true);
+			cache_written(n, f, r);
 			f = r;
 			continue;
 		}
@@ -753,7 +780,7 @@ static void stat_of_node(const struct cnode *n, struct stat *st)
 
 /* An entry for the kernel (with one reference more on the node). */
 static void reply_entry(fuse_req_t req, uint64_t parent, const char *name,
-			const struct pmfs_attr *a, uint64_t expected_version)
+			const struct pmfs_attr *a)
 {
 	struct fuse_entry_param e = { .ino = a->ino,
 				      .generation = M.generation };
@@ -764,11 +791,10 @@ static void reply_entry(fuse_req_t req, uint64_t parent, const char *name,
 		return;
 	}
 	pthread_mutex_lock(&n->lock);
-	cache_learn(n, a, expected_version ? expected_version : n->version);
+	cache_learn(n, a, n->version);
 	stat_of_node(n, &e.attr);
 	pthread_mutex_unlock(&n->lock);
-	if (name)
-		name_remember(parent, name, a->ino);
+	name_remember(parent, name, a->ino);
 	fuse_reply_entry(req, &e);
 }
 
@@ -784,7 +810,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	err = srv_call(PMFS_LOOKUP, &b, &rep);
 	if (!err) {
 		pmfs_get_attr(&rep, &a);
-		reply_entry(req, parent, name, &a, 0);
+		reply_entry(req, parent, name, &a);
 		return;
 	}
 	if (err == ENOENT)
@@ -1023,7 +1049,7 @@ static void make(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_create(req, &e, fi);
 		return;
 	}
-	reply_entry(req, parent, name, &a, 0);
+	reply_entry(req, parent, name, &a);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -1236,8 +1262,6 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 			err = cache_alloc(n, s, e);
 	}
 	if (!err)
-		bits_set(n->have, s, e, true);
-	if (!err)
 		err = cache_map(n, s, e, true, &addr);
 	if (err) {
 		pthread_mutex_unlock(&n->lock);
@@ -1245,11 +1269,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		return;
 	}
 	memcpy(addr + off % FRAME, buf, size);
-	for (uint64_t f = s; f < e; f++)
-		if (!bit(n->dirty, n->nwords, f)) {
-			n->dirty[f / 64] |= 1ull << (f % 64);
-			n->ndirty++;
-		}
+	cache_written(n, s, e);
 	if (end > n->size)
 		n->size = end;
 	pthread_mutex_unlock(&n->lock);
@@ -1676,6 +1696,10 @@ int main(int argc, char **argv)
 	}
 	/* (after the fork: the session belongs to this process) */
 	M.fd = -1;
+	if (pthread_key_create(&tbufs_key, free)) {
+		pmfs_say("pthread_key_create failed");
+		goto out;
+	}
 	pthread_mutex_init(&M.tlock, NULL);
 	pthread_mutex_init(&M.slock, NULL);
 	M.tsize = 1024;

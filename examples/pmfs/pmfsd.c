@@ -749,7 +749,6 @@ static void entry_remove(struct dentry *d)
 {
 	struct inode *i = d->inode;
 
-	backing_remove(i);
 	dentry_unlink(d);
 	dir_touched(d->dir);
 	i->nlink = 0;
@@ -773,6 +772,7 @@ static error_t op_remove(struct req *r, bool dir_wanted)
 		return EISDIR;
 	if (dir_wanted && d->inode->first)
 		return ENOTEMPTY;
+	backing_remove(d->inode);
 	entry_remove(d);
 	return 0;
 }
@@ -837,14 +837,8 @@ static error_t op_rename(struct req *r)
 				backing_warn("renaming", from);
 		}
 	}
-	if (old) {
-		/* (its backing file was replaced by the rename) */
-		const char *saved = S.backing;
-
-		S.backing = NULL;
-		entry_remove(old);
-		S.backing = saved;
-	}
+	if (old)
+		entry_remove(old); /* (its backing file the rename replaced) */
 	dentry_unlink(d);
 	dir_touched(dir);
 	free(d->name);
