@@ -628,52 +628,74 @@ static void cow_add(struct pmc_follow *f, uint64_t seg, uint32_t slot,
 	}
 }
 
-/* The slot is not shared any more: its writable mappings take stores
- * again (which wakes who waits there). */
-static void cow_end(struct pmc_follow *f, uint64_t seg, uint32_t slot)
+/* Whether a store to slot of seg must still wait: a stop in force
+ * write-protects it, or it is shared copy-on-write. Must hold f->lock. */
+static bool wp_held(const struct pmc_follow *f, uint64_t seg, uint32_t slot)
+{
+	for (const struct pmc_fstop *x = f->stops; x; x = x->next)
+		for (uint32_t i = 0; i < x->n; i++) {
+			const struct pm_stop_ent *e = &x->e[i];
+
+			if (e->kind != PM_STOP_DROP && e->segment == seg &&
+			    slot >= e->slot && slot < e->slot + e->nslots)
+				return true;
+		}
+	return cow_find(f, seg, slot) >= 0;
+}
+
+/* Pages [k0, k1) of writable registration m take stores again (which
+ * wakes who waits there), but those that something else still holds:
+ * page by page, so that no store slips through a page that stays held.
+ * Must hold f->lock. */
+static void wp_release(struct pmc_follow *f, struct pmc_fmap *m, uint32_t k0,
+		       uint32_t k1)
+{
+	for (uint32_t k = k0; k < k1; k++)
+		if (!wp_held(f, m->seg, m->slot + k))
+			wp_pages(f, m->addr + (size_t)k * PM_FRAME_SIZE, 1,
+				 false);
+}
+
+/* Slots slot.. of seg are not shared any more: their writable mappings
+ * take stores again, where no stop holds them. Must hold f->lock. */
+static void cow_forget(struct pmc_follow *f, uint64_t seg, uint32_t slot,
+		       uint32_t n)
 {
 	uint32_t k0, k1;
-	int i;
 
-	pthread_mutex_lock(&f->lock);
-	i = cow_find(f, seg, slot);
-	if (i >= 0)
-		f->cows[i] = f->cows[--f->ncows];
+	for (uint32_t i = 0; i < f->ncows;) {
+		if (f->cows[i].seg == seg && f->cows[i].slot >= slot &&
+		    f->cows[i].slot - slot < n)
+			f->cows[i] = f->cows[--f->ncows];
+		else
+			i++;
+	}
 	for (struct pmc_fmap *m = f->maps; m; m = m->next)
 		if ((m->prot & PROT_WRITE) && !m->dropped &&
-		    map_overlap(m, seg, slot, slot + 1, &k0, &k1))
-			wp_pages(f, m->addr + (size_t)k0 * PM_FRAME_SIZE,
-				 k1 - k0, false);
+		    map_overlap(m, seg, slot, slot + n, &k0, &k1))
+			wp_release(f, m, k0, k1);
+}
+
+/* BREAK found the slot not shared any more. */
+static void cow_end(struct pmc_follow *f, uint64_t seg, uint32_t slot)
+{
+	pthread_mutex_lock(&f->lock);
+	cow_forget(f, seg, slot, 1);
 	pthread_mutex_unlock(&f->lock);
 }
 
 /* Stores to what WP entry e names go on, but where another stop or a
- * copy-on-write share still protects them. Must hold f->lock. */
+ * copy-on-write share still protects them. Must hold f->lock; e is no
+ * longer among the stops in force. */
 static void stop_release(struct pmc_follow *f, const struct pm_stop_ent *e)
 {
 	uint32_t k0, k1;
 
-	for (struct pmc_fmap *m = f->maps, *n; m; m = n) {
-		n = m->next;
-		if (!(m->prot & PROT_WRITE) || m->dropped ||
-		    !map_overlap(m, e->segment, e->slot, e->slot + e->nslots,
-				 &k0, &k1))
-			continue;
-		wp_pages(f, m->addr + (size_t)k0 * PM_FRAME_SIZE, k1 - k0,
-			 false);
-		for (struct pmc_fstop *x = f->stops; x; x = x->next)
-			for (uint32_t i = 0; i < x->n; i++)
-				if (x->e[i].kind != PM_STOP_DROP)
-					stop_apply(f, &x->e[i], m);
-		for (uint32_t i = 0; i < f->ncows; i++) {
-			struct pm_stop_ent c = { .segment = f->cows[i].seg,
-						 .slot = f->cows[i].slot,
-						 .nslots = 1, .kind = PM_STOP_COW };
-			if (c.segment == e->segment && c.slot >= e->slot &&
-			    c.slot < e->slot + e->nslots)
-				stop_apply(f, &c, m);
-		}
-	}
+	for (struct pmc_fmap *m = f->maps; m; m = m->next)
+		if ((m->prot & PROT_WRITE) && !m->dropped &&
+		    map_overlap(m, e->segment, e->slot, e->slot + e->nslots,
+				&k0, &k1))
+			wp_release(f, m, k0, k1);
 }
 
 /* Ends stop st (NULL: every stop): stores go on, the faults that waited
@@ -722,6 +744,25 @@ static bool follow_notify(struct pmc_follow *f, const uint8_t *msg, size_t n)
 			return false;
 		if (f->reclaim)
 			f->reclaim(f->arg, rq->frames);
+		return true;
+	}
+	if (h->type == PM_MSG_UNSHARED) {
+		/* From the pmd alone, with no reply: a body that is not
+		 * right is ignored (its slots stay protected, and a store
+		 * there asks the pmd). */
+		const struct pm_stop_ent *e = (const struct pm_stop_ent *)(sp + 1);
+
+		if (n < sizeof(*h) + sizeof(*sp) || sp->count > PM_STOP_MAX ||
+		    n != sizeof(*h) + sizeof(*sp) +
+			 (size_t)sp->count * sizeof(*e) ||
+		    !stop_valid(e, sp->count))
+			return true;
+		pthread_mutex_lock(&f->lock);
+		for (uint32_t i = 0; i < sp->count; i++)
+			if (e[i].kind == PM_STOP_COW)
+				cow_forget(f, e[i].segment, e[i].slot,
+					   e[i].nslots);
+		pthread_mutex_unlock(&f->lock);
 		return true;
 	}
 	if (h->type == PM_MSG_RESUME) {
@@ -922,9 +963,13 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	/* The session's frame view usually knows already: the pmd updates
 	 * it before it takes the old page away. A page of the very slot
 	 * is right only where the pmd took the mapping away (the slot
-	 * lives on); a hole there means the view has not caught up. */
+	 * lives on); a hole there means the view has not caught up. The
+	 * view's copy-on-write flag outlives the share until the pmd looks
+	 * at the frame again: for a writable mapping, where it decides
+	 * whether stores must ask first, the pmd says. */
 	if (f->local && f->local(f->arg, req.segment, req.slot, cont, frame, &place) &&
 	    (dropped || place.seg != req.segment || place.slot != req.slot) &&
+	    !(place.cow && (prot & PROT_WRITE)) &&
 	    (place.fd >= 0 || (place.fd = fault_seg_fd(f, place.seg, -1)) >= 0) &&
 	    fault_map(f, page, &place, prot, &f->resolved_local) == 0)
 		return;

@@ -229,7 +229,7 @@ void pmc_window_drop(struct pm *pm)
 error_t pm_connect(const char *endpoint, pm_t **pm_out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct pm_hello_req req = { .version = PM_PROTO_VERSION };
+	struct pm_hello_req req = { .version = PM_HELLO_UNSHARED };
 	struct pm_hello_rep rep;
 	struct pm *pm;
 	error_t err;

@@ -186,6 +186,8 @@ struct pmd_task {
 	uint32_t nsegs_given;        /* (L) used */
 	uint32_t segs_given_cap;     /* (L) allocated */
 	bool follows;                /* (L) its library follows moved frames */
+	bool hears_unshared;         /* (L) its library takes UNSHARED
+	                              * (HELLO version PM_HELLO_UNSHARED) */
 	bool proxy;                  /* (C) a task of another node */
 	void *fault_session;         /* (L) the daemon's session serving its
 	                              * faults; NULL: none */

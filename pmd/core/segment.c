@@ -58,6 +58,7 @@ void pmd_segtab_init(struct pmd_segtab *t)
 	memset(t, 0, sizeof(*t));
 	pmd_list_init(&t->dirty);
 	pmd_list_init(&t->pool);
+	pmd_list_init(&t->unshared);
 }
 
 static void segment_free(struct pmd_segtab *t, struct pmd_segment *seg)
@@ -162,6 +163,7 @@ error_t pmd_segment_create(struct pmd_segtab *t, struct pmd_segment **seg_out)
 	pmd_slots_init(&seg->slots);
 	pmd_list_init(&seg->link);
 	pmd_list_init(&seg->dirty_link);
+	pmd_list_init(&seg->unshared_link);
 	seg->index = index;
 	t->gen[index]++;
 	seg->id = (uint64_t)t->gen[index] << 32 | index;
@@ -190,6 +192,8 @@ void pmd_segment_destroy(struct pmd_segtab *t, struct pmd_segment *seg)
 	t->slots_used -= seg->slots.used;
 	t->live--;
 	pmd_list_del(&seg->link);
+	pmd_list_del(&seg->unshared_link); /* nobody holds it any more */
+	memset(seg->unshared, 0, sizeof(seg->unshared));
 	free(seg->fwd);
 	seg->fwd = NULL;
 	memset(seg->retired, 0, sizeof(seg->retired));
@@ -239,8 +243,14 @@ int pmd_segment_slot_alloc(struct pmd_segtab *t, struct pmd_segment *seg)
 bool pmd_segment_slot_put(struct pmd_segtab *t, struct pmd_segment *seg,
 			  unsigned slot)
 {
-	if (!pmd_slots_unref(&seg->slots, slot))
+	if (!pmd_slots_unref(&seg->slots, slot)) {
+		if (seg->exposed && seg->slots.ref[slot] == 1) {
+			seg->unshared[slot / 64] |= UINT64_C(1) << (slot % 64);
+			if (pmd_list_empty(&seg->unshared_link))
+				pmd_list_add(&t->unshared, &seg->unshared_link);
+		}
 		return false;
+	}
 	seg->pending[slot / 64] |= UINT64_C(1) << (slot % 64);
 	if (pmd_list_empty(&seg->dirty_link))
 		pmd_list_add(&t->dirty, &seg->dirty_link);
@@ -342,6 +352,33 @@ void pmd_segtab_flush(struct pmd_segtab *t)
 				 "where it was cut) and work through the pmd; "
 				 "mappings of it fault", (unsigned long)seg->id);
 		}
+	}
+}
+
+void pmd_segtab_unshared_take(struct pmd_segtab *t, pmd_unshared_fn *fn,
+			      void *arg)
+{
+	while (!pmd_list_empty(&t->unshared)) {
+		struct pmd_segment *seg = pmd_container_of(t->unshared.next,
+							   struct pmd_segment,
+							   unshared_link);
+		unsigned run = 0;
+
+		for (unsigned s = 0; s <= PMD_SEG_SLOTS; s++) {
+			bool one = s < PMD_SEG_SLOTS &&
+				   (seg->unshared[s / 64] &
+				    (UINT64_C(1) << (s % 64))) &&
+				   seg->slots.ref[s] == 1;
+			if (one) {
+				run++;
+				continue;
+			}
+			if (run)
+				fn(arg, seg, s - run, run);
+			run = 0;
+		}
+		memset(seg->unshared, 0, sizeof(seg->unshared));
+		pmd_list_del(&seg->unshared_link);
 	}
 }
 

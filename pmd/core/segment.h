@@ -77,6 +77,10 @@ struct pmd_segment {
 	struct pmd_fwd *fwd;           /* (L) per slot once one is retired */
 	uint32_t nretired;             /* (L) */
 	struct pmd_list dirty_link;    /* (L) in segtab->dirty while pending */
+	uint64_t unshared[PMD_SEG_SLOTS / 64]; /* (L) slots whose copy-on-write
+	                                * share ended (one frame left) since
+	                                * the holders were last told */
+	struct pmd_list unshared_link; /* (L) in segtab->unshared while any */
 	bool pinned;                   /* (L) registered with the fabric: its
 	                                * pages are never replaced (above) */
 	volatile sig_atomic_t broken;  /* (L) a task truncated its memfd: our
@@ -105,6 +109,7 @@ struct pmd_segtab {
 	uint64_t slots_retired;        /* (L) of which retired by moves */
 	uint64_t slots_lent;           /* (L) of which lent to other nodes */
 	struct pmd_list dirty;         /* (L) segments with pending punches */
+	struct pmd_list unshared;      /* (L) segments with unshared slots */
 	struct pmd_list pool;          /* (L) empty segments kept for reuse */
 	uint32_t npool;                /* (L) */
 };
@@ -148,6 +153,23 @@ bool pmd_segment_slot_put(struct pmd_segtab *t, struct pmd_segment *seg,
 			  unsigned slot);
 /* Punches every pending slot (runs at once) and frees them. */
 void pmd_segtab_flush(struct pmd_segtab *t);
+/*
+ * Shares that ended. A holder of an exposed segment write-protects its
+ * writable mappings of a slot shared copy-on-write (PM_STOP_COW) and
+ * keeps them so; when the share ends (a put leaves the slot one frame)
+ * the holders can take stores there again, and are told so. Puts note
+ * such slots; pmd_segtab_unshared_take hands out, and forgets, those
+ * still held by exactly one frame (a later copy may have shared one
+ * again, a later put freed it): fn gets each run of them.
+ */
+typedef void pmd_unshared_fn(void *arg, const struct pmd_segment *seg,
+			     unsigned slot, unsigned n);
+static inline bool pmd_segtab_unshared_any(const struct pmd_segtab *t)
+{
+	return !pmd_list_empty(&t->unshared);
+}
+void pmd_segtab_unshared_take(struct pmd_segtab *t, pmd_unshared_fn *fn,
+			      void *arg);
 
 /* Room for forwarding records; decode step of a retirement. */
 error_t pmd_segment_fwd_reserve(struct pmd_segment *seg);

@@ -218,6 +218,9 @@ struct pmd_server {
 	struct pmd_storeio *storeio; /* (C) the backing store's I/O, or NULL */
 	int store_tag;               /* (C) its completions' epoll events */
 	uint32_t stop_seq;           /* (L) the last STOP's seq */
+	uint32_t stops_live;         /* (L) stop contexts not yet freed */
+	struct pmd_stops unshared;   /* (L) UNSHARED being sent (reused) */
+	uint64_t unshared_total;     /* (L) slots told so, the metrics' */
 	uint64_t stop_ns;            /* (C) a library's time to answer */
 	uint64_t sessions_total;     /* (L) served since start */
 	struct pmd_metrics metrics;  /* (L) */
@@ -369,6 +372,10 @@ error_t pmd_stop_call(struct pmd_server *srv, const struct pmd_stops *st,
 		      uint32_t max_ms, void (*done)(void *), void *done_arg);
 /* The pmd ends: the node layer's stops still waiting finish now. */
 void pmd_stop_fini(struct pmd_server *srv);
+/* Tells the holders of segments whose copy-on-write shares ended
+ * (segment.h) that those slots take stores again (UNSHARED), once no
+ * stop waits for its move. Each turn of the loop. */
+void pmd_stop_unshared(struct pmd_server *srv);
 /* Sends one message of the pmd's own to t's fault session (false when
  * it has none, or its library does not read: dropped then). */
 bool pmd_task_notify(struct pmd_task *t, const void *msg, size_t len);

@@ -62,6 +62,7 @@ static enum pmd_step do_hello(struct pmd_server *srv, struct pmd_session *s,
 			      &s->task);
 	if (err)
 		return pmd_reply_now(r, err);
+	s->task->hears_unshared = req->version >= PM_HELLO_UNSHARED;
 	pmd_log_limited(&srv->sessions_said, PMD_LOG_INFO,
 			"task %#lx connected: uid %u pid %u",
 			(unsigned long)s->task->id, cred.uid, cred.pid);

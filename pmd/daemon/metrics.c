@@ -164,6 +164,11 @@ static void render_node(struct pmd_server *srv, struct text *t)
 	    "pmd_ring_doorbells_total %lu\n",
 	    (unsigned long)srv->ring_requests,
 	    (unsigned long)srv->ring_doorbells);
+	put(t, "# HELP pmd_cow_unshared_slots_total Slots whose copy-on-write "
+	    "share ended, told to the tasks that held them (UNSHARED).\n"
+	    "# TYPE pmd_cow_unshared_slots_total counter\n"
+	    "pmd_cow_unshared_slots_total %lu\n",
+	    (unsigned long)srv->unshared_total);
 	{
 		uint64_t rd, wr, er;
 

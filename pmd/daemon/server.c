@@ -723,6 +723,7 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 	pmd_drain_turn(srv, stop);
 	if (*stop)
 		return 0; /* drained */
+	pmd_stop_unshared(srv);
 	ring_spin = pmd_ring_spin(srv);
 	timeout = spin || ring_spin ? 0 : pmd_stop_timeout_ms(srv, srv->cluster
 		  ? pmd_cluster_timeout_ms(srv->cluster) : -1);
@@ -819,6 +820,7 @@ void pmd_server_destroy(struct pmd_server *srv)
 		pmd_session_close(srv, pmd_container_of(pos, struct pmd_session,
 							link));
 	pmd_stop_fini(srv);
+	pmd_stops_fini(&srv->unshared);
 	pmd_ring_fini(srv);
 	pmd_store_close(srv);
 	pmd_reclaim_fini(srv);

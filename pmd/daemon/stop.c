@@ -86,11 +86,11 @@ bool pmd_task_notify(struct pmd_task *t, const void *msg, size_t len)
 		       (ssize_t)len;
 }
 
-/* STOP to t: the entries of st for segments t holds, in messages of at
- * most PM_STOP_MAX entries. How many went out. */
+/* STOP (or type) to t: the entries of st for segments t holds, in
+ * messages of at most PM_STOP_MAX entries. How many went out. */
 static uint32_t stop_send(struct pmd_core *core, struct pmd_task *t,
-			  const struct pmd_stops *st, uint32_t seq,
-			  uint8_t *buf)
+			  const struct pmd_stops *st, uint16_t type,
+			  uint32_t seq, uint8_t *buf)
 {
 	struct pm_msg_hdr *h = (struct pm_msg_hdr *)buf;
 	struct pm_stop *sp = (struct pm_stop *)(h + 1);
@@ -109,7 +109,7 @@ static uint32_t stop_send(struct pmd_core *core, struct pmd_task *t,
 		if (n && (n == PM_STOP_MAX || i == st->n)) {
 			size_t len = sizeof(*h) + sizeof(*sp) + n * sizeof(*e);
 
-			pm_msg_hdr_init(h, PM_MSG_STOP, (uint32_t)len, seq);
+			pm_msg_hdr_init(h, type, (uint32_t)len, seq);
 			*sp = (struct pm_stop){ .count = n };
 			if (pmd_task_notify(t, buf, len))
 				sent++;
@@ -135,6 +135,7 @@ static void ctx_resume(struct pmd_server *srv, struct pmd_stopctx *x)
 
 static void ctx_free(struct pmd_stopctx *x)
 {
+	x->srv->stops_live--;
 	free(x->tasks);
 	free(x->body);
 	free(x);
@@ -195,6 +196,7 @@ static struct pmd_stopctx *ctx_new(struct pmd_server *srv)
 		return NULL;
 	x->srv = srv;
 	x->seq = ++srv->stop_seq;
+	srv->stops_live++;
 	pmd_list_init(&x->link);
 	return x;
 }
@@ -229,7 +231,7 @@ static error_t ctx_ask(struct pmd_server *srv, struct pmd_stopctx *x,
 			err = ENOMEM;
 			break;
 		}
-		sent = stop_send(core, t, st, x->seq, buf);
+		sent = stop_send(core, t, st, PM_MSG_STOP, x->seq, buf);
 		x->tasks[x->ntasks++] = (struct stop_task){ .id = t->id,
 							    .awaited = sent };
 		x->awaited += sent;
@@ -278,7 +280,8 @@ enum pmd_step pmd_stop_first(struct pmd_server *srv, struct pmd_session *s,
 	if (!x) {
 		x = ctx_new(srv);
 		if (!x || !(x->body = malloc(q->len ? q->len : 1))) {
-			free(x);
+			if (x)
+				ctx_free(x);
 			return stop_nomem(NULL, go, r);
 		}
 		memcpy(x->body, q->body, q->len);
@@ -419,4 +422,50 @@ void pmd_stop_done(struct pmd_server *srv, struct pmd_session *s)
 	s->stop = NULL;
 	ctx_resume(srv, x);
 	ctx_free(x);
+}
+
+/* ---- the end of copy-on-write shares ---- */
+
+static void unshared_note(void *arg, const struct pmd_segment *seg,
+			  unsigned slot, unsigned n)
+{
+	struct pmd_server *srv = arg;
+
+	if (pmd_stops_add(&srv->unshared, seg, slot, n, PM_STOP_COW, 0))
+		pmd_debug("no memory to tell the holders of segment %#lx that "
+			  "slots %u.. are shared no more: their stores there "
+			  "ask the pmd (BREAK)", (unsigned long)seg->id, slot);
+	else
+		srv->unshared_total += n;
+}
+
+void pmd_stop_unshared(struct pmd_server *srv)
+{
+	struct pmd_core *core = srv->core;
+	struct pmd_stops *st = &srv->unshared;
+	uint8_t *buf;
+
+	/* A STOP that waits for its move may name a slot that this would
+	 * call unshared and that the move then shares: the library must
+	 * hear UNSHARED before that STOP, or not at all. So not while a
+	 * stop context lives; the slots keep until then. */
+	if (!pmd_segtab_unshared_any(&core->segs) || srv->stops_live)
+		return;
+	pmd_stops_reset(st);
+	pmd_segtab_unshared_take(&core->segs, unshared_note, srv);
+	if (!st->n)
+		return;
+	buf = malloc(PM_MSG_MAX);
+	if (!buf) {
+		pmd_debug("no memory to send UNSHARED");
+		return;
+	}
+	for (struct pmd_list *p = core->tasks.next; p != &core->tasks; p = p->next) {
+		struct pmd_task *t = pmd_container_of(p, struct pmd_task, link);
+
+		if (t->follows && t->fault_session && t->hears_unshared &&
+		    task_holds(core, t, st))
+			stop_send(core, t, st, PM_MSG_UNSHARED, 0, buf);
+	}
+	free(buf);
 }

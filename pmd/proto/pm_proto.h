@@ -99,6 +99,7 @@ enum pm_msg_type {
 	PM_MSG_RECLAIM_HANDLER = 38, /* pm_reclaim_handler_req -> empty */
 	PM_MSG_RECLAIM = 39,  /* pmd to library, on the fault session */
 	PM_MSG_RING = 40,     /* pm_ring_req -> pm_ring_rep + descriptors */
+	PM_MSG_UNSHARED = 41, /* pmd to library, on the fault session */
 	PM_MSG_TYPE_MAX,
 	PM_MSG_REPLY = 0x8000, /* or-ed into the type of a reply */
 };
@@ -250,6 +251,10 @@ struct pm_hello_req {
 	uint32_t version; /* highest version the task speaks */
 	uint32_t flags;   /* 0 */
 };
+/* A HELLO version of 2 or more: the library takes UNSHARED on its fault
+ * session (below). Headers stay at PM_PROTO_VERSION either way, so that
+ * a pmd of an earlier release serves such a library as before. */
+#define PM_HELLO_UNSHARED 2u
 static_assert(sizeof(struct pm_hello_req) == 8, "hello req");
 
 struct pm_hello_rep {
@@ -570,8 +575,8 @@ struct pm_stop_ent {
 	uint64_t segment;
 	uint32_t slot;    /* the first slot, */
 	uint16_t nslots;  /* and how many, 1..PMD's segment size */
-	uint16_t kind;    /* PM_STOP_WP or PM_STOP_DROP */
-	uint64_t frame;   /* DROP: the frame (or PM_STOP_ANY); WP: 0 */
+	uint16_t kind;    /* PM_STOP_WP, PM_STOP_DROP or PM_STOP_COW */
+	uint64_t frame;   /* DROP: the frame (or PM_STOP_ANY); else 0 */
 };
 static_assert(sizeof(struct pm_stop_ent) == 24, "stop entry");
 
@@ -588,6 +593,15 @@ static_assert(sizeof(struct pm_stop_ent) == 24, "stop entry");
  * so that the store retries and faults the frame in where it is now; or
  * it answers 0 (the slot is not shared any more: the store may go on)
  * or ESTALE (the frame is elsewhere: the mapping is stale).
+ *
+ * UNSHARED (the same body as STOP: struct pm_stop, then entries of kind
+ * PM_STOP_COW; no reply) tells a library that said PM_HELLO_UNSHARED in
+ * its HELLO that the slots named are no longer shared: one frame holds
+ * each. Its writable mappings of them take stores again, but where a
+ * stop in force still holds them. The pmd sends it only while no STOP
+ * waits for its move, so that it never overtakes a share whose STOP
+ * went out first; a slot shared again after it gets a new PM_STOP_COW.
+ * A library that never hears it pays one BREAK per page instead.
  */
 #define PM_BREAK_BROKEN 1u
 

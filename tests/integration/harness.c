@@ -259,8 +259,12 @@ uint64_t test_metric(pm_t *pm, const char *name)
 	const char *p;
 
 	assert_int_equal(pm_debug_metrics(pm, text, sizeof(text), &len), 0);
-	p = strstr(text, name);
-	return p ? strtoull(p + strlen(name), NULL, 10) : 0;
+	/* The sample's line: the name at a line's start, then a space
+	 * (not its HELP or TYPE line). */
+	for (p = strstr(text, name); p; p = strstr(p + 1, name))
+		if ((p == text || p[-1] == '\n') && p[strlen(name)] == ' ')
+			return strtoull(p + strlen(name), NULL, 10);
+	return 0;
 }
 
 void test_pattern(frame_t f, uint32_t round, uint8_t *buf)

@@ -40,7 +40,7 @@
 
 static uint64_t ring_requests(pm_t *pm)
 {
-	return test_metric(pm, "\npmd_ring_requests_total ");
+	return test_metric(pm, "pmd_ring_requests_total");
 }
 
 /* ---- requests go through the ring, by default ---- */

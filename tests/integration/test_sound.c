@@ -389,6 +389,113 @@ static void logical_copy_between_mapped_containers(void **state)
 	pm_disconnect(pm);
 }
 
+/*
+ * The end of a logical copy gives the owner its stores back. Task o maps
+ * its frames writable and writes them; task b copies them logically into
+ * a container of its own (o's mappings are write-protected then: a store
+ * would break the copy first); the copy ends (b destroys its container,
+ * or writes every frame of it, which gives b's frames slots of their
+ * own). o's stores then go straight to its frames: the pmd told o's
+ * library that the slots are not shared any more, and no store asks the
+ * pmd to break a share that is gone (at most the first, when it races
+ * that message). Again with o's frames freed and allocated anew between
+ * rounds, on slots used before: no round pays more than the first.
+ */
+#define UNSHARED_FRAMES 1024
+static void a_copys_end_gives_the_owner_its_stores_back(void **state)
+{
+	const char *breaks = "pmd_requests_total{type=\"break\"}";
+	pm_t *o = follower(), *b = test_connect(&test_pmd);
+	pm_task_t bid;
+	char buf[32];
+
+	(void)state;
+	assert_int_equal(pm_self(b, &bid), 0);
+	for (int round = 0; round < 4; round++) {
+		container_t a, weak, ref, d;
+		pm_cap_token_t tok;
+		struct pm_container_stat st;
+		int n = UNSHARED_FRAMES;
+		uint64_t b0, b1, u0;
+		char *m, want[32];
+
+		assert_int_equal(pm_container_create(o, &a), 0);
+		assert_int_equal(pm_container_allocate(o, a, 0, &n, 0), 0);
+		assert_int_equal(pm_container_map(o, a, 0, UNSHARED_FRAMES,
+						  CONT_MAP_READ | CONT_MAP_WRITE,
+						  (void **)&m, NULL), 0);
+		for (int f = 0; f < UNSHARED_FRAMES; f++)
+			snprintf(m + (size_t)f * PM_FRAME_SIZE, 32,
+				 "round %d frame %d", round, f);
+		/* b's logical copy of them. */
+		assert_int_equal(pm_container_share(o, a, bid, &weak), 0);
+		assert_int_equal(pm_cap_export(o, weak, &tok), 0);
+		assert_int_equal(pm_cap_import(b, &tok, &ref), 0);
+		n = UNSHARED_FRAMES;
+		assert_int_equal(pm_container_create(b, &d), 0);
+		assert_int_equal(pm_container_allocate(b, d, 0, &n, 0), 0);
+		assert_int_equal(pm_container_copy(b, ref, 0, d, 0,
+						   UNSHARED_FRAMES, 0, NULL), 0);
+		assert_int_equal(pm_container_stat(b, d, &st), 0);
+		assert_int_equal(st.cow, UNSHARED_FRAMES);
+		/* One store breaks one frame's copy: b's keeps the old. */
+		b0 = test_metric(o, breaks);
+		strcpy(m, "o's own");
+		assert_int_equal(pm_container_read(b, d, 0, 0, buf, 16), 0);
+		snprintf(want, sizeof(want), "round %d frame 0", round);
+		assert_string_equal(buf, want);
+		assert_int_equal(test_metric(o, breaks), b0 + 1);
+		/* The copy ends. */
+		u0 = test_metric(o, "pmd_cow_unshared_slots_total");
+		if (round % 2) {
+			for (int f = 1; f < UNSHARED_FRAMES; f++)
+				assert_int_equal(pm_container_write(
+					b, d, (frame_t)f, 0, "b's", 4), 0);
+		} else {
+			assert_int_equal(pm_container_destroy(b, d), 0);
+		}
+		b1 = test_metric(o, breaks);
+		for (int f = 1; f < UNSHARED_FRAMES; f++)
+			snprintf(m + (size_t)f * PM_FRAME_SIZE, 32,
+				 "round %d stored %d", round, f);
+		if (test_metric(o, breaks) > b1 + 1)
+			fail_msg("round %d: %lu stores asked the pmd to break a "
+				 "share that had ended", round,
+				 (unsigned long)(test_metric(o, breaks) - b1));
+		{
+			uint64_t u1 = test_metric(o, "pmd_cow_unshared_slots_total");
+			if (u1 < u0 + UNSHARED_FRAMES - 1)
+				fail_msg("round %d: %lu slots told unshared, "
+					 "not %u", round,
+					 (unsigned long)(u1 - u0),
+					 UNSHARED_FRAMES - 1);
+		}
+		for (int f = 0; f < UNSHARED_FRAMES; f += 97) {
+			snprintf(want, sizeof(want), f ? "round %d stored %d"
+				 : "o's own", round, f);
+			assert_int_equal(pm_container_read(o, a, (frame_t)f, 0,
+							   buf, sizeof(buf)), 0);
+			assert_string_equal(buf, want);
+			if (round % 2) {
+				assert_int_equal(pm_container_read(
+					b, d, (frame_t)f, 0, buf, 4), 0);
+				if (f)
+					assert_string_equal(buf, "b's");
+				else
+					assert_memory_equal(buf, "roun", 4);
+			}
+		}
+		if (round % 2)
+			assert_int_equal(pm_container_destroy(b, d), 0);
+		assert_int_equal(pm_cap_release(b, ref), 0);
+		assert_int_equal(pm_container_unmap(o, m, UNSHARED_FRAMES), 0);
+		assert_int_equal(pm_container_destroy(o, a), 0);
+		test_check(o);
+	}
+	pm_disconnect(b);
+	pm_disconnect(o);
+}
+
 /* ---- a seeded random walk against a model ---- */
 
 /*
@@ -619,6 +726,7 @@ int main(void)
 		cmocka_unit_test(a_dead_owners_shared_slot_shows_nobody_else),
 		cmocka_unit_test(cow_mapping_follows_its_frame),
 		cmocka_unit_test(logical_copy_between_mapped_containers),
+		cmocka_unit_test(a_copys_end_gives_the_owner_its_stores_back),
 		cmocka_unit_test(mappings_agree_with_a_model),
 		cmocka_unit_test(a_library_that_does_not_answer),
 		cmocka_unit_test(fault_session_bad_input),
