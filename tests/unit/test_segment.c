@@ -5,7 +5,8 @@
  * reading the pipe shows what such a device would read: the page behind
  * the slot now, or an old one the pmd replaced behind its back (the data
  * loss that real RDMA showed, where the TCP provider, which copies from
- * the address, did not).
+ * the address, did not). And the slots whose copy-on-write shares ended,
+ * which the daemon tells the segment's holders about.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "segment.h"
+#include "slots.h"
 
 static struct pmd_segtab tab;
 static struct pmd_segment *seg;
@@ -113,6 +115,70 @@ static void a_retired_pinned_slot_leaves_nothing_registered(void **state)
 	pmd_segment_release_retired(&tab, seg);
 }
 
+/* ---- the end of copy-on-write shares ---- */
+
+struct runs {
+	unsigned n;
+	struct { uint64_t seg; unsigned slot, count; } v[8];
+};
+
+static void note_run(void *arg, const struct pmd_segment *sg, unsigned slot,
+		     unsigned n)
+{
+	struct runs *r = arg;
+
+	assert_true(r->n < 8);
+	r->v[r->n].seg = sg->id;
+	r->v[r->n].slot = slot;
+	r->v[r->n].count = n;
+	r->n++;
+}
+
+/* Slots a put leaves to one frame are handed out once, in runs, if they
+ * still have one frame then; not for a segment no task was given. */
+static void shares_that_end_are_handed_out_once(void **state)
+{
+	struct runs r = { 0 };
+	int s[6];
+
+	for (int i = 0; i < 6; i++) {
+		s[i] = pmd_segment_slot_alloc(&tab, seg);
+		assert_int_equal(s[i], i);
+		assert_true(pmd_slots_get(&seg->slots, (unsigned)i));
+	}
+	/* Not exposed: nobody to tell. */
+	assert_false(pmd_segment_slot_put(&tab, seg, 0));
+	assert_false(pmd_segtab_unshared_any(&tab));
+	seg->exposed = true;
+	assert_false(pmd_segment_slot_put(&tab, seg, 1));
+	assert_false(pmd_segment_slot_put(&tab, seg, 2));
+	assert_false(pmd_segment_slot_put(&tab, seg, 4));
+	assert_false(pmd_segment_slot_put(&tab, seg, 5));
+	assert_true(pmd_segtab_unshared_any(&tab));
+	/* Slot 4 shared again, slot 5 freed since: neither is said. */
+	assert_true(pmd_slots_get(&seg->slots, 4));
+	assert_true(pmd_segment_slot_put(&tab, seg, 5));
+	pmd_segtab_unshared_take(&tab, note_run, &r);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.v[0].seg, seg->id);
+	assert_int_equal(r.v[0].slot, 1);
+	assert_int_equal(r.v[0].count, 2);
+	assert_false(pmd_segtab_unshared_any(&tab));
+	r.n = 0;
+	pmd_segtab_unshared_take(&tab, note_run, &r);
+	assert_int_equal(r.n, 0);
+	/* A segment destroyed with slots noted leaves nothing behind. */
+	assert_false(pmd_segment_slot_put(&tab, seg, 4));
+	assert_true(pmd_segtab_unshared_any(&tab));
+	for (int i = 0; i < 5; i++)
+		while (!pmd_segment_slot_put(&tab, seg, (unsigned)i))
+			;
+	pmd_segtab_flush(&tab);
+	pmd_segment_destroy(&tab, seg);
+	assert_false(pmd_segtab_unshared_any(&tab));
+	assert_int_equal(pmd_segment_create(&tab, &seg), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -125,6 +191,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			a_retired_pinned_slot_leaves_nothing_registered, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			shares_that_end_are_handed_out_once, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
