@@ -21,7 +21,9 @@
  *              between containers against memcpy of 1 MiB; a store
  *              through a mapping that breaks a copy against one that does
  *              not; a move of a frame a writer is storing to (its stores
- *              stopped first) against a move of a frame nobody mapped
+ *              stopped first) against a move of a frame nobody mapped;
+ *              stores through a mapping of 4 MiB whose logical copy by
+ *              another task ended against stores never shared
  *   lock       lock+unlock against a small request
  *   fault      fault-in of a mapped frame the pmd moved (through the
  *              library's userfaultfd) against a page-cache fault of a
@@ -543,6 +545,69 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+/* Stores through a writable mapping of 4 MiB into frames whose logical
+ * copy (by another task) ended: the copy made the frames shared, then it
+ * was destroyed, and the pmd told the mapper; against the same stores
+ * into frames never shared. Each round on a fresh container (slots used
+ * before): a round must cost what the first did. */
+static double store_round(pm_t *o, pm_t *b, bool copy, int round)
+{
+	enum { FRAMES = 1024 };
+	container_t a, weak, ref, d;
+	pm_cap_token_t tok;
+	pm_task_t bid;
+	uint8_t *m;
+	uint64_t t0;
+	int n = FRAMES;
+
+	CHECK(pm_container_create(o, &a));
+	CHECK(pm_container_allocate(o, a, 0, &n, 0));
+	CHECK(pm_container_map(o, a, 0, FRAMES, CONT_MAP_READ | CONT_MAP_WRITE,
+			       (void **)&m, NULL));
+	memset(m, round, (size_t)FRAMES * PM_FRAME_SIZE);
+	if (copy) {
+		CHECK(pm_self(b, &bid));
+		CHECK(pm_container_share(o, a, bid, &weak));
+		CHECK(pm_cap_export(o, weak, &tok));
+		CHECK(pm_cap_import(b, &tok, &ref));
+		n = FRAMES;
+		CHECK(pm_container_create(b, &d));
+		CHECK(pm_container_allocate(b, d, 0, &n, 0));
+		CHECK(pm_container_copy(b, ref, 0, d, 0, FRAMES, 0, NULL));
+		CHECK(pm_container_destroy(b, d));
+		CHECK(pm_cap_release(b, ref));
+	}
+	t0 = now_ns();
+	for (size_t i = 0; i < FRAMES; i++)
+		m[i * PM_FRAME_SIZE + 8] = (uint8_t)(round + 1);
+	t0 = now_ns() - t0;
+	CHECK(pm_container_unmap(o, m, FRAMES));
+	CHECK(pm_container_destroy(o, a));
+	return (double)t0;
+}
+
+static void bench_store_after_copy(pm_t *o)
+{
+	pm_t *b = connect_fast(true);
+	int r = rounds < 30 ? rounds : 30;
+	double *va = malloc(sizeof(double) * (size_t)r);
+	double *vb = malloc(sizeof(double) * (size_t)r);
+
+	if (!va || !vb)
+		die("malloc", ENOMEM);
+	for (int i = 0; i < r; i++) {
+		va[i] = store_round(o, b, true, i);
+		vb[i] = store_round(o, b, false, i);
+	}
+	report("sound.store_after_copy_4m", "ns", median(va, r),
+	       "stores, never shared", median(vb, r), "~1x");
+	report("sound.store_after_copy_last", "ns", va[r - 1],
+	       "stores, never shared", vb[r - 1], "~1x");
+	free(va);
+	free(vb);
+	pm_disconnect(b);
+}
+
 static void bench_sound(void)
 {
 	enum { MIB_FRAMES = 256 };
@@ -654,6 +719,7 @@ static void bench_sound(void)
 	pthread_join(th, NULL);
 	report("sound.move_under_writer", "ns", t_moved,
 	       "move of an unmapped frame", t_free, NULL);
+	bench_store_after_copy(pm);
 out:
 	free(buf1);
 	free(buf2);

@@ -306,7 +306,7 @@ error_t pmd_release_stops(struct pmd_core *core, struct pmd_task *task,
 	while (pmd_ftab_next(&cap->cont->frames, &f, &e) &&
 	       f - start < count) {
 		if (!pmd_frame_remote(e) && pmd_frame_cow(core, e)) {
-			err = pmd_frame_break_stops(core, e, f);
+			err = pmd_frame_break_stops(core, cap->cont, e, f);
 			if (err)
 				return err;
 		}

@@ -16,6 +16,7 @@
  * of its old slot go.
  */
 static error_t copy_stops(struct pmd_core *core, const struct pmd_frame *s,
+			  const struct pmd_container *dc,
 			  const struct pmd_frame *d, frame_t df)
 {
 	struct pmd_segment *ss = pmd_frame_seg(core, s);
@@ -33,7 +34,7 @@ static error_t copy_stops(struct pmd_core *core, const struct pmd_frame *s,
 	 * it), d's mappings of it go: they fault and find d's new place. */
 	err = pmd_segment_fwd_reserve(ds);
 	if (!err)
-		err = pmd_frame_break_stops(core, d, df);
+		err = pmd_frame_break_stops(core, dc, d, df);
 	return err;
 }
 
@@ -106,7 +107,7 @@ error_t pmd_copy_decode(struct pmd_core *core, struct pmd_task *task,
 		 * private slot first; within one container any destination
 		 * may end up so. */
 		reserve += same || pmd_frame_borrowed_slot(core, cp->dst, d);
-		err = copy_stops(core, s, d, dst_start + k);
+		err = copy_stops(core, s, cp->dst, d, dst_start + k);
 		if (err)
 			return err;
 	}
@@ -189,7 +190,7 @@ error_t pmd_break_decode(struct pmd_core *core, struct pmd_task *task,
 				  .shared = pmd_frame_cow(core, e) };
 	if (!bk->shared)
 		return 0;
-	err = pmd_frame_break_stops(core, e, f);
+	err = pmd_frame_break_stops(core, cap->cont, e, f);
 	if (!err)
 		err = pmd_container_slots_reserve(core, cap->cont, 1);
 	return err;

@@ -143,6 +143,7 @@ again:
 }
 
 error_t pmd_frame_break_stops(struct pmd_core *core,
+			      const struct pmd_container *c,
 			      const struct pmd_frame *e, frame_t f)
 {
 	const struct pmd_segment *seg = pmd_frame_seg(core, e);
@@ -153,7 +154,7 @@ error_t pmd_frame_break_stops(struct pmd_core *core,
 	 * go too, and fault back in.) */
 	if (!pmd_stop_needed(seg))
 		return 0;
-	return pmd_stops_add(&core->stops, seg, e->slot, 1, PM_STOP_DROP, f);
+	return pmd_stops_add_drop(&core->stops, seg, e->slot, f, c);
 }
 
 void pmd_frame_break_cow(struct pmd_core *core, struct pmd_container *c,

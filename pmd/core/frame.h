@@ -84,10 +84,12 @@ void pmd_frame_drop(struct pmd_core *core, struct pmd_container *c, frame_t f,
  * bumped). A slot must have been reserved. */
 void pmd_frame_take_slot(struct pmd_core *core, struct pmd_container *c,
 			 struct pmd_frame *e);
-/* The stops of a copy-on-write frame f (entry e) about to leave its
- * shared slot for a private one: its mappings there go (the slot stays,
- * for the other frames). ENOMEM. */
+/* The stops of a copy-on-write frame f (entry e) of container c about
+ * to leave its shared slot for a private one: its mappings there go (the
+ * slot stays, for the other frames); asked of the holders that may have
+ * mapped c's frames. ENOMEM. */
 error_t pmd_frame_break_stops(struct pmd_core *core,
+			      const struct pmd_container *c,
 			      const struct pmd_frame *e, frame_t f);
 /* Gives e a private slot holding its current contents (breaks the copy).
  * A slot must have been reserved; inside a view change. */

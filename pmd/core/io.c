@@ -62,7 +62,7 @@ error_t pmd_io_decode(struct pmd_core *core, struct pmd_task *task,
 		io->nremote += pmd_frame_remote(e);
 		if (write && pmd_frame_borrowed_slot(core, c, e)) {
 			io->ncow++;
-			err = pmd_frame_break_stops(core, e, io->first + i);
+			err = pmd_frame_break_stops(core, c, e, io->first + i);
 			if (err)
 				return err;
 		}

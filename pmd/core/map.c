@@ -64,7 +64,7 @@ error_t pmd_map_decode(struct pmd_core *core, struct pmd_task *task,
 		}
 		if (pmd_frame_seg(core, e)->domain != c) {
 			m->nforeign++;
-			err = pmd_frame_break_stops(core, e, start + i);
+			err = pmd_frame_break_stops(core, c, e, start + i);
 			if (err)
 				return err;
 		}
@@ -72,7 +72,7 @@ error_t pmd_map_decode(struct pmd_core *core, struct pmd_task *task,
 			m->ncow++;
 			if ((flags & CONT_MAP_WRITE) &&
 			    (flags & CONT_MAP_FORCE_WRITE) &&
-			    (err = pmd_frame_break_stops(core, e, start + i)))
+			    (err = pmd_frame_break_stops(core, c, e, start + i)))
 				return err;
 		}
 	}

@@ -216,7 +216,7 @@ static error_t resolve_frame(struct pmd_core *core, struct pmd_task *task,
 		pmd_stops_reset(&core->stops);
 		err = pmd_container_slots_reserve(core, c, 1);
 		if (!err)
-			err = pmd_frame_break_stops(core, e, f);
+			err = pmd_frame_break_stops(core, c, e, f);
 		if (err)
 			return err;
 		out->foreign = true;
@@ -629,7 +629,7 @@ error_t pmd_push_plan(struct pmd_core *core, struct pmd_task *task,
 				return err;
 		} else if (seg->exposed) {
 			/* It leaves a shared slot: its mappings there go. */
-			err = pmd_frame_break_stops(core, e, start + i);
+			err = pmd_frame_break_stops(core, c, e, start + i);
 			if (err)
 				return err;
 		}

@@ -244,11 +244,8 @@ bool pmd_segment_slot_put(struct pmd_segtab *t, struct pmd_segment *seg,
 			  unsigned slot)
 {
 	if (!pmd_slots_unref(&seg->slots, slot)) {
-		if (seg->exposed && seg->slots.ref[slot] == 1) {
-			seg->unshared[slot / 64] |= UINT64_C(1) << (slot % 64);
-			if (pmd_list_empty(&seg->unshared_link))
-				pmd_list_add(&t->unshared, &seg->unshared_link);
-		}
+		if (seg->exposed && seg->slots.ref[slot] == 1)
+			pmd_segtab_unshared_note(t, seg, slot, 1);
 		return false;
 	}
 	seg->pending[slot / 64] |= UINT64_C(1) << (slot % 64);
@@ -353,6 +350,15 @@ void pmd_segtab_flush(struct pmd_segtab *t)
 				 "mappings of it fault", (unsigned long)seg->id);
 		}
 	}
+}
+
+void pmd_segtab_unshared_note(struct pmd_segtab *t, struct pmd_segment *seg,
+			      unsigned slot, unsigned n)
+{
+	for (unsigned s = slot; s < slot + n && s < PMD_SEG_SLOTS; s++)
+		seg->unshared[s / 64] |= UINT64_C(1) << (s % 64);
+	if (pmd_list_empty(&seg->unshared_link))
+		pmd_list_add(&t->unshared, &seg->unshared_link);
 }
 
 void pmd_segtab_unshared_take(struct pmd_segtab *t, pmd_unshared_fn *fn,

@@ -170,6 +170,9 @@ static inline bool pmd_segtab_unshared_any(const struct pmd_segtab *t)
 }
 void pmd_segtab_unshared_take(struct pmd_segtab *t, pmd_unshared_fn *fn,
 			      void *arg);
+/* Notes slots slot.. of seg again (taken, but not told to everyone). */
+void pmd_segtab_unshared_note(struct pmd_segtab *t, struct pmd_segment *seg,
+			      unsigned slot, unsigned n);
 
 /* Room for forwarding records; decode step of a retirement. */
 error_t pmd_segment_fwd_reserve(struct pmd_segment *seg);

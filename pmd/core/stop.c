@@ -42,3 +42,14 @@ error_t pmd_stops_add(struct pmd_stops *st, const struct pmd_segment *seg,
 		.kind = (uint16_t)kind, .frame = frame };
 	return 0;
 }
+
+error_t pmd_stops_add_drop(struct pmd_stops *st, const struct pmd_segment *seg,
+			   unsigned slot, frame_t f,
+			   const struct pmd_container *c)
+{
+	error_t err = pmd_stops_add(st, seg, slot, 1, PM_STOP_DROP, f);
+
+	if (!err)
+		st->v[st->n - 1].cont = c;
+	return err;
+}

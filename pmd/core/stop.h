@@ -25,12 +25,16 @@
 #include <pm/pm.h>
 
 struct pmd_segment;
+struct pmd_container;
 
 struct pmd_stop_ent {
 	uint32_t seg;                /* segment index */
 	uint16_t slot, nslots;       /* slots slot.. */
-	uint16_t kind;               /* PM_STOP_WP or PM_STOP_DROP */
+	uint16_t kind;               /* PM_STOP_WP, _DROP or _COW */
 	uint64_t frame;              /* DROP: the frame, or PM_STOP_ANY */
+	const struct pmd_container *cont; /* DROP of a frame: its container;
+	                              * only holders that may have mapped its
+	                              * frames are asked (NULL: every one) */
 };
 
 struct pmd_stops {
@@ -51,5 +55,13 @@ bool pmd_stop_needed(const struct pmd_segment *seg);
 /* Adds slots slot.. of seg (runs of one kind merge). ENOMEM. */
 error_t pmd_stops_add(struct pmd_stops *st, const struct pmd_segment *seg,
 		      unsigned slot, unsigned n, unsigned kind, frame_t frame);
+/* A DROP of frame f of container c at slot of seg: mappings that stand
+ * for c's frame f there go. Only a task that holds a capability of c
+ * can have mapped one of its frames (through the pmd or its view), so
+ * other holders of seg are not asked: their mappings there stand for
+ * the frames that keep the slot. ENOMEM. */
+error_t pmd_stops_add_drop(struct pmd_stops *st, const struct pmd_segment *seg,
+			   unsigned slot, frame_t f,
+			   const struct pmd_container *c);
 
 #endif

@@ -221,6 +221,8 @@ struct pmd_server {
 	uint32_t stops_live;         /* (L) stop contexts not yet freed */
 	struct pmd_stops unshared;   /* (L) UNSHARED being sent (reused) */
 	uint64_t unshared_total;     /* (L) slots told so, the metrics' */
+	uint64_t unshared_next_ns;   /* (L) UNSHARED's next round, not before */
+	uint64_t unshared_gap_ns;    /* (L) the gap after the last round */
 	uint64_t stop_ns;            /* (C) a library's time to answer */
 	uint64_t sessions_total;     /* (L) served since start */
 	struct pmd_metrics metrics;  /* (L) */

@@ -64,16 +64,39 @@ static struct stop_task *ctx_task(struct pmd_stopctx *x, uint64_t id)
 	return NULL;
 }
 
-/* Whether t holds a segment the stops name. */
+/* Whether t holds a capability of c (only such a task can have mapped
+ * one of c's frames). */
+static bool task_may_map(const struct pmd_task *t,
+			 const struct pmd_container *c)
+{
+	for (const struct pmd_list *p = c->caps.next; p != &c->caps; p = p->next)
+		if (pmd_container_of(p, struct pmd_cap, cont_link)->holder == t)
+			return true;
+	return false;
+}
+
+/* The segment of entry e, if t is to hear e: it holds the segment and,
+ * for a DROP of a container's frame, may have mapped that container's
+ * frames; else NULL. */
+static const struct pmd_segment *entry_for(struct pmd_core *core,
+					   const struct pmd_task *t,
+					   const struct pmd_stop_ent *e)
+{
+	const struct pmd_segment *seg = pmd_segtab_get(&core->segs, e->seg);
+
+	if (!seg || !pmd_task_has_segment(t, seg->id) ||
+	    (e->cont && !task_may_map(t, e->cont)))
+		return NULL;
+	return seg;
+}
+
+/* Whether t is to hear any of the stops. */
 static bool task_holds(struct pmd_core *core, const struct pmd_task *t,
 		       const struct pmd_stops *st)
 {
-	for (uint32_t i = 0; i < st->n; i++) {
-		const struct pmd_segment *seg = pmd_segtab_get(&core->segs,
-							       st->v[i].seg);
-		if (seg && pmd_task_has_segment(t, seg->id))
+	for (uint32_t i = 0; i < st->n; i++)
+		if (entry_for(core, t, &st->v[i]))
 			return true;
-	}
 	return false;
 }
 
@@ -87,10 +110,11 @@ bool pmd_task_notify(struct pmd_task *t, const void *msg, size_t len)
 }
 
 /* STOP (or type) to t: the entries of st for segments t holds, in
- * messages of at most PM_STOP_MAX entries. How many went out. */
+ * messages of at most PM_STOP_MAX entries. How many went out; *lost (if
+ * not NULL) is set when one did not. */
 static uint32_t stop_send(struct pmd_core *core, struct pmd_task *t,
 			  const struct pmd_stops *st, uint16_t type,
-			  uint32_t seq, uint8_t *buf)
+			  uint32_t seq, uint8_t *buf, bool *lost)
 {
 	struct pm_msg_hdr *h = (struct pm_msg_hdr *)buf;
 	struct pm_stop *sp = (struct pm_stop *)(h + 1);
@@ -99,9 +123,9 @@ static uint32_t stop_send(struct pmd_core *core, struct pmd_task *t,
 
 	for (uint32_t i = 0; i <= st->n; i++) {
 		const struct pmd_segment *seg = i < st->n
-			? pmd_segtab_get(&core->segs, st->v[i].seg) : NULL;
+			? entry_for(core, t, &st->v[i]) : NULL;
 
-		if (seg && pmd_task_has_segment(t, seg->id))
+		if (seg)
 			e[n++] = (struct pm_stop_ent){
 				.segment = seg->id, .slot = st->v[i].slot,
 				.nslots = st->v[i].nslots,
@@ -113,6 +137,8 @@ static uint32_t stop_send(struct pmd_core *core, struct pmd_task *t,
 			*sp = (struct pm_stop){ .count = n };
 			if (pmd_task_notify(t, buf, len))
 				sent++;
+			else if (lost)
+				*lost = true;
 			n = 0;
 		}
 	}
@@ -231,7 +257,7 @@ static error_t ctx_ask(struct pmd_server *srv, struct pmd_stopctx *x,
 			err = ENOMEM;
 			break;
 		}
-		sent = stop_send(core, t, st, PM_MSG_STOP, x->seq, buf);
+		sent = stop_send(core, t, st, PM_MSG_STOP, x->seq, buf, NULL);
 		x->tasks[x->ntasks++] = (struct stop_task){ .id = t->id,
 							    .awaited = sent };
 		x->awaited += sent;
@@ -395,6 +421,8 @@ int pmd_stop_timeout_ms(const struct pmd_server *srv, int timeout)
 {
 	uint64_t now = pmd_now_ns(), first = UINT64_MAX;
 
+	if (pmd_segtab_unshared_any(&srv->core->segs) && !srv->stops_live)
+		first = srv->unshared_next_ns; /* UNSHARED's next round */
 	for (struct pmd_list *p = srv->stops.next; p != &srv->stops; p = p->next) {
 		const struct pmd_stopctx *x =
 			pmd_container_of(p, struct pmd_stopctx, link);
@@ -439,17 +467,41 @@ static void unshared_note(void *arg, const struct pmd_segment *seg,
 		srv->unshared_total += n;
 }
 
+/* The slots of st noted again: they go out at a later turn. */
+static void unshared_requeue(struct pmd_server *srv,
+			     const struct pmd_stops *st)
+{
+	for (uint32_t i = 0; i < st->n; i++) {
+		struct pmd_segment *seg = pmd_segtab_get(&srv->core->segs,
+							 st->v[i].seg);
+		if (seg)
+			pmd_segtab_unshared_note(&srv->core->segs, seg,
+						 st->v[i].slot, st->v[i].nslots);
+	}
+}
+
+/* The least and most time between two rounds of UNSHARED. */
+#define UNSHARED_GAP_NS     1000000ull     /* 1 ms */
+#define UNSHARED_GAP_MAX_NS 1000000000ull  /* 1 s */
+
 void pmd_stop_unshared(struct pmd_server *srv)
 {
 	struct pmd_core *core = srv->core;
 	struct pmd_stops *st = &srv->unshared;
+	uint64_t now;
+	bool lost = false;
 	uint8_t *buf;
 
 	/* A STOP that waits for its move may name a slot that this would
 	 * call unshared and that the move then shares: the library must
 	 * hear UNSHARED before that STOP, or not at all. So not while a
-	 * stop context lives; the slots keep until then. */
+	 * stop context lives; the slots keep until then. Between rounds,
+	 * a gap: a burst of ends (a copy broken a frame at a time) goes
+	 * out in few messages rather than one per request. */
 	if (!pmd_segtab_unshared_any(&core->segs) || srv->stops_live)
+		return;
+	now = pmd_now_ns();
+	if (now < srv->unshared_next_ns)
 		return;
 	pmd_stops_reset(st);
 	pmd_segtab_unshared_take(&core->segs, unshared_note, srv);
@@ -457,7 +509,8 @@ void pmd_stop_unshared(struct pmd_server *srv)
 		return;
 	buf = malloc(PM_MSG_MAX);
 	if (!buf) {
-		pmd_debug("no memory to send UNSHARED");
+		unshared_requeue(srv, st);
+		srv->unshared_next_ns = now + UNSHARED_GAP_MAX_NS;
 		return;
 	}
 	for (struct pmd_list *p = core->tasks.next; p != &core->tasks; p = p->next) {
@@ -465,7 +518,20 @@ void pmd_stop_unshared(struct pmd_server *srv)
 
 		if (t->follows && t->fault_session && t->hears_unshared &&
 		    task_holds(core, t, st))
-			stop_send(core, t, st, PM_MSG_UNSHARED, 0, buf);
+			stop_send(core, t, st, PM_MSG_UNSHARED, 0, buf, &lost);
 	}
 	free(buf);
+	/* A library that did not take it all (its socket full: it reads
+	 * slowly) hears all of it again later, as does everyone else (it
+	 * changes nothing twice), each time after a longer gap. */
+	if (lost) {
+		unshared_requeue(srv, st);
+		srv->unshared_gap_ns = srv->unshared_gap_ns
+			? srv->unshared_gap_ns * 2 : 2 * UNSHARED_GAP_NS;
+		if (srv->unshared_gap_ns > UNSHARED_GAP_MAX_NS)
+			srv->unshared_gap_ns = UNSHARED_GAP_MAX_NS;
+	} else {
+		srv->unshared_gap_ns = UNSHARED_GAP_NS;
+	}
+	srv->unshared_next_ns = now + srv->unshared_gap_ns;
 }

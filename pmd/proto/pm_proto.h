@@ -601,6 +601,8 @@ static_assert(sizeof(struct pm_stop_ent) == 24, "stop entry");
  * stop in force still holds them. The pmd sends it only while no STOP
  * waits for its move, so that it never overtakes a share whose STOP
  * went out first; a slot shared again after it gets a new PM_STOP_COW.
+ * It may come twice for a slot (a round some library could not take
+ * whole is said again).
  * A library that never hears it pays one BREAK per page instead.
  */
 #define PM_BREAK_BROKEN 1u
