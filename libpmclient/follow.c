@@ -439,11 +439,20 @@ static bool map_overlap(const struct pmc_fmap *m, uint64_t seg, uint32_t lo,
 	return true;
 }
 
-/* Write-protects (on) or releases page by page (a range may span
- * mappings that replaced single pages, and older kernels take one
- * mapping per call); releasing wakes who waits there. */
+/* Write-protects (on) or releases n pages; releasing wakes who waits
+ * there. In one call where the kernel takes it (the range lies in one
+ * mapping: callers pass pages of one registration), else page by page
+ * (a range may span mappings that replaced single pages). */
 static void wp_pages(struct pmc_follow *f, uint8_t *addr, uint32_t n, bool on)
 {
+	struct uffdio_writeprotect all = {
+		.range = { .start = (uintptr_t)addr,
+			   .len = (size_t)n * PM_FRAME_SIZE },
+		.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+
+	if (n > 1 && ioctl(f->uffd, UFFDIO_WRITEPROTECT, &all) == 0)
+		return;
 	for (uint32_t i = 0; i < n; i++) {
 		struct uffdio_writeprotect w = {
 			.range = { .start = (uintptr_t)addr + (uintptr_t)i * PM_FRAME_SIZE,
@@ -650,10 +659,19 @@ static bool wp_held(const struct pmc_follow *f, uint64_t seg, uint32_t slot)
 static void wp_release(struct pmc_follow *f, struct pmc_fmap *m, uint32_t k0,
 		       uint32_t k1)
 {
-	for (uint32_t k = k0; k < k1; k++)
-		if (!wp_held(f, m->seg, m->slot + k))
-			wp_pages(f, m->addr + (size_t)k * PM_FRAME_SIZE, 1,
-				 false);
+	uint32_t run = 0;
+
+	/* By runs of pages nothing holds. */
+	for (uint32_t k = k0; k <= k1; k++) {
+		if (k < k1 && !wp_held(f, m->seg, m->slot + k)) {
+			run++;
+			continue;
+		}
+		if (run)
+			wp_pages(f, m->addr + (size_t)(k - run) * PM_FRAME_SIZE,
+				 run, false);
+		run = 0;
+	}
 }
 
 /* Slots slot.. of seg are not shared any more: their writable mappings
