@@ -9,33 +9,6 @@
 #include "pm_proto.h"
 #include "view.h"
 
-struct pmd_segment *pmd_frame_seg(const struct pmd_core *core,
-				  const struct pmd_frame *e)
-{
-	struct pmd_segment *seg = pmd_segtab_get(&core->segs, e->seg);
-
-	assert(seg && !pmd_frame_remote(e));
-	return seg;
-}
-
-bool pmd_frame_cow(const struct pmd_core *core, const struct pmd_frame *e)
-{
-	return !pmd_frame_remote(e) &&
-	       pmd_frame_seg(core, e)->slots.ref[e->slot] > 1;
-}
-
-bool pmd_frame_borrowed_slot(const struct pmd_core *core,
-			     const struct pmd_container *c,
-			     const struct pmd_frame *e)
-{
-	const struct pmd_segment *seg;
-
-	if (pmd_frame_remote(e))
-		return false;
-	seg = pmd_frame_seg(core, e);
-	return seg->slots.ref[e->slot] > 1 || seg->domain != c;
-}
-
 bool pmd_frame_gone(const struct pmd_container *c, frame_t f)
 {
 	return c->gone.count && pmd_ftab_lookup(&c->gone, f);

@@ -15,6 +15,7 @@
 #ifndef PMD_FRAME_H
 #define PMD_FRAME_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -48,19 +49,39 @@ static inline uint16_t pmd_frame_age(const struct pmd_core *core,
 	return (uint16_t)((uint16_t)(core->touches >> 6) - e->used);
 }
 
-/* The segment of a frame here (not remote). */
-struct pmd_segment *pmd_frame_seg(const struct pmd_core *core,
-				  const struct pmd_frame *e);
+/* The segment of a frame here (not remote). (Inline: every frame of a
+ * request asks it, several times.) */
+static inline struct pmd_segment *pmd_frame_seg(const struct pmd_core *core,
+						const struct pmd_frame *e)
+{
+	struct pmd_segment *seg = pmd_segtab_get(&core->segs, e->seg);
+
+	assert(seg && !pmd_frame_remote(e));
+	return seg;
+}
 /* A frame is copy-on-write while its slot is shared. */
-bool pmd_frame_cow(const struct pmd_core *core, const struct pmd_frame *e);
+static inline bool pmd_frame_cow(const struct pmd_core *core,
+				 const struct pmd_frame *e)
+{
+	return !pmd_frame_remote(e) &&
+	       pmd_frame_seg(core, e)->slots.ref[e->slot] > 1;
+}
 /* Whether frame e of c must move to a slot of its own before it is
  * written: its slot is shared, or lies in another container's segment (a
  * logical copy put it there, and the other container, or its owner, may
  * be gone: whoever held that segment must not see this frame's new
  * bytes). */
-bool pmd_frame_borrowed_slot(const struct pmd_core *core,
-			     const struct pmd_container *c,
-			     const struct pmd_frame *e);
+static inline bool pmd_frame_borrowed_slot(const struct pmd_core *core,
+					   const struct pmd_container *c,
+					   const struct pmd_frame *e)
+{
+	const struct pmd_segment *seg;
+
+	if (pmd_frame_remote(e))
+		return false;
+	seg = pmd_frame_seg(core, e);
+	return seg->slots.ref[e->slot] > 1 || seg->domain != c;
+}
 /* Whether frame f of c was taken back by the pmd (reclaim.h) and not
  * forgotten since: its number answers ESTALE. */
 bool pmd_frame_gone(const struct pmd_container *c, frame_t f);

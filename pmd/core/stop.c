@@ -13,11 +13,6 @@ void pmd_stops_fini(struct pmd_stops *st)
 	*st = (struct pmd_stops){ 0 };
 }
 
-bool pmd_stop_needed(const struct pmd_segment *seg)
-{
-	return seg->exposed;
-}
-
 error_t pmd_stops_add(struct pmd_stops *st, const struct pmd_segment *seg,
 		      unsigned slot, unsigned n, unsigned kind, frame_t frame)
 {

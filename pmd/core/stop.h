@@ -24,6 +24,8 @@
 
 #include <pm/pm.h>
 
+#include "segment.h"
+
 struct pmd_segment;
 struct pmd_container;
 
@@ -51,7 +53,10 @@ static inline void pmd_stops_reset(struct pmd_stops *st)
 }
 /* Whether frames leaving seg need its holders to stop first: it went to
  * a task (which may have mapped it). */
-bool pmd_stop_needed(const struct pmd_segment *seg);
+static inline bool pmd_stop_needed(const struct pmd_segment *seg)
+{
+	return seg->exposed;
+}
 /* Adds slots slot.. of seg (runs of one kind merge). ENOMEM. */
 error_t pmd_stops_add(struct pmd_stops *st, const struct pmd_segment *seg,
 		      unsigned slot, unsigned n, unsigned kind, frame_t frame);
