@@ -223,6 +223,10 @@ struct pmd_server {
 	uint64_t unshared_total;     /* (L) slots told so, the metrics' */
 	uint64_t unshared_next_ns;   /* (L) UNSHARED's next round, not before */
 	uint64_t unshared_gap_ns;    /* (L) the gap after the last round */
+#define PMD_XWINS_MAX 8
+	struct pmd_window *xwins[PMD_XWINS_MAX]; /* (L) windows kept for the
+	                              * pieces of copies between homes */
+	uint32_t nxwins;             /* (L) */
 	uint64_t stop_ns;            /* (C) a library's time to answer */
 	uint64_t sessions_total;     /* (L) served since start */
 	struct pmd_metrics metrics;  /* (L) */
@@ -462,6 +466,8 @@ void pmd_ring_fini(struct pmd_server *srv);
  * writes of s's task; s parks until the copy ends. */
 enum pmd_step pmd_xcopy(struct pmd_server *srv, struct pmd_session *s,
 			const struct pm_copy_req *q, struct pmd_reply *r);
+/* The pmd ends: the windows kept for copies go. */
+void pmd_xcopy_fini(struct pmd_server *srv);
 
 /* metrics.c */
 /* A request of type was answered with status, ns after it came. */

@@ -821,6 +821,7 @@ void pmd_server_destroy(struct pmd_server *srv)
 							link));
 	pmd_stop_fini(srv);
 	pmd_stops_fini(&srv->unshared);
+	pmd_xcopy_fini(srv);
 	pmd_ring_fini(srv);
 	pmd_store_close(srv);
 	pmd_reclaim_fini(srv);

@@ -2,19 +2,28 @@
  * xcopy.c - a copy between containers of different homes (a container of
  * this node and one another home serves, or two homes): no frame can be
  * shared across nodes, so this pmd copies the bytes for its task, node to
- * node, in pieces of up to PM_IO_MAX in frame order: a READ of the
- * source piece into the task's window, then a WRITE of it from there to
- * the destination (a home moves the bytes to and from the window by
- * RDMA; a session without a window carries them in the requests). Each
- * runs as a request of the task's own (a *sub-request*: a session with
- * no socket, the task's forwarded handles copied, answered here), so it
- * goes wherever its container lives (here, the frames' lenders by RDMA,
- * or its home in one node request) and waits, parks, stops mappers and
- * fails exactly as the task's own read or write would. A piece that
- * fails is done again frame by frame, so that the error is the first
- * frame's that stops it, with the frames before it copied (as any copy).
- * The task's session is parked meanwhile (it uses its window for nothing
- * else); if it goes, the copy ends with the piece in flight.
+ * node, in pieces of up to PM_IO_MAX: a READ of a source piece, then a
+ * WRITE of it to the destination. Each runs as a request of the task's
+ * own (a *sub-request*: a session with no socket, the task's forwarded
+ * handles copied, answered here), so it goes wherever its container
+ * lives (here, the frames' lenders by RDMA, or its home in one node
+ * request) and waits, parks, stops mappers and fails exactly as the
+ * task's own read or write would.
+ *
+ * Reads run ahead: up to XCOPY_AHEAD pieces are read at once, each into
+ * a window of its own (a pmd's I/O window, window.c, from a small pool
+ * the server keeps: a home fills it by RDMA, and the piece's WRITE goes
+ * from it, a home fetching it by RDMA), while the writes go one at a
+ * time in frame order. Where no window can be had, the piece's bytes
+ * ride in the answer and the request (a copy of their own). A read has
+ * no effect, so what the task sees is what the copy piece after piece in
+ * order did (docs/api.md): the pieces before one that fails are written,
+ * none after it. A piece that fails is done again frame by frame, one
+ * frame at a time, so that the error is the first frame's that stops it,
+ * with the frames before it copied (as any copy); reads ahead of it are
+ * dropped as they come back. The task's session is parked meanwhile; if
+ * it goes, the copy ends with the reads and the write in flight, and the
+ * state goes once the last of them is back.
  */
 #include "daemon.h"
 
@@ -25,28 +34,81 @@
 #include "log.h"
 
 #define XCOPY_PIECE (PM_IO_MAX / PM_FRAME_SIZE)
+#define XCOPY_AHEAD 4   /* pieces read at once */
+
+enum xstate { XP_FREE, XP_READING, XP_READ, XP_WRITING, XP_DROPPED };
+
+struct xcopy;
+
+/* One piece: frames [at, at + n) of the copy (relative to its starts). */
+struct xpiece {
+	struct xcopy *x;             /* (C) */
+	enum xstate state;           /* (L) */
+	uint32_t at, n;              /* (L) */
+	error_t status;              /* (L) its read's, once XP_READ */
+	uint32_t why_arg;            /* (L) */
+	struct pmd_window *win;      /* (L) its bytes, or NULL: */
+	uint8_t *data;               /* (L) PM_IO_MAX: the bytes read */
+};
 
 struct xcopy {
 	struct pmd_pending base;     /* the task's session, parked */
 	struct pmd_server *srv;      /* (C) */
 	struct pm_copy_req q;        /* (C) the copy asked */
-	uint32_t done;               /* (L) frames copied */
-	uint32_t n;                  /* (L) frames of the piece in flight */
+	uint32_t done;               /* (L) frames written */
+	uint32_t next;               /* (L) frames whose read was asked */
 	uint32_t single_end;         /* (L) frame by frame up to here */
-	bool writing;                /* (L) its WRITE is in flight */
-	struct pmd_session *sub;     /* (L) the sub-request in flight */
-	struct pmd_window *win;      /* (C) the task's window, or NULL */
-	uint8_t buf[sizeof(struct pm_io_req) + PM_IO_MAX] /* (L) no window */
+	uint32_t inflight;           /* (L) sub-requests not answered */
+	bool answered;               /* (L) the task had its answer (or went) */
+	struct xpiece p[XCOPY_AHEAD];
+	/* (L) a WRITE's body, when there is no window */
+	uint8_t buf[sizeof(struct pm_io_req) + PM_IO_MAX]
 		__attribute__((aligned(8)));
 };
 
 static void xcopy_answer(void *arg, const struct pmd_reply *r);
 
-/* Runs q as a sub-request of s's task. ENOMEM. */
-static error_t sub_run(struct xcopy *x, struct pmd_session *s,
-		       const struct pmd_req *q)
+/* ---- the server's pool of windows for copies ---- */
+
+/* A window for a piece: one of the pool, or a new one; NULL when none
+ * can be had (the bytes then go in the messages). */
+static struct pmd_window *xwin_get(struct pmd_server *srv)
 {
+	struct pmd_window *w;
+
+	if (srv->nxwins)
+		return srv->xwins[--srv->nxwins];
+	return pmd_window_create(srv, &w) ? NULL : w;
+}
+
+/* Back to the pool; a retired one (an RDMA through it failed and may
+ * still land) or one too many goes. (A sub-request that answered may
+ * still hold a reference for a moment, until it is closed: it does
+ * nothing with the window any more.) */
+static void xwin_put(struct pmd_server *srv, struct pmd_window *w)
+{
+	if (!w)
+		return;
+	if (w->retired || srv->nxwins == PMD_XWINS_MAX)
+		pmd_window_put(w);
+	else
+		srv->xwins[srv->nxwins++] = w;
+}
+
+void pmd_xcopy_fini(struct pmd_server *srv)
+{
+	while (srv->nxwins)
+		pmd_window_put(srv->xwins[--srv->nxwins]);
+}
+
+/* Runs q as a sub-request of the task, for piece p (its bytes through
+ * window w, or in the messages). ENOMEM. */
+static error_t sub_run(struct xpiece *p, const struct pmd_req *q,
+		       struct pmd_window *w)
+{
+	struct xcopy *x = p->x;
 	struct pmd_server *srv = x->srv;
+	struct pmd_session *s = x->base.s;
 	struct pmd_session *sub = calloc(1, sizeof(*sub));
 
 	if (!sub)
@@ -54,14 +116,15 @@ static error_t sub_run(struct xcopy *x, struct pmd_session *s,
 	*sub = (struct pmd_session){ .srv = srv, .fd = -1, .task = s->task,
 				     .virt = true, .sub = true,
 				     .sub_done = xcopy_answer,
-				     .sub_arg = x, .parked_type = q->type };
-	if (x->win) {
-		sub->win = x->win;
-		sub->win->refs++;
+				     .sub_arg = p, .parked_type = q->type };
+	if (w) {
+		sub->win = w;
+		w->refs++;
 	}
 	if (s->nfwd) {
 		sub->fwd = malloc(s->nfwd * sizeof(*sub->fwd));
 		if (!sub->fwd) {
+			pmd_window_put(sub->win);
 			free(sub);
 			return ENOMEM;
 		}
@@ -74,134 +137,255 @@ static error_t sub_run(struct xcopy *x, struct pmd_session *s,
 		pmd_session_close(srv, sub);
 		return ENOMEM;
 	}
-	x->sub = sub;
+	x->inflight++;
 	return 0;
 }
 
-/* The next piece's READ (or the end). ENOMEM. */
-static error_t xcopy_next(struct xcopy *x, struct pmd_session *s)
+/* Piece p's READ: frames [at, at + n), into its window (or its buffer:
+ * the answer carries the bytes). ENOMEM. */
+static error_t read_piece(struct xcopy *x, struct xpiece *p, uint32_t at,
+			  uint32_t n)
 {
-	uint32_t left = x->q.count - x->done;
-	struct pm_io_req io;
+	struct pm_io_req io = { .handle = x->q.src,
+				.frame = x->q.src_start + at,
+				.len = n * PM_FRAME_SIZE };
 	struct pmd_req q = { .type = PM_MSG_READ, .body = &io,
 			     .len = sizeof(io) };
+	error_t err;
 
-	x->n = x->done < x->single_end ? 1
-	       : left < XCOPY_PIECE ? left : XCOPY_PIECE;
-	x->writing = false;
-	io = (struct pm_io_req){ .handle = x->q.src,
-				 .frame = x->q.src_start + x->done,
-				 .len = x->n * PM_FRAME_SIZE,
-				 .flags = x->win ? PM_IO_WINDOW : 0 };
-	return sub_run(x, s, &q);
+	if (p->win && p->win->retired) {
+		xwin_put(x->srv, p->win);
+		p->win = NULL;
+	}
+	if (!p->win && !p->data)
+		p->win = xwin_get(x->srv);
+	if (!p->win && !p->data && !(p->data = malloc(PM_IO_MAX)))
+		return ENOMEM;
+	if (p->win)
+		io.flags = PM_IO_WINDOW;
+	p->at = at;
+	p->n = n;
+	p->state = XP_READING;
+	err = sub_run(p, &q, p->win);
+	if (err)
+		p->state = XP_FREE;
+	return err;
+}
+
+/* Reads as far ahead as pieces are free (one frame at a time, and only
+ * once the reads ahead are back, while frame by frame). Out of memory
+ * with a sub-request in flight, it tries again when one is back; ENOMEM
+ * with none. */
+static error_t read_ahead(struct xcopy *x)
+{
+	for (int i = 0; i < XCOPY_AHEAD && x->next < x->q.count; i++) {
+		struct xpiece *p = &x->p[i];
+		uint32_t left = x->q.count - x->next, n;
+
+		if (p->state != XP_FREE)
+			continue;
+		if (x->next < x->single_end) {
+			if (x->inflight || x->done != x->next)
+				return 0;
+			n = 1;
+		} else {
+			n = left < XCOPY_PIECE ? left : XCOPY_PIECE;
+		}
+		if (read_piece(x, p, x->next, n))
+			return x->inflight ? 0 : ENOMEM;
+		x->next += n;
+	}
+	return 0;
 }
 
 static void xcopy_free(struct xcopy *x)
 {
-	pmd_window_put(x->win);
+	for (int i = 0; i < XCOPY_AHEAD; i++) {
+		xwin_put(x->srv, x->p[i].win);
+		free(x->p[i].data);
+	}
 	free(x);
 }
 
-/* The copy's answer to the task. */
-static void xcopy_end(struct xcopy *x, struct pmd_session *s, error_t status,
-		      uint32_t arg, frame_t culprit)
+/* The copy's answer to the task (if it is still there); x goes once no
+ * sub-request of it is in flight. */
+static void xcopy_end(struct xcopy *x, error_t status, uint32_t arg,
+		      frame_t culprit)
 {
-	/* (A window retired under it: an RDMA failed, which is EIO to a
-	 * COPY; the task hears of the window at its next read or write.) */
-	struct pmd_reply r = { .status = status == EBADFD ? EIO : status,
-			       .why = { .arg = arg, .frame = culprit } };
+	struct pmd_session *s = x->base.s;
 
-	pmd_session_answer(x->srv, s, &r);
-	xcopy_free(x);
+	if (!x->answered && s) {
+		/* (A window retired under it: an RDMA failed, which is EIO
+		 * to a COPY; the task hears of the window at its next read
+		 * or write.) */
+		struct pmd_reply r = { .status = status == EBADFD ? EIO
+								  : status,
+				       .why = { .arg = arg, .frame = culprit } };
+
+		x->base.s = NULL;
+		pmd_session_answer(x->srv, s, &r);
+	}
+	x->answered = true;
+	x->base.s = NULL;
+	for (int i = 0; i < XCOPY_AHEAD; i++)
+		if (x->p[i].state == XP_READING)
+			x->p[i].state = XP_DROPPED;
+	if (!x->inflight)
+		xcopy_free(x);
+}
+
+/* The oldest piece is read (or failed): its WRITE, or what its failure
+ * means. */
+static void write_next(struct xcopy *x)
+{
+	struct xpiece *p = NULL;
+	struct pm_io_req *io = (struct pm_io_req *)x->buf;
+	struct pmd_req q = { .type = PM_MSG_WRITE, .body = x->buf,
+			     .len = sizeof(*io) };
+	error_t err;
+
+	for (int i = 0; i < XCOPY_AHEAD; i++) {
+		if (x->p[i].state == XP_WRITING)
+			return; /* one at a time */
+		if (x->p[i].state == XP_READ && x->p[i].at == x->done)
+			p = &x->p[i];
+	}
+	if (!p)
+		return; /* its read is not back yet */
+	if (p->status) {
+		if (p->n > 1) {
+			/* Again frame by frame: the first that fails says
+			 * why, the ones before it are copied; the reads
+			 * ahead of it are dropped as they come back. */
+			x->single_end = p->at + p->n;
+			x->next = p->at;
+			for (int i = 0; i < XCOPY_AHEAD; i++)
+				if (x->p[i].state == XP_READING)
+					x->p[i].state = XP_DROPPED;
+				else if (x->p[i].state == XP_READ)
+					x->p[i].state = XP_FREE;
+			err = read_ahead(x);
+			if (err)
+				xcopy_end(x, err, 0, 0);
+			return;
+		}
+		if (p->status == ENOENT) /* no such source */
+			xcopy_end(x, ENOENT, PMD_ARG_COPY_SRC,
+				  x->q.src_start + p->at);
+		else
+			xcopy_end(x, p->status, p->why_arg, 0);
+		return;
+	}
+	*io = (struct pm_io_req){ .handle = x->q.dst,
+				  .frame = x->q.dst_start + p->at,
+				  .len = p->n * PM_FRAME_SIZE,
+				  .flags = p->win ? PM_IO_WINDOW : 0 };
+	if (!p->win) {
+		memcpy(io + 1, p->data, io->len);
+		q.len += io->len;
+	}
+	p->state = XP_WRITING;
+	err = sub_run(p, &q, p->win);
+	if (err) {
+		p->state = XP_READ;
+		xcopy_end(x, err, 0, 0);
+	}
 }
 
 /* A sub-request's answer (NULL: it was closed unanswered). */
 static void xcopy_answer(void *arg, const struct pmd_reply *r)
 {
-	struct xcopy *x = arg;
-	struct pmd_session *s = x->base.s;
+	struct xpiece *p = arg;
+	struct xcopy *x = p->x;
+	enum xstate was = p->state;
 	error_t err;
 
-	x->sub = NULL;
-	if (!s || !r) { /* the task went (or the sub-request with it) */
-		if (s)
-			xcopy_end(x, s, EIO, 0, 0);
-		else
+	x->inflight--;
+	if (x->answered || !x->base.s || !r) {
+		/* The copy ended (or the task went, or the sub-request
+		 * with it). */
+		p->state = XP_FREE;
+		if (!x->answered)
+			xcopy_end(x, EIO, 0, 0);
+		else if (!x->inflight)
 			xcopy_free(x);
 		return;
 	}
-	if (r->status) {
-		if (x->done >= x->single_end && x->n > 1) {
-			/* Again frame by frame: the first that fails
-			 * says why, the ones before it are copied. */
-			x->single_end = x->done + x->n;
-			err = xcopy_next(x, s);
-			if (err)
-				xcopy_end(x, s, err, 0, 0);
-			return;
-		}
-		if (r->status == ENOENT && !x->writing) /* no such source */
-			xcopy_end(x, s, ENOENT, PMD_ARG_COPY_SRC,
-				  x->q.src_start + x->done);
-		else if (r->status == ENOENT) /* no such destination */
-			xcopy_end(x, s, ENOMEM, PMD_ARG_COPY_DST,
-				  x->q.dst_start + x->done);
-		else
-			xcopy_end(x, s, r->status, r->why.arg, 0);
+	if (was == XP_DROPPED) {
+		p->state = XP_FREE;
+		err = read_ahead(x);
+		if (err)
+			xcopy_end(x, err, 0, 0);
 		return;
 	}
-	if (!x->writing) {
-		/* The source's bytes (in the window, or in the answer): to
-		 * the destination. */
-		struct pm_io_req *io = (struct pm_io_req *)x->buf;
+	if (was == XP_READING) {
 		const void *data = r->body_ext ? r->body_ext
 					       : pmd_reply_body(x->srv);
-		uint32_t len = x->n * PM_FRAME_SIZE;
-		struct pmd_req q = { .type = PM_MSG_WRITE, .body = x->buf,
-				     .len = sizeof(*io) };
+		uint32_t len = p->n * PM_FRAME_SIZE;
 
-		if (r->body_len != len && !(x->win && r->body_len == 0)) {
-			xcopy_end(x, s, EPROTO, 0, 0);
+		p->state = XP_READ;
+		p->status = r->status == EBADFD ? EIO : r->status;
+		p->why_arg = r->why.arg;
+		/* The bytes are in the window, or in the answer (a small
+		 * read, or no window). */
+		if (!r->status && r->body_len == len)
+			memcpy(p->win ? p->win->base : p->data, data, len);
+		else if (!r->status && !(p->win && r->body_len == 0))
+			p->status = EPROTO;
+		write_next(x);
+		return;
+	}
+	/* Its WRITE. */
+	if (r->status) {
+		if (p->n > 1) {
+			x->single_end = p->at + p->n;
+			x->next = p->at;
+			p->state = XP_FREE;
+			for (int i = 0; i < XCOPY_AHEAD; i++)
+				if (x->p[i].state == XP_READING)
+					x->p[i].state = XP_DROPPED;
+				else if (x->p[i].state == XP_READ)
+					x->p[i].state = XP_FREE;
+			err = read_ahead(x);
+			if (err)
+				xcopy_end(x, err, 0, 0);
 			return;
 		}
-		if (x->win && r->body_len) /* (a small one, in the answer) */
-			memcpy(x->win->base, data, len);
-		*io = (struct pm_io_req){ .handle = x->q.dst,
-					  .frame = x->q.dst_start + x->done,
-					  .len = len,
-					  .flags = x->win ? PM_IO_WINDOW : 0 };
-		if (!x->win) {
-			memcpy(io + 1, data, len);
-			q.len += len;
-		}
-		x->writing = true;
-		err = sub_run(x, s, &q);
-		if (err)
-			xcopy_end(x, s, err, 0, 0);
+		if (r->status == ENOENT) /* no such destination */
+			xcopy_end(x, ENOMEM, PMD_ARG_COPY_DST,
+				  x->q.dst_start + p->at);
+		else
+			xcopy_end(x, r->status, r->why.arg, 0);
 		return;
 	}
-	x->done += x->n;
+	x->done += p->n;
+	p->state = XP_FREE;
 	if (x->done == x->q.count) {
-		xcopy_end(x, s, 0, 0, 0);
+		xcopy_end(x, 0, 0, 0);
 		return;
 	}
-	err = xcopy_next(x, s);
-	if (err)
-		xcopy_end(x, s, err, 0, 0);
+	err = read_ahead(x);
+	if (err) {
+		xcopy_end(x, err, 0, 0);
+		return;
+	}
+	write_next(x);
 }
 
 enum pmd_step pmd_xcopy(struct pmd_server *srv, struct pmd_session *s,
 			const struct pm_copy_req *q, struct pmd_reply *r)
 {
-	struct xcopy *x = malloc(sizeof(*x));
+	struct xcopy *x = calloc(1, sizeof(*x));
 	error_t err;
 
 	if (!x)
 		return pmd_reply_now(r, ENOMEM);
-	*x = (struct xcopy){ .srv = srv, .q = *q, .win = s->win };
-	if (x->win)
-		x->win->refs++;
-	err = xcopy_next(x, s);
+	x->srv = srv;
+	x->q = *q;
+	for (int i = 0; i < XCOPY_AHEAD; i++)
+		x->p[i].x = x;
+	x->base.s = s; /* (parked below: the reads run later) */
+	err = read_ahead(x);
 	if (err) {
 		xcopy_free(x);
 		return pmd_reply_now(r, err);

@@ -346,6 +346,84 @@ static void copies_through_forwarded_handles(void **state)
 	ct_stop_nodes(node, 3);
 }
 
+/*
+ * A long copy between homes reads pieces ahead while it writes them in
+ * order: every byte of 200 frames (13 pieces) arrives, either way; a
+ * source frame missing in a later piece stops it there (ENOENT, the
+ * frames before it copied, the ones after untouched), and so does a
+ * missing destination frame (ENOMEM), wherever the read ahead was.
+ */
+static void long_copies_between_homes(void **state)
+{
+	enum { FRAMES = 200 };
+	pm_t *a = test_connect(&node[0]), *s = test_connect(&node[1]);
+	static uint8_t data[FRAMES * PM_FRAME_SIZE], got[FRAMES * PM_FRAME_SIZE];
+	container_t c, own, r;
+	frame_t fe = 0;
+	int n = FRAMES;
+
+	(void)state;
+	assert_int_equal(pm_container_create(a, &c), 0);
+	assert_int_equal(pm_container_allocate(a, c, 0, &n, 0), 0);
+	n = FRAMES;
+	assert_int_equal(pm_container_create(s, &own), 0);
+	assert_int_equal(pm_container_allocate(s, own, 0, &n, 0), 0);
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 131 + i / PM_FRAME_SIZE);
+	for (int f = 0; f < FRAMES; f += 16)
+		assert_int_equal(pm_container_write(a, c, (frame_t)f, 0,
+			data + (size_t)f * PM_FRAME_SIZE,
+			(size_t)(f + 16 <= FRAMES ? 16 : FRAMES - f) *
+				PM_FRAME_SIZE), 0);
+	r = ct_import(a, c, s);
+
+	/* Home to here, every byte. */
+	assert_int_equal(pm_container_copy(s, r, 0, own, 0, FRAMES, 0, NULL), 0);
+	for (int f = 0; f < FRAMES; f += 16)
+		assert_int_equal(pm_container_read(s, own, (frame_t)f, 0,
+			got + (size_t)f * PM_FRAME_SIZE,
+			(size_t)(f + 16 <= FRAMES ? 16 : FRAMES - f) *
+				PM_FRAME_SIZE), 0);
+	assert_memory_equal(got, data, sizeof(data));
+	/* And back, shifted by one frame. */
+	assert_int_equal(pm_container_copy(s, own, 0, r, 1, FRAMES - 1, 0,
+					   NULL), 0);
+	for (int f = 1; f < FRAMES; f += 37) {
+		assert_int_equal(pm_container_read(a, c, (frame_t)f, 0, got,
+						   PM_FRAME_SIZE), 0);
+		assert_memory_equal(got, data + (size_t)(f - 1) * PM_FRAME_SIZE,
+				    PM_FRAME_SIZE);
+	}
+	/* A source hole in the 10th piece. */
+	stamp(s, own, 0, FRAMES, 's');
+	assert_int_equal(pm_container_deallocate(a, c, 150, 1), 0);
+	assert_int_equal(pm_container_copy(s, r, 0, own, 0, FRAMES, 0, &fe),
+			 ENOENT);
+	assert_int_equal(fe, 150);
+	assert_int_equal(pm_container_read(s, own, 149, 0, got, PM_FRAME_SIZE),
+			 0);
+	assert_int_equal(pm_container_read(a, c, 149, 0, got + PM_FRAME_SIZE,
+					   PM_FRAME_SIZE), 0);
+	assert_memory_equal(got, got + PM_FRAME_SIZE, PM_FRAME_SIZE);
+	for (int f = 150; f < FRAMES; f++)
+		expect(s, own, f, 's', f);
+	/* A destination hole in the 6th piece, the other way. */
+	stamp(a, c, 0, 150, 'a');
+	stamp(s, own, 0, 150, 's');
+	assert_int_equal(pm_container_deallocate(a, c, 90, 1), 0);
+	assert_int_equal(pm_container_copy(s, own, 0, r, 0, 150, 0, &fe),
+			 ENOMEM);
+	assert_int_equal(fe, 90);
+	expect(a, c, 89, 's', 89);
+	for (int f = 91; f < 150; f++)
+		expect(a, c, f, 'a', f);
+	test_check(a);
+	test_check(s);
+	pm_disconnect(s);
+	pm_disconnect(a);
+	ct_stop_nodes(node, 2);
+}
+
 static uint32_t rnd(uint64_t *rng, uint32_t k)
 {
 	*rng ^= *rng << 13;
@@ -724,6 +802,8 @@ int main(void)
 			mappings_agree_with_a_model_on_three_nodes, setup3,
 			teardown),
 		cmocka_unit_test_setup_teardown(a_task_gone_mid_copy, setup3,
+						teardown),
+		cmocka_unit_test_setup_teardown(long_copies_between_homes, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(
 			forwarded_handles_are_bounded_and_reused, setup,
