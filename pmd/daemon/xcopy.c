@@ -234,6 +234,26 @@ static void xcopy_end(struct xcopy *x, error_t status, uint32_t arg,
 		xcopy_free(x);
 }
 
+/* Piece p failed: it is done again frame by frame (the first frame that
+ * fails says why, the ones before it are copied); the reads ahead of it
+ * are dropped as they come back. */
+static void again_by_frame(struct xcopy *x, struct xpiece *p)
+{
+	error_t err;
+
+	x->single_end = p->at + p->n;
+	x->next = p->at;
+	p->state = XP_FREE;
+	for (int i = 0; i < XCOPY_AHEAD; i++)
+		if (x->p[i].state == XP_READING)
+			x->p[i].state = XP_DROPPED;
+		else if (x->p[i].state == XP_READ)
+			x->p[i].state = XP_FREE;
+	err = read_ahead(x);
+	if (err)
+		xcopy_end(x, err, 0, 0);
+}
+
 /* The oldest piece is read (or failed): its WRITE, or what its failure
  * means. */
 static void write_next(struct xcopy *x)
@@ -254,19 +274,7 @@ static void write_next(struct xcopy *x)
 		return; /* its read is not back yet */
 	if (p->status) {
 		if (p->n > 1) {
-			/* Again frame by frame: the first that fails says
-			 * why, the ones before it are copied; the reads
-			 * ahead of it are dropped as they come back. */
-			x->single_end = p->at + p->n;
-			x->next = p->at;
-			for (int i = 0; i < XCOPY_AHEAD; i++)
-				if (x->p[i].state == XP_READING)
-					x->p[i].state = XP_DROPPED;
-				else if (x->p[i].state == XP_READ)
-					x->p[i].state = XP_FREE;
-			err = read_ahead(x);
-			if (err)
-				xcopy_end(x, err, 0, 0);
+			again_by_frame(x, p);
 			return;
 		}
 		if (p->status == ENOENT) /* no such source */
@@ -338,17 +346,7 @@ static void xcopy_answer(void *arg, const struct pmd_reply *r)
 	/* Its WRITE. */
 	if (r->status) {
 		if (p->n > 1) {
-			x->single_end = p->at + p->n;
-			x->next = p->at;
-			p->state = XP_FREE;
-			for (int i = 0; i < XCOPY_AHEAD; i++)
-				if (x->p[i].state == XP_READING)
-					x->p[i].state = XP_DROPPED;
-				else if (x->p[i].state == XP_READ)
-					x->p[i].state = XP_FREE;
-			err = read_ahead(x);
-			if (err)
-				xcopy_end(x, err, 0, 0);
+			again_by_frame(x, p);
 			return;
 		}
 		if (r->status == ENOENT) /* no such destination */
