@@ -408,7 +408,7 @@ static void a_copys_end_gives_the_owner_its_stores_back(void **state)
 	const char *unshared = "pmd_cow_unshared_slots_total";
 	pm_t *o = follower(), *b = test_connect(&test_pmd);
 	pm_task_t bid;
-	char buf[32];
+	char buf[64];
 
 	(void)state;
 	assert_int_equal(pm_self(b, &bid), 0);
@@ -418,7 +418,7 @@ static void a_copys_end_gives_the_owner_its_stores_back(void **state)
 		struct pm_container_stat st;
 		int n = UNSHARED_FRAMES;
 		uint64_t b0, b1, u0;
-		char *m, want[32];
+		char *m, want[64];
 
 		assert_int_equal(pm_container_create(o, &a), 0);
 		assert_int_equal(pm_container_allocate(o, a, 0, &n, 0), 0);
@@ -426,7 +426,7 @@ static void a_copys_end_gives_the_owner_its_stores_back(void **state)
 						  CONT_MAP_READ | CONT_MAP_WRITE,
 						  (void **)&m, NULL), 0);
 		for (int f = 0; f < UNSHARED_FRAMES; f++)
-			snprintf(m + (size_t)f * PM_FRAME_SIZE, 32,
+			snprintf(m + (size_t)f * PM_FRAME_SIZE, 64,
 				 "round %d frame %d", round, f);
 		/* b's logical copy of them. */
 		assert_int_equal(pm_container_share(o, a, bid, &weak), 0);
@@ -467,7 +467,7 @@ static void a_copys_end_gives_the_owner_its_stores_back(void **state)
 				 UNSHARED_FRAMES - 1);
 		b1 = test_metric(o, breaks);
 		for (int f = 1; f < UNSHARED_FRAMES; f++)
-			snprintf(m + (size_t)f * PM_FRAME_SIZE, 32,
+			snprintf(m + (size_t)f * PM_FRAME_SIZE, 64,
 				 "round %d stored %d", round, f);
 		if (test_metric(o, breaks) > b1 + 1)
 			fail_msg("round %d: %lu stores asked the pmd to break a "
