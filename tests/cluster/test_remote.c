@@ -707,7 +707,10 @@ static void other_frames_are_served_beside_remote_work(void **state)
 	assert_int_equal(a.err, 0);
 	assert_int_equal(b.err, 0);
 	assert_int_equal(w.err, 0);
-	assert_true(w.done_ms >= a.done_ms);
+	/* (The order the pmd served them in is in the bytes: a's read saw
+	 * frame 0's old bytes, not w's. When the threads woke after their
+	 * answers is the scheduler's: on a loaded machine w's thread may
+	 * note its end a millisecond before a's does.) */
 	assert_int_equal(pm_container_read(pm, c, 0, 0, buf, sizeof(buf)), 0);
 	assert_int_equal(buf[4095], 0xc0);
 	assert_int_equal(pm_container_read(pm, c, 1, 0, buf, sizeof(buf)), 0);
