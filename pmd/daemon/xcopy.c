@@ -36,7 +36,15 @@
 #define XCOPY_PIECE (PM_IO_MAX / PM_FRAME_SIZE)
 #define XCOPY_AHEAD 4   /* pieces read at once */
 
-enum xstate { XP_FREE, XP_READING, XP_READ, XP_WRITING, XP_DROPPED };
+enum xstate {
+	XP_FREE,
+	XP_READING,                  /* its READ in flight */
+	XP_READ,                     /* its bytes here, to be written */
+	XP_WRITING,                  /* its WRITE in flight */
+	XP_WRITTEN,                  /* written; counts once those before are */
+	XP_FAILED,                   /* its READ or WRITE failed */
+	XP_DROPPED,                  /* in flight, its answer unwanted */
+};
 
 struct xcopy;
 
@@ -45,8 +53,9 @@ struct xpiece {
 	struct xcopy *x;             /* (C) */
 	enum xstate state;           /* (L) */
 	uint32_t at, n;              /* (L) */
-	error_t status;              /* (L) its read's, once XP_READ */
+	error_t status;              /* (L) XP_FAILED: why, */
 	uint32_t why_arg;            /* (L) */
+	bool wrote;                  /* (L) and whether its WRITE failed */
 	struct pmd_window *win;      /* (L) its bytes, or NULL: */
 	uint8_t *data;               /* (L) PM_IO_MAX: the bytes read */
 };
@@ -235,55 +244,27 @@ static void xcopy_end(struct xcopy *x, error_t status, uint32_t arg,
 }
 
 /* Piece p failed: it is done again frame by frame (the first frame that
- * fails says why, the ones before it are copied); the reads ahead of it
- * are dropped as they come back. */
+ * fails says why, the ones before it are copied); the other pieces'
+ * work in flight is dropped as it comes back. */
 static void again_by_frame(struct xcopy *x, struct xpiece *p)
 {
-	error_t err;
-
 	x->single_end = p->at + p->n;
 	x->next = p->at;
-	p->state = XP_FREE;
 	for (int i = 0; i < XCOPY_AHEAD; i++)
-		if (x->p[i].state == XP_READING)
+		if (x->p[i].state == XP_READING || x->p[i].state == XP_WRITING)
 			x->p[i].state = XP_DROPPED;
-		else if (x->p[i].state == XP_READ)
+		else if (x->p[i].state != XP_DROPPED)
 			x->p[i].state = XP_FREE;
-	err = read_ahead(x);
-	if (err)
-		xcopy_end(x, err, 0, 0);
 }
 
-/* The oldest piece is read (or failed): its WRITE, or what its failure
- * means. */
-static void write_next(struct xcopy *x)
+/* Piece p's WRITE, from its window (or in the request). ENOMEM. */
+static error_t write_piece(struct xcopy *x, struct xpiece *p)
 {
-	struct xpiece *p = NULL;
 	struct pm_io_req *io = (struct pm_io_req *)x->buf;
 	struct pmd_req q = { .type = PM_MSG_WRITE, .body = x->buf,
 			     .len = sizeof(*io) };
 	error_t err;
 
-	for (int i = 0; i < XCOPY_AHEAD; i++) {
-		if (x->p[i].state == XP_WRITING)
-			return; /* one at a time */
-		if (x->p[i].state == XP_READ && x->p[i].at == x->done)
-			p = &x->p[i];
-	}
-	if (!p)
-		return; /* its read is not back yet */
-	if (p->status) {
-		if (p->n > 1) {
-			again_by_frame(x, p);
-			return;
-		}
-		if (p->status == ENOENT) /* no such source */
-			xcopy_end(x, ENOENT, PMD_ARG_COPY_SRC,
-				  x->q.src_start + p->at);
-		else
-			xcopy_end(x, p->status, p->why_arg, 0);
-		return;
-	}
 	*io = (struct pm_io_req){ .handle = x->q.dst,
 				  .frame = x->q.dst_start + p->at,
 				  .len = p->n * PM_FRAME_SIZE,
@@ -293,11 +274,60 @@ static void write_next(struct xcopy *x)
 		q.len += io->len;
 	}
 	p->state = XP_WRITING;
-	err = sub_run(p, &q, p->win);
-	if (err) {
+	err = sub_run(p, &q, p->win); /* (the body is kept: x->buf is free) */
+	if (err)
 		p->state = XP_READ;
-		xcopy_end(x, err, 0, 0);
+	return err;
+}
+
+/* The piece of frame at, if it is in state st. */
+static struct xpiece *piece_at(struct xcopy *x, uint32_t at, enum xstate st)
+{
+	for (int i = 0; i < XCOPY_AHEAD; i++)
+		if (x->p[i].state == st && x->p[i].at == at)
+			return &x->p[i];
+	return NULL;
+}
+
+/* After any answer: the written pieces in order make the copy's progress;
+ * the first piece not written that failed stops it (or is done again
+ * frame by frame); pieces read go to be written, and more are read. */
+static void xcopy_progress(struct xcopy *x)
+{
+	struct xpiece *p;
+	error_t err = 0;
+
+	while ((p = piece_at(x, x->done, XP_WRITTEN))) {
+		x->done += p->n;
+		p->state = XP_FREE;
 	}
+	if (x->done == x->q.count) {
+		xcopy_end(x, 0, 0, 0);
+		return;
+	}
+	p = piece_at(x, x->done, XP_FAILED);
+	if (p && p->n > 1) {
+		again_by_frame(x, p);
+	} else if (p) {
+		if (p->status == ENOENT && !p->wrote) /* no such source */
+			xcopy_end(x, ENOENT, PMD_ARG_COPY_SRC,
+				  x->q.src_start + p->at);
+		else if (p->status == ENOENT) /* no such destination */
+			xcopy_end(x, ENOMEM, PMD_ARG_COPY_DST,
+				  x->q.dst_start + p->at);
+		else
+			xcopy_end(x, p->status, p->why_arg, 0);
+		return;
+	}
+	for (int i = 0; i < XCOPY_AHEAD && !err; i++)
+		if (x->p[i].state == XP_READ)
+			err = write_piece(x, &x->p[i]);
+	if (!err)
+		err = read_ahead(x);
+	/* Out of memory: what is in flight goes on, and this is tried
+	 * again when it is back; with nothing in flight, the copy ends. */
+	if (err && !x->inflight)
+		xcopy_end(x, err, 0, 0);
 }
 
 /* A sub-request's answer (NULL: it was closed unanswered). */
@@ -306,7 +336,6 @@ static void xcopy_answer(void *arg, const struct pmd_reply *r)
 	struct xpiece *p = arg;
 	struct xcopy *x = p->x;
 	enum xstate was = p->state;
-	error_t err;
 
 	x->inflight--;
 	if (x->answered || !x->base.s || !r) {
@@ -321,53 +350,30 @@ static void xcopy_answer(void *arg, const struct pmd_reply *r)
 	}
 	if (was == XP_DROPPED) {
 		p->state = XP_FREE;
-		err = read_ahead(x);
-		if (err)
-			xcopy_end(x, err, 0, 0);
-		return;
-	}
-	if (was == XP_READING) {
+	} else if (r->status) {
+		p->state = XP_FAILED;
+		p->status = r->status == EBADFD ? EIO : r->status;
+		p->why_arg = r->why.arg;
+		p->wrote = was == XP_WRITING;
+	} else if (was == XP_READING) {
 		const void *data = r->body_ext ? r->body_ext
 					       : pmd_reply_body(x->srv);
 		uint32_t len = p->n * PM_FRAME_SIZE;
 
-		p->state = XP_READ;
-		p->status = r->status == EBADFD ? EIO : r->status;
-		p->why_arg = r->why.arg;
 		/* The bytes are in the window, or in the answer (a small
 		 * read, or no window). */
-		if (!r->status && r->body_len == len)
+		p->state = XP_READ;
+		if (r->body_len == len) {
 			memcpy(p->win ? p->win->base : p->data, data, len);
-		else if (!r->status && !(p->win && r->body_len == 0))
+		} else if (!(p->win && r->body_len == 0)) {
+			p->state = XP_FAILED;
 			p->status = EPROTO;
-		write_next(x);
-		return;
-	}
-	/* Its WRITE. */
-	if (r->status) {
-		if (p->n > 1) {
-			again_by_frame(x, p);
-			return;
+			p->wrote = false;
 		}
-		if (r->status == ENOENT) /* no such destination */
-			xcopy_end(x, ENOMEM, PMD_ARG_COPY_DST,
-				  x->q.dst_start + p->at);
-		else
-			xcopy_end(x, r->status, r->why.arg, 0);
-		return;
+	} else {
+		p->state = XP_WRITTEN;
 	}
-	x->done += p->n;
-	p->state = XP_FREE;
-	if (x->done == x->q.count) {
-		xcopy_end(x, 0, 0, 0);
-		return;
-	}
-	err = read_ahead(x);
-	if (err) {
-		xcopy_end(x, err, 0, 0);
-		return;
-	}
-	write_next(x);
+	xcopy_progress(x);
 }
 
 enum pmd_step pmd_xcopy(struct pmd_server *srv, struct pmd_session *s,
