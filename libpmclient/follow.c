@@ -568,6 +568,19 @@ static bool stop_valid(const struct pm_stop_ent *e, uint32_t n)
 	return true;
 }
 
+/* Whether msg (n bytes, a header checked already) carries a STOP's body
+ * (struct pm_stop and its entries) that is right. */
+static bool stop_body_valid(const uint8_t *msg, size_t n)
+{
+	const struct pm_stop *sp =
+		(const struct pm_stop *)(msg + sizeof(struct pm_msg_hdr));
+	size_t fixed = sizeof(struct pm_msg_hdr) + sizeof(*sp);
+
+	return n >= fixed && sp->count <= PM_STOP_MAX &&
+	       n == fixed + (size_t)sp->count * sizeof(struct pm_stop_ent) &&
+	       stop_valid((const struct pm_stop_ent *)(sp + 1), sp->count);
+}
+
 static void reply_stop(struct pmc_follow *f, uint32_t seq, error_t err)
 {
 	uint8_t tx[PM_REPLY_HDR] __attribute__((aligned(8)));
@@ -654,14 +667,13 @@ static bool wp_held(const struct pmc_follow *f, uint64_t seg, uint32_t slot)
 
 /* Pages [k0, k1) of writable registration m take stores again (which
  * wakes who waits there), but those that something else still holds:
- * page by page, so that no store slips through a page that stays held.
- * Must hold f->lock. */
+ * by runs of free pages, so that no store slips through a page that
+ * stays held (never released and protected again). Must hold f->lock. */
 static void wp_release(struct pmc_follow *f, struct pmc_fmap *m, uint32_t k0,
 		       uint32_t k1)
 {
 	uint32_t run = 0;
 
-	/* By runs of pages nothing holds. */
 	for (uint32_t k = k0; k <= k1; k++) {
 		if (k < k1 && !wp_held(f, m->seg, m->slot + k)) {
 			run++;
@@ -770,10 +782,7 @@ static bool follow_notify(struct pmc_follow *f, const uint8_t *msg, size_t n)
 		 * there asks the pmd). */
 		const struct pm_stop_ent *e = (const struct pm_stop_ent *)(sp + 1);
 
-		if (n < sizeof(*h) + sizeof(*sp) || sp->count > PM_STOP_MAX ||
-		    n != sizeof(*h) + sizeof(*sp) +
-			 (size_t)sp->count * sizeof(*e) ||
-		    !stop_valid(e, sp->count))
+		if (!stop_body_valid(msg, n))
 			return true;
 		pthread_mutex_lock(&f->lock);
 		for (uint32_t i = 0; i < sp->count; i++)
@@ -794,10 +803,7 @@ static bool follow_notify(struct pmc_follow *f, const uint8_t *msg, size_t n)
 	}
 	if (h->type != PM_MSG_STOP)
 		return false;
-	if (n < sizeof(*h) + sizeof(*sp) || sp->count > PM_STOP_MAX ||
-	    n != sizeof(*h) + sizeof(*sp) +
-		 (size_t)sp->count * sizeof(struct pm_stop_ent) ||
-	    !stop_valid((const struct pm_stop_ent *)(sp + 1), sp->count)) {
+	if (!stop_body_valid(msg, n)) {
 		reply_stop(f, h->seq, EINVAL);
 		return true;
 	}

@@ -26,7 +26,6 @@
 
 #include "segment.h"
 
-struct pmd_segment;
 struct pmd_container;
 
 struct pmd_stop_ent {

@@ -454,7 +454,7 @@ void pmd_stop_done(struct pmd_server *srv, struct pmd_session *s)
 
 /* ---- the end of copy-on-write shares ---- */
 
-static void unshared_note(void *arg, const struct pmd_segment *seg,
+static void unshared_add(void *arg, const struct pmd_segment *seg,
 			  unsigned slot, unsigned n)
 {
 	struct pmd_server *srv = arg;
@@ -504,7 +504,7 @@ void pmd_stop_unshared(struct pmd_server *srv)
 	if (now < srv->unshared_next_ns)
 		return;
 	pmd_stops_reset(st);
-	pmd_segtab_unshared_take(&core->segs, unshared_note, srv);
+	pmd_segtab_unshared_take(&core->segs, unshared_add, srv);
 	if (!st->n)
 		return;
 	buf = malloc(PM_MSG_MAX);

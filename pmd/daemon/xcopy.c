@@ -10,20 +10,20 @@
  * request) and waits, parks, stops mappers and fails exactly as the
  * task's own read or write would.
  *
- * Reads run ahead: up to XCOPY_AHEAD pieces are read at once, each into
- * a window of its own (a pmd's I/O window, window.c, from a small pool
- * the server keeps: a home fills it by RDMA, and the piece's WRITE goes
- * from it, a home fetching it by RDMA), while the writes go one at a
- * time in frame order. Where no window can be had, the piece's bytes
- * ride in the answer and the request (a copy of their own). A read has
- * no effect, so what the task sees is what the copy piece after piece in
- * order did (docs/api.md): the pieces before one that fails are written,
- * none after it. A piece that fails is done again frame by frame, one
- * frame at a time, so that the error is the first frame's that stops it,
- * with the frames before it copied (as any copy); reads ahead of it are
- * dropped as they come back. The task's session is parked meanwhile; if
- * it goes, the copy ends with the reads and the write in flight, and the
- * state goes once the last of them is back.
+ * Up to XCOPY_AHEAD pieces are in flight at once, each with a window of
+ * its own (a pmd's I/O window, window.c, from a small pool the server
+ * keeps): its READ fills it (a home by RDMA), and its WRITE goes from it
+ * as soon as the READ is back (a home fetching it by RDMA). Where no
+ * window can be had, the piece's bytes ride in the answer and the request
+ * (a copy of their own). The copy's progress is its written pieces in
+ * frame order; the first piece not written that failed stops it: done
+ * again frame by frame, one frame at a time, so that the error is the
+ * first frame's that stops it, with the frames before it copied (as any
+ * copy); the other pieces' work in flight is dropped as it comes back,
+ * and up to XCOPY_AHEAD - 1 pieces after the culprit may have been
+ * written (docs/api.md). The task's session is parked meanwhile; if it
+ * goes, the copy ends with its work in flight, and the state goes once
+ * the last of it is back.
  */
 #include "daemon.h"
 
@@ -31,10 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-
 #define XCOPY_PIECE (PM_IO_MAX / PM_FRAME_SIZE)
-#define XCOPY_AHEAD 4   /* pieces read at once */
+#define XCOPY_AHEAD 4   /* pieces in flight at once */
 
 enum xstate {
 	XP_FREE,
@@ -234,11 +232,8 @@ static void xcopy_end(struct xcopy *x, error_t status, uint32_t arg,
 		x->base.s = NULL;
 		pmd_session_answer(x->srv, s, &r);
 	}
-	x->answered = true;
+	x->answered = true; /* (answers still in flight are dropped) */
 	x->base.s = NULL;
-	for (int i = 0; i < XCOPY_AHEAD; i++)
-		if (x->p[i].state == XP_READING)
-			x->p[i].state = XP_DROPPED;
 	if (!x->inflight)
 		xcopy_free(x);
 }
