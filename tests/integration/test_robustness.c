@@ -158,6 +158,9 @@ static void bad_requests_get_error_replies(void **state)
 		{ 0, 0, PM_ST_BAD_MESSAGE },
 		{ PM_MSG_TYPE_MAX, 0, PM_ST_BAD_MESSAGE },
 		{ 999, 8, PM_ST_BAD_MESSAGE },
+		/* (the pmd's own messages to a library, never requests) */
+		{ PM_MSG_UNSHARED, 8, PM_ST_BAD_MESSAGE },
+		{ PM_MSG_RECLAIM, 8, PM_ST_BAD_MESSAGE },
 		{ PM_MSG_CREATE | PM_MSG_REPLY, 0, PM_ST_BAD_MESSAGE },
 		{ PM_MSG_CREATE, 8, PM_ST_BAD_MESSAGE },
 		{ PM_MSG_ALLOCATE, 8, PM_ST_BAD_MESSAGE },
