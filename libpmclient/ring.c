@@ -197,8 +197,11 @@ static error_t ring_wait(struct pm *pm, struct pm_ring_slot *sl, uint64_t t0)
 				sched_yield(); /* it may wake here */
 			else
 				cpu_relax();
-			if ((k & 15) == 15 && now_ns() - t0 >= budget)
+			if ((k & 15) != 15)
+				continue;
+			if (now_ns() - t0 >= budget)
 				break;
+			sched_yield(); /* who the answer waits for may run here */
 		}
 	}
 	for (;;) {

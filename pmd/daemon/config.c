@@ -495,9 +495,10 @@ static void usage(FILE *f)
 "                       frames about to move (default 200)\n"
 "  --reclaim-grace-ms N how long a task asked to give extra frames back has\n"
 "                       before the pmd takes them (default 100)\n"
-"  --poll-us N          in a cluster, busy-poll rather than sleep while\n"
-"                       waiting for peers and for N us after a peer's\n"
-"                       traffic (default 0: sleep; wants a core per pmd)\n"
+"  --poll-us N          in a cluster, poll the fabric rather than sleep\n"
+"                       while waiting for peers and for N us after a peer's\n"
+"                       traffic, yielding the CPU between polls (default\n"
+"                       50; 0: always sleep)\n"
 "  --ring-spin-us N     after a task's request through its request ring,\n"
 "                       poll the rings rather than sleep for up to N us, only\n"
 "                       while the task runs on another CPU (default 50;\n"
@@ -659,7 +660,7 @@ static void config_defaults(struct pmd_config *cfg)
 	cfg->max_lock_ms = 10000;
 	cfg->stop_ms = 200;
 	cfg->reclaim_grace_ms = 100;
-	cfg->poll_us = 0;
+	cfg->poll_us = 50;
 	cfg->ring_spin_us = 50;
 	cfg->node_id = 1;
 	cfg->admit = PMD_ADMIT_REMAINDER;

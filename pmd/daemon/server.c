@@ -630,17 +630,16 @@ destroy:
 /* ---- the loop ---- */
 
 /*
- * In a cluster with poll_ns set, the pmd busy-polls the fabric and its
- * sockets instead of sleeping in epoll while it waits for peers (node
- * requests, one-sided reads and writes in flight: its task waits too; up
- * to poll_ns without progress), and for poll_ns after a peer last needed
- * it (a message, or a wake-up by the fabric: over TCP one-sided reads and
- * writes that target this node need its progress and leave no
- * completion). A pmd that sleeps is woken for every message, tens of
- * microseconds across vCPUs; one that spins needs a core of its own (on
- * a CPU shared with its peer it holds the peer off for up to poll_ns an
- * operation, yielding or not), so it is off by default. Whether to spin
- * now:
+ * In a cluster with poll_ns set (the default: 50 us), the pmd polls the
+ * fabric and its sockets instead of sleeping in epoll while it waits for
+ * peers (node requests, one-sided reads and writes in flight: its task
+ * waits too; up to poll_ns without progress), and for poll_ns after a
+ * peer last needed it (a message, or a wake-up by the fabric: over TCP
+ * one-sided reads and writes that target this node need its progress and
+ * leave no completion). A pmd that sleeps is woken for every message,
+ * tens of microseconds across vCPUs; one that polls yields the CPU at
+ * every empty poll, so that a peer or a task sharing its CPU runs at once
+ * (quiet_poll). Whether to spin now:
  */
 static bool loop_spin(struct pmd_server *srv)
 {
@@ -701,6 +700,18 @@ static void loop_session(struct pmd_server *srv, struct pmd_session *s,
 		s->masked = true;
 }
 
+/* Whether a poll found nothing but the fabric's descriptor: while the
+ * pmd spins that descriptor may stay readable (only a wait that could
+ * sleep clears it), and it is no work of its own. */
+static bool quiet_poll(const struct pmd_server *srv,
+		       const struct epoll_event *evs, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (evs[i].data.ptr != &srv->cluster_tag)
+			return false;
+	return true;
+}
+
 error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 {
 	struct epoll_event evs[EPOLL_BATCH];
@@ -740,18 +751,12 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 		srv->woke = true; /* a deadline (a poll's empty answer is
 				   * none: the cluster's turn would cost every
 				   * turn of a spin its provider's progress) */
-	if (spin && n == 0) {
-		/* Nothing yet. Unless our own task waits with us, let what
-		 * shares the CPU run (a task our answer woke, a peer pmd). */
-		if (!srv->waiting_peers)
-			sched_yield();
-		return 0;
-	}
-	if (ring_spin && n == 0) {
-		/* Polling the rings for a task on another CPU: what shares
-		 * ours runs first. */
+	if ((spin || ring_spin) && quiet_poll(srv, evs, n)) {
+		/* Nothing yet: let what shares the CPU run first (a task our
+		 * answer woke, a peer pmd whose progress we wait for). */
 		sched_yield();
-		return 0;
+		if (n == 0)
+			return 0;
 	}
 	if (n < 0) {
 		error_t err = errno;

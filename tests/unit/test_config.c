@@ -65,7 +65,7 @@ static void defaults_and_options(void **state)
 	assert_int_equal(cfg.extra, 5);
 	assert_int_equal(cfg.admit, PMD_ADMIT_REFUSE);
 	assert_string_equal(cfg.socket, "/tmp/x.sock");
-	assert_int_equal(cfg.poll_us, 0); /* sleeps unless asked */
+	assert_int_equal(cfg.poll_us, 50); /* polls briefly, then sleeps */
 	assert_int_equal(load(&cfg, (const char *[]){ "--poll-us", "500", NULL }), 0);
 	assert_int_equal(cfg.poll_us, 500);
 	assert_int_equal(load(&cfg, (const char *[]){ NULL }), 0);
