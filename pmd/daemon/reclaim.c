@@ -158,6 +158,20 @@ static void paged(void *arg, uint32_t moved, error_t status)
 	}
 }
 
+/* Frames paged out beyond what the waiters lack, so that the requests
+ * after them find room without a page-out of their own on their path (a
+ * round trip to the mapping task's library and a write before each
+ * page-in; the kernel's watermarks do the same): a 128th of the node's
+ * memory, one batch at least, sixteen at most. */
+static uint64_t pageout_slack(const struct pmd_server *srv)
+{
+	uint64_t s = srv->core->budget.total / 128;
+
+	if (s < PMD_PUSH_MAX)
+		return PMD_PUSH_MAX;
+	return s < 16 * PMD_PUSH_MAX ? s : 16 * PMD_PUSH_MAX;
+}
+
 /* Pages out up to want cold frames (extra ones only: what comes home is
  * extra, and needs room no guarantee reserves), a batch of page-outs,
  * one per container; whether any began, or the pmd waits for busy
@@ -336,8 +350,9 @@ void pmd_reclaim_turn(struct pmd_server *srv)
 		uint64_t short_u = reclaim_short_u(srv);
 
 		if (!rc->paging_done && can_page(srv, rc->urgent) &&
-		    reclaim_pageout(srv, short_u ? short_u : reclaim_short(srv),
-				    short_u > 0))
+		    reclaim_pageout(srv, (short_u ? short_u
+					  : reclaim_short(srv)) +
+					 pageout_slack(srv), short_u > 0))
 			return;
 		reclaim_force(srv);
 	}

@@ -493,6 +493,50 @@ static void guaranteed_frames_go_to_the_backing_store(void **state)
 	store_gone(&p);
 }
 
+/* A page-in that needs room pages out more than it needs, so that the
+ * page-ins after it find room at once: 32 maps of frames in the store,
+ * one at a time, start a few reclaim rounds, not one each; every frame
+ * comes back with its bytes. */
+static void page_ins_find_room_made_ahead(void **state)
+{
+	static uint8_t want[PM_FRAME_SIZE];
+	struct pmd_proc p;
+	struct pm_container_stat st;
+	pm_t *t[2];
+	container_t c[2];
+	uint64_t rounds0, rounds;
+
+	(void)state;
+	store_pmd(&p);
+	for (int i = 0; i < 2; i++) {
+		t[i] = test_follower(test_connect(&p));
+		c[i] = test_fill(t[i], SG, 0);
+	}
+	assert_int_equal(pm_container_stat(t[0], c[0], &st), 0);
+	assert_true(st.swapped >= 32); /* the older container went out */
+	rounds0 = test_metric(t[0], "pmd_reclaim_rounds_total");
+	for (frame_t f = 0; f < 32; f++) {
+		uint8_t *m;
+
+		assert_int_equal(pm_container_map(t[0], c[0], f, 1,
+						  CONT_MAP_READ, (void **)&m,
+						  NULL), 0);
+		test_pattern(f, 0, want);
+		assert_memory_equal(m, want, PM_FRAME_SIZE);
+		assert_int_equal(pm_container_unmap(t[0], m, 1), 0);
+	}
+	rounds = test_metric(t[0], "pmd_reclaim_rounds_total") - rounds0;
+	fprintf(stderr, "32 page-ins: %lu reclaim rounds\n",
+		(unsigned long)rounds);
+	assert_true(rounds <= 4);
+	test_intact(t[1], c[1], 0, SG, 0);
+	for (int i = 0; i < 2; i++) {
+		test_check(t[i]);
+		pm_disconnect(t[i]);
+	}
+	store_gone(&p);
+}
+
 /* Frames [from, to) of c read as zeros. */
 static void all_zero(pm_t *pm, container_t c, frame_t from, frame_t to)
 {
@@ -756,6 +800,7 @@ int main(void)
 		cmocka_unit_test_teardown(frames_cost_memory_only_once_used,
 					  test_clean_teardown),
 		cmocka_unit_test(guaranteed_frames_go_to_the_backing_store),
+		cmocka_unit_test(page_ins_find_room_made_ahead),
 		cmocka_unit_test(an_allocation_larger_than_memory_is_born_in_the_store),
 		cmocka_unit_test(the_model_walk_over_a_backing_store),
 		cmocka_unit_test(the_backing_store_options_refuse_bad_input),
