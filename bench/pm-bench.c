@@ -1304,7 +1304,8 @@ static void bench_store(void)
 	struct pm_task_stat ts;
 	static uint8_t buf[4096];
 	int count = 1, n, k, fd;
-	double *vm, *vp;
+	struct pm_container_stat cs, cs2;
+	double *vm, *vp, *vr;
 	uint32_t w;
 	container_t c;
 	off_t size;
@@ -1322,6 +1323,9 @@ static void bench_store(void)
 	k = rounds < 1000 ? rounds : 1000;
 	vm = malloc(sizeof(double) * (size_t)k);
 	vp = malloc(sizeof(double) * (size_t)k);
+	vr = malloc(sizeof(double) * (size_t)k);
+	if (!vm || !vp || !vr)
+		die("store", ENOMEM);
 	CHECK(pm_container_create(pm, &c));
 	/* Allocated and written in pieces (an allocation waits for room
 	 * that page-outs make): the oldest go to the store as memory
@@ -1333,6 +1337,35 @@ static void bench_store(void)
 		}
 		CHECK(pm_container_write(pm, c, f, 0, &f, sizeof(f)));
 	}
+	/* Reads of frames in the store (the oldest, past those the
+	 * page-ins below take; a read leaves a frame where it is), against
+	 * a pread of the file. */
+	CHECK(pm_container_stat(pm, c, &cs));
+	if (cs.swapped < 2 * (uint64_t)k)
+		die("store: fewer frames in the store than the bench reads",
+		    EIO);
+	for (int i = 0; i < k; i++) {
+		uint64_t t0 = now_ns();
+		uint32_t f;
+
+		CHECK(pm_container_read(pm, c, (frame_t)(k + i), 0, buf,
+					sizeof(buf)));
+		vr[i] = (double)(now_ns() - t0);
+		memcpy(&f, buf, sizeof(f));
+		if (f != (uint32_t)(k + i))
+			die("store: a frame read from the store has other bytes",
+			    EIO);
+		t0 = now_ns();
+		if (pread(fd, buf, sizeof(buf), (off_t)(rand() %
+			  (size / 4096)) * 4096) != (ssize_t)sizeof(buf))
+			die("store: pread", errno);
+		vp[i] = (double)(now_ns() - t0);
+	}
+	CHECK(pm_container_stat(pm, c, &cs2));
+	if (cs2.swapped != cs.swapped)
+		die("store: a read brought a frame home", EIO);
+	report("store.read4k", "ns", median(vr, k), "pread 4 KiB of the store",
+	       median(vp, k), NULL);
 	/* Room for k of them: the newest (here) go. */
 	CHECK(pm_container_deallocate(pm, c, (frame_t)(w - (uint32_t)k), k));
 	for (int i = 0; i < k; i++) {
@@ -1358,6 +1391,7 @@ static void bench_store(void)
 	close(fd);
 	free(vm);
 	free(vp);
+	free(vr);
 	/* The skewed working set of four times the node's memory, the
 	 * frames not here in the store (bench/run-pressure.sh compares it
 	 * with the kernel's swap of an anonymous mapping). */
