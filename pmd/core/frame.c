@@ -146,19 +146,27 @@ void pmd_frame_break_cow(struct pmd_core *core, struct pmd_container *c,
 
 void pmd_container_trim(struct pmd_core *core, struct pmd_container *c)
 {
+	struct pmd_segment *keep = NULL;
 	struct pmd_list *pos, *tmp;
-	bool kept = false;
 
 	pmd_segtab_flush(&core->segs);
-	pmd_list_for_each_safe(pos, tmp, &c->segments) {
+	/* The one kept: one the tasks already hold if any (the next frames
+	 * placed there need no descriptor sent; whoever holds it may map
+	 * this container's frames: a task whose right went had its
+	 * segments retired), else the first. */
+	for (pos = c->segments.next; pos != &c->segments; pos = pos->next) {
 		struct pmd_segment *seg =
 			pmd_container_of(pos, struct pmd_segment, link);
 		if (seg->slots.used)
 			continue;
-		if (!kept && !seg->exposed) {
-			kept = true;
+		if (!keep || (seg->exposed && !keep->exposed))
+			keep = seg;
+	}
+	pmd_list_for_each_safe(pos, tmp, &c->segments) {
+		struct pmd_segment *seg =
+			pmd_container_of(pos, struct pmd_segment, link);
+		if (seg->slots.used || seg == keep)
 			continue;
-		}
 		c->free_slots -= PMD_SEG_SLOTS;
 		pmd_segment_destroy(&core->segs, seg);
 	}

@@ -125,8 +125,10 @@ void pmd_slot_put(struct pmd_core *core, uint32_t segi, uint16_t slot);
  * failure the segments made so far stay with c (empty, harmless). */
 error_t pmd_container_slots_reserve(struct pmd_core *core,
 				    struct pmd_container *c, uint64_t need);
-/* Empty segments of c beyond the first go back to the kernel, so that
- * deallocating many frames releases descriptors and address space too. */
+/* Empty segments of c beyond one go back to the kernel, so that
+ * deallocating many frames releases descriptors and address space too;
+ * the one kept (one its tasks hold, if any) spares the next frames a new
+ * segment and its descriptor's trip to the tasks. */
 void pmd_container_trim(struct pmd_core *core, struct pmd_container *c);
 
 /* The container's view (view.h): every change to c's frames that a task

@@ -28,6 +28,37 @@ static uint64_t requests(pm_t *pm)
 	return st.requests;
 }
 
+/* A container that empties and fills again keeps a segment its task
+ * holds: the next frame lands there and maps with no message (no new
+ * segment, no descriptor to send), showing its own bytes. */
+static void an_emptied_container_keeps_a_segment_its_task_holds(void **state)
+{
+	pm_t *pm = test_connect(&test_pmd);
+	container_t c;
+	uint8_t *m;
+
+	(void)state;
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	for (int round = 0; round < 8; round++) {
+		uint8_t b = (uint8_t)(round + 1);
+		int count = 1;
+		uint64_t before;
+
+		assert_int_equal(pm_container_allocate(pm, c, 0, &count, 0), 0);
+		assert_int_equal(pm_container_write(pm, c, 0, 0, &b, 1), 0);
+		before = requests(pm);
+		assert_int_equal(pm_container_map(pm, c, 0, 1, CONT_MAP_READ,
+						  (void **)&m, NULL), 0);
+		if (round) /* (the first brings the view) */
+			assert_int_equal(requests(pm) - before, 1); /* the stat */
+		assert_int_equal(m[0], b);
+		assert_int_equal(m[1], 0);
+		assert_int_equal(pm_container_unmap(pm, m, 1), 0);
+		assert_int_equal(pm_container_deallocate(pm, c, 0, 1), 0);
+	}
+	pm_disconnect(pm);
+}
+
 static void resident_maps_send_no_message(void **state)
 {
 	pm_t *pm = test_connect(&test_pmd);
@@ -378,6 +409,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(resident_maps_send_no_message),
+		cmocka_unit_test(an_emptied_container_keeps_a_segment_its_task_holds),
 		cmocka_unit_test(misses_go_to_the_pmd),
 		cmocka_unit_test(scattered_frames_map_in_runs),
 		cmocka_unit_test(large_resident_maps_send_no_message),
