@@ -129,6 +129,8 @@ jq -n --argjson pagein "$pagein" --argjson rread "$rread" \
 	--argjson rand_fast_po "$(med pressure.zipf_fast_maps baseline_value "$tmp/random.*.json")" \
 	--argjson store_pagein "$(med store.pagein4k value "$tmp/store.*.json")" \
 	--argjson store_pread "$(med store.pagein4k baseline_value "$tmp/store.*.json")" \
+	--argjson store_read "$(med store.read4k value "$tmp/store.*.json")" \
+	--argjson store_read_pread "$(med store.read4k baseline_value "$tmp/store.*.json")" \
 	--argjson store_zipf "$(med store.zipf_fast_maps value "$tmp/store.*.json")" \
 	--argjson store_zipf_po "$(med store.zipf_fast_maps baseline_value "$tmp/store.*.json")" \
 	--argjson kswap "$kswap_json" \
@@ -143,6 +145,8 @@ jq -n --argjson pagein "$pagein" --argjson rread "$rread" \
 	                   paged_per_access: {cold: $cold_fast_po, random: $rand_fast_po}},
 	  store_pagein4k_ns: $store_pagein, store_pread4k_ns: $store_pread,
 	  store_pagein_vs_pread: ($store_pagein / $store_pread),
+	  store_read4k_ns: $store_read, store_read_pread4k_ns: $store_read_pread,
+	  store_read_vs_pread: ($store_read / $store_read_pread),
 	  zipf_store_fast_maps: {accesses_per_s: $store_zipf,
 	                         paged_per_access: $store_zipf_po},
 	  kernel_swap: $kswap,
