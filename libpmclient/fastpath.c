@@ -354,6 +354,8 @@ bool pmc_local_place(void *arg, uint64_t seg, uint32_t slot, container_t c,
 		if (!c)
 			return false;
 	}
+	out->cont = c; /* (known even when the view cannot say where) */
+	out->frame = f;
 	v = hview_get(pm, c);
 	if (!v || !view_lookup(v, pm->task, f, &e) || (e.flags & PM_VIEW_HOLE))
 		return false; /* the pmd knows better (or makes it physical) */

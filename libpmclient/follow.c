@@ -465,9 +465,12 @@ static void wp_pages(struct pmc_follow *f, uint8_t *addr, uint32_t n, bool on)
 
 /* Takes page k of m away: an anonymous page registered for missing
  * faults takes its place, noted as standing for what it did, so that a
- * touch faults and finds the frame where it is then. Must hold f->lock;
- * m may be freed. */
-static void drop_page(struct pmc_follow *f, struct pmc_fmap *m, uint32_t k)
+ * touch faults and finds the frame where it is then (a page of a
+ * whole-segment view stands for frame of cont when cont is given: the
+ * frame the fault found it stood for). Must hold f->lock; m may be
+ * freed. */
+static void drop_page(struct pmc_follow *f, struct pmc_fmap *m, uint32_t k,
+		      container_t cont, frame_t frame)
 {
 	uint8_t *page = m->addr + (size_t)k * PM_FRAME_SIZE;
 	struct uffdio_register reg = {
@@ -482,8 +485,9 @@ static void drop_page(struct pmc_follow *f, struct pmc_fmap *m, uint32_t k)
 	}
 	*p = (struct pmc_fmap){ .addr = page, .len = PM_FRAME_SIZE,
 				.seg = m->seg, .slot = m->slot + k,
-				.prot = m->prot, .cont = m->cont,
-				.frame = m->cont ? m->frame + k : 0,
+				.prot = m->prot,
+				.cont = m->cont ? m->cont : cont,
+				.frame = m->cont ? m->frame + k : frame,
 				.dropped = true };
 	if (mmap(page, PM_FRAME_SIZE, m->prot | PROT_READ,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED ||
@@ -518,7 +522,7 @@ static void stop_apply(struct pmc_follow *f, const struct pm_stop_ent *e,
 	for (uint32_t k = k1; k-- > k0;)
 		if (!m->cont || e->frame == PM_STOP_ANY ||
 		    m->frame + k == e->frame)
-			drop_page(f, m, k);
+			drop_page(f, m, k, 0, 0);
 }
 
 /* Every stop in force, applied to a new registration. */
@@ -957,7 +961,7 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	container_t cont = 0;
 	frame_t frame = 0;
 	int prot = PROT_READ, fd;
-	bool found = false, dropped = false;
+	bool found = false, dropped = false, local;
 	error_t err;
 
 	pthread_mutex_lock(&f->lock);
@@ -991,7 +995,19 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	 * view's copy-on-write flag outlives the share until the pmd looks
 	 * at the frame again: for a writable mapping, where it decides
 	 * whether stores must ask first, the pmd says. */
-	if (f->local && f->local(f->arg, req.segment, req.slot, cont, frame, &place) &&
+	place.cont = 0;
+	local = f->local &&
+		f->local(f->arg, req.segment, req.slot, cont, frame, &place);
+	/* A page of a whole-segment view names only its slot, which may
+	 * hold other frames now (the other side of a copy): it stands for
+	 * the frame the fast path gave its address out for, asked for by
+	 * frame from here on. */
+	if (!cont && place.cont) {
+		cont = place.cont;
+		frame = place.frame;
+		dropped = true;
+	}
+	if (local &&
 	    (dropped || place.seg != req.segment || place.slot != req.slot) &&
 	    !(place.cow && (prot & PROT_WRITE)) &&
 	    (place.fd >= 0 || (place.fd = fault_seg_fd(f, place.seg, -1)) >= 0) &&
@@ -1085,8 +1101,10 @@ static void fault_defer(struct pmc_follow *f, uintptr_t page, bool wp)
 }
 
 /* Takes the page of a mapping away (the next touch faults it in where
- * its frame is then) and wakes who waits there. */
-static void fault_drop(struct pmc_follow *f, uintptr_t page)
+ * its frame is then; cont and frame as for drop_page) and wakes who
+ * waits there. */
+static void fault_drop(struct pmc_follow *f, uintptr_t page, container_t cont,
+		       frame_t frame)
 {
 	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
 
@@ -1096,7 +1114,7 @@ static void fault_drop(struct pmc_follow *f, uintptr_t page)
 		    page < (uintptr_t)m->addr + m->len) {
 			if (!m->dropped)
 				drop_page(f, m, (uint32_t)((page - (uintptr_t)m->addr) /
-							   PM_FRAME_SIZE));
+							   PM_FRAME_SIZE), cont, frame);
 			break;
 		}
 	pthread_mutex_unlock(&f->lock);
@@ -1144,13 +1162,14 @@ static void fault_break(struct pmc_follow *f, uintptr_t page)
 	}
 	/* A page of a whole-segment view stands for the frame the fast
 	 * path gave its address out for. */
-	if (!req.handle && f->local &&
-	    f->local(f->arg, req.segment, req.slot, 0, 0, &place)) {
+	if (!req.handle && f->local) {
+		place.cont = 0; /* (named even where the view cannot say) */
+		f->local(f->arg, req.segment, req.slot, 0, 0, &place);
 		req.handle = place.cont;
 		req.frame = place.frame;
 	}
 	if (!req.handle) { /* nobody's frame: the store goes nowhere */
-		fault_drop(f, page);
+		fault_drop(f, page, 0, 0);
 		return;
 	}
 	for (;;) {
@@ -1170,8 +1189,11 @@ static void fault_break(struct pmc_follow *f, uintptr_t page)
 	}
 	if (err && err != ESTALE)
 		fault_warn(err);
-	/* Broken (the pmd took the page away) or stale: fault it in. */
-	fault_drop(f, page);
+	/* Broken (the pmd took the page away) or stale: fault it in, as the
+	 * frame it stood for (a page of a whole-segment view names only its
+	 * slot, which may live on for the other side of the copy: it is
+	 * asked for by frame). */
+	fault_drop(f, page, req.handle, req.frame);
 }
 
 /* A fault as the kernel reports it. */

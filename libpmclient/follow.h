@@ -52,7 +52,10 @@ struct pmc_place {
 				      * not in the session's table */
 };
 /* Finds the current place of the frame mapped at (seg, slot) without the
- * pmd: c and f name it when the mapping knows (0: look it up by slot). */
+ * pmd: c and f name it when the mapping knows (0: look it up by slot, in
+ * the note of what the fast path gave the slot's address out for; found
+ * so, out->cont and out->frame name the frame even when the answer is
+ * false: the view cannot say where it is). */
 typedef bool pmc_local_fn(void *arg, uint64_t seg, uint32_t slot,
 			  container_t c, frame_t f, struct pmc_place *out);
 /* The pmd asks for frames extra frames back (on the fault thread). */

@@ -301,6 +301,62 @@ static void cow_mapping_follows_its_frame(void **state)
 }
 
 /*
+ * A store through an address the fast path gave out (a page of the
+ * whole-segment view) after a logical copy made its frame copy-on-write:
+ * the copy breaks, and the store reaches the frame (the pmd reads it,
+ * the other mapping of it shows it), not a page of the task's own; the
+ * other side keeps the copied bytes. The page names only its slot, which
+ * the other side of the copy still holds: the library asks for the frame
+ * the address was given out for. (A store there was lost: it went to a
+ * private zero page.)
+ */
+static void stores_through_fast_addresses_break_a_later_copy(void **state)
+{
+	pm_t *pm = follower();
+	container_t a, b;
+	struct pm_debug_stat st;
+	char *region, *fast, got[16];
+	uint64_t before;
+	int n = 4;
+
+	(void)state;
+	assert_int_equal(pm_container_create(pm, &a), 0);
+	assert_int_equal(pm_container_allocate(pm, a, 0, &n, 0), 0);
+	n = 4;
+	assert_int_equal(pm_container_create(pm, &b), 0);
+	assert_int_equal(pm_container_allocate(pm, b, 0, &n, 0), 0);
+	assert_int_equal(pm_container_write(pm, a, 0, 0, "a0", 3), 0);
+	assert_int_equal(pm_container_write(pm, b, 0, 0, "b0", 3), 0);
+	/* The first map goes to the pmd (a range of its own), the second
+	 * is the fast path's. */
+	assert_int_equal(pm_container_map(pm, a, 0, 4, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&region,
+					  NULL), 0);
+	assert_int_equal(pm_debug_stat(pm, &st), 0);
+	before = st.requests;
+	assert_int_equal(pm_container_map(pm, a, 0, 4, CONT_MAP_READ |
+					  CONT_MAP_WRITE, (void **)&fast,
+					  NULL), 0);
+	assert_int_equal(pm_debug_stat(pm, &st), 0);
+	assert_int_equal(st.requests - before, 1); /* the stat only */
+	assert_ptr_not_equal(fast, region);
+	assert_int_equal(pm_container_copy(pm, a, 0, b, 0, 4, 0, NULL), 0);
+	strcpy(fast, "a0 later");
+	assert_int_equal(pm_container_read(pm, a, 0, 0, got, 9), 0);
+	assert_string_equal(got, "a0 later");
+	assert_string_equal(region, "a0 later");
+	assert_int_equal(pm_container_read(pm, b, 0, 0, got, 3), 0);
+	assert_string_equal(got, "a0");
+	/* And a store through the other address, to a frame still shared. */
+	strcpy(region + PM_FRAME_SIZE, "a1 later");
+	assert_string_equal(fast + PM_FRAME_SIZE, "a1 later");
+	assert_int_equal(pm_container_read(pm, b, 1, 0, got, 1), 0);
+	assert_int_equal(got[0], 0);
+	test_check(pm);
+	pm_disconnect(pm);
+}
+
+/*
  * A logical copy between two containers whose frames are mapped
  * writable on both sides: nothing is copied (both count the frames as
  * copy-on-write, no slot is used), and a store through either side's
@@ -725,6 +781,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(stores_under_moves_are_kept),
+		cmocka_unit_test(stores_through_fast_addresses_break_a_later_copy),
 		cmocka_unit_test(owner_mappings_live_through_unshare),
 		cmocka_unit_test(a_dead_owners_shared_slot_shows_nobody_else),
 		cmocka_unit_test(cow_mapping_follows_its_frame),
