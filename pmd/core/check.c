@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "frame.h"
 #include "log.h"
 
 /* What the walk counted. */
@@ -43,6 +44,13 @@ static bool check_container(struct pmd_core *core, struct pmd_container *c,
 			       PMD_FRAME_EXTRA;
 		if (f++ == UINT64_MAX)
 			break;
+	}
+	if (!pmd_container_slots_ok(c)) {
+		pmd_err("check: container %#lx counts %lu free slots, its "
+			"segments have %lu", (unsigned long)c->id,
+			(unsigned long)c->free_slots,
+			(unsigned long)pmd_container_slots_free(c));
+		ok = false;
 	}
 	return ok;
 }

@@ -2,7 +2,8 @@
  * check.h - the node's accounting self-check (pm_debug_stat): walks every
  * task and container and checks that each frame here holds a live slot,
  * each task's charge equals the frames it owns and stays within its
- * limits, and the node's totals add up (frames, charges, guarantees,
+ * limits, each container's count of free slots is what its segments
+ * have free, and the node's totals add up (frames, charges, guarantees,
  * slot references, lent slots). Failures are logged, one line each.
  *
  * Lock key: (L) the pmd loop thread.

@@ -81,6 +81,26 @@ error_t pmd_container_slots_reserve(struct pmd_core *core,
 	return 0;
 }
 
+uint64_t pmd_container_slots_free(const struct pmd_container *c)
+{
+	uint64_t n = 0;
+
+	for (const struct pmd_list *pos = c->segments.next;
+	     pos != &c->segments; pos = pos->next) {
+		const struct pmd_segment *seg =
+			pmd_container_of(pos, struct pmd_segment, link);
+		n += PMD_SEG_SLOTS - seg->slots.used;
+		for (unsigned w = 0; w < PMD_SEG_SLOTS / 64; w++)
+			n += (unsigned)__builtin_popcountll(seg->pending[w]);
+	}
+	return n;
+}
+
+bool pmd_container_slots_ok(const struct pmd_container *c)
+{
+	return c->free_slots == pmd_container_slots_free(c);
+}
+
 void pmd_frame_take_slot(struct pmd_core *core, struct pmd_container *c,
 			 struct pmd_frame *e)
 {
@@ -167,6 +187,7 @@ void pmd_container_trim(struct pmd_core *core, struct pmd_container *c)
 			pmd_container_of(pos, struct pmd_segment, link);
 		if (seg->slots.used || seg == keep)
 			continue;
+		assert(c->free_slots >= PMD_SEG_SLOTS);
 		c->free_slots -= PMD_SEG_SLOTS;
 		pmd_segment_destroy(&core->segs, seg);
 	}

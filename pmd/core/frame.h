@@ -125,6 +125,10 @@ void pmd_slot_put(struct pmd_core *core, uint32_t segi, uint16_t slot);
  * failure the segments made so far stay with c (empty, harmless). */
 error_t pmd_container_slots_reserve(struct pmd_core *core,
 				    struct pmd_container *c, uint64_t need);
+/* The free slots of c's segments, a freed one not punched yet among
+ * them; whether c->free_slots says so (check.h). */
+uint64_t pmd_container_slots_free(const struct pmd_container *c);
+bool pmd_container_slots_ok(const struct pmd_container *c);
 /* Empty segments of c beyond one go back to the kernel, so that
  * deallocating many frames releases descriptors and address space too;
  * the one kept (one its tasks hold, if any) spares the next frames a new

@@ -139,9 +139,13 @@ void pmd_move_segments(struct pmd_core *core, struct pmd_container *c,
 		nw = fresh[used++];
 		/* Same slot numbers: a slot's sharers move together. */
 		memcpy(&nw->slots, &old->slots, sizeof(nw->slots));
+		/* (Its retired slots are free there: c has them to place
+		 * frames in.) */
 		for (unsigned s = 0; old->nretired && s < PMD_SEG_SLOTS; s++)
-			if (pmd_segment_retired(old, s))
+			if (pmd_segment_retired(old, s)) {
 				pmd_slots_release(&nw->slots, s);
+				c->free_slots++;
+			}
 		core->segs.slots_used += nw->slots.used;
 		for (unsigned s = 0; s < PMD_SEG_SLOTS; s++)
 			if (old->slots.ref[s])

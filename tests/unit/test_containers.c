@@ -19,7 +19,9 @@
 #include "copy.h"
 #include "core_fixture.h"
 #include "lock.h"
+#include "frame.h"
 #include "map.h"
+#include "move.h"
 #include "share.h"
 #include "task.h"
 #include "view.h"
@@ -311,6 +313,43 @@ static void unshare_moves_what_the_revoked_task_could_see(void **state)
 }
 
 
+/* A frame moved out of a slot the server could see leaves that slot
+ * retired (a forwarding record for the server's fault). Unshare gives
+ * the frames fresh segments where that slot is free again: the
+ * container counts it among its free slots, so that emptying the
+ * container and trimming its segments keeps the count true, and the
+ * next frames find the slots the count promises. */
+static void unshare_frees_the_slots_a_move_retired(void **state)
+{
+	static struct pmd_map_out out;
+	struct pmd_task *owner = cf_task(&core), *server = cf_task(&core);
+	container_t h = cf_container(&core, owner, 3);
+	container_t ref = cf_share(&core, owner, h, server);
+	struct pmd_container *c = pmd_container_lookup(owner, h);
+	struct pmd_culprit why;
+	struct pmd_move mv;
+	uint32_t done;
+
+	cf_fill(&core, owner, h, 1, 0x5a);
+	assert_int_equal(map(server, ref, 0, 3, CONT_MAP_READ, &out), 0);
+	assert_int_equal(pmd_move_decode(&core, owner, h, 1, &mv, &why), 0);
+	pmd_move_invoke(&core, &mv);
+	assert_true(pmd_container_slots_ok(c));
+	assert_int_equal(pmd_container_unshare(&core, owner, h, server->id,
+					       &why), 0);
+	assert_true(pmd_container_slots_ok(c));
+	assert_int_equal(cf_byte(&core, owner, h, 1), 0x5a);
+	cf_check(&core);
+	assert_int_equal(pmd_container_deallocate(&core, owner, h, 0, 3, &why),
+			 0);
+	assert_true(pmd_container_slots_ok(c));
+	assert_int_equal(allocate(owner, h, 0, 3, 0, &done, &why), 0);
+	assert_int_equal(done, 3);
+	assert_true(pmd_container_slots_ok(c));
+	cf_check(&core);
+}
+
+
 /* A task's tables are bounded: handles (containers, imports), and the
  * weak references its containers have. One more is ENOMEM and changes
  * nothing; freeing one makes room again. */
@@ -460,6 +499,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			unshare_moves_what_the_revoked_task_could_see, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			unshare_frees_the_slots_a_move_retired, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_tasks_tables_are_bounded,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(a_users_sessions_are_bounded,
