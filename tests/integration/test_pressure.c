@@ -662,13 +662,16 @@ static void *filler_main(void *arg)
  * the filler holds its byte. */
 static void the_model_walk_over_a_backing_store(void **state)
 {
-	struct filler fl = { .frames = 3 * 1024 };
+	/* (Static: should the walk fail, the filler thread, never joined,
+	 * must not go on reading a stack frame that the next test reuses.) */
+	static struct filler fl;
 	struct pmd_proc p;
 	pthread_t th;
 	pm_t *o, *s;
 	int n;
 
 	(void)state;
+	fl = (struct filler){ .frames = 3 * 1024 };
 	store_pmd_of(&p, "3072", "16M");
 	fl.pm = test_follower(test_connect(&p));
 	assert_int_equal(pm_container_create(fl.pm, &fl.c), 0);
