@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -38,13 +39,15 @@ int bench_conf_parse(int argc, char **argv, struct bench_conf *conf)
         { "iters", required_argument, NULL, 'n' },
         { "seconds", required_argument, NULL, 's' },
         { "wait-fd", no_argument, NULL, 'w' },
+        { "unpinned", no_argument, NULL, 'u' },
+        { "relay", no_argument, NULL, 'r' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     int c;
 
     *conf = (struct bench_conf){ .lat_iters = 20000, .bw_seconds = 1.0 };
-    while ((c = getopt_long(argc, argv, "p:n:s:wh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:n:s:wurh", opts, NULL)) != -1) {
         switch (c) {
         case 'p':
             conf->provider = optarg;
@@ -58,9 +61,16 @@ int bench_conf_parse(int argc, char **argv, struct bench_conf *conf)
         case 'w':
             conf->wait_fd = true;
             break;
+        case 'u':
+            conf->unpinned = true;
+            break;
+        case 'r':
+            conf->relay = true;
+            break;
         default:
             fprintf(stderr, "usage: %s [--provider P] [--iters N] "
-                    "[--seconds S] [--wait-fd]\n", argv[0]);
+                    "[--seconds S] [--wait-fd] [--unpinned] [--relay]\n",
+                    argv[0]);
             return EINVAL;
         }
     }
@@ -73,7 +83,7 @@ int bench_conf_parse(int argc, char **argv, struct bench_conf *conf)
     return 0;
 }
 
-int bench_fork(int *pid_out, int *fd)
+int bench_fork(int *pid_out, int *fd, bool pin)
 {
     int sv[2];
     pid_t pid;
@@ -85,7 +95,7 @@ int bench_fork(int *pid_out, int *fd)
     if (pid < 0)
         return errno;
     /* One core each when there are two: less noise from migrations. */
-    if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+    if (pin && sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
         cpu_set_t set;
 
         CPU_ZERO(&set);
@@ -221,6 +231,72 @@ static int bw_rma(const struct bench_xport *x, bool write, size_t len,
     return 0;
 }
 
+/* The relay's mailbox, shared with the asking process. */
+struct relay_box {
+    uint64_t req;               /* requests asked for (the asker's) */
+    uint64_t _pad[7];
+    uint64_t done;              /* requests answered (ours) */
+    uint64_t _pad2[7];
+    uint64_t ns[];              /* each request's time, the asker's */
+};
+
+/* relay_read_lat_4k (bench_fabric.h): n reads asked for by a child. */
+static int lat_relay(const struct bench_xport *x, uint64_t *ns, unsigned n)
+{
+    size_t size = sizeof(struct relay_box) + (size_t)n * sizeof(uint64_t);
+    struct relay_box *box = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    unsigned tx, rx;
+    int err = 0, st;
+    pid_t pid;
+
+    if (box == MAP_FAILED)
+        return errno;
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        err = errno;
+        munmap(box, size);
+        return err;
+    }
+    if (pid == 0) { /* the asker */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (unsigned i = 0; i < n; i++) {
+            uint64_t t0 = bench_now_ns();
+            unsigned polls = 0;
+
+            __atomic_store_n(&box->req, i + 1, __ATOMIC_RELEASE);
+            while (__atomic_load_n(&box->done, __ATOMIC_ACQUIRE) != i + 1)
+                if (++polls % 16 == 0)
+                    sched_yield();
+            box->ns[i] = bench_now_ns() - t0;
+        }
+        _exit(0);
+    }
+    for (unsigned i = 0; i < n && !err; i++) {
+        while (__atomic_load_n(&box->req, __ATOMIC_ACQUIRE) == i)
+            sched_yield(); /* nothing asked for yet */
+        while ((err = x->post_rma(x->h, false, (i % 64) * 4096, 4096)) ==
+               EAGAIN)
+            if ((err = x->progress(x->h, &tx, &rx)))
+                break;
+        tx = rx = 0;
+        while (!err && !tx)
+            if (!(err = x->progress(x->h, &tx, &rx)) && !tx)
+                sched_yield();
+        __atomic_store_n(&box->done, i + 1, __ATOMIC_RELEASE);
+    }
+    if (err)
+        kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    if (!err && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        err = EIO;
+    if (!err)
+        memcpy(ns, box->ns, (size_t)n * sizeof(uint64_t));
+    munmap(box, size);
+    return err;
+}
+
 int bench_run(const char *mode, const char *provider, const struct bench_conf *conf,
               const struct bench_xport *x)
 {
@@ -251,6 +327,11 @@ int bench_run(const char *mode, const char *provider, const struct bench_conf *c
     if ((err = lat_msg(x, ns, conf->lat_iters)))
         goto out;
     print_lat("msg_rtt_64", ns, conf->lat_iters, false);
+    if (conf->relay) {
+        if ((err = lat_relay(x, ns, conf->lat_iters)))
+            goto out;
+        print_lat("relay_read_lat_4k", ns, conf->lat_iters, false);
+    }
     if ((err = bw_rma(x, false, 4096, conf->bw_seconds, &bw[0])) ||
         (err = bw_rma(x, true, 4096, conf->bw_seconds, &bw[1])) ||
         (err = bw_rma(x, false, 65536, conf->bw_seconds, &bw[2])) ||

@@ -23,6 +23,9 @@ struct bench_conf {
     unsigned    lat_iters;      /* per latency figure */
     double      bw_seconds;     /* per bandwidth figure */
     bool        wait_fd;        /* completion queue with a wait descriptor */
+    bool        unpinned;       /* --unpinned: no process pinned to a CPU,
+                                 * and the serving one yields when idle */
+    bool        relay;          /* --relay: also the relayed read figure */
 };
 
 /* The transport as the loops see it. Everything returns 0 or an errno. */
@@ -44,13 +47,21 @@ const char *bench_addr(void);
 int bench_conf_parse(int argc, char **argv, struct bench_conf *conf);
 
 /* Parent/child plumbing: bench_fork() returns in both, *pid is the
- * child's in the parent and 0 in the child, fd connects the two. The
- * child dies with its parent. bench_reap() kills and waits for it. */
-int bench_fork(int *pid, int *fd);
+ * child's in the parent and 0 in the child, fd connects the two; with
+ * pin, the parent runs on CPU 0 and the child on CPU 1 (when there are
+ * two). The child dies with its parent. bench_reap() kills and waits
+ * for it. */
+int bench_fork(int *pid, int *fd, bool pin);
 void bench_reap(int pid);
 int bench_xchg(int fd, const void *out, size_t out_len, void *in, size_t in_len);
 
-/* Runs every figure and prints the JSON report. */
+/* Runs every figure and prints the JSON report. With conf->relay, also
+ * relay_read_lat_4k: each 4 KiB read asked for by a third process
+ * through shared memory (it spins for the answer, yielding every 16
+ * polls; the measuring process polls for requests and completions and
+ * yields whenever a poll finds nothing): the shape of a task's remote
+ * read through its pmd (the task, its pmd, the peer) with none of the
+ * pmd's work. */
 int bench_run(const char *mode, const char *provider, const struct bench_conf *conf,
               const struct bench_xport *x);
 

@@ -4,6 +4,7 @@
  * pm-bench-fabric-raw; the ratio of the two is the layer's overhead.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,7 @@ static int layer_progress(void *h, unsigned *tx, unsigned *rx)
 }
 
 /* The child: progress and echo until killed. */
-static int serve(struct layer *l)
+static int serve(struct layer *l, bool yield)
 {
     struct fab_cqe c[64];
     size_t n, i;
@@ -74,6 +75,8 @@ static int serve(struct layer *l)
         err = fab_ep_poll(l->ep, c, 64, &n);
         if (err)
             return err;
+        if (yield && !n)
+            sched_yield(); /* sharing CPUs, as a pmd does */
         for (i = 0; i < n; i++) {
             if (c[i].op != FAB_OP_RECV || c[i].status)
                 continue;
@@ -100,7 +103,7 @@ int main(int argc, char **argv)
     setenv("PM_FABRIC_PROVIDER", conf.provider, 1);
     attr.node = bench_addr();
     attr.busy_poll = !conf.wait_fd;
-    err = bench_fork(&pid, &fd);
+    err = bench_fork(&pid, &fd, !conf.unpinned);
     if (err)
         return 1;
     buf = aligned_alloc(4096, BENCH_REGION);
@@ -125,7 +128,7 @@ int main(int argc, char **argv)
     }
     l.rkey = theirs.rkey;
     if (!pid)
-        _exit(serve(&l) ? 1 : 0);
+        _exit(serve(&l, conf.unpinned) ? 1 : 0);
 
     fab_ep_info(l.ep, &info);
     err = bench_run("layer", info.provider, &conf,

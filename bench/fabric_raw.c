@@ -7,6 +7,7 @@
  * polling.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,7 +205,7 @@ int main(int argc, char **argv)
 
     if (bench_conf_parse(argc, argv, &conf))
         return 2;
-    if (bench_fork(&pid, &fd))
+    if (bench_fork(&pid, &fd, !conf.unpinned))
         return 1;
     r.buf = aligned_alloc(4096, BENCH_REGION);
     r.msg = aligned_alloc(4096, (RAW_RX + 1) * BENCH_MSG_SIZE);
@@ -238,9 +239,15 @@ int main(int argc, char **argv)
     r.rbase = theirs.base;
 
     if (!pid) {
-        for (;;)
+        for (;;) {
+            tx = rx = 0;
             if (raw_reap(&r, &tx, &rx, true))
                 _exit(1);
+            /* Sharing CPUs, as a pmd does, it gives way when idle (a
+             * one-sided operation leaves no completion here). */
+            if (conf.unpinned && !tx && !rx)
+                sched_yield();
+        }
     }
     rc = bench_run("raw", r.info->fabric_attr->prov_name, &conf,
                    &(struct bench_xport){ .h = &r, .post_rma = raw_post_rma,

@@ -27,6 +27,11 @@
 #                    CPU 0, node 2 on CPU 1) and busy-polling
 #                    (--poll-us 1000), as nodes with a core per pmd would
 #                    run; needs two CPUs.
+#   relay:           nothing pinned: the raw read against the same read
+#                    asked for by a third process through shared memory
+#                    (pm-bench-fabric-raw --relay: the three parties of a
+#                    task's remote read, with none of the pmd's work),
+#                    and the API's read (figures_free) against that;
 #   window:          (sleeping placement) 64 KiB bandwidth with the bytes
 #                    passing through the sessions' I/O windows (the
 #                    default: RDMA straight to and from them) against the
@@ -67,12 +72,15 @@ for r in $(seq 1 "$rounds"); do
 	fi
 	"$build/bench/pm-bench-fabric-raw" --iters 10000 --seconds 0.5 \
 		>"$tmp/raw.$r.json"
+	"$build/bench/pm-bench-fabric-raw" --iters 10000 --seconds 0.1 \
+		--unpinned --relay >"$tmp/relay.$r.json"
 done
 [ -n "$(ls "$tmp"/poll.*.json 2>/dev/null)" ] || echo '[]' >"$tmp/poll.0.json"
 jq -n --slurpfile api <(jq -s . "$tmp"/api.*.json) \
       --slurpfile poll <(jq -s . "$tmp"/poll.*.json) \
       --slurpfile free <(jq -s . "$tmp"/free.*.json) \
-      --slurpfile raw <(jq -s . "$tmp"/raw.*.json) '
+      --slurpfile raw <(jq -s . "$tmp"/raw.*.json) \
+      --slurpfile relay <(jq -s . "$tmp"/relay.*.json) '
   def med: sort | .[(length / 2 | floor)];
   def api($s; $n): [$s[] | .[] | select(.name == $n) | .value] | med;
   def raw($f): [$raw[0][] | .figures[$f] | (.median_us // .MBps)] | med;
@@ -114,6 +122,11 @@ jq -n --slurpfile api <(jq -s . "$tmp"/api.*.json) \
                copy_1m_in: rel($api[0]; "forward.copy_1m_in"),
                read_4k_vs_remote: rel($api[0]; "forward.read4k_vs_remote"),
                read_4k_vs_remote_free: rel($free[0]; "forward.read4k_vs_remote")},
+   relay: (([$relay[0][] | .figures.read_lat_4k.median_us] | med) as $ru |
+          ([$relay[0][] | .figures.relay_read_lat_4k.median_us] | med) as $rl |
+          (api($free[0]; "remote.read4k") / 1000) as $au |
+          {raw_unpinned_us: $ru, relay_us: $rl, relay_vs_raw: ($rl / $ru | r3),
+           api_free_us: $au, api_free_vs_relay: ($au / $rl | r3)}),
    window: {read_bw_64k: wg($api[0]; "remote.read_bw_64k"),
             write_bw_64k: wg($api[0]; "remote.write_bw_64k")}} +
   (if ($poll[0] | map(length) | add) > 0
