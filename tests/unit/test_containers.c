@@ -281,18 +281,39 @@ static bool holds_one_of(const struct pmd_task *t, struct pmd_container *c)
 	return false;
 }
 
+/* An owner's container of three frames (frame f holding b), shared
+ * with a server that maps all three. */
+struct shared3 {
+	struct pmd_task *owner, *server;
+	container_t h, ref;          /* the owner's handle, the server's */
+	struct pmd_container *c;
+};
+
+static struct shared3 shared3_mapped(frame_t f, uint8_t b)
+{
+	static struct pmd_map_out out;
+	struct shared3 x;
+
+	x.owner = cf_task(&core);
+	x.server = cf_task(&core);
+	x.h = cf_container(&core, x.owner, 3);
+	x.ref = cf_share(&core, x.owner, x.h, x.server);
+	x.c = pmd_container_lookup(x.owner, x.h);
+	cf_fill(&core, x.owner, x.h, f, b);
+	assert_int_equal(map(x.server, x.ref, 0, 3, CONT_MAP_READ, &out), 0);
+	return x;
+}
+
 static void unshare_moves_what_the_revoked_task_could_see(void **state)
 {
 	static struct pmd_map_out out;
-	struct pmd_task *owner = cf_task(&core), *server = cf_task(&core);
-	container_t h = cf_container(&core, owner, 3);
-	container_t ref = cf_share(&core, owner, h, server);
-	struct pmd_container *c = pmd_container_lookup(owner, h);
+	struct shared3 x = shared3_mapped(2, 0x77);
+	struct pmd_task *owner = x.owner, *server = x.server;
+	container_t h = x.h, ref = x.ref;
+	struct pmd_container *c = x.c;
 	struct pmd_culprit why;
 	uint64_t view;
 
-	cf_fill(&core, owner, h, 2, 0x77);
-	assert_int_equal(map(server, ref, 0, 3, CONT_MAP_READ, &out), 0);
 	assert_true(holds_one_of(server, c));
 	view = c->view->id;
 	/* Not while that server holds its lock. */
@@ -321,17 +342,14 @@ static void unshare_moves_what_the_revoked_task_could_see(void **state)
  * next frames find the slots the count promises. */
 static void unshare_frees_the_slots_a_move_retired(void **state)
 {
-	static struct pmd_map_out out;
-	struct pmd_task *owner = cf_task(&core), *server = cf_task(&core);
-	container_t h = cf_container(&core, owner, 3);
-	container_t ref = cf_share(&core, owner, h, server);
-	struct pmd_container *c = pmd_container_lookup(owner, h);
+	struct shared3 x = shared3_mapped(1, 0x5a);
+	struct pmd_task *owner = x.owner, *server = x.server;
+	container_t h = x.h;
+	struct pmd_container *c = x.c;
 	struct pmd_culprit why;
 	struct pmd_move mv;
 	uint32_t done;
 
-	cf_fill(&core, owner, h, 1, 0x5a);
-	assert_int_equal(map(server, ref, 0, 3, CONT_MAP_READ, &out), 0);
 	assert_int_equal(pmd_move_decode(&core, owner, h, 1, &mv, &why), 0);
 	pmd_move_invoke(&core, &mv);
 	assert_true(pmd_container_slots_ok(c));
