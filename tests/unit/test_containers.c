@@ -18,8 +18,8 @@
 #include "container.h"
 #include "copy.h"
 #include "core_fixture.h"
-#include "lock.h"
 #include "frame.h"
+#include "lock.h"
 #include "map.h"
 #include "move.h"
 #include "share.h"
@@ -343,27 +343,24 @@ static void unshare_moves_what_the_revoked_task_could_see(void **state)
 static void unshare_frees_the_slots_a_move_retired(void **state)
 {
 	struct shared3 x = shared3_mapped(1, 0x5a);
-	struct pmd_task *owner = x.owner, *server = x.server;
-	container_t h = x.h;
-	struct pmd_container *c = x.c;
 	struct pmd_culprit why;
 	struct pmd_move mv;
 	uint32_t done;
 
-	assert_int_equal(pmd_move_decode(&core, owner, h, 1, &mv, &why), 0);
+	assert_int_equal(pmd_move_decode(&core, x.owner, x.h, 1, &mv, &why), 0);
 	pmd_move_invoke(&core, &mv);
-	assert_true(pmd_container_slots_ok(c));
-	assert_int_equal(pmd_container_unshare(&core, owner, h, server->id,
-					       &why), 0);
-	assert_true(pmd_container_slots_ok(c));
-	assert_int_equal(cf_byte(&core, owner, h, 1), 0x5a);
+	assert_true(pmd_container_slots_ok(x.c));
+	assert_int_equal(pmd_container_unshare(&core, x.owner, x.h,
+					       x.server->id, &why), 0);
+	assert_true(pmd_container_slots_ok(x.c));
+	assert_int_equal(cf_byte(&core, x.owner, x.h, 1), 0x5a);
 	cf_check(&core);
-	assert_int_equal(pmd_container_deallocate(&core, owner, h, 0, 3, &why),
-			 0);
-	assert_true(pmd_container_slots_ok(c));
-	assert_int_equal(allocate(owner, h, 0, 3, 0, &done, &why), 0);
+	assert_int_equal(pmd_container_deallocate(&core, x.owner, x.h, 0, 3,
+						  &why), 0);
+	assert_true(pmd_container_slots_ok(x.c));
+	assert_int_equal(allocate(x.owner, x.h, 0, 3, 0, &done, &why), 0);
 	assert_int_equal(done, 3);
-	assert_true(pmd_container_slots_ok(c));
+	assert_true(pmd_container_slots_ok(x.c));
 	cf_check(&core);
 }
 
