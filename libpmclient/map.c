@@ -121,11 +121,11 @@ static error_t map_runs(struct pm *pm, container_t c, frame_t start,
 #define RING_MAP_MAX ((PM_RING_MSG_MAX - PM_REPLY_HDR - \
 		       sizeof(struct pm_map_rep)) / sizeof(struct pm_map_run))
 
-/* Maps frames start.. into region: one MAP exchange; *done frames mapped.
- * Must hold pm->lock. */
-static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
-			 uint32_t count, int flags, uint8_t *region,
-			 uint32_t *done, uint32_t *granted)
+/* Asks for frames start..: one MAP exchange, its answer in pm->tx (*rep)
+ * with the descriptors it brought taken. Must hold pm->lock. */
+static error_t map_ask(struct pm *pm, container_t c, frame_t start,
+		       uint32_t count, int flags,
+		       const struct pm_map_rep **repp)
 {
 	struct pm_map_req req = { .handle = c, .start = start, .count = count,
 				  .flags = (uint32_t)flags };
@@ -163,15 +163,17 @@ static error_t map_chunk(struct pm *pm, container_t c, frame_t start,
 	}
 	if (!err)
 		err = map_take_fds(pm, c, rep, fds, r.nfds);
-	if (!err)
-		err = map_runs(pm, c, start, rep, region);
+	*repp = rep;
+	return err;
+}
+
+/* The stream cannot be trusted any more after an answer that makes no
+ * sense. */
+static error_t map_broken(struct pm *pm, error_t err)
+{
 	if (err == EPROTO)
-		__atomic_store_n(&pm->broken, true, __ATOMIC_RELAXED); /* the stream cannot be trusted any more */
-	if (err)
-		return err;
-	*done = rep->done;
-	*granted &= rep->granted;
-	return 0;
+		__atomic_store_n(&pm->broken, true, __ATOMIC_RELAXED);
+	return err;
 }
 
 error_t pm_container_map(pm_t *pm, container_t container, frame_t start,
@@ -180,7 +182,7 @@ error_t pm_container_map(pm_t *pm, container_t container, frame_t start,
 	uint32_t got = CONT_MAP_READ | CONT_MAP_WRITE | CONT_MAP_FORCE_WRITE;
 	uint64_t mapped = 0;
 	size_t size;
-	uint8_t *region;
+	uint8_t *region = MAP_FAILED;
 	error_t err = 0;
 
 	if (!pm || !addr || nr_frames <= 0)
@@ -191,27 +193,49 @@ error_t pm_container_map(pm_t *pm, container_t container, frame_t start,
 	    pmc_map_fast(pm, container, start, nr_frames, flags, addr, granted))
 		return 0;
 	size = (size_t)nr_frames * PM_FRAME_SIZE;
-	region = mmap(NULL, size, PROT_NONE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (region == MAP_FAILED)
-		return errno;
 
 	pthread_mutex_lock(&pm->lock);
 	while (mapped < (uint64_t)nr_frames) {
 		uint64_t left = (uint64_t)nr_frames - mapped;
 		uint32_t chunk = left > pm->map_max ? pm->map_max : (uint32_t)left;
-		uint32_t done = 0;
+		const struct pm_map_rep *rep;
 
-		err = map_chunk(pm, container, start + mapped, chunk, flags,
-				region + mapped * PM_FRAME_SIZE, &done, &got);
+		err = map_broken(pm, map_ask(pm, container, start + mapped,
+					     chunk, flags, &rep));
 		if (err)
 			break;
-		mapped += done;
+		/* The pmd made every frame resident and physical (paged in,
+		 * a copy broken): a whole answer in one exchange is then
+		 * the fast path's, a pointer into the segment we hold, with
+		 * no address space of its own to make, register or unmap. */
+		if (region == MAP_FAILED && pm->fastpath &&
+		    rep->done == (uint32_t)nr_frames &&
+		    pmc_map_fast(pm, container, start, nr_frames, flags, addr,
+				 granted)) {
+			pthread_mutex_unlock(&pm->lock);
+			return 0;
+		}
+		if (region == MAP_FAILED) {
+			region = mmap(NULL, size, PROT_NONE, MAP_PRIVATE |
+				      MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+			if (region == MAP_FAILED) {
+				err = errno;
+				break;
+			}
+		}
+		err = map_broken(pm, map_runs(pm, container, start + mapped, rep,
+					      region + mapped * PM_FRAME_SIZE));
+		if (err)
+			break;
+		got &= rep->granted;
+		mapped += rep->done;
 	}
 	pthread_mutex_unlock(&pm->lock);
 	if (err) {
-		pmc_follow_forget(&pm->follow, region, size);
-		munmap(region, size);
+		if (region != MAP_FAILED) {
+			pmc_follow_forget(&pm->follow, region, size);
+			munmap(region, size);
+		}
 		return err;
 	}
 	got &= CONT_MAP_READ | CONT_MAP_WRITE;

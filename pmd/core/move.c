@@ -83,9 +83,7 @@ void pmd_move_invoke(struct pmd_core *core, const struct pmd_move *mv)
 	pmd_cview_begin(c);
 	pmd_frame_take_slot(core, c, e);
 	nw = pmd_frame_seg(core, e);
-	pmd_segment_populate(nw, e->slot, 1);
-	memcpy(pmd_segment_frame(nw, e->slot), pmd_segment_frame(old, old_slot),
-	       PM_FRAME_SIZE);
+	pmd_segment_fill(nw, e->slot, pmd_segment_frame(old, old_slot));
 	pmd_cview_put(core, c, mv->f, e);
 	pmd_cview_end(c);
 	if (old->exposed)
@@ -543,9 +541,7 @@ error_t pmd_pull_finish(struct pmd_core *core, struct pmd_task *task,
 		e->node = 0;
 		pmd_frame_take_slot(core, c, e);
 		seg = pmd_frame_seg(core, e);
-		pmd_segment_populate(seg, e->slot, 1);
-		memcpy(pmd_segment_frame(seg, e->slot),
-		       data + (size_t)i * PM_FRAME_SIZE, PM_FRAME_SIZE);
+		pmd_segment_fill(seg, e->slot, data + (size_t)i * PM_FRAME_SIZE);
 		pmd_cview_put(core, c, pulls[i].frame, e);
 	}
 	pmd_cview_end(c);

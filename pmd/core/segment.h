@@ -194,6 +194,12 @@ void pmd_segment_release_retired(struct pmd_segtab *t, struct pmd_segment *seg);
  * touch is an ordinary page-cache fault. A pinned segment's are zeroed in
  * place. */
 void pmd_segment_populate(struct pmd_segment *seg, unsigned first, unsigned n);
+/* Makes slot physical holding the frame at src (PM_FRAME_SIZE bytes; not
+ * in the slot itself): written through the segment's descriptor, one
+ * copy into a new page and no fault in our mapping (a page-in or move
+ * costs that alone); a pinned or broken segment's in place. Whatever the
+ * slot held goes. */
+void pmd_segment_fill(struct pmd_segment *seg, unsigned slot, const void *src);
 /*
  * Frames cost memory only once used. A new frame's slots are made
  * *ready*: zero, but not physical (punched: whatever a stray store left

@@ -496,7 +496,9 @@ static void guaranteed_frames_go_to_the_backing_store(void **state)
 /* A page-in that needs room pages out more than it needs, so that the
  * page-ins after it find room at once: 32 maps of frames in the store,
  * one at a time, start a few reclaim rounds, not one each; every frame
- * comes back with its bytes. */
+ * comes back with its bytes, at the address the fast path gives it (the
+ * same map again, which sends no message, answers the same: no range of
+ * its own was made). */
 static void page_ins_find_room_made_ahead(void **state)
 {
 	static uint8_t want[PM_FRAME_SIZE];
@@ -516,13 +518,18 @@ static void page_ins_find_room_made_ahead(void **state)
 	assert_true(st.swapped >= 32); /* the older container went out */
 	rounds0 = test_metric(t[0], "pmd_reclaim_rounds_total");
 	for (frame_t f = 0; f < 32; f++) {
-		uint8_t *m;
+		uint8_t *m, *again;
 
 		assert_int_equal(pm_container_map(t[0], c[0], f, 1,
 						  CONT_MAP_READ, (void **)&m,
 						  NULL), 0);
 		test_pattern(f, 0, want);
 		assert_memory_equal(m, want, PM_FRAME_SIZE);
+		assert_int_equal(pm_container_map(t[0], c[0], f, 1,
+						  CONT_MAP_READ,
+						  (void **)&again, NULL), 0);
+		assert_ptr_equal(again, m);
+		assert_int_equal(pm_container_unmap(t[0], again, 1), 0);
 		assert_int_equal(pm_container_unmap(t[0], m, 1), 0);
 	}
 	rounds = test_metric(t[0], "pmd_reclaim_rounds_total") - rounds0;
