@@ -39,7 +39,9 @@
  *              home node
  *   pressure   (only when named, with --remote-node N, node 1 small and
  *              N lending) a map of a frame living on node N (a page-in)
- *              against a remote read of 4 KiB; and a Zipf working set 4x
+ *              against a remote read of 4 KiB, for a frame allocated
+ *              each time and along a run of frames written there (steady
+ *              page-ins); and a Zipf working set 4x
  *              node 1's memory mapped frame by frame (through the pmd,
  *              then by the fast path): accesses per second and frames
  *              paged out per access (bench/run-pressure.sh runs it under
@@ -1221,6 +1223,51 @@ static void pressure_pagein(pm_t *pm)
 	free(vr);
 }
 
+/* The same in steady state: k frames written on the remote node, then
+ * each mapped once (it comes home; nothing else runs between the maps
+ * but the remote read of a frame that stays there), against that read
+ * in the same rounds. */
+static void pressure_pagein_steady(pm_t *pm)
+{
+	int k = rounds * 10 < 1000 ? rounds * 10 : 1000, n = k + 1;
+	double *vm = malloc(sizeof(double) * (size_t)k);
+	double *vr = malloc(sizeof(double) * (size_t)k);
+	static uint8_t buf[4096];
+	container_t c;
+	void *m;
+
+	if (!vm || !vr)
+		die("pagein", ENOMEM);
+	CHECK(pm_container_create(pm, &c));
+	CHECK(pm_container_set_policy(pm, c, PM_PLACE_NODE,
+				      (pm_node_t)remote_node));
+	CHECK(pm_container_allocate(pm, c, 0, &n, 0));
+	for (int i = 0; i <= k; i++) {
+		memcpy(buf, &i, sizeof(i));
+		CHECK(pm_container_write(pm, c, (frame_t)i, 0, buf, sizeof(buf)));
+	}
+	for (int i = 0; i < k; i++) {
+		uint64_t t0 = now_ns();
+		int got;
+
+		CHECK(pm_container_map(pm, c, (frame_t)i, 1, CONT_MAP_READ, &m,
+				       NULL));
+		vm[i] = (double)(now_ns() - t0);
+		memcpy(&got, m, sizeof(got));
+		if (got != i)
+			die("pagein: a frame came home with other bytes", EIO);
+		CHECK(pm_container_unmap(pm, m, 1));
+		t0 = now_ns();
+		CHECK(pm_container_read(pm, c, (frame_t)k, 0, buf, sizeof(buf)));
+		vr[i] = (double)(now_ns() - t0);
+	}
+	report("pressure.pagein4k_steady", "ns", median(vm, k),
+	       "remote.read4k", median(vr, k), NULL);
+	CHECK(pm_container_destroy(pm, c));
+	free(vm);
+	free(vr);
+}
+
 /* A skewed working set four times node 1's memory: maps of single
  * frames drawn from a Zipf law, each read once; the frames that are not
  * here come home, and as many go out. Reports accesses per second and
@@ -1282,6 +1329,7 @@ static void bench_pressure(void)
 	pm_t *pm = connect_fast(true);
 
 	pressure_pagein(pm);
+	pressure_pagein_steady(pm);
 	pm_disconnect(pm);
 	/* Maps through the pmd (it sees every use), and by the fast path
 	 * (it sees the faults only). */

@@ -2,7 +2,8 @@
 # Memory pressure across nodes, in one run: a two-node cluster on
 # loopback (deploy/cluster.sh) whose node 1 holds 16 MiB (4096 frames)
 # and node 2 lends; pm-bench's pressure figures on node 1 (a page-in of a
-# frame from node 2 against a remote read of 4 KiB; a Zipf working set of
+# frame from node 2 against a remote read of 4 KiB, each frame allocated
+# for it, and in steady state, a run of frames mapped one by one; a Zipf working set of
 # four times node 1's memory, mapped frame by frame, through the pmd and
 # by the fast path), once with the pmd's page-out policy (the coldest
 # frames) and once with PMD_PAGEOUT_POLICY=random; then the raw fabric's
@@ -117,7 +118,10 @@ med() {
 raw_read=$(jq -s '[.[] | .figures.read_lat_4k.median_us * 1000] | sort | .[length / 2 | floor]' "$tmp"/raw.*.json)
 pagein=$(med pressure.pagein4k value "$tmp/cold.*.json")
 rread=$(med pressure.pagein4k baseline_value "$tmp/cold.*.json")
+steady=$(med pressure.pagein4k_steady value "$tmp/cold.*.json")
+sread=$(med pressure.pagein4k_steady baseline_value "$tmp/cold.*.json")
 jq -n --argjson pagein "$pagein" --argjson rread "$rread" \
+	--argjson steady "$steady" --argjson sread "$sread" \
 	--argjson raw "${raw_read:-0}" \
 	--argjson cold_pmd "$(med pressure.zipf_pmd_maps value "$tmp/cold.*.json")" \
 	--argjson rand_pmd "$(med pressure.zipf_pmd_maps value "$tmp/random.*.json")" \
@@ -137,6 +141,9 @@ jq -n --argjson pagein "$pagein" --argjson rread "$rread" \
 	'{pagein4k_ns: $pagein, remote_read4k_ns: $rread, raw_read4k_ns: $raw,
 	  pagein_vs_raw: (if $raw > 0 then $pagein / $raw else null end),
 	  pagein_vs_api_read: ($pagein / $rread),
+	  steady_pagein4k_ns: $steady, steady_remote_read4k_ns: $sread,
+	  steady_pagein_vs_raw: (if $raw > 0 then $steady / $raw else null end),
+	  steady_pagein_vs_api_read: ($steady / $sread),
 	  zipf_pmd_maps: {cold: $cold_pmd, random: $rand_pmd,
 	                  ratio: ($cold_pmd / $rand_pmd),
 	                  paged_per_access: {cold: $cold_pmd_po, random: $rand_pmd_po}},
