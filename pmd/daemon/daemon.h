@@ -394,6 +394,10 @@ error_t pmd_store_open(struct pmd_server *srv);
 void pmd_store_close(struct pmd_server *srv);
 /* Completions came (the loop's event). */
 void pmd_store_event(struct pmd_server *srv);
+/* Those already in the completion queue, without the event (a read the
+ * page cache served completes inside its submit): run at the top of the
+ * loop, so that a page-in ends in the turn that began it. */
+void pmd_store_reap(struct pmd_server *srv);
 /* Reads and writes of pieces on other nodes, in the backing store or
  * here (pmd_cluster_rio's contract: done later, never before this
  * returns; a read's bytes in piece order; a write's taken now): the

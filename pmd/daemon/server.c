@@ -728,6 +728,7 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 
 	pmd_ring_disarm(srv); /* awake: the rings need no doorbell */
 	pmd_ring_poll(srv);
+	pmd_store_reap(srv);
 	pmd_reclaim_turn(srv);
 	while (srv->rerun)
 		requests_rerun(srv);

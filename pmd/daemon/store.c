@@ -235,11 +235,20 @@ error_t pmd_rio(struct pmd_server *srv, bool write,
 void pmd_store_event(struct pmd_server *srv)
 {
 	struct pmd_storeio *io = srv->storeio;
-	struct io_uring_cqe *cqe;
 	uint64_t v;
 
 	if (read(io->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		pmd_warn("backing store: reading its eventfd: %m");
+	pmd_store_reap(srv);
+}
+
+void pmd_store_reap(struct pmd_server *srv)
+{
+	struct pmd_storeio *io = srv->storeio;
+	struct io_uring_cqe *cqe;
+
+	if (!io || !io->inflight)
+		return;
 	while (io_uring_peek_cqe(&io->ring, &cqe) == 0) {
 		struct sop *o = io_uring_cqe_get_data(cqe);
 		error_t status = 0;
