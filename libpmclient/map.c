@@ -1,8 +1,10 @@
 /*
- * map.c - maps through the pmd: a region of address space reserved, then
- * each run of slots the pmd answers mapped MAP_FIXED from its segment
- * (whose descriptor comes once per segment), in requests of map_max
- * frames; and unmap.
+ * map.c - maps through the pmd, in requests of map_max frames: when the
+ * first answer covers the whole range and the view then shows it as the
+ * fast path wants it (a page-in, a copy broken), the fast path's address;
+ * else a region of address space reserved, then each run of slots the
+ * pmd answers mapped MAP_FIXED from its segment (whose descriptor comes
+ * once per segment); and unmap.
  */
 #include <errno.h>
 #include <stdbool.h>
