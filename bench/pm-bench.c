@@ -1223,6 +1223,24 @@ static void pressure_pagein(pm_t *pm)
 	free(vr);
 }
 
+/* The ns of a map of frame f alone (read-only), whose first four bytes
+ * must be want (a frame that comes home: a page-in); then unmapped. */
+static double map_one_timed(pm_t *pm, container_t c, frame_t f, uint32_t want)
+{
+	uint64_t t0 = now_ns();
+	double ns;
+	uint32_t got;
+	void *m;
+
+	CHECK(pm_container_map(pm, c, f, 1, CONT_MAP_READ, &m, NULL));
+	ns = (double)(now_ns() - t0);
+	memcpy(&got, m, sizeof(got));
+	if (got != want)
+		die("a frame came home with other bytes", EIO);
+	CHECK(pm_container_unmap(pm, m, 1));
+	return ns;
+}
+
 /* The same in steady state: k frames written on the remote node, then
  * each mapped once (it comes home; nothing else runs between the maps
  * but the remote read of a frame that stays there), against that read
@@ -1234,7 +1252,6 @@ static void pressure_pagein_steady(pm_t *pm)
 	double *vr = malloc(sizeof(double) * (size_t)k);
 	static uint8_t buf[4096];
 	container_t c;
-	void *m;
 
 	if (!vm || !vr)
 		die("pagein", ENOMEM);
@@ -1247,16 +1264,9 @@ static void pressure_pagein_steady(pm_t *pm)
 		CHECK(pm_container_write(pm, c, (frame_t)i, 0, buf, sizeof(buf)));
 	}
 	for (int i = 0; i < k; i++) {
-		uint64_t t0 = now_ns();
-		int got;
+		uint64_t t0;
 
-		CHECK(pm_container_map(pm, c, (frame_t)i, 1, CONT_MAP_READ, &m,
-				       NULL));
-		vm[i] = (double)(now_ns() - t0);
-		memcpy(&got, m, sizeof(got));
-		if (got != i)
-			die("pagein: a frame came home with other bytes", EIO);
-		CHECK(pm_container_unmap(pm, m, 1));
+		vm[i] = map_one_timed(pm, c, (frame_t)i, (uint32_t)i);
 		t0 = now_ns();
 		CHECK(pm_container_read(pm, c, (frame_t)k, 0, buf, sizeof(buf)));
 		vr[i] = (double)(now_ns() - t0);
@@ -1357,7 +1367,6 @@ static void bench_store(void)
 	uint32_t w;
 	container_t c;
 	off_t size;
-	void *m;
 
 	CHECK(pm_nodes(pm, nodes, &count));
 	CHECK(pm_task_stat(pm, &ts));
@@ -1417,16 +1426,9 @@ static void bench_store(void)
 	/* Room for k of them: the newest (here) go. */
 	CHECK(pm_container_deallocate(pm, c, (frame_t)(w - (uint32_t)k), k));
 	for (int i = 0; i < k; i++) {
-		uint64_t t0 = now_ns();
-		uint32_t f;
+		uint64_t t0;
 
-		CHECK(pm_container_map(pm, c, (frame_t)i, 1, CONT_MAP_READ, &m,
-				       NULL));
-		vm[i] = (double)(now_ns() - t0);
-		memcpy(&f, m, sizeof(f));
-		if (f != (uint32_t)i)
-			die("store: a frame came back with other bytes", EIO);
-		CHECK(pm_container_unmap(pm, m, 1));
+		vm[i] = map_one_timed(pm, c, (frame_t)i, (uint32_t)i);
 		t0 = now_ns();
 		if (pread(fd, buf, sizeof(buf), (off_t)(rand() %
 			  (size / 4096)) * 4096) != (ssize_t)sizeof(buf))
