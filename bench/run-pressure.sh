@@ -3,9 +3,9 @@
 # loopback (deploy/cluster.sh) whose node 1 holds 16 MiB (4096 frames)
 # and node 2 lends; pm-bench's pressure figures on node 1 (a page-in of a
 # frame from node 2 against a remote read of 4 KiB, each frame allocated
-# for it, and in steady state, a run of frames mapped one by one; a Zipf working set of
-# four times node 1's memory, mapped frame by frame, through the pmd and
-# by the fast path), once with the pmd's page-out policy (the coldest
+# for it, and in steady state, a run of frames mapped one by one; a Zipf
+# working set of four times node 1's memory, mapped frame by frame,
+# through the pmd and by the fast path), once with the pmd's page-out policy (the coldest
 # frames) and once with PMD_PAGEOUT_POLICY=random; then the raw fabric's
 # 4 KiB read on the same loopback; and a lone pmd of 16 MiB with a
 # backing store of 64 MiB (a file in a temporary directory): a page-in

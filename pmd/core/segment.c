@@ -481,14 +481,11 @@ void pmd_segment_fill(struct pmd_segment *seg, unsigned slot, const void *src)
 	off_t off = (off_t)slot * PM_FRAME_SIZE;
 
 	assert(slot < PMD_SEG_SLOTS);
-	if (!seg->broken && !seg->pinned &&
-	    pwrite(seg->fd, src, PM_FRAME_SIZE, off) == PM_FRAME_SIZE) {
-		physical_mark(seg, slot, 1, true);
-		return;
-	}
 	/* (A write the kernel refused, out of memory: the store through
 	 * our mapping finds the page at its fault, as a first touch does.) */
-	memcpy(pmd_segment_frame(seg, slot), src, PM_FRAME_SIZE);
+	if (seg->broken || seg->pinned ||
+	    pwrite(seg->fd, src, PM_FRAME_SIZE, off) != PM_FRAME_SIZE)
+		memcpy(pmd_segment_frame(seg, slot), src, PM_FRAME_SIZE);
 	physical_mark(seg, slot, 1, true);
 }
 
