@@ -73,7 +73,8 @@ struct pm_container_stat {
 struct pm_node_info {
 	pm_node_t id;
 	int state;                /* PM_NODE_UP, PM_NODE_SUSPECT, PM_NODE_DOWN */
-	uint64_t frames_total, frames_free;
+	uint64_t frames_total, frames_free; /* its memory, and what of it no
+				   * physical page takes (docs/api.md) */
 	char address[64];
 	uint64_t incarnation;     /* beyond the contract: new at each start of
 				   * the node; 0 when never heard from */

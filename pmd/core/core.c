@@ -31,6 +31,14 @@ void pmd_core_fini(struct pmd_core *core)
 	sodium_memzero(core->secret, sizeof(core->secret));
 }
 
+uint64_t pmd_core_physical_free(const struct pmd_core *core)
+{
+	uint64_t used = pmd_segtab_resident(&core->segs) / PM_FRAME_SIZE +
+			core->budget.held;
+
+	return used < core->budget.total ? core->budget.total - used : 0;
+}
+
 void pmd_share_insert(struct pmd_core *core, struct pmd_share *sh)
 {
 	struct pmd_share **b = &core->shares[sh->id % PMD_SHARE_BUCKETS];

@@ -276,6 +276,17 @@ void pmd_core_init(struct pmd_core *core, const struct pmd_core_config *cfg);
 /* Every task must have been destroyed. */
 void pmd_core_fini(struct pmd_core *core);
 
+/*
+ * Frames of the node's memory that no physical page takes: the budget
+ * (--memory) less the pages its segments hold now (the kernel's count:
+ * frames written or mapped, slots lent, pinned segments whole) and the
+ * room kept for frames on their way in. A frame that was never written
+ * or mapped takes none (segment.h), so this is usually more than the
+ * budget left (pmd_budget_free). What pm_nodes says is free; admission,
+ * lending and placement go by the budget.
+ */
+uint64_t pmd_core_physical_free(const struct pmd_core *core);
+
 /* The node's table of shares, by id. */
 void pmd_share_insert(struct pmd_core *core, struct pmd_share *sh);
 struct pmd_share *pmd_share_lookup(struct pmd_core *core, uint64_t id);

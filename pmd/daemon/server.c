@@ -539,6 +539,13 @@ static error_t node_stop(void *arg, const struct pmd_stops *st,
 	return pmd_stop_call(arg, st, max_ms, done, done_arg);
 }
 
+static uint64_t node_physical_free(void *arg)
+{
+	const struct pmd_server *srv = arg;
+
+	return pmd_core_physical_free(srv->core);
+}
+
 static error_t server_join_cluster(struct pmd_server *srv,
 				   const struct pmd_config *cfg)
 {
@@ -547,6 +554,8 @@ static error_t server_join_cluster(struct pmd_server *srv,
 						.batch_done = requests_rerun_all,
 						.stop = node_stop,
 						.recall = pmd_recall_add,
+						.physical_free =
+							node_physical_free,
 						.arg = srv };
 	int fds[2], nfds;
 	error_t err;

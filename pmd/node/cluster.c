@@ -309,14 +309,19 @@ unsigned pmd_cluster_run(struct pmd_cluster *c, uint64_t frames_total,
 	pmd_rio_run_ready(c);
 	batch_done(c);
 	do {
+		uint64_t now;
+
 		while (fab_ep_poll(c->ep, cqe, 64, &n) == 0 && n) {
-			uint64_t now = pmd_now_ms();
+			now = pmd_now_ms();
 			for (size_t i = 0; i < n; i++)
 				active |= cluster_complete(c, &cqe[i], now);
 			send_out(c); /* answers go out at once */
 			batch_done(c);
 		}
-		pmd_mb_tick(&c->mb, pmd_now_ms());
+		now = pmd_now_ms();
+		if (now >= c->mb.next_hb_ms && c->up.physical_free)
+			c->mb.phys_free = c->up.physical_free(c->up.arg);
+		pmd_mb_tick(&c->mb, now);
 		send_out(c);
 		pmd_nreq_expire(c);
 		watch_peers(c);
@@ -359,7 +364,10 @@ unsigned pmd_cluster_nodes(const struct pmd_cluster *c,
 		out[k].id = n->id;
 		out[k].state = (uint32_t)p->state;
 		out[k].frames_total = p->frames_total;
-		out[k].frames_free = p->frames_free;
+		/* Its frames no physical page takes, as pm_nodes says of
+		 * this node; an older node says only its budget's. */
+		out[k].frames_free = p->phys_known ? p->phys_free :
+						     p->frames_free;
 		out[k].incarnation = p->inc;
 		out[k].version = p->inc ? pmd_mb_nreq_version(p) : 0;
 		snprintf(out[k].address, sizeof(out[k].address), "%.50s:%s",

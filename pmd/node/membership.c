@@ -133,6 +133,7 @@ static void authenticated(struct pmd_mb *mb, struct pmd_mb_peer *p,
 		p->hb_seq_in = 0;
 		p->ver_seq_in = 0;
 		p->nreq_min = p->nreq_max = 0;
+		p->phys_known = false;
 	}
 	p->inc = inc;
 	p->last_heard_ms = now_ms;
@@ -180,6 +181,8 @@ void pmd_mb_tick(struct pmd_mb *mb, uint64_t now_ms)
 			m->seq = mb->hb_seq;
 			ver_put(m->nonce, PMD_NREQ_VERSION_MIN,
 				PMD_NREQ_VERSION);
+			m->frames_total = mb->frames_total;
+			m->frames_free = mb->phys_free;
 			mac_of(mb, m, NULL, 0, m->mac);
 		}
 		/* Anyone not up is challenged again, at the heartbeat pace. */
@@ -274,6 +277,11 @@ void pmd_mb_receive(struct pmd_mb *mb, uint64_t now_ms, pm_node_t src,
 		    !mac_ok(mb, &m, NULL, 0))
 			return;
 		p->ver_seq_in = m.seq;
+		if (m.frames_total) { /* (0 from a node before this) */
+			p->phys_free = m.frames_free < m.frames_total ?
+					       m.frames_free : m.frames_total;
+			p->phys_known = true;
+		}
 		if (p->nreq_max != hi || p->nreq_min != lo) {
 			p->nreq_min = lo;
 			p->nreq_max = hi;

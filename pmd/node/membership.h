@@ -45,6 +45,10 @@ struct pmd_mb_peer {
 	bool resp_pending;            /* (L) and it is unconfirmed */
 	uint64_t hb_seq_in;           /* (L) highest sequence heard */
 	uint64_t frames_total, frames_free; /* (L) as its heartbeats say */
+	uint64_t phys_free;           /* (L) as its VER says (pm_nodes'
+	                              * free frames) ... */
+	bool phys_known;              /* (L) ... if it said (older nodes do
+	                              * not), reset when it restarts */
 	uint16_t nreq_min, nreq_max;  /* (L) the node requests it speaks, as
 	                              * its VER says; 0: it said nothing
 	                              * (an older node), reset when it
@@ -70,8 +74,9 @@ struct pmd_mb {
 	} out[3 * PMD_CLUSTER_NODES_MAX];               /* (L) HB, VER
 	                                                 * and CHAL each */
 	unsigned nout;                /* (L) */
-	/* Our own frames, for heartbeats (the daemon keeps them current). */
-	uint64_t frames_total, frames_free;             /* (L) */
+	/* Our own frames, for heartbeats (the daemon keeps them current):
+	 * the budget's, and those no physical page takes (for VER). */
+	uint64_t frames_total, frames_free, phys_free;  /* (L) */
 };
 
 /* Every node but self is a peer, down. inc must grow across restarts. */

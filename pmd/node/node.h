@@ -156,6 +156,9 @@ struct pmd_cluster_upcalls {
 			void (*done)(void *done_arg), void *done_arg);
 	/* Node lender drains (RECALL): take the frames in its slots home. */
 	void (*recall)(void *arg, pm_node_t lender);
+	/* The node's frames no physical page takes (pmd_core_physical_free),
+	 * asked once a heartbeat, for the VER messages that go with it. */
+	uint64_t (*physical_free)(void *arg);
 	void *arg;
 };
 void pmd_cluster_set_upcalls(struct pmd_cluster *c,

@@ -60,8 +60,11 @@ enum pmd_mb_type {
 	PMD_MB_VER = 5,  /* the node requests the sender speaks (node request
 			  * version 5 on): nonce[0..1] the lowest, [2..3] the
 			  * highest (little-endian), the rest zero; sequence
-			  * and MAC as a heartbeat's. Sent with every
-			  * heartbeat; older nodes ignore it */
+			  * and MAC as a heartbeat's; frames_total and
+			  * frames_free the sender's budget and the frames of
+			  * it no physical page takes (zeros from earlier
+			  * releases). Sent with every heartbeat; older
+			  * nodes ignore it */
 };
 
 struct pmd_mb_msg {

@@ -135,6 +135,16 @@ struct pm_node_info ct_seen(const struct pmd_proc *p, pm_node_t of)
 	return info[0];
 }
 
+uint64_t ct_budget_free(const struct pmd_proc *p)
+{
+	struct pm_debug_stat st;
+	pm_t *pm = test_connect(p);
+
+	assert_int_equal(pm_debug_stat(pm, &st), 0);
+	pm_disconnect(pm);
+	return st.frames_free;
+}
+
 uint64_t ct_wait_state(const struct pmd_proc *p, pm_node_t of, int state,
 		       uint64_t max_ms)
 {

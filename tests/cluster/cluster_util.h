@@ -57,6 +57,9 @@ void ct_reap(struct pmd_proc *p);
 void ct_kill(struct pmd_proc *p);
 /* What the pmd p says of node `of` (fails the test if it lists none). */
 struct pm_node_info ct_seen(const struct pmd_proc *p, pm_node_t of);
+/* p's budget left (pm_debug_stat): what pm_nodes said before it said
+ * the frames no physical page takes. */
+uint64_t ct_budget_free(const struct pmd_proc *p);
 /* Waits until p sees node `of` in state; returns the ms it took, fails the
  * test after max_ms. */
 uint64_t ct_wait_state(const struct pmd_proc *p, pm_node_t of, int state,

@@ -164,6 +164,35 @@ static void nodes_join_fail_and_rejoin(void **state)
 	assert_int_equal(n3.frames_total, (64u << 20) / PM_FRAME_SIZE);
 	assert_true(n3.incarnation != 0);
 	inc3 = n3.incarnation;
+	/* And they are the frames no physical page takes, as the node says
+	 * of itself: frames allocated on node 3 take none until written. */
+	{
+		pm_t *pm = test_connect(&node[2]);
+		static uint8_t buf[16 * PM_FRAME_SIZE];
+		uint64_t free0 = seen(2, 3).frames_free, t0;
+		container_t c;
+		int n = 16;
+
+		assert_int_equal(n3.frames_free, free0);
+		assert_int_equal(pm_container_create(pm, &c), 0);
+		assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+		usleep(3 * CT_HEARTBEAT_MS * 1000);
+		assert_int_equal(seen(2, 3).frames_free, free0);
+		assert_int_equal(seen(0, 3).frames_free, free0);
+		memset(buf, 3, sizeof(buf));
+		assert_int_equal(pm_container_write(pm, c, 0, 0, buf,
+						    sizeof(buf)), 0);
+		assert_int_equal(seen(2, 3).frames_free, free0 - 16);
+		t0 = ct_now_ms();
+		while ((seen(0, 3).frames_free != free0 - 16 ||
+			seen(1, 3).frames_free != free0 - 16) &&
+		       ct_now_ms() - t0 < 20 * CT_HEARTBEAT_MS)
+			usleep(CT_HEARTBEAT_MS * 1000);
+		assert_int_equal(seen(0, 3).frames_free, free0 - 16);
+		assert_int_equal(seen(1, 3).frames_free, free0 - 16);
+		assert_int_equal(pm_container_destroy(pm, c), 0);
+		pm_disconnect(pm);
+	}
 
 	/* Round trips between nodes. */
 	{

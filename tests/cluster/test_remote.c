@@ -42,10 +42,10 @@ static bool small_home;        /* node 1 with a budget of 512 frames */
 static bool small_third;       /* node 3 with a budget of 256 frames */
 static int nnodes = 2;
 
-/* Node 2's own free frames, as it says. */
+/* Node 2's budget left, as it says. */
 static uint64_t lender_free(void)
 {
-	return ct_seen(&node[1], 2).frames_free;
+	return ct_budget_free(&node[1]);
 }
 
 static int setup(void **state)
@@ -96,7 +96,7 @@ static void frames_on_another_node(void **state)
 	static const uint32_t lens[] = { 1, 7, 4095, 4096, 4097, 12345, 65536 };
 	static const uint64_t offs[] = { 0, 1, 4095, 4096, 8191, 20000 };
 	uint64_t free0 = lender_free(), t0;
-	uint64_t home0 = ct_seen(&node[0], 1).frames_free;
+	uint64_t home0 = ct_budget_free(&node[0]);
 	struct pm_container_stat st;
 	container_t c, local;
 	int n = NFR;
@@ -115,7 +115,7 @@ static void frames_on_another_node(void **state)
 	/* The lender's free frames fall by the loan (seen at once); the
 	 * home's do not: the frames are not here. */
 	assert_int_equal(lender_free(), free0 - NFR);
-	assert_int_equal(ct_seen(&node[0], 1).frames_free, home0);
+	assert_int_equal(ct_budget_free(&node[0]), home0);
 
 	/* Fresh remote frames read as zeros. */
 	assert_int_equal(pm_container_read(pm, c, 0, 0, got, sizeof(got)), 0);
@@ -466,10 +466,10 @@ static int setup_three(void **state)
 	return setup(state);
 }
 
-/* Node n's own free frames, as it says. */
+/* Node n's budget left, as it says. */
 static uint64_t free_of(pm_node_t n)
 {
-	return ct_seen(&node[n - 1], n).frames_free;
+	return ct_budget_free(&node[n - 1]);
 }
 
 /* Until node n has want free frames (loans go back asynchronously), at

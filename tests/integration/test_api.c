@@ -385,6 +385,61 @@ static void nodes_reports_this_node(void **state)
 	pm_disconnect(pm);
 }
 
+static uint64_t nodes_free(pm_t *pm)
+{
+	struct pm_node_info node;
+	int n = 1;
+
+	assert_int_equal(pm_nodes(pm, &node, &n), 0);
+	return node.frames_free;
+}
+
+static uint64_t budget_free(pm_t *pm)
+{
+	struct pm_debug_stat st;
+
+	assert_int_equal(pm_debug_stat(pm, &st), 0);
+	return st.frames_free;
+}
+
+/* pm_nodes says the frames no physical page takes: a frame takes one once
+ * written or mapped, and gives it back when deallocated; the budget
+ * (pm_debug_stat) counts frames from their allocation. */
+static void nodes_free_frames_are_physical(void **state)
+{
+	pm_t *pm = test_connect(&test_pmd);
+	uint64_t phys0 = nodes_free(pm), budget0 = budget_free(pm);
+	static uint8_t buf[100 * PM_FRAME_SIZE];
+	container_t c;
+	int n = 256;
+	int granted;
+	void *m;
+
+	assert_true(phys0 >= budget0);
+	assert_int_equal(pm_container_create(pm, &c), 0);
+	assert_int_equal(pm_container_allocate(pm, c, 0, &n, 0), 0);
+	assert_int_equal(n, 256);
+	assert_int_equal(budget_free(pm), budget0 - 256);
+	assert_int_equal(nodes_free(pm), phys0);
+
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(pm_container_write(pm, c, 0, 0, buf, sizeof(buf)), 0);
+	assert_int_equal(nodes_free(pm), phys0 - 100);
+	/* A mapping may touch any of its frames: they are made physical
+	 * before the task is given them. */
+	assert_int_equal(pm_container_map(pm, c, 200, 10, CONT_MAP_READ, &m,
+					  &granted), 0);
+	assert_int_equal(nodes_free(pm), phys0 - 110);
+	assert_int_equal(pm_container_unmap(pm, m, 10), 0);
+	assert_int_equal(budget_free(pm), budget0 - 256);
+
+	assert_int_equal(pm_container_deallocate(pm, c, 0, 256), 0);
+	assert_int_equal(budget_free(pm), budget0);
+	assert_int_equal(nodes_free(pm), phys0);
+	assert_int_equal(pm_container_destroy(pm, c), 0);
+	pm_disconnect(pm);
+}
+
 struct thread_arg {
 	pm_t *pm;
 	container_t c;
@@ -446,6 +501,7 @@ int main(void)
 		T(bad_arguments_are_einval),
 		T(fresh_frames_never_show_old_data),
 		T(nodes_reports_this_node),
+		T(nodes_free_frames_are_physical),
 		T(one_session_many_threads),
 	};
 	test_pmd_args = (const char *const[]){ "--memory", "64M",

@@ -118,6 +118,49 @@ static void nodes_come_up_and_stay_up(void **s)
 	assert_int_equal(pmd_mb_peer(&nodes[0], 2)->inc, 101);
 }
 
+/* Heartbeats carry the budget left (placement and lending go by it);
+ * VER messages the frames no physical page takes (what pm_nodes says);
+ * a node that sends no VER, or one of zeros, is known by its budget. */
+static void physical_free_frames_go_with_ver(void **s)
+{
+	const bool all[3] = { true, true, true };
+	struct pmd_mb_peer *p;
+
+	run(300, all);
+	nodes[1].frames_total = 1000;
+	nodes[1].frames_free = 77;
+	nodes[1].phys_free = 900;
+	nodes[2].frames_total = 1000;
+	nodes[2].frames_free = 55;
+	nodes[2].phys_free = 0; /* every page taken */
+	run(300, all);
+	p = pmd_mb_peer(&nodes[0], 2);
+	assert_int_equal(p->frames_free, 77);
+	assert_true(p->phys_known);
+	assert_int_equal(p->phys_free, 900);
+	p = pmd_mb_peer(&nodes[0], 3);
+	assert_int_equal(p->frames_free, 55);
+	assert_true(p->phys_known);
+	assert_int_equal(p->phys_free, 0);
+	/* More than its total is not believed. */
+	nodes[1].phys_free = 5000;
+	run(300, all);
+	assert_int_equal(pmd_mb_peer(&nodes[0], 2)->phys_free, 1000);
+
+	/* Node 2 restarts as a release that sends no VER: what it said
+	 * before goes with its old incarnation. */
+	older[1] = true;
+	start(1, 700, NULL);
+	nodes[1].frames_total = 1000;
+	nodes[1].frames_free = 66;
+	run(300, all);
+	p = pmd_mb_peer(&nodes[0], 2);
+	assert_int_equal(state(0, 2), PM_NODE_UP);
+	assert_int_equal(p->inc, 700);
+	assert_int_equal(p->frames_free, 66);
+	assert_false(p->phys_known);
+}
+
 static void a_silent_node_is_suspect_then_down_then_rejoins(void **s)
 {
 	const bool all[3] = { true, true, true }, no3[3] = { true, true, false };
@@ -279,6 +322,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(nodes_come_up_and_stay_up, setup),
+		cmocka_unit_test_setup(physical_free_frames_go_with_ver, setup),
 		cmocka_unit_test_setup(a_silent_node_is_suspect_then_down_then_rejoins, setup),
 		cmocka_unit_test_setup(a_restart_is_seen_before_the_old_self_times_out, setup),
 		cmocka_unit_test_setup(a_node_without_the_secret_is_refused, setup),
