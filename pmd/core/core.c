@@ -15,6 +15,7 @@ void pmd_core_init(struct pmd_core *core, const struct pmd_core_config *cfg)
 	pmd_segtab_init(&core->segs);
 	pmd_list_init(&core->tasks);
 	pmd_list_init(&core->users);
+	pmd_list_init(&core->views_unsettled);
 	/* Tokens are valid for this pmd's life; a restart makes old ones
 	 * fail their MAC. */
 	randombytes_buf(core->secret, sizeof(core->secret));
@@ -23,6 +24,7 @@ void pmd_core_init(struct pmd_core *core, const struct pmd_core_config *cfg)
 void pmd_core_fini(struct pmd_core *core)
 {
 	assert(pmd_list_empty(&core->tasks));
+	assert(pmd_list_empty(&core->views_unsettled));
 	pmd_segtab_fini(&core->segs);
 	free(core->rsegs);
 	free(core->rfree);

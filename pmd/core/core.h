@@ -103,6 +103,8 @@ struct pmd_core {
 	struct pmd_segtab segs;         /* (L) every segment of this node */
 	struct pmd_list tasks;          /* (L) live tasks (pmd_task.link) */
 	struct pmd_list users;          /* (L) users with tasks (pmd_user) */
+	struct pmd_list views_unsettled; /* (L) views whose runs wait to be
+	                                 * made exact (view.h, defer) */
 	uint64_t ntasks;                /* (L) length of tasks */
 	uint64_t ncontainers;           /* (L) live containers */
 	uint64_t nframes;               /* (L) frames in all containers */

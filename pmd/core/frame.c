@@ -282,6 +282,7 @@ void pmd_cview_install(struct pmd_core *core, struct pmd_container *c,
 	}
 	pmd_view_set_locker(v, c->locker ? c->locker->id : 0);
 	pmd_view_end(v);
+	pmd_view_defer(v, &core->views_unsettled);
 	pmd_view_destroy(c->view);
 	c->view = v;
 }

@@ -67,6 +67,7 @@ error_t pmd_view_create(uint64_t want, struct pmd_view **view_out)
 	v->hdr->state = PM_VIEW_LIVE;
 	v->hdr->id = v->id;
 	v->hdr->nbuckets = v->nbuckets;
+	pmd_list_init(&v->settle_link);
 	*view_out = v;
 	return 0;
 
@@ -83,6 +84,8 @@ void pmd_view_destroy(struct pmd_view *v)
 {
 	if (!v)
 		return;
+	pmd_list_del(&v->settle_link);
+	v->unsettled = NULL;
 	pmd_view_begin(v);
 	__atomic_store_n(&v->hdr->state, PM_VIEW_DEAD, __ATOMIC_RELAXED);
 	pmd_view_end(v);
@@ -197,34 +200,42 @@ static void runs_rebuild(struct pmd_view *v)
 	free(order);
 }
 
-/* The runs of the frames changed since begin, and of those before them
- * whose run they end or lengthen (a run stays within one segment, so
- * nothing further down changes once a run comes out as it was). A sparse
- * range of changes (the view filled anew) has every run rebuilt. */
-static void runs_fix(struct pmd_view *v)
+/* The runs of the frames changed in [lo, hi] (n changes), and of those
+ * before them whose run they end or lengthen (a run stays within one
+ * segment, so nothing further down changes once a run comes out as it
+ * was); short_ok, one before lo that would only lengthen is left as it
+ * is, and so are those before it (runs stay no longer than the truth):
+ * then the frame where it stopped is returned, else UINT64_MAX (every run
+ * exact). A sparse range of changes (the view filled anew) has every run
+ * rebuilt. */
+static frame_t runs_fix(struct pmd_view *v, frame_t lo, frame_t hi,
+			uint64_t n, bool short_ok)
 {
 	const struct pm_view_entry *next;
 
-	if (v->dhi - v->dlo > 4 * v->dn + 64) {
+	if (hi - lo > 4 * n + 64) {
 		runs_rebuild(v);
-		return;
+		return UINT64_MAX;
 	}
-	next = v->dhi == UINT64_MAX ? NULL : view_find(v, v->dhi + 1);
-	for (frame_t f = v->dhi;; f--) {
+	next = hi == UINT64_MAX ? NULL : view_find(v, hi + 1);
+	for (frame_t f = hi;; f--) {
 		struct pm_view_entry *e = view_find(v, f);
 
 		if (e) {
 			uint16_t fl = run_flags(e, next);
 
-			if (fl == e->flags && f < v->dlo)
-				break;
+			if (f < lo && fl == e->flags)
+				return UINT64_MAX;
+			if (f < lo && short_ok &&
+			    PM_VIEW_RUN(e->flags) < PM_VIEW_RUN(fl))
+				return f;
 			__atomic_store_n(&e->flags, fl, __ATOMIC_RELAXED);
-		} else if (f < v->dlo) {
-			break;
+		} else if (f < lo) {
+			return UINT64_MAX;
 		}
 		next = e;
 		if (f == 0)
-			break;
+			return UINT64_MAX;
 	}
 }
 
@@ -233,11 +244,59 @@ void pmd_view_end(struct pmd_view *v)
 	uint64_t s = __atomic_load_n(&v->hdr->seq, __ATOMIC_RELAXED);
 
 	assert(s & 1);
-	if (v->dn) {
-		runs_fix(v);
-		v->dn = 0;
+	if (v->dn && !v->unsettled) {
+		runs_fix(v, v->dlo, v->dhi, v->dn, false);
+	} else if (v->dn) {
+		frame_t low = runs_fix(v, v->dlo, v->dhi, v->dn, true);
+
+		/* What it left short is at or after low, or chained to it
+		 * (an entry of [low, dhi] whose run a short next cut). */
+		if (low != UINT64_MAX) {
+			if (!v->sn) {
+				v->slo = low;
+				v->shi = v->dhi;
+				pmd_list_add(v->unsettled, &v->settle_link);
+			} else {
+				v->slo = low < v->slo ? low : v->slo;
+				v->shi = v->dhi > v->shi ? v->dhi : v->shi;
+			}
+			v->sn += v->dn;
+		}
 	}
+	v->dn = 0;
 	__atomic_store_n(&v->hdr->seq, s + 1, __ATOMIC_RELEASE);
+}
+
+void pmd_view_defer(struct pmd_view *v, struct pmd_list *unsettled)
+{
+	v->unsettled = unsettled;
+}
+
+void pmd_view_settle_all(struct pmd_list *unsettled, uint64_t min_changes)
+{
+	struct pmd_list *pos, *tmp;
+
+	pmd_list_for_each_safe(pos, tmp, unsettled) {
+		struct pmd_view *v = pmd_container_of(pos, struct pmd_view,
+						      settle_link);
+
+		if (v->sn < min_changes)
+			continue;
+		/* Outside begin/end: settling only lengthens runs to what
+		 * the view holds since its last end, so a reader may see
+		 * any mix of old and new runs and map by either (the fence
+		 * orders that end before the new runs); a reader that
+		 * found seq odd would have asked the pmd instead. */
+		assert(!(__atomic_load_n(&v->hdr->seq, __ATOMIC_RELAXED) & 1));
+		pmd_list_del(pos);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+		/* (Ends far apart: a walk of the range unless it is longer
+		 * than the view.) */
+		runs_fix(v, v->slo, v->shi,
+			 v->sn > v->hdr->count / 4 ? v->sn : v->hdr->count / 4,
+			 false);
+		v->sn = 0;
+	}
 }
 
 static void entry_store(struct pm_view_entry *d, const struct pm_view_entry *s)

@@ -17,6 +17,7 @@
 
 #include <pm/pm.h>
 
+#include "list.h"
 #include "pm_proto.h"
 
 struct pmd_view {
@@ -30,6 +31,14 @@ struct pmd_view {
 	 * predecessors') pmd_view_end makes right again. */
 	frame_t dlo, dhi;             /* (L) their range, */
 	uint64_t dn;                  /* (L) and how many changes (0: none) */
+	/* Runs left short by ends since the last settle (pmd_view_defer):
+	 * every one of them is at or after slo, up to shi, or chained to
+	 * one there. */
+	struct pmd_list *unsettled;   /* (L) where it goes then; NULL: ends
+	                              * make every run exact */
+	struct pmd_list settle_link;  /* (L) in *unsettled while any */
+	frame_t slo, shi;             /* (L) */
+	uint64_t sn;                  /* (L) changes they cover */
 };
 
 /* A view with room for at least `want` entries. */
@@ -49,5 +58,19 @@ void pmd_view_set(struct pmd_view *v, frame_t f, uint64_t segment,
 		  uint16_t slot, uint16_t flags, uint32_t gen);
 void pmd_view_del(struct pmd_view *v, frame_t f);
 void pmd_view_set_locker(struct pmd_view *v, pm_task_t locker);
+
+/*
+ * Runs, exact later. An end makes every run it shortened right (a run
+ * must never say more than the view holds), but a run that a change
+ * lengthens (a frame appended after it: page-ins in frame order, a hole
+ * made physical) would make the end walk back along it, up to a
+ * segment's length of look-ups on the request's path. Once v is
+ * deferred, ends leave such runs short (a reader then looks the frames
+ * up one by one: never wrong, only slower) and put v on the list
+ * unsettled; pmd_view_settle_all makes every run exact again in those
+ * views that waited for at least min_changes changes (1: all of them).
+ */
+void pmd_view_defer(struct pmd_view *v, struct pmd_list *unsettled);
+void pmd_view_settle_all(struct pmd_list *unsettled, uint64_t min_changes);
 
 #endif

@@ -25,6 +25,10 @@
 
 #include "clock.h"
 #include "log.h"
+#include "view.h"
+
+/* Changes a view's runs may wait for while the loop is busy. */
+#define VIEW_SETTLE_BUSY 64
 
 #define EPOLL_BATCH 64
 #define RX_FDS_MAX  16 /* descriptors a task might send; closed unread */
@@ -753,6 +757,12 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 	if (max_ms >= 0 && (timeout < 0 || timeout > max_ms))
 		timeout = max_ms;
 	timeout = server_accept_resume(srv, timeout);
+	/* The views' runs that changes left short are made exact when the
+	 * loop would sleep, or once many wait: not while tasks keep it busy
+	 * (they read the views then, and short runs only cost a long map
+	 * its look-ups, never a message). */
+	pmd_view_settle_all(&srv->core->views_unsettled,
+			    timeout != 0 ? 1 : VIEW_SETTLE_BUSY);
 	if (timeout != 0 && pmd_ring_arm(srv))
 		timeout = 0; /* a request came meanwhile */
 	n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH, timeout);

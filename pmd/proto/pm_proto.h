@@ -402,9 +402,11 @@ static_assert(sizeof(struct pm_view_hdr) == 64, "view hdr");
                            * pmd, which makes it so first */
 /* The flags' top ten bits: the frame's *run*, how many frames from this
  * one on (this one included) are in the view in consecutive slots of this
- * segment, none COW nor HOLE (0 for a frame that is either). The pmd
- * keeps it exact at every even seq, so a reader that sees run >= n maps n
- * frames from one look-up; a smaller run says nothing about the others. */
+ * segment, none COW nor HOLE (0 for a frame that is either). At every
+ * even seq it says no more than that (it may say less for a while: the
+ * pmd lengthens runs later, in place, when it is idle), so a reader that
+ * sees run >= n maps n frames from one look-up; a smaller run says
+ * nothing about the others. */
 #define PM_VIEW_RUN_SHIFT 6
 #define PM_VIEW_RUN_MAX   1023u
 #define PM_VIEW_RUN(flags) ((unsigned)(flags) >> PM_VIEW_RUN_SHIFT)
