@@ -33,10 +33,10 @@ void pmd_core_fini(struct pmd_core *core)
 	sodium_memzero(core->secret, sizeof(core->secret));
 }
 
-uint64_t pmd_core_physical_free(const struct pmd_core *core)
+uint64_t pmd_core_physical_free(struct pmd_core *core, uint32_t max)
 {
-	uint64_t used = pmd_segtab_resident(&core->segs) / PM_FRAME_SIZE +
-			core->budget.held;
+	uint64_t used = pmd_segtab_resident_sweep(&core->segs, max) /
+			PM_FRAME_SIZE + core->budget.held;
 
 	return used < core->budget.total ? core->budget.total - used : 0;
 }

@@ -285,9 +285,12 @@ void pmd_core_fini(struct pmd_core *core);
  * room kept for frames on their way in. A frame that was never written
  * or mapped takes none (segment.h), so this is usually more than the
  * budget left (pmd_budget_free). What pm_nodes says is free; admission,
- * lending and placement go by the budget.
+ * lending and placement go by the budget. Up to max segments are looked
+ * at again (a system call each), the others counted as last seen: a
+ * request for it looks at all, a heartbeat at a few
+ * (pmd_segtab_resident_sweep).
  */
-uint64_t pmd_core_physical_free(const struct pmd_core *core);
+uint64_t pmd_core_physical_free(struct pmd_core *core, uint32_t max);
 
 /* The node's table of shares, by id. */
 void pmd_share_insert(struct pmd_core *core, struct pmd_share *sh);

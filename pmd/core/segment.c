@@ -63,6 +63,7 @@ void pmd_segtab_init(struct pmd_segtab *t)
 
 static void segment_free(struct pmd_segtab *t, struct pmd_segment *seg)
 {
+	t->resident_seen -= seg->resident_seen;
 	free(seg->fwd);
 	t->v[seg->index] = NULL;
 	if (seg->index < t->hint)
@@ -191,6 +192,9 @@ void pmd_segment_destroy(struct pmd_segtab *t, struct pmd_segment *seg)
 	segment_flush(t, seg);
 	t->slots_used -= seg->slots.used;
 	t->live--;
+	/* (Pooled, it is holes; freed, it is gone: out of the figure.) */
+	t->resident_seen -= seg->resident_seen;
+	seg->resident_seen = 0;
 	pmd_list_del(&seg->link);
 	pmd_list_del(&seg->unshared_link); /* nobody holds it any more */
 	memset(seg->unshared, 0, sizeof(seg->unshared));
@@ -497,6 +501,24 @@ uint64_t pmd_segtab_resident(const struct pmd_segtab *t)
 		if (t->v[i])
 			sum += pmd_segment_resident(t->v[i]);
 	return sum;
+}
+
+uint64_t pmd_segtab_resident_sweep(struct pmd_segtab *t, uint32_t max)
+{
+	for (uint32_t k = 0; k < max && k < t->len; k++) {
+		struct pmd_segment *seg;
+		uint64_t r;
+
+		if (t->sweep >= t->len)
+			t->sweep = 0;
+		seg = t->v[t->sweep++];
+		if (!seg)
+			continue;
+		r = pmd_segment_resident(seg);
+		t->resident_seen += r - seg->resident_seen;
+		seg->resident_seen = r;
+	}
+	return t->resident_seen;
 }
 
 void pmd_segment_written(struct pmd_segment *seg, unsigned slot)

@@ -86,6 +86,8 @@ struct pmd_segment {
 	volatile sig_atomic_t broken;  /* (L) a task truncated its memfd: our
 	                                * view is private memory from then on */
 	bool broken_said;              /* (L) and the log said so */
+	uint64_t resident_seen;        /* (L) its bytes of memory at the
+	                                * last look (pmd_segtab_resident_sweep) */
 };
 
 #define PMD_SEG_POOL_MAX 32 /* empty segments kept for reuse */
@@ -112,6 +114,8 @@ struct pmd_segtab {
 	struct pmd_list unshared;      /* (L) segments with unshared slots */
 	struct pmd_list pool;          /* (L) empty segments kept for reuse */
 	uint32_t npool;                /* (L) */
+	uint64_t resident_seen;        /* (L) sum of the segments' */
+	uint32_t sweep;                /* (L) the next index to look at */
 };
 
 void pmd_segtab_init(struct pmd_segtab *t);
@@ -229,6 +233,11 @@ void pmd_segment_written(struct pmd_segment *seg, unsigned slot);
 uint64_t pmd_segment_resident(const struct pmd_segment *seg);
 /* The same for every segment of t (the pool's are holes). */
 uint64_t pmd_segtab_resident(const struct pmd_segtab *t);
+/* The same as last seen, looking again at up to max segments (from where
+ * the last sweep stopped, round the table): a figure that costs a
+ * bounded number of system calls (a heartbeat's), exact once every
+ * segment was looked at since its last change. */
+uint64_t pmd_segtab_resident_sweep(struct pmd_segtab *t, uint32_t max);
 /* Makes the whole segment physical and zero, and pinned from now on:
  * before its memory is registered with the fabric. No slot may be in use
  * yet. */

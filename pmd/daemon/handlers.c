@@ -846,7 +846,7 @@ static enum pmd_step do_nodes(struct pmd_server *srv, struct pmd_session *s,
 	n->id = core->cfg.node;
 	n->state = PM_NODE_UP;
 	n->frames_total = core->budget.total;
-	n->frames_free = pmd_core_physical_free(core);
+	n->frames_free = pmd_core_physical_free(core, UINT32_MAX);
 	if (srv->cluster) {
 		n->version = PMD_NREQ_VERSION;
 		n->incarnation = pmd_cluster_incarnation(srv->cluster);

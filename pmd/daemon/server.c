@@ -543,11 +543,15 @@ static error_t node_stop(void *arg, const struct pmd_stops *st,
 	return pmd_stop_call(arg, st, max_ms, done, done_arg);
 }
 
+/* Segments a heartbeat looks at again for its physical figure (a system
+ * call each: a node of many segments sweeps them over several beats). */
+#define PHYS_SWEEP 64
+
 static uint64_t node_physical_free(void *arg)
 {
 	const struct pmd_server *srv = arg;
 
-	return pmd_core_physical_free(srv->core);
+	return pmd_core_physical_free(srv->core, PHYS_SWEEP);
 }
 
 static error_t server_join_cluster(struct pmd_server *srv,

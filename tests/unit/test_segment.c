@@ -122,6 +122,49 @@ struct runs {
 	struct { uint64_t seg; unsigned slot, count; } v[8];
 };
 
+/* The memory the segments hold as a sweep sees it: a few segments looked
+ * at again each time (a heartbeat's), exact once all were; a segment
+ * that goes takes its pages out of the figure. */
+static void a_sweep_sees_each_segment_in_turn(void **state)
+{
+	struct pmd_segment *more[2];
+	const uint64_t page = PM_FRAME_SIZE;
+	int a, b;
+
+	(void)state;
+	assert_int_equal(pmd_segment_create(&tab, &more[0]), 0);
+	assert_int_equal(pmd_segment_create(&tab, &more[1]), 0);
+	assert_int_equal(pmd_segtab_resident_sweep(&tab, UINT32_MAX), 0);
+	a = pmd_segment_slot_alloc(&tab, more[0]);
+	pmd_segment_populate(more[0], (unsigned)a, 1);
+	b = pmd_segment_slot_alloc(&tab, more[1]);
+	pmd_segment_populate(more[1], (unsigned)b, 1);
+	assert_int_equal(pmd_segment_slot_alloc(&tab, more[1]), b + 1);
+	pmd_segment_populate(more[1], (unsigned)b + 1, 1);
+	assert_int_equal(pmd_segtab_resident(&tab), 3 * page);
+	/* One segment a sweep: the three are seen after three. */
+	uint64_t seen = 0;
+	for (int k = 0; k < 3; k++) {
+		uint64_t now = pmd_segtab_resident_sweep(&tab, 1);
+		assert_true(now >= seen && now <= 3 * page);
+		seen = now;
+	}
+	assert_int_equal(seen, 3 * page);
+	/* Freed and punched: a full sweep sees it at once. */
+	assert_true(pmd_segment_slot_put(&tab, more[1], (unsigned)b));
+	pmd_segtab_flush(&tab);
+	assert_int_equal(pmd_segtab_resident_sweep(&tab, UINT32_MAX), 2 * page);
+	/* A segment destroyed with a page seen in it: out of the figure. */
+	assert_true(pmd_segment_slot_put(&tab, more[0], (unsigned)a));
+	pmd_segtab_flush(&tab);
+	pmd_segment_destroy(&tab, more[0]);
+	assert_int_equal(pmd_segtab_resident_sweep(&tab, 0), 0 + page);
+	assert_true(pmd_segment_slot_put(&tab, more[1], (unsigned)b + 1));
+	pmd_segtab_flush(&tab);
+	pmd_segment_destroy(&tab, more[1]);
+	assert_int_equal(pmd_segtab_resident_sweep(&tab, UINT32_MAX), 0);
+}
+
 static void note_run(void *arg, const struct pmd_segment *sg, unsigned slot,
 		     unsigned n)
 {
@@ -193,6 +236,8 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			shares_that_end_are_handed_out_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			a_sweep_sees_each_segment_in_turn, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
