@@ -136,8 +136,38 @@ static void a_run_is_split_and_joined(void **state)
 	pmd_view_destroy(v);
 }
 
-/* Seeded random batches of sets and deletions, dense and sparse, slots
- * that mostly continue their neighbour's: every run exact after each. */
+/* One seeded random batch of sets and deletions, dense or sparse, slots
+ * that mostly continue their neighbour's, between begin and end. */
+static void random_batch(struct pmd_view *v, struct model *m, unsigned *seed,
+			 int batch)
+{
+	unsigned n = 1 + (unsigned)rand_r(seed) % (batch % 10 ? 8 : 400);
+	frame_t f = (frame_t)rand_r(seed) % SPAN;
+
+	pmd_view_begin(v);
+	for (unsigned i = 0; i < n; i++) {
+		unsigned r = (unsigned)rand_r(seed) % 100;
+
+		if (batch % 7 == 0) /* sparse: anywhere */
+			f = (frame_t)rand_r(seed) % SPAN;
+		else
+			f = (f + 1) % SPAN;
+		if (r < 15) {
+			del(v, m, f);
+		} else if (r < 90 && f > 0 && m->present[f - 1] &&
+			   m->slot[f - 1] < 511) {
+			set(v, m, f, m->seg[f - 1],
+			    (uint16_t)(m->slot[f - 1] + 1),
+			    r < 85 ? 0 : r < 88 ? PM_VIEW_COW : PM_VIEW_HOLE);
+		} else {
+			set(v, m, f, 1 + (uint64_t)rand_r(seed) % 3,
+			    (uint16_t)(rand_r(seed) % 512), 0);
+		}
+	}
+	pmd_view_end(v);
+}
+
+/* Random batches: every run exact after each. */
 static void runs_stay_exact_under_random_changes(void **state)
 {
 	static struct model m;
@@ -148,31 +178,7 @@ static void runs_stay_exact_under_random_changes(void **state)
 	memset(&m, 0, sizeof(m));
 	assert_int_equal(pmd_view_create(SPAN, &v), 0);
 	for (int batch = 0; batch < 3000; batch++) {
-		unsigned n = 1 + (unsigned)rand_r(&seed) % (batch % 10 ? 8 : 400);
-		frame_t f = (frame_t)rand_r(&seed) % SPAN;
-
-		pmd_view_begin(v);
-		for (unsigned i = 0; i < n; i++) {
-			unsigned r = (unsigned)rand_r(&seed) % 100;
-
-			if (batch % 7 == 0) /* sparse: anywhere */
-				f = (frame_t)rand_r(&seed) % SPAN;
-			else
-				f = (f + 1) % SPAN;
-			if (r < 15) {
-				del(v, &m, f);
-			} else if (r < 90 && f > 0 && m.present[f - 1] &&
-				   m.slot[f - 1] < 511) {
-				set(v, &m, f, m.seg[f - 1],
-				    (uint16_t)(m.slot[f - 1] + 1),
-				    r < 85 ? 0 : r < 88 ? PM_VIEW_COW
-							: PM_VIEW_HOLE);
-			} else {
-				set(v, &m, f, 1 + (uint64_t)rand_r(&seed) % 3,
-				    (uint16_t)(rand_r(&seed) % 512), 0);
-			}
-		}
-		pmd_view_end(v);
+		random_batch(v, &m, &seed, batch);
 		check(v, &m);
 	}
 	pmd_view_destroy(v);
@@ -255,31 +261,7 @@ static void deferred_runs_are_never_long_and_settle_exact(void **state)
 	assert_int_equal(pmd_view_create(SPAN, &v), 0);
 	pmd_view_defer(v, &unsettled);
 	for (int batch = 0; batch < 3000; batch++) {
-		unsigned n = 1 + (unsigned)rand_r(&seed) % (batch % 10 ? 4 : 300);
-		frame_t f = (frame_t)rand_r(&seed) % SPAN;
-
-		pmd_view_begin(v);
-		for (unsigned i = 0; i < n; i++) {
-			unsigned r = (unsigned)rand_r(&seed) % 100;
-
-			if (batch % 7 == 0)
-				f = (frame_t)rand_r(&seed) % SPAN;
-			else
-				f = (f + 1) % SPAN;
-			if (r < 10) {
-				del(v, &m, f);
-			} else if (r < 92 && f > 0 && m.present[f - 1] &&
-				   m.slot[f - 1] < 511) {
-				set(v, &m, f, m.seg[f - 1],
-				    (uint16_t)(m.slot[f - 1] + 1),
-				    r < 88 ? 0 : r < 90 ? PM_VIEW_COW
-							: PM_VIEW_HOLE);
-			} else {
-				set(v, &m, f, 1 + (uint64_t)rand_r(&seed) % 3,
-				    (uint16_t)(rand_r(&seed) % 512), 0);
-			}
-		}
-		pmd_view_end(v);
+		random_batch(v, &m, &seed, batch);
 		check_runs(v, &m, false);
 		if (rand_r(&seed) % 4 == 0) {
 			pmd_view_settle_all(&unsettled, 1);
