@@ -112,12 +112,20 @@ static bool check_totals(const struct pmd_core *core,
 			 const struct check_sums *sums)
 {
 	const struct pmd_budget *b = &core->budget;
-	uint64_t refs = 0;
+	uint64_t refs = 0, seen = 0;
 
 	for (uint32_t i = 0; i < core->segs.len; i++) {
 		const struct pmd_segment *seg = core->segs.v[i];
 		for (unsigned s = 0; seg && s < PMD_SEG_SLOTS; s++)
 			refs += seg->slots.ref[s];
+		if (seg)
+			seen += seg->resident_seen;
+	}
+	if (seen != core->segs.resident_seen) {
+		pmd_err("check: the segments' memory as last seen sums to %lu "
+			"bytes, the table says %lu", (unsigned long)seen,
+			(unsigned long)core->segs.resident_seen);
+		return false;
 	}
 	if (sums->frames == core->nframes &&
 	    sums->charged == b->charged + b->remote &&

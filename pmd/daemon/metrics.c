@@ -114,13 +114,15 @@ static void render_node(struct pmd_server *srv, struct text *t)
 	    "pmd_frames{state=\"guaranteed\"} %lu\n"
 	    "pmd_frames{state=\"lent\"} %lu\n"
 	    "pmd_frames{state=\"remote\"} %lu\n"
-	    "pmd_frames{state=\"resident\"} %lu\n",
+	    "pmd_frames{state=\"resident\"} %lu\n"
+	    "pmd_frames{state=\"physical_free\"} %lu\n",
 	    (unsigned long)b->total, (unsigned long)rep.frames_free,
 	    (unsigned long)b->charged, (unsigned long)b->extra_charged,
 	    (unsigned long)b->guaranteed_sum, (unsigned long)b->lent,
 	    (unsigned long)b->remote,
 	    (unsigned long)(pmd_segtab_resident(&srv->core->segs) /
-			    PM_FRAME_SIZE));
+			    PM_FRAME_SIZE),
+	    (unsigned long)pmd_core_physical_free(srv->core, UINT32_MAX));
 	put(t, "# HELP pmd_tasks Tasks with a session here (and other nodes' "
 	    "tasks served here).\n# TYPE pmd_tasks gauge\npmd_tasks %lu\n"
 	    "# HELP pmd_containers Containers homed here.\n"

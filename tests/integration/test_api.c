@@ -425,6 +425,8 @@ static void nodes_free_frames_are_physical(void **state)
 	memset(buf, 0x5a, sizeof(buf));
 	assert_int_equal(pm_container_write(pm, c, 0, 0, buf, sizeof(buf)), 0);
 	assert_int_equal(nodes_free(pm), phys0 - 100);
+	assert_int_equal(test_metric(pm, "pmd_frames{state=\"physical_free\"}"),
+			 phys0 - 100);
 	/* A mapping may touch any of its frames: they are made physical
 	 * before the task is given them. */
 	assert_int_equal(pm_container_map(pm, c, 200, 10, CONT_MAP_READ, &m,
