@@ -63,7 +63,6 @@ void pmd_segtab_init(struct pmd_segtab *t)
 
 static void segment_free(struct pmd_segtab *t, struct pmd_segment *seg)
 {
-	t->resident_seen -= seg->resident_seen;
 	free(seg->fwd);
 	t->v[seg->index] = NULL;
 	if (seg->index < t->hint)

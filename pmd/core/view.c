@@ -242,26 +242,20 @@ static frame_t runs_fix(struct pmd_view *v, frame_t lo, frame_t hi,
 void pmd_view_end(struct pmd_view *v)
 {
 	uint64_t s = __atomic_load_n(&v->hdr->seq, __ATOMIC_RELAXED);
+	frame_t low;
 
 	assert(s & 1);
-	if (v->dn && !v->unsettled) {
-		runs_fix(v, v->dlo, v->dhi, v->dn, false);
-	} else if (v->dn) {
-		frame_t low = runs_fix(v, v->dlo, v->dhi, v->dn, true);
-
-		/* What it left short is at or after low, or chained to it
-		 * (an entry of [low, dhi] whose run a short next cut). */
-		if (low != UINT64_MAX) {
-			if (!v->sn) {
-				v->slo = low;
-				v->shi = v->dhi;
-				pmd_list_add(v->unsettled, &v->settle_link);
-			} else {
-				v->slo = low < v->slo ? low : v->slo;
-				v->shi = v->dhi > v->shi ? v->dhi : v->shi;
-			}
-			v->sn += v->dn;
-		}
+	/* What a deferred view's end leaves short is at or after low, or
+	 * chained to it (an entry of [low, dhi] whose run a short next
+	 * cut). */
+	low = v->dn ? runs_fix(v, v->dlo, v->dhi, v->dn, v->unsettled != NULL)
+		    : UINT64_MAX;
+	if (low != UINT64_MAX) {
+		if (!v->sn)
+			pmd_list_add(v->unsettled, &v->settle_link);
+		v->slo = !v->sn || low < v->slo ? low : v->slo;
+		v->shi = !v->sn || v->dhi > v->shi ? v->dhi : v->shi;
+		v->sn += v->dn;
 	}
 	v->dn = 0;
 	__atomic_store_n(&v->hdr->seq, s + 1, __ATOMIC_RELEASE);

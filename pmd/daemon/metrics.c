@@ -103,8 +103,11 @@ static void render_node(struct pmd_server *srv, struct text *t)
 {
 	struct pm_debug_rep rep;
 	const struct pmd_budget *b = &srv->core->budget;
+	uint64_t phys_free;
 
-	pmd_core_check(srv->core, &rep);
+	pmd_core_check(srv->core, &rep); /* (slots freed are punched first) */
+	/* One look at every segment gives both figures of their memory. */
+	phys_free = pmd_core_physical_free(srv->core, UINT32_MAX);
 	put(t, "# HELP pmd_frames Frames of this node's budget, by state.\n"
 	    "# TYPE pmd_frames gauge\n"
 	    "pmd_frames{state=\"total\"} %lu\n"
@@ -120,9 +123,8 @@ static void render_node(struct pmd_server *srv, struct text *t)
 	    (unsigned long)b->charged, (unsigned long)b->extra_charged,
 	    (unsigned long)b->guaranteed_sum, (unsigned long)b->lent,
 	    (unsigned long)b->remote,
-	    (unsigned long)(pmd_segtab_resident(&srv->core->segs) /
-			    PM_FRAME_SIZE),
-	    (unsigned long)pmd_core_physical_free(srv->core, UINT32_MAX));
+	    (unsigned long)(srv->core->segs.resident_seen / PM_FRAME_SIZE),
+	    (unsigned long)phys_free);
 	put(t, "# HELP pmd_tasks Tasks with a session here (and other nodes' "
 	    "tasks served here).\n# TYPE pmd_tasks gauge\npmd_tasks %lu\n"
 	    "# HELP pmd_containers Containers homed here.\n"
