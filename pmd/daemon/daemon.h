@@ -398,6 +398,9 @@ void pmd_store_event(struct pmd_server *srv);
  * page cache served completes inside its submit): run at the top of the
  * loop, so that a page-in ends in the turn that began it. */
 void pmd_store_reap(struct pmd_server *srv);
+/* Whether reads the page cache served wait to be told (the loop must
+ * not sleep: pmd_store_reap tells them). */
+bool pmd_store_pending(const struct pmd_server *srv);
 /* Reads and writes of pieces on other nodes, in the backing store or
  * here (pmd_cluster_rio's contract: done later, never before this
  * returns; a read's bytes in piece order; a write's taken now): the
@@ -412,9 +415,13 @@ error_t pmd_rio(struct pmd_server *srv, bool write,
  * of consecutive slots in one call. An error after logging it. */
 error_t pmd_store_zero(struct pmd_server *srv, const struct pmd_place *p,
 		       uint32_t n);
-/* Frames read from and written to the store, and failed operations. */
-void pmd_store_counts(const struct pmd_server *srv, uint64_t *reads,
-		      uint64_t *writes, uint64_t *errors);
+/* Frames read from and written to the store (of the reads, those its
+ * page cache served at once), and failed operations. */
+struct pmd_store_counts {
+	uint64_t reads, reads_cached, writes, errors;
+};
+void pmd_store_counts(const struct pmd_server *srv,
+		      struct pmd_store_counts *out);
 
 /* reclaim.c */
 void pmd_reclaim_init(struct pmd_server *srv);

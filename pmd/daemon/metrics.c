@@ -174,9 +174,9 @@ static void render_node(struct pmd_server *srv, struct text *t)
 	    "pmd_cow_unshared_slots_total %lu\n",
 	    (unsigned long)srv->unshared_total);
 	{
-		uint64_t rd, wr, er;
+		struct pmd_store_counts n;
 
-		pmd_store_counts(srv, &rd, &wr, &er);
+		pmd_store_counts(srv, &n);
 		put(t, "# HELP pmd_store_frames Slots of the backing store.\n"
 		    "# TYPE pmd_store_frames gauge\n"
 		    "pmd_store_frames{state=\"total\"} %lu\n"
@@ -186,10 +186,16 @@ static void render_node(struct pmd_server *srv, struct text *t)
 		    "# TYPE pmd_store_io_total counter\n"
 		    "pmd_store_io_total{op=\"read\"} %lu\n"
 		    "pmd_store_io_total{op=\"write\"} %lu\n"
-		    "pmd_store_io_total{op=\"failed\"} %lu\n",
+		    "pmd_store_io_total{op=\"failed\"} %lu\n"
+		    "# HELP pmd_store_reads_cached_total Frames of those read "
+		    "that the store's page cache held (read at once, not "
+		    "through the ring).\n"
+		    "# TYPE pmd_store_reads_cached_total counter\n"
+		    "pmd_store_reads_cached_total %lu\n",
 		    (unsigned long)srv->core->store.nslots,
-		    (unsigned long)srv->core->store.used, (unsigned long)rd,
-		    (unsigned long)wr, (unsigned long)er);
+		    (unsigned long)srv->core->store.used,
+		    (unsigned long)n.reads, (unsigned long)n.writes,
+		    (unsigned long)n.errors, (unsigned long)n.reads_cached);
 	}
 }
 

@@ -747,8 +747,13 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 	pmd_ring_poll(srv);
 	pmd_store_reap(srv);
 	pmd_reclaim_turn(srv);
-	while (srv->rerun)
-		requests_rerun(srv);
+	/* (A request run again may read the store from its page cache:
+	 * told in this turn, as one the rings brought is.) */
+	do {
+		while (srv->rerun)
+			requests_rerun(srv);
+		pmd_store_reap(srv);
+	} while (srv->rerun);
 	pmd_drain_turn(srv, stop);
 	if (*stop)
 		return 0; /* drained */
@@ -769,6 +774,8 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 			    timeout != 0 ? 1 : VIEW_SETTLE_BUSY);
 	if (timeout != 0 && pmd_ring_arm(srv))
 		timeout = 0; /* a request came meanwhile */
+	if (pmd_store_pending(srv))
+		timeout = 0; /* reads the page cache served, to be told */
 	n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH, timeout);
 	pmd_stop_expire(srv);
 	if (n == 0 && timeout != 0)

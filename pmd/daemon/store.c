@@ -10,6 +10,12 @@
  * on an eventfd and never waits for a page-out or a page-in, so other
  * tasks' requests are not held behind them. Buffered I/O: the kernel's
  * page cache writes back and drops what is paged out.
+ *
+ * A read the page cache holds is done at once instead (preadv2 with
+ * RWF_NOWAIT, which never waits for the device: 1.2 us here against 2 us
+ * through the ring and its eventfd); one that would wait goes through the
+ * ring. Its join is then told from the loop (pmd_store_reap), never
+ * inside pmd_rio, as the ring's completions are.
  */
 #include "daemon.h"
 
@@ -24,6 +30,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -35,8 +42,12 @@ struct pmd_storeio {
 	int efd;                     /* (C) eventfd of completions */
 	struct io_uring ring;        /* (L) */
 	uint32_t inflight;           /* (L) operations submitted */
-	uint64_t reads, writes;      /* (L) the metrics': frames */
+	uint64_t reads, writes;      /* (L) the metrics': frames, */
+	uint64_t reads_cached;       /* (L) of the reads, done at once */
 	uint64_t errors;             /* (L) operations that failed */
+	struct sjoin *ready, **ready_tail; /* (L) joins whose parts all
+	                              * ended inside pmd_rio, to be told */
+	bool no_nowait;              /* (L) the file refuses RWF_NOWAIT */
 };
 
 /* One read or write of pieces, some of them the store's: every part
@@ -45,6 +56,7 @@ struct sjoin;
 struct sop {
 	struct sjoin *j;             /* (C) */
 	uint32_t len;                /* (C) bytes it must move */
+	uint64_t off;                /* (C) where in the store */
 	bool write;                  /* (C) */
 };
 struct sjoin {
@@ -56,6 +68,7 @@ struct sjoin {
 	bool own;                    /* (C) buf is ours to free */
 	uint32_t len;                /* (C) */
 	uint32_t pending;            /* (L) parts not ended */
+	struct sjoin *next;          /* (L) in the store's ready list */
 	error_t status;              /* (L) the first failure */
 	/* Pieces on other nodes: their bytes apart (fbuf), in order. */
 	uint8_t *fbuf;               /* (L) */
@@ -102,6 +115,42 @@ static bool has_store_piece(const struct pmd_io_piece *pieces, uint32_t n)
 		if (!pieces[i].local && pieces[i].node == PMD_NODE_STORE)
 			return true;
 	return false;
+}
+
+/* The store's frames that len bytes at off touch (the metrics' count). */
+static uint64_t frames_of(uint64_t off, uint32_t len)
+{
+	return len ? (off + len - 1) / PM_FRAME_SIZE - off / PM_FRAME_SIZE + 1
+		   : 0;
+}
+
+/* A read of len bytes at off into at, if the page cache holds them all:
+ * done now, without waiting for the device. False: it must go through
+ * the ring (not all there, or the file cannot say). */
+static bool store_read_now(struct pmd_storeio *io, void *at, uint32_t len,
+			   uint64_t off)
+{
+	struct iovec v = { .iov_base = at, .iov_len = len };
+	ssize_t n;
+
+	if (io->no_nowait)
+		return false;
+	n = preadv2(io->fd, &v, 1, (off_t)off, RWF_NOWAIT);
+	if (n == (ssize_t)len) {
+		io->reads += frames_of(off, len);
+		io->reads_cached += frames_of(off, len);
+		return true;
+	}
+	if (n < 0 && errno != EAGAIN) {
+		/* (EOPNOTSUPP: a file system without it; anything else
+		 * the ring's read will meet and report.) */
+		if (errno == EOPNOTSUPP || errno == EINVAL) {
+			io->no_nowait = true;
+			pmd_info("backing store: reads wait in the ring only "
+				 "(RWF_NOWAIT: %m)");
+		}
+	}
+	return false; /* (a short read: the ring reads it whole) */
 }
 
 /* A submission slot, submitting what waits when the queue is full. */
@@ -170,14 +219,20 @@ error_t pmd_rio(struct pmd_server *srv, bool write,
 			else
 				memcpy(at, p->local, p->len);
 		} else if (p->node == PMD_NODE_STORE) {
-			struct io_uring_sqe *sqe = store_sqe(io);
-			struct sop *o = &j->ops[nstore++];
+			struct io_uring_sqe *sqe;
+			struct sop *o;
 
+			if (!write && store_read_now(io, at, p->len,
+						     p->base + p->roff))
+				continue;
+			sqe = store_sqe(io);
+			o = &j->ops[nstore++];
 			if (!sqe) {
 				err = EAGAIN;
 				break;
 			}
 			*o = (struct sop){ .j = j, .len = p->len,
+					   .off = p->base + p->roff,
 					   .write = write };
 			if (write)
 				io_uring_prep_write(sqe, io->fd, at, p->len,
@@ -215,12 +270,21 @@ error_t pmd_rio(struct pmd_server *srv, bool write,
 				j->pending++;
 		}
 	}
-	if (io_uring_submit(&io->ring) < 0 && !err)
+	if (io_uring_sq_ready(&io->ring) && io_uring_submit(&io->ring) < 0 &&
+	    !err)
 		err = EIO;
 	/* What was submitted ends by itself; the rest failed now. The
 	 * caller is told only by done (never before this returns). */
 	if (err)
 		j->status = err;
+	if (!err && j->pending == 1) {
+		/* Every part ended here: the loop tells done, dropping the
+		 * hold of this call. */
+		j->next = NULL;
+		*io->ready_tail = j;
+		io->ready_tail = &j->next;
+		return 0;
+	}
 	j->pending--; /* (the hold of this call) */
 	if (!j->pending) { /* nothing went out: fail now, done not run */
 		if (j->own)
@@ -242,12 +306,33 @@ void pmd_store_event(struct pmd_server *srv)
 	pmd_store_reap(srv);
 }
 
+/* The joins pmd_rio ended itself, told now. */
+static void store_ready(struct pmd_storeio *io, error_t status)
+{
+	struct sjoin *j;
+
+	while ((j = io->ready)) {
+		io->ready = j->next;
+		if (!io->ready)
+			io->ready_tail = &io->ready;
+		join_part(j, status); /* (may start more: they join the list) */
+	}
+}
+
+bool pmd_store_pending(const struct pmd_server *srv)
+{
+	return srv->storeio && srv->storeio->ready;
+}
+
 void pmd_store_reap(struct pmd_server *srv)
 {
 	struct pmd_storeio *io = srv->storeio;
 	struct io_uring_cqe *cqe;
 
-	if (!io || !io->inflight)
+	if (!io)
+		return;
+	store_ready(io, 0);
+	if (!io->inflight)
 		return;
 	while (io_uring_peek_cqe(&io->ring, &cqe) == 0) {
 		struct sop *o = io_uring_cqe_get_data(cqe);
@@ -261,9 +346,9 @@ void pmd_store_reap(struct pmd_server *srv)
 				 cqe->res < 0 ? strerror(-cqe->res)
 					      : "short");
 		} else if (o->write) {
-			io->writes++;
+			io->writes += frames_of(o->off, o->len);
 		} else {
-			io->reads++;
+			io->reads += frames_of(o->off, o->len);
 		}
 		io_uring_cqe_seen(&io->ring, cqe);
 		io->inflight--;
@@ -329,6 +414,7 @@ error_t pmd_store_open(struct pmd_server *srv)
 	if (!io)
 		return ENOMEM;
 	io->efd = -1;
+	io->ready_tail = &io->ready;
 	/* (Created only when a size is given; never readable by others:
 	 * it holds tasks' frames.) */
 	io->fd = open(path, O_RDWR | O_CLOEXEC | (size ? O_CREAT : 0), 0600);
@@ -383,6 +469,7 @@ void pmd_store_close(struct pmd_server *srv)
 
 	if (!io)
 		return;
+	store_ready(io, EIO);
 	/* What is in flight ends first (its contexts go with it). */
 	while (io->inflight) {
 		struct io_uring_cqe *cqe;
@@ -440,12 +527,14 @@ error_t pmd_store_zero(struct pmd_server *srv, const struct pmd_place *p,
 	return 0;
 }
 
-void pmd_store_counts(const struct pmd_server *srv, uint64_t *reads,
-		      uint64_t *writes, uint64_t *errors)
+void pmd_store_counts(const struct pmd_server *srv,
+		      struct pmd_store_counts *out)
 {
 	const struct pmd_storeio *io = srv->storeio;
 
-	*reads = io ? io->reads : 0;
-	*writes = io ? io->writes : 0;
-	*errors = io ? io->errors : 0;
+	*out = (struct pmd_store_counts){ 0 };
+	if (io)
+		*out = (struct pmd_store_counts){ .reads = io->reads,
+			.reads_cached = io->reads_cached,
+			.writes = io->writes, .errors = io->errors };
 }
