@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -687,21 +689,19 @@ static void all_zero(pm_t *pm, container_t c, frame_t from, frame_t to)
  * not fit is born in the store, zeros even in slots that held other
  * frames before, and holds what is written through the pmd and through
  * a mapping. */
-static void an_allocation_larger_than_memory_is_born_in_the_store(
-	void **state)
+enum { BORN = 3000 }; /* memory 1024, store 2112 (64 kept) */
+
+static void born_in_the_store(struct pmd_proc *p)
 {
-	enum { N = 3000 }; /* memory 1024, store 2112 (64 kept) */
+	enum { N = BORN };
 	static uint8_t want[PM_FRAME_SIZE];
 	struct pm_container_stat st;
-	struct pmd_proc p;
 	container_t c;
 	uint8_t *m;
 	int n, granted;
 	pm_t *t;
 
-	(void)state;
-	store_pmd_of(&p, "3000", "8448K");
-	t = test_follower(test_connect(&p));
+	t = test_follower(test_connect(p));
 	for (int round = 0; round < 2; round++) {
 		uint64_t t0 = test_ms_now();
 
@@ -745,8 +745,122 @@ static void an_allocation_larger_than_memory_is_born_in_the_store(
 	test_check(t);
 	assert_int_equal(test_metric(t, "pmd_store_frames{state=\"used\"}"),
 			 0);
+	assert_int_equal(test_metric(t, "pmd_store_io_total{op=\"failed\"}"),
+			 0);
+	fprintf(stderr, "the store: %lu frames read, %lu of them from its "
+		"page cache\n",
+		(unsigned long)test_metric(t, "pmd_store_io_total{op=\"read\"}"),
+		(unsigned long)test_metric(t, "pmd_store_reads_cached_total"));
 	pm_disconnect(t);
+}
+
+static void an_allocation_larger_than_memory_is_born_in_the_store(
+	void **state)
+{
+	struct pmd_proc p;
+
+	(void)state;
+	store_pmd_of(&p, "3000", "8448K");
+	born_in_the_store(&p);
 	store_gone(&p);
+}
+
+/* A loop device over a file of `bytes` in store_dir (store_path), gone
+ * with its last close; its descriptor, or -1 after saying why not. */
+static int loop_device(off_t bytes, char *dev, size_t devlen)
+{
+	struct loop_config cfg = { .info.lo_flags = LO_FLAGS_AUTOCLEAR };
+	int ctl, fd, lfd = -1;
+
+	strcpy(store_dir, "/tmp/pmd-store-XXXXXX");
+	assert_non_null(mkdtemp(store_dir));
+	snprintf(store_path, sizeof(store_path), "%s/device", store_dir);
+	fd = open(store_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, bytes), 0);
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0)
+		fprintf(stderr, "/dev/loop-control: %s\n", strerror(errno));
+	/* (Another process may take the free one first: try again.) */
+	for (int i = 0; ctl >= 0 && lfd < 0 && i < 8; i++) {
+		int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+
+		if (n < 0) {
+			fprintf(stderr, "LOOP_CTL_GET_FREE: %s\n",
+				strerror(errno));
+			break;
+		}
+		snprintf(dev, devlen, "/dev/loop%d", n);
+		lfd = open(dev, O_RDWR | O_CLOEXEC);
+		cfg.fd = (uint32_t)fd;
+		if (lfd >= 0 && ioctl(lfd, LOOP_CONFIGURE, &cfg) < 0) {
+			fprintf(stderr, "%s: LOOP_CONFIGURE: %s\n", dev,
+				strerror(errno));
+			close(lfd);
+			lfd = -1;
+		}
+	}
+	if (ctl >= 0)
+		close(ctl);
+	close(fd);
+	if (lfd < 0) {
+		unlink(store_path);
+		rmdir(store_dir);
+	}
+	return lfd;
+}
+
+/* A block device as the store (a loop device the test makes): used at
+ * its full size, or at a smaller --backing-size, never a larger one;
+ * frames born there read zeros (a range zeroed on the device, or
+ * discarded) even where other frames were, and every frame comes back
+ * with its bytes. Needs root. */
+static void a_block_device_serves_as_the_store(void **state)
+{
+	char dev[64], err[4096];
+	struct pmd_proc p;
+	int lfd;
+
+	(void)state;
+	if (geteuid() != 0) {
+		fprintf(stderr, "skipped: a loop device needs root\n");
+		skip();
+	}
+	lfd = loop_device(8448 * 1024, dev, sizeof(dev));
+	if (lfd < 0) {
+		fprintf(stderr, "skipped: no loop device could be made\n");
+		skip();
+	}
+	assert_int_not_equal(pmd_run_to_exit((const char *[]){
+		"--backing-store", dev, "--backing-size", "9M", NULL },
+		err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "a device is not extended"));
+	pmd_proc_start(&p, (const char *const[]){ "--memory", "4M",
+		"--guarantee", "3000", "--extra", "0", "--backing-store", dev,
+		"--reclaim-grace-ms", "50", NULL });
+	born_in_the_store(&p);
+	pmd_proc_stop(&p);
+	/* A part of it: 1024 frames, too few for that guarantee, which
+	 * admission cuts to memory and store less the 64 kept. */
+	pmd_proc_start(&p, (const char *const[]){ "--memory", "4M",
+		"--guarantee", "2048", "--extra", "0", "--backing-store", dev,
+		"--backing-size", "4M", NULL });
+	{
+		pm_t *t = test_connect(&p);
+		struct pm_task_stat ts;
+
+		assert_int_equal(pm_task_stat(t, &ts), 0);
+		fprintf(stderr, "a store of 1024 frames (64 kept): a "
+			"guarantee of %lu\n", (unsigned long)ts.guaranteed);
+		assert_int_equal(ts.guaranteed, 1024 + 1024 - 64);
+		assert_int_equal(test_metric(t, "pmd_store_frames{state=\"total\"}"),
+				 1024);
+		pm_disconnect(t);
+	}
+	pmd_proc_stop(&p);
+	close(lfd);
+	unlink(store_path);
+	rmdir(store_dir);
 }
 
 struct filler {
@@ -935,6 +1049,7 @@ int main(void)
 		cmocka_unit_test(page_ins_find_room_made_ahead),
 		cmocka_unit_test(store_reads_with_and_without_the_page_cache),
 		cmocka_unit_test(an_allocation_larger_than_memory_is_born_in_the_store),
+		cmocka_unit_test(a_block_device_serves_as_the_store),
 		cmocka_unit_test(the_model_walk_over_a_backing_store),
 		cmocka_unit_test(the_backing_store_options_refuse_bad_input),
 	};
