@@ -399,6 +399,33 @@ static void store_gone(struct pmd_proc *p)
 	rmdir(store_dir);
 }
 
+/* store_pmd with two tasks, each holding a container of the node's
+ * memory (SG frames, patterns of round 0): at least `out` frames of the
+ * older, c[0], are in the store. */
+static void store_two_filled(struct pmd_proc *p, pm_t *t[2],
+			     container_t c[2], uint64_t out)
+{
+	struct pm_container_stat st;
+
+	store_pmd(p);
+	for (int i = 0; i < 2; i++) {
+		t[i] = test_follower(test_connect(p));
+		c[i] = test_fill(t[i], SG, 0);
+	}
+	assert_int_equal(pm_container_stat(t[0], c[0], &st), 0);
+	assert_true(st.swapped >= out);
+}
+
+/* The accounting checked, the tasks gone, then the pmd and its store. */
+static void store_two_gone(struct pmd_proc *p, pm_t *t[2])
+{
+	for (int i = 0; i < 2; i++) {
+		test_check(t[i]);
+		pm_disconnect(t[i]);
+	}
+	store_gone(p);
+}
+
 /* Admission counts the store: three tasks get a guarantee of the whole
  * memory each, and all their frames hold their bytes, read, written,
  * mapped and copied, while the pmd pages the coldest out to the store
@@ -506,19 +533,12 @@ static void page_ins_find_room_made_ahead(void **state)
 {
 	static uint8_t want[PM_FRAME_SIZE];
 	struct pmd_proc p;
-	struct pm_container_stat st;
 	pm_t *t[2];
 	container_t c[2];
 	uint64_t rounds0, rounds;
 
 	(void)state;
-	store_pmd(&p);
-	for (int i = 0; i < 2; i++) {
-		t[i] = test_follower(test_connect(&p));
-		c[i] = test_fill(t[i], SG, 0);
-	}
-	assert_int_equal(pm_container_stat(t[0], c[0], &st), 0);
-	assert_true(st.swapped >= 32); /* the older container went out */
+	store_two_filled(&p, t, c, 32); /* the older container went out */
 	rounds0 = test_metric(t[0], "pmd_reclaim_rounds_total");
 	for (frame_t f = 0; f < 32; f++) {
 		uint8_t *m, *again;
@@ -540,11 +560,7 @@ static void page_ins_find_room_made_ahead(void **state)
 		(unsigned long)rounds);
 	assert_true(rounds <= 4);
 	test_intact(t[1], c[1], 0, SG, 0);
-	for (int i = 0; i < 2; i++) {
-		test_check(t[i]);
-		pm_disconnect(t[i]);
-	}
-	store_gone(&p);
+	store_two_gone(&p, t);
 }
 
 /* Pages of the store file the kernel's page cache holds now. */
@@ -593,19 +609,12 @@ static void store_reads_with_and_without_the_page_cache(void **state)
 {
 	static uint8_t want[PM_FRAME_SIZE], got[PM_FRAME_SIZE];
 	struct pmd_proc p;
-	struct pm_container_stat st;
 	uint64_t reads0, cached0, reads, cached;
 	pm_t *t[2];
 	container_t c[2];
 
 	(void)state;
-	store_pmd(&p);
-	for (int i = 0; i < 2; i++) {
-		t[i] = test_follower(test_connect(&p));
-		c[i] = test_fill(t[i], SG, 0);
-	}
-	assert_int_equal(pm_container_stat(t[0], c[0], &st), 0);
-	assert_true(st.swapped >= 64); /* the older container went out */
+	store_two_filled(&p, t, c, 64); /* the older container went out */
 	/* Just written, the store's pages are in its cache. */
 	reads0 = test_metric(t[0], "pmd_store_io_total{op=\"read\"}");
 	cached0 = test_metric(t[0], "pmd_store_reads_cached_total");
@@ -661,11 +670,7 @@ static void store_reads_with_and_without_the_page_cache(void **state)
 			 0);
 	test_intact(t[0], c[0], 0, SG, 0);
 	test_intact(t[1], c[1], 0, SG, 0);
-	for (int i = 0; i < 2; i++) {
-		test_check(t[i]);
-		pm_disconnect(t[i]);
-	}
-	store_gone(&p);
+	store_two_gone(&p, t);
 }
 
 /* Frames [from, to) of c read as zeros. */
