@@ -240,6 +240,7 @@ struct pmd_server {
 	bool waiting_peers;          /* (L) we wait for peers */
 	bool woke;                   /* (L) by the fabric's descriptor, or a
 	                              * deadline: the cluster's turn is due */
+	uint64_t polled_ns;          /* (L) the loop's last epoll_wait */
 	/* ring.c: the sessions' request rings. */
 	struct pmd_list rings;       /* (L) struct pmd_ring */
 	int doorbell_fd;             /* (C) their doorbell (an eventfd) */

@@ -30,6 +30,11 @@
 /* Changes a view's runs may wait for while the loop is busy. */
 #define VIEW_SETTLE_BUSY 64
 
+/* While the loop spins it looks at the rings, the fabric and the store
+ * itself each turn; its descriptors (sockets, the listener, signals)
+ * wait at most this long between two looks. */
+#define SPIN_POLL_NS 16000u
+
 #define EPOLL_BATCH 64
 #define RX_FDS_MAX  16 /* descriptors a task might send; closed unread */
 
@@ -776,7 +781,13 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 		timeout = 0; /* a request came meanwhile */
 	if (pmd_store_pending(srv))
 		timeout = 0; /* reads the page cache served, to be told */
-	n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH, timeout);
+	if (timeout == 0 && (spin || ring_spin) &&
+	    pmd_now_ns() - srv->polled_ns < SPIN_POLL_NS) {
+		n = 0; /* (looked a moment ago: spin on) */
+	} else {
+		n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH, timeout);
+		srv->polled_ns = pmd_now_ns();
+	}
 	pmd_stop_expire(srv);
 	if (n == 0 && timeout != 0)
 		srv->woke = true; /* a deadline (a poll's empty answer is
