@@ -240,7 +240,9 @@ struct pmd_server {
 	bool waiting_peers;          /* (L) we wait for peers */
 	bool woke;                   /* (L) by the fabric's descriptor, or a
 	                              * deadline: the cluster's turn is due */
-	uint64_t polled_ns;          /* (L) the loop's last epoll_wait */
+	uint64_t polled_ns;          /* (L) the loop's last epoll_wait, */
+	uint64_t socket_ns;          /* (L) and the last that found a
+	                              * session's socket with work */
 	/* ring.c: the sessions' request rings. */
 	struct pmd_list rings;       /* (L) struct pmd_ring */
 	int doorbell_fd;             /* (C) their doorbell (an eventfd) */

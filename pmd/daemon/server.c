@@ -32,8 +32,11 @@
 
 /* While the loop spins it looks at the rings, the fabric and the store
  * itself each turn; its descriptors (sockets, the listener, signals)
- * wait at most this long between two looks. */
-#define SPIN_POLL_NS 16000u
+ * wait at most this long between two looks, unless a session's socket
+ * had work within SOCKET_HOT_NS (requests that come on sockets, such as
+ * forwarded ones, are then looked for every turn, as the rings' are). */
+#define SPIN_POLL_NS  16000u
+#define SOCKET_HOT_NS 500000u
 
 #define EPOLL_BATCH 64
 #define RX_FDS_MAX  16 /* descriptors a task might send; closed unread */
@@ -782,7 +785,8 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 	if (pmd_store_pending(srv))
 		timeout = 0; /* reads the page cache served, to be told */
 	if (timeout == 0 && (spin || ring_spin) &&
-	    pmd_now_ns() - srv->polled_ns < SPIN_POLL_NS) {
+	    pmd_now_ns() - srv->polled_ns < SPIN_POLL_NS &&
+	    pmd_now_ns() - srv->socket_ns > SOCKET_HOT_NS) {
 		n = 0; /* (looked a moment ago: spin on) */
 	} else {
 		n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH, timeout);
@@ -833,6 +837,7 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 			if (srv->poll_ns && !spin)
 				srv->served_ns = pmd_now_ns();
 		} else {
+			srv->socket_ns = srv->polled_ns;
 			loop_session(srv, p, evs[i].events);
 		}
 	}
