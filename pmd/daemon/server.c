@@ -741,6 +741,7 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 {
 	struct epoll_event evs[EPOLL_BATCH];
 	bool spin = loop_spin(srv), ring_spin;
+	uint64_t now;
 	int n, timeout;
 
 	*stop = false;
@@ -784,9 +785,10 @@ error_t pmd_server_turn(struct pmd_server *srv, int max_ms, bool *stop)
 		timeout = 0; /* a request came meanwhile */
 	if (pmd_store_pending(srv))
 		timeout = 0; /* reads the page cache served, to be told */
+	now = pmd_now_ns();
 	if (timeout == 0 && (spin || ring_spin) &&
-	    pmd_now_ns() - srv->polled_ns < SPIN_POLL_NS &&
-	    pmd_now_ns() - srv->socket_ns > SOCKET_HOT_NS) {
+	    now - srv->polled_ns < SPIN_POLL_NS &&
+	    now - srv->socket_ns > SOCKET_HOT_NS) {
 		n = 0; /* (looked a moment ago: spin on) */
 	} else {
 		n = epoll_wait(srv->epoll_fd, evs, EPOLL_BATCH, timeout);

@@ -137,20 +137,20 @@ static bool store_read_now(struct pmd_storeio *io, void *at, uint32_t len,
 		return false;
 	n = preadv2(io->fd, &v, 1, (off_t)off, RWF_NOWAIT);
 	if (n == (ssize_t)len) {
-		io->reads += frames_of(off, len);
-		io->reads_cached += frames_of(off, len);
+		uint64_t frames = frames_of(off, len);
+
+		io->reads += frames;
+		io->reads_cached += frames;
 		return true;
 	}
-	if (n < 0 && errno != EAGAIN) {
-		/* (EOPNOTSUPP: a file system without it; anything else
-		 * the ring's read will meet and report.) */
-		if (errno == EOPNOTSUPP || errno == EINVAL) {
-			io->no_nowait = true;
-			pmd_info("backing store: reads wait in the ring only "
-				 "(RWF_NOWAIT: %m)");
-		}
+	/* (A file system without the flag; EAGAIN, a short read or any
+	 * other error: the ring reads it whole, and reports what fails.) */
+	if (n < 0 && (errno == EOPNOTSUPP || errno == EINVAL)) {
+		io->no_nowait = true;
+		pmd_info("backing store: reads wait in the ring only "
+			 "(RWF_NOWAIT: %m)");
 	}
-	return false; /* (a short read: the ring reads it whole) */
+	return false;
 }
 
 /* A submission slot, submitting what waits when the queue is full. */

@@ -591,14 +591,12 @@ static size_t store_cached_pages(void)
 static bool store_cache_dropped(void)
 {
 	int fd = open(store_path, O_RDONLY | O_CLOEXEC);
-	bool dropped;
 
 	assert_true(fd >= 0);
 	assert_int_equal(fdatasync(fd), 0);
 	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
 	close(fd);
-	dropped = store_cached_pages() == 0;
-	return dropped;
+	return store_cached_pages() == 0;
 }
 
 /* A frame in the store is read at once when the store's page cache holds
@@ -694,11 +692,9 @@ static void all_zero(pm_t *pm, container_t c, frame_t from, frame_t to)
  * not fit is born in the store, zeros even in slots that held other
  * frames before, and holds what is written through the pmd and through
  * a mapping. */
-enum { BORN = 3000 }; /* memory 1024, store 2112 (64 kept) */
-
 static void born_in_the_store(struct pmd_proc *p)
 {
-	enum { N = BORN };
+	enum { N = 3000 }; /* memory 1024, store 2112 (64 kept) */
 	static uint8_t want[PM_FRAME_SIZE];
 	struct pm_container_stat st;
 	container_t c;
