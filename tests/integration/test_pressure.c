@@ -629,19 +629,26 @@ static void store_reads_with_and_without_the_page_cache(void **state)
 		(unsigned long)cached);
 	assert_int_equal(reads, 16);
 	assert_int_equal(cached, 16);
-	if (!store_cache_dropped()) {
-		fprintf(stderr, "the kernel keeps the store's pages after "
-			"POSIX_FADV_DONTNEED (%zu cached; tmpfs?): reads "
-			"through the ring not checked\n", store_cached_pages());
-	} else {
-		/* Reads, then maps (page-ins), from the device. */
+	/* Then from the device: the cache dropped, 8 reads and 8 maps
+	 * (page-ins); once more with the next 16 frames if the cache held
+	 * them all the same (something brought the pages back meanwhile),
+	 * at most three times. */
+	reads = cached = 0;
+	for (frame_t from = 16; from < 64 && reads == cached; from += 16) {
+		if (!store_cache_dropped()) {
+			fprintf(stderr, "the kernel keeps the store's pages "
+				"after POSIX_FADV_DONTNEED (%zu cached; tmpfs?): "
+				"reads through the ring not checked\n",
+				store_cached_pages());
+			break;
+		}
 		reads0 = test_metric(t[0], "pmd_store_io_total{op=\"read\"}");
 		cached0 = test_metric(t[0], "pmd_store_reads_cached_total");
-		for (frame_t f = 16; f < 64; f++) {
+		for (frame_t f = from; f < from + 16; f++) {
 			uint8_t *m;
 
 			test_pattern(f, 0, want);
-			if (f < 32) {
+			if (f < from + 8) {
 				assert_int_equal(pm_container_read(t[0], c[0],
 					f, 0, got, sizeof(got)), 0);
 				assert_memory_equal(got, want, PM_FRAME_SIZE);
@@ -657,13 +664,14 @@ static void store_reads_with_and_without_the_page_cache(void **state)
 				    "pmd_store_io_total{op=\"read\"}") - reads0;
 		cached = test_metric(t[0], "pmd_store_reads_cached_total") -
 			 cached0;
-		fprintf(stderr, "after the cache was dropped, 16 reads and 32 "
-			"page-ins: %lu read, %lu of them from the page cache "
-			"(the kernel reads ahead)\n", (unsigned long)reads,
-			(unsigned long)cached);
-		assert_true(reads >= 48);
-		assert_true(reads - cached >= 1);
+		fprintf(stderr, "the cache dropped, 8 reads and 8 page-ins "
+			"from frame %u: %lu read, %lu of them from the page "
+			"cache (the kernel reads ahead)\n", (unsigned)from,
+			(unsigned long)reads, (unsigned long)cached);
+		assert_true(reads >= 16);
 	}
+	if (reads)
+		assert_true(reads - cached >= 1);
 	assert_int_equal(test_metric(t[0], "pmd_store_io_total{op=\"failed\"}"),
 			 0);
 	test_intact(t[0], c[0], 0, SG, 0);
