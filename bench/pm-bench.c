@@ -1353,9 +1353,71 @@ static void bench_pressure(void)
 
 /* A page-in from the backing store (a pmd with --backing-store
  * store_file and memory of its own): the map of a frame living in the
- * store, with room here for it, against a pread of 4 KiB at a random
- * frame of the same file. */
+ * store, with room here for it, against a pread of 4 KiB of the same
+ * file where it holds data (where frames are: a read of a hole costs
+ * about twice as much, the making of a page of zeros), twice: with the
+ * store's page cache holding the frames (as just after their page-out),
+ * and from the device, the cache dropped before each. */
 #define STORE_SAMPLES 1000
+#define STORE_DEVICE_SAMPLES 200
+
+/* The offsets of the store's pages that hold data (SEEK_DATA,
+ * SEEK_HOLE), in *pages (*n of them; malloc'd). */
+static void store_data_pages(int fd, off_t size, off_t **pages, uint32_t *n)
+{
+	off_t at = 0, end;
+
+	*n = 0;
+	*pages = malloc(sizeof(off_t) * (size_t)(size / 4096));
+	if (!*pages)
+		die("store", ENOMEM);
+	while (at < size && (at = lseek(fd, at, SEEK_DATA)) >= 0) {
+		end = lseek(fd, at, SEEK_HOLE);
+		if (end < 0)
+			end = size;
+		for (at -= at % 4096; at < end && at < size; at += 4096)
+			(*pages)[(*n)++] = at;
+	}
+	if (*n == 0)
+		die("store: no data in the store file", EIO);
+}
+
+static double pread_timed(int fd, const off_t *pages, uint32_t n)
+{
+	static uint8_t buf[4096];
+	uint64_t t0 = now_ns();
+
+	if (pread(fd, buf, sizeof(buf), pages[(uint32_t)rand() % n]) !=
+	    (ssize_t)sizeof(buf))
+		die("store: pread", errno);
+	return (double)(now_ns() - t0);
+}
+
+/* The store's pages in the page cache (mincore of a mapping of it). */
+static uint64_t store_cached(int fd, off_t size)
+{
+	size_t pages = (size_t)(size / 4096);
+	unsigned char *v = malloc(pages);
+	void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+	uint64_t in = 0;
+
+	if (!v || m == MAP_FAILED || mincore(m, (size_t)size, v) < 0)
+		die("store: mincore", v ? errno : ENOMEM);
+	for (size_t i = 0; i < pages; i++)
+		in += v[i] & 1;
+	munmap(m, (size_t)size);
+	free(v);
+	return in;
+}
+
+/* Written back and dropped from the page cache: false when the kernel
+ * keeps it (tmpfs). */
+static bool store_drop(int fd, off_t size)
+{
+	fdatasync(fd);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	return store_cached(fd, size) == 0;
+}
 
 static void bench_store(void)
 {
@@ -1363,12 +1425,12 @@ static void bench_store(void)
 	struct pm_node_info nodes[1];
 	struct pm_task_stat ts;
 	static uint8_t buf[4096];
-	int count = 1, n, k, fd;
+	int count = 1, n, k, kd = STORE_DEVICE_SAMPLES, fd;
 	struct pm_container_stat cs, cs2;
 	double *vm, *vp, *vr;
-	uint32_t w;
+	uint32_t w, ndata;
+	off_t size, *data;
 	container_t c;
-	off_t size;
 
 	CHECK(pm_nodes(pm, nodes, &count));
 	CHECK(pm_task_stat(pm, &ts));
@@ -1399,6 +1461,7 @@ static void bench_store(void)
 		}
 		CHECK(pm_container_write(pm, c, f, 0, &f, sizeof(f)));
 	}
+	store_data_pages(fd, size, &data, &ndata);
 	/* Reads of frames in the store (the oldest, past those the
 	 * page-ins below take; a read leaves a frame where it is), against
 	 * a pread of the file. */
@@ -1417,33 +1480,41 @@ static void bench_store(void)
 		if (f != (uint32_t)(k + i))
 			die("store: a frame read from the store has other bytes",
 			    EIO);
-		t0 = now_ns();
-		if (pread(fd, buf, sizeof(buf), (off_t)(rand() %
-			  (size / 4096)) * 4096) != (ssize_t)sizeof(buf))
-			die("store: pread", errno);
-		vp[i] = (double)(now_ns() - t0);
+		vp[i] = pread_timed(fd, data, ndata);
 	}
 	CHECK(pm_container_stat(pm, c, &cs2));
 	if (cs2.swapped != cs.swapped)
 		die("store: a read brought a frame home", EIO);
-	report("store.read4k", "ns", median(vr, k), "pread 4 KiB of the store",
-	       median(vp, k), NULL);
-	/* Room for k of them: the newest (here) go. */
-	CHECK(pm_container_deallocate(pm, c, (frame_t)(w - (uint32_t)k), k));
+	report("store.read4k", "ns", median(vr, k),
+	       "pread 4 KiB of the store's data", median(vp, k), NULL);
+	/* Room for the page-ins: the newest (here) go. */
+	CHECK(pm_container_deallocate(pm, c, (frame_t)(w - (uint32_t)(k + kd)),
+				      k + kd));
 	for (int i = 0; i < k; i++) {
-		uint64_t t0;
-
 		vm[i] = map_one_timed(pm, c, (frame_t)i, (uint32_t)i);
-		t0 = now_ns();
-		if (pread(fd, buf, sizeof(buf), (off_t)(rand() %
-			  (size / 4096)) * 4096) != (ssize_t)sizeof(buf))
-			die("store: pread", errno);
-		vp[i] = (double)(now_ns() - t0);
+		vp[i] = pread_timed(fd, data, ndata);
 	}
-	report("store.pagein4k", "ns", median(vm, k), "pread 4 KiB of the store",
-	       median(vp, k), "<= 1.5x");
+	report("store.pagein4k", "ns", median(vm, k),
+	       "pread 4 KiB of the store's data", median(vp, k), "<= 1.5x");
+	/* From the device: frames the reads above left in the store. */
+	if (!store_drop(fd, size)) {
+		printf("store.pagein4k_device: skipped: the store's page cache "
+		       "cannot be dropped here (tmpfs?)\n");
+	} else {
+		for (int i = 0; i < kd; i++) {
+			store_drop(fd, size);
+			vm[i] = map_one_timed(pm, c, (frame_t)(k + i),
+					      (uint32_t)(k + i));
+			store_drop(fd, size);
+			vp[i] = pread_timed(fd, data, ndata);
+		}
+		report("store.pagein4k_device", "ns", median(vm, kd),
+		       "pread 4 KiB of the store's data, uncached",
+		       median(vp, kd), "<= 1.5x");
+	}
 	CHECK(pm_container_destroy(pm, c));
 	close(fd);
+	free(data);
 	free(vm);
 	free(vp);
 	free(vr);

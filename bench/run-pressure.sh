@@ -9,7 +9,9 @@
 # frames) and once with PMD_PAGEOUT_POLICY=random; then the raw fabric's
 # 4 KiB read on the same loopback; and a lone pmd of 16 MiB with a
 # backing store of 64 MiB (a file in a temporary directory): a page-in
-# from the store against a pread of 4 KiB of it, and the Zipf set with
+# from the store against a pread of 4 KiB of its data (with the store's
+# page cache holding the frames, and from the device, the cache dropped
+# before each; skipped on tmpfs), and the Zipf set with
 # the store; then the kernel's own swap under the same draws (below).
 # Prints the ratios and writes
 # bench/results/pressure.json. Needs jq. Nothing is pinned (as users run
@@ -133,6 +135,8 @@ jq -n --argjson pagein "$pagein" --argjson rread "$rread" \
 	--argjson rand_fast_po "$(med pressure.zipf_fast_maps baseline_value "$tmp/random.*.json")" \
 	--argjson store_pagein "$(med store.pagein4k value "$tmp/store.*.json")" \
 	--argjson store_pread "$(med store.pagein4k baseline_value "$tmp/store.*.json")" \
+	--argjson store_dev "$(med store.pagein4k_device value "$tmp/store.*.json")" \
+	--argjson store_dev_pread "$(med store.pagein4k_device baseline_value "$tmp/store.*.json")" \
 	--argjson store_read "$(med store.read4k value "$tmp/store.*.json")" \
 	--argjson store_read_pread "$(med store.read4k baseline_value "$tmp/store.*.json")" \
 	--argjson store_zipf "$(med store.zipf_fast_maps value "$tmp/store.*.json")" \
@@ -152,6 +156,9 @@ jq -n --argjson pagein "$pagein" --argjson rread "$rread" \
 	                   paged_per_access: {cold: $cold_fast_po, random: $rand_fast_po}},
 	  store_pagein4k_ns: $store_pagein, store_pread4k_ns: $store_pread,
 	  store_pagein_vs_pread: ($store_pagein / $store_pread),
+	  store_pagein4k_device_ns: $store_dev,
+	  store_pread4k_device_ns: $store_dev_pread,
+	  store_pagein_device_vs_pread: (if $store_dev then $store_dev / $store_dev_pread else null end),
 	  store_read4k_ns: $store_read, store_read_pread4k_ns: $store_read_pread,
 	  store_read_vs_pread: ($store_read / $store_read_pread),
 	  zipf_store_fast_maps: {accesses_per_s: $store_zipf,
