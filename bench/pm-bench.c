@@ -1496,15 +1496,27 @@ static void bench_store(void)
 	}
 	report("store.pagein4k", "ns", median(vm, k),
 	       "pread 4 KiB of the store's data", median(vp, k), "<= 1.5x");
-	/* From the device: frames the reads above left in the store. */
+	/* From the device: frames the reads above left in the store, in
+	 * a random order as the preads go (in frame order the kernel would
+	 * read ahead what the drop then throws away). */
 	if (!store_drop(fd, size)) {
 		printf("store.pagein4k_device: skipped: the store's page cache "
 		       "cannot be dropped here (tmpfs?)\n");
 	} else {
+		uint32_t order[STORE_DEVICE_SAMPLES];
+
+		for (int i = 0; i < kd; i++)
+			order[i] = (uint32_t)(k + i);
+		for (int i = kd - 1; i > 0; i--) {
+			int j = rand() % (i + 1);
+			uint32_t t = order[i];
+
+			order[i] = order[j];
+			order[j] = t;
+		}
 		for (int i = 0; i < kd; i++) {
 			store_drop(fd, size);
-			vm[i] = map_one_timed(pm, c, (frame_t)(k + i),
-					      (uint32_t)(k + i));
+			vm[i] = map_one_timed(pm, c, (frame_t)order[i], order[i]);
 			store_drop(fd, size);
 			vp[i] = pread_timed(fd, data, ndata);
 		}
