@@ -37,7 +37,6 @@ struct pmc_fmap {
 	frame_t frame;                 /* (F) frame mapped at addr */
 	bool dropped;                  /* (F) a stand-in for a mapping the
 	                                * pmd took away (see drop_page) */
-	struct pmc_fmap *next;         /* (F) in f->maps */
 };
 
 struct pmc_fseg {
@@ -265,10 +264,9 @@ void pmc_follow_fini(struct pmc_follow *f)
 	if (f->gone_fd >= 0)
 		close(f->gone_fd);
 	f->uffd = f->sock = f->stop_fd = f->gone_fd = -1;
-	for (struct pmc_fmap *m = f->maps, *n; m; m = n) {
-		n = m->next;
-		free(m);
-	}
+	for (uint32_t i = 0; i < f->nmaps; i++)
+		free(f->maps[i]);
+	free(f->maps);
 	for (struct pmc_fseg *s = f->segs, *n; s; s = n) {
 		n = s->next;
 		close(s->fd);
@@ -283,6 +281,7 @@ void pmc_follow_fini(struct pmc_follow *f)
 	free(f->cows);
 	free(f->rx);
 	f->maps = NULL;
+	f->nmaps = f->maps_cap = 0;
 	f->segs = NULL;
 	f->stops = NULL;
 	f->deferred = NULL;
@@ -308,43 +307,119 @@ static void fault_warn_nomem(void)
 	fault_warn(ENOMEM);
 }
 
+/*
+ * The registrations are kept sorted by address in f->maps, none
+ * overlapping another, so that a fault or a new mapping finds its
+ * neighbours by a binary search however many the task holds (their
+ * ends are in order too). All below must hold f->lock.
+ */
+
+/* The index of the first registration that ends after addr. */
+static uint32_t maps_after(const struct pmc_follow *f, const uint8_t *addr)
+{
+	uint32_t lo = 0, hi = f->nmaps;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		const struct pmc_fmap *m = f->maps[mid];
+
+		if (m->addr + m->len <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The registration that covers page, or NULL. */
+static struct pmc_fmap *maps_find(const struct pmc_follow *f, uintptr_t page)
+{
+	uint32_t i = maps_after(f, (const uint8_t *)page);
+
+	return i < f->nmaps && (uintptr_t)f->maps[i]->addr <= page ?
+	       f->maps[i] : NULL;
+}
+
+/* Room for more registrations, so that what follows cannot fail. */
+static bool maps_room(struct pmc_follow *f, uint32_t more)
+{
+	struct pmc_fmap **v;
+	uint32_t cap;
+
+	if (f->nmaps + more <= f->maps_cap)
+		return true;
+	cap = f->maps_cap ? f->maps_cap * 2 : 64;
+	while (cap < f->nmaps + more)
+		cap *= 2;
+	v = realloc(f->maps, cap * sizeof(*v));
+	if (!v)
+		return false;
+	f->maps = v;
+	f->maps_cap = cap;
+	return true;
+}
+
+static void maps_put(struct pmc_follow *f, uint32_t at, struct pmc_fmap *m)
+{
+	memmove(&f->maps[at + 1], &f->maps[at],
+		(f->nmaps - at) * sizeof(f->maps[0]));
+	f->maps[at] = m;
+	f->nmaps++;
+}
+
+static void maps_del(struct pmc_follow *f, uint32_t at)
+{
+	f->nmaps--;
+	memmove(&f->maps[at], &f->maps[at + 1],
+		(f->nmaps - at) * sizeof(f->maps[0]));
+}
+
 /* Cuts [lo, hi) out of the registrations: a new mapping replaced what
- * was there, so every address has one registration, the newest. Must
- * hold f->lock. false: no memory to split one (it is then dropped). */
+ * was there, so every address has one registration, the newest. A
+ * registration that reaches past hi keeps its part there (the same
+ * registration, its start moved, when nothing of it lies before lo).
+ * false: no memory to split one (its part past hi is then dropped). */
 static bool maps_carve(struct pmc_follow *f, uint8_t *lo, uint8_t *hi)
 {
+	uint32_t i = maps_after(f, lo);
 	bool ok = true;
 
-	for (struct pmc_fmap **pp = &f->maps; *pp;) {
-		struct pmc_fmap *m = *pp, *tail;
+	while (i < f->nmaps && f->maps[i]->addr < hi) {
+		struct pmc_fmap *m = f->maps[i], *tail;
 		uint8_t *end = m->addr + m->len;
 		uint32_t k;
 
-		if (end <= lo || m->addr >= hi) {
-			pp = &m->next;
-			continue;
-		}
-		if (end > hi) { /* the part after the cut stays */
+		if (end > hi) {
 			k = (uint32_t)((size_t)(hi - m->addr) / PM_FRAME_SIZE);
+			if (m->addr >= lo) { /* the part after the cut stays */
+				m->addr = hi;
+				m->len = (size_t)(end - hi);
+				m->slot += k;
+				m->frame = m->cont ? m->frame + k : 0;
+				break;
+			}
+			/* Both parts stay: the one after the cut apart. */
 			tail = malloc(sizeof(*tail));
-			if (tail) {
+			if (tail && maps_room(f, 1)) {
 				*tail = *m;
 				tail->addr = hi;
 				tail->len = (size_t)(end - hi);
 				tail->slot = m->slot + k;
 				tail->frame = m->cont ? m->frame + k : 0;
-				tail->next = m->next;
-				m->next = tail;
+				maps_put(f, i + 1, tail);
 			} else {
+				free(tail);
 				ok = false;
 			}
-		}
-		if (m->addr < lo) { /* and the part before it */
 			m->len = (size_t)(lo - m->addr);
-			pp = &m->next;
+			break;
+		}
+		if (m->addr < lo) { /* the part before the cut stays */
+			m->len = (size_t)(lo - m->addr);
+			i++;
 			continue;
 		}
-		*pp = m->next;
+		maps_del(f, i);
 		free(m);
 	}
 	return ok;
@@ -355,14 +430,15 @@ static void stop_apply(struct pmc_follow *f, const struct pm_stop_ent *e,
 		       struct pmc_fmap *m);
 
 /* Notes [addr, addr + len) as registered; the stops in force reach it.
- * Must hold f->lock. */
-static void maps_insert(struct pmc_follow *f, struct pmc_fmap *m)
+ * Must hold f->lock. false (m not taken): no memory for its entry. */
+static bool maps_insert(struct pmc_follow *f, struct pmc_fmap *m)
 {
+	if (!maps_room(f, 2)) /* (a split, and m) */
+		return false;
 	if (!maps_carve(f, m->addr, m->addr + m->len))
 		fault_warn_nomem();
-	m->next = f->maps;
-	f->maps = m;
-	stops_apply(f, m);
+	maps_put(f, maps_after(f, m->addr), m);
+	/* The shared slots first: a stop that drops pages may take m. */
 	for (uint32_t i = 0; i < f->ncows && (m->prot & PROT_WRITE); i++) {
 		struct pm_stop_ent e = { .segment = f->cows[i].seg,
 					 .slot = f->cows[i].slot, .nslots = 1,
@@ -370,6 +446,8 @@ static void maps_insert(struct pmc_follow *f, struct pmc_fmap *m)
 		if (m->seg == e.segment)
 			stop_apply(f, &e, m);
 	}
+	stops_apply(f, m);
+	return true;
 }
 
 error_t pmc_follow_register(struct pmc_follow *f, void *addr, size_t len)
@@ -409,7 +487,11 @@ error_t pmc_follow_note(struct pmc_follow *f, void *addr, size_t len,
 				.slot = slot, .prot = prot, .cont = c,
 				.frame = frame };
 	pthread_mutex_lock(&f->lock);
-	maps_insert(f, m);
+	if (!maps_insert(f, m)) {
+		pthread_mutex_unlock(&f->lock);
+		free(m);
+		return ENOMEM;
+	}
 	pthread_mutex_unlock(&f->lock);
 	return 0;
 }
@@ -479,7 +561,8 @@ static void drop_page(struct pmc_follow *f, struct pmc_fmap *m, uint32_t k,
 	};
 	struct pmc_fmap *p = malloc(sizeof(*p));
 
-	if (!p) {
+	if (!p || !maps_room(f, 2)) { /* (a split, and p) */
+		free(p);
 		fault_warn_nomem(); /* its view stays: only ours at stake */
 		return;
 	}
@@ -498,8 +581,7 @@ static void drop_page(struct pmc_follow *f, struct pmc_fmap *m, uint32_t k,
 	}
 	if (!maps_carve(f, page, page + PM_FRAME_SIZE))
 		fault_warn_nomem();
-	p->next = f->maps;
-	f->maps = p;
+	maps_put(f, maps_after(f, page), p);
 }
 
 /* What entry e asks of registration m. Must hold f->lock; m may go. */
@@ -525,6 +607,25 @@ static void stop_apply(struct pmc_follow *f, const struct pm_stop_ent *e,
 			drop_page(f, m, k, 0, 0);
 }
 
+/* Entry e applied to the registrations that start in [lo, hi). Each may
+ * split or go, only within itself and without touching those before it
+ * in the array: what it leaves is at its index and on, passed over. */
+static void maps_apply_range(struct pmc_follow *f, const struct pm_stop_ent *e,
+			     uint8_t *lo, uint8_t *hi)
+{
+	uint32_t i = maps_after(f, lo);
+
+	while (i < f->nmaps && f->maps[i]->addr < hi) {
+		struct pmc_fmap *x = f->maps[i];
+		uint8_t *end = x->addr + x->len;
+
+		if (x->addr >= lo)
+			stop_apply(f, e, x);
+		while (i < f->nmaps && f->maps[i]->addr < end)
+			i++;
+	}
+}
+
 /* Every stop in force, applied to a new registration. */
 static void stops_apply(struct pmc_follow *f, struct pmc_fmap *m)
 {
@@ -532,14 +633,9 @@ static void stops_apply(struct pmc_follow *f, struct pmc_fmap *m)
 	size_t len = m->len;
 
 	for (struct pmc_fstop *st = f->stops; st; st = st->next)
-		for (uint32_t i = 0; i < st->n; i++) {
+		for (uint32_t i = 0; i < st->n; i++)
 			/* m may have been split: apply to what covers it. */
-			for (struct pmc_fmap *x = f->maps, *nx; x; x = nx) {
-				nx = x->next;
-				if (x->addr >= addr && x->addr < addr + len)
-					stop_apply(f, &st->e[i], x);
-			}
-		}
+			maps_apply_range(f, &st->e[i], addr, addr + len);
 }
 
 /* Whether a stop in force names the page of registration m at k. */
@@ -617,10 +713,13 @@ static void cow_prune(struct pmc_follow *f)
 	while (i < f->ncows) {
 		bool used = false;
 
-		for (struct pmc_fmap *m = f->maps; m && !used; m = m->next)
+		for (uint32_t j = 0; j < f->nmaps && !used; j++) {
+			const struct pmc_fmap *m = f->maps[j];
+
 			used = (m->prot & PROT_WRITE) && !m->dropped &&
 			       map_overlap(m, f->cows[i].seg, f->cows[i].slot,
 					   f->cows[i].slot + 1, &k0, &k1);
+		}
 		if (used)
 			i++;
 		else
@@ -704,10 +803,13 @@ static void cow_forget(struct pmc_follow *f, uint64_t seg, uint32_t slot,
 		else
 			i++;
 	}
-	for (struct pmc_fmap *m = f->maps; m; m = m->next)
+	for (uint32_t i = 0; i < f->nmaps; i++) {
+		struct pmc_fmap *m = f->maps[i];
+
 		if ((m->prot & PROT_WRITE) && !m->dropped &&
 		    map_overlap(m, seg, slot, slot + n, &k0, &k1))
 			wp_release(f, m, k0, k1);
+	}
 }
 
 /* BREAK found the slot not shared any more. */
@@ -725,11 +827,14 @@ static void stop_release(struct pmc_follow *f, const struct pm_stop_ent *e)
 {
 	uint32_t k0, k1;
 
-	for (struct pmc_fmap *m = f->maps; m; m = m->next)
+	for (uint32_t i = 0; i < f->nmaps; i++) {
+		struct pmc_fmap *m = f->maps[i];
+
 		if ((m->prot & PROT_WRITE) && !m->dropped &&
 		    map_overlap(m, e->segment, e->slot, e->slot + e->nslots,
 				&k0, &k1))
 			wp_release(f, m, k0, k1);
+	}
 }
 
 /* Ends stop st (NULL: every stop): stores go on, the faults that waited
@@ -830,10 +935,9 @@ static bool follow_notify(struct pmc_follow *f, const uint8_t *msg, size_t n)
 		if (st->e[i].kind == PM_STOP_COW)
 			cow_add(f, st->e[i].segment, st->e[i].slot,
 				st->e[i].nslots);
-		for (struct pmc_fmap *m = f->maps, *nx; m; m = nx) {
-			nx = m->next;
-			stop_apply(f, &st->e[i], m);
-		}
+		if (f->nmaps)
+			maps_apply_range(f, &st->e[i], f->maps[0]->addr,
+					 (uint8_t *)UINTPTR_MAX);
 	}
 	f->stops_served++;
 	pthread_mutex_unlock(&f->lock);
@@ -965,12 +1069,11 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 	error_t err;
 
 	pthread_mutex_lock(&f->lock);
-	for (m = f->maps; m && !found; m = m->next) {
-		uint32_t k;
+	m = maps_find(f, page);
+	if (m) {
+		uint32_t k = (uint32_t)((page - (uintptr_t)m->addr) /
+					PM_FRAME_SIZE);
 
-		if (page < (uintptr_t)m->addr || page >= (uintptr_t)m->addr + m->len)
-			continue;
-		k = (uint32_t)((page - (uintptr_t)m->addr) / PM_FRAME_SIZE);
 		req.segment = m->seg;
 		req.slot = m->slot + k;
 		prot = m->prot;
@@ -1068,14 +1171,13 @@ static bool fault_stopped(struct pmc_follow *f, uintptr_t page)
 {
 	bool yes = false;
 
+	struct pmc_fmap *m;
+
 	pthread_mutex_lock(&f->lock);
-	for (struct pmc_fmap *m = f->maps; m; m = m->next)
-		if (page >= (uintptr_t)m->addr &&
-		    page < (uintptr_t)m->addr + m->len) {
-			yes = stopped(f, m, (uint32_t)((page - (uintptr_t)m->addr) /
-						       PM_FRAME_SIZE));
-			break;
-		}
+	m = maps_find(f, page);
+	if (m)
+		yes = stopped(f, m, (uint32_t)((page - (uintptr_t)m->addr) /
+					       PM_FRAME_SIZE));
 	pthread_mutex_unlock(&f->lock);
 	return yes;
 }
@@ -1108,15 +1210,13 @@ static void fault_drop(struct pmc_follow *f, uintptr_t page, container_t cont,
 {
 	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
 
+	struct pmc_fmap *m;
+
 	pthread_mutex_lock(&f->lock);
-	for (struct pmc_fmap *m = f->maps; m; m = m->next)
-		if (page >= (uintptr_t)m->addr &&
-		    page < (uintptr_t)m->addr + m->len) {
-			if (!m->dropped)
-				drop_page(f, m, (uint32_t)((page - (uintptr_t)m->addr) /
-							   PM_FRAME_SIZE), cont, frame);
-			break;
-		}
+	m = maps_find(f, page);
+	if (m && !m->dropped)
+		drop_page(f, m, (uint32_t)((page - (uintptr_t)m->addr) /
+					   PM_FRAME_SIZE), cont, frame);
 	pthread_mutex_unlock(&f->lock);
 	ioctl(f->uffd, UFFDIO_WAKE, &r);
 }
@@ -1133,17 +1233,17 @@ static void fault_break(struct pmc_follow *f, uintptr_t page)
 	struct pm_break_req req = { 0 };
 	struct pm_break_rep rep;
 	struct pmc_place place;
+	struct pmc_fmap *m;
 	bool found = false, shared = false;
 	int fd;
 	error_t err;
 
 	pthread_mutex_lock(&f->lock);
-	for (struct pmc_fmap *m = f->maps; m && !found; m = m->next) {
-		uint32_t k;
+	m = maps_find(f, page);
+	if (m) {
+		uint32_t k = (uint32_t)((page - (uintptr_t)m->addr) /
+					PM_FRAME_SIZE);
 
-		if (page < (uintptr_t)m->addr || page >= (uintptr_t)m->addr + m->len)
-			continue;
-		k = (uint32_t)((page - (uintptr_t)m->addr) / PM_FRAME_SIZE);
 		req = (struct pm_break_req){ .segment = m->seg,
 					     .slot = m->slot + k,
 					     .handle = m->cont,

@@ -76,7 +76,9 @@ struct pmc_follow {
 	int gone_fd;                 /* (C) an empty file: pages of frames the
 	                              * pmd took back map it (SIGBUS) */
 	pthread_mutex_t lock;
-	struct pmc_fmap *maps;       /* (F) registered mappings, newest first */
+	struct pmc_fmap **maps;      /* (F) registered mappings, by address
+	                              * (none overlaps another) */
+	uint32_t nmaps, maps_cap;    /* (F) */
 	struct pmc_fseg *segs;       /* (F) descriptors the fault session got */
 	struct pmc_fstop *stops;     /* (F) the pmd's stops in force */
 	struct pmc_fcow *cows;       /* (F) slots shared copy-on-write */
