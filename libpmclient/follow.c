@@ -935,9 +935,7 @@ static bool follow_notify(struct pmc_follow *f, const uint8_t *msg, size_t n)
 		if (st->e[i].kind == PM_STOP_COW)
 			cow_add(f, st->e[i].segment, st->e[i].slot,
 				st->e[i].nslots);
-		if (f->nmaps)
-			maps_apply_range(f, &st->e[i], f->maps[0]->addr,
-					 (uint8_t *)UINTPTR_MAX);
+		maps_apply_range(f, &st->e[i], NULL, (uint8_t *)UINTPTR_MAX);
 	}
 	f->stops_served++;
 	pthread_mutex_unlock(&f->lock);
@@ -1169,9 +1167,8 @@ static void follow_fault(struct pmc_follow *f, uintptr_t addr)
 /* Whether a stop in force names the page (its fault waits). */
 static bool fault_stopped(struct pmc_follow *f, uintptr_t page)
 {
-	bool yes = false;
-
 	struct pmc_fmap *m;
+	bool yes = false;
 
 	pthread_mutex_lock(&f->lock);
 	m = maps_find(f, page);
@@ -1209,7 +1206,6 @@ static void fault_drop(struct pmc_follow *f, uintptr_t page, container_t cont,
 		       frame_t frame)
 {
 	struct uffdio_range r = { .start = page, .len = PM_FRAME_SIZE };
-
 	struct pmc_fmap *m;
 
 	pthread_mutex_lock(&f->lock);
